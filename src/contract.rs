@@ -1,0 +1,548 @@
+//! The template and its cloning contract (`Metadata.envclone`).
+//!
+//! Owns parsing a CloudFormation template (YAML with short-form tags, or JSON) into a plain JSON
+//! value, reading the contract from its `Metadata`, and checking the contract against the
+//! template's own parameters and resources — everything a preflight can know from the text alone.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ContractError {
+    #[error("template {origin} is not valid YAML or JSON: {reason}; fix the syntax and try again")]
+    Syntax { origin: String, reason: String },
+    #[error(
+        "template {origin} has no Metadata.envclone section; add one (see stacks/README.md) \
+         so envclone knows which parameter names the environment and how each database \
+         receives its snapshot"
+    )]
+    Missing { origin: String },
+    #[error("template {origin}: Metadata.envclone is malformed: {reason}; see stacks/README.md")]
+    Malformed { origin: String, reason: String },
+    #[error("template {origin}: {problem}; fix: {fix}")]
+    Inconsistent {
+        origin: String,
+        problem: String,
+        fix: String,
+    },
+}
+
+/// A parsed template, with short-form intrinsic tags (`!Ref`, `!Sub`…) turned into their long
+/// form so code downstream sees one shape.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub origin: String,
+    pub body: String,
+    pub value: Value,
+}
+
+/// What the template declares about one parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParameterDecl {
+    pub default: Option<String>,
+    pub no_echo: bool,
+}
+
+impl Template {
+    pub fn parse(origin: &str, body: &str) -> Result<Self, ContractError> {
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(body).map_err(|e| ContractError::Syntax {
+                origin: origin.to_string(),
+                reason: e.to_string(),
+            })?;
+        let value = yaml_to_json(yaml);
+        if !value.is_object() {
+            return Err(ContractError::Syntax {
+                origin: origin.to_string(),
+                reason: "the top level is not a mapping".into(),
+            });
+        }
+        Ok(Template {
+            origin: origin.to_string(),
+            body: body.to_string(),
+            value,
+        })
+    }
+
+    pub fn parameters(&self) -> BTreeMap<String, ParameterDecl> {
+        let mut out = BTreeMap::new();
+        if let Some(params) = self.value.get("Parameters").and_then(Value::as_object) {
+            for (name, decl) in params {
+                let default = decl.get("Default").map(scalar_to_string);
+                let no_echo = decl
+                    .get("NoEcho")
+                    .map(|v| v == &Value::Bool(true) || v.as_str() == Some("true"))
+                    .unwrap_or(false);
+                out.insert(name.clone(), ParameterDecl { default, no_echo });
+            }
+        }
+        out
+    }
+
+    /// Logical id → resource type.
+    pub fn resource_types(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if let Some(resources) = self.value.get("Resources").and_then(Value::as_object) {
+            for (id, res) in resources {
+                let ty = res.get("Type").and_then(Value::as_str).unwrap_or_default();
+                out.insert(id.clone(), ty.to_string());
+            }
+        }
+        out
+    }
+
+    pub fn resources(&self) -> Option<&Map<String, Value>> {
+        self.value.get("Resources").and_then(Value::as_object)
+    }
+}
+
+/// Render a template scalar the way CloudFormation passes it to a parameter (numbers and
+/// booleans become their text).
+pub fn scalar_to_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn yaml_to_json(v: serde_yaml::Value) -> Value {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(n.as_f64().unwrap_or_default())
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(seq) => Value::Array(seq.into_iter().map(yaml_to_json).collect()),
+        Y::Mapping(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let key = match k {
+                    Y::String(s) => s,
+                    other => scalar_to_string(&yaml_to_json(other)),
+                };
+                out.insert(key, yaml_to_json(v));
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let tag = tag.trim_start_matches('!');
+            let inner = yaml_to_json(tagged.value);
+            let (key, inner) = match tag {
+                "Ref" => ("Ref".to_string(), inner),
+                "Condition" => ("Condition".to_string(), inner),
+                // `!GetAtt Res.Attr.Sub` is short for `Fn::GetAtt: [Res, Attr.Sub]`.
+                "GetAtt" => {
+                    let inner = match inner {
+                        Value::String(s) => match s.split_once('.') {
+                            Some((res, attr)) => Value::Array(vec![res.into(), attr.into()]),
+                            None => Value::String(s),
+                        },
+                        other => other,
+                    };
+                    ("Fn::GetAtt".to_string(), inner)
+                }
+                other => (format!("Fn::{other}"), inner),
+            };
+            let mut out = Map::new();
+            out.insert(key, inner);
+            Value::Object(out)
+        }
+    }
+}
+
+/// How a database receives its snapshot in the clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSpec {
+    pub logical_id: String,
+    pub snapshot_parameter: String,
+    pub is_cluster: bool,
+}
+
+/// A bucket whose objects are copied into the clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketSpec {
+    /// Created by the clone stack itself; envclone fills it once the stack has created it.
+    StackOwned { logical_id: String },
+    /// Lives outside the stack and is passed in by a parameter: envclone creates the target's
+    /// bucket, fills it in parallel with the snapshot, and passes its name in.
+    ByParameter {
+        logical_id: String,
+        parameter: String,
+    },
+}
+
+impl BucketSpec {
+    pub fn logical_id(&self) -> &str {
+        match self {
+            BucketSpec::StackOwned { logical_id } | BucketSpec::ByParameter { logical_id, .. } => {
+                logical_id
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EntryDns {
+    pub zone: String,
+    pub name: String,
+    pub target_output: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyCheck {
+    /// GET the URL found in this stack output; it must answer 2xx.
+    HttpOutput(String),
+}
+
+/// The cloning contract of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contract {
+    pub environment_parameter: String,
+    pub databases: Vec<DatabaseSpec>,
+    pub buckets: Vec<BucketSpec>,
+    pub entry_dns: Option<EntryDns>,
+    pub verify: Vec<VerifyCheck>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContract {
+    environment_parameter: String,
+    #[serde(default)]
+    databases: BTreeMap<String, RawDatabase>,
+    #[serde(default)]
+    buckets: BTreeMap<String, RawBucket>,
+    #[serde(default)]
+    entry_dns: Option<EntryDns>,
+    #[serde(default)]
+    verify: Vec<RawVerify>,
+    // Sections owned by later features; accepted so templates can carry them already.
+    #[serde(default)]
+    hooks: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    #[serde(default)]
+    snapshot_parameter: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBucket {
+    #[serde(default)]
+    bucket_parameter: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    http_output: String,
+}
+
+pub const DB_INSTANCE: &str = "AWS::RDS::DBInstance";
+pub const DB_CLUSTER: &str = "AWS::RDS::DBCluster";
+pub const BUCKET: &str = "AWS::S3::Bucket";
+pub const ASG: &str = "AWS::AutoScaling::AutoScalingGroup";
+
+impl Contract {
+    /// Read and check the contract of `template`. Every database resource of the template must
+    /// be listed with a snapshot parameter: a database left out would be cloned empty.
+    pub fn from_template(template: &Template) -> Result<Self, ContractError> {
+        let origin = template.origin.clone();
+        let raw = template
+            .value
+            .get("Metadata")
+            .and_then(|m| m.get("envclone"))
+            .ok_or_else(|| ContractError::Missing {
+                origin: origin.clone(),
+            })?;
+        // `{}` in YAML flow style and an empty mapping both mean "no options".
+        let raw: RawContract =
+            serde_json::from_value(raw.clone()).map_err(|e| ContractError::Malformed {
+                origin: origin.clone(),
+                reason: e.to_string(),
+            })?;
+        let _ = raw.hooks;
+        let params = template.parameters();
+        let types = template.resource_types();
+        let inconsistent = |problem: String, fix: String| ContractError::Inconsistent {
+            origin: origin.clone(),
+            problem,
+            fix,
+        };
+
+        if !params.contains_key(&raw.environment_parameter) {
+            return Err(inconsistent(
+                format!(
+                    "environment_parameter names {:?}, which is not a parameter of the template",
+                    raw.environment_parameter
+                ),
+                "name the parameter that receives the environment's name".into(),
+            ));
+        }
+
+        let mut databases = Vec::new();
+        for (logical_id, db) in raw.databases {
+            let ty = types.get(&logical_id).ok_or_else(|| {
+                inconsistent(
+                    format!("databases lists {logical_id:?}, which is not a resource of the template"),
+                    "use the logical id of an AWS::RDS::DBInstance or AWS::RDS::DBCluster".into(),
+                )
+            })?;
+            if ty != DB_INSTANCE && ty != DB_CLUSTER {
+                return Err(inconsistent(
+                    format!("databases lists {logical_id:?}, which is a {ty}, not a database"),
+                    "list only AWS::RDS::DBInstance or AWS::RDS::DBCluster resources".into(),
+                ));
+            }
+            let snapshot_parameter = db.snapshot_parameter.ok_or_else(|| {
+                inconsistent(
+                    format!("database {logical_id:?} has no snapshot_parameter, so its clone would start empty"),
+                    format!(
+                        "add a parameter (e.g. DBSnapshotIdentifier), use it in {logical_id}'s \
+                         DBSnapshotIdentifier with the !If pattern of stacks/README.md, and name it \
+                         in Metadata.envclone.databases.{logical_id}.snapshot_parameter"
+                    ),
+                )
+            })?;
+            if !params.contains_key(&snapshot_parameter) {
+                return Err(inconsistent(
+                    format!(
+                        "database {logical_id:?} names snapshot_parameter {snapshot_parameter:?}, \
+                         which is not a parameter of the template"
+                    ),
+                    format!("declare {snapshot_parameter} under Parameters with Default \"\""),
+                ));
+            }
+            databases.push(DatabaseSpec {
+                logical_id,
+                snapshot_parameter,
+                is_cluster: ty == DB_CLUSTER,
+            });
+        }
+        // Instances that belong to a listed cluster are restored with it.
+        for (logical_id, ty) in &types {
+            let listed = databases.iter().any(|d| &d.logical_id == logical_id);
+            if ty == DB_INSTANCE && !listed && !belongs_to_listed_cluster(template, logical_id, &databases)
+            {
+                return Err(inconsistent(
+                    format!("the database {logical_id:?} is not listed in Metadata.envclone.databases, so its clone would start empty"),
+                    format!("add `{logical_id}: {{ snapshot_parameter: <parameter> }}` to Metadata.envclone.databases"),
+                ));
+            }
+        }
+
+        let mut buckets = Vec::new();
+        for (logical_id, bucket) in raw.buckets {
+            match bucket.bucket_parameter {
+                Some(parameter) => {
+                    if !params.contains_key(&parameter) {
+                        return Err(inconsistent(
+                            format!("bucket {logical_id:?} names bucket_parameter {parameter:?}, which is not a parameter of the template"),
+                            format!("declare {parameter} under Parameters, or fix the name"),
+                        ));
+                    }
+                    buckets.push(BucketSpec::ByParameter {
+                        logical_id,
+                        parameter,
+                    });
+                }
+                None => {
+                    match types.get(&logical_id) {
+                        Some(ty) if ty == BUCKET => {}
+                        Some(ty) => {
+                            return Err(inconsistent(
+                                format!("buckets lists {logical_id:?}, which is a {ty}, not an AWS::S3::Bucket"),
+                                "list AWS::S3::Bucket resources, or give a bucket_parameter for a bucket passed in".into(),
+                            ))
+                        }
+                        None => {
+                            return Err(inconsistent(
+                                format!("buckets lists {logical_id:?}, which is not a resource of the template"),
+                                "use the logical id of an AWS::S3::Bucket, or give a bucket_parameter for a bucket passed in".into(),
+                            ))
+                        }
+                    }
+                    buckets.push(BucketSpec::StackOwned { logical_id });
+                }
+            }
+        }
+
+        let verify = raw
+            .verify
+            .into_iter()
+            .map(|v| VerifyCheck::HttpOutput(v.http_output))
+            .collect();
+
+        Ok(Contract {
+            environment_parameter: raw.environment_parameter,
+            databases,
+            buckets,
+            entry_dns: raw.entry_dns,
+            verify,
+        })
+    }
+}
+
+fn belongs_to_listed_cluster(
+    template: &Template,
+    instance_id: &str,
+    databases: &[DatabaseSpec],
+) -> bool {
+    let cluster_ref = template
+        .resources()
+        .and_then(|r| r.get(instance_id))
+        .and_then(|r| r.get("Properties"))
+        .and_then(|p| p.get("DBClusterIdentifier"))
+        .and_then(|v| v.get("Ref"))
+        .and_then(Value::as_str);
+    cluster_ref.is_some_and(|c| databases.iter().any(|d| d.is_cluster && d.logical_id == c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+AWSTemplateFormatVersion: "2010-09-09"
+Metadata:
+  envclone:
+    environment_parameter: EnvironmentName
+    databases:
+      Database: { snapshot_parameter: DBSnapshotIdentifier }
+    buckets:
+      Uploads: {}
+      Reports: { bucket_parameter: ReportsBucketName }
+    entry_dns: { zone: example.com., name: app.example.com., target_output: Lb }
+    verify:
+      - http_output: HealthCheckUrl
+Parameters:
+  EnvironmentName: { Type: String }
+  DBSnapshotIdentifier: { Type: String, Default: "" }
+  ReportsBucketName: { Type: String }
+  Password: { Type: String, NoEcho: true, Default: secret }
+  Count: { Type: Number, Default: 2 }
+Conditions:
+  HasSnapshot: !Not [!Equals [!Ref DBSnapshotIdentifier, ""]]
+Resources:
+  Database:
+    Type: AWS::RDS::DBInstance
+    Properties:
+      DBSnapshotIdentifier: !If [HasSnapshot, !Ref DBSnapshotIdentifier, !Ref "AWS::NoValue"]
+      DBInstanceIdentifier: !Sub "${EnvironmentName}-db"
+  Uploads:
+    Type: AWS::S3::Bucket
+Outputs:
+  Lb: { Value: !GetAtt Alb.DNSName }
+"#;
+
+    #[test]
+    fn reads_the_contract_and_long_forms_short_tags() {
+        let t = Template::parse("good.yaml", GOOD).unwrap();
+        let c = Contract::from_template(&t).unwrap();
+        assert_eq!(c.environment_parameter, "EnvironmentName");
+        assert_eq!(
+            c.databases,
+            vec![DatabaseSpec {
+                logical_id: "Database".into(),
+                snapshot_parameter: "DBSnapshotIdentifier".into(),
+                is_cluster: false
+            }]
+        );
+        assert_eq!(c.buckets.len(), 2);
+        assert!(c.buckets.contains(&BucketSpec::ByParameter {
+            logical_id: "Reports".into(),
+            parameter: "ReportsBucketName".into()
+        }));
+        assert_eq!(c.entry_dns.unwrap().target_output, "Lb");
+        assert_eq!(c.verify, vec![VerifyCheck::HttpOutput("HealthCheckUrl".into())]);
+        assert_eq!(
+            t.value["Outputs"]["Lb"]["Value"],
+            serde_json::json!({"Fn::GetAtt": ["Alb", "DNSName"]})
+        );
+        assert_eq!(
+            t.value["Resources"]["Database"]["Properties"]["DBInstanceIdentifier"],
+            serde_json::json!({"Fn::Sub": "${EnvironmentName}-db"})
+        );
+        let params = t.parameters();
+        assert!(params["Password"].no_echo);
+        assert_eq!(params["Count"].default.as_deref(), Some("2"));
+    }
+
+    fn contract_error(body: &str) -> String {
+        let t = Template::parse("t.yaml", body).unwrap();
+        Contract::from_template(&t).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_database_without_snapshot_parameter_is_refused() {
+        let body = GOOD.replace("{ snapshot_parameter: DBSnapshotIdentifier }", "{}");
+        assert!(contract_error(&body).contains("has no snapshot_parameter"));
+    }
+
+    #[test]
+    fn an_unlisted_database_is_refused() {
+        let body = GOOD.replace(
+            "      Database: { snapshot_parameter: DBSnapshotIdentifier }\n",
+            "      {}\n",
+        );
+        let body = body.replace("    databases:\n      {}\n", "");
+        assert!(contract_error(&body).contains("not listed"), "{}", contract_error(&body));
+    }
+
+    #[test]
+    fn references_to_missing_parameters_and_resources_are_refused() {
+        assert!(contract_error(&GOOD.replace(
+            "environment_parameter: EnvironmentName",
+            "environment_parameter: Stage"
+        ))
+        .contains("\"Stage\", which is not a parameter"));
+        assert!(contract_error(&GOOD.replace(
+            "snapshot_parameter: DBSnapshotIdentifier }",
+            "snapshot_parameter: Snap }"
+        ))
+        .contains("\"Snap\", which is not a parameter"));
+        assert!(contract_error(&GOOD.replace("      Uploads: {}\n", "      Logs: {}\n"))
+            .contains("\"Logs\", which is not a resource"));
+        assert!(contract_error(&GOOD.replace(
+            "bucket_parameter: ReportsBucketName",
+            "bucket_parameter: Nope"
+        ))
+        .contains("\"Nope\", which is not a parameter"));
+    }
+
+    #[test]
+    fn missing_and_malformed_contracts_say_what_to_do() {
+        let body = "Resources:\n  B: { Type: AWS::S3::Bucket }\n";
+        assert!(contract_error(body).contains("no Metadata.envclone"));
+        let body = GOOD.replace("    verify:\n", "    verfy:\n");
+        assert!(contract_error(&body).contains("malformed"));
+        let err = Template::parse("x.yaml", "a: [").unwrap_err().to_string();
+        assert!(err.contains("not valid YAML"));
+    }
+
+    #[test]
+    fn json_templates_parse_too() {
+        let t = Template::parse(
+            "t.json",
+            r#"{"Parameters": {"Env": {"Type": "String"}}, "Metadata": {"envclone": {"environment_parameter": "Env"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(Contract::from_template(&t).unwrap().environment_parameter, "Env");
+    }
+}

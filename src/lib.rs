@@ -1,0 +1,10 @@
+//! envclone: clone and migrate AWS environments defined as CloudFormation stacks.
+//!
+//! The workflow (`workflow`) works against the small traits of `ports`; `aws` implements them
+//! over the AWS SDK for Rust and `fake` over an in-memory model used by the tests.
+
+pub mod contract;
+pub mod model;
+pub mod ports;
+pub mod retry;
+pub mod s3sync;

@@ -1,0 +1,316 @@
+//! The small traits the workflow talks to, one per AWS service, and the plain data they carry.
+//!
+//! The workflow never sees an SDK type: `aws/` implements these traits over the AWS SDK for
+//! Rust, `fake/` over an in-memory model with time and faults. Errors are `PortError`, which
+//! keeps what the caller needs to decide (not found, already exists, retryable) and the
+//! service's own message.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PortError {
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{what} already exists")]
+    AlreadyExists { what: String },
+    /// Throttling, 5xx, timeouts: worth another try after a pause.
+    #[error("{operation}: transient error: {message}")]
+    Transient { operation: String, message: String },
+    #[error("{operation}: {message}")]
+    Failed { operation: String, message: String },
+}
+
+impl PortError {
+    pub fn failed(operation: &str, message: impl Into<String>) -> Self {
+        PortError::Failed {
+            operation: operation.to_string(),
+            message: message.into(),
+        }
+    }
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PortError::Transient { .. })
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+// ---------------------------------------------------------------- CloudFormation
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackStatus {
+    InProgress(String),
+    CreateComplete,
+    UpdateComplete,
+    /// Any `*_FAILED`, `ROLLBACK_*` or `DELETE_*` state: the stack is not usable.
+    Failed(String),
+}
+
+impl StackStatus {
+    pub fn from_aws(s: &str) -> Self {
+        match s {
+            "CREATE_COMPLETE" => StackStatus::CreateComplete,
+            "UPDATE_COMPLETE" => StackStatus::UpdateComplete,
+            s if s.ends_with("_IN_PROGRESS") && !s.contains("ROLLBACK") && !s.starts_with("DELETE") => {
+                StackStatus::InProgress(s.to_string())
+            }
+            s => StackStatus::Failed(s.to_string()),
+        }
+    }
+    pub fn is_usable(&self) -> bool {
+        matches!(self, StackStatus::CreateComplete | StackStatus::UpdateComplete)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackInfo {
+    pub name: String,
+    pub id: String,
+    pub status: StackStatus,
+    pub status_reason: Option<String>,
+    pub parameters: BTreeMap<String, String>,
+    pub outputs: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackResource {
+    pub logical_id: String,
+    pub physical_id: Option<String>,
+    pub resource_type: String,
+    pub status: String,
+}
+
+impl StackResource {
+    pub fn is_created(&self) -> bool {
+        self.physical_id.is_some()
+            && (self.status == "CREATE_COMPLETE" || self.status == "UPDATE_COMPLETE")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateStackRequest {
+    pub name: String,
+    pub template_body: String,
+    pub parameters: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+    /// Idempotency token: CloudFormation answers a repeated CreateStack with the same token as
+    /// success instead of AlreadyExists.
+    pub client_token: String,
+}
+
+#[async_trait]
+pub trait Stacks: Send + Sync {
+    /// The stack by name, or None if there is none (or only a deleted one).
+    async fn describe_stack(&self, name: &str) -> PortResult<Option<StackInfo>>;
+    /// Live stacks whose tag `key` equals `value`.
+    async fn find_stacks_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<StackInfo>>;
+    async fn template_body(&self, stack: &str) -> PortResult<String>;
+    async fn resources(&self, stack: &str) -> PortResult<Vec<StackResource>>;
+    /// Returns the stack id.
+    async fn create_stack(&self, request: &CreateStackRequest) -> PortResult<String>;
+}
+
+// ---------------------------------------------------------------- RDS
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbInstance {
+    pub id: String,
+    pub status: String,
+    pub engine: String,
+    pub endpoint: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbSnapshot {
+    pub id: String,
+    pub instance_id: String,
+    pub status: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[async_trait]
+pub trait Databases: Send + Sync {
+    async fn describe_instance(&self, id: &str) -> PortResult<Option<DbInstance>>;
+    async fn create_snapshot(
+        &self,
+        instance_id: &str,
+        snapshot_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> PortResult<()>;
+    async fn describe_snapshot(&self, id: &str) -> PortResult<Option<DbSnapshot>>;
+}
+
+// ---------------------------------------------------------------- Auto Scaling
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsgInstance {
+    pub id: String,
+    /// `InService`, `Standby`, `EnteringStandby`, `Pending`…
+    pub lifecycle_state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsgInfo {
+    pub name: String,
+    pub min_size: i32,
+    pub max_size: i32,
+    pub desired_capacity: i32,
+    pub instances: Vec<AsgInstance>,
+}
+
+impl AsgInfo {
+    pub fn ids_in(&self, state: &str) -> Vec<String> {
+        self.instances
+            .iter()
+            .filter(|i| i.lifecycle_state == state)
+            .map(|i| i.id.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+pub trait Scaling: Send + Sync {
+    async fn describe_group(&self, name: &str) -> PortResult<Option<AsgInfo>>;
+    async fn set_min_size(&self, name: &str, min_size: i32) -> PortResult<()>;
+    /// Moves instances to Standby, decrementing desired capacity so the group does not replace
+    /// them.
+    async fn enter_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()>;
+    /// Returns instances to service (desired capacity grows back by their number).
+    async fn exit_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()>;
+}
+
+// ---------------------------------------------------------------- S3
+
+/// One entry of a bucket listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSummary {
+    pub key: String,
+    pub size: u64,
+    /// As S3 reports it, quotes removed. Multipart uploads have `<hex>-<parts>`.
+    pub etag: String,
+    /// None for STANDARD.
+    pub storage_class: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListPage {
+    pub objects: Vec<ObjectSummary>,
+    pub next_token: Option<String>,
+}
+
+/// What HeadObject tells about an object (or, with a part number, about one of its parts).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub etag: String,
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    pub storage_class: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// For a multipart object: the number of parts. With `part_number` given, `size` is that
+    /// part's size.
+    pub parts_count: Option<u32>,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// None if the bucket does not exist; otherwise its tags.
+    async fn bucket_tags(&self, bucket: &str) -> PortResult<Option<BTreeMap<String, String>>>;
+    async fn create_bucket(&self, bucket: &str, tags: &BTreeMap<String, String>) -> PortResult<()>;
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<String>,
+    ) -> PortResult<ListPage>;
+    async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        part_number: Option<u32>,
+    ) -> PortResult<ObjectHead>;
+    async fn object_tags(&self, bucket: &str, key: &str) -> PortResult<BTreeMap<String, String>>;
+    /// Server-side copy of a whole object (≤ 5 GiB on AWS) keeping its metadata, tags and
+    /// storage class. Returns the new ETag.
+    async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        storage_class: Option<&str>,
+    ) -> PortResult<String>;
+    /// Starts a multipart upload carrying the source's headers, metadata and tags.
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        head: &ObjectHead,
+        tags: &BTreeMap<String, String>,
+    ) -> PortResult<String>;
+    /// Copies bytes `first..=last` of the source into part `part` (1-based). Returns the ETag.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_part_copy(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        upload_id: &str,
+        part: u32,
+        first: u64,
+        last: u64,
+    ) -> PortResult<String>;
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_etags: &[String],
+    ) -> PortResult<String>;
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> PortResult<()>;
+    /// MD5 of the object's bytes (read through this process). Only for verifying copies whose
+    /// ETags cannot be compared; never on the copy path.
+    async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String>;
+}
+
+// ---------------------------------------------------------------- Route 53
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecord {
+    pub name: String,
+    pub record_type: String,
+    pub values: Vec<String>,
+}
+
+#[async_trait]
+pub trait Dns: Send + Sync {
+    /// The records named `name` in the hosted zone named `zone`.
+    async fn records(&self, zone: &str, name: &str) -> PortResult<Vec<DnsRecord>>;
+}
+
+// ---------------------------------------------------------------- HTTP checks
+
+#[async_trait]
+pub trait HttpProbe: Send + Sync {
+    /// GET `url`; the status code.
+    async fn get_status(&self, url: &str) -> PortResult<u16>;
+}
+
+/// Everything the workflow may touch, as one bundle.
+#[derive(Clone)]
+pub struct Cloud {
+    pub stacks: std::sync::Arc<dyn Stacks>,
+    pub databases: std::sync::Arc<dyn Databases>,
+    pub scaling: std::sync::Arc<dyn Scaling>,
+    pub objects: std::sync::Arc<dyn ObjectStore>,
+    pub dns: std::sync::Arc<dyn Dns>,
+    pub http: std::sync::Arc<dyn HttpProbe>,
+}
