@@ -8,3 +8,7 @@ pub mod model;
 pub mod ports;
 pub mod retry;
 pub mod s3sync;
+pub mod events;
+pub mod template_eval;
+pub mod workflow;
+pub mod fake;

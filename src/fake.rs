@@ -1,0 +1,914 @@
+//! An in-memory AWS for workflow tests: status transitions over time (tokio's clock, so tests
+//! run paused), CloudFormation tracking resources by the identifier it created them with (it
+//! does not follow renames — unlike moto), real object bytes and ETags (multipart ETags
+//! included), faults on demand, and a log of every call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use md5::{Digest, Md5};
+use tokio::time::Instant;
+
+use crate::contract::{Template, ASG, BUCKET, DB_INSTANCE};
+use crate::ports::*;
+use crate::template_eval::{Evaluated, Evaluator};
+
+pub const ACCOUNT: &str = "123456789012";
+pub const REGION: &str = "us-east-1";
+
+/// How long things take in the fake.
+#[derive(Debug, Clone)]
+pub struct Timings {
+    pub snapshot: Duration,
+    pub db_create: Duration,
+    /// Between one stack resource and the next.
+    pub stack_resource: Duration,
+    /// Every call.
+    pub call_latency: Duration,
+    /// Extra time of a CopyObject or UploadPartCopy.
+    pub copy_latency: Duration,
+    /// Smallest part (except the last) a multipart upload accepts.
+    pub min_part_size: u64,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            snapshot: Duration::from_secs(300),
+            db_create: Duration::from_secs(600),
+            stack_resource: Duration::from_secs(10),
+            call_latency: Duration::from_millis(20),
+            copy_latency: Duration::from_millis(50),
+            min_part_size: 5 * 1024 * 1024,
+        }
+    }
+}
+
+/// One recorded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub operation: String,
+    pub mutating: bool,
+    pub at: Duration,
+}
+
+#[derive(Debug, Clone)]
+struct Fault {
+    operation: String,
+    error: PortError,
+    remaining: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeObject {
+    pub data: Arc<Vec<u8>>,
+    pub etag: String,
+    pub parts: Vec<u64>,
+    pub head: ObjectHead,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+struct FakeBucket {
+    visible_at: Instant,
+    tags: BTreeMap<String, String>,
+    objects: BTreeMap<String, FakeObject>,
+}
+
+#[derive(Debug, Clone)]
+struct FakeDb {
+    id: String,
+    engine: String,
+    ready_at: Instant,
+    restored_from: Option<String>,
+    tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+struct FakeSnapshot {
+    instance_id: String,
+    ready_at: Instant,
+    tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+struct FakeGroup {
+    min: i32,
+    max: i32,
+    desired: i32,
+    instances: Vec<AsgInstance>,
+}
+
+#[derive(Debug, Clone)]
+struct FakeStackResource {
+    logical_id: String,
+    resource_type: String,
+    /// Fixed at creation: CloudFormation tracks resources by the id it created them with.
+    physical_id: String,
+    created_at: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct FakeStack {
+    info: StackInfo,
+    body: String,
+    resources: Vec<FakeStackResource>,
+    complete_at: Instant,
+    failure: Option<String>,
+    deleted: bool,
+    client_token: String,
+}
+
+#[derive(Debug, Clone)]
+struct Upload {
+    bucket: String,
+    key: String,
+    head: ObjectHead,
+    tags: BTreeMap<String, String>,
+    parts: BTreeMap<u32, Vec<u8>>,
+}
+
+#[derive(Default)]
+struct State {
+    stacks: Vec<FakeStack>,
+    dbs: BTreeMap<String, FakeDb>,
+    snapshots: BTreeMap<String, FakeSnapshot>,
+    groups: BTreeMap<String, FakeGroup>,
+    buckets: BTreeMap<String, FakeBucket>,
+    uploads: HashMap<String, Upload>,
+    dns: BTreeMap<(String, String), Vec<DnsRecord>>,
+    http: BTreeMap<String, u16>,
+    faults: Vec<Fault>,
+    calls: Vec<Call>,
+    next_id: u64,
+}
+
+/// The fake AWS. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct FakeAws {
+    state: Arc<Mutex<State>>,
+    pub timings: Arc<Timings>,
+    epoch: Instant,
+}
+
+impl FakeAws {
+    pub fn new(timings: Timings) -> Self {
+        FakeAws {
+            state: Arc::default(),
+            timings: Arc::new(timings),
+            epoch: Instant::now(),
+        }
+    }
+
+    pub fn cloud(&self) -> Cloud {
+        Cloud {
+            stacks: Arc::new(self.clone()),
+            databases: Arc::new(self.clone()),
+            scaling: Arc::new(self.clone()),
+            objects: Arc::new(self.clone()),
+            dns: Arc::new(self.clone()),
+            http: Arc::new(self.clone()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("fake state lock")
+    }
+
+    /// Records the call, waits the call latency, and fails it if a fault is armed.
+    async fn call(&self, operation: &str, mutating: bool) -> PortResult<()> {
+        {
+            let mut s = self.lock();
+            let at = self.epoch.elapsed();
+            s.calls.push(Call {
+                operation: operation.to_string(),
+                mutating,
+                at,
+            });
+            if let Some(f) = s
+                .faults
+                .iter_mut()
+                .find(|f| f.remaining > 0 && (f.operation == operation || f.operation == "*"))
+            {
+                f.remaining -= 1;
+                return Err(f.error.clone());
+            }
+        }
+        tokio::time::sleep(self.timings.call_latency).await;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ test controls
+
+    /// Makes the next `times` calls of `operation` ("s3:CopyObject", or "*") fail with `error`.
+    pub fn fail(&self, operation: &str, error: PortError, times: u32) {
+        self.lock().faults.push(Fault {
+            operation: operation.to_string(),
+            error,
+            remaining: times,
+        });
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    pub fn mutating_calls(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.mutating)
+            .map(|c| c.operation)
+            .collect()
+    }
+
+    pub fn set_http_status(&self, url: &str, status: u16) {
+        self.lock().http.insert(url.to_string(), status);
+    }
+
+    pub fn put_dns(&self, zone: &str, record: DnsRecord) {
+        self.lock()
+            .dns
+            .insert((zone.to_string(), record.name.clone()), vec![record]);
+    }
+
+    pub fn create_bucket_now(&self, bucket: &str) {
+        self.lock().buckets.insert(
+            bucket.to_string(),
+            FakeBucket {
+                visible_at: Instant::now(),
+                tags: BTreeMap::new(),
+                objects: BTreeMap::new(),
+            },
+        );
+    }
+
+    /// Puts an object as a single-part upload.
+    pub fn put_object(&self, bucket: &str, key: &str, data: &[u8], head: ObjectHead, tags: &[(&str, &str)]) {
+        self.insert_object(bucket, key, data, &[data.len() as u64], false, head, tags)
+    }
+
+    /// Puts an object as a multipart upload with the given part sizes.
+    pub fn put_multipart_object(&self, bucket: &str, key: &str, data: &[u8], parts: &[u64], head: ObjectHead) {
+        self.insert_object(bucket, key, data, parts, true, head, &[])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+        parts: &[u64],
+        multipart: bool,
+        mut head: ObjectHead,
+        tags: &[(&str, &str)],
+    ) {
+        let (etag, parts) = if multipart {
+            let mut offset = 0usize;
+            let mut pieces = Vec::new();
+            for &p in parts {
+                pieces.push(data[offset..offset + p as usize].to_vec());
+                offset += p as usize;
+            }
+            (multipart_etag(&pieces), parts.to_vec())
+        } else {
+            (md5_hex(data), Vec::new())
+        };
+        head.size = data.len() as u64;
+        head.etag = etag.clone();
+        let mut s = self.lock();
+        let b = s.buckets.get_mut(bucket).expect("bucket exists");
+        b.objects.insert(
+            key.to_string(),
+            FakeObject {
+                data: Arc::new(data.to_vec()),
+                etag,
+                parts,
+                head,
+                tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            },
+        );
+    }
+
+    pub fn object(&self, bucket: &str, key: &str) -> Option<FakeObject> {
+        self.lock().buckets.get(bucket)?.objects.get(key).cloned()
+    }
+
+    pub fn object_keys(&self, bucket: &str) -> Vec<String> {
+        self.lock()
+            .buckets
+            .get(bucket)
+            .map(|b| b.objects.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn bucket_names(&self) -> Vec<String> {
+        self.lock().buckets.keys().cloned().collect()
+    }
+
+    pub fn snapshot_ids(&self) -> Vec<String> {
+        self.lock().snapshots.keys().cloned().collect()
+    }
+
+    pub fn db_restored_from(&self, id: &str) -> Option<String> {
+        self.lock().dbs.get(id)?.restored_from.clone()
+    }
+
+    pub fn live_stack_names(&self) -> Vec<String> {
+        self.lock()
+            .stacks
+            .iter()
+            .filter(|s| !s.deleted)
+            .map(|s| s.info.name.clone())
+            .collect()
+    }
+
+    pub fn group(&self, name: &str) -> Option<AsgInfo> {
+        let s = self.lock();
+        let g = s.groups.get(name)?;
+        Some(AsgInfo {
+            name: name.to_string(),
+            min_size: g.min,
+            max_size: g.max,
+            desired_capacity: g.desired,
+            instances: g.instances.clone(),
+        })
+    }
+
+    /// Deploys a stack at once (all resources ready now): the source environment of a test.
+    pub fn deploy_now(&self, name: &str, template_body: &str, parameters: &[(&str, &str)]) -> StackInfo {
+        let request = CreateStackRequest {
+            name: name.to_string(),
+            template_body: template_body.to_string(),
+            parameters: parameters.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            tags: BTreeMap::new(),
+            client_token: String::new(),
+        };
+        let mut s = self.lock();
+        instantiate(&mut s, &request, Instant::now(), &Timings {
+            db_create: Duration::ZERO,
+            stack_resource: Duration::ZERO,
+            ..(*self.timings).clone()
+        })
+        .expect("source template instantiates");
+        s.stacks.last().expect("just created").info.clone()
+    }
+
+    fn stack_view(&self, s: &FakeStack) -> StackInfo {
+        let now = Instant::now();
+        let mut info = s.info.clone();
+        info.status = if let Some(reason) = &s.failure {
+            info.status_reason = Some(reason.clone());
+            StackStatus::Failed("ROLLBACK_COMPLETE".into())
+        } else if now >= s.complete_at {
+            StackStatus::CreateComplete
+        } else {
+            info.outputs.clear();
+            StackStatus::InProgress("CREATE_IN_PROGRESS".into())
+        };
+        info
+    }
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    format!("{:x}", Md5::digest(data))
+}
+
+fn multipart_etag(parts: &[Vec<u8>]) -> String {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend_from_slice(&Md5::digest(p));
+    }
+    format!("{:x}-{}", Md5::digest(&all), parts.len())
+}
+
+fn next_id(s: &mut State) -> u64 {
+    s.next_id += 1;
+    s.next_id
+}
+
+/// Materialises a template: each resource appears `stack_resource` after the previous one;
+/// databases restore from `DBSnapshotIdentifier` (which must name an available snapshot).
+fn instantiate(s: &mut State, request: &CreateStackRequest, now: Instant, t: &Timings) -> PortResult<()> {
+    let template = Template::parse(&request.name, &request.template_body)
+        .map_err(|e| PortError::failed("cloudformation:CreateStack", e.to_string()))?;
+    let params = Evaluator::effective_parameters(&template, &request.parameters);
+    for (name, decl) in template.parameters() {
+        if !params.contains_key(&name) {
+            return Err(PortError::failed(
+                "cloudformation:CreateStack",
+                format!("ValidationError: Parameters: [{name}] must have values"),
+            ));
+        }
+        let _ = decl;
+    }
+    let id = next_id(s);
+    let stack_id = format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{}/{id:08x}", request.name);
+    let mut refs = BTreeMap::new();
+    let mut resources = Vec::new();
+    let mut failure = None;
+    let mut at = now;
+    let mut last_ready = now;
+    let logical_ids: Vec<(String, String)> = template
+        .resource_types()
+        .into_iter()
+        .collect();
+    for (logical_id, ty) in logical_ids {
+        at += t.stack_resource;
+        let ev = Evaluator {
+            template: &template,
+            parameters: &params,
+            stack_name: &request.name,
+            account_id: ACCOUNT,
+            region: REGION,
+            resource_refs: refs.clone(),
+        };
+        let suffix = format!("{id:04x}{}", next_id(s));
+        let physical = match ty.as_str() {
+            DB_INSTANCE => {
+                let db_id = ev
+                    .property(&logical_id, "DBInstanceIdentifier")
+                    .unwrap_or_else(|| format!("{}-{}-{suffix}", request.name, logical_id.to_lowercase()));
+                let restored_from = ev.property(&logical_id, "DBSnapshotIdentifier");
+                if let Some(snap) = &restored_from {
+                    let ok = s.snapshots.get(snap).is_some_and(|sn| sn.ready_at <= now);
+                    if !ok {
+                        failure = Some(format!("{logical_id}: DBSnapshot {snap} not found or not available"));
+                        break;
+                    }
+                }
+                if s.dbs.contains_key(&db_id) {
+                    failure = Some(format!("{logical_id}: DBInstanceAlreadyExists {db_id}"));
+                    break;
+                }
+                let engine = ev.property(&logical_id, "Engine").unwrap_or_else(|| "mysql".into());
+                let ready_at = at + t.db_create;
+                last_ready = last_ready.max(ready_at);
+                s.dbs.insert(db_id.clone(), FakeDb {
+                    id: db_id.clone(),
+                    engine,
+                    ready_at,
+                    restored_from,
+                    tags: BTreeMap::new(),
+                });
+                refs.insert(format!("{logical_id}.Endpoint.Address"), format!("{db_id}.fake.rds.amazonaws.com"));
+                db_id
+            }
+            BUCKET => {
+                let name = ev
+                    .property(&logical_id, "BucketName")
+                    .unwrap_or_else(|| format!("{}-{}-{suffix}", request.name, logical_id.to_lowercase()));
+                if s.buckets.contains_key(&name) {
+                    failure = Some(format!("{logical_id}: BucketAlreadyExists {name}"));
+                    break;
+                }
+                s.buckets.insert(name.clone(), FakeBucket {
+                    visible_at: at,
+                    tags: BTreeMap::new(),
+                    objects: BTreeMap::new(),
+                });
+                name
+            }
+            ASG => {
+                let name = ev
+                    .property(&logical_id, "AutoScalingGroupName")
+                    .unwrap_or_else(|| format!("{}-{logical_id}-{suffix}", request.name));
+                let num = |p: &str, d: i32| ev.property(&logical_id, p).and_then(|v| v.parse().ok()).unwrap_or(d);
+                let min = num("MinSize", 0);
+                let max = num("MaxSize", 1);
+                let desired = num("DesiredCapacity", min);
+                let mut instances = Vec::new();
+                for _ in 0..desired {
+                    let n = next_id(s);
+                    instances.push(AsgInstance { id: format!("i-{n:017x}"), lifecycle_state: "InService".into() });
+                }
+                s.groups.insert(name.clone(), FakeGroup { min, max, desired, instances });
+                name
+            }
+            other => format!("{}-{}-{suffix}", other.rsplit("::").next().unwrap_or("res").to_lowercase(), logical_id),
+        };
+        refs.insert(logical_id.clone(), physical.clone());
+        for attr in ["DNSName", "Arn", "Endpoint.Port"] {
+            refs.entry(format!("{logical_id}.{attr}")).or_insert_with(|| format!("{physical}.{attr}.fake"));
+        }
+        resources.push(FakeStackResource {
+            logical_id,
+            resource_type: ty,
+            physical_id: physical,
+            created_at: at,
+        });
+    }
+    let ev = Evaluator {
+        template: &template,
+        parameters: &params,
+        stack_name: &request.name,
+        account_id: ACCOUNT,
+        region: REGION,
+        resource_refs: refs,
+    };
+    let mut outputs = BTreeMap::new();
+    if let Some(outs) = template.value.get("Outputs").and_then(|o| o.as_object()) {
+        for (name, out) in outs {
+            if let Some(Evaluated::Value(v)) = out.get("Value").and_then(|v| ev.eval(v)) {
+                outputs.insert(name.clone(), crate::contract::scalar_to_string(&v));
+            }
+        }
+    }
+    let decls = template.parameters();
+    let shown = params
+        .iter()
+        .map(|(k, v)| {
+            let masked = decls.get(k).is_some_and(|d| d.no_echo);
+            (k.clone(), if masked { "****".to_string() } else { v.clone() })
+        })
+        .collect();
+    s.stacks.push(FakeStack {
+        info: StackInfo {
+            name: request.name.clone(),
+            id: stack_id,
+            status: StackStatus::InProgress("CREATE_IN_PROGRESS".into()),
+            status_reason: None,
+            parameters: shown,
+            outputs,
+            tags: request.tags.clone(),
+        },
+        body: request.template_body.clone(),
+        resources,
+        complete_at: last_ready.max(at + t.stack_resource),
+        failure,
+        deleted: false,
+        client_token: request.client_token.clone(),
+    });
+    Ok(())
+}
+
+#[async_trait]
+impl Stacks for FakeAws {
+    async fn describe_stack(&self, name: &str) -> PortResult<Option<StackInfo>> {
+        self.call("cloudformation:DescribeStacks", false).await?;
+        let s = self.lock();
+        Ok(s.stacks.iter().rev().find(|st| !st.deleted && st.info.name == name).map(|st| self.stack_view(st)))
+    }
+
+    async fn find_stacks_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<StackInfo>> {
+        self.call("cloudformation:DescribeStacks", false).await?;
+        let s = self.lock();
+        Ok(s.stacks
+            .iter()
+            .filter(|st| !st.deleted && st.info.tags.get(key).map(String::as_str) == Some(value))
+            .map(|st| self.stack_view(st))
+            .collect())
+    }
+
+    async fn template_body(&self, stack: &str) -> PortResult<String> {
+        self.call("cloudformation:GetTemplate", false).await?;
+        let s = self.lock();
+        s.stacks
+            .iter()
+            .rev()
+            .find(|st| !st.deleted && st.info.name == stack)
+            .map(|st| st.body.clone())
+            .ok_or_else(|| PortError::NotFound { what: format!("stack {stack}") })
+    }
+
+    async fn resources(&self, stack: &str) -> PortResult<Vec<StackResource>> {
+        self.call("cloudformation:ListStackResources", false).await?;
+        let now = Instant::now();
+        let s = self.lock();
+        let st = s
+            .stacks
+            .iter()
+            .rev()
+            .find(|st| !st.deleted && st.info.name == stack)
+            .ok_or_else(|| PortError::NotFound { what: format!("stack {stack}") })?;
+        Ok(st
+            .resources
+            .iter()
+            .map(|r| {
+                let created = r.created_at <= now;
+                StackResource {
+                    logical_id: r.logical_id.clone(),
+                    physical_id: created.then(|| r.physical_id.clone()),
+                    resource_type: r.resource_type.clone(),
+                    status: if created { "CREATE_COMPLETE" } else { "CREATE_IN_PROGRESS" }.to_string(),
+                }
+            })
+            .collect())
+    }
+
+    async fn create_stack(&self, request: &CreateStackRequest) -> PortResult<String> {
+        self.call("cloudformation:CreateStack", true).await?;
+        let mut s = self.lock();
+        if let Some(existing) = s.stacks.iter().find(|st| !st.deleted && st.info.name == request.name) {
+            // A repeated request with the same token is the same request.
+            if !request.client_token.is_empty() && existing.client_token == request.client_token {
+                return Ok(existing.info.id.clone());
+            }
+            return Err(PortError::AlreadyExists { what: format!("stack {}", request.name) });
+        }
+        instantiate(&mut s, request, Instant::now(), &self.timings)?;
+        Ok(s.stacks.last().expect("just created").info.id.clone())
+    }
+}
+
+#[async_trait]
+impl Databases for FakeAws {
+    async fn describe_instance(&self, id: &str) -> PortResult<Option<DbInstance>> {
+        self.call("rds:DescribeDBInstances", false).await?;
+        let now = Instant::now();
+        let s = self.lock();
+        Ok(s.dbs.get(id).map(|db| DbInstance {
+            id: db.id.clone(),
+            status: if now >= db.ready_at { "available" } else { "creating" }.into(),
+            engine: db.engine.clone(),
+            endpoint: Some(format!("{}.fake.rds.amazonaws.com", db.id)),
+            tags: db.tags.clone(),
+        }))
+    }
+
+    async fn create_snapshot(&self, instance_id: &str, snapshot_id: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
+        self.call("rds:CreateDBSnapshot", true).await?;
+        let now = Instant::now();
+        let mut s = self.lock();
+        if !s.dbs.get(instance_id).is_some_and(|db| db.ready_at <= now) {
+            return Err(PortError::failed("rds:CreateDBSnapshot", format!("InvalidDBInstanceState: {instance_id} is not available")));
+        }
+        if s.snapshots.contains_key(snapshot_id) {
+            return Err(PortError::AlreadyExists { what: format!("DB snapshot {snapshot_id}") });
+        }
+        s.snapshots.insert(snapshot_id.to_string(), FakeSnapshot {
+            instance_id: instance_id.to_string(),
+            ready_at: now + self.timings.snapshot,
+            tags: tags.clone(),
+        });
+        Ok(())
+    }
+
+    async fn describe_snapshot(&self, id: &str) -> PortResult<Option<DbSnapshot>> {
+        self.call("rds:DescribeDBSnapshots", false).await?;
+        let now = Instant::now();
+        let s = self.lock();
+        Ok(s.snapshots.get(id).map(|sn| DbSnapshot {
+            id: id.to_string(),
+            instance_id: sn.instance_id.clone(),
+            status: if now >= sn.ready_at { "available" } else { "creating" }.into(),
+            tags: sn.tags.clone(),
+        }))
+    }
+}
+
+#[async_trait]
+impl Scaling for FakeAws {
+    async fn describe_group(&self, name: &str) -> PortResult<Option<AsgInfo>> {
+        self.call("autoscaling:DescribeAutoScalingGroups", false).await?;
+        Ok(self.group(name))
+    }
+
+    async fn set_min_size(&self, name: &str, min_size: i32) -> PortResult<()> {
+        self.call("autoscaling:UpdateAutoScalingGroup", true).await?;
+        let mut s = self.lock();
+        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound { what: format!("Auto Scaling group {name}") })?;
+        if min_size > g.desired {
+            return Err(PortError::failed("autoscaling:UpdateAutoScalingGroup", "ValidationError: MinSize above DesiredCapacity"));
+        }
+        g.min = min_size;
+        Ok(())
+    }
+
+    async fn enter_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()> {
+        self.call("autoscaling:EnterStandby", true).await?;
+        let mut s = self.lock();
+        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound { what: format!("Auto Scaling group {name}") })?;
+        let n = instance_ids.len() as i32;
+        // Like AWS: decrementing below MinSize is refused.
+        if g.desired - n < g.min {
+            return Err(PortError::failed(
+                "autoscaling:EnterStandby",
+                format!("ValidationError: desired capacity {} - {n} would be below MinSize {}", g.desired, g.min),
+            ));
+        }
+        for i in g.instances.iter_mut().filter(|i| instance_ids.contains(&i.id)) {
+            if i.lifecycle_state != "InService" {
+                return Err(PortError::failed("autoscaling:EnterStandby", format!("ValidationError: {} is {}", i.id, i.lifecycle_state)));
+            }
+            i.lifecycle_state = "Standby".into();
+        }
+        g.desired -= n;
+        Ok(())
+    }
+
+    async fn exit_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()> {
+        self.call("autoscaling:ExitStandby", true).await?;
+        let mut s = self.lock();
+        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound { what: format!("Auto Scaling group {name}") })?;
+        let n = instance_ids.len() as i32;
+        if g.desired + n > g.max {
+            return Err(PortError::failed("autoscaling:ExitStandby", "ValidationError: above MaxSize"));
+        }
+        for i in g.instances.iter_mut().filter(|i| instance_ids.contains(&i.id)) {
+            i.lifecycle_state = "InService".into();
+        }
+        g.desired += n;
+        Ok(())
+    }
+}
+
+impl FakeAws {
+    fn bucket<'a>(s: &'a State, bucket: &str) -> PortResult<&'a FakeBucket> {
+        s.buckets
+            .get(bucket)
+            .filter(|b| b.visible_at <= Instant::now())
+            .ok_or_else(|| PortError::NotFound { what: format!("bucket {bucket}") })
+    }
+
+    fn get_object(&self, bucket: &str, key: &str) -> PortResult<FakeObject> {
+        let s = self.lock();
+        Self::bucket(&s, bucket)?
+            .objects
+            .get(key)
+            .cloned()
+            .ok_or_else(|| PortError::NotFound { what: format!("s3://{bucket}/{key}") })
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FakeAws {
+    async fn bucket_tags(&self, bucket: &str) -> PortResult<Option<BTreeMap<String, String>>> {
+        self.call("s3:HeadBucket", false).await?;
+        let s = self.lock();
+        Ok(Self::bucket(&s, bucket).ok().map(|b| b.tags.clone()))
+    }
+
+    async fn create_bucket(&self, bucket: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
+        self.call("s3:CreateBucket", true).await?;
+        let mut s = self.lock();
+        if s.buckets.contains_key(bucket) {
+            return Err(PortError::AlreadyExists { what: format!("bucket {bucket}") });
+        }
+        s.buckets.insert(bucket.to_string(), FakeBucket {
+            visible_at: Instant::now(),
+            tags: tags.clone(),
+            objects: BTreeMap::new(),
+        });
+        Ok(())
+    }
+
+    async fn list_page(&self, bucket: &str, prefix: &str, token: Option<String>) -> PortResult<ListPage> {
+        self.call("s3:ListObjectsV2", false).await?;
+        const PAGE: usize = 1000;
+        let s = self.lock();
+        let b = Self::bucket(&s, bucket)?;
+        use std::ops::Bound;
+        // The token is the last key of the previous page: continue after it.
+        let range = match &token {
+            Some(after) => (Bound::Excluded(after.clone()), Bound::Unbounded),
+            None => (Bound::Included(prefix.to_string()), Bound::Unbounded),
+        };
+        let mut objects = Vec::new();
+        let mut next = None;
+        for (key, o) in b.objects.range::<String, _>(range) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if objects.len() == PAGE {
+                next = objects.last().map(|o: &ObjectSummary| o.key.clone());
+                break;
+            }
+            objects.push(ObjectSummary {
+                key: key.clone(),
+                size: o.data.len() as u64,
+                etag: o.etag.clone(),
+                storage_class: o.head.storage_class.clone(),
+            });
+        }
+        Ok(ListPage { objects, next_token: next })
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str, part_number: Option<u32>) -> PortResult<ObjectHead> {
+        self.call("s3:HeadObject", false).await?;
+        let o = self.get_object(bucket, key)?;
+        let mut head = o.head.clone();
+        if let Some(n) = part_number {
+            if !o.parts.is_empty() {
+                head.parts_count = Some(o.parts.len() as u32);
+                head.size = *o.parts.get(n as usize - 1).ok_or_else(|| PortError::failed("s3:HeadObject", "InvalidPartNumber"))?;
+            }
+        }
+        Ok(head)
+    }
+
+    async fn object_tags(&self, bucket: &str, key: &str) -> PortResult<BTreeMap<String, String>> {
+        self.call("s3:GetObjectTagging", false).await?;
+        Ok(self.get_object(bucket, key)?.tags)
+    }
+
+    async fn copy_object(&self, src_bucket: &str, src_key: &str, dst_bucket: &str, dst_key: &str, storage_class: Option<&str>) -> PortResult<String> {
+        self.call("s3:CopyObject", true).await?;
+        tokio::time::sleep(self.timings.copy_latency).await;
+        let o = self.get_object(src_bucket, src_key)?;
+        let mut s = self.lock();
+        let dst = s.buckets.get_mut(dst_bucket).ok_or_else(|| PortError::NotFound { what: format!("bucket {dst_bucket}") })?;
+        // A whole-object copy gets a plain MD5 ETag even when the source was multipart.
+        let etag = md5_hex(&o.data);
+        let mut head = o.head.clone();
+        head.etag = etag.clone();
+        head.storage_class = storage_class.map(str::to_string);
+        dst.objects.insert(dst_key.to_string(), FakeObject { etag: etag.clone(), parts: Vec::new(), head, ..o });
+        Ok(etag)
+    }
+
+    async fn create_multipart(&self, bucket: &str, key: &str, head: &ObjectHead, tags: &BTreeMap<String, String>) -> PortResult<String> {
+        self.call("s3:CreateMultipartUpload", true).await?;
+        let mut s = self.lock();
+        Self::bucket(&s, bucket)?;
+        let id = format!("upload-{}", next_id(&mut s));
+        s.uploads.insert(id.clone(), Upload {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            head: head.clone(),
+            tags: tags.clone(),
+            parts: BTreeMap::new(),
+        });
+        Ok(id)
+    }
+
+    async fn upload_part_copy(&self, src_bucket: &str, src_key: &str, _dst_bucket: &str, _dst_key: &str, upload_id: &str, part: u32, first: u64, last: u64) -> PortResult<String> {
+        self.call("s3:UploadPartCopy", true).await?;
+        tokio::time::sleep(self.timings.copy_latency).await;
+        let o = self.get_object(src_bucket, src_key)?;
+        let len = o.data.len() as u64;
+        let bytes = if len == 0 { Vec::new() } else {
+            if last >= len || first > last {
+                return Err(PortError::failed("s3:UploadPartCopy", "InvalidRange"));
+            }
+            o.data[first as usize..=last as usize].to_vec()
+        };
+        let etag = md5_hex(&bytes);
+        let mut s = self.lock();
+        let u = s.uploads.get_mut(upload_id).ok_or_else(|| PortError::NotFound { what: format!("upload {upload_id}") })?;
+        u.parts.insert(part, bytes);
+        Ok(etag)
+    }
+
+    async fn complete_multipart(&self, bucket: &str, key: &str, upload_id: &str, part_etags: &[String]) -> PortResult<String> {
+        self.call("s3:CompleteMultipartUpload", true).await?;
+        let mut s = self.lock();
+        let u = s.uploads.remove(upload_id).ok_or_else(|| PortError::NotFound { what: format!("upload {upload_id}") })?;
+        if u.bucket != bucket || u.key != key || u.parts.len() != part_etags.len() {
+            return Err(PortError::failed("s3:CompleteMultipartUpload", "InvalidPart"));
+        }
+        let pieces: Vec<Vec<u8>> = u.parts.values().cloned().collect();
+        for (i, p) in pieces.iter().enumerate() {
+            if i + 1 < pieces.len() && (p.len() as u64) < self.timings.min_part_size {
+                return Err(PortError::failed("s3:CompleteMultipartUpload", "EntityTooSmall"));
+            }
+            if md5_hex(p) != part_etags[i] {
+                return Err(PortError::failed("s3:CompleteMultipartUpload", "InvalidPart"));
+            }
+        }
+        let data: Vec<u8> = pieces.concat();
+        let etag = multipart_etag(&pieces);
+        let mut head = u.head.clone();
+        head.size = data.len() as u64;
+        head.etag = etag.clone();
+        head.parts_count = None;
+        let b = s.buckets.get_mut(bucket).ok_or_else(|| PortError::NotFound { what: format!("bucket {bucket}") })?;
+        b.objects.insert(key.to_string(), FakeObject {
+            data: Arc::new(data),
+            etag: etag.clone(),
+            parts: pieces.iter().map(|p| p.len() as u64).collect(),
+            head,
+            tags: u.tags,
+        });
+        Ok(etag)
+    }
+
+    async fn abort_multipart(&self, _bucket: &str, _key: &str, upload_id: &str) -> PortResult<()> {
+        self.call("s3:AbortMultipartUpload", true).await?;
+        self.lock().uploads.remove(upload_id);
+        Ok(())
+    }
+
+    async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String> {
+        self.call("s3:GetObject", false).await?;
+        Ok(md5_hex(&self.get_object(bucket, key)?.data))
+    }
+}
+
+#[async_trait]
+impl Dns for FakeAws {
+    async fn records(&self, zone: &str, name: &str) -> PortResult<Vec<DnsRecord>> {
+        self.call("route53:ListResourceRecordSets", false).await?;
+        Ok(self.lock().dns.get(&(zone.to_string(), name.to_string())).cloned().unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl HttpProbe for FakeAws {
+    async fn get_status(&self, url: &str) -> PortResult<u16> {
+        self.call("http:GET", false).await?;
+        Ok(self.lock().http.get(url).copied().unwrap_or(200))
+    }
+}

@@ -1,0 +1,882 @@
+//! Running a clone: preflight (read-only), Standby, snapshots ∥ bucket copies, the clone stack,
+//! verification, and the return of the source to service on every path.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::future::{try_join, try_join_all};
+use serde::Serialize;
+
+use crate::contract::{Template, VerifyCheck, BUCKET, DB_INSTANCE};
+use crate::events::Emitter;
+use crate::model::{RunId, TAG_ENVIRONMENT, TAG_RUN};
+use crate::ports::{Cloud, CreateStackRequest, DnsRecord, StackInfo, StackStatus};
+use crate::retry::{retry, wait_until, Poll};
+use crate::s3sync::{self, BucketPath, SyncOptions, SyncStats, VerifyReport};
+
+use super::plan::{build_plan, BucketTarget, CloneRequest, ClonePlan, SourceEnv};
+use super::{PreflightError, StepError};
+
+/// How long each wait may take, and how copies run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub standby_timeout: Duration,
+    pub snapshot_timeout: Duration,
+    pub stack_timeout: Duration,
+    pub verify_timeout: Duration,
+    pub sync: SyncOptions,
+    pub verify_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            standby_timeout: Duration::from_secs(15 * 60),
+            snapshot_timeout: Duration::from_secs(4 * 3600),
+            stack_timeout: Duration::from_secs(2 * 3600),
+            verify_timeout: Duration::from_secs(20 * 60),
+            sync: SyncOptions::default(),
+            verify_concurrency: 32,
+        }
+    }
+}
+
+/// Instances a run put into Standby, and the group's MinSize before (lowered when Standby
+/// would take desired capacity below it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StandbyRecord {
+    pub group: String,
+    pub instance_ids: Vec<String>,
+    pub original_min_size: i32,
+    pub original_desired: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BucketOutcome {
+    pub logical_id: String,
+    pub source: String,
+    pub target: String,
+    pub stats: SyncStats,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CloneReport {
+    pub run_id: String,
+    pub source: String,
+    pub target: String,
+    pub stack_id: String,
+    pub snapshots: Vec<String>,
+    pub buckets: Vec<BucketOutcome>,
+    pub verification: Vec<CheckResult>,
+    pub bucket_reports: Vec<VerifyReport>,
+    pub standby: Vec<StandbyRecord>,
+}
+
+/// What a failed run changed and what it left behind.
+#[derive(Debug)]
+pub struct CloneFailure {
+    pub error: StepError,
+    /// Resources the run created that still exist (tagged with the run id).
+    pub left_behind: Vec<String>,
+    /// Whether the source's instances are back in service; if not, what is still in Standby.
+    pub source_restored: Result<(), String>,
+    pub verification: Vec<CheckResult>,
+}
+
+/// Resources created so far, for the failure report.
+#[derive(Default)]
+struct Created(std::sync::Mutex<Vec<String>>);
+
+impl Created {
+    fn add(&self, what: String) {
+        self.0.lock().expect("created lock").push(what);
+    }
+    fn list(&self) -> Vec<String> {
+        self.0.lock().expect("created lock").clone()
+    }
+}
+
+pub struct CloneEngine {
+    pub cloud: Cloud,
+    pub settings: Settings,
+}
+
+impl CloneEngine {
+    /// Finds the environment: a stack of that name, or the one stack tagged
+    /// `envclone:environment=NAME`.
+    pub async fn resolve(&self, env: &str) -> Result<SourceEnv, PreflightError> {
+        let stacks = &self.cloud.stacks;
+        let stack = match retry(|| stacks.describe_stack(env)).await? {
+            Some(s) => s,
+            None => {
+                let mut tagged =
+                    retry(|| stacks.find_stacks_by_tag(TAG_ENVIRONMENT, env)).await?;
+                match tagged.len() {
+                    0 => return Err(PreflightError::UnknownSource { name: env.to_string() }),
+                    1 => tagged.remove(0),
+                    _ => {
+                        return Err(PreflightError::AmbiguousSource {
+                            name: env.to_string(),
+                            stacks: tagged.into_iter().map(|s| s.name).collect(),
+                        })
+                    }
+                }
+            }
+        };
+        if !stack.status.is_usable() {
+            return Err(PreflightError::SourceNotReady {
+                stack: stack.name.clone(),
+                status: format!("{:?}", stack.status),
+            });
+        }
+        let body = retry(|| stacks.template_body(&stack.name)).await?;
+        let template = Template::parse(&format!("stack {}", stack.name), &body)?;
+        let resources = retry(|| stacks.resources(&stack.name)).await?;
+        Ok(SourceEnv {
+            env_name: env.to_string(),
+            stack,
+            template,
+            resources,
+        })
+    }
+
+    /// Everything that can be checked before the first change. Read-only.
+    pub async fn preflight(
+        &self,
+        request: &CloneRequest,
+        run_id: RunId,
+    ) -> Result<ClonePlan, PreflightError> {
+        let source = self.resolve(&request.source).await?;
+        let template = match &request.template {
+            Some((path, body)) => Template::parse(path, body)?,
+            None => source.template.clone(),
+        };
+        let plan = build_plan(request, &source, template, run_id)?;
+        let cloud = &self.cloud;
+
+        // The target must be free: stack name, environment tag, and the names it will use.
+        if retry(|| cloud.stacks.describe_stack(&plan.target_stack)).await?.is_some() {
+            return Err(PreflightError::TargetExists {
+                what: format!("stack {}", plan.target_stack),
+            });
+        }
+        let tagged =
+            retry(|| cloud.stacks.find_stacks_by_tag(TAG_ENVIRONMENT, plan.target_env.as_str()))
+                .await?;
+        if let Some(s) = tagged.first() {
+            return Err(PreflightError::TargetExists {
+                what: format!("environment {} (stack {})", plan.target_env, s.name),
+            });
+        }
+        for d in &plan.databases {
+            match retry(|| cloud.databases.describe_instance(&d.source_instance)).await? {
+                None => {
+                    return Err(PreflightError::SourceMissing {
+                        what: format!("database {}", d.source_instance),
+                    })
+                }
+                Some(db) if db.status != "available" => {
+                    return Err(PreflightError::DatabaseNotAvailable {
+                        id: db.id,
+                        status: db.status,
+                    })
+                }
+                Some(_) => {}
+            }
+            if retry(|| cloud.databases.describe_snapshot(&d.snapshot_id)).await?.is_some() {
+                return Err(PreflightError::TargetExists {
+                    what: format!("DB snapshot {}", d.snapshot_id),
+                });
+            }
+            if let Some(id) = &d.target_instance {
+                if retry(|| cloud.databases.describe_instance(id)).await?.is_some() {
+                    return Err(PreflightError::TargetExists {
+                        what: format!("database {id}"),
+                    });
+                }
+            }
+        }
+        for b in &plan.buckets {
+            if retry(|| cloud.objects.bucket_tags(&b.source_bucket)).await?.is_none() {
+                return Err(PreflightError::SourceMissing {
+                    what: format!("bucket {}", b.source_bucket),
+                });
+            }
+            let target_name = match &b.target {
+                BucketTarget::Created { name, .. } => Some(name),
+                BucketTarget::StackOwned { predicted_name } => predicted_name.as_ref(),
+            };
+            if let Some(name) = target_name {
+                if retry(|| cloud.objects.bucket_tags(name)).await?.is_some() {
+                    return Err(PreflightError::TargetExists {
+                        what: format!("bucket {name}"),
+                    });
+                }
+            }
+        }
+        for g in &plan.scaling_groups {
+            if retry(|| cloud.scaling.describe_group(g)).await?.is_none() {
+                return Err(PreflightError::SourceMissing {
+                    what: format!("Auto Scaling group {g}"),
+                });
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Runs the plan. The source returns to service on every path, including `shutdown`
+    /// (Ctrl-C) firing.
+    pub async fn execute(
+        &self,
+        plan: &ClonePlan,
+        events: &Emitter,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<CloneReport, Box<CloneFailure>> {
+        let created = Created::default();
+        let dns_before = self.entry_dns_records(plan).await;
+
+        let mut standby = Vec::new();
+        let entered = if plan.standby {
+            self.enter_standby(plan, events, &mut standby).await
+        } else {
+            events.warn(
+                "standby",
+                None,
+                "--no-standby: the source keeps serving while it is copied; the clone is \
+                 crash-consistent (writes during the copy may be partly in it)",
+            );
+            Ok(())
+        };
+
+        let mut verification = Vec::new();
+        let outcome = match entered {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let body = self.clone_and_verify(plan, events, &created, &mut verification);
+                tokio::pin!(body);
+                tokio::pin!(shutdown);
+                tokio::select! {
+                    r = &mut body => r,
+                    () = &mut shutdown => Err(StepError::Interrupted { step: "clone".into() }),
+                }
+            }
+        };
+
+        if let Ok(report) = &outcome {
+            let _ = report;
+            if let Some(before) = &dns_before {
+                let after = self.entry_dns_records(plan).await;
+                let ok = after.as_ref() == Some(before);
+                verification.push(CheckResult {
+                    check: "entry DNS record untouched".into(),
+                    ok,
+                    detail: format!("{before:?}"),
+                });
+            }
+        }
+
+        let restored = self.exit_standby(&standby, events).await;
+        match outcome {
+            Ok(mut report) => {
+                if let Err(left) = restored {
+                    return Err(Box::new(CloneFailure {
+                        error: StepError::Refused {
+                            step: "standby.exit".into(),
+                            message: left.clone(),
+                        },
+                        left_behind: created.list(),
+                        source_restored: Err(left),
+                        verification,
+                    }));
+                }
+                report.verification = verification;
+                report.standby = standby;
+                Ok(report)
+            }
+            Err(error) => {
+                events.failed("clone", None, error.to_string());
+                Err(Box::new(CloneFailure {
+                    error,
+                    left_behind: created.list(),
+                    source_restored: restored,
+                    verification,
+                }))
+            }
+        }
+    }
+
+    async fn entry_dns_records(&self, plan: &ClonePlan) -> Option<Vec<DnsRecord>> {
+        let dns = plan.contract.entry_dns.as_ref()?;
+        retry(|| self.cloud.dns.records(&dns.zone, &dns.name)).await.ok()
+    }
+
+    async fn enter_standby(
+        &self,
+        plan: &ClonePlan,
+        events: &Emitter,
+        records: &mut Vec<StandbyRecord>,
+    ) -> Result<(), StepError> {
+        let scaling = &self.cloud.scaling;
+        for group in &plan.scaling_groups {
+            let step = "standby.enter";
+            let info = retry(|| scaling.describe_group(group))
+                .await
+                .map_err(StepError::port(step))?
+                .ok_or_else(|| StepError::Refused {
+                    step: step.into(),
+                    message: format!("Auto Scaling group {group} disappeared"),
+                })?;
+            let ids = info.ids_in("InService");
+            if ids.is_empty() {
+                events.info(step, Some(group), "no InService instances");
+                continue;
+            }
+            let n = ids.len() as i32;
+            // Standby decrements desired capacity so the group does not launch replacements;
+            // AWS refuses that below MinSize, so MinSize is lowered for the duration.
+            let lowered_min = (info.desired_capacity - n).max(0);
+            events.start(
+                step,
+                Some(group),
+                format!("moving {} instance(s) to Standby: {}", n, ids.join(", ")),
+            );
+            records.push(StandbyRecord {
+                group: group.clone(),
+                instance_ids: ids.clone(),
+                original_min_size: info.min_size,
+                original_desired: info.desired_capacity,
+            });
+            if lowered_min < info.min_size {
+                retry(|| scaling.set_min_size(group, lowered_min))
+                    .await
+                    .map_err(StepError::port(step))?;
+            }
+            retry(|| scaling.enter_standby(group, &ids))
+                .await
+                .map_err(StepError::port(step))?;
+            let what = format!("instances of {group} to be in Standby");
+            wait_until(&what, self.settings.standby_timeout, || async {
+                let info = scaling.describe_group(group).await?;
+                let standby = info.map(|i| i.ids_in("Standby")).unwrap_or_default();
+                Ok(if ids.iter().all(|id| standby.contains(id)) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(format!("in Standby: {standby:?}"))
+                })
+            })
+            .await
+            .map_err(StepError::wait(step))?;
+            events.done(step, Some(group), "instances in Standby");
+        }
+        Ok(())
+    }
+
+    /// Returns every instance this run put into Standby to service and restores MinSize. Tries
+    /// every group even when one fails; the error names what is still out of service.
+    pub async fn exit_standby(
+        &self,
+        records: &[StandbyRecord],
+        events: &Emitter,
+    ) -> Result<(), String> {
+        let scaling = &self.cloud.scaling;
+        let mut problems = Vec::new();
+        for r in records.iter().rev() {
+            let step = "standby.exit";
+            events.start(step, Some(&r.group), format!("returning {} to service", r.instance_ids.join(", ")));
+            let result: Result<(), StepError> = async {
+                let info = retry(|| scaling.describe_group(&r.group))
+                    .await
+                    .map_err(StepError::port(step))?;
+                let still = info
+                    .map(|i| i.ids_in("Standby"))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|id| r.instance_ids.contains(id))
+                    .collect::<Vec<_>>();
+                if !still.is_empty() {
+                    retry(|| scaling.exit_standby(&r.group, &still))
+                        .await
+                        .map_err(StepError::port(step))?;
+                }
+                let what = format!("instances of {} to be InService", r.group);
+                wait_until(&what, self.settings.standby_timeout, || async {
+                    let info = scaling.describe_group(&r.group).await?;
+                    let in_service = info.map(|i| i.ids_in("InService")).unwrap_or_default();
+                    Ok(if r.instance_ids.iter().all(|id| in_service.contains(id)) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending(format!("InService: {in_service:?}"))
+                    })
+                })
+                .await
+                .map_err(StepError::wait(step))?;
+                let info = retry(|| scaling.describe_group(&r.group))
+                    .await
+                    .map_err(StepError::port(step))?;
+                if info.is_some_and(|i| i.min_size != r.original_min_size) {
+                    retry(|| scaling.set_min_size(&r.group, r.original_min_size))
+                        .await
+                        .map_err(StepError::port(step))?;
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => events.done(step, Some(&r.group), "back in service"),
+                Err(e) => {
+                    events.failed(step, Some(&r.group), e.to_string());
+                    problems.push(format!(
+                        "{} (instances {}; MinSize was {}): {e}; run `envclone standby {} off` \
+                         or `aws autoscaling exit-standby`",
+                        r.group,
+                        r.instance_ids.join(", "),
+                        r.original_min_size,
+                        r.group
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    async fn clone_and_verify(
+        &self,
+        plan: &ClonePlan,
+        events: &Emitter,
+        created: &Created,
+        verification: &mut Vec<CheckResult>,
+    ) -> Result<CloneReport, StepError> {
+        let cloud = &self.cloud;
+        // Buckets passed by parameter are created first (a quick call) so the stack, created
+        // later, can already refer to them.
+        for b in &plan.buckets {
+            if let BucketTarget::Created { name, .. } = &b.target {
+                let step = "bucket.create";
+                events.start(step, Some(name), format!("creating bucket {name}"));
+                match retry(|| cloud.objects.create_bucket(name, &plan.tags)).await {
+                    Ok(()) => {}
+                    Err(crate::ports::PortError::AlreadyExists { .. }) => {
+                        // Only ours may be reused (a re-run of this step).
+                        let tags = retry(|| cloud.objects.bucket_tags(name))
+                            .await
+                            .map_err(StepError::port(step))?
+                            .unwrap_or_default();
+                        if tags.get(TAG_RUN) != Some(&plan.run_id.to_string()) {
+                            return Err(StepError::Refused {
+                                step: step.into(),
+                                message: format!("bucket {name} exists and was not created by run {}", plan.run_id),
+                            });
+                        }
+                    }
+                    Err(e) => return Err(StepError::port(step)(e)),
+                }
+                created.add(format!("bucket {name}"));
+                events.done(step, Some(name), "created");
+            }
+        }
+
+        let parameter_buckets = async {
+            let copies = plan.buckets.iter().filter_map(|b| match &b.target {
+                BucketTarget::Created { name, .. } => Some(self.copy_bucket(
+                    &b.logical_id,
+                    &b.source_bucket,
+                    name,
+                    events,
+                )),
+                BucketTarget::StackOwned { .. } => None,
+            });
+            try_join_all(copies).await
+        };
+        let snapshots_then_stack = async {
+            let snapshots = try_join_all(
+                plan.databases
+                    .iter()
+                    .map(|d| self.snapshot(plan, &d.source_instance, &d.snapshot_id, events, created)),
+            )
+            .await?;
+            let (stack_id, owned) = self.create_stack_and_fill(plan, events, created).await?;
+            Ok::<_, StepError>((snapshots, stack_id, owned))
+        };
+        let (mut buckets, (snapshots, stack_id, owned)) =
+            try_join(parameter_buckets, snapshots_then_stack).await?;
+        buckets.extend(owned);
+
+        let bucket_reports = self.verify_clone(plan, &buckets, events, verification).await?;
+
+        Ok(CloneReport {
+            run_id: plan.run_id.to_string(),
+            source: plan.source_env.clone(),
+            target: plan.target_env.to_string(),
+            stack_id,
+            snapshots,
+            buckets,
+            verification: Vec::new(),
+            bucket_reports,
+            standby: Vec::new(),
+        })
+    }
+
+    async fn snapshot(
+        &self,
+        plan: &ClonePlan,
+        instance: &str,
+        snapshot_id: &str,
+        events: &Emitter,
+        created: &Created,
+    ) -> Result<String, StepError> {
+        let step = "snapshot";
+        let dbs = &self.cloud.databases;
+        events.start(step, Some(snapshot_id), format!("snapshotting {instance} as {snapshot_id}"));
+        match retry(|| dbs.create_snapshot(instance, snapshot_id, &plan.tags)).await {
+            Ok(()) => {}
+            Err(crate::ports::PortError::AlreadyExists { .. }) => {
+                let existing = retry(|| dbs.describe_snapshot(snapshot_id))
+                    .await
+                    .map_err(StepError::port(step))?;
+                let ours = existing
+                    .as_ref()
+                    .is_some_and(|s| s.tags.get(TAG_RUN) == Some(&plan.run_id.to_string()));
+                if !ours {
+                    return Err(StepError::Refused {
+                        step: step.into(),
+                        message: format!("snapshot {snapshot_id} exists and was not made by run {}", plan.run_id),
+                    });
+                }
+            }
+            Err(e) => return Err(StepError::port(step)(e)),
+        }
+        created.add(format!("DB snapshot {snapshot_id}"));
+        let what = format!("snapshot {snapshot_id} of {instance} to be available");
+        wait_until(&what, self.settings.snapshot_timeout, || async {
+            Ok(match dbs.describe_snapshot(snapshot_id).await? {
+                Some(s) if s.status == "available" => Poll::Ready(()),
+                Some(s) if s.status == "failed" || s.status == "deleted" => {
+                    Poll::Failed(format!("snapshot status {}", s.status))
+                }
+                Some(s) => Poll::Pending(s.status),
+                None => Poll::Pending("not visible yet".into()),
+            })
+        })
+        .await
+        .map_err(StepError::wait(step))?;
+        events.done(step, Some(snapshot_id), "available");
+        Ok(snapshot_id.to_string())
+    }
+
+    async fn copy_bucket(
+        &self,
+        logical_id: &str,
+        source: &str,
+        target: &str,
+        events: &Emitter,
+    ) -> Result<BucketOutcome, StepError> {
+        let step = "bucket.copy";
+        events.start(step, Some(target), format!("copying s3://{source} into s3://{target}"));
+        let stats = s3sync::sync(
+            self.cloud.objects.clone(),
+            &BucketPath::bucket(source),
+            &BucketPath::bucket(target),
+            &self.settings.sync,
+        )
+        .await
+        .map_err(StepError::sync(step))?;
+        events.done(
+            step,
+            Some(target),
+            format!(
+                "{} object(s) listed, {} copied ({} bytes, {} in parts), {} already there",
+                stats.listed, stats.copied, stats.copied_bytes, stats.multipart_copies, stats.unchanged
+            ),
+        );
+        Ok(BucketOutcome {
+            logical_id: logical_id.to_string(),
+            source: source.to_string(),
+            target: target.to_string(),
+            stats,
+        })
+    }
+
+    /// Creates the clone stack, fills each stack-owned bucket as soon as the stack has created
+    /// it, and waits for the stack to complete.
+    async fn create_stack_and_fill(
+        &self,
+        plan: &ClonePlan,
+        events: &Emitter,
+        created: &Created,
+    ) -> Result<(String, Vec<BucketOutcome>), StepError> {
+        let step = "stack.create";
+        let stacks = &self.cloud.stacks;
+        events.start(step, Some(&plan.target_stack), format!("creating stack {}", plan.target_stack));
+        let request = CreateStackRequest {
+            name: plan.target_stack.clone(),
+            template_body: plan.template.body.clone(),
+            parameters: plan.parameters.clone(),
+            tags: plan.tags.clone(),
+            client_token: format!("envclone-{}", plan.run_id),
+        };
+        let stack_id = match retry(|| stacks.create_stack(&request)).await {
+            Ok(id) => id,
+            Err(crate::ports::PortError::AlreadyExists { .. }) => {
+                let existing = retry(|| stacks.describe_stack(&plan.target_stack))
+                    .await
+                    .map_err(StepError::port(step))?;
+                match existing {
+                    Some(s) if s.tags.get(TAG_RUN) == Some(&plan.run_id.to_string()) => s.id,
+                    _ => {
+                        return Err(StepError::Refused {
+                            step: step.into(),
+                            message: format!("stack {} exists and was not created by run {}", plan.target_stack, plan.run_id),
+                        })
+                    }
+                }
+            }
+            Err(e) => return Err(StepError::port(step)(e)),
+        };
+        created.add(format!("stack {}", plan.target_stack));
+
+        let fills = plan.buckets.iter().filter_map(|b| match &b.target {
+            BucketTarget::StackOwned { .. } => Some(async {
+                let name = self.wait_for_stack_bucket(plan, &b.logical_id).await?;
+                self.copy_bucket(&b.logical_id, &b.source_bucket, &name, events).await
+            }),
+            BucketTarget::Created { .. } => None,
+        });
+        let complete = async {
+            let what = format!("stack {} to be CREATE_COMPLETE", plan.target_stack);
+            wait_until(&what, self.settings.stack_timeout, || async {
+                Ok(match stacks.describe_stack(&plan.target_stack).await? {
+                    Some(StackInfo { status: StackStatus::CreateComplete, .. }) => Poll::Ready(()),
+                    Some(StackInfo { status: StackStatus::InProgress(s), .. }) => Poll::Pending(s),
+                    Some(StackInfo { status, status_reason, .. }) => Poll::Failed(format!(
+                        "stack status {status:?}: {}",
+                        status_reason.unwrap_or_default()
+                    )),
+                    None => Poll::Failed("stack disappeared".into()),
+                })
+            })
+            .await
+            .map_err(StepError::wait(step))?;
+            events.done(step, Some(&plan.target_stack), "CREATE_COMPLETE");
+            Ok::<_, StepError>(())
+        };
+        let (owned, ()) = try_join(try_join_all(fills), complete).await?;
+        Ok((stack_id, owned))
+    }
+
+    async fn wait_for_stack_bucket(&self, plan: &ClonePlan, logical_id: &str) -> Result<String, StepError> {
+        let stacks = &self.cloud.stacks;
+        let what = format!("stack {} to create bucket {logical_id}", plan.target_stack);
+        wait_until(&what, self.settings.stack_timeout, || async {
+            let resources = stacks.resources(&plan.target_stack).await?;
+            let r = resources
+                .iter()
+                .find(|r| r.logical_id == logical_id && r.resource_type == BUCKET);
+            Ok(match r {
+                Some(r) if r.is_created() => {
+                    Poll::Ready(r.physical_id.clone().expect("created resources have an id"))
+                }
+                Some(r) if r.status.contains("FAILED") => Poll::Failed(format!("{logical_id} is {}", r.status)),
+                Some(r) => Poll::Pending(r.status.clone()),
+                None => Poll::Pending("not started".into()),
+            })
+        })
+        .await
+        .map_err(StepError::wait("bucket.copy"))
+    }
+
+    /// Step 6: the clone stack complete, its databases available, every bucket equal to its
+    /// source, its instances in service, the template's HTTP checks.
+    async fn verify_clone(
+        &self,
+        plan: &ClonePlan,
+        buckets: &[BucketOutcome],
+        events: &Emitter,
+        checks: &mut Vec<CheckResult>,
+    ) -> Result<Vec<VerifyReport>, StepError> {
+        let step = "verify";
+        events.start(step, Some(&plan.target_stack), "verifying the clone");
+        let cloud = &self.cloud;
+        let stack = retry(|| cloud.stacks.describe_stack(&plan.target_stack))
+            .await
+            .map_err(StepError::port(step))?
+            .ok_or_else(|| StepError::Verification(format!("stack {} is gone", plan.target_stack)))?;
+        let resources = retry(|| cloud.stacks.resources(&plan.target_stack))
+            .await
+            .map_err(StepError::port(step))?;
+        checks.push(CheckResult {
+            check: format!("stack {}", plan.target_stack),
+            ok: stack.status.is_usable(),
+            detail: format!("{:?}", stack.status),
+        });
+
+        let outcome = verify_report(
+            self,
+            plan,
+            &stack,
+            &resources,
+            buckets,
+            checks,
+        )
+        .await?;
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.check, c.detail))
+            .collect();
+        if failed.is_empty() {
+            events.done(step, Some(&plan.target_stack), format!("{} check(s) passed", checks.len()));
+            Ok(outcome)
+        } else {
+            Err(StepError::Verification(failed.join("; ")))
+        }
+    }
+}
+
+async fn verify_report(
+    engine: &CloneEngine,
+    plan: &ClonePlan,
+    stack: &StackInfo,
+    resources: &[crate::ports::StackResource],
+    buckets: &[BucketOutcome],
+    checks: &mut Vec<CheckResult>,
+) -> Result<Vec<VerifyReport>, StepError> {
+    let step = "verify";
+    let cloud = &engine.cloud;
+    let timeout = engine.settings.verify_timeout;
+    for d in &plan.databases {
+        let Some(id) = resources
+            .iter()
+            .find(|r| r.logical_id == d.logical_id && r.resource_type == DB_INSTANCE)
+            .and_then(|r| r.physical_id.clone())
+        else {
+            checks.push(CheckResult {
+                check: format!("database {}", d.logical_id),
+                ok: false,
+                detail: "not in the clone stack".into(),
+            });
+            continue;
+        };
+        let what = format!("database {id} to be available");
+        let status = wait_until(&what, timeout, || async {
+            Ok(match cloud.databases.describe_instance(&id).await? {
+                Some(db) if db.status == "available" => Poll::Ready(db.status),
+                Some(db) => Poll::Pending(db.status),
+                None => Poll::Pending("not found".into()),
+            })
+        })
+        .await;
+        checks.push(CheckResult {
+            check: format!("database {id} (restored from {})", d.snapshot_id),
+            ok: status.is_ok(),
+            detail: match status {
+                Ok(s) => s,
+                Err(e) => e.to_string(),
+            },
+        });
+    }
+
+    let mut reports = Vec::new();
+    for b in buckets {
+        let report = s3sync::verify(
+            cloud.objects.clone(),
+            &BucketPath::bucket(&b.source),
+            &BucketPath::bucket(&b.target),
+            engine.settings.verify_concurrency,
+        )
+        .await
+        .map_err(StepError::sync(step))?;
+        let detail = if report.is_equal() {
+            format!(
+                "{} object(s) equal (key, size, ETag, content type, metadata, tags){}",
+                report.compared,
+                if report.compared_by_content > 0 {
+                    format!("; {} compared by content (different part layouts)", report.compared_by_content)
+                } else {
+                    String::new()
+                }
+            )
+        } else {
+            let first: Vec<String> = report
+                .mismatches
+                .iter()
+                .take(5)
+                .map(|m| format!("{:?}: {}", m.key, m.problem))
+                .collect();
+            format!("{} difference(s), e.g. {}", report.mismatches.len(), first.join("; "))
+        };
+        checks.push(CheckResult {
+            check: format!("bucket {} = {}", b.target, b.source),
+            ok: report.is_equal(),
+            detail,
+        });
+        reports.push(report);
+    }
+
+    for r in resources.iter().filter(|r| r.resource_type == crate::contract::ASG) {
+        let Some(group) = r.physical_id.clone() else { continue };
+        let what = format!("instances of {group} to be InService");
+        let result = wait_until(&what, timeout, || async {
+            let info = cloud.scaling.describe_group(&group).await?;
+            Ok(match info {
+                Some(i) => {
+                    let n = i.ids_in("InService").len() as i32;
+                    if n >= i.desired_capacity {
+                        Poll::Ready(format!("{n} of {} desired InService", i.desired_capacity))
+                    } else {
+                        Poll::Pending(format!("{n} of {} desired InService", i.desired_capacity))
+                    }
+                }
+                None => Poll::Pending("group not found".into()),
+            })
+        })
+        .await;
+        checks.push(CheckResult {
+            check: format!("instances of {group}"),
+            ok: result.is_ok(),
+            detail: result.unwrap_or_else(|e| e.to_string()),
+        });
+    }
+
+    for check in &plan.contract.verify {
+        let VerifyCheck::HttpOutput(output) = check;
+        let Some(url) = stack.outputs.get(output).cloned() else {
+            checks.push(CheckResult {
+                check: format!("HTTP {output}"),
+                ok: false,
+                detail: format!("the clone stack has no output {output}"),
+            });
+            continue;
+        };
+        let what = format!("{url} (output {output}) to answer 2xx");
+        let result = wait_until(&what, timeout, || async {
+            Ok(match cloud.http.get_status(&url).await {
+                Ok(code) if (200..300).contains(&code) => Poll::Ready(code),
+                Ok(code) => Poll::Pending(format!("HTTP {code}")),
+                Err(e) => Poll::Pending(e.to_string()),
+            })
+        })
+        .await;
+        checks.push(CheckResult {
+            check: format!("HTTP GET {url}"),
+            ok: result.is_ok(),
+            detail: match result {
+                Ok(code) => format!("HTTP {code}"),
+                Err(e) => e.to_string(),
+            },
+        });
+    }
+    let _ = BTreeMap::<String, String>::new();
+    Ok(reports)
+}

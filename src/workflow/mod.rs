@@ -1,0 +1,125 @@
+//! The clone workflow: plan, preflight, execution, verification, and the errors of each.
+//!
+//! Plain Rust over the `ports` traits; no AWS SDK type appears here.
+
+pub mod clone;
+pub mod plan;
+
+use thiserror::Error;
+
+use crate::contract::ContractError;
+use crate::model::NameError;
+use crate::ports::PortError;
+use crate::retry::WaitError;
+use crate::s3sync::SyncError;
+
+/// Problems found before any change. Every one of them means: nothing was changed.
+#[derive(Debug, Error)]
+pub enum PreflightError {
+    #[error(transparent)]
+    Contract(#[from] ContractError),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(
+        "environment {name:?} not found: no stack of that name and none tagged \
+         envclone:environment={name}; check the name and --region"
+    )]
+    UnknownSource { name: String },
+    #[error(
+        "environment {name:?} is ambiguous: stacks {stacks:?} are all tagged \
+         envclone:environment={name}; use the stack name instead"
+    )]
+    AmbiguousSource { name: String, stacks: Vec<String> },
+    #[error("source stack {stack} is {status}, not CREATE_COMPLETE or UPDATE_COMPLETE; wait for it to settle or repair it first")]
+    SourceNotReady { stack: String, status: String },
+    #[error("the target {target:?} is the source itself; choose another target name")]
+    TargetIsSource { target: String },
+    #[error("the target {what} already exists; choose another target name or remove it first")]
+    TargetExists { what: String },
+    #[error(
+        "--parameter {key}: the template {template} has no such parameter; known parameters: {}",
+        known.join(", ")
+    )]
+    UnknownParameter {
+        key: String,
+        template: String,
+        known: Vec<String>,
+    },
+    #[error(
+        "parameter {name} of {template} has no default and the source does not set it; \
+         pass --parameter {name}=VALUE"
+    )]
+    MissingParameter { name: String, template: String },
+    #[error(
+        "parameter {name} is NoEcho, so CloudFormation does not reveal the source's value, and \
+         it has no default; give the template a default (e.g. the value restored with the \
+         snapshot makes it unused) or pass --parameter {name}=VALUE"
+    )]
+    SecretParameter { name: String },
+    #[error("stack {stack} has no resource {logical_id}, which the contract names; the template and the stack disagree — update the stack or fix the contract")]
+    SourceResourceMissing { stack: String, logical_id: String },
+    #[error("stack {stack} passes no bucket in parameter {parameter} (contract bucket {logical_id}); set it on the source or remove the bucket from the contract")]
+    BucketParameterEmpty {
+        stack: String,
+        logical_id: String,
+        parameter: String,
+    },
+    #[error("{what} does not exist; the source stack refers to it — repair the source first")]
+    SourceMissing { what: String },
+    #[error("database {id} is {status}, not available; snapshots need an available instance — wait for it or fix it")]
+    DatabaseNotAvailable { id: String, status: String },
+    #[error("{what}")]
+    Unsupported { what: String },
+    #[error("reading the source failed: {0}; nothing was changed")]
+    Aws(#[from] PortError),
+}
+
+/// A failure once changes have started.
+#[derive(Debug, Error)]
+pub enum StepError {
+    #[error("{step}: {source}")]
+    Port {
+        step: String,
+        #[source]
+        source: PortError,
+    },
+    #[error("{step}: {source}")]
+    Wait {
+        step: String,
+        #[source]
+        source: WaitError,
+    },
+    #[error("{step}: {source}")]
+    Sync {
+        step: String,
+        #[source]
+        source: SyncError,
+    },
+    #[error("verification failed: {0}")]
+    Verification(String),
+    #[error("interrupted (Ctrl-C) during {step}")]
+    Interrupted { step: String },
+    #[error("{step}: {message}")]
+    Refused { step: String, message: String },
+}
+
+impl StepError {
+    pub fn port(step: &str) -> impl FnOnce(PortError) -> StepError + '_ {
+        move |source| StepError::Port {
+            step: step.to_string(),
+            source,
+        }
+    }
+    pub fn wait(step: &str) -> impl FnOnce(WaitError) -> StepError + '_ {
+        move |source| StepError::Wait {
+            step: step.to_string(),
+            source,
+        }
+    }
+    pub fn sync(step: &str) -> impl FnOnce(SyncError) -> StepError + '_ {
+        move |source| StepError::Sync {
+            step: step.to_string(),
+            source,
+        }
+    }
+}
