@@ -325,6 +325,10 @@ impl FakeAws {
             .collect()
     }
 
+    pub fn group_names(&self) -> Vec<String> {
+        self.lock().groups.keys().cloned().collect()
+    }
+
     pub fn group(&self, name: &str) -> Option<AsgInfo> {
         let s = self.lock();
         let g = s.groups.get(name)?;
@@ -344,6 +348,7 @@ impl FakeAws {
             template_body: template_body.to_string(),
             parameters: parameters.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             tags: BTreeMap::new(),
+            capabilities: Vec::new(),
             client_token: String::new(),
         };
         let mut s = self.lock();
@@ -533,6 +538,7 @@ fn instantiate(s: &mut State, request: &CreateStackRequest, now: Instant, t: &Ti
             parameters: shown,
             outputs,
             tags: request.tags.clone(),
+            capabilities: request.capabilities.clone(),
         },
         body: request.template_body.clone(),
         resources,

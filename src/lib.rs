@@ -12,3 +12,7 @@ pub mod events;
 pub mod template_eval;
 pub mod workflow;
 pub mod fake;
+pub mod aws;
+pub mod app;
+pub mod cli;
+pub mod journal;

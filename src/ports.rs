@@ -73,6 +73,8 @@ pub struct StackInfo {
     pub parameters: BTreeMap<String, String>,
     pub outputs: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
+    /// IAM capabilities the stack was created with (`CAPABILITY_IAM`…).
+    pub capabilities: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +98,8 @@ pub struct CreateStackRequest {
     pub template_body: String,
     pub parameters: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
+    /// The source's capabilities: a clone needs what its source needed.
+    pub capabilities: Vec<String>,
     /// Idempotency token: CloudFormation answers a repeated CreateStack with the same token as
     /// success instead of AlreadyExists.
     pub client_token: String,

@@ -1,7 +1,6 @@
 //! Running a clone: preflight (read-only), Standby, snapshots ∥ bucket copies, the clone stack,
 //! verification, and the return of the source to service on every path.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -245,7 +244,7 @@ impl CloneEngine {
 
         let mut standby = Vec::new();
         let entered = if plan.standby {
-            self.enter_standby(plan, events, &mut standby).await
+            self.enter_standby(&plan.scaling_groups, events, &mut standby).await
         } else {
             events.warn(
                 "standby",
@@ -318,14 +317,16 @@ impl CloneEngine {
         retry(|| self.cloud.dns.records(&dns.zone, &dns.name)).await.ok()
     }
 
-    async fn enter_standby(
+    /// Puts the InService instances of `groups` into Standby, recording each group before it
+    /// is touched so a failure part-way can still return everything to service.
+    pub async fn enter_standby(
         &self,
-        plan: &ClonePlan,
+        groups: &[String],
         events: &Emitter,
         records: &mut Vec<StandbyRecord>,
     ) -> Result<(), StepError> {
         let scaling = &self.cloud.scaling;
-        for group in &plan.scaling_groups {
+        for group in groups {
             let step = "standby.enter";
             let info = retry(|| scaling.describe_group(group))
                 .await
@@ -624,6 +625,7 @@ impl CloneEngine {
             template_body: plan.template.body.clone(),
             parameters: plan.parameters.clone(),
             tags: plan.tags.clone(),
+            capabilities: plan.capabilities.clone(),
             client_token: format!("envclone-{}", plan.run_id),
         };
         let stack_id = match retry(|| stacks.create_stack(&request)).await {
@@ -707,29 +709,11 @@ impl CloneEngine {
     ) -> Result<Vec<VerifyReport>, StepError> {
         let step = "verify";
         events.start(step, Some(&plan.target_stack), "verifying the clone");
-        let cloud = &self.cloud;
-        let stack = retry(|| cloud.stacks.describe_stack(&plan.target_stack))
-            .await
-            .map_err(StepError::port(step))?
-            .ok_or_else(|| StepError::Verification(format!("stack {} is gone", plan.target_stack)))?;
-        let resources = retry(|| cloud.stacks.resources(&plan.target_stack))
-            .await
-            .map_err(StepError::port(step))?;
-        checks.push(CheckResult {
-            check: format!("stack {}", plan.target_stack),
-            ok: stack.status.is_usable(),
-            detail: format!("{:?}", stack.status),
-        });
-
-        let outcome = verify_report(
-            self,
-            plan,
-            &stack,
-            &resources,
-            buckets,
-            checks,
-        )
-        .await?;
+        let pairs: Vec<(String, String)> =
+            buckets.iter().map(|b| (b.source.clone(), b.target.clone())).collect();
+        let reports = self
+            .check_environment(&plan.target_stack, &plan.contract, &pairs, checks)
+            .await?;
         let failed: Vec<String> = checks
             .iter()
             .filter(|c| !c.ok)
@@ -737,25 +721,52 @@ impl CloneEngine {
             .collect();
         if failed.is_empty() {
             events.done(step, Some(&plan.target_stack), format!("{} check(s) passed", checks.len()));
-            Ok(outcome)
+            Ok(reports)
         } else {
             Err(StepError::Verification(failed.join("; ")))
         }
+    }
+
+    /// Checks an environment: its stack usable, its databases available, each (source, target)
+    /// bucket pair equal object for object, its instances in service, the contract's HTTP
+    /// checks. Appends one result per check; errors only when a check cannot be made at all.
+    pub async fn check_environment(
+        &self,
+        stack_name: &str,
+        contract: &crate::contract::Contract,
+        bucket_pairs: &[(String, String)],
+        checks: &mut Vec<CheckResult>,
+    ) -> Result<Vec<VerifyReport>, StepError> {
+        let step = "verify";
+        let cloud = &self.cloud;
+        let stack = retry(|| cloud.stacks.describe_stack(stack_name))
+            .await
+            .map_err(StepError::port(step))?
+            .ok_or_else(|| StepError::Verification(format!("stack {stack_name} does not exist")))?;
+        let resources = retry(|| cloud.stacks.resources(stack_name))
+            .await
+            .map_err(StepError::port(step))?;
+        checks.push(CheckResult {
+            check: format!("stack {stack_name}"),
+            ok: stack.status.is_usable(),
+            detail: format!("{:?}", stack.status),
+        });
+        verify_report(self, contract, &stack, &resources, bucket_pairs, checks).await
     }
 }
 
 async fn verify_report(
     engine: &CloneEngine,
-    plan: &ClonePlan,
+    contract: &crate::contract::Contract,
     stack: &StackInfo,
     resources: &[crate::ports::StackResource],
-    buckets: &[BucketOutcome],
+    buckets: &[(String, String)],
     checks: &mut Vec<CheckResult>,
 ) -> Result<Vec<VerifyReport>, StepError> {
     let step = "verify";
     let cloud = &engine.cloud;
     let timeout = engine.settings.verify_timeout;
-    for d in &plan.databases {
+    for d in &contract.databases {
         let Some(id) = resources
             .iter()
             .find(|r| r.logical_id == d.logical_id && r.resource_type == DB_INSTANCE)
@@ -778,7 +789,7 @@ async fn verify_report(
         })
         .await;
         checks.push(CheckResult {
-            check: format!("database {id} (restored from {})", d.snapshot_id),
+            check: format!("database {id}"),
             ok: status.is_ok(),
             detail: match status {
                 Ok(s) => s,
@@ -788,11 +799,11 @@ async fn verify_report(
     }
 
     let mut reports = Vec::new();
-    for b in buckets {
+    for (source, target) in buckets {
         let report = s3sync::verify(
             cloud.objects.clone(),
-            &BucketPath::bucket(&b.source),
-            &BucketPath::bucket(&b.target),
+            &BucketPath::bucket(source),
+            &BucketPath::bucket(target),
             engine.settings.verify_concurrency,
         )
         .await
@@ -817,7 +828,7 @@ async fn verify_report(
             format!("{} difference(s), e.g. {}", report.mismatches.len(), first.join("; "))
         };
         checks.push(CheckResult {
-            check: format!("bucket {} = {}", b.target, b.source),
+            check: format!("bucket {target} = {source}"),
             ok: report.is_equal(),
             detail,
         });
@@ -849,7 +860,7 @@ async fn verify_report(
         });
     }
 
-    for check in &plan.contract.verify {
+    for check in &contract.verify {
         let VerifyCheck::HttpOutput(output) = check;
         let Some(url) = stack.outputs.get(output).cloned() else {
             checks.push(CheckResult {
@@ -877,6 +888,5 @@ async fn verify_report(
             },
         });
     }
-    let _ = BTreeMap::<String, String>::new();
     Ok(reports)
 }

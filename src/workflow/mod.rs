@@ -3,6 +3,7 @@
 //! Plain Rust over the `ports` traits; no AWS SDK type appears here.
 
 pub mod clone;
+pub mod ops;
 pub mod plan;
 
 use thiserror::Error;

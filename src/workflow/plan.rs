@@ -100,6 +100,7 @@ pub struct ClonePlan {
     pub scaling_groups: Vec<String>,
     pub standby: bool,
     pub tags: BTreeMap<String, String>,
+    pub capabilities: Vec<String>,
 }
 
 pub const MASK: &str = "****";
@@ -397,5 +398,6 @@ pub fn build_plan(
         scaling_groups,
         standby: request.standby,
         tags,
+        capabilities: source.stack.capabilities.clone(),
     })
 }

@@ -1,1 +1,6 @@
+//! The one integration-test binary: workflow scenarios on the in-memory fake (paused clock),
+//! and end-to-end runs of the built `envclone` against the moto stand-in.
 
+mod e2e;
+mod fake_clone;
+mod support;

@@ -1,0 +1,1454 @@
+#!/usr/bin/env python3
+"""envclone's local AWS stand-in: moto's server with the corrections the product depends on.
+
+Run with the project's virtualenv (scripts/lib.sh sets it up):
+
+    .venv/bin/python scripts/standin.py --port 0 --port-file /tmp/x/port
+
+moto answers every call as if AWS had no time and never failed. envclone's correctness is mostly
+about waiting for the right state and surviving faults, so this wrapper adds (details, and the
+moto internals each one touches, in tests/it/STANDIN.md):
+
+* RDS statuses that take time (creating/modifying/renaming/backing-up... -> available), and the
+  state checks AWS makes on them;
+* CloudFormation restoring an AWS::RDS::DBInstance from DBSnapshotIdentifier, failing and
+  rolling back stacks whose resources fail, waiting for the DB before CREATE_COMPLETE, and the
+  ClientRequestToken idempotency of CreateStack;
+* S3 HeadObject/GetObject with PartNumber on multipart objects;
+* a few cheap refusals AWS makes and moto does not (EnterStandby below MinSize, DeleteDBInstance
+  without a final-snapshot decision);
+* a control API under /envclone-standin/ for latency and error injection, the RDS delay, and
+  a health endpoint standing in for the application behind the load balancer.
+
+Everything here reaches into moto's internals, so the moto version is pinned and checked first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import functools
+import io
+import json
+import os
+import random
+import re
+import signal
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Callable
+from urllib.parse import parse_qs
+
+PINNED_MOTO_VERSION = "5.2.5"
+CONTROL_PREFIX = "/envclone-standin/"
+
+
+def _check_moto_version() -> None:
+    # Every patch below names private moto functions and attributes; with another version they
+    # may silently stop applying, which would make tests pass against the wrong behaviour.
+    try:
+        from importlib.metadata import version
+
+        found = version("moto")
+    except Exception as exc:  # pragma: no cover - only on a broken environment
+        sys.exit(f"standin: cannot find moto ({exc}); run envclone_ensure_venv (scripts/lib.sh)")
+    if found != PINNED_MOTO_VERSION:
+        sys.exit(
+            f"standin: moto {found} is installed but the stand-in is written against moto "
+            f"{PINNED_MOTO_VERSION} (it patches moto internals). Re-check every patch in "
+            f"scripts/standin.py and tests/it/STANDIN.md before changing the pin."
+        )
+
+
+_check_moto_version()
+
+# moto creates boto3 sessions while importing (a developer's AWS_PROFILE that names a profile
+# not on this machine makes that import fail) and must never see real credentials.
+for _name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    AWS_CONFIG_FILE=os.devnull,
+    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_EC2_METADATA_DISABLED="true",
+)
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+from moto.autoscaling.exceptions import ValidationError as AsgValidationError  # noqa: E402
+from moto.autoscaling.models import AutoScalingBackend  # noqa: E402
+from moto.autoscaling.responses import AutoScalingResponse  # noqa: E402
+from moto.cloudformation import models as cfn_models  # noqa: E402
+from moto.cloudformation import parsing as cfn_parsing  # noqa: E402
+from moto.cloudformation.responses import CloudFormationResponse  # noqa: E402
+from moto.core.responses import ActionResult  # noqa: E402
+from moto.moto_server.werkzeug_app import (  # noqa: E402
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.rds import models as rds_models  # noqa: E402
+from moto.rds.exceptions import RDSClientError  # noqa: E402
+from moto.rds.responses import RDSResponse  # noqa: E402
+from moto.s3 import exceptions as s3_exceptions  # noqa: E402
+from moto.s3 import models as s3_models  # noqa: E402
+from moto.s3.responses import S3Response  # noqa: E402
+
+
+def _log(msg: str) -> None:
+    print(f"standin: {msg}", file=sys.stderr, flush=True)
+
+
+# ==================================================================================== settings
+
+
+class Settings:
+    """Run-time knobs changed through the control API; read by request threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rds_delay = float(os.environ.get("ENVCLONE_STANDIN_RDS_DELAY", "2.0"))
+        self.faults: list[FaultRule] = []
+        self.next_fault_id = 1
+
+
+SETTINGS = Settings()
+
+
+# ============================================================================ RDS: time passes
+
+# A transient status and the one it settles into once the delay has passed. AWS takes minutes;
+# the stand-in takes SETTINGS.rds_delay seconds, measured from the moment the status was set and
+# evaluated when the status is read, so lowering the delay at run time also hurries along
+# transitions already under way.
+_SETTLES_INTO = {
+    "creating": "available",
+    "modifying": "available",
+    "renaming": "available",
+    "backing-up": "available",
+    "rebooting": "available",
+    "starting": "available",
+    "stopping": "stopped",
+}
+
+
+class _TimedStatus:
+    """Data descriptor replacing the plain `status` attribute of DBInstance and DBSnapshot.
+
+    moto assigns `status = "available"` in their constructors and when starting an instance;
+    the first of these becomes "creating" and a start from "stopped" becomes "starting", so
+    no constructor has to be touched. Reads settle a transient status whose time is up.
+    """
+
+    _slot = "_envclone_status"
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        state = obj.__dict__.get(self._slot)
+        if state is None:
+            return None
+        value, since = state
+        final = _SETTLES_INTO.get(value)
+        if final is not None and time.monotonic() - since >= SETTINGS.rds_delay:
+            obj.__dict__[self._slot] = (final, time.monotonic())
+            return final
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        previous = self.__get__(obj)
+        if value == "available":
+            if previous is None:
+                value = "creating"
+            elif previous == "stopped":
+                value = "starting"
+        elif value == "stopped" and previous == "available":
+            value = "stopping"
+        obj.__dict__[self._slot] = (value, time.monotonic())
+
+
+def _force_status(obj: Any, value: str) -> None:
+    """Set a status verbatim (the descriptor's setter would reinterpret "available")."""
+    obj.__dict__[_TimedStatus._slot] = (value, time.monotonic())
+
+
+def _invalid_instance_state(instance_id: str) -> RDSClientError:
+    # AWS's code and wording for operations on an instance that is not available.
+    return RDSClientError(
+        "InvalidDBInstanceState",
+        f"Database instance is not in available state (instance {instance_id}).",
+    )
+
+
+def _install_rds_time() -> None:
+    rds_models.DBInstance.status = _TimedStatus()
+    rds_models.DBSnapshot.status = _TimedStatus()
+    backend_cls = rds_models.RDSBackend
+
+    orig_create_snapshot = backend_cls.create_db_snapshot
+
+    @functools.wraps(orig_create_snapshot)
+    def create_db_snapshot(self, db_instance_identifier, db_snapshot_identifier, snapshot_type="manual", *args, **kwargs):  # type: ignore[no-untyped-def]
+        database = self.databases.get(db_instance_identifier)
+        # Automated snapshots are taken by moto inside CreateDBInstance itself, and the final
+        # snapshot of DeleteDBInstance is taken whatever the state: only a user's manual snapshot
+        # needs an available instance, and puts it in backing-up while it runs.
+        manual = snapshot_type == "manual" and not getattr(self, "_envclone_final_snapshot", False)
+        if database is not None and manual and database.status != "available":
+            raise _invalid_instance_state(db_instance_identifier)
+        snapshot = orig_create_snapshot(self, db_instance_identifier, db_snapshot_identifier, snapshot_type, *args, **kwargs)
+        if database is not None and manual:
+            _force_status(database, "backing-up")
+        return snapshot
+
+    backend_cls.create_db_snapshot = create_db_snapshot
+
+    orig_copy_snapshot = backend_cls.copy_db_snapshot
+
+    @functools.wraps(orig_copy_snapshot)
+    def copy_db_snapshot(self, source_db_snapshot_identifier, *args, **kwargs):  # type: ignore[no-untyped-def]
+        _require_snapshot_available(self, source_db_snapshot_identifier)
+        return orig_copy_snapshot(self, source_db_snapshot_identifier, *args, **kwargs)
+
+    backend_cls.copy_db_snapshot = copy_db_snapshot
+
+    orig_restore = backend_cls.restore_db_instance_from_db_snapshot
+
+    @functools.wraps(orig_restore)
+    def restore_db_instance_from_db_snapshot(self, from_snapshot_id, overrides):  # type: ignore[no-untyped-def]
+        # AWS refuses to restore from a snapshot that is still being created.
+        _require_snapshot_available(self, from_snapshot_id)
+        database = orig_restore(self, from_snapshot_id, overrides)
+        database._envclone_restored_from = _snapshot_name(self, from_snapshot_id)
+        return database
+
+    backend_cls.restore_db_instance_from_db_snapshot = restore_db_instance_from_db_snapshot
+
+    orig_replica = backend_cls.create_db_instance_read_replica
+
+    @functools.wraps(orig_replica)
+    def create_db_instance_read_replica(self, db_kwargs):  # type: ignore[no-untyped-def]
+        # moto builds a replica by copying the primary, status included.
+        replica = orig_replica(self, db_kwargs)
+        _force_status(replica, "creating")
+        return replica
+
+    backend_cls.create_db_instance_read_replica = create_db_instance_read_replica
+
+    orig_modify = backend_cls.modify_db_instance
+
+    @functools.wraps(orig_modify)
+    def modify_db_instance(self, db_instance_identifier, db_kwargs):  # type: ignore[no-untyped-def]
+        database = self.describe_db_instances(db_instance_identifier)[0]
+        if database.status != "available":
+            raise _invalid_instance_state(db_instance_identifier)
+        apply_now = _truthy(db_kwargs.get("apply_immediately"))
+        new_id = db_kwargs.get("new_db_instance_identifier")
+        if new_id and not apply_now:
+            # AWS defers a rename without ApplyImmediately to the next maintenance window and
+            # shows it as pending; moto would rename at once. There is no maintenance window
+            # here, so the rename stays pending for good.
+            del db_kwargs["new_db_instance_identifier"]
+            if "NewDBInstanceIdentifier" in db_kwargs:
+                del db_kwargs["NewDBInstanceIdentifier"]
+            database = orig_modify(self, db_instance_identifier, db_kwargs)
+            database.pending_modified_values = {"DBInstanceIdentifier": new_id}
+            return database
+        if new_id and new_id.lower() in self.databases:
+            raise RDSClientError("DBInstanceAlreadyExists", f"DB instance already exists: {new_id}")
+        database = orig_modify(self, db_instance_identifier, db_kwargs)
+        if new_id:
+            _force_status(database, "renaming")
+        elif apply_now:
+            _force_status(database, "modifying")
+        return database
+
+    backend_cls.modify_db_instance = modify_db_instance
+
+    orig_reboot = backend_cls.reboot_db_instance
+
+    @functools.wraps(orig_reboot)
+    def reboot_db_instance(self, db_instance_identifier):  # type: ignore[no-untyped-def]
+        database = orig_reboot(self, db_instance_identifier)
+        if database.status != "available":
+            raise _invalid_instance_state(db_instance_identifier)
+        _force_status(database, "rebooting")
+        return database
+
+    backend_cls.reboot_db_instance = reboot_db_instance
+
+    orig_delete = backend_cls.delete_db_instance
+
+    @functools.wraps(orig_delete)
+    def delete_db_instance(self, db_instance_identifier, final_db_snapshot_identifier=None, skip_final_snapshot=False, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self._envclone_final_snapshot = True
+        try:
+            return orig_delete(self, db_instance_identifier, final_db_snapshot_identifier, skip_final_snapshot, *args, **kwargs)
+        finally:
+            self._envclone_final_snapshot = False
+
+    backend_cls.delete_db_instance = delete_db_instance
+
+    orig_resp_delete = RDSResponse.delete_db_instance
+
+    @functools.wraps(orig_resp_delete)
+    def resp_delete_db_instance(self):  # type: ignore[no-untyped-def]
+        # The API (not CloudFormation, which calls the backend directly) must say what happens
+        # to the data: AWS refuses a delete that neither skips nor names a final snapshot.
+        skip = _truthy(self.params.get("SkipFinalSnapshot"))
+        final = self.params.get("FinalDBSnapshotIdentifier")
+        if skip and final:
+            raise RDSClientError(
+                "InvalidParameterCombination",
+                "Cannot specify both SkipFinalSnapshot and FinalDBSnapshotIdentifier.",
+            )
+        if not skip and not final:
+            raise RDSClientError(
+                "InvalidParameterCombination",
+                "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.",
+            )
+        return orig_resp_delete(self)
+
+    RDSResponse.delete_db_instance = resp_delete_db_instance
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
+def _snapshot_name(backend: Any, snapshot_id: str) -> str:
+    if snapshot_id.startswith("arn:"):
+        return backend.extract_snapshot_name_from_arn(snapshot_id)
+    return snapshot_id.lower()
+
+
+def _require_snapshot_available(backend: Any, snapshot_id: str) -> None:
+    name = _snapshot_name(backend, snapshot_id)
+    snapshot = backend.database_snapshots.get(name)
+    if snapshot is not None and snapshot.status != "available":
+        raise RDSClientError(
+            "InvalidDBSnapshotState", f"Snapshot {name} is not in available state."
+        )
+
+
+def restored_instances() -> dict[str, str]:
+    """{current instance id: snapshot id} for every instance restored from a DB snapshot."""
+    result: dict[str, str] = {}
+    for account_backends in list(rds_models.rds_backends.values()):
+        for backend in list(account_backends.values()):
+            for instance_id, database in list(backend.databases.items()):
+                snapshot = database.__dict__.get("_envclone_restored_from")
+                if snapshot:
+                    result[instance_id] = snapshot
+    return result
+
+
+# ==================================================== CloudFormation: restore, failure, waiting
+
+_request_local = threading.local()
+
+# Properties of AWS::RDS::DBInstance that may change the restored copy; everything else
+# (engine, DB name, master user, storage...) comes from the snapshot, as with RDS's
+# RestoreDBInstanceFromDBSnapshot, which is what CloudFormation calls on AWS.
+_RESTORE_OVERRIDES = {
+    "DBInstanceClass": "db_instance_class",
+    "AllocatedStorage": "allocated_storage",
+    "AvailabilityZone": "availability_zone",
+    "DBParameterGroupName": "db_parameter_group_name",
+    "OptionGroupName": "option_group_name",
+    "Iops": "iops",
+    "MultiAZ": "multi_az",
+    "Port": "port",
+    "PubliclyAccessible": "publicly_accessible",
+    "StorageType": "storage_type",
+    "CopyTagsToSnapshot": "copy_tags_to_snapshot",
+    "AutoMinorVersionUpgrade": "auto_minor_version_upgrade",
+}
+
+
+def _restore_from_cloudformation(resource_name: str, properties: dict[str, Any], account_id: str, region_name: str) -> Any:
+    backend = rds_models.rds_backends[account_id][region_name]
+    overrides: dict[str, Any] = {"db_instance_identifier": resource_name.replace("_", "-").lower()}
+    for prop, key in _RESTORE_OVERRIDES.items():
+        if properties.get(prop) not in (None, ""):
+            value = properties[prop]
+            if key in ("allocated_storage", "port", "iops"):
+                value = int(value)
+            elif key in ("multi_az", "publicly_accessible", "copy_tags_to_snapshot", "auto_minor_version_upgrade"):
+                value = _truthy(value)
+            overrides[key] = value
+    subnet_group = properties.get("DBSubnetGroupName")
+    if subnet_group:
+        overrides["db_subnet_group_name"] = getattr(subnet_group, "name", subnet_group)
+    security_groups = properties.get("VPCSecurityGroups") or properties.get("VpcSecurityGroupIds")
+    if security_groups:
+        overrides["vpc_security_group_ids"] = list(security_groups)
+    database = backend.restore_db_instance_from_db_snapshot(properties["DBSnapshotIdentifier"], overrides)
+    # The restored instance carries the template's tags, not the source instance's.
+    database.tags = list(properties.get("Tags") or [])
+    return database
+
+
+def _install_cloudformation() -> None:
+    db_cls = rds_models.DBInstance
+    orig_db_from_cfn = db_cls.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+        properties = cloudformation_json.get("Properties") or {}
+        if properties.get("DBSnapshotIdentifier"):
+            return _restore_from_cloudformation(resource_name, properties, account_id, region_name)
+        if properties.get("Port") in (None, "") and properties.get("Engine"):
+            # moto's template path defaults every engine to 3306; RDS uses the engine's port.
+            try:
+                port = rds_models.DBInstance.default_port(str(properties["Engine"]).lower())
+            except KeyError:
+                port = None
+            if port is not None:
+                cloudformation_json = dict(cloudformation_json, Properties=dict(properties, Port=port))
+        return orig_db_from_cfn(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    db_cls.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+    # A stack is CREATE_COMPLETE on AWS only once its DB instances are available, and shows
+    # its outputs only then.
+    db_cls.is_created = lambda self: self.status != "creating"
+    orig_outputs = cfn_models.Stack.outputs
+    cfn_models.Stack.outputs = property(
+        lambda self: None if self.status == "CREATE_IN_PROGRESS" else orig_outputs.fget(self)
+    )
+
+    # Remember which resource failed, for the stack events (the innermost failure wins: a
+    # resource's Ref to another resource creates that one first).
+    orig_parse_and_create = cfn_parsing.parse_and_create_resource
+
+    @functools.wraps(orig_parse_and_create)
+    def parse_and_create_resource(logical_id, resource_json, resources_map, account_id, region_name):  # type: ignore[no-untyped-def]
+        try:
+            return orig_parse_and_create(logical_id, resource_json, resources_map, account_id, region_name)
+        except Exception as exc:
+            if not hasattr(exc, "_envclone_logical_id"):
+                exc._envclone_logical_id = logical_id  # type: ignore[attr-defined]
+                exc._envclone_resource_type = resource_json.get("Type")  # type: ignore[attr-defined]
+            raise
+
+    cfn_parsing.parse_and_create_resource = parse_and_create_resource
+
+    backend_cls = cfn_models.CloudFormationBackend
+    orig_create_stack = backend_cls.create_stack
+
+    @functools.wraps(orig_create_stack)
+    def create_stack(self, name, template, parameters, *args, **kwargs):  # type: ignore[no-untyped-def]
+        before = set(self.stacks)
+        try:
+            stack = orig_create_stack(self, name, template, parameters, *args, **kwargs)
+        except Exception as exc:
+            new_ids = [stack_id for stack_id in self.stacks if stack_id not in before]
+            if not new_ids:
+                # Failed before the stack existed (template or parameter errors): AWS answers
+                # those synchronously too.
+                raise
+            stack = self.stacks[new_ids[0]]
+            _fail_stack_creation(self, stack, exc, getattr(_request_local, "on_failure", "ROLLBACK"))
+            return stack
+        stack._envclone_created = True
+        return stack
+
+    backend_cls.create_stack = create_stack
+
+    orig_execute = backend_cls.execute_change_set
+
+    @functools.wraps(orig_execute)
+    def execute_change_set(self, change_set_name, stack_name=None):  # type: ignore[no-untyped-def]
+        change_set = self.change_sets.get(change_set_name) or next(
+            (cs for cs in self.change_sets.values() if cs.change_set_name == change_set_name), None
+        )
+        try:
+            orig_execute(self, change_set_name, stack_name)
+        except Exception as exc:
+            # The same as create_stack for a CREATE change set: the call succeeds and the stack
+            # rolls back. (moto answered with the resource's error and left the stack in
+            # REVIEW_IN_PROGRESS.) UPDATE change sets keep moto's behaviour.
+            if change_set is None or change_set.change_set_type != "CREATE" or change_set.stack_id not in self.stacks:
+                raise
+            change_set.execution_status = "EXECUTE_FAILED"
+            _fail_stack_creation(self, self.stacks[change_set.stack_id], exc, "ROLLBACK")
+            return
+        if change_set is not None and change_set.change_set_type == "CREATE" and change_set.stack_id in self.stacks:
+            # moto marks it CREATE_COMPLETE at once; let it wait for its DBs like create_stack.
+            stack = self.stacks[change_set.stack_id]
+            stack._envclone_created = True
+            if not stack.resource_map.creation_complete():
+                stack.status = "CREATE_IN_PROGRESS"
+                if stack.events and stack.events[-1].resource_status == "CREATE_COMPLETE":
+                    stack.events.pop()
+
+    backend_cls.execute_change_set = execute_change_set
+
+    # moto settles a stack only when a resource reports back; ours settle with time, so every
+    # read looks at the stacks still in progress first.
+    for method in ("describe_stacks", "list_stacks", "get_stack"):
+        original = getattr(backend_cls, method)
+
+        def reader(self, *args, __original=original, **kwargs):  # type: ignore[no-untyped-def]
+            _settle_stacks(self)
+            return __original(self, *args, **kwargs)
+
+        functools.update_wrapper(reader, original)
+        setattr(backend_cls, method, reader)
+
+    orig_resp_create = CloudFormationResponse.create_stack
+
+    @functools.wraps(orig_resp_create)
+    def resp_create_stack(self):  # type: ignore[no-untyped-def]
+        name = self._get_param("StackName")
+        token = self._get_param("ClientRequestToken")
+        backend = self.cloudformation_backend
+        if token:
+            # A retried CreateStack (the SDK retries on a timeout or a 5xx) with the same token
+            # is answered with the stack it created, as AWS does.
+            for stack in list(backend.stacks.values()):
+                if stack.name == name and getattr(stack, "_envclone_token", None) == token:
+                    return ActionResult({"StackId": stack.stack_id})
+        on_failure = self._get_param("OnFailure")
+        if not on_failure:
+            on_failure = "DO_NOTHING" if _truthy(self._get_param("DisableRollback")) else "ROLLBACK"
+        _request_local.on_failure = on_failure
+        try:
+            result = orig_resp_create(self)
+        finally:
+            _request_local.on_failure = "ROLLBACK"
+        if token:
+            for stack in list(backend.stacks.values()) + list(backend.deleted_stacks.values()):
+                if stack.name == name and getattr(stack, "_envclone_token", None) is None:
+                    stack._envclone_token = token
+        return result
+
+    CloudFormationResponse.create_stack = resp_create_stack
+
+
+def _settle_stacks(backend: Any) -> None:
+    for stack in list(backend.stacks.values()):
+        if stack.status == "CREATE_IN_PROGRESS" and getattr(stack, "_envclone_created", False):
+            try:
+                stack.verify_readiness()
+            except Exception as exc:  # pragma: no cover - defensive: never break a read
+                _log(f"settling stack {stack.name} failed: {exc!r}")
+
+
+def _error_reason(exc: BaseException) -> str:
+    """A resource's failure as CloudFormation words it: the service's message, then which
+    service and error code."""
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    module = type(exc).__module__.split(".")
+    service = module[1].capitalize() if len(module) > 1 and module[0] == "moto" else "Unknown"
+    if isinstance(code, str):
+        return f"{message} (Service: {service}, Error Code: {code})"
+    return message
+
+
+def _fail_stack_creation(backend: Any, stack: Any, exc: BaseException, on_failure: str) -> None:
+    """What AWS does when a resource fails to create: CREATE_FAILED, then by default a rollback
+    that deletes what was created, ending in ROLLBACK_COMPLETE (kept until deleted)."""
+    logical_id = getattr(exc, "_envclone_logical_id", None)
+    resource_type = getattr(exc, "_envclone_resource_type", None)
+    reason = _error_reason(exc)
+    _log(f"stack {stack.name}: resource {logical_id} failed: {reason}")
+
+    def event(logical: str, rtype: str, status: str, why: str | None, physical: str = "") -> None:
+        stack.events.append(
+            cfn_models.Event(
+                stack_id=stack.stack_id,
+                stack_name=stack.name,
+                logical_resource_id=logical,
+                physical_resource_id=physical,
+                resource_type=rtype,
+                resource_status=status,
+                resource_status_reason=why,
+                resource_properties=None,
+            )
+        )
+
+    if logical_id:
+        event(logical_id, resource_type or "", "CREATE_FAILED", reason)
+        stack_reason = f"The following resource(s) failed to create: [{logical_id}]. "
+    else:
+        stack_reason = reason + " "
+
+    # Exports of a stack that failed are never published.
+    for export_name, export in list(backend.exports.items()):
+        if export.exporting_stack_id == stack.stack_id:
+            backend.exports.pop(export_name, None)
+
+    resource_map = stack.resource_map
+    # moto's resource map creates a resource on first access, so a later read (outputs, the
+    # resource list) would try the failed resource again: the stack keeps only what exists,
+    # and no outputs, as a failed stack on AWS.
+    stack.output_map._output_json_map = {}
+    stack.output_map._parsed_outputs = {}
+    resource_map._resource_json_map = {
+        logical: resource_json
+        for logical, resource_json in resource_map._resource_json_map.items()
+        if resource_map._parsed_resources.get(logical) is not None
+    }
+
+    if on_failure == "DO_NOTHING":
+        stack.status = "CREATE_FAILED"
+        stack.status_reason = stack_reason.strip()
+        stack._add_stack_event("CREATE_FAILED", resource_status_reason=stack.status_reason)
+        return
+
+    stack.status = "ROLLBACK_IN_PROGRESS"
+    stack.status_reason = stack_reason + "Rollback requested by user."
+    stack._add_stack_event("ROLLBACK_IN_PROGRESS", resource_status_reason=stack.status_reason)
+    resource_map._envclone_rolling_back = True
+    try:
+        resource_map.delete()
+    except Exception as delete_exc:
+        _log(f"stack {stack.name}: rollback could not delete everything: {delete_exc!r}")
+    # A ROLLBACK_COMPLETE stack has no resources left.
+    resource_map._resource_json_map = {}
+    stack.status = "ROLLBACK_COMPLETE"
+    stack._add_stack_event("ROLLBACK_COMPLETE")
+    if on_failure == "DELETE":
+        backend.delete_stack(stack.stack_id)
+
+
+# ================================================================ S3: parts of multipart objects
+
+
+def _install_s3() -> None:
+    multipart_cls = s3_models.FakeMultipart
+    orig_complete = multipart_cls.complete
+
+    @functools.wraps(orig_complete)
+    def complete(self, body):  # type: ignore[no-untyped-def]
+        # moto keeps every uploaded part but only the listed ones make the object; remember
+        # the sizes of those, in order, for PartNumber reads.
+        body = list(body)
+        result = orig_complete(self, iter(body))
+        self._envclone_part_sizes = [self.parts[part_number].size for part_number, _ in body]
+        return result
+
+    multipart_cls.complete = complete
+
+    backend_cls = s3_models.S3Backend
+    orig_copy = backend_cls.copy_object
+
+    @functools.wraps(orig_copy)
+    def copy_object(self, src_key, dest_bucket_name, dest_key_name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # CopyObject writes a single-part object on AWS (its ETag is a plain MD5, which moto
+        # gets right), but moto lets the copy share the source's multipart record, which would
+        # make PartNumber reads of the copy describe the source's parts.
+        result = orig_copy(self, src_key, dest_bucket_name, dest_key_name, *args, **kwargs)
+        bucket = self.get_bucket(dest_bucket_name)
+        new_key = bucket.keys.get(dest_key_name)
+        if new_key is not None and new_key is not src_key:
+            new_key.multipart = None
+        return result
+
+    backend_cls.copy_object = copy_object
+
+    orig_head = S3Response.head_object
+
+    @functools.wraps(orig_head)
+    def head_object(self, bucket_name, query, key_name, headers):  # type: ignore[no-untyped-def]
+        part = _part_request(self, bucket_name, key_name, query)
+        if part is None:
+            return orig_head(self, bucket_name, query, key_name, headers)
+        status, response_headers, _ = orig_head(self, bucket_name, _without_part(query), key_name, headers)
+        return _part_response(status, response_headers, part, b"")
+
+    S3Response.head_object = head_object
+
+    orig_get = S3Response.get_object
+
+    @functools.wraps(orig_get)
+    def get_object(self):  # type: ignore[no-untyped-def]
+        part = _part_request(self, self.bucket_name, self.parse_key_name(), self.querystring)
+        if part is None:
+            return orig_get(self)
+        saved = self.querystring
+        self.querystring = _without_part(saved)
+        try:
+            status, response_headers, body = orig_get(self)
+        finally:
+            self.querystring = saved
+        if status == 200:
+            start, end = part[1], part[2]
+            body = body[start : end + 1]
+        return _part_response(status, response_headers, part, body)
+
+    S3Response.get_object = get_object
+
+
+def _without_part(query: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in query.items() if k != "partNumber"}
+
+
+def _part_request(response: Any, bucket_name: str, key_name: str, query: dict[str, Any]) -> tuple[int, int, int, int, int] | None:
+    """For a PartNumber read of a completed multipart object: (part, first byte, last byte,
+    object size, parts count). None leaves the request to moto (plain objects: moto already
+    answers part 1 as the whole object and refuses higher parts)."""
+    raw = (query.get("partNumber") or [None])[0]
+    if not raw:
+        return None
+    try:
+        part_number = int(raw)
+        bucket = response.backend.get_bucket(bucket_name)
+    except Exception:
+        return None
+    version_id = (query.get("versionId") or [None])[0]
+    key = None
+    if version_id is None:
+        key = bucket.keys.get(key_name)
+    else:
+        for candidate in bucket.keys.getlist(key_name, default=[]):
+            if str(getattr(candidate, "version_id", None)) == str(version_id):
+                key = candidate
+    sizes = getattr(getattr(key, "multipart", None), "_envclone_part_sizes", None)
+    if not isinstance(key, s3_models.FakeKey) or not sizes:
+        return None
+    if part_number < 1 or part_number > len(sizes):
+        # S3 answers 416 for a part number past the last part; moto does the same for plain
+        # objects with this exception.
+        raise s3_exceptions.RangeNotSatisfiable()
+    first = sum(sizes[: part_number - 1])
+    last = first + sizes[part_number - 1] - 1
+    return part_number, first, last, key.size, len(sizes)
+
+
+def _part_response(status: int, headers: dict[str, Any], part: tuple[int, int, int, int, int], body: bytes) -> Any:
+    if status != 200:
+        return status, headers, body
+    _, first, last, total, count = part
+    # As S3: 206, the part's length and range, the whole object's ETag, and the parts count.
+    for name in list(headers):
+        if name.lower() in ("content-length", "content-range"):
+            headers.pop(name)
+    headers["content-length"] = str(last - first + 1)
+    headers["content-range"] = f"bytes {first}-{last}/{total}"
+    headers["x-amz-mp-parts-count"] = str(count)
+    return 206, headers, body
+
+
+# ============================================================================ Auto Scaling rules
+
+
+def _install_autoscaling() -> None:
+    backend_cls = AutoScalingBackend
+    orig_enter = backend_cls.enter_standby_instances
+
+    def group_or_fail(backend: Any, group_name: str) -> Any:
+        group = backend.autoscaling_groups.get(group_name)
+        if group is None:
+            raise AsgValidationError(f"AutoScalingGroup name not found - {group_name}")
+        return group
+
+    @functools.wraps(orig_enter)
+    def enter_standby_instances(self, group_name, instance_ids, should_decrement):  # type: ignore[no-untyped-def]
+        group = group_or_fail(self, group_name)
+        states = {s.instance.id: s.lifecycle_state for s in group.instance_states}
+        for instance_id in instance_ids:
+            if instance_id not in states:
+                raise AsgValidationError(
+                    f"The instance {instance_id} is not part of Auto Scaling group {group_name}."
+                )
+            if states[instance_id] != "InService":
+                raise AsgValidationError(f"The instance {instance_id} is not in InService.")
+        if should_decrement:
+            desired = group.desired_capacity or 0
+            if desired - len(instance_ids) < group.min_size:
+                raise AsgValidationError(
+                    f"AutoScalingGroup {group_name} has min-size={group.min_size}, "
+                    f"max-size={group.max_size}, and desired-capacity={desired}. You don't have "
+                    f"enough instances in the Auto Scaling group to decrement the desired "
+                    f"capacity by {len(instance_ids)}."
+                )
+        return orig_enter(self, group_name, instance_ids, should_decrement)
+
+    backend_cls.enter_standby_instances = enter_standby_instances
+
+    orig_exit = backend_cls.exit_standby_instances
+
+    @functools.wraps(orig_exit)
+    def exit_standby_instances(self, group_name, instance_ids):  # type: ignore[no-untyped-def]
+        group = group_or_fail(self, group_name)
+        states = {s.instance.id: s.lifecycle_state for s in group.instance_states}
+        for instance_id in instance_ids:
+            if states.get(instance_id) != "Standby":
+                raise AsgValidationError(f"The instance {instance_id} is not in Standby.")
+        desired = group.desired_capacity or 0
+        if desired + len(instance_ids) > group.max_size:
+            raise AsgValidationError(
+                f"AutoScalingGroup {group_name} has min-size={group.min_size}, "
+                f"max-size={group.max_size}, and desired-capacity={desired}. Exiting "
+                f"{len(instance_ids)} instance(s) from Standby would exceed the max-size."
+            )
+        return orig_exit(self, group_name, instance_ids)
+
+    backend_cls.exit_standby_instances = exit_standby_instances
+
+    orig_resp_enter = AutoScalingResponse.enter_standby
+
+    @functools.wraps(orig_resp_enter)
+    def resp_enter_standby(self):  # type: ignore[no-untyped-def]
+        if self._get_param("ShouldDecrementDesiredCapacity") is None:
+            raise AsgValidationError(
+                "1 validation error detected: Value null at 'shouldDecrementDesiredCapacity' "
+                "failed to satisfy constraint: Member must not be null"
+            )
+        return orig_resp_enter(self)
+
+    AutoScalingResponse.enter_standby = resp_enter_standby
+
+
+# ======================================================================= Route 53 record names
+
+
+def _install_route53() -> None:
+    # Route 53 answers fully qualified names ("www.example.com."). moto adds the dot to records
+    # written through ChangeResourceRecordSets but not to those a CloudFormation
+    # AWS::Route53::RecordSet creates, so one name could exist twice and an UPSERT would miss
+    # the record the stack made. Store every name with its dot; keep the physical id (the Ref)
+    # as moto gives it.
+    from moto.route53 import models as r53_models
+
+    record_cls = r53_models.RecordSet
+    orig_init = record_cls.__init__
+
+    @functools.wraps(orig_init)
+    def __init__(self, kwargs):  # type: ignore[no-untyped-def]
+        orig_init(self, kwargs)
+        if self.name and not self.name.endswith("."):
+            self.name += "."
+
+    record_cls.__init__ = __init__
+    record_cls.physical_resource_id = property(lambda self: self.name.rstrip("."))
+
+    orig_delete = r53_models.FakeZone.delete_rrset
+
+    @functools.wraps(orig_delete)
+    def delete_rrset(self, rrset):  # type: ignore[no-untyped-def]
+        name = rrset.get("Name")
+        if name and not name.endswith("."):
+            rrset = dict(rrset, Name=name + ".")
+        return orig_delete(self, rrset)
+
+    r53_models.FakeZone.delete_rrset = delete_rrset
+
+
+# =============================================================== CloudFormation deletion policy
+
+
+def _install_deletion_policy() -> None:
+    # On AWS an AWS::RDS::DBInstance without DBClusterIdentifier defaults to DeletionPolicy
+    # Snapshot: deleting the stack leaves a final snapshot named after the stack and resource.
+    # moto deletes the data. Not on a rollback, where nothing was ever in use.
+    orig = cfn_parsing.ResourceMap._delete_resource
+
+    @functools.wraps(orig)
+    def _delete_resource(self, parsed_resource, resource_json):  # type: ignore[no-untyped-def]
+        if (
+            resource_json.get("Type") == "AWS::RDS::DBInstance"
+            and resource_json.get("DeletionPolicy", "Snapshot") == "Snapshot"
+            and not (resource_json.get("Properties") or {}).get("DBClusterIdentifier")
+            and not getattr(self, "_envclone_rolling_back", False)
+            and isinstance(parsed_resource, rds_models.DBInstance)
+        ):
+            backend = rds_models.rds_backends[self._account_id][self._region_name]
+            stack_name = str(self["AWS::StackName"])
+            snapshot_id = f"{stack_name}-snapshot-{parsed_resource.logical_resource_id}-{uuid.uuid4().hex[:12]}".lower()
+            backend._envclone_final_snapshot = True
+            try:
+                backend.create_db_snapshot(parsed_resource.db_instance_identifier, snapshot_id)
+            finally:
+                backend._envclone_final_snapshot = False
+        return orig(self, parsed_resource, resource_json)
+
+    cfn_parsing.ResourceMap._delete_resource = _delete_resource
+
+
+# ========================================================= identifying a request's operation
+
+_S3_BUCKET_SUBRESOURCES = {
+    "tagging": "BucketTagging",
+    "versioning": "BucketVersioning",
+    "policy": "BucketPolicy",
+    "acl": "BucketAcl",
+    "encryption": "BucketEncryption",
+    "lifecycle": "BucketLifecycleConfiguration",
+    "cors": "BucketCors",
+    "website": "BucketWebsite",
+    "notification": "BucketNotificationConfiguration",
+    "ownershipControls": "BucketOwnershipControls",
+    "publicAccessBlock": "PublicAccessBlock",
+    "logging": "BucketLogging",
+    "replication": "BucketReplication",
+    "object-lock": "ObjectLockConfiguration",
+    "accelerate": "BucketAccelerateConfiguration",
+    "requestPayment": "BucketRequestPayment",
+}
+_S3_OBJECT_SUBRESOURCES = {
+    "tagging": "ObjectTagging",
+    "acl": "ObjectAcl",
+    "retention": "ObjectRetention",
+    "legal-hold": "ObjectLegalHold",
+}
+_VERB = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}
+
+
+def s3_operation(method: str, host: str, path: str, query: dict[str, list[str]], copy_source: bool) -> str:
+    """The S3 operation name of a request, from method, bucket/key shape, query and headers.
+
+    Path-style (http://127.0.0.1:PORT/bucket/key, what the SDKs use with an IP endpoint) and
+    virtual-hosted style (bucket.localhost:PORT/key) are both understood.
+    """
+    if query.get("x-id"):
+        # The Rust SDK names the operation itself on several calls (?x-id=UploadPart).
+        return query["x-id"][0]
+    hostname = host.split(":")[0]
+    segments = path.lstrip("/").split("/", 1)
+    virtual = hostname.endswith(".localhost") or (".s3." in hostname and not hostname.startswith("s3."))
+    if virtual:
+        bucket, key = hostname.split(".")[0], path.lstrip("/")
+    else:
+        bucket = segments[0]
+        key = segments[1] if len(segments) > 1 else ""
+    q = set(query)
+    if not bucket:
+        return "ListBuckets" if method == "GET" else "Unknown"
+    if not key:
+        if method == "HEAD":
+            return "HeadBucket"
+        if method == "POST" and "delete" in q:
+            return "DeleteObjects"
+        for sub, name in _S3_BUCKET_SUBRESOURCES.items():
+            if sub in q and method in _VERB:
+                return _VERB[method] + name
+        if method == "GET":
+            if "location" in q:
+                return "GetBucketLocation"
+            if "uploads" in q:
+                return "ListMultipartUploads"
+            if "versions" in q:
+                return "ListObjectVersions"
+            if query.get("list-type") == ["2"]:
+                return "ListObjectsV2"
+            return "ListObjects"
+        return {"PUT": "CreateBucket", "DELETE": "DeleteBucket"}.get(method, "Unknown")
+    if method == "HEAD":
+        return "HeadObject"
+    for sub, name in _S3_OBJECT_SUBRESOURCES.items():
+        if sub in q and method in _VERB:
+            return _VERB[method] + name
+    if method == "GET":
+        if "uploadId" in q:
+            return "ListParts"
+        if "attributes" in q:
+            return "GetObjectAttributes"
+        return "GetObject"
+    if method == "PUT":
+        if "uploadId" in q and "partNumber" in q:
+            return "UploadPartCopy" if copy_source else "UploadPart"
+        return "CopyObject" if copy_source else "PutObject"
+    if method == "POST":
+        if "uploads" in q:
+            return "CreateMultipartUpload"
+        if "uploadId" in q:
+            return "CompleteMultipartUpload"
+        if "restore" in q:
+            return "RestoreObject"
+        return "PostObject"
+    if method == "DELETE":
+        return "AbortMultipartUpload" if "uploadId" in q else "DeleteObject"
+    return "Unknown"
+
+
+class _RestOperations:
+    """REST services other than S3 (Route 53...): match method + path against the request
+    URIs of botocore's service model, most literal match first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[str, tuple[str, list[tuple[str, re.Pattern[str], set[str], int, str]]] | None] = {}
+
+    def _load(self, service: str) -> tuple[str, list[tuple[str, re.Pattern[str], set[str], int, str]]] | None:
+        import botocore.session
+
+        try:
+            model = botocore.session.get_session().get_service_model(service)
+        except Exception:
+            return None
+        table = []
+        for op_name in model.operation_names:
+            http = model.operation_model(op_name).http
+            uri = http.get("requestUri", "/")
+            path, _, query = uri.partition("?")
+            literal = len(re.sub(r"\{[^}]*\}", "", path))
+            pattern = re.sub(r"\\\{[^}]*?\\\+\\\}", ".+", re.escape(path))
+            pattern = re.sub(r"\\\{[^}]*?\\\}", "[^/]+", pattern)
+            keys = {part.split("=")[0] for part in query.split("&") if part}
+            table.append((http.get("method", "POST"), re.compile(f"^{pattern}/?$"), keys, literal + 100 * len(keys), op_name))
+        table.sort(key=lambda row: -row[3])
+        return model.metadata.get("protocol", ""), table
+
+    def lookup(self, service: str, method: str, path: str, query: dict[str, list[str]]) -> tuple[str | None, str | None]:
+        with self._lock:
+            if service not in self._models:
+                self._models[service] = self._load(service)
+            entry = self._models[service]
+        if entry is None:
+            return None, None
+        protocol, table = entry
+        for verb, pattern, keys, _, op_name in table:
+            if verb == method and pattern.match(path) and keys <= set(query):
+                return protocol, op_name
+        return protocol, None
+
+
+REST_OPERATIONS = _RestOperations()
+
+
+class RequestInfo:
+    """Service, operation and wire protocol of an AWS request, as far as can be told."""
+
+    def __init__(self, service: str, operation: str, protocol: str) -> None:
+        self.service = service
+        self.operation = operation
+        self.protocol = protocol  # "s3", "query", "ec2", "json", "rest-json", "rest-xml"
+
+    @property
+    def label(self) -> str:
+        return f"{self.service}:{self.operation}"
+
+
+def identify(environ: dict[str, Any]) -> RequestInfo:
+    method = environ.get("REQUEST_METHOD", "GET").upper()
+    path = environ.get("PATH_INFO", "") or "/"
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    match = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", auth)
+    service = match.group(1).lower() if match else ""
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if not service and "X-Amz-Credential" in query:
+        parts = query["X-Amz-Credential"][0].split("/")
+        service = parts[3].lower() if len(parts) > 3 else ""
+    if service == "s3" or (not service and not target):
+        if service == "s3" or not _form_action(environ):
+            copy_source = "HTTP_X_AMZ_COPY_SOURCE" in environ
+            return RequestInfo("s3", s3_operation(method, environ.get("HTTP_HOST", ""), path, query, copy_source), "s3")
+    if target:
+        return RequestInfo(service or target.split(".")[0].lower(), target.rsplit(".", 1)[-1], "json")
+    action = (query.get("Action") or [None])[0] or _form_action(environ)
+    if action:
+        return RequestInfo(service, action, "ec2" if service == "ec2" else "query")
+    protocol, operation = REST_OPERATIONS.lookup(service, method, path, query)
+    return RequestInfo(service, operation or "Unknown", protocol or "rest-xml")
+
+
+def _form_action(environ: dict[str, Any]) -> str | None:
+    # Query-protocol calls (RDS, CloudFormation, Auto Scaling...) carry Action= in a form body.
+    # Read it and put the bytes back for moto, as moto's own dispatcher does.
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    cached = environ.get("envclone.form_action")
+    if cached is not None:
+        return cached or None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    action = (parse_qs(body.decode("utf-8", "replace")).get("Action") or [""])[0]
+    environ["envclone.form_action"] = action
+    return action or None
+
+
+# ================================================================================ fault rules
+
+
+class FaultRule:
+    """One rule of POST /envclone-standin/faults. See tests/it/STANDIN.md for the fields."""
+
+    def __init__(self, rule_id: int, spec: dict[str, Any]) -> None:
+        known = {"match", "latency_ms", "error_rate", "status", "code", "message", "count", "skip"}
+        unknown = set(spec) - known
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        self.id = rule_id
+        match = spec.get("match") or []
+        self.patterns = [match] if isinstance(match, str) else [str(m) for m in match]
+        self.latency_ms = float(spec.get("latency_ms") or 0)
+        # A rule that only names latency only slows requests down; any other rule fails every
+        # matching request unless it gives a rate.
+        latency_only = self.latency_ms > 0 and all(spec.get(k) is None for k in ("status", "code", "message", "count", "skip"))
+        self.error_rate = float(spec["error_rate"]) if spec.get("error_rate") is not None else (0.0 if latency_only else 1.0)
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ValueError("error_rate must be between 0 and 1")
+        self.status = int(spec.get("status") or 503)
+        self.code = spec.get("code")
+        self.message = spec.get("message")
+        self.count = None if spec.get("count") is None else int(spec["count"])
+        self.skip = int(spec.get("skip") or 0)
+        self.matched = 0
+        self.injected = 0
+
+    def matches(self, info: RequestInfo) -> bool:
+        service, operation = info.service.lower(), info.operation.lower()
+        if service == "health":
+            # The stand-in's own health endpoint is hit only by rules that name it, so that a
+            # rule slowing down "everything" does not also fail the verify step.
+            return any(p.lower().split(":")[0] == "health" for p in self.patterns) and any(
+                fnmatch.fnmatchcase(operation, p.lower().partition(":")[2] or "*")
+                for p in self.patterns
+                if p.lower().split(":")[0] == "health"
+            )
+        if not self.patterns:
+            return True
+        for pattern in self.patterns:
+            pattern = pattern.lower()
+            if ":" in pattern:
+                svc, _, op = pattern.partition(":")
+                if fnmatch.fnmatchcase(service, svc or "*") and fnmatch.fnmatchcase(operation, op or "*"):
+                    return True
+            elif fnmatch.fnmatchcase(service, pattern) or fnmatch.fnmatchcase(operation, pattern):
+                return True
+        return False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "match": self.patterns,
+            "latency_ms": self.latency_ms,
+            "error_rate": self.error_rate,
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "count": self.count,
+            "skip": self.skip,
+            "matched": self.matched,
+            "injected": self.injected,
+        }
+
+
+def _default_code(info: RequestInfo, status: int) -> str:
+    if info.protocol == "s3":
+        return {503: "SlowDown", 500: "InternalError", 400: "InvalidRequest", 403: "AccessDenied"}.get(status, "ServiceUnavailable")
+    return {503: "ServiceUnavailable", 500: "InternalFailure", 400: "Throttling", 429: "TooManyRequestsException", 403: "AccessDenied"}.get(status, "ServiceUnavailable")
+
+
+_XML_NS = {
+    "rds": "http://rds.amazonaws.com/doc/2014-10-31/",
+    "cloudformation": "http://cloudformation.amazonaws.com/doc/2010-05-15/",
+    "autoscaling": "http://autoscaling.amazonaws.com/doc/2011-01-01/",
+    "route53": "https://route53.amazonaws.com/doc/2013-04-01/",
+}
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def error_response(info: RequestInfo, method: str, status: int, code: str, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+    """An error as the service's protocol spells it, so SDKs parse the code and classify it
+    (the SDKs retry Throttling/SlowDown codes and 500/502/503/504 statuses)."""
+    request_id = str(uuid.uuid4())
+    code_x, message_x = _xml_escape(code), _xml_escape(message)
+    headers = [("x-amzn-RequestId", request_id), ("x-amz-request-id", request_id)]
+    if info.protocol == "plain":
+        body = f"{code}: {message}\n"
+        content_type = "text/plain"
+    elif info.protocol == "s3":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{code_x}</Code><Message>{message_x}</Message>"
+            f"<RequestId>{request_id}</RequestId><HostId>envclone-standin</HostId></Error>"
+        )
+        content_type = "application/xml"
+    elif info.protocol == "ec2":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Response><Errors><Error><Code>{code_x}</Code><Message>{message_x}</Message></Error>"
+            f"</Errors><RequestID>{request_id}</RequestID></Response>"
+        )
+        content_type = "text/xml"
+    elif info.protocol in ("json", "rest-json"):
+        body = json.dumps({"__type": code, "message": message})
+        content_type = "application/x-amz-json-1.1" if info.protocol == "json" else "application/json"
+        headers.append(("x-amzn-ErrorType", code))
+    else:
+        fault = "Sender" if status < 500 else "Receiver"
+        xmlns = _XML_NS.get(info.service)
+        attr = f' xmlns="{xmlns}"' if xmlns else ""
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse{attr}><Error><Type>{fault}</Type>'
+            f"<Code>{code_x}</Code><Message>{message_x}</Message></Error>"
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+        content_type = "text/xml"
+    data = b"" if method == "HEAD" else body.encode("utf-8")
+    headers += [("Content-Type", content_type), ("Content-Length", str(len(data)))]
+    return f"{status} {_REASONS.get(status, 'Error')}", headers, data
+
+
+_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 416: "Requested Range Not Satisfiable", 429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def decide_fault(info: RequestInfo) -> tuple[float, FaultRule | None]:
+    """Total latency to add and the rule (if any) whose error this request gets."""
+    latency = 0.0
+    chosen: FaultRule | None = None
+    with SETTINGS.lock:
+        for rule in SETTINGS.faults:
+            if not rule.matches(info):
+                continue
+            rule.matched += 1
+            latency += rule.latency_ms
+            if chosen is not None or rule.error_rate <= 0.0 or rule.matched <= rule.skip:
+                continue
+            if rule.count is not None and rule.injected >= rule.count:
+                continue
+            if rule.error_rate >= 1.0 or random.random() < rule.error_rate:
+                rule.injected += 1
+                chosen = rule
+    return latency / 1000.0, chosen
+
+
+# ==================================================================================== control
+
+
+def _json_reply(start_response: Callable[..., Any], status: str, payload: Any) -> list[bytes]:
+    data = (json.dumps(payload, indent=1, sort_keys=True) + "\n").encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+def _text_reply(start_response: Callable[..., Any], status: str, text: str, method: str) -> list[bytes]:
+    data = text.encode()
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
+    return [] if method == "HEAD" else [data]
+
+
+def _read_json(environ: dict[str, Any]) -> Any:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    raw = environ["wsgi.input"].read(length) if length else b""
+    return json.loads(raw or b"{}")
+
+
+def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    method = environ.get("REQUEST_METHOD", "GET").upper()
+    path = environ.get("PATH_INFO", "")[len(CONTROL_PREFIX) :].strip("/")
+    try:
+        if path == "ready" or path.startswith("health/") or path == "health":
+            return _text_reply(start_response, "200 OK", "ok\n", method)
+        if path == "faults":
+            if method == "GET":
+                with SETTINGS.lock:
+                    return _json_reply(start_response, "200 OK", {"rules": [r.to_json() for r in SETTINGS.faults]})
+            if method == "DELETE":
+                with SETTINGS.lock:
+                    SETTINGS.faults.clear()
+                return _json_reply(start_response, "200 OK", {"rules": []})
+            if method in ("POST", "PUT"):
+                spec = _read_json(environ)
+                specs = spec if isinstance(spec, list) else [spec]
+                with SETTINGS.lock:
+                    if method == "PUT":
+                        SETTINGS.faults.clear()
+                    added = []
+                    for one in specs:
+                        rule = FaultRule(SETTINGS.next_fault_id, one)
+                        SETTINGS.next_fault_id += 1
+                        SETTINGS.faults.append(rule)
+                        added.append(rule.id)
+                    rules = [r.to_json() for r in SETTINGS.faults]
+                return _json_reply(start_response, "200 OK", {"added": added, "rules": rules})
+        if path.startswith("faults/") and method == "DELETE":
+            rule_id = int(path.split("/", 1)[1])
+            with SETTINGS.lock:
+                SETTINGS.faults[:] = [r for r in SETTINGS.faults if r.id != rule_id]
+                rules = [r.to_json() for r in SETTINGS.faults]
+            return _json_reply(start_response, "200 OK", {"rules": rules})
+        if path == "rds-delay":
+            if method in ("POST", "PUT"):
+                seconds = float(_read_json(environ)["seconds"])
+                if seconds < 0:
+                    raise ValueError("seconds must be >= 0")
+                SETTINGS.rds_delay = seconds
+            return _json_reply(start_response, "200 OK", {"seconds": SETTINGS.rds_delay})
+        if path == "rds/restored" and method == "GET":
+            return _json_reply(start_response, "200 OK", restored_instances())
+        if path == "reset" and method == "POST":
+            # Everything back to a fresh start: moto's state, the fault rules, the RDS delay.
+            from moto.moto_api import _internal as moto_api_internal
+
+            moto_api_internal.moto_api_backend.reset()
+            with SETTINGS.lock:
+                SETTINGS.faults.clear()
+            SETTINGS.rds_delay = float(os.environ.get("ENVCLONE_STANDIN_RDS_DELAY", "2.0"))
+            return _json_reply(start_response, "200 OK", {"reset": True})
+    except (ValueError, KeyError, TypeError) as exc:
+        return _json_reply(start_response, "400 Bad Request", {"error": f"{type(exc).__name__}: {exc}"})
+    return _json_reply(start_response, "404 Not Found", {"error": f"no control endpoint {method} {CONTROL_PREFIX}{path}"})
+
+
+class StandinApp:
+    """WSGI app in front of moto's dispatcher: the control API, then faults, then moto."""
+
+    def __init__(self, moto_app: Any) -> None:
+        self.moto_app = moto_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO", "")
+        # Control calls are unsigned; a signed request to /envclone-standin/... is an S3 call
+        # on a bucket of that name and goes to moto.
+        if path.startswith(CONTROL_PREFIX) and "HTTP_AUTHORIZATION" not in environ:
+            health = path[len(CONTROL_PREFIX) :]
+            if health.startswith("health/") and SETTINGS.faults:
+                # Fault rules matching "health:<path glob>" make the application look slow
+                # or down, e.g. {"match": "health:green/*", "status": 503}.
+                response = self._fault(RequestInfo("health", health[len("health/") :], "plain"), environ, start_response)
+                if response is not None:
+                    return response
+            return control(environ, start_response)
+        if path.startswith("/moto-api") or not SETTINGS.faults:
+            return self.moto_app(environ, start_response)
+        response = self._fault(identify(environ), environ, start_response)
+        if response is not None:
+            return response
+        return self.moto_app(environ, start_response)
+
+    @staticmethod
+    def _fault(info: RequestInfo, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes] | None:
+        """Sleeps the rules' latency; answers with a rule's error, or None to go on."""
+        latency, rule = decide_fault(info)
+        if latency > 0:
+            time.sleep(latency)
+        if rule is None:
+            return None
+        code = rule.code or _default_code(info, rule.status)
+        message = rule.message or f"Injected by the envclone stand-in into {info.label}"
+        _log(f"fault rule {rule.id}: {info.label} -> {rule.status} {code}")
+        status, headers, body = error_response(info, environ.get("REQUEST_METHOD", "GET").upper(), rule.status, code, message)
+        start_response(status, headers)
+        return [body]
+
+
+# ======================================================================================= main
+
+
+def _warm_up(dispatcher: DomainDispatcherApplication) -> None:
+    # moto builds a Flask app per service on first use (the first CloudFormation call takes
+    # about a second); build the ones envclone uses before announcing the port, so that
+    # latency measured by tests is the injected one.
+    for service in ("s3", "rds", "cloudformation", "autoscaling", "route53", "ec2", "elbv2", "sts"):
+        with dispatcher.lock:
+            if service not in dispatcher.app_instances:
+                dispatcher.app_instances[service] = dispatcher.create_app(service)  # type: ignore[arg-type]
+
+
+def install_corrections() -> None:
+    _install_rds_time()
+    _install_cloudformation()
+    _install_deletion_policy()
+    _install_s3()
+    _install_autoscaling()
+    _install_route53()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    parser.add_argument("--port-file", help="write the port here once ready to serve")
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    parser.add_argument("--print-exports", action="store_true", help="print shell exports once ready")
+    parser.add_argument("--quiet", action="store_true", default=os.environ.get("ENVCLONE_STANDIN_QUIET") == "1", help="no per-request log lines")
+    args = parser.parse_args(argv)
+
+    import werkzeug.serving
+    from werkzeug.serving import make_server
+
+    # Plain request lines in a log file (werkzeug colours status codes with ANSI escapes).
+    werkzeug.serving._log_add_style = sys.stderr.isatty()  # type: ignore[attr-defined]
+
+    install_corrections()
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    _warm_up(dispatcher)
+
+    handler = MotoRequestHandler
+    if args.quiet:
+        class QuietHandler(MotoRequestHandler):
+            def log_request(self, *a: Any, **k: Any) -> None:
+                pass
+
+        handler = QuietHandler
+
+    server = make_server(args.host, args.port, StandinApp(dispatcher), threaded=True, request_handler=handler)
+    port = server.server_port
+    # moto generates URLs pointing back at itself from this.
+    os.environ["MOTO_PORT"] = str(port)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    if args.parent_pid:
+        def watch_parent() -> None:
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(args.parent_pid, 0)
+                except ProcessLookupError:
+                    _log(f"parent {args.parent_pid} is gone; stopping")
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+                except PermissionError:
+                    pass
+
+        threading.Thread(target=watch_parent, daemon=True).start()
+
+    if args.port_file:
+        # Written atomically and only now that the socket listens: its existence means ready.
+        tmp = f"{args.port_file}.tmp{os.getpid()}"
+        with open(tmp, "w") as fh:
+            fh.write(f"{port}\n")
+        os.replace(tmp, args.port_file)
+    url = f"http://{args.host}:{port}"
+    _log(f"moto {PINNED_MOTO_VERSION} with envclone corrections listening on {url} (pid {os.getpid()}, RDS delay {SETTINGS.rds_delay}s)")
+    if args.print_exports:
+        print(
+            f"export AWS_ENDPOINT_URL={url}\n"
+            "export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n"
+            "export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1\n"
+            f"export ENVCLONE_STANDIN_URL={url} ENVCLONE_STANDIN_PID={os.getpid()}\n"
+            "unset AWS_PROFILE AWS_SESSION_TOKEN",
+            flush=True,
+        )
+    try:
+        server.serve_forever()
+    except SystemExit:
+        pass
+    finally:
+        server.server_close()
+        if args.port_file:
+            try:
+                os.unlink(args.port_file)
+            except OSError:
+                pass
+        _log("stopped")
+
+
+if __name__ == "__main__":
+    main()

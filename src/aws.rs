@@ -1,0 +1,749 @@
+//! The adapters: each port of `ports` implemented over its AWS SDK client, SDK errors turned
+//! into `PortError`. The only module that names an `aws_sdk_*` type.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use thiserror::Error;
+
+use crate::ports::*;
+
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error("no AWS region: pass --region, or set AWS_REGION or a region in your profile")]
+    NoRegion,
+    #[error(
+        "no AWS credentials found ({0}); configure the standard chain: AWS_ACCESS_KEY_ID/\
+         AWS_SECRET_ACCESS_KEY, AWS_PROFILE (with --profile), SSO (`aws sso login`), or an \
+         instance role"
+    )]
+    NoCredentials(String),
+}
+
+/// Loads the standard AWS configuration (env, profile, SSO, instance role; `AWS_ENDPOINT_URL`
+/// for a local stand-in) and builds the adapters.
+pub async fn connect(region: Option<String>, profile: Option<String>) -> Result<Cloud, ConnectError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        // Adaptive retry slows the client down under throttling instead of failing copies.
+        .retry_config(RetryConfig::adaptive().with_max_attempts(6));
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region));
+    }
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(ConnectError::NoRegion);
+    }
+    check_credentials(&config).await?;
+    Ok(cloud_from(&config))
+}
+
+async fn check_credentials(config: &SdkConfig) -> Result<(), ConnectError> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let provider = config
+        .credentials_provider()
+        .ok_or_else(|| ConnectError::NoCredentials("no provider configured".into()))?;
+    provider
+        .provide_credentials()
+        .await
+        .map(|_| ())
+        .map_err(|e| ConnectError::NoCredentials(e.to_string()))
+}
+
+pub fn cloud_from(config: &SdkConfig) -> Cloud {
+    use std::sync::Arc;
+    // Path-style addressing when an endpoint is given: `bucket.localhost` does not resolve.
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(config.endpoint_url().is_some())
+        .build();
+    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    Cloud {
+        stacks: Arc::new(CloudFormation(aws_sdk_cloudformation::Client::new(config))),
+        databases: Arc::new(Rds(aws_sdk_rds::Client::new(config))),
+        scaling: Arc::new(AutoScaling(aws_sdk_autoscaling::Client::new(config))),
+        objects: Arc::new(S3 {
+            client: aws_sdk_s3::Client::from_conf(s3_config),
+            region,
+        }),
+        dns: Arc::new(Route53(aws_sdk_route53::Client::new(config))),
+        http: Arc::new(Http(
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("HTTP client builds"),
+        )),
+    }
+}
+
+const NOT_FOUND: &[&str] = &[
+    "NotFound",
+    "NoSuchKey",
+    "NoSuchBucket",
+    "DBInstanceNotFound",
+    "DBInstanceNotFoundFault",
+    "DBSnapshotNotFound",
+    "DBSnapshotNotFoundFault",
+    "NoSuchHostedZone",
+    "NoSuchUpload",
+];
+const ALREADY_EXISTS: &[&str] = &[
+    "AlreadyExistsException",
+    "BucketAlreadyOwnedByYou",
+    "BucketAlreadyExists",
+    "DBSnapshotAlreadyExists",
+    "DBSnapshotAlreadyExistsFault",
+];
+const TRANSIENT: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+    "RequestTimeout",
+    "PriorRequestNotComplete",
+];
+
+/// Maps an SDK error to what the workflow needs to decide.
+fn port_error<E>(operation: &str, what: &str, err: SdkError<E, HttpResponse>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default().to_string();
+            let message = service.err().message().unwrap_or_default().to_string();
+            let status = service.raw().status().as_u16();
+            let text = format!("{code} (HTTP {status}): {message}");
+            if NOT_FOUND.contains(&code.as_str()) || status == 404 || message.contains("does not exist") {
+                PortError::NotFound { what: what.to_string() }
+            } else if ALREADY_EXISTS.contains(&code.as_str()) {
+                PortError::AlreadyExists { what: what.to_string() }
+            } else if TRANSIENT.contains(&code.as_str()) || status >= 500 || status == 429 {
+                PortError::Transient { operation: operation.to_string(), message: text }
+            } else {
+                PortError::failed(operation, format!("{what}: {text}"))
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            PortError::Transient {
+                operation: operation.to_string(),
+                message: format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+            }
+        }
+        _ => PortError::failed(
+            operation,
+            format!("{what}: {}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+        ),
+    }
+}
+
+// ---------------------------------------------------------------- CloudFormation
+
+pub struct CloudFormation(aws_sdk_cloudformation::Client);
+
+fn stack_info(s: &aws_sdk_cloudformation::types::Stack) -> StackInfo {
+    StackInfo {
+        name: s.stack_name().unwrap_or_default().to_string(),
+        id: s.stack_id().unwrap_or_default().to_string(),
+        status: StackStatus::from_aws(s.stack_status().map(|x| x.as_str()).unwrap_or_default()),
+        status_reason: s.stack_status_reason().map(str::to_string),
+        parameters: s
+            .parameters()
+            .iter()
+            .map(|p| {
+                (
+                    p.parameter_key().unwrap_or_default().to_string(),
+                    p.parameter_value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        outputs: s
+            .outputs()
+            .iter()
+            .map(|o| {
+                (
+                    o.output_key().unwrap_or_default().to_string(),
+                    o.output_value().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        tags: s
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+            .collect(),
+        capabilities: s.capabilities().iter().map(|c| c.as_str().to_string()).collect(),
+    }
+}
+
+#[async_trait]
+impl Stacks for CloudFormation {
+    async fn describe_stack(&self, name: &str) -> PortResult<Option<StackInfo>> {
+        let what = format!("stack {name}");
+        match self.0.describe_stacks().stack_name(name).send().await {
+            Ok(out) => Ok(out
+                .stacks()
+                .iter()
+                .find(|s| s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE"))
+                .map(stack_info)),
+            Err(e) => match port_error("cloudformation:DescribeStacks", &what, e) {
+                PortError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn find_stacks_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<StackInfo>> {
+        let mut pages = self.0.describe_stacks().into_paginator().send();
+        let mut found = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error("cloudformation:DescribeStacks", "stacks", e))?;
+            for s in page.stacks() {
+                let tagged = s.tags().iter().any(|t| t.key() == Some(key) && t.value() == Some(value));
+                let live = s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE");
+                if tagged && live {
+                    found.push(stack_info(s));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn template_body(&self, stack: &str) -> PortResult<String> {
+        let out = self
+            .0
+            .get_template()
+            .stack_name(stack)
+            .send()
+            .await
+            .map_err(|e| port_error("cloudformation:GetTemplate", &format!("stack {stack}"), e))?;
+        Ok(out.template_body().unwrap_or_default().to_string())
+    }
+
+    async fn resources(&self, stack: &str) -> PortResult<Vec<StackResource>> {
+        let mut pages = self.0.list_stack_resources().stack_name(stack).into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                port_error("cloudformation:ListStackResources", &format!("stack {stack}"), e)
+            })?;
+            for r in page.stack_resource_summaries() {
+                out.push(StackResource {
+                    logical_id: r.logical_resource_id().unwrap_or_default().to_string(),
+                    physical_id: r.physical_resource_id().filter(|p| !p.is_empty()).map(str::to_string),
+                    resource_type: r.resource_type().unwrap_or_default().to_string(),
+                    status: r.resource_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_stack(&self, request: &CreateStackRequest) -> PortResult<String> {
+        use aws_sdk_cloudformation::types::{Capability, Parameter, Tag};
+        let mut call = self
+            .0
+            .create_stack()
+            .stack_name(&request.name)
+            .template_body(&request.template_body)
+            .client_request_token(&request.client_token);
+        for (k, v) in &request.parameters {
+            call = call.parameters(Parameter::builder().parameter_key(k).parameter_value(v).build());
+        }
+        for (k, v) in &request.tags {
+            call = call.tags(Tag::builder().key(k).value(v).build());
+        }
+        for c in &request.capabilities {
+            call = call.capabilities(Capability::from(c.as_str()));
+        }
+        let out = call
+            .send()
+            .await
+            .map_err(|e| port_error("cloudformation:CreateStack", &format!("stack {}", request.name), e))?;
+        Ok(out.stack_id().unwrap_or_default().to_string())
+    }
+}
+
+// ---------------------------------------------------------------- RDS
+
+pub struct Rds(aws_sdk_rds::Client);
+
+fn rds_tags(tags: &[aws_sdk_rds::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+        .collect()
+}
+
+#[async_trait]
+impl Databases for Rds {
+    async fn describe_instance(&self, id: &str) -> PortResult<Option<DbInstance>> {
+        let what = format!("database {id}");
+        match self.0.describe_db_instances().db_instance_identifier(id).send().await {
+            Ok(out) => Ok(out.db_instances().first().map(|db| DbInstance {
+                id: db.db_instance_identifier().unwrap_or_default().to_string(),
+                status: db.db_instance_status().unwrap_or_default().to_string(),
+                engine: db.engine().unwrap_or_default().to_string(),
+                endpoint: db.endpoint().and_then(|e| e.address()).map(str::to_string),
+                tags: rds_tags(db.tag_list()),
+            })),
+            Err(e) => match port_error("rds:DescribeDBInstances", &what, e) {
+                PortError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn create_snapshot(&self, instance_id: &str, snapshot_id: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
+        let mut call = self
+            .0
+            .create_db_snapshot()
+            .db_instance_identifier(instance_id)
+            .db_snapshot_identifier(snapshot_id);
+        for (k, v) in tags {
+            call = call.tags(aws_sdk_rds::types::Tag::builder().key(k).value(v).build());
+        }
+        call.send()
+            .await
+            .map_err(|e| port_error("rds:CreateDBSnapshot", &format!("DB snapshot {snapshot_id}"), e))?;
+        Ok(())
+    }
+
+    async fn describe_snapshot(&self, id: &str) -> PortResult<Option<DbSnapshot>> {
+        let what = format!("DB snapshot {id}");
+        match self.0.describe_db_snapshots().db_snapshot_identifier(id).send().await {
+            Ok(out) => Ok(out.db_snapshots().first().map(|s| DbSnapshot {
+                id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
+                instance_id: s.db_instance_identifier().unwrap_or_default().to_string(),
+                status: s.status().unwrap_or_default().to_string(),
+                tags: rds_tags(s.tag_list()),
+            })),
+            Err(e) => match port_error("rds:DescribeDBSnapshots", &what, e) {
+                PortError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Auto Scaling
+
+pub struct AutoScaling(aws_sdk_autoscaling::Client);
+
+#[async_trait]
+impl Scaling for AutoScaling {
+    async fn describe_group(&self, name: &str) -> PortResult<Option<AsgInfo>> {
+        let out = self
+            .0
+            .describe_auto_scaling_groups()
+            .auto_scaling_group_names(name)
+            .send()
+            .await
+            .map_err(|e| port_error("autoscaling:DescribeAutoScalingGroups", &format!("Auto Scaling group {name}"), e))?;
+        Ok(out.auto_scaling_groups().first().map(|g| AsgInfo {
+            name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
+            min_size: g.min_size().unwrap_or_default(),
+            max_size: g.max_size().unwrap_or_default(),
+            desired_capacity: g.desired_capacity().unwrap_or_default(),
+            instances: g
+                .instances()
+                .iter()
+                .map(|i| AsgInstance {
+                    id: i.instance_id().unwrap_or_default().to_string(),
+                    lifecycle_state: i.lifecycle_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn set_min_size(&self, name: &str, min_size: i32) -> PortResult<()> {
+        self.0
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .min_size(min_size)
+            .send()
+            .await
+            .map_err(|e| port_error("autoscaling:UpdateAutoScalingGroup", &format!("Auto Scaling group {name}"), e))?;
+        Ok(())
+    }
+
+    async fn enter_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()> {
+        self.0
+            .enter_standby()
+            .auto_scaling_group_name(name)
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .should_decrement_desired_capacity(true)
+            .send()
+            .await
+            .map_err(|e| port_error("autoscaling:EnterStandby", &format!("Auto Scaling group {name}"), e))?;
+        Ok(())
+    }
+
+    async fn exit_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()> {
+        self.0
+            .exit_standby()
+            .auto_scaling_group_name(name)
+            .set_instance_ids(Some(instance_ids.to_vec()))
+            .send()
+            .await
+            .map_err(|e| port_error("autoscaling:ExitStandby", &format!("Auto Scaling group {name}"), e))?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- S3
+
+pub struct S3 {
+    client: aws_sdk_s3::Client,
+    region: String,
+}
+
+/// Characters kept as they are in `x-amz-copy-source`: unreserved ones and `/`.
+const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+fn copy_source(bucket: &str, key: &str) -> String {
+    format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE))
+}
+
+fn unquote(etag: &str) -> String {
+    etag.trim_matches('"').to_string()
+}
+
+/// Tags in the URL-query form S3's `x-amz-tagging` header takes.
+fn tagging_header(tags: &BTreeMap<String, String>) -> String {
+    const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    tags.iter()
+        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, QUERY), utf8_percent_encode(v, QUERY)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[async_trait]
+impl ObjectStore for S3 {
+    async fn bucket_tags(&self, bucket: &str) -> PortResult<Option<BTreeMap<String, String>>> {
+        let what = format!("bucket {bucket}");
+        match self.client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => {}
+            Err(e) => {
+                return match port_error("s3:HeadBucket", &what, e) {
+                    PortError::NotFound { .. } => Ok(None),
+                    other => Err(other),
+                }
+            }
+        }
+        match self.client.get_bucket_tagging().bucket(bucket).send().await {
+            Ok(out) => Ok(Some(
+                out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+            )),
+            // NoSuchTagSet: a bucket without tags.
+            Err(e) if e.code() == Some("NoSuchTagSet") => Ok(Some(BTreeMap::new())),
+            Err(e) => Err(port_error("s3:GetBucketTagging", &what, e)),
+        }
+    }
+
+    async fn create_bucket(&self, bucket: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
+        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, Tag, Tagging};
+        let what = format!("bucket {bucket}");
+        let mut call = self.client.create_bucket().bucket(bucket);
+        if self.region != "us-east-1" && !self.region.is_empty() {
+            call = call.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(self.region.as_str()))
+                    .build(),
+            );
+        }
+        call.send().await.map_err(|e| port_error("s3:CreateBucket", &what, e))?;
+        let tag_set: Vec<Tag> = tags
+            .iter()
+            .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
+            .collect();
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(tag_set))
+            .build()
+            .map_err(|e| PortError::failed("s3:PutBucketTagging", e.to_string()))?;
+        self.client
+            .put_bucket_tagging()
+            .bucket(bucket)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| port_error("s3:PutBucketTagging", &what, e))?;
+        Ok(())
+    }
+
+    async fn list_page(&self, bucket: &str, prefix: &str, token: Option<String>) -> PortResult<ListPage> {
+        let mut call = self.client.list_objects_v2().bucket(bucket).max_keys(1000);
+        if !prefix.is_empty() {
+            call = call.prefix(prefix);
+        }
+        let out = call
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| port_error("s3:ListObjectsV2", &format!("bucket {bucket}"), e))?;
+        Ok(ListPage {
+            objects: out
+                .contents()
+                .iter()
+                .map(|o| ObjectSummary {
+                    key: o.key().unwrap_or_default().to_string(),
+                    size: o.size().unwrap_or_default().max(0) as u64,
+                    etag: unquote(o.e_tag().unwrap_or_default()),
+                    storage_class: o
+                        .storage_class()
+                        .map(|c| c.as_str().to_string())
+                        .filter(|c| c != "STANDARD"),
+                })
+                .collect(),
+            next_token: if out.is_truncated() == Some(true) {
+                out.next_continuation_token().map(str::to_string)
+            } else {
+                None
+            },
+        })
+    }
+
+    async fn head_object(&self, bucket: &str, key: &str, part_number: Option<u32>) -> PortResult<ObjectHead> {
+        let out = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_part_number(part_number.map(|n| n as i32))
+            .send()
+            .await
+            .map_err(|e| port_error("s3:HeadObject", &format!("s3://{bucket}/{key}"), e))?;
+        Ok(ObjectHead {
+            size: out.content_length().unwrap_or_default().max(0) as u64,
+            etag: unquote(out.e_tag().unwrap_or_default()),
+            content_type: out.content_type().map(str::to_string),
+            content_encoding: out.content_encoding().map(str::to_string),
+            content_disposition: out.content_disposition().map(str::to_string),
+            content_language: out.content_language().map(str::to_string),
+            cache_control: out.cache_control().map(str::to_string),
+            storage_class: out
+                .storage_class()
+                .map(|c| c.as_str().to_string())
+                .filter(|c| c != "STANDARD"),
+            metadata: out.metadata().map(|m| m.clone().into_iter().collect()).unwrap_or_default(),
+            parts_count: out.parts_count().map(|n| n as u32),
+        })
+    }
+
+    async fn object_tags(&self, bucket: &str, key: &str) -> PortResult<BTreeMap<String, String>> {
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| port_error("s3:GetObjectTagging", &format!("s3://{bucket}/{key}"), e))?;
+        Ok(out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+    }
+
+    async fn copy_object(&self, src_bucket: &str, src_key: &str, dst_bucket: &str, dst_key: &str, storage_class: Option<&str>) -> PortResult<String> {
+        use aws_sdk_s3::types::{MetadataDirective, StorageClass, TaggingDirective};
+        let out = self
+            .client
+            .copy_object()
+            .bucket(dst_bucket)
+            .key(dst_key)
+            .copy_source(copy_source(src_bucket, src_key))
+            .metadata_directive(MetadataDirective::Copy)
+            .tagging_directive(TaggingDirective::Copy)
+            .set_storage_class(storage_class.map(StorageClass::from))
+            .send()
+            .await
+            .map_err(|e| port_error("s3:CopyObject", &format!("s3://{src_bucket}/{src_key}"), e))?;
+        Ok(unquote(out.copy_object_result().and_then(|r| r.e_tag()).unwrap_or_default()))
+    }
+
+    async fn create_multipart(&self, bucket: &str, key: &str, head: &ObjectHead, tags: &BTreeMap<String, String>) -> PortResult<String> {
+        use aws_sdk_s3::types::StorageClass;
+        let mut call = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .set_content_type(head.content_type.clone())
+            .set_content_encoding(head.content_encoding.clone())
+            .set_content_disposition(head.content_disposition.clone())
+            .set_content_language(head.content_language.clone())
+            .set_cache_control(head.cache_control.clone())
+            .set_storage_class(head.storage_class.as_deref().map(StorageClass::from))
+            .set_metadata(Some(head.metadata.clone().into_iter().collect()));
+        if !tags.is_empty() {
+            call = call.tagging(tagging_header(tags));
+        }
+        let out = call
+            .send()
+            .await
+            .map_err(|e| port_error("s3:CreateMultipartUpload", &format!("s3://{bucket}/{key}"), e))?;
+        out.upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| PortError::failed("s3:CreateMultipartUpload", "no upload id in the answer"))
+    }
+
+    async fn upload_part_copy(&self, src_bucket: &str, src_key: &str, dst_bucket: &str, dst_key: &str, upload_id: &str, part: u32, first: u64, last: u64) -> PortResult<String> {
+        let out = self
+            .client
+            .upload_part_copy()
+            .bucket(dst_bucket)
+            .key(dst_key)
+            .upload_id(upload_id)
+            .part_number(part as i32)
+            .copy_source(copy_source(src_bucket, src_key))
+            .copy_source_range(format!("bytes={first}-{last}"))
+            .send()
+            .await
+            .map_err(|e| port_error("s3:UploadPartCopy", &format!("s3://{src_bucket}/{src_key} part {part}"), e))?;
+        Ok(unquote(out.copy_part_result().and_then(|r| r.e_tag()).unwrap_or_default()))
+    }
+
+    async fn complete_multipart(&self, bucket: &str, key: &str, upload_id: &str, part_etags: &[String]) -> PortResult<String> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let parts = part_etags
+            .iter()
+            .enumerate()
+            .map(|(i, etag)| CompletedPart::builder().part_number(i as i32 + 1).e_tag(format!("\"{etag}\"")).build())
+            .collect();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| port_error("s3:CompleteMultipartUpload", &format!("s3://{bucket}/{key}"), e))?;
+        Ok(unquote(out.e_tag().unwrap_or_default()))
+    }
+
+    async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> PortResult<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| port_error("s3:AbortMultipartUpload", &format!("s3://{bucket}/{key}"), e))?;
+        Ok(())
+    }
+
+    async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String> {
+        use md5::{Digest, Md5};
+        let what = format!("s3://{bucket}/{key}");
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| port_error("s3:GetObject", &what, e))?;
+        let mut body = out.body;
+        let mut hasher = Md5::new();
+        while let Some(chunk) = body
+            .try_next()
+            .await
+            .map_err(|e| PortError::Transient { operation: "s3:GetObject".into(), message: e.to_string() })?
+        {
+            hasher.update(&chunk);
+        }
+        Ok(format!("{:x}", hasher.finalize()))
+    }
+}
+
+// ---------------------------------------------------------------- Route 53
+
+pub struct Route53(aws_sdk_route53::Client);
+
+fn dns_name(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with('.') {
+        lower
+    } else {
+        format!("{lower}.")
+    }
+}
+
+#[async_trait]
+impl Dns for Route53 {
+    async fn records(&self, zone: &str, name: &str) -> PortResult<Vec<DnsRecord>> {
+        let zones = self
+            .0
+            .list_hosted_zones_by_name()
+            .dns_name(zone)
+            .send()
+            .await
+            .map_err(|e| port_error("route53:ListHostedZonesByName", &format!("hosted zone {zone}"), e))?;
+        let Some(zone_id) = zones
+            .hosted_zones()
+            .iter()
+            .find(|z| dns_name(z.name()) == dns_name(zone))
+            .map(|z| z.id().to_string())
+        else {
+            return Err(PortError::NotFound { what: format!("hosted zone {zone}") });
+        };
+        let out = self
+            .0
+            .list_resource_record_sets()
+            .hosted_zone_id(&zone_id)
+            .start_record_name(name)
+            .send()
+            .await
+            .map_err(|e| port_error("route53:ListResourceRecordSets", &format!("record {name}"), e))?;
+        Ok(out
+            .resource_record_sets()
+            .iter()
+            .filter(|r| dns_name(r.name()) == dns_name(name))
+            .map(|r| {
+                let mut values: Vec<String> =
+                    r.resource_records().iter().map(|v| v.value().to_string()).collect();
+                if let Some(alias) = r.alias_target() {
+                    values.push(format!("ALIAS {}", alias.dns_name()));
+                }
+                DnsRecord {
+                    name: r.name().to_string(),
+                    record_type: r.r#type().as_str().to_string(),
+                    values,
+                }
+            })
+            .collect())
+    }
+}
+
+// ---------------------------------------------------------------- HTTP
+
+pub struct Http(reqwest::Client);
+
+#[async_trait]
+impl HttpProbe for Http {
+    async fn get_status(&self, url: &str) -> PortResult<u16> {
+        let response = self.0.get(url).send().await.map_err(|e| PortError::Transient {
+            operation: "http:GET".into(),
+            message: format!("{url}: {e}"),
+        })?;
+        Ok(response.status().as_u16())
+    }
+}

@@ -1,0 +1,207 @@
+//! The command line: clap's raw flags (`Cli`) and the validated, typed requests the rest of the
+//! program works with (`Request`). Turning one into the other checks everything that can be
+//! checked without AWS; a failure there is bad input (exit code 2).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use thiserror::Error;
+
+use crate::model::{EnvName, NameError};
+use crate::workflow::plan::CloneRequest;
+
+#[derive(Debug, Parser)]
+#[command(name = "envclone", version, about = "Clone and migrate AWS environments defined as CloudFormation stacks")]
+pub struct Cli {
+    /// AWS region (else AWS_REGION or the profile's region).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// AWS profile of the shared config files (credentials come only from the standard chain).
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// `text` for people, `json` for one JSON event per line.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+    /// Where run journals are kept (default: $XDG_STATE_HOME/envclone or ~/.local/state/envclone).
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Clone environment SRC as DST: Standby, snapshots and bucket copies in parallel, the clone
+    /// stack, verification, and SRC back in service.
+    Clone(CloneArgs),
+    /// Show what a command would do, in order, with the real names; change nothing.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Check an environment against its source: stack, databases, buckets object for object,
+    /// instances, the template's HTTP checks.
+    Verify {
+        env: String,
+        /// The environment to compare with (default: the one ENV was cloned from).
+        #[arg(long)]
+        against: Option<String>,
+    },
+    /// Put an environment's instances into Standby (`on`) or back in service (`off`).
+    Standby {
+        env: String,
+        state: StandbyState,
+        /// Do not ask for confirmation (for automation).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// The plan of `envclone clone SRC DST ...`.
+    Clone(CloneArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StandbyState {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct CloneArgs {
+    /// The source environment: a stack name, or the value of a stack's envclone:environment tag.
+    pub source: String,
+    /// The new environment's name (also its stack's name).
+    pub target: String,
+    /// Template for the clone (default: the source stack's own).
+    #[arg(long)]
+    pub template: Option<PathBuf>,
+    /// Override a parameter of the clone stack (repeatable).
+    #[arg(long = "parameter", value_name = "K=V")]
+    pub parameters: Vec<String>,
+    /// Do not put the source into Standby: it keeps serving, and the clone is crash-consistent.
+    #[arg(long)]
+    pub no_standby: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (for automation).
+    #[arg(long)]
+    pub yes: bool,
+    /// Objects larger than this many bytes are copied in parallel parts (AWS's limit for one
+    /// copy is 5 GiB).
+    #[arg(long, default_value_t = crate::s3sync::AWS_COPY_LIMIT)]
+    pub multipart_threshold: u64,
+    /// Objects copied at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Error)]
+pub enum InputError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("--parameter {0:?} is malformed: write KEY=VALUE (e.g. --parameter InstanceType=t3.small)")]
+    MalformedParameter(String),
+    #[error("--parameter {0} is given twice; give each parameter once")]
+    DuplicateParameter(String),
+    #[error("cannot read the template {path}: {reason}; check the path")]
+    Template { path: String, reason: String },
+    #[error("--concurrency must be at least 1")]
+    Concurrency,
+    #[error("--multipart-threshold {0} is out of range: use 5 MiB (5242880) to 5 GiB (5368709120)")]
+    Threshold(u64),
+}
+
+/// A validated clone request with how to run it.
+#[derive(Debug, Clone)]
+pub struct CloneCommand {
+    pub request: CloneRequest,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub multipart_threshold: u64,
+    pub concurrency: usize,
+}
+
+pub fn parse_parameters(raw: &[String]) -> Result<BTreeMap<String, String>, InputError> {
+    let mut out = BTreeMap::new();
+    for p in raw {
+        let (k, v) = p
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty() && !k.contains(char::is_whitespace))
+            .ok_or_else(|| InputError::MalformedParameter(p.clone()))?;
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(InputError::DuplicateParameter(k.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+impl CloneArgs {
+    pub fn into_command(self) -> Result<CloneCommand, InputError> {
+        let target = EnvName::parse(&self.target)?;
+        let parameter_overrides = parse_parameters(&self.parameters)?;
+        let template = match self.template {
+            Some(path) => {
+                let body = std::fs::read_to_string(&path).map_err(|e| InputError::Template {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                Some((path.display().to_string(), body))
+            }
+            None => None,
+        };
+        if self.concurrency == 0 {
+            return Err(InputError::Concurrency);
+        }
+        // AWS takes parts of 5 MiB to 5 GiB; the fake and tests use smaller ones, so only the
+        // upper bound and zero are refused here.
+        if self.multipart_threshold == 0 || self.multipart_threshold > crate::s3sync::AWS_COPY_LIMIT {
+            return Err(InputError::Threshold(self.multipart_threshold));
+        }
+        Ok(CloneCommand {
+            request: CloneRequest {
+                source: self.source,
+                target,
+                template,
+                parameter_overrides,
+                standby: !self.no_standby,
+            },
+            dry_run: self.dry_run,
+            yes: self.yes,
+            multipart_threshold: self.multipart_threshold,
+            concurrency: self.concurrency,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_parse_as_key_value() {
+        let p = parse_parameters(&["A=1".into(), "B=x=y".into(), "C=".into()]).unwrap();
+        assert_eq!(p["A"], "1");
+        assert_eq!(p["B"], "x=y");
+        assert_eq!(p["C"], "");
+        assert!(parse_parameters(&["noequals".into()]).is_err());
+        assert!(parse_parameters(&["=v".into()]).is_err());
+        assert!(parse_parameters(&["A=1".into(), "A=2".into()]).is_err());
+    }
+
+    #[test]
+    fn clone_args_validate_the_target() {
+        let cli = Cli::try_parse_from(["envclone", "clone", "prod", "Bad_Name"]).unwrap();
+        let Command::Clone(args) = cli.command else { panic!() };
+        let err = args.into_command().unwrap_err().to_string();
+        assert!(err.contains("environment name \"Bad_Name\""), "{err}");
+    }
+}

@@ -1,0 +1,83 @@
+//! The run journal: every event of a run appended to `<state-dir>/runs/<run-id>.jsonl` and
+//! flushed to disk (fsync) before the workflow goes on, so what a run did survives a crash.
+//!
+//! Events carry no secrets: NoEcho parameter values are masked before they reach an event.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::events::{Event, EventSink};
+
+pub struct FileJournal {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl FileJournal {
+    pub fn create(state_dir: &Path, run_id: &str) -> std::io::Result<Self> {
+        let dir = state_dir.join("runs");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{run_id}.jsonl"));
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        Ok(FileJournal {
+            path,
+            file: Mutex::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl EventSink for FileJournal {
+    fn emit(&self, event: &Event) {
+        let mut line = serde_json::to_string(event).expect("events serialize");
+        line.push('\n');
+        let mut file = self.file.lock().expect("journal lock");
+        // A journal that cannot be written is reported once per event on stderr rather than
+        // aborting a run that may have the source in Standby.
+        if let Err(e) = file.write_all(line.as_bytes()).and_then(|()| file.sync_data()) {
+            eprintln!("envclone: could not write the journal {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// The default state directory: `$XDG_STATE_HOME/envclone`, else `~/.local/state/envclone`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("envclone");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/state/envclone")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Phase;
+
+    #[test]
+    fn events_are_appended_as_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = FileJournal::create(dir.path(), "r1").unwrap();
+        for step in ["a", "b"] {
+            journal.emit(&Event {
+                time: "t".into(),
+                run_id: "r1".into(),
+                step: step.into(),
+                phase: Phase::Start,
+                resource: None,
+                message: "m".into(),
+            });
+        }
+        let text = std::fs::read_to_string(journal.path()).unwrap();
+        let steps: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(steps, ["a", "b"]);
+    }
+}

@@ -1,0 +1,1 @@
+//! End-to-end runs of the built `envclone` binary against the moto stand-in.

@@ -1,0 +1,156 @@
+//! Shared test fixtures: a seeded source environment on the fake, the tricky object keys.
+
+use std::sync::Arc;
+
+use envclone::events::{Collector, Emitter};
+use envclone::fake::{FakeAws, Timings};
+use envclone::ports::{DnsRecord, ObjectHead};
+use envclone::s3sync::SyncOptions;
+use envclone::workflow::clone::{CloneEngine, Settings};
+use envclone::workflow::plan::CloneRequest;
+
+pub const WEBAPP: &str = include_str!("../../stacks/webapp.yaml");
+pub const FOREIGN: &str = include_str!("../fixtures/foreign.yaml");
+
+/// Keys that break naive copiers: URL-special characters, unicode, folder markers, empties.
+pub const TRICKY_KEYS: &[&str] = &[
+    "with space.txt",
+    "données/été.txt",
+    "a+b.txt",
+    "100%.txt",
+    "what?.txt",
+    "hash#tag.txt",
+    "folder/",
+    "nested/deep/x.json",
+    "日本語/ファイル.txt",
+    "trailing/slash/",
+];
+
+pub const REPORTS: &str = "prod-reports-123456789012";
+pub const UPLOADS: &str = "prod-uploads-123456789012";
+
+pub struct Scenario {
+    pub fake: FakeAws,
+    pub engine: CloneEngine,
+    #[allow(dead_code)] // kept for scenarios that inspect the event stream
+    pub events: Arc<Collector>,
+    pub emitter: Emitter,
+}
+
+pub fn timings() -> Timings {
+    Timings {
+        min_part_size: 1024,
+        ..Timings::default()
+    }
+}
+
+pub fn settings() -> Settings {
+    Settings {
+        sync: SyncOptions {
+            multipart_threshold: 8 * 1024,
+            concurrency: 8,
+            ..SyncOptions::default()
+        },
+        ..Settings::default()
+    }
+}
+
+impl Scenario {
+    pub fn new(timings: Timings) -> Self {
+        let fake = FakeAws::new(timings);
+        let engine = CloneEngine {
+            cloud: fake.cloud(),
+            settings: settings(),
+        };
+        let events = Arc::new(Collector::default());
+        let emitter = Emitter {
+            run_id: "test".into(),
+            sink: events.clone(),
+        };
+        Scenario {
+            fake,
+            engine,
+            events,
+            emitter,
+        }
+    }
+
+    /// The reference environment `prod`, deployed and filled.
+    pub fn with_webapp_prod() -> Self {
+        let s = Scenario::new(timings());
+        s.fake.create_bucket_now(REPORTS);
+        s.fake.deploy_now(
+            "prod",
+            WEBAPP,
+            &[
+                ("EnvironmentName", "prod"),
+                ("ReportsBucketName", REPORTS),
+                ("InstanceType", "t3.small"),
+                ("DesiredCapacity", "3"),
+            ],
+        );
+        fill(&s.fake, REPORTS);
+        fill(&s.fake, UPLOADS);
+        s.fake.put_dns(
+            "envclone-demo.example.",
+            DnsRecord {
+                name: "app.envclone-demo.example.".into(),
+                record_type: "CNAME".into(),
+                values: vec!["prod-alb.fake".into()],
+            },
+        );
+        s
+    }
+
+    pub fn request(&self, target: &str) -> CloneRequest {
+        CloneRequest {
+            source: "prod".into(),
+            target: envclone::model::EnvName::parse(target).unwrap(),
+            template: None,
+            parameter_overrides: Default::default(),
+            standby: true,
+        }
+    }
+
+    pub fn source_group(&self) -> envclone::ports::AsgInfo {
+        let name = self
+            .fake
+            .group_names()
+            .into_iter()
+            .find(|g| g.starts_with("prod-"))
+            .expect("prod has a group");
+        self.fake.group(&name).unwrap()
+    }
+}
+
+/// Puts the tricky keys, an empty object, objects with metadata and tags, a multipart object
+/// and a single-part object above the test multipart threshold.
+pub fn fill(fake: &FakeAws, bucket: &str) {
+    for (i, key) in TRICKY_KEYS.iter().enumerate() {
+        let body = if key.ends_with('/') { Vec::new() } else { format!("{bucket}:{key}:{i}").into_bytes() };
+        let mut head = ObjectHead {
+            content_type: Some(if key.ends_with(".json") { "application/json" } else { "text/plain" }.into()),
+            ..Default::default()
+        };
+        head.metadata.insert("origin".into(), format!("seed-{i}"));
+        fake.put_object(bucket, key, &body, head, &[("class", "tricky")]);
+    }
+    fake.put_object(bucket, "empty", b"", ObjectHead::default(), &[]);
+    for i in 0..40 {
+        fake.put_object(bucket, &format!("data/{i:03}.bin"), format!("payload {i}").as_bytes(), ObjectHead::default(), &[]);
+    }
+    let big: Vec<u8> = (0..5 * 1024u32).map(|i| (i % 251) as u8).collect();
+    fake.put_multipart_object(
+        bucket,
+        "multipart/big.bin",
+        &big,
+        &[2048, 2048, 1024],
+        ObjectHead {
+            content_type: Some("application/octet-stream".into()),
+            cache_control: Some("max-age=60".into()),
+            ..Default::default()
+        },
+    );
+    let single: Vec<u8> = (0..12 * 1024u32).map(|i| (i % 13) as u8).collect();
+    fake.put_object(bucket, "large-single.bin", &single, ObjectHead::default(), &[("size", "large")]);
+}
