@@ -387,6 +387,12 @@ def _restore_from_cloudformation(resource_name: str, properties: dict[str, Any],
     security_groups = properties.get("VPCSecurityGroups") or properties.get("VpcSecurityGroupIds")
     if security_groups:
         overrides["vpc_security_group_ids"] = list(security_groups)
+    # Instances created from templates keep AllocatedStorage as the template's string; RDS
+    # compares it with the requested size as a number.
+    snapshot = backend.database_snapshots.get(properties["DBSnapshotIdentifier"])
+    source = getattr(snapshot, "database", None)
+    if source is not None and isinstance(getattr(source, "allocated_storage", None), str):
+        source.allocated_storage = int(source.allocated_storage)
     database = backend.restore_db_instance_from_db_snapshot(properties["DBSnapshotIdentifier"], overrides)
     # The restored instance carries the template's tags, not the source instance's.
     database.tags = list(properties.get("Tags") or [])
@@ -401,6 +407,11 @@ def _install_cloudformation() -> None:
         properties = cloudformation_json.get("Properties") or {}
         if properties.get("DBSnapshotIdentifier"):
             return _restore_from_cloudformation(resource_name, properties, account_id, region_name)
+        if isinstance(properties.get("AllocatedStorage"), str) and properties["AllocatedStorage"].isdigit():
+            # RDS keeps storage as a number; moto keeps the template's string, which breaks a
+            # later restore's size comparison.
+            properties = dict(properties, AllocatedStorage=int(properties["AllocatedStorage"]))
+            cloudformation_json = dict(cloudformation_json, Properties=properties)
         if properties.get("Port") in (None, "") and properties.get("Engine"):
             # moto's template path defaults every engine to 3306; RDS uses the engine's port.
             try:

@@ -34,7 +34,7 @@ pub enum AppError {
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
-    Step(#[from] StepError),
+    Step(Box<StepError>),
     #[error("{0}")]
     Failed(String),
 }
@@ -42,11 +42,18 @@ pub enum AppError {
 impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Input(_) | AppError::Connect(_) | AppError::Preflight(_) | AppError::Refused(_) => {
-                EXIT_BAD_INPUT
-            }
+            AppError::Input(_)
+            | AppError::Connect(_)
+            | AppError::Preflight(_)
+            | AppError::Refused(_) => EXIT_BAD_INPUT,
             AppError::Step(_) | AppError::Failed(_) => EXIT_FAILED,
         }
+    }
+}
+
+impl From<StepError> for AppError {
+    fn from(e: StepError) -> Self {
+        AppError::Step(Box::new(e))
     }
 }
 
@@ -55,7 +62,7 @@ impl From<VerifyError> for AppError {
         match e {
             VerifyError::Preflight(p) => AppError::Preflight(p),
             VerifyError::NoSource { .. } => AppError::Refused(e.to_string()),
-            VerifyError::Step(s) => AppError::Step(s),
+            VerifyError::Step(s) => s.into(),
         }
     }
 }
@@ -245,7 +252,11 @@ async fn clone(
         Output::Text => {
             let out = std::io::stdout();
             let mut out = out.lock();
-            let _ = writeln!(out, "Plan {run_id}: clone {} → {}", plan.source_env, plan.target_env);
+            let _ = writeln!(
+                out,
+                "Plan {run_id}: clone {} → {}",
+                plan.source_env, plan.target_env
+            );
             for (i, s) in steps.iter().enumerate() {
                 let _ = writeln!(out, "  {}. {s}", i + 1);
             }
@@ -291,18 +302,29 @@ async fn clone(
         }
         Err(failure) => {
             print_failure(output, &failure);
-            Err(AppError::Failed(format!("clone {} → {} failed: {}", plan.source_env, plan.target_env, failure.error)))
+            Err(AppError::Failed(format!(
+                "clone {} → {} failed: {}",
+                plan.source_env, plan.target_env, failure.error
+            )))
         }
     }
 }
 
 fn print_checks(output: Output, title: &str, checks: &[CheckResult]) {
     match output {
-        Output::Json => println!("{}", serde_json::json!({"type": "verification", "checks": checks})),
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"type": "verification", "checks": checks})
+        ),
         Output::Text => {
             println!("{title}:");
             for c in checks {
-                println!("  [{}] {}: {}", if c.ok { "ok" } else { "FAIL" }, c.check, c.detail);
+                println!(
+                    "  [{}] {}: {}",
+                    if c.ok { "ok" } else { "FAIL" },
+                    c.check,
+                    c.detail
+                );
             }
         }
     }
@@ -310,10 +332,16 @@ fn print_checks(output: Output, title: &str, checks: &[CheckResult]) {
 
 fn print_report(output: Output, report: &CloneReport) {
     match output {
-        Output::Json => println!("{}", serde_json::json!({"type": "report", "report": report})),
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"type": "report", "report": report})
+        ),
         Output::Text => {
             println!();
-            println!("Clone {} → {} complete (run {})", report.source, report.target, report.run_id);
+            println!(
+                "Clone {} → {} complete (run {})",
+                report.source, report.target, report.run_id
+            );
             println!("  stack:     {}", report.stack_id);
             for s in &report.snapshots {
                 println!("  snapshot:  {s}");

@@ -29,7 +29,10 @@ pub enum ConnectError {
 
 /// Loads the standard AWS configuration (env, profile, SSO, instance role; `AWS_ENDPOINT_URL`
 /// for a local stand-in) and builds the adapters.
-pub async fn connect(region: Option<String>, profile: Option<String>) -> Result<Cloud, ConnectError> {
+pub async fn connect(
+    region: Option<String>,
+    profile: Option<String>,
+) -> Result<Cloud, ConnectError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         // Adaptive retry slows the client down under throttling instead of failing copies.
         .retry_config(RetryConfig::adaptive().with_max_attempts(6));
@@ -127,12 +130,22 @@ where
             let message = service.err().message().unwrap_or_default().to_string();
             let status = service.raw().status().as_u16();
             let text = format!("{code} (HTTP {status}): {message}");
-            if NOT_FOUND.contains(&code.as_str()) || status == 404 || message.contains("does not exist") {
-                PortError::NotFound { what: what.to_string() }
+            if NOT_FOUND.contains(&code.as_str())
+                || status == 404
+                || message.contains("does not exist")
+            {
+                PortError::NotFound {
+                    what: what.to_string(),
+                }
             } else if ALREADY_EXISTS.contains(&code.as_str()) {
-                PortError::AlreadyExists { what: what.to_string() }
+                PortError::AlreadyExists {
+                    what: what.to_string(),
+                }
             } else if TRANSIENT.contains(&code.as_str()) || status >= 500 || status == 429 {
-                PortError::Transient { operation: operation.to_string(), message: text }
+                PortError::Transient {
+                    operation: operation.to_string(),
+                    message: text,
+                }
             } else {
                 PortError::failed(operation, format!("{what}: {text}"))
             }
@@ -140,12 +153,18 @@ where
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             PortError::Transient {
                 operation: operation.to_string(),
-                message: format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+                message: format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                ),
             }
         }
         _ => PortError::failed(
             operation,
-            format!("{what}: {}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+            format!(
+                "{what}: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&err)
+            ),
         ),
     }
 }
@@ -183,9 +202,18 @@ fn stack_info(s: &aws_sdk_cloudformation::types::Stack) -> StackInfo {
         tags: s
             .tags()
             .iter()
-            .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
             .collect(),
-        capabilities: s.capabilities().iter().map(|c| c.as_str().to_string()).collect(),
+        capabilities: s
+            .capabilities()
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect(),
     }
 }
 
@@ -210,9 +238,13 @@ impl Stacks for CloudFormation {
         let mut pages = self.0.describe_stacks().into_paginator().send();
         let mut found = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| port_error("cloudformation:DescribeStacks", "stacks", e))?;
+            let page =
+                page.map_err(|e| port_error("cloudformation:DescribeStacks", "stacks", e))?;
             for s in page.stacks() {
-                let tagged = s.tags().iter().any(|t| t.key() == Some(key) && t.value() == Some(value));
+                let tagged = s
+                    .tags()
+                    .iter()
+                    .any(|t| t.key() == Some(key) && t.value() == Some(value));
                 let live = s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE");
                 if tagged && live {
                     found.push(stack_info(s));
@@ -234,18 +266,33 @@ impl Stacks for CloudFormation {
     }
 
     async fn resources(&self, stack: &str) -> PortResult<Vec<StackResource>> {
-        let mut pages = self.0.list_stack_resources().stack_name(stack).into_paginator().send();
+        let mut pages = self
+            .0
+            .list_stack_resources()
+            .stack_name(stack)
+            .into_paginator()
+            .send();
         let mut out = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| {
-                port_error("cloudformation:ListStackResources", &format!("stack {stack}"), e)
+                port_error(
+                    "cloudformation:ListStackResources",
+                    &format!("stack {stack}"),
+                    e,
+                )
             })?;
             for r in page.stack_resource_summaries() {
                 out.push(StackResource {
                     logical_id: r.logical_resource_id().unwrap_or_default().to_string(),
-                    physical_id: r.physical_resource_id().filter(|p| !p.is_empty()).map(str::to_string),
+                    physical_id: r
+                        .physical_resource_id()
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_string),
                     resource_type: r.resource_type().unwrap_or_default().to_string(),
-                    status: r.resource_status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    status: r
+                        .resource_status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -261,7 +308,12 @@ impl Stacks for CloudFormation {
             .template_body(&request.template_body)
             .client_request_token(&request.client_token);
         for (k, v) in &request.parameters {
-            call = call.parameters(Parameter::builder().parameter_key(k).parameter_value(v).build());
+            call = call.parameters(
+                Parameter::builder()
+                    .parameter_key(k)
+                    .parameter_value(v)
+                    .build(),
+            );
         }
         for (k, v) in &request.tags {
             call = call.tags(Tag::builder().key(k).value(v).build());
@@ -269,10 +321,13 @@ impl Stacks for CloudFormation {
         for c in &request.capabilities {
             call = call.capabilities(Capability::from(c.as_str()));
         }
-        let out = call
-            .send()
-            .await
-            .map_err(|e| port_error("cloudformation:CreateStack", &format!("stack {}", request.name), e))?;
+        let out = call.send().await.map_err(|e| {
+            port_error(
+                "cloudformation:CreateStack",
+                &format!("stack {}", request.name),
+                e,
+            )
+        })?;
         Ok(out.stack_id().unwrap_or_default().to_string())
     }
 }
@@ -283,7 +338,12 @@ pub struct Rds(aws_sdk_rds::Client);
 
 fn rds_tags(tags: &[aws_sdk_rds::types::Tag]) -> BTreeMap<String, String> {
     tags.iter()
-        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -291,7 +351,13 @@ fn rds_tags(tags: &[aws_sdk_rds::types::Tag]) -> BTreeMap<String, String> {
 impl Databases for Rds {
     async fn describe_instance(&self, id: &str) -> PortResult<Option<DbInstance>> {
         let what = format!("database {id}");
-        match self.0.describe_db_instances().db_instance_identifier(id).send().await {
+        match self
+            .0
+            .describe_db_instances()
+            .db_instance_identifier(id)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.db_instances().first().map(|db| DbInstance {
                 id: db.db_instance_identifier().unwrap_or_default().to_string(),
                 status: db.db_instance_status().unwrap_or_default().to_string(),
@@ -306,7 +372,12 @@ impl Databases for Rds {
         }
     }
 
-    async fn create_snapshot(&self, instance_id: &str, snapshot_id: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
+    async fn create_snapshot(
+        &self,
+        instance_id: &str,
+        snapshot_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> PortResult<()> {
         let mut call = self
             .0
             .create_db_snapshot()
@@ -315,15 +386,25 @@ impl Databases for Rds {
         for (k, v) in tags {
             call = call.tags(aws_sdk_rds::types::Tag::builder().key(k).value(v).build());
         }
-        call.send()
-            .await
-            .map_err(|e| port_error("rds:CreateDBSnapshot", &format!("DB snapshot {snapshot_id}"), e))?;
+        call.send().await.map_err(|e| {
+            port_error(
+                "rds:CreateDBSnapshot",
+                &format!("DB snapshot {snapshot_id}"),
+                e,
+            )
+        })?;
         Ok(())
     }
 
     async fn describe_snapshot(&self, id: &str) -> PortResult<Option<DbSnapshot>> {
         let what = format!("DB snapshot {id}");
-        match self.0.describe_db_snapshots().db_snapshot_identifier(id).send().await {
+        match self
+            .0
+            .describe_db_snapshots()
+            .db_snapshot_identifier(id)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.db_snapshots().first().map(|s| DbSnapshot {
                 id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
                 instance_id: s.db_instance_identifier().unwrap_or_default().to_string(),
@@ -351,7 +432,13 @@ impl Scaling for AutoScaling {
             .auto_scaling_group_names(name)
             .send()
             .await
-            .map_err(|e| port_error("autoscaling:DescribeAutoScalingGroups", &format!("Auto Scaling group {name}"), e))?;
+            .map_err(|e| {
+                port_error(
+                    "autoscaling:DescribeAutoScalingGroups",
+                    &format!("Auto Scaling group {name}"),
+                    e,
+                )
+            })?;
         Ok(out.auto_scaling_groups().first().map(|g| AsgInfo {
             name: g.auto_scaling_group_name().unwrap_or_default().to_string(),
             min_size: g.min_size().unwrap_or_default(),
@@ -362,7 +449,10 @@ impl Scaling for AutoScaling {
                 .iter()
                 .map(|i| AsgInstance {
                     id: i.instance_id().unwrap_or_default().to_string(),
-                    lifecycle_state: i.lifecycle_state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    lifecycle_state: i
+                        .lifecycle_state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
                 })
                 .collect(),
         }))
@@ -375,7 +465,13 @@ impl Scaling for AutoScaling {
             .min_size(min_size)
             .send()
             .await
-            .map_err(|e| port_error("autoscaling:UpdateAutoScalingGroup", &format!("Auto Scaling group {name}"), e))?;
+            .map_err(|e| {
+                port_error(
+                    "autoscaling:UpdateAutoScalingGroup",
+                    &format!("Auto Scaling group {name}"),
+                    e,
+                )
+            })?;
         Ok(())
     }
 
@@ -387,7 +483,13 @@ impl Scaling for AutoScaling {
             .should_decrement_desired_capacity(true)
             .send()
             .await
-            .map_err(|e| port_error("autoscaling:EnterStandby", &format!("Auto Scaling group {name}"), e))?;
+            .map_err(|e| {
+                port_error(
+                    "autoscaling:EnterStandby",
+                    &format!("Auto Scaling group {name}"),
+                    e,
+                )
+            })?;
         Ok(())
     }
 
@@ -398,7 +500,13 @@ impl Scaling for AutoScaling {
             .set_instance_ids(Some(instance_ids.to_vec()))
             .send()
             .await
-            .map_err(|e| port_error("autoscaling:ExitStandby", &format!("Auto Scaling group {name}"), e))?;
+            .map_err(|e| {
+                port_error(
+                    "autoscaling:ExitStandby",
+                    &format!("Auto Scaling group {name}"),
+                    e,
+                )
+            })?;
         Ok(())
     }
 }
@@ -428,9 +536,19 @@ fn unquote(etag: &str) -> String {
 
 /// Tags in the URL-query form S3's `x-amz-tagging` header takes.
 fn tagging_header(tags: &BTreeMap<String, String>) -> String {
-    const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
     tags.iter()
-        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, QUERY), utf8_percent_encode(v, QUERY)))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, QUERY),
+                utf8_percent_encode(v, QUERY)
+            )
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -450,7 +568,10 @@ impl ObjectStore for S3 {
         }
         match self.client.get_bucket_tagging().bucket(bucket).send().await {
             Ok(out) => Ok(Some(
-                out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect(),
+                out.tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
             )),
             // NoSuchTagSet: a bucket without tags.
             Err(e) if e.code() == Some("NoSuchTagSet") => Ok(Some(BTreeMap::new())),
@@ -459,7 +580,9 @@ impl ObjectStore for S3 {
     }
 
     async fn create_bucket(&self, bucket: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
-        use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, Tag, Tagging};
+        use aws_sdk_s3::types::{
+            BucketLocationConstraint, CreateBucketConfiguration, Tag, Tagging,
+        };
         let what = format!("bucket {bucket}");
         let mut call = self.client.create_bucket().bucket(bucket);
         if self.region != "us-east-1" && !self.region.is_empty() {
@@ -469,7 +592,9 @@ impl ObjectStore for S3 {
                     .build(),
             );
         }
-        call.send().await.map_err(|e| port_error("s3:CreateBucket", &what, e))?;
+        call.send()
+            .await
+            .map_err(|e| port_error("s3:CreateBucket", &what, e))?;
         let tag_set: Vec<Tag> = tags
             .iter()
             .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
@@ -488,7 +613,12 @@ impl ObjectStore for S3 {
         Ok(())
     }
 
-    async fn list_page(&self, bucket: &str, prefix: &str, token: Option<String>) -> PortResult<ListPage> {
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<String>,
+    ) -> PortResult<ListPage> {
         let mut call = self.client.list_objects_v2().bucket(bucket).max_keys(1000);
         if !prefix.is_empty() {
             call = call.prefix(prefix);
@@ -520,7 +650,12 @@ impl ObjectStore for S3 {
         })
     }
 
-    async fn head_object(&self, bucket: &str, key: &str, part_number: Option<u32>) -> PortResult<ObjectHead> {
+    async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        part_number: Option<u32>,
+    ) -> PortResult<ObjectHead> {
         let out = self
             .client
             .head_object()
@@ -542,7 +677,10 @@ impl ObjectStore for S3 {
                 .storage_class()
                 .map(|c| c.as_str().to_string())
                 .filter(|c| c != "STANDARD"),
-            metadata: out.metadata().map(|m| m.clone().into_iter().collect()).unwrap_or_default(),
+            metadata: out
+                .metadata()
+                .map(|m| m.clone().into_iter().collect())
+                .unwrap_or_default(),
             parts_count: out.parts_count().map(|n| n as u32),
         })
     }
@@ -556,10 +694,21 @@ impl ObjectStore for S3 {
             .send()
             .await
             .map_err(|e| port_error("s3:GetObjectTagging", &format!("s3://{bucket}/{key}"), e))?;
-        Ok(out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+        Ok(out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect())
     }
 
-    async fn copy_object(&self, src_bucket: &str, src_key: &str, dst_bucket: &str, dst_key: &str, storage_class: Option<&str>) -> PortResult<String> {
+    async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        storage_class: Option<&str>,
+    ) -> PortResult<String> {
         use aws_sdk_s3::types::{MetadataDirective, StorageClass, TaggingDirective};
         let out = self
             .client
@@ -573,10 +722,20 @@ impl ObjectStore for S3 {
             .send()
             .await
             .map_err(|e| port_error("s3:CopyObject", &format!("s3://{src_bucket}/{src_key}"), e))?;
-        Ok(unquote(out.copy_object_result().and_then(|r| r.e_tag()).unwrap_or_default()))
+        Ok(unquote(
+            out.copy_object_result()
+                .and_then(|r| r.e_tag())
+                .unwrap_or_default(),
+        ))
     }
 
-    async fn create_multipart(&self, bucket: &str, key: &str, head: &ObjectHead, tags: &BTreeMap<String, String>) -> PortResult<String> {
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        head: &ObjectHead,
+        tags: &BTreeMap<String, String>,
+    ) -> PortResult<String> {
         use aws_sdk_s3::types::StorageClass;
         let mut call = self
             .client
@@ -593,16 +752,29 @@ impl ObjectStore for S3 {
         if !tags.is_empty() {
             call = call.tagging(tagging_header(tags));
         }
-        let out = call
-            .send()
-            .await
-            .map_err(|e| port_error("s3:CreateMultipartUpload", &format!("s3://{bucket}/{key}"), e))?;
-        out.upload_id()
-            .map(str::to_string)
-            .ok_or_else(|| PortError::failed("s3:CreateMultipartUpload", "no upload id in the answer"))
+        let out = call.send().await.map_err(|e| {
+            port_error(
+                "s3:CreateMultipartUpload",
+                &format!("s3://{bucket}/{key}"),
+                e,
+            )
+        })?;
+        out.upload_id().map(str::to_string).ok_or_else(|| {
+            PortError::failed("s3:CreateMultipartUpload", "no upload id in the answer")
+        })
     }
 
-    async fn upload_part_copy(&self, src_bucket: &str, src_key: &str, dst_bucket: &str, dst_key: &str, upload_id: &str, part: u32, first: u64, last: u64) -> PortResult<String> {
+    async fn upload_part_copy(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        upload_id: &str,
+        part: u32,
+        first: u64,
+        last: u64,
+    ) -> PortResult<String> {
         let out = self
             .client
             .upload_part_copy()
@@ -614,16 +786,37 @@ impl ObjectStore for S3 {
             .copy_source_range(format!("bytes={first}-{last}"))
             .send()
             .await
-            .map_err(|e| port_error("s3:UploadPartCopy", &format!("s3://{src_bucket}/{src_key} part {part}"), e))?;
-        Ok(unquote(out.copy_part_result().and_then(|r| r.e_tag()).unwrap_or_default()))
+            .map_err(|e| {
+                port_error(
+                    "s3:UploadPartCopy",
+                    &format!("s3://{src_bucket}/{src_key} part {part}"),
+                    e,
+                )
+            })?;
+        Ok(unquote(
+            out.copy_part_result()
+                .and_then(|r| r.e_tag())
+                .unwrap_or_default(),
+        ))
     }
 
-    async fn complete_multipart(&self, bucket: &str, key: &str, upload_id: &str, part_etags: &[String]) -> PortResult<String> {
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_etags: &[String],
+    ) -> PortResult<String> {
         use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
         let parts = part_etags
             .iter()
             .enumerate()
-            .map(|(i, etag)| CompletedPart::builder().part_number(i as i32 + 1).e_tag(format!("\"{etag}\"")).build())
+            .map(|(i, etag)| {
+                CompletedPart::builder()
+                    .part_number(i as i32 + 1)
+                    .e_tag(format!("\"{etag}\""))
+                    .build()
+            })
             .collect();
         let out = self
             .client
@@ -631,10 +824,20 @@ impl ObjectStore for S3 {
             .bucket(bucket)
             .key(key)
             .upload_id(upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .send()
             .await
-            .map_err(|e| port_error("s3:CompleteMultipartUpload", &format!("s3://{bucket}/{key}"), e))?;
+            .map_err(|e| {
+                port_error(
+                    "s3:CompleteMultipartUpload",
+                    &format!("s3://{bucket}/{key}"),
+                    e,
+                )
+            })?;
         Ok(unquote(out.e_tag().unwrap_or_default()))
     }
 
@@ -646,7 +849,13 @@ impl ObjectStore for S3 {
             .upload_id(upload_id)
             .send()
             .await
-            .map_err(|e| port_error("s3:AbortMultipartUpload", &format!("s3://{bucket}/{key}"), e))?;
+            .map_err(|e| {
+                port_error(
+                    "s3:AbortMultipartUpload",
+                    &format!("s3://{bucket}/{key}"),
+                    e,
+                )
+            })?;
         Ok(())
     }
 
@@ -663,11 +872,10 @@ impl ObjectStore for S3 {
             .map_err(|e| port_error("s3:GetObject", &what, e))?;
         let mut body = out.body;
         let mut hasher = Md5::new();
-        while let Some(chunk) = body
-            .try_next()
-            .await
-            .map_err(|e| PortError::Transient { operation: "s3:GetObject".into(), message: e.to_string() })?
-        {
+        while let Some(chunk) = body.try_next().await.map_err(|e| PortError::Transient {
+            operation: "s3:GetObject".into(),
+            message: e.to_string(),
+        })? {
             hasher.update(&chunk);
         }
         Ok(format!("{:x}", hasher.finalize()))
@@ -696,14 +904,22 @@ impl Dns for Route53 {
             .dns_name(zone)
             .send()
             .await
-            .map_err(|e| port_error("route53:ListHostedZonesByName", &format!("hosted zone {zone}"), e))?;
+            .map_err(|e| {
+                port_error(
+                    "route53:ListHostedZonesByName",
+                    &format!("hosted zone {zone}"),
+                    e,
+                )
+            })?;
         let Some(zone_id) = zones
             .hosted_zones()
             .iter()
             .find(|z| dns_name(z.name()) == dns_name(zone))
             .map(|z| z.id().to_string())
         else {
-            return Err(PortError::NotFound { what: format!("hosted zone {zone}") });
+            return Err(PortError::NotFound {
+                what: format!("hosted zone {zone}"),
+            });
         };
         let out = self
             .0
@@ -712,14 +928,23 @@ impl Dns for Route53 {
             .start_record_name(name)
             .send()
             .await
-            .map_err(|e| port_error("route53:ListResourceRecordSets", &format!("record {name}"), e))?;
+            .map_err(|e| {
+                port_error(
+                    "route53:ListResourceRecordSets",
+                    &format!("record {name}"),
+                    e,
+                )
+            })?;
         Ok(out
             .resource_record_sets()
             .iter()
             .filter(|r| dns_name(r.name()) == dns_name(name))
             .map(|r| {
-                let mut values: Vec<String> =
-                    r.resource_records().iter().map(|v| v.value().to_string()).collect();
+                let mut values: Vec<String> = r
+                    .resource_records()
+                    .iter()
+                    .map(|v| v.value().to_string())
+                    .collect();
                 if let Some(alias) = r.alias_target() {
                     values.push(format!("ALIAS {}", alias.dns_name()));
                 }
@@ -740,10 +965,15 @@ pub struct Http(reqwest::Client);
 #[async_trait]
 impl HttpProbe for Http {
     async fn get_status(&self, url: &str) -> PortResult<u16> {
-        let response = self.0.get(url).send().await.map_err(|e| PortError::Transient {
-            operation: "http:GET".into(),
-            message: format!("{url}: {e}"),
-        })?;
+        let response = self
+            .0
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| PortError::Transient {
+                operation: "http:GET".into(),
+                message: format!("{url}: {e}"),
+            })?;
         Ok(response.status().as_u16())
     }
 }

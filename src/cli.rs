@@ -12,7 +12,11 @@ use crate::model::{EnvName, NameError};
 use crate::workflow::plan::CloneRequest;
 
 #[derive(Debug, Parser)]
-#[command(name = "envclone", version, about = "Clone and migrate AWS environments defined as CloudFormation stacks")]
+#[command(
+    name = "envclone",
+    version,
+    about = "Clone and migrate AWS environments defined as CloudFormation stacks"
+)]
 pub struct Cli {
     /// AWS region (else AWS_REGION or the profile's region).
     #[arg(long, global = true)]
@@ -108,7 +112,9 @@ pub struct CloneArgs {
 pub enum InputError {
     #[error(transparent)]
     Name(#[from] NameError),
-    #[error("--parameter {0:?} is malformed: write KEY=VALUE (e.g. --parameter InstanceType=t3.small)")]
+    #[error(
+        "--parameter {0:?} is malformed: write KEY=VALUE (e.g. --parameter InstanceType=t3.small)"
+    )]
     MalformedParameter(String),
     #[error("--parameter {0} is given twice; give each parameter once")]
     DuplicateParameter(String),
@@ -116,7 +122,9 @@ pub enum InputError {
     Template { path: String, reason: String },
     #[error("--concurrency must be at least 1")]
     Concurrency,
-    #[error("--multipart-threshold {0} is out of range: use 5 MiB (5242880) to 5 GiB (5368709120)")]
+    #[error(
+        "--multipart-threshold {0} is out of range: use 5 MiB (5242880) to 5 GiB (5368709120)"
+    )]
     Threshold(u64),
 }
 
@@ -163,7 +171,8 @@ impl CloneArgs {
         }
         // AWS takes parts of 5 MiB to 5 GiB; the fake and tests use smaller ones, so only the
         // upper bound and zero are refused here.
-        if self.multipart_threshold == 0 || self.multipart_threshold > crate::s3sync::AWS_COPY_LIMIT {
+        if self.multipart_threshold == 0 || self.multipart_threshold > crate::s3sync::AWS_COPY_LIMIT
+        {
             return Err(InputError::Threshold(self.multipart_threshold));
         }
         Ok(CloneCommand {
@@ -200,7 +209,9 @@ mod tests {
     #[test]
     fn clone_args_validate_the_target() {
         let cli = Cli::try_parse_from(["envclone", "clone", "prod", "Bad_Name"]).unwrap();
-        let Command::Clone(args) = cli.command else { panic!() };
+        let Command::Clone(args) = cli.command else {
+            panic!()
+        };
         let err = args.into_command().unwrap_err().to_string();
         assert!(err.contains("environment name \"Bad_Name\""), "{err}");
     }

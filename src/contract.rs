@@ -300,7 +300,9 @@ impl Contract {
         for (logical_id, db) in raw.databases {
             let ty = types.get(&logical_id).ok_or_else(|| {
                 inconsistent(
-                    format!("databases lists {logical_id:?}, which is not a resource of the template"),
+                    format!(
+                        "databases lists {logical_id:?}, which is not a resource of the template"
+                    ),
                     "use the logical id of an AWS::RDS::DBInstance or AWS::RDS::DBCluster".into(),
                 )
             })?;
@@ -338,7 +340,9 @@ impl Contract {
         // Instances that belong to a listed cluster are restored with it.
         for (logical_id, ty) in &types {
             let listed = databases.iter().any(|d| &d.logical_id == logical_id);
-            if ty == DB_INSTANCE && !listed && !belongs_to_listed_cluster(template, logical_id, &databases)
+            if ty == DB_INSTANCE
+                && !listed
+                && !belongs_to_listed_cluster(template, logical_id, &databases)
             {
                 return Err(inconsistent(
                     format!("the database {logical_id:?} is not listed in Metadata.envclone.databases, so its clone would start empty"),
@@ -470,7 +474,10 @@ Outputs:
             parameter: "ReportsBucketName".into()
         }));
         assert_eq!(c.entry_dns.unwrap().target_output, "Lb");
-        assert_eq!(c.verify, vec![VerifyCheck::HttpOutput("HealthCheckUrl".into())]);
+        assert_eq!(
+            c.verify,
+            vec![VerifyCheck::HttpOutput("HealthCheckUrl".into())]
+        );
         assert_eq!(
             t.value["Outputs"]["Lb"]["Value"],
             serde_json::json!({"Fn::GetAtt": ["Alb", "DNSName"]})
@@ -502,7 +509,11 @@ Outputs:
             "      {}\n",
         );
         let body = body.replace("    databases:\n      {}\n", "");
-        assert!(contract_error(&body).contains("not listed"), "{}", contract_error(&body));
+        assert!(
+            contract_error(&body).contains("not listed"),
+            "{}",
+            contract_error(&body)
+        );
     }
 
     #[test]
@@ -517,8 +528,10 @@ Outputs:
             "snapshot_parameter: Snap }"
         ))
         .contains("\"Snap\", which is not a parameter"));
-        assert!(contract_error(&GOOD.replace("      Uploads: {}\n", "      Logs: {}\n"))
-            .contains("\"Logs\", which is not a resource"));
+        assert!(
+            contract_error(&GOOD.replace("      Uploads: {}\n", "      Logs: {}\n"))
+                .contains("\"Logs\", which is not a resource")
+        );
         assert!(contract_error(&GOOD.replace(
             "bucket_parameter: ReportsBucketName",
             "bucket_parameter: Nope"
@@ -543,6 +556,9 @@ Outputs:
             r#"{"Parameters": {"Env": {"Type": "String"}}, "Metadata": {"envclone": {"environment_parameter": "Env"}}}"#,
         )
         .unwrap();
-        assert_eq!(Contract::from_template(&t).unwrap().environment_parameter, "Env");
+        assert_eq!(
+            Contract::from_template(&t).unwrap().environment_parameter,
+            "Env"
+        );
     }
 }

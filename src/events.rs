@@ -73,7 +73,13 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    pub fn emit(&self, step: &str, phase: Phase, resource: Option<&str>, message: impl Into<String>) {
+    pub fn emit(
+        &self,
+        step: &str,
+        phase: Phase,
+        resource: Option<&str>,
+        message: impl Into<String>,
+    ) {
         self.sink.emit(&Event {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             run_id: self.run_id.clone(),

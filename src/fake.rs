@@ -245,12 +245,26 @@ impl FakeAws {
     }
 
     /// Puts an object as a single-part upload.
-    pub fn put_object(&self, bucket: &str, key: &str, data: &[u8], head: ObjectHead, tags: &[(&str, &str)]) {
+    pub fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+        head: ObjectHead,
+        tags: &[(&str, &str)],
+    ) {
         self.insert_object(bucket, key, data, &[data.len() as u64], false, head, tags)
     }
 
     /// Puts an object as a multipart upload with the given part sizes.
-    pub fn put_multipart_object(&self, bucket: &str, key: &str, data: &[u8], parts: &[u64], head: ObjectHead) {
+    pub fn put_multipart_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+        parts: &[u64],
+        head: ObjectHead,
+    ) {
         self.insert_object(bucket, key, data, parts, true, head, &[])
     }
 
@@ -287,7 +301,10 @@ impl FakeAws {
                 etag,
                 parts,
                 head,
-                tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             },
         );
     }
@@ -342,21 +359,34 @@ impl FakeAws {
     }
 
     /// Deploys a stack at once (all resources ready now): the source environment of a test.
-    pub fn deploy_now(&self, name: &str, template_body: &str, parameters: &[(&str, &str)]) -> StackInfo {
+    pub fn deploy_now(
+        &self,
+        name: &str,
+        template_body: &str,
+        parameters: &[(&str, &str)],
+    ) -> StackInfo {
         let request = CreateStackRequest {
             name: name.to_string(),
             template_body: template_body.to_string(),
-            parameters: parameters.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            parameters: parameters
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             tags: BTreeMap::new(),
             capabilities: Vec::new(),
             client_token: String::new(),
         };
         let mut s = self.lock();
-        instantiate(&mut s, &request, Instant::now(), &Timings {
-            db_create: Duration::ZERO,
-            stack_resource: Duration::ZERO,
-            ..(*self.timings).clone()
-        })
+        instantiate(
+            &mut s,
+            &request,
+            Instant::now(),
+            &Timings {
+                db_create: Duration::ZERO,
+                stack_resource: Duration::ZERO,
+                ..(*self.timings).clone()
+            },
+        )
         .expect("source template instantiates");
         s.stacks.last().expect("just created").info.clone()
     }
@@ -396,7 +426,12 @@ fn next_id(s: &mut State) -> u64 {
 
 /// Materialises a template: each resource appears `stack_resource` after the previous one;
 /// databases restore from `DBSnapshotIdentifier` (which must name an available snapshot).
-fn instantiate(s: &mut State, request: &CreateStackRequest, now: Instant, t: &Timings) -> PortResult<()> {
+fn instantiate(
+    s: &mut State,
+    request: &CreateStackRequest,
+    now: Instant,
+    t: &Timings,
+) -> PortResult<()> {
     let template = Template::parse(&request.name, &request.template_body)
         .map_err(|e| PortError::failed("cloudformation:CreateStack", e.to_string()))?;
     let params = Evaluator::effective_parameters(&template, &request.parameters);
@@ -410,16 +445,16 @@ fn instantiate(s: &mut State, request: &CreateStackRequest, now: Instant, t: &Ti
         let _ = decl;
     }
     let id = next_id(s);
-    let stack_id = format!("arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{}/{id:08x}", request.name);
+    let stack_id = format!(
+        "arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{}/{id:08x}",
+        request.name
+    );
     let mut refs = BTreeMap::new();
     let mut resources = Vec::new();
     let mut failure = None;
     let mut at = now;
     let mut last_ready = now;
-    let logical_ids: Vec<(String, String)> = template
-        .resource_types()
-        .into_iter()
-        .collect();
+    let logical_ids: Vec<(String, String)> = template.resource_types().into_iter().collect();
     for (logical_id, ty) in logical_ids {
         at += t.stack_resource;
         let ev = Evaluator {
@@ -435,12 +470,16 @@ fn instantiate(s: &mut State, request: &CreateStackRequest, now: Instant, t: &Ti
             DB_INSTANCE => {
                 let db_id = ev
                     .property(&logical_id, "DBInstanceIdentifier")
-                    .unwrap_or_else(|| format!("{}-{}-{suffix}", request.name, logical_id.to_lowercase()));
+                    .unwrap_or_else(|| {
+                        format!("{}-{}-{suffix}", request.name, logical_id.to_lowercase())
+                    });
                 let restored_from = ev.property(&logical_id, "DBSnapshotIdentifier");
                 if let Some(snap) = &restored_from {
                     let ok = s.snapshots.get(snap).is_some_and(|sn| sn.ready_at <= now);
                     if !ok {
-                        failure = Some(format!("{logical_id}: DBSnapshot {snap} not found or not available"));
+                        failure = Some(format!(
+                            "{logical_id}: DBSnapshot {snap} not found or not available"
+                        ));
                         break;
                     }
                 }
@@ -448,55 +487,86 @@ fn instantiate(s: &mut State, request: &CreateStackRequest, now: Instant, t: &Ti
                     failure = Some(format!("{logical_id}: DBInstanceAlreadyExists {db_id}"));
                     break;
                 }
-                let engine = ev.property(&logical_id, "Engine").unwrap_or_else(|| "mysql".into());
+                let engine = ev
+                    .property(&logical_id, "Engine")
+                    .unwrap_or_else(|| "mysql".into());
                 let ready_at = at + t.db_create;
                 last_ready = last_ready.max(ready_at);
-                s.dbs.insert(db_id.clone(), FakeDb {
-                    id: db_id.clone(),
-                    engine,
-                    ready_at,
-                    restored_from,
-                    tags: BTreeMap::new(),
-                });
-                refs.insert(format!("{logical_id}.Endpoint.Address"), format!("{db_id}.fake.rds.amazonaws.com"));
+                s.dbs.insert(
+                    db_id.clone(),
+                    FakeDb {
+                        id: db_id.clone(),
+                        engine,
+                        ready_at,
+                        restored_from,
+                        tags: BTreeMap::new(),
+                    },
+                );
+                refs.insert(
+                    format!("{logical_id}.Endpoint.Address"),
+                    format!("{db_id}.fake.rds.amazonaws.com"),
+                );
                 db_id
             }
             BUCKET => {
-                let name = ev
-                    .property(&logical_id, "BucketName")
-                    .unwrap_or_else(|| format!("{}-{}-{suffix}", request.name, logical_id.to_lowercase()));
+                let name = ev.property(&logical_id, "BucketName").unwrap_or_else(|| {
+                    format!("{}-{}-{suffix}", request.name, logical_id.to_lowercase())
+                });
                 if s.buckets.contains_key(&name) {
                     failure = Some(format!("{logical_id}: BucketAlreadyExists {name}"));
                     break;
                 }
-                s.buckets.insert(name.clone(), FakeBucket {
-                    visible_at: at,
-                    tags: BTreeMap::new(),
-                    objects: BTreeMap::new(),
-                });
+                s.buckets.insert(
+                    name.clone(),
+                    FakeBucket {
+                        visible_at: at,
+                        tags: BTreeMap::new(),
+                        objects: BTreeMap::new(),
+                    },
+                );
                 name
             }
             ASG => {
                 let name = ev
                     .property(&logical_id, "AutoScalingGroupName")
                     .unwrap_or_else(|| format!("{}-{logical_id}-{suffix}", request.name));
-                let num = |p: &str, d: i32| ev.property(&logical_id, p).and_then(|v| v.parse().ok()).unwrap_or(d);
+                let num = |p: &str, d: i32| {
+                    ev.property(&logical_id, p)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(d)
+                };
                 let min = num("MinSize", 0);
                 let max = num("MaxSize", 1);
                 let desired = num("DesiredCapacity", min);
                 let mut instances = Vec::new();
                 for _ in 0..desired {
                     let n = next_id(s);
-                    instances.push(AsgInstance { id: format!("i-{n:017x}"), lifecycle_state: "InService".into() });
+                    instances.push(AsgInstance {
+                        id: format!("i-{n:017x}"),
+                        lifecycle_state: "InService".into(),
+                    });
                 }
-                s.groups.insert(name.clone(), FakeGroup { min, max, desired, instances });
+                s.groups.insert(
+                    name.clone(),
+                    FakeGroup {
+                        min,
+                        max,
+                        desired,
+                        instances,
+                    },
+                );
                 name
             }
-            other => format!("{}-{}-{suffix}", other.rsplit("::").next().unwrap_or("res").to_lowercase(), logical_id),
+            other => format!(
+                "{}-{}-{suffix}",
+                other.rsplit("::").next().unwrap_or("res").to_lowercase(),
+                logical_id
+            ),
         };
         refs.insert(logical_id.clone(), physical.clone());
         for attr in ["DNSName", "Arn", "Endpoint.Port"] {
-            refs.entry(format!("{logical_id}.{attr}")).or_insert_with(|| format!("{physical}.{attr}.fake"));
+            refs.entry(format!("{logical_id}.{attr}"))
+                .or_insert_with(|| format!("{physical}.{attr}.fake"));
         }
         resources.push(FakeStackResource {
             logical_id,
@@ -526,7 +596,14 @@ fn instantiate(s: &mut State, request: &CreateStackRequest, now: Instant, t: &Ti
         .iter()
         .map(|(k, v)| {
             let masked = decls.get(k).is_some_and(|d| d.no_echo);
-            (k.clone(), if masked { "****".to_string() } else { v.clone() })
+            (
+                k.clone(),
+                if masked {
+                    "****".to_string()
+                } else {
+                    v.clone()
+                },
+            )
         })
         .collect();
     s.stacks.push(FakeStack {
@@ -555,7 +632,11 @@ impl Stacks for FakeAws {
     async fn describe_stack(&self, name: &str) -> PortResult<Option<StackInfo>> {
         self.call("cloudformation:DescribeStacks", false).await?;
         let s = self.lock();
-        Ok(s.stacks.iter().rev().find(|st| !st.deleted && st.info.name == name).map(|st| self.stack_view(st)))
+        Ok(s.stacks
+            .iter()
+            .rev()
+            .find(|st| !st.deleted && st.info.name == name)
+            .map(|st| self.stack_view(st)))
     }
 
     async fn find_stacks_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<StackInfo>> {
@@ -576,11 +657,14 @@ impl Stacks for FakeAws {
             .rev()
             .find(|st| !st.deleted && st.info.name == stack)
             .map(|st| st.body.clone())
-            .ok_or_else(|| PortError::NotFound { what: format!("stack {stack}") })
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("stack {stack}"),
+            })
     }
 
     async fn resources(&self, stack: &str) -> PortResult<Vec<StackResource>> {
-        self.call("cloudformation:ListStackResources", false).await?;
+        self.call("cloudformation:ListStackResources", false)
+            .await?;
         let now = Instant::now();
         let s = self.lock();
         let st = s
@@ -588,7 +672,9 @@ impl Stacks for FakeAws {
             .iter()
             .rev()
             .find(|st| !st.deleted && st.info.name == stack)
-            .ok_or_else(|| PortError::NotFound { what: format!("stack {stack}") })?;
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("stack {stack}"),
+            })?;
         Ok(st
             .resources
             .iter()
@@ -598,7 +684,12 @@ impl Stacks for FakeAws {
                     logical_id: r.logical_id.clone(),
                     physical_id: created.then(|| r.physical_id.clone()),
                     resource_type: r.resource_type.clone(),
-                    status: if created { "CREATE_COMPLETE" } else { "CREATE_IN_PROGRESS" }.to_string(),
+                    status: if created {
+                        "CREATE_COMPLETE"
+                    } else {
+                        "CREATE_IN_PROGRESS"
+                    }
+                    .to_string(),
                 }
             })
             .collect())
@@ -607,12 +698,18 @@ impl Stacks for FakeAws {
     async fn create_stack(&self, request: &CreateStackRequest) -> PortResult<String> {
         self.call("cloudformation:CreateStack", true).await?;
         let mut s = self.lock();
-        if let Some(existing) = s.stacks.iter().find(|st| !st.deleted && st.info.name == request.name) {
+        if let Some(existing) = s
+            .stacks
+            .iter()
+            .find(|st| !st.deleted && st.info.name == request.name)
+        {
             // A repeated request with the same token is the same request.
             if !request.client_token.is_empty() && existing.client_token == request.client_token {
                 return Ok(existing.info.id.clone());
             }
-            return Err(PortError::AlreadyExists { what: format!("stack {}", request.name) });
+            return Err(PortError::AlreadyExists {
+                what: format!("stack {}", request.name),
+            });
         }
         instantiate(&mut s, request, Instant::now(), &self.timings)?;
         Ok(s.stacks.last().expect("just created").info.id.clone())
@@ -627,28 +724,46 @@ impl Databases for FakeAws {
         let s = self.lock();
         Ok(s.dbs.get(id).map(|db| DbInstance {
             id: db.id.clone(),
-            status: if now >= db.ready_at { "available" } else { "creating" }.into(),
+            status: if now >= db.ready_at {
+                "available"
+            } else {
+                "creating"
+            }
+            .into(),
             engine: db.engine.clone(),
             endpoint: Some(format!("{}.fake.rds.amazonaws.com", db.id)),
             tags: db.tags.clone(),
         }))
     }
 
-    async fn create_snapshot(&self, instance_id: &str, snapshot_id: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
+    async fn create_snapshot(
+        &self,
+        instance_id: &str,
+        snapshot_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> PortResult<()> {
         self.call("rds:CreateDBSnapshot", true).await?;
         let now = Instant::now();
         let mut s = self.lock();
-        if !s.dbs.get(instance_id).is_some_and(|db| db.ready_at <= now) {
-            return Err(PortError::failed("rds:CreateDBSnapshot", format!("InvalidDBInstanceState: {instance_id} is not available")));
+        if s.dbs.get(instance_id).is_none_or(|db| db.ready_at > now) {
+            return Err(PortError::failed(
+                "rds:CreateDBSnapshot",
+                format!("InvalidDBInstanceState: {instance_id} is not available"),
+            ));
         }
         if s.snapshots.contains_key(snapshot_id) {
-            return Err(PortError::AlreadyExists { what: format!("DB snapshot {snapshot_id}") });
+            return Err(PortError::AlreadyExists {
+                what: format!("DB snapshot {snapshot_id}"),
+            });
         }
-        s.snapshots.insert(snapshot_id.to_string(), FakeSnapshot {
-            instance_id: instance_id.to_string(),
-            ready_at: now + self.timings.snapshot,
-            tags: tags.clone(),
-        });
+        s.snapshots.insert(
+            snapshot_id.to_string(),
+            FakeSnapshot {
+                instance_id: instance_id.to_string(),
+                ready_at: now + self.timings.snapshot,
+                tags: tags.clone(),
+            },
+        );
         Ok(())
     }
 
@@ -659,7 +774,12 @@ impl Databases for FakeAws {
         Ok(s.snapshots.get(id).map(|sn| DbSnapshot {
             id: id.to_string(),
             instance_id: sn.instance_id.clone(),
-            status: if now >= sn.ready_at { "available" } else { "creating" }.into(),
+            status: if now >= sn.ready_at {
+                "available"
+            } else {
+                "creating"
+            }
+            .into(),
             tags: sn.tags.clone(),
         }))
     }
@@ -668,16 +788,23 @@ impl Databases for FakeAws {
 #[async_trait]
 impl Scaling for FakeAws {
     async fn describe_group(&self, name: &str) -> PortResult<Option<AsgInfo>> {
-        self.call("autoscaling:DescribeAutoScalingGroups", false).await?;
+        self.call("autoscaling:DescribeAutoScalingGroups", false)
+            .await?;
         Ok(self.group(name))
     }
 
     async fn set_min_size(&self, name: &str, min_size: i32) -> PortResult<()> {
-        self.call("autoscaling:UpdateAutoScalingGroup", true).await?;
+        self.call("autoscaling:UpdateAutoScalingGroup", true)
+            .await?;
         let mut s = self.lock();
-        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound { what: format!("Auto Scaling group {name}") })?;
+        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound {
+            what: format!("Auto Scaling group {name}"),
+        })?;
         if min_size > g.desired {
-            return Err(PortError::failed("autoscaling:UpdateAutoScalingGroup", "ValidationError: MinSize above DesiredCapacity"));
+            return Err(PortError::failed(
+                "autoscaling:UpdateAutoScalingGroup",
+                "ValidationError: MinSize above DesiredCapacity",
+            ));
         }
         g.min = min_size;
         Ok(())
@@ -686,18 +813,30 @@ impl Scaling for FakeAws {
     async fn enter_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()> {
         self.call("autoscaling:EnterStandby", true).await?;
         let mut s = self.lock();
-        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound { what: format!("Auto Scaling group {name}") })?;
+        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound {
+            what: format!("Auto Scaling group {name}"),
+        })?;
         let n = instance_ids.len() as i32;
         // Like AWS: decrementing below MinSize is refused.
         if g.desired - n < g.min {
             return Err(PortError::failed(
                 "autoscaling:EnterStandby",
-                format!("ValidationError: desired capacity {} - {n} would be below MinSize {}", g.desired, g.min),
+                format!(
+                    "ValidationError: desired capacity {} - {n} would be below MinSize {}",
+                    g.desired, g.min
+                ),
             ));
         }
-        for i in g.instances.iter_mut().filter(|i| instance_ids.contains(&i.id)) {
+        for i in g
+            .instances
+            .iter_mut()
+            .filter(|i| instance_ids.contains(&i.id))
+        {
             if i.lifecycle_state != "InService" {
-                return Err(PortError::failed("autoscaling:EnterStandby", format!("ValidationError: {} is {}", i.id, i.lifecycle_state)));
+                return Err(PortError::failed(
+                    "autoscaling:EnterStandby",
+                    format!("ValidationError: {} is {}", i.id, i.lifecycle_state),
+                ));
             }
             i.lifecycle_state = "Standby".into();
         }
@@ -708,12 +847,21 @@ impl Scaling for FakeAws {
     async fn exit_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()> {
         self.call("autoscaling:ExitStandby", true).await?;
         let mut s = self.lock();
-        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound { what: format!("Auto Scaling group {name}") })?;
+        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound {
+            what: format!("Auto Scaling group {name}"),
+        })?;
         let n = instance_ids.len() as i32;
         if g.desired + n > g.max {
-            return Err(PortError::failed("autoscaling:ExitStandby", "ValidationError: above MaxSize"));
+            return Err(PortError::failed(
+                "autoscaling:ExitStandby",
+                "ValidationError: above MaxSize",
+            ));
         }
-        for i in g.instances.iter_mut().filter(|i| instance_ids.contains(&i.id)) {
+        for i in g
+            .instances
+            .iter_mut()
+            .filter(|i| instance_ids.contains(&i.id))
+        {
             i.lifecycle_state = "InService".into();
         }
         g.desired += n;
@@ -726,7 +874,9 @@ impl FakeAws {
         s.buckets
             .get(bucket)
             .filter(|b| b.visible_at <= Instant::now())
-            .ok_or_else(|| PortError::NotFound { what: format!("bucket {bucket}") })
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("bucket {bucket}"),
+            })
     }
 
     fn get_object(&self, bucket: &str, key: &str) -> PortResult<FakeObject> {
@@ -735,7 +885,9 @@ impl FakeAws {
             .objects
             .get(key)
             .cloned()
-            .ok_or_else(|| PortError::NotFound { what: format!("s3://{bucket}/{key}") })
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("s3://{bucket}/{key}"),
+            })
     }
 }
 
@@ -751,17 +903,27 @@ impl ObjectStore for FakeAws {
         self.call("s3:CreateBucket", true).await?;
         let mut s = self.lock();
         if s.buckets.contains_key(bucket) {
-            return Err(PortError::AlreadyExists { what: format!("bucket {bucket}") });
+            return Err(PortError::AlreadyExists {
+                what: format!("bucket {bucket}"),
+            });
         }
-        s.buckets.insert(bucket.to_string(), FakeBucket {
-            visible_at: Instant::now(),
-            tags: tags.clone(),
-            objects: BTreeMap::new(),
-        });
+        s.buckets.insert(
+            bucket.to_string(),
+            FakeBucket {
+                visible_at: Instant::now(),
+                tags: tags.clone(),
+                objects: BTreeMap::new(),
+            },
+        );
         Ok(())
     }
 
-    async fn list_page(&self, bucket: &str, prefix: &str, token: Option<String>) -> PortResult<ListPage> {
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<String>,
+    ) -> PortResult<ListPage> {
         self.call("s3:ListObjectsV2", false).await?;
         const PAGE: usize = 1000;
         let s = self.lock();
@@ -789,17 +951,28 @@ impl ObjectStore for FakeAws {
                 storage_class: o.head.storage_class.clone(),
             });
         }
-        Ok(ListPage { objects, next_token: next })
+        Ok(ListPage {
+            objects,
+            next_token: next,
+        })
     }
 
-    async fn head_object(&self, bucket: &str, key: &str, part_number: Option<u32>) -> PortResult<ObjectHead> {
+    async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        part_number: Option<u32>,
+    ) -> PortResult<ObjectHead> {
         self.call("s3:HeadObject", false).await?;
         let o = self.get_object(bucket, key)?;
         let mut head = o.head.clone();
         if let Some(n) = part_number {
             if !o.parts.is_empty() {
                 head.parts_count = Some(o.parts.len() as u32);
-                head.size = *o.parts.get(n as usize - 1).ok_or_else(|| PortError::failed("s3:HeadObject", "InvalidPartNumber"))?;
+                head.size = *o
+                    .parts
+                    .get(n as usize - 1)
+                    .ok_or_else(|| PortError::failed("s3:HeadObject", "InvalidPartNumber"))?;
             }
         }
         Ok(head)
@@ -810,42 +983,83 @@ impl ObjectStore for FakeAws {
         Ok(self.get_object(bucket, key)?.tags)
     }
 
-    async fn copy_object(&self, src_bucket: &str, src_key: &str, dst_bucket: &str, dst_key: &str, storage_class: Option<&str>) -> PortResult<String> {
+    async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        storage_class: Option<&str>,
+    ) -> PortResult<String> {
         self.call("s3:CopyObject", true).await?;
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object(src_bucket, src_key)?;
         let mut s = self.lock();
-        let dst = s.buckets.get_mut(dst_bucket).ok_or_else(|| PortError::NotFound { what: format!("bucket {dst_bucket}") })?;
+        let dst = s
+            .buckets
+            .get_mut(dst_bucket)
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("bucket {dst_bucket}"),
+            })?;
         // A whole-object copy gets a plain MD5 ETag even when the source was multipart.
         let etag = md5_hex(&o.data);
         let mut head = o.head.clone();
         head.etag = etag.clone();
         head.storage_class = storage_class.map(str::to_string);
-        dst.objects.insert(dst_key.to_string(), FakeObject { etag: etag.clone(), parts: Vec::new(), head, ..o });
+        dst.objects.insert(
+            dst_key.to_string(),
+            FakeObject {
+                etag: etag.clone(),
+                parts: Vec::new(),
+                head,
+                ..o
+            },
+        );
         Ok(etag)
     }
 
-    async fn create_multipart(&self, bucket: &str, key: &str, head: &ObjectHead, tags: &BTreeMap<String, String>) -> PortResult<String> {
+    async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        head: &ObjectHead,
+        tags: &BTreeMap<String, String>,
+    ) -> PortResult<String> {
         self.call("s3:CreateMultipartUpload", true).await?;
         let mut s = self.lock();
         Self::bucket(&s, bucket)?;
         let id = format!("upload-{}", next_id(&mut s));
-        s.uploads.insert(id.clone(), Upload {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            head: head.clone(),
-            tags: tags.clone(),
-            parts: BTreeMap::new(),
-        });
+        s.uploads.insert(
+            id.clone(),
+            Upload {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                head: head.clone(),
+                tags: tags.clone(),
+                parts: BTreeMap::new(),
+            },
+        );
         Ok(id)
     }
 
-    async fn upload_part_copy(&self, src_bucket: &str, src_key: &str, _dst_bucket: &str, _dst_key: &str, upload_id: &str, part: u32, first: u64, last: u64) -> PortResult<String> {
+    async fn upload_part_copy(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        _dst_bucket: &str,
+        _dst_key: &str,
+        upload_id: &str,
+        part: u32,
+        first: u64,
+        last: u64,
+    ) -> PortResult<String> {
         self.call("s3:UploadPartCopy", true).await?;
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object(src_bucket, src_key)?;
         let len = o.data.len() as u64;
-        let bytes = if len == 0 { Vec::new() } else {
+        let bytes = if len == 0 {
+            Vec::new()
+        } else {
             if last >= len || first > last {
                 return Err(PortError::failed("s3:UploadPartCopy", "InvalidRange"));
             }
@@ -853,25 +1067,50 @@ impl ObjectStore for FakeAws {
         };
         let etag = md5_hex(&bytes);
         let mut s = self.lock();
-        let u = s.uploads.get_mut(upload_id).ok_or_else(|| PortError::NotFound { what: format!("upload {upload_id}") })?;
+        let u = s
+            .uploads
+            .get_mut(upload_id)
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("upload {upload_id}"),
+            })?;
         u.parts.insert(part, bytes);
         Ok(etag)
     }
 
-    async fn complete_multipart(&self, bucket: &str, key: &str, upload_id: &str, part_etags: &[String]) -> PortResult<String> {
+    async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_etags: &[String],
+    ) -> PortResult<String> {
         self.call("s3:CompleteMultipartUpload", true).await?;
         let mut s = self.lock();
-        let u = s.uploads.remove(upload_id).ok_or_else(|| PortError::NotFound { what: format!("upload {upload_id}") })?;
+        let u = s
+            .uploads
+            .remove(upload_id)
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("upload {upload_id}"),
+            })?;
         if u.bucket != bucket || u.key != key || u.parts.len() != part_etags.len() {
-            return Err(PortError::failed("s3:CompleteMultipartUpload", "InvalidPart"));
+            return Err(PortError::failed(
+                "s3:CompleteMultipartUpload",
+                "InvalidPart",
+            ));
         }
         let pieces: Vec<Vec<u8>> = u.parts.values().cloned().collect();
         for (i, p) in pieces.iter().enumerate() {
             if i + 1 < pieces.len() && (p.len() as u64) < self.timings.min_part_size {
-                return Err(PortError::failed("s3:CompleteMultipartUpload", "EntityTooSmall"));
+                return Err(PortError::failed(
+                    "s3:CompleteMultipartUpload",
+                    "EntityTooSmall",
+                ));
             }
             if md5_hex(p) != part_etags[i] {
-                return Err(PortError::failed("s3:CompleteMultipartUpload", "InvalidPart"));
+                return Err(PortError::failed(
+                    "s3:CompleteMultipartUpload",
+                    "InvalidPart",
+                ));
             }
         }
         let data: Vec<u8> = pieces.concat();
@@ -880,14 +1119,22 @@ impl ObjectStore for FakeAws {
         head.size = data.len() as u64;
         head.etag = etag.clone();
         head.parts_count = None;
-        let b = s.buckets.get_mut(bucket).ok_or_else(|| PortError::NotFound { what: format!("bucket {bucket}") })?;
-        b.objects.insert(key.to_string(), FakeObject {
-            data: Arc::new(data),
-            etag: etag.clone(),
-            parts: pieces.iter().map(|p| p.len() as u64).collect(),
-            head,
-            tags: u.tags,
-        });
+        let b = s
+            .buckets
+            .get_mut(bucket)
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("bucket {bucket}"),
+            })?;
+        b.objects.insert(
+            key.to_string(),
+            FakeObject {
+                data: Arc::new(data),
+                etag: etag.clone(),
+                parts: pieces.iter().map(|p| p.len() as u64).collect(),
+                head,
+                tags: u.tags,
+            },
+        );
         Ok(etag)
     }
 
@@ -907,7 +1154,12 @@ impl ObjectStore for FakeAws {
 impl Dns for FakeAws {
     async fn records(&self, zone: &str, name: &str) -> PortResult<Vec<DnsRecord>> {
         self.call("route53:ListResourceRecordSets", false).await?;
-        Ok(self.lock().dns.get(&(zone.to_string(), name.to_string())).cloned().unwrap_or_default())
+        Ok(self
+            .lock()
+            .dns
+            .get(&(zone.to_string(), name.to_string()))
+            .cloned()
+            .unwrap_or_default())
     }
 }
 

@@ -39,8 +39,14 @@ impl EventSink for FileJournal {
         let mut file = self.file.lock().expect("journal lock");
         // A journal that cannot be written is reported once per event on stderr rather than
         // aborting a run that may have the source in Standby.
-        if let Err(e) = file.write_all(line.as_bytes()).and_then(|()| file.sync_data()) {
-            eprintln!("envclone: could not write the journal {}: {e}", self.path.display());
+        if let Err(e) = file
+            .write_all(line.as_bytes())
+            .and_then(|()| file.sync_data())
+        {
+            eprintln!(
+                "envclone: could not write the journal {}: {e}",
+                self.path.display()
+            );
         }
     }
 }
@@ -50,7 +56,9 @@ pub fn default_state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("envclone");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/state/envclone")
 }
 
@@ -76,7 +84,12 @@ mod tests {
         let text = std::fs::read_to_string(journal.path()).unwrap();
         let steps: Vec<String> = text
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_str().unwrap().to_string())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(steps, ["a", "b"]);
     }

@@ -3,16 +3,16 @@
 //! The workflow (`workflow`) works against the small traits of `ports`; `aws` implements them
 //! over the AWS SDK for Rust and `fake` over an in-memory model used by the tests.
 
+pub mod app;
+pub mod aws;
+pub mod cli;
 pub mod contract;
+pub mod events;
+pub mod fake;
+pub mod journal;
 pub mod model;
 pub mod ports;
 pub mod retry;
 pub mod s3sync;
-pub mod events;
 pub mod template_eval;
 pub mod workflow;
-pub mod fake;
-pub mod aws;
-pub mod app;
-pub mod cli;
-pub mod journal;

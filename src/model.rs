@@ -58,7 +58,11 @@ impl EnvName {
             ));
         }
         if !value.starts_with(|c: char| c.is_ascii_lowercase()) {
-            return Err(name_error(KIND, value, "it must start with a lowercase letter"));
+            return Err(name_error(
+                KIND,
+                value,
+                "it must start with a lowercase letter",
+            ));
         }
         if let Some(c) = value
             .chars()

@@ -53,14 +53,42 @@ impl StackStatus {
         match s {
             "CREATE_COMPLETE" => StackStatus::CreateComplete,
             "UPDATE_COMPLETE" => StackStatus::UpdateComplete,
-            s if s.ends_with("_IN_PROGRESS") && !s.contains("ROLLBACK") && !s.starts_with("DELETE") => {
+            s if s.ends_with("_IN_PROGRESS")
+                && !s.contains("ROLLBACK")
+                && !s.starts_with("DELETE") =>
+            {
                 StackStatus::InProgress(s.to_string())
             }
             s => StackStatus::Failed(s.to_string()),
         }
     }
     pub fn is_usable(&self) -> bool {
-        matches!(self, StackStatus::CreateComplete | StackStatus::UpdateComplete)
+        matches!(
+            self,
+            StackStatus::CreateComplete | StackStatus::UpdateComplete
+        )
+    }
+}
+
+impl std::fmt::Display for StackStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StackStatus::InProgress(s) | StackStatus::Failed(s) => f.write_str(s),
+            StackStatus::CreateComplete => f.write_str("CREATE_COMPLETE"),
+            StackStatus::UpdateComplete => f.write_str("UPDATE_COMPLETE"),
+        }
+    }
+}
+
+impl std::fmt::Display for DnsRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {}",
+            self.name,
+            self.record_type,
+            self.values.join(" ")
+        )
     }
 }
 

@@ -70,7 +70,11 @@ pub enum Poll<T> {
 }
 
 /// Polls `look` with growing pauses until it is ready, fails, or `timeout` passes.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut look: F) -> Result<T, WaitError>
+pub async fn wait_until<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut look: F,
+) -> Result<T, WaitError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = PortResult<Poll<T>>>,
@@ -140,9 +144,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn waits_time_out_with_what_was_last_seen() {
-        let err = wait_until("snapshot s1 to be available", Duration::from_secs(60), || async {
-            Ok(Poll::<()>::Pending("creating".into()))
-        })
+        let err = wait_until(
+            "snapshot s1 to be available",
+            Duration::from_secs(60),
+            || async { Ok(Poll::<()>::Pending("creating".into())) },
+        )
         .await
         .unwrap_err()
         .to_string();

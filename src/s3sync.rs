@@ -269,13 +269,20 @@ pub async fn sync(
         let store = store.clone();
         in_flight.push(async move {
             let dst_key = target_key(src, dst, &object.key);
-            let multipart = copy_one(&*store, &src.bucket, &object, &dst.bucket, &dst_key, options)
-                .await
-                .map_err(|source| SyncError::Copy {
-                    bucket: src.bucket.clone(),
-                    key: object.key.clone(),
-                    source,
-                })?;
+            let multipart = copy_one(
+                &*store,
+                &src.bucket,
+                &object,
+                &dst.bucket,
+                &dst_key,
+                options,
+            )
+            .await
+            .map_err(|source| SyncError::Copy {
+                bucket: src.bucket.clone(),
+                key: object.key.clone(),
+                source,
+            })?;
             Ok::<_, SyncError>((object.size, multipart))
         });
     }
@@ -499,7 +506,10 @@ async fn compare_pair(
     };
     if s.size != d.size {
         return Ok((
-            Some(mismatch(format!("size {} in the source, {} in the target", s.size, d.size))),
+            Some(mismatch(format!(
+                "size {} in the source, {} in the target",
+                s.size, d.size
+            ))),
             false,
         ));
     }
@@ -524,7 +534,9 @@ async fn compare_pair(
             .map_err(wrap(dst_bucket, &d.key))?;
         if a != b {
             return Ok((
-                Some(mismatch(format!("content differs (MD5 {a} in the source, {b} in the target)"))),
+                Some(mismatch(format!(
+                    "content differs (MD5 {a} in the source, {b} in the target)"
+                ))),
                 true,
             ));
         }
@@ -546,7 +558,9 @@ async fn compare_pair(
         .map_err(wrap(dst_bucket, &d.key))?;
     if st != dt {
         return Ok((
-            Some(mismatch(format!("tags {st:?} in the source, {dt:?} in the target"))),
+            Some(mismatch(format!(
+                "tags {st:?} in the source, {dt:?} in the target"
+            ))),
             by_content,
         ));
     }
@@ -557,7 +571,11 @@ fn header_difference(s: &ObjectHead, d: &ObjectHead) -> Option<String> {
     let fields: [(&str, &Option<String>, &Option<String>); 5] = [
         ("content type", &s.content_type, &d.content_type),
         ("content encoding", &s.content_encoding, &d.content_encoding),
-        ("content disposition", &s.content_disposition, &d.content_disposition),
+        (
+            "content disposition",
+            &s.content_disposition,
+            &d.content_disposition,
+        ),
         ("content language", &s.content_language, &d.content_language),
         ("cache control", &s.cache_control, &d.cache_control),
     ];
@@ -576,10 +594,7 @@ fn header_difference(s: &ObjectHead, d: &ObjectHead) -> Option<String> {
 }
 
 /// Counts objects and bytes under a path (for plans and reports).
-pub async fn measure(
-    store: &dyn ObjectStore,
-    path: &BucketPath,
-) -> Result<(u64, u64), SyncError> {
+pub async fn measure(store: &dyn ObjectStore, path: &BucketPath) -> Result<(u64, u64), SyncError> {
     let mut lister = Lister::new(store, path);
     let mut bytes = 0;
     while let Some(o) = lister.next().await? {
@@ -602,7 +617,11 @@ mod tests {
         const MIB: u64 = 1024 * 1024;
         assert_eq!(
             mirrored_layout(11 * MIB, 3, 5 * MIB).unwrap(),
-            vec![(0, 5 * MIB - 1), (5 * MIB, 10 * MIB - 1), (10 * MIB, 11 * MIB - 1)]
+            vec![
+                (0, 5 * MIB - 1),
+                (5 * MIB, 10 * MIB - 1),
+                (10 * MIB, 11 * MIB - 1)
+            ]
         );
         // Part count that does not fit the size: not a uniform layout.
         assert!(mirrored_layout(11 * MIB, 4, 5 * MIB).is_none());

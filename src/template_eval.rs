@@ -86,7 +86,11 @@ impl<'a> Evaluator<'a> {
             let (key, arg) = map.iter().next().expect("one entry");
             match key.as_str() {
                 "Ref" => return self.reference(arg.as_str()?),
-                "Condition" => return self.condition(arg.as_str()?).map(|b| Evaluated::Value(b.into())),
+                "Condition" => {
+                    return self
+                        .condition(arg.as_str()?)
+                        .map(|b| Evaluated::Value(b.into()))
+                }
                 "Fn::Sub" => return self.sub(arg),
                 "Fn::Join" => {
                     let sep = arg.get(0)?.as_str()?;
@@ -191,10 +195,9 @@ impl<'a> Evaluator<'a> {
             let value = match vars.and_then(|v| v.get(name)) {
                 Some(v) => self.string(v)?,
                 None => match name.split_once('.') {
-                    Some((res, attr)) if !name.starts_with("AWS::") => self
-                        .resource_refs
-                        .get(&format!("{res}.{attr}"))
-                        .cloned()?,
+                    Some((res, attr)) if !name.starts_with("AWS::") => {
+                        self.resource_refs.get(&format!("{res}.{attr}")).cloned()?
+                    }
                     _ => match self.reference(name)? {
                         Evaluated::Value(Value::String(s)) => s,
                         _ => return None,
@@ -259,17 +262,29 @@ Resources:
             region: "us-east-1",
             resource_refs: BTreeMap::new(),
         };
-        assert_eq!(ev.property("Db", "DBInstanceIdentifier").as_deref(), Some("qa-db"));
+        assert_eq!(
+            ev.property("Db", "DBInstanceIdentifier").as_deref(),
+            Some("qa-db")
+        );
         assert_eq!(ev.property("Db", "DBSnapshotIdentifier"), None);
-        assert_eq!(ev.property("Db", "MasterUsername").as_deref(), Some("admin"));
+        assert_eq!(
+            ev.property("Db", "MasterUsername").as_deref(),
+            Some("admin")
+        );
         assert_eq!(
             ev.property("Bucket", "BucketName").as_deref(),
             Some("qa-uploads-123456789012")
         );
         given.insert("DBSnapshotIdentifier".into(), "snap-1".into());
         let params = Evaluator::effective_parameters(&t, &given);
-        let ev = Evaluator { parameters: &params, ..ev };
-        assert_eq!(ev.property("Db", "DBSnapshotIdentifier").as_deref(), Some("snap-1"));
+        let ev = Evaluator {
+            parameters: &params,
+            ..ev
+        };
+        assert_eq!(
+            ev.property("Db", "DBSnapshotIdentifier").as_deref(),
+            Some("snap-1")
+        );
         assert_eq!(ev.property("Db", "MasterUsername"), None);
     }
 }

@@ -14,7 +14,7 @@ use crate::ports::{Cloud, CreateStackRequest, DnsRecord, StackInfo, StackStatus}
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath, SyncOptions, SyncStats, VerifyReport};
 
-use super::plan::{build_plan, BucketTarget, CloneRequest, ClonePlan, SourceEnv};
+use super::plan::{build_plan, BucketTarget, ClonePlan, CloneRequest, SourceEnv};
 use super::{PreflightError, StepError};
 
 /// How long each wait may take, and how copies run.
@@ -116,10 +116,13 @@ impl CloneEngine {
         let stack = match retry(|| stacks.describe_stack(env)).await? {
             Some(s) => s,
             None => {
-                let mut tagged =
-                    retry(|| stacks.find_stacks_by_tag(TAG_ENVIRONMENT, env)).await?;
+                let mut tagged = retry(|| stacks.find_stacks_by_tag(TAG_ENVIRONMENT, env)).await?;
                 match tagged.len() {
-                    0 => return Err(PreflightError::UnknownSource { name: env.to_string() }),
+                    0 => {
+                        return Err(PreflightError::UnknownSource {
+                            name: env.to_string(),
+                        })
+                    }
                     1 => tagged.remove(0),
                     _ => {
                         return Err(PreflightError::AmbiguousSource {
@@ -133,7 +136,7 @@ impl CloneEngine {
         if !stack.status.is_usable() {
             return Err(PreflightError::SourceNotReady {
                 stack: stack.name.clone(),
-                status: format!("{:?}", stack.status),
+                status: stack.status.to_string(),
             });
         }
         let body = retry(|| stacks.template_body(&stack.name)).await?;
@@ -162,14 +165,20 @@ impl CloneEngine {
         let cloud = &self.cloud;
 
         // The target must be free: stack name, environment tag, and the names it will use.
-        if retry(|| cloud.stacks.describe_stack(&plan.target_stack)).await?.is_some() {
+        if retry(|| cloud.stacks.describe_stack(&plan.target_stack))
+            .await?
+            .is_some()
+        {
             return Err(PreflightError::TargetExists {
                 what: format!("stack {}", plan.target_stack),
             });
         }
-        let tagged =
-            retry(|| cloud.stacks.find_stacks_by_tag(TAG_ENVIRONMENT, plan.target_env.as_str()))
-                .await?;
+        let tagged = retry(|| {
+            cloud
+                .stacks
+                .find_stacks_by_tag(TAG_ENVIRONMENT, plan.target_env.as_str())
+        })
+        .await?;
         if let Some(s) = tagged.first() {
             return Err(PreflightError::TargetExists {
                 what: format!("environment {} (stack {})", plan.target_env, s.name),
@@ -190,13 +199,19 @@ impl CloneEngine {
                 }
                 Some(_) => {}
             }
-            if retry(|| cloud.databases.describe_snapshot(&d.snapshot_id)).await?.is_some() {
+            if retry(|| cloud.databases.describe_snapshot(&d.snapshot_id))
+                .await?
+                .is_some()
+            {
                 return Err(PreflightError::TargetExists {
                     what: format!("DB snapshot {}", d.snapshot_id),
                 });
             }
             if let Some(id) = &d.target_instance {
-                if retry(|| cloud.databases.describe_instance(id)).await?.is_some() {
+                if retry(|| cloud.databases.describe_instance(id))
+                    .await?
+                    .is_some()
+                {
                     return Err(PreflightError::TargetExists {
                         what: format!("database {id}"),
                     });
@@ -204,7 +219,10 @@ impl CloneEngine {
             }
         }
         for b in &plan.buckets {
-            if retry(|| cloud.objects.bucket_tags(&b.source_bucket)).await?.is_none() {
+            if retry(|| cloud.objects.bucket_tags(&b.source_bucket))
+                .await?
+                .is_none()
+            {
                 return Err(PreflightError::SourceMissing {
                     what: format!("bucket {}", b.source_bucket),
                 });
@@ -244,7 +262,8 @@ impl CloneEngine {
 
         let mut standby = Vec::new();
         let entered = if plan.standby {
-            self.enter_standby(&plan.scaling_groups, events, &mut standby).await
+            self.enter_standby(&plan.scaling_groups, events, &mut standby)
+                .await
         } else {
             events.warn(
                 "standby",
@@ -277,7 +296,11 @@ impl CloneEngine {
                 verification.push(CheckResult {
                     check: "entry DNS record untouched".into(),
                     ok,
-                    detail: format!("{before:?}"),
+                    detail: before
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
                 });
             }
         }
@@ -314,7 +337,9 @@ impl CloneEngine {
 
     async fn entry_dns_records(&self, plan: &ClonePlan) -> Option<Vec<DnsRecord>> {
         let dns = plan.contract.entry_dns.as_ref()?;
-        retry(|| self.cloud.dns.records(&dns.zone, &dns.name)).await.ok()
+        retry(|| self.cloud.dns.records(&dns.zone, &dns.name))
+            .await
+            .ok()
     }
 
     /// Puts the InService instances of `groups` into Standby, recording each group before it
@@ -363,21 +388,32 @@ impl CloneEngine {
             retry(|| scaling.enter_standby(group, &ids))
                 .await
                 .map_err(StepError::port(step))?;
-            let what = format!("instances of {group} to be in Standby");
-            wait_until(&what, self.settings.standby_timeout, || async {
-                let info = scaling.describe_group(group).await?;
-                let standby = info.map(|i| i.ids_in("Standby")).unwrap_or_default();
-                Ok(if ids.iter().all(|id| standby.contains(id)) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending(format!("in Standby: {standby:?}"))
-                })
-            })
-            .await
-            .map_err(StepError::wait(step))?;
+            self.wait_for_lifecycle(group, &ids, "Standby")
+                .await
+                .map_err(StepError::wait(step))?;
             events.done(step, Some(group), "instances in Standby");
         }
         Ok(())
+    }
+
+    /// Waits until every instance of `ids` in `group` is in lifecycle state `state`.
+    pub async fn wait_for_lifecycle(
+        &self,
+        group: &str,
+        ids: &[String],
+        state: &str,
+    ) -> Result<(), crate::retry::WaitError> {
+        let what = format!("instances {} of {group} to be {state}", ids.join(", "));
+        wait_until(&what, self.settings.standby_timeout, || async {
+            let info = self.cloud.scaling.describe_group(group).await?;
+            let there = info.map(|i| i.ids_in(state)).unwrap_or_default();
+            Ok(if ids.iter().all(|id| there.contains(id)) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending(format!("{state}: {there:?}"))
+            })
+        })
+        .await
     }
 
     /// Returns every instance this run put into Standby to service and restores MinSize. Tries
@@ -391,7 +427,11 @@ impl CloneEngine {
         let mut problems = Vec::new();
         for r in records.iter().rev() {
             let step = "standby.exit";
-            events.start(step, Some(&r.group), format!("returning {} to service", r.instance_ids.join(", ")));
+            events.start(
+                step,
+                Some(&r.group),
+                format!("returning {} to service", r.instance_ids.join(", ")),
+            );
             let result: Result<(), StepError> = async {
                 let info = retry(|| scaling.describe_group(&r.group))
                     .await
@@ -407,18 +447,9 @@ impl CloneEngine {
                         .await
                         .map_err(StepError::port(step))?;
                 }
-                let what = format!("instances of {} to be InService", r.group);
-                wait_until(&what, self.settings.standby_timeout, || async {
-                    let info = scaling.describe_group(&r.group).await?;
-                    let in_service = info.map(|i| i.ids_in("InService")).unwrap_or_default();
-                    Ok(if r.instance_ids.iter().all(|id| in_service.contains(id)) {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending(format!("InService: {in_service:?}"))
-                    })
-                })
-                .await
-                .map_err(StepError::wait(step))?;
+                self.wait_for_lifecycle(&r.group, &r.instance_ids, "InService")
+                    .await
+                    .map_err(StepError::wait(step))?;
                 let info = retry(|| scaling.describe_group(&r.group))
                     .await
                     .map_err(StepError::port(step))?;
@@ -477,7 +508,10 @@ impl CloneEngine {
                         if tags.get(TAG_RUN) != Some(&plan.run_id.to_string()) {
                             return Err(StepError::Refused {
                                 step: step.into(),
-                                message: format!("bucket {name} exists and was not created by run {}", plan.run_id),
+                                message: format!(
+                                    "bucket {name} exists and was not created by run {}",
+                                    plan.run_id
+                                ),
                             });
                         }
                     }
@@ -490,23 +524,19 @@ impl CloneEngine {
 
         let parameter_buckets = async {
             let copies = plan.buckets.iter().filter_map(|b| match &b.target {
-                BucketTarget::Created { name, .. } => Some(self.copy_bucket(
-                    &b.logical_id,
-                    &b.source_bucket,
-                    name,
-                    events,
-                )),
+                BucketTarget::Created { name, .. } => {
+                    Some(self.copy_bucket(&b.logical_id, &b.source_bucket, name, events))
+                }
                 BucketTarget::StackOwned { .. } => None,
             });
             try_join_all(copies).await
         };
         let snapshots_then_stack = async {
-            let snapshots = try_join_all(
-                plan.databases
-                    .iter()
-                    .map(|d| self.snapshot(plan, &d.source_instance, &d.snapshot_id, events, created)),
-            )
-            .await?;
+            let snapshots =
+                try_join_all(plan.databases.iter().map(|d| {
+                    self.snapshot(plan, &d.source_instance, &d.snapshot_id, events, created)
+                }))
+                .await?;
             let (stack_id, owned) = self.create_stack_and_fill(plan, events, created).await?;
             Ok::<_, StepError>((snapshots, stack_id, owned))
         };
@@ -514,7 +544,9 @@ impl CloneEngine {
             try_join(parameter_buckets, snapshots_then_stack).await?;
         buckets.extend(owned);
 
-        let bucket_reports = self.verify_clone(plan, &buckets, events, verification).await?;
+        let bucket_reports = self
+            .verify_clone(plan, &buckets, events, verification)
+            .await?;
 
         Ok(CloneReport {
             run_id: plan.run_id.to_string(),
@@ -539,7 +571,11 @@ impl CloneEngine {
     ) -> Result<String, StepError> {
         let step = "snapshot";
         let dbs = &self.cloud.databases;
-        events.start(step, Some(snapshot_id), format!("snapshotting {instance} as {snapshot_id}"));
+        events.start(
+            step,
+            Some(snapshot_id),
+            format!("snapshotting {instance} as {snapshot_id}"),
+        );
         match retry(|| dbs.create_snapshot(instance, snapshot_id, &plan.tags)).await {
             Ok(()) => {}
             Err(crate::ports::PortError::AlreadyExists { .. }) => {
@@ -552,7 +588,10 @@ impl CloneEngine {
                 if !ours {
                     return Err(StepError::Refused {
                         step: step.into(),
-                        message: format!("snapshot {snapshot_id} exists and was not made by run {}", plan.run_id),
+                        message: format!(
+                            "snapshot {snapshot_id} exists and was not made by run {}",
+                            plan.run_id
+                        ),
                     });
                 }
             }
@@ -584,7 +623,11 @@ impl CloneEngine {
         events: &Emitter,
     ) -> Result<BucketOutcome, StepError> {
         let step = "bucket.copy";
-        events.start(step, Some(target), format!("copying s3://{source} into s3://{target}"));
+        events.start(
+            step,
+            Some(target),
+            format!("copying s3://{source} into s3://{target}"),
+        );
         let stats = s3sync::sync(
             self.cloud.objects.clone(),
             &BucketPath::bucket(source),
@@ -598,7 +641,11 @@ impl CloneEngine {
             Some(target),
             format!(
                 "{} object(s) listed, {} copied ({} bytes, {} in parts), {} already there",
-                stats.listed, stats.copied, stats.copied_bytes, stats.multipart_copies, stats.unchanged
+                stats.listed,
+                stats.copied,
+                stats.copied_bytes,
+                stats.multipart_copies,
+                stats.unchanged
             ),
         );
         Ok(BucketOutcome {
@@ -619,7 +666,11 @@ impl CloneEngine {
     ) -> Result<(String, Vec<BucketOutcome>), StepError> {
         let step = "stack.create";
         let stacks = &self.cloud.stacks;
-        events.start(step, Some(&plan.target_stack), format!("creating stack {}", plan.target_stack));
+        events.start(
+            step,
+            Some(&plan.target_stack),
+            format!("creating stack {}", plan.target_stack),
+        );
         let request = CreateStackRequest {
             name: plan.target_stack.clone(),
             template_body: plan.template.body.clone(),
@@ -639,7 +690,10 @@ impl CloneEngine {
                     _ => {
                         return Err(StepError::Refused {
                             step: step.into(),
-                            message: format!("stack {} exists and was not created by run {}", plan.target_stack, plan.run_id),
+                            message: format!(
+                                "stack {} exists and was not created by run {}",
+                                plan.target_stack, plan.run_id
+                            ),
                         })
                     }
                 }
@@ -651,7 +705,8 @@ impl CloneEngine {
         let fills = plan.buckets.iter().filter_map(|b| match &b.target {
             BucketTarget::StackOwned { .. } => Some(async {
                 let name = self.wait_for_stack_bucket(plan, &b.logical_id).await?;
-                self.copy_bucket(&b.logical_id, &b.source_bucket, &name, events).await
+                self.copy_bucket(&b.logical_id, &b.source_bucket, &name, events)
+                    .await
             }),
             BucketTarget::Created { .. } => None,
         });
@@ -659,10 +714,20 @@ impl CloneEngine {
             let what = format!("stack {} to be CREATE_COMPLETE", plan.target_stack);
             wait_until(&what, self.settings.stack_timeout, || async {
                 Ok(match stacks.describe_stack(&plan.target_stack).await? {
-                    Some(StackInfo { status: StackStatus::CreateComplete, .. }) => Poll::Ready(()),
-                    Some(StackInfo { status: StackStatus::InProgress(s), .. }) => Poll::Pending(s),
-                    Some(StackInfo { status, status_reason, .. }) => Poll::Failed(format!(
-                        "stack status {status:?}: {}",
+                    Some(StackInfo {
+                        status: StackStatus::CreateComplete,
+                        ..
+                    }) => Poll::Ready(()),
+                    Some(StackInfo {
+                        status: StackStatus::InProgress(s),
+                        ..
+                    }) => Poll::Pending(s),
+                    Some(StackInfo {
+                        status,
+                        status_reason,
+                        ..
+                    }) => Poll::Failed(format!(
+                        "stack status {status}: {}",
                         status_reason.unwrap_or_default()
                     )),
                     None => Poll::Failed("stack disappeared".into()),
@@ -677,7 +742,11 @@ impl CloneEngine {
         Ok((stack_id, owned))
     }
 
-    async fn wait_for_stack_bucket(&self, plan: &ClonePlan, logical_id: &str) -> Result<String, StepError> {
+    async fn wait_for_stack_bucket(
+        &self,
+        plan: &ClonePlan,
+        logical_id: &str,
+    ) -> Result<String, StepError> {
         let stacks = &self.cloud.stacks;
         let what = format!("stack {} to create bucket {logical_id}", plan.target_stack);
         wait_until(&what, self.settings.stack_timeout, || async {
@@ -689,7 +758,9 @@ impl CloneEngine {
                 Some(r) if r.is_created() => {
                     Poll::Ready(r.physical_id.clone().expect("created resources have an id"))
                 }
-                Some(r) if r.status.contains("FAILED") => Poll::Failed(format!("{logical_id} is {}", r.status)),
+                Some(r) if r.status.contains("FAILED") => {
+                    Poll::Failed(format!("{logical_id} is {}", r.status))
+                }
                 Some(r) => Poll::Pending(r.status.clone()),
                 None => Poll::Pending("not started".into()),
             })
@@ -709,8 +780,10 @@ impl CloneEngine {
     ) -> Result<Vec<VerifyReport>, StepError> {
         let step = "verify";
         events.start(step, Some(&plan.target_stack), "verifying the clone");
-        let pairs: Vec<(String, String)> =
-            buckets.iter().map(|b| (b.source.clone(), b.target.clone())).collect();
+        let pairs: Vec<(String, String)> = buckets
+            .iter()
+            .map(|b| (b.source.clone(), b.target.clone()))
+            .collect();
         let reports = self
             .check_environment(&plan.target_stack, &plan.contract, &pairs, checks)
             .await?;
@@ -720,7 +793,11 @@ impl CloneEngine {
             .map(|c| format!("{}: {}", c.check, c.detail))
             .collect();
         if failed.is_empty() {
-            events.done(step, Some(&plan.target_stack), format!("{} check(s) passed", checks.len()));
+            events.done(
+                step,
+                Some(&plan.target_stack),
+                format!("{} check(s) passed", checks.len()),
+            );
             Ok(reports)
         } else {
             Err(StepError::Verification(failed.join("; ")))
@@ -749,7 +826,7 @@ impl CloneEngine {
         checks.push(CheckResult {
             check: format!("stack {stack_name}"),
             ok: stack.status.is_usable(),
-            detail: format!("{:?}", stack.status),
+            detail: stack.status.to_string(),
         });
         verify_report(self, contract, &stack, &resources, bucket_pairs, checks).await
     }
@@ -813,7 +890,10 @@ async fn verify_report(
                 "{} object(s) equal (key, size, ETag, content type, metadata, tags){}",
                 report.compared,
                 if report.compared_by_content > 0 {
-                    format!("; {} compared by content (different part layouts)", report.compared_by_content)
+                    format!(
+                        "; {} compared by content (different part layouts)",
+                        report.compared_by_content
+                    )
                 } else {
                     String::new()
                 }
@@ -825,7 +905,11 @@ async fn verify_report(
                 .take(5)
                 .map(|m| format!("{:?}: {}", m.key, m.problem))
                 .collect();
-            format!("{} difference(s), e.g. {}", report.mismatches.len(), first.join("; "))
+            format!(
+                "{} difference(s), e.g. {}",
+                report.mismatches.len(),
+                first.join("; ")
+            )
         };
         checks.push(CheckResult {
             check: format!("bucket {target} = {source}"),
@@ -835,8 +919,13 @@ async fn verify_report(
         reports.push(report);
     }
 
-    for r in resources.iter().filter(|r| r.resource_type == crate::contract::ASG) {
-        let Some(group) = r.physical_id.clone() else { continue };
+    for r in resources
+        .iter()
+        .filter(|r| r.resource_type == crate::contract::ASG)
+    {
+        let Some(group) = r.physical_id.clone() else {
+            continue;
+        };
         let what = format!("instances of {group} to be InService");
         let result = wait_until(&what, timeout, || async {
             let info = cloud.scaling.describe_group(&group).await?;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::contract::{BucketSpec, Contract, ASG};
 use crate::events::Emitter;
 use crate::model::TAG_SOURCE;
-use crate::retry::{retry, wait_until, Poll};
+use crate::retry::retry;
 use crate::template_eval::Evaluator;
 
 use super::clone::{CheckResult, CloneEngine, StandbyRecord};
@@ -18,10 +18,15 @@ pub fn contract_buckets(env: &SourceEnv, contract: &Contract) -> BTreeMap<String
     let mut out = BTreeMap::new();
     for b in &contract.buckets {
         let name = match b {
-            BucketSpec::StackOwned { logical_id } => env.physical_id(logical_id).map(str::to_string),
-            BucketSpec::ByParameter { parameter, .. } => {
-                env.stack.parameters.get(parameter).filter(|v| !v.is_empty()).cloned()
+            BucketSpec::StackOwned { logical_id } => {
+                env.physical_id(logical_id).map(str::to_string)
             }
+            BucketSpec::ByParameter { parameter, .. } => env
+                .stack
+                .parameters
+                .get(parameter)
+                .filter(|v| !v.is_empty())
+                .cloned(),
         };
         if let Some(name) = name {
             out.insert(b.logical_id().to_string(), name);
@@ -46,14 +51,15 @@ impl CloneEngine {
         against: Option<&str>,
     ) -> Result<(Vec<CheckResult>, Vec<crate::s3sync::VerifyReport>), VerifyError> {
         let target = self.resolve(env).await?;
-        let source_name = match against {
-            Some(s) => s.to_string(),
-            None => target.stack.tags.get(TAG_SOURCE).cloned().ok_or_else(|| {
-                VerifyError::NoSource {
-                    env: env.to_string(),
-                }
-            })?,
-        };
+        let source_name =
+            match against {
+                Some(s) => s.to_string(),
+                None => target.stack.tags.get(TAG_SOURCE).cloned().ok_or_else(|| {
+                    VerifyError::NoSource {
+                        env: env.to_string(),
+                    }
+                })?,
+            };
         let source = self.resolve(&source_name).await?;
         let contract = Contract::from_template(&target.template).map_err(PreflightError::from)?;
         let target_buckets = contract_buckets(&target, &contract);
@@ -77,9 +83,15 @@ impl CloneEngine {
     }
 
     /// `envclone standby ENV on`: every InService instance of ENV's groups into Standby.
-    pub async fn standby_on(&self, env: &SourceEnv, events: &Emitter) -> Result<Vec<StandbyRecord>, StepError> {
+    pub async fn standby_on(
+        &self,
+        env: &SourceEnv,
+        events: &Emitter,
+    ) -> Result<Vec<StandbyRecord>, StepError> {
         let mut records = Vec::new();
-        let result = self.enter_standby(&scaling_groups(env), events, &mut records).await;
+        let result = self
+            .enter_standby(&scaling_groups(env), events, &mut records)
+            .await;
         result.map(|()| records)
     }
 
@@ -98,7 +110,9 @@ impl CloneEngine {
         let scaling = &self.cloud.scaling;
         let step = "standby.exit";
         for r in env.resources.iter().filter(|r| r.resource_type == ASG) {
-            let Some(group) = r.physical_id.as_deref() else { continue };
+            let Some(group) = r.physical_id.as_deref() else {
+                continue;
+            };
             let info = retry(|| scaling.describe_group(group))
                 .await
                 .map_err(StepError::port(step))?
@@ -108,22 +122,17 @@ impl CloneEngine {
                 })?;
             let ids = info.ids_in("Standby");
             if !ids.is_empty() {
-                events.start(step, Some(group), format!("returning {} to service", ids.join(", ")));
+                events.start(
+                    step,
+                    Some(group),
+                    format!("returning {} to service", ids.join(", ")),
+                );
                 retry(|| scaling.exit_standby(group, &ids))
                     .await
                     .map_err(StepError::port(step))?;
-                let what = format!("instances of {group} to be InService");
-                wait_until(&what, self.settings.standby_timeout, || async {
-                    let info = scaling.describe_group(group).await?;
-                    let in_service = info.map(|i| i.ids_in("InService")).unwrap_or_default();
-                    Ok(if ids.iter().all(|id| in_service.contains(id)) {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending(format!("InService: {in_service:?}"))
-                    })
-                })
-                .await
-                .map_err(StepError::wait(step))?;
+                self.wait_for_lifecycle(group, &ids, "InService")
+                    .await
+                    .map_err(StepError::wait(step))?;
             }
             let template_min = evaluator
                 .property(&r.logical_id, "MinSize")

@@ -136,7 +136,10 @@ impl ClonePlan {
         }
         for b in &self.buckets {
             if let BucketTarget::Created { name, .. } = &b.target {
-                steps.push(format!("create bucket {name} (tagged envclone:run={})", self.run_id));
+                steps.push(format!(
+                    "create bucket {name} (tagged envclone:run={})",
+                    self.run_id
+                ));
             }
         }
         let mut parallel = Vec::new();
@@ -243,7 +246,10 @@ pub fn build_plan(
             }
             None => {
                 if decl.default.is_none() && name != &contract.environment_parameter {
-                    let is_db = contract.databases.iter().any(|d| &d.snapshot_parameter == name);
+                    let is_db = contract
+                        .databases
+                        .iter()
+                        .any(|d| &d.snapshot_parameter == name);
                     let is_bucket = contract.buckets.iter().any(
                         |b| matches!(b, BucketSpec::ByParameter { parameter, .. } if parameter == name),
                     );

@@ -1,1 +1,533 @@
-//! End-to-end runs of the built `envclone` binary against the moto stand-in.
+//! End-to-end runs of the built `envclone` binary against the moto stand-in (scripts/standin.py,
+//! started and stopped by each test on a free 127.0.0.1 port), checked independently with the
+//! AWS SDK. See STANDIN.md for where the stand-in departs from AWS and how that is handled.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// One stand-in server, stopped when dropped.
+pub struct StandIn {
+    child: Child,
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl StandIn {
+    pub fn start() -> StandIn {
+        let venv = std::env::var_os("ENVCLONE_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(ROOT).join(".venv"));
+        let python = venv.join("bin/python");
+        assert!(
+            python.exists(),
+            "the stand-in's virtualenv {} is missing: run scripts/test, which installs it",
+            venv.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let log = std::fs::File::create(dir.path().join("standin.log")).unwrap();
+        let child = Command::new(&python)
+            .arg(Path::new(ROOT).join("scripts/standin.py"))
+            .args(["--port", "0", "--quiet", "--port-file"])
+            .arg(&port_file)
+            .args(["--parent-pid", &std::process::id().to_string()])
+            .env("ENVCLONE_STANDIN_RDS_DELAY", "1.0")
+            .env_remove("AWS_PROFILE")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the stand-in starts");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut standin = StandIn {
+            child,
+            url: String::new(),
+            dir,
+        };
+        loop {
+            if let Ok(port) = std::fs::read_to_string(&port_file) {
+                if !port.trim().is_empty() {
+                    standin.url = format!("http://127.0.0.1:{}", port.trim());
+                    return standin;
+                }
+            }
+            if let Ok(Some(status)) = standin.child.try_wait() {
+                panic!("the stand-in exited ({status}):\n{}", standin.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stand-in did not start:\n{}",
+                standin.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("standin.log")).unwrap_or_default()
+    }
+
+    /// The environment a client of this stand-in gets: nothing reaches real AWS.
+    fn envs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.url.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+            ("AWS_CONFIG_FILE", "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        c.envs(self.envs())
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs the built envclone with `args`.
+    pub fn envclone(&self, state: &Path, args: &[&str]) -> Output {
+        self.command(env!("CARGO_BIN_EXE_envclone"))
+            .arg("--state-dir")
+            .arg(state)
+            .args(args)
+            .output()
+            .expect("envclone runs")
+    }
+
+    /// Deploys and fills an environment with scripts/seed_demo.py.
+    pub fn seed(&self, env: &str, template: &str, extra: &[&str]) {
+        let python = Path::new(ROOT).join(".venv/bin/python");
+        let python = std::env::var_os("ENVCLONE_VENV")
+            .map(|v| PathBuf::from(v).join("bin/python"))
+            .unwrap_or(python);
+        let out = self
+            .command(python)
+            .arg(Path::new(ROOT).join("scripts/seed_demo.py"))
+            .args(["--env", env, "--template"])
+            .arg(Path::new(ROOT).join(template))
+            .args([
+                "--health-base",
+                &format!("{}/envclone-standin/health", self.url),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "seeding failed:\n{}", text(&out));
+    }
+
+    pub async fn sdk(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "e2e",
+            ))
+            .load()
+            .await
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+async fn stack(config: &SdkConfig, name: &str) -> aws_sdk_cloudformation::types::Stack {
+    let cf = aws_sdk_cloudformation::Client::new(config);
+    cf.describe_stacks()
+        .stack_name(name)
+        .send()
+        .await
+        .unwrap()
+        .stacks()[0]
+        .clone()
+}
+
+fn params(stack: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
+    stack
+        .parameters()
+        .iter()
+        .map(|p| {
+            (
+                p.parameter_key().unwrap().to_string(),
+                p.parameter_value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn physical_id(config: &SdkConfig, stack: &str, logical: &str) -> String {
+    let cf = aws_sdk_cloudformation::Client::new(config);
+    let out = cf
+        .list_stack_resources()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap();
+    out.stack_resource_summaries()
+        .iter()
+        .find(|r| r.logical_resource_id() == Some(logical))
+        .and_then(|r| r.physical_resource_id())
+        .unwrap_or_else(|| panic!("{stack} has no {logical}"))
+        .to_string()
+}
+
+/// Everything S3 says about each object: size, ETag, content type, metadata, tags.
+async fn describe_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for o in page.unwrap().contents() {
+            let key = o.key().unwrap().to_string();
+            let head = s3
+                .head_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            let tags = s3
+                .get_object_tagging()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            let mut tags: Vec<String> = tags
+                .tag_set()
+                .iter()
+                .map(|t| format!("{}={}", t.key(), t.value()))
+                .collect();
+            tags.sort();
+            let metadata: BTreeMap<_, _> = head
+                .metadata()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            out.insert(
+                key,
+                format!(
+                    "size={:?} etag={:?} type={:?} cache={:?} meta={metadata:?} tags={tags:?}",
+                    o.size(),
+                    o.e_tag(),
+                    head.content_type(),
+                    head.cache_control()
+                ),
+            );
+        }
+    }
+    out
+}
+
+async fn group_state(config: &SdkConfig, name: &str) -> (i32, i32, Vec<String>) {
+    let asg = aws_sdk_autoscaling::Client::new(config);
+    let out = asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(name)
+        .send()
+        .await
+        .unwrap();
+    let g = &out.auto_scaling_groups()[0];
+    let mut states: Vec<String> = g
+        .instances()
+        .iter()
+        .map(|i| i.lifecycle_state().unwrap().as_str().to_string())
+        .collect();
+    states.sort();
+    (g.min_size().unwrap(), g.desired_capacity().unwrap(), states)
+}
+
+async fn dns_answer(config: &SdkConfig, zone: &str, name: &str) -> Vec<String> {
+    let r53 = aws_sdk_route53::Client::new(config);
+    let zones = r53
+        .list_hosted_zones_by_name()
+        .dns_name(zone)
+        .send()
+        .await
+        .unwrap();
+    let zone_id = zones.hosted_zones()[0].id().to_string();
+    let sets = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .send()
+        .await
+        .unwrap();
+    sets.resource_record_sets()
+        .iter()
+        .filter(|r| r.name() == name)
+        .flat_map(|r| r.resource_records().iter().map(|v| v.value().to_string()))
+        .collect()
+}
+
+/// The "done when": an environment nobody here wrote (other logical ids and parameter
+/// names, postgres, a bucket passed by parameter, tricky keys, empty and folder-marker
+/// objects, a multipart object, tags) cloned end to end on the stand-in.
+#[tokio::test(flavor = "multi_thread")]
+async fn clone_of_a_foreign_environment_on_the_stand_in() {
+    let standin = StandIn::start();
+    standin.seed(
+        "orders-prod",
+        "tests/fixtures/foreign.yaml",
+        &[
+            "--parameter",
+            "LogLevel=debug",
+            "--parameter",
+            "WorkerThreads=8",
+        ],
+    );
+    let config = standin.sdk().await;
+    let s3 = s3(&config);
+    let source = stack(&config, "orders-prod").await;
+    let source_params = params(&source);
+    let fleet = physical_id(&config, "orders-prod", "OrdersFleet").await;
+    let group_before = group_state(&config, &fleet).await;
+    let dns_before = dns_answer(&config, "orders.example.net.", "api.orders.example.net.").await;
+    assert!(!dns_before.is_empty());
+
+    let state = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state.path(),
+        &[
+            "clone",
+            "orders-prod",
+            "orders-test",
+            "--yes",
+            "--multipart-threshold",
+            "8388608",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+
+    // Buckets object-for-object equal, the parameter-passed one and the stack-owned one.
+    let archive_src = source_params["ArchiveBucket"].clone();
+    let clone = stack(&config, "orders-test").await;
+    let clone_params = params(&clone);
+    let archive_dst = clone_params["ArchiveBucket"].clone();
+    assert_ne!(archive_src, archive_dst);
+    let assets_src = physical_id(&config, "orders-prod", "Assets").await;
+    let assets_dst = physical_id(&config, "orders-test", "Assets").await;
+    for (src, dst) in [(&archive_src, &archive_dst), (&assets_src, &assets_dst)] {
+        let a = describe_bucket(&s3, src).await;
+        let b = describe_bucket(&s3, dst).await;
+        assert!(a.len() > 50, "{src} was seeded");
+        assert!(
+            a.keys().any(|k| k.ends_with('/')),
+            "a folder marker is among the keys"
+        );
+        assert!(
+            a.values().any(|v| v.contains("-3\\\"\")")),
+            "a multipart object is among them: {a:?}"
+        );
+        assert_eq!(a, b, "{dst} differs from {src}");
+    }
+
+    // The snapshot parameter names an available snapshot of the source's database, and the
+    // clone's database was restored from it.
+    let snapshot = clone_params["RestoreFrom"].clone();
+    let rds = aws_sdk_rds::Client::new(&config);
+    let snap = rds
+        .describe_db_snapshots()
+        .db_snapshot_identifier(&snapshot)
+        .send()
+        .await
+        .unwrap();
+    let snap = &snap.db_snapshots()[0];
+    assert_eq!(snap.status(), Some("available"));
+    let source_db = physical_id(&config, "orders-prod", "OrdersDb").await;
+    assert_eq!(snap.db_instance_identifier(), Some(source_db.as_str()));
+    let clone_db = physical_id(&config, "orders-test", "OrdersDb").await;
+    let restored: BTreeMap<String, String> = serde_json::from_str(
+        &reqwest::get(format!("{}/envclone-standin/rds/restored", standin.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(restored.get(&clone_db), Some(&snapshot), "{restored:?}");
+
+    // The source's other parameters carry over; the contract's are the clone's own.
+    for (k, v) in &source_params {
+        match k.as_str() {
+            "Stage" => assert_eq!(clone_params[k], "orders-test"),
+            "RestoreFrom" | "ArchiveBucket" => {}
+            _ => assert_eq!(&clone_params[k], v, "parameter {k}"),
+        }
+    }
+    assert_eq!(clone_params["LogLevel"], "debug");
+    assert_eq!(clone_params["WorkerThreads"], "8");
+    let tags: BTreeMap<_, _> = clone
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert_eq!(tags["envclone:source"], "orders-prod");
+    assert_eq!(tags["envclone:environment"], "orders-test");
+
+    // The source is back in service with its capacity; the entry DNS record is untouched.
+    assert_eq!(group_state(&config, &fleet).await, group_before);
+    assert!(group_before.2.iter().all(|s| s == "InService"));
+    assert_eq!(
+        dns_answer(&config, "orders.example.net.", "api.orders.example.net.").await,
+        dns_before
+    );
+
+    // The journal recorded the run.
+    let runs: Vec<_> = std::fs::read_dir(state.path().join("runs"))
+        .unwrap()
+        .collect();
+    assert_eq!(runs.len(), 1);
+
+    // An independent re-check through the verify command.
+    let out = standin.envclone(state.path(), &["verify", "orders-test"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// `plan clone` and `clone --dry-run` name what they would create and change nothing; bad
+/// input is refused with exit code 2 before any change.
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_runs_and_bad_input_change_nothing() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let s3 = s3(&config);
+    let rds = aws_sdk_rds::Client::new(&config);
+    let buckets = |s3: aws_sdk_s3::Client| async move {
+        let out = s3.list_buckets().send().await.unwrap();
+        out.buckets()
+            .iter()
+            .map(|b| b.name().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let snapshots = |rds: aws_sdk_rds::Client| async move {
+        rds.describe_db_snapshots()
+            .send()
+            .await
+            .unwrap()
+            .db_snapshots()
+            .len()
+    };
+    let buckets_before = buckets(s3.clone()).await;
+    let snapshots_before = snapshots(rds.clone()).await;
+    let state = tempfile::tempdir().unwrap();
+
+    for args in [
+        vec!["plan", "clone", "prod", "qa"],
+        vec!["clone", "prod", "qa", "--dry-run"],
+    ] {
+        let out = standin.envclone(state.path(), &args);
+        assert!(out.status.success(), "{}", text(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        for name in [
+            "qa-reports-123456789012",
+            "qa-uploads-123456789012",
+            "-prod-db",
+            "create stack qa",
+        ] {
+            assert!(
+                stdout.contains(name),
+                "{args:?} should name {name}:\n{stdout}"
+            );
+        }
+    }
+
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["clone", "prod", "Bad_Name", "--yes"],
+            "environment name \"Bad_Name\"",
+        ),
+        (&["clone", "prod", "prod", "--yes"], "is the source itself"),
+        (
+            &["clone", "nope", "qa", "--yes"],
+            "environment \"nope\" not found",
+        ),
+        (
+            &["clone", "prod", "qa", "--yes", "--parameter", "Nope=1"],
+            "--parameter Nope",
+        ),
+        (
+            &["clone", "prod", "qa", "--yes", "--parameter", "novalue"],
+            "is malformed",
+        ),
+        (
+            &[
+                "clone",
+                "prod",
+                "qa",
+                "--yes",
+                "--template",
+                "/nonexistent.yaml",
+            ],
+            "cannot read the template",
+        ),
+        (
+            &[
+                "clone",
+                "prod",
+                "qa",
+                "--yes",
+                "--template",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/db-without-snapshot-param.yaml"
+                ),
+            ],
+            "snapshot_parameter",
+        ),
+        // No terminal to confirm on and no --yes: refused, not waiting for input.
+        (&["clone", "prod", "qa"], "pass --yes"),
+        (&["standby", "prod", "on"], "pass --yes"),
+        (&["clone", "prod"], "required"),
+    ];
+    for (args, expected) in cases {
+        let out = standin.envclone(state.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected {expected:?} in\n{stderr}"
+        );
+    }
+
+    // Nothing changed: no stack, bucket, snapshot or journal.
+    let cf = aws_sdk_cloudformation::Client::new(&config);
+    assert!(cf.describe_stacks().stack_name("qa").send().await.is_err());
+    assert_eq!(buckets(s3.clone()).await, buckets_before);
+    assert_eq!(snapshots(rds.clone()).await, snapshots_before);
+    assert!(!state.path().join("runs").exists());
+    let fleet = physical_id(&config, "prod", "WebGroup").await;
+    let (_, _, states) = group_state(&config, &fleet).await;
+    assert!(states.iter().all(|s| s == "InService"), "{states:?}");
+}

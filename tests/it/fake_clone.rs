@@ -30,7 +30,11 @@ fn assert_source_in_service(s: &Scenario) {
 #[tokio::test(start_paused = true)]
 async fn clone_copies_everything_and_returns_the_source_to_service() {
     let s = Scenario::with_webapp_prod();
-    let plan = s.engine.preflight(&s.request("staging-test"), run_id()).await.unwrap();
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
     let report = s
         .engine
         .execute(&plan, &s.emitter, std::future::pending())
@@ -43,9 +47,18 @@ async fn clone_copies_everything_and_returns_the_source_to_service() {
     assert_eq!(plan.parameters["DesiredCapacity"], "3");
     assert_eq!(plan.parameters["EnvironmentName"], "staging-test");
     assert_eq!(plan.parameters["DBSnapshotIdentifier"], snapshot);
-    assert_eq!(plan.parameters["ReportsBucketName"], "staging-test-reports-123456789012");
-    assert!(s.fake.live_stack_names().contains(&"staging-test".to_string()));
-    assert_eq!(s.fake.db_restored_from("staging-test-db").as_deref(), Some(snapshot));
+    assert_eq!(
+        plan.parameters["ReportsBucketName"],
+        "staging-test-reports-123456789012"
+    );
+    assert!(s
+        .fake
+        .live_stack_names()
+        .contains(&"staging-test".to_string()));
+    assert_eq!(
+        s.fake.db_restored_from("staging-test-db").as_deref(),
+        Some(snapshot)
+    );
     assert_eq!(report.snapshots, vec![snapshot.to_string()]);
 
     // Both buckets object-for-object equal, checked independently of the engine's own verify.
@@ -69,8 +82,16 @@ async fn clone_copies_everything_and_returns_the_source_to_service() {
             s.fake.object(dst, "multipart/big.bin").unwrap().etag
         );
     }
-    assert!(report.verification.iter().all(|c| c.ok), "{:#?}", report.verification);
-    let bucket_checks = report.verification.iter().filter(|c| c.check.starts_with("bucket ")).count();
+    assert!(
+        report.verification.iter().all(|c| c.ok),
+        "{:#?}",
+        report.verification
+    );
+    let bucket_checks = report
+        .verification
+        .iter()
+        .filter(|c| c.check.starts_with("bucket "))
+        .count();
     assert_eq!(bucket_checks, 2);
     assert!(report
         .verification
@@ -78,7 +99,14 @@ async fn clone_copies_everything_and_returns_the_source_to_service() {
         .any(|c| c.check == "entry DNS record untouched" && c.ok));
     assert_source_in_service(&s);
     // Everything envclone created carries the run's tags.
-    let clone_stack = s.fake.cloud().stacks.describe_stack("staging-test").await.unwrap().unwrap();
+    let clone_stack = s
+        .fake
+        .cloud()
+        .stacks
+        .describe_stack("staging-test")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(clone_stack.tags["envclone:run"], "20261121000000-beef");
     assert_eq!(clone_stack.tags["envclone:source"], "prod");
     assert_eq!(clone_stack.tags["envclone:environment"], "staging-test");
@@ -97,16 +125,24 @@ async fn snapshot_and_bucket_copy_overlap() {
         min_part_size: 1024,
     });
     s.fake.create_bucket_now(REPORTS);
-    s.fake.deploy_now("prod", WEBAPP, &[("EnvironmentName", "prod"), ("ReportsBucketName", REPORTS)]);
+    s.fake.deploy_now(
+        "prod",
+        WEBAPP,
+        &[("EnvironmentName", "prod"), ("ReportsBucketName", REPORTS)],
+    );
     for i in 0..100 {
-        s.fake.put_object(REPORTS, &format!("r/{i:03}"), b"x", Default::default(), &[]);
+        s.fake
+            .put_object(REPORTS, &format!("r/{i:03}"), b"x", Default::default(), &[]);
     }
     let mut engine = envclone::workflow::clone::CloneEngine {
         cloud: s.fake.cloud(),
         settings: settings(),
     };
     engine.settings.sync.concurrency = 1;
-    let plan = engine.preflight(&s.request("overlap"), run_id()).await.unwrap();
+    let plan = engine
+        .preflight(&s.request("overlap"), run_id())
+        .await
+        .unwrap();
     let start = tokio::time::Instant::now();
     engine
         .execute(&plan, &s.emitter, std::future::pending())
@@ -127,17 +163,37 @@ async fn snapshot_and_bucket_copy_overlap() {
 async fn every_failure_after_standby_returns_the_source_to_service() {
     let cases: &[(&str, &[&str])] = &[
         ("autoscaling:EnterStandby", &[]),
-        ("rds:CreateDBSnapshot", &["bucket staging-test-reports-123456789012"]),
-        ("s3:CopyObject", &["bucket staging-test-reports-123456789012"]),
-        ("s3:UploadPartCopy", &["bucket staging-test-reports-123456789012"]),
+        (
+            "rds:CreateDBSnapshot",
+            &["bucket staging-test-reports-123456789012"],
+        ),
+        (
+            "s3:CopyObject",
+            &["bucket staging-test-reports-123456789012"],
+        ),
+        (
+            "s3:UploadPartCopy",
+            &["bucket staging-test-reports-123456789012"],
+        ),
         ("s3:CreateBucket", &[]),
-        ("cloudformation:CreateStack", &["DB snapshot envclone-20261121000000-beef-prod-db"]),
+        (
+            "cloudformation:CreateStack",
+            &["DB snapshot envclone-20261121000000-beef-prod-db"],
+        ),
         ("http:GET", &["stack staging-test"]),
     ];
     for (operation, expected_left) in cases {
         let s = Scenario::with_webapp_prod();
-        let plan = s.engine.preflight(&s.request("staging-test"), run_id()).await.unwrap();
-        s.fake.fail(operation, PortError::failed(operation, "AccessDenied (injected)"), 1000);
+        let plan = s
+            .engine
+            .preflight(&s.request("staging-test"), run_id())
+            .await
+            .unwrap();
+        s.fake.fail(
+            operation,
+            PortError::failed(operation, "AccessDenied (injected)"),
+            1000,
+        );
         let failure = s
             .engine
             .execute(&plan, &s.emitter, std::future::pending())
@@ -153,8 +209,11 @@ async fn every_failure_after_standby_returns_the_source_to_service() {
                 failure.left_behind
             );
         }
-        assert!(failure.error.to_string().contains("injected") || operation == &"http:GET",
-            "{operation}: {}", failure.error);
+        assert!(
+            failure.error.to_string().contains("injected") || operation == &"http:GET",
+            "{operation}: {}",
+            failure.error
+        );
     }
 }
 
@@ -163,23 +222,55 @@ async fn a_failed_stack_and_an_unhealthy_clone_return_the_source_to_service() {
     // The stack rolls back (its database cannot restore): reported, source back.
     let s = Scenario::with_webapp_prod();
     let mut request = s.request("staging-test");
-    request.parameter_overrides.insert("DesiredCapacity".into(), "3".into());
+    request
+        .parameter_overrides
+        .insert("DesiredCapacity".into(), "3".into());
     let mut plan = s.engine.preflight(&request, run_id()).await.unwrap();
-    plan.parameters.insert("DBSnapshotIdentifier".into(), "missing-snapshot".into());
-    let failure = s.engine.execute(&plan, &s.emitter, std::future::pending()).await.unwrap_err();
-    assert!(failure.error.to_string().contains("ROLLBACK"), "{}", failure.error);
+    plan.parameters
+        .insert("DBSnapshotIdentifier".into(), "missing-snapshot".into());
+    let failure = s
+        .engine
+        .execute(&plan, &s.emitter, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        failure.error.to_string().contains("ROLLBACK"),
+        "{}",
+        failure.error
+    );
     assert_eq!(failure.source_restored, Ok(()));
     assert_source_in_service(&s);
 
     // The clone answers 503 on its health URL: verification fails, source back.
     let s = Scenario::with_webapp_prod();
-    let plan = s.engine.preflight(&s.request("staging-test"), run_id()).await.unwrap();
-    let mut engine = envclone::workflow::clone::CloneEngine { cloud: s.fake.cloud(), settings: settings() };
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
+    let mut engine = envclone::workflow::clone::CloneEngine {
+        cloud: s.fake.cloud(),
+        settings: settings(),
+    };
     engine.settings.verify_timeout = Duration::from_secs(30);
-    s.fake.fail("http:GET", PortError::failed("http:GET", "connection refused"), 10_000);
-    let failure = engine.execute(&plan, &s.emitter, std::future::pending()).await.unwrap_err();
-    assert!(failure.error.to_string().contains("verification failed"), "{}", failure.error);
-    assert!(failure.verification.iter().any(|c| c.check.starts_with("HTTP GET") && !c.ok));
+    s.fake.fail(
+        "http:GET",
+        PortError::failed("http:GET", "connection refused"),
+        10_000,
+    );
+    let failure = engine
+        .execute(&plan, &s.emitter, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        failure.error.to_string().contains("verification failed"),
+        "{}",
+        failure.error
+    );
+    assert!(failure
+        .verification
+        .iter()
+        .any(|c| c.check.starts_with("HTTP GET") && !c.ok));
     assert_source_in_service(&s);
 }
 
@@ -187,10 +278,22 @@ async fn a_failed_stack_and_an_unhealthy_clone_return_the_source_to_service() {
 async fn ctrl_c_returns_the_source_to_service() {
     for after in [1u64, 30, 400, 900] {
         let s = Scenario::with_webapp_prod();
-        let plan = s.engine.preflight(&s.request("staging-test"), run_id()).await.unwrap();
+        let plan = s
+            .engine
+            .preflight(&s.request("staging-test"), run_id())
+            .await
+            .unwrap();
         let shutdown = tokio::time::sleep(Duration::from_secs(after));
-        let failure = s.engine.execute(&plan, &s.emitter, shutdown).await.unwrap_err();
-        assert!(failure.error.to_string().contains("interrupted"), "{}", failure.error);
+        let failure = s
+            .engine
+            .execute(&plan, &s.emitter, shutdown)
+            .await
+            .unwrap_err();
+        assert!(
+            failure.error.to_string().contains("interrupted"),
+            "{}",
+            failure.error
+        );
         assert_eq!(failure.source_restored, Ok(()));
         assert_source_in_service(&s);
     }
@@ -199,9 +302,26 @@ async fn ctrl_c_returns_the_source_to_service() {
 #[tokio::test(start_paused = true)]
 async fn transient_faults_are_retried_without_duplicates() {
     let s = Scenario::with_webapp_prod();
-    let plan = s.engine.preflight(&s.request("staging-test"), run_id()).await.unwrap();
-    for op in ["s3:CopyObject", "rds:CreateDBSnapshot", "cloudformation:CreateStack", "s3:ListObjectsV2", "autoscaling:EnterStandby"] {
-        s.fake.fail(op, PortError::Transient { operation: op.into(), message: "SlowDown".into() }, 3);
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
+    for op in [
+        "s3:CopyObject",
+        "rds:CreateDBSnapshot",
+        "cloudformation:CreateStack",
+        "s3:ListObjectsV2",
+        "autoscaling:EnterStandby",
+    ] {
+        s.fake.fail(
+            op,
+            PortError::Transient {
+                operation: op.into(),
+                message: "SlowDown".into(),
+            },
+            3,
+        );
     }
     let report = s
         .engine
@@ -227,10 +347,14 @@ async fn preflight_refuses_bad_requests_without_any_change() {
     r.target = envclone::model::EnvName::parse("prod").unwrap();
     cases.push((r, "is the source itself"));
     let mut r = base.clone();
-    r.parameter_overrides.insert("InstanceTyp".into(), "t3.large".into());
+    r.parameter_overrides
+        .insert("InstanceTyp".into(), "t3.large".into());
     cases.push((r, "--parameter InstanceTyp: the template"));
     let mut r = base.clone();
-    r.template = Some(("no-contract.yaml".into(), include_str!("../fixtures/no-contract.yaml").into()));
+    r.template = Some((
+        "no-contract.yaml".into(),
+        include_str!("../fixtures/no-contract.yaml").into(),
+    ));
     cases.push((r, "no Metadata.envclone"));
     let mut r = base.clone();
     r.template = Some((
@@ -239,23 +363,53 @@ async fn preflight_refuses_bad_requests_without_any_change() {
     ));
     cases.push((r, "snapshot_parameter"));
     let mut r = base.clone();
-    r.parameter_overrides.insert("ReportsBucketName".into(), "Bad_Bucket".into());
+    r.parameter_overrides
+        .insert("ReportsBucketName".into(), "Bad_Bucket".into());
     cases.push((r, "bucket name \"Bad_Bucket\""));
     let mut r = base.clone();
-    r.parameter_overrides.insert("ReportsBucketName".into(), "x".repeat(64));
+    r.parameter_overrides
+        .insert("ReportsBucketName".into(), "x".repeat(64));
     cases.push((r, "S3 allows 3 to 63"));
 
     for (request, expected) in cases {
-        let err = s.engine.preflight(&request, run_id()).await.unwrap_err().to_string();
+        let err = s
+            .engine
+            .preflight(&request, run_id())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(expected), "expected {expected:?} in: {err}");
     }
     // A target whose database identifier is taken (by another stack's database).
-    s.fake.deploy_now("other", WEBAPP, &[("EnvironmentName", "staging-test"), ("ReportsBucketName", REPORTS)]);
-    let err = s.engine.preflight(&s.request("staging-test"), run_id()).await.unwrap_err().to_string();
-    assert!(err.contains("database staging-test-db already exists"), "{err}");
+    s.fake.deploy_now(
+        "other",
+        WEBAPP,
+        &[
+            ("EnvironmentName", "staging-test"),
+            ("ReportsBucketName", REPORTS),
+        ],
+    );
+    let err = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("database staging-test-db already exists"),
+        "{err}"
+    );
     // A target whose stack already exists.
-    s.fake.deploy_now("taken", WEBAPP, &[("EnvironmentName", "taken"), ("ReportsBucketName", REPORTS)]);
-    let err = s.engine.preflight(&s.request("taken"), run_id()).await.unwrap_err();
+    s.fake.deploy_now(
+        "taken",
+        WEBAPP,
+        &[("EnvironmentName", "taken"), ("ReportsBucketName", REPORTS)],
+    );
+    let err = s
+        .engine
+        .preflight(&s.request("taken"), run_id())
+        .await
+        .unwrap_err();
     assert!(matches!(err, PreflightError::TargetExists { .. }), "{err}");
     assert_eq!(s.fake.mutating_calls(), Vec::<String>::new());
 }
@@ -263,7 +417,11 @@ async fn preflight_refuses_bad_requests_without_any_change() {
 #[tokio::test(start_paused = true)]
 async fn the_plan_names_what_it_will_create_and_changes_nothing() {
     let s = Scenario::with_webapp_prod();
-    let plan = s.engine.preflight(&s.request("staging-test"), run_id()).await.unwrap();
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
     let text = plan.steps().join("\n");
     for name in [
         "envclone-20261121000000-beef-prod-db",
@@ -283,14 +441,26 @@ async fn the_plan_names_what_it_will_create_and_changes_nothing() {
 #[tokio::test(start_paused = true)]
 async fn verify_compares_an_environment_with_its_source() {
     let s = Scenario::with_webapp_prod();
-    let plan = s.engine.preflight(&s.request("staging-test"), run_id()).await.unwrap();
-    s.engine.execute(&plan, &s.emitter, std::future::pending()).await.unwrap_or_else(|f| panic!("{:?}", f.error));
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
+    s.engine
+        .execute(&plan, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("{:?}", f.error));
     let (checks, _) = s.engine.verify_env("staging-test", None).await.unwrap();
     assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
 
     // A changed object in the source is found.
-    s.fake.put_object(REPORTS, "a+b.txt", b"changed", Default::default(), &[]);
-    let (checks, _) = s.engine.verify_env("staging-test", Some("prod")).await.unwrap();
+    s.fake
+        .put_object(REPORTS, "a+b.txt", b"changed", Default::default(), &[]);
+    let (checks, _) = s
+        .engine
+        .verify_env("staging-test", Some("prod"))
+        .await
+        .unwrap();
     let failed: Vec<_> = checks.iter().filter(|c| !c.ok).collect();
     assert_eq!(failed.len(), 1, "{checks:#?}");
     assert!(failed[0].detail.contains("a+b.txt"), "{:?}", failed[0]);
@@ -302,7 +472,10 @@ async fn standby_on_and_off() {
     let env = s.engine.resolve("prod").await.unwrap();
     s.engine.standby_on(&env, &s.emitter).await.unwrap();
     let g = s.source_group();
-    assert!(g.instances.iter().all(|i| i.lifecycle_state == "Standby"), "{g:?}");
+    assert!(
+        g.instances.iter().all(|i| i.lifecycle_state == "Standby"),
+        "{g:?}"
+    );
     assert_eq!(g.desired_capacity, 0);
     s.engine.standby_off(&env, &s.emitter).await.unwrap();
     assert_source_in_service(&s);
@@ -330,8 +503,15 @@ async fn a_foreign_environment_clones_by_its_own_contract() {
     assert_eq!(plan.parameters["WorkerThreads"], "8");
     assert_eq!(plan.parameters["Stage"], "orders-test");
     assert!(plan.parameters["RestoreFrom"].starts_with("envclone-"));
-    let report = s.engine.execute(&plan, &s.emitter, std::future::pending()).await
+    let report = s
+        .engine
+        .execute(&plan, &s.emitter, std::future::pending())
+        .await
         .unwrap_or_else(|f| panic!("clone failed: {:?}", f.error));
-    assert!(report.verification.iter().all(|c| c.ok), "{:#?}", report.verification);
+    assert!(
+        report.verification.iter().all(|c| c.ok),
+        "{:#?}",
+        report.verification
+    );
     assert_eq!(report.buckets.len(), 2);
 }

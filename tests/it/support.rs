@@ -127,9 +127,20 @@ impl Scenario {
 /// and a single-part object above the test multipart threshold.
 pub fn fill(fake: &FakeAws, bucket: &str) {
     for (i, key) in TRICKY_KEYS.iter().enumerate() {
-        let body = if key.ends_with('/') { Vec::new() } else { format!("{bucket}:{key}:{i}").into_bytes() };
+        let body = if key.ends_with('/') {
+            Vec::new()
+        } else {
+            format!("{bucket}:{key}:{i}").into_bytes()
+        };
         let mut head = ObjectHead {
-            content_type: Some(if key.ends_with(".json") { "application/json" } else { "text/plain" }.into()),
+            content_type: Some(
+                if key.ends_with(".json") {
+                    "application/json"
+                } else {
+                    "text/plain"
+                }
+                .into(),
+            ),
             ..Default::default()
         };
         head.metadata.insert("origin".into(), format!("seed-{i}"));
@@ -137,7 +148,13 @@ pub fn fill(fake: &FakeAws, bucket: &str) {
     }
     fake.put_object(bucket, "empty", b"", ObjectHead::default(), &[]);
     for i in 0..40 {
-        fake.put_object(bucket, &format!("data/{i:03}.bin"), format!("payload {i}").as_bytes(), ObjectHead::default(), &[]);
+        fake.put_object(
+            bucket,
+            &format!("data/{i:03}.bin"),
+            format!("payload {i}").as_bytes(),
+            ObjectHead::default(),
+            &[],
+        );
     }
     let big: Vec<u8> = (0..5 * 1024u32).map(|i| (i % 251) as u8).collect();
     fake.put_multipart_object(
@@ -152,5 +169,11 @@ pub fn fill(fake: &FakeAws, bucket: &str) {
         },
     );
     let single: Vec<u8> = (0..12 * 1024u32).map(|i| (i % 13) as u8).collect();
-    fake.put_object(bucket, "large-single.bin", &single, ObjectHead::default(), &[("size", "large")]);
+    fake.put_object(
+        bucket,
+        "large-single.bin",
+        &single,
+        ObjectHead::default(),
+        &[("size", "large")],
+    );
 }
