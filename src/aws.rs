@@ -330,6 +330,17 @@ impl Stacks for CloudFormation {
         })?;
         Ok(out.stack_id().unwrap_or_default().to_string())
     }
+
+    async fn delete_stack(&self, name: &str, retain: &[String]) -> PortResult<()> {
+        let mut call = self.0.delete_stack().stack_name(name);
+        if !retain.is_empty() {
+            call = call.set_retain_resources(Some(retain.to_vec()));
+        }
+        call.send()
+            .await
+            .map_err(|e| port_error("cloudformation:DeleteStack", &format!("stack {name}"), e))?;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------- RDS
@@ -363,6 +374,7 @@ impl Databases for Rds {
                 status: db.db_instance_status().unwrap_or_default().to_string(),
                 engine: db.engine().unwrap_or_default().to_string(),
                 endpoint: db.endpoint().and_then(|e| e.address()).map(str::to_string),
+                deletion_protection: db.deletion_protection().unwrap_or(false),
                 tags: rds_tags(db.tag_list()),
             })),
             Err(e) => match port_error("rds:DescribeDBInstances", &what, e) {
@@ -416,6 +428,66 @@ impl Databases for Rds {
                 other => Err(other),
             },
         }
+    }
+
+    async fn rename_instance(&self, id: &str, new_id: &str) -> PortResult<()> {
+        self.0
+            .modify_db_instance()
+            .db_instance_identifier(id)
+            .new_db_instance_identifier(new_id)
+            .apply_immediately(true)
+            .send()
+            .await
+            .map_err(|e| port_error("rds:ModifyDBInstance", &format!("database {id}"), e))?;
+        Ok(())
+    }
+
+    async fn set_deletion_protection(&self, id: &str, enabled: bool) -> PortResult<()> {
+        self.0
+            .modify_db_instance()
+            .db_instance_identifier(id)
+            .deletion_protection(enabled)
+            .apply_immediately(true)
+            .send()
+            .await
+            .map_err(|e| port_error("rds:ModifyDBInstance", &format!("database {id}"), e))?;
+        Ok(())
+    }
+
+    async fn tag_instance(&self, id: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
+        let what = format!("database {id}");
+        let out = self
+            .0
+            .describe_db_instances()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .map_err(|e| port_error("rds:DescribeDBInstances", &what, e))?;
+        let arn = out
+            .db_instances()
+            .first()
+            .and_then(|d| d.db_instance_arn())
+            .ok_or_else(|| PortError::NotFound { what: what.clone() })?
+            .to_string();
+        let mut call = self.0.add_tags_to_resource().resource_name(arn);
+        for (k, v) in tags {
+            call = call.tags(aws_sdk_rds::types::Tag::builder().key(k).value(v).build());
+        }
+        call.send()
+            .await
+            .map_err(|e| port_error("rds:AddTagsToResource", &what, e))?;
+        Ok(())
+    }
+
+    async fn delete_instance(&self, id: &str) -> PortResult<()> {
+        self.0
+            .delete_db_instance()
+            .db_instance_identifier(id)
+            .skip_final_snapshot(true)
+            .send()
+            .await
+            .map_err(|e| port_error("rds:DeleteDBInstance", &format!("database {id}"), e))?;
+        Ok(())
     }
 }
 
@@ -508,6 +580,35 @@ impl Scaling for AutoScaling {
                 )
             })?;
         Ok(())
+    }
+
+    async fn activities_in_progress(&self, name: &str) -> PortResult<Vec<String>> {
+        use aws_sdk_autoscaling::types::ScalingActivityStatusCode as Code;
+        let out = self
+            .0
+            .describe_scaling_activities()
+            .auto_scaling_group_name(name)
+            .max_records(50)
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "autoscaling:DescribeScalingActivities",
+                    &format!("Auto Scaling group {name}"),
+                    e,
+                )
+            })?;
+        Ok(out
+            .activities()
+            .iter()
+            .filter(|a| {
+                !matches!(
+                    a.status_code(),
+                    Some(Code::Successful | Code::Failed | Code::Cancelled)
+                )
+            })
+            .map(|a| a.description().unwrap_or_default().to_string())
+            .collect())
     }
 }
 
@@ -895,9 +996,8 @@ fn dns_name(name: &str) -> String {
     }
 }
 
-#[async_trait]
-impl Dns for Route53 {
-    async fn records(&self, zone: &str, name: &str) -> PortResult<Vec<DnsRecord>> {
+impl Route53 {
+    async fn zone_id(&self, zone: &str) -> PortResult<String> {
         let zones = self
             .0
             .list_hosted_zones_by_name()
@@ -911,16 +1011,21 @@ impl Dns for Route53 {
                     e,
                 )
             })?;
-        let Some(zone_id) = zones
+        zones
             .hosted_zones()
             .iter()
             .find(|z| dns_name(z.name()) == dns_name(zone))
             .map(|z| z.id().to_string())
-        else {
-            return Err(PortError::NotFound {
+            .ok_or_else(|| PortError::NotFound {
                 what: format!("hosted zone {zone}"),
-            });
-        };
+            })
+    }
+}
+
+#[async_trait]
+impl Dns for Route53 {
+    async fn records(&self, zone: &str, name: &str) -> PortResult<Vec<DnsRecord>> {
+        let zone_id = self.zone_id(zone).await?;
         let out = self
             .0
             .list_resource_record_sets()
@@ -955,6 +1060,67 @@ impl Dns for Route53 {
                 }
             })
             .collect())
+    }
+
+    async fn upsert(&self, zone: &str, record: &DnsRecord) -> PortResult<String> {
+        use aws_sdk_route53::types::{
+            Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+        };
+        let zone_id = self.zone_id(zone).await?;
+        let build = |e: aws_sdk_route53::error::BuildError| {
+            PortError::failed("route53:ChangeResourceRecordSets", e.to_string())
+        };
+        let mut set = ResourceRecordSet::builder()
+            .name(&record.name)
+            .r#type(RrType::from(record.record_type.as_str()))
+            .ttl(60);
+        for v in &record.values {
+            set = set.resource_records(ResourceRecord::builder().value(v).build().map_err(build)?);
+        }
+        let change = Change::builder()
+            .action(ChangeAction::Upsert)
+            .resource_record_set(set.build().map_err(build)?)
+            .build()
+            .map_err(build)?;
+        let out = self
+            .0
+            .change_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .change_batch(
+                ChangeBatch::builder()
+                    .changes(change)
+                    .comment("envclone migrate")
+                    .build()
+                    .map_err(build)?,
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "route53:ChangeResourceRecordSets",
+                    &format!("record {}", record.name),
+                    e,
+                )
+            })?;
+        Ok(out
+            .change_info()
+            .map(|c| c.id().to_string())
+            .unwrap_or_default())
+    }
+
+    async fn change_in_sync(&self, change_id: &str) -> PortResult<bool> {
+        use aws_sdk_route53::types::ChangeStatus;
+        let out = self
+            .0
+            .get_change()
+            .id(change_id)
+            .send()
+            .await
+            .map_err(|e| port_error("route53:GetChange", &format!("change {change_id}"), e))?;
+        Ok(out
+            .change_info()
+            .map(|c| c.status() == &ChangeStatus::Insync)
+            .unwrap_or(false))
     }
 }
 

@@ -182,6 +182,8 @@ impl CloneArgs {
                 template,
                 parameter_overrides,
                 standby: !self.no_standby,
+                reset_defaults: false,
+                environment_tag: None,
             },
             dry_run: self.dry_run,
             yes: self.yes,

@@ -27,6 +27,10 @@ pub struct Timings {
     pub stack_resource: Duration,
     /// Every call.
     pub call_latency: Duration,
+    /// A DB rename or modification.
+    pub db_modify: Duration,
+    /// A Route 53 change reaching INSYNC.
+    pub dns_sync: Duration,
     /// Extra time of a CopyObject or UploadPartCopy.
     pub copy_latency: Duration,
     /// Smallest part (except the last) a multipart upload accepts.
@@ -40,6 +44,8 @@ impl Default for Timings {
             db_create: Duration::from_secs(600),
             stack_resource: Duration::from_secs(10),
             call_latency: Duration::from_millis(20),
+            db_modify: Duration::from_secs(90),
+            dns_sync: Duration::from_secs(30),
             copy_latency: Duration::from_millis(50),
             min_part_size: 5 * 1024 * 1024,
         }
@@ -79,7 +85,10 @@ struct FakeBucket {
 
 #[derive(Debug, Clone)]
 struct FakeDb {
+    /// What describe shows until `ready_at`: creating, renaming, modifying.
+    pending_status: String,
     id: String,
+    deletion_protection: bool,
     engine: String,
     ready_at: Instant,
     restored_from: Option<String>,
@@ -118,6 +127,7 @@ struct FakeStack {
     complete_at: Instant,
     failure: Option<String>,
     deleted: bool,
+    delete_failed: Option<String>,
     client_token: String,
 }
 
@@ -142,6 +152,10 @@ struct State {
     http: BTreeMap<String, u16>,
     faults: Vec<Fault>,
     calls: Vec<Call>,
+    dns_changes: HashMap<String, Instant>,
+    mutating_count: u64,
+    fail_mutating_at: Option<u64>,
+    activities: BTreeMap<String, Vec<String>>,
     next_id: u64,
 }
 
@@ -187,6 +201,15 @@ impl FakeAws {
                 mutating,
                 at,
             });
+            if mutating {
+                s.mutating_count += 1;
+                if s.fail_mutating_at == Some(s.mutating_count) {
+                    return Err(PortError::failed(
+                        operation,
+                        "injected failure of this call",
+                    ));
+                }
+            }
             if let Some(f) = s
                 .faults
                 .iter_mut()
@@ -209,6 +232,51 @@ impl FakeAws {
             error,
             remaining: times,
         });
+    }
+
+    /// Makes the `n`-th mutating call from now fail (once), to stop a run at every step.
+    pub fn fail_nth_mutating_call(&self, n: u64) {
+        let mut s = self.lock();
+        s.fail_mutating_at = Some(s.mutating_count + n);
+    }
+
+    /// A scaling activity in flight on `group` (empty `description` clears them).
+    pub fn set_activity(&self, group: &str, description: &str) {
+        let mut s = self.lock();
+        if description.is_empty() {
+            s.activities.remove(group);
+        } else {
+            s.activities
+                .entry(group.to_string())
+                .or_default()
+                .push(description.to_string());
+        }
+    }
+
+    pub fn db_ids(&self) -> Vec<String> {
+        self.lock().dbs.keys().cloned().collect()
+    }
+
+    pub fn dns_records(&self, zone: &str, name: &str) -> Vec<DnsRecord> {
+        self.lock()
+            .dns
+            .get(&(zone.to_string(), name.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The physical id CloudFormation records for a stack's resource.
+    pub fn recorded_physical_id(&self, stack: &str, logical_id: &str) -> Option<String> {
+        let s = self.lock();
+        let st = s
+            .stacks
+            .iter()
+            .rev()
+            .find(|st| !st.deleted && st.info.name == stack)?;
+        st.resources
+            .iter()
+            .find(|r| r.logical_id == logical_id)
+            .map(|r| r.physical_id.clone())
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -394,7 +462,10 @@ impl FakeAws {
     fn stack_view(&self, s: &FakeStack) -> StackInfo {
         let now = Instant::now();
         let mut info = s.info.clone();
-        info.status = if let Some(reason) = &s.failure {
+        info.status = if let Some(reason) = &s.delete_failed {
+            info.status_reason = Some(reason.clone());
+            StackStatus::Failed("DELETE_FAILED".into())
+        } else if let Some(reason) = &s.failure {
             info.status_reason = Some(reason.clone());
             StackStatus::Failed("ROLLBACK_COMPLETE".into())
         } else if now >= s.complete_at {
@@ -495,7 +566,9 @@ fn instantiate(
                 s.dbs.insert(
                     db_id.clone(),
                     FakeDb {
+                        pending_status: "creating".into(),
                         id: db_id.clone(),
+                        deletion_protection: false,
                         engine,
                         ready_at,
                         restored_from,
@@ -622,6 +695,7 @@ fn instantiate(
         complete_at: last_ready.max(at + t.stack_resource),
         failure,
         deleted: false,
+        delete_failed: None,
         client_token: request.client_token.clone(),
     });
     Ok(())
@@ -714,6 +788,66 @@ impl Stacks for FakeAws {
         instantiate(&mut s, request, Instant::now(), &self.timings)?;
         Ok(s.stacks.last().expect("just created").info.id.clone())
     }
+
+    /// Deletes each resource by the physical id recorded at creation — like CloudFormation,
+    /// which does not follow renames. A protected database or a non-empty bucket fails the
+    /// delete (DELETE_FAILED); a retry may then retain them.
+    async fn delete_stack(&self, name: &str, retain: &[String]) -> PortResult<()> {
+        self.call("cloudformation:DeleteStack", true).await?;
+        let mut guard = self.lock();
+        let s = &mut *guard;
+        let Some(index) = s
+            .stacks
+            .iter()
+            .rposition(|st| !st.deleted && st.info.name == name)
+        else {
+            return Ok(()); // AWS answers success for a stack that is not there
+        };
+        if !retain.is_empty() && s.stacks[index].delete_failed.is_none() {
+            return Err(PortError::failed(
+                "cloudformation:DeleteStack",
+                "ValidationError: RetainResources is only allowed for stacks in DELETE_FAILED",
+            ));
+        }
+        let mut failed = Vec::new();
+        let resources = s.stacks[index].resources.clone();
+        for r in resources.iter().rev() {
+            if retain.contains(&r.logical_id) {
+                continue;
+            }
+            match r.resource_type.as_str() {
+                DB_INSTANCE => match s.dbs.get(&r.physical_id) {
+                    Some(db) if db.deletion_protection => failed.push(r.logical_id.clone()),
+                    Some(_) => {
+                        s.dbs.remove(&r.physical_id);
+                    }
+                    None => {}
+                },
+                BUCKET => match s.buckets.get(&r.physical_id) {
+                    Some(b) if !b.objects.is_empty() => failed.push(r.logical_id.clone()),
+                    Some(_) => {
+                        s.buckets.remove(&r.physical_id);
+                    }
+                    None => {}
+                },
+                ASG => {
+                    s.groups.remove(&r.physical_id);
+                }
+                _ => {}
+            }
+        }
+        let stack = &mut s.stacks[index];
+        if failed.is_empty() {
+            stack.deleted = true;
+            stack.delete_failed = None;
+        } else {
+            stack.delete_failed = Some(format!(
+                "The following resource(s) failed to delete: [{}]",
+                failed.join(", ")
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -732,6 +866,7 @@ impl Databases for FakeAws {
             .into(),
             engine: db.engine.clone(),
             endpoint: Some(format!("{}.fake.rds.amazonaws.com", db.id)),
+            deletion_protection: db.deletion_protection,
             tags: db.tags.clone(),
         }))
     }
@@ -782,6 +917,74 @@ impl Databases for FakeAws {
             .into(),
             tags: sn.tags.clone(),
         }))
+    }
+
+    async fn rename_instance(&self, id: &str, new_id: &str) -> PortResult<()> {
+        self.call("rds:ModifyDBInstance", true).await?;
+        let now = Instant::now();
+        let mut s = self.lock();
+        if s.dbs.contains_key(new_id) {
+            return Err(PortError::AlreadyExists {
+                what: format!("database {new_id}"),
+            });
+        }
+        let mut db = match s.dbs.get(id) {
+            Some(db) if db.ready_at <= now => s.dbs.remove(id).expect("present"),
+            Some(_) => {
+                return Err(PortError::failed(
+                    "rds:ModifyDBInstance",
+                    format!("InvalidDBInstanceState: {id} is not available"),
+                ))
+            }
+            None => {
+                return Err(PortError::NotFound {
+                    what: format!("database {id}"),
+                })
+            }
+        };
+        db.id = new_id.to_string();
+        db.pending_status = "renaming".into();
+        db.ready_at = now + self.timings.db_modify;
+        s.dbs.insert(new_id.to_string(), db);
+        Ok(())
+    }
+
+    async fn set_deletion_protection(&self, id: &str, enabled: bool) -> PortResult<()> {
+        self.call("rds:ModifyDBInstance", true).await?;
+        let mut s = self.lock();
+        let db = s.dbs.get_mut(id).ok_or_else(|| PortError::NotFound {
+            what: format!("database {id}"),
+        })?;
+        db.deletion_protection = enabled;
+        Ok(())
+    }
+
+    async fn tag_instance(&self, id: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
+        self.call("rds:AddTagsToResource", true).await?;
+        let mut s = self.lock();
+        let db = s.dbs.get_mut(id).ok_or_else(|| PortError::NotFound {
+            what: format!("database {id}"),
+        })?;
+        db.tags.extend(tags.clone());
+        Ok(())
+    }
+
+    async fn delete_instance(&self, id: &str) -> PortResult<()> {
+        self.call("rds:DeleteDBInstance", true).await?;
+        let mut s = self.lock();
+        match s.dbs.get(id) {
+            None => Err(PortError::NotFound {
+                what: format!("database {id}"),
+            }),
+            Some(db) if db.deletion_protection => Err(PortError::failed(
+                "rds:DeleteDBInstance",
+                format!("InvalidParameterCombination: {id} has deletion protection enabled"),
+            )),
+            Some(_) => {
+                s.dbs.remove(id);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -866,6 +1069,17 @@ impl Scaling for FakeAws {
         }
         g.desired += n;
         Ok(())
+    }
+
+    async fn activities_in_progress(&self, name: &str) -> PortResult<Vec<String>> {
+        self.call("autoscaling:DescribeScalingActivities", false)
+            .await?;
+        Ok(self
+            .lock()
+            .activities
+            .get(name)
+            .cloned()
+            .unwrap_or_default())
     }
 }
 
@@ -1160,6 +1374,31 @@ impl Dns for FakeAws {
             .get(&(zone.to_string(), name.to_string()))
             .cloned()
             .unwrap_or_default())
+    }
+
+    async fn upsert(&self, zone: &str, record: &DnsRecord) -> PortResult<String> {
+        self.call("route53:ChangeResourceRecordSets", true).await?;
+        let mut s = self.lock();
+        s.dns.insert(
+            (zone.to_string(), record.name.clone()),
+            vec![record.clone()],
+        );
+        let id = format!("/change/C{}", next_id(&mut s));
+        s.dns_changes
+            .insert(id.clone(), Instant::now() + self.timings.dns_sync);
+        Ok(id)
+    }
+
+    async fn change_in_sync(&self, change_id: &str) -> PortResult<bool> {
+        self.call("route53:GetChange", false).await?;
+        let s = self.lock();
+        let at = s
+            .dns_changes
+            .get(change_id)
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("change {change_id}"),
+            })?;
+        Ok(Instant::now() >= *at)
     }
 }
 

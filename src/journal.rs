@@ -51,6 +51,69 @@ impl EventSink for FileJournal {
     }
 }
 
+/// Where a run's state (what it changed, what is needed to finish or undo it) is kept between
+/// commands (`migrate`, then `finalize RUN` or `abort RUN`).
+pub trait RunStore: Send + Sync {
+    fn save(&self, run_id: &str, state: &serde_json::Value) -> std::io::Result<()>;
+    fn load(&self, run_id: &str) -> std::io::Result<Option<serde_json::Value>>;
+}
+
+/// `<state-dir>/runs/<run-id>.state.json`, replaced atomically (write, fsync, rename).
+pub struct FileRunStore {
+    pub dir: PathBuf,
+}
+
+impl FileRunStore {
+    pub fn new(state_dir: &Path) -> Self {
+        FileRunStore {
+            dir: state_dir.join("runs"),
+        }
+    }
+
+    fn path(&self, run_id: &str) -> PathBuf {
+        self.dir.join(format!("{run_id}.state.json"))
+    }
+}
+
+impl RunStore for FileRunStore {
+    fn save(&self, run_id: &str, state: &serde_json::Value) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(format!(".{run_id}.state.json.tmp"));
+        let mut file = File::create(&tmp)?;
+        file.write_all(serde_json::to_string_pretty(state)?.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, self.path(run_id))?;
+        // The rename itself is durable only once the directory is synced.
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn load(&self, run_id: &str) -> std::io::Result<Option<serde_json::Value>> {
+        match std::fs::read_to_string(self.path(run_id)) {
+            Ok(text) => Ok(Some(serde_json::from_str(&text)?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Keeps run states in memory (tests).
+#[derive(Default)]
+pub struct MemoryRunStore(pub Mutex<std::collections::BTreeMap<String, serde_json::Value>>);
+
+impl RunStore for MemoryRunStore {
+    fn save(&self, run_id: &str, state: &serde_json::Value) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .expect("store lock")
+            .insert(run_id.to_string(), state.clone());
+        Ok(())
+    }
+
+    fn load(&self, run_id: &str) -> std::io::Result<Option<serde_json::Value>> {
+        Ok(self.0.lock().expect("store lock").get(run_id).cloned())
+    }
+}
+
 /// The default state directory: `$XDG_STATE_HOME/envclone`, else `~/.local/state/envclone`.
 pub fn default_state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {

@@ -143,6 +143,9 @@ pub trait Stacks: Send + Sync {
     async fn resources(&self, stack: &str) -> PortResult<Vec<StackResource>>;
     /// Returns the stack id.
     async fn create_stack(&self, request: &CreateStackRequest) -> PortResult<String>;
+    /// Starts deleting a stack, keeping the resources named in `retain` (CloudFormation takes
+    /// `retain` only for a stack in DELETE_FAILED).
+    async fn delete_stack(&self, name: &str, retain: &[String]) -> PortResult<()>;
 }
 
 // ---------------------------------------------------------------- RDS
@@ -153,6 +156,7 @@ pub struct DbInstance {
     pub status: String,
     pub engine: String,
     pub endpoint: Option<String>,
+    pub deletion_protection: bool,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -174,6 +178,12 @@ pub trait Databases: Send + Sync {
         tags: &BTreeMap<String, String>,
     ) -> PortResult<()>;
     async fn describe_snapshot(&self, id: &str) -> PortResult<Option<DbSnapshot>>;
+    /// Renames an instance at once (ModifyDBInstance NewDBInstanceIdentifier, ApplyImmediately).
+    async fn rename_instance(&self, id: &str, new_id: &str) -> PortResult<()>;
+    async fn set_deletion_protection(&self, id: &str, enabled: bool) -> PortResult<()>;
+    async fn tag_instance(&self, id: &str, tags: &BTreeMap<String, String>) -> PortResult<()>;
+    /// Deletes an instance without a final snapshot (callers take their own first).
+    async fn delete_instance(&self, id: &str) -> PortResult<()>;
 }
 
 // ---------------------------------------------------------------- Auto Scaling
@@ -213,6 +223,8 @@ pub trait Scaling: Send + Sync {
     async fn enter_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()>;
     /// Returns instances to service (desired capacity grows back by their number).
     async fn exit_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()>;
+    /// Scaling activities of the group that have not finished.
+    async fn activities_in_progress(&self, name: &str) -> PortResult<Vec<String>>;
 }
 
 // ---------------------------------------------------------------- S3
@@ -315,7 +327,7 @@ pub trait ObjectStore: Send + Sync {
 
 // ---------------------------------------------------------------- Route 53
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DnsRecord {
     pub name: String,
     pub record_type: String,
@@ -326,6 +338,10 @@ pub struct DnsRecord {
 pub trait Dns: Send + Sync {
     /// The records named `name` in the hosted zone named `zone`.
     async fn records(&self, zone: &str, name: &str) -> PortResult<Vec<DnsRecord>>;
+    /// UPSERTs `record` in the zone; returns the change id.
+    async fn upsert(&self, zone: &str, record: &DnsRecord) -> PortResult<String>;
+    /// Whether the change has reached every Route 53 server (INSYNC).
+    async fn change_in_sync(&self, change_id: &str) -> PortResult<bool>;
 }
 
 // ---------------------------------------------------------------- HTTP checks

@@ -41,9 +41,18 @@ impl Default for Settings {
     }
 }
 
+/// What a successful clone does with the source's Standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandbyAfter {
+    /// Return the source to service (clone).
+    Exit,
+    /// Keep it out of service (migrate: the swap comes next).
+    Keep,
+}
+
 /// Instances a run put into Standby, and the group's MinSize before (lowered when Standby
 /// would take desired capacity below it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StandbyRecord {
     pub group: String,
     pub instance_ids: Vec<String>,
@@ -257,6 +266,19 @@ impl CloneEngine {
         events: &Emitter,
         shutdown: impl Future<Output = ()>,
     ) -> Result<CloneReport, Box<CloneFailure>> {
+        self.execute_with(plan, events, shutdown, StandbyAfter::Exit)
+            .await
+    }
+
+    /// Runs the plan; with `StandbyAfter::Keep` a successful run leaves the source in Standby
+    /// (migrate swaps next) and returns the records needed to bring it back.
+    pub async fn execute_with(
+        &self,
+        plan: &ClonePlan,
+        events: &Emitter,
+        shutdown: impl Future<Output = ()>,
+        after: StandbyAfter,
+    ) -> Result<CloneReport, Box<CloneFailure>> {
         let created = Created::default();
         let dns_before = self.entry_dns_records(plan).await;
 
@@ -305,7 +327,12 @@ impl CloneEngine {
             }
         }
 
-        let restored = self.exit_standby(&standby, events).await;
+        let keep = after == StandbyAfter::Keep && outcome.is_ok();
+        let restored = if keep {
+            Ok(())
+        } else {
+            self.exit_standby(&standby, events).await
+        };
         match outcome {
             Ok(mut report) => {
                 if let Err(left) = restored {

@@ -3,6 +3,7 @@
 //! Plain Rust over the `ports` traits; no AWS SDK type appears here.
 
 pub mod clone;
+pub mod migrate;
 pub mod ops;
 pub mod plan;
 
@@ -88,13 +89,13 @@ pub enum StepError {
     Wait {
         step: String,
         #[source]
-        source: WaitError,
+        source: Box<WaitError>,
     },
     #[error("{step}: {source}")]
     Sync {
         step: String,
         #[source]
-        source: SyncError,
+        source: Box<SyncError>,
     },
     #[error("verification failed: {0}")]
     Verification(String),
@@ -114,13 +115,13 @@ impl StepError {
     pub fn wait(step: &str) -> impl FnOnce(WaitError) -> StepError + '_ {
         move |source| StepError::Wait {
             step: step.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
     pub fn sync(step: &str) -> impl FnOnce(SyncError) -> StepError + '_ {
         move |source| StepError::Sync {
             step: step.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 }

@@ -24,6 +24,12 @@ pub struct CloneRequest {
     pub template: Option<(String, String)>,
     pub parameter_overrides: BTreeMap<String, String>,
     pub standby: bool,
+    /// Parameters the source left at its own template's default take the target template's
+    /// default instead of the source's value (migrate onto a new template version).
+    pub reset_defaults: bool,
+    /// The `envclone:environment` tag of the clone, when it is not the target's name (a
+    /// migrate's clone will become the environment itself).
+    pub environment_tag: Option<String>,
 }
 
 /// The source environment as observed.
@@ -242,7 +248,15 @@ pub fn build_plan(
                 }
             }
             Some(v) => {
-                parameters.insert(name.clone(), v.clone());
+                let source_default = source
+                    .template
+                    .parameters()
+                    .get(name)
+                    .and_then(|d| d.default.clone());
+                let at_old_default = source_default.as_deref() == Some(v.as_str());
+                if !(request.reset_defaults && at_old_default && decl.default.is_some()) {
+                    parameters.insert(name.clone(), v.clone());
+                }
             }
             None => {
                 if decl.default.is_none() && name != &contract.environment_parameter {
@@ -270,7 +284,13 @@ pub fn build_plan(
 
     let mut tags = BTreeMap::new();
     tags.insert(TAG_RUN.to_string(), run_id.to_string());
-    tags.insert(TAG_ENVIRONMENT.to_string(), request.target.to_string());
+    tags.insert(
+        TAG_ENVIRONMENT.to_string(),
+        request
+            .environment_tag
+            .clone()
+            .unwrap_or_else(|| request.target.to_string()),
+    );
     tags.insert(TAG_SOURCE.to_string(), source.env_name.clone());
 
     let mut buckets = Vec::new();

@@ -123,6 +123,7 @@ async fn snapshot_and_bucket_copy_overlap() {
         call_latency: Duration::from_millis(1),
         copy_latency: Duration::from_secs(6),
         min_part_size: 1024,
+        ..Timings::default()
     });
     s.fake.create_bucket_now(REPORTS);
     s.fake.deploy_now(

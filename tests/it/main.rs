@@ -3,4 +3,5 @@
 
 mod e2e;
 mod fake_clone;
+mod fake_migrate;
 mod support;

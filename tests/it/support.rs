@@ -109,6 +109,8 @@ impl Scenario {
             template: None,
             parameter_overrides: Default::default(),
             standby: true,
+            reset_defaults: false,
+            environment_tag: None,
         }
     }
 

@@ -1,0 +1,971 @@
+//! Migrate: clone an environment onto a new template (the "double clone"), check the
+//! guardrails, swap (database identifiers, then the entry DNS record), and — only with explicit
+//! consent — finalize by deleting the old environment without ever touching the live database.
+//!
+//! The swap is driven by what AWS shows, not by what was last recorded: `swap_step` is a pure
+//! function of which identifiers exist, so a run stopped at any point can go forward or back.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{Contract, BUCKET, DB_INSTANCE};
+use crate::events::Emitter;
+use crate::journal::RunStore;
+use crate::model::{self, EnvName, RunId, TAG_RUN};
+use crate::ports::{DnsRecord, PortError, StackInfo};
+use crate::retry::{retry, wait_until, Poll};
+use crate::s3sync::{self, BucketPath};
+
+use super::clone::{CloneEngine, CloneReport, StandbyAfter, StandbyRecord};
+use super::plan::{ClonePlan, CloneRequest};
+use super::{PreflightError, StepError};
+
+/// Where a migration stands. Recorded before and after each change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigratePhase {
+    Cloning,
+    /// The clone is verified; the source is in Standby; nothing swapped yet.
+    Cloned,
+    Swapping,
+    /// Identifiers and DNS point at the new environment; the old one is out of service.
+    Swapped,
+    Finalizing,
+    /// The old environment is deleted: the point of no return has passed.
+    Finalized,
+    /// Swapped back (or never swapped); the source is back in service.
+    Aborted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbSwap {
+    pub logical_id: String,
+    /// The identifier clients use: the source's before the swap, the clone's after.
+    pub source_id: String,
+    /// Where the source's database goes during the swap (`<id>-old-<stamp>`).
+    pub old_id: String,
+    /// The identifier the clone stack created its database with (and CloudFormation's record).
+    pub clone_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSwap {
+    pub zone: String,
+    pub before: DnsRecord,
+    pub after: DnsRecord,
+}
+
+/// Everything needed to finish or undo a migration, kept in the run store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationState {
+    pub run_id: String,
+    pub command: String,
+    pub env: String,
+    pub source_stack: String,
+    pub target_stack: String,
+    pub started_at: String,
+    pub phase: MigratePhase,
+    pub standby: Vec<StandbyRecord>,
+    pub databases: Vec<DbSwap>,
+    pub dns: Option<DnsSwap>,
+    /// (source bucket, new environment's bucket) pairs, re-verified before finalize.
+    pub buckets: Vec<(String, String)>,
+    /// Resources of the run that exist, for status and abort.
+    pub created: Vec<String>,
+    /// Kept on purpose by finalize (final snapshots, buckets holding the old data).
+    pub kept: Vec<String>,
+}
+
+/// One move of the swap, chosen from which identifiers exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwapStep {
+    Rename {
+        from: String,
+        to: String,
+    },
+    Done,
+    /// A combination no swap step produces: someone else renamed or deleted something.
+    Inconsistent(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Back,
+}
+
+/// The next rename for one database. `exists` tells whether (source_id, old_id, clone_id)
+/// currently name an instance.
+pub fn swap_step(db: &DbSwap, exists: (bool, bool, bool), direction: Direction) -> SwapStep {
+    let rename = |from: &str, to: &str| SwapStep::Rename {
+        from: from.to_string(),
+        to: to.to_string(),
+    };
+    match (direction, exists) {
+        // Forward: source → old, then clone → source.
+        (Direction::Forward, (true, false, true)) => rename(&db.source_id, &db.old_id),
+        (Direction::Forward, (false, true, true)) => rename(&db.clone_id, &db.source_id),
+        (Direction::Forward, (true, true, false)) => SwapStep::Done,
+        // Back: the clone (at source_id) → clone_id, then old → source.
+        (Direction::Back, (true, true, false)) => rename(&db.source_id, &db.clone_id),
+        (Direction::Back, (false, true, true)) => rename(&db.old_id, &db.source_id),
+        (Direction::Back, (true, false, true)) => SwapStep::Done,
+        (_, (s, o, c)) => SwapStep::Inconsistent(format!(
+            "{} {}, {} {}, {} {}",
+            db.source_id,
+            if s { "exists" } else { "missing" },
+            db.old_id,
+            if o { "exists" } else { "missing" },
+            db.clone_id,
+            if c { "exists" } else { "missing" },
+        )),
+    }
+}
+
+/// A migration as the user asked for it.
+#[derive(Debug, Clone)]
+pub struct MigrateRequest {
+    pub env: String,
+    /// Path and body of the new template.
+    pub template: (String, String),
+    pub parameter_overrides: BTreeMap<String, String>,
+}
+
+/// The temporary name of the new environment while it is built: `<env>-m<4 hex of the run>`.
+pub fn temporary_name(env: &str, run: &RunId) -> Result<EnvName, PreflightError> {
+    let suffix: String = run
+        .as_str()
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let name = format!("{env}-m{suffix}");
+    EnvName::parse(&name).map_err(|e| PreflightError::Unsupported {
+        what: format!(
+            "the new environment is built under the temporary name {name:?}, which is not valid \
+             ({e}); environments of more than {} characters cannot be migrated",
+            model::MAX_ENV_NAME - 6
+        ),
+    })
+}
+
+pub struct MigratePlan {
+    pub clone: ClonePlan,
+    pub databases: Vec<DbSwap>,
+}
+
+fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
+    let value = serde_json::to_value(state).expect("state serializes");
+    store
+        .save(&state.run_id, &value)
+        .map_err(|e| StepError::Refused {
+            step: "state".into(),
+            message: format!(
+                "could not record the run's state ({e}); stopping before any further change"
+            ),
+        })
+}
+
+pub fn load(store: &dyn RunStore, run_id: &str) -> Result<Option<MigrationState>, String> {
+    match store.load(run_id) {
+        Ok(Some(v)) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| format!("the state of run {run_id} is unreadable: {e}")),
+        Ok(None) => Ok(None),
+        Err(e) => Err(format!("cannot read the state of run {run_id}: {e}")),
+    }
+}
+
+fn norm(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl CloneEngine {
+    /// Preflight of a migration: the clone's preflight onto the new template under a
+    /// temporary name, plus the swap's names and the entry DNS record.
+    pub async fn preflight_migrate(
+        &self,
+        request: &MigrateRequest,
+        run_id: RunId,
+    ) -> Result<MigratePlan, PreflightError> {
+        let target = temporary_name(&request.env, &run_id)?;
+        let clone_request = CloneRequest {
+            source: request.env.clone(),
+            target,
+            template: Some(request.template.clone()),
+            parameter_overrides: request.parameter_overrides.clone(),
+            standby: true,
+            reset_defaults: true,
+            environment_tag: Some(request.env.clone()),
+        };
+        let plan = self.preflight(&clone_request, run_id.clone()).await?;
+        let stamp: String = run_id.as_str().chars().take(12).collect();
+        let mut databases = Vec::new();
+        for d in &plan.databases {
+            let old_id = format!("{}-old-{stamp}", d.source_instance);
+            model::check_rds_identifier("DB instance identifier", &old_id, 63)?;
+            let clone_id = d.target_instance.clone().ok_or_else(|| PreflightError::Unsupported {
+                what: format!(
+                    "database {} of {} gets an identifier chosen by CloudFormation; migrate renames \
+                     databases, so the template must set DBInstanceIdentifier (e.g. !Sub \
+                     \"${{EnvironmentName}}-db\")",
+                    d.logical_id, request.template.0
+                ),
+            })?;
+            if retry(|| self.cloud.databases.describe_instance(&old_id))
+                .await?
+                .is_some()
+            {
+                return Err(PreflightError::TargetExists {
+                    what: format!("database {old_id}"),
+                });
+            }
+            databases.push(DbSwap {
+                logical_id: d.logical_id.clone(),
+                source_id: d.source_instance.clone(),
+                old_id,
+                clone_id,
+            });
+        }
+        if let Some(dns) = &plan.contract.entry_dns {
+            let records = retry(|| self.cloud.dns.records(&dns.zone, &dns.name)).await?;
+            match records.as_slice() {
+                [r] if r.record_type == "CNAME" && r.values.len() == 1 => {}
+                [] => {
+                    return Err(PreflightError::SourceMissing {
+                        what: format!("entry DNS record {} in zone {}", dns.name, dns.zone),
+                    })
+                }
+                other => {
+                    return Err(PreflightError::Unsupported {
+                        what: format!(
+                            "entry DNS record {} is {}; migrate swaps a single CNAME record",
+                            dns.name,
+                            other
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("; ")
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(MigratePlan {
+            clone: plan,
+            databases,
+        })
+    }
+
+    /// Runs a migration up to the swap (and through finalize when `finalize` is set). Any
+    /// failure before the swap leaves the source as it was (back in service); a failure during
+    /// the swap swaps back.
+    pub async fn migrate(
+        &self,
+        plan: &MigratePlan,
+        store: &dyn RunStore,
+        events: &Emitter,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<MigrationState, Box<MigrateFailure>> {
+        let clone = &plan.clone;
+        let mut state = MigrationState {
+            run_id: clone.run_id.to_string(),
+            command: "migrate".into(),
+            env: clone.source_env.clone(),
+            source_stack: clone.source_stack.clone(),
+            target_stack: clone.target_stack.clone(),
+            started_at: chrono::Utc::now().to_rfc3339(),
+            phase: MigratePhase::Cloning,
+            standby: Vec::new(),
+            databases: plan.databases.clone(),
+            dns: None,
+            buckets: Vec::new(),
+            created: Vec::new(),
+            kept: Vec::new(),
+        };
+        let fail =
+            |state: MigrationState, error: StepError| Box::new(MigrateFailure { state, error });
+        if let Err(e) = save(store, &state) {
+            return Err(fail(state, e));
+        }
+        tokio::pin!(shutdown);
+        let report: CloneReport = match self
+            .execute_with(clone, events, &mut shutdown, StandbyAfter::Keep)
+            .await
+        {
+            Ok(r) => r,
+            Err(f) => {
+                state.created = f.left_behind.clone();
+                state.phase = MigratePhase::Aborted;
+                let _ = save(store, &state);
+                return Err(fail(state, f.error));
+            }
+        };
+        state.standby = report.standby.clone();
+        state.buckets = report
+            .buckets
+            .iter()
+            .map(|b| (b.source.clone(), b.target.clone()))
+            .collect();
+        state.created = std::iter::once(format!("stack {}", clone.target_stack))
+            .chain(report.snapshots.iter().map(|s| format!("DB snapshot {s}")))
+            .chain(
+                report
+                    .buckets
+                    .iter()
+                    .map(|b| format!("bucket {}", b.target)),
+            )
+            .collect();
+        state.phase = MigratePhase::Cloned;
+        if let Err(e) = save(store, &state) {
+            let _ = self.exit_standby(&state.standby, events).await;
+            return Err(fail(state, e));
+        }
+
+        let guard = async {
+            let new_stack = self.guardrails(&state, &clone.contract, events).await?;
+            if let Some(dns) = &clone.contract.entry_dns {
+                let before = retry(|| self.cloud.dns.records(&dns.zone, &dns.name))
+                    .await
+                    .map_err(StepError::port("guardrails"))?
+                    .remove(0);
+                let target = new_stack
+                    .outputs
+                    .get(&dns.target_output)
+                    .cloned()
+                    .ok_or_else(|| StepError::Refused {
+                        step: "guardrails".into(),
+                        message: format!(
+                            "the new stack {} has no output {}",
+                            state.target_stack, dns.target_output
+                        ),
+                    })?;
+                state.dns = Some(DnsSwap {
+                    zone: dns.zone.clone(),
+                    after: DnsRecord {
+                        values: vec![target],
+                        ..before.clone()
+                    },
+                    before,
+                });
+            }
+            Ok::<_, StepError>(())
+        };
+        let guarded = tokio::select! {
+            r = guard => r,
+            () = &mut shutdown => Err(StepError::Interrupted { step: "guardrails".into() }),
+        };
+        if let Err(e) = guarded {
+            events.failed("guardrails", None, e.to_string());
+            let _ = self.exit_standby(&state.standby, events).await;
+            state.phase = MigratePhase::Aborted;
+            let _ = save(store, &state);
+            return Err(fail(state, e));
+        }
+
+        state.phase = MigratePhase::Swapping;
+        if let Err(e) = save(store, &state) {
+            let _ = self.exit_standby(&state.standby, events).await;
+            return Err(fail(state, e));
+        }
+        let swapped = tokio::select! {
+            r = self.swap(&state, Direction::Forward, events) => r,
+            () = &mut shutdown => Err(StepError::Interrupted { step: "swap".into() }),
+        };
+        if let Err(e) = swapped {
+            events.failed("swap", None, format!("{e}; swapping back"));
+            let back = self.abort_migration(&mut state, store, events).await;
+            let error = match back {
+                Ok(()) => e,
+                Err(b) => StepError::Refused {
+                    step: "swap".into(),
+                    message: format!(
+                        "{e}; swapping back ALSO failed: {b}; run `envclone abort {}`",
+                        state.run_id
+                    ),
+                },
+            };
+            return Err(fail(state, error));
+        }
+        state.phase = MigratePhase::Swapped;
+        if let Err(e) = save(store, &state) {
+            return Err(fail(state, e));
+        }
+        events.done(
+            "swap",
+            None,
+            format!(
+                "{} now serves from stack {}; the old stack {} stays out of service until \
+                 `envclone finalize {}` (deletes it) or `envclone abort {}` (swaps back)",
+                state.env, state.target_stack, state.source_stack, state.run_id, state.run_id
+            ),
+        );
+        Ok(state)
+    }
+
+    /// Checks before the swap (after RDS Blue/Green's): the source still in Standby with no
+    /// scaling activity in flight, every database available, the entry record still pointing
+    /// at the source. Returns the new stack.
+    async fn guardrails(
+        &self,
+        state: &MigrationState,
+        contract: &Contract,
+        events: &Emitter,
+    ) -> Result<StackInfo, StepError> {
+        let step = "guardrails";
+        let cloud = &self.cloud;
+        events.start(step, None, "checking the guardrails before the swap");
+        let refuse = |message: String| StepError::Refused {
+            step: step.into(),
+            message,
+        };
+        for r in &state.standby {
+            let info = retry(|| cloud.scaling.describe_group(&r.group))
+                .await
+                .map_err(StepError::port(step))?
+                .ok_or_else(|| refuse(format!("Auto Scaling group {} is gone", r.group)))?;
+            let standby = info.ids_in("Standby");
+            if let Some(id) = r.instance_ids.iter().find(|id| !standby.contains(id)) {
+                return Err(refuse(format!(
+                    "instance {id} of {} left Standby; someone returned it to service",
+                    r.group
+                )));
+            }
+            let busy = retry(|| cloud.scaling.activities_in_progress(&r.group))
+                .await
+                .map_err(StepError::port(step))?;
+            if !busy.is_empty() {
+                return Err(refuse(format!(
+                    "{} has scaling activity in flight: {}",
+                    r.group,
+                    busy.join("; ")
+                )));
+            }
+        }
+        for d in &state.databases {
+            for id in [&d.source_id, &d.clone_id] {
+                let db = retry(|| cloud.databases.describe_instance(id))
+                    .await
+                    .map_err(StepError::port(step))?;
+                match db {
+                    Some(db) if db.status == "available" => {}
+                    Some(db) => {
+                        return Err(refuse(format!(
+                            "database {id} is {}, not available",
+                            db.status
+                        )))
+                    }
+                    None => return Err(refuse(format!("database {id} does not exist"))),
+                }
+            }
+        }
+        let source = retry(|| cloud.stacks.describe_stack(&state.source_stack))
+            .await
+            .map_err(StepError::port(step))?
+            .ok_or_else(|| refuse(format!("stack {} is gone", state.source_stack)))?;
+        let new_stack = retry(|| cloud.stacks.describe_stack(&state.target_stack))
+            .await
+            .map_err(StepError::port(step))?
+            .filter(|s| s.status.is_usable())
+            .ok_or_else(|| refuse(format!("stack {} is not complete", state.target_stack)))?;
+        if let Some(dns) = &contract.entry_dns {
+            let expected = source
+                .outputs
+                .get(&dns.target_output)
+                .cloned()
+                .unwrap_or_default();
+            let records = retry(|| cloud.dns.records(&dns.zone, &dns.name))
+                .await
+                .map_err(StepError::port(step))?;
+            let current: Vec<String> = records
+                .iter()
+                .flat_map(|r| r.values.iter().map(|v| norm(v)))
+                .collect();
+            if current != vec![norm(&expected)] {
+                return Err(refuse(format!(
+                    "the entry record {} points at {current:?}, not at the source's {} ({expected}); \
+                     someone changed it — refusing to swap",
+                    dns.name, dns.target_output
+                )));
+            }
+        }
+        events.done(step, None, "source in Standby, no scaling activity, databases available, entry record on the source");
+        Ok(new_stack)
+    }
+
+    /// Renames each database and moves the entry record, forward or back. Each move is chosen
+    /// from what exists now, so it can be re-run after any stop.
+    pub async fn swap(
+        &self,
+        state: &MigrationState,
+        direction: Direction,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "swap";
+        let dbs = &self.cloud.databases;
+        if direction == Direction::Back {
+            self.move_dns(state, direction, events).await?;
+        }
+        for d in &state.databases {
+            loop {
+                let mut exists = [false; 3];
+                for (i, id) in [&d.source_id, &d.old_id, &d.clone_id]
+                    .into_iter()
+                    .enumerate()
+                {
+                    exists[i] = retry(|| dbs.describe_instance(id))
+                        .await
+                        .map_err(StepError::port(step))?
+                        .is_some();
+                }
+                match swap_step(d, (exists[0], exists[1], exists[2]), direction) {
+                    SwapStep::Done => break,
+                    SwapStep::Inconsistent(seen) => {
+                        return Err(StepError::Refused {
+                            step: step.into(),
+                            message: format!(
+                                "database {}: unexpected identifiers ({seen}); fix by hand",
+                                d.logical_id
+                            ),
+                        })
+                    }
+                    SwapStep::Rename { from, to } => {
+                        // A rename in flight (a stop part-way) must finish before the next.
+                        self.wait_db_available(&from, "before renaming it").await?;
+                        events.start(
+                            step,
+                            Some(&from),
+                            format!("renaming database {from} to {to}"),
+                        );
+                        retry(|| dbs.rename_instance(&from, &to))
+                            .await
+                            .map_err(StepError::port(step))?;
+                        self.wait_db_available(&to, &format!("(renamed from {from})"))
+                            .await?;
+                        events.done(step, Some(&to), "renamed");
+                    }
+                }
+            }
+            if direction == Direction::Forward {
+                // Where CloudFormation's record and the live name part ways, say so on the
+                // instance itself (status and verify report it as drift).
+                let tags = BTreeMap::from([
+                    ("envclone:cfn-identifier".to_string(), d.clone_id.clone()),
+                    ("envclone:migrated-by".to_string(), state.run_id.clone()),
+                ]);
+                retry(|| dbs.tag_instance(&d.source_id, &tags))
+                    .await
+                    .map_err(StepError::port(step))?;
+            }
+        }
+        if direction == Direction::Forward {
+            self.move_dns(state, direction, events).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait_db_available(&self, id: &str, why: &str) -> Result<(), StepError> {
+        let dbs = &self.cloud.databases;
+        let what = format!("database {id} {why} to be available");
+        wait_until(&what, self.settings.verify_timeout, || async {
+            Ok(match dbs.describe_instance(id).await? {
+                Some(db) if db.status == "available" => Poll::Ready(()),
+                Some(db) => Poll::Pending(db.status),
+                None => Poll::Pending("not visible yet".into()),
+            })
+        })
+        .await
+        .map_err(StepError::wait("swap"))
+    }
+
+    async fn move_dns(
+        &self,
+        state: &MigrationState,
+        direction: Direction,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let Some(dns) = &state.dns else { return Ok(()) };
+        let step = "dns";
+        let record = match direction {
+            Direction::Forward => &dns.after,
+            Direction::Back => &dns.before,
+        };
+        let current = retry(|| self.cloud.dns.records(&dns.zone, &record.name))
+            .await
+            .map_err(StepError::port(step))?;
+        if current.iter().any(|r| {
+            r.values
+                .iter()
+                .map(|v| norm(v))
+                .eq(record.values.iter().map(|v| norm(v)))
+        }) {
+            return Ok(());
+        }
+        events.start(
+            step,
+            Some(&record.name),
+            format!("pointing {} at {}", record.name, record.values.join(" ")),
+        );
+        let change = retry(|| self.cloud.dns.upsert(&dns.zone, record))
+            .await
+            .map_err(StepError::port(step))?;
+        let what = format!("DNS change {change} of {} to be INSYNC", record.name);
+        wait_until(&what, self.settings.verify_timeout, || async {
+            Ok(if self.cloud.dns.change_in_sync(&change).await? {
+                Poll::Ready(())
+            } else {
+                Poll::Pending("PENDING".into())
+            })
+        })
+        .await
+        .map_err(StepError::wait(step))?;
+        events.done(step, Some(&record.name), "in sync");
+        Ok(())
+    }
+
+    /// Undoes a migration that has not been finalized: swaps back whatever was swapped and
+    /// returns the source to service. The new environment is kept: writes made to its database
+    /// since the swap stay in it, under its own identifier.
+    pub async fn abort_migration(
+        &self,
+        state: &mut MigrationState,
+        store: &dyn RunStore,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        if matches!(
+            state.phase,
+            MigratePhase::Finalizing | MigratePhase::Finalized
+        ) {
+            return Err(StepError::Refused {
+                step: "abort".into(),
+                message: format!("run {} is {:?}: the old environment is being or has been deleted; there is nothing to swap back to", state.run_id, state.phase),
+            });
+        }
+        if matches!(state.phase, MigratePhase::Swapping | MigratePhase::Swapped) {
+            self.swap(state, Direction::Back, events).await?;
+            for d in &state.databases {
+                events.warn(
+                    "abort",
+                    Some(&d.clone_id),
+                    format!(
+                        "{} is the original database again; writes made to the new database since \
+                         the swap stay in it, under its identifier {}",
+                        d.source_id, d.clone_id
+                    ),
+                );
+            }
+        }
+        self.exit_standby(&state.standby, events)
+            .await
+            .map_err(|m| StepError::Refused {
+                step: "standby.exit".into(),
+                message: m,
+            })?;
+        state.phase = MigratePhase::Aborted;
+        save(store, state)?;
+        events.done(
+            "abort",
+            None,
+            format!(
+                "{} is back in service; the new environment {} is kept",
+                state.env, state.target_stack
+            ),
+        );
+        Ok(())
+    }
+
+    /// The point of no return: re-verify the new environment, take a final snapshot of the old
+    /// database, then delete the old stack without ever deleting the live database.
+    ///
+    /// CloudFormation tracks a DB instance by the identifier it created it with: after the
+    /// swap, the old stack's record names the identifier that now belongs to the live
+    /// database. So the live database is protected (DeletionProtection) while the old stack is
+    /// deleted, a delete that fails on it is retried retaining it, and the renamed old database
+    /// is deleted by envclone itself after its final snapshot.
+    pub async fn finalize(
+        &self,
+        state: &mut MigrationState,
+        store: &dyn RunStore,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "finalize";
+        if state.phase != MigratePhase::Swapped && state.phase != MigratePhase::Finalizing {
+            return Err(StepError::Refused {
+                step: step.into(),
+                message: format!(
+                    "run {} is {:?}; only a swapped migration can be finalized",
+                    state.run_id, state.phase
+                ),
+            });
+        }
+        let cloud = &self.cloud;
+        // Every object of the old environment must be in the new one (new ones may be there).
+        for (source, target) in &state.buckets {
+            let report = s3sync::verify(
+                cloud.objects.clone(),
+                &BucketPath::bucket(source),
+                &BucketPath::bucket(target),
+                self.settings.verify_concurrency,
+            )
+            .await
+            .map_err(StepError::sync(step))?;
+            let missing: Vec<_> = report
+                .mismatches
+                .iter()
+                .filter(|m| !m.problem.starts_with("in the target but not in the source"))
+                .collect();
+            if !missing.is_empty() {
+                return Err(StepError::Refused {
+                    step: step.into(),
+                    message: format!(
+                        "{target} does not hold every object of {source} ({} difference(s), e.g. {:?}: {}); nothing was deleted",
+                        missing.len(),
+                        missing[0].key,
+                        missing[0].problem
+                    ),
+                });
+            }
+        }
+        state.phase = MigratePhase::Finalizing;
+        save(store, state)?;
+
+        let dbs = &cloud.databases;
+        let mut protection_before = Vec::new();
+        for d in &state.databases {
+            let final_snapshot = model::snapshot_id(
+                &RunId::from_existing(&state.run_id),
+                &format!("final-{}", d.old_id),
+            )
+            .map_err(|e| StepError::Refused {
+                step: step.into(),
+                message: e.to_string(),
+            })?;
+            if let Some(old) = retry(|| dbs.describe_instance(&d.old_id))
+                .await
+                .map_err(StepError::port(step))?
+            {
+                let _ = old;
+                let tags = BTreeMap::from([(TAG_RUN.to_string(), state.run_id.clone())]);
+                events.start(
+                    step,
+                    Some(&final_snapshot),
+                    format!("final snapshot of {} as {final_snapshot}", d.old_id),
+                );
+                match retry(|| dbs.create_snapshot(&d.old_id, &final_snapshot, &tags)).await {
+                    Ok(()) | Err(PortError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(StepError::port(step)(e)),
+                }
+                let what = format!("final snapshot {final_snapshot} to be available");
+                wait_until(&what, self.settings.snapshot_timeout, || async {
+                    Ok(match dbs.describe_snapshot(&final_snapshot).await? {
+                        Some(s) if s.status == "available" => Poll::Ready(()),
+                        Some(s) => Poll::Pending(s.status),
+                        None => Poll::Pending("not visible yet".into()),
+                    })
+                })
+                .await
+                .map_err(StepError::wait(step))?;
+                state.kept.push(format!(
+                    "DB snapshot {final_snapshot} (final snapshot of the old database {})",
+                    d.old_id
+                ));
+                events.done(step, Some(&final_snapshot), "available (kept)");
+            }
+            let live = retry(|| dbs.describe_instance(&d.source_id))
+                .await
+                .map_err(StepError::port(step))?
+                .ok_or_else(|| StepError::Refused {
+                    step: step.into(),
+                    message: format!("the live database {} is missing", d.source_id),
+                })?;
+            protection_before.push((d.source_id.clone(), live.deletion_protection));
+            if !live.deletion_protection {
+                retry(|| dbs.set_deletion_protection(&d.source_id, true))
+                    .await
+                    .map_err(StepError::port(step))?;
+            }
+        }
+        save(store, state)?;
+
+        let deleted = self.delete_old_stack(state, events).await;
+        // Protection goes back to what it was whatever happened above.
+        for (id, before) in &protection_before {
+            if !before {
+                retry(|| dbs.set_deletion_protection(id, false))
+                    .await
+                    .map_err(StepError::port(step))?;
+            }
+        }
+        deleted?;
+        for d in &state.databases {
+            match retry(|| dbs.delete_instance(&d.old_id)).await {
+                Ok(()) => events.done(
+                    step,
+                    Some(&d.old_id),
+                    "old database deleted (its final snapshot is kept)",
+                ),
+                Err(PortError::NotFound { .. }) => {}
+                Err(e) => {
+                    events.warn(
+                        step,
+                        Some(&d.old_id),
+                        format!("could not delete the old database: {e}; it is kept"),
+                    );
+                    state.kept.push(format!("database {}", d.old_id));
+                }
+            }
+        }
+        state.phase = MigratePhase::Finalized;
+        save(store, state)?;
+        events.done(
+            step,
+            None,
+            format!(
+                "{} is finalized: the old stack {} is deleted",
+                state.env, state.source_stack
+            ),
+        );
+        Ok(())
+    }
+
+    async fn delete_old_stack(
+        &self,
+        state: &mut MigrationState,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "finalize";
+        let stacks = &self.cloud.stacks;
+        let name = state.source_stack.clone();
+        let resources = retry(|| stacks.resources(&name))
+            .await
+            .map_err(StepError::port(step))?;
+        events.start(step, Some(&name), format!("deleting the old stack {name}"));
+        retry(|| stacks.delete_stack(&name, &[]))
+            .await
+            .map_err(StepError::port(step))?;
+        let first = self.wait_deleted(&name).await?;
+        if let Some(failed) = first {
+            // The live database (protected) and buckets holding the old data are retained; the
+            // rest goes.
+            let retain: Vec<String> = resources
+                .iter()
+                .filter(|r| r.resource_type == DB_INSTANCE || r.resource_type == BUCKET)
+                .map(|r| r.logical_id.clone())
+                .collect();
+            events.info(
+                step,
+                Some(&name),
+                format!(
+                    "delete stopped ({failed}); retrying, retaining {}",
+                    retain.join(", ")
+                ),
+            );
+            for r in resources.iter().filter(|r| r.resource_type == BUCKET) {
+                if let Some(b) = &r.physical_id {
+                    state.kept.push(format!(
+                        "bucket {b} (the old environment's {}; delete it when no longer needed)",
+                        r.logical_id
+                    ));
+                }
+            }
+            retry(|| stacks.delete_stack(&name, &retain))
+                .await
+                .map_err(StepError::port(step))?;
+            if let Some(failed) = self.wait_deleted(&name).await? {
+                return Err(StepError::Refused {
+                    step: step.into(),
+                    message: format!("stack {name} could not be deleted: {failed}"),
+                });
+            }
+        }
+        events.done(step, Some(&name), "old stack deleted");
+        Ok(())
+    }
+
+    /// Waits for a stack deletion; Some(reason) if it ended DELETE_FAILED.
+    async fn wait_deleted(&self, name: &str) -> Result<Option<String>, StepError> {
+        let stacks = &self.cloud.stacks;
+        let what = format!("stack {name} to be deleted");
+        wait_until(&what, self.settings.stack_timeout, || async {
+            Ok(match stacks.describe_stack(name).await? {
+                None => Poll::Ready(None),
+                Some(s) if s.status.to_string() == "DELETE_FAILED" => Poll::Ready(Some(
+                    s.status_reason.unwrap_or_else(|| "DELETE_FAILED".into()),
+                )),
+                Some(s) => Poll::Pending(s.status.to_string()),
+            })
+        })
+        .await
+        .map_err(StepError::wait("finalize"))
+    }
+}
+
+/// A migration that stopped: the error, and the state it left (phase says whether the source
+/// is back in service and what was swapped).
+#[derive(Debug)]
+pub struct MigrateFailure {
+    pub state: MigrationState,
+    pub error: StepError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> DbSwap {
+        DbSwap {
+            logical_id: "Database".into(),
+            source_id: "prod-db".into(),
+            old_id: "prod-db-old-1".into(),
+            clone_id: "prod-m1234-db".into(),
+        }
+    }
+
+    #[test]
+    fn the_swap_goes_forward_and_back_from_any_point() {
+        use Direction::*;
+        let d = db();
+        let r = |from: &str, to: &str| SwapStep::Rename {
+            from: from.into(),
+            to: to.into(),
+        };
+        assert_eq!(
+            swap_step(&d, (true, false, true), Forward),
+            r("prod-db", "prod-db-old-1")
+        );
+        assert_eq!(
+            swap_step(&d, (false, true, true), Forward),
+            r("prod-m1234-db", "prod-db")
+        );
+        assert_eq!(swap_step(&d, (true, true, false), Forward), SwapStep::Done);
+        assert_eq!(
+            swap_step(&d, (true, true, false), Back),
+            r("prod-db", "prod-m1234-db")
+        );
+        assert_eq!(
+            swap_step(&d, (false, true, true), Back),
+            r("prod-db-old-1", "prod-db")
+        );
+        assert_eq!(swap_step(&d, (true, false, true), Back), SwapStep::Done);
+        assert!(matches!(
+            swap_step(&d, (false, false, true), Forward),
+            SwapStep::Inconsistent(_)
+        ));
+        assert!(matches!(
+            swap_step(&d, (true, true, true), Back),
+            SwapStep::Inconsistent(_)
+        ));
+    }
+
+    #[test]
+    fn temporary_names_fit_the_rules() {
+        let run = RunId::from_existing("20261121000000-beef");
+        assert_eq!(temporary_name("prod", &run).unwrap().as_str(), "prod-mbeef");
+        assert!(temporary_name(&"a".repeat(23), &run).is_err());
+    }
+}

@@ -1,0 +1,383 @@
+//! Migrate scenarios on the in-memory fake, whose CloudFormation tracks a database by the
+//! identifier it created it with (moto follows renames and cannot show the hazard): the swap,
+//! finalize never deleting the live database, abort swapping back, and a stop at every step.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use envclone::journal::MemoryRunStore;
+use envclone::model::RunId;
+use envclone::ports::{DnsRecord, Stacks};
+use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
+
+use crate::support::*;
+
+const V2: &str = include_str!("../../stacks/webapp-v2.yaml");
+const ZONE: &str = "envclone-demo.example.";
+const ENTRY: &str = "app.envclone-demo.example.";
+
+fn run_id() -> RunId {
+    RunId::from_existing("20261121000000-beef")
+}
+
+/// `prod` from webapp.yaml with InstanceType left at its default, its entry record on its
+/// load balancer.
+async fn prod() -> (Scenario, DnsRecord) {
+    let s = Scenario::new(timings());
+    s.fake.create_bucket_now(REPORTS);
+    s.fake.deploy_now(
+        "prod",
+        WEBAPP,
+        &[
+            ("EnvironmentName", "prod"),
+            ("ReportsBucketName", REPORTS),
+            ("DesiredCapacity", "3"),
+        ],
+    );
+    fill(&s.fake, REPORTS);
+    fill(&s.fake, UPLOADS);
+    let lb = s
+        .fake
+        .describe_stack("prod")
+        .await
+        .unwrap()
+        .unwrap()
+        .outputs["LoadBalancerDNSName"]
+        .clone();
+    let record = DnsRecord {
+        name: ENTRY.into(),
+        record_type: "CNAME".into(),
+        values: vec![lb],
+    };
+    s.fake.put_dns(ZONE, record.clone());
+    (s, record)
+}
+
+fn request() -> MigrateRequest {
+    MigrateRequest {
+        env: "prod".into(),
+        template: ("stacks/webapp-v2.yaml".into(), V2.into()),
+        parameter_overrides: Default::default(),
+    }
+}
+
+/// The source exactly as it was: its own database under its identifier, its record, its
+/// instances in service, its stack.
+fn assert_source_as_it_was(s: &Scenario, record: &DnsRecord, context: &str) {
+    assert!(
+        s.fake.live_stack_names().contains(&"prod".to_string()),
+        "{context}: stack prod"
+    );
+    assert!(
+        s.fake.db_ids().contains(&"prod-db".to_string()),
+        "{context}: {:?}",
+        s.fake.db_ids()
+    );
+    assert_eq!(
+        s.fake.db_restored_from("prod-db"),
+        None,
+        "{context}: prod-db is the original database"
+    );
+    assert_eq!(
+        s.fake.dns_records(ZONE, ENTRY),
+        vec![record.clone()],
+        "{context}: entry record"
+    );
+    let g = s.source_group();
+    assert!(
+        g.instances.iter().all(|i| i.lifecycle_state == "InService"),
+        "{context}: {g:?}"
+    );
+    assert_eq!((g.desired_capacity, g.min_size), (3, 1), "{context}: {g:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn migrate_swaps_and_finalize_never_deletes_the_live_database() {
+    let (s, record) = prod().await;
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    // A parameter the source had at its old default takes the new template's default.
+    assert!(
+        !plan.clone.parameters.contains_key("InstanceType"),
+        "{:?}",
+        plan.clone.parameters
+    );
+    assert_eq!(plan.clone.parameters["DesiredCapacity"], "3");
+    assert_eq!(plan.clone.target_stack, "prod-mbeef");
+
+    let mut state = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("migrate failed: {}", f.error));
+    assert_eq!(state.phase, MigratePhase::Swapped);
+    let snapshot = "envclone-20261121000000-beef-prod-db";
+    // The original identifier now belongs to the clone; the old database is renamed.
+    assert_eq!(
+        s.fake.db_restored_from("prod-db").as_deref(),
+        Some(snapshot)
+    );
+    assert!(
+        s.fake
+            .db_ids()
+            .contains(&"prod-db-old-202611210000".to_string()),
+        "{:?}",
+        s.fake.db_ids()
+    );
+    let new_stack = s.fake.describe_stack("prod-mbeef").await.unwrap().unwrap();
+    assert_eq!(new_stack.parameters["InstanceType"], "t3.small");
+    assert_eq!(
+        s.fake.dns_records(ZONE, ENTRY)[0].values,
+        vec![new_stack.outputs["LoadBalancerDNSName"].clone()]
+    );
+    assert_ne!(s.fake.dns_records(ZONE, ENTRY), vec![record]);
+    // The old environment stays out of service.
+    assert!(s
+        .source_group()
+        .instances
+        .iter()
+        .all(|i| i.lifecycle_state == "Standby"));
+    // CloudFormation's view of both stacks: the hazard is real in this model.
+    assert_eq!(
+        s.fake.recorded_physical_id("prod", "Database").as_deref(),
+        Some("prod-db")
+    );
+    assert_eq!(
+        s.fake
+            .recorded_physical_id("prod-mbeef", "Database")
+            .as_deref(),
+        Some("prod-mbeef-db")
+    );
+
+    s.engine
+        .finalize(&mut state, &store, &s.emitter)
+        .await
+        .unwrap();
+    assert_eq!(state.phase, MigratePhase::Finalized);
+    assert!(
+        !s.fake.live_stack_names().contains(&"prod".to_string()),
+        "the old stack is gone"
+    );
+    assert_eq!(
+        s.fake.db_restored_from("prod-db").as_deref(),
+        Some(snapshot),
+        "the live database survived"
+    );
+    assert!(!s
+        .fake
+        .db_ids()
+        .contains(&"prod-db-old-202611210000".to_string()));
+    assert!(
+        s.fake
+            .snapshot_ids()
+            .iter()
+            .any(|id| id.contains("final-prod-db-old")),
+        "{:?}",
+        s.fake.snapshot_ids()
+    );
+    let live = s
+        .fake
+        .cloud()
+        .databases
+        .describe_instance("prod-db")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !live.deletion_protection,
+        "deletion protection is back to what it was"
+    );
+    // The environment now resolves to the new stack, from AWS alone.
+    assert_eq!(
+        s.engine.resolve("prod").await.unwrap().stack.name,
+        "prod-mbeef"
+    );
+    // The stored state matches.
+    let stored: MigrationState =
+        serde_json::from_value(store.0.lock().unwrap()["20261121000000-beef"].clone()).unwrap();
+    assert_eq!(stored.phase, MigratePhase::Finalized);
+}
+
+/// The model shows the hazard the design avoids: after the swap, a plain delete of the old
+/// stack deletes the live database (CloudFormation's record names its identifier).
+#[tokio::test(start_paused = true)]
+async fn a_plain_delete_of_the_old_stack_would_delete_the_live_database() {
+    let (s, _) = prod().await;
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    s.engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap();
+    s.fake.delete_stack("prod", &[]).await.unwrap();
+    assert!(
+        !s.fake.db_ids().contains(&"prod-db".to_string()),
+        "the live database is gone: {:?}",
+        s.fake.db_ids()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_after_the_swap_swaps_back() {
+    let (s, record) = prod().await;
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    let mut state = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap();
+    s.engine
+        .abort_migration(&mut state, &store, &s.emitter)
+        .await
+        .unwrap();
+    assert_eq!(state.phase, MigratePhase::Aborted);
+    assert_source_as_it_was(&s, &record, "abort");
+    // The new database keeps whatever was written to it, under its own identifier.
+    assert!(s.fake.db_ids().contains(&"prod-mbeef-db".to_string()));
+    // Finalize is refused after an abort.
+    assert!(s
+        .engine
+        .finalize(&mut state, &store, &s.emitter)
+        .await
+        .is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn guardrails_refuse_a_changed_entry_record_and_scaling_activity() {
+    let (s, record) = prod().await;
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    // Someone points the entry record elsewhere while the clone is built.
+    let moved = DnsRecord {
+        values: vec!["elsewhere.example.".into()],
+        ..record.clone()
+    };
+    let fake = s.fake.clone();
+    let moved2 = moved.clone();
+    let meddle = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        fake.put_dns(ZONE, moved2);
+    });
+    let failure = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_err();
+    meddle.await.unwrap();
+    assert!(
+        failure.error.to_string().contains("someone changed it"),
+        "{}",
+        failure.error
+    );
+    assert_eq!(failure.state.phase, MigratePhase::Aborted);
+    s.fake.put_dns(ZONE, record.clone());
+    assert_source_as_it_was(&s, &record, "dns guardrail");
+
+    let (s, record) = prod().await;
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    let group = s.source_group().name;
+    s.fake.set_activity(&group, "Launching a new EC2 instance");
+    let failure = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        failure.error.to_string().contains("scaling activity"),
+        "{}",
+        failure.error
+    );
+    assert_source_as_it_was(&s, &record, "activity guardrail");
+}
+
+/// Stop the migration at every mutating call (an error) and at many moments (Ctrl-C or a
+/// crash); then `abort` from the recorded state: the source is exactly as it was.
+#[tokio::test(start_paused = true)]
+async fn a_stop_at_every_step_of_migrate_leaves_or_puts_the_source_back() {
+    // How many mutating calls a full migrate makes.
+    let (s, _) = prod().await;
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    let before = s.fake.mutating_calls().len();
+    s.engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap();
+    let total = s.fake.mutating_calls().len() - before;
+    assert!(total > 10, "{total}");
+
+    for n in 1..=total as u64 {
+        let (s, record) = prod().await;
+        let store = Arc::new(MemoryRunStore::default());
+        let plan = s
+            .engine
+            .preflight_migrate(&request(), run_id())
+            .await
+            .unwrap();
+        s.fake.fail_nth_mutating_call(n);
+        let result = s
+            .engine
+            .migrate(&plan, &*store, &s.emitter, std::future::pending())
+            .await;
+        let mut state = match result {
+            Ok(state) => state, // the failed call was retried past or was not needed
+            Err(f) => f.state,
+        };
+        s.engine
+            .abort_migration(&mut state, &*store, &s.emitter)
+            .await
+            .unwrap_or_else(|e| panic!("call {n}: abort failed: {e}"));
+        assert_source_as_it_was(&s, &record, &format!("failure of mutating call {n}"));
+    }
+
+    for seconds in [1u64, 20, 200, 700, 900, 1000, 1100, 1200] {
+        let (s, record) = prod().await;
+        let store = MemoryRunStore::default();
+        let plan = s
+            .engine
+            .preflight_migrate(&request(), run_id())
+            .await
+            .unwrap();
+        let stop = tokio::time::sleep(Duration::from_secs(seconds));
+        let mut state = match s.engine.migrate(&plan, &store, &s.emitter, stop).await {
+            Ok(state) => state,
+            Err(f) => f.state,
+        };
+        // As after a crash: the next command works from the stored state alone.
+        let stored = serde_json::from_value::<MigrationState>(
+            store.0.lock().unwrap()["20261121000000-beef"].clone(),
+        )
+        .unwrap();
+        assert_eq!(stored.phase, state.phase);
+        s.engine
+            .abort_migration(&mut state, &store, &s.emitter)
+            .await
+            .unwrap_or_else(|e| panic!("stop at {seconds}s: abort failed: {e}"));
+        assert_source_as_it_was(&s, &record, &format!("stop at {seconds}s"));
+    }
+}
