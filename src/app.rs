@@ -8,13 +8,17 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::cli::{Cli, CloneCommand, Command, InputError, Output, PlanCommand, StandbyState};
+use crate::cli::{
+    Cli, CloneCommand, Command, InputError, MigrateCommand, Output, PlanCommand, StandbyState,
+};
 use crate::events::{Emitter, Event, EventSink, Fanout, Phase};
 use crate::journal::{default_state_dir, FileJournal};
+use crate::journal::{FileRunStore, RunStore};
 use crate::model::RunId;
 use crate::ports::Cloud;
 use crate::s3sync::SyncOptions;
 use crate::workflow::clone::{CheckResult, CloneEngine, CloneFailure, CloneReport, Settings};
+use crate::workflow::migrate::{self, MigratePhase, MigrationState};
 use crate::workflow::ops::VerifyError;
 use crate::workflow::{PreflightError, StepError};
 
@@ -134,6 +138,53 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             let cloud = crate::aws::connect(region, profile).await?;
             clone(cloud, command, output, &state_dir, shutdown).await
         }
+        Command::Migrate(args) => {
+            let command = args.into_command()?;
+            let cloud = crate::aws::connect(region, profile).await?;
+            migrate_command(cloud, command, output, &state_dir, shutdown).await
+        }
+        Command::Plan(PlanCommand::Migrate(args)) => {
+            let mut command = args.into_command()?;
+            command.dry_run = true;
+            let cloud = crate::aws::connect(region, profile).await?;
+            migrate_command(cloud, command, output, &state_dir, shutdown).await
+        }
+        Command::Finalize { run, yes } => {
+            let (store, mut state) = load_migration(&state_dir, &run)?;
+            confirm(
+                yes,
+                &format!(
+                    "Finalizing run {run} deletes the old environment (stack {}); its database \
+                     gets a final snapshot that is kept. This cannot be undone.",
+                    state.source_stack
+                ),
+                &state.env,
+            )?;
+            let cloud = crate::aws::connect(region, profile).await?;
+            let engine = engine_for(cloud, None, None);
+            let emitter = run_emitter(&run, output, &state_dir)?;
+            let result = engine.finalize(&mut state, &store, &emitter).await;
+            print_migration(output, &state);
+            result.map_err(AppError::from)
+        }
+        Command::Abort { run, yes } => {
+            let (store, mut state) = load_migration(&state_dir, &run)?;
+            confirm(
+                yes,
+                &format!(
+                    "Aborting run {run} swaps {} back to stack {} and returns it to service.",
+                    state.env, state.source_stack
+                ),
+                &state.env,
+            )?;
+            let cloud = crate::aws::connect(region, profile).await?;
+            let engine = engine_for(cloud, None, None);
+            let emitter = run_emitter(&run, output, &state_dir)?;
+            let result = engine.abort_migration(&mut state, &store, &emitter).await;
+            print_migration(output, &state);
+            result.map_err(AppError::from)
+        }
+        Command::Status { run } => status(output, &state_dir, run.as_deref()),
         Command::Verify { env, against } => {
             let cloud = crate::aws::connect(region, profile).await?;
             let engine = CloneEngine {
@@ -186,6 +237,322 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
     }
 }
 
+fn engine_for(cloud: Cloud, concurrency: Option<usize>, threshold: Option<u64>) -> CloneEngine {
+    let defaults = SyncOptions::default();
+    CloneEngine {
+        cloud,
+        settings: Settings {
+            sync: SyncOptions {
+                concurrency: concurrency.unwrap_or(defaults.concurrency),
+                multipart_threshold: threshold.unwrap_or(defaults.multipart_threshold),
+                ..defaults
+            },
+            ..Settings::default()
+        },
+    }
+}
+
+/// The console plus the run's journal.
+fn run_emitter(
+    run_id: &str,
+    output: Output,
+    state_dir: &std::path::Path,
+) -> Result<Emitter, AppError> {
+    let journal = FileJournal::create(state_dir, run_id).map_err(|e| {
+        AppError::Refused(format!(
+            "cannot write the run journal under {}: {e}; pass a writable --state-dir",
+            state_dir.display()
+        ))
+    })?;
+    let path = journal.path().display().to_string();
+    let emitter = Emitter {
+        run_id: run_id.to_string(),
+        sink: Arc::new(Fanout(vec![Arc::new(Console(output)), Arc::new(journal)])),
+    };
+    emitter.info("run", None, format!("run {run_id}: journal {path}"));
+    Ok(emitter)
+}
+
+fn load_migration(
+    state_dir: &std::path::Path,
+    run: &str,
+) -> Result<(FileRunStore, MigrationState), AppError> {
+    let store = FileRunStore::new(state_dir);
+    match migrate::load(&store, run).map_err(AppError::Refused)? {
+        Some(state) if state.command == "migrate" => Ok((store, state)),
+        Some(_) => Err(AppError::Refused(format!(
+            "run {run} is a clone, not a migration; a failed clone has already returned its \
+             source to service and listed what it left behind"
+        ))),
+        None => Err(AppError::Refused(format!(
+            "unknown run {run}: no state under {} (see `envclone status`, or pass the --state-dir \
+             the run used)",
+            state_dir.display()
+        ))),
+    }
+}
+
+async fn migrate_command(
+    cloud: Cloud,
+    command: MigrateCommand,
+    output: Output,
+    state_dir: &std::path::Path,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
+    let engine = engine_for(
+        cloud,
+        Some(command.concurrency),
+        Some(command.multipart_threshold),
+    );
+    let run_id = new_run_id();
+    let plan = engine
+        .preflight_migrate(&command.request, run_id.clone())
+        .await?;
+    let mut steps = plan.clone.steps();
+    // The clone's last step (return to service) is replaced by the swap.
+    steps.retain(|s| !s.starts_with("return the instances"));
+    steps.push(format!(
+        "guardrails: {} still in Standby, no scaling activity, databases available, entry record \
+         still on the source",
+        plan.clone.source_env
+    ));
+    for d in &plan.databases {
+        steps.push(format!(
+            "rename database {} to {}, then {} to {}",
+            d.source_id, d.old_id, d.clone_id, d.source_id
+        ));
+    }
+    if let Some(dns) = &plan.clone.contract.entry_dns {
+        steps.push(format!(
+            "point {} at the new stack's {} and wait until in sync",
+            dns.name, dns.target_output
+        ));
+    }
+    if command.finalize {
+        steps.push(format!(
+            "finalize: check the new buckets hold every object, keep a final snapshot of the old \
+             database, delete stack {} (the live database protected), delete the renamed old \
+             database",
+            plan.clone.source_stack
+        ));
+    } else {
+        steps.push(format!(
+            "stop: the old stack {} stays out of service until `envclone finalize {run_id}` or \
+             `envclone abort {run_id}`",
+            plan.clone.source_stack
+        ));
+    }
+    print_plan(
+        output,
+        &run_id,
+        &format!(
+            "migrate {} onto {}",
+            plan.clone.source_env, plan.clone.template.origin
+        ),
+        &plan.clone,
+        &steps,
+    );
+    if command.dry_run {
+        if output == Output::Text {
+            println!("Dry run: nothing was changed.");
+        }
+        return Ok(());
+    }
+    let what = if command.finalize {
+        format!(
+            "This takes {} out of service, swaps it onto the new template and then DELETES the \
+             old stack {} (--finalize).",
+            plan.clone.source_env, plan.clone.source_stack
+        )
+    } else {
+        format!(
+            "This takes {} out of service and swaps it onto the new template.",
+            plan.clone.source_env
+        )
+    };
+    confirm(command.yes, &what, &plan.clone.source_env)?;
+    let emitter = run_emitter(run_id.as_str(), output, state_dir)?;
+    let store = FileRunStore::new(state_dir);
+    let mut state = match engine.migrate(&plan, &store, &emitter, shutdown).await {
+        Ok(state) => state,
+        Err(failure) => {
+            print_migration(output, &failure.state);
+            return Err(AppError::Failed(format!(
+                "migrate {} failed: {}",
+                plan.clone.source_env, failure.error
+            )));
+        }
+    };
+    if command.finalize {
+        let result = engine.finalize(&mut state, &store, &emitter).await;
+        print_migration(output, &state);
+        return result.map_err(AppError::from);
+    }
+    print_migration(output, &state);
+    Ok(())
+}
+
+fn print_migration(output: Output, state: &MigrationState) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"type": "migration", "state": state})
+        ),
+        Output::Text => {
+            println!();
+            println!(
+                "Migration {} of {}: {:?}",
+                state.run_id, state.env, state.phase
+            );
+            println!("  old stack: {}", state.source_stack);
+            println!("  new stack: {}", state.target_stack);
+            for d in &state.databases {
+                println!(
+                    "  database:  {} (old database renamed {}, new created as {})",
+                    d.source_id, d.old_id, d.clone_id
+                );
+            }
+            for k in &state.kept {
+                println!("  kept:      {k}");
+            }
+            match state.phase {
+                MigratePhase::Swapped => {
+                    println!("  {} now serves from {}.", state.env, state.target_stack);
+                    println!(
+                        "  Finalize (deletes the old environment): envclone finalize {}",
+                        state.run_id
+                    );
+                    println!(
+                        "  Roll back (swap back):                   envclone abort {}",
+                        state.run_id
+                    );
+                }
+                MigratePhase::Aborted => {
+                    println!(
+                        "  {} is back on {} and in service.",
+                        state.env, state.source_stack
+                    );
+                    if !state.created.is_empty() {
+                        println!(
+                            "  left (tagged envclone:run={}): {}",
+                            state.run_id,
+                            state.created.join(", ")
+                        );
+                    }
+                }
+                MigratePhase::Finalized => {
+                    println!(
+                        "  The old environment is deleted; {} is {}.",
+                        state.env, state.target_stack
+                    );
+                }
+                MigratePhase::Finalizing => println!(
+                    "  Finalize stopped part-way (past the point of no return); finish it with: envclone finalize {}",
+                    state.run_id
+                ),
+                _ => println!("  Undo with: envclone abort {}", state.run_id),
+            }
+        }
+    }
+}
+
+/// `envclone status [RUN]`: one line (or JSON object) per recorded run.
+fn status(output: Output, state_dir: &std::path::Path, only: Option<&str>) -> Result<(), AppError> {
+    let store = FileRunStore::new(state_dir);
+    let mut runs: Vec<String> = std::fs::read_dir(&store.dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".state.json"))
+                        .map(str::to_string)
+                })
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    runs.sort();
+    if let Some(run) = only {
+        if !runs.iter().any(|r| r == run) {
+            return Err(AppError::Refused(format!(
+                "unknown run {run}: no state under {}",
+                state_dir.display()
+            )));
+        }
+        runs.retain(|r| r == run);
+    }
+    for run in runs {
+        let state = store
+            .load(&run)
+            .map_err(|e| AppError::Failed(format!("cannot read the state of run {run}: {e}")))?
+            .unwrap_or_default();
+        let steps: Vec<serde_json::Value> =
+            std::fs::read_to_string(store.dir.join(format!("{run}.jsonl")))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+        let get = |k: &str| {
+            state
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let phase = state
+            .get("phase")
+            .map(|p| {
+                p.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| p.to_string())
+            })
+            .unwrap_or_default();
+        match output {
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"run_id": run, "command": get("command"), "source": get("env"),
+                    "target": get("target_stack"), "state": phase, "started_at": get("started_at"),
+                    "steps": steps})
+            ),
+            Output::Text => println!(
+                "{run}  {:<8} {} → {}  {phase}  (started {}, {} events)",
+                get("command"),
+                get("env"),
+                get("target_stack"),
+                get("started_at"),
+                steps.len()
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn print_plan(
+    output: Output,
+    run_id: &RunId,
+    title: &str,
+    plan: &crate::workflow::plan::ClonePlan,
+    steps: &[String],
+) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"type": "plan", "run_id": run_id, "plan": plan,
+                "parameters": plan.display_parameters(), "steps": steps})
+        ),
+        Output::Text => {
+            let out = std::io::stdout();
+            let mut out = out.lock();
+            let _ = writeln!(out, "Plan {run_id}: {title}");
+            for (i, s) in steps.iter().enumerate() {
+                let _ = writeln!(out, "  {}. {s}", i + 1);
+            }
+        }
+    }
+}
+
 fn new_run_id() -> RunId {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -229,39 +596,20 @@ async fn clone(
     state_dir: &std::path::Path,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
-    let engine = CloneEngine {
+    let engine = engine_for(
         cloud,
-        settings: Settings {
-            sync: SyncOptions {
-                concurrency: command.concurrency,
-                multipart_threshold: command.multipart_threshold,
-                ..SyncOptions::default()
-            },
-            ..Settings::default()
-        },
-    };
+        Some(command.concurrency),
+        Some(command.multipart_threshold),
+    );
     let run_id = new_run_id();
     let plan = engine.preflight(&command.request, run_id.clone()).await?;
-    let steps = plan.steps();
-    match output {
-        Output::Json => println!(
-            "{}",
-            serde_json::json!({"type": "plan", "run_id": run_id, "plan": &plan,
-                "parameters": plan.display_parameters(), "steps": steps})
-        ),
-        Output::Text => {
-            let out = std::io::stdout();
-            let mut out = out.lock();
-            let _ = writeln!(
-                out,
-                "Plan {run_id}: clone {} → {}",
-                plan.source_env, plan.target_env
-            );
-            for (i, s) in steps.iter().enumerate() {
-                let _ = writeln!(out, "  {}. {s}", i + 1);
-            }
-        }
-    }
+    print_plan(
+        output,
+        &run_id,
+        &format!("clone {} → {}", plan.source_env, plan.target_env),
+        &plan,
+        &plan.steps(),
+    );
     if command.dry_run {
         if output == Output::Text {
             println!("Dry run: nothing was changed.");
@@ -279,23 +627,28 @@ async fn clone(
     };
     confirm(command.yes, &what, &plan.source_env)?;
 
-    let journal = FileJournal::create(state_dir, run_id.as_str()).map_err(|e| {
+    let emitter = run_emitter(run_id.as_str(), output, state_dir)?;
+    let store = FileRunStore::new(state_dir);
+    let mut record = serde_json::json!({
+        "run_id": run_id, "command": "clone", "env": plan.source_env, "target_stack": plan.target_stack,
+        "started_at": chrono::Utc::now().to_rfc3339(), "phase": "running",
+    });
+    store.save(run_id.as_str(), &record).map_err(|e| {
         AppError::Refused(format!(
-            "cannot write the run journal under {}: {e}; pass a writable --state-dir",
+            "cannot record run {run_id} under {}: {e}; pass a writable --state-dir",
             state_dir.display()
         ))
     })?;
-    let journal_path = journal.path().to_path_buf();
-    let emitter = Emitter {
-        run_id: run_id.to_string(),
-        sink: Arc::new(Fanout(vec![Arc::new(Console(output)), Arc::new(journal)])),
+    let outcome = engine.execute(&plan, &emitter, shutdown).await;
+    record["phase"] = match &outcome {
+        Ok(_) => "succeeded".into(),
+        Err(_) => "failed".into(),
     };
-    emitter.info(
-        "run",
-        None,
-        format!("run {run_id}: journal {}", journal_path.display()),
-    );
-    match engine.execute(&plan, &emitter, shutdown).await {
+    if let Err(f) = &outcome {
+        record["left_behind"] = serde_json::json!(f.left_behind);
+    }
+    let _ = store.save(run_id.as_str(), &record);
+    match outcome {
         Ok(report) => {
             print_report(output, &report);
             Ok(())

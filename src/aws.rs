@@ -117,6 +117,9 @@ const TRANSIENT: &[&str] = &[
     "InternalFailure",
     "RequestTimeout",
     "PriorRequestNotComplete",
+    // The instance is busy (backing up, modifying): the same call succeeds once it is done.
+    "InvalidDBInstanceState",
+    "InvalidDBInstanceStateFault",
 ];
 
 /// Maps an SDK error to what the workflow needs to decide.

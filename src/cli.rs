@@ -45,6 +45,27 @@ pub enum Command {
     /// Clone environment SRC as DST: Standby, snapshots and bucket copies in parallel, the clone
     /// stack, verification, and SRC back in service.
     Clone(CloneArgs),
+    /// Move ENV onto a new template version: clone onto it, verify, swap (database identifiers
+    /// and the entry DNS record). The old environment is deleted only with --finalize or a later
+    /// `envclone finalize RUN`.
+    Migrate(MigrateArgs),
+    /// Finalize a swapped migration: the point of no return (deletes the old environment, keeps
+    /// a final snapshot of its database).
+    Finalize {
+        run: String,
+        /// Do not ask for confirmation (for automation).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Undo a migration that is not finalized: swap back and return the source to service.
+    Abort {
+        run: String,
+        /// Do not ask for confirmation (for automation).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Runs recorded in the state directory, with their state and steps.
+    Status { run: Option<String> },
     /// Show what a command would do, in order, with the real names; change nothing.
     #[command(subcommand)]
     Plan(PlanCommand),
@@ -70,6 +91,86 @@ pub enum Command {
 pub enum PlanCommand {
     /// The plan of `envclone clone SRC DST ...`.
     Clone(CloneArgs),
+    /// The plan of `envclone migrate ENV ...`.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The environment to migrate (stack name or envclone:environment tag).
+    pub env: String,
+    /// The new version of the environment's template.
+    #[arg(long)]
+    pub template: PathBuf,
+    /// Override a parameter of the new stack (repeatable).
+    #[arg(long = "parameter", value_name = "K=V")]
+    pub parameters: Vec<String>,
+    /// Finalize right after a successful swap (deletes the old environment).
+    #[arg(long)]
+    pub finalize: bool,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (for automation).
+    #[arg(long)]
+    pub yes: bool,
+    /// Objects larger than this many bytes are copied in parallel parts.
+    #[arg(long, default_value_t = crate::s3sync::AWS_COPY_LIMIT)]
+    pub multipart_threshold: u64,
+    /// Objects copied at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+/// A validated migrate request with how to run it.
+#[derive(Debug, Clone)]
+pub struct MigrateCommand {
+    pub request: crate::workflow::migrate::MigrateRequest,
+    pub finalize: bool,
+    pub dry_run: bool,
+    pub yes: bool,
+    pub multipart_threshold: u64,
+    pub concurrency: usize,
+}
+
+fn read_template(path: &std::path::Path) -> Result<(String, String), InputError> {
+    let body = std::fs::read_to_string(path).map_err(|e| InputError::Template {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok((path.display().to_string(), body))
+}
+
+fn check_copy_options(concurrency: usize, threshold: u64) -> Result<(), InputError> {
+    if concurrency == 0 {
+        return Err(InputError::Concurrency);
+    }
+    // AWS takes parts of 5 MiB to 5 GiB; the fake and tests use smaller ones, so only the
+    // upper bound and zero are refused here.
+    if threshold == 0 || threshold > crate::s3sync::AWS_COPY_LIMIT {
+        return Err(InputError::Threshold(threshold));
+    }
+    Ok(())
+}
+
+impl MigrateArgs {
+    pub fn into_command(self) -> Result<MigrateCommand, InputError> {
+        let parameter_overrides = parse_parameters(&self.parameters)?;
+        let template = read_template(&self.template)?;
+        check_copy_options(self.concurrency, self.multipart_threshold)?;
+        Ok(MigrateCommand {
+            request: crate::workflow::migrate::MigrateRequest {
+                env: self.env,
+                template,
+                parameter_overrides,
+            },
+            finalize: self.finalize,
+            dry_run: self.dry_run,
+            yes: self.yes,
+            multipart_threshold: self.multipart_threshold,
+            concurrency: self.concurrency,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -156,25 +257,8 @@ impl CloneArgs {
     pub fn into_command(self) -> Result<CloneCommand, InputError> {
         let target = EnvName::parse(&self.target)?;
         let parameter_overrides = parse_parameters(&self.parameters)?;
-        let template = match self.template {
-            Some(path) => {
-                let body = std::fs::read_to_string(&path).map_err(|e| InputError::Template {
-                    path: path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                Some((path.display().to_string(), body))
-            }
-            None => None,
-        };
-        if self.concurrency == 0 {
-            return Err(InputError::Concurrency);
-        }
-        // AWS takes parts of 5 MiB to 5 GiB; the fake and tests use smaller ones, so only the
-        // upper bound and zero are refused here.
-        if self.multipart_threshold == 0 || self.multipart_threshold > crate::s3sync::AWS_COPY_LIMIT
-        {
-            return Err(InputError::Threshold(self.multipart_threshold));
-        }
+        let template = self.template.as_deref().map(read_template).transpose()?;
+        check_copy_options(self.concurrency, self.multipart_threshold)?;
         Ok(CloneCommand {
             request: CloneRequest {
                 source: self.source,

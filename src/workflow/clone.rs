@@ -883,6 +883,23 @@ async fn verify_report(
             });
             continue;
         };
+        let exists = retry(|| cloud.databases.describe_instance(&id))
+            .await
+            .map_err(StepError::port(step))?
+            .is_some();
+        if !exists {
+            // After `envclone migrate` CloudFormation's record keeps the identifier the stack
+            // created; the instance itself now answers under the environment's original name.
+            checks.push(CheckResult {
+                check: format!("database {} (CloudFormation's record: {id})", d.logical_id),
+                ok: true,
+                detail: format!(
+                    "drift: no instance {id} exists; envclone migrate renamed it (the live instance                      carries tag envclone:cfn-identifier={id}). A stack update that replaces                      {} would create a new database; drift detection reports it as deleted",
+                    d.logical_id
+                ),
+            });
+            continue;
+        }
         let what = format!("database {id} to be available");
         let status = wait_until(&what, timeout, || async {
             Ok(match cloud.databases.describe_instance(&id).await? {

@@ -705,7 +705,14 @@ impl CloneEngine {
         }
         let cloud = &self.cloud;
         // Every object of the old environment must be in the new one (new ones may be there).
-        for (source, target) in &state.buckets {
+        // Checked once, before the point of no return; a re-run of an interrupted finalize
+        // continues where it stopped.
+        let buckets = if state.phase == MigratePhase::Swapped {
+            state.buckets.clone()
+        } else {
+            Vec::new()
+        };
+        for (source, target) in &buckets {
             let report = s3sync::verify(
                 cloud.objects.clone(),
                 &BucketPath::bucket(source),
@@ -735,7 +742,6 @@ impl CloneEngine {
         save(store, state)?;
 
         let dbs = &cloud.databases;
-        let mut protection_before = Vec::new();
         for d in &state.databases {
             let final_snapshot = model::snapshot_id(
                 &RunId::from_existing(&state.run_id),
@@ -776,6 +782,35 @@ impl CloneEngine {
                 ));
                 events.done(step, Some(&final_snapshot), "available (kept)");
             }
+            // The renamed old database lives in the old stack's subnets: it goes first, or
+            // the old stack's network could not be deleted. Its final snapshot is kept.
+            match retry(|| dbs.delete_instance(&d.old_id)).await {
+                Ok(()) => {
+                    let what = format!("the old database {} to be deleted", d.old_id);
+                    wait_until(&what, self.settings.stack_timeout, || async {
+                        Ok(match dbs.describe_instance(&d.old_id).await? {
+                            None => Poll::Ready(()),
+                            Some(db) => Poll::Pending(db.status),
+                        })
+                    })
+                    .await
+                    .map_err(StepError::wait(step))?;
+                    events.done(
+                        step,
+                        Some(&d.old_id),
+                        "old database deleted (its final snapshot is kept)",
+                    );
+                }
+                Err(PortError::NotFound { .. }) => {}
+                Err(e) => return Err(StepError::port(step)(e)),
+            }
+        }
+        save(store, state)?;
+
+        let mut protection_before = Vec::new();
+        for d in &state.databases {
+            self.wait_db_available(&d.source_id, "(before enabling deletion protection)")
+                .await?;
             let live = retry(|| dbs.describe_instance(&d.source_id))
                 .await
                 .map_err(StepError::port(step))?
@@ -788,38 +823,35 @@ impl CloneEngine {
                 retry(|| dbs.set_deletion_protection(&d.source_id, true))
                     .await
                     .map_err(StepError::port(step))?;
+                self.wait_db_available(&d.source_id, "(deletion protection on)")
+                    .await?;
             }
         }
-        save(store, state)?;
 
         let deleted = self.delete_old_stack(state, events).await;
-        // Protection goes back to what it was whatever happened above.
+        // Protection goes back to what it was whatever happened above. The instance may be
+        // busy for a while (a backup that the stack deletion started), so this waits.
         for (id, before) in &protection_before {
-            if !before {
-                retry(|| dbs.set_deletion_protection(id, false))
-                    .await
-                    .map_err(StepError::port(step))?;
+            if *before {
+                continue;
             }
+            let what = format!("database {id} to accept its deletion protection back off");
+            wait_until(&what, self.settings.verify_timeout, || async {
+                match dbs.describe_instance(id).await? {
+                    Some(db) if db.status == "available" => {}
+                    Some(db) => return Ok(Poll::Pending(db.status)),
+                    None => return Ok(Poll::Failed(format!("database {id} is gone"))),
+                }
+                Ok(match dbs.set_deletion_protection(id, false).await {
+                    Ok(()) => Poll::Ready(()),
+                    Err(e) if e.is_retryable() => Poll::Pending(e.to_string()),
+                    Err(e) => Poll::Failed(e.to_string()),
+                })
+            })
+            .await
+            .map_err(StepError::wait(step))?;
         }
         deleted?;
-        for d in &state.databases {
-            match retry(|| dbs.delete_instance(&d.old_id)).await {
-                Ok(()) => events.done(
-                    step,
-                    Some(&d.old_id),
-                    "old database deleted (its final snapshot is kept)",
-                ),
-                Err(PortError::NotFound { .. }) => {}
-                Err(e) => {
-                    events.warn(
-                        step,
-                        Some(&d.old_id),
-                        format!("could not delete the old database: {e}; it is kept"),
-                    );
-                    state.kept.push(format!("database {}", d.old_id));
-                }
-            }
-        }
         state.phase = MigratePhase::Finalized;
         save(store, state)?;
         events.done(
@@ -841,6 +873,13 @@ impl CloneEngine {
         let step = "finalize";
         let stacks = &self.cloud.stacks;
         let name = state.source_stack.clone();
+        if retry(|| stacks.describe_stack(&name))
+            .await
+            .map_err(StepError::port(step))?
+            .is_none()
+        {
+            return Ok(()); // deleted by an earlier, interrupted finalize
+        }
         let resources = retry(|| stacks.resources(&name))
             .await
             .map_err(StepError::port(step))?;
