@@ -531,3 +531,216 @@ async fn dry_runs_and_bad_input_change_nothing() {
     let (_, _, states) = group_state(&config, &fleet).await;
     assert!(states.iter().all(|s| s == "InService"), "{states:?}");
 }
+
+fn state_of(state_dir: &Path) -> serde_json::Value {
+    let runs = state_dir.join("runs");
+    let file = std::fs::read_dir(&runs)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with(".state.json"))
+        .expect("a run state");
+    serde_json::from_str(&std::fs::read_to_string(file.path()).unwrap()).unwrap()
+}
+
+async fn restored(standin: &StandIn) -> BTreeMap<String, String> {
+    let url = format!("{}/envclone-standin/rds/restored", standin.url);
+    serde_json::from_str(&reqwest::get(url).await.unwrap().text().await.unwrap()).unwrap()
+}
+
+/// The migrate issue's "done when": an environment nobody here wrote, migrated onto revision
+/// 2 of its template with --finalize.
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_a_foreign_environment_onto_revision_2_and_finalize() {
+    let standin = StandIn::start();
+    standin.seed(
+        "orders-prod",
+        "tests/fixtures/foreign.yaml",
+        &["--parameter", "LogLevel=debug"],
+    );
+    let config = standin.sdk().await;
+    let s3 = s3(&config);
+    let source_params = params(&stack(&config, "orders-prod").await);
+    assert_eq!(
+        source_params["WorkerThreads"], "4",
+        "left at the old default"
+    );
+    let source_db = physical_id(&config, "orders-prod", "OrdersDb").await;
+    let old_assets = physical_id(&config, "orders-prod", "Assets").await;
+    let old_archive = source_params["ArchiveBucket"].clone();
+    let assets_before = describe_bucket(&s3, &old_assets).await;
+    let archive_before = describe_bucket(&s3, &old_archive).await;
+
+    let state_dir = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "migrate",
+            "orders-prod",
+            "--template",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/foreign-v2.yaml"
+            ),
+            "--yes",
+            "--finalize",
+            "--multipart-threshold",
+            "8388608",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let state = state_of(state_dir.path());
+    assert_eq!(state["phase"], "finalized", "{state}");
+    let new_stack_name = state["target_stack"].as_str().unwrap().to_string();
+
+    // The old stack is gone; the environment resolves to the new stack.
+    let cf = aws_sdk_cloudformation::Client::new(&config);
+    assert!(
+        cf.describe_stacks()
+            .stack_name("orders-prod")
+            .send()
+            .await
+            .is_err(),
+        "the old stack is gone"
+    );
+    let new_stack = stack(&config, &new_stack_name).await;
+    let tags: BTreeMap<_, _> = new_stack
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert_eq!(tags["envclone:environment"], "orders-prod");
+
+    // The original identifier answers and is the new stack's database, restored from the
+    // migration's snapshot.
+    let new_params = params(&new_stack);
+    let rds = aws_sdk_rds::Client::new(&config);
+    let db = rds
+        .describe_db_instances()
+        .db_instance_identifier(&source_db)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(db.db_instances()[0].db_instance_status(), Some("available"));
+    assert_eq!(
+        restored(&standin).await.get(&source_db),
+        Some(&new_params["RestoreFrom"])
+    );
+    // The old database's final snapshot is kept.
+    let snaps = rds.describe_db_snapshots().send().await.unwrap();
+    assert!(
+        snaps
+            .db_snapshots()
+            .iter()
+            .any(|s| s.db_snapshot_identifier().unwrap().contains("-final-")),
+        "a final snapshot of the old database"
+    );
+
+    // The entry record points at the new load balancer.
+    assert_eq!(
+        dns_answer(&config, "orders.example.net.", "api.orders.example.net.").await,
+        vec![new_stack
+            .outputs()
+            .iter()
+            .find(|o| o.output_key() == Some("PublicEndpoint"))
+            .unwrap()
+            .output_value()
+            .unwrap()
+            .to_string()]
+    );
+
+    // Bucket data object-for-object equal.
+    let new_assets = physical_id(&config, &new_stack_name, "Assets").await;
+    assert_eq!(describe_bucket(&s3, &new_assets).await, assets_before);
+    assert_eq!(
+        describe_bucket(&s3, &new_params["ArchiveBucket"]).await,
+        archive_before
+    );
+
+    // New instances in service; the old default took the new default, the rest carried over.
+    let fleet = physical_id(&config, &new_stack_name, "OrdersFleet").await;
+    let (_, desired, states) = group_state(&config, &fleet).await;
+    assert!(
+        desired >= 1 && states.iter().all(|s| s == "InService"),
+        "{states:?}"
+    );
+    assert_eq!(new_params["WorkerThreads"], "6");
+    assert_eq!(new_params["LogLevel"], "debug");
+    assert_eq!(new_params["Stage"], new_stack_name);
+
+    let out = standin.envclone(state_dir.path(), &["--output", "json", "status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let line: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["state"], "finalized");
+    assert_eq!(line["command"], "migrate");
+}
+
+/// A migration swapped and then aborted: the source is exactly as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_then_abort_puts_the_source_back() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let source_db = physical_id(&config, "prod", "Database").await;
+    let fleet = physical_id(&config, "prod", "WebGroup").await;
+    let group_before = group_state(&config, &fleet).await;
+    let dns_before = dns_answer(
+        &config,
+        "envclone-demo.example.",
+        "app.envclone-demo.example.",
+    )
+    .await;
+
+    let state_dir = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "migrate",
+            "prod",
+            "--template",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml"),
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let state = state_of(state_dir.path());
+    assert_eq!(state["phase"], "swapped");
+    let run = state["run_id"].as_str().unwrap().to_string();
+    assert_ne!(
+        dns_answer(
+            &config,
+            "envclone-demo.example.",
+            "app.envclone-demo.example."
+        )
+        .await,
+        dns_before
+    );
+    assert!(
+        restored(&standin).await.contains_key(&source_db),
+        "the original identifier is the clone's"
+    );
+
+    // Without a terminal and without --yes, abort refuses; with --yes it swaps back.
+    let out = standin.envclone(state_dir.path(), &["abort", &run]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = standin.envclone(state_dir.path(), &["abort", &run, "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!(state_of(state_dir.path())["phase"], "aborted");
+    assert!(
+        !restored(&standin).await.contains_key(&source_db),
+        "the original database is back"
+    );
+    assert_eq!(
+        dns_answer(
+            &config,
+            "envclone-demo.example.",
+            "app.envclone-demo.example."
+        )
+        .await,
+        dns_before
+    );
+    assert_eq!(group_state(&config, &fleet).await, group_before);
+    // An unknown run is bad input.
+    let out = standin.envclone(state_dir.path(), &["abort", "20000101000000-0000", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
