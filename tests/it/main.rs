@@ -3,4 +3,6 @@
 
 mod e2e;
 mod fake_clone;
+mod s3_e2e;
+mod s3_sync;
 mod support;
