@@ -41,6 +41,8 @@ pub enum AppError {
     Step(Box<StepError>),
     #[error("{0}")]
     Failed(String),
+    #[error(transparent)]
+    S3(#[from] crate::s3cmd::S3CmdError),
 }
 
 impl AppError {
@@ -51,6 +53,7 @@ impl AppError {
             | AppError::Preflight(_)
             | AppError::Refused(_) => EXIT_BAD_INPUT,
             AppError::Step(_) | AppError::Failed(_) => EXIT_FAILED,
+            AppError::S3(e) => e.exit_code(),
         }
     }
 }
@@ -198,6 +201,9 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             } else {
                 Err(AppError::Failed(format!("{env} did not pass verification")))
             }
+        }
+        Command::S3(command) => {
+            Ok(crate::s3cmd::run(command, region, profile, output, shutdown).await?)
         }
         Command::Standby { env, state, yes } => {
             let cloud = crate::aws::connect(region, profile).await?;

@@ -963,6 +963,50 @@ impl ObjectStore for S3 {
         Ok(())
     }
 
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> PortResult<()> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let what = format!("bucket {bucket}");
+        for batch in keys.chunks(crate::s3sync::DELETE_BATCH) {
+            let objects = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| PortError::failed("s3:DeleteObjects", e.to_string()))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| PortError::failed("s3:DeleteObjects", e.to_string()))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| port_error("s3:DeleteObjects", &what, e))?;
+            // DeleteObjects answers 200 and lists the keys it could not delete.
+            if let Some(first) = out.errors().first() {
+                let code = first.code().unwrap_or_default();
+                let message = format!(
+                    "s3://{bucket}/{}: {code}: {} ({} key(s) not deleted)",
+                    first.key().unwrap_or_default(),
+                    first.message().unwrap_or_default(),
+                    out.errors().len()
+                );
+                return Err(if TRANSIENT.contains(&code) {
+                    PortError::Transient {
+                        operation: "s3:DeleteObjects".into(),
+                        message,
+                    }
+                } else {
+                    PortError::failed("s3:DeleteObjects", message)
+                });
+            }
+        }
+        Ok(())
+    }
+
     async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String> {
         use md5::{Digest, Md5};
         let what = format!("s3://{bucket}/{key}");

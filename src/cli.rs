@@ -77,6 +77,9 @@ pub enum Command {
         #[arg(long)]
         against: Option<String>,
     },
+    /// Bucket operations on their own: `envclone s3 sync s3://SRC[/prefix] s3://DST[/prefix]`.
+    #[command(subcommand)]
+    S3(crate::s3cmd::S3Command),
     /// Put an environment's instances into Standby (`on`) or back in service (`off`).
     Standby {
         env: String,

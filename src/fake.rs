@@ -156,6 +156,8 @@ struct State {
     mutating_count: u64,
     fail_mutating_at: Option<u64>,
     activities: BTreeMap<String, Vec<String>>,
+    /// The number of keys of each DeleteObjects call, in order.
+    delete_batches: Vec<usize>,
     next_id: u64,
 }
 
@@ -277,6 +279,11 @@ impl FakeAws {
             .iter()
             .find(|r| r.logical_id == logical_id)
             .map(|r| r.physical_id.clone())
+    }
+
+    /// The number of keys each DeleteObjects call carried, in call order.
+    pub fn delete_batches(&self) -> Vec<usize> {
+        self.lock().delete_batches.clone()
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -1355,6 +1362,22 @@ impl ObjectStore for FakeAws {
     async fn abort_multipart(&self, _bucket: &str, _key: &str, upload_id: &str) -> PortResult<()> {
         self.call("s3:AbortMultipartUpload", true).await?;
         self.lock().uploads.remove(upload_id);
+        Ok(())
+    }
+
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> PortResult<()> {
+        self.call("s3:DeleteObjects", true).await?;
+        if keys.is_empty() || keys.len() > crate::s3sync::DELETE_BATCH {
+            // What S3 answers for an empty request or more than 1,000 keys.
+            return Err(PortError::failed("s3:DeleteObjects", "MalformedXML"));
+        }
+        let mut s = self.lock();
+        Self::bucket(&s, bucket)?;
+        let b = s.buckets.get_mut(bucket).expect("checked above");
+        for key in keys {
+            b.objects.remove(key);
+        }
+        s.delete_batches.push(keys.len());
         Ok(())
     }
 

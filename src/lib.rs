@@ -13,6 +13,7 @@ pub mod journal;
 pub mod model;
 pub mod ports;
 pub mod retry;
+pub mod s3cmd;
 pub mod s3sync;
 pub mod template_eval;
 pub mod workflow;

@@ -320,6 +320,9 @@ pub trait ObjectStore: Send + Sync {
         part_etags: &[String],
     ) -> PortResult<String>;
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> PortResult<()>;
+    /// Deletes `keys` (at most 1,000: one DeleteObjects request). Keys already gone count as
+    /// deleted; any key S3 refused fails the call.
+    async fn delete_objects(&self, bucket: &str, keys: &[String]) -> PortResult<()>;
     /// MD5 of the object's bytes (read through this process). Only for verifying copies whose
     /// ETags cannot be compared; never on the copy path.
     async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String>;

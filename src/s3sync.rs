@@ -6,11 +6,15 @@
 //! ETags), and the object-for-object verification. No object bytes pass through envclone on
 //! the copy path.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::ports::{ObjectHead, ObjectStore, ObjectSummary, PortError};
 use crate::retry::retry;
@@ -19,6 +23,10 @@ use crate::retry::retry;
 pub const AWS_COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
 const MIN_PART: u64 = 5 * 1024 * 1024;
 const MAX_PARTS: u64 = 10_000;
+/// Keys one DeleteObjects request takes at most.
+pub const DELETE_BATCH: usize = 1000;
+/// Listing pages read ahead of the merge-join, per side (a page is at most 1,000 objects).
+const PAGES_AHEAD: usize = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketPath {
@@ -43,7 +51,7 @@ impl std::fmt::Display for BucketPath {
 
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// Objects copied at once.
+    /// Objects copied (or delete batches sent) at once.
     pub concurrency: usize,
     /// Objects larger than this are copied in parts (5 GiB on AWS, smaller in tests).
     pub multipart_threshold: u64,
@@ -53,16 +61,23 @@ pub struct SyncOptions {
     pub part_concurrency: usize,
     /// Remove destination objects that the source does not have.
     pub delete: bool,
+    /// Decide what to copy and delete, report it through the `planned` callback, change nothing.
+    pub dry_run: bool,
 }
+
+/// Objects copied at once by default: measured on a local S3 server (BENCHMARKS.md), where
+/// more than this stopped helping and started costing memory.
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
-            concurrency: 64,
+            concurrency: DEFAULT_CONCURRENCY,
             multipart_threshold: AWS_COPY_LIMIT,
             part_size: 512 * 1024 * 1024,
             part_concurrency: 8,
             delete: false,
+            dry_run: false,
         }
     }
 }
@@ -70,21 +85,65 @@ impl Default for SyncOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SyncStats {
     pub listed: u64,
+    /// Objects copied (in a dry run: that would be copied).
     pub copied: u64,
     pub copied_bytes: u64,
     pub multipart_copies: u64,
     pub unchanged: u64,
     /// Destination objects the source does not have (removed only with `delete`).
     pub extra: u64,
+    /// Destination objects removed (in a dry run: that would be removed).
+    pub deleted: u64,
+}
+
+/// Live counters of a running sync, for a progress display. The engine only adds to them
+/// (relaxed atomics, a few per object); whoever shows progress reads them on its own clock.
+#[derive(Debug, Default)]
+pub struct SyncProgress {
+    pub source_listed: AtomicU64,
+    pub target_listed: AtomicU64,
+    /// Both listings have been read to the end: `to_copy*` and `to_delete` are final.
+    pub listing_done: AtomicBool,
+    pub to_copy: AtomicU64,
+    pub to_copy_bytes: AtomicU64,
+    pub to_delete: AtomicU64,
+    pub unchanged: AtomicU64,
+    pub copied: AtomicU64,
+    pub copied_bytes: AtomicU64,
+    pub deleted: AtomicU64,
+}
+
+/// One change a sync decided on (reported in a dry run instead of being made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planned<'a> {
+    Copy {
+        source_key: &'a str,
+        target_key: &'a str,
+        size: u64,
+    },
+    Delete {
+        target_key: &'a str,
+    },
 }
 
 #[derive(Debug, Error)]
 pub enum SyncError {
+    #[error("bucket {bucket} does not exist (or is not visible with these credentials); check the name and the region")]
+    MissingBucket { bucket: String },
     #[error("listing {path} failed: {source}")]
     List {
         path: String,
         #[source]
         source: PortError,
+    },
+    #[error(
+        "the listing of {path} is not in key order ({key:?} after {previous:?}); the server is not \
+         S3-compatible enough to sync safely, nothing more was changed"
+    )]
+    Unsorted {
+        path: String,
+        previous: String,
+        key: String,
     },
     #[error("copying s3://{bucket}/{key} failed: {source}")]
     Copy {
@@ -93,56 +152,134 @@ pub enum SyncError {
         #[source]
         source: PortError,
     },
-    #[error("deleting is not supported by this engine yet; run without --delete")]
-    DeleteUnsupported,
+    #[error("deleting {count} object(s) from s3://{bucket} (first {first:?}) failed: {source}")]
+    Delete {
+        bucket: String,
+        count: usize,
+        first: String,
+        #[source]
+        source: PortError,
+    },
+    #[error("{first} (and {more} more failure(s); re-run to retry only what is still missing)")]
+    Several { first: Box<SyncError>, more: u64 },
 }
 
-/// Reads a bucket listing page by page, one object at a time.
-struct Lister<'a> {
-    store: &'a dyn ObjectStore,
-    path: &'a BucketPath,
+type PageResult = Result<Vec<ObjectSummary>, SyncError>;
+
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Source,
+    Target,
+}
+
+/// Reads a bucket listing one object at a time. A task of its own fetches the pages, up to
+/// `PAGES_AHEAD` ahead, so neither the merge-join nor the copies wait for a page to arrive.
+struct Lister {
+    pages: mpsc::Receiver<PageResult>,
     page: std::vec::IntoIter<ObjectSummary>,
-    token: Option<String>,
-    exhausted: bool,
-    pub listed: u64,
+    done: bool,
+    task: tokio::task::JoinHandle<()>,
 }
 
-impl<'a> Lister<'a> {
-    fn new(store: &'a dyn ObjectStore, path: &'a BucketPath) -> Self {
+impl Drop for Lister {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Lister {
+    fn spawn(
+        store: Arc<dyn ObjectStore>,
+        path: BucketPath,
+        progress: Arc<SyncProgress>,
+        side: Side,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(PAGES_AHEAD);
+        let task = tokio::spawn(async move {
+            let mut token: Option<String> = None;
+            let mut last: Option<String> = None;
+            loop {
+                let page =
+                    retry(|| store.list_page(&path.bucket, &path.prefix, token.clone())).await;
+                let page = match page {
+                    Ok(page) => page,
+                    Err(PortError::NotFound { .. }) if token.is_none() => {
+                        let bucket = path.bucket.clone();
+                        let _ = tx.send(Err(SyncError::MissingBucket { bucket })).await;
+                        return;
+                    }
+                    Err(source) => {
+                        let path = path.to_string();
+                        let _ = tx.send(Err(SyncError::List { path, source })).await;
+                        return;
+                    }
+                };
+                // A merge-join of unsorted listings would copy and delete the wrong objects.
+                let keys = last.iter().map(String::as_str);
+                let keys = keys.chain(page.objects.iter().map(|o| o.key.as_str()));
+                if let Some((previous, key)) = first_out_of_order(keys) {
+                    let (path, previous, key) = (path.to_string(), previous.into(), key.into());
+                    let _ = tx
+                        .send(Err(SyncError::Unsorted {
+                            path,
+                            previous,
+                            key,
+                        }))
+                        .await;
+                    return;
+                }
+                if let Some(o) = page.objects.last() {
+                    last = Some(o.key.clone());
+                }
+                let counter = match side {
+                    Side::Source => &progress.source_listed,
+                    Side::Target => &progress.target_listed,
+                };
+                counter.fetch_add(page.objects.len() as u64, Relaxed);
+                if tx.send(Ok(page.objects)).await.is_err() {
+                    return;
+                }
+                match page.next_token {
+                    Some(next) => token = Some(next),
+                    None => return,
+                }
+            }
+        });
         Lister {
-            store,
-            path,
+            pages: rx,
             page: Vec::new().into_iter(),
-            token: None,
-            exhausted: false,
-            listed: 0,
+            done: false,
+            task,
         }
     }
 
+    /// Cancel-safe: the only await is the channel's.
     async fn next(&mut self) -> Result<Option<ObjectSummary>, SyncError> {
         loop {
             if let Some(o) = self.page.next() {
-                self.listed += 1;
                 return Ok(Some(o));
             }
-            if self.exhausted {
+            if self.done {
                 return Ok(None);
             }
-            let token = self.token.take();
-            let page = retry(|| {
-                self.store
-                    .list_page(&self.path.bucket, &self.path.prefix, token.clone())
-            })
-            .await
-            .map_err(|source| SyncError::List {
-                path: self.path.to_string(),
-                source,
-            })?;
-            self.exhausted = page.next_token.is_none();
-            self.token = page.next_token;
-            self.page = page.objects.into_iter();
+            match self.pages.recv().await {
+                Some(page) => self.page = page?.into_iter(),
+                None => self.done = true,
+            }
         }
     }
+}
+
+/// The first pair of neighbours that is not in strictly increasing order.
+fn first_out_of_order<'a>(mut keys: impl Iterator<Item = &'a str>) -> Option<(&'a str, &'a str)> {
+    let mut previous = keys.next()?;
+    for key in keys {
+        if key <= previous {
+            return Some((previous, key));
+        }
+        previous = key;
+    }
+    None
 }
 
 /// One step of the merge-join of two sorted listings.
@@ -154,69 +291,63 @@ enum Joined {
 }
 
 /// Walks both listings in key order (S3 lists in UTF-8 byte order, which is `str`'s order).
-/// Keys are compared relative to each side's prefix. Holds one page per side at most.
-struct MergeJoin<'a> {
-    left: Lister<'a>,
-    right: Lister<'a>,
+/// Keys are compared relative to each side's prefix. Holds a few pages per side at most.
+struct MergeJoin {
+    left: Lister,
+    right: Lister,
     src_prefix: usize,
     dst_prefix: usize,
     a: Option<ObjectSummary>,
     b: Option<ObjectSummary>,
-    started: bool,
 }
 
-impl<'a> MergeJoin<'a> {
-    fn new(store: &'a dyn ObjectStore, src: &'a BucketPath, dst: &'a BucketPath) -> Self {
+fn relative(key: &str, prefix: usize) -> &str {
+    key.get(prefix..).unwrap_or(key)
+}
+
+impl MergeJoin {
+    fn new(
+        store: &Arc<dyn ObjectStore>,
+        src: &BucketPath,
+        dst: &BucketPath,
+        progress: &Arc<SyncProgress>,
+    ) -> Self {
         MergeJoin {
-            left: Lister::new(store, src),
-            right: Lister::new(store, dst),
+            left: Lister::spawn(store.clone(), src.clone(), progress.clone(), Side::Source),
+            right: Lister::spawn(store.clone(), dst.clone(), progress.clone(), Side::Target),
             src_prefix: src.prefix.len(),
             dst_prefix: dst.prefix.len(),
             a: None,
             b: None,
-            started: false,
         }
     }
 
-    fn source_listed(&self) -> u64 {
-        self.left.listed
-    }
-
     async fn next(&mut self) -> Result<Option<Joined>, SyncError> {
-        if !self.started {
-            self.started = true;
+        // Both sides' first pages are in before anything is joined: a missing bucket on either
+        // side is found before any change.
+        if self.a.is_none() {
             self.a = self.left.next().await?;
+        }
+        if self.b.is_none() {
             self.b = self.right.next().await?;
         }
         let joined = match (self.a.take(), self.b.take()) {
             (None, None) => return Ok(None),
-            (Some(x), None) => {
-                self.a = self.left.next().await?;
-                Joined::OnlySource(x)
-            }
-            (None, Some(y)) => {
-                self.b = self.right.next().await?;
-                Joined::OnlyTarget(y)
-            }
+            (Some(x), None) => Joined::OnlySource(x),
+            (None, Some(y)) => Joined::OnlyTarget(y),
             (Some(x), Some(y)) => {
-                let kx = &x.key[self.src_prefix..];
-                let ky = &y.key[self.dst_prefix..];
+                let kx = relative(&x.key, self.src_prefix);
+                let ky = relative(&y.key, self.dst_prefix);
                 match kx.cmp(ky) {
                     std::cmp::Ordering::Less => {
-                        self.a = self.left.next().await?;
                         self.b = Some(y);
                         Joined::OnlySource(x)
                     }
                     std::cmp::Ordering::Greater => {
                         self.a = Some(x);
-                        self.b = self.right.next().await?;
                         Joined::OnlyTarget(y)
                     }
-                    std::cmp::Ordering::Equal => {
-                        self.a = self.left.next().await?;
-                        self.b = self.right.next().await?;
-                        Joined::Both(x, y)
-                    }
+                    std::cmp::Ordering::Equal => Joined::Both(x, y),
                 }
             }
         };
@@ -229,8 +360,80 @@ pub fn multipart_parts(etag: &str) -> Option<u32> {
     etag.rsplit_once('-').and_then(|(_, n)| n.parse().ok())
 }
 
-fn target_key(src: &BucketPath, dst: &BucketPath, key: &str) -> String {
-    format!("{}{}", dst.prefix, &key[src.prefix.len()..])
+/// Whether the target's copy is the source's object: same size and same ETag. A multipart
+/// ETag is the MD5 of the part MD5s, so it is equal only for the same bytes in the same part
+/// layout — which is how this engine copies multipart objects. Where the layouts differ (a copy
+/// made by another tool) the ETags differ and the object is copied again: never skipped on a
+/// guess.
+pub fn is_unchanged(source: &ObjectSummary, target: &ObjectSummary) -> bool {
+    source.size == target.size && source.etag == target.etag
+}
+
+/// What the tasks of one sync share.
+struct CopyContext {
+    store: Arc<dyn ObjectStore>,
+    src: BucketPath,
+    dst: BucketPath,
+    options: SyncOptions,
+    progress: Arc<SyncProgress>,
+}
+
+impl CopyContext {
+    fn target_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
+        if self.src.prefix == self.dst.prefix {
+            Cow::Borrowed(key)
+        } else {
+            Cow::Owned(format!(
+                "{}{}",
+                self.dst.prefix,
+                relative(key, self.src.prefix.len())
+            ))
+        }
+    }
+
+    async fn copy(self: Arc<Self>, object: ObjectSummary) -> Result<Done, SyncError> {
+        let dst_key = self.target_key(&object.key);
+        let multipart = copy_one(
+            &*self.store,
+            &self.src.bucket,
+            &object,
+            &self.dst.bucket,
+            &dst_key,
+            &self.options,
+        )
+        .await
+        .map_err(|source| SyncError::Copy {
+            bucket: self.src.bucket.clone(),
+            key: object.key.clone(),
+            source,
+        })?;
+        self.progress.copied.fetch_add(1, Relaxed);
+        self.progress.copied_bytes.fetch_add(object.size, Relaxed);
+        Ok(Done::Copied {
+            bytes: object.size,
+            multipart,
+        })
+    }
+
+    async fn delete(self: Arc<Self>, keys: Vec<String>) -> Result<Done, SyncError> {
+        retry(|| self.store.delete_objects(&self.dst.bucket, &keys))
+            .await
+            .map_err(|source| SyncError::Delete {
+                bucket: self.dst.bucket.clone(),
+                count: keys.len(),
+                first: keys.first().cloned().unwrap_or_default(),
+                source,
+            })?;
+        let n = keys.len() as u64;
+        self.progress.deleted.fetch_add(n, Relaxed);
+        Ok(Done::Deleted(n))
+    }
+}
+
+/// What one task of a sync did.
+enum Done {
+    Copied { bytes: u64, multipart: bool },
+    Deleted(u64),
 }
 
 /// Copies every object of `src` that `dst` lacks or holds in another version. Objects equal by
@@ -241,63 +444,161 @@ pub async fn sync(
     dst: &BucketPath,
     options: &SyncOptions,
 ) -> Result<SyncStats, SyncError> {
-    if options.delete {
-        return Err(SyncError::DeleteUnsupported);
-    }
+    let progress = Arc::new(SyncProgress::default());
+    sync_with(store, src, dst, options, &progress, &mut |_| {}).await
+}
+
+/// `sync` with live counters, and a callback told of every change decided on (in a dry run,
+/// instead of making it). Memory does not grow with the number of objects: a few listing
+/// pages, the objects in flight, and one batch of keys to delete.
+pub async fn sync_with(
+    store: Arc<dyn ObjectStore>,
+    src: &BucketPath,
+    dst: &BucketPath,
+    options: &SyncOptions,
+    progress: &Arc<SyncProgress>,
+    planned: &mut (dyn FnMut(Planned<'_>) + Send),
+) -> Result<SyncStats, SyncError> {
     let mut stats = SyncStats::default();
-    let mut in_flight = FuturesUnordered::new();
     let concurrency = options.concurrency.max(1);
-    let mut join = MergeJoin::new(&*store, src, dst);
-    while let Some(joined) = join.next().await? {
-        let object = match joined {
-            Joined::OnlySource(o) => o,
-            Joined::Both(s, d) if s.size != d.size || s.etag != d.etag => s,
-            Joined::Both(..) => {
-                stats.unchanged += 1;
-                continue;
+    let mut join = MergeJoin::new(&store, src, dst, progress);
+    let context = Arc::new(CopyContext {
+        store,
+        src: src.clone(),
+        dst: dst.clone(),
+        options: options.clone(),
+        progress: progress.clone(),
+    });
+    let mut tasks: JoinSet<Result<Done, SyncError>> = JoinSet::new();
+    let mut failures = Failures::default();
+    let mut deletes: Vec<String> = Vec::new();
+    let result: Result<(), SyncError> = async {
+        while let Some(joined) = join.next().await? {
+            while let Some(done) = tasks.try_join_next() {
+                failures.record(&mut stats, done);
             }
-            Joined::OnlyTarget(_) => {
-                stats.extra += 1;
-                continue;
+            if failures.first.is_some() {
+                break;
             }
-        };
-        if in_flight.len() >= concurrency {
-            if let Some(done) = in_flight.next().await {
-                stats.record(done?);
+            match joined {
+                Joined::Both(s, d) if is_unchanged(&s, &d) => {
+                    stats.unchanged += 1;
+                    progress.unchanged.fetch_add(1, Relaxed);
+                }
+                Joined::OnlySource(object) | Joined::Both(object, _) => {
+                    progress.to_copy.fetch_add(1, Relaxed);
+                    progress.to_copy_bytes.fetch_add(object.size, Relaxed);
+                    if options.dry_run {
+                        planned(Planned::Copy {
+                            source_key: &object.key,
+                            target_key: &context.target_key(&object.key),
+                            size: object.size,
+                        });
+                        stats.record(Done::Copied {
+                            bytes: object.size,
+                            multipart: multipart_parts(&object.etag).is_some()
+                                || object.size > options.multipart_threshold,
+                        });
+                        continue;
+                    }
+                    while tasks.len() >= concurrency {
+                        if let Some(done) = tasks.join_next().await {
+                            failures.record(&mut stats, done);
+                        }
+                    }
+                    tasks.spawn(context.clone().copy(object));
+                }
+                Joined::OnlyTarget(object) => {
+                    stats.extra += 1;
+                    if !options.delete {
+                        continue;
+                    }
+                    progress.to_delete.fetch_add(1, Relaxed);
+                    if options.dry_run {
+                        planned(Planned::Delete {
+                            target_key: &object.key,
+                        });
+                        stats.deleted += 1;
+                        continue;
+                    }
+                    deletes.push(object.key);
+                    if deletes.len() == DELETE_BATCH {
+                        while tasks.len() >= concurrency {
+                            if let Some(done) = tasks.join_next().await {
+                                failures.record(&mut stats, done);
+                            }
+                        }
+                        tasks.spawn(context.clone().delete(std::mem::take(&mut deletes)));
+                    }
+                }
             }
         }
-        let store = store.clone();
-        in_flight.push(async move {
-            let dst_key = target_key(src, dst, &object.key);
-            let multipart = copy_one(
-                &*store,
-                &src.bucket,
-                &object,
-                &dst.bucket,
-                &dst_key,
-                options,
-            )
-            .await
-            .map_err(|source| SyncError::Copy {
-                bucket: src.bucket.clone(),
-                key: object.key.clone(),
-                source,
-            })?;
-            Ok::<_, SyncError>((object.size, multipart))
-        });
+        Ok(())
     }
-    stats.listed = join.source_listed();
-    while let Some(done) = in_flight.next().await {
-        stats.record(done?);
+    .await;
+    progress.listing_done.store(true, Relaxed);
+    stats.listed = progress.source_listed.load(Relaxed);
+    if result.is_ok() && failures.first.is_none() && !deletes.is_empty() {
+        tasks.spawn(context.clone().delete(deletes));
     }
-    Ok(stats)
+    // Whatever happened, let the copies in flight finish (a multipart copy aborts its own
+    // upload on failure) instead of cutting them off.
+    while let Some(done) = tasks.join_next().await {
+        failures.record(&mut stats, done);
+    }
+    if let Err(e) = result {
+        failures.push(e);
+    }
+    match failures.first {
+        None => Ok(stats),
+        Some(first) if failures.more == 0 => Err(first),
+        Some(first) => Err(SyncError::Several {
+            first: Box::new(first),
+            more: failures.more,
+        }),
+    }
+}
+
+/// The first failure of a sync and how many followed it.
+#[derive(Default)]
+struct Failures {
+    first: Option<SyncError>,
+    more: u64,
+}
+
+impl Failures {
+    fn push(&mut self, e: SyncError) {
+        if self.first.is_none() {
+            self.first = Some(e);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn record(
+        &mut self,
+        stats: &mut SyncStats,
+        done: Result<Result<Done, SyncError>, tokio::task::JoinError>,
+    ) {
+        match done {
+            Ok(Ok(done)) => stats.record(done),
+            Ok(Err(e)) => self.push(e),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {} // cancelled: only when the runtime shuts down
+        }
+    }
 }
 
 impl SyncStats {
-    fn record(&mut self, (bytes, multipart): (u64, bool)) {
-        self.copied += 1;
-        self.copied_bytes += bytes;
-        self.multipart_copies += u64::from(multipart);
+    fn record(&mut self, done: Done) {
+        match done {
+            Done::Copied { bytes, multipart } => {
+                self.copied += 1;
+                self.copied_bytes += bytes;
+                self.multipart_copies += u64::from(multipart);
+            }
+            Done::Deleted(n) => self.deleted += n,
+        }
     }
 }
 
@@ -324,23 +625,32 @@ async fn copy_one(
         .await?;
         return Ok(false);
     }
-    let mut head = retry(|| store.head_object(src_bucket, &object.key, None)).await?;
+    // The object's headers, its first part's size and its tags, asked at once.
+    let first_part = async {
+        match source_parts {
+            Some(_) => retry(|| store.head_object(src_bucket, &object.key, Some(1)))
+                .await
+                .map(|h| Some(h.size)),
+            None => Ok(None),
+        }
+    };
+    let (mut head, first_part, tags) = tokio::try_join!(
+        retry(|| store.head_object(src_bucket, &object.key, None)),
+        first_part,
+        retry(|| store.object_tags(src_bucket, &object.key)),
+    )?;
     if head.storage_class.is_none() {
         head.storage_class = object.storage_class.clone();
     }
-    let layout = match source_parts {
-        Some(n) => {
-            let first = retry(|| store.head_object(src_bucket, &object.key, Some(1))).await?;
-            mirrored_layout(object.size, n, first.size)
-                .unwrap_or_else(|| even_layout(object.size, options.part_size))
-        }
-        None => even_layout(object.size, options.part_size),
+    let layout = match (source_parts, first_part) {
+        (Some(n), Some(first)) => mirrored_layout(object.size, n, first)
+            .unwrap_or_else(|| even_layout(object.size, options.part_size)),
+        _ => even_layout(object.size, options.part_size),
     };
-    let tags = retry(|| store.object_tags(src_bucket, &object.key)).await?;
     let upload_id = retry(|| store.create_multipart(dst_bucket, dst_key, &head, &tags)).await?;
-    let parts = futures::stream::iter(layout.iter().enumerate().map(|(i, &(first, last))| {
-        let upload_id = &upload_id;
-        async move {
+    let upload_id = upload_id.as_str();
+    let parts = futures::stream::iter(layout.into_iter().zip(1u32..).map(
+        |((first, last), part)| async move {
             retry(|| {
                 store.upload_part_copy(
                     src_bucket,
@@ -348,27 +658,27 @@ async fn copy_one(
                     dst_bucket,
                     dst_key,
                     upload_id,
-                    i as u32 + 1,
+                    part,
                     first,
                     last,
                 )
             })
             .await
-        }
-    }))
+        },
+    ))
     .buffered(options.part_concurrency.max(1))
     .collect::<Vec<_>>()
     .await;
     let etags: Result<Vec<String>, PortError> = parts.into_iter().collect();
     let completed = match etags {
         Ok(etags) => {
-            retry(|| store.complete_multipart(dst_bucket, dst_key, &upload_id, &etags)).await
+            retry(|| store.complete_multipart(dst_bucket, dst_key, upload_id, &etags)).await
         }
         Err(e) => Err(e),
     };
     if let Err(e) = completed {
         // Parts of an unfinished upload are billed until aborted.
-        let _ = store.abort_multipart(dst_bucket, dst_key, &upload_id).await;
+        let _ = store.abort_multipart(dst_bucket, dst_key, upload_id).await;
         return Err(e);
     }
     Ok(true)
@@ -451,7 +761,8 @@ pub async fn verify(
         ..Default::default()
     };
     let mut checks = FuturesUnordered::new();
-    let mut join = MergeJoin::new(&*store, src, dst);
+    let progress = Arc::new(SyncProgress::default());
+    let mut join = MergeJoin::new(&store, src, dst, &progress);
     while let Some(joined) = join.next().await? {
         let (s, d) = match joined {
             Joined::OnlySource(o) => {
@@ -594,13 +905,17 @@ fn header_difference(s: &ObjectHead, d: &ObjectHead) -> Option<String> {
 }
 
 /// Counts objects and bytes under a path (for plans and reports).
-pub async fn measure(store: &dyn ObjectStore, path: &BucketPath) -> Result<(u64, u64), SyncError> {
-    let mut lister = Lister::new(store, path);
+pub async fn measure(
+    store: Arc<dyn ObjectStore>,
+    path: &BucketPath,
+) -> Result<(u64, u64), SyncError> {
+    let progress = Arc::new(SyncProgress::default());
+    let mut lister = Lister::spawn(store, path.clone(), progress.clone(), Side::Source);
     let mut bytes = 0;
     while let Some(o) = lister.next().await? {
         bytes += o.size;
     }
-    Ok((lister.listed, bytes))
+    Ok((progress.source_listed.load(Relaxed), bytes))
 }
 
 /// Tags of an object as a sorted map (helper shared by adapters and the fake).

@@ -4,4 +4,6 @@
 mod e2e;
 mod fake_clone;
 mod fake_migrate;
+mod s3_e2e;
+mod s3_sync;
 mod support;

@@ -1,0 +1,260 @@
+//! `envclone s3 sync` end to end: the built binary against the moto stand-in (started and
+//! stopped by the test on 127.0.0.1), checked independently with the AWS SDK.
+
+use std::collections::BTreeMap;
+use std::process::Output;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use crate::e2e::StandIn;
+use crate::support::TRICKY_KEYS;
+
+const SRC: &str = "e2e-sync-source";
+const DST: &str = "e2e-sync-target";
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Everything S3 says about each object of a bucket: size, ETag, headers, metadata, tags.
+async fn contents(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        for o in page.unwrap().contents() {
+            let key = o.key().unwrap().to_string();
+            let head = s3
+                .head_object()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            let tags = s3
+                .get_object_tagging()
+                .bucket(bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            let tags: BTreeMap<_, _> = tags
+                .tag_set()
+                .iter()
+                .map(|t| (t.key(), t.value()))
+                .collect();
+            let meta: BTreeMap<_, _> = head
+                .metadata()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            let line = format!(
+                "size={:?} etag={:?} type={:?} meta={meta:?} tags={tags:?}",
+                o.size(),
+                o.e_tag(),
+                head.content_type(),
+            );
+            out.insert(key, line);
+        }
+    }
+    out
+}
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body))
+        .content_type("text/plain")
+        .metadata("origin", "e2e")
+        .tagging("class=tricky&note=a%20b")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+/// A two-part object (5 MiB + 1 KiB): its ETag is `<md5 of md5s>-2`.
+async fn put_multipart(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/octet-stream")
+        .send()
+        .await
+        .unwrap();
+    let id = upload.upload_id().unwrap();
+    let mut parts = Vec::new();
+    for (n, size) in [(1, 5 * 1024 * 1024), (2, 1024)] {
+        let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8 ^ n as u8).collect();
+        let out = s3
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .part_number(n)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .unwrap();
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap())
+                .build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_sync_copies_tricky_keys_and_multipart_objects_deletes_extras_and_re_syncs_as_a_no_op() {
+    let standin = StandIn::start();
+    let config = standin.sdk().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    );
+    for b in [SRC, DST] {
+        s3.create_bucket().bucket(b).send().await.unwrap();
+    }
+    for (i, key) in TRICKY_KEYS.iter().enumerate() {
+        let body = if key.ends_with('/') {
+            Vec::new()
+        } else {
+            format!("{key}:{i}").into_bytes()
+        };
+        put(&s3, SRC, key, body).await;
+    }
+    put(&s3, SRC, "empty", Vec::new()).await;
+    put_multipart(&s3, SRC, "multipart/big.bin").await;
+    put(&s3, DST, "only-in-target/x", b"stale".to_vec()).await;
+    put(&s3, DST, "with space.txt", b"an older version".to_vec()).await;
+    let source = contents(&s3, SRC).await;
+    assert!(source["multipart/big.bin"].contains("-2"), "{source:?}");
+
+    let state = tempfile::tempdir().unwrap();
+    let (src, dst) = (format!("s3://{SRC}"), format!("s3://{DST}"));
+
+    // A dry run names what it would do and changes nothing.
+    let before = contents(&s3, DST).await;
+    let out = standin.envclone(
+        state.path(),
+        &["s3", "sync", &src, &dst, "--delete", "--dry-run"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("would delete s3://{DST}/only-in-target/x")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("would copy   s3://{SRC}/日本語/ファイル.txt")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Dry run: nothing was changed."), "{stdout}");
+    assert_eq!(contents(&s3, DST).await, before);
+
+    // The sync, verified by envclone itself and independently here.
+    let out = standin.envclone(
+        state.path(),
+        &[
+            "s3",
+            "sync",
+            &src,
+            &dst,
+            "--delete",
+            "--verify",
+            "--multipart-threshold",
+            "8388608",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Verified 12 object(s): equal"), "{stdout}");
+    assert_eq!(contents(&s3, DST).await, source);
+
+    // Re-sync: nothing to copy or delete; JSON progress and report.
+    let out = standin.envclone(
+        state.path(),
+        &["--output", "json", "s3", "sync", &src, &dst, "--delete"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let lines = json_lines(&out);
+    let report = lines
+        .iter()
+        .find(|l| l["type"] == "report")
+        .expect("a report");
+    assert_eq!(report["stats"]["copied"], 0, "{report}");
+    assert_eq!(report["stats"]["deleted"], 0);
+    assert_eq!(report["stats"]["unchanged"], 12);
+    let last_progress = lines
+        .iter()
+        .rfind(|l| l["type"] == "progress")
+        .expect("progress");
+    assert_eq!(last_progress["listing_done"], true);
+    assert_eq!(last_progress["source_listed"], 12);
+
+    // Into a prefix of another bucket, and back out of it.
+    let out = standin.envclone(
+        state.path(),
+        &["s3", "sync", &src, &format!("s3://{DST}/copy")],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let keys: Vec<String> = contents(&s3, DST).await.into_keys().collect();
+    assert!(keys.contains(&"copy/what?.txt".to_string()), "{keys:?}");
+    assert!(
+        keys.contains(&"copy/trailing/slash/".to_string()),
+        "{keys:?}"
+    );
+
+    // Bad input: exit 2, nothing changed.
+    let before = contents(&s3, DST).await;
+    for (args, expected) in [
+        (vec!["s3", "sync", &src, &src], "overlap"),
+        (
+            vec!["s3", "sync", "e2e-sync-source", &dst],
+            "is not an S3 URL",
+        ),
+        (
+            vec!["s3", "sync", "s3://no-such-bucket-here", &dst, "--delete"],
+            "no-such-bucket-here does not exist",
+        ),
+        (
+            vec!["s3", "sync", &src, "s3://no-such-bucket-here", "--delete"],
+            "no-such-bucket-here does not exist",
+        ),
+    ] {
+        let out = standin.envclone(state.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(stderr.contains("nothing was changed"), "{stderr}");
+    }
+    assert_eq!(contents(&s3, DST).await, before);
+}
