@@ -405,10 +405,13 @@ async fn clone_of_a_foreign_environment_on_the_stand_in() {
     );
 
     // The journal recorded the run.
-    let runs: Vec<_> = std::fs::read_dir(state.path().join("runs"))
+    let journals: Vec<_> = std::fs::read_dir(state.path().join("runs"))
         .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
         .collect();
-    assert_eq!(runs.len(), 1);
+    assert_eq!(journals.len(), 1);
+    assert_eq!(state_of(state.path())["phase"], "succeeded");
 
     // An independent re-check through the verify command.
     let out = standin.envclone(state.path(), &["verify", "orders-test"]);
