@@ -543,6 +543,9 @@ def _install_cloudformation() -> None:
 
 def _settle_stacks(backend: Any) -> None:
     for stack in list(backend.stacks.values()):
+        if stack.status == "DELETE_IN_PROGRESS":
+            _settle_stack_delete(backend, stack)
+            continue
         if stack.status == "CREATE_IN_PROGRESS" and getattr(stack, "_envclone_created", False):
             try:
                 stack.verify_readiness()
@@ -853,35 +856,470 @@ def _install_route53() -> None:
     r53_models.FakeZone.delete_rrset = delete_rrset
 
 
-# =============================================================== CloudFormation deletion policy
+# ====================================================== CloudFormation: deleting stacks as AWS
 
 
-def _install_deletion_policy() -> None:
-    # On AWS an AWS::RDS::DBInstance without DBClusterIdentifier defaults to DeletionPolicy
-    # Snapshot: deleting the stack leaves a final snapshot named after the stack and resource.
-    # moto deletes the data. Not on a rollback, where nothing was ever in use.
-    orig = cfn_parsing.ResourceMap._delete_resource
+class _DeletedResource:
+    """What a stack keeps of a resource it has deleted: ListStackResources still shows it
+    (DELETE_COMPLETE, as AWS does for a DELETE_FAILED stack), and moto's lazy resource map finds
+    it instead of creating the resource again."""
 
-    @functools.wraps(orig)
-    def _delete_resource(self, parsed_resource, resource_json):  # type: ignore[no-untyped-def]
-        if (
-            resource_json.get("Type") == "AWS::RDS::DBInstance"
-            and resource_json.get("DeletionPolicy", "Snapshot") == "Snapshot"
-            and not (resource_json.get("Properties") or {}).get("DBClusterIdentifier")
-            and not getattr(self, "_envclone_rolling_back", False)
-            and isinstance(parsed_resource, rds_models.DBInstance)
-        ):
-            backend = rds_models.rds_backends[self._account_id][self._region_name]
-            stack_name = str(self["AWS::StackName"])
-            snapshot_id = f"{stack_name}-snapshot-{parsed_resource.logical_resource_id}-{uuid.uuid4().hex[:12]}".lower()
-            backend._envclone_final_snapshot = True
+    def __init__(self, logical_id: str, physical_id: Any, resource_type: str) -> None:
+        self.logical_resource_id = logical_id
+        self.physical_resource_id = physical_id
+        self.cf_resource_type = resource_type
+
+
+# DeletionPolicy values that keep the resource when its stack is deleted.
+_RETAIN_POLICIES = ("Retain", "RetainExceptOnCreate")
+
+
+def _error_code(exc: BaseException) -> str:
+    for attr in ("error_type", "code"):
+        value = getattr(exc, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    # CloudFormation counts a resource that is already gone as deleted.
+    code = _error_code(exc)
+    message = str(getattr(exc, "message", None) or exc).lower()
+    return "NotFound" in code or code.startswith("NoSuch") or " not found" in message
+
+
+def _ec2_backend(resource_map: Any) -> Any:
+    from moto.ec2.models import ec2_backends
+
+    return ec2_backends[resource_map._account_id][resource_map._region_name]
+
+
+def _elbv2_backend(resource_map: Any) -> Any:
+    from moto.elbv2.models import elbv2_backends
+
+    return elbv2_backends[resource_map._account_id][resource_map._region_name]
+
+
+def _delete_db_instance(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
+    # CloudFormation deletes the identifier it recorded when it created the instance: a rename
+    # since (envclone migrate's swap) does not take the resource along. moto deleted whatever
+    # the Python object is now called. DeletionPolicy Snapshot (the default of a DB instance
+    # outside a cluster) is DeleteDBInstance with a final snapshot; deletion protection refuses
+    # the whole call (moto's own check), so no snapshot is left behind then.
+    backend = rds_models.rds_backends[resource_map._account_id][resource_map._region_name]
+    identifier = parsed.physical_resource_id
+    if identifier not in backend.databases:
+        return
+    properties = resource_json.get("Properties") or {}
+    in_cluster = bool(properties.get("DBClusterIdentifier"))
+    policy = resource_json.get("DeletionPolicy") or ("Delete" if in_cluster else "Snapshot")
+    final = None
+    if policy == "Snapshot" and not in_cluster and not getattr(resource_map, "_envclone_rolling_back", False):
+        stack_name = str(resource_map["AWS::StackName"])
+        final = f"{stack_name}-snapshot-{parsed.logical_resource_id}-{uuid.uuid4().hex[:12]}".lower()
+    backend.delete_db_instance(identifier, final_db_snapshot_identifier=final, skip_final_snapshot=final is None)
+
+
+def _delete_bucket(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
+    # S3 refuses to delete a bucket that holds objects, so CloudFormation fails the resource
+    # (moto returned quietly and kept the bucket).
+    from moto.utilities.utils import get_partition
+
+    backend = s3_models.s3_backends[resource_map._account_id][get_partition(resource_map._region_name)]
+    bucket = backend.buckets.get(parsed.name)
+    if bucket is None:
+        return
+    if bucket.keys:
+        raise s3_exceptions.BucketNotEmpty(parsed.name)
+    orig(resource_map, parsed, resource_json)
+
+
+def _delete_autoscaling_group(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
+    # CloudFormation force-deletes the group: every instance is terminated, Standby ones
+    # included (moto only scales the InService ones in and leaves the others running).
+    instance_ids = [state.instance.id for state in getattr(parsed, "instance_states", [])]
+    orig(resource_map, parsed, resource_json)
+    ec2 = _ec2_backend(resource_map)
+    alive = []
+    for instance_id in instance_ids:
+        try:
+            instance = ec2.get_instance(instance_id)
+        except Exception:
+            continue
+        if instance.instance_state.name not in ("terminated", "shutting-down"):
+            alive.append(instance_id)
+    if alive:
+        ec2.terminate_instances(alive)
+
+
+def _delete_route_table(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
+    _ec2_backend(resource_map).delete_route_table(parsed.id)
+
+
+def _delete_route(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
+    prefix_list = getattr(parsed, "destination_prefix_list", None)
+    _ec2_backend(resource_map).delete_route(
+        parsed.route_table.id,
+        parsed.destination_cidr_block,
+        getattr(parsed, "destination_ipv6_cidr_block", None),
+        getattr(prefix_list, "id", None),
+    )
+
+
+def _delete_subnet_association(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
+    ec2 = _ec2_backend(resource_map)
+    ec2.subnet_associations.pop(f"{parsed.route_table_id}:{parsed.subnet_id}", None)
+    table = ec2.route_tables.get(parsed.route_table_id)
+    if table is not None:
+        for association_id, subnet_id in list(table._associations.items()):
+            if subnet_id == parsed.subnet_id:
+                table._associations.pop(association_id, None)
+
+
+def _delete_internet_gateway(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
+    _ec2_backend(resource_map).delete_internet_gateway(parsed.id)
+
+
+def _delete_gateway_attachment(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
+    gateway = getattr(parsed, "gateway_id", None) or ""
+    if gateway.startswith("igw-"):
+        _ec2_backend(resource_map).detach_internet_gateway(gateway, parsed.vpc_id)
+
+
+def _delete_target_group(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
+    _elbv2_backend(resource_map).delete_target_group(parsed.arn)
+
+
+def _delete_listener(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
+    _elbv2_backend(resource_map).delete_listener(parsed.arn)
+
+
+# Resource types whose deletion moto gets wrong: AWS::RDS::DBInstance and AWS::S3::Bucket
+# behave differently; the others moto does not delete at all (a no-op), which left, e.g., a
+# VPC with a second route table that EC2 refuses to delete.
+_DELETE_HANDLERS: dict[str, Callable[..., None]] = {
+    "AWS::RDS::DBInstance": _delete_db_instance,
+    "AWS::S3::Bucket": _delete_bucket,
+    "AWS::AutoScaling::AutoScalingGroup": _delete_autoscaling_group,
+    "AWS::EC2::RouteTable": _delete_route_table,
+    "AWS::EC2::Route": _delete_route,
+    "AWS::EC2::SubnetRouteTableAssociation": _delete_subnet_association,
+    "AWS::EC2::InternetGateway": _delete_internet_gateway,
+    "AWS::EC2::VPCGatewayAttachment": _delete_gateway_attachment,
+    "AWS::ElasticLoadBalancingV2::TargetGroup": _delete_target_group,
+    "AWS::ElasticLoadBalancingV2::Listener": _delete_listener,
+}
+
+
+def _resource_references(node: Any, names: set[str], found: set[str]) -> None:
+    """Adds to found the resources of names that node refers to (Ref, Fn::GetAtt, Fn::Sub)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str) and value in names:
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                target = value[0] if isinstance(value, list) and value else value.split(".", 1)[0] if isinstance(value, str) else None
+                if isinstance(target, str) and target in names:
+                    found.add(target)
+            elif key == "Fn::Sub":
+                text = value[0] if isinstance(value, list) and value else value
+                if isinstance(text, str):
+                    for match in re.finditer(r"\$\{([^}!][^}]*)\}", text):
+                        target = match.group(1).split(".", 1)[0].strip()
+                        if target in names:
+                            found.add(target)
+            _resource_references(value, names, found)
+    elif isinstance(node, list):
+        for item in node:
+            _resource_references(item, names, found)
+
+
+def _resource_dependencies(resource_json_map: dict[str, Any]) -> dict[str, set[str]]:
+    names = set(resource_json_map)
+    dependencies: dict[str, set[str]] = {}
+    for logical_id, resource_json in resource_json_map.items():
+        found: set[str] = set()
+        _resource_references(resource_json, names, found)
+        depends_on = resource_json.get("DependsOn") or []
+        if isinstance(depends_on, str):
+            depends_on = [depends_on]
+        found.update(d for d in depends_on if d in names)
+        found.discard(logical_id)
+        dependencies[logical_id] = found
+    return dependencies
+
+
+def _resource_event(stack: Any, logical_id: str, resource_type: str, status: str, reason: str | None = None, physical_id: Any = "") -> None:
+    stack.events.append(
+        cfn_models.Event(
+            stack_id=stack.stack_id,
+            stack_name=stack.name,
+            logical_resource_id=logical_id,
+            physical_resource_id=physical_id or "",
+            resource_type=resource_type,
+            resource_status=status,
+            resource_status_reason=reason,
+            resource_properties=None,
+        )
+    )
+
+
+def _delete_stack_resources(stack: Any, retain: set[str]) -> tuple[list[str], bool]:
+    """Deletes a stack's resources as CloudFormation does: dependents before what they depend
+    on; a resource that fails is DELETE_FAILED and what it depends on is left alone; the rest
+    goes on. Returns the failed logical ids and whether a DB instance was among the deletes."""
+    resource_map = stack.resource_map
+    json_map = resource_map._resource_json_map
+    statuses = stack.__dict__.setdefault("_envclone_resource_status", {})
+    dependencies = _resource_dependencies(json_map)
+    dependents = {name: {other for other in json_map if name in dependencies[other]} for name in json_map}
+    done: set[str] = set()
+    failed: list[str] = []
+    touched_db = False
+    # Reverse template order: with no dependency between them, later resources go first.
+    remaining = list(reversed(list(json_map)))
+    while remaining:
+        ready = [name for name in remaining if dependents[name] <= done]
+        if not ready:
+            if failed:
+                break  # the rest depends on a resource that failed: left as it is
+            ready = list(remaining)  # a dependency cycle (invalid template): just go on
+        for logical_id in ready:
+            remaining.remove(logical_id)
+            resource_json = json_map[logical_id]
+            resource_type = resource_json.get("Type", "")
+            parsed = resource_map._parsed_resources.get(logical_id)
+            if parsed is None or isinstance(parsed, (str, _DeletedResource)):
+                done.add(logical_id)  # never created (condition false) or deleted before
+                continue
+            physical_id = getattr(parsed, "physical_resource_id", "")
+            if logical_id in retain or resource_json.get("DeletionPolicy") in _RETAIN_POLICIES:
+                statuses[logical_id] = ("DELETE_SKIPPED", None)
+                _resource_event(stack, logical_id, resource_type, "DELETE_SKIPPED", None, physical_id)
+                done.add(logical_id)
+                continue
+            if resource_type == "AWS::RDS::DBInstance":
+                touched_db = True
+            _resource_event(stack, logical_id, resource_type, "DELETE_IN_PROGRESS", None, physical_id)
             try:
-                backend.create_db_snapshot(parsed_resource.db_instance_identifier, snapshot_id)
-            finally:
-                backend._envclone_final_snapshot = False
-        return orig(self, parsed_resource, resource_json)
+                resource_map._delete_resource(parsed, resource_json)
+            except Exception as exc:
+                reason = _error_reason(exc)
+                _log(f"stack {stack.name}: resource {logical_id} failed to delete: {reason}")
+                statuses[logical_id] = ("DELETE_FAILED", reason)
+                _resource_event(stack, logical_id, resource_type, "DELETE_FAILED", reason, physical_id)
+                failed.append(logical_id)
+                continue
+            resource_map._parsed_resources[logical_id] = _DeletedResource(logical_id, physical_id, resource_type)
+            statuses[logical_id] = ("DELETE_COMPLETE", None)
+            _resource_event(stack, logical_id, resource_type, "DELETE_COMPLETE", None, physical_id)
+            done.add(logical_id)
+    return failed, touched_db
+
+
+def _start_stack_delete(backend: Any, stack: Any, retain: set[str]) -> None:
+    if "_envclone_frozen_outputs" not in stack.__dict__:
+        # Outputs are worked out from the resources; a DELETE_FAILED stack keeps showing them.
+        try:
+            outputs = stack.outputs
+        except Exception:
+            outputs = None
+        stack._envclone_frozen_outputs = outputs
+    stack.status = "DELETE_IN_PROGRESS"
+    stack.status_reason = None
+    stack._add_stack_event("DELETE_IN_PROGRESS", resource_status_reason="User Initiated")
+    failed, touched_db = _delete_stack_resources(stack, retain)
+    if failed:
+        stack._envclone_delete_outcome = ("DELETE_FAILED", f"The following resource(s) failed to delete: [{', '.join(failed)}].")
+    else:
+        stack._envclone_delete_outcome = ("DELETE_COMPLETE", None)
+    # Deleting a DB instance takes minutes on AWS: the stack stays DELETE_IN_PROGRESS for the
+    # RDS delay. Other deletes are instant, like the stand-in's other stack operations.
+    stack._envclone_delete_since = time.monotonic() if touched_db else None
+    if not touched_db:
+        _finish_stack_delete(backend, stack)
+
+
+def _finish_stack_delete(backend: Any, stack: Any) -> None:
+    outcome = stack.__dict__.pop("_envclone_delete_outcome", None)
+    if outcome is None:
+        return
+    status, reason = outcome
+    stack.status = status
+    stack.status_reason = reason
+    stack._add_stack_event(status, resource_status_reason=reason)
+    if status != "DELETE_COMPLETE":
+        return
+    for export_name, export in list(backend.exports.items()):
+        if export.exporting_stack_id == stack.stack_id:
+            backend.exports.pop(export_name, None)
+    backend.stacks.pop(stack.stack_id, None)
+    backend.deleted_stacks[stack.stack_id] = stack
+
+
+def _settle_stack_delete(backend: Any, stack: Any) -> None:
+    if stack.status == "DELETE_IN_PROGRESS" and "_envclone_delete_outcome" in stack.__dict__:
+        since = stack.__dict__.get("_envclone_delete_since")
+        if since is None or time.monotonic() - since >= SETTINGS.rds_delay:
+            _finish_stack_delete(backend, stack)
+
+
+def _install_stack_delete() -> None:
+    from moto.cloudformation.exceptions import ValidationError as CfnValidationError
+    from moto.core.responses import EmptyResult
+
+    # The identifier CloudFormation recorded for a DB instance is the one it created; ListStackResources
+    # and the stack delete keep using it after a rename (moto followed the live object).
+    orig_parse_and_create = cfn_parsing.parse_and_create_resource
+
+    @functools.wraps(orig_parse_and_create)
+    def parse_and_create_resource(*args, **kwargs):  # type: ignore[no-untyped-def]
+        resource = orig_parse_and_create(*args, **kwargs)
+        if isinstance(resource, rds_models.DBInstance):
+            resource.__dict__["_envclone_cfn_id"] = resource.db_instance_identifier
+        return resource
+
+    cfn_parsing.parse_and_create_resource = parse_and_create_resource
+    rds_models.DBInstance.physical_resource_id = property(
+        lambda self: self.__dict__.get("_envclone_cfn_id") or self.db_instance_identifier
+    )
+
+    # A DB subnet group still used by an instance cannot be deleted (moto deleted it).
+    orig_delete_subnet_group = rds_models.RDSBackend.delete_subnet_group
+
+    @functools.wraps(orig_delete_subnet_group)
+    def delete_subnet_group(self, subnet_name):  # type: ignore[no-untyped-def]
+        for database in list(self.databases.values()):
+            group = database.__dict__.get("_db_subnet_group_name")  # the property is write-only
+            if group is not None and str(group).lower() == str(subnet_name).lower():
+                raise RDSClientError(
+                    "InvalidDBSubnetGroupStateFault",
+                    f"Cannot delete the subnet group '{subnet_name}' because at least one database "
+                    f"instance: {database.db_instance_identifier} is still using it.",
+                )
+        return orig_delete_subnet_group(self, subnet_name)
+
+    rds_models.RDSBackend.delete_subnet_group = delete_subnet_group
+
+    orig_delete_resource = cfn_parsing.ResourceMap._delete_resource
+
+    @functools.wraps(orig_delete_resource)
+    def _delete_resource(self, parsed_resource, resource_json):  # type: ignore[no-untyped-def]
+        if isinstance(parsed_resource, _DeletedResource):
+            return
+        handler = _DELETE_HANDLERS.get(resource_json.get("Type", ""))
+        try:
+            if handler is None:
+                orig_delete_resource(self, parsed_resource, resource_json)
+            else:
+                handler(self, parsed_resource, resource_json, orig_delete_resource)
+        except Exception as exc:
+            if _is_not_found(exc):
+                return
+            raise
 
     cfn_parsing.ResourceMap._delete_resource = _delete_resource
+
+    # A stack being deleted or DELETE_FAILED keeps the outputs it had.
+    outputs_property = cfn_models.Stack.outputs
+
+    def outputs(self):  # type: ignore[no-untyped-def]
+        if "_envclone_frozen_outputs" in self.__dict__:
+            return self.__dict__["_envclone_frozen_outputs"]
+        return outputs_property.fget(self)
+
+    cfn_models.Stack.outputs = property(outputs)
+
+    backend_cls = cfn_models.CloudFormationBackend
+
+    def delete_stack(self, name_or_stack_id, retain_resources=None, deletion_mode=None):  # type: ignore[no-untyped-def]
+        _settle_stacks(self)
+        stack = self.stacks.get(name_or_stack_id) or next(
+            (s for s in list(self.stacks.values()) if s.name == name_or_stack_id), None
+        )
+        if stack is None or stack.status == "DELETE_IN_PROGRESS":
+            return  # AWS answers success for a stack that is not there or already going
+        retain = list(retain_resources or [])
+        if deletion_mode not in (None, "", "STANDARD", "FORCE_DELETE_STACK"):
+            raise CfnValidationError(message=f"Invalid DeletionMode {deletion_mode}")
+        forced = deletion_mode == "FORCE_DELETE_STACK"
+        if (retain or forced) and stack.status != "DELETE_FAILED":
+            what = "RetainResources" if retain else "DeletionMode FORCE_DELETE_STACK"
+            raise CfnValidationError(
+                message=f"Invalid operation on stack [{stack.stack_id}]: {what} can only be used "
+                f"when the stack is in DELETE_FAILED state (it is {stack.status})"
+            )
+        statuses = stack.__dict__.get("_envclone_resource_status", {})
+        if forced:
+            retain += [name for name, (status, _) in statuses.items() if status == "DELETE_FAILED"]
+        if any(statuses.get(name, ("",))[0] == "DELETE_COMPLETE" for name in retain):
+            raise CfnValidationError(
+                message="The specified resources to retain must be in a valid state. Do not "
+                "specify resources that are in the DELETE_COMPLETE state."
+            )
+        _start_stack_delete(self, stack, set(retain))
+
+    functools.update_wrapper(delete_stack, backend_cls.delete_stack)
+    backend_cls.delete_stack = delete_stack
+
+    def resp_delete_stack(self):  # type: ignore[no-untyped-def]
+        retain = self._get_param("RetainResources") or []
+        if isinstance(retain, str):
+            retain = [retain]
+        self.cloudformation_backend.delete_stack(
+            self._get_param("StackName"),
+            retain_resources=retain,
+            deletion_mode=self._get_param("DeletionMode"),
+        )
+        return EmptyResult()
+
+    functools.update_wrapper(resp_delete_stack, CloudFormationResponse.delete_stack)
+    CloudFormationResponse.delete_stack = resp_delete_stack
+
+    # Each resource's own status (moto: CREATE_COMPLETE, or the stack's status, for all).
+    def statuses_of(response: Any) -> dict[str, tuple[str, str | None]]:
+        try:
+            stack = response.cloudformation_backend.get_stack(response._get_param("StackName"))
+        except Exception:
+            return {}
+        return stack.__dict__.get("_envclone_resource_status", {})
+
+    orig_list_resources = CloudFormationResponse.list_stack_resources
+
+    @functools.wraps(orig_list_resources)
+    def list_stack_resources(self):  # type: ignore[no-untyped-def]
+        result = orig_list_resources(self)
+        statuses = statuses_of(self)
+        summaries = [s for s in result.result["StackResourceSummaries"] if s.get("LogicalResourceId")]
+        for summary in summaries:
+            status = statuses.get(summary["LogicalResourceId"])
+            if status:
+                summary["ResourceStatus"] = status[0]
+                if status[1]:
+                    summary["ResourceStatusReason"] = status[1]
+        result.result["StackResourceSummaries"] = summaries
+        return result
+
+    CloudFormationResponse.list_stack_resources = list_stack_resources
+
+    for method, key in (("describe_stack_resources", "StackResources"), ("describe_stack_resource", "StackResourceDetail")):
+        original = getattr(CloudFormationResponse, method)
+
+        def describe(self, __original=original, __key=key):  # type: ignore[no-untyped-def]
+            result = __original(self)
+            statuses = statuses_of(self)
+            items = result.result[__key]
+            for item in items if isinstance(items, list) else [items]:
+                status = statuses.get(item.logical_resource_id)
+                if status:
+                    item.resource_status = status[0]
+                elif str(item.resource_status).startswith("DELETE_"):
+                    item.resource_status = "CREATE_COMPLETE"
+            return result
+
+        functools.update_wrapper(describe, original)
+        setattr(CloudFormationResponse, method, describe)
 
 
 # ========================================================= identifying a request's operation
@@ -1370,7 +1808,7 @@ def _warm_up(dispatcher: DomainDispatcherApplication) -> None:
 def install_corrections() -> None:
     _install_rds_time()
     _install_cloudformation()
-    _install_deletion_policy()
+    _install_stack_delete()
     _install_s3()
     _install_autoscaling()
     _install_route53()

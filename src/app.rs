@@ -20,6 +20,7 @@ use crate::s3sync::SyncOptions;
 use crate::workflow::clone::{CheckResult, CloneEngine, CloneFailure, CloneReport, Settings};
 use crate::workflow::migrate::{self, MigratePhase, MigrationState};
 use crate::workflow::ops::VerifyError;
+use crate::workflow::recovery::{self, ClonePhase};
 use crate::workflow::{PreflightError, StepError};
 
 /// Exit codes (README): 0 success, 1 failure after changes were rolled back or left safe,
@@ -170,7 +171,72 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             print_migration(output, &state);
             result.map_err(AppError::from)
         }
-        Command::Abort { run, yes } => {
+        Command::Resume { run, yes } => {
+            let store = FileRunStore::new(&state_dir);
+            let record = recovery::load(&store, &run)
+                .map_err(AppError::Refused)?
+                .ok_or_else(|| unknown_run(&state_dir, &run))?;
+            if record.phase == ClonePhase::Succeeded || record.phase == ClonePhase::Aborted {
+                return Err(AppError::Refused(format!(
+                    "run {run} is {:?}; there is nothing to resume",
+                    record.phase
+                )));
+            }
+            confirm(
+                yes,
+                &format!(
+                    "Resuming run {run} puts {} into Standby again while the clone {} is finished.",
+                    record.env, record.target_stack
+                ),
+                &record.env,
+            )?;
+            let cloud = crate::aws::connect(region, profile).await?;
+            let engine = engine_for(cloud, None, None);
+            let emitter = run_emitter(&run, output, &state_dir)?;
+            let outcome = engine
+                .resume_clone(record, &store, &emitter, shutdown)
+                .await;
+            clone_outcome(output, &RunId::from_existing(&run), outcome)
+        }
+        Command::Abort { run, yes, keep } => {
+            let store = FileRunStore::new(&state_dir);
+            if let Some(mut record) = recovery::load(&store, &run).map_err(AppError::Refused)? {
+                confirm(
+                    yes,
+                    &format!(
+                        "Aborting run {run} returns {} to service{}.",
+                        record.env,
+                        if keep {
+                            String::new()
+                        } else {
+                            format!(" and deletes what the run created (stack {}, its buckets and snapshots)", record.target_stack)
+                        }
+                    ),
+                    &record.env,
+                )?;
+                let cloud = crate::aws::connect(region, profile).await?;
+                let engine = engine_for(cloud, None, None);
+                let emitter = run_emitter(&run, output, &state_dir)?;
+                let removed = engine
+                    .abort_clone(&mut record, &store, &emitter, keep)
+                    .await?;
+                match output {
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::json!({"type": "aborted", "run_id": run, "removed": removed})
+                    ),
+                    Output::Text => println!(
+                        "Run {run} aborted: {} is in service; removed: {}",
+                        record.env,
+                        if removed.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            removed.join(", ")
+                        }
+                    ),
+                }
+                return Ok(());
+            }
             let (store, mut state) = load_migration(&state_dir, &run)?;
             confirm(
                 yes,
@@ -279,6 +345,14 @@ fn run_emitter(
     Ok(emitter)
 }
 
+fn unknown_run(state_dir: &std::path::Path, run: &str) -> AppError {
+    AppError::Refused(format!(
+        "unknown run {run}: no record under {} (see `envclone status`, or pass the --state-dir \
+         the run used)",
+        state_dir.display()
+    ))
+}
+
 fn load_migration(
     state_dir: &std::path::Path,
     run: &str,
@@ -287,14 +361,9 @@ fn load_migration(
     match migrate::load(&store, run).map_err(AppError::Refused)? {
         Some(state) if state.command == "migrate" => Ok((store, state)),
         Some(_) => Err(AppError::Refused(format!(
-            "run {run} is a clone, not a migration; a failed clone has already returned its \
-             source to service and listed what it left behind"
+            "run {run} is a clone, not a migration; use `envclone abort {run}` or `envclone resume {run}`"
         ))),
-        None => Err(AppError::Refused(format!(
-            "unknown run {run}: no state under {} (see `envclone status`, or pass the --state-dir \
-             the run used)",
-            state_dir.display()
-        ))),
+        None => Err(unknown_run(state_dir, run)),
     }
 }
 
@@ -635,25 +704,17 @@ async fn clone(
 
     let emitter = run_emitter(run_id.as_str(), output, state_dir)?;
     let store = FileRunStore::new(state_dir);
-    let mut record = serde_json::json!({
-        "run_id": run_id, "command": "clone", "env": plan.source_env, "target_stack": plan.target_stack,
-        "started_at": chrono::Utc::now().to_rfc3339(), "phase": "running",
-    });
-    store.save(run_id.as_str(), &record).map_err(|e| {
-        AppError::Refused(format!(
-            "cannot record run {run_id} under {}: {e}; pass a writable --state-dir",
-            state_dir.display()
-        ))
-    })?;
-    let outcome = engine.execute(&plan, &emitter, shutdown).await;
-    record["phase"] = match &outcome {
-        Ok(_) => "succeeded".into(),
-        Err(_) => "failed".into(),
-    };
-    if let Err(f) = &outcome {
-        record["left_behind"] = serde_json::json!(f.left_behind);
-    }
-    let _ = store.save(run_id.as_str(), &record);
+    let outcome = engine
+        .run_clone(&plan, &store, &emitter, shutdown, None)
+        .await;
+    clone_outcome(output, &run_id, outcome)
+}
+
+fn clone_outcome(
+    output: Output,
+    run_id: &RunId,
+    outcome: Result<CloneReport, Box<CloneFailure>>,
+) -> Result<(), AppError> {
     match outcome {
         Ok(report) => {
             print_report(output, &report);
@@ -662,8 +723,9 @@ async fn clone(
         Err(failure) => {
             print_failure(output, &failure);
             Err(AppError::Failed(format!(
-                "clone {} → {} failed: {}",
-                plan.source_env, plan.target_env, failure.error
+                "clone run {run_id} failed: {}; `envclone resume {run_id}` retries it, \
+                 `envclone abort {run_id}` removes what it created",
+                failure.error
             )))
         }
     }

@@ -482,6 +482,16 @@ impl Databases for Rds {
         Ok(())
     }
 
+    async fn delete_snapshot(&self, id: &str) -> PortResult<()> {
+        self.0
+            .delete_db_snapshot()
+            .db_snapshot_identifier(id)
+            .send()
+            .await
+            .map_err(|e| port_error("rds:DeleteDBSnapshot", &format!("DB snapshot {id}"), e))?;
+        Ok(())
+    }
+
     async fn delete_instance(&self, id: &str) -> PortResult<()> {
         self.0
             .delete_db_instance()
@@ -1004,6 +1014,16 @@ impl ObjectStore for S3 {
                 });
             }
         }
+        Ok(())
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> PortResult<()> {
+        self.client
+            .delete_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| port_error("s3:DeleteBucket", &format!("bucket {bucket}"), e))?;
         Ok(())
     }
 

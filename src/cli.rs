@@ -57,8 +57,19 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Undo a migration that is not finalized: swap back and return the source to service.
+    /// Undo a run: the source back in service; a clone's stack, buckets and snapshots removed
+    /// (unless --keep); a migration not yet finalized swapped back.
     Abort {
+        run: String,
+        /// Do not ask for confirmation (for automation).
+        #[arg(long)]
+        yes: bool,
+        /// Return the source to service but keep what a clone run created.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Finish an interrupted clone run where it stopped (same names; done steps are reused).
+    Resume {
         run: String,
         /// Do not ask for confirmation (for automation).
         #[arg(long)]

@@ -155,6 +155,8 @@ struct State {
     dns_changes: HashMap<String, Instant>,
     mutating_count: u64,
     fail_mutating_at: Option<u64>,
+    crash_at: Option<(u64, Arc<tokio::sync::Notify>)>,
+    fail_every: Option<(u64, PortError)>,
     activities: BTreeMap<String, Vec<String>>,
     /// The number of keys of each DeleteObjects call, in order.
     delete_batches: Vec<usize>,
@@ -203,8 +205,18 @@ impl FakeAws {
                 mutating,
                 at,
             });
+            if let Some((every, error)) = &s.fail_every {
+                if (s.calls.len() as u64).is_multiple_of(*every) {
+                    return Err(error.clone());
+                }
+            }
             if mutating {
                 s.mutating_count += 1;
+                if let Some((at, crash)) = &s.crash_at {
+                    if *at == s.mutating_count {
+                        crash.notify_one();
+                    }
+                }
                 if s.fail_mutating_at == Some(s.mutating_count) {
                     return Err(PortError::failed(
                         operation,
@@ -240,6 +252,20 @@ impl FakeAws {
     pub fn fail_nth_mutating_call(&self, n: u64) {
         let mut s = self.lock();
         s.fail_mutating_at = Some(s.mutating_count + n);
+    }
+
+    /// Fails every `n`-th call (of any kind) with `error`, for the rest of the run.
+    pub fn fail_every_nth_call(&self, n: u64, error: PortError) {
+        self.lock().fail_every = Some((n, error));
+    }
+
+    /// Signals once the `n`-th mutating call from now has been made (and taken effect): a
+    /// test drops the run's future there, as a `kill -9` right after the call would.
+    pub fn crash_after_nth_mutating_call(&self, n: u64) -> Arc<tokio::sync::Notify> {
+        let crash = Arc::new(tokio::sync::Notify::new());
+        let mut s = self.lock();
+        s.crash_at = Some((s.mutating_count + n, crash.clone()));
+        crash
     }
 
     /// A scaling activity in flight on `group` (empty `description` clears them).
@@ -976,6 +1002,16 @@ impl Databases for FakeAws {
         Ok(())
     }
 
+    async fn delete_snapshot(&self, id: &str) -> PortResult<()> {
+        self.call("rds:DeleteDBSnapshot", true).await?;
+        match self.lock().snapshots.remove(id) {
+            Some(_) => Ok(()),
+            None => Err(PortError::NotFound {
+                what: format!("DB snapshot {id}"),
+            }),
+        }
+    }
+
     async fn delete_instance(&self, id: &str) -> PortResult<()> {
         self.call("rds:DeleteDBInstance", true).await?;
         let mut s = self.lock();
@@ -1379,6 +1415,24 @@ impl ObjectStore for FakeAws {
         }
         s.delete_batches.push(keys.len());
         Ok(())
+    }
+
+    async fn delete_bucket(&self, bucket: &str) -> PortResult<()> {
+        self.call("s3:DeleteBucket", true).await?;
+        let mut s = self.lock();
+        match s.buckets.get(bucket) {
+            None => Err(PortError::NotFound {
+                what: format!("bucket {bucket}"),
+            }),
+            Some(b) if !b.objects.is_empty() => Err(PortError::failed(
+                "s3:DeleteBucket",
+                format!("BucketNotEmpty: {bucket}"),
+            )),
+            Some(_) => {
+                s.buckets.remove(bucket);
+                Ok(())
+            }
+        }
     }
 
     async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String> {

@@ -95,7 +95,9 @@ impl fmt::Display for EnvName {
 }
 
 /// A run identifier: `YYYYMMDDhhmmss-xxxx`, sortable and safe inside every AWS name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct RunId(String);
 
 impl RunId {

@@ -184,6 +184,7 @@ pub trait Databases: Send + Sync {
     async fn tag_instance(&self, id: &str, tags: &BTreeMap<String, String>) -> PortResult<()>;
     /// Deletes an instance without a final snapshot (callers take their own first).
     async fn delete_instance(&self, id: &str) -> PortResult<()>;
+    async fn delete_snapshot(&self, id: &str) -> PortResult<()>;
 }
 
 // ---------------------------------------------------------------- Auto Scaling
@@ -323,6 +324,8 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes `keys` (at most 1,000: one DeleteObjects request). Keys already gone count as
     /// deleted; any key S3 refused fails the call.
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> PortResult<()>;
+    /// Deletes an empty bucket.
+    async fn delete_bucket(&self, bucket: &str) -> PortResult<()>;
     /// MD5 of the object's bytes (read through this process). Only for verifying copies whose
     /// ETags cannot be compared; never on the copy path.
     async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String>;

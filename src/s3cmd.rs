@@ -770,6 +770,9 @@ impl ObjectStore for SyntheticBuckets {
     async fn abort_multipart(&self, _bucket: &str, _key: &str, _upload_id: &str) -> PortResult<()> {
         Err(Self::unsupported("s3:AbortMultipartUpload"))
     }
+    async fn delete_bucket(&self, _bucket: &str) -> PortResult<()> {
+        Err(Self::unsupported("s3:DeleteBucket"))
+    }
     async fn delete_objects(&self, _bucket: &str, keys: &[String]) -> PortResult<()> {
         tokio::task::yield_now().await;
         if keys.len() > s3sync::DELETE_BATCH {

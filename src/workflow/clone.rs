@@ -50,6 +50,18 @@ pub enum StandbyAfter {
     Keep,
 }
 
+/// Records what is about to be put into Standby, before the call (so a crash right after it
+/// still knows what to return to service). An error stops the run before that change.
+pub type Checkpoint<'a> = &'a (dyn Fn(&[StandbyRecord]) -> Result<(), String> + Sync);
+
+/// How `execute_with` runs.
+pub struct Execution<'a> {
+    pub after: StandbyAfter,
+    /// Standby records of an earlier attempt of the same run (resume).
+    pub prior_standby: Vec<StandbyRecord>,
+    pub checkpoint: Checkpoint<'a>,
+}
+
 /// Instances a run put into Standby, and the group's MinSize before (lowered when Standby
 /// would take desired capacity below it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -266,8 +278,18 @@ impl CloneEngine {
         events: &Emitter,
         shutdown: impl Future<Output = ()>,
     ) -> Result<CloneReport, Box<CloneFailure>> {
-        self.execute_with(plan, events, shutdown, StandbyAfter::Exit)
-            .await
+        let no_checkpoint = |_: &[StandbyRecord]| Ok(());
+        self.execute_with(
+            plan,
+            events,
+            shutdown,
+            Execution {
+                after: StandbyAfter::Exit,
+                prior_standby: Vec::new(),
+                checkpoint: &no_checkpoint,
+            },
+        )
+        .await
     }
 
     /// Runs the plan; with `StandbyAfter::Keep` a successful run leaves the source in Standby
@@ -277,15 +299,22 @@ impl CloneEngine {
         plan: &ClonePlan,
         events: &Emitter,
         shutdown: impl Future<Output = ()>,
-        after: StandbyAfter,
+        execution: Execution<'_>,
     ) -> Result<CloneReport, Box<CloneFailure>> {
+        let after = execution.after;
         let created = Created::default();
         let dns_before = self.entry_dns_records(plan).await;
 
-        let mut standby = Vec::new();
+        // A resumed run starts with the instances its first attempt put into Standby.
+        let mut standby = execution.prior_standby;
         let entered = if plan.standby {
-            self.enter_standby(&plan.scaling_groups, events, &mut standby)
-                .await
+            self.enter_standby(
+                &plan.scaling_groups,
+                events,
+                &mut standby,
+                execution.checkpoint,
+            )
+            .await
         } else {
             events.warn(
                 "standby",
@@ -376,6 +405,7 @@ impl CloneEngine {
         groups: &[String],
         events: &Emitter,
         records: &mut Vec<StandbyRecord>,
+        checkpoint: Checkpoint<'_>,
     ) -> Result<(), StepError> {
         let scaling = &self.cloud.scaling;
         for group in groups {
@@ -407,6 +437,10 @@ impl CloneEngine {
                 original_min_size: info.min_size,
                 original_desired: info.desired_capacity,
             });
+            checkpoint(records).map_err(|message| StepError::Refused {
+                step: step.into(),
+                message: format!("{message}; stopping before Standby"),
+            })?;
             if lowered_min < info.min_size {
                 retry(|| scaling.set_min_size(group, lowered_min))
                     .await

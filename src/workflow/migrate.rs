@@ -18,7 +18,7 @@ use crate::ports::{DnsRecord, PortError, StackInfo};
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
 
-use super::clone::{CloneEngine, CloneReport, StandbyAfter, StandbyRecord};
+use super::clone::{CloneEngine, CloneReport, Execution, StandbyAfter, StandbyRecord};
 use super::plan::{ClonePlan, CloneRequest};
 use super::{PreflightError, StepError};
 
@@ -294,10 +294,24 @@ impl CloneEngine {
             return Err(fail(state, e));
         }
         tokio::pin!(shutdown);
-        let report: CloneReport = match self
-            .execute_with(clone, events, &mut shutdown, StandbyAfter::Keep)
-            .await
-        {
+        // Standby is recorded in the run's state before each EnterStandby call, so `abort`
+        // after a crash knows what to return to service.
+        let recorded = std::sync::Mutex::new(state.clone());
+        let checkpoint = |standby: &[StandbyRecord]| {
+            let mut s = recorded.lock().expect("state lock");
+            s.standby = standby.to_vec();
+            save(store, &s).map_err(|e| e.to_string())
+        };
+        let execution = Execution {
+            after: StandbyAfter::Keep,
+            prior_standby: Vec::new(),
+            checkpoint: &checkpoint,
+        };
+        let outcome = self
+            .execute_with(clone, events, &mut shutdown, execution)
+            .await;
+        state.standby = recorded.into_inner().expect("state lock").standby;
+        let report: CloneReport = match outcome {
             Ok(r) => r,
             Err(f) => {
                 state.created = f.left_behind.clone();

@@ -6,6 +6,7 @@ pub mod clone;
 pub mod migrate;
 pub mod ops;
 pub mod plan;
+pub mod recovery;
 
 use thiserror::Error;
 

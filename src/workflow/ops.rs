@@ -90,7 +90,7 @@ impl CloneEngine {
     ) -> Result<Vec<StandbyRecord>, StepError> {
         let mut records = Vec::new();
         let result = self
-            .enter_standby(&scaling_groups(env), events, &mut records)
+            .enter_standby(&scaling_groups(env), events, &mut records, &|_| Ok(()))
             .await;
         result.map(|()| records)
     }

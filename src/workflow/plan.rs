@@ -60,7 +60,7 @@ impl SourceEnv {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DatabasePlan {
     pub logical_id: String,
     pub source_instance: String,
@@ -70,7 +70,7 @@ pub struct DatabasePlan {
     pub target_instance: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BucketTarget {
     /// envclone creates this bucket and passes its name in `parameter`.
@@ -79,7 +79,7 @@ pub enum BucketTarget {
     StackOwned { predicted_name: Option<String> },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct BucketPlan {
     pub logical_id: String,
     pub source_bucket: String,

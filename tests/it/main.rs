@@ -4,6 +4,7 @@
 mod e2e;
 mod fake_clone;
 mod fake_migrate;
+mod fake_recovery;
 mod s3_e2e;
 mod s3_sync;
 mod support;

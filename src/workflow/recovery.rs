@@ -1,0 +1,402 @@
+//! Crash safety of clone runs: the run's record (its plan and what it put into Standby,
+//! written before each change that needs undoing), and `abort` / `resume` working from that
+//! record and from what AWS shows — names derived from the run id and the `envclone:run` tag —
+//! so they are right whatever moment the process died at.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{Contract, Template, BUCKET};
+use crate::events::Emitter;
+use crate::journal::RunStore;
+use crate::model::{EnvName, RunId, TAG_RUN};
+use crate::ports::PortError;
+use crate::retry::{retry, wait_until, Poll};
+
+use super::clone::{
+    CloneEngine, CloneFailure, CloneReport, Execution, StandbyAfter, StandbyRecord,
+};
+use super::plan::{BucketPlan, BucketTarget, ClonePlan, DatabasePlan, MASK};
+use super::StepError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClonePhase {
+    Running,
+    Succeeded,
+    /// Stopped by an error or Ctrl-C: the source was returned to service; what the run made
+    /// is in `left_behind`.
+    Failed,
+    Aborted,
+}
+
+/// The plan as stored: everything needed to resume, NoEcho values masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    pub source_env: String,
+    pub source_stack: String,
+    pub target_env: String,
+    pub target_stack: String,
+    pub template_origin: String,
+    pub template_body: String,
+    pub parameters: BTreeMap<String, String>,
+    pub databases: Vec<DatabasePlan>,
+    pub buckets: Vec<BucketPlan>,
+    pub scaling_groups: Vec<String>,
+    pub standby: bool,
+    pub tags: BTreeMap<String, String>,
+    pub capabilities: Vec<String>,
+}
+
+impl PlanRecord {
+    pub fn from_plan(plan: &ClonePlan) -> Self {
+        PlanRecord {
+            source_env: plan.source_env.clone(),
+            source_stack: plan.source_stack.clone(),
+            target_env: plan.target_env.to_string(),
+            target_stack: plan.target_stack.clone(),
+            template_origin: plan.template.origin.clone(),
+            template_body: plan.template.body.clone(),
+            parameters: plan.display_parameters(),
+            databases: plan.databases.clone(),
+            buckets: plan.buckets.clone(),
+            scaling_groups: plan.scaling_groups.clone(),
+            standby: plan.standby,
+            tags: plan.tags.clone(),
+            capabilities: plan.capabilities.clone(),
+        }
+    }
+
+    pub fn to_plan(&self, run_id: &str) -> Result<ClonePlan, String> {
+        let template = Template::parse(&self.template_origin, &self.template_body)
+            .map_err(|e| e.to_string())?;
+        let contract = Contract::from_template(&template).map_err(|e| e.to_string())?;
+        let masked: Vec<&String> = self
+            .parameters
+            .iter()
+            .filter(|(_, v)| v.as_str() == MASK)
+            .map(|(k, _)| k)
+            .collect();
+        if !masked.is_empty() {
+            return Err(format!(
+                "the run passed NoEcho parameter(s) {masked:?}, which are never recorded; it cannot \
+                 be resumed — abort it and start a new clone"
+            ));
+        }
+        Ok(ClonePlan {
+            run_id: RunId::from_existing(run_id),
+            source_env: self.source_env.clone(),
+            source_stack: self.source_stack.clone(),
+            target_env: EnvName::parse(&self.target_env).map_err(|e| e.to_string())?,
+            target_stack: self.target_stack.clone(),
+            template,
+            contract,
+            parameters: self.parameters.clone(),
+            databases: self.databases.clone(),
+            buckets: self.buckets.clone(),
+            scaling_groups: self.scaling_groups.clone(),
+            standby: self.standby,
+            tags: self.tags.clone(),
+            capabilities: self.capabilities.clone(),
+        })
+    }
+}
+
+/// A clone run as recorded in the run store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneRecord {
+    pub run_id: String,
+    pub command: String,
+    pub env: String,
+    pub target_stack: String,
+    pub started_at: String,
+    pub phase: ClonePhase,
+    pub plan: PlanRecord,
+    pub standby: Vec<StandbyRecord>,
+    pub left_behind: Vec<String>,
+}
+
+fn save(store: &dyn RunStore, record: &CloneRecord) -> Result<(), String> {
+    let value = serde_json::to_value(record).expect("records serialize");
+    store
+        .save(&record.run_id, &value)
+        .map_err(|e| format!("could not record run {} ({e})", record.run_id))
+}
+
+pub fn load(store: &dyn RunStore, run_id: &str) -> Result<Option<CloneRecord>, String> {
+    match store.load(run_id) {
+        Ok(Some(v)) if v.get("command").and_then(|c| c.as_str()) == Some("clone") => {
+            serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| format!("the record of run {run_id} is unreadable: {e}"))
+        }
+        Ok(_) => Ok(None),
+        Err(e) => Err(format!("cannot read the record of run {run_id}: {e}")),
+    }
+}
+
+impl CloneEngine {
+    /// Runs a clone with its record kept in `store`: written before the first change, before
+    /// each Standby, and at the end. `prior` is the record of an interrupted attempt (resume).
+    pub async fn run_clone(
+        &self,
+        plan: &ClonePlan,
+        store: &dyn RunStore,
+        events: &Emitter,
+        shutdown: impl Future<Output = ()>,
+        prior: Option<CloneRecord>,
+    ) -> Result<CloneReport, Box<CloneFailure>> {
+        let record = prior.unwrap_or_else(|| CloneRecord {
+            run_id: plan.run_id.to_string(),
+            command: "clone".into(),
+            env: plan.source_env.clone(),
+            target_stack: plan.target_stack.clone(),
+            started_at: chrono::Utc::now().to_rfc3339(),
+            phase: ClonePhase::Running,
+            plan: PlanRecord::from_plan(plan),
+            standby: Vec::new(),
+            left_behind: Vec::new(),
+        });
+        let prior_standby = record.standby.clone();
+        let record = std::sync::Mutex::new(CloneRecord {
+            phase: ClonePhase::Running,
+            ..record
+        });
+        let refuse = |message: String| {
+            Box::new(CloneFailure {
+                error: StepError::Refused {
+                    step: "record".into(),
+                    message: format!("{message}; nothing was changed"),
+                },
+                left_behind: Vec::new(),
+                source_restored: Ok(()),
+                verification: Vec::new(),
+            })
+        };
+        save(store, &record.lock().expect("record lock")).map_err(refuse)?;
+        let checkpoint = |standby: &[StandbyRecord]| {
+            let mut r = record.lock().expect("record lock");
+            r.standby = standby.to_vec();
+            save(store, &r)
+        };
+        let execution = Execution {
+            after: StandbyAfter::Exit,
+            prior_standby,
+            checkpoint: &checkpoint,
+        };
+        let outcome = self.execute_with(plan, events, shutdown, execution).await;
+        let mut r = record.into_inner().expect("record lock");
+        match &outcome {
+            Ok(_) => r.phase = ClonePhase::Succeeded,
+            Err(f) => {
+                r.phase = ClonePhase::Failed;
+                r.left_behind = f.left_behind.clone();
+            }
+        }
+        if let Err(e) = save(store, &r) {
+            events.warn("record", None, e);
+        }
+        outcome
+    }
+
+    /// Resumes an interrupted clone: the same plan and names, so every step already done is
+    /// found (by name and `envclone:run` tag) and reused, not repeated.
+    pub async fn resume_clone(
+        &self,
+        record: CloneRecord,
+        store: &dyn RunStore,
+        events: &Emitter,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<CloneReport, Box<CloneFailure>> {
+        let plan = match record.plan.to_plan(&record.run_id) {
+            Ok(p) => p,
+            Err(message) => {
+                return Err(Box::new(CloneFailure {
+                    error: StepError::Refused {
+                        step: "resume".into(),
+                        message,
+                    },
+                    left_behind: record.left_behind.clone(),
+                    source_restored: Ok(()),
+                    verification: Vec::new(),
+                }))
+            }
+        };
+        self.run_clone(&plan, store, events, shutdown, Some(record))
+            .await
+    }
+
+    /// Undoes a clone run from its record: the source back in service, then (unless `keep`)
+    /// everything the run created removed — found by the names the run derived and checked
+    /// against its `envclone:run` tag, so nothing else is ever deleted. Returns what was
+    /// removed; what could not be removed is an error that names it.
+    pub async fn abort_clone(
+        &self,
+        record: &mut CloneRecord,
+        store: &dyn RunStore,
+        events: &Emitter,
+        keep: bool,
+    ) -> Result<Vec<String>, StepError> {
+        let step = "abort";
+        self.exit_standby(&record.standby, events)
+            .await
+            .map_err(|message| StepError::Refused {
+                step: "standby.exit".into(),
+                message,
+            })?;
+        let mut removed = Vec::new();
+        let mut left = Vec::new();
+        if !keep {
+            let run = record.run_id.clone();
+            let ours = |tags: &BTreeMap<String, String>| tags.get(TAG_RUN) == Some(&run);
+            // The clone stack, its buckets emptied first (CloudFormation does not delete a
+            // bucket that holds objects).
+            let stacks = &self.cloud.stacks;
+            let name = record.target_stack.clone();
+            if let Some(stack) = retry(|| stacks.describe_stack(&name))
+                .await
+                .map_err(StepError::port(step))?
+            {
+                if ours(&stack.tags) {
+                    let resources = retry(|| stacks.resources(&name))
+                        .await
+                        .map_err(StepError::port(step))?;
+                    for r in resources.iter().filter(|r| r.resource_type == BUCKET) {
+                        if let Some(bucket) = &r.physical_id {
+                            self.empty_bucket(bucket).await?;
+                        }
+                    }
+                    events.start(step, Some(&name), format!("deleting stack {name}"));
+                    retry(|| stacks.delete_stack(&name, &[]))
+                        .await
+                        .map_err(StepError::port(step))?;
+                    let what = format!("stack {name} to be deleted");
+                    let gone = wait_until(&what, self.settings.stack_timeout, || async {
+                        Ok(match stacks.describe_stack(&name).await? {
+                            None => Poll::Ready(None),
+                            Some(s) if s.status.to_string() == "DELETE_FAILED" => Poll::Ready(
+                                Some(s.status_reason.unwrap_or_else(|| "DELETE_FAILED".into())),
+                            ),
+                            Some(s) => Poll::Pending(s.status.to_string()),
+                        })
+                    })
+                    .await
+                    .map_err(StepError::wait(step))?;
+                    match gone {
+                        None => removed.push(format!("stack {name}")),
+                        Some(reason) => left.push(format!("stack {name} ({reason})")),
+                    }
+                } else {
+                    left.push(format!(
+                        "stack {name} (not tagged envclone:run={run}; not deleted)"
+                    ));
+                }
+            }
+            for b in &record.plan.buckets {
+                let BucketTarget::Created { name, .. } = &b.target else {
+                    continue;
+                };
+                let tags = retry(|| self.cloud.objects.bucket_tags(name))
+                    .await
+                    .map_err(StepError::port(step))?;
+                match tags {
+                    None => {}
+                    Some(tags) if ours(&tags) => {
+                        self.empty_bucket(name).await?;
+                        match retry(|| self.cloud.objects.delete_bucket(name)).await {
+                            Ok(()) | Err(PortError::NotFound { .. }) => {
+                                removed.push(format!("bucket {name}"))
+                            }
+                            Err(e) => left.push(format!("bucket {name} ({e})")),
+                        }
+                    }
+                    Some(_) => left.push(format!(
+                        "bucket {name} (not tagged envclone:run={run}; not deleted)"
+                    )),
+                }
+            }
+            for d in &record.plan.databases {
+                let dbs = &self.cloud.databases;
+                let id = &d.snapshot_id;
+                let snapshot = retry(|| dbs.describe_snapshot(id))
+                    .await
+                    .map_err(StepError::port(step))?;
+                match snapshot {
+                    None => {}
+                    Some(s) if ours(&s.tags) => {
+                        // A snapshot still being taken cannot be deleted yet.
+                        let what = format!("snapshot {id} to finish before deleting it");
+                        wait_until(&what, self.settings.snapshot_timeout, || async {
+                            Ok(match dbs.describe_snapshot(id).await? {
+                                Some(s) if s.status == "creating" => Poll::Pending(s.status),
+                                _ => Poll::Ready(()),
+                            })
+                        })
+                        .await
+                        .map_err(StepError::wait(step))?;
+                        match retry(|| dbs.delete_snapshot(id)).await {
+                            Ok(()) | Err(PortError::NotFound { .. }) => {
+                                removed.push(format!("DB snapshot {id}"))
+                            }
+                            Err(e) => left.push(format!("DB snapshot {id} ({e})")),
+                        }
+                    }
+                    Some(_) => left.push(format!(
+                        "DB snapshot {id} (not tagged envclone:run={run}; not deleted)"
+                    )),
+                }
+            }
+        }
+        record.phase = ClonePhase::Aborted;
+        record.left_behind = left.clone();
+        save(store, record).map_err(|message| StepError::Refused {
+            step: step.into(),
+            message,
+        })?;
+        if left.is_empty() {
+            events.done(
+                step,
+                None,
+                format!(
+                    "run {} aborted; removed: {}",
+                    record.run_id,
+                    if removed.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        removed.join(", ")
+                    }
+                ),
+            );
+            Ok(removed)
+        } else {
+            Err(StepError::Refused {
+                step: step.into(),
+                message: format!(
+                    "the source is back in service, but some of what the run created remains: {}",
+                    left.join("; ")
+                ),
+            })
+        }
+    }
+
+    /// Deletes every object of a bucket, page by page.
+    async fn empty_bucket(&self, bucket: &str) -> Result<(), StepError> {
+        let objects = &self.cloud.objects;
+        loop {
+            let page = match retry(|| objects.list_page(bucket, "", None)).await {
+                Ok(page) => page,
+                Err(PortError::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(StepError::port("abort")(e)),
+            };
+            if page.objects.is_empty() {
+                return Ok(());
+            }
+            let keys: Vec<String> = page.objects.into_iter().map(|o| o.key).collect();
+            retry(|| objects.delete_objects(bucket, &keys))
+                .await
+                .map_err(StepError::port("abort"))?;
+        }
+    }
+}
