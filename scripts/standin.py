@@ -14,6 +14,10 @@ moto internals each one touches, in tests/it/STANDIN.md):
 * CloudFormation restoring an AWS::RDS::DBInstance from DBSnapshotIdentifier, failing and
   rolling back stacks whose resources fail, waiting for the DB before CREATE_COMPLETE, and the
   ClientRequestToken idempotency of CreateStack;
+* CloudFormation deleting stacks as AWS does: DELETE_FAILED instead of an HTTP error,
+  RetainResources, dependency order, DB instances deleted by the identifier recorded at
+  creation (deletion protection refuses), non-empty buckets failing, and the resource types
+  moto did not delete at all;
 * S3 HeadObject/GetObject with PartNumber on multipart objects;
 * a few cheap refusals AWS makes and moto does not (EnterStandby below MinSize, DeleteDBInstance
   without a final-snapshot decision);
@@ -1310,6 +1314,9 @@ def _install_stack_delete() -> None:
             result = __original(self)
             statuses = statuses_of(self)
             items = result.result[__key]
+            if isinstance(items, list):
+                # moto listed a resource whose condition is false as an empty entry.
+                items = result.result[__key] = [item for item in items if item.logical_resource_id]
             for item in items if isinstance(items, list) else [items]:
                 status = statuses.get(item.logical_resource_id)
                 if status:

@@ -350,6 +350,18 @@ impl Stacks for CloudFormation {
 
 pub struct Rds(aws_sdk_rds::Client);
 
+fn db_snapshot(s: &aws_sdk_rds::types::DbSnapshot) -> DbSnapshot {
+    DbSnapshot {
+        id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
+        instance_id: s.db_instance_identifier().unwrap_or_default().to_string(),
+        status: s.status().unwrap_or_default().to_string(),
+        tags: rds_tags(s.tag_list()),
+        created: s
+            .snapshot_create_time()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+    }
+}
+
 fn rds_tags(tags: &[aws_sdk_rds::types::Tag]) -> BTreeMap<String, String> {
     tags.iter()
         .map(|t| {
@@ -420,12 +432,7 @@ impl Databases for Rds {
             .send()
             .await
         {
-            Ok(out) => Ok(out.db_snapshots().first().map(|s| DbSnapshot {
-                id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
-                instance_id: s.db_instance_identifier().unwrap_or_default().to_string(),
-                status: s.status().unwrap_or_default().to_string(),
-                tags: rds_tags(s.tag_list()),
-            })),
+            Ok(out) => Ok(out.db_snapshots().first().map(db_snapshot)),
             Err(e) => match port_error("rds:DescribeDBSnapshots", &what, e) {
                 PortError::NotFound { .. } => Ok(None),
                 other => Err(other),
@@ -480,6 +487,28 @@ impl Databases for Rds {
             .await
             .map_err(|e| port_error("rds:AddTagsToResource", &what, e))?;
         Ok(())
+    }
+
+    async fn snapshots_of_instance(&self, instance_id: &str) -> PortResult<Vec<DbSnapshot>> {
+        let mut pages = self
+            .0
+            .describe_db_snapshots()
+            .db_instance_identifier(instance_id)
+            .snapshot_type("manual")
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                port_error(
+                    "rds:DescribeDBSnapshots",
+                    &format!("snapshots of {instance_id}"),
+                    e,
+                )
+            })?;
+            out.extend(page.db_snapshots().iter().map(db_snapshot));
+        }
+        Ok(out)
     }
 
     async fn delete_snapshot(&self, id: &str) -> PortResult<()> {

@@ -100,6 +100,7 @@ struct FakeSnapshot {
     instance_id: String,
     ready_at: Instant,
     tags: BTreeMap<String, String>,
+    created: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +118,8 @@ struct FakeStackResource {
     /// Fixed at creation: CloudFormation tracks resources by the id it created them with.
     physical_id: String,
     created_at: Instant,
+    /// `DeletionPolicy`; for a DB instance AWS's default is Snapshot.
+    deletion_policy: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -523,6 +526,21 @@ fn multipart_etag(parts: &[Vec<u8>]) -> String {
     format!("{:x}-{}", Md5::digest(&all), parts.len())
 }
 
+fn snapshot_view(id: &str, sn: &FakeSnapshot) -> DbSnapshot {
+    DbSnapshot {
+        id: id.to_string(),
+        instance_id: sn.instance_id.clone(),
+        status: if Instant::now() >= sn.ready_at {
+            "available"
+        } else {
+            "creating"
+        }
+        .into(),
+        tags: sn.tags.clone(),
+        created: Some(sn.created),
+    }
+}
+
 fn next_id(s: &mut State) -> u64 {
     s.next_id += 1;
     s.next_id
@@ -674,11 +692,18 @@ fn instantiate(
             refs.entry(format!("{logical_id}.{attr}"))
                 .or_insert_with(|| format!("{physical}.{attr}.fake"));
         }
+        let deletion_policy = template
+            .resources()
+            .and_then(|r| r.get(&logical_id))
+            .and_then(|r| r.get("DeletionPolicy"))
+            .and_then(|p| p.as_str())
+            .map(str::to_string);
         resources.push(FakeStackResource {
             logical_id,
             resource_type: ty,
             physical_id: physical,
             created_at: at,
+            deletion_policy,
         });
     }
     let ev = Evaluator {
@@ -852,7 +877,23 @@ impl Stacks for FakeAws {
                 DB_INSTANCE => match s.dbs.get(&r.physical_id) {
                     Some(db) if db.deletion_protection => failed.push(r.logical_id.clone()),
                     Some(_) => {
-                        s.dbs.remove(&r.physical_id);
+                        let db = s.dbs.remove(&r.physical_id).expect("present");
+                        if r.deletion_policy.as_deref().unwrap_or("Snapshot") == "Snapshot" {
+                            let id = format!(
+                                "{name}-snapshot-{}-{}",
+                                r.logical_id.to_lowercase(),
+                                next_id(s)
+                            );
+                            s.snapshots.insert(
+                                id,
+                                FakeSnapshot {
+                                    instance_id: db.id,
+                                    ready_at: Instant::now(),
+                                    tags: db.tags,
+                                    created: chrono::Utc::now(),
+                                },
+                            );
+                        }
                     }
                     None => {}
                 },
@@ -930,6 +971,7 @@ impl Databases for FakeAws {
                 instance_id: instance_id.to_string(),
                 ready_at: now + self.timings.snapshot,
                 tags: tags.clone(),
+                created: chrono::Utc::now(),
             },
         );
         Ok(())
@@ -937,19 +979,18 @@ impl Databases for FakeAws {
 
     async fn describe_snapshot(&self, id: &str) -> PortResult<Option<DbSnapshot>> {
         self.call("rds:DescribeDBSnapshots", false).await?;
-        let now = Instant::now();
         let s = self.lock();
-        Ok(s.snapshots.get(id).map(|sn| DbSnapshot {
-            id: id.to_string(),
-            instance_id: sn.instance_id.clone(),
-            status: if now >= sn.ready_at {
-                "available"
-            } else {
-                "creating"
-            }
-            .into(),
-            tags: sn.tags.clone(),
-        }))
+        Ok(s.snapshots.get(id).map(|sn| snapshot_view(id, sn)))
+    }
+
+    async fn snapshots_of_instance(&self, instance_id: &str) -> PortResult<Vec<DbSnapshot>> {
+        self.call("rds:DescribeDBSnapshots", false).await?;
+        let s = self.lock();
+        Ok(s.snapshots
+            .iter()
+            .filter(|(_, sn)| sn.instance_id == instance_id)
+            .map(|(id, sn)| snapshot_view(id, sn))
+            .collect())
     }
 
     async fn rename_instance(&self, id: &str, new_id: &str) -> PortResult<()> {

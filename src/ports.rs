@@ -166,6 +166,7 @@ pub struct DbSnapshot {
     pub instance_id: String,
     pub status: String,
     pub tags: BTreeMap<String, String>,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[async_trait]
@@ -185,6 +186,9 @@ pub trait Databases: Send + Sync {
     /// Deletes an instance without a final snapshot (callers take their own first).
     async fn delete_instance(&self, id: &str) -> PortResult<()>;
     async fn delete_snapshot(&self, id: &str) -> PortResult<()>;
+    /// Manual snapshots of an instance identifier (e.g. the final snapshot CloudFormation
+    /// takes when it deletes a database with DeletionPolicy Snapshot).
+    async fn snapshots_of_instance(&self, instance_id: &str) -> PortResult<Vec<DbSnapshot>>;
 }
 
 // ---------------------------------------------------------------- Auto Scaling

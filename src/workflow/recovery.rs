@@ -8,7 +8,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{Contract, Template, BUCKET};
+use crate::contract::{Contract, Template, BUCKET, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{EnvName, RunId, TAG_RUN};
@@ -288,6 +288,34 @@ impl CloneEngine {
                         None => removed.push(format!("stack {name}")),
                         Some(reason) => left.push(format!("stack {name} ({reason})")),
                     }
+                    // A database with DeletionPolicy Snapshot (AWS's default) leaves a final
+                    // snapshot when its stack is deleted: made because of this run, removed too.
+                    let started = chrono::DateTime::parse_from_rfc3339(&record.started_at)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .ok();
+                    for r in resources.iter().filter(|r| r.resource_type == DB_INSTANCE) {
+                        let Some(instance) = &r.physical_id else {
+                            continue;
+                        };
+                        let dbs = &self.cloud.databases;
+                        let snapshots = retry(|| dbs.snapshots_of_instance(instance))
+                            .await
+                            .map_err(StepError::port(step))?;
+                        for snap in snapshots {
+                            let after_start =
+                                matches!((snap.created, started), (Some(c), Some(s)) if c >= s);
+                            if after_start
+                                && !record
+                                    .plan
+                                    .databases
+                                    .iter()
+                                    .any(|d| d.snapshot_id == snap.id)
+                            {
+                                self.delete_snapshot_when_done(&snap.id).await?;
+                                removed.push(format!("DB snapshot {} (taken by CloudFormation when it deleted {instance})", snap.id));
+                            }
+                        }
+                    }
                 } else {
                     left.push(format!(
                         "stack {name} (not tagged envclone:run={run}; not deleted)"
@@ -325,24 +353,10 @@ impl CloneEngine {
                     .map_err(StepError::port(step))?;
                 match snapshot {
                     None => {}
-                    Some(s) if ours(&s.tags) => {
-                        // A snapshot still being taken cannot be deleted yet.
-                        let what = format!("snapshot {id} to finish before deleting it");
-                        wait_until(&what, self.settings.snapshot_timeout, || async {
-                            Ok(match dbs.describe_snapshot(id).await? {
-                                Some(s) if s.status == "creating" => Poll::Pending(s.status),
-                                _ => Poll::Ready(()),
-                            })
-                        })
-                        .await
-                        .map_err(StepError::wait(step))?;
-                        match retry(|| dbs.delete_snapshot(id)).await {
-                            Ok(()) | Err(PortError::NotFound { .. }) => {
-                                removed.push(format!("DB snapshot {id}"))
-                            }
-                            Err(e) => left.push(format!("DB snapshot {id} ({e})")),
-                        }
-                    }
+                    Some(s) if ours(&s.tags) => match self.delete_snapshot_when_done(id).await {
+                        Ok(()) => removed.push(format!("DB snapshot {id}")),
+                        Err(e) => left.push(format!("DB snapshot {id} ({e})")),
+                    },
                     Some(_) => left.push(format!(
                         "DB snapshot {id} (not tagged envclone:run={run}; not deleted)"
                     )),
@@ -378,6 +392,24 @@ impl CloneEngine {
                     left.join("; ")
                 ),
             })
+        }
+    }
+
+    /// Deletes a snapshot once it is no longer being taken (one in progress cannot be deleted).
+    async fn delete_snapshot_when_done(&self, id: &str) -> Result<(), StepError> {
+        let dbs = &self.cloud.databases;
+        let what = format!("snapshot {id} to finish before deleting it");
+        wait_until(&what, self.settings.snapshot_timeout, || async {
+            Ok(match dbs.describe_snapshot(id).await? {
+                Some(s) if s.status == "creating" => Poll::Pending(s.status),
+                _ => Poll::Ready(()),
+            })
+        })
+        .await
+        .map_err(StepError::wait("abort"))?;
+        match retry(|| dbs.delete_snapshot(id)).await {
+            Ok(()) | Err(PortError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(StepError::port("abort")(e)),
         }
     }
 
