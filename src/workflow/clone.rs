@@ -52,7 +52,17 @@ pub enum StandbyAfter {
 
 /// Records what is about to be put into Standby, before the call (so a crash right after it
 /// still knows what to return to service). An error stops the run before that change.
-pub type Checkpoint<'a> = &'a (dyn Fn(&[StandbyRecord]) -> Result<(), String> + Sync);
+pub type Checkpoint<'a> = &'a (dyn Fn(Progress<'_>) -> Result<(), String> + Sync);
+
+/// What a run is about to change, reported to its checkpoint before the call.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// These instances (all the run has put into Standby so far) are about to be.
+    Standby(&'a [StandbyRecord]),
+    /// This bucket is about to be created (it is tagged in a second call: a crash between the
+    /// two leaves it untagged, and this record is how abort knows it anyway).
+    CreatingBucket(&'a str),
+}
 
 /// How `execute_with` runs.
 pub struct Execution<'a> {
@@ -278,7 +288,7 @@ impl CloneEngine {
         events: &Emitter,
         shutdown: impl Future<Output = ()>,
     ) -> Result<CloneReport, Box<CloneFailure>> {
-        let no_checkpoint = |_: &[StandbyRecord]| Ok(());
+        let no_checkpoint = |_: Progress<'_>| Ok(());
         self.execute_with(
             plan,
             events,
@@ -329,7 +339,13 @@ impl CloneEngine {
         let outcome = match entered {
             Err(e) => Err(e),
             Ok(()) => {
-                let body = self.clone_and_verify(plan, events, &created, &mut verification);
+                let body = self.clone_and_verify(
+                    plan,
+                    events,
+                    &created,
+                    &mut verification,
+                    execution.checkpoint,
+                );
                 tokio::pin!(body);
                 tokio::pin!(shutdown);
                 tokio::select! {
@@ -437,7 +453,7 @@ impl CloneEngine {
                 original_min_size: info.min_size,
                 original_desired: info.desired_capacity,
             });
-            checkpoint(records).map_err(|message| StepError::Refused {
+            checkpoint(Progress::Standby(records)).map_err(|message| StepError::Refused {
                 step: step.into(),
                 message: format!("{message}; stopping before Standby"),
             })?;
@@ -550,6 +566,7 @@ impl CloneEngine {
         events: &Emitter,
         created: &Created,
         verification: &mut Vec<CheckResult>,
+        checkpoint: Checkpoint<'_>,
     ) -> Result<CloneReport, StepError> {
         let cloud = &self.cloud;
         // Buckets passed by parameter are created first (a quick call) so the stack, created
@@ -557,6 +574,12 @@ impl CloneEngine {
         for b in &plan.buckets {
             if let BucketTarget::Created { name, .. } = &b.target {
                 let step = "bucket.create";
+                checkpoint(Progress::CreatingBucket(name)).map_err(|message| {
+                    StepError::Refused {
+                        step: step.into(),
+                        message: format!("{message}; stopping before creating bucket {name}"),
+                    }
+                })?;
                 events.start(step, Some(name), format!("creating bucket {name}"));
                 match retry(|| cloud.objects.create_bucket(name, &plan.tags)).await {
                     Ok(()) => {}

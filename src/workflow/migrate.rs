@@ -18,7 +18,7 @@ use crate::ports::{DnsRecord, PortError, StackInfo};
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
 
-use super::clone::{CloneEngine, CloneReport, Execution, StandbyAfter, StandbyRecord};
+use super::clone::{CloneEngine, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord};
 use super::plan::{ClonePlan, CloneRequest};
 use super::{PreflightError, StepError};
 
@@ -297,7 +297,10 @@ impl CloneEngine {
         // Standby is recorded in the run's state before each EnterStandby call, so `abort`
         // after a crash knows what to return to service.
         let recorded = std::sync::Mutex::new(state.clone());
-        let checkpoint = |standby: &[StandbyRecord]| {
+        let checkpoint = |progress: Progress<'_>| {
+            let Progress::Standby(standby) = progress else {
+                return Ok(()); // the clone's buckets are kept by abort; nothing to record
+            };
             let mut s = recorded.lock().expect("state lock");
             s.standby = standby.to_vec();
             save(store, &s).map_err(|e| e.to_string())

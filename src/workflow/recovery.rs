@@ -16,7 +16,7 @@ use crate::ports::PortError;
 use crate::retry::{retry, wait_until, Poll};
 
 use super::clone::{
-    CloneEngine, CloneFailure, CloneReport, Execution, StandbyAfter, StandbyRecord,
+    CloneEngine, CloneFailure, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord,
 };
 use super::plan::{BucketPlan, BucketTarget, ClonePlan, DatabasePlan, MASK};
 use super::StepError;
@@ -115,6 +115,9 @@ pub struct CloneRecord {
     pub phase: ClonePhase,
     pub plan: PlanRecord,
     pub standby: Vec<StandbyRecord>,
+    /// Buckets whose creation the run started (recorded before the call).
+    #[serde(default)]
+    pub creating: Vec<String>,
     pub left_behind: Vec<String>,
 }
 
@@ -157,6 +160,7 @@ impl CloneEngine {
             phase: ClonePhase::Running,
             plan: PlanRecord::from_plan(plan),
             standby: Vec::new(),
+            creating: Vec::new(),
             left_behind: Vec::new(),
         });
         let prior_standby = record.standby.clone();
@@ -176,9 +180,16 @@ impl CloneEngine {
             })
         };
         save(store, &record.lock().expect("record lock")).map_err(refuse)?;
-        let checkpoint = |standby: &[StandbyRecord]| {
+        let checkpoint = |progress: Progress<'_>| {
             let mut r = record.lock().expect("record lock");
-            r.standby = standby.to_vec();
+            match progress {
+                Progress::Standby(standby) => r.standby = standby.to_vec(),
+                Progress::CreatingBucket(name) => {
+                    if !r.creating.iter().any(|b| b == name) {
+                        r.creating.push(name.to_string());
+                    }
+                }
+            }
             save(store, &r)
         };
         let execution = Execution {
@@ -329,9 +340,14 @@ impl CloneEngine {
                 let tags = retry(|| self.cloud.objects.bucket_tags(name))
                     .await
                     .map_err(StepError::port(step))?;
+                // Untagged and recorded as being created by this run: the run died between
+                // CreateBucket and PutBucketTagging.
+                let half_made = |tags: &BTreeMap<String, String>| {
+                    tags.is_empty() && record.creating.iter().any(|b| b == name)
+                };
                 match tags {
                     None => {}
-                    Some(tags) if ours(&tags) => {
+                    Some(tags) if ours(&tags) || half_made(&tags) => {
                         self.empty_bucket(name).await?;
                         match retry(|| self.cloud.objects.delete_bucket(name)).await {
                             Ok(()) | Err(PortError::NotFound { .. }) => {

@@ -747,3 +747,168 @@ async fn migrate_then_abort_puts_the_source_back() {
     let out = standin.envclone(state_dir.path(), &["abort", "20000101000000-0000", "--yes"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+/// Everything of the stand-in that a run could change, for before/after comparisons.
+async fn world(config: &SdkConfig) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
+    let cf = aws_sdk_cloudformation::Client::new(config);
+    let mut stacks: Vec<String> = cf
+        .describe_stacks()
+        .send()
+        .await
+        .unwrap()
+        .stacks()
+        .iter()
+        .filter(|s| s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE"))
+        .map(|s| s.stack_name().unwrap().to_string())
+        .collect();
+    stacks.sort();
+    let s3 = s3(config);
+    let mut buckets: Vec<String> = s3
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .map(|b| b.name().unwrap().to_string())
+        .collect();
+    buckets.sort();
+    let rds = aws_sdk_rds::Client::new(config);
+    let mut snapshots: Vec<String> = rds
+        .describe_db_snapshots()
+        .send()
+        .await
+        .unwrap()
+        .db_snapshots()
+        .iter()
+        .map(|s| s.db_snapshot_identifier().unwrap().to_string())
+        .collect();
+    snapshots.sort();
+    let mut dbs: Vec<String> = rds
+        .describe_db_instances()
+        .send()
+        .await
+        .unwrap()
+        .db_instances()
+        .iter()
+        .map(|d| d.db_instance_identifier().unwrap().to_string())
+        .collect();
+    dbs.sort();
+    (stacks, buckets, snapshots, dbs)
+}
+
+/// `kill -9` of a real `envclone clone` at several points, then `envclone abort` (the run found
+/// with `status --output json`): the source unchanged and nothing of the run left.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_several_points_then_abort() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let s3c = s3(&config);
+    let before = world(&config).await;
+    let reports = source_bucket_contents(&s3c, "prod-reports-123456789012").await;
+    let uploads = source_bucket_contents(&s3c, "prod-uploads-123456789012").await;
+    let fleet = physical_id(&config, "prod", "WebGroup").await;
+    let group_before = group_state(&config, &fleet).await;
+    let dns_before = dns_answer(
+        &config,
+        "envclone-demo.example.",
+        "app.envclone-demo.example.",
+    )
+    .await;
+
+    let points = [
+        ("standby.enter", "done"),
+        ("bucket.copy", "start"),
+        ("snapshot", "done"),
+        ("stack.create", "start"),
+        ("verify", "start"),
+    ];
+    for (step, phase) in points {
+        let state = tempfile::tempdir().unwrap();
+        let mut child = standin
+            .command(env!("CARGO_BIN_EXE_envclone"))
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["clone", "prod", "qa", "--yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        'watch: loop {
+            if let Ok(entries) = std::fs::read_dir(state.path().join("runs")) {
+                for e in entries.filter_map(|e| e.ok()) {
+                    if !e.file_name().to_string_lossy().ends_with(".jsonl") {
+                        continue;
+                    }
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let hit = text
+                        .lines()
+                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                        .any(|v| v["step"] == step && v["phase"] == phase);
+                    if hit {
+                        break 'watch;
+                    }
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the clone ended ({status}) before {step} {phase}");
+            }
+            assert!(Instant::now() < deadline, "{step} {phase} never came");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+        child.wait().unwrap();
+
+        let out = standin.envclone(state.path(), &["--output", "json", "status"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let line: serde_json::Value =
+            serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        assert_eq!(line["state"], "running", "{line}");
+        let run = line["run_id"].as_str().unwrap().to_string();
+        let out = standin.envclone(state.path(), &["abort", &run, "--yes"]);
+        assert!(
+            out.status.success(),
+            "kill at {step} {phase}: {}\n{}",
+            text(&out),
+            standin.log()
+        );
+
+        let context = format!("kill -9 at {step} {phase}");
+        assert_eq!(
+            world(&config).await,
+            before,
+            "{context}: no new stack, bucket, snapshot or database"
+        );
+        assert_eq!(
+            source_bucket_contents(&s3c, "prod-reports-123456789012").await,
+            reports,
+            "{context}"
+        );
+        assert_eq!(
+            source_bucket_contents(&s3c, "prod-uploads-123456789012").await,
+            uploads,
+            "{context}"
+        );
+        assert_eq!(
+            group_state(&config, &fleet).await,
+            group_before,
+            "{context}"
+        );
+        assert_eq!(
+            dns_answer(
+                &config,
+                "envclone-demo.example.",
+                "app.envclone-demo.example."
+            )
+            .await,
+            dns_before,
+            "{context}"
+        );
+    }
+}
+
+async fn source_bucket_contents(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, String> {
+    describe_bucket(s3, bucket).await
+}
