@@ -1046,6 +1046,89 @@ impl ObjectStore for S3 {
         Ok(())
     }
 
+    async fn put_small_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        condition: Option<&str>,
+    ) -> PortResult<String> {
+        let what = format!("s3://{bucket}/{key}");
+        let mut call = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(body.into());
+        match condition {
+            Some("*") => call = call.if_none_match("*"),
+            Some(etag) => call = call.if_match(etag),
+            None => {}
+        }
+        match call.send().await {
+            Ok(out) => Ok(unquote(out.e_tag().unwrap_or_default())),
+            Err(e) => match port_error("s3:PutObject", &what, e) {
+                PortError::Failed { message, .. }
+                    if message.contains("PreconditionFailed") || message.contains("HTTP 412") =>
+                {
+                    Err(PortError::PreconditionFailed { what })
+                }
+                // 409 ConditionalRequestConflict: another conditional write in flight.
+                PortError::Failed { message, .. } if message.contains("HTTP 409") => {
+                    Err(PortError::PreconditionFailed { what })
+                }
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn get_small_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> PortResult<Option<(Vec<u8>, String)>> {
+        let what = format!("s3://{bucket}/{key}");
+        match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let etag = unquote(out.e_tag().unwrap_or_default());
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| PortError::Transient {
+                        operation: "s3:GetObject".into(),
+                        message: e.to_string(),
+                    })?
+                    .into_bytes()
+                    .to_vec();
+                Ok(Some((bytes, etag)))
+            }
+            Err(e) => match port_error("s3:GetObject", &what, e) {
+                PortError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> PortResult<()> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| port_error("s3:DeleteObject", &format!("s3://{bucket}/{key}"), e))?;
+        Ok(())
+    }
+
     async fn delete_bucket(&self, bucket: &str) -> PortResult<()> {
         self.client
             .delete_bucket()

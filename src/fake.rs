@@ -120,6 +120,8 @@ struct FakeStackResource {
     created_at: Instant,
     /// `DeletionPolicy`; for a DB instance AWS's default is Snapshot.
     deletion_policy: Option<String>,
+    /// Set by a stack delete: DELETE_COMPLETE, DELETE_FAILED or DELETE_SKIPPED.
+    delete_status: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -704,6 +706,7 @@ fn instantiate(
             physical_id: physical,
             created_at: at,
             deletion_policy,
+            delete_status: None,
         });
     }
     let ev = Evaluator {
@@ -816,12 +819,14 @@ impl Stacks for FakeAws {
                     logical_id: r.logical_id.clone(),
                     physical_id: created.then(|| r.physical_id.clone()),
                     resource_type: r.resource_type.clone(),
-                    status: if created {
-                        "CREATE_COMPLETE"
-                    } else {
-                        "CREATE_IN_PROGRESS"
-                    }
-                    .to_string(),
+                    status: r.delete_status.clone().unwrap_or_else(|| {
+                        if created {
+                            "CREATE_COMPLETE"
+                        } else {
+                            "CREATE_IN_PROGRESS"
+                        }
+                        .to_string()
+                    }),
                 }
             })
             .collect())
@@ -865,6 +870,17 @@ impl Stacks for FakeAws {
             return Err(PortError::failed(
                 "cloudformation:DeleteStack",
                 "ValidationError: RetainResources is only allowed for stacks in DELETE_FAILED",
+            ));
+        }
+        if let Some(r) = s.stacks[index].resources.iter().find(|r| {
+            retain.contains(&r.logical_id) && r.delete_status.as_deref() == Some("DELETE_COMPLETE")
+        }) {
+            return Err(PortError::failed(
+                "cloudformation:DeleteStack",
+                format!(
+                    "ValidationError: {} is already deleted and cannot be retained",
+                    r.logical_id
+                ),
             ));
         }
         let mut failed = Vec::new();
@@ -911,6 +927,21 @@ impl Stacks for FakeAws {
             }
         }
         let stack = &mut s.stacks[index];
+        for r in &mut stack.resources {
+            if retain.contains(&r.logical_id) {
+                r.delete_status = Some("DELETE_SKIPPED".into());
+            } else if r.delete_status.as_deref() != Some("DELETE_COMPLETE") {
+                let failed_here = failed.contains(&r.logical_id);
+                r.delete_status = Some(
+                    if failed_here {
+                        "DELETE_FAILED"
+                    } else {
+                        "DELETE_COMPLETE"
+                    }
+                    .into(),
+                );
+            }
+        }
         if failed.is_empty() {
             stack.deleted = true;
             stack.delete_failed = None;
@@ -1455,6 +1486,54 @@ impl ObjectStore for FakeAws {
             b.objects.remove(key);
         }
         s.delete_batches.push(keys.len());
+        Ok(())
+    }
+
+    async fn put_small_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        condition: Option<&str>,
+    ) -> PortResult<String> {
+        self.call("s3:PutObject", true).await?;
+        let current = self
+            .lock()
+            .buckets
+            .get(bucket)
+            .and_then(|b| b.objects.get(key))
+            .map(|o| o.etag.clone());
+        let what = format!("s3://{bucket}/{key}");
+        match (condition, &current) {
+            (Some("*"), Some(_)) => return Err(PortError::PreconditionFailed { what }),
+            (Some(etag), Some(now)) if etag != "*" && etag != now => {
+                return Err(PortError::PreconditionFailed { what })
+            }
+            (Some(etag), None) if etag != "*" => return Err(PortError::NotFound { what }),
+            _ => {}
+        }
+        self.put_object(bucket, key, &body, ObjectHead::default(), &[]);
+        Ok(md5_hex(&body))
+    }
+
+    async fn get_small_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> PortResult<Option<(Vec<u8>, String)>> {
+        self.call("s3:GetObject", false).await?;
+        let s = self.lock();
+        Ok(s.buckets
+            .get(bucket)
+            .and_then(|b| b.objects.get(key))
+            .map(|o| (o.data.to_vec(), o.etag.clone())))
+    }
+
+    async fn delete_object(&self, bucket: &str, key: &str) -> PortResult<()> {
+        self.call("s3:DeleteObject", true).await?;
+        if let Some(b) = self.lock().buckets.get_mut(bucket) {
+            b.objects.remove(key);
+        }
         Ok(())
     }
 

@@ -16,6 +16,9 @@ pub enum PortError {
     NotFound { what: String },
     #[error("{what} already exists")]
     AlreadyExists { what: String },
+    /// A conditional write lost: the object exists (If-None-Match) or changed (If-Match).
+    #[error("{what} changed or exists (precondition failed)")]
+    PreconditionFailed { what: String },
     /// Throttling, 5xx, timeouts: worth another try after a pause.
     #[error("{operation}: transient error: {message}")]
     Transient { operation: String, message: String },
@@ -328,6 +331,22 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes `keys` (at most 1,000: one DeleteObjects request). Keys already gone count as
     /// deleted; any key S3 refused fails the call.
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> PortResult<()>;
+    /// Writes a small object. `condition`: None unconditionally, Some("*") only if absent
+    /// (If-None-Match), Some(etag) only if unchanged (If-Match). Returns the new ETag.
+    async fn put_small_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        condition: Option<&str>,
+    ) -> PortResult<String>;
+    /// Reads a small object and its ETag; None if absent.
+    async fn get_small_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> PortResult<Option<(Vec<u8>, String)>>;
+    async fn delete_object(&self, bucket: &str, key: &str) -> PortResult<()>;
     /// Deletes an empty bucket.
     async fn delete_bucket(&self, bucket: &str) -> PortResult<()>;
     /// MD5 of the object's bytes (read through this process). Only for verifying copies whose

@@ -773,6 +773,21 @@ impl ObjectStore for SyntheticBuckets {
     async fn delete_bucket(&self, _bucket: &str) -> PortResult<()> {
         Err(Self::unsupported("s3:DeleteBucket"))
     }
+    async fn put_small_object(
+        &self,
+        _b: &str,
+        _k: &str,
+        _body: Vec<u8>,
+        _c: Option<&str>,
+    ) -> PortResult<String> {
+        Err(Self::unsupported("s3:PutObject"))
+    }
+    async fn get_small_object(&self, _b: &str, _k: &str) -> PortResult<Option<(Vec<u8>, String)>> {
+        Err(Self::unsupported("s3:GetObject"))
+    }
+    async fn delete_object(&self, _b: &str, _k: &str) -> PortResult<()> {
+        Err(Self::unsupported("s3:DeleteObject"))
+    }
     async fn delete_objects(&self, _bucket: &str, keys: &[String]) -> PortResult<()> {
         tokio::task::yield_now().await;
         if keys.len() > s3sync::DELETE_BATCH {

@@ -951,7 +951,9 @@ async fn verify_report(
                 check: format!("database {} (CloudFormation's record: {id})", d.logical_id),
                 ok: true,
                 detail: format!(
-                    "drift: no instance {id} exists; envclone migrate renamed it (the live instance                      carries tag envclone:cfn-identifier={id}). A stack update that replaces                      {} would create a new database; drift detection reports it as deleted",
+                    "drift: no instance {id} exists; envclone migrate renamed it (the live instance \
+                     carries tag envclone:cfn-identifier={id}). A stack update that replaces \
+                     {} would create a new database; drift detection reports it as deleted",
                     d.logical_id
                 ),
             });

@@ -867,6 +867,8 @@ impl CloneEngine {
             })
             .await
             .map_err(StepError::wait(step))?;
+            self.wait_db_available(id, "(deletion protection restored)")
+                .await?;
         }
         deleted?;
         state.phase = MigratePhase::Finalized;
@@ -897,22 +899,42 @@ impl CloneEngine {
         {
             return Ok(()); // deleted by an earlier, interrupted finalize
         }
-        let resources = retry(|| stacks.resources(&name))
-            .await
-            .map_err(StepError::port(step))?;
         events.start(step, Some(&name), format!("deleting the old stack {name}"));
         retry(|| stacks.delete_stack(&name, &[]))
             .await
             .map_err(StepError::port(step))?;
         let first = self.wait_deleted(&name).await?;
         if let Some(failed) = first {
-            // The live database (protected) and buckets holding the old data are retained; the
-            // rest goes.
-            let retain: Vec<String> = resources
+            // What failed is retained: the live database (protected, named by the old stack's
+            // record) and buckets still holding the old data. AWS refuses to retain a resource
+            // that is already deleted, so only DELETE_FAILED ones are named.
+            let after = retry(|| stacks.resources(&name))
+                .await
+                .map_err(StepError::port(step))?;
+            let retain: Vec<String> = after
                 .iter()
-                .filter(|r| r.resource_type == DB_INSTANCE || r.resource_type == BUCKET)
+                .filter(|r| r.status == "DELETE_FAILED")
                 .map(|r| r.logical_id.clone())
                 .collect();
+            let unexpected: Vec<&String> = after
+                .iter()
+                .filter(|r| {
+                    r.status == "DELETE_FAILED"
+                        && r.resource_type != DB_INSTANCE
+                        && r.resource_type != BUCKET
+                })
+                .map(|r| &r.logical_id)
+                .collect();
+            if !unexpected.is_empty() {
+                return Err(StepError::Refused {
+                    step: step.into(),
+                    message: format!(
+                        "stack {name} could not delete {unexpected:?} ({failed}); fix that and run \
+                         `envclone finalize {}` again",
+                        state.run_id
+                    ),
+                });
+            }
             events.info(
                 step,
                 Some(&name),
@@ -921,7 +943,10 @@ impl CloneEngine {
                     retain.join(", ")
                 ),
             );
-            for r in resources.iter().filter(|r| r.resource_type == BUCKET) {
+            for r in after
+                .iter()
+                .filter(|r| r.resource_type == BUCKET && r.status == "DELETE_FAILED")
+            {
                 if let Some(b) = &r.physical_id {
                     state.kept.push(format!(
                         "bucket {b} (the old environment's {}; delete it when no longer needed)",
