@@ -12,8 +12,12 @@ use crate::cli::{
     Cli, CloneCommand, Command, InputError, MigrateCommand, Output, PlanCommand, StandbyState,
 };
 use crate::events::{Emitter, Event, EventSink, Fanout, Phase};
+use crate::journal::S3RunStore;
 use crate::journal::{default_state_dir, FileJournal};
 use crate::journal::{FileRunStore, RunStore};
+use crate::lock::{
+    EnvLock, FileLocks, LockOwner, LockStore, S3Locks, StateLocation, HEARTBEAT_EVERY,
+};
 use crate::model::RunId;
 use crate::ports::Cloud;
 use crate::s3sync::SyncOptions;
@@ -127,53 +131,65 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
         profile,
         output,
         state_dir,
+        state,
         command,
     } = cli;
     let state_dir = state_dir.unwrap_or_else(default_state_dir);
+    let state = state
+        .as_deref()
+        .map(StateLocation::parse_s3)
+        .transpose()
+        .map_err(AppError::Refused)?;
     match command {
         Command::Clone(args) => {
             let command = args.into_command()?;
             let cloud = crate::aws::connect(region, profile).await?;
-            clone(cloud, command, output, &state_dir, shutdown).await
+            clone(cloud, command, output, &state_dir, &state, shutdown).await
         }
         Command::Plan(PlanCommand::Clone(args)) => {
             let mut command = args.into_command()?;
             command.dry_run = true;
             let cloud = crate::aws::connect(region, profile).await?;
-            clone(cloud, command, output, &state_dir, shutdown).await
+            clone(cloud, command, output, &state_dir, &state, shutdown).await
         }
         Command::Migrate(args) => {
             let command = args.into_command()?;
             let cloud = crate::aws::connect(region, profile).await?;
-            migrate_command(cloud, command, output, &state_dir, shutdown).await
+            migrate_command(cloud, command, output, &state_dir, &state, shutdown).await
         }
         Command::Plan(PlanCommand::Migrate(args)) => {
             let mut command = args.into_command()?;
             command.dry_run = true;
             let cloud = crate::aws::connect(region, profile).await?;
-            migrate_command(cloud, command, output, &state_dir, shutdown).await
+            migrate_command(cloud, command, output, &state_dir, &state, shutdown).await
         }
         Command::Finalize { run, yes } => {
-            let (store, mut state) = load_migration(&state_dir, &run)?;
+            let cloud = crate::aws::connect(region, profile).await?;
+            let shared = shared_state(&state, &state_dir, &cloud);
+            let (_, mut migration) = load_migration(&*shared.runs, &state_dir, &run)?;
             confirm(
                 yes,
                 &format!(
                     "Finalizing run {run} deletes the old environment (stack {}); its database \
                      gets a final snapshot that is kept. This cannot be undone.",
-                    state.source_stack
+                    migration.source_stack
                 ),
-                &state.env,
+                &migration.env,
             )?;
-            let cloud = crate::aws::connect(region, profile).await?;
+            let lock = lock_env(&shared, &migration.env, &run, "finalize", false).await?;
             let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
-            let result = engine.finalize(&mut state, &store, &emitter).await;
-            print_migration(output, &state);
+            let result = engine
+                .finalize(&mut migration, &*shared.runs, &emitter)
+                .await;
+            lock.release().await;
+            print_migration(output, &migration);
             result.map_err(AppError::from)
         }
         Command::Resume { run, yes } => {
-            let store = FileRunStore::new(&state_dir);
-            let record = recovery::load(&store, &run)
+            let cloud = crate::aws::connect(region, profile).await?;
+            let shared = shared_state(&state, &state_dir, &cloud);
+            let record = recovery::load(&*shared.runs, &run)
                 .map_err(AppError::Refused)?
                 .ok_or_else(|| unknown_run(&state_dir, &run))?;
             if record.phase == ClonePhase::Succeeded || record.phase == ClonePhase::Aborted {
@@ -190,17 +206,21 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 ),
                 &record.env,
             )?;
-            let cloud = crate::aws::connect(region, profile).await?;
+            let lock = lock_env(&shared, &record.env, &run, "resume", false).await?;
             let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
             let outcome = engine
-                .resume_clone(record, &store, &emitter, shutdown)
+                .resume_clone(record, &*shared.runs, &emitter, shutdown)
                 .await;
+            lock.release().await;
             clone_outcome(output, &RunId::from_existing(&run), outcome)
         }
         Command::Abort { run, yes, keep } => {
-            let store = FileRunStore::new(&state_dir);
-            if let Some(mut record) = recovery::load(&store, &run).map_err(AppError::Refused)? {
+            let cloud = crate::aws::connect(region, profile).await?;
+            let shared = shared_state(&state, &state_dir, &cloud);
+            if let Some(mut record) =
+                recovery::load(&*shared.runs, &run).map_err(AppError::Refused)?
+            {
                 confirm(
                     yes,
                     &format!(
@@ -214,12 +234,14 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                     ),
                     &record.env,
                 )?;
-                let cloud = crate::aws::connect(region, profile).await?;
+                let lock = lock_env(&shared, &record.env, &run, "abort", false).await?;
                 let engine = engine_for(cloud, None, None);
                 let emitter = run_emitter(&run, output, &state_dir)?;
-                let removed = engine
-                    .abort_clone(&mut record, &store, &emitter, keep)
-                    .await?;
+                let result = engine
+                    .abort_clone(&mut record, &*shared.runs, &emitter, keep)
+                    .await;
+                lock.release().await;
+                let removed = result?;
                 match output {
                     Output::Json => println!(
                         "{}",
@@ -237,23 +259,35 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 }
                 return Ok(());
             }
-            let (store, mut state) = load_migration(&state_dir, &run)?;
+            let (_, mut migration) = load_migration(&*shared.runs, &state_dir, &run)?;
             confirm(
                 yes,
                 &format!(
                     "Aborting run {run} swaps {} back to stack {} and returns it to service.",
-                    state.env, state.source_stack
+                    migration.env, migration.source_stack
                 ),
-                &state.env,
+                &migration.env,
             )?;
-            let cloud = crate::aws::connect(region, profile).await?;
+            let lock = lock_env(&shared, &migration.env, &run, "abort", false).await?;
             let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
-            let result = engine.abort_migration(&mut state, &store, &emitter).await;
-            print_migration(output, &state);
+            let result = engine
+                .abort_migration(&mut migration, &*shared.runs, &emitter)
+                .await;
+            lock.release().await;
+            print_migration(output, &migration);
             result.map_err(AppError::from)
         }
-        Command::Status { run } => status(output, &state_dir, run.as_deref()),
+        Command::Status { run } => {
+            let shared = match &state {
+                Some(_) => {
+                    let cloud = crate::aws::connect(region, profile).await?;
+                    Some(shared_state(&state, &state_dir, &cloud))
+                }
+                None => None,
+            };
+            status(output, shared.as_ref(), &state_dir, run.as_deref())
+        }
         Command::Verify { env, against } => {
             let cloud = crate::aws::connect(region, profile).await?;
             let engine = CloneEngine {
@@ -345,6 +379,93 @@ fn run_emitter(
     Ok(emitter)
 }
 
+/// Where run records and locks live: the local state directory, or S3 with `--state`.
+struct Shared {
+    runs: Arc<dyn RunStore>,
+    locks: Arc<dyn LockStore>,
+    s3: Option<Arc<S3RunStore>>,
+}
+
+fn shared_state(
+    state: &Option<StateLocation>,
+    state_dir: &std::path::Path,
+    cloud: &Cloud,
+) -> Shared {
+    match state {
+        Some(StateLocation::S3 { bucket, prefix }) => {
+            let runs = Arc::new(S3RunStore {
+                objects: cloud.objects.clone(),
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+                local: state_dir.to_path_buf(),
+                runtime: tokio::runtime::Handle::current(),
+            });
+            Shared {
+                runs: runs.clone(),
+                locks: Arc::new(S3Locks {
+                    objects: cloud.objects.clone(),
+                    bucket: bucket.clone(),
+                    prefix: prefix.clone(),
+                }),
+                s3: Some(runs),
+            }
+        }
+        _ => Shared {
+            runs: Arc::new(FileRunStore::new(state_dir)),
+            locks: Arc::new(FileLocks {
+                dir: state_dir.to_path_buf(),
+            }),
+            s3: None,
+        },
+    }
+}
+
+/// A held environment lock and the task that renews its heartbeat.
+struct HeldLock {
+    lock: Arc<EnvLock>,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl HeldLock {
+    async fn release(self) {
+        self.heartbeat.abort();
+        if let Err(e) = self.lock.release().await {
+            eprintln!("envclone: warning: {e}");
+        }
+    }
+}
+
+async fn lock_env(
+    shared: &Shared,
+    env: &str,
+    run_id: &str,
+    command: &str,
+    break_lock: bool,
+) -> Result<HeldLock, AppError> {
+    let lock = crate::lock::acquire(
+        shared.locks.clone(),
+        env,
+        LockOwner::new(run_id, command),
+        break_lock,
+    )
+    .await
+    .map_err(|e| AppError::Refused(e.to_string()))?;
+    let lock = Arc::new(lock);
+    let beating = lock.clone();
+    let heartbeat = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(HEARTBEAT_EVERY).await;
+            if let Err(e) = beating.heartbeat().await {
+                eprintln!(
+                    "envclone: warning: {e}; another run may take environment {} over",
+                    beating.env()
+                );
+            }
+        }
+    });
+    Ok(HeldLock { lock, heartbeat })
+}
+
 fn unknown_run(state_dir: &std::path::Path, run: &str) -> AppError {
     AppError::Refused(format!(
         "unknown run {run}: no record under {} (see `envclone status`, or pass the --state-dir \
@@ -354,12 +475,12 @@ fn unknown_run(state_dir: &std::path::Path, run: &str) -> AppError {
 }
 
 fn load_migration(
+    store: &dyn RunStore,
     state_dir: &std::path::Path,
     run: &str,
-) -> Result<(FileRunStore, MigrationState), AppError> {
-    let store = FileRunStore::new(state_dir);
-    match migrate::load(&store, run).map_err(AppError::Refused)? {
-        Some(state) if state.command == "migrate" => Ok((store, state)),
+) -> Result<((), MigrationState), AppError> {
+    match migrate::load(store, run).map_err(AppError::Refused)? {
+        Some(state) if state.command == "migrate" => Ok(((), state)),
         Some(_) => Err(AppError::Refused(format!(
             "run {run} is a clone, not a migration; use `envclone abort {run}` or `envclone resume {run}`"
         ))),
@@ -372,14 +493,48 @@ async fn migrate_command(
     command: MigrateCommand,
     output: Output,
     state_dir: &std::path::Path,
+    state: &Option<StateLocation>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
+    let shared = shared_state(state, state_dir, &cloud);
     let engine = engine_for(
         cloud,
         Some(command.concurrency),
         Some(command.multipart_threshold),
     );
     let run_id = new_run_id();
+    let lock = match command.dry_run {
+        true => None,
+        false => Some(
+            lock_env(
+                &shared,
+                &command.request.env,
+                run_id.as_str(),
+                "migrate",
+                command.break_lock,
+            )
+            .await?,
+        ),
+    };
+    let result = migrate_locked(
+        &engine, &shared, command, output, state_dir, run_id, shutdown,
+    )
+    .await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    result
+}
+
+async fn migrate_locked(
+    engine: &CloneEngine,
+    shared: &Shared,
+    command: MigrateCommand,
+    output: Output,
+    state_dir: &std::path::Path,
+    run_id: RunId,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
     let plan = engine
         .preflight_migrate(&command.request, run_id.clone())
         .await?;
@@ -447,8 +602,9 @@ async fn migrate_command(
     };
     confirm(command.yes, &what, &plan.clone.source_env)?;
     let emitter = run_emitter(run_id.as_str(), output, state_dir)?;
-    let store = FileRunStore::new(state_dir);
-    let mut state = match engine.migrate(&plan, &store, &emitter, shutdown).await {
+    let store = &*shared.runs;
+    let outcome = engine.migrate(&plan, store, &emitter, shutdown).await;
+    let mut state = match outcome {
         Ok(state) => state,
         Err(failure) => {
             print_migration(output, &failure.state);
@@ -459,7 +615,7 @@ async fn migrate_command(
         }
     };
     if command.finalize {
-        let result = engine.finalize(&mut state, &store, &emitter).await;
+        let result = engine.finalize(&mut state, store, &emitter).await;
         print_migration(output, &state);
         return result.map_err(AppError::from);
     }
@@ -532,22 +688,41 @@ fn print_migration(output: Output, state: &MigrationState) {
 }
 
 /// `envclone status [RUN]`: one line (or JSON object) per recorded run.
-fn status(output: Output, state_dir: &std::path::Path, only: Option<&str>) -> Result<(), AppError> {
-    let store = FileRunStore::new(state_dir);
-    let mut runs: Vec<String> = std::fs::read_dir(&store.dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()
-                        .and_then(|n| n.strip_suffix(".state.json"))
-                        .map(str::to_string)
-                })
-                .filter(|n| !n.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default();
+fn status(
+    output: Output,
+    shared: Option<&Shared>,
+    state_dir: &std::path::Path,
+    only: Option<&str>,
+) -> Result<(), AppError> {
+    let local = FileRunStore::new(state_dir);
+    let s3 = shared.and_then(|s| s.s3.clone());
+    let store: &dyn RunStore = match &s3 {
+        Some(s3) => &**s3,
+        None => &local,
+    };
+    let listed = match &s3 {
+        Some(s3) => Some(
+            s3.run_ids()
+                .map_err(|e| AppError::Failed(format!("cannot list the runs: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut runs: Vec<String> = listed.unwrap_or_else(|| {
+        std::fs::read_dir(&local.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()
+                            .and_then(|n| n.strip_suffix(".state.json"))
+                            .map(str::to_string)
+                    })
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
     runs.sort();
     if let Some(run) = only {
         if !runs.iter().any(|r| r == run) {
@@ -563,12 +738,15 @@ fn status(output: Output, state_dir: &std::path::Path, only: Option<&str>) -> Re
             .load(&run)
             .map_err(|e| AppError::Failed(format!("cannot read the state of run {run}: {e}")))?
             .unwrap_or_default();
-        let steps: Vec<serde_json::Value> =
-            std::fs::read_to_string(store.dir.join(format!("{run}.jsonl")))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect();
+        let journal = match &s3 {
+            Some(s3) => s3.journal(&run),
+            None => std::fs::read_to_string(local.dir.join(format!("{run}.jsonl"))).ok(),
+        };
+        let steps: Vec<serde_json::Value> = journal
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         let get = |k: &str| {
             state
                 .get(k)
@@ -669,14 +847,50 @@ async fn clone(
     command: CloneCommand,
     output: Output,
     state_dir: &std::path::Path,
+    state: &Option<StateLocation>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
+    let shared = shared_state(state, state_dir, &cloud);
     let engine = engine_for(
         cloud,
         Some(command.concurrency),
         Some(command.multipart_threshold),
     );
     let run_id = new_run_id();
+    // The lock comes first: a second run must be told the environment is busy, not trip over
+    // the first run's changes in its preflight.
+    let lock = match command.dry_run {
+        true => None,
+        false => Some(
+            lock_env(
+                &shared,
+                &command.request.source,
+                run_id.as_str(),
+                "clone",
+                command.break_lock,
+            )
+            .await?,
+        ),
+    };
+    let result = clone_locked(
+        &engine, &shared, command, output, state_dir, run_id, shutdown,
+    )
+    .await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    result
+}
+
+async fn clone_locked(
+    engine: &CloneEngine,
+    shared: &Shared,
+    command: CloneCommand,
+    output: Output,
+    state_dir: &std::path::Path,
+    run_id: RunId,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
     let plan = engine.preflight(&command.request, run_id.clone()).await?;
     print_plan(
         output,
@@ -703,9 +917,8 @@ async fn clone(
     confirm(command.yes, &what, &plan.source_env)?;
 
     let emitter = run_emitter(run_id.as_str(), output, state_dir)?;
-    let store = FileRunStore::new(state_dir);
     let outcome = engine
-        .run_clone(&plan, &store, &emitter, shutdown, None)
+        .run_clone(&plan, &*shared.runs, &emitter, shutdown, None)
         .await;
     clone_outcome(output, &run_id, outcome)
 }

@@ -30,6 +30,10 @@ pub struct Cli {
     /// Where run journals are kept (default: $XDG_STATE_HOME/envclone or ~/.local/state/envclone).
     #[arg(long, global = true)]
     pub state_dir: Option<PathBuf>,
+    /// Keep run records and environment locks in S3 (s3://BUCKET/PREFIX), so that runs can be
+    /// inspected, resumed or aborted from another machine and locks hold across machines.
+    #[arg(long, global = true, value_name = "S3_URL")]
+    pub state: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -128,6 +132,9 @@ pub struct MigrateArgs {
     /// Do not ask for confirmation (for automation).
     #[arg(long)]
     pub yes: bool,
+    /// Take over the environment's lock from a run whose heartbeat stopped (it died).
+    #[arg(long)]
+    pub break_lock: bool,
     /// Objects larger than this many bytes are copied in parallel parts.
     #[arg(long, default_value_t = crate::s3sync::AWS_COPY_LIMIT)]
     pub multipart_threshold: u64,
@@ -143,6 +150,7 @@ pub struct MigrateCommand {
     pub finalize: bool,
     pub dry_run: bool,
     pub yes: bool,
+    pub break_lock: bool,
     pub multipart_threshold: u64,
     pub concurrency: usize,
 }
@@ -181,6 +189,7 @@ impl MigrateArgs {
             finalize: self.finalize,
             dry_run: self.dry_run,
             yes: self.yes,
+            break_lock: self.break_lock,
             multipart_threshold: self.multipart_threshold,
             concurrency: self.concurrency,
         })
@@ -214,6 +223,9 @@ pub struct CloneArgs {
     /// Do not ask for confirmation (for automation).
     #[arg(long)]
     pub yes: bool,
+    /// Take over the environment's lock from a run whose heartbeat stopped (it died).
+    #[arg(long)]
+    pub break_lock: bool,
     /// Objects larger than this many bytes are copied in parallel parts (AWS's limit for one
     /// copy is 5 GiB).
     #[arg(long, default_value_t = crate::s3sync::AWS_COPY_LIMIT)]
@@ -249,6 +261,7 @@ pub struct CloneCommand {
     pub request: CloneRequest,
     pub dry_run: bool,
     pub yes: bool,
+    pub break_lock: bool,
     pub multipart_threshold: u64,
     pub concurrency: usize,
 }
@@ -285,6 +298,7 @@ impl CloneArgs {
             },
             dry_run: self.dry_run,
             yes: self.yes,
+            break_lock: self.break_lock,
             multipart_threshold: self.multipart_threshold,
             concurrency: self.concurrency,
         })

@@ -125,6 +125,100 @@ pub fn default_state_dir() -> PathBuf {
     home.join(".local/state/envclone")
 }
 
+/// Run records in S3 (`--state s3://bucket/prefix`), so `status`, `resume` and `abort` work
+/// from another machine. Each save also uploads the run's local journal next to the record.
+pub struct S3RunStore {
+    pub objects: std::sync::Arc<dyn crate::ports::ObjectStore>,
+    pub bucket: String,
+    pub prefix: String,
+    /// Where the local journals are (uploaded with each save).
+    pub local: PathBuf,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl S3RunStore {
+    fn key(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            format!("runs/{name}")
+        } else {
+            format!("{}/runs/{name}", self.prefix)
+        }
+    }
+
+    /// Runs an S3 call from synchronous code inside the multi-threaded runtime.
+    fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        tokio::task::block_in_place(|| self.runtime.block_on(f))
+    }
+
+    pub fn run_ids(&self) -> std::io::Result<Vec<String>> {
+        let prefix = self.key("");
+        let mut ids = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .block(self.objects.list_page(&self.bucket, &prefix, token.clone()))
+                .map_err(std::io::Error::other)?;
+            ids.extend(page.objects.iter().filter_map(|o| {
+                o.key[prefix.len()..]
+                    .strip_suffix(".state.json")
+                    .map(str::to_string)
+            }));
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(ids)
+    }
+
+    pub fn journal(&self, run_id: &str) -> Option<String> {
+        self.block(
+            self.objects
+                .get_small_object(&self.bucket, &self.key(&format!("{run_id}.jsonl"))),
+        )
+        .ok()
+        .flatten()
+        .map(|(body, _)| String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+impl RunStore for S3RunStore {
+    fn save(&self, run_id: &str, state: &serde_json::Value) -> std::io::Result<()> {
+        let body = serde_json::to_vec_pretty(state)?;
+        self.block(self.objects.put_small_object(
+            &self.bucket,
+            &self.key(&format!("{run_id}.state.json")),
+            body,
+            None,
+        ))
+        .map_err(std::io::Error::other)?;
+        if let Ok(journal) = std::fs::read(self.local.join("runs").join(format!("{run_id}.jsonl")))
+        {
+            self.block(self.objects.put_small_object(
+                &self.bucket,
+                &self.key(&format!("{run_id}.jsonl")),
+                journal,
+                None,
+            ))
+            .map_err(std::io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    fn load(&self, run_id: &str) -> std::io::Result<Option<serde_json::Value>> {
+        match self
+            .block(
+                self.objects
+                    .get_small_object(&self.bucket, &self.key(&format!("{run_id}.state.json"))),
+            )
+            .map_err(std::io::Error::other)?
+        {
+            Some((body, _)) => Ok(Some(serde_json::from_slice(&body)?)),
+            None => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

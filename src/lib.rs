@@ -10,6 +10,7 @@ pub mod contract;
 pub mod events;
 pub mod fake;
 pub mod journal;
+pub mod lock;
 pub mod model;
 pub mod ports;
 pub mod retry;

@@ -912,3 +912,102 @@ async fn kill_9_at_several_points_then_abort() {
 async fn source_bucket_contents(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, String> {
     describe_bucket(s3, bucket).await
 }
+
+/// Two machines (two state directories) sharing `--state s3://…`: a second run on the same
+/// environment is refused by the lock; after a `kill -9` of the first, the other machine sees
+/// the run in `status` and aborts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lock_and_the_records_hold_across_machines() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let s3c = s3(&config);
+    s3c.create_bucket()
+        .bucket("envclone-state")
+        .send()
+        .await
+        .unwrap();
+    let before = world(&config).await;
+    let state = "s3://envclone-state/team";
+    let machine_a = tempfile::tempdir().unwrap();
+    let machine_b = tempfile::tempdir().unwrap();
+
+    let mut first = standin
+        .command(env!("CARGO_BIN_EXE_envclone"))
+        .arg("--state-dir")
+        .arg(machine_a.path())
+        .args(["--state", state, "clone", "prod", "qa", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let journal = std::fs::read_dir(machine_a.path().join("runs"))
+            .ok()
+            .and_then(|mut d| {
+                d.find(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+                })
+            })
+            .and_then(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+            .unwrap_or_default();
+        if journal.contains("\"step\":\"standby.enter\"") && journal.contains("\"phase\":\"done\"")
+        {
+            break;
+        }
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first clone ended early"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the first clone never reached Standby"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let out = standin.envclone(
+        machine_b.path(),
+        &["--state", state, "clone", "prod", "qb", "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is in use by run"),
+        "{}",
+        text(&out)
+    );
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let out = standin.envclone(
+        machine_b.path(),
+        &["--state", state, "--output", "json", "status"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let line: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["state"], "running", "{line}");
+    assert_eq!(line["command"], "clone");
+    assert!(
+        line["steps"].as_array().is_some_and(|s| !s.is_empty()),
+        "the journal travelled: {line}"
+    );
+    let run = line["run_id"].as_str().unwrap().to_string();
+
+    let out = standin.envclone(
+        machine_b.path(),
+        &["--state", state, "abort", &run, "--yes"],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!(world(&config).await, before, "nothing of the run left");
+    let lock = s3c
+        .get_object()
+        .bucket("envclone-state")
+        .key("team/locks/prod.json")
+        .send()
+        .await;
+    assert!(lock.is_err(), "the lock was released");
+}
