@@ -131,11 +131,11 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
         profile,
         output,
         state_dir,
-        state,
+        state_url,
         command,
     } = cli;
     let state_dir = state_dir.unwrap_or_else(default_state_dir);
-    let state = state
+    let state = state_url
         .as_deref()
         .map(StateLocation::parse_s3)
         .transpose()

@@ -217,6 +217,9 @@ fn stack_info(s: &aws_sdk_cloudformation::types::Stack) -> StackInfo {
             .iter()
             .map(|c| c.as_str().to_string())
             .collect(),
+        created: s
+            .creation_time()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
     }
 }
 

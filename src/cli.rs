@@ -32,8 +32,8 @@ pub struct Cli {
     pub state_dir: Option<PathBuf>,
     /// Keep run records and environment locks in S3 (s3://BUCKET/PREFIX), so that runs can be
     /// inspected, resumed or aborted from another machine and locks hold across machines.
-    #[arg(long, global = true, value_name = "S3_URL")]
-    pub state: Option<String>,
+    #[arg(long = "state", global = true, value_name = "S3_URL")]
+    pub state_url: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -318,6 +318,23 @@ mod tests {
         assert!(parse_parameters(&["noequals".into()]).is_err());
         assert!(parse_parameters(&["=v".into()]).is_err());
         assert!(parse_parameters(&["A=1".into(), "A=2".into()]).is_err());
+    }
+
+    #[test]
+    fn every_command_parses_with_the_global_flags() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        // A global flag and a subcommand's argument once shared an id (`state`).
+        let cli = Cli::try_parse_from(["envclone", "--state", "s3://b/p", "standby", "prod", "on"])
+            .unwrap();
+        assert_eq!(cli.state_url.as_deref(), Some("s3://b/p"));
+        assert!(matches!(
+            cli.command,
+            Command::Standby {
+                state: StandbyState::On,
+                ..
+            }
+        ));
     }
 
     #[test]

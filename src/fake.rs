@@ -750,6 +750,7 @@ fn instantiate(
             outputs,
             tags: request.tags.clone(),
             capabilities: request.capabilities.clone(),
+            created: Some(chrono::Utc::now()),
         },
         body: request.template_body.clone(),
         resources,

@@ -106,6 +106,7 @@ pub struct StackInfo {
     pub tags: BTreeMap<String, String>,
     /// IAM capabilities the stack was created with (`CAPABILITY_IAM`…).
     pub capabilities: Vec<String>,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

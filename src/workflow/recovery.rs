@@ -104,6 +104,20 @@ impl PlanRecord {
     }
 }
 
+/// What a run created, to be removed (abort, destroy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResources {
+    pub run_id: String,
+    pub stack: String,
+    /// Buckets the run created itself (passed to the stack by parameter).
+    pub buckets: Vec<String>,
+    /// Buckets it recorded before creating them (untagged if it died right after).
+    pub half_made_buckets: Vec<String>,
+    pub snapshots: Vec<String>,
+    /// RFC 3339; snapshots CloudFormation takes of the stack's databases after it count too.
+    pub started_at: String,
+}
+
 /// A clone run as recorded in the run store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloneRecord {
@@ -260,124 +274,28 @@ impl CloneEngine {
         let mut removed = Vec::new();
         let mut left = Vec::new();
         if !keep {
-            let run = record.run_id.clone();
-            let ours = |tags: &BTreeMap<String, String>| tags.get(TAG_RUN) == Some(&run);
-            // The clone stack, its buckets emptied first (CloudFormation does not delete a
-            // bucket that holds objects).
-            let stacks = &self.cloud.stacks;
-            let name = record.target_stack.clone();
-            if let Some(stack) = retry(|| stacks.describe_stack(&name))
-                .await
-                .map_err(StepError::port(step))?
-            {
-                if ours(&stack.tags) {
-                    let resources = retry(|| stacks.resources(&name))
-                        .await
-                        .map_err(StepError::port(step))?;
-                    for r in resources.iter().filter(|r| r.resource_type == BUCKET) {
-                        if let Some(bucket) = &r.physical_id {
-                            self.empty_bucket(bucket).await?;
-                        }
-                    }
-                    events.start(step, Some(&name), format!("deleting stack {name}"));
-                    retry(|| stacks.delete_stack(&name, &[]))
-                        .await
-                        .map_err(StepError::port(step))?;
-                    let what = format!("stack {name} to be deleted");
-                    let gone = wait_until(&what, self.settings.stack_timeout, || async {
-                        Ok(match stacks.describe_stack(&name).await? {
-                            None => Poll::Ready(None),
-                            Some(s) if s.status.to_string() == "DELETE_FAILED" => Poll::Ready(
-                                Some(s.status_reason.unwrap_or_else(|| "DELETE_FAILED".into())),
-                            ),
-                            Some(s) => Poll::Pending(s.status.to_string()),
-                        })
+            let what = RunResources {
+                run_id: record.run_id.clone(),
+                stack: record.target_stack.clone(),
+                buckets: record
+                    .plan
+                    .buckets
+                    .iter()
+                    .filter_map(|b| match &b.target {
+                        BucketTarget::Created { name, .. } => Some(name.clone()),
+                        BucketTarget::StackOwned { .. } => None,
                     })
-                    .await
-                    .map_err(StepError::wait(step))?;
-                    match gone {
-                        None => removed.push(format!("stack {name}")),
-                        Some(reason) => left.push(format!("stack {name} ({reason})")),
-                    }
-                    // A database with DeletionPolicy Snapshot (AWS's default) leaves a final
-                    // snapshot when its stack is deleted: made because of this run, removed too.
-                    let started = chrono::DateTime::parse_from_rfc3339(&record.started_at)
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .ok();
-                    for r in resources.iter().filter(|r| r.resource_type == DB_INSTANCE) {
-                        let Some(instance) = &r.physical_id else {
-                            continue;
-                        };
-                        let dbs = &self.cloud.databases;
-                        let snapshots = retry(|| dbs.snapshots_of_instance(instance))
-                            .await
-                            .map_err(StepError::port(step))?;
-                        for snap in snapshots {
-                            let after_start =
-                                matches!((snap.created, started), (Some(c), Some(s)) if c >= s);
-                            if after_start
-                                && !record
-                                    .plan
-                                    .databases
-                                    .iter()
-                                    .any(|d| d.snapshot_id == snap.id)
-                            {
-                                self.delete_snapshot_when_done(&snap.id).await?;
-                                removed.push(format!("DB snapshot {} (taken by CloudFormation when it deleted {instance})", snap.id));
-                            }
-                        }
-                    }
-                } else {
-                    left.push(format!(
-                        "stack {name} (not tagged envclone:run={run}; not deleted)"
-                    ));
-                }
-            }
-            for b in &record.plan.buckets {
-                let BucketTarget::Created { name, .. } = &b.target else {
-                    continue;
-                };
-                let tags = retry(|| self.cloud.objects.bucket_tags(name))
-                    .await
-                    .map_err(StepError::port(step))?;
-                // Untagged and recorded as being created by this run: the run died between
-                // CreateBucket and PutBucketTagging.
-                let half_made = |tags: &BTreeMap<String, String>| {
-                    tags.is_empty() && record.creating.iter().any(|b| b == name)
-                };
-                match tags {
-                    None => {}
-                    Some(tags) if ours(&tags) || half_made(&tags) => {
-                        self.empty_bucket(name).await?;
-                        match retry(|| self.cloud.objects.delete_bucket(name)).await {
-                            Ok(()) | Err(PortError::NotFound { .. }) => {
-                                removed.push(format!("bucket {name}"))
-                            }
-                            Err(e) => left.push(format!("bucket {name} ({e})")),
-                        }
-                    }
-                    Some(_) => left.push(format!(
-                        "bucket {name} (not tagged envclone:run={run}; not deleted)"
-                    )),
-                }
-            }
-            for d in &record.plan.databases {
-                let dbs = &self.cloud.databases;
-                let id = &d.snapshot_id;
-                let snapshot = retry(|| dbs.describe_snapshot(id))
-                    .await
-                    .map_err(StepError::port(step))?;
-                match snapshot {
-                    None => {}
-                    Some(s) if ours(&s.tags) => match self.delete_snapshot_when_done(id).await {
-                        Ok(()) => removed.push(format!("DB snapshot {id}")),
-                        Err(e) => left.push(format!("DB snapshot {id} ({e})")),
-                    },
-                    Some(_) => left.push(format!(
-                        "DB snapshot {id} (not tagged envclone:run={run}; not deleted)"
-                    )),
-                }
-            }
+                    .collect(),
+                half_made_buckets: record.creating.clone(),
+                snapshots: record
+                    .plan
+                    .databases
+                    .iter()
+                    .map(|d| d.snapshot_id.clone())
+                    .collect(),
+                started_at: record.started_at.clone(),
+            };
+            (removed, left) = self.remove_run_resources(&what, events).await?;
         }
         record.phase = ClonePhase::Aborted;
         record.left_behind = left.clone();
@@ -409,6 +327,128 @@ impl CloneEngine {
                 ),
             })
         }
+    }
+
+    /// Removes what a run created: its stack (stack-owned buckets emptied first, and the final
+    /// snapshot CloudFormation takes of its databases), the buckets it created, its snapshots —
+    /// each only if it carries the run's `envclone:run` tag. Returns (removed, left).
+    pub async fn remove_run_resources(
+        &self,
+        res: &RunResources,
+        events: &Emitter,
+    ) -> Result<(Vec<String>, Vec<String>), StepError> {
+        let step = "abort";
+        let mut removed = Vec::new();
+        let mut left = Vec::new();
+        let run = res.run_id.clone();
+        let ours = |tags: &BTreeMap<String, String>| tags.get(TAG_RUN) == Some(&run);
+        // The clone stack, its buckets emptied first (CloudFormation does not delete a
+        // bucket that holds objects).
+        let stacks = &self.cloud.stacks;
+        let name = res.stack.clone();
+        if let Some(stack) = retry(|| stacks.describe_stack(&name))
+            .await
+            .map_err(StepError::port(step))?
+        {
+            if ours(&stack.tags) {
+                let resources = retry(|| stacks.resources(&name))
+                    .await
+                    .map_err(StepError::port(step))?;
+                for r in resources.iter().filter(|r| r.resource_type == BUCKET) {
+                    if let Some(bucket) = &r.physical_id {
+                        self.empty_bucket(bucket).await?;
+                    }
+                }
+                events.start(step, Some(&name), format!("deleting stack {name}"));
+                retry(|| stacks.delete_stack(&name, &[]))
+                    .await
+                    .map_err(StepError::port(step))?;
+                let what = format!("stack {name} to be deleted");
+                let gone = wait_until(&what, self.settings.stack_timeout, || async {
+                    Ok(match stacks.describe_stack(&name).await? {
+                        None => Poll::Ready(None),
+                        Some(s) if s.status.to_string() == "DELETE_FAILED" => Poll::Ready(Some(
+                            s.status_reason.unwrap_or_else(|| "DELETE_FAILED".into()),
+                        )),
+                        Some(s) => Poll::Pending(s.status.to_string()),
+                    })
+                })
+                .await
+                .map_err(StepError::wait(step))?;
+                match gone {
+                    None => removed.push(format!("stack {name}")),
+                    Some(reason) => left.push(format!("stack {name} ({reason})")),
+                }
+                // A database with DeletionPolicy Snapshot (AWS's default) leaves a final
+                // snapshot when its stack is deleted: made because of this run, removed too.
+                let started = chrono::DateTime::parse_from_rfc3339(&res.started_at)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .ok();
+                for r in resources.iter().filter(|r| r.resource_type == DB_INSTANCE) {
+                    let Some(instance) = &r.physical_id else {
+                        continue;
+                    };
+                    let dbs = &self.cloud.databases;
+                    let snapshots = retry(|| dbs.snapshots_of_instance(instance))
+                        .await
+                        .map_err(StepError::port(step))?;
+                    for snap in snapshots {
+                        let after_start =
+                            matches!((snap.created, started), (Some(c), Some(s)) if c >= s);
+                        if after_start && !res.snapshots.contains(&snap.id) {
+                            self.delete_snapshot_when_done(&snap.id).await?;
+                            removed.push(format!("DB snapshot {} (taken by CloudFormation when it deleted {instance})", snap.id));
+                        }
+                    }
+                }
+            } else {
+                left.push(format!(
+                    "stack {name} (not tagged envclone:run={run}; not deleted)"
+                ));
+            }
+        }
+        for name in &res.buckets {
+            let tags = retry(|| self.cloud.objects.bucket_tags(name))
+                .await
+                .map_err(StepError::port(step))?;
+            // Untagged and recorded as being created by this run: the run died between
+            // CreateBucket and PutBucketTagging.
+            let half_made = |tags: &BTreeMap<String, String>| {
+                tags.is_empty() && res.half_made_buckets.iter().any(|b| b == name)
+            };
+            match tags {
+                None => {}
+                Some(tags) if ours(&tags) || half_made(&tags) => {
+                    self.empty_bucket(name).await?;
+                    match retry(|| self.cloud.objects.delete_bucket(name)).await {
+                        Ok(()) | Err(PortError::NotFound { .. }) => {
+                            removed.push(format!("bucket {name}"))
+                        }
+                        Err(e) => left.push(format!("bucket {name} ({e})")),
+                    }
+                }
+                Some(_) => left.push(format!(
+                    "bucket {name} (not tagged envclone:run={run}; not deleted)"
+                )),
+            }
+        }
+        for id in &res.snapshots {
+            let dbs = &self.cloud.databases;
+            let snapshot = retry(|| dbs.describe_snapshot(id))
+                .await
+                .map_err(StepError::port(step))?;
+            match snapshot {
+                None => {}
+                Some(s) if ours(&s.tags) => match self.delete_snapshot_when_done(id).await {
+                    Ok(()) => removed.push(format!("DB snapshot {id}")),
+                    Err(e) => left.push(format!("DB snapshot {id} ({e})")),
+                },
+                Some(_) => left.push(format!(
+                    "DB snapshot {id} (not tagged envclone:run={run}; not deleted)"
+                )),
+            }
+        }
+        Ok((removed, left))
     }
 
     /// Deletes a snapshot once it is no longer being taken (one in progress cannot be deleted).
