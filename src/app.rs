@@ -22,6 +22,7 @@ use crate::model::RunId;
 use crate::ports::Cloud;
 use crate::s3sync::SyncOptions;
 use crate::workflow::clone::{CheckResult, CloneEngine, CloneFailure, CloneReport, Settings};
+use crate::workflow::experiments::{DestroyError, Environment};
 use crate::workflow::migrate::{self, MigratePhase, MigrationState};
 use crate::workflow::ops::VerifyError;
 use crate::workflow::recovery::{self, ClonePhase};
@@ -288,6 +289,97 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             };
             status(output, shared.as_ref(), &state_dir, run.as_deref())
         }
+        Command::List => {
+            let cloud = crate::aws::connect(region, profile).await?;
+            let engine = engine_for(cloud, None, None);
+            let envs = engine
+                .list_environments()
+                .await
+                .map_err(|e| AppError::Failed(format!("listing the environments failed: {e}")))?;
+            print_environments(output, &envs);
+            Ok(())
+        }
+        Command::Destroy { env, yes } => {
+            let cloud = crate::aws::connect(region, profile).await?;
+            let engine = engine_for(cloud, None, None);
+            let target = engine.destroyable(&env).await.map_err(destroy_error)?;
+            confirm(
+                yes,
+                &format!(
+                    "This deletes environment {} (stack {}, the buckets its clone created, its snapshots).",
+                    target.name, target.stack
+                ),
+                &target.name,
+            )?;
+            let emitter = Emitter {
+                run_id: target.run_id.clone(),
+                sink: Arc::new(Console(output)),
+            };
+            let (removed, left) = engine
+                .destroy(&target, &emitter)
+                .await
+                .map_err(destroy_error)?;
+            report_destroyed(output, &target.name, &removed, &left)
+        }
+        Command::Gc { dry_run, yes } => {
+            let cloud = crate::aws::connect(region, profile).await?;
+            let engine = engine_for(cloud, None, None);
+            let now = chrono::Utc::now();
+            let expired: Vec<_> = engine
+                .list_environments()
+                .await
+                .map_err(|e| AppError::Failed(format!("listing the environments failed: {e}")))?
+                .into_iter()
+                .filter(|e| e.is_experiment() && !e.protected && e.expired(now))
+                .collect();
+            print_environments(output, &expired);
+            if expired.is_empty() {
+                if output == Output::Text {
+                    println!("No expired environment.");
+                }
+                return Ok(());
+            }
+            if dry_run {
+                if output == Output::Text {
+                    println!("Dry run: nothing was changed.");
+                }
+                return Ok(());
+            }
+            let names: Vec<&str> = expired.iter().map(|e| e.name.as_str()).collect();
+            confirm(
+                yes,
+                &format!(
+                    "This destroys the expired environments {}.",
+                    names.join(", ")
+                ),
+                "gc",
+            )?;
+            let mut failures = Vec::new();
+            for target in &expired {
+                let emitter = Emitter {
+                    run_id: target.run_id.clone(),
+                    sink: Arc::new(Console(output)),
+                };
+                // Re-checked one by one: a tag may have changed since the listing.
+                let result = match engine.destroyable(&target.name).await {
+                    Ok(t) => engine.destroy(&t, &emitter).await.map_err(destroy_error),
+                    Err(e) => Err(destroy_error(e)),
+                };
+                match result {
+                    Ok((removed, left)) => {
+                        if let Err(e) = report_destroyed(output, &target.name, &removed, &left) {
+                            failures.push(e.to_string());
+                        }
+                    }
+                    Err(e) => failures.push(format!("{}: {e}", target.name)),
+                }
+            }
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(AppError::Failed(failures.join("; ")))
+            }
+        }
         Command::Verify { env, against } => {
             let cloud = crate::aws::connect(region, profile).await?;
             let engine = CloneEngine {
@@ -464,6 +556,87 @@ async fn lock_env(
         }
     });
     Ok(HeldLock { lock, heartbeat })
+}
+
+fn destroy_error(e: DestroyError) -> AppError {
+    match e {
+        DestroyError::Step(s) => s.into(),
+        DestroyError::Aws(..) => AppError::Failed(e.to_string()),
+        _ => AppError::Refused(e.to_string()),
+    }
+}
+
+fn report_destroyed(
+    output: Output,
+    name: &str,
+    removed: &[String],
+    left: &[String],
+) -> Result<(), AppError> {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"type": "destroyed", "environment": name, "removed": removed, "left": left})
+        ),
+        Output::Text => {
+            println!(
+                "Destroyed {name}: removed {}",
+                if removed.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    removed.join(", ")
+                }
+            );
+            for l in left {
+                println!("  could not remove: {l}");
+            }
+        }
+    }
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Failed(format!(
+            "{name}: could not remove {}",
+            left.join("; ")
+        )))
+    }
+}
+
+fn print_environments(output: Output, envs: &[Environment]) {
+    let now = chrono::Utc::now();
+    for e in envs {
+        match output {
+            Output::Json => println!("{}", serde_json::json!(e)),
+            Output::Text => {
+                let age = e
+                    .created
+                    .map(|c| {
+                        humantime::format_duration(std::time::Duration::from_secs(
+                            (now - c).num_seconds().max(0) as u64,
+                        ))
+                        .to_string()
+                    })
+                    .unwrap_or_else(|| "?".into());
+                let expiry = match e.expires_at {
+                    Some(at) if at <= now => "expired".to_string(),
+                    Some(at) => format!(
+                        "expires {}",
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    None => "no expiry".to_string(),
+                };
+                println!(
+                    "{:<24} from {:<16} owner {:<12} age {:<12} {:<32} {}{}",
+                    e.name,
+                    e.source,
+                    e.owner.as_deref().unwrap_or("-"),
+                    age,
+                    expiry,
+                    e.status,
+                    if e.protected { " (protected)" } else { "" }
+                );
+            }
+        }
+    }
 }
 
 fn unknown_run(state_dir: &std::path::Path, run: &str) -> AppError {

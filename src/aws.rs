@@ -241,16 +241,19 @@ impl Stacks for CloudFormation {
     }
 
     async fn find_stacks_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<StackInfo>> {
+        let mut found = self.stacks_with_tag(key).await?;
+        found.retain(|s| s.tags.get(key).map(String::as_str) == Some(value));
+        Ok(found)
+    }
+
+    async fn stacks_with_tag(&self, key: &str) -> PortResult<Vec<StackInfo>> {
         let mut pages = self.0.describe_stacks().into_paginator().send();
         let mut found = Vec::new();
         while let Some(page) = pages.next().await {
             let page =
                 page.map_err(|e| port_error("cloudformation:DescribeStacks", "stacks", e))?;
             for s in page.stacks() {
-                let tagged = s
-                    .tags()
-                    .iter()
-                    .any(|t| t.key() == Some(key) && t.value() == Some(value));
+                let tagged = s.tags().iter().any(|t| t.key() == Some(key));
                 let live = s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE");
                 if tagged && live {
                     found.push(stack_info(s));

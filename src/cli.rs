@@ -81,6 +81,25 @@ pub enum Command {
     },
     /// Runs recorded in the state directory, with their state and steps.
     Status { run: Option<String> },
+    /// Every environment envclone created (from AWS tags): name, source, owner, age, expiry.
+    List,
+    /// Delete an environment envclone created (never a protected one): its stack, the buckets
+    /// the clone created, its snapshots.
+    Destroy {
+        env: String,
+        /// Do not ask for confirmation (for automation).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Destroy every experiment environment whose --ttl has passed.
+    Gc {
+        /// Only list what would be destroyed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation (for automation).
+        #[arg(long)]
+        yes: bool,
+    },
     /// Show what a command would do, in order, with the real names; change nothing.
     #[command(subcommand)]
     Plan(PlanCommand),
@@ -226,6 +245,12 @@ pub struct CloneArgs {
     /// Take over the environment's lock from a run whose heartbeat stopped (it died).
     #[arg(long)]
     pub break_lock: bool,
+    /// An experiment environment that `envclone gc` removes after this long (e.g. 8h, 2d).
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Who the experiment environment belongs to (shown by `envclone list`).
+    #[arg(long)]
+    pub owner: Option<String>,
     /// Objects larger than this many bytes are copied in parallel parts (AWS's limit for one
     /// copy is 5 GiB).
     #[arg(long, default_value_t = crate::s3sync::AWS_COPY_LIMIT)]
@@ -247,6 +272,10 @@ pub enum InputError {
     DuplicateParameter(String),
     #[error("cannot read the template {path}: {reason}; check the path")]
     Template { path: String, reason: String },
+    #[error("--ttl {0:?} is not a duration: write e.g. 30m, 8h or 2d")]
+    Ttl(String),
+    #[error("--owner must be 1 to 256 characters")]
+    Owner,
     #[error("--concurrency must be at least 1")]
     Concurrency,
     #[error(
@@ -285,6 +314,21 @@ impl CloneArgs {
         let target = EnvName::parse(&self.target)?;
         let parameter_overrides = parse_parameters(&self.parameters)?;
         let template = self.template.as_deref().map(read_template).transpose()?;
+        let expires_at = match &self.ttl {
+            Some(ttl) => {
+                let d = humantime::parse_duration(ttl).map_err(|_| InputError::Ttl(ttl.clone()))?;
+                let d = chrono::Duration::from_std(d).map_err(|_| InputError::Ttl(ttl.clone()))?;
+                Some(chrono::Utc::now() + d)
+            }
+            None => None,
+        };
+        if self
+            .owner
+            .as_ref()
+            .is_some_and(|o| o.is_empty() || o.len() > 256)
+        {
+            return Err(InputError::Owner);
+        }
         check_copy_options(self.concurrency, self.multipart_threshold)?;
         Ok(CloneCommand {
             request: CloneRequest {
@@ -295,6 +339,8 @@ impl CloneArgs {
                 standby: !self.no_standby,
                 reset_defaults: false,
                 environment_tag: None,
+                owner: self.owner,
+                expires_at,
             },
             dry_run: self.dry_run,
             yes: self.yes,

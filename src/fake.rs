@@ -775,6 +775,16 @@ impl Stacks for FakeAws {
             .map(|st| self.stack_view(st)))
     }
 
+    async fn stacks_with_tag(&self, key: &str) -> PortResult<Vec<StackInfo>> {
+        self.call("cloudformation:DescribeStacks", false).await?;
+        let s = self.lock();
+        Ok(s.stacks
+            .iter()
+            .filter(|st| !st.deleted && st.info.tags.contains_key(key))
+            .map(|st| self.stack_view(st))
+            .collect())
+    }
+
     async fn find_stacks_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<StackInfo>> {
         self.call("cloudformation:DescribeStacks", false).await?;
         let s = self.lock();

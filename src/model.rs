@@ -12,6 +12,8 @@ pub const TAG_RUN: &str = "envclone:run";
 pub const TAG_ENVIRONMENT: &str = "envclone:environment";
 pub const TAG_SOURCE: &str = "envclone:source";
 pub const TAG_PROTECTED: &str = "envclone:protected";
+pub const TAG_OWNER: &str = "envclone:owner";
+pub const TAG_EXPIRES_AT: &str = "envclone:expires-at";
 
 /// A name rule that a given value breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

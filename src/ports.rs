@@ -143,6 +143,8 @@ pub trait Stacks: Send + Sync {
     async fn describe_stack(&self, name: &str) -> PortResult<Option<StackInfo>>;
     /// Live stacks whose tag `key` equals `value`.
     async fn find_stacks_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<StackInfo>>;
+    /// Live stacks that carry tag `key`, whatever its value.
+    async fn stacks_with_tag(&self, key: &str) -> PortResult<Vec<StackInfo>>;
     async fn template_body(&self, stack: &str) -> PortResult<String>;
     async fn resources(&self, stack: &str) -> PortResult<Vec<StackResource>>;
     /// Returns the stack id.

@@ -202,6 +202,8 @@ impl CloneEngine {
             standby: true,
             reset_defaults: true,
             environment_tag: Some(request.env.clone()),
+            owner: None,
+            expires_at: None,
         };
         let plan = self.preflight(&clone_request, run_id.clone()).await?;
         let stamp: String = run_id.as_str().chars().take(12).collect();

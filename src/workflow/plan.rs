@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::contract::{BucketSpec, Contract, Template, ASG};
-use crate::model::{self, EnvName, RunId, TAG_ENVIRONMENT, TAG_RUN, TAG_SOURCE};
+use crate::model::{
+    self, EnvName, RunId, TAG_ENVIRONMENT, TAG_EXPIRES_AT, TAG_OWNER, TAG_RUN, TAG_SOURCE,
+};
 use crate::ports::{StackInfo, StackResource};
 use crate::template_eval::Evaluator;
 
@@ -30,6 +32,9 @@ pub struct CloneRequest {
     /// The `envclone:environment` tag of the clone, when it is not the target's name (a
     /// migrate's clone will become the environment itself).
     pub environment_tag: Option<String>,
+    /// Experiment environments: who owns it and when `envclone gc` may remove it.
+    pub owner: Option<String>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The source environment as observed.
@@ -292,6 +297,15 @@ pub fn build_plan(
             .unwrap_or_else(|| request.target.to_string()),
     );
     tags.insert(TAG_SOURCE.to_string(), source.env_name.clone());
+    if let Some(owner) = &request.owner {
+        tags.insert(TAG_OWNER.to_string(), owner.clone());
+    }
+    if let Some(at) = &request.expires_at {
+        tags.insert(
+            TAG_EXPIRES_AT.to_string(),
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+    }
 
     let mut buckets = Vec::new();
     for spec in &contract.buckets {

@@ -1011,3 +1011,59 @@ async fn the_lock_and_the_records_hold_across_machines() {
         .await;
     assert!(lock.is_err(), "the lock was released");
 }
+
+/// `clone --ttl 1s --owner` is listed from AWS tags and collected by `gc`; `destroy` refuses an
+/// environment envclone did not create.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_experiment_with_a_ttl_is_listed_and_collected() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let before = world(&config).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state.path(),
+        &[
+            "clone", "prod", "exp-1", "--yes", "--ttl", "1s", "--owner", "alice",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Another machine (an empty state directory) sees it.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = standin.envclone(elsewhere.path(), &["--output", "json", "list"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let line: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["name"], "exp-1");
+    assert_eq!(line["owner"], "alice");
+    assert_eq!(line["source"], "prod");
+
+    let out = standin.envclone(elsewhere.path(), &["destroy", "prod", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not created by envclone"),
+        "{}",
+        text(&out)
+    );
+    let out = standin.envclone(
+        elsewhere.path(),
+        &["clone", "prod", "exp-2", "--yes", "--ttl", "soon"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    let out = standin.envclone(elsewhere.path(), &["gc", "--dry-run"]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("exp-1"),
+        "{}",
+        text(&out)
+    );
+    let out = standin.envclone(elsewhere.path(), &["gc", "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!(
+        world(&config).await,
+        before,
+        "gc removed everything of exp-1"
+    );
+}

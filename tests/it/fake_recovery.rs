@@ -195,3 +195,49 @@ async fn abort_never_deletes_what_the_run_did_not_create() {
     );
     assert_source_in_service(&s, "foreign bucket");
 }
+
+#[tokio::test(start_paused = true)]
+async fn experiment_environments_are_listed_destroyed_and_collected_from_tags() {
+    let s = Scenario::with_webapp_prod();
+    let store = MemoryRunStore::default();
+    let mut request = s.request("exp-a");
+    request.owner = Some("alice".into());
+    request.expires_at = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    let plan = s.engine.preflight(&request, run_id()).await.unwrap();
+    s.engine
+        .run_clone(&plan, &store, &s.emitter, std::future::pending(), None)
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+
+    let envs = s.engine.list_environments().await.unwrap();
+    assert_eq!(envs.len(), 1, "{envs:?}");
+    assert_eq!(envs[0].name, "exp-a");
+    assert_eq!(envs[0].source, "prod");
+    assert_eq!(envs[0].owner.as_deref(), Some("alice"));
+    assert!(envs[0].expired(chrono::Utc::now()));
+
+    // Refused: an environment envclone did not create.
+    let err = s.engine.destroyable("prod").await.unwrap_err().to_string();
+    assert!(err.contains("not created by envclone"), "{err}");
+    let err = s.engine.destroyable("nope").await.unwrap_err().to_string();
+    assert!(err.contains("not found"), "{err}");
+
+    let target = s.engine.destroyable("exp-a").await.unwrap();
+    let (removed, left) = s.engine.destroy(&target, &s.emitter).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(removed.iter().any(|r| r == "stack exp-a"), "{removed:?}");
+    assert!(
+        removed
+            .iter()
+            .any(|r| r == "bucket exp-a-reports-123456789012"),
+        "{removed:?}"
+    );
+    assert_eq!(s.fake.live_stack_names(), vec!["prod".to_string()]);
+    assert!(
+        s.fake.snapshot_ids().is_empty(),
+        "{:?}",
+        s.fake.snapshot_ids()
+    );
+    assert!(!s.fake.bucket_names().iter().any(|b| b.starts_with("exp-a")));
+    assert!(s.engine.list_environments().await.unwrap().is_empty());
+}

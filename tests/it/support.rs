@@ -111,6 +111,8 @@ impl Scenario {
             standby: true,
             reset_defaults: false,
             environment_tag: None,
+            owner: None,
+            expires_at: None,
         }
     }
 

@@ -1,0 +1,237 @@
+//! Experiment environments: `list`, `destroy` and `gc`, working from AWS alone (tags), so any
+//! machine sees and collects the same environments.
+
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::contract::{BucketSpec, Contract, Template};
+use crate::events::Emitter;
+use crate::model::{
+    TAG_ENVIRONMENT, TAG_EXPIRES_AT, TAG_OWNER, TAG_PROTECTED, TAG_RUN, TAG_SOURCE,
+};
+use crate::ports::{PortError, StackInfo};
+use crate::retry::retry;
+
+use super::clone::CloneEngine;
+use super::recovery::RunResources;
+use super::StepError;
+
+/// One environment envclone created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Environment {
+    pub name: String,
+    pub stack: String,
+    pub source: String,
+    pub owner: Option<String>,
+    pub run_id: String,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub status: String,
+    pub protected: bool,
+}
+
+impl Environment {
+    fn from_stack(s: &StackInfo) -> Self {
+        Environment {
+            name: s
+                .tags
+                .get(TAG_ENVIRONMENT)
+                .cloned()
+                .unwrap_or_else(|| s.name.clone()),
+            stack: s.name.clone(),
+            source: s.tags.get(TAG_SOURCE).cloned().unwrap_or_default(),
+            owner: s.tags.get(TAG_OWNER).cloned(),
+            run_id: s.tags.get(TAG_RUN).cloned().unwrap_or_default(),
+            created: s.created,
+            expires_at: s
+                .tags
+                .get(TAG_EXPIRES_AT)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            status: s.status.to_string(),
+            protected: s.tags.get(TAG_PROTECTED).map(String::as_str) == Some("true"),
+        }
+    }
+
+    /// A clone that became the environment itself through `migrate` is not an experiment.
+    pub fn is_experiment(&self) -> bool {
+        self.name == self.stack
+    }
+
+    pub fn expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum DestroyError {
+    #[error(
+        "environment {0:?} not found; `envclone list` shows the environments envclone created"
+    )]
+    Unknown(String),
+    #[error(
+        "{0} was not created by envclone (its stack has no envclone:run tag); envclone deletes \
+         only what it created — delete it with CloudFormation if you mean to"
+    )]
+    NotOurs(String),
+    #[error("{0} is marked protected (tag envclone:protected=true); remove the tag first if you really mean to destroy it")]
+    Protected(String),
+    #[error(
+        "{name} is environment {env} after a migration, not an experiment environment; envclone \
+         does not destroy it"
+    )]
+    Migrated { name: String, env: String },
+    #[error(transparent)]
+    Step(#[from] StepError),
+    #[error("reading {0} failed: {1}")]
+    Aws(String, PortError),
+}
+
+impl CloneEngine {
+    /// Every environment envclone created, found by the `envclone:run` tag.
+    pub async fn list_environments(&self) -> Result<Vec<Environment>, PortError> {
+        let stacks = retry(|| self.cloud.stacks.stacks_with_tag(TAG_RUN)).await?;
+        let mut out: Vec<Environment> = stacks.iter().map(Environment::from_stack).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Checks that `env` may be destroyed and returns it.
+    pub async fn destroyable(&self, env: &str) -> Result<Environment, DestroyError> {
+        let stacks = &self.cloud.stacks;
+        let aws = |e| DestroyError::Aws(env.to_string(), e);
+        let stack = match retry(|| stacks.describe_stack(env)).await.map_err(aws)? {
+            Some(s) => s,
+            None => retry(|| stacks.find_stacks_by_tag(TAG_ENVIRONMENT, env))
+                .await
+                .map_err(aws)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| DestroyError::Unknown(env.to_string()))?,
+        };
+        if !stack.tags.contains_key(TAG_RUN) {
+            return Err(DestroyError::NotOurs(stack.name));
+        }
+        let e = Environment::from_stack(&stack);
+        if e.protected {
+            return Err(DestroyError::Protected(e.stack));
+        }
+        if !e.is_experiment() {
+            return Err(DestroyError::Migrated {
+                name: e.stack,
+                env: e.name,
+            });
+        }
+        Ok(e)
+    }
+
+    /// Deletes an environment envclone created: its stack (buckets emptied), the buckets the
+    /// run created for it, the run's snapshots. Returns (removed, left).
+    pub async fn destroy(
+        &self,
+        e: &Environment,
+        events: &Emitter,
+    ) -> Result<(Vec<String>, Vec<String>), DestroyError> {
+        let stacks = &self.cloud.stacks;
+        let aws = |err| DestroyError::Aws(e.stack.clone(), err);
+        let stack = retry(|| stacks.describe_stack(&e.stack))
+            .await
+            .map_err(aws)?
+            .ok_or_else(|| DestroyError::Unknown(e.stack.clone()))?;
+        let body = retry(|| stacks.template_body(&e.stack))
+            .await
+            .map_err(aws)?;
+        // What the run created is named in the stack's parameters, by its template's contract.
+        let (buckets, snapshots) = match Template::parse(&e.stack, &body)
+            .ok()
+            .and_then(|t| Contract::from_template(&t).ok())
+        {
+            Some(contract) => {
+                let buckets = contract
+                    .buckets
+                    .iter()
+                    .filter_map(|b| match b {
+                        BucketSpec::ByParameter { parameter, .. } => {
+                            stack.parameters.get(parameter).cloned()
+                        }
+                        BucketSpec::StackOwned { .. } => None,
+                    })
+                    .filter(|b| !b.is_empty())
+                    .collect();
+                let snapshots = contract
+                    .databases
+                    .iter()
+                    .filter_map(|d| stack.parameters.get(&d.snapshot_parameter).cloned())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+                (buckets, snapshots)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let resources = RunResources {
+            run_id: e.run_id.clone(),
+            stack: e.stack.clone(),
+            buckets,
+            half_made_buckets: Vec::new(),
+            snapshots,
+            started_at: e
+                .created
+                .map(|c| c.to_rfc3339())
+                .unwrap_or_else(|| chrono::Utc::now().to_rfc3339()),
+        };
+        events.start("destroy", Some(&e.stack), format!("destroying {}", e.name));
+        let (removed, left) = self.remove_run_resources(&resources, events).await?;
+        events.done(
+            "destroy",
+            Some(&e.stack),
+            format!("removed: {}", removed.join(", ")),
+        );
+        Ok((removed, left))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn stack(name: &str, tags: &[(&str, &str)]) -> StackInfo {
+        StackInfo {
+            name: name.into(),
+            id: format!("arn:aws:cloudformation:us-east-1:1:stack/{name}/x"),
+            status: crate::ports::StackStatus::CreateComplete,
+            status_reason: None,
+            parameters: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            capabilities: Vec::new(),
+            created: None,
+        }
+    }
+
+    #[test]
+    fn expiry_and_experiments() {
+        let e = Environment::from_stack(&stack(
+            "exp1",
+            &[
+                (TAG_RUN, "r"),
+                (TAG_ENVIRONMENT, "exp1"),
+                (TAG_EXPIRES_AT, "2026-01-01T00:00:00Z"),
+            ],
+        ));
+        assert!(e.is_experiment());
+        assert!(e.expired(chrono::Utc::now()));
+        let migrated = Environment::from_stack(&stack(
+            "prod-m1234",
+            &[(TAG_RUN, "r"), (TAG_ENVIRONMENT, "prod")],
+        ));
+        assert!(!migrated.is_experiment());
+        assert!(
+            !migrated.expired(chrono::Utc::now()),
+            "no expiry, never expired"
+        );
+    }
+}
