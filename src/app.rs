@@ -289,6 +289,18 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             };
             status(output, shared.as_ref(), &state_dir, run.as_deref())
         }
+        Command::IamPolicy { scope } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::iam::policy(scope))
+                    .expect("policy serializes")
+            );
+            eprintln!(
+                "note: CreateStack and DeleteStack also need permission for the resources of your \
+                 template (EC2, ELB, RDS, S3 …), or pass a CloudFormation service role"
+            );
+            Ok(())
+        }
         Command::List => {
             let cloud = crate::aws::connect(region, profile).await?;
             let engine = engine_for(cloud, None, None);

@@ -83,6 +83,11 @@ pub enum Command {
     Status { run: Option<String> },
     /// Every environment envclone created (from AWS tags): name, source, owner, age, expiry.
     List,
+    /// Print the least-privilege IAM policy for the API calls envclone makes.
+    IamPolicy {
+        #[arg(value_enum, default_value_t = crate::iam::Scope::All)]
+        scope: crate::iam::Scope,
+    },
     /// Delete an environment envclone created (never a protected one): its stack, the buckets
     /// the clone created, its snapshots.
     Destroy {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod contract;
 pub mod events;
 pub mod fake;
+pub mod iam;
 pub mod journal;
 pub mod lock;
 pub mod model;

@@ -1,0 +1,260 @@
+//! `envclone iam-policy`: the least-privilege IAM policy for exactly the API calls envclone
+//! makes, scoped by the `envclone:run` tag where the service supports tag conditions.
+//!
+//! Every SDK call of the adapters (`aws.rs`) names its operation (`"s3:CopyObject"`); a test
+//! reads them from the source and checks each maps here and lands in the policy.
+
+use serde_json::{json, Value};
+
+/// Each operation the adapters call, and the IAM actions it needs.
+pub const OPERATIONS: &[(&str, &[&str])] = &[
+    (
+        "cloudformation:DescribeStacks",
+        &["cloudformation:DescribeStacks"],
+    ),
+    (
+        "cloudformation:GetTemplate",
+        &["cloudformation:GetTemplate"],
+    ),
+    (
+        "cloudformation:ListStackResources",
+        &["cloudformation:ListStackResources"],
+    ),
+    (
+        "cloudformation:CreateStack",
+        &["cloudformation:CreateStack", "cloudformation:TagResource"],
+    ),
+    (
+        "cloudformation:DeleteStack",
+        &["cloudformation:DeleteStack"],
+    ),
+    ("rds:DescribeDBInstances", &["rds:DescribeDBInstances"]),
+    ("rds:DescribeDBSnapshots", &["rds:DescribeDBSnapshots"]),
+    (
+        "rds:CreateDBSnapshot",
+        &["rds:CreateDBSnapshot", "rds:AddTagsToResource"],
+    ),
+    ("rds:AddTagsToResource", &["rds:AddTagsToResource"]),
+    ("rds:ModifyDBInstance", &["rds:ModifyDBInstance"]),
+    ("rds:DeleteDBInstance", &["rds:DeleteDBInstance"]),
+    ("rds:DeleteDBSnapshot", &["rds:DeleteDBSnapshot"]),
+    (
+        "autoscaling:DescribeAutoScalingGroups",
+        &["autoscaling:DescribeAutoScalingGroups"],
+    ),
+    (
+        "autoscaling:DescribeScalingActivities",
+        &["autoscaling:DescribeScalingActivities"],
+    ),
+    (
+        "autoscaling:UpdateAutoScalingGroup",
+        &["autoscaling:UpdateAutoScalingGroup"],
+    ),
+    ("autoscaling:EnterStandby", &["autoscaling:EnterStandby"]),
+    ("autoscaling:ExitStandby", &["autoscaling:ExitStandby"]),
+    (
+        "route53:ListHostedZonesByName",
+        &["route53:ListHostedZonesByName"],
+    ),
+    (
+        "route53:ListResourceRecordSets",
+        &["route53:ListResourceRecordSets"],
+    ),
+    (
+        "route53:ChangeResourceRecordSets",
+        &["route53:ChangeResourceRecordSets"],
+    ),
+    ("route53:GetChange", &["route53:GetChange"]),
+    // S3's API operations and IAM actions differ in name.
+    ("s3:HeadBucket", &["s3:ListBucket"]),
+    ("s3:ListObjectsV2", &["s3:ListBucket"]),
+    ("s3:GetBucketTagging", &["s3:GetBucketTagging"]),
+    ("s3:CreateBucket", &["s3:CreateBucket"]),
+    ("s3:PutBucketTagging", &["s3:PutBucketTagging"]),
+    ("s3:DeleteBucket", &["s3:DeleteBucket"]),
+    ("s3:HeadObject", &["s3:GetObject"]),
+    ("s3:GetObject", &["s3:GetObject"]),
+    ("s3:GetObjectTagging", &["s3:GetObjectTagging"]),
+    ("s3:PutObject", &["s3:PutObject"]),
+    // A copy reads the source (object and tags) and writes the target (object and tags).
+    (
+        "s3:CopyObject",
+        &[
+            "s3:GetObject",
+            "s3:GetObjectTagging",
+            "s3:PutObject",
+            "s3:PutObjectTagging",
+        ],
+    ),
+    (
+        "s3:CreateMultipartUpload",
+        &["s3:PutObject", "s3:PutObjectTagging"],
+    ),
+    ("s3:UploadPartCopy", &["s3:GetObject", "s3:PutObject"]),
+    ("s3:CompleteMultipartUpload", &["s3:PutObject"]),
+    ("s3:AbortMultipartUpload", &["s3:AbortMultipartUpload"]),
+    ("s3:DeleteObject", &["s3:DeleteObject"]),
+    ("s3:DeleteObjects", &["s3:DeleteObject"]),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scope {
+    /// clone, plan, verify, standby, status/resume/abort of clones, list/destroy/gc, s3 sync.
+    Clone,
+    /// Everything of clone, plus the swap and finalize of migrate.
+    Migrate,
+    All,
+}
+
+const READ: &[&str] = &[
+    "cloudformation:DescribeStacks",
+    "cloudformation:GetTemplate",
+    "cloudformation:ListStackResources",
+    "rds:DescribeDBInstances",
+    "rds:DescribeDBSnapshots",
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeScalingActivities",
+    "route53:ListHostedZonesByName",
+    "route53:ListResourceRecordSets",
+    "route53:GetChange",
+    "s3:ListBucket",
+    "s3:GetBucketTagging",
+    "s3:GetObject",
+    "s3:GetObjectTagging",
+];
+
+/// Creating what a run makes: CloudFormation and RDS check the tags given on creation.
+const CREATE_TAGGED: &[&str] = &[
+    "cloudformation:CreateStack",
+    "cloudformation:TagResource",
+    "rds:CreateDBSnapshot",
+    "rds:AddTagsToResource",
+];
+
+/// Writes whose resources S3 and Auto Scaling cannot scope by a request tag.
+const WRITE: &[&str] = &[
+    "s3:CreateBucket",
+    "s3:PutBucketTagging",
+    "s3:PutObject",
+    "s3:PutObjectTagging",
+    "s3:AbortMultipartUpload",
+    "autoscaling:EnterStandby",
+    "autoscaling:ExitStandby",
+    "autoscaling:UpdateAutoScalingGroup",
+];
+
+/// Removing what a run made (abort, destroy, gc): only resources tagged `envclone:run`.
+const DELETE_OWN: &[&str] = &["cloudformation:DeleteStack", "rds:DeleteDBSnapshot"];
+
+/// S3 cannot condition bucket and object deletion on tags; envclone checks the bucket's
+/// `envclone:run` tag itself before deleting.
+const DELETE_S3: &[&str] = &["s3:DeleteObject", "s3:DeleteBucket"];
+
+/// The swap and finalize of migrate act on the source environment itself, which is not tagged.
+const MIGRATE: &[&str] = &[
+    "rds:ModifyDBInstance",
+    "rds:DeleteDBInstance",
+    "cloudformation:DeleteStack",
+    "route53:ChangeResourceRecordSets",
+];
+
+fn statement(sid: &str, actions: &[&str], condition: Option<Value>) -> Value {
+    let mut s = json!({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": "*"});
+    if let Some(c) = condition {
+        s["Condition"] = c;
+    }
+    s
+}
+
+pub fn policy(scope: Scope) -> Value {
+    let tagged_request = json!({"Null": {"aws:RequestTag/envclone:run": "false"}});
+    let tagged_resource = json!({"Null": {"aws:ResourceTag/envclone:run": "false"}});
+    let mut statements = vec![
+        statement("EnvcloneRead", READ, None),
+        statement("EnvcloneCreateTagged", CREATE_TAGGED, Some(tagged_request)),
+        statement("EnvcloneWrite", WRITE, None),
+        statement("EnvcloneDeleteOwn", DELETE_OWN, Some(tagged_resource)),
+        statement("EnvcloneDeleteOwnBuckets", DELETE_S3, None),
+    ];
+    if scope != Scope::Clone {
+        statements.push(statement("EnvcloneMigrateSwapAndFinalize", MIGRATE, None));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// Every action the policy grants.
+pub fn granted(policy: &Value) -> Vec<String> {
+    policy["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["Action"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operation names the adapters pass to their error mapping: one per SDK call.
+    fn operations_called() -> Vec<String> {
+        let source = include_str!("aws.rs");
+        let mut out = Vec::new();
+        let mut rest = source;
+        while let Some(i) = rest.find("port_error(") {
+            rest = &rest[i + "port_error(".len()..];
+            let trimmed = rest.trim_start();
+            if let Some(quoted) = trimmed.strip_prefix('"') {
+                if let Some(end) = quoted.find('"') {
+                    out.push(quoted[..end].to_string());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn every_operation_called_is_in_the_policy() {
+        let called = operations_called();
+        assert!(called.len() > 30, "{called:?}");
+        let all = granted(&policy(Scope::All));
+        for op in &called {
+            let (_, actions) = OPERATIONS
+                .iter()
+                .find(|(o, _)| o == op)
+                .unwrap_or_else(|| panic!("{op} is called by aws.rs but has no IAM mapping"));
+            for a in *actions {
+                assert!(
+                    all.contains(&a.to_string()),
+                    "{op} needs {a}, which the policy lacks"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn clone_policy_cannot_touch_the_source_database_or_dns() {
+        let clone = granted(&policy(Scope::Clone));
+        for a in [
+            "rds:ModifyDBInstance",
+            "rds:DeleteDBInstance",
+            "route53:ChangeResourceRecordSets",
+        ] {
+            assert!(!clone.contains(&a.to_string()), "{a}");
+        }
+        let p = policy(Scope::Clone);
+        let delete = p["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == "EnvcloneDeleteOwn")
+            .unwrap();
+        assert_eq!(
+            delete["Condition"]["Null"]["aws:ResourceTag/envclone:run"],
+            "false"
+        );
+    }
+}
