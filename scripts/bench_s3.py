@@ -1,0 +1,395 @@
+"""Bucket-to-bucket sync benchmark: envclone against aws s3 sync, rclone and s5cmd on a local
+SeaweedFS (127.0.0.1 only, every port chosen here, stopped on exit). Run it through
+scripts/bench-s3, which installs the tools and builds envclone first.
+
+Scenarios, each followed by an object-for-object check of every destination:
+  full   copy into an empty bucket
+  noop   the same sync again
+  delta  after 1% of the objects were rewritten (same size, new bytes; one multipart object
+         too) and 1% deleted, with delete
+Prints wall time and peak RSS per tool and scenario, each anchor's time / envclone's, and the
+server's ceiling (s5cmd cp, 256 workers). `--diff-memory` instead measures envclone's peak RSS
+for the diff of two generated 1,000,000-object listings.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+VENV = os.environ.get("ENVCLONE_VENV", os.path.join(ROOT, ".venv"))
+KEY, SECRET = "benchkey", "benchsecret"
+SMALL, BIG = 4 * 1024, 20 * 1024 * 1024
+TOOLS = ["envclone", "aws s3 sync", "rclone", "s5cmd"]
+
+
+def say(*a):
+    print("bench-s3:", *a, file=sys.stderr, flush=True)
+
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Seaweed:
+    """`weed mini` on 127.0.0.1 with every listening port set here."""
+
+    FLAGS = [
+        "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "s3.debug.port",
+        "s3.metricsPort", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+        "filer.port", "filer.port.grpc", "webdav.port", "admin.port", "admin.port.grpc",
+        "debug.port", "metricsPort",
+    ]
+
+    def __init__(self, workdir):
+        self.dir = os.path.join(workdir, "seaweed")
+        os.makedirs(os.path.join(self.dir, "data"))
+        ports = dict(zip(self.FLAGS, free_ports(len(self.FLAGS))))
+        self.url = f"http://127.0.0.1:{ports['s3.port']}"
+        config = os.path.join(self.dir, "identities.json")
+        with open(config, "w") as f:
+            json.dump({"identities": [{"name": "bench", "credentials": [
+                {"accessKey": KEY, "secretKey": SECRET}],
+                "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}, f)
+        args = [os.path.join(VENV, "bin", "weed"), "mini", "-dir=" + os.path.join(self.dir, "data"),
+                "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3.config=" + config,
+                "-admin.ui=false", "-webdav=false", "-master.telemetry=false"]
+        args += [f"-{flag}={port}" for flag, port in ports.items()]
+        self.log = open(os.path.join(self.dir, "weed.log"), "w")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def wait_ready(self, s3, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"SeaweedFS exited ({self.proc.returncode}); log: {self.log.name}")
+            try:
+                s3.create_bucket(Bucket="bench-ready")
+                s3.delete_bucket(Bucket="bench-ready")
+                return
+            except Exception:
+                time.sleep(0.5)
+        raise SystemExit(f"SeaweedFS did not answer within {timeout}s; log: {self.log.name}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+# A child's ru_maxrss starts at its parent's RSS at fork (Linux keeps the high-water mark
+# across exec), so a process forked from this Python (~100 MiB with boto3) would report at least
+# that. The measured command is forked from this tiny C program instead; it reports the child's
+# ru_maxrss (KiB) on the file descriptor given as its first argument. `cc` is there wherever cargo can link.
+RSS_WRAPPER_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int fd = atoi(argv[1]);
+    pid_t pid = fork();
+    if (pid == 0) { close(fd); execvp(argv[2], argv + 2); perror(argv[2]); _exit(127); }
+    int status; struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) < 0) { perror("wait4"); return 126; }
+    dprintf(fd, "%ld\n", ru.ru_maxrss);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+"""
+RSS_WRAPPER = None
+
+
+def rss_wrapper(workdir):
+    global RSS_WRAPPER
+    if RSS_WRAPPER is None:
+        src, exe = os.path.join(workdir, "rss.c"), os.path.join(workdir, "rss")
+        with open(src, "w") as f:
+            f.write(RSS_WRAPPER_C)
+        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-o", exe, src], check=True)
+        RSS_WRAPPER = exe
+    return RSS_WRAPPER
+
+
+def run_measured(cmd, env, log_path):
+    """Runs cmd; returns (seconds, peak RSS MiB, exit code)."""
+    wrapper = rss_wrapper(os.path.dirname(log_path))
+    read, write = os.pipe()
+    with open(log_path, "w") as log:
+        start = time.monotonic()
+        proc = subprocess.Popen([wrapper, str(write)] + cmd, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                pass_fds=(write,))
+        os.close(write)
+        code = proc.wait()
+        seconds = time.monotonic() - start
+    with os.fdopen(read) as r:
+        kib = r.read().strip()
+    return seconds, int(kib) / 1024.0 if kib else float("nan"), code
+
+
+def listing(s3, bucket, prefix=""):
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            out[o["Key"][len(prefix):]] = (o["Size"], o["ETag"].strip('"'))
+    return out
+
+
+def content_md5(s3, bucket, key):
+    h = hashlib.md5()
+    for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 20):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def verify(s3, src, dst):
+    """Object for object: same keys, sizes, and ETags — or, where part layouts differ (so the
+    ETags cannot be compared), the same content MD5. Returns a list of problems."""
+    a, b = listing(s3, src), listing(s3, dst)
+    problems = []
+    for k in sorted(set(a) | set(b)):
+        if k not in b:
+            problems.append(f"{k}: missing")
+        elif k not in a:
+            problems.append(f"{k}: extra")
+        elif a[k][0] != b[k][0]:
+            problems.append(f"{k}: size {a[k][0]} vs {b[k][0]}")
+        elif a[k][1] != b[k][1]:
+            if "-" not in a[k][1] and "-" not in b[k][1]:
+                problems.append(f"{k}: ETag {a[k][1]} vs {b[k][1]}")
+            elif content_md5(s3, src, k) != content_md5(s3, dst, k):
+                problems.append(f"{k}: content differs")
+    return problems
+
+
+def build_dataset(s3, env, workdir, s5cmd, url, small, big):
+    say(f"building the data set: {small} x 4 KiB + {big} x 20 MiB (multipart, 5 MiB parts)")
+    local = os.path.join(workdir, "data")
+    for sub in ("small", "big"):
+        os.makedirs(os.path.join(local, sub))
+    for i in range(small):
+        with open(os.path.join(local, "small", f"{i:05d}.bin"), "wb") as f:
+            f.write(os.urandom(SMALL))
+    for i in range(big):
+        with open(os.path.join(local, "big", f"{i:02d}.bin"), "wb") as f:
+            f.write(os.urandom(BIG))
+    s3.create_bucket(Bucket="src")
+    base = [s5cmd, "--endpoint-url", url]
+    for sub, extra in (("small", ["--numworkers", "64"]), ("big", [])):
+        cmd = base + extra + ["cp"] + (["--part-size", "5"] if sub == "big" else [])
+        cmd += [os.path.join(local, sub) + "/*", f"s3://src/{sub}/"]
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(local)
+    objects = listing(s3, "src")
+    assert len(objects) == small + big, f"{len(objects)} objects uploaded"
+    multipart = [k for k, (_, etag) in objects.items() if etag.endswith("-4")]
+    assert len(multipart) == big, f"big objects should be 4-part uploads: {objects}"
+
+
+def mutate(s3, small, big):
+    """Rewrites 1% of the small objects (same size, new bytes) and one big multipart object,
+    deletes another 1%."""
+    n = max(1, small // 100)
+    for i in range(n):
+        s3.put_object(Bucket="src", Key=f"small/{i * 97 % small:05d}.bin", Body=os.urandom(SMALL))
+    gone = [f"small/{(i * 97 + 13) % small:05d}.bin" for i in range(n)]
+    gone = [k for k in gone if k not in {f"small/{i * 97 % small:05d}.bin" for i in range(n)}]
+    for start in range(0, len(gone), 1000):
+        s3.delete_objects(Bucket="src", Delete={"Objects": [{"Key": k} for k in gone[start:start + 1000]]})
+    if big:
+        from boto3.s3.transfer import TransferConfig
+        import io
+        cfg = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+        s3.upload_fileobj(io.BytesIO(os.urandom(BIG)), "src", "big/00.bin", Config=cfg)
+    return n, len(gone)
+
+
+def commands(tool, envclone, s5cmd, url, bucket, concurrency):
+    if tool == "envclone":
+        cmd = [envclone, "s3", "sync", "s3://src", f"s3://{bucket}", "--delete"]
+        return cmd + (["--concurrency", str(concurrency)] if concurrency else [])
+    if tool == "aws s3 sync":
+        return [os.path.join(VENV, "bin", "aws"), "--endpoint-url", url, "s3", "sync",
+                "s3://src", f"s3://{bucket}", "--delete", "--only-show-errors"]
+    if tool == "rclone":
+        return [os.path.join(VENV, "bin", "rclone"), "sync", "bench:src", f"bench:{bucket}",
+                "--transfers", "32", "--checkers", "64", "--fast-list", "-q"]
+    if tool == "s5cmd":
+        return [s5cmd, "--endpoint-url", url, "sync", "--delete", "s3://src/*", f"s3://{bucket}/"]
+    raise ValueError(tool)
+
+
+def bucket_of(tool):
+    return "dst-" + tool.split()[0]
+
+
+def table(results, ceiling, tools):
+    scen = [("full", "full copy"), ("noop", "no-op re-sync"), ("delta", "1% changed + 1% deleted")]
+    lines = ["| tool | " + " | ".join(f"{t} s | RSS MiB" for _, t in scen) + " |",
+             "|---|" + "---|---|" * len(scen)]
+    for tool in tools:
+        cells = []
+        for s, _ in scen:
+            r = results.get((tool, s))
+            if r is None:
+                cells += ["—", "—"]
+            else:
+                mark = "" if r["ok"] else " ✗"
+                cells += [f"{r['seconds']:.2f}{mark}", f"{r['rss']:.0f}"]
+        lines.append(f"| {tool} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("| anchor time / envclone time | " + " | ".join(t for _, t in scen) + " |")
+    lines.append("|---|" + "---|" * len(scen))
+    for tool in tools[1:]:
+        cells = []
+        for s, _ in scen:
+            a, e = results.get((tool, s)), results.get(("envclone", s))
+            cells.append(f"{a['seconds'] / e['seconds']:.2f}×" if a and e else "—")
+        lines.append(f"| {tool} | " + " | ".join(cells) + " |")
+    if ceiling:
+        lines.append("")
+        lines.append(f"Server ceiling (s5cmd cp, 256 workers, same objects into an empty bucket): "
+                     f"{ceiling:.2f} s")
+    return "\n".join(lines)
+
+
+def diff_memory(envclone, objects):
+    say(f"diff of two generated listings of {objects} objects")
+    with tempfile.TemporaryDirectory() as d:
+        log = os.path.join(d, "log")
+        seconds, rss, code = run_measured(
+            [envclone, "--output", "json", "s3", "diff-bench", "--objects", str(objects)],
+            dict(os.environ), log)
+        out = open(log).read()
+    if code != 0:
+        raise SystemExit(f"diff-bench failed ({code}):\n{out}")
+    report = json.loads(out.strip().splitlines()[-1])
+    s = report["stats"]
+    print(f"| listing size | wall s | peak RSS MiB | to copy | to delete | unchanged |")
+    print(f"|---|---|---|---|---|---|")
+    print(f"| {objects:,} vs {objects:,} | {seconds:.2f} | {rss:.1f} | {s['copied']:,} | "
+          f"{s['deleted']:,} | {s['unchanged']:,} |")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--envclone", required=True, help="the envclone binary (release build)")
+    p.add_argument("--quick", action="store_true", help="1,000 x 4 KiB + 2 x 20 MiB: a smoke run")
+    p.add_argument("--diff-memory", action="store_true",
+                   help="only the memory benchmark of a 1,000,000-object diff")
+    p.add_argument("--objects", type=int, default=1_000_000, help="listing size for --diff-memory")
+    p.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of: " + ", ".join(TOOLS))
+    p.add_argument("--concurrency", type=int, help="envclone --concurrency (default: its own)")
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args()
+
+    if args.diff_memory:
+        diff_memory(args.envclone, args.objects)
+        return
+
+    import boto3
+    from botocore.config import Config
+
+    tools = [t for t in TOOLS if t in args.tools.split(",")]
+    small, big = (1000, 2) if args.quick else (10000, 20)
+    workdir = tempfile.mkdtemp(prefix="envclone-bench-s3.")
+    server = Seaweed(workdir)
+
+    def on_signal(signum, _frame):
+        raise SystemExit(f"interrupted by signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("AWS_") and not k.startswith("RCLONE_")}
+        env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1",
+                   AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=server.url,
+                   AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+                   AWS_EC2_METADATA_DISABLED="true",
+                   RCLONE_CONFIG="/dev/null", RCLONE_CONFIG_BENCH_TYPE="s3",
+                   RCLONE_CONFIG_BENCH_PROVIDER="SeaweedFS", RCLONE_CONFIG_BENCH_ENDPOINT=server.url,
+                   RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=KEY, RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=SECRET,
+                   RCLONE_CONFIG_BENCH_REGION="us-east-1")
+        s3 = boto3.client("s3", endpoint_url=server.url, aws_access_key_id=KEY,
+                          aws_secret_access_key=SECRET, region_name="us-east-1",
+                          config=Config(max_pool_connections=32, retries={"max_attempts": 5}))
+        server.wait_ready(s3)
+        say(f"SeaweedFS 4.48 on {server.url} (work dir {workdir})")
+        s5cmd = os.path.join(VENV, "lib", f"python{sys.version_info.major}.{sys.version_info.minor}",
+                             "site-packages", "s5cmd", "bin", "s5cmd")
+        build_dataset(s3, env, workdir, s5cmd, server.url, small, big)
+        for tool in tools:
+            s3.create_bucket(Bucket=bucket_of(tool))
+        load_before = os.getloadavg()
+        results, failures = {}, []
+        for scenario in ("full", "noop", "delta"):
+            if scenario == "delta":
+                changed, deleted = mutate(s3, small, big)
+                say(f"source changed: {changed} small + {1 if big else 0} big object(s) rewritten, {deleted} deleted")
+            for tool in tools:
+                cmd = commands(tool, args.envclone, s5cmd, server.url, bucket_of(tool), args.concurrency)
+                log = os.path.join(workdir, f"{bucket_of(tool)}-{scenario}.log")
+                seconds, rss, code = run_measured(cmd, env, log)
+                problems = verify(s3, "src", bucket_of(tool)) if code == 0 else [f"exit code {code}"]
+                ok = not problems
+                results[(tool, scenario)] = {"seconds": seconds, "rss": rss, "ok": ok}
+                say(f"{scenario:5} {tool:12} {seconds:7.2f} s {rss:6.0f} MiB "
+                    + ("verified" if ok else f"NOT EQUAL: {problems[:3]} ({len(problems)})"))
+                if not ok:
+                    failures.append((tool, scenario, problems[:5], open(log).read()[-2000:]))
+        s3.create_bucket(Bucket="ceiling")
+        ceiling, _, code = run_measured([s5cmd, "--endpoint-url", server.url, "--numworkers", "256",
+                                         "cp", "s3://src/*", "s3://ceiling/"], env,
+                                        os.path.join(workdir, "ceiling.log"))
+        load_after = os.getloadavg()
+        print()
+        print(f"Data set: {small:,} x 4 KiB + {big} x 20 MiB (4-part multipart uploads); "
+              f"SeaweedFS 4.48 on 127.0.0.1; {os.cpu_count()} CPUs; load average "
+              f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.")
+        print()
+        print(table(results, ceiling if code == 0 else None, tools))
+        print("\n✗ = the destination was not equal to the source afterwards" if failures else
+              "\nEvery destination was verified equal to the source after every sync.")
+        for tool, scenario, problems, log in failures:
+            print(f"\n{tool} / {scenario}: {problems}\n{log}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"data_set": {"small": small, "big": big}, "ceiling_s": ceiling,
+                           "load": [load_before, load_after],
+                           "results": [{"tool": t, "scenario": s, **r} for (t, s), r in results.items()]},
+                          f, indent=2)
+        if failures:
+            sys.exit(1)
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
