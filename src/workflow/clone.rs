@@ -26,6 +26,8 @@ pub struct Settings {
     pub verify_timeout: Duration,
     pub sync: SyncOptions,
     pub verify_concurrency: usize,
+    /// Copy the buckets passed by parameter before Standby, so Standby copies only the delta.
+    pub precopy: bool,
 }
 
 impl Default for Settings {
@@ -37,6 +39,7 @@ impl Default for Settings {
             verify_timeout: Duration::from_secs(20 * 60),
             sync: SyncOptions::default(),
             verify_concurrency: 32,
+            precopy: true,
         }
     }
 }
@@ -127,7 +130,10 @@ struct Created(std::sync::Mutex<Vec<String>>);
 
 impl Created {
     fn add(&self, what: String) {
-        self.0.lock().expect("created lock").push(what);
+        let mut list = self.0.lock().expect("created lock");
+        if !list.contains(&what) {
+            list.push(what);
+        }
     }
     fn list(&self) -> Vec<String> {
         self.0.lock().expect("created lock").clone()
@@ -317,7 +323,26 @@ impl CloneEngine {
 
         // A resumed run starts with the instances its first attempt put into Standby.
         let mut standby = execution.prior_standby;
-        let entered = if plan.standby {
+        tokio::pin!(shutdown);
+        let has_parameter_buckets = plan
+            .buckets
+            .iter()
+            .any(|b| matches!(b.target, BucketTarget::Created { .. }));
+        let precopied = if self.settings.precopy
+            && plan.standby
+            && has_parameter_buckets
+            && standby.is_empty()
+        {
+            tokio::select! {
+                r = self.precopy(plan, events, &created, execution.checkpoint) => r,
+                () = &mut shutdown => Err(StepError::Interrupted { step: "bucket.precopy".into() }),
+            }
+        } else {
+            Ok(())
+        };
+        let entered = if let Err(e) = precopied {
+            Err(e)
+        } else if plan.standby {
             self.enter_standby(
                 &plan.scaling_groups,
                 events,
@@ -347,7 +372,6 @@ impl CloneEngine {
                     execution.checkpoint,
                 );
                 tokio::pin!(body);
-                tokio::pin!(shutdown);
                 tokio::select! {
                     r = &mut body => r,
                     () = &mut shutdown => Err(StepError::Interrupted { step: "clone".into() }),
@@ -560,17 +584,15 @@ impl CloneEngine {
         }
     }
 
-    async fn clone_and_verify(
+    /// Creates (or, on a re-run, finds as this run's) the buckets passed by parameter.
+    async fn create_parameter_buckets(
         &self,
         plan: &ClonePlan,
         events: &Emitter,
         created: &Created,
-        verification: &mut Vec<CheckResult>,
         checkpoint: Checkpoint<'_>,
-    ) -> Result<CloneReport, StepError> {
+    ) -> Result<(), StepError> {
         let cloud = &self.cloud;
-        // Buckets passed by parameter are created first (a quick call) so the stack, created
-        // later, can already refer to them.
         for b in &plan.buckets {
             if let BucketTarget::Created { name, .. } = &b.target {
                 let step = "bucket.create";
@@ -605,6 +627,49 @@ impl CloneEngine {
                 events.done(step, Some(name), "created");
             }
         }
+
+        Ok(())
+    }
+
+    /// Copies the buckets passed by parameter while the source still serves, so that the
+    /// copy made during Standby is only the delta: the time out of service does not grow with
+    /// the size of those buckets.
+    async fn precopy(
+        &self,
+        plan: &ClonePlan,
+        events: &Emitter,
+        created: &Created,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), StepError> {
+        self.create_parameter_buckets(plan, events, created, checkpoint)
+            .await?;
+        let copies = plan.buckets.iter().filter_map(|b| match &b.target {
+            BucketTarget::Created { name, .. } => Some(async move {
+                events.info(
+                    "bucket.precopy",
+                    Some(name),
+                    format!("bulk copy of s3://{} before Standby", b.source_bucket),
+                );
+                self.copy_bucket(&b.logical_id, &b.source_bucket, name, events)
+                    .await
+            }),
+            BucketTarget::StackOwned { .. } => None,
+        });
+        try_join_all(copies).await.map(|_| ())
+    }
+
+    async fn clone_and_verify(
+        &self,
+        plan: &ClonePlan,
+        events: &Emitter,
+        created: &Created,
+        verification: &mut Vec<CheckResult>,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<CloneReport, StepError> {
+        // Buckets passed by parameter are created first (a quick call) so the stack, created
+        // later, can already refer to them. (Already there when pre-copied: reused.)
+        self.create_parameter_buckets(plan, events, created, checkpoint)
+            .await?;
 
         let parameter_buckets = async {
             let copies = plan.buckets.iter().filter_map(|b| match &b.target {

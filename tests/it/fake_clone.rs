@@ -140,6 +140,9 @@ async fn snapshot_and_bucket_copy_overlap() {
         settings: settings(),
     };
     engine.settings.sync.concurrency = 1;
+    // Without the pre-copy the whole copy runs beside the snapshot (the pre-copy has its own
+    // test: the_standby_window_does_not_grow_with_the_bucket).
+    engine.settings.precopy = false;
     let plan = engine
         .preflight(&s.request("overlap"), run_id())
         .await
@@ -515,4 +518,84 @@ async fn a_foreign_environment_clones_by_its_own_contract() {
         report.verification
     );
     assert_eq!(report.buckets.len(), 2);
+}
+
+/// With the pre-copy, the time the source spends in Standby is the snapshot plus the delta,
+/// not the full copy: a 1,800 s bucket copy and a 600 s snapshot.
+#[tokio::test(start_paused = true)]
+async fn the_standby_window_does_not_grow_with_the_bucket() {
+    async fn standby_window(precopy: bool, changed_after_precopy: usize) -> Duration {
+        let s = Scenario::new(Timings {
+            snapshot: Duration::from_secs(600),
+            db_create: Duration::from_secs(1),
+            stack_resource: Duration::from_millis(100),
+            call_latency: Duration::from_millis(1),
+            copy_latency: Duration::from_secs(6),
+            min_part_size: 1024,
+            ..Timings::default()
+        });
+        s.fake.create_bucket_now(REPORTS);
+        s.fake.deploy_now(
+            "prod",
+            WEBAPP,
+            &[("EnvironmentName", "prod"), ("ReportsBucketName", REPORTS)],
+        );
+        for i in 0..300 {
+            s.fake
+                .put_object(REPORTS, &format!("r/{i:03}"), b"x", Default::default(), &[]);
+        }
+        let mut engine = envclone::workflow::clone::CloneEngine {
+            cloud: s.fake.cloud(),
+            settings: settings(),
+        };
+        engine.settings.sync.concurrency = 1;
+        engine.settings.precopy = precopy;
+        let plan = engine
+            .preflight(&s.request("window"), run_id())
+            .await
+            .unwrap();
+        // Writers keep going until Standby: some objects change after the pre-copy.
+        let fake = s.fake.clone();
+        let writer = tokio::spawn(async move {
+            // During the pre-copy, after these objects were copied; before Standby.
+            tokio::time::sleep(Duration::from_secs(1000)).await;
+            for i in 0..changed_after_precopy {
+                fake.put_object(
+                    REPORTS,
+                    &format!("r/{i:03}"),
+                    b"changed",
+                    Default::default(),
+                    &[],
+                );
+            }
+        });
+        engine
+            .execute(&plan, &s.emitter, std::future::pending())
+            .await
+            .unwrap_or_else(|f| panic!("clone failed: {:?}", f.error));
+        writer.await.unwrap();
+        let calls = s.fake.calls();
+        let at = |op: &str| calls.iter().find(|c| c.operation == op).unwrap().at;
+        let entered = at("autoscaling:EnterStandby");
+        let exited = calls
+            .iter()
+            .rev()
+            .find(|c| c.operation == "autoscaling:ExitStandby")
+            .unwrap()
+            .at;
+        exited - entered
+    }
+    let with = standby_window(true, 10).await;
+    let without = standby_window(false, 0).await;
+    let snapshot = Duration::from_secs(600);
+    let delta = Duration::from_secs(10 * 6);
+    assert!(
+        without >= Duration::from_secs(1800),
+        "without pre-copy the window holds the full copy: {without:?}"
+    );
+    assert!(with >= snapshot, "{with:?}");
+    assert!(
+        with < snapshot + delta + Duration::from_secs(120),
+        "window with pre-copy: {with:?} (without: {without:?})"
+    );
 }
