@@ -32,6 +32,9 @@ use crate::workflow::{PreflightError, StepError};
 /// 2 bad input or refused before any change.
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_BAD_INPUT: u8 = 2;
+/// A migration stopped before the swap because its deadline (or window) was reached; the
+/// source is back in service.
+pub const EXIT_DEADLINE: u8 = 3;
 
 #[derive(Debug, Error)]
 pub enum AppError {
@@ -54,6 +57,7 @@ pub enum AppError {
 impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
+            AppError::Step(s) if matches!(**s, StepError::Deadline { .. }) => EXIT_DEADLINE,
             AppError::Input(_)
             | AppError::Connect(_)
             | AppError::Preflight(_)
@@ -720,9 +724,25 @@ async fn migrate_locked(
     run_id: RunId,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
-    let plan = engine
+    let mut plan = engine
         .preflight_migrate(&command.request, run_id.clone())
         .await?;
+    plan.deadline = command.deadline;
+    if let Some(deadline) = command.deadline {
+        // Past runs of this environment say how long one takes; refuse what cannot fit.
+        let needed = past_migration_duration(state_dir, &command.request.env)
+            .unwrap_or_default()
+            .max(crate::workflow::migrate::SWAP_ALLOWANCE);
+        let needed = chrono::Duration::from_std(needed).unwrap_or_default();
+        if chrono::Utc::now() + needed > deadline {
+            return Err(AppError::Refused(format!(
+                "a migration of {} needs about {} min (past runs and the swap), which does not \
+                 fit before {deadline}; start it in a longer window",
+                command.request.env,
+                needed.num_minutes()
+            )));
+        }
+    }
     let mut steps = plan.clone.steps();
     // The clone's last step (return to service) is replaced by the swap.
     steps.retain(|s| !s.starts_with("return the instances"));
@@ -793,6 +813,9 @@ async fn migrate_locked(
         Ok(state) => state,
         Err(failure) => {
             print_migration(output, &failure.state);
+            if matches!(failure.error, StepError::Deadline { .. }) {
+                return Err(failure.error.into());
+            }
             return Err(AppError::Failed(format!(
                 "migrate {} failed: {}",
                 plan.clone.source_env, failure.error
@@ -806,6 +829,46 @@ async fn migrate_locked(
     }
     print_migration(output, &state);
     Ok(())
+}
+
+/// The longest recorded migration of `env` (first to last journal event), from this state
+/// directory.
+fn past_migration_duration(state_dir: &std::path::Path, env: &str) -> Option<std::time::Duration> {
+    let store = FileRunStore::new(state_dir);
+    let entries = std::fs::read_dir(&store.dir).ok()?;
+    let mut longest = None;
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(run) = name.strip_suffix(".state.json") else {
+            continue;
+        };
+        let Ok(Some(state)) = store.load(run) else {
+            continue;
+        };
+        if state["command"] != "migrate" || state["env"] != env {
+            continue;
+        }
+        if !matches!(state["phase"].as_str(), Some("swapped" | "finalized")) {
+            continue;
+        }
+        let journal =
+            std::fs::read_to_string(store.dir.join(format!("{run}.jsonl"))).unwrap_or_default();
+        let times: Vec<chrono::DateTime<chrono::Utc>> = journal
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| {
+                v["time"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            })
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .collect();
+        if let (Some(first), Some(last)) = (times.first(), times.last()) {
+            let d = (*last - *first).to_std().unwrap_or_default();
+            longest = Some(longest.map_or(d, |l: std::time::Duration| l.max(d)));
+        }
+    }
+    longest
 }
 
 fn print_migration(output: Output, state: &MigrationState) {

@@ -150,6 +150,13 @@ pub struct MigrateArgs {
     /// Finalize right after a successful swap (deletes the old environment).
     #[arg(long)]
     pub finalize: bool,
+    /// The migration window, HH:MM-HH:MM in UTC (may span midnight): refused outside it, and
+    /// stopped safely before the swap if the swap would start too late.
+    #[arg(long, value_name = "HH:MM-HH:MM")]
+    pub window: Option<String>,
+    /// The latest time the swap may start (RFC 3339, e.g. 2026-11-22T04:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub deadline: Option<String>,
     /// Print the plan and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -175,8 +182,44 @@ pub struct MigrateCommand {
     pub dry_run: bool,
     pub yes: bool,
     pub break_lock: bool,
+    /// The earlier of the window's end and --deadline.
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
     pub multipart_threshold: u64,
     pub concurrency: usize,
+}
+
+/// The end of the migration window `HH:MM-HH:MM` (UTC) that contains `now`, or an error if
+/// `now` is outside it.
+pub fn window_end(
+    window: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, InputError> {
+    use chrono::{NaiveTime, Timelike};
+    let bad = || InputError::Window(window.to_string());
+    let (a, b) = window.split_once('-').ok_or_else(bad)?;
+    let start = NaiveTime::parse_from_str(a.trim(), "%H:%M").map_err(|_| bad())?;
+    let end = NaiveTime::parse_from_str(b.trim(), "%H:%M").map_err(|_| bad())?;
+    if start == end {
+        return Err(bad());
+    }
+    let t = now.time().with_nanosecond(0).unwrap_or(now.time());
+    let today = now.date_naive();
+    let inside_until = if start < end {
+        (t >= start && t < end).then(|| today.and_time(end))
+    } else if t >= start {
+        // Spans midnight: ends tomorrow.
+        Some(today.succ_opt().unwrap_or(today).and_time(end))
+    } else if t < end {
+        Some(today.and_time(end))
+    } else {
+        None
+    };
+    inside_until
+        .map(|naive| naive.and_utc())
+        .ok_or_else(|| InputError::OutsideWindow {
+            window: window.to_string(),
+            now: now.format("%H:%M").to_string(),
+        })
 }
 
 fn read_template(path: &std::path::Path) -> Result<(String, String), InputError> {
@@ -203,6 +246,23 @@ impl MigrateArgs {
     pub fn into_command(self) -> Result<MigrateCommand, InputError> {
         let parameter_overrides = parse_parameters(&self.parameters)?;
         let template = read_template(&self.template)?;
+        let now = chrono::Utc::now();
+        let mut deadline = match &self.deadline {
+            Some(d) => {
+                let at = chrono::DateTime::parse_from_rfc3339(d)
+                    .map_err(|_| InputError::DeadlineFormat(d.clone()))?
+                    .with_timezone(&chrono::Utc);
+                if at <= now {
+                    return Err(InputError::DeadlinePassed(at.to_rfc3339()));
+                }
+                Some(at)
+            }
+            None => None,
+        };
+        if let Some(window) = &self.window {
+            let end = window_end(window, now)?;
+            deadline = Some(deadline.map_or(end, |d| d.min(end)));
+        }
         check_copy_options(self.concurrency, self.multipart_threshold)?;
         Ok(MigrateCommand {
             request: crate::workflow::migrate::MigrateRequest {
@@ -214,6 +274,7 @@ impl MigrateArgs {
             dry_run: self.dry_run,
             yes: self.yes,
             break_lock: self.break_lock,
+            deadline,
             multipart_threshold: self.multipart_threshold,
             concurrency: self.concurrency,
         })
@@ -281,6 +342,14 @@ pub enum InputError {
     Ttl(String),
     #[error("--owner must be 1 to 256 characters")]
     Owner,
+    #[error("--window {0:?} is malformed: write HH:MM-HH:MM in UTC, e.g. 02:00-04:00")]
+    Window(String),
+    #[error("now ({now}) is outside the migration window {window} (UTC); nothing was started")]
+    OutsideWindow { window: String, now: String },
+    #[error("--deadline {0:?} is not an RFC 3339 time: write e.g. 2026-11-22T04:00:00Z")]
+    DeadlineFormat(String),
+    #[error("the deadline {0} has already passed; nothing was started")]
+    DeadlinePassed(String),
     #[error("--concurrency must be at least 1")]
     Concurrency,
     #[error(
@@ -369,6 +438,31 @@ mod tests {
         assert!(parse_parameters(&["noequals".into()]).is_err());
         assert!(parse_parameters(&["=v".into()]).is_err());
         assert!(parse_parameters(&["A=1".into(), "A=2".into()]).is_err());
+    }
+
+    #[test]
+    fn migration_windows() {
+        use chrono::TimeZone;
+        let at = |h, m| chrono::Utc.with_ymd_and_hms(2026, 11, 22, h, m, 0).unwrap();
+        assert_eq!(window_end("02:00-04:00", at(3, 0)).unwrap(), at(4, 0));
+        assert!(
+            window_end("02:00-04:00", at(4, 0)).is_err(),
+            "closed at its end"
+        );
+        assert!(window_end("02:00-04:00", at(1, 59)).is_err());
+        // Spanning midnight.
+        assert_eq!(
+            window_end("23:00-01:00", at(23, 30)).unwrap(),
+            chrono::Utc.with_ymd_and_hms(2026, 11, 23, 1, 0, 0).unwrap()
+        );
+        assert_eq!(window_end("23:00-01:00", at(0, 30)).unwrap(), at(1, 0));
+        assert!(window_end("23:00-01:00", at(12, 0))
+            .unwrap_err()
+            .to_string()
+            .contains("outside"));
+        for bad in ["2-4", "02:00", "25:00-26:00", "02:00-02:00"] {
+            assert!(window_end(bad, at(3, 0)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -157,7 +157,12 @@ pub fn temporary_name(env: &str, run: &RunId) -> Result<EnvName, PreflightError>
 pub struct MigratePlan {
     pub clone: ClonePlan,
     pub databases: Vec<DbSwap>,
+    /// The swap must start before this (a migration window's end or --deadline).
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
 }
+
+/// Time kept free before the deadline for the swap itself (renames and DNS take minutes).
+pub const SWAP_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
     let value = serde_json::to_value(state).expect("state serializes");
@@ -261,6 +266,7 @@ impl CloneEngine {
         Ok(MigratePlan {
             clone: plan,
             databases,
+            deadline: None,
         })
     }
 
@@ -347,6 +353,15 @@ impl CloneEngine {
         }
 
         let guard = async {
+            if let Some(deadline) = plan.deadline {
+                let allowance = chrono::Duration::from_std(SWAP_ALLOWANCE).expect("fits");
+                if chrono::Utc::now() + allowance > deadline {
+                    return Err(StepError::Deadline {
+                        step: "guardrails".into(),
+                        deadline: deadline.to_rfc3339(),
+                    });
+                }
+            }
             let new_stack = self.guardrails(&state, &clone.contract, events).await?;
             if let Some(dns) = &clone.contract.entry_dns {
                 let before = retry(|| self.cloud.dns.records(&dns.zone, &dns.name))

@@ -105,6 +105,11 @@ pub enum StepError {
     Interrupted { step: String },
     #[error("{step}: {message}")]
     Refused { step: String, message: String },
+    #[error(
+        "{step}: the deadline {deadline} has passed (or leaves no time to swap); stopped before \
+         the swap, the source is back in service — start again in the next window"
+    )]
+    Deadline { step: String, deadline: String },
 }
 
 impl StepError {

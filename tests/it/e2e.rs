@@ -1067,3 +1067,79 @@ async fn an_experiment_with_a_ttl_is_listed_and_collected() {
         "gc removed everything of exp-1"
     );
 }
+
+/// A migration started with a window that has already closed, or a deadline that has passed,
+/// is refused with nothing changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_window_refuses_the_migration() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let before = world(&config).await;
+    let state = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    // A one-minute window that closed an hour ago.
+    let closed = format!(
+        "{}-{}",
+        (now - chrono::Duration::minutes(61)).format("%H:%M"),
+        (now - chrono::Duration::minutes(60)).format("%H:%M")
+    );
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml");
+    let out = standin.envclone(
+        state.path(),
+        &[
+            "migrate",
+            "prod",
+            "--template",
+            template,
+            "--yes",
+            "--window",
+            &closed,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("outside the migration window"),
+        "{}",
+        text(&out)
+    );
+    let out = standin.envclone(
+        state.path(),
+        &[
+            "migrate",
+            "prod",
+            "--template",
+            template,
+            "--yes",
+            "--deadline",
+            "2020-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already passed"),
+        "{}",
+        text(&out)
+    );
+    // A deadline too close for even the swap.
+    let soon = (now + chrono::Duration::minutes(2)).to_rfc3339();
+    let out = standin.envclone(
+        state.path(),
+        &[
+            "migrate",
+            "prod",
+            "--template",
+            template,
+            "--yes",
+            "--deadline",
+            &soon,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not fit"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(world(&config).await, before);
+}

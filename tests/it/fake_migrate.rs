@@ -381,3 +381,32 @@ async fn a_stop_at_every_step_of_migrate_leaves_or_puts_the_source_back() {
         assert_source_as_it_was(&s, &record, &format!("stop at {seconds}s"));
     }
 }
+
+/// A deadline that leaves no time for the swap stops the migration before it, with the source
+/// exactly as it was.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_stops_the_migration_before_the_swap() {
+    let (s, record) = prod().await;
+    let store = MemoryRunStore::default();
+    let mut plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    plan.deadline = Some(chrono::Utc::now() + chrono::Duration::minutes(5));
+    let failure = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            failure.error,
+            envclone::workflow::StepError::Deadline { .. }
+        ),
+        "{}",
+        failure.error
+    );
+    assert_eq!(failure.state.phase, MigratePhase::Aborted);
+    assert_source_as_it_was(&s, &record, "deadline");
+}
