@@ -215,6 +215,50 @@ pub struct Contract {
     pub buckets: Vec<BucketSpec>,
     pub entry_dns: Option<EntryDns>,
     pub verify: Vec<VerifyCheck>,
+    pub hooks: Hooks,
+}
+
+/// A command the operator's template asks envclone to run at a point of the workflow, with the
+/// stack's outputs in its environment (`ENVCLONE_OUTPUT_<Name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Hook {
+    Command(String),
+    WithTimeout {
+        command: String,
+        timeout_seconds: u64,
+    },
+}
+
+impl Hook {
+    pub fn command(&self) -> &str {
+        match self {
+            Hook::Command(c) | Hook::WithTimeout { command: c, .. } => c,
+        }
+    }
+    pub fn timeout(&self) -> std::time::Duration {
+        match self {
+            Hook::Command(_) => std::time::Duration::from_secs(300),
+            Hook::WithTimeout {
+                timeout_seconds, ..
+            } => std::time::Duration::from_secs(*timeout_seconds),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// After Standby, on the source (e.g. stop background writers).
+    #[serde(default)]
+    pub quiesce: Vec<Hook>,
+    /// After the clone stack is up, on the clone: a non-zero exit fails verification.
+    #[serde(default)]
+    pub verify: Vec<Hook>,
+    /// After migrate's swap, on the new environment (e.g. restart app processes so pooled
+    /// connections reconnect).
+    #[serde(default)]
+    pub post_swap: Vec<Hook>,
 }
 
 #[derive(Deserialize)]
@@ -231,7 +275,7 @@ struct RawContract {
     verify: Vec<RawVerify>,
     // Sections owned by later features; accepted so templates can carry them already.
     #[serde(default)]
-    hooks: Option<Value>,
+    hooks: Option<Hooks>,
 }
 
 #[derive(Deserialize, Default)]
@@ -277,7 +321,6 @@ impl Contract {
                 origin: origin.clone(),
                 reason: e.to_string(),
             })?;
-        let _ = raw.hooks;
         let params = template.parameters();
         let types = template.resource_types();
         let inconsistent = |problem: String, fix: String| ContractError::Inconsistent {
@@ -399,6 +442,7 @@ impl Contract {
             buckets,
             entry_dns: raw.entry_dns,
             verify,
+            hooks: raw.hooks.unwrap_or_default(),
         })
     }
 }

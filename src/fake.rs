@@ -155,6 +155,10 @@ struct State {
     uploads: HashMap<String, Upload>,
     dns: BTreeMap<(String, String), Vec<DnsRecord>>,
     http: BTreeMap<String, u16>,
+    /// Hook commands run, with the environment they got; commands listed in `failing_hooks`
+    /// fail.
+    hooks_run: Vec<(String, BTreeMap<String, String>)>,
+    failing_hooks: Vec<String>,
     faults: Vec<Fault>,
     calls: Vec<Call>,
     dns_changes: HashMap<String, Instant>,
@@ -193,6 +197,7 @@ impl FakeAws {
             objects: Arc::new(self.clone()),
             dns: Arc::new(self.clone()),
             http: Arc::new(self.clone()),
+            hooks: Arc::new(self.clone()),
         }
     }
 
@@ -327,6 +332,14 @@ impl FakeAws {
             .filter(|c| c.mutating)
             .map(|c| c.operation)
             .collect()
+    }
+
+    pub fn hooks_run(&self) -> Vec<(String, BTreeMap<String, String>)> {
+        self.lock().hooks_run.clone()
+    }
+
+    pub fn fail_hook(&self, command: &str) {
+        self.lock().failing_hooks.push(command.to_string());
     }
 
     pub fn set_http_status(&self, url: &str, status: u16) {
@@ -1607,6 +1620,24 @@ impl Dns for FakeAws {
                 what: format!("change {change_id}"),
             })?;
         Ok(Instant::now() >= *at)
+    }
+}
+
+#[async_trait]
+impl HookRunner for FakeAws {
+    async fn run(
+        &self,
+        command: &str,
+        env: &BTreeMap<String, String>,
+        _timeout: Duration,
+    ) -> Result<(), String> {
+        let mut s = self.lock();
+        s.hooks_run.push((command.to_string(), env.clone()));
+        if s.failing_hooks.iter().any(|c| c == command) {
+            Err(format!("`{command}` exited with exit status: 1"))
+        } else {
+            Ok(())
+        }
     }
 }
 

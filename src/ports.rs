@@ -384,6 +384,19 @@ pub trait HttpProbe: Send + Sync {
     async fn get_status(&self, url: &str) -> PortResult<u16>;
 }
 
+/// Runs the operator's hook commands.
+#[async_trait]
+pub trait HookRunner: Send + Sync {
+    /// Runs `command` with `env` added to the environment; Err says why it failed (exit status,
+    /// the end of its output, or the timeout).
+    async fn run(
+        &self,
+        command: &str,
+        env: &BTreeMap<String, String>,
+        timeout: std::time::Duration,
+    ) -> Result<(), String>;
+}
+
 /// Everything the workflow may touch, as one bundle.
 #[derive(Clone)]
 pub struct Cloud {
@@ -393,4 +406,5 @@ pub struct Cloud {
     pub objects: std::sync::Arc<dyn ObjectStore>,
     pub dns: std::sync::Arc<dyn Dns>,
     pub http: std::sync::Arc<dyn HttpProbe>,
+    pub hooks: std::sync::Arc<dyn HookRunner>,
 }

@@ -360,6 +360,22 @@ impl CloneEngine {
             Ok(())
         };
 
+        // Quiesce hooks run on the source once it is in Standby (Standby alone does not stop
+        // background jobs from writing).
+        let entered = match entered {
+            Ok(()) if !plan.contract.hooks.quiesce.is_empty() => {
+                self.run_hooks(
+                    "quiesce",
+                    &plan.contract.hooks.quiesce,
+                    &plan.source_stack,
+                    plan.run_id.as_str(),
+                    events,
+                )
+                .await
+            }
+            other => other,
+        };
+
         let mut verification = Vec::new();
         let outcome = match entered {
             Err(e) => Err(e),
@@ -493,6 +509,55 @@ impl CloneEngine {
                 .await
                 .map_err(StepError::wait(step))?;
             events.done(step, Some(group), "instances in Standby");
+        }
+        Ok(())
+    }
+
+    /// Runs the template's hook commands of one point (`quiesce`, `verify`, `post_swap`) with
+    /// the stack's outputs in their environment; the first failure stops.
+    pub async fn run_hooks(
+        &self,
+        point: &str,
+        hooks: &[crate::contract::Hook],
+        stack_name: &str,
+        run_id: &str,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = format!("hook.{point}");
+        let stack = retry(|| self.cloud.stacks.describe_stack(stack_name))
+            .await
+            .map_err(StepError::port(&step))?
+            .ok_or_else(|| StepError::Refused {
+                step: step.clone(),
+                message: format!("stack {stack_name} does not exist"),
+            })?;
+        let mut env = std::collections::BTreeMap::from([
+            ("ENVCLONE_RUN".to_string(), run_id.to_string()),
+            ("ENVCLONE_STACK".to_string(), stack.name.clone()),
+            ("ENVCLONE_HOOK".to_string(), point.to_string()),
+        ]);
+        for (k, v) in &stack.outputs {
+            env.insert(format!("ENVCLONE_OUTPUT_{k}"), v.clone());
+        }
+        for hook in hooks {
+            events.start(
+                &step,
+                Some(&stack.name),
+                format!("running `{}`", hook.command()),
+            );
+            self.cloud
+                .hooks
+                .run(hook.command(), &env, hook.timeout())
+                .await
+                .map_err(|message| StepError::Refused {
+                    step: step.clone(),
+                    message,
+                })?;
+            events.done(
+                &step,
+                Some(&stack.name),
+                format!("`{}` succeeded", hook.command()),
+            );
         }
         Ok(())
     }
@@ -936,6 +1001,25 @@ impl CloneEngine {
         let reports = self
             .check_environment(&plan.target_stack, &plan.contract, &pairs, checks)
             .await?;
+        for hook in &plan.contract.hooks.verify {
+            let result = self
+                .run_hooks(
+                    "verify",
+                    std::slice::from_ref(hook),
+                    &plan.target_stack,
+                    plan.run_id.as_str(),
+                    events,
+                )
+                .await;
+            checks.push(CheckResult {
+                check: format!("hook `{}`", hook.command()),
+                ok: result.is_ok(),
+                detail: match result {
+                    Ok(()) => "exit 0".into(),
+                    Err(e) => e.to_string(),
+                },
+            });
+        }
         let failed: Vec<String> = checks
             .iter()
             .filter(|c| !c.ok)

@@ -407,8 +407,20 @@ impl CloneEngine {
             let _ = self.exit_standby(&state.standby, events).await;
             return Err(fail(state, e));
         }
+        let forward = async {
+            self.swap(&state, Direction::Forward, events).await?;
+            // Pooled connections ignore DNS and renames until clients reconnect.
+            self.run_hooks(
+                "post_swap",
+                &clone.contract.hooks.post_swap,
+                &state.target_stack,
+                &state.run_id,
+                events,
+            )
+            .await
+        };
         let swapped = tokio::select! {
-            r = self.swap(&state, Direction::Forward, events) => r,
+            r = forward => r,
             () = &mut shutdown => Err(StepError::Interrupted { step: "swap".into() }),
         };
         if let Err(e) = swapped {

@@ -410,3 +410,137 @@ async fn a_deadline_stops_the_migration_before_the_swap() {
     assert_eq!(failure.state.phase, MigratePhase::Aborted);
     assert_source_as_it_was(&s, &record, "deadline");
 }
+
+fn with_hooks(template: &str) -> String {
+    let hooks = "    hooks:\n      quiesce: [\"stop-writers\"]\n      verify: [{ command: \"smoke-test\", timeout_seconds: 60 }]\n      post_swap: [\"restart-app\"]\n";
+    let anchor = "      - http_output: HealthCheckUrl\n";
+    assert!(template.contains(anchor));
+    template.replacen(anchor, &format!("{anchor}{hooks}"), 1)
+}
+
+#[tokio::test(start_paused = true)]
+async fn hooks_run_at_their_points_and_a_failure_stops_safely() {
+    // Clone: quiesce on the source after Standby, verify on the clone.
+    let s = Scenario::new(timings());
+    s.fake.create_bucket_now(REPORTS);
+    let webapp = with_hooks(WEBAPP);
+    s.fake.deploy_now(
+        "prod",
+        &webapp,
+        &[
+            ("EnvironmentName", "prod"),
+            ("ReportsBucketName", REPORTS),
+            ("DesiredCapacity", "3"),
+        ],
+    );
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
+    let report = s
+        .engine
+        .execute(&plan, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    assert!(report
+        .verification
+        .iter()
+        .any(|c| c.check == "hook `smoke-test`" && c.ok));
+    let run = s.fake.hooks_run();
+    assert_eq!(
+        run.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        ["stop-writers", "smoke-test"]
+    );
+    assert_eq!(run[0].1["ENVCLONE_STACK"], "prod");
+    assert_eq!(run[1].1["ENVCLONE_STACK"], "staging-test");
+    assert!(
+        run[1].1.contains_key("ENVCLONE_OUTPUT_HealthCheckUrl"),
+        "{:?}",
+        run[1].1
+    );
+
+    // A failing quiesce hook stops the clone; the source goes back to service.
+    let s = Scenario::new(timings());
+    s.fake.create_bucket_now(REPORTS);
+    s.fake.deploy_now(
+        "prod",
+        &webapp,
+        &[
+            ("EnvironmentName", "prod"),
+            ("ReportsBucketName", REPORTS),
+            ("DesiredCapacity", "3"),
+        ],
+    );
+    s.fake.fail_hook("stop-writers");
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
+    let failure = s
+        .engine
+        .execute(&plan, &s.emitter, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        failure.error.to_string().contains("stop-writers"),
+        "{}",
+        failure.error
+    );
+    let g = s.source_group();
+    assert!(
+        g.instances.iter().all(|i| i.lifecycle_state == "InService"),
+        "{g:?}"
+    );
+
+    // Migrate: a failing post-swap hook swaps back.
+    let s = Scenario::new(timings());
+    s.fake.create_bucket_now(REPORTS);
+    s.fake.deploy_now(
+        "prod",
+        &webapp,
+        &[
+            ("EnvironmentName", "prod"),
+            ("ReportsBucketName", REPORTS),
+            ("DesiredCapacity", "3"),
+        ],
+    );
+    let lb = s
+        .fake
+        .describe_stack("prod")
+        .await
+        .unwrap()
+        .unwrap()
+        .outputs["LoadBalancerDNSName"]
+        .clone();
+    let record = DnsRecord {
+        name: ENTRY.into(),
+        record_type: "CNAME".into(),
+        values: vec![lb],
+    };
+    s.fake.put_dns(ZONE, record.clone());
+    s.fake.fail_hook("restart-app");
+    let store = MemoryRunStore::default();
+    let request = MigrateRequest {
+        template: ("v2".into(), with_hooks(V2)),
+        ..request()
+    };
+    let plan = s
+        .engine
+        .preflight_migrate(&request, run_id())
+        .await
+        .unwrap();
+    let failure = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        failure.error.to_string().contains("restart-app"),
+        "{}",
+        failure.error
+    );
+    assert_eq!(failure.state.phase, MigratePhase::Aborted);
+    assert_source_as_it_was(&s, &record, "post-swap hook");
+}
