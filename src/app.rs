@@ -1230,8 +1230,16 @@ fn print_report(output: Output, report: &CloneReport) {
             }
             for b in &report.buckets {
                 println!(
-                    "  bucket:    {} → {} ({} objects copied, {} bytes)",
-                    b.source, b.target, b.stats.copied, b.stats.copied_bytes
+                    "  bucket:    {} → {} ({} objects copied, {} bytes{})",
+                    b.source,
+                    b.target,
+                    b.stats.copied + b.precopy.as_ref().map_or(0, |p| p.copied),
+                    b.stats.copied_bytes + b.precopy.as_ref().map_or(0, |p| p.copied_bytes),
+                    match &b.precopy {
+                        Some(p) =>
+                            format!("; {} before Standby, {} during", p.copied, b.stats.copied),
+                        None => String::new(),
+                    }
                 );
             }
             print_checks(output, "Verification", &report.verification);

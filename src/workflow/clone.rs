@@ -97,7 +97,10 @@ pub struct BucketOutcome {
     pub logical_id: String,
     pub source: String,
     pub target: String,
+    /// The copy made during Standby (after a pre-copy: only the delta).
     pub stats: SyncStats,
+    /// The bulk copy made before Standby, if any.
+    pub precopy: Option<SyncStats>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -338,8 +341,9 @@ impl CloneEngine {
                 () = &mut shutdown => Err(StepError::Interrupted { step: "bucket.precopy".into() }),
             }
         } else {
-            Ok(())
+            Ok(Vec::new())
         };
+        let precopies = precopied.as_ref().map(Vec::clone).unwrap_or_default();
         let entered = if let Err(e) = precopied {
             Err(e)
         } else if plan.standby {
@@ -432,6 +436,12 @@ impl CloneEngine {
                     }));
                 }
                 report.verification = verification;
+                for b in &mut report.buckets {
+                    b.precopy = precopies
+                        .iter()
+                        .find(|p| p.target == b.target)
+                        .map(|p| p.stats.clone());
+                }
                 report.standby = standby;
                 Ok(report)
             }
@@ -705,7 +715,7 @@ impl CloneEngine {
         events: &Emitter,
         created: &Created,
         checkpoint: Checkpoint<'_>,
-    ) -> Result<(), StepError> {
+    ) -> Result<Vec<BucketOutcome>, StepError> {
         self.create_parameter_buckets(plan, events, created, checkpoint)
             .await?;
         let copies = plan.buckets.iter().filter_map(|b| match &b.target {
@@ -720,7 +730,7 @@ impl CloneEngine {
             }),
             BucketTarget::StackOwned { .. } => None,
         });
-        try_join_all(copies).await.map(|_| ())
+        try_join_all(copies).await
     }
 
     async fn clone_and_verify(
@@ -867,6 +877,7 @@ impl CloneEngine {
             source: source.to_string(),
             target: target.to_string(),
             stats,
+            precopy: None,
         })
     }
 
