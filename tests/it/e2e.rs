@@ -1142,4 +1142,45 @@ async fn a_closed_window_refuses_the_migration() {
         text(&out)
     );
     assert_eq!(world(&config).await, before);
+
+    // The scheduled-run wrapper (cron, systemd), non-interactive, JSON log, envclone's exit code.
+    let logs = tempfile::tempdir().unwrap();
+    let scheduled = |window: &str| {
+        standin
+            .command(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/schedule/envclone-migrate"
+            ))
+            .args(["prod", template])
+            .env("ENVCLONE_BIN", env!("CARGO_BIN_EXE_envclone"))
+            .env("ENVCLONE_WINDOW", window)
+            .env("ENVCLONE_LOG_DIR", logs.path())
+            .env("XDG_STATE_HOME", state.path())
+            .output()
+            .unwrap()
+    };
+    let out = scheduled(&closed);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let open = format!(
+        "{}-{}",
+        (now - chrono::Duration::minutes(1)).format("%H:%M"),
+        (now + chrono::Duration::minutes(120)).format("%H:%M")
+    );
+    let out = scheduled(&open);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out),
+        standin.log()
+    );
+    let mut logs_text = String::new();
+    for e in std::fs::read_dir(logs.path()).unwrap() {
+        logs_text.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+    }
+    assert!(
+        logs_text.contains("outside the migration window"),
+        "{logs_text}"
+    );
+    assert!(logs_text.contains("\"phase\":\"swapped\""), "{logs_text}");
 }
