@@ -194,9 +194,38 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
         Command::Resume { run, yes } => {
             let cloud = crate::aws::connect(region, profile).await?;
             let shared = shared_state(&state, &state_dir, &cloud);
-            let record = recovery::load(&*shared.runs, &run)
-                .map_err(AppError::Refused)?
-                .ok_or_else(|| unknown_run(&state_dir, &run))?;
+            let Some(record) = recovery::load(&*shared.runs, &run).map_err(AppError::Refused)?
+            else {
+                let (_, migration) = load_migration(&*shared.runs, &state_dir, &run)?;
+                confirm(
+                    yes,
+                    &format!(
+                        "Resuming run {run} continues the migration of {} to stack {} (phase {:?}).",
+                        migration.env, migration.target_stack, migration.phase
+                    ),
+                    &migration.env,
+                )?;
+                let lock = lock_env(&shared, &migration.env, &run, "resume", false).await?;
+                let engine = engine_for(cloud, None, None);
+                let emitter = run_emitter(&run, output, &state_dir)?;
+                let result = engine
+                    .resume_migration(migration, &*shared.runs, &emitter, shutdown)
+                    .await;
+                lock.release().await;
+                return match result {
+                    Ok(state) => {
+                        print_migration(output, &state);
+                        Ok(())
+                    }
+                    Err(failure) => {
+                        print_migration(output, &failure.state);
+                        Err(AppError::Failed(format!(
+                            "resuming run {run} failed: {}",
+                            failure.error
+                        )))
+                    }
+                };
+            };
             if record.phase == ClonePhase::Succeeded || record.phase == ClonePhase::Aborted {
                 return Err(AppError::Refused(format!(
                     "run {run} is {:?}; there is nothing to resume",

@@ -76,6 +76,9 @@ pub struct MigrationState {
     pub created: Vec<String>,
     /// Kept on purpose by finalize (final snapshots, buckets holding the old data).
     pub kept: Vec<String>,
+    /// The clone's plan, so an interrupted migration can be resumed.
+    #[serde(default)]
+    pub plan: Option<super::recovery::PlanRecord>,
 }
 
 /// One move of the swap, chosen from which identifiers exist.
@@ -281,7 +284,7 @@ impl CloneEngine {
         shutdown: impl Future<Output = ()>,
     ) -> Result<MigrationState, Box<MigrateFailure>> {
         let clone = &plan.clone;
-        let mut state = MigrationState {
+        let state = MigrationState {
             run_id: clone.run_id.to_string(),
             command: "migrate".into(),
             env: clone.source_env.clone(),
@@ -295,117 +298,185 @@ impl CloneEngine {
             buckets: Vec::new(),
             created: Vec::new(),
             kept: Vec::new(),
+            plan: Some(super::recovery::PlanRecord::from_plan(clone)),
         };
+        if let Err(e) = save(store, &state) {
+            return Err(Box::new(MigrateFailure { state, error: e }));
+        }
+        self.migrate_from(plan, state, store, events, shutdown)
+            .await
+    }
+
+    /// Resumes an interrupted migration from its recorded state: the clone is finished where
+    /// it stopped (same names, done steps reused), a swap in progress is completed.
+    pub async fn resume_migration(
+        &self,
+        state: MigrationState,
+        store: &dyn RunStore,
+        events: &Emitter,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<MigrationState, Box<MigrateFailure>> {
+        let refuse = |state: MigrationState, message: String| {
+            Box::new(MigrateFailure {
+                state,
+                error: StepError::Refused {
+                    step: "resume".into(),
+                    message,
+                },
+            })
+        };
+        if !matches!(
+            state.phase,
+            MigratePhase::Cloning | MigratePhase::Cloned | MigratePhase::Swapping
+        ) {
+            let message = format!(
+                "run {} is {:?}; only a migration stopped before the end of its swap can be resumed{}",
+                state.run_id,
+                state.phase,
+                if state.phase == MigratePhase::Finalizing { " (finish it with `envclone finalize`)" } else { "" }
+            );
+            return Err(refuse(state, message));
+        }
+        let clone = match state.plan.as_ref().map(|p| p.to_plan(&state.run_id)) {
+            Some(Ok(plan)) => plan,
+            Some(Err(message)) => return Err(refuse(state, message)),
+            None => {
+                return Err(refuse(
+                    state,
+                    "the run recorded no plan; abort it instead".into(),
+                ))
+            }
+        };
+        let plan = MigratePlan {
+            clone,
+            databases: state.databases.clone(),
+            deadline: None,
+        };
+        self.migrate_from(&plan, state, store, events, shutdown)
+            .await
+    }
+
+    async fn migrate_from(
+        &self,
+        plan: &MigratePlan,
+        mut state: MigrationState,
+        store: &dyn RunStore,
+        events: &Emitter,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<MigrationState, Box<MigrateFailure>> {
+        let clone = &plan.clone;
         let fail =
             |state: MigrationState, error: StepError| Box::new(MigrateFailure { state, error });
-        if let Err(e) = save(store, &state) {
-            return Err(fail(state, e));
-        }
         tokio::pin!(shutdown);
-        // Standby is recorded in the run's state before each EnterStandby call, so `abort`
-        // after a crash knows what to return to service.
-        let recorded = std::sync::Mutex::new(state.clone());
-        let checkpoint = |progress: Progress<'_>| {
-            let Progress::Standby(standby) = progress else {
-                return Ok(()); // the clone's buckets are kept by abort; nothing to record
+        if state.phase == MigratePhase::Cloning {
+            // Standby is recorded in the run's state before each EnterStandby call, so `abort`
+            // after a crash knows what to return to service.
+            let recorded = std::sync::Mutex::new(state.clone());
+            let checkpoint = |progress: Progress<'_>| {
+                let Progress::Standby(standby) = progress else {
+                    return Ok(()); // the clone's buckets are kept by abort; nothing to record
+                };
+                let mut s = recorded.lock().expect("state lock");
+                s.standby = standby.to_vec();
+                save(store, &s).map_err(|e| e.to_string())
             };
-            let mut s = recorded.lock().expect("state lock");
-            s.standby = standby.to_vec();
-            save(store, &s).map_err(|e| e.to_string())
-        };
-        let execution = Execution {
-            after: StandbyAfter::Keep,
-            prior_standby: Vec::new(),
-            checkpoint: &checkpoint,
-        };
-        let outcome = self
-            .execute_with(clone, events, &mut shutdown, execution)
-            .await;
-        state.standby = recorded.into_inner().expect("state lock").standby;
-        let report: CloneReport = match outcome {
-            Ok(r) => r,
-            Err(f) => {
-                state.created = f.left_behind.clone();
-                state.phase = MigratePhase::Aborted;
-                let _ = save(store, &state);
-                return Err(fail(state, f.error));
+            let execution = Execution {
+                after: StandbyAfter::Keep,
+                prior_standby: state.standby.clone(),
+                checkpoint: &checkpoint,
+            };
+            let outcome = self
+                .execute_with(clone, events, &mut shutdown, execution)
+                .await;
+            state.standby = recorded.into_inner().expect("state lock").standby;
+            let report: CloneReport = match outcome {
+                Ok(r) => r,
+                Err(f) => {
+                    state.created = f.left_behind.clone();
+                    state.phase = MigratePhase::Aborted;
+                    let _ = save(store, &state);
+                    return Err(fail(state, f.error));
+                }
+            };
+            state.standby = report.standby.clone();
+            state.buckets = report
+                .buckets
+                .iter()
+                .map(|b| (b.source.clone(), b.target.clone()))
+                .collect();
+            state.created = std::iter::once(format!("stack {}", clone.target_stack))
+                .chain(report.snapshots.iter().map(|s| format!("DB snapshot {s}")))
+                .chain(
+                    report
+                        .buckets
+                        .iter()
+                        .map(|b| format!("bucket {}", b.target)),
+                )
+                .collect();
+            state.phase = MigratePhase::Cloned;
+            if let Err(e) = save(store, &state) {
+                let _ = self.exit_standby(&state.standby, events).await;
+                return Err(fail(state, e));
             }
-        };
-        state.standby = report.standby.clone();
-        state.buckets = report
-            .buckets
-            .iter()
-            .map(|b| (b.source.clone(), b.target.clone()))
-            .collect();
-        state.created = std::iter::once(format!("stack {}", clone.target_stack))
-            .chain(report.snapshots.iter().map(|s| format!("DB snapshot {s}")))
-            .chain(
-                report
-                    .buckets
-                    .iter()
-                    .map(|b| format!("bucket {}", b.target)),
-            )
-            .collect();
-        state.phase = MigratePhase::Cloned;
-        if let Err(e) = save(store, &state) {
-            let _ = self.exit_standby(&state.standby, events).await;
-            return Err(fail(state, e));
         }
 
-        let guard = async {
-            if let Some(deadline) = plan.deadline {
-                let allowance = chrono::Duration::from_std(SWAP_ALLOWANCE).expect("fits");
-                if chrono::Utc::now() + allowance > deadline {
-                    return Err(StepError::Deadline {
-                        step: "guardrails".into(),
-                        deadline: deadline.to_rfc3339(),
+        // A swap already under way (resume) has passed the guardrails: it only goes on.
+        if state.phase == MigratePhase::Cloned {
+            let guard = async {
+                if let Some(deadline) = plan.deadline {
+                    let allowance = chrono::Duration::from_std(SWAP_ALLOWANCE).expect("fits");
+                    if chrono::Utc::now() + allowance > deadline {
+                        return Err(StepError::Deadline {
+                            step: "guardrails".into(),
+                            deadline: deadline.to_rfc3339(),
+                        });
+                    }
+                }
+                let new_stack = self.guardrails(&state, &clone.contract, events).await?;
+                if let Some(dns) = &clone.contract.entry_dns {
+                    let before = retry(|| self.cloud.dns.records(&dns.zone, &dns.name))
+                        .await
+                        .map_err(StepError::port("guardrails"))?
+                        .remove(0);
+                    let target = new_stack
+                        .outputs
+                        .get(&dns.target_output)
+                        .cloned()
+                        .ok_or_else(|| StepError::Refused {
+                            step: "guardrails".into(),
+                            message: format!(
+                                "the new stack {} has no output {}",
+                                state.target_stack, dns.target_output
+                            ),
+                        })?;
+                    state.dns = Some(DnsSwap {
+                        zone: dns.zone.clone(),
+                        after: DnsRecord {
+                            values: vec![target],
+                            ..before.clone()
+                        },
+                        before,
                     });
                 }
+                Ok::<_, StepError>(())
+            };
+            let guarded = tokio::select! {
+                r = guard => r,
+                () = &mut shutdown => Err(StepError::Interrupted { step: "guardrails".into() }),
+            };
+            if let Err(e) = guarded {
+                events.failed("guardrails", None, e.to_string());
+                let _ = self.exit_standby(&state.standby, events).await;
+                state.phase = MigratePhase::Aborted;
+                let _ = save(store, &state);
+                return Err(fail(state, e));
             }
-            let new_stack = self.guardrails(&state, &clone.contract, events).await?;
-            if let Some(dns) = &clone.contract.entry_dns {
-                let before = retry(|| self.cloud.dns.records(&dns.zone, &dns.name))
-                    .await
-                    .map_err(StepError::port("guardrails"))?
-                    .remove(0);
-                let target = new_stack
-                    .outputs
-                    .get(&dns.target_output)
-                    .cloned()
-                    .ok_or_else(|| StepError::Refused {
-                        step: "guardrails".into(),
-                        message: format!(
-                            "the new stack {} has no output {}",
-                            state.target_stack, dns.target_output
-                        ),
-                    })?;
-                state.dns = Some(DnsSwap {
-                    zone: dns.zone.clone(),
-                    after: DnsRecord {
-                        values: vec![target],
-                        ..before.clone()
-                    },
-                    before,
-                });
-            }
-            Ok::<_, StepError>(())
-        };
-        let guarded = tokio::select! {
-            r = guard => r,
-            () = &mut shutdown => Err(StepError::Interrupted { step: "guardrails".into() }),
-        };
-        if let Err(e) = guarded {
-            events.failed("guardrails", None, e.to_string());
-            let _ = self.exit_standby(&state.standby, events).await;
-            state.phase = MigratePhase::Aborted;
-            let _ = save(store, &state);
-            return Err(fail(state, e));
-        }
 
-        state.phase = MigratePhase::Swapping;
-        if let Err(e) = save(store, &state) {
-            let _ = self.exit_standby(&state.standby, events).await;
-            return Err(fail(state, e));
+            state.phase = MigratePhase::Swapping;
+            if let Err(e) = save(store, &state) {
+                let _ = self.exit_standby(&state.standby, events).await;
+                return Err(fail(state, e));
+            }
         }
         let forward = async {
             self.swap(&state, Direction::Forward, events).await?;

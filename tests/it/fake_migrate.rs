@@ -544,3 +544,86 @@ async fn hooks_run_at_their_points_and_a_failure_stops_safely() {
     assert_eq!(failure.state.phase, MigratePhase::Aborted);
     assert_source_as_it_was(&s, &record, "post-swap hook");
 }
+
+/// A migration cut right after each of its mutating calls (as `kill -9` would) is resumed from
+/// its recorded state to the end state of an uninterrupted one.
+#[tokio::test(start_paused = true)]
+async fn resume_after_a_crash_at_every_step_of_migrate() {
+    let (s, _) = prod().await;
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    let before = s.fake.mutating_calls().len();
+    s.engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap();
+    let total = (s.fake.mutating_calls().len() - before) as u64;
+
+    for n in 1..=total {
+        let (s, _) = prod().await;
+        let store = MemoryRunStore::default();
+        let plan = s
+            .engine
+            .preflight_migrate(&request(), run_id())
+            .await
+            .unwrap();
+        let crash = s.fake.crash_after_nth_mutating_call(n);
+        tokio::select! {
+            biased;
+            () = crash.notified() => {}
+            _ = s.engine.migrate(&plan, &store, &s.emitter, std::future::pending()) => {}
+        }
+        let state: MigrationState =
+            serde_json::from_value(store.0.lock().unwrap()["20261121000000-beef"].clone()).unwrap();
+        let state = match state.phase {
+            MigratePhase::Swapped => state,
+            _ => s
+                .engine
+                .resume_migration(state, &store, &s.emitter, std::future::pending())
+                .await
+                .unwrap_or_else(|f| panic!("crash after call {n}: resume failed: {}", f.error)),
+        };
+        assert_eq!(state.phase, MigratePhase::Swapped, "crash after call {n}");
+        let context = format!("resume after call {n}");
+        assert_eq!(
+            s.fake.db_restored_from("prod-db").as_deref(),
+            Some("envclone-20261121000000-beef-prod-db"),
+            "{context}"
+        );
+        assert!(
+            s.fake
+                .db_ids()
+                .contains(&"prod-db-old-202611210000".to_string()),
+            "{context}"
+        );
+        let new_lb = s
+            .fake
+            .describe_stack("prod-mbeef")
+            .await
+            .unwrap()
+            .unwrap()
+            .outputs["LoadBalancerDNSName"]
+            .clone();
+        assert_eq!(
+            s.fake.dns_records(ZONE, ENTRY)[0].values,
+            vec![new_lb],
+            "{context}"
+        );
+        assert_eq!(
+            s.fake.snapshot_ids().len(),
+            1,
+            "{context}: no duplicate snapshot"
+        );
+        assert!(
+            s.source_group()
+                .instances
+                .iter()
+                .all(|i| i.lifecycle_state == "Standby"),
+            "{context}"
+        );
+    }
+}
