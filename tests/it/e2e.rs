@@ -513,7 +513,123 @@ async fn dry_runs_and_bad_input_change_nothing() {
         (&["clone", "prod", "qa"], "pass --yes"),
         (&["standby", "prod", "on"], "pass --yes"),
         (&["clone", "prod"], "required"),
+        (&["clone", "prod", "a--b", "--yes"], "two hyphens"),
+        (&["clone", "prod", "qa-", "--yes"], "ends with a hyphen"),
+        (
+            &[
+                "clone",
+                "prod",
+                "this-name-is-far-too-long-for-rds",
+                "--yes",
+            ],
+            "at most 28",
+        ),
+        (
+            &["clone", "prod", "qa", "--yes", "--parameter", "=v"],
+            "is malformed",
+        ),
+        (
+            &[
+                "clone",
+                "prod",
+                "qa",
+                "--yes",
+                "--parameter",
+                "A=1",
+                "--parameter",
+                "A=2",
+            ],
+            "given twice",
+        ),
+        (
+            &["clone", "prod", "qa", "--yes", "--concurrency", "0"],
+            "at least 1",
+        ),
+        (
+            &["clone", "prod", "qa", "--yes", "--ttl", "soon"],
+            "not a duration",
+        ),
+        (
+            &["clone", "prod", "qa", "--yes", "--frobnicate"],
+            "unexpected argument",
+        ),
+        (
+            &[
+                "migrate",
+                "prod",
+                "--template",
+                "/nonexistent.yaml",
+                "--yes",
+            ],
+            "cannot read the template",
+        ),
+        (
+            &[
+                "migrate",
+                "prod",
+                "--template",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml"),
+                "--yes",
+                "--window",
+                "25:00-26:00",
+            ],
+            "is malformed",
+        ),
+        (
+            &[
+                "migrate",
+                "prod",
+                "--template",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml"),
+                "--yes",
+                "--deadline",
+                "tomorrow",
+            ],
+            "not an RFC 3339 time",
+        ),
+        (
+            &[
+                "migrate",
+                "prod",
+                "--template",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/no-contract.yaml"
+                ),
+                "--yes",
+            ],
+            "no Metadata.envclone",
+        ),
+        (&["status", "20000101000000-0000"], "unknown run"),
+        (&["abort", "20000101000000-0000", "--yes"], "unknown run"),
+        (&["resume", "20000101000000-0000", "--yes"], "unknown run"),
+        (&["finalize", "20000101000000-0000", "--yes"], "unknown run"),
+        (&["--state", "ftp://x", "status"], "not an s3:// URL"),
+        (&["destroy", "prod", "--yes"], "not created by envclone"),
+        (&["destroy", "nope", "--yes"], "not found"),
+        (
+            &["--region", "eu-west-3", "clone", "prod", "qa", "--yes"],
+            "check the name and --region",
+        ),
+        (&["verify", "prod"], "has no envclone:source tag"),
+        (&["iam-policy", "everything"], "invalid value"),
     ];
+    // No credentials anywhere in the standard chain.
+    let out = standin
+        .command(env!("CARGO_BIN_EXE_envclone"))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["clone", "prod", "qa", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no AWS credentials"),
+        "{}",
+        text(&out)
+    );
     for (args, expected) in cases {
         let out = standin.envclone(state.path(), args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
