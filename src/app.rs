@@ -171,7 +171,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
         Command::Finalize { run, yes } => {
             let cloud = crate::aws::connect(region, profile).await?;
             let shared = shared_state(&state, &state_dir, &cloud);
-            let (_, mut migration) = load_migration(&*shared.runs, &state_dir, &run)?;
+            let mut migration = load_migration(&*shared.runs, &state_dir, &run)?;
             confirm(
                 yes,
                 &format!(
@@ -196,7 +196,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             let shared = shared_state(&state, &state_dir, &cloud);
             let Some(record) = recovery::load(&*shared.runs, &run).map_err(AppError::Refused)?
             else {
-                let (_, migration) = load_migration(&*shared.runs, &state_dir, &run)?;
+                let migration = load_migration(&*shared.runs, &state_dir, &run)?;
                 confirm(
                     yes,
                     &format!(
@@ -293,7 +293,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 }
                 return Ok(());
             }
-            let (_, mut migration) = load_migration(&*shared.runs, &state_dir, &run)?;
+            let mut migration = load_migration(&*shared.runs, &state_dir, &run)?;
             confirm(
                 yes,
                 &format!(
@@ -696,9 +696,9 @@ fn load_migration(
     store: &dyn RunStore,
     state_dir: &std::path::Path,
     run: &str,
-) -> Result<((), MigrationState), AppError> {
+) -> Result<MigrationState, AppError> {
     match migrate::load(store, run).map_err(AppError::Refused)? {
-        Some(state) if state.command == "migrate" => Ok(((), state)),
+        Some(state) if state.command == "migrate" => Ok(state),
         Some(_) => Err(AppError::Refused(format!(
             "run {run} is a clone, not a migration; use `envclone abort {run}` or `envclone resume {run}`"
         ))),
@@ -714,34 +714,64 @@ async fn migrate_command(
     state: &Option<StateLocation>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
-    let shared = shared_state(state, state_dir, &cloud);
-    let engine = engine_for(
+    let run = Prepared::new(
         cloud,
-        Some(command.concurrency),
-        Some(command.multipart_threshold),
-    );
-    let run_id = new_run_id();
-    let lock = match command.dry_run {
-        true => None,
-        false => Some(
-            lock_env(
-                &shared,
-                &command.request.env,
-                run_id.as_str(),
-                "migrate",
-                command.break_lock,
-            )
-            .await?,
+        state,
+        state_dir,
+        (command.concurrency, command.multipart_threshold),
+        (
+            &command.request.env,
+            "migrate",
+            command.break_lock,
+            command.dry_run,
         ),
-    };
-    let result = migrate_locked(
-        &engine, &shared, command, output, state_dir, run_id, shutdown,
     )
-    .await;
-    if let Some(lock) = lock {
-        lock.release().await;
-    }
+    .await?;
+    let (engine, shared, run_id) = (&run.engine, &run.shared, run.run_id.clone());
+    let result = migrate_locked(engine, shared, command, output, state_dir, run_id, shutdown).await;
+    run.release().await;
     result
+}
+
+/// What a clone or migrate run sets up before its preflight: the state backend, the engine,
+/// the run id, and — unless it is a dry run — the environment's lock. The lock comes first: a
+/// second run must be told the environment is busy, not trip over the first run's changes in
+/// its preflight.
+struct Prepared {
+    shared: Shared,
+    engine: CloneEngine,
+    run_id: RunId,
+    lock: Option<HeldLock>,
+}
+
+impl Prepared {
+    async fn new(
+        cloud: Cloud,
+        state: &Option<StateLocation>,
+        state_dir: &std::path::Path,
+        (concurrency, threshold): (usize, u64),
+        (env, command, break_lock, dry_run): (&str, &str, bool, bool),
+    ) -> Result<Prepared, AppError> {
+        let shared = shared_state(state, state_dir, &cloud);
+        let engine = engine_for(cloud, Some(concurrency), Some(threshold));
+        let run_id = new_run_id();
+        let lock = match dry_run {
+            true => None,
+            false => Some(lock_env(&shared, env, run_id.as_str(), command, break_lock).await?),
+        };
+        Ok(Prepared {
+            shared,
+            engine,
+            run_id,
+            lock,
+        })
+    }
+
+    async fn release(self) {
+        if let Some(lock) = self.lock {
+            lock.release().await;
+        }
+    }
 }
 
 async fn migrate_locked(
@@ -1127,35 +1157,22 @@ async fn clone(
     state: &Option<StateLocation>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
-    let shared = shared_state(state, state_dir, &cloud);
-    let engine = engine_for(
+    let run = Prepared::new(
         cloud,
-        Some(command.concurrency),
-        Some(command.multipart_threshold),
-    );
-    let run_id = new_run_id();
-    // The lock comes first: a second run must be told the environment is busy, not trip over
-    // the first run's changes in its preflight.
-    let lock = match command.dry_run {
-        true => None,
-        false => Some(
-            lock_env(
-                &shared,
-                &command.request.source,
-                run_id.as_str(),
-                "clone",
-                command.break_lock,
-            )
-            .await?,
+        state,
+        state_dir,
+        (command.concurrency, command.multipart_threshold),
+        (
+            &command.request.source,
+            "clone",
+            command.break_lock,
+            command.dry_run,
         ),
-    };
-    let result = clone_locked(
-        &engine, &shared, command, output, state_dir, run_id, shutdown,
     )
-    .await;
-    if let Some(lock) = lock {
-        lock.release().await;
-    }
+    .await?;
+    let (engine, shared, run_id) = (&run.engine, &run.shared, run.run_id.clone());
+    let result = clone_locked(engine, shared, command, output, state_dir, run_id, shutdown).await;
+    run.release().await;
     result
 }
 
