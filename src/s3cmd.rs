@@ -63,6 +63,22 @@ pub struct SyncArgs {
     /// headers, metadata, tags).
     #[arg(long)]
     pub verify: bool,
+    /// `local`: this process copies (server-side). `batch`: hand the copy to S3 Batch
+    /// Operations, for buckets beyond one machine's reach (hundreds of millions of objects).
+    #[arg(long, value_enum, default_value_t = Engine::Local)]
+    pub engine: Engine,
+    /// With --engine batch: the IAM role S3 Batch Operations assumes.
+    #[arg(long, value_name = "ARN")]
+    pub batch_role: Option<String>,
+    /// With --engine batch: where the manifest and the completion report go (s3://BUCKET/PREFIX).
+    #[arg(long, value_name = "S3_URL")]
+    pub batch_reports: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    Local,
+    Batch,
 }
 
 #[derive(Debug, Error)]
@@ -79,6 +95,14 @@ pub enum S3CmdError {
     },
     #[error("--verify checks a finished copy; it cannot be combined with --dry-run")]
     VerifyDryRun,
+    #[error("--engine batch needs {0}")]
+    BatchInput(String),
+    #[error(
+        "--engine batch creates the job through the S3 Control API, which this build does not \
+         call yet; run it with --dry-run to get the job, create it with `aws s3control \
+         create-job`, or use --engine local"
+    )]
+    BatchUnavailable,
     #[error(transparent)]
     Input(#[from] InputError),
     #[error(transparent)]
@@ -108,6 +132,8 @@ impl S3CmdError {
             S3CmdError::Url { .. }
             | S3CmdError::Overlap { .. }
             | S3CmdError::VerifyDryRun
+            | S3CmdError::BatchInput(_)
+            | S3CmdError::BatchUnavailable
             | S3CmdError::Input(_)
             | S3CmdError::Connect(_) => crate::app::EXIT_BAD_INPUT,
             S3CmdError::Sync { error, .. }
@@ -210,6 +236,36 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), S3CmdError> {
     match command {
+        S3Command::Sync(args) if args.engine == Engine::Batch => {
+            let role = args.batch_role.clone().ok_or_else(|| {
+                S3CmdError::BatchInput(
+                    "--batch-role ARN (the role S3 Batch Operations assumes)".into(),
+                )
+            })?;
+            let reports = args
+                .batch_reports
+                .as_deref()
+                .map(parse_s3_url)
+                .transpose()?
+                .ok_or_else(|| {
+                    S3CmdError::BatchInput(
+                        "--batch-reports s3://BUCKET/PREFIX (manifest and completion report)"
+                            .into(),
+                    )
+                })?;
+            let dry_run = args.dry_run;
+            let request = args.into_request()?;
+            if !dry_run {
+                return Err(S3CmdError::BatchUnavailable);
+            }
+            let cloud = crate::aws::connect(region, profile).await?;
+            let job = batch_job(&*cloud.objects, &request, &role, &reports).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&job).expect("job serializes")
+            );
+            Ok(())
+        }
         S3Command::Sync(args) => {
             let request = args.into_request()?;
             let cloud = crate::aws::connect(region, profile).await?;
@@ -229,6 +285,91 @@ pub async fn run(
         }
         S3Command::DiffBench { objects } => diff_bench(objects, output).await,
     }
+}
+
+/// What `--engine batch --dry-run` prints: the manifest to write and the S3 Batch Operations
+/// job to create (S3PutObjectCopy keeps metadata and tags; objects over 5 GiB, which
+/// PutObjectCopy cannot copy, are listed for the local engine's UploadPartCopy).
+async fn batch_job(
+    store: &dyn ObjectStore,
+    request: &SyncRequest,
+    role: &str,
+    reports: &BucketPath,
+) -> Result<serde_json::Value, S3CmdError> {
+    let sync_err = |error: SyncError| S3CmdError::Sync {
+        source_path: request.source.to_string(),
+        target_path: request.target.to_string(),
+        error: Box::new(error),
+    };
+    let mut token = None;
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    let mut too_large = Vec::new();
+    loop {
+        let page = crate::retry::retry(|| {
+            store.list_page(
+                &request.source.bucket,
+                &request.source.prefix,
+                token.clone(),
+            )
+        })
+        .await
+        .map_err(|source| {
+            sync_err(SyncError::List {
+                path: request.source.to_string(),
+                source,
+            })
+        })?;
+        for o in &page.objects {
+            if o.size > AWS_COPY_LIMIT {
+                too_large.push(o.key.clone());
+            } else {
+                objects += 1;
+                bytes += o.size;
+            }
+        }
+        token = page.next_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    let run = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let manifest_key = format!("{}envclone-batch-{run}/manifest.csv", reports.prefix);
+    Ok(serde_json::json!({
+        "manifest": {
+            "location": format!("s3://{}/{manifest_key}", reports.bucket),
+            "format": "S3BatchOperations_CSV_20180820 (Bucket,Key; keys URL-encoded)",
+            "objects": objects,
+            "bytes": bytes,
+        },
+        "create_job": {
+            "ConfirmationRequired": true,
+            "Priority": 10,
+            "RoleArn": role,
+            "ClientRequestToken": format!("envclone-batch-{run}"),
+            "Description": format!("envclone s3 sync {} {}", request.source, request.target),
+            "Operation": {"S3PutObjectCopy": {
+                "TargetResource": format!("arn:aws:s3:::{}", request.target.bucket),
+                "TargetKeyPrefix": request.target.prefix,
+                "MetadataDirective": "COPY",
+            }},
+            "Manifest": {
+                "Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"]},
+                "Location": {
+                    "ObjectArn": format!("arn:aws:s3:::{}/{manifest_key}", reports.bucket),
+                    "ETag": "<ETag of the manifest once written>",
+                },
+            },
+            "Report": {
+                "Bucket": format!("arn:aws:s3:::{}", reports.bucket),
+                "Prefix": format!("{}envclone-batch-{run}/report", reports.prefix),
+                "Format": "Report_CSV_20180820",
+                "Enabled": true,
+                "ReportScope": "AllTasks",
+            },
+        },
+        "copied_separately_over_5_gib": too_large,
+        "note": "S3 Batch Operations copies every object of the manifest (no diff); objects over 5 GiB need the local engine (UploadPartCopy)",
+    }))
 }
 
 /// How progress is shown while a sync runs.
@@ -888,6 +1029,9 @@ mod tests {
             concurrency: 8,
             multipart_threshold: AWS_COPY_LIMIT,
             verify: false,
+            engine: Engine::Local,
+            batch_role: None,
+            batch_reports: None,
         }
     }
 

@@ -257,4 +257,44 @@ async fn s3_sync_copies_tricky_keys_and_multipart_objects_deletes_extras_and_re_
         assert!(stderr.contains("nothing was changed"), "{stderr}");
     }
     assert_eq!(contents(&s3, DST).await, before);
+
+    // S3 Batch Operations: the dry run prints the manifest and the job; without --dry-run the
+    // job is not created by this build (exit 2, nothing changed).
+    let batch = [
+        "--engine",
+        "batch",
+        "--batch-role",
+        "arn:aws:iam::123456789012:role/batch",
+        "--batch-reports",
+        "s3://e2e-sync-target/reports",
+    ];
+    let mut args = vec!["s3", "sync", &src, &dst, "--dry-run"];
+    args.extend(batch);
+    let out = standin.envclone(state.path(), &args);
+    assert!(out.status.success(), "{}", text(&out));
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["manifest"]["objects"], source.len() as u64);
+    assert_eq!(
+        job["create_job"]["Operation"]["S3PutObjectCopy"]["TargetResource"],
+        format!("arn:aws:s3:::{DST}")
+    );
+    assert_eq!(
+        job["create_job"]["RoleArn"],
+        "arn:aws:iam::123456789012:role/batch"
+    );
+    let mut args = vec!["s3", "sync", &src, &dst];
+    args.extend(batch);
+    let out = standin.envclone(state.path(), &args);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = standin.envclone(
+        state.path(),
+        &["s3", "sync", &src, &dst, "--engine", "batch", "--dry-run"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--batch-role"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(contents(&s3, DST).await, before);
 }
