@@ -3,11 +3,31 @@
 //! Both use tokio's clock, so tests on the fake run them with a paused clock in milliseconds.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
 use crate::ports::{PortError, PortResult};
+
+tokio::task_local! {
+    static STOP: Arc<AtomicBool>;
+}
+
+/// Runs `work` so that once `stop` is set, no new AWS call starts inside it: every `retry`
+/// refuses with an "interrupted" error, while a call already in flight finishes and is
+/// answered. (Ctrl-C: finish the call in flight, then stop.)
+pub async fn stoppable<F: Future>(stop: Arc<AtomicBool>, work: F) -> F::Output {
+    STOP.scope(stop, work).await
+}
+
+/// Whether the work this task belongs to was asked to stop.
+pub fn stopped() -> bool {
+    STOP.try_with(|s| s.load(Ordering::SeqCst)).unwrap_or(false)
+}
+
+pub const INTERRUPTED: &str = "interrupted (Ctrl-C) before this call";
 
 /// Retries `call` while it fails with a transient error (throttling, 5xx, timeouts), with
 /// exponential backoff and jitter. The SDK retries too; this layer covers the fake and errors
@@ -21,6 +41,9 @@ where
     let mut delay = Duration::from_millis(100);
     let mut attempt = 1;
     loop {
+        if stopped() {
+            return Err(PortError::failed("stop", INTERRUPTED));
+        }
         match call().await {
             Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
                 tokio::time::sleep(jitter(delay)).await;

@@ -128,6 +128,8 @@ pub enum Planned<'a> {
 
 #[derive(Debug, Error)]
 pub enum SyncError {
+    #[error("interrupted (Ctrl-C): the copies in flight finished, no new one was started")]
+    Stopped,
     #[error("bucket {bucket} does not exist (or is not visible with these credentials); check the name and the region")]
     MissingBucket { bucket: String },
     #[error("listing {path} failed: {source}")]
@@ -474,6 +476,10 @@ pub async fn sync_with(
     let mut deletes: Vec<String> = Vec::new();
     let result: Result<(), SyncError> = async {
         while let Some(joined) = join.next().await? {
+            if crate::retry::stopped() {
+                // Ctrl-C: the copies in flight finish (below); no new one starts.
+                return Err(SyncError::Stopped);
+            }
             while let Some(done) = tasks.try_join_next() {
                 failures.record(&mut stats, done);
             }
@@ -764,6 +770,9 @@ pub async fn verify(
     let progress = Arc::new(SyncProgress::default());
     let mut join = MergeJoin::new(&store, src, dst, &progress);
     while let Some(joined) = join.next().await? {
+        if crate::retry::stopped() {
+            return Err(SyncError::Stopped);
+        }
         let (s, d) = match joined {
             Joined::OnlySource(o) => {
                 report.mismatches.push(Mismatch {

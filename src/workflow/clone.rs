@@ -391,10 +391,21 @@ impl CloneEngine {
                     &mut verification,
                     execution.checkpoint,
                 );
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let body = crate::retry::stoppable(stop.clone(), body);
                 tokio::pin!(body);
                 tokio::select! {
                     r = &mut body => r,
-                    () = &mut shutdown => Err(StepError::Interrupted { step: "clone".into() }),
+                    () = &mut shutdown => {
+                        // Finish the call in flight (its result is recorded like any other),
+                        // start no new one, then return the source to service below.
+                        events.warn("clone", None, "interrupted: finishing the call in flight, then returning the source to service");
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                        match body.await {
+                            Ok(report) => Ok(report),
+                            Err(e) => Err(StepError::Interrupted { step: format!("clone ({e})") }),
+                        }
+                    }
                 }
             }
         };

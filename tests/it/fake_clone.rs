@@ -287,7 +287,10 @@ async fn ctrl_c_returns_the_source_to_service() {
             .preflight(&s.request("staging-test"), run_id())
             .await
             .unwrap();
-        let shutdown = tokio::time::sleep(Duration::from_secs(after));
+        // The fake's clock reading now (its last call was the end of preflight).
+        let epoch = s.fake.calls().last().map(|c| c.at).unwrap_or_default();
+        let interrupt = tokio::time::Instant::now() + Duration::from_secs(after);
+        let shutdown = tokio::time::sleep_until(interrupt);
         let failure = s
             .engine
             .execute(&plan, &s.emitter, shutdown)
@@ -300,6 +303,31 @@ async fn ctrl_c_returns_the_source_to_service() {
         );
         assert_eq!(failure.source_restored, Ok(()));
         assert_source_in_service(&s);
+        // After Ctrl-C no new change starts but returning the source to service: the call in
+        // flight finishes, the next one is not made.
+        let late: Vec<String> = s
+            .fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.mutating && c.at > epoch + Duration::from_secs(after))
+            .map(|c| c.operation)
+            // Returning the source to service, and finishing a multipart copy already under way
+            // (completing it, or aborting its upload), are allowed.
+            .filter(|op| {
+                ![
+                    "autoscaling:ExitStandby",
+                    "autoscaling:UpdateAutoScalingGroup",
+                    "s3:UploadPartCopy",
+                    "s3:CompleteMultipartUpload",
+                    "s3:AbortMultipartUpload",
+                ]
+                .contains(&op.as_str())
+            })
+            .collect();
+        assert!(
+            late.is_empty(),
+            "changes started after Ctrl-C at {after}s: {late:?}"
+        );
     }
 }
 
