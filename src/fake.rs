@@ -572,14 +572,13 @@ fn instantiate(
     let template = Template::parse(&request.name, &request.template_body)
         .map_err(|e| PortError::failed("cloudformation:CreateStack", e.to_string()))?;
     let params = Evaluator::effective_parameters(&template, &request.parameters);
-    for (name, decl) in template.parameters() {
+    for name in template.parameters().into_keys() {
         if !params.contains_key(&name) {
             return Err(PortError::failed(
                 "cloudformation:CreateStack",
                 format!("ValidationError: Parameters: [{name}] must have values"),
             ));
         }
-        let _ = decl;
     }
     let id = next_id(s);
     let stack_id = format!(

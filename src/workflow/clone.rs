@@ -410,8 +410,7 @@ impl CloneEngine {
             }
         };
 
-        if let Ok(report) = &outcome {
-            let _ = report;
+        if outcome.is_ok() {
             if let Some(before) = &dns_before {
                 let after = self.entry_dns_records(plan).await;
                 let ok = after.as_ref() == Some(before);

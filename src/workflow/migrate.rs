@@ -868,11 +868,11 @@ impl CloneEngine {
                 step: step.into(),
                 message: e.to_string(),
             })?;
-            if let Some(old) = retry(|| dbs.describe_instance(&d.old_id))
+            if retry(|| dbs.describe_instance(&d.old_id))
                 .await
                 .map_err(StepError::port(step))?
+                .is_some()
             {
-                let _ = old;
                 let tags = BTreeMap::from([(TAG_RUN.to_string(), state.run_id.clone())]);
                 events.start(
                     step,
