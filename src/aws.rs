@@ -187,6 +187,14 @@ where
                 PortError::NotFound {
                     what: what.to_string(),
                 }
+            } else if code == "PreconditionFailed"
+                || code == "ConditionalRequestConflict"
+                || status == 412
+            {
+                // A conditional write lost (412), or raced another one in flight (409).
+                PortError::PreconditionFailed {
+                    what: what.to_string(),
+                }
             } else if ALREADY_EXISTS.contains(&code.as_str()) {
                 PortError::AlreadyExists {
                     what: what.to_string(),
@@ -1121,18 +1129,7 @@ impl ObjectStore for S3 {
         }
         match call.send().await {
             Ok(out) => Ok(unquote(out.e_tag().unwrap_or_default())),
-            Err(e) => match port_error("s3:PutObject", &what, e) {
-                PortError::Failed { message, .. }
-                    if message.contains("PreconditionFailed") || message.contains("HTTP 412") =>
-                {
-                    Err(PortError::PreconditionFailed { what })
-                }
-                // 409 ConditionalRequestConflict: another conditional write in flight.
-                PortError::Failed { message, .. } if message.contains("HTTP 409") => {
-                    Err(PortError::PreconditionFailed { what })
-                }
-                other => Err(other),
-            },
+            Err(e) => Err(port_error("s3:PutObject", &what, e)),
         }
     }
 
