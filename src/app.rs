@@ -181,7 +181,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 ),
                 &migration.env,
             )?;
-            let lock = lock_env(&shared, &migration.env, &run, "finalize", false).await?;
+            let lock = lock_env(&shared, &migration.source_stack, &run, "finalize", false).await?;
             let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
             let result = engine
@@ -205,7 +205,8 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                     ),
                     &migration.env,
                 )?;
-                let lock = lock_env(&shared, &migration.env, &run, "resume", false).await?;
+                let lock =
+                    lock_env(&shared, &migration.source_stack, &run, "resume", false).await?;
                 let engine = engine_for(cloud, None, None);
                 let emitter = run_emitter(&run, output, &state_dir)?;
                 let result = engine
@@ -240,7 +241,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 ),
                 &record.env,
             )?;
-            let lock = lock_env(&shared, &record.env, &run, "resume", false).await?;
+            let lock = lock_env(&shared, &record.plan.source_stack, &run, "resume", false).await?;
             let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
             let outcome = engine
@@ -268,7 +269,8 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                     ),
                     &record.env,
                 )?;
-                let lock = lock_env(&shared, &record.env, &run, "abort", false).await?;
+                let lock =
+                    lock_env(&shared, &record.plan.source_stack, &run, "abort", false).await?;
                 let engine = engine_for(cloud, None, None);
                 let emitter = run_emitter(&run, output, &state_dir)?;
                 let result = engine
@@ -302,7 +304,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 ),
                 &migration.env,
             )?;
-            let lock = lock_env(&shared, &migration.env, &run, "abort", false).await?;
+            let lock = lock_env(&shared, &migration.source_stack, &run, "abort", false).await?;
             let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
             let result = engine
@@ -757,7 +759,15 @@ impl Prepared {
         let run_id = new_run_id();
         let lock = match dry_run {
             true => None,
-            false => Some(lock_env(&shared, env, run_id.as_str(), command, break_lock).await?),
+            false => {
+                // One environment, one lock, however it was named (stack name or tag): the
+                // key is the resolved stack. An unknown one keeps its name (preflight will say).
+                let key = match engine.resolve(env).await {
+                    Ok(source) => source.stack.name,
+                    Err(_) => env.to_string(),
+                };
+                Some(lock_env(&shared, &key, run_id.as_str(), command, break_lock).await?)
+            }
         };
         Ok(Prepared {
             shared,
