@@ -582,6 +582,50 @@ impl CloneEngine {
         Ok(())
     }
 
+    /// Waits until snapshot `id` of database `instance` is available (or fails for good).
+    pub async fn wait_snapshot_available(
+        &self,
+        id: &str,
+        instance: &str,
+        step: &str,
+    ) -> Result<(), StepError> {
+        let dbs = &self.cloud.databases;
+        let what = format!("snapshot {id} of {instance} to be available");
+        wait_until(&what, self.settings.snapshot_timeout, || async {
+            Ok(match dbs.describe_snapshot(id).await? {
+                Some(s) if s.status == "available" => Poll::Ready(()),
+                Some(s) if s.status == "failed" || s.status == "deleted" => {
+                    Poll::Failed(format!("snapshot status {}", s.status))
+                }
+                Some(s) => Poll::Pending(s.status),
+                None => Poll::Pending("not visible yet".into()),
+            })
+        })
+        .await
+        .map_err(StepError::wait(step))
+    }
+
+    /// Waits for a stack deletion to end; Some(reason) if it ended DELETE_FAILED.
+    pub async fn wait_stack_deleted(
+        &self,
+        name: &str,
+        step: &str,
+    ) -> Result<Option<String>, StepError> {
+        let stacks = &self.cloud.stacks;
+        let what = format!("stack {name} to be deleted");
+        wait_until(&what, self.settings.stack_timeout, || async {
+            Ok(match stacks.describe_stack(name).await? {
+                None => Poll::Ready(None),
+                Some(s) if s.status.to_string() == "DELETE_FAILED" => Poll::Ready(Some(
+                    s.status_reason.unwrap_or_else(|| "DELETE_FAILED".into()),
+                )),
+                Some(s) => Poll::Pending(s.status.to_string()),
+            })
+        })
+        .await
+        .map_err(StepError::wait(step))
+    }
+
     /// Waits until every instance of `ids` in `group` is in lifecycle state `state`.
     pub async fn wait_for_lifecycle(
         &self,
@@ -832,19 +876,8 @@ impl CloneEngine {
             Err(e) => return Err(StepError::port(step)(e)),
         }
         created.add(format!("DB snapshot {snapshot_id}"));
-        let what = format!("snapshot {snapshot_id} of {instance} to be available");
-        wait_until(&what, self.settings.snapshot_timeout, || async {
-            Ok(match dbs.describe_snapshot(snapshot_id).await? {
-                Some(s) if s.status == "available" => Poll::Ready(()),
-                Some(s) if s.status == "failed" || s.status == "deleted" => {
-                    Poll::Failed(format!("snapshot status {}", s.status))
-                }
-                Some(s) => Poll::Pending(s.status),
-                None => Poll::Pending("not visible yet".into()),
-            })
-        })
-        .await
-        .map_err(StepError::wait(step))?;
+        self.wait_snapshot_available(snapshot_id, instance, step)
+            .await?;
         events.done(step, Some(snapshot_id), "available");
         Ok(snapshot_id.to_string())
     }

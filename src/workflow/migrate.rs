@@ -883,16 +883,8 @@ impl CloneEngine {
                     Ok(()) | Err(PortError::AlreadyExists { .. }) => {}
                     Err(e) => return Err(StepError::port(step)(e)),
                 }
-                let what = format!("final snapshot {final_snapshot} to be available");
-                wait_until(&what, self.settings.snapshot_timeout, || async {
-                    Ok(match dbs.describe_snapshot(&final_snapshot).await? {
-                        Some(s) if s.status == "available" => Poll::Ready(()),
-                        Some(s) => Poll::Pending(s.status),
-                        None => Poll::Pending("not visible yet".into()),
-                    })
-                })
-                .await
-                .map_err(StepError::wait(step))?;
+                self.wait_snapshot_available(&final_snapshot, &d.old_id, step)
+                    .await?;
                 state.kept.push(format!(
                     "DB snapshot {final_snapshot} (final snapshot of the old database {})",
                     d.old_id
@@ -1003,7 +995,7 @@ impl CloneEngine {
         retry(|| stacks.delete_stack(&name, &[]))
             .await
             .map_err(StepError::port(step))?;
-        let first = self.wait_deleted(&name).await?;
+        let first = self.wait_stack_deleted(&name, step).await?;
         if let Some(failed) = first {
             // What failed is retained: the live database (protected, named by the old stack's
             // record) and buckets still holding the old data. AWS refuses to retain a resource
@@ -1057,7 +1049,7 @@ impl CloneEngine {
             retry(|| stacks.delete_stack(&name, &retain))
                 .await
                 .map_err(StepError::port(step))?;
-            if let Some(failed) = self.wait_deleted(&name).await? {
+            if let Some(failed) = self.wait_stack_deleted(&name, step).await? {
                 return Err(StepError::Refused {
                     step: step.into(),
                     message: format!("stack {name} could not be deleted: {failed}"),
@@ -1066,23 +1058,6 @@ impl CloneEngine {
         }
         events.done(step, Some(&name), "old stack deleted");
         Ok(())
-    }
-
-    /// Waits for a stack deletion; Some(reason) if it ended DELETE_FAILED.
-    async fn wait_deleted(&self, name: &str) -> Result<Option<String>, StepError> {
-        let stacks = &self.cloud.stacks;
-        let what = format!("stack {name} to be deleted");
-        wait_until(&what, self.settings.stack_timeout, || async {
-            Ok(match stacks.describe_stack(name).await? {
-                None => Poll::Ready(None),
-                Some(s) if s.status.to_string() == "DELETE_FAILED" => Poll::Ready(Some(
-                    s.status_reason.unwrap_or_else(|| "DELETE_FAILED".into()),
-                )),
-                Some(s) => Poll::Pending(s.status.to_string()),
-            })
-        })
-        .await
-        .map_err(StepError::wait("finalize"))
     }
 }
 

@@ -363,18 +363,7 @@ impl CloneEngine {
                 retry(|| stacks.delete_stack(&name, &[]))
                     .await
                     .map_err(StepError::port(step))?;
-                let what = format!("stack {name} to be deleted");
-                let gone = wait_until(&what, self.settings.stack_timeout, || async {
-                    Ok(match stacks.describe_stack(&name).await? {
-                        None => Poll::Ready(None),
-                        Some(s) if s.status.to_string() == "DELETE_FAILED" => Poll::Ready(Some(
-                            s.status_reason.unwrap_or_else(|| "DELETE_FAILED".into()),
-                        )),
-                        Some(s) => Poll::Pending(s.status.to_string()),
-                    })
-                })
-                .await
-                .map_err(StepError::wait(step))?;
+                let gone = self.wait_stack_deleted(&name, step).await?;
                 match gone {
                     None => removed.push(format!("stack {name}")),
                     Some(reason) => left.push(format!("stack {name} ({reason})")),
