@@ -5,27 +5,11 @@
 use std::time::Duration;
 
 use envclone::fake::Timings;
-use envclone::model::RunId;
 use envclone::ports::PortError;
 use envclone::workflow::plan::BucketTarget;
 use envclone::workflow::PreflightError;
 
 use crate::support::*;
-
-fn run_id() -> RunId {
-    RunId::from_existing("20261121000000-beef")
-}
-
-fn assert_source_in_service(s: &Scenario) {
-    let g = s.source_group();
-    assert_eq!(g.desired_capacity, 3, "desired capacity restored: {g:?}");
-    assert_eq!(g.min_size, 1, "MinSize restored: {g:?}");
-    assert_eq!(g.instances.len(), 3);
-    assert!(
-        g.instances.iter().all(|i| i.lifecycle_state == "InService"),
-        "all instances back in service: {g:?}"
-    );
-}
 
 #[tokio::test(start_paused = true)]
 async fn clone_copies_everything_and_returns_the_source_to_service() {
@@ -97,7 +81,7 @@ async fn clone_copies_everything_and_returns_the_source_to_service() {
         .verification
         .iter()
         .any(|c| c.check == "entry DNS record untouched" && c.ok));
-    assert_source_in_service(&s);
+    assert_source_in_service(&s, "clone");
     // Everything envclone created carries the run's tags.
     let clone_stack = s
         .fake
@@ -205,7 +189,7 @@ async fn every_failure_after_standby_returns_the_source_to_service() {
             .err()
             .unwrap_or_else(|| panic!("{operation}: the clone should fail"));
         assert_eq!(failure.source_restored, Ok(()), "{operation}");
-        assert_source_in_service(&s);
+        assert_source_in_service(&s, operation);
         for left in *expected_left {
             assert!(
                 failure.left_behind.iter().any(|l| l == left),
@@ -243,7 +227,7 @@ async fn a_failed_stack_and_an_unhealthy_clone_return_the_source_to_service() {
         failure.error
     );
     assert_eq!(failure.source_restored, Ok(()));
-    assert_source_in_service(&s);
+    assert_source_in_service(&s, "rolled-back stack");
 
     // The clone answers 503 on its health URL: verification fails, source back.
     let s = Scenario::with_webapp_prod();
@@ -275,7 +259,7 @@ async fn a_failed_stack_and_an_unhealthy_clone_return_the_source_to_service() {
         .verification
         .iter()
         .any(|c| c.check.starts_with("HTTP GET") && !c.ok));
-    assert_source_in_service(&s);
+    assert_source_in_service(&s, "unhealthy clone");
 }
 
 #[tokio::test(start_paused = true)]
@@ -302,7 +286,7 @@ async fn ctrl_c_returns_the_source_to_service() {
             failure.error
         );
         assert_eq!(failure.source_restored, Ok(()));
-        assert_source_in_service(&s);
+        assert_source_in_service(&s, &format!("Ctrl-C at {after}s"));
         // After Ctrl-C no new change starts but returning the source to service: the call in
         // flight finishes, the next one is not made.
         let late: Vec<String> = s
@@ -363,7 +347,7 @@ async fn transient_faults_are_retried_without_duplicates() {
     assert!(report.verification.iter().all(|c| c.ok));
     assert_eq!(s.fake.snapshot_ids().len(), 1);
     assert_eq!(s.fake.live_stack_names().len(), 2);
-    assert_source_in_service(&s);
+    assert_source_in_service(&s, "transient faults");
 }
 
 #[tokio::test(start_paused = true)]
@@ -510,7 +494,7 @@ async fn standby_on_and_off() {
     );
     assert_eq!(g.desired_capacity, 0);
     s.engine.standby_off(&env, &s.emitter).await.unwrap();
-    assert_source_in_service(&s);
+    assert_source_in_service(&s, "standby off");
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use envclone::journal::MemoryRunStore;
-use envclone::model::RunId;
 use envclone::ports::{DnsRecord, Stacks};
 use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
 
@@ -15,10 +14,6 @@ use crate::support::*;
 const V2: &str = include_str!("../../stacks/webapp-v2.yaml");
 const ZONE: &str = "envclone-demo.example.";
 const ENTRY: &str = "app.envclone-demo.example.";
-
-fn run_id() -> RunId {
-    RunId::from_existing("20261121000000-beef")
-}
 
 /// `prod` from webapp.yaml with InstanceType left at its default, its entry record on its
 /// load balancer.

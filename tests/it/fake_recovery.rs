@@ -3,24 +3,10 @@
 //! run behind, and `resume` must reach the end state of an uninterrupted run.
 
 use envclone::journal::MemoryRunStore;
-use envclone::model::RunId;
 use envclone::ports::PortError;
 use envclone::workflow::recovery::{self, ClonePhase};
 
 use crate::support::*;
-
-fn run_id() -> RunId {
-    RunId::from_existing("20261121000000-beef")
-}
-
-fn assert_source_in_service(s: &Scenario, context: &str) {
-    let g = s.source_group();
-    assert!(
-        g.instances.iter().all(|i| i.lifecycle_state == "InService"),
-        "{context}: {g:?}"
-    );
-    assert_eq!((g.desired_capacity, g.min_size), (3, 1), "{context}: {g:?}");
-}
 
 fn assert_nothing_of_the_run_left(s: &Scenario, context: &str) {
     assert_eq!(

@@ -181,3 +181,24 @@ pub fn fill(fake: &FakeAws, bucket: &str) {
         &[("size", "large")],
     );
 }
+
+/// The run id every fake scenario uses (names derived from it are asserted).
+pub fn run_id() -> envclone::model::RunId {
+    envclone::model::RunId::from_existing("20261121000000-beef")
+}
+
+/// The source `prod` of `Scenario::with_webapp_prod` back in service: every instance InService,
+/// desired capacity and MinSize as they were.
+pub fn assert_source_in_service(s: &Scenario, context: &str) {
+    let g = s.source_group();
+    assert_eq!(g.instances.len(), 3, "{context}: {g:?}");
+    assert!(
+        g.instances.iter().all(|i| i.lifecycle_state == "InService"),
+        "{context}: all instances back in service: {g:?}"
+    );
+    assert_eq!(
+        (g.desired_capacity, g.min_size),
+        (3, 1),
+        "{context}: capacity and MinSize restored: {g:?}"
+    );
+}
