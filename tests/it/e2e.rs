@@ -145,7 +145,7 @@ impl Drop for StandIn {
     }
 }
 
-fn text(out: &Output) -> String {
+pub fn text(out: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
         out.status.code(),
@@ -154,7 +154,7 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
+pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(config)
             .force_path_style(true)
@@ -203,7 +203,7 @@ async fn physical_id(config: &SdkConfig, stack: &str, logical: &str) -> String {
 }
 
 /// Everything S3 says about each object: size, ETag, content type, metadata, tags.
-async fn describe_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, String> {
+pub async fn describe_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
     while let Some(page) = pages.next().await {

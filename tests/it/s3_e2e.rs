@@ -1,70 +1,18 @@
 //! `envclone s3 sync` end to end: the built binary against the moto stand-in (started and
 //! stopped by the test on 127.0.0.1), checked independently with the AWS SDK.
 
-use std::collections::BTreeMap;
 use std::process::Output;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use crate::e2e::StandIn;
+// The same independent description of a bucket as the clone tests (a superset: it also
+// compares cache-control).
+use crate::e2e::{describe_bucket as contents, s3 as s3_client, text, StandIn};
 use crate::support::TRICKY_KEYS;
 
 const SRC: &str = "e2e-sync-source";
 const DST: &str = "e2e-sync-target";
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Everything S3 says about each object of a bucket: size, ETag, headers, metadata, tags.
-async fn contents(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut pages = s3.list_objects_v2().bucket(bucket).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        for o in page.unwrap().contents() {
-            let key = o.key().unwrap().to_string();
-            let head = s3
-                .head_object()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap();
-            let tags = s3
-                .get_object_tagging()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap();
-            let tags: BTreeMap<_, _> = tags
-                .tag_set()
-                .iter()
-                .map(|t| (t.key(), t.value()))
-                .collect();
-            let meta: BTreeMap<_, _> = head
-                .metadata()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            let line = format!(
-                "size={:?} etag={:?} type={:?} meta={meta:?} tags={tags:?}",
-                o.size(),
-                o.e_tag(),
-                head.content_type(),
-            );
-            out.insert(key, line);
-        }
-    }
-    out
-}
 
 async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
     s3.put_object()
@@ -135,11 +83,7 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
 async fn s3_sync_copies_tricky_keys_and_multipart_objects_deletes_extras_and_re_syncs_as_a_no_op() {
     let standin = StandIn::start();
     let config = standin.sdk().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = s3_client(&config);
     for b in [SRC, DST] {
         s3.create_bucket().bucket(b).send().await.unwrap();
     }
