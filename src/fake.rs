@@ -541,6 +541,12 @@ fn multipart_etag(parts: &[Vec<u8>]) -> String {
     format!("{:x}-{}", Md5::digest(&all), parts.len())
 }
 
+fn group_mut<'a>(s: &'a mut State, name: &str) -> PortResult<&'a mut FakeGroup> {
+    s.groups.get_mut(name).ok_or_else(|| PortError::NotFound {
+        what: format!("Auto Scaling group {name}"),
+    })
+}
+
 fn snapshot_view(id: &str, sn: &FakeSnapshot) -> DbSnapshot {
     DbSnapshot {
         id: id.to_string(),
@@ -1138,9 +1144,7 @@ impl Scaling for FakeAws {
         self.call("autoscaling:UpdateAutoScalingGroup", true)
             .await?;
         let mut s = self.lock();
-        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound {
-            what: format!("Auto Scaling group {name}"),
-        })?;
+        let g = group_mut(&mut s, name)?;
         if min_size > g.desired {
             return Err(PortError::failed(
                 "autoscaling:UpdateAutoScalingGroup",
@@ -1154,9 +1158,7 @@ impl Scaling for FakeAws {
     async fn enter_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()> {
         self.call("autoscaling:EnterStandby", true).await?;
         let mut s = self.lock();
-        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound {
-            what: format!("Auto Scaling group {name}"),
-        })?;
+        let g = group_mut(&mut s, name)?;
         let n = instance_ids.len() as i32;
         // Like AWS: decrementing below MinSize is refused.
         if g.desired - n < g.min {
@@ -1188,9 +1190,7 @@ impl Scaling for FakeAws {
     async fn exit_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()> {
         self.call("autoscaling:ExitStandby", true).await?;
         let mut s = self.lock();
-        let g = s.groups.get_mut(name).ok_or_else(|| PortError::NotFound {
-            what: format!("Auto Scaling group {name}"),
-        })?;
+        let g = group_mut(&mut s, name)?;
         let n = instance_ids.len() as i32;
         if g.desired + n > g.max {
             return Err(PortError::failed(
