@@ -150,10 +150,15 @@ pub struct MigrateArgs {
     /// Finalize right after a successful swap (deletes the old environment).
     #[arg(long)]
     pub finalize: bool,
-    /// The migration window, HH:MM-HH:MM in UTC (may span midnight): refused outside it, and
-    /// stopped safely before the swap if the swap would start too late.
+    /// The migration window, HH:MM-HH:MM (may span midnight), in --tz's wall-clock time: refused
+    /// outside it, and stopped safely before the swap if the swap would start too late.
     #[arg(long, value_name = "HH:MM-HH:MM")]
     pub window: Option<String>,
+    /// The time zone of --window, an IANA name such as Europe/Paris (default UTC). Daylight
+    /// saving is followed: 02:00-04:00 Europe/Paris is 01:00-03:00 UTC in winter, 00:00-02:00
+    /// in summer.
+    #[arg(long, value_name = "ZONE", requires = "window")]
+    pub tz: Option<String>,
     /// The latest time the swap may start (RFC 3339, e.g. 2026-11-22T04:00:00Z).
     #[arg(long, value_name = "TIME")]
     pub deadline: Option<String>,
@@ -188,10 +193,11 @@ pub struct MigrateCommand {
     pub concurrency: usize,
 }
 
-/// The end of the migration window `HH:MM-HH:MM` (UTC) that contains `now`, or an error if
-/// `now` is outside it.
+/// The end of the migration window `HH:MM-HH:MM` (wall-clock time in `tz`) that contains `now`,
+/// or an error if `now` is outside it.
 pub fn window_end(
     window: &str,
+    tz: chrono_tz::Tz,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<chrono::DateTime<chrono::Utc>, InputError> {
     use chrono::{NaiveTime, Timelike};
@@ -202,8 +208,12 @@ pub fn window_end(
     if start == end {
         return Err(bad());
     }
-    let t = now.time().with_nanosecond(0).unwrap_or(now.time());
-    let today = now.date_naive();
+    let local_now = now.with_timezone(&tz);
+    let t = local_now
+        .time()
+        .with_nanosecond(0)
+        .unwrap_or(local_now.time());
+    let today = local_now.date_naive();
     let inside_until = if start < end {
         (t >= start && t < end).then(|| today.and_time(end))
     } else if t >= start {
@@ -214,12 +224,41 @@ pub fn window_end(
     } else {
         None
     };
-    inside_until
-        .map(|naive| naive.and_utc())
-        .ok_or_else(|| InputError::OutsideWindow {
+    match inside_until {
+        Some(local_end) => Ok(local_instant(tz, local_end)),
+        None => Err(InputError::OutsideWindow {
             window: window.to_string(),
-            now: now.format("%H:%M").to_string(),
-        })
+            zone: tz.name().to_string(),
+            now: local_now.format("%H:%M").to_string(),
+        }),
+    }
+}
+
+/// The instant of a wall-clock time in `tz`. Where daylight saving makes it ambiguous (clocks go
+/// back) the earlier instant is taken, so a window never ends later than the operator meant;
+/// where it does not exist (clocks go forward) the window ends when the clocks jump.
+fn local_instant(tz: chrono_tz::Tz, local: chrono::NaiveDateTime) -> chrono::DateTime<chrono::Utc> {
+    use chrono::{LocalResult, TimeZone};
+    let mut probe = local;
+    // A gap lasts at most a few hours; walk forward to its first valid minute.
+    for _ in 0..=(24 * 60) {
+        match tz.from_local_datetime(&probe) {
+            LocalResult::Single(at) => return at.with_timezone(&chrono::Utc),
+            LocalResult::Ambiguous(earlier, _) => return earlier.with_timezone(&chrono::Utc),
+            LocalResult::None => probe += chrono::Duration::minutes(1),
+        }
+    }
+    local.and_utc()
+}
+
+/// The IANA time zone named by --tz (UTC when absent).
+pub fn parse_zone(name: Option<&str>) -> Result<chrono_tz::Tz, InputError> {
+    match name {
+        None => Ok(chrono_tz::UTC),
+        Some(name) => name
+            .parse::<chrono_tz::Tz>()
+            .map_err(|_| InputError::Zone(name.to_string())),
+    }
 }
 
 fn read_template(path: &std::path::Path) -> Result<(String, String), InputError> {
@@ -260,7 +299,7 @@ impl MigrateArgs {
             None => None,
         };
         if let Some(window) = &self.window {
-            let end = window_end(window, now)?;
+            let end = window_end(window, parse_zone(self.tz.as_deref())?, now)?;
             deadline = Some(deadline.map_or(end, |d| d.min(end)));
         }
         check_copy_options(self.concurrency, self.multipart_threshold)?;
@@ -342,10 +381,22 @@ pub enum InputError {
     Ttl(String),
     #[error("--owner must be 1 to 256 characters")]
     Owner,
-    #[error("--window {0:?} is malformed: write HH:MM-HH:MM in UTC, e.g. 02:00-04:00")]
+    #[error("--window {0:?} is malformed: write HH:MM-HH:MM (24-hour clock), e.g. 02:00-04:00")]
     Window(String),
-    #[error("now ({now}) is outside the migration window {window} (UTC); nothing was started")]
-    OutsideWindow { window: String, now: String },
+    #[error(
+        "now ({now} {zone}) is outside the migration window {window} ({zone}); nothing was \
+         started: run it again inside the window"
+    )]
+    OutsideWindow {
+        window: String,
+        zone: String,
+        now: String,
+    },
+    #[error(
+        "--tz {0:?} is not a known time zone: use an IANA name such as Europe/Paris, \
+         America/New_York or UTC"
+    )]
+    Zone(String),
     #[error("--deadline {0:?} is not an RFC 3339 time: write e.g. 2026-11-22T04:00:00Z")]
     DeadlineFormat(String),
     #[error("the deadline {0} has already passed; nothing was started")]
@@ -444,6 +495,7 @@ mod tests {
     fn migration_windows() {
         use chrono::TimeZone;
         let at = |h, m| chrono::Utc.with_ymd_and_hms(2026, 11, 22, h, m, 0).unwrap();
+        let window_end = |w: &str, now| window_end(w, chrono_tz::UTC, now);
         assert_eq!(window_end("02:00-04:00", at(3, 0)).unwrap(), at(4, 0));
         assert!(
             window_end("02:00-04:00", at(4, 0)).is_err(),
@@ -463,6 +515,56 @@ mod tests {
         for bad in ["2-4", "02:00", "25:00-26:00", "02:00-02:00"] {
             assert!(window_end(bad, at(3, 0)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn migration_windows_in_a_time_zone_follow_daylight_saving() {
+        use chrono::TimeZone;
+        let paris = parse_zone(Some("Europe/Paris")).unwrap();
+        let utc = |y, mo, d, h, mi| chrono::Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap();
+        // (window in Paris time, now, the window's end), all in UTC.
+        let cases = [
+            // Winter (UTC+1): 02:00-04:00 Paris is 01:00-03:00 UTC.
+            (
+                "02:00-04:00",
+                utc(2026, 11, 22, 1, 30),
+                utc(2026, 11, 22, 3, 0),
+            ),
+            // Summer (UTC+2): 00:00-02:00 UTC.
+            ("02:00-04:00", utc(2026, 7, 1, 0, 0), utc(2026, 7, 1, 2, 0)),
+            // Spanning midnight: the local date rolls over before UTC's does.
+            (
+                "23:00-01:00",
+                utc(2026, 11, 22, 23, 30),
+                utc(2026, 11, 23, 0, 0),
+            ),
+            // 29 March 2026: Paris jumps from 02:00 to 03:00 (01:00 UTC); a window ending at
+            // 02:30 (a time that does not exist) ends when the clocks jump.
+            (
+                "01:00-02:30",
+                utc(2026, 3, 29, 0, 30),
+                utc(2026, 3, 29, 1, 0),
+            ),
+            // 25 October 2026: 02:30 happens twice; the window ends at the first one.
+            (
+                "01:00-02:30",
+                utc(2026, 10, 24, 23, 30),
+                utc(2026, 10, 25, 0, 30),
+            ),
+        ];
+        for (window, now, end) in cases {
+            assert_eq!(
+                window_end(window, paris, now).unwrap(),
+                end,
+                "{window} at {now}"
+            );
+        }
+        let late = window_end("02:00-04:00", paris, utc(2026, 11, 22, 3, 0)).unwrap_err();
+        assert!(late.to_string().contains("04:00 Europe/Paris"), "{late}");
+        assert!(window_end("02:00-04:00", paris, utc(2026, 11, 22, 0, 59)).is_err());
+        let unknown = parse_zone(Some("Mars/Olympus")).unwrap_err();
+        assert!(unknown.to_string().contains("IANA"), "{unknown}");
+        assert_eq!(parse_zone(None).unwrap(), chrono_tz::UTC);
     }
 
     #[test]

@@ -1201,36 +1201,18 @@ async fn a_closed_window_refuses_the_migration() {
         (now - chrono::Duration::minutes(60)).format("%H:%M")
     );
     let template = concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml");
-    let out = standin.envclone(
-        state.path(),
-        &[
-            "migrate",
-            "prod",
-            "--template",
-            template,
-            "--yes",
-            "--window",
-            &closed,
-        ],
-    );
+    let migrate = |extra: &[&str]| {
+        let base = ["migrate", "prod", "--template", template, "--yes"];
+        standin.envclone(state.path(), &[&base[..], extra].concat())
+    };
+    let out = migrate(&["--window", &closed]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("outside the migration window"),
         "{}",
         text(&out)
     );
-    let out = standin.envclone(
-        state.path(),
-        &[
-            "migrate",
-            "prod",
-            "--template",
-            template,
-            "--yes",
-            "--deadline",
-            "2020-01-01T00:00:00Z",
-        ],
-    );
+    let out = migrate(&["--deadline", "2020-01-01T00:00:00Z"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already passed"),
@@ -1239,18 +1221,7 @@ async fn a_closed_window_refuses_the_migration() {
     );
     // A deadline too close for even the swap.
     let soon = (now + chrono::Duration::minutes(2)).to_rfc3339();
-    let out = standin.envclone(
-        state.path(),
-        &[
-            "migrate",
-            "prod",
-            "--template",
-            template,
-            "--yes",
-            "--deadline",
-            &soon,
-        ],
-    );
+    let out = migrate(&["--deadline", &soon]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("does not fit"),
@@ -1261,7 +1232,7 @@ async fn a_closed_window_refuses_the_migration() {
 
     // The scheduled-run wrapper (cron, systemd), non-interactive, JSON log, envclone's exit code.
     let logs = tempfile::tempdir().unwrap();
-    let scheduled = |window: &str| {
+    let scheduled = |window: &str, zone: &str| {
         standin
             .command(concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -1270,19 +1241,38 @@ async fn a_closed_window_refuses_the_migration() {
             .args(["prod", template])
             .env("ENVCLONE_BIN", env!("CARGO_BIN_EXE_envclone"))
             .env("ENVCLONE_WINDOW", window)
+            .env("ENVCLONE_TZ", zone)
             .env("ENVCLONE_LOG_DIR", logs.path())
             .env("XDG_STATE_HOME", state.path())
             .output()
             .unwrap()
     };
-    let out = scheduled(&closed);
+    let out = scheduled(&closed, "UTC");
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // The window is written on Kolkata's wall clock (UTC+05:30): open there now, though the same
+    // hours in UTC are closed, so only --tz lets it start.
+    let kolkata = now + chrono::Duration::minutes(330);
     let open = format!(
         "{}-{}",
-        (now - chrono::Duration::minutes(1)).format("%H:%M"),
-        (now + chrono::Duration::minutes(120)).format("%H:%M")
+        (kolkata - chrono::Duration::minutes(1)).format("%H:%M"),
+        (kolkata + chrono::Duration::minutes(120)).format("%H:%M")
     );
-    let out = scheduled(&open);
+    let out = migrate(&["--window", &open]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "same hours in UTC: {}",
+        text(&out)
+    );
+    let out = migrate(&["--window", &open, "--tz", "Mars/Olympus"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a known time zone"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(world(&config).await, before);
+    let out = scheduled(&open, "Asia/Kolkata");
     assert_eq!(
         out.status.code(),
         Some(0),
