@@ -10,6 +10,8 @@ environment (AWS_ENDPOINT_URL, AWS_REGION, credentials), e.g. the local stand-in
     .venv/bin/python scripts/seed_demo.py --env orders-prod --template tests/fixtures/foreign.yaml \\
         --health-base http://127.0.0.1:15000/envclone-standin/health \\
         --parameter LogLevel=debug --parameter WorkerThreads=8
+    .venv/bin/python scripts/seed_demo.py --env prod --template stacks/aurora.yaml \\
+        --health-base http://127.0.0.1:15000/envclone-standin/health
 
 What it does, in order (each step is skipped when its result already exists, so re-running it
 against a seeded environment is harmless):
@@ -22,7 +24,9 @@ against a seeded environment is harmless):
 4. creates stack ``<env>`` (environment parameter = env, bucket parameters = the buckets of
    step 2, the health-check base parameter = --health-base, DesiredCapacity=2 when the
    template has that parameter, then every --parameter K=V) and waits for CREATE_COMPLETE;
-   an existing stack is left as it is;
+   only parameters the template declares are passed, so a template without bucket or DB
+   snapshot parameters (stacks/aurora.yaml: an Aurora cluster, no Reports bucket) works as
+   well; an existing stack is left as it is;
 5. creates the entry DNS record (``entry_dns.name``): a CNAME to the value of
    ``entry_dns.target_output``. An existing record is left as it is (after a migrate it names
    the live environment), unless --force-dns;

@@ -18,6 +18,10 @@ moto internals each one touches, in tests/it/STANDIN.md):
   RetainResources, dependency order, DB instances deleted by the identifier recorded at
   creation (deletion protection refuses), non-empty buckets failing, and the resource types
   moto did not delete at all;
+* Aurora: CloudFormation creating AWS::RDS::DBCluster (new, from a cluster snapshot, or a
+  point-in-time / copy-on-write restore) with its instances as members, cluster statuses that
+  take time, a LatestRestorableTime that trails the clock, and stack deletes that snapshot
+  or keep the cluster by its DeletionPolicy;
 * S3 HeadObject/GetObject with PartNumber on multipart objects;
 * a few cheap refusals AWS makes and moto does not (EnterStandby below MinSize, DeleteDBInstance
   without a final-snapshot decision);
@@ -30,6 +34,7 @@ Everything here reaches into moto's internals, so the moto version is pinned and
 from __future__ import annotations
 
 import argparse
+import datetime
 import fnmatch
 import functools
 import io
@@ -93,6 +98,7 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
     MotoRequestHandler,
     create_backend_app,
 )
+from moto.rds import exceptions as rds_exceptions  # noqa: E402
 from moto.rds import models as rds_models  # noqa: E402
 from moto.rds.exceptions import RDSClientError  # noqa: E402
 from moto.rds.responses import RDSResponse  # noqa: E402
@@ -114,6 +120,9 @@ class Settings:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.rds_delay = float(os.environ.get("ENVCLONE_STANDIN_RDS_DELAY", "2.0"))
+        # How far an Aurora cluster's LatestRestorableTime trails the clock (AWS: seconds to
+        # ~5 minutes).
+        self.restorable_lag = float(os.environ.get("ENVCLONE_STANDIN_RESTORABLE_LAG", "3"))
         self.faults: list[FaultRule] = []
         self.next_fault_id = 1
 
@@ -301,21 +310,27 @@ def _install_rds_time() -> None:
     def resp_delete_db_instance(self):  # type: ignore[no-untyped-def]
         # The API (not CloudFormation, which calls the backend directly) must say what happens
         # to the data: AWS refuses a delete that neither skips nor names a final snapshot.
-        skip = _truthy(self.params.get("SkipFinalSnapshot"))
-        final = self.params.get("FinalDBSnapshotIdentifier")
-        if skip and final:
-            raise RDSClientError(
-                "InvalidParameterCombination",
-                "Cannot specify both SkipFinalSnapshot and FinalDBSnapshotIdentifier.",
-            )
-        if not skip and not final:
-            raise RDSClientError(
-                "InvalidParameterCombination",
-                "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.",
-            )
+        _require_final_snapshot_choice(self.params)
         return orig_resp_delete(self)
 
     RDSResponse.delete_db_instance = resp_delete_db_instance
+
+
+def _require_final_snapshot_choice(params: dict[str, Any]) -> None:
+    """AWS refuses a DeleteDBInstance/DeleteDBCluster that neither skips nor names a final
+    snapshot, or that does both."""
+    skip = _truthy(params.get("SkipFinalSnapshot"))
+    final = params.get("FinalDBSnapshotIdentifier")
+    if skip and final:
+        raise RDSClientError(
+            "InvalidParameterCombination",
+            "Cannot specify both SkipFinalSnapshot and FinalDBSnapshotIdentifier.",
+        )
+    if not skip and not final:
+        raise RDSClientError(
+            "InvalidParameterCombination",
+            "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified.",
+        )
 
 
 def _truthy(value: Any) -> bool:
@@ -348,6 +363,313 @@ def restored_instances() -> dict[str, str]:
                 snapshot = database.__dict__.get("_envclone_restored_from")
                 if snapshot:
                     result[instance_id] = snapshot
+    return result
+
+
+# ===================================================================== RDS: Aurora clusters
+
+
+def _invalid_cluster_state(cluster_id: str, status: Any) -> RDSClientError:
+    # AWS's code; the wording of moto's Start/StopDBCluster refusals.
+    return RDSClientError(
+        "InvalidDBClusterStateFault",
+        f"DbCluster {cluster_id} is in {status} state but expected it to be one of available.",
+    )
+
+
+def _cluster_snapshot_name(snapshot_id: str) -> str:
+    if snapshot_id.startswith("arn:"):
+        return snapshot_id.rsplit(":", 1)[-1].lower()
+    return snapshot_id.lower()
+
+
+def _cluster_id(identifier: str) -> str:
+    if identifier.startswith("arn:"):
+        return identifier.rsplit(":", 1)[-1].lower()
+    return identifier.lower()
+
+
+def _require_cluster_snapshot_available(backend: Any, snapshot_id: str) -> None:
+    name = _cluster_snapshot_name(snapshot_id)
+    snapshot = backend.cluster_snapshots.get(name)
+    if snapshot is not None and snapshot.status != "available":
+        raise RDSClientError(
+            "InvalidDBClusterSnapshotStateFault",
+            f"Cluster snapshot {name} is not in available state.",
+        )
+
+
+def _parse_restore_time(value: Any) -> datetime.datetime:
+    """RestoreToTime (RFC 3339 text from a template, or what the API parsed) as a naive UTC
+    datetime, which is how moto keeps its times."""
+    if isinstance(value, datetime.datetime):
+        moment = value
+    else:
+        text = str(value).strip()
+        try:
+            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise RDSClientError(
+                "InvalidParameterValue",
+                f"The parameter RestoreToTime is not valid: {text!r} is not a time in UTC "
+                "format (e.g. 2015-03-07T23:45:00Z).",
+            ) from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _rfc3339(moment: datetime.datetime) -> str:
+    return moment.replace(microsecond=0).isoformat() + "Z"
+
+
+def _latest_restorable_time(cluster: Any) -> datetime.datetime | None:
+    """Now minus the lag, never before the cluster existed; none while it is being created
+    (AWS shows none until the first backup)."""
+    if cluster.status == "creating":
+        return None
+    from moto.core.utils import utcnow
+
+    latest = utcnow() - datetime.timedelta(seconds=SETTINGS.restorable_lag)
+    return max(latest, cluster.created)
+
+
+# Copy-on-write clones one family (a source and the clones of it and of its clones) may have.
+_MAX_CLONES = 15
+
+
+def _clone_group_size(backend: Any, cluster: Any) -> int:
+    """Clusters sharing cluster's clone group, cluster included (1 when it has none)."""
+    group = cluster.__dict__.get("_envclone_clone_group")
+    if not group:
+        return 1
+    return sum(1 for other in backend.clusters.values() if other.__dict__.get("_envclone_clone_group") == group)
+
+
+def _install_rds_clusters() -> None:
+    cluster_cls = rds_models.DBCluster
+    cluster_cls.status = _TimedStatus()
+    rds_models.DBClusterSnapshot.status = _TimedStatus()
+    orig_init = cluster_cls.__init__
+
+    @functools.wraps(orig_init)
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        orig_init(self, *args, **kwargs)
+        # moto keeps "creating" in _status for one read; the stand-in's status takes time.
+        _force_status(self, "creating")
+
+    cluster_cls.__init__ = __init__
+    cluster_cls.latest_restorable_time = property(_latest_restorable_time)
+    # Shared by a cluster and its copy-on-write clones (AWS: a clone group id); none otherwise.
+    cluster_cls.clone_group_id = property(lambda self: self.__dict__.get("_envclone_clone_group"))
+
+    backend_cls = rds_models.RDSBackend
+
+    orig_create_snapshot = backend_cls.create_db_cluster_snapshot
+
+    @functools.wraps(orig_create_snapshot)
+    def create_db_cluster_snapshot(self, db_cluster_identifier, db_cluster_snapshot_identifier, snapshot_type="manual", *args, **kwargs):  # type: ignore[no-untyped-def]
+        # A user's snapshot needs an available cluster; the automated one (taken by moto at
+        # create) and the final one of a delete do not.
+        cluster = self.clusters.get(db_cluster_identifier)
+        manual = snapshot_type == "manual" and not getattr(self, "_envclone_final_snapshot", False)
+        if cluster is not None and manual and cluster.status != "available":
+            raise _invalid_cluster_state(db_cluster_identifier, cluster.status)
+        return orig_create_snapshot(self, db_cluster_identifier, db_cluster_snapshot_identifier, snapshot_type, *args, **kwargs)
+
+    backend_cls.create_db_cluster_snapshot = create_db_cluster_snapshot
+
+    orig_copy_snapshot = backend_cls.copy_db_cluster_snapshot
+
+    @functools.wraps(orig_copy_snapshot)
+    def copy_db_cluster_snapshot(self, source_db_cluster_snapshot_identifier, *args, **kwargs):  # type: ignore[no-untyped-def]
+        _require_cluster_snapshot_available(self, source_db_cluster_snapshot_identifier)
+        return orig_copy_snapshot(self, source_db_cluster_snapshot_identifier, *args, **kwargs)
+
+    backend_cls.copy_db_cluster_snapshot = copy_db_cluster_snapshot
+
+    orig_restore_snapshot = backend_cls.restore_db_cluster_from_snapshot
+
+    @functools.wraps(orig_restore_snapshot)
+    def restore_db_cluster_from_snapshot(self, from_snapshot_id, overrides):  # type: ignore[no-untyped-def]
+        name = _cluster_snapshot_name(from_snapshot_id)
+        if name not in self.cluster_snapshots:
+            raise rds_exceptions.DBClusterSnapshotNotFoundError(name)
+        _require_cluster_snapshot_available(self, name)
+        new_id = str(overrides.get("db_cluster_identifier") or "").lower()
+        if new_id in self.clusters:
+            raise RDSClientError("DBClusterAlreadyExistsFault", "DB Cluster already exists")
+        cluster = orig_restore_snapshot(self, name, overrides)
+        # moto copied the snapshotted cluster's settings, tags and deletion protection included;
+        # AWS takes those from the request (default: off, no tags).
+        cluster.tags = list(overrides.get("tags") or [])
+        cluster.deletion_protection = _truthy(overrides.get("deletion_protection"))
+        cluster.copy_tags_to_snapshot = _truthy(overrides.get("copy_tags_to_snapshot"))
+        cluster.__dict__["_envclone_restored_from"] = {"snapshot": name}
+        return cluster
+
+    backend_cls.restore_db_cluster_from_snapshot = restore_db_cluster_from_snapshot
+
+    orig_restore_pit = backend_cls.restore_db_cluster_to_point_in_time
+
+    @functools.wraps(orig_restore_pit)
+    def restore_db_cluster_to_point_in_time(self, db_cluster_identifier, source_db_cluster_identifier, restore_type="full-copy", restore_to_time=None, use_latest_restorable_time=False, **overrides):  # type: ignore[no-untyped-def]
+        restore_type = restore_type or "full-copy"
+        use_latest = _truthy(use_latest_restorable_time)
+        if restore_to_time not in (None, "") and use_latest:
+            raise RDSClientError(
+                "InvalidParameterCombination",
+                "Cannot specify both RestoreToTime and UseLatestRestorableTime",
+            )
+        if restore_to_time in (None, "") and not use_latest:
+            raise RDSClientError(
+                "InvalidParameterCombination",
+                "Either RestoreToTime or UseLatestRestorableTime must be specified.",
+            )
+        if restore_type not in ("full-copy", "copy-on-write"):
+            raise RDSClientError(
+                "InvalidParameterValue",
+                f"Invalid RestoreType {restore_type}: must be full-copy or copy-on-write.",
+            )
+        if restore_type == "copy-on-write" and restore_to_time not in (None, ""):
+            # AWS's API reference: RestoreToTime "can't be specified if the RestoreType
+            # parameter is copy-on-write" (a clone is of the latest restorable time).
+            raise RDSClientError(
+                "InvalidParameterCombination",
+                "RestoreToTime cannot be specified when RestoreType is copy-on-write",
+            )
+        source_id = _cluster_id(str(source_db_cluster_identifier or ""))
+        source = self.clusters.get(source_id)
+        if source is None:
+            raise rds_exceptions.DBClusterNotFoundError(source_id)
+        new_id = str(db_cluster_identifier or "").lower()
+        if new_id in self.clusters:
+            raise RDSClientError("DBClusterAlreadyExistsFault", "DB Cluster already exists")
+        latest = _latest_restorable_time(source)
+        if source.status not in ("available", "backing-up", "modifying", "stopped") or latest is None:
+            raise _invalid_cluster_state(source_id, source.status)
+        if use_latest:
+            moment = latest
+        else:
+            moment = _parse_restore_time(restore_to_time)
+            if moment > latest:
+                raise RDSClientError(
+                    "InvalidRestoreFault",
+                    f"The restore time {_rfc3339(moment)} is later than the latest restorable "
+                    f"time {_rfc3339(latest)} of DB cluster {source_id}.",
+                )
+            earliest = getattr(source, "earliest_restorable_time", None) or source.created
+            if moment < earliest.replace(microsecond=0):
+                raise RDSClientError(
+                    "InvalidRestoreFault",
+                    f"The restore time {_rfc3339(moment)} is earlier than the earliest restorable "
+                    f"time {_rfc3339(earliest)} of DB cluster {source_id}.",
+                )
+        overrides = {key: value for key, value in overrides.items() if value is not None}
+        # moto would copy the source's tags and deletion protection: restore "now" and set
+        # those from the request, as AWS does. The recorded point is the time restored to.
+        cluster = orig_restore_pit(self, new_id, source_id, "full-copy", None, False, **overrides)
+        cluster.tags = list(overrides.get("tags") or [])
+        cluster.deletion_protection = _truthy(overrides.get("deletion_protection"))
+        cluster.copy_tags_to_snapshot = _truthy(overrides.get("copy_tags_to_snapshot"))
+        cluster.__dict__.pop("_envclone_clone_group", None)
+        if restore_type == "copy-on-write" and _clone_group_size(self, source) > _MAX_CLONES:
+            # AWS: "After you create 15 clones, the next clone that you create is a full copy."
+            restore_type = "full-copy"
+        if restore_type == "copy-on-write":
+            group = source.__dict__.get("_envclone_clone_group") or str(uuid.uuid4())
+            source.__dict__["_envclone_clone_group"] = group
+            cluster.__dict__["_envclone_clone_group"] = group
+        cluster.__dict__["_envclone_restored_from"] = {
+            "source_cluster": source_id,
+            "restore_type": restore_type,
+            "restore_to_time": _rfc3339(moment),
+        }
+        return cluster
+
+    backend_cls.restore_db_cluster_to_point_in_time = restore_db_cluster_to_point_in_time
+
+    orig_modify = backend_cls.modify_db_cluster
+
+    @functools.wraps(orig_modify)
+    def modify_db_cluster(self, kwargs):  # type: ignore[no-untyped-def]
+        cluster_id = str(kwargs.get("db_cluster_identifier") or "").lower()
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            raise rds_exceptions.DBClusterNotFoundError(cluster_id)
+        if cluster.status != "available":
+            raise _invalid_cluster_state(cluster_id, cluster.status)
+        new_id = kwargs.get("new_db_cluster_identifier")
+        if new_id and new_id.lower() in self.clusters:
+            raise RDSClientError("DBClusterAlreadyExistsFault", "DB Cluster already exists")
+        members = list(cluster._members)
+        result = orig_modify(self, kwargs)
+        if new_id:
+            # moto left the instances pointing at the old name (no longer members).
+            for member in members:
+                member.db_cluster_identifier = cluster.db_cluster_identifier
+            _force_status(cluster, "renaming")
+        elif _truthy(kwargs.get("apply_immediately")):
+            _force_status(cluster, "modifying")
+        return result
+
+    backend_cls.modify_db_cluster = modify_db_cluster
+
+    orig_delete = backend_cls.delete_db_cluster
+
+    @functools.wraps(orig_delete)
+    def delete_db_cluster(self, cluster_identifier, snapshot_name=None, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if snapshot_name and snapshot_name.lower() in self.cluster_snapshots:
+            raise rds_exceptions.DBClusterSnapshotAlreadyExistsError(snapshot_name)
+        self._envclone_final_snapshot = True
+        try:
+            cluster = orig_delete(self, cluster_identifier, snapshot_name.lower() if snapshot_name else None, *args, **kwargs)
+        finally:
+            self._envclone_final_snapshot = False
+        # AWS removes the automated backups with the cluster (moto kept them).
+        for snapshot_id, snapshot in list(self.cluster_snapshots.items()):
+            if snapshot.snapshot_type == "automated" and snapshot.db_cluster_identifier == cluster.db_cluster_identifier:
+                self.cluster_snapshots.pop(snapshot_id, None)
+        return cluster
+
+    backend_cls.delete_db_cluster = delete_db_cluster
+
+    orig_resp_delete = RDSResponse.delete_db_cluster
+
+    @functools.wraps(orig_resp_delete)
+    def resp_delete_db_cluster(self):  # type: ignore[no-untyped-def]
+        _require_final_snapshot_choice(self.params)
+        return orig_resp_delete(self)
+
+    RDSResponse.delete_db_cluster = resp_delete_db_cluster
+
+    # A subnet group still used by a cluster cannot be deleted either.
+    orig_delete_subnet_group = backend_cls.delete_subnet_group
+
+    @functools.wraps(orig_delete_subnet_group)
+    def delete_subnet_group(self, subnet_name):  # type: ignore[no-untyped-def]
+        for cluster in list(self.clusters.values()):
+            if str(cluster.db_subnet_group_name).lower() == str(subnet_name).lower():
+                raise RDSClientError(
+                    "InvalidDBSubnetGroupStateFault",
+                    f"Cannot delete the subnet group '{subnet_name}' because at least one database "
+                    f"cluster: {cluster.db_cluster_identifier} is still using it.",
+                )
+        return orig_delete_subnet_group(self, subnet_name)
+
+    backend_cls.delete_subnet_group = delete_subnet_group
+
+
+def restored_clusters() -> dict[str, dict[str, str]]:
+    """{cluster id: {"snapshot": id} or {"source_cluster", "restore_type", "restore_to_time"}}
+    for every cluster restored from a cluster snapshot or to a point in time."""
+    result: dict[str, dict[str, str]] = {}
+    for account_backends in list(rds_models.rds_backends.values()):
+        for backend in list(account_backends.values()):
+            for cluster_id, cluster in list(backend.clusters.items()):
+                origin = cluster.__dict__.get("_envclone_restored_from")
+                if origin:
+                    result[cluster_id] = dict(origin)
     return result
 
 
@@ -403,12 +725,219 @@ def _restore_from_cloudformation(resource_name: str, properties: dict[str, Any],
     return database
 
 
+# Properties of AWS::RDS::DBCluster and the RDS arguments they become. Engine, EngineVersion,
+# DatabaseName and the master user of a restored cluster come from its source, as on AWS.
+_CLUSTER_PROPERTIES = {
+    "Engine": "engine",
+    "EngineVersion": "engine_version",
+    "EngineMode": "engine_mode",
+    "DatabaseName": "database_name",
+    "MasterUsername": "master_username",
+    "MasterUserPassword": "master_user_password",
+    "Port": "port",
+    "BackupRetentionPeriod": "backup_retention_period",
+    "PreferredBackupWindow": "preferred_backup_window",
+    "PreferredMaintenanceWindow": "preferred_maintenance_window",
+    "DBClusterParameterGroupName": "db_cluster_parameter_group_name",
+    "CopyTagsToSnapshot": "copy_tags_to_snapshot",
+    "DeletionProtection": "deletion_protection",
+    "StorageEncrypted": "storage_encrypted",
+    "KmsKeyId": "kms_key_id",
+    "AvailabilityZones": "availability_zones",
+    "EnableIAMDatabaseAuthentication": "enable_iam_database_authentication",
+    "EnableCloudwatchLogsExports": "enable_cloudwatch_logs_exports",
+    "StorageType": "storage_type",
+    "Iops": "iops",
+    "DBClusterInstanceClass": "db_cluster_instance_class",
+    "ManageMasterUserPassword": "manage_master_user_password",
+}
+_CLUSTER_FROM_SOURCE = ("Engine", "EngineVersion", "EngineMode", "DatabaseName", "MasterUsername", "MasterUserPassword", "StorageEncrypted", "ManageMasterUserPassword")
+_INT_PROPERTIES = {"port", "backup_retention_period", "iops", "allocated_storage"}
+_BOOL_PROPERTIES = {"copy_tags_to_snapshot", "deletion_protection", "storage_encrypted", "enable_iam_database_authentication", "manage_master_user_password", "publicly_accessible", "auto_minor_version_upgrade", "multi_az"}
+
+
+def _rds_value(key: str, value: Any) -> Any:
+    if key in _INT_PROPERTIES:
+        return int(value)
+    if key in _BOOL_PROPERTIES:
+        return _truthy(value)
+    return value
+
+
+def _stack_tags_with(template_tags: Any, logical_id: str | None) -> list[dict[str, str]]:
+    """The tags CloudFormation puts on a resource: the resource's own, the stack's (propagated;
+    the resource's win) and aws:cloudformation:stack-name/stack-id/logical-id."""
+    resource_map = getattr(_request_local, "resource_map", None)
+    merged: dict[str, str] = {}
+    for tag in template_tags or []:
+        merged[str(tag["Key"])] = str(tag["Value"])
+    # moto's resource map keeps the stack's tags, with aws:cloudformation:* ones of its own.
+    for key, value in dict(getattr(resource_map, "tags", None) or {}).items():
+        if not str(key).startswith("aws:"):
+            merged.setdefault(str(key), str(value))
+    if resource_map is not None:
+        merged["aws:cloudformation:stack-name"] = str(resource_map["AWS::StackName"])
+        merged["aws:cloudformation:stack-id"] = str(resource_map["AWS::StackId"])
+        if logical_id:
+            merged["aws:cloudformation:logical-id"] = logical_id
+    return [{"Key": key, "Value": value} for key, value in merged.items()]
+
+
+def _create_cluster_from_cloudformation(resource_name: str, properties: dict[str, Any], account_id: str, region_name: str, logical_id: str | None = None) -> Any:
+    """What CloudFormation does for AWS::RDS::DBCluster: RestoreDBClusterToPointInTime with
+    SourceDBClusterIdentifier, RestoreDBClusterFromSnapshot with SnapshotIdentifier, else
+    CreateDBCluster."""
+    backend = rds_models.rds_backends[account_id][region_name]
+    identifier = resource_name.replace("_", "-").lower()
+    source = properties.get("SourceDBClusterIdentifier")
+    snapshot = properties.get("SnapshotIdentifier")
+    restoring = bool(source) or bool(snapshot)
+    kwargs: dict[str, Any] = {"db_cluster_identifier": identifier}
+    for prop, key in _CLUSTER_PROPERTIES.items():
+        if restoring and prop in _CLUSTER_FROM_SOURCE:
+            continue
+        if properties.get(prop) not in (None, ""):
+            kwargs[key] = _rds_value(key, properties[prop])
+    subnet_group = properties.get("DBSubnetGroupName")
+    if subnet_group:
+        kwargs["db_subnet_group_name"] = getattr(subnet_group, "name", subnet_group)
+    security_groups = properties.get("VpcSecurityGroupIds")
+    if security_groups:
+        kwargs["vpc_security_group_ids"] = [str(group) for group in security_groups]
+    kwargs["tags"] = _stack_tags_with(properties.get("Tags"), logical_id)
+    if source:
+        cluster = backend.restore_db_cluster_to_point_in_time(
+            identifier,
+            str(source),
+            restore_type=properties.get("RestoreType") or "full-copy",
+            restore_to_time=properties.get("RestoreToTime") or None,
+            use_latest_restorable_time=_truthy(properties.get("UseLatestRestorableTime")),
+            **{key: value for key, value in kwargs.items() if key != "db_cluster_identifier"},
+        )
+    elif snapshot:
+        cluster = backend.restore_db_cluster_from_snapshot(str(snapshot), kwargs)
+    else:
+        if identifier in backend.clusters:
+            raise RDSClientError("DBClusterAlreadyExistsFault", "DB Cluster already exists")
+        cluster = backend.create_db_cluster(kwargs)
+    return cluster
+
+
+def _create_cluster_instance_from_cloudformation(resource_name: str, properties: dict[str, Any], account_id: str, region_name: str, logical_id: str | None = None) -> Any:
+    """An AWS::RDS::DBInstance with DBClusterIdentifier: CreateDBInstance into that cluster
+    (moto's template path ignored the property and made a stand-alone instance)."""
+    backend = rds_models.rds_backends[account_id][region_name]
+    cluster_id = _cluster_id(str(properties["DBClusterIdentifier"]))
+    cluster = backend.clusters.get(cluster_id)
+    kwargs: dict[str, Any] = {
+        "db_instance_identifier": resource_name.replace("_", "-").lower(),
+        "db_cluster_identifier": cluster_id,
+        "db_instance_class": properties.get("DBInstanceClass"),
+        "engine": properties.get("Engine") or getattr(cluster, "engine", None),
+        "tags": _stack_tags_with(properties.get("Tags"), logical_id),
+    }
+    for prop, key in (
+        ("AvailabilityZone", "availability_zone"),
+        ("PubliclyAccessible", "publicly_accessible"),
+        ("DBParameterGroupName", "db_parameter_group_name"),
+        ("AutoMinorVersionUpgrade", "auto_minor_version_upgrade"),
+        ("CopyTagsToSnapshot", "copy_tags_to_snapshot"),
+        ("PromotionTier", "promotion_tier"),
+        ("PreferredMaintenanceWindow", "preferred_maintenance_window"),
+    ):
+        if properties.get(prop) not in (None, ""):
+            kwargs[key] = int(properties[prop]) if key == "promotion_tier" else _rds_value(key, properties[prop])
+    subnet_group = properties.get("DBSubnetGroupName")
+    if subnet_group:
+        kwargs["db_subnet_group_name"] = getattr(subnet_group, "name", subnet_group)
+    if cluster is not None:
+        kwargs["port"] = cluster.port
+    return backend.create_db_instance(kwargs)
+
+
+def _install_cloudformation_clusters() -> None:
+    from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+    from moto.core.common_models import CloudFormationModel
+
+    cluster_cls = rds_models.DBCluster
+
+    class DBClusterTemplateModel(CloudFormationModel):
+        """Registers AWS::RDS::DBCluster with moto's CloudFormation (which skipped it); the
+        resource it creates is moto's own DBCluster."""
+
+        # moto's model metaclass files every model under the service named in its module.
+        __module__ = "moto.rds.models"
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "DBClusterIdentifier"
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::RDS::DBCluster"
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr in ("Endpoint.Address", "Endpoint.Port", "ReadEndpoint.Address", "DBClusterArn", "DBClusterResourceId")
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+            properties = cloudformation_json.get("Properties") or {}
+            return _create_cluster_from_cloudformation(resource_name, properties, account_id, region_name, kwargs.get("LogicalId"))
+
+    cfn_parsing.get_model_map.cache_clear()
+    cfn_parsing.get_name_type_map.cache_clear()
+
+    def get_cfn_attribute(self, attribute_name):  # type: ignore[no-untyped-def]
+        if attribute_name == "Endpoint.Address":
+            return self.endpoint
+        if attribute_name == "Endpoint.Port":
+            return str(self.port)
+        if attribute_name == "ReadEndpoint.Address":
+            return self.reader_endpoint
+        if attribute_name == "DBClusterArn":
+            return self.db_cluster_arn
+        if attribute_name == "DBClusterResourceId":
+            return self.db_cluster_resource_id
+        raise UnformattedGetAttTemplateException()
+
+    cluster_cls.get_cfn_attribute = get_cfn_attribute
+    cluster_cls.has_cfn_attr = DBClusterTemplateModel.has_cfn_attr
+    # The identifier CloudFormation recorded at creation (a rename does not move the resource).
+    cluster_cls.physical_resource_id = property(
+        lambda self: self.__dict__.get("_envclone_cfn_id") or self.db_cluster_identifier
+    )
+    # The stack waits for the cluster as for its instances.
+    cluster_cls.is_created = lambda self: self.status != "creating"
+
+    # Conditions: moto reads the short form `!Condition X` as {"Fn::Condition": X}, which its
+    # condition evaluator does not know, so `!Not [!Condition X]` was always true.
+    orig_parse_condition = cfn_parsing.parse_condition
+
+    def normalise(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Fn::Condition"}:
+                return {"Condition": node["Fn::Condition"]}
+            return {key: normalise(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [normalise(item) for item in node]
+        return node
+
+    @functools.wraps(orig_parse_condition)
+    def parse_condition(condition, resources_map, condition_map):  # type: ignore[no-untyped-def]
+        return orig_parse_condition(normalise(condition), resources_map, condition_map)
+
+    cfn_parsing.parse_condition = parse_condition
+
+
 def _install_cloudformation() -> None:
     db_cls = rds_models.DBInstance
     orig_db_from_cfn = db_cls.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
 
     def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
         properties = cloudformation_json.get("Properties") or {}
+        if properties.get("DBClusterIdentifier") and not properties.get("DBSnapshotIdentifier"):
+            return _create_cluster_instance_from_cloudformation(resource_name, properties, account_id, region_name, kwargs.get("LogicalId"))
         if properties.get("DBSnapshotIdentifier"):
             return _restore_from_cloudformation(resource_name, properties, account_id, region_name)
         if isinstance(properties.get("AllocatedStorage"), str) and properties["AllocatedStorage"].isdigit():
@@ -442,6 +971,9 @@ def _install_cloudformation() -> None:
 
     @functools.wraps(orig_parse_and_create)
     def parse_and_create_resource(logical_id, resource_json, resources_map, account_id, region_name):  # type: ignore[no-untyped-def]
+        # The stack being created, for what a resource takes from it (its tags).
+        outer = getattr(_request_local, "resource_map", None)
+        _request_local.resource_map = resources_map
         try:
             return orig_parse_and_create(logical_id, resource_json, resources_map, account_id, region_name)
         except Exception as exc:
@@ -449,6 +981,8 @@ def _install_cloudformation() -> None:
                 exc._envclone_logical_id = logical_id  # type: ignore[attr-defined]
                 exc._envclone_resource_type = resource_json.get("Type")  # type: ignore[attr-defined]
             raise
+        finally:
+            _request_local.resource_map = outer
 
     cfn_parsing.parse_and_create_resource = parse_and_create_resource
 
@@ -925,6 +1459,24 @@ def _delete_db_instance(resource_map: Any, parsed: Any, resource_json: dict[str,
     backend.delete_db_instance(identifier, final_db_snapshot_identifier=final, skip_final_snapshot=final is None)
 
 
+def _delete_db_cluster(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
+    # DeleteDBCluster of the identifier recorded at creation. DeletionPolicy Snapshot (AWS's
+    # default for a cluster) takes a final cluster snapshot, which keeps the cluster's tags when
+    # CopyTagsToSnapshot is on; Delete takes none; Retain never gets here. Deletion protection
+    # and instances still in the cluster (one that failed to delete or was retained) refuse the
+    # whole call, before any snapshot (moto's own checks).
+    backend = rds_models.rds_backends[resource_map._account_id][resource_map._region_name]
+    identifier = parsed.physical_resource_id
+    if identifier not in backend.clusters:
+        return
+    policy = resource_json.get("DeletionPolicy") or "Snapshot"
+    final = None
+    if policy == "Snapshot" and not getattr(resource_map, "_envclone_rolling_back", False):
+        stack_name = str(resource_map["AWS::StackName"])
+        final = f"{stack_name}-snapshot-{parsed.logical_resource_id}-{uuid.uuid4().hex[:12]}".lower()
+    backend.delete_db_cluster(identifier, final)
+
+
 def _delete_bucket(resource_map: Any, parsed: Any, resource_json: dict[str, Any], orig: Any) -> None:
     # S3 refuses to delete a bucket that holds objects, so CloudFormation fails the resource
     # (moto returned quietly and kept the bucket).
@@ -1004,6 +1556,7 @@ def _delete_listener(resource_map: Any, parsed: Any, resource_json: dict[str, An
 # VPC with a second route table that EC2 refuses to delete.
 _DELETE_HANDLERS: dict[str, Callable[..., None]] = {
     "AWS::RDS::DBInstance": _delete_db_instance,
+    "AWS::RDS::DBCluster": _delete_db_cluster,
     "AWS::S3::Bucket": _delete_bucket,
     "AWS::AutoScaling::AutoScalingGroup": _delete_autoscaling_group,
     "AWS::EC2::RouteTable": _delete_route_table,
@@ -1103,7 +1656,7 @@ def _delete_stack_resources(stack: Any, retain: set[str]) -> tuple[list[str], bo
                 _resource_event(stack, logical_id, resource_type, "DELETE_SKIPPED", None, physical_id)
                 done.add(logical_id)
                 continue
-            if resource_type == "AWS::RDS::DBInstance":
+            if resource_type in ("AWS::RDS::DBInstance", "AWS::RDS::DBCluster"):
                 touched_db = True
             _resource_event(stack, logical_id, resource_type, "DELETE_IN_PROGRESS", None, physical_id)
             try:
@@ -1182,6 +1735,8 @@ def _install_stack_delete() -> None:
         resource = orig_parse_and_create(*args, **kwargs)
         if isinstance(resource, rds_models.DBInstance):
             resource.__dict__["_envclone_cfn_id"] = resource.db_instance_identifier
+        elif isinstance(resource, rds_models.DBCluster):
+            resource.__dict__["_envclone_cfn_id"] = resource.db_cluster_identifier
         return resource
 
     cfn_parsing.parse_and_create_resource = parse_and_create_resource
@@ -1743,6 +2298,15 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
             return _json_reply(start_response, "200 OK", {"seconds": SETTINGS.rds_delay})
         if path == "rds/restored" and method == "GET":
             return _json_reply(start_response, "200 OK", restored_instances())
+        if path == "rds/restored-clusters" and method == "GET":
+            return _json_reply(start_response, "200 OK", restored_clusters())
+        if path == "restorable-lag":
+            if method in ("POST", "PUT"):
+                seconds = float(_read_json(environ)["seconds"])
+                if seconds < 0:
+                    raise ValueError("seconds must be >= 0")
+                SETTINGS.restorable_lag = seconds
+            return _json_reply(start_response, "200 OK", {"seconds": SETTINGS.restorable_lag})
         if path == "reset" and method == "POST":
             # Everything back to a fresh start: moto's state, the fault rules, the RDS delay.
             from moto.moto_api import _internal as moto_api_internal
@@ -1751,6 +2315,7 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
             with SETTINGS.lock:
                 SETTINGS.faults.clear()
             SETTINGS.rds_delay = float(os.environ.get("ENVCLONE_STANDIN_RDS_DELAY", "2.0"))
+            SETTINGS.restorable_lag = float(os.environ.get("ENVCLONE_STANDIN_RESTORABLE_LAG", "3"))
             return _json_reply(start_response, "200 OK", {"reset": True})
     except (ValueError, KeyError, TypeError) as exc:
         return _json_reply(start_response, "400 Bad Request", {"error": f"{type(exc).__name__}: {exc}"})
@@ -1814,6 +2379,8 @@ def _warm_up(dispatcher: DomainDispatcherApplication) -> None:
 
 def install_corrections() -> None:
     _install_rds_time()
+    _install_rds_clusters()
+    _install_cloudformation_clusters()
     _install_cloudformation()
     _install_stack_delete()
     _install_s3()
@@ -1882,7 +2449,7 @@ def main(argv: list[str] | None = None) -> None:
             fh.write(f"{port}\n")
         os.replace(tmp, args.port_file)
     url = f"http://{args.host}:{port}"
-    _log(f"moto {PINNED_MOTO_VERSION} with envclone corrections listening on {url} (pid {os.getpid()}, RDS delay {SETTINGS.rds_delay}s)")
+    _log(f"moto {PINNED_MOTO_VERSION} with envclone corrections listening on {url} (pid {os.getpid()}, RDS delay {SETTINGS.rds_delay}s, restorable lag {SETTINGS.restorable_lag}s)")
     if args.print_exports:
         print(
             f"export AWS_ENDPOINT_URL={url}\n"

@@ -142,6 +142,8 @@ const NOT_FOUND: &[&str] = &[
     "DBInstanceNotFoundFault",
     "DBSnapshotNotFound",
     "DBSnapshotNotFoundFault",
+    "DBClusterNotFoundFault",
+    "DBClusterSnapshotNotFoundFault",
     "NoSuchHostedZone",
     "NoSuchUpload",
 ];
@@ -151,6 +153,7 @@ const ALREADY_EXISTS: &[&str] = &[
     "BucketAlreadyExists",
     "DBSnapshotAlreadyExists",
     "DBSnapshotAlreadyExistsFault",
+    "DBClusterSnapshotAlreadyExistsFault",
 ];
 const TRANSIENT: &[&str] = &[
     "Throttling",
@@ -423,6 +426,41 @@ fn db_snapshot(s: &aws_sdk_rds::types::DbSnapshot) -> DbSnapshot {
     }
 }
 
+fn db_cluster_snapshot(s: &aws_sdk_rds::types::DbClusterSnapshot) -> DbSnapshot {
+    DbSnapshot {
+        id: s
+            .db_cluster_snapshot_identifier()
+            .unwrap_or_default()
+            .to_string(),
+        instance_id: s.db_cluster_identifier().unwrap_or_default().to_string(),
+        status: s.status().unwrap_or_default().to_string(),
+        tags: rds_tags(s.tag_list()),
+        created: s
+            .snapshot_create_time()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+    }
+}
+
+fn db_cluster(c: &aws_sdk_rds::types::DbCluster) -> DbCluster {
+    DbCluster {
+        id: c.db_cluster_identifier().unwrap_or_default().to_string(),
+        status: c.status().unwrap_or_default().to_string(),
+        engine: c.engine().unwrap_or_default().to_string(),
+        engine_mode: c.engine_mode().unwrap_or("provisioned").to_string(),
+        latest_restorable_time: c
+            .latest_restorable_time()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        clone_group_id: c.clone_group_id().map(str::to_string),
+        members: c
+            .db_cluster_members()
+            .iter()
+            .filter_map(|m| m.db_instance_identifier().map(str::to_string))
+            .collect(),
+        deletion_protection: c.deletion_protection().unwrap_or(false),
+        tags: rds_tags(c.tag_list()),
+    }
+}
+
 fn rds_tags(tags: &[aws_sdk_rds::types::Tag]) -> BTreeMap<String, String> {
     tags.iter()
         .map(|t| {
@@ -580,6 +618,123 @@ impl Databases for Rds {
             .await
             .map_err(|e| port_error("rds:DeleteDBSnapshot", &format!("DB snapshot {id}"), e))?;
         Ok(())
+    }
+
+    async fn describe_cluster(&self, id: &str) -> PortResult<Option<DbCluster>> {
+        let what = format!("DB cluster {id}");
+        match self
+            .0
+            .describe_db_clusters()
+            .db_cluster_identifier(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.db_clusters().first().map(db_cluster)),
+            Err(e) => match port_error("rds:DescribeDBClusters", &what, e) {
+                PortError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn clusters_in_clone_group(&self, clone_group_id: &str) -> PortResult<usize> {
+        // DescribeDBClusters has no clone-group filter: count over all clusters of the region.
+        let mut pages = self.0.describe_db_clusters().into_paginator().send();
+        let mut count = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                port_error(
+                    "rds:DescribeDBClusters",
+                    &format!("clone group {clone_group_id}"),
+                    e,
+                )
+            })?;
+            count += page
+                .db_clusters()
+                .iter()
+                .filter(|c| c.clone_group_id() == Some(clone_group_id))
+                .count();
+        }
+        Ok(count)
+    }
+
+    async fn create_cluster_snapshot(
+        &self,
+        cluster_id: &str,
+        snapshot_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> PortResult<()> {
+        let mut call = self
+            .0
+            .create_db_cluster_snapshot()
+            .db_cluster_identifier(cluster_id)
+            .db_cluster_snapshot_identifier(snapshot_id);
+        for (k, v) in tags {
+            call = call.tags(aws_sdk_rds::types::Tag::builder().key(k).value(v).build());
+        }
+        call.send().await.map_err(|e| {
+            port_error(
+                "rds:CreateDBClusterSnapshot",
+                &format!("DB cluster snapshot {snapshot_id}"),
+                e,
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn describe_cluster_snapshot(&self, id: &str) -> PortResult<Option<DbSnapshot>> {
+        let what = format!("DB cluster snapshot {id}");
+        match self
+            .0
+            .describe_db_cluster_snapshots()
+            .db_cluster_snapshot_identifier(id)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.db_cluster_snapshots().first().map(db_cluster_snapshot)),
+            Err(e) => match port_error("rds:DescribeDBClusterSnapshots", &what, e) {
+                PortError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn delete_cluster_snapshot(&self, id: &str) -> PortResult<()> {
+        self.0
+            .delete_db_cluster_snapshot()
+            .db_cluster_snapshot_identifier(id)
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "rds:DeleteDBClusterSnapshot",
+                    &format!("DB cluster snapshot {id}"),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn snapshots_of_cluster(&self, cluster_id: &str) -> PortResult<Vec<DbSnapshot>> {
+        let mut pages = self
+            .0
+            .describe_db_cluster_snapshots()
+            .db_cluster_identifier(cluster_id)
+            .snapshot_type("manual")
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                port_error(
+                    "rds:DescribeDBClusterSnapshots",
+                    &format!("snapshots of cluster {cluster_id}"),
+                    e,
+                )
+            })?;
+            out.extend(page.db_cluster_snapshots().iter().map(db_cluster_snapshot));
+        }
+        Ok(out)
     }
 
     async fn delete_instance(&self, id: &str) -> PortResult<()> {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -167,8 +167,21 @@ fn yaml_to_json(v: serde_yaml::Value) -> Value {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseSpec {
     pub logical_id: String,
+    /// Receives the snapshot (for a cluster: the cluster snapshot, the fallback when a
+    /// copy-on-write clone is not possible).
     pub snapshot_parameter: String,
     pub is_cluster: bool,
+    /// An Aurora cluster the template can create as a copy-on-write clone.
+    pub copy_on_write: Option<CopyOnWriteParameters>,
+}
+
+/// The parameter through which a template creates its cluster as a copy-on-write clone
+/// (`SourceDBClusterIdentifier`, `RestoreType: copy-on-write`, `UseLatestRestorableTime`: AWS
+/// takes no `RestoreToTime` with copy-on-write).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyOnWriteParameters {
+    /// Receives the source cluster's identifier.
+    pub source_cluster_parameter: String,
 }
 
 /// A bucket whose objects are copied into the clone.
@@ -283,6 +296,8 @@ struct RawContract {
 struct RawDatabase {
     #[serde(default)]
     snapshot_parameter: Option<String>,
+    #[serde(default)]
+    source_cluster_parameter: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -374,10 +389,31 @@ impl Contract {
                     format!("declare {snapshot_parameter} under Parameters with Default \"\""),
                 ));
             }
+            let copy_on_write = match db.source_cluster_parameter {
+                None => None,
+                Some(source) if ty == DB_CLUSTER => {
+                    if !params.contains_key(&source) {
+                        return Err(inconsistent(
+                            format!("database {logical_id:?} names source_cluster_parameter {source:?}, which is not a parameter of the template"),
+                            format!("declare {source} under Parameters with Default \"\""),
+                        ));
+                    }
+                    Some(CopyOnWriteParameters {
+                        source_cluster_parameter: source,
+                    })
+                }
+                Some(_) => {
+                    return Err(inconsistent(
+                        format!("database {logical_id:?} is a {ty}: only an AWS::RDS::DBCluster can be a copy-on-write clone"),
+                        format!("remove source_cluster_parameter from {logical_id}"),
+                    ))
+                }
+            };
             databases.push(DatabaseSpec {
                 logical_id,
                 snapshot_parameter,
                 is_cluster: ty == DB_CLUSTER,
+                copy_on_write,
             });
         }
         // Instances that belong to a listed cluster are restored with it.
@@ -509,7 +545,8 @@ Outputs:
             vec![DatabaseSpec {
                 logical_id: "Database".into(),
                 snapshot_parameter: "DBSnapshotIdentifier".into(),
-                is_cluster: false
+                is_cluster: false,
+                copy_on_write: None,
             }]
         );
         assert_eq!(c.buckets.len(), 2);
@@ -591,6 +628,36 @@ Outputs:
         assert!(contract_error(&body).contains("malformed"));
         let err = Template::parse("x.yaml", "a: [").unwrap_err().to_string();
         assert!(err.contains("not valid YAML"));
+    }
+
+    #[test]
+    fn an_aurora_cluster_is_cloned_copy_on_write_with_a_snapshot_fallback() {
+        let body = include_str!("../stacks/aurora.yaml");
+        let t = Template::parse("aurora.yaml", body).unwrap();
+        let c = Contract::from_template(&t).unwrap();
+        assert_eq!(
+            c.databases,
+            vec![DatabaseSpec {
+                logical_id: "Cluster".into(),
+                snapshot_parameter: "ClusterSnapshotIdentifier".into(),
+                is_cluster: true,
+                copy_on_write: Some(CopyOnWriteParameters {
+                    source_cluster_parameter: "SourceClusterIdentifier".into(),
+                }),
+            }],
+            "the writer instance belongs to the cluster and is not listed"
+        );
+        let undeclared = body.replace(
+            "source_cluster_parameter: SourceClusterIdentifier",
+            "source_cluster_parameter: SourceCluster",
+        );
+        assert!(contract_error(&undeclared).contains("\"SourceCluster\", which is not a parameter"));
+        let on_instance = GOOD.replace(
+            "Database: { snapshot_parameter: DBSnapshotIdentifier }",
+            "Database: { snapshot_parameter: DBSnapshotIdentifier, \
+             source_cluster_parameter: DBSnapshotIdentifier }",
+        );
+        assert!(contract_error(&on_instance).contains("only an AWS::RDS::DBCluster"));
     }
 
     #[test]

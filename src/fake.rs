@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use md5::{Digest, Md5};
 use tokio::time::Instant;
 
-use crate::contract::{Template, ASG, BUCKET, DB_INSTANCE};
+use crate::contract::{Template, ASG, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::ports::*;
 use crate::template_eval::{Evaluated, Evaluator};
 
@@ -35,6 +35,8 @@ pub struct Timings {
     pub copy_latency: Duration,
     /// Smallest part (except the last) a multipart upload accepts.
     pub min_part_size: u64,
+    /// How far an Aurora cluster's latest restorable time trails now (AWS: up to ~5 minutes).
+    pub restorable_lag: Duration,
 }
 
 impl Default for Timings {
@@ -48,6 +50,7 @@ impl Default for Timings {
             dns_sync: Duration::from_secs(30),
             copy_latency: Duration::from_millis(50),
             min_part_size: 5 * 1024 * 1024,
+            restorable_lag: Duration::from_secs(300),
         }
     }
 }
@@ -93,6 +96,8 @@ struct FakeDb {
     ready_at: Instant,
     restored_from: Option<String>,
     tags: BTreeMap<String, String>,
+    /// The Aurora cluster this instance belongs to.
+    cluster: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,7 +106,43 @@ struct FakeSnapshot {
     ready_at: Instant,
     tags: BTreeMap<String, String>,
     created: chrono::DateTime<chrono::Utc>,
+    /// For a cluster snapshot: the cluster's data version it holds.
+    data_version: u64,
 }
+
+/// An Aurora cluster. Its data is modelled as a version number that each write bumps, with the
+/// history kept so a point-in-time restore gets the version of that moment.
+#[derive(Debug, Clone)]
+struct FakeCluster {
+    pending_status: String,
+    ready_at: Instant,
+    engine: String,
+    engine_mode: String,
+    deletion_protection: bool,
+    tags: BTreeMap<String, String>,
+    clone_group_id: Option<String>,
+    /// (wall time, version) of the cluster's creation and of every write since.
+    writes: Vec<(chrono::DateTime<chrono::Utc>, u64)>,
+    /// `snapshot <id>` or `copy-on-write clone of <cluster> at <time>`.
+    restored_from: Option<String>,
+}
+
+impl FakeCluster {
+    fn version_at(&self, at: chrono::DateTime<chrono::Utc>) -> u64 {
+        self.writes
+            .iter()
+            .take_while(|(t, _)| *t <= at)
+            .last()
+            .map_or(0, |(_, v)| *v)
+    }
+
+    fn version(&self) -> u64 {
+        self.writes.last().map_or(0, |(_, v)| *v)
+    }
+}
+
+/// AWS allows 15 copy-on-write clones of one source.
+const MAX_CLONES: usize = 15;
 
 #[derive(Debug, Clone)]
 struct FakeGroup {
@@ -150,6 +191,8 @@ struct State {
     stacks: Vec<FakeStack>,
     dbs: BTreeMap<String, FakeDb>,
     snapshots: BTreeMap<String, FakeSnapshot>,
+    clusters: BTreeMap<String, FakeCluster>,
+    cluster_snapshots: BTreeMap<String, FakeSnapshot>,
     groups: BTreeMap<String, FakeGroup>,
     buckets: BTreeMap<String, FakeBucket>,
     uploads: HashMap<String, Upload>,
@@ -452,6 +495,39 @@ impl FakeAws {
         self.lock().dbs.get(id)?.restored_from.clone()
     }
 
+    pub fn cluster_ids(&self) -> Vec<String> {
+        self.lock().clusters.keys().cloned().collect()
+    }
+
+    pub fn cluster_snapshot_ids(&self) -> Vec<String> {
+        self.lock().cluster_snapshots.keys().cloned().collect()
+    }
+
+    /// How cluster `id` was made: `snapshot <id>` or `copy-on-write clone of <cluster> at <t>`.
+    pub fn cluster_restored_from(&self, id: &str) -> Option<String> {
+        self.lock().clusters.get(id)?.restored_from.clone()
+    }
+
+    /// An application write to cluster `id`; returns the data version it made.
+    pub fn write_to_cluster(&self, id: &str) -> u64 {
+        let mut s = self.lock();
+        let c = s.clusters.get_mut(id).expect("cluster exists");
+        let version = c.version() + 1;
+        c.writes.push((crate::retry::wall_now(), version));
+        version
+    }
+
+    /// The data version cluster `id` holds.
+    pub fn cluster_data_version(&self, id: &str) -> Option<u64> {
+        Some(self.lock().clusters.get(id)?.version())
+    }
+
+    /// E.g. `serverless` (Aurora Serverless v1, which cannot be cloned copy-on-write).
+    pub fn set_cluster_engine_mode(&self, id: &str, mode: &str) {
+        let mut s = self.lock();
+        s.clusters.get_mut(id).expect("cluster exists").engine_mode = mode.to_string();
+    }
+
     pub fn live_stack_names(&self) -> Vec<String> {
         self.lock()
             .stacks
@@ -562,6 +638,136 @@ fn snapshot_view(id: &str, sn: &FakeSnapshot) -> DbSnapshot {
     }
 }
 
+/// A cluster as CloudFormation's AWS::RDS::DBCluster makes it: a copy-on-write (or full-copy)
+/// restore of `SourceDBClusterIdentifier` at `RestoreToTime` (or its latest restorable time),
+/// a restore of `SnapshotIdentifier`, or a new, empty cluster. The error is AWS's refusal.
+fn new_cluster(
+    s: &mut State,
+    ev: &Evaluator,
+    logical_id: &str,
+    cluster_id: &str,
+    t: &Timings,
+) -> Result<FakeCluster, String> {
+    if s.clusters.contains_key(cluster_id) {
+        return Err(format!("DBClusterAlreadyExistsFault {cluster_id}"));
+    }
+    let now = crate::retry::wall_now();
+    let prop = |p: &str| ev.property(logical_id, p);
+    let engine = prop("Engine").unwrap_or_else(|| "aurora-postgresql".into());
+    let mut cluster = FakeCluster {
+        pending_status: "creating".into(),
+        ready_at: Instant::now(),
+        engine,
+        engine_mode: prop("EngineMode").unwrap_or_else(|| "provisioned".into()),
+        deletion_protection: prop("DeletionProtection").as_deref() == Some("true"),
+        tags: BTreeMap::new(),
+        clone_group_id: None,
+        writes: vec![(now, 0)],
+        restored_from: None,
+    };
+    if let Some(source_id) = prop("SourceDBClusterIdentifier") {
+        let restore_type = prop("RestoreType").unwrap_or_else(|| "full-copy".into());
+        let group_size = |s: &State, group: &Option<String>| {
+            group.as_ref().map_or(1, |g| {
+                s.clusters
+                    .values()
+                    .filter(|c| c.clone_group_id.as_ref() == Some(g))
+                    .count()
+            })
+        };
+        let source = s
+            .clusters
+            .get(&source_id)
+            .ok_or_else(|| format!("DBClusterNotFoundFault: DBCluster {source_id} not found"))?;
+        if source.ready_at > Instant::now() {
+            return Err(format!(
+                "InvalidDBClusterStateFault: DBCluster {source_id} is not available"
+            ));
+        }
+        let latest = now - chrono::Duration::from_std(t.restorable_lag).unwrap_or_default();
+        let use_latest = prop("UseLatestRestorableTime").as_deref() == Some("true");
+        if restore_type == "copy-on-write" && prop("RestoreToTime").is_some() {
+            // AWS: RestoreToTime "can't be specified if the RestoreType parameter is
+            // copy-on-write".
+            return Err(
+                "InvalidParameterCombination: RestoreToTime cannot be given with RestoreType \
+                 copy-on-write"
+                    .into(),
+            );
+        }
+        let at = match prop("RestoreToTime") {
+            Some(_) if use_latest => {
+                return Err("InvalidParameterCombination: RestoreToTime and \
+                     UseLatestRestorableTime are exclusive"
+                    .into())
+            }
+            Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
+                .map_err(|_| format!("InvalidParameterValue: RestoreToTime {text:?}"))?
+                .with_timezone(&chrono::Utc),
+            None if use_latest => latest,
+            None => {
+                return Err(
+                    "InvalidParameterCombination: RestoreToTime or UseLatestRestorableTime \
+                     is required"
+                        .into(),
+                )
+            }
+        };
+        if at > latest {
+            return Err(format!(
+                "InvalidRestoreFault: the restore time {at} is later than DBCluster \
+                 {source_id}'s latest restorable time {latest}"
+            ));
+        }
+        cluster.writes = vec![(now, source.version_at(at))];
+        cluster.engine = source.engine.clone();
+        match restore_type.as_str() {
+            "copy-on-write" => {
+                if source.engine_mode == "serverless" {
+                    return Err(format!(
+                        "InvalidDBClusterStateFault: copy-on-write clones of Aurora Serverless \
+                         v1 cluster {source_id} are not supported"
+                    ));
+                }
+                if group_size(s, &source.clone_group_id) > MAX_CLONES {
+                    return Err(format!(
+                        "DBClusterQuotaExceededFault: {source_id} already has {MAX_CLONES} \
+                         copy-on-write clones"
+                    ));
+                }
+                let group = source
+                    .clone_group_id
+                    .clone()
+                    .unwrap_or_else(|| format!("clone-group-{source_id}"));
+                s.clusters
+                    .get_mut(&source_id)
+                    .expect("present")
+                    .clone_group_id = Some(group.clone());
+                cluster.clone_group_id = Some(group);
+                cluster.restored_from = Some(format!(
+                    "copy-on-write clone of {source_id} at {}",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ));
+            }
+            "full-copy" => {
+                cluster.restored_from = Some(format!("full copy of {source_id} at {at}"));
+            }
+            other => return Err(format!("InvalidParameterValue: RestoreType {other}")),
+        }
+    } else if let Some(snapshot_id) = prop("SnapshotIdentifier") {
+        let snapshot = s
+            .cluster_snapshots
+            .get(&snapshot_id)
+            .filter(|sn| sn.ready_at <= Instant::now())
+            .ok_or_else(|| {
+                format!("DBClusterSnapshotNotFoundFault: {snapshot_id} not found or not available")
+            })?;
+        cluster.writes = vec![(now, snapshot.data_version)];
+        cluster.restored_from = Some(format!("snapshot {snapshot_id}"));
+    }
+    Ok(cluster)
+}
+
 fn next_id(s: &mut State) -> u64 {
     s.next_id += 1;
     s.next_id
@@ -632,6 +838,13 @@ fn instantiate(
                 let engine = ev
                     .property(&logical_id, "Engine")
                     .unwrap_or_else(|| "mysql".into());
+                let cluster = ev.property(&logical_id, "DBClusterIdentifier");
+                if let Some(c) = &cluster {
+                    if !s.clusters.contains_key(c) {
+                        failure = Some(format!("{logical_id}: DBClusterNotFoundFault {c}"));
+                        break;
+                    }
+                }
                 let ready_at = at + t.db_create;
                 last_ready = last_ready.max(ready_at);
                 s.dbs.insert(
@@ -644,6 +857,7 @@ fn instantiate(
                         ready_at,
                         restored_from,
                         tags: BTreeMap::new(),
+                        cluster,
                     },
                 );
                 refs.insert(
@@ -651,6 +865,34 @@ fn instantiate(
                     format!("{db_id}.fake.rds.amazonaws.com"),
                 );
                 db_id
+            }
+            DB_CLUSTER => {
+                let cluster_id = ev
+                    .property(&logical_id, "DBClusterIdentifier")
+                    .unwrap_or_else(|| {
+                        format!("{}-{}-{suffix}", request.name, logical_id.to_lowercase())
+                    });
+                match new_cluster(s, &ev, &logical_id, &cluster_id, t) {
+                    Ok(mut cluster) => {
+                        cluster.ready_at = at + t.db_create;
+                        last_ready = last_ready.max(cluster.ready_at);
+                        s.clusters.insert(cluster_id.clone(), cluster);
+                    }
+                    Err(reason) => {
+                        failure = Some(format!("{logical_id}: {reason}"));
+                        break;
+                    }
+                }
+                for (attr, host) in [
+                    ("Endpoint.Address", "cluster"),
+                    ("ReadEndpoint.Address", "cluster-ro"),
+                ] {
+                    refs.insert(
+                        format!("{logical_id}.{attr}"),
+                        format!("{cluster_id}.{host}-fake.rds.amazonaws.com"),
+                    );
+                }
+                cluster_id
             }
             BUCKET => {
                 let name = ev.property(&logical_id, "BucketName").unwrap_or_else(|| {
@@ -923,7 +1165,10 @@ impl Stacks for FakeAws {
                     Some(db) if db.deletion_protection => failed.push(r.logical_id.clone()),
                     Some(_) => {
                         let db = s.dbs.remove(&r.physical_id).expect("present");
-                        if r.deletion_policy.as_deref().unwrap_or("Snapshot") == "Snapshot" {
+                        // A cluster's instance has no snapshot of its own: the cluster's is it.
+                        if db.cluster.is_none()
+                            && r.deletion_policy.as_deref().unwrap_or("Snapshot") == "Snapshot"
+                        {
                             let id = format!(
                                 "{name}-snapshot-{}-{}",
                                 r.logical_id.to_lowercase(),
@@ -935,6 +1180,39 @@ impl Stacks for FakeAws {
                                     instance_id: db.id,
                                     ready_at: Instant::now(),
                                     tags: db.tags,
+                                    created: chrono::Utc::now(),
+                                    data_version: 0,
+                                },
+                            );
+                        }
+                    }
+                    None => {}
+                },
+                DB_CLUSTER => match s.clusters.get(&r.physical_id) {
+                    Some(c) if c.deletion_protection => failed.push(r.logical_id.clone()),
+                    Some(_)
+                        if s.dbs
+                            .values()
+                            .any(|d| d.cluster.as_ref() == Some(&r.physical_id)) =>
+                    {
+                        // AWS refuses to delete a cluster that still has instances.
+                        failed.push(r.logical_id.clone())
+                    }
+                    Some(_) => {
+                        let cluster = s.clusters.remove(&r.physical_id).expect("present");
+                        if r.deletion_policy.as_deref().unwrap_or("Snapshot") == "Snapshot" {
+                            let id = format!(
+                                "{name}-snapshot-{}-{}",
+                                r.logical_id.to_lowercase(),
+                                next_id(s)
+                            );
+                            s.cluster_snapshots.insert(
+                                id,
+                                FakeSnapshot {
+                                    instance_id: r.physical_id.clone(),
+                                    ready_at: Instant::now(),
+                                    data_version: cluster.version(),
+                                    tags: cluster.tags,
                                     created: chrono::Utc::now(),
                                 },
                             );
@@ -1032,6 +1310,7 @@ impl Databases for FakeAws {
                 ready_at: now + self.timings.snapshot,
                 tags: tags.clone(),
                 created: chrono::Utc::now(),
+                data_version: 0,
             },
         );
         Ok(())
@@ -1111,6 +1390,111 @@ impl Databases for FakeAws {
                 what: format!("DB snapshot {id}"),
             }),
         }
+    }
+
+    async fn describe_cluster(&self, id: &str) -> PortResult<Option<DbCluster>> {
+        self.call("rds:DescribeDBClusters", false).await?;
+        let now = Instant::now();
+        let s = self.lock();
+        Ok(s.clusters.get(id).map(|c| {
+            let available = now >= c.ready_at;
+            DbCluster {
+                id: id.to_string(),
+                status: if available {
+                    "available".into()
+                } else {
+                    c.pending_status.clone()
+                },
+                engine: c.engine.clone(),
+                engine_mode: c.engine_mode.clone(),
+                latest_restorable_time: available.then(|| {
+                    crate::retry::wall_now()
+                        - chrono::Duration::from_std(self.timings.restorable_lag)
+                            .unwrap_or_default()
+                }),
+                clone_group_id: c.clone_group_id.clone(),
+                members: s
+                    .dbs
+                    .values()
+                    .filter(|d| d.cluster.as_deref() == Some(id))
+                    .map(|d| d.id.clone())
+                    .collect(),
+                deletion_protection: c.deletion_protection,
+                tags: c.tags.clone(),
+            }
+        }))
+    }
+
+    async fn clusters_in_clone_group(&self, clone_group_id: &str) -> PortResult<usize> {
+        self.call("rds:DescribeDBClusters", false).await?;
+        Ok(self
+            .lock()
+            .clusters
+            .values()
+            .filter(|c| c.clone_group_id.as_deref() == Some(clone_group_id))
+            .count())
+    }
+
+    async fn create_cluster_snapshot(
+        &self,
+        cluster_id: &str,
+        snapshot_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> PortResult<()> {
+        self.call("rds:CreateDBClusterSnapshot", true).await?;
+        let now = Instant::now();
+        let mut s = self.lock();
+        let version = match s.clusters.get(cluster_id) {
+            Some(c) if c.ready_at <= now => c.version(),
+            _ => {
+                return Err(PortError::failed(
+                    "rds:CreateDBClusterSnapshot",
+                    format!("InvalidDBClusterStateFault: {cluster_id} is not available"),
+                ))
+            }
+        };
+        if s.cluster_snapshots.contains_key(snapshot_id) {
+            return Err(PortError::AlreadyExists {
+                what: format!("DB cluster snapshot {snapshot_id}"),
+            });
+        }
+        s.cluster_snapshots.insert(
+            snapshot_id.to_string(),
+            FakeSnapshot {
+                instance_id: cluster_id.to_string(),
+                ready_at: now + self.timings.snapshot,
+                tags: tags.clone(),
+                created: chrono::Utc::now(),
+                data_version: version,
+            },
+        );
+        Ok(())
+    }
+
+    async fn describe_cluster_snapshot(&self, id: &str) -> PortResult<Option<DbSnapshot>> {
+        self.call("rds:DescribeDBClusterSnapshots", false).await?;
+        let s = self.lock();
+        Ok(s.cluster_snapshots.get(id).map(|sn| snapshot_view(id, sn)))
+    }
+
+    async fn delete_cluster_snapshot(&self, id: &str) -> PortResult<()> {
+        self.call("rds:DeleteDBClusterSnapshot", true).await?;
+        match self.lock().cluster_snapshots.remove(id) {
+            Some(_) => Ok(()),
+            None => Err(PortError::NotFound {
+                what: format!("DB cluster snapshot {id}"),
+            }),
+        }
+    }
+
+    async fn snapshots_of_cluster(&self, cluster_id: &str) -> PortResult<Vec<DbSnapshot>> {
+        self.call("rds:DescribeDBClusterSnapshots", false).await?;
+        let s = self.lock();
+        Ok(s.cluster_snapshots
+            .iter()
+            .filter(|(_, sn)| sn.instance_id == cluster_id)
+            .map(|(id, sn)| snapshot_view(id, sn))
+            .collect())
     }
 
     async fn delete_instance(&self, id: &str) -> PortResult<()> {

@@ -38,6 +38,19 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
     ("rds:ModifyDBInstance", &["rds:ModifyDBInstance"]),
     ("rds:DeleteDBInstance", &["rds:DeleteDBInstance"]),
     ("rds:DeleteDBSnapshot", &["rds:DeleteDBSnapshot"]),
+    ("rds:DescribeDBClusters", &["rds:DescribeDBClusters"]),
+    (
+        "rds:DescribeDBClusterSnapshots",
+        &["rds:DescribeDBClusterSnapshots"],
+    ),
+    (
+        "rds:CreateDBClusterSnapshot",
+        &["rds:CreateDBClusterSnapshot", "rds:AddTagsToResource"],
+    ),
+    (
+        "rds:DeleteDBClusterSnapshot",
+        &["rds:DeleteDBClusterSnapshot"],
+    ),
     (
         "autoscaling:DescribeAutoScalingGroups",
         &["autoscaling:DescribeAutoScalingGroups"],
@@ -112,6 +125,8 @@ const READ: &[&str] = &[
     "cloudformation:ListStackResources",
     "rds:DescribeDBInstances",
     "rds:DescribeDBSnapshots",
+    "rds:DescribeDBClusters",
+    "rds:DescribeDBClusterSnapshots",
     "autoscaling:DescribeAutoScalingGroups",
     "autoscaling:DescribeScalingActivities",
     "route53:ListHostedZonesByName",
@@ -128,6 +143,7 @@ const CREATE_TAGGED: &[&str] = &[
     "cloudformation:CreateStack",
     "cloudformation:TagResource",
     "rds:CreateDBSnapshot",
+    "rds:CreateDBClusterSnapshot",
     "rds:AddTagsToResource",
 ];
 
@@ -144,7 +160,11 @@ const WRITE: &[&str] = &[
 ];
 
 /// Removing what a run made (abort, destroy, gc): only resources tagged `envclone:run`.
-const DELETE_OWN: &[&str] = &["cloudformation:DeleteStack", "rds:DeleteDBSnapshot"];
+const DELETE_OWN: &[&str] = &[
+    "cloudformation:DeleteStack",
+    "rds:DeleteDBSnapshot",
+    "rds:DeleteDBClusterSnapshot",
+];
 
 /// S3 cannot condition bucket and object deletion on tags; envclone checks the bucket's
 /// `envclone:run` tag itself before deleting.

@@ -175,6 +175,105 @@ pub struct DbSnapshot {
     pub created: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// An Aurora DB cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbCluster {
+    pub id: String,
+    pub status: String,
+    pub engine: String,
+    /// `provisioned`, `serverless` (v1: cannot be cloned copy-on-write), …
+    pub engine_mode: String,
+    /// The latest time the cluster can be restored (or cloned) to; moves a few seconds to
+    /// minutes behind now.
+    pub latest_restorable_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// Shared by a cluster and its copy-on-write clones (AWS allows 15 clones per source).
+    pub clone_group_id: Option<String>,
+    /// Identifiers of the cluster's DB instances.
+    pub members: Vec<String>,
+    pub deletion_protection: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A DB instance or an Aurora DB cluster: their snapshot APIs (DBSnapshot, DBClusterSnapshot)
+/// and identifier namespaces are separate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DbKind {
+    #[default]
+    Instance,
+    Cluster,
+}
+
+impl DbKind {
+    /// "DB snapshot" or "DB cluster snapshot", for messages.
+    pub fn snapshot_noun(self) -> &'static str {
+        match self {
+            DbKind::Instance => "DB snapshot",
+            DbKind::Cluster => "DB cluster snapshot",
+        }
+    }
+}
+
+/// The snapshot calls of one kind of database.
+pub struct Snapshots<'a> {
+    dbs: &'a dyn Databases,
+    kind: DbKind,
+}
+
+impl dyn Databases {
+    pub fn snapshots(&self, kind: DbKind) -> Snapshots<'_> {
+        Snapshots { dbs: self, kind }
+    }
+
+    /// The status of a DB instance or cluster (`None`: it does not exist).
+    pub async fn status_of(&self, kind: DbKind, id: &str) -> PortResult<Option<String>> {
+        Ok(match kind {
+            DbKind::Instance => self.describe_instance(id).await?.map(|d| d.status),
+            DbKind::Cluster => self.describe_cluster(id).await?.map(|c| c.status),
+        })
+    }
+}
+
+impl Snapshots<'_> {
+    pub async fn create(
+        &self,
+        source_id: &str,
+        snapshot_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> PortResult<()> {
+        match self.kind {
+            DbKind::Instance => self.dbs.create_snapshot(source_id, snapshot_id, tags).await,
+            DbKind::Cluster => {
+                self.dbs
+                    .create_cluster_snapshot(source_id, snapshot_id, tags)
+                    .await
+            }
+        }
+    }
+
+    pub async fn describe(&self, id: &str) -> PortResult<Option<DbSnapshot>> {
+        match self.kind {
+            DbKind::Instance => self.dbs.describe_snapshot(id).await,
+            DbKind::Cluster => self.dbs.describe_cluster_snapshot(id).await,
+        }
+    }
+
+    pub async fn delete(&self, id: &str) -> PortResult<()> {
+        match self.kind {
+            DbKind::Instance => self.dbs.delete_snapshot(id).await,
+            DbKind::Cluster => self.dbs.delete_cluster_snapshot(id).await,
+        }
+    }
+
+    /// Manual snapshots of `source_id`.
+    pub async fn of_source(&self, source_id: &str) -> PortResult<Vec<DbSnapshot>> {
+        match self.kind {
+            DbKind::Instance => self.dbs.snapshots_of_instance(source_id).await,
+            DbKind::Cluster => self.dbs.snapshots_of_cluster(source_id).await,
+        }
+    }
+}
+
 #[async_trait]
 pub trait Databases: Send + Sync {
     async fn describe_instance(&self, id: &str) -> PortResult<Option<DbInstance>>;
@@ -195,6 +294,21 @@ pub trait Databases: Send + Sync {
     /// Manual snapshots of an instance identifier (e.g. the final snapshot CloudFormation
     /// takes when it deletes a database with DeletionPolicy Snapshot).
     async fn snapshots_of_instance(&self, instance_id: &str) -> PortResult<Vec<DbSnapshot>>;
+
+    async fn describe_cluster(&self, id: &str) -> PortResult<Option<DbCluster>>;
+    /// How many clusters share a clone group (the source and its copy-on-write clones).
+    async fn clusters_in_clone_group(&self, clone_group_id: &str) -> PortResult<usize>;
+    async fn create_cluster_snapshot(
+        &self,
+        cluster_id: &str,
+        snapshot_id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> PortResult<()>;
+    /// A cluster snapshot; its `instance_id` is the cluster's identifier.
+    async fn describe_cluster_snapshot(&self, id: &str) -> PortResult<Option<DbSnapshot>>;
+    async fn delete_cluster_snapshot(&self, id: &str) -> PortResult<()>;
+    /// Manual snapshots of a cluster identifier (e.g. CloudFormation's final snapshot).
+    async fn snapshots_of_cluster(&self, cluster_id: &str) -> PortResult<Vec<DbSnapshot>>;
 }
 
 // ---------------------------------------------------------------- Auto Scaling

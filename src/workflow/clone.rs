@@ -1,20 +1,21 @@
 //! Running a clone: preflight (read-only), Standby, snapshots ∥ bucket copies, the clone stack,
 //! verification, and the return of the source to service on every path.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use futures::future::{try_join, try_join_all};
 use serde::Serialize;
 
-use crate::contract::{Template, VerifyCheck, BUCKET, DB_INSTANCE};
+use crate::contract::{Template, VerifyCheck, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::model::{RunId, TAG_ENVIRONMENT, TAG_RUN};
-use crate::ports::{Cloud, CreateStackRequest, DnsRecord, StackInfo, StackStatus};
+use crate::ports::{Cloud, CreateStackRequest, DbKind, DnsRecord, StackInfo, StackStatus};
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath, SyncOptions, SyncStats, VerifyReport};
 
-use super::plan::{build_plan, BucketTarget, ClonePlan, CloneRequest, SourceEnv};
+use super::plan::{build_plan, BucketTarget, ClonePlan, CloneRequest, DatabasePlan, SourceEnv};
 use super::{PreflightError, StepError};
 
 /// How long each wait may take, and how copies run.
@@ -101,6 +102,17 @@ pub struct BucketOutcome {
     pub stats: SyncStats,
     /// The bulk copy made before Standby, if any.
     pub precopy: Option<SyncStats>,
+}
+
+/// AWS allows 15 copy-on-write clones of one Aurora cluster.
+const MAX_COPY_ON_WRITE_CLONES: usize = 15;
+
+/// What the clone stack restores one database from.
+struct DatabaseArtifact {
+    /// For the report: the snapshot's identifier, or the clone point.
+    label: String,
+    /// The database's parameters of the clone stack.
+    parameters: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -225,30 +237,31 @@ impl CloneEngine {
             });
         }
         for d in &plan.databases {
-            match retry(|| cloud.databases.describe_instance(&d.source_instance)).await? {
+            match retry(|| cloud.databases.status_of(d.kind, &d.source_instance)).await? {
                 None => {
                     return Err(PreflightError::SourceMissing {
                         what: format!("database {}", d.source_instance),
                     })
                 }
-                Some(db) if db.status != "available" => {
+                Some(status) if status != "available" => {
                     return Err(PreflightError::DatabaseNotAvailable {
-                        id: db.id,
-                        status: db.status,
+                        id: d.source_instance.clone(),
+                        status,
                     })
                 }
                 Some(_) => {}
             }
-            if retry(|| cloud.databases.describe_snapshot(&d.snapshot_id))
+            let snapshots = cloud.databases.snapshots(d.kind);
+            if retry(|| snapshots.describe(&d.snapshot_id))
                 .await?
                 .is_some()
             {
                 return Err(PreflightError::TargetExists {
-                    what: format!("DB snapshot {}", d.snapshot_id),
+                    what: format!("{} {}", d.kind.snapshot_noun(), d.snapshot_id),
                 });
             }
             if let Some(id) = &d.target_instance {
-                if retry(|| cloud.databases.describe_instance(id))
+                if retry(|| cloud.databases.status_of(d.kind, id))
                     .await?
                     .is_some()
                 {
@@ -585,14 +598,18 @@ impl CloneEngine {
     /// Waits until snapshot `id` of database `instance` is available (or fails for good).
     pub async fn wait_snapshot_available(
         &self,
+        kind: DbKind,
         id: &str,
         instance: &str,
         step: &str,
     ) -> Result<(), StepError> {
-        let dbs = &self.cloud.databases;
-        let what = format!("snapshot {id} of {instance} to be available");
+        let snapshots = self.cloud.databases.snapshots(kind);
+        let what = format!(
+            "{} {id} of {instance} to be available",
+            kind.snapshot_noun()
+        );
         wait_until(&what, self.settings.snapshot_timeout, || async {
-            Ok(match dbs.describe_snapshot(id).await? {
+            Ok(match snapshots.describe(id).await? {
                 Some(s) if s.status == "available" => Poll::Ready(()),
                 Some(s) if s.status == "failed" || s.status == "deleted" => {
                     Poll::Failed(format!("snapshot status {}", s.status))
@@ -810,12 +827,21 @@ impl CloneEngine {
             try_join_all(copies).await
         };
         let snapshots_then_stack = async {
-            let snapshots =
-                try_join_all(plan.databases.iter().map(|d| {
-                    self.snapshot(plan, &d.source_instance, &d.snapshot_id, events, created)
-                }))
+            let artifacts = try_join_all(
+                plan.databases
+                    .iter()
+                    .map(|d| self.database_artifact(plan, d, events, created)),
+            )
+            .await?;
+            let mut parameters = plan.parameters.clone();
+            let mut snapshots = Vec::new();
+            for artifact in artifacts {
+                parameters.extend(artifact.parameters);
+                snapshots.push(artifact.label);
+            }
+            let (stack_id, owned) = self
+                .create_stack_and_fill(plan, &parameters, events, created)
                 .await?;
-            let (stack_id, owned) = self.create_stack_and_fill(plan, events, created).await?;
             Ok::<_, StepError>((snapshots, stack_id, owned))
         };
         let (mut buckets, (snapshots, stack_id, owned)) =
@@ -839,25 +865,149 @@ impl CloneEngine {
         })
     }
 
+    /// What the clone stack restores database `d` from, made while the source is quiet: a
+    /// snapshot, or for an Aurora cluster whose template can take one, a copy-on-write clone
+    /// point (falling back to a cluster snapshot where the cluster cannot be cloned).
+    async fn database_artifact(
+        &self,
+        plan: &ClonePlan,
+        d: &DatabasePlan,
+        events: &Emitter,
+        created: &Created,
+    ) -> Result<DatabaseArtifact, StepError> {
+        if let (DbKind::Cluster, Some(cow)) = (d.kind, &d.copy_on_write) {
+            match self.copy_on_write_refusal(&d.source_instance).await? {
+                None => {
+                    let at = self.copy_on_write_point(&d.source_instance, events).await?;
+                    let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    return Ok(DatabaseArtifact {
+                        label: format!(
+                            "copy-on-write clone of {} (restorable past {at})",
+                            d.source_instance
+                        ),
+                        parameters: BTreeMap::from([
+                            (
+                                cow.source_cluster_parameter.clone(),
+                                d.source_instance.clone(),
+                            ),
+                            (d.snapshot_parameter.clone(), String::new()),
+                        ]),
+                    });
+                }
+                Some(reason) => events.warn(
+                    "snapshot",
+                    Some(&d.source_instance),
+                    format!(
+                        "Aurora cluster {} cannot be cloned copy-on-write ({reason}); taking \
+                         cluster snapshot {} instead (slower to take and to restore)",
+                        d.source_instance, d.snapshot_id
+                    ),
+                ),
+            }
+        }
+        let id = self.snapshot(plan, d, events, created).await?;
+        let mut parameters = BTreeMap::from([(d.snapshot_parameter.clone(), id.clone())]);
+        if let Some(cow) = &d.copy_on_write {
+            parameters.insert(cow.source_cluster_parameter.clone(), String::new());
+        }
+        Ok(DatabaseArtifact {
+            label: id,
+            parameters,
+        })
+    }
+
+    /// Why cluster `id` cannot be cloned copy-on-write, if it cannot.
+    async fn copy_on_write_refusal(&self, id: &str) -> Result<Option<String>, StepError> {
+        let step = "snapshot";
+        let dbs = &self.cloud.databases;
+        let cluster = retry(|| dbs.describe_cluster(id))
+            .await
+            .map_err(StepError::port(step))?
+            .ok_or_else(|| StepError::Refused {
+                step: step.into(),
+                message: format!("Aurora cluster {id} no longer exists"),
+            })?;
+        if cluster.engine_mode == "serverless" {
+            return Ok(Some(
+                "Aurora Serverless v1 clusters cannot be cloned copy-on-write".into(),
+            ));
+        }
+        if let Some(group) = &cluster.clone_group_id {
+            let members = retry(|| dbs.clusters_in_clone_group(group))
+                .await
+                .map_err(StepError::port(step))?;
+            // The group holds the source and its clones; AWS allows 15 clones.
+            if members > MAX_COPY_ON_WRITE_CLONES {
+                return Ok(Some(format!(
+                    "its clone group {group} already holds {} clones, AWS's limit is \
+                     {MAX_COPY_ON_WRITE_CLONES}",
+                    members - 1
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits until cluster `id` can be restored to now (the source is in Standby and quiesced,
+    /// so nothing is written after now). A copy-on-write clone is always made at the latest
+    /// restorable time (AWS takes no RestoreToTime with copy-on-write), which trails the present
+    /// by up to minutes: once it has passed now, the clone the stack makes — while the source
+    /// is still in Standby — holds every write made before Standby.
+    async fn copy_on_write_point(
+        &self,
+        id: &str,
+        events: &Emitter,
+    ) -> Result<chrono::DateTime<chrono::Utc>, StepError> {
+        let step = "snapshot";
+        // RestoreToTime has whole seconds: round up so no write before now is left out.
+        let now = crate::retry::wall_now();
+        let at = chrono::DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now);
+        let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        events.start(
+            step,
+            Some(id),
+            format!("copy-on-write clone point of Aurora cluster {id}: {stamp}"),
+        );
+        let dbs = &self.cloud.databases;
+        let what = format!("Aurora cluster {id} to be restorable to {stamp}");
+        wait_until(&what, self.settings.snapshot_timeout, || async {
+            Ok(match dbs.describe_cluster(id).await? {
+                None => Poll::Failed(format!("cluster {id} no longer exists")),
+                Some(c) => match c.latest_restorable_time {
+                    Some(latest) if latest >= at => Poll::Ready(()),
+                    Some(latest) => Poll::Pending(format!(
+                        "latest restorable time {}",
+                        latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    )),
+                    None => Poll::Pending(c.status),
+                },
+            })
+        })
+        .await
+        .map_err(StepError::wait(step))?;
+        events.done(step, Some(id), format!("restorable to {stamp}"));
+        Ok(at)
+    }
+
     async fn snapshot(
         &self,
         plan: &ClonePlan,
-        instance: &str,
-        snapshot_id: &str,
+        d: &DatabasePlan,
         events: &Emitter,
         created: &Created,
     ) -> Result<String, StepError> {
         let step = "snapshot";
-        let dbs = &self.cloud.databases;
+        let (instance, snapshot_id) = (d.source_instance.as_str(), d.snapshot_id.as_str());
+        let snapshots = self.cloud.databases.snapshots(d.kind);
         events.start(
             step,
             Some(snapshot_id),
             format!("snapshotting {instance} as {snapshot_id}"),
         );
-        match retry(|| dbs.create_snapshot(instance, snapshot_id, &plan.tags)).await {
+        match retry(|| snapshots.create(instance, snapshot_id, &plan.tags)).await {
             Ok(()) => {}
             Err(crate::ports::PortError::AlreadyExists { .. }) => {
-                let existing = retry(|| dbs.describe_snapshot(snapshot_id))
+                let existing = retry(|| snapshots.describe(snapshot_id))
                     .await
                     .map_err(StepError::port(step))?;
                 let ours = existing
@@ -875,8 +1025,8 @@ impl CloneEngine {
             }
             Err(e) => return Err(StepError::port(step)(e)),
         }
-        created.add(format!("DB snapshot {snapshot_id}"));
-        self.wait_snapshot_available(snapshot_id, instance, step)
+        created.add(format!("{} {snapshot_id}", d.kind.snapshot_noun()));
+        self.wait_snapshot_available(d.kind, snapshot_id, instance, step)
             .await?;
         events.done(step, Some(snapshot_id), "available");
         Ok(snapshot_id.to_string())
@@ -926,9 +1076,11 @@ impl CloneEngine {
 
     /// Creates the clone stack, fills each stack-owned bucket as soon as the stack has created
     /// it, and waits for the stack to complete.
+    /// Creates the clone stack with `parameters` (the plan's, with each database's artifact).
     async fn create_stack_and_fill(
         &self,
         plan: &ClonePlan,
+        parameters: &BTreeMap<String, String>,
         events: &Emitter,
         created: &Created,
     ) -> Result<(String, Vec<BucketOutcome>), StepError> {
@@ -942,7 +1094,7 @@ impl CloneEngine {
         let request = CreateStackRequest {
             name: plan.target_stack.clone(),
             template_body: plan.template.body.clone(),
-            parameters: plan.parameters.clone(),
+            parameters: parameters.clone(),
             tags: plan.tags.clone(),
             capabilities: plan.capabilities.clone(),
             client_token: format!("envclone-{}", plan.run_id),
@@ -1131,9 +1283,14 @@ async fn verify_report(
     let cloud = &engine.cloud;
     let timeout = engine.settings.verify_timeout;
     for d in &contract.databases {
+        let (kind, resource_type) = if d.is_cluster {
+            (DbKind::Cluster, DB_CLUSTER)
+        } else {
+            (DbKind::Instance, DB_INSTANCE)
+        };
         let Some(id) = resources
             .iter()
-            .find(|r| r.logical_id == d.logical_id && r.resource_type == DB_INSTANCE)
+            .find(|r| r.logical_id == d.logical_id && r.resource_type == resource_type)
             .and_then(|r| r.physical_id.clone())
         else {
             checks.push(CheckResult {
@@ -1143,7 +1300,7 @@ async fn verify_report(
             });
             continue;
         };
-        let exists = retry(|| cloud.databases.describe_instance(&id))
+        let exists = retry(|| cloud.databases.status_of(kind, &id))
             .await
             .map_err(StepError::port(step))?
             .is_some();
@@ -1164,9 +1321,9 @@ async fn verify_report(
         }
         let what = format!("database {id} to be available");
         let status = wait_until(&what, timeout, || async {
-            Ok(match cloud.databases.describe_instance(&id).await? {
-                Some(db) if db.status == "available" => Poll::Ready(db.status),
-                Some(db) => Poll::Pending(db.status),
+            Ok(match cloud.databases.status_of(kind, &id).await? {
+                Some(status) if status == "available" => Poll::Ready(status),
+                Some(status) => Poll::Pending(status),
                 None => Poll::Pending("not found".into()),
             })
         })

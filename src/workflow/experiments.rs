@@ -9,7 +9,7 @@ use crate::events::Emitter;
 use crate::model::{
     TAG_ENVIRONMENT, TAG_EXPIRES_AT, TAG_OWNER, TAG_PROTECTED, TAG_RUN, TAG_SOURCE,
 };
-use crate::ports::{PortError, StackInfo};
+use crate::ports::{DbKind, PortError, StackInfo};
 use crate::retry::retry;
 
 use super::clone::CloneEngine;
@@ -161,8 +161,15 @@ impl CloneEngine {
                 let snapshots = contract
                     .databases
                     .iter()
-                    .filter_map(|d| stack.parameters.get(&d.snapshot_parameter).cloned())
-                    .filter(|s| !s.is_empty())
+                    .filter_map(|d| {
+                        let id = stack.parameters.get(&d.snapshot_parameter)?;
+                        let kind = if d.is_cluster {
+                            DbKind::Cluster
+                        } else {
+                            DbKind::Instance
+                        };
+                        (!id.is_empty()).then(|| (kind, id.clone()))
+                    })
                     .collect();
                 (buckets, snapshots)
             }

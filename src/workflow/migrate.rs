@@ -14,7 +14,7 @@ use crate::contract::{Contract, BUCKET, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{self, EnvName, RunId, TAG_RUN};
-use crate::ports::{DnsRecord, PortError, StackInfo};
+use crate::ports::{DbKind, DnsRecord, PortError, StackInfo};
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
 
@@ -217,6 +217,17 @@ impl CloneEngine {
         let stamp: String = run_id.as_str().chars().take(12).collect();
         let mut databases = Vec::new();
         for d in &plan.databases {
+            if d.kind == DbKind::Cluster {
+                return Err(PreflightError::Unsupported {
+                    what: format!(
+                        "database {} of {} is an Aurora cluster: migrate's swap renames DB \
+                         instance identifiers and cannot rename a cluster yet (clone works: \
+                         `envclone clone {} NEW --template {}` copies it copy-on-write onto the \
+                         new template)",
+                        d.logical_id, request.env, request.env, request.template.0
+                    ),
+                });
+            }
             let old_id = format!("{}-old-{stamp}", d.source_instance);
             model::check_rds_identifier("DB instance identifier", &old_id, 63)?;
             let clone_id = d.target_instance.clone().ok_or_else(|| PreflightError::Unsupported {
@@ -883,7 +894,7 @@ impl CloneEngine {
                     Ok(()) | Err(PortError::AlreadyExists { .. }) => {}
                     Err(e) => return Err(StepError::port(step)(e)),
                 }
-                self.wait_snapshot_available(&final_snapshot, &d.old_id, step)
+                self.wait_snapshot_available(DbKind::Instance, &final_snapshot, &d.old_id, step)
                     .await?;
                 state.kept.push(format!(
                     "DB snapshot {final_snapshot} (final snapshot of the old database {})",

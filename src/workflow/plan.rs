@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::contract::{BucketSpec, Contract, Template, ASG};
+use crate::contract::{BucketSpec, Contract, CopyOnWriteParameters, Template, ASG};
 use crate::model::{
     self, EnvName, RunId, TAG_ENVIRONMENT, TAG_EXPIRES_AT, TAG_OWNER, TAG_RUN, TAG_SOURCE,
 };
-use crate::ports::{StackInfo, StackResource};
+use crate::ports::{DbKind, StackInfo, StackResource};
 use crate::template_eval::Evaluator;
 
 use super::PreflightError;
@@ -68,11 +68,18 @@ impl SourceEnv {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DatabasePlan {
     pub logical_id: String,
+    /// The source's DB instance identifier, or its DB cluster identifier (`kind`).
     pub source_instance: String,
+    /// The snapshot envclone takes (for a cluster: only when it cannot clone it copy-on-write).
     pub snapshot_id: String,
     pub snapshot_parameter: String,
     /// The identifier the clone stack will give its database, where the template fixes it.
     pub target_instance: Option<String>,
+    #[serde(default)]
+    pub kind: DbKind,
+    /// A cluster the template can create as a copy-on-write clone of the source.
+    #[serde(default)]
+    pub copy_on_write: Option<CopyOnWriteParameters>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -155,10 +162,22 @@ impl ClonePlan {
         }
         let mut parallel = Vec::new();
         for d in &self.databases {
-            parallel.push(format!(
-                "snapshot database {} as {}",
-                d.source_instance, d.snapshot_id
-            ));
+            parallel.push(match (d.kind, &d.copy_on_write) {
+                (DbKind::Instance, _) => format!(
+                    "snapshot database {} as {}",
+                    d.source_instance, d.snapshot_id
+                ),
+                (DbKind::Cluster, Some(_)) => format!(
+                    "copy-on-write clone point of Aurora cluster {}: wait until its latest \
+                     restorable time passes the start of Standby (the stack clones it there); \
+                     where the cluster cannot be cloned, snapshot it as {}",
+                    d.source_instance, d.snapshot_id
+                ),
+                (DbKind::Cluster, None) => format!(
+                    "snapshot Aurora cluster {} as {} (the template takes no copy-on-write clone)",
+                    d.source_instance, d.snapshot_id
+                ),
+            });
         }
         for b in &self.buckets {
             if let BucketTarget::Created { name, .. } = &b.target {
@@ -265,10 +284,12 @@ pub fn build_plan(
             }
             None => {
                 if decl.default.is_none() && name != &contract.environment_parameter {
-                    let is_db = contract
-                        .databases
-                        .iter()
-                        .any(|d| &d.snapshot_parameter == name);
+                    let is_db = contract.databases.iter().any(|d| {
+                        &d.snapshot_parameter == name
+                            || d.copy_on_write
+                                .as_ref()
+                                .is_some_and(|c| &c.source_cluster_parameter == name)
+                    });
                     let is_bucket = contract.buckets.iter().any(
                         |b| matches!(b, BucketSpec::ByParameter { parameter, .. } if parameter == name),
                     );
@@ -371,16 +392,9 @@ pub fn build_plan(
                 logical_id: spec.logical_id.clone(),
             })?
             .to_string();
-        if spec.is_cluster {
-            return Err(PreflightError::Unsupported {
-                what: format!(
-                    "database {} is an Aurora cluster (AWS::RDS::DBCluster); cloning clusters is \
-                     not supported yet",
-                    spec.logical_id
-                ),
-            });
-        }
         let snapshot_id = model::snapshot_id(&run_id, &source_instance)?;
+        // Until the run knows which artifact it made (a copy-on-write point or a snapshot), the
+        // parameters name the snapshot; the run sets the final values (`artifact_parameters`).
         parameters.insert(spec.snapshot_parameter.clone(), snapshot_id.clone());
         databases.push(DatabasePlan {
             logical_id: spec.logical_id.clone(),
@@ -388,6 +402,12 @@ pub fn build_plan(
             snapshot_id,
             snapshot_parameter: spec.snapshot_parameter.clone(),
             target_instance: None,
+            kind: if spec.is_cluster {
+                DbKind::Cluster
+            } else {
+                DbKind::Instance
+            },
+            copy_on_write: spec.copy_on_write.clone(),
         });
     }
 
@@ -403,9 +423,13 @@ pub fn build_plan(
         resource_refs: BTreeMap::new(),
     };
     for d in &mut databases {
-        d.target_instance = evaluator.property(&d.logical_id, "DBInstanceIdentifier");
+        let (property, what) = match d.kind {
+            DbKind::Instance => ("DBInstanceIdentifier", "DB instance identifier"),
+            DbKind::Cluster => ("DBClusterIdentifier", "DB cluster identifier"),
+        };
+        d.target_instance = evaluator.property(&d.logical_id, property);
         if let Some(id) = &d.target_instance {
-            model::check_rds_identifier("DB instance identifier", id, 63)?;
+            model::check_rds_identifier(what, id, 63)?;
         }
     }
     for b in &mut buckets {

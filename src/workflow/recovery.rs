@@ -8,11 +8,11 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{Contract, Template, BUCKET, DB_INSTANCE};
+use crate::contract::{Contract, Template, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{EnvName, RunId, TAG_RUN};
-use crate::ports::PortError;
+use crate::ports::{DbKind, PortError};
 use crate::retry::{retry, wait_until, Poll};
 
 use super::clone::{
@@ -113,7 +113,8 @@ pub struct RunResources {
     pub buckets: Vec<String>,
     /// Buckets it recorded before creating them (untagged if it died right after).
     pub half_made_buckets: Vec<String>,
-    pub snapshots: Vec<String>,
+    /// Snapshots the run took (DB snapshots and DB cluster snapshots).
+    pub snapshots: Vec<(DbKind, String)>,
     /// RFC 3339; snapshots CloudFormation takes of the stack's databases after it count too.
     pub started_at: String,
 }
@@ -291,7 +292,7 @@ impl CloneEngine {
                     .plan
                     .databases
                     .iter()
-                    .map(|d| d.snapshot_id.clone())
+                    .map(|d| (d.kind, d.snapshot_id.clone()))
                     .collect(),
                 started_at: record.started_at.clone(),
             };
@@ -373,20 +374,29 @@ impl CloneEngine {
                 let started = chrono::DateTime::parse_from_rfc3339(&res.started_at)
                     .map(|t| t.with_timezone(&chrono::Utc))
                     .ok();
-                for r in resources.iter().filter(|r| r.resource_type == DB_INSTANCE) {
-                    let Some(instance) = &r.physical_id else {
+                for r in &resources {
+                    let kind = match r.resource_type.as_str() {
+                        DB_INSTANCE => DbKind::Instance,
+                        DB_CLUSTER => DbKind::Cluster,
+                        _ => continue,
+                    };
+                    let Some(db) = &r.physical_id else {
                         continue;
                     };
-                    let dbs = &self.cloud.databases;
-                    let snapshots = retry(|| dbs.snapshots_of_instance(instance))
+                    let snapshots = self.cloud.databases.snapshots(kind);
+                    let taken = retry(|| snapshots.of_source(db))
                         .await
                         .map_err(StepError::port(step))?;
-                    for snap in snapshots {
+                    for snap in taken {
                         let after_start =
                             matches!((snap.created, started), (Some(c), Some(s)) if c >= s);
-                        if after_start && !res.snapshots.contains(&snap.id) {
-                            self.delete_snapshot_when_done(&snap.id).await?;
-                            removed.push(format!("DB snapshot {} (taken by CloudFormation when it deleted {instance})", snap.id));
+                        if after_start && !res.snapshots.contains(&(kind, snap.id.clone())) {
+                            self.delete_snapshot_when_done(kind, &snap.id).await?;
+                            removed.push(format!(
+                                "{} {} (taken by CloudFormation when it deleted {db})",
+                                kind.snapshot_noun(),
+                                snap.id
+                            ));
                         }
                     }
                 }
@@ -421,19 +431,20 @@ impl CloneEngine {
                 )),
             }
         }
-        for id in &res.snapshots {
-            let dbs = &self.cloud.databases;
-            let snapshot = retry(|| dbs.describe_snapshot(id))
+        for (kind, id) in &res.snapshots {
+            let noun = kind.snapshot_noun();
+            let snapshots = self.cloud.databases.snapshots(*kind);
+            let snapshot = retry(|| snapshots.describe(id))
                 .await
                 .map_err(StepError::port(step))?;
             match snapshot {
                 None => {}
-                Some(s) if ours(&s.tags) => match self.delete_snapshot_when_done(id).await {
-                    Ok(()) => removed.push(format!("DB snapshot {id}")),
-                    Err(e) => left.push(format!("DB snapshot {id} ({e})")),
+                Some(s) if ours(&s.tags) => match self.delete_snapshot_when_done(*kind, id).await {
+                    Ok(()) => removed.push(format!("{noun} {id}")),
+                    Err(e) => left.push(format!("{noun} {id} ({e})")),
                 },
                 Some(_) => left.push(format!(
-                    "DB snapshot {id} (not tagged envclone:run={run}; not deleted)"
+                    "{noun} {id} (not tagged envclone:run={run}; not deleted)"
                 )),
             }
         }
@@ -441,18 +452,18 @@ impl CloneEngine {
     }
 
     /// Deletes a snapshot once it is no longer being taken (one in progress cannot be deleted).
-    async fn delete_snapshot_when_done(&self, id: &str) -> Result<(), StepError> {
-        let dbs = &self.cloud.databases;
-        let what = format!("snapshot {id} to finish before deleting it");
+    async fn delete_snapshot_when_done(&self, kind: DbKind, id: &str) -> Result<(), StepError> {
+        let snapshots = self.cloud.databases.snapshots(kind);
+        let what = format!("{} {id} to finish before deleting it", kind.snapshot_noun());
         wait_until(&what, self.settings.snapshot_timeout, || async {
-            Ok(match dbs.describe_snapshot(id).await? {
+            Ok(match snapshots.describe(id).await? {
                 Some(s) if s.status == "creating" => Poll::Pending(s.status),
                 _ => Poll::Ready(()),
             })
         })
         .await
         .map_err(StepError::wait("abort"))?;
-        match retry(|| dbs.delete_snapshot(id)).await {
+        match retry(|| snapshots.delete(id)).await {
             Ok(()) | Err(PortError::NotFound { .. }) => Ok(()),
             Err(e) => Err(StepError::port("abort")(e)),
         }

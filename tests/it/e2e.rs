@@ -1290,3 +1290,203 @@ async fn a_closed_window_refuses_the_migration() {
     );
     assert!(logs_text.contains("\"phase\":\"swapped\""), "{logs_text}");
 }
+
+/// Aurora clusters and their manual snapshots, keyed by identifier.
+async fn clusters(config: &SdkConfig) -> (Vec<String>, Vec<String>) {
+    let rds = aws_sdk_rds::Client::new(config);
+    let mut clusters: Vec<String> = rds
+        .describe_db_clusters()
+        .send()
+        .await
+        .unwrap()
+        .db_clusters()
+        .iter()
+        .filter_map(|c| c.db_cluster_identifier().map(str::to_string))
+        .collect();
+    clusters.sort();
+    let mut snapshots: Vec<String> = rds
+        .describe_db_cluster_snapshots()
+        .snapshot_type("manual")
+        .send()
+        .await
+        .unwrap()
+        .db_cluster_snapshots()
+        .iter()
+        .filter_map(|s| s.db_cluster_snapshot_identifier().map(str::to_string))
+        .collect();
+    snapshots.sort();
+    (clusters, snapshots)
+}
+
+/// An Aurora environment (the stand-in's CloudFormation creates clusters through moto's RDS):
+/// cloned copy-on-write from the command line, verified, then destroyed without a trace.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aurora_environment_is_cloned_copy_on_write_and_destroyed() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/aurora.yaml", &[]);
+    let config = standin.sdk().await;
+    let before = (world(&config).await, clusters(&config).await);
+    assert_eq!(before.1 .0, vec!["prod-cluster".to_string()]);
+    let state = tempfile::tempdir().unwrap();
+
+    let out = standin.envclone(
+        state.path(),
+        &[
+            "clone",
+            "prod",
+            "exp-aurora",
+            "--yes",
+            "--ttl",
+            "1h",
+            "--owner",
+            "alice",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("copy-on-write clone of prod-cluster"),
+        "{stdout}"
+    );
+
+    // The clone's cluster is a copy-on-write clone of the source, with its writer instance.
+    let rds = aws_sdk_rds::Client::new(&config);
+    let describe = |id: &'static str| {
+        let rds = rds.clone();
+        async move {
+            rds.describe_db_clusters()
+                .db_cluster_identifier(id)
+                .send()
+                .await
+                .unwrap()
+                .db_clusters()[0]
+                .clone()
+        }
+    };
+    let clone = describe("exp-aurora-cluster").await;
+    assert_eq!(clone.status(), Some("available"));
+    let members: Vec<_> = clone
+        .db_cluster_members()
+        .iter()
+        .filter_map(|m| m.db_instance_identifier())
+        .collect();
+    assert_eq!(members, vec!["exp-aurora-cluster-1"]);
+    let source = describe("prod-cluster").await;
+    assert!(clone.clone_group_id().is_some());
+    assert_eq!(clone.clone_group_id(), source.clone_group_id());
+    let url = format!("{}/envclone-standin/rds/restored-clusters", standin.url);
+    let restored: serde_json::Value =
+        serde_json::from_str(&reqwest::get(url).await.unwrap().text().await.unwrap()).unwrap();
+    assert_eq!(
+        restored["exp-aurora-cluster"]["source_cluster"], "prod-cluster",
+        "{restored}"
+    );
+    assert_eq!(
+        restored["exp-aurora-cluster"]["restore_type"], "copy-on-write",
+        "{restored}"
+    );
+    // No snapshot was needed.
+    assert_eq!(clusters(&config).await.1, Vec::<String>::new());
+    let stack = aws_sdk_cloudformation::Client::new(&config)
+        .describe_stacks()
+        .stack_name("exp-aurora")
+        .send()
+        .await
+        .unwrap()
+        .stacks()[0]
+        .clone();
+    let parameter = |k: &str| {
+        stack
+            .parameters()
+            .iter()
+            .find(|p| p.parameter_key() == Some(k))
+            .and_then(|p| p.parameter_value())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(parameter("SourceClusterIdentifier"), "prod-cluster");
+    assert_eq!(parameter("ClusterSnapshotIdentifier"), "");
+
+    let out = standin.envclone(state.path(), &["verify", "exp-aurora", "--against", "prod"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("exp-aurora-cluster"),
+        "{}",
+        text(&out)
+    );
+
+    // destroy removes the stack (its cluster, writer and the final cluster snapshot
+    // CloudFormation takes) and the bucket.
+    let out = standin.envclone(state.path(), &["destroy", "exp-aurora", "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!((world(&config).await, clusters(&config).await), before);
+}
+
+/// The RDS adapter's cluster calls against moto's RDS API: describe (latest restorable time,
+/// members), cluster snapshots (create with tags, wait, list, delete), not-found answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rds_adapter_handles_aurora_clusters() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/aurora.yaml", &[]);
+    let config = standin.sdk().await;
+    let cloud = envclone::aws::cloud_from(&config);
+    let dbs = &cloud.databases;
+
+    let cluster = dbs.describe_cluster("prod-cluster").await.unwrap().unwrap();
+    assert_eq!(cluster.status, "available");
+    assert_eq!(cluster.engine, "aurora-postgresql");
+    assert_eq!(cluster.engine_mode, "provisioned");
+    assert_eq!(cluster.members, vec!["prod-cluster-1".to_string()]);
+    let latest = cluster.latest_restorable_time.expect("restorable");
+    assert!(latest <= chrono::Utc::now(), "{latest}");
+    assert!(dbs.describe_cluster("nope").await.unwrap().is_none());
+
+    let tags = std::collections::BTreeMap::from([("envclone:run".to_string(), "r1".to_string())]);
+    dbs.create_cluster_snapshot("prod-cluster", "snap-1", &tags)
+        .await
+        .unwrap();
+    let err = dbs
+        .create_cluster_snapshot("prod-cluster", "snap-1", &tags)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, envclone::ports::PortError::AlreadyExists { .. }),
+        "{err}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let snapshot = loop {
+        let s = dbs
+            .describe_cluster_snapshot("snap-1")
+            .await
+            .unwrap()
+            .unwrap();
+        if s.status == "available" || std::time::Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(snapshot.status, "available");
+    assert_eq!(snapshot.instance_id, "prod-cluster");
+    assert_eq!(snapshot.tags["envclone:run"], "r1");
+    let of_cluster = dbs.snapshots_of_cluster("prod-cluster").await.unwrap();
+    assert_eq!(
+        of_cluster.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec!["snap-1"]
+    );
+    dbs.delete_cluster_snapshot("snap-1").await.unwrap();
+    assert!(dbs
+        .describe_cluster_snapshot("snap-1")
+        .await
+        .unwrap()
+        .is_none());
+    let err = dbs.delete_cluster_snapshot("snap-1").await.unwrap_err();
+    assert!(
+        matches!(err, envclone::ports::PortError::NotFound { .. }),
+        "{err}"
+    );
+    // A snapshot of a cluster that does not exist is refused.
+    assert!(dbs
+        .create_cluster_snapshot("nope", "snap-2", &tags)
+        .await
+        .is_err());
+}

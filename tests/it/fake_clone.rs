@@ -207,15 +207,16 @@ async fn every_failure_after_standby_returns_the_source_to_service() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_stack_and_an_unhealthy_clone_return_the_source_to_service() {
-    // The stack rolls back (its database cannot restore): reported, source back.
+    // The stack rolls back (someone took its bucket's name after preflight): reported, source
+    // back.
     let s = Scenario::with_webapp_prod();
     let mut request = s.request("staging-test");
     request
         .parameter_overrides
         .insert("DesiredCapacity".into(), "3".into());
-    let mut plan = s.engine.preflight(&request, run_id()).await.unwrap();
-    plan.parameters
-        .insert("DBSnapshotIdentifier".into(), "missing-snapshot".into());
+    let plan = s.engine.preflight(&request, run_id()).await.unwrap();
+    s.fake
+        .create_bucket_now("staging-test-uploads-123456789012");
     let failure = s
         .engine
         .execute(&plan, &s.emitter, std::future::pending())

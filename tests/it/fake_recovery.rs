@@ -32,21 +32,6 @@ fn assert_nothing_of_the_run_left(s: &Scenario, context: &str) {
     );
 }
 
-/// Runs the clone until the `n`-th mutating call has been made, then drops it.
-async fn crash_at(s: &Scenario, store: &MemoryRunStore, n: u64) -> bool {
-    let plan = s
-        .engine
-        .preflight(&s.request("staging-test"), run_id())
-        .await
-        .unwrap();
-    let crash = s.fake.crash_after_nth_mutating_call(n);
-    tokio::select! {
-        biased;
-        () = crash.notified() => true,
-        _ = s.engine.run_clone(&plan, store, &s.emitter, std::future::pending(), None) => false,
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_crash_after_every_mutating_call_then_abort_or_resume() {
     // How many mutating calls an uninterrupted clone makes.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use envclone::events::{Collector, Emitter};
 use envclone::fake::{FakeAws, Timings};
+use envclone::journal::MemoryRunStore;
 use envclone::ports::{DnsRecord, ObjectHead};
 use envclone::s3sync::SyncOptions;
 use envclone::workflow::clone::{CloneEngine, Settings};
@@ -201,4 +202,36 @@ pub fn assert_source_in_service(s: &Scenario, context: &str) {
         (3, 1),
         "{context}: capacity and MinSize restored: {g:?}"
     );
+}
+
+/// Runs the clone until the `n`-th mutating call has been made, then drops it.
+pub async fn crash_at(s: &Scenario, store: &MemoryRunStore, n: u64) -> bool {
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
+    let crash = s.fake.crash_after_nth_mutating_call(n);
+    tokio::select! {
+        biased;
+        () = crash.notified() => true,
+        _ = s.engine.run_clone(&plan, store, &s.emitter, std::future::pending(), None) => false,
+    }
+}
+
+/// Runs a whole recorded clone of `prod` into `target`; panics if it fails.
+pub async fn clone_to_end(
+    s: &Scenario,
+    store: &MemoryRunStore,
+    target: &str,
+) -> envclone::workflow::clone::CloneReport {
+    let plan = s
+        .engine
+        .preflight(&s.request(target), run_id())
+        .await
+        .unwrap();
+    s.engine
+        .run_clone(&plan, store, &s.emitter, std::future::pending(), None)
+        .await
+        .unwrap_or_else(|f| panic!("clone into {target} failed: {}", f.error))
 }

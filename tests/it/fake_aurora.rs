@@ -1,0 +1,290 @@
+//! Aurora sources on the fake (moto's CloudFormation skips AWS::RDS::DBCluster): the clone is a
+//! copy-on-write clone at a point inside the Standby window, falls back to a cluster snapshot
+//! where a clone is not possible, and abort/resume/destroy handle clusters like instances.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use envclone::journal::MemoryRunStore;
+use envclone::workflow::recovery::{self, ClonePhase};
+
+use crate::support::*;
+
+pub const AURORA: &str = include_str!("../../stacks/aurora.yaml");
+const SOURCE_CLUSTER: &str = "prod-cluster";
+const CLONE_CLUSTER: &str = "staging-test-cluster";
+const SOURCE_UPLOADS: &str = "prod-uploads-123456789012";
+
+/// The Aurora reference environment `prod`, deployed and filled, with some writes made.
+fn aurora_prod() -> Scenario {
+    let s = Scenario::new(timings());
+    s.fake.deploy_now(
+        "prod",
+        AURORA,
+        &[("EnvironmentName", "prod"), ("DesiredCapacity", "3")],
+    );
+    fill(&s.fake, SOURCE_UPLOADS);
+    s.fake.write_to_cluster(SOURCE_CLUSTER);
+    s.fake.write_to_cluster(SOURCE_CLUSTER);
+    s
+}
+
+/// The application: writes to the cluster every few seconds while the source serves (an
+/// instance InService), and stops while it is in Standby. Also returns the cluster's data
+/// version when the application first found the source out of service.
+fn app_writer(s: &Scenario) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Option<u64>>>) {
+    let fake = s.fake.clone();
+    let group = s.source_group().name;
+    let at_standby = Arc::new(Mutex::new(None));
+    let seen = at_standby.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            let serving = fake
+                .group(&group)
+                .is_some_and(|g| g.instances.iter().any(|i| i.lifecycle_state == "InService"));
+            if serving {
+                fake.write_to_cluster(SOURCE_CLUSTER);
+            } else {
+                let mut seen = seen.lock().unwrap();
+                if seen.is_none() {
+                    *seen = fake.cluster_data_version(SOURCE_CLUSTER);
+                }
+            }
+        }
+    });
+    (task, at_standby)
+}
+
+fn standby_window(s: &Scenario) -> (Duration, Duration) {
+    let calls = s.fake.calls();
+    let entered = calls
+        .iter()
+        .find(|c| c.operation == "autoscaling:EnterStandby")
+        .expect("entered Standby")
+        .at;
+    let exited = calls
+        .iter()
+        .rev()
+        .find(|c| c.operation == "autoscaling:ExitStandby")
+        .expect("left Standby")
+        .at;
+    (entered, exited)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_aurora_cluster_is_cloned_copy_on_write_at_the_standby_point() {
+    let s = aurora_prod();
+    let (writer, version_at_standby) = app_writer(&s);
+    // The application has been writing for a while before the clone starts.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
+    assert!(
+        plan.steps()
+            .iter()
+            .any(|step| step.contains("copy-on-write clone point of Aurora cluster prod-cluster")),
+        "{:#?}",
+        plan.steps()
+    );
+    let report = s
+        .engine
+        .execute(&plan, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("clone failed: {:?}", f.error));
+    let (entered, exited) = standby_window(&s);
+    let clone_version = s.fake.cluster_data_version(CLONE_CLUSTER).unwrap();
+    // The application writes again once the source is back in service.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    writer.abort();
+
+    // CloudFormation created the cluster as a copy-on-write clone; no snapshot was taken.
+    let restored = s.fake.cluster_restored_from(CLONE_CLUSTER).unwrap();
+    assert!(
+        restored.starts_with("copy-on-write clone of prod-cluster at "),
+        "{restored}"
+    );
+    assert!(s.fake.cluster_snapshot_ids().is_empty());
+    assert!(s.fake.snapshot_ids().is_empty());
+    assert_eq!(report.snapshots.len(), 1);
+    assert!(
+        report.snapshots[0].starts_with("copy-on-write clone of prod-cluster (restorable past "),
+        "{:?}",
+        report.snapshots
+    );
+    assert!(s
+        .fake
+        .db_ids()
+        .contains(&"staging-test-cluster-1".to_string()));
+
+    // The clone holds every write made before Standby and none made after it.
+    let version_at_standby = version_at_standby.lock().unwrap().expect("saw the Standby");
+    assert!(version_at_standby > 2, "the app wrote before the clone");
+    assert_eq!(clone_version, version_at_standby);
+    let source_version = s.fake.cluster_data_version(SOURCE_CLUSTER).unwrap();
+    assert!(
+        source_version > clone_version,
+        "the app wrote after the source came back ({source_version} vs {clone_version})"
+    );
+    let calls = s.fake.calls();
+    let stack_created = calls
+        .iter()
+        .find(|c| c.operation == "cloudformation:CreateStack")
+        .unwrap()
+        .at;
+    assert!(entered < stack_created && stack_created < exited);
+    // The Standby window holds the wait for the clone point to become restorable.
+    assert!(
+        exited - entered >= timings().restorable_lag,
+        "{:?}",
+        exited - entered
+    );
+    assert!(
+        report.verification.iter().all(|c| c.ok),
+        "{:#?}",
+        report.verification
+    );
+    assert!(report
+        .verification
+        .iter()
+        .any(|c| c.check == format!("database {CLONE_CLUSTER}") && c.ok));
+    assert_eq!(
+        s.fake.object_keys(SOURCE_UPLOADS),
+        s.fake.object_keys("staging-test-uploads-123456789012")
+    );
+    assert_source_in_service(&s, "aurora clone");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_that_cannot_be_cloned_copy_on_write_is_snapshotted() {
+    let s = aurora_prod();
+    // Aurora Serverless v1 cannot be cloned copy-on-write.
+    s.fake.set_cluster_engine_mode(SOURCE_CLUSTER, "serverless");
+    let version = s.fake.cluster_data_version(SOURCE_CLUSTER).unwrap();
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
+    let report = s
+        .engine
+        .execute(&plan, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("clone failed: {:?}", f.error));
+    let snapshot = "envclone-20261121000000-beef-prod-cluster";
+    assert_eq!(report.snapshots, vec![snapshot.to_string()]);
+    assert_eq!(s.fake.cluster_snapshot_ids(), vec![snapshot.to_string()]);
+    assert_eq!(
+        s.fake.cluster_restored_from(CLONE_CLUSTER).as_deref(),
+        Some(format!("snapshot {snapshot}").as_str())
+    );
+    assert_eq!(s.fake.cluster_data_version(CLONE_CLUSTER), Some(version));
+    let warned = s.events.events().into_iter().any(|e| {
+        e.message.contains("cannot be cloned copy-on-write") && e.message.contains("Serverless v1")
+    });
+    assert!(warned, "the fallback is reported");
+    assert!(report.verification.iter().all(|c| c.ok));
+    assert_source_in_service(&s, "aurora snapshot fallback");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_at_every_step_of_an_aurora_clone_then_abort_or_resume() {
+    let s = aurora_prod();
+    let store = MemoryRunStore::default();
+    clone_to_end(&s, &store, "staging-test").await;
+    let total = s.fake.mutating_calls().len() as u64;
+
+    for n in 1..=total {
+        for resume in [false, true] {
+            let context = format!("crash after call {n}, resume {resume}");
+            let s = aurora_prod();
+            let store = MemoryRunStore::default();
+            assert!(
+                crash_at(&s, &store, n).await,
+                "{context}: the call happened"
+            );
+            let mut record = recovery::load(&store, "20261121000000-beef")
+                .unwrap()
+                .expect("recorded before the first change");
+            if resume {
+                let report = s
+                    .engine
+                    .resume_clone(record, &store, &s.emitter, std::future::pending())
+                    .await
+                    .unwrap_or_else(|f| panic!("{context}: {}", f.error));
+                assert!(report.verification.iter().all(|c| c.ok), "{context}");
+                assert_eq!(
+                    s.fake.cluster_ids(),
+                    vec![SOURCE_CLUSTER.to_string(), CLONE_CLUSTER.to_string()],
+                    "{context}"
+                );
+            } else {
+                s.engine
+                    .abort_clone(&mut record, &store, &s.emitter, false)
+                    .await
+                    .unwrap_or_else(|e| panic!("{context}: abort failed: {e}"));
+                assert_eq!(record.phase, ClonePhase::Aborted);
+                assert_eq!(s.fake.live_stack_names(), vec!["prod".to_string()]);
+                assert_eq!(s.fake.cluster_ids(), vec![SOURCE_CLUSTER.to_string()]);
+                // Not even the final snapshot CloudFormation takes of the clone's cluster.
+                assert!(
+                    s.fake.cluster_snapshot_ids().is_empty(),
+                    "{context}: {:?}",
+                    s.fake.cluster_snapshot_ids()
+                );
+                assert!(!s
+                    .fake
+                    .bucket_names()
+                    .iter()
+                    .any(|b| b.starts_with("staging-test")));
+            }
+            assert_source_in_service(&s, &context);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn destroy_removes_an_aurora_experiment_and_its_final_snapshot() {
+    let s = aurora_prod();
+    s.fake.set_cluster_engine_mode(SOURCE_CLUSTER, "serverless");
+    let store = MemoryRunStore::default();
+    clone_to_end(&s, &store, "exp-a").await;
+    assert_eq!(
+        s.fake.cluster_snapshot_ids().len(),
+        1,
+        "the fallback snapshot"
+    );
+    let target = s.engine.destroyable("exp-a").await.unwrap();
+    let (removed, left) = s.engine.destroy(&target, &s.emitter).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        removed
+            .iter()
+            .any(|r| r == "DB cluster snapshot envclone-20261121000000-beef-prod-cluster"),
+        "{removed:?}"
+    );
+    assert_eq!(s.fake.cluster_ids(), vec![SOURCE_CLUSTER.to_string()]);
+    assert!(
+        s.fake.cluster_snapshot_ids().is_empty(),
+        "{:?}",
+        s.fake.cluster_snapshot_ids()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn migrate_refuses_an_aurora_source_without_a_change() {
+    let s = aurora_prod();
+    let request = envclone::workflow::migrate::MigrateRequest {
+        env: "prod".into(),
+        template: ("aurora.yaml".into(), AURORA.into()),
+        parameter_overrides: Default::default(),
+    };
+    let Err(err) = s.engine.preflight_migrate(&request, run_id()).await else {
+        panic!("an Aurora source was accepted for migrate");
+    };
+    assert!(err.to_string().contains("Aurora cluster"), "{err}");
+    assert!(s.fake.mutating_calls().is_empty());
+}
