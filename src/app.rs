@@ -52,6 +52,8 @@ pub enum AppError {
     Failed(String),
     #[error(transparent)]
     S3(#[from] crate::s3cmd::S3CmdError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 impl AppError {
@@ -61,7 +63,8 @@ impl AppError {
             AppError::Input(_)
             | AppError::Connect(_)
             | AppError::Preflight(_)
-            | AppError::Refused(_) => EXIT_BAD_INPUT,
+            | AppError::Refused(_)
+            | AppError::Config(_) => EXIT_BAD_INPUT,
             AppError::Step(_) | AppError::Failed(_) => EXIT_FAILED,
             AppError::S3(e) => e.exit_code(),
         }
@@ -137,8 +140,14 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
         output,
         state_dir,
         state_url,
+        config,
         command,
     } = cli;
+    let config = || -> Result<std::sync::Arc<crate::config::Config>, AppError> {
+        Ok(std::sync::Arc::new(crate::config::Config::load(
+            config.as_deref(),
+        )?))
+    };
     let state_dir = state_dir.unwrap_or_else(default_state_dir);
     let state = state_url
         .as_deref()
@@ -147,24 +156,28 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
         .map_err(AppError::Refused)?;
     match command {
         Command::Clone(args) => {
-            let command = args.into_command()?;
+            let mut command = args.into_command()?;
+            command.request.config = config()?;
             let cloud = crate::aws::connect(region, profile).await?;
             clone(cloud, command, output, &state_dir, &state, shutdown).await
         }
         Command::Plan(PlanCommand::Clone(args)) => {
             let mut command = args.into_command()?;
             command.dry_run = true;
+            command.request.config = config()?;
             let cloud = crate::aws::connect(region, profile).await?;
             clone(cloud, command, output, &state_dir, &state, shutdown).await
         }
         Command::Migrate(args) => {
-            let command = args.into_command()?;
+            let mut command = args.into_command()?;
+            command.request.config = config()?;
             let cloud = crate::aws::connect(region, profile).await?;
             migrate_command(cloud, command, output, &state_dir, &state, shutdown).await
         }
         Command::Plan(PlanCommand::Migrate(args)) => {
             let mut command = args.into_command()?;
             command.dry_run = true;
+            command.request.config = config()?;
             let cloud = crate::aws::connect(region, profile).await?;
             migrate_command(cloud, command, output, &state_dir, &state, shutdown).await
         }

@@ -34,6 +34,10 @@ pub struct Cli {
     /// inspected, resumed or aborted from another machine and locks hold across machines.
     #[arg(long = "state", global = true, value_name = "S3_URL")]
     pub state_url: Option<String>,
+    /// Per-environment hooks and contracts the templates do not carry (default: ./envclone.toml
+    /// when it exists). See README.md.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -308,6 +312,7 @@ impl MigrateArgs {
                 env: self.env,
                 template,
                 parameter_overrides,
+                config: Default::default(),
             },
             finalize: self.finalize,
             dry_run: self.dry_run,
@@ -466,6 +471,7 @@ impl CloneArgs {
                 environment_tag: None,
                 owner: self.owner,
                 expires_at,
+                config: Default::default(),
             },
             dry_run: self.dry_run,
             yes: self.yes,

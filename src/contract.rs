@@ -233,7 +233,7 @@ pub struct Contract {
 
 /// A command the operator's template asks envclone to run at a point of the workflow, with the
 /// stack's outputs in its environment (`ENVCLONE_OUTPUT_<Name>`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Hook {
     Command(String),

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod aws;
 pub mod cli;
+pub mod config;
 pub mod contract;
 pub mod events;
 pub mod fake;

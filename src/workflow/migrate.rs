@@ -134,6 +134,8 @@ pub struct MigrateRequest {
     /// Path and body of the new template.
     pub template: (String, String),
     pub parameter_overrides: BTreeMap<String, String>,
+    /// `envclone.toml`: hooks and contracts the template does not carry.
+    pub config: std::sync::Arc<crate::config::Config>,
 }
 
 /// The temporary name of the new environment while it is built: `<env>-m<4 hex of the run>`.
@@ -212,6 +214,7 @@ impl CloneEngine {
             environment_tag: Some(request.env.clone()),
             owner: None,
             expires_at: None,
+            config: request.config.clone(),
         };
         let plan = self.preflight(&clone_request, run_id.clone()).await?;
         let stamp: String = run_id.as_str().chars().take(12).collect();

@@ -35,6 +35,8 @@ pub struct CloneRequest {
     /// Experiment environments: who owns it and when `envclone gc` may remove it.
     pub owner: Option<String>,
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// `envclone.toml`: hooks and contracts the template does not carry.
+    pub config: std::sync::Arc<crate::config::Config>,
 }
 
 /// The source environment as observed.
@@ -235,6 +237,14 @@ pub fn build_plan(
     target_template: Template,
     run_id: RunId,
 ) -> Result<ClonePlan, PreflightError> {
+    let target_template = request.config.apply(
+        &[
+            request.source.as_str(),
+            &source.env_name,
+            &source.stack.name,
+        ],
+        target_template,
+    );
     let contract = Contract::from_template(&target_template)?;
     let target_stack = request.target.as_str().to_string();
     model::check_stack_name(&target_stack)?;

@@ -613,6 +613,17 @@ async fn dry_runs_and_bad_input_change_nothing() {
         ),
         (&["verify", "prod"], "has no envclone:source tag"),
         (&["iam-policy", "everything"], "invalid value"),
+        (
+            &[
+                "--config",
+                "/nonexistent/envclone.toml",
+                "clone",
+                "prod",
+                "qa",
+                "--yes",
+            ],
+            "cannot read the config file",
+        ),
     ];
     // No credentials anywhere in the standard chain.
     let out = standin
@@ -1489,4 +1500,111 @@ async fn the_rds_adapter_handles_aurora_clusters() {
         .create_cluster_snapshot("nope", "snap-2", &tags)
         .await
         .is_err());
+}
+
+/// A template without `Metadata.envclone` is cloned with the contract and a quiesce hook from
+/// `envclone.toml`; the clone carries that contract, so `destroy` works without the file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_contract_from_envclone_toml_clones_a_template_without_one() {
+    let standin = StandIn::start();
+    let config = standin.sdk().await;
+    let cf = aws_sdk_cloudformation::Client::new(&config);
+    cf.create_stack()
+        .stack_name("billing")
+        .template_body(include_str!("../fixtures/no-contract.yaml"))
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("EnvironmentName")
+                .parameter_value("billing")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = cf
+            .describe_stacks()
+            .stack_name("billing")
+            .send()
+            .await
+            .unwrap()
+            .stacks()[0]
+            .stack_status()
+            .map(|s| s.as_str().to_string());
+        if status.as_deref() == Some("CREATE_COMPLETE") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "billing: {status:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let ledger = "billing-ledger-123456789012";
+    s3(&config)
+        .put_object()
+        .bucket(ledger)
+        .key("2026/11/ledger.csv")
+        .body(b"id,amount\n1,10\n".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let before = world(&config).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let quiesced = dir.path().join("quiesced");
+    let file = dir.path().join("envclone.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[environments.billing.contract]
+environment_parameter = "EnvironmentName"
+databases = {{ Database = {{ snapshot_parameter = "DBSnapshotIdentifier" }} }}
+buckets = {{ Ledger = {{}} }}
+
+[environments.billing.hooks]
+quiesce = [{{ command = "echo $ENVCLONE_OUTPUT_DatabaseIdentifier > {}", timeout_seconds = 30 }}]
+"#,
+            quiesced.display()
+        ),
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    // Without the file: refused, nothing changed.
+    let out = standin.envclone(state.path(), &["clone", "billing", "billing-test", "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no Metadata.envclone"),
+        "{}",
+        text(&out)
+    );
+    let config_arg = file.to_str().unwrap();
+    let out = standin.envclone(
+        state.path(),
+        &[
+            "--config",
+            config_arg,
+            "clone",
+            "billing",
+            "billing-test",
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!(
+        std::fs::read_to_string(&quiesced).unwrap().trim(),
+        "billing-billing",
+        "the quiesce hook ran with the source's outputs"
+    );
+    assert_eq!(
+        describe_bucket(&s3(&config), "billing-test-ledger-123456789012").await,
+        describe_bucket(&s3(&config), ledger).await
+    );
+
+    // Another machine, no envclone.toml: the clone stack carries its contract.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = standin.envclone(elsewhere.path(), &["verify", "billing-test"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = standin.envclone(elsewhere.path(), &["destroy", "billing-test", "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!(world(&config).await, before);
 }

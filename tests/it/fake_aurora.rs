@@ -281,6 +281,7 @@ async fn migrate_refuses_an_aurora_source_without_a_change() {
         env: "prod".into(),
         template: ("aurora.yaml".into(), AURORA.into()),
         parameter_overrides: Default::default(),
+        config: Default::default(),
     };
     let Err(err) = s.engine.preflight_migrate(&request, run_id()).await else {
         panic!("an Aurora source was accepted for migrate");

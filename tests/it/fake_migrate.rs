@@ -53,6 +53,7 @@ fn request() -> MigrateRequest {
         env: "prod".into(),
         template: ("stacks/webapp-v2.yaml".into(), V2.into()),
         parameter_overrides: Default::default(),
+        config: Default::default(),
     }
 }
 

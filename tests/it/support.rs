@@ -114,6 +114,7 @@ impl Scenario {
             environment_tag: None,
             owner: None,
             expires_at: None,
+            config: Default::default(),
         }
     }
 
