@@ -737,6 +737,66 @@ impl Databases for Rds {
         Ok(out)
     }
 
+    async fn rename_cluster(&self, id: &str, new_id: &str) -> PortResult<()> {
+        self.0
+            .modify_db_cluster()
+            .db_cluster_identifier(id)
+            .new_db_cluster_identifier(new_id)
+            .apply_immediately(true)
+            .send()
+            .await
+            .map_err(|e| port_error("rds:ModifyDBCluster", &format!("DB cluster {id}"), e))?;
+        Ok(())
+    }
+
+    async fn set_cluster_deletion_protection(&self, id: &str, enabled: bool) -> PortResult<()> {
+        self.0
+            .modify_db_cluster()
+            .db_cluster_identifier(id)
+            .deletion_protection(enabled)
+            .apply_immediately(true)
+            .send()
+            .await
+            .map_err(|e| port_error("rds:ModifyDBCluster", &format!("DB cluster {id}"), e))?;
+        Ok(())
+    }
+
+    async fn tag_cluster(&self, id: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
+        let what = format!("DB cluster {id}");
+        let out = self
+            .0
+            .describe_db_clusters()
+            .db_cluster_identifier(id)
+            .send()
+            .await
+            .map_err(|e| port_error("rds:DescribeDBClusters", &what, e))?;
+        let arn = out
+            .db_clusters()
+            .first()
+            .and_then(|c| c.db_cluster_arn())
+            .ok_or_else(|| PortError::NotFound { what: what.clone() })?
+            .to_string();
+        let mut call = self.0.add_tags_to_resource().resource_name(arn);
+        for (k, v) in tags {
+            call = call.tags(aws_sdk_rds::types::Tag::builder().key(k).value(v).build());
+        }
+        call.send()
+            .await
+            .map_err(|e| port_error("rds:AddTagsToResource", &what, e))?;
+        Ok(())
+    }
+
+    async fn delete_cluster(&self, id: &str) -> PortResult<()> {
+        self.0
+            .delete_db_cluster()
+            .db_cluster_identifier(id)
+            .skip_final_snapshot(true)
+            .send()
+            .await
+            .map_err(|e| port_error("rds:DeleteDBCluster", &format!("DB cluster {id}"), e))?;
+        Ok(())
+    }
+
     async fn delete_instance(&self, id: &str) -> PortResult<()> {
         self.0
             .delete_db_instance()

@@ -508,6 +508,16 @@ impl FakeAws {
         self.lock().clusters.get(id)?.restored_from.clone()
     }
 
+    /// The instances of cluster `id`.
+    pub fn cluster_members(&self, id: &str) -> Vec<String> {
+        self.lock()
+            .dbs
+            .values()
+            .filter(|d| d.cluster.as_deref() == Some(id))
+            .map(|d| d.id.clone())
+            .collect()
+    }
+
     /// An application write to cluster `id`; returns the data version it made.
     pub fn write_to_cluster(&self, id: &str) -> u64 {
         let mut s = self.lock();
@@ -1495,6 +1505,85 @@ impl Databases for FakeAws {
             .filter(|(_, sn)| sn.instance_id == cluster_id)
             .map(|(id, sn)| snapshot_view(id, sn))
             .collect())
+    }
+
+    async fn rename_cluster(&self, id: &str, new_id: &str) -> PortResult<()> {
+        self.call("rds:ModifyDBCluster", true).await?;
+        let now = Instant::now();
+        let mut s = self.lock();
+        if s.clusters.contains_key(new_id) {
+            return Err(PortError::AlreadyExists {
+                what: format!("DB cluster {new_id}"),
+            });
+        }
+        let mut cluster = match s.clusters.get(id) {
+            Some(c) if c.ready_at <= now => s.clusters.remove(id).expect("present"),
+            Some(_) => {
+                return Err(PortError::failed(
+                    "rds:ModifyDBCluster",
+                    format!("InvalidDBClusterStateFault: {id} is not available"),
+                ))
+            }
+            None => {
+                return Err(PortError::NotFound {
+                    what: format!("DB cluster {id}"),
+                })
+            }
+        };
+        cluster.pending_status = "renaming".into();
+        cluster.ready_at = now + self.timings.db_modify;
+        s.clusters.insert(new_id.to_string(), cluster);
+        // The instances stay members, under their own names.
+        for db in s.dbs.values_mut() {
+            if db.cluster.as_deref() == Some(id) {
+                db.cluster = Some(new_id.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_cluster_deletion_protection(&self, id: &str, enabled: bool) -> PortResult<()> {
+        self.call("rds:ModifyDBCluster", true).await?;
+        let mut s = self.lock();
+        let cluster = s.clusters.get_mut(id).ok_or_else(|| PortError::NotFound {
+            what: format!("DB cluster {id}"),
+        })?;
+        cluster.deletion_protection = enabled;
+        Ok(())
+    }
+
+    async fn tag_cluster(&self, id: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
+        self.call("rds:AddTagsToResource", true).await?;
+        let mut s = self.lock();
+        let cluster = s.clusters.get_mut(id).ok_or_else(|| PortError::NotFound {
+            what: format!("DB cluster {id}"),
+        })?;
+        cluster.tags.extend(tags.clone());
+        Ok(())
+    }
+
+    async fn delete_cluster(&self, id: &str) -> PortResult<()> {
+        self.call("rds:DeleteDBCluster", true).await?;
+        let mut s = self.lock();
+        match s.clusters.get(id) {
+            None => Err(PortError::NotFound {
+                what: format!("DB cluster {id}"),
+            }),
+            Some(c) if c.deletion_protection => Err(PortError::failed(
+                "rds:DeleteDBCluster",
+                format!("InvalidParameterCombination: {id} has deletion protection enabled"),
+            )),
+            Some(_) if s.dbs.values().any(|d| d.cluster.as_deref() == Some(id)) => {
+                Err(PortError::failed(
+                    "rds:DeleteDBCluster",
+                    format!("InvalidDBClusterStateFault: cluster {id} still contains DB instances"),
+                ))
+            }
+            Some(_) => {
+                s.clusters.remove(id);
+                Ok(())
+            }
+        }
     }
 
     async fn delete_instance(&self, id: &str) -> PortResult<()> {

@@ -51,6 +51,8 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
         "rds:DeleteDBClusterSnapshot",
         &["rds:DeleteDBClusterSnapshot"],
     ),
+    ("rds:ModifyDBCluster", &["rds:ModifyDBCluster"]),
+    ("rds:DeleteDBCluster", &["rds:DeleteDBCluster"]),
     (
         "autoscaling:DescribeAutoScalingGroups",
         &["autoscaling:DescribeAutoScalingGroups"],
@@ -174,6 +176,8 @@ const DELETE_S3: &[&str] = &["s3:DeleteObject", "s3:DeleteBucket"];
 const MIGRATE: &[&str] = &[
     "rds:ModifyDBInstance",
     "rds:DeleteDBInstance",
+    "rds:ModifyDBCluster",
+    "rds:DeleteDBCluster",
     "cloudformation:DeleteStack",
     "route53:ChangeResourceRecordSets",
 ];

@@ -194,6 +194,15 @@ pub struct DbCluster {
     pub tags: BTreeMap<String, String>,
 }
 
+/// What the workflow needs to know of a DB instance or cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbState {
+    pub status: String,
+    pub deletion_protection: bool,
+    /// A cluster's instances.
+    pub members: Vec<String>,
+}
+
 /// A DB instance or an Aurora DB cluster: their snapshot APIs (DBSnapshot, DBClusterSnapshot)
 /// and identifier namespaces are separate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
@@ -227,10 +236,58 @@ impl dyn Databases {
 
     /// The status of a DB instance or cluster (`None`: it does not exist).
     pub async fn status_of(&self, kind: DbKind, id: &str) -> PortResult<Option<String>> {
+        Ok(self.state_of(kind, id).await?.map(|s| s.status))
+    }
+
+    /// Status, deletion protection and (for a cluster) instances of a DB instance or cluster.
+    pub async fn state_of(&self, kind: DbKind, id: &str) -> PortResult<Option<DbState>> {
         Ok(match kind {
-            DbKind::Instance => self.describe_instance(id).await?.map(|d| d.status),
-            DbKind::Cluster => self.describe_cluster(id).await?.map(|c| c.status),
+            DbKind::Instance => self.describe_instance(id).await?.map(|d| DbState {
+                status: d.status,
+                deletion_protection: d.deletion_protection,
+                members: Vec::new(),
+            }),
+            DbKind::Cluster => self.describe_cluster(id).await?.map(|c| DbState {
+                status: c.status,
+                deletion_protection: c.deletion_protection,
+                members: c.members,
+            }),
         })
+    }
+
+    pub async fn rename(&self, kind: DbKind, id: &str, new_id: &str) -> PortResult<()> {
+        match kind {
+            DbKind::Instance => self.rename_instance(id, new_id).await,
+            DbKind::Cluster => self.rename_cluster(id, new_id).await,
+        }
+    }
+
+    pub async fn protect(&self, kind: DbKind, id: &str, enabled: bool) -> PortResult<()> {
+        match kind {
+            DbKind::Instance => self.set_deletion_protection(id, enabled).await,
+            DbKind::Cluster => self.set_cluster_deletion_protection(id, enabled).await,
+        }
+    }
+
+    pub async fn tag(
+        &self,
+        kind: DbKind,
+        id: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> PortResult<()> {
+        match kind {
+            DbKind::Instance => self.tag_instance(id, tags).await,
+            DbKind::Cluster => self.tag_cluster(id, tags).await,
+        }
+    }
+
+    /// Deletes a DB instance or a cluster without a final snapshot (a cluster's instances must
+    /// be gone first).
+    pub async fn delete(&self, kind: DbKind, id: &str) -> PortResult<()> {
+        match kind {
+            DbKind::Instance => self.delete_instance(id).await,
+            DbKind::Cluster => self.delete_cluster(id).await,
+        }
     }
 }
 
@@ -309,6 +366,14 @@ pub trait Databases: Send + Sync {
     async fn delete_cluster_snapshot(&self, id: &str) -> PortResult<()>;
     /// Manual snapshots of a cluster identifier (e.g. CloudFormation's final snapshot).
     async fn snapshots_of_cluster(&self, cluster_id: &str) -> PortResult<Vec<DbSnapshot>>;
+    /// Renames a cluster at once (ModifyDBCluster NewDBClusterIdentifier, ApplyImmediately):
+    /// its endpoints follow the new name; its instances keep theirs.
+    async fn rename_cluster(&self, id: &str, new_id: &str) -> PortResult<()>;
+    async fn set_cluster_deletion_protection(&self, id: &str, enabled: bool) -> PortResult<()>;
+    async fn tag_cluster(&self, id: &str, tags: &BTreeMap<String, String>) -> PortResult<()>;
+    /// Deletes a cluster without a final snapshot (callers take their own first); its
+    /// instances must be deleted before.
+    async fn delete_cluster(&self, id: &str) -> PortResult<()>;
 }
 
 // ---------------------------------------------------------------- Auto Scaling

@@ -10,7 +10,7 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{Contract, BUCKET, DB_INSTANCE};
+use crate::contract::{Contract, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{self, EnvName, RunId, TAG_RUN};
@@ -48,6 +48,9 @@ pub struct DbSwap {
     pub old_id: String,
     /// The identifier the clone stack created its database with (and CloudFormation's record).
     pub clone_id: String,
+    /// A DB instance, or an Aurora cluster (renamed as a whole; its instances keep their names).
+    #[serde(default)]
+    pub kind: DbKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,28 +223,21 @@ impl CloneEngine {
         let stamp: String = run_id.as_str().chars().take(12).collect();
         let mut databases = Vec::new();
         for d in &plan.databases {
-            if d.kind == DbKind::Cluster {
-                return Err(PreflightError::Unsupported {
-                    what: format!(
-                        "database {} of {} is an Aurora cluster: migrate's swap renames DB \
-                         instance identifiers and cannot rename a cluster yet (clone works: \
-                         `envclone clone {} NEW --template {}` copies it copy-on-write onto the \
-                         new template)",
-                        d.logical_id, request.env, request.env, request.template.0
-                    ),
-                });
-            }
+            let (what, property) = match d.kind {
+                DbKind::Instance => ("DB instance identifier", "DBInstanceIdentifier"),
+                DbKind::Cluster => ("DB cluster identifier", "DBClusterIdentifier"),
+            };
             let old_id = format!("{}-old-{stamp}", d.source_instance);
-            model::check_rds_identifier("DB instance identifier", &old_id, 63)?;
+            model::check_rds_identifier(what, &old_id, 63)?;
             let clone_id = d.target_instance.clone().ok_or_else(|| PreflightError::Unsupported {
                 what: format!(
                     "database {} of {} gets an identifier chosen by CloudFormation; migrate renames \
-                     databases, so the template must set DBInstanceIdentifier (e.g. !Sub \
+                     databases, so the template must set {property} (e.g. !Sub \
                      \"${{EnvironmentName}}-db\")",
                     d.logical_id, request.template.0
                 ),
             })?;
-            if retry(|| self.cloud.databases.describe_instance(&old_id))
+            if retry(|| self.cloud.databases.status_of(d.kind, &old_id))
                 .await?
                 .is_some()
             {
@@ -254,6 +250,7 @@ impl CloneEngine {
                 source_id: d.source_instance.clone(),
                 old_id,
                 clone_id,
+                kind: d.kind,
             });
         }
         if let Some(dns) = &plan.contract.entry_dns {
@@ -580,16 +577,13 @@ impl CloneEngine {
         }
         for d in &state.databases {
             for id in [&d.source_id, &d.clone_id] {
-                let db = retry(|| cloud.databases.describe_instance(id))
+                let status = retry(|| cloud.databases.status_of(d.kind, id))
                     .await
                     .map_err(StepError::port(step))?;
-                match db {
-                    Some(db) if db.status == "available" => {}
-                    Some(db) => {
-                        return Err(refuse(format!(
-                            "database {id} is {}, not available",
-                            db.status
-                        )))
+                match status {
+                    Some(status) if status == "available" => {}
+                    Some(status) => {
+                        return Err(refuse(format!("database {id} is {status}, not available")))
                     }
                     None => return Err(refuse(format!("database {id} does not exist"))),
                 }
@@ -649,7 +643,7 @@ impl CloneEngine {
                     .into_iter()
                     .enumerate()
                 {
-                    exists[i] = retry(|| dbs.describe_instance(id))
+                    exists[i] = retry(|| dbs.status_of(d.kind, id))
                         .await
                         .map_err(StepError::port(step))?
                         .is_some();
@@ -667,16 +661,17 @@ impl CloneEngine {
                     }
                     SwapStep::Rename { from, to } => {
                         // A rename in flight (a stop part-way) must finish before the next.
-                        self.wait_db_available(&from, "before renaming it").await?;
+                        self.wait_db_available(d.kind, &from, "before renaming it")
+                            .await?;
                         events.start(
                             step,
                             Some(&from),
                             format!("renaming database {from} to {to}"),
                         );
-                        retry(|| dbs.rename_instance(&from, &to))
+                        retry(|| dbs.rename(d.kind, &from, &to))
                             .await
                             .map_err(StepError::port(step))?;
-                        self.wait_db_available(&to, &format!("(renamed from {from})"))
+                        self.wait_db_available(d.kind, &to, &format!("(renamed from {from})"))
                             .await?;
                         events.done(step, Some(&to), "renamed");
                     }
@@ -689,7 +684,7 @@ impl CloneEngine {
                     ("envclone:cfn-identifier".to_string(), d.clone_id.clone()),
                     ("envclone:migrated-by".to_string(), state.run_id.clone()),
                 ]);
-                retry(|| dbs.tag_instance(&d.source_id, &tags))
+                retry(|| dbs.tag(d.kind, &d.source_id, &tags))
                     .await
                     .map_err(StepError::port(step))?;
             }
@@ -700,13 +695,13 @@ impl CloneEngine {
         Ok(())
     }
 
-    async fn wait_db_available(&self, id: &str, why: &str) -> Result<(), StepError> {
+    async fn wait_db_available(&self, kind: DbKind, id: &str, why: &str) -> Result<(), StepError> {
         let dbs = &self.cloud.databases;
         let what = format!("database {id} {why} to be available");
         wait_until(&what, self.settings.verify_timeout, || async {
-            Ok(match dbs.describe_instance(id).await? {
-                Some(db) if db.status == "available" => Poll::Ready(()),
-                Some(db) => Poll::Pending(db.status),
+            Ok(match dbs.status_of(kind, id).await? {
+                Some(status) if status == "available" => Poll::Ready(()),
+                Some(status) => Poll::Pending(status),
                 None => Poll::Pending("not visible yet".into()),
             })
         })
@@ -882,71 +877,68 @@ impl CloneEngine {
                 step: step.into(),
                 message: e.to_string(),
             })?;
-            if retry(|| dbs.describe_instance(&d.old_id))
+            let old = retry(|| dbs.state_of(d.kind, &d.old_id))
                 .await
-                .map_err(StepError::port(step))?
-                .is_some()
-            {
+                .map_err(StepError::port(step))?;
+            if let Some(old) = &old {
                 let tags = BTreeMap::from([(TAG_RUN.to_string(), state.run_id.clone())]);
                 events.start(
                     step,
                     Some(&final_snapshot),
                     format!("final snapshot of {} as {final_snapshot}", d.old_id),
                 );
-                match retry(|| dbs.create_snapshot(&d.old_id, &final_snapshot, &tags)).await {
+                let snapshots = dbs.snapshots(d.kind);
+                match retry(|| snapshots.create(&d.old_id, &final_snapshot, &tags)).await {
                     Ok(()) | Err(PortError::AlreadyExists { .. }) => {}
                     Err(e) => return Err(StepError::port(step)(e)),
                 }
-                self.wait_snapshot_available(DbKind::Instance, &final_snapshot, &d.old_id, step)
+                self.wait_snapshot_available(d.kind, &final_snapshot, &d.old_id, step)
                     .await?;
                 state.kept.push(format!(
-                    "DB snapshot {final_snapshot} (final snapshot of the old database {})",
+                    "{} {final_snapshot} (final snapshot of the old database {})",
+                    d.kind.snapshot_noun(),
                     d.old_id
                 ));
                 events.done(step, Some(&final_snapshot), "available (kept)");
+                // An Aurora cluster is deleted once its instances are gone.
+                for member in &old.members {
+                    self.delete_db_and_wait(DbKind::Instance, member, step)
+                        .await?;
+                }
             }
             // The renamed old database lives in the old stack's subnets: it goes first, or
             // the old stack's network could not be deleted. Its final snapshot is kept.
-            match retry(|| dbs.delete_instance(&d.old_id)).await {
-                Ok(()) => {
-                    let what = format!("the old database {} to be deleted", d.old_id);
-                    wait_until(&what, self.settings.stack_timeout, || async {
-                        Ok(match dbs.describe_instance(&d.old_id).await? {
-                            None => Poll::Ready(()),
-                            Some(db) => Poll::Pending(db.status),
-                        })
-                    })
-                    .await
-                    .map_err(StepError::wait(step))?;
-                    events.done(
-                        step,
-                        Some(&d.old_id),
-                        "old database deleted (its final snapshot is kept)",
-                    );
-                }
-                Err(PortError::NotFound { .. }) => {}
-                Err(e) => return Err(StepError::port(step)(e)),
+            if self.delete_db_and_wait(d.kind, &d.old_id, step).await? {
+                events.done(
+                    step,
+                    Some(&d.old_id),
+                    "old database deleted (its final snapshot is kept)",
+                );
             }
         }
         save(store, state)?;
 
         let mut protection_before = Vec::new();
         for d in &state.databases {
-            self.wait_db_available(&d.source_id, "(before enabling deletion protection)")
-                .await?;
-            let live = retry(|| dbs.describe_instance(&d.source_id))
+            self.wait_db_available(
+                d.kind,
+                &d.source_id,
+                "(before enabling deletion protection)",
+            )
+            .await?;
+            let live = retry(|| dbs.state_of(d.kind, &d.source_id))
                 .await
                 .map_err(StepError::port(step))?
                 .ok_or_else(|| StepError::Refused {
                     step: step.into(),
                     message: format!("the live database {} is missing", d.source_id),
                 })?;
-            protection_before.push((d.source_id.clone(), live.deletion_protection));
+            protection_before.push((d.kind, d.source_id.clone(), live.deletion_protection));
             if !live.deletion_protection {
-                retry(|| dbs.set_deletion_protection(&d.source_id, true))
+                retry(|| dbs.protect(d.kind, &d.source_id, true))
                     .await
                     .map_err(StepError::port(step))?;
-                self.wait_db_available(&d.source_id, "(deletion protection on)")
+                self.wait_db_available(d.kind, &d.source_id, "(deletion protection on)")
                     .await?;
             }
         }
@@ -954,18 +946,18 @@ impl CloneEngine {
         let deleted = self.delete_old_stack(state, events).await;
         // Protection goes back to what it was whatever happened above. The instance may be
         // busy for a while (a backup that the stack deletion started), so this waits.
-        for (id, before) in &protection_before {
+        for (kind, id, before) in &protection_before {
             if *before {
                 continue;
             }
             let what = format!("database {id} to accept its deletion protection back off");
             wait_until(&what, self.settings.verify_timeout, || async {
-                match dbs.describe_instance(id).await? {
-                    Some(db) if db.status == "available" => {}
-                    Some(db) => return Ok(Poll::Pending(db.status)),
+                match dbs.status_of(*kind, id).await? {
+                    Some(status) if status == "available" => {}
+                    Some(status) => return Ok(Poll::Pending(status)),
                     None => return Ok(Poll::Failed(format!("database {id} is gone"))),
                 }
-                Ok(match dbs.set_deletion_protection(id, false).await {
+                Ok(match dbs.protect(*kind, id, false).await {
                     Ok(()) => Poll::Ready(()),
                     Err(e) if e.is_retryable() => Poll::Pending(e.to_string()),
                     Err(e) => Poll::Failed(e.to_string()),
@@ -973,7 +965,7 @@ impl CloneEngine {
             })
             .await
             .map_err(StepError::wait(step))?;
-            self.wait_db_available(id, "(deletion protection restored)")
+            self.wait_db_available(*kind, id, "(deletion protection restored)")
                 .await?;
         }
         deleted?;
@@ -988,6 +980,32 @@ impl CloneEngine {
             ),
         );
         Ok(())
+    }
+
+    /// Deletes a database without a final snapshot and waits until it is gone; false if it
+    /// was already gone.
+    async fn delete_db_and_wait(
+        &self,
+        kind: DbKind,
+        id: &str,
+        step: &str,
+    ) -> Result<bool, StepError> {
+        let dbs = &self.cloud.databases;
+        match retry(|| dbs.delete(kind, id)).await {
+            Ok(()) => {}
+            Err(PortError::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(StepError::port(step)(e)),
+        }
+        let what = format!("database {id} to be deleted");
+        wait_until(&what, self.settings.stack_timeout, || async {
+            Ok(match dbs.status_of(kind, id).await? {
+                None => Poll::Ready(()),
+                Some(status) => Poll::Pending(status),
+            })
+        })
+        .await
+        .map_err(StepError::wait(step))?;
+        Ok(true)
     }
 
     async fn delete_old_stack(
@@ -1027,6 +1045,7 @@ impl CloneEngine {
                 .filter(|r| {
                     r.status == "DELETE_FAILED"
                         && r.resource_type != DB_INSTANCE
+                        && r.resource_type != DB_CLUSTER
                         && r.resource_type != BUCKET
                 })
                 .map(|r| &r.logical_id)
@@ -1093,6 +1112,7 @@ mod tests {
             source_id: "prod-db".into(),
             old_id: "prod-db-old-1".into(),
             clone_id: "prod-m1234-db".into(),
+            kind: DbKind::Instance,
         }
     }
 

@@ -1608,3 +1608,73 @@ quiesce = [{{ command = "echo $ENVCLONE_OUTPUT_DatabaseIdentifier > {}", timeout
     assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
     assert_eq!(world(&config).await, before);
 }
+
+/// An Aurora environment migrated onto a new revision with --finalize on the stand-in: the
+/// cluster name (and endpoint) passes to the copy-on-write clone, the old cluster goes, its
+/// final snapshot stays, the live cluster survives the old stack's deletion.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aurora_environment_migrates_and_finalizes() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/aurora.yaml", &[]);
+    let config = standin.sdk().await;
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().join("aurora-v2.yaml");
+    std::fs::write(
+        &v2,
+        include_str!("../../stacks/aurora.yaml").replace("Default: t3.micro", "Default: t3.small"),
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state.path(),
+        &[
+            "migrate",
+            "prod",
+            "--template",
+            v2.to_str().unwrap(),
+            "--yes",
+            "--finalize",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+
+    let (clusters_left, cluster_snapshots) = clusters(&config).await;
+    assert_eq!(clusters_left, vec!["prod-cluster".to_string()]);
+    assert_eq!(cluster_snapshots.len(), 1, "{cluster_snapshots:?}");
+    assert!(
+        cluster_snapshots[0].contains("final-prod-cluster-old"),
+        "{cluster_snapshots:?}"
+    );
+    let url = format!("{}/envclone-standin/rds/restored-clusters", standin.url);
+    let restored: serde_json::Value =
+        serde_json::from_str(&reqwest::get(url).await.unwrap().text().await.unwrap()).unwrap();
+    assert_eq!(
+        restored["prod-cluster"]["source_cluster"], "prod-cluster",
+        "the live prod-cluster is the clone: {restored}"
+    );
+    let rds = aws_sdk_rds::Client::new(&config);
+    let live = rds
+        .describe_db_clusters()
+        .db_cluster_identifier("prod-cluster")
+        .send()
+        .await
+        .unwrap()
+        .db_clusters()[0]
+        .clone();
+    assert_eq!(live.status(), Some("available"));
+    assert_eq!(
+        live.deletion_protection(),
+        Some(false),
+        "restored as it was"
+    );
+    let members: Vec<_> = live
+        .db_cluster_members()
+        .iter()
+        .filter_map(|m| m.db_instance_identifier())
+        .collect();
+    assert_eq!(members.len(), 1, "{members:?}");
+    assert!(members[0].ends_with("-cluster-1") && members[0] != "prod-cluster-1");
+    let stacks = world(&config).await.0;
+    assert_eq!(stacks.len(), 1, "only the new stack: {stacks:?}");
+    assert_ne!(stacks[0], "prod");
+}

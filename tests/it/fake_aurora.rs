@@ -1,6 +1,7 @@
 //! Aurora sources on the fake (moto's CloudFormation skips AWS::RDS::DBCluster): the clone is a
 //! copy-on-write clone at a point inside the Standby window, falls back to a cluster snapshot
-//! where a clone is not possible, and abort/resume/destroy handle clusters like instances.
+//! where a clone is not possible, abort/resume/destroy handle clusters like instances, and
+//! migrate swaps by renaming the cluster.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -274,18 +275,151 @@ async fn destroy_removes_an_aurora_experiment_and_its_final_snapshot() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn migrate_refuses_an_aurora_source_without_a_change() {
-    let s = aurora_prod();
-    let request = envclone::workflow::migrate::MigrateRequest {
+fn migrate_request() -> envclone::workflow::migrate::MigrateRequest {
+    envclone::workflow::migrate::MigrateRequest {
         env: "prod".into(),
-        template: ("aurora.yaml".into(), AURORA.into()),
+        template: (
+            "aurora-v2.yaml".into(),
+            AURORA.replace("Default: t3.micro", "Default: t3.small"),
+        ),
         parameter_overrides: Default::default(),
         config: Default::default(),
-    };
-    let Err(err) = s.engine.preflight_migrate(&request, run_id()).await else {
-        panic!("an Aurora source was accepted for migrate");
-    };
-    assert!(err.to_string().contains("Aurora cluster"), "{err}");
-    assert!(s.fake.mutating_calls().is_empty());
+    }
+}
+
+/// The source as it was: its own cluster (not a clone) under its name with its writer, its
+/// stack, its instances in service.
+fn assert_aurora_source_as_it_was(s: &Scenario, context: &str) {
+    assert!(
+        s.fake.live_stack_names().contains(&"prod".to_string()),
+        "{context}"
+    );
+    assert!(
+        s.fake.cluster_ids().contains(&SOURCE_CLUSTER.to_string()),
+        "{context}: {:?}",
+        s.fake.cluster_ids()
+    );
+    assert_eq!(
+        s.fake.cluster_restored_from(SOURCE_CLUSTER),
+        None,
+        "{context}: prod-cluster is the original cluster"
+    );
+    assert_eq!(
+        s.fake.cluster_members(SOURCE_CLUSTER),
+        vec!["prod-cluster-1".to_string()],
+        "{context}"
+    );
+    assert_source_in_service(s, context);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_aurora_environment_migrates_by_renaming_its_cluster() {
+    let s = aurora_prod();
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&migrate_request(), run_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut state = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("migrate failed: {}", f.error));
+    // The name clients use (and so the cluster endpoint) now belongs to the clone.
+    let live = s.fake.cluster_restored_from(SOURCE_CLUSTER).unwrap();
+    assert!(
+        live.starts_with("copy-on-write clone of prod-cluster at "),
+        "{live}"
+    );
+    let old = "prod-cluster-old-202611210000";
+    assert_eq!(s.fake.cluster_restored_from(old), None);
+    assert_eq!(
+        s.fake.cluster_members(old),
+        vec!["prod-cluster-1".to_string()]
+    );
+    assert_eq!(
+        s.fake.cluster_members(SOURCE_CLUSTER),
+        vec!["prod-mbeef-cluster-1".to_string()]
+    );
+
+    s.engine
+        .finalize(&mut state, &store, &s.emitter)
+        .await
+        .unwrap_or_else(|e| panic!("finalize failed: {e}"));
+    // Only the live cluster is left, not deleted by the old stack's record of its name, and
+    // its deletion protection is back to what it was; the old data is in a kept snapshot.
+    assert_eq!(s.fake.cluster_ids(), vec![SOURCE_CLUSTER.to_string()]);
+    assert!(s.fake.cluster_restored_from(SOURCE_CLUSTER).is_some());
+    assert_eq!(
+        s.fake.cluster_members(SOURCE_CLUSTER),
+        vec!["prod-mbeef-cluster-1".to_string()]
+    );
+    assert!(!s.fake.db_ids().contains(&"prod-cluster-1".to_string()));
+    let live = s
+        .fake
+        .cloud()
+        .databases
+        .describe_cluster(SOURCE_CLUSTER)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!live.deletion_protection);
+    assert_eq!(s.fake.live_stack_names(), vec!["prod-mbeef".to_string()]);
+    let kept = s.fake.cluster_snapshot_ids();
+    assert!(
+        kept.iter()
+            .any(|k| k.starts_with("envclone-20261121000000-beef-final-prod-cluster-old")),
+        "{kept:?}"
+    );
+    assert!(
+        state
+            .kept
+            .iter()
+            .any(|k| k.starts_with("DB cluster snapshot ")),
+        "{:?}",
+        state.kept
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_at_every_step_of_an_aurora_migrate_then_abort_puts_the_source_back() {
+    let s = aurora_prod();
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&migrate_request(), run_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let before = s.fake.mutating_calls().len();
+    s.engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    let total = s.fake.mutating_calls().len() - before;
+
+    for n in 1..=total as u64 {
+        let context = format!("failure of mutating call {n}");
+        let s = aurora_prod();
+        let store = MemoryRunStore::default();
+        let plan = s
+            .engine
+            .preflight_migrate(&migrate_request(), run_id())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        s.fake.fail_nth_mutating_call(n);
+        let mut state = match s
+            .engine
+            .migrate(&plan, &store, &s.emitter, std::future::pending())
+            .await
+        {
+            Ok(state) => state,
+            Err(f) => f.state,
+        };
+        s.engine
+            .abort_migration(&mut state, &store, &s.emitter)
+            .await
+            .unwrap_or_else(|e| panic!("{context}: abort failed: {e}"));
+        assert_aurora_source_as_it_was(&s, &context);
+    }
 }
