@@ -287,6 +287,13 @@ fn migrate_request() -> envclone::workflow::migrate::MigrateRequest {
     }
 }
 
+async fn migrate_plan(s: &Scenario) -> envclone::workflow::migrate::MigratePlan {
+    s.engine
+        .preflight_migrate(&migrate_request(), run_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The source as it was: its own cluster (not a clone) under its name with its writer, its
 /// stack, its instances in service.
 fn assert_aurora_source_as_it_was(s: &Scenario, context: &str) {
@@ -316,11 +323,7 @@ fn assert_aurora_source_as_it_was(s: &Scenario, context: &str) {
 async fn an_aurora_environment_migrates_by_renaming_its_cluster() {
     let s = aurora_prod();
     let store = MemoryRunStore::default();
-    let plan = s
-        .engine
-        .preflight_migrate(&migrate_request(), run_id())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = migrate_plan(&s).await;
     let mut state = s
         .engine
         .migrate(&plan, &store, &s.emitter, std::future::pending())
@@ -386,11 +389,7 @@ async fn an_aurora_environment_migrates_by_renaming_its_cluster() {
 async fn a_stop_at_every_step_of_an_aurora_migrate_then_abort_puts_the_source_back() {
     let s = aurora_prod();
     let store = MemoryRunStore::default();
-    let plan = s
-        .engine
-        .preflight_migrate(&migrate_request(), run_id())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = migrate_plan(&s).await;
     let before = s.fake.mutating_calls().len();
     s.engine
         .migrate(&plan, &store, &s.emitter, std::future::pending())
@@ -402,11 +401,7 @@ async fn a_stop_at_every_step_of_an_aurora_migrate_then_abort_puts_the_source_ba
         let context = format!("failure of mutating call {n}");
         let s = aurora_prod();
         let store = MemoryRunStore::default();
-        let plan = s
-            .engine
-            .preflight_migrate(&migrate_request(), run_id())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let plan = migrate_plan(&s).await;
         s.fake.fail_nth_mutating_call(n);
         let mut state = match s
             .engine
