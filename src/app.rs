@@ -1295,7 +1295,7 @@ fn print_report(output: Output, report: &CloneReport) {
             );
             println!("  stack:     {}", report.stack_id);
             for s in &report.snapshots {
-                println!("  snapshot:  {s}");
+                println!("  database:  from {s}");
             }
             for b in &report.buckets {
                 println!(

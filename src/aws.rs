@@ -170,6 +170,7 @@ const TRANSIENT: &[&str] = &[
     // The instance is busy (backing up, modifying): the same call succeeds once it is done.
     "InvalidDBInstanceState",
     "InvalidDBInstanceStateFault",
+    "InvalidDBClusterStateFault",
 ];
 
 /// Maps an SDK error to what the workflow needs to decide.
@@ -441,6 +442,39 @@ fn db_cluster_snapshot(s: &aws_sdk_rds::types::DbClusterSnapshot) -> DbSnapshot 
     }
 }
 
+/// Keeps the `Date` header of a response: AWS's clock, to compare with the times AWS reports.
+#[derive(Debug, Clone, Default)]
+struct ServerDate(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl ServerDate {
+    fn time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let date = self.0.lock().ok()?.clone()?;
+        chrono::DateTime::parse_from_rfc2822(&date)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+}
+
+impl aws_sdk_rds::config::Intercept for ServerDate {
+    fn name(&self) -> &'static str {
+        "envclone-server-date"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &aws_sdk_rds::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _: &aws_sdk_rds::config::RuntimeComponents,
+        _: &mut aws_sdk_rds::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(date) = context.response().headers().get("date") {
+            if let Ok(mut slot) = self.0.lock() {
+                *slot = Some(date.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
 fn db_cluster(c: &aws_sdk_rds::types::DbCluster) -> DbCluster {
     DbCluster {
         id: c.db_cluster_identifier().unwrap_or_default().to_string(),
@@ -451,6 +485,7 @@ fn db_cluster(c: &aws_sdk_rds::types::DbCluster) -> DbCluster {
             .latest_restorable_time()
             .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
         clone_group_id: c.clone_group_id().map(str::to_string),
+        server_time: None,
         members: c
             .db_cluster_members()
             .iter()
@@ -622,14 +657,20 @@ impl Databases for Rds {
 
     async fn describe_cluster(&self, id: &str) -> PortResult<Option<DbCluster>> {
         let what = format!("DB cluster {id}");
+        let date = ServerDate::default();
         match self
             .0
             .describe_db_clusters()
             .db_cluster_identifier(id)
+            .customize()
+            .interceptor(date.clone())
             .send()
             .await
         {
-            Ok(out) => Ok(out.db_clusters().first().map(db_cluster)),
+            Ok(out) => Ok(out.db_clusters().first().map(|c| DbCluster {
+                server_time: date.time(),
+                ..db_cluster(c)
+            })),
             Err(e) => match port_error("rds:DescribeDBClusters", &what, e) {
                 PortError::NotFound { .. } => Ok(None),
                 other => Err(other),
@@ -638,7 +679,8 @@ impl Databases for Rds {
     }
 
     async fn clusters_in_clone_group(&self, clone_group_id: &str) -> PortResult<usize> {
-        // DescribeDBClusters has no clone-group filter: count over all clusters of the region.
+        // Counted over the region's clusters rather than with the `clone-group-id` filter, which
+        // the local stand-in (moto) does not know; a region holds few clusters.
         let mut pages = self.0.describe_db_clusters().into_paginator().send();
         let mut count = 0;
         while let Some(page) = pages.next().await {

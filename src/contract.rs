@@ -243,6 +243,15 @@ pub enum Hook {
     },
 }
 
+impl Hooks {
+    /// Adds `other`'s hooks after these, phase by phase.
+    pub fn append(&mut self, other: &Hooks) {
+        self.quiesce.extend(other.quiesce.iter().cloned());
+        self.verify.extend(other.verify.iter().cloned());
+        self.post_swap.extend(other.post_swap.iter().cloned());
+    }
+}
+
 impl Hook {
     pub fn command(&self) -> &str {
         match self {
@@ -259,7 +268,7 @@ impl Hook {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hooks {
     /// After Standby, on the source (e.g. stop background writers).

@@ -37,6 +37,9 @@ pub struct Timings {
     pub min_part_size: u64,
     /// How far an Aurora cluster's latest restorable time trails now (AWS: up to ~5 minutes).
     pub restorable_lag: Duration,
+    /// How far AWS's clock runs ahead of this machine's (the times RDS reports and its
+    /// responses' `Date`).
+    pub aws_clock_ahead: Duration,
 }
 
 impl Default for Timings {
@@ -51,6 +54,7 @@ impl Default for Timings {
             copy_latency: Duration::from_millis(50),
             min_part_size: 5 * 1024 * 1024,
             restorable_lag: Duration::from_secs(300),
+            aws_clock_ahead: Duration::ZERO,
         }
     }
 }
@@ -139,6 +143,11 @@ impl FakeCluster {
     fn version(&self) -> u64 {
         self.writes.last().map_or(0, |(_, v)| *v)
     }
+}
+
+/// Now on AWS's clock.
+fn aws_now(t: &Timings) -> chrono::DateTime<chrono::Utc> {
+    crate::retry::wall_now() + chrono::Duration::from_std(t.aws_clock_ahead).unwrap_or_default()
 }
 
 /// AWS allows 15 copy-on-write clones of one source.
@@ -523,7 +532,7 @@ impl FakeAws {
         let mut s = self.lock();
         let c = s.clusters.get_mut(id).expect("cluster exists");
         let version = c.version() + 1;
-        c.writes.push((crate::retry::wall_now(), version));
+        c.writes.push((aws_now(&self.timings), version));
         version
     }
 
@@ -661,7 +670,7 @@ fn new_cluster(
     if s.clusters.contains_key(cluster_id) {
         return Err(format!("DBClusterAlreadyExistsFault {cluster_id}"));
     }
-    let now = crate::retry::wall_now();
+    let now = aws_now(t);
     let prop = |p: &str| ev.property(logical_id, p);
     let engine = prop("Engine").unwrap_or_else(|| "aurora-postgresql".into());
     let mut cluster = FakeCluster {
@@ -1408,6 +1417,7 @@ impl Databases for FakeAws {
         let s = self.lock();
         Ok(s.clusters.get(id).map(|c| {
             let available = now >= c.ready_at;
+            let aws_time = aws_now(&self.timings);
             DbCluster {
                 id: id.to_string(),
                 status: if available {
@@ -1418,10 +1428,12 @@ impl Databases for FakeAws {
                 engine: c.engine.clone(),
                 engine_mode: c.engine_mode.clone(),
                 latest_restorable_time: available.then(|| {
-                    crate::retry::wall_now()
+                    aws_time
                         - chrono::Duration::from_std(self.timings.restorable_lag)
                             .unwrap_or_default()
                 }),
+                // Like an HTTP Date header: whole seconds.
+                server_time: chrono::DateTime::from_timestamp(aws_time.timestamp(), 0),
                 clone_group_id: c.clone_group_id.clone(),
                 members: s
                     .dbs

@@ -188,6 +188,9 @@ pub struct DbCluster {
     pub latest_restorable_time: Option<chrono::DateTime<chrono::Utc>>,
     /// Shared by a cluster and its copy-on-write clones (AWS allows 15 clones per source).
     pub clone_group_id: Option<String>,
+    /// AWS's clock when it answered (the response's `Date` header, whole seconds), which may
+    /// differ from this machine's.
+    pub server_time: Option<chrono::DateTime<chrono::Utc>>,
     /// Identifiers of the cluster's DB instances.
     pub members: Vec<String>,
     pub deletion_protection: bool,

@@ -109,7 +109,7 @@ const MAX_COPY_ON_WRITE_CLONES: usize = 15;
 
 /// What the clone stack restores one database from.
 struct DatabaseArtifact {
-    /// For the report: the snapshot's identifier, or the clone point.
+    /// For the report: `DB snapshot <id>`, `DB cluster snapshot <id>` or the clone point.
     label: String,
     /// The database's parameters of the clone stack.
     parameters: BTreeMap<String, String>,
@@ -878,13 +878,23 @@ impl CloneEngine {
         if let (DbKind::Cluster, Some(cow)) = (d.kind, &d.copy_on_write) {
             match self.copy_on_write_refusal(&d.source_instance).await? {
                 None => {
-                    let at = self.copy_on_write_point(&d.source_instance, events).await?;
-                    let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                    return Ok(DatabaseArtifact {
-                        label: format!(
+                    // Without Standby the source keeps writing: no point is "after the
+                    // writes", so the clone is taken at whatever is restorable then.
+                    let label = if plan.standby {
+                        let at = self.copy_on_write_point(&d.source_instance, events).await?;
+                        let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                        format!(
                             "copy-on-write clone of {} (restorable past {at})",
                             d.source_instance
-                        ),
+                        )
+                    } else {
+                        format!(
+                            "copy-on-write clone of {} (latest restorable time; crash-consistent)",
+                            d.source_instance
+                        )
+                    };
+                    return Ok(DatabaseArtifact {
+                        label,
                         parameters: BTreeMap::from([
                             (
                                 cow.source_cluster_parameter.clone(),
@@ -906,14 +916,12 @@ impl CloneEngine {
             }
         }
         let id = self.snapshot(plan, d, events, created).await?;
-        let mut parameters = BTreeMap::from([(d.snapshot_parameter.clone(), id.clone())]);
+        let label = format!("{} {id}", d.kind.snapshot_noun());
+        let mut parameters = BTreeMap::from([(d.snapshot_parameter.clone(), id)]);
         if let Some(cow) = &d.copy_on_write {
             parameters.insert(cow.source_cluster_parameter.clone(), String::new());
         }
-        Ok(DatabaseArtifact {
-            label: id,
-            parameters,
-        })
+        Ok(DatabaseArtifact { label, parameters })
     }
 
     /// Why cluster `id` cannot be cloned copy-on-write, if it cannot.
@@ -959,16 +967,24 @@ impl CloneEngine {
         events: &Emitter,
     ) -> Result<chrono::DateTime<chrono::Utc>, StepError> {
         let step = "snapshot";
-        // RestoreToTime has whole seconds: round up so no write before now is left out.
-        let now = crate::retry::wall_now();
-        let at = chrono::DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap_or(now);
+        let dbs = &self.cloud.databases;
+        let local = crate::retry::wall_now();
+        // AWS's clock may run ahead of this machine's: the point must not fall before the
+        // moment writes stopped on AWS's clock either. An answer given now is later than that.
+        let aws = retry(|| dbs.describe_cluster(id))
+            .await
+            .map_err(StepError::port(step))?
+            .and_then(|c| c.server_time);
+        let reference = aws.map_or(local, |aws| aws.max(local));
+        // Whole seconds (the Date header's precision): round up, one second more.
+        let at =
+            chrono::DateTime::from_timestamp(reference.timestamp() + 2, 0).unwrap_or(reference);
         let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         events.start(
             step,
             Some(id),
             format!("copy-on-write clone point of Aurora cluster {id}: {stamp}"),
         );
-        let dbs = &self.cloud.databases;
         let what = format!("Aurora cluster {id} to be restorable to {stamp}");
         wait_until(&what, self.settings.snapshot_timeout, || async {
             Ok(match dbs.describe_cluster(id).await? {
@@ -1311,7 +1327,7 @@ async fn verify_report(
                 check: format!("database {} (CloudFormation's record: {id})", d.logical_id),
                 ok: true,
                 detail: format!(
-                    "drift: no instance {id} exists; envclone migrate renamed it (the live instance \
+                    "drift: no database {id} exists; envclone migrate renamed it (the live database \
                      carries tag envclone:cfn-identifier={id}). A stack update that replaces \
                      {} would create a new database; drift detection reports it as deleted",
                     d.logical_id

@@ -82,6 +82,10 @@ pub struct MigrationState {
     /// The clone's plan, so an interrupted migration can be resumed.
     #[serde(default)]
     pub plan: Option<super::recovery::PlanRecord>,
+    /// Live databases whose deletion protection finalize turned on and must turn off again
+    /// (recorded before it does, so an interrupted finalize restores them too).
+    #[serde(default)]
+    pub protection_to_restore: Vec<(DbKind, String)>,
 }
 
 /// One move of the swap, chosen from which identifiers exist.
@@ -310,6 +314,7 @@ impl CloneEngine {
             created: Vec::new(),
             kept: Vec::new(),
             plan: Some(super::recovery::PlanRecord::from_plan(clone)),
+            protection_to_restore: Vec::new(),
         };
         if let Err(e) = save(store, &state) {
             return Err(Box::new(MigrateFailure { state, error: e }));
@@ -416,7 +421,7 @@ impl CloneEngine {
                 .map(|b| (b.source.clone(), b.target.clone()))
                 .collect();
             state.created = std::iter::once(format!("stack {}", clone.target_stack))
-                .chain(report.snapshots.iter().map(|s| format!("DB snapshot {s}")))
+                .chain(report.snapshots.iter().cloned())
                 .chain(
                     report
                         .buckets
@@ -900,6 +905,22 @@ impl CloneEngine {
                     d.old_id
                 ));
                 events.done(step, Some(&final_snapshot), "available (kept)");
+                // The old database keeps the source's deletion protection through the rename;
+                // finalizing is the consent to delete it (its final snapshot is kept). Checked
+                // before anything is deleted, so a cluster is never left without instances.
+                if old.deletion_protection {
+                    self.wait_db_available(
+                        d.kind,
+                        &d.old_id,
+                        "(before lifting its deletion protection)",
+                    )
+                    .await?;
+                    retry(|| dbs.protect(d.kind, &d.old_id, false))
+                        .await
+                        .map_err(StepError::port(step))?;
+                    self.wait_db_available(d.kind, &d.old_id, "(deletion protection lifted)")
+                        .await?;
+                }
                 // An Aurora cluster is deleted once its instances are gone.
                 for member in &old.members {
                     self.delete_db_and_wait(DbKind::Instance, member, step)
@@ -918,8 +939,7 @@ impl CloneEngine {
         }
         save(store, state)?;
 
-        let mut protection_before = Vec::new();
-        for d in &state.databases {
+        for d in state.databases.clone() {
             self.wait_db_available(
                 d.kind,
                 &d.source_id,
@@ -933,8 +953,12 @@ impl CloneEngine {
                     step: step.into(),
                     message: format!("the live database {} is missing", d.source_id),
                 })?;
-            protection_before.push((d.kind, d.source_id.clone(), live.deletion_protection));
             if !live.deletion_protection {
+                let entry = (d.kind, d.source_id.clone());
+                if !state.protection_to_restore.contains(&entry) {
+                    state.protection_to_restore.push(entry);
+                    save(store, state)?;
+                }
                 retry(|| dbs.protect(d.kind, &d.source_id, true))
                     .await
                     .map_err(StepError::port(step))?;
@@ -946,10 +970,7 @@ impl CloneEngine {
         let deleted = self.delete_old_stack(state, events).await;
         // Protection goes back to what it was whatever happened above. The instance may be
         // busy for a while (a backup that the stack deletion started), so this waits.
-        for (kind, id, before) in &protection_before {
-            if *before {
-                continue;
-            }
+        for (kind, id) in &state.protection_to_restore.clone() {
             let what = format!("database {id} to accept its deletion protection back off");
             wait_until(&what, self.settings.verify_timeout, || async {
                 match dbs.status_of(*kind, id).await? {
@@ -968,6 +989,8 @@ impl CloneEngine {
             self.wait_db_available(*kind, id, "(deletion protection restored)")
                 .await?;
         }
+        state.protection_to_restore.clear();
+        save(store, state)?;
         deleted?;
         state.phase = MigratePhase::Finalized;
         save(store, state)?;
@@ -994,7 +1017,17 @@ impl CloneEngine {
         match retry(|| dbs.delete(kind, id)).await {
             Ok(()) => {}
             Err(PortError::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(StepError::port(step)(e)),
+            Err(e) => {
+                // Already being deleted (an interrupted finalize): wait for it like the first time.
+                let status = retry(|| dbs.status_of(kind, id))
+                    .await
+                    .map_err(StepError::port(step))?;
+                match status.as_deref() {
+                    None => return Ok(false),
+                    Some("deleting") => {}
+                    Some(_) => return Err(StepError::port(step)(e)),
+                }
+            }
         }
         let what = format!("database {id} to be deleted");
         wait_until(&what, self.settings.stack_timeout, || async {

@@ -17,6 +17,9 @@ use crate::ports::PortError;
 use crate::retry::WaitError;
 use crate::s3sync::SyncError;
 
+/// The largest TemplateBody CreateStack accepts, in bytes.
+pub const CLOUDFORMATION_BODY_LIMIT: usize = 51_200;
+
 /// Problems found before any change. Every one of them means: nothing was changed.
 #[derive(Debug, Error)]
 pub enum PreflightError {
@@ -24,6 +27,14 @@ pub enum PreflightError {
     Contract(#[from] ContractError),
     #[error(transparent)]
     Name(#[from] NameError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(
+        "the template of the clone is {size} bytes; CloudFormation takes at most \
+         {CLOUDFORMATION_BODY_LIMIT} in TemplateBody: make it smaller (remove comments, move \
+         nested parts into nested stacks)"
+    )]
+    TemplateTooLarge { size: usize },
     #[error(
         "environment {name:?} not found: no stack of that name and none tagged \
          envclone:environment={name}; check the name and --region"

@@ -121,6 +121,9 @@ pub struct ClonePlan {
     pub standby: bool,
     pub tags: BTreeMap<String, String>,
     pub capabilities: Vec<String>,
+    /// Hooks from `envclone.toml` (already in `contract.hooks`), kept in the run's record.
+    #[serde(skip)]
+    pub extra_hooks: crate::contract::Hooks,
 }
 
 pub const MASK: &str = "****";
@@ -237,15 +240,20 @@ pub fn build_plan(
     target_template: Template,
     run_id: RunId,
 ) -> Result<ClonePlan, PreflightError> {
-    let target_template = request.config.apply(
-        &[
-            request.source.as_str(),
-            &source.env_name,
-            &source.stack.name,
-        ],
-        target_template,
-    );
-    let contract = Contract::from_template(&target_template)?;
+    let names = [
+        request.source.as_str(),
+        source.env_name.as_str(),
+        source.stack.name.as_str(),
+    ];
+    let target_template = request.config.apply(&names, target_template)?;
+    if target_template.body.len() > super::CLOUDFORMATION_BODY_LIMIT {
+        return Err(PreflightError::TemplateTooLarge {
+            size: target_template.body.len(),
+        });
+    }
+    let mut contract = Contract::from_template(&target_template)?;
+    let extra_hooks = request.config.hooks(&names);
+    contract.hooks.append(&extra_hooks);
     let target_stack = request.target.as_str().to_string();
     model::check_stack_name(&target_stack)?;
     if request.target.as_str() == source.env_name || target_stack == source.stack.name {
@@ -473,5 +481,6 @@ pub fn build_plan(
         standby: request.standby,
         tags,
         capabilities: source.stack.capabilities.clone(),
+        extra_hooks,
     })
 }

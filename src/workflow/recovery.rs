@@ -48,6 +48,9 @@ pub struct PlanRecord {
     pub standby: bool,
     pub tags: BTreeMap<String, String>,
     pub capabilities: Vec<String>,
+    /// Hooks from `envclone.toml`, run after the contract's own.
+    #[serde(default)]
+    pub extra_hooks: crate::contract::Hooks,
 }
 
 impl PlanRecord {
@@ -66,13 +69,15 @@ impl PlanRecord {
             standby: plan.standby,
             tags: plan.tags.clone(),
             capabilities: plan.capabilities.clone(),
+            extra_hooks: plan.extra_hooks.clone(),
         }
     }
 
     pub fn to_plan(&self, run_id: &str) -> Result<ClonePlan, String> {
         let template = Template::parse(&self.template_origin, &self.template_body)
             .map_err(|e| e.to_string())?;
-        let contract = Contract::from_template(&template).map_err(|e| e.to_string())?;
+        let mut contract = Contract::from_template(&template).map_err(|e| e.to_string())?;
+        contract.hooks.append(&self.extra_hooks);
         let masked: Vec<&String> = self
             .parameters
             .iter()
@@ -100,6 +105,7 @@ impl PlanRecord {
             standby: self.standby,
             tags: self.tags.clone(),
             capabilities: self.capabilities.clone(),
+            extra_hooks: self.extra_hooks.clone(),
         })
     }
 }

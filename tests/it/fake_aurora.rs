@@ -18,7 +18,11 @@ const SOURCE_UPLOADS: &str = "prod-uploads-123456789012";
 
 /// The Aurora reference environment `prod`, deployed and filled, with some writes made.
 fn aurora_prod() -> Scenario {
-    let s = Scenario::new(timings());
+    aurora_prod_with(timings())
+}
+
+fn aurora_prod_with(timings: envclone::fake::Timings) -> Scenario {
+    let s = Scenario::new(timings);
     s.fake.deploy_now(
         "prod",
         AURORA,
@@ -75,7 +79,22 @@ fn standby_window(s: &Scenario) -> (Duration, Duration) {
 
 #[tokio::test(start_paused = true)]
 async fn an_aurora_cluster_is_cloned_copy_on_write_at_the_standby_point() {
-    let s = aurora_prod();
+    clone_holds_exactly_the_writes_before_standby(timings()).await;
+}
+
+/// AWS's clock two minutes ahead of this machine's: the clone point is taken on AWS's clock.
+#[tokio::test(start_paused = true)]
+async fn a_copy_on_write_clone_is_consistent_when_aws_clock_runs_ahead() {
+    clone_holds_exactly_the_writes_before_standby(envclone::fake::Timings {
+        aws_clock_ahead: Duration::from_secs(120),
+        ..timings()
+    })
+    .await;
+}
+
+async fn clone_holds_exactly_the_writes_before_standby(timings: envclone::fake::Timings) {
+    let lag = timings.restorable_lag;
+    let s = aurora_prod_with(timings);
     let (writer, version_at_standby) = app_writer(&s);
     // The application has been writing for a while before the clone starts.
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -138,11 +157,7 @@ async fn an_aurora_cluster_is_cloned_copy_on_write_at_the_standby_point() {
         .at;
     assert!(entered < stack_created && stack_created < exited);
     // The Standby window holds the wait for the clone point to become restorable.
-    assert!(
-        exited - entered >= timings().restorable_lag,
-        "{:?}",
-        exited - entered
-    );
+    assert!(exited - entered >= lag, "{:?}", exited - entered);
     assert!(
         report.verification.iter().all(|c| c.ok),
         "{:#?}",
@@ -176,7 +191,10 @@ async fn a_cluster_that_cannot_be_cloned_copy_on_write_is_snapshotted() {
         .await
         .unwrap_or_else(|f| panic!("clone failed: {:?}", f.error));
     let snapshot = "envclone-20261121000000-beef-prod-cluster";
-    assert_eq!(report.snapshots, vec![snapshot.to_string()]);
+    assert_eq!(
+        report.snapshots,
+        vec![format!("DB cluster snapshot {snapshot}")]
+    );
     assert_eq!(s.fake.cluster_snapshot_ids(), vec![snapshot.to_string()]);
     assert_eq!(
         s.fake.cluster_restored_from(CLONE_CLUSTER).as_deref(),
@@ -417,4 +435,54 @@ async fn a_stop_at_every_step_of_an_aurora_migrate_then_abort_puts_the_source_ba
             .unwrap_or_else(|e| panic!("{context}: abort failed: {e}"));
         assert_aurora_source_as_it_was(&s, &context);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn finalize_deletes_a_protected_old_cluster_and_restores_the_live_ones_protection() {
+    let s = aurora_prod();
+    let dbs = s.fake.cloud().databases;
+    // Production clusters usually carry deletion protection; the rename keeps it.
+    dbs.set_cluster_deletion_protection(SOURCE_CLUSTER, true)
+        .await
+        .unwrap();
+    let store = MemoryRunStore::default();
+    let plan = migrate_plan(&s).await;
+    let mut state = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("migrate failed: {}", f.error));
+    // Finalize is cut after its first mutating call, then (run again from the stored state)
+    // after its second, and so on until it completes.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        assert!(attempts < 60, "finalize never completed");
+        // One mutating call further each time.
+        let crash = s.fake.crash_after_nth_mutating_call(attempts);
+        let done = tokio::select! {
+            biased;
+            () = crash.notified() => false,
+            r = s.engine.finalize(&mut state, &store, &s.emitter) => {
+                r.unwrap_or_else(|e| panic!("finalize attempt {attempts} failed: {e}"));
+                true
+            }
+        };
+        if done {
+            break;
+        }
+        state = envclone::workflow::migrate::load(&store, "20261121000000-beef")
+            .unwrap()
+            .unwrap();
+    }
+    assert!(attempts > 5, "finalize was cut {attempts} times");
+    assert_eq!(s.fake.cluster_ids(), vec![SOURCE_CLUSTER.to_string()]);
+    assert!(s.fake.cluster_restored_from(SOURCE_CLUSTER).is_some());
+    assert_eq!(s.fake.live_stack_names(), vec!["prod-mbeef".to_string()]);
+    let live = dbs.describe_cluster(SOURCE_CLUSTER).await.unwrap().unwrap();
+    assert!(
+        !live.deletion_protection,
+        "the clone's own setting is back after the interrupted finalizes"
+    );
+    assert!(state.protection_to_restore.is_empty());
 }

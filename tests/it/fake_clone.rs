@@ -43,7 +43,7 @@ async fn clone_copies_everything_and_returns_the_source_to_service() {
         s.fake.db_restored_from("staging-test-db").as_deref(),
         Some(snapshot)
     );
-    assert_eq!(report.snapshots, vec![snapshot.to_string()]);
+    assert_eq!(report.snapshots, vec![format!("DB snapshot {snapshot}")]);
 
     // Both buckets object-for-object equal, checked independently of the engine's own verify.
     for (src, dst) in [

@@ -623,3 +623,48 @@ async fn resume_after_a_crash_at_every_step_of_migrate() {
         );
     }
 }
+
+/// Hooks from envclone.toml run at their points of a migration, come back with the run's record,
+/// and are not written into the new environment's template (its clones do not inherit them).
+#[tokio::test(start_paused = true)]
+async fn hooks_from_the_config_file_run_and_stay_out_of_the_template() {
+    let (s, _) = prod().await;
+    let config = envclone::config::Config::parse(
+        "envclone.toml",
+        r#"
+[environments.prod.hooks]
+quiesce = ["stop-writers"]
+post_swap = [{ command = "restart-app", timeout_seconds = 60 }]
+"#,
+    )
+    .unwrap();
+    let mut request = request();
+    request.config = std::sync::Arc::new(config);
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&request, run_id())
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.clone.template.body, V2,
+        "the template text is untouched"
+    );
+    let state = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    let run: Vec<String> = s.fake.hooks_run().into_iter().map(|(c, _)| c).collect();
+    assert_eq!(run, vec!["stop-writers", "restart-app"]);
+    // The run's record keeps them (resume, abort on another machine run the same hooks).
+    let recorded = state.plan.as_ref().unwrap().to_plan(&state.run_id).unwrap();
+    assert_eq!(recorded.contract.hooks.quiesce.len(), 1);
+    assert_eq!(
+        recorded.contract.hooks.post_swap[0].command(),
+        "restart-app"
+    );
+    // The new stack's template carries no hooks.
+    let body = s.fake.template_body("prod-mbeef").await.unwrap();
+    assert!(!body.contains("stop-writers") && !body.contains("restart-app"));
+}
