@@ -486,6 +486,7 @@ fn db_cluster(c: &aws_sdk_rds::types::DbCluster) -> DbCluster {
             .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
         clone_group_id: c.clone_group_id().map(str::to_string),
         server_time: None,
+        endpoint: c.endpoint().map(str::to_string),
         members: c
             .db_cluster_members()
             .iter()

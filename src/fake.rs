@@ -1434,6 +1434,7 @@ impl Databases for FakeAws {
                 }),
                 // Like an HTTP Date header: whole seconds.
                 server_time: chrono::DateTime::from_timestamp(aws_time.timestamp(), 0),
+                endpoint: Some(format!("{id}.cluster-fake.rds.amazonaws.com")),
                 clone_group_id: c.clone_group_id.clone(),
                 members: s
                     .dbs

@@ -191,6 +191,8 @@ pub struct DbCluster {
     /// AWS's clock when it answered (the response's `Date` header, whole seconds), which may
     /// differ from this machine's.
     pub server_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The writer endpoint's host name (it follows the cluster's identifier).
+    pub endpoint: Option<String>,
     /// Identifiers of the cluster's DB instances.
     pub members: Vec<String>,
     pub deletion_protection: bool,
@@ -202,6 +204,8 @@ pub struct DbCluster {
 pub struct DbState {
     pub status: String,
     pub deletion_protection: bool,
+    /// The host name clients connect to (a cluster's writer endpoint).
+    pub endpoint: Option<String>,
     /// A cluster's instances.
     pub members: Vec<String>,
 }
@@ -248,11 +252,13 @@ impl dyn Databases {
             DbKind::Instance => self.describe_instance(id).await?.map(|d| DbState {
                 status: d.status,
                 deletion_protection: d.deletion_protection,
+                endpoint: d.endpoint,
                 members: Vec::new(),
             }),
             DbKind::Cluster => self.describe_cluster(id).await?.map(|c| DbState {
                 status: c.status,
                 deletion_protection: c.deletion_protection,
+                endpoint: c.endpoint,
                 members: c.members,
             }),
         })

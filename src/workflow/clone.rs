@@ -556,6 +556,20 @@ impl CloneEngine {
         run_id: &str,
         events: &Emitter,
     ) -> Result<(), StepError> {
+        self.run_hooks_with(point, hooks, stack_name, run_id, &BTreeMap::new(), events)
+            .await
+    }
+
+    /// `run_hooks` with more environment variables.
+    pub async fn run_hooks_with(
+        &self,
+        point: &str,
+        hooks: &[crate::contract::Hook],
+        stack_name: &str,
+        run_id: &str,
+        extra_env: &BTreeMap<String, String>,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
         let step = format!("hook.{point}");
         let stack = retry(|| self.cloud.stacks.describe_stack(stack_name))
             .await
@@ -572,6 +586,7 @@ impl CloneEngine {
         for (k, v) in &stack.outputs {
             env.insert(format!("ENVCLONE_OUTPUT_{k}"), v.clone());
         }
+        env.extend(extra_env.clone());
         for hook in hooks {
             events.start(
                 &step,

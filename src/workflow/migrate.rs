@@ -496,12 +496,16 @@ impl CloneEngine {
         }
         let forward = async {
             self.swap(&state, Direction::Forward, events).await?;
-            // Pooled connections ignore DNS and renames until clients reconnect.
-            self.run_hooks(
+            // Pooled connections ignore DNS and renames until clients reconnect. The new
+            // stack's outputs still name its databases by the identifiers they had before the
+            // swap; the hooks get the live ones.
+            let live = self.live_databases(&state).await?;
+            self.run_hooks_with(
                 "post_swap",
                 &clone.contract.hooks.post_swap,
                 &state.target_stack,
                 &state.run_id,
+                &live,
                 events,
             )
             .await
@@ -1003,6 +1007,31 @@ impl CloneEngine {
             ),
         );
         Ok(())
+    }
+
+    /// `ENVCLONE_DATABASE_<logical id>` (the identifier clients use) and `…_ENDPOINT` (its
+    /// host name) of each database, as they are now.
+    async fn live_databases(
+        &self,
+        state: &MigrationState,
+    ) -> Result<BTreeMap<String, String>, StepError> {
+        let mut env = BTreeMap::new();
+        for d in &state.databases {
+            let live = retry(|| self.cloud.databases.state_of(d.kind, &d.source_id))
+                .await
+                .map_err(StepError::port("hook.post_swap"))?;
+            env.insert(
+                format!("ENVCLONE_DATABASE_{}", d.logical_id),
+                d.source_id.clone(),
+            );
+            if let Some(endpoint) = live.and_then(|l| l.endpoint) {
+                env.insert(
+                    format!("ENVCLONE_DATABASE_{}_ENDPOINT", d.logical_id),
+                    endpoint,
+                );
+            }
+        }
+        Ok(env)
     }
 
     /// Deletes a database without a final snapshot and waits until it is gone; false if it

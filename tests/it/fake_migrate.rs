@@ -655,8 +655,16 @@ post_swap = [{ command = "restart-app", timeout_seconds = 60 }]
         .migrate(&plan, &store, &s.emitter, std::future::pending())
         .await
         .unwrap_or_else(|f| panic!("{}", f.error));
-    let run: Vec<String> = s.fake.hooks_run().into_iter().map(|(c, _)| c).collect();
-    assert_eq!(run, vec!["stop-writers", "restart-app"]);
+    let run = s.fake.hooks_run();
+    let commands: Vec<&str> = run.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(commands, vec!["stop-writers", "restart-app"]);
+    // After the swap the hook is told where the live database answers now.
+    let env = &run[1].1;
+    assert_eq!(env["ENVCLONE_DATABASE_Database"], "prod-db");
+    assert_eq!(
+        env["ENVCLONE_DATABASE_Database_ENDPOINT"],
+        "prod-db.fake.rds.amazonaws.com"
+    );
     // The run's record keeps them (resume, abort on another machine run the same hooks).
     let recorded = state.plan.as_ref().unwrap().to_plan(&state.run_id).unwrap();
     assert_eq!(recorded.contract.hooks.quiesce.len(), 1);
