@@ -17,7 +17,8 @@ moto internals each one touches, in tests/it/STANDIN.md):
 * CloudFormation deleting stacks as AWS does: DELETE_FAILED instead of an HTTP error,
   RetainResources, dependency order, DB instances deleted by the identifier recorded at
   creation (deletion protection refuses), non-empty buckets failing, and the resource types
-  moto did not delete at all;
+  moto did not delete at all; stack termination protection (UpdateTerminationProtection, and
+  DeleteStack refused while it is enabled);
 * Aurora: CloudFormation creating AWS::RDS::DBCluster (new, from a cluster snapshot, or a
   point-in-time / copy-on-write restore) with its instances as members, cluster statuses that
   take time, a LatestRestorableTime that trails the clock, and stack deletes that snapshot
@@ -1167,6 +1168,11 @@ def _fail_stack_creation(backend: Any, stack: Any, exc: BaseException, on_failur
     stack.status = "ROLLBACK_COMPLETE"
     stack._add_stack_event("ROLLBACK_COMPLETE")
     if on_failure == "DELETE":
+        if stack.enable_termination_protection:
+            # The rollback's delete is refused like any other: the stack stays ROLLBACK_COMPLETE
+            # (not checked against AWS; CreateStack itself still succeeds).
+            _log(f"stack {stack.name}: termination protection enabled, not deleted after rollback")
+            return
         backend.delete_stack(stack.stack_id)
 
 
@@ -1802,6 +1808,12 @@ def _install_stack_delete() -> None:
         retain = list(retain_resources or [])
         if deletion_mode not in (None, "", "STANDARD", "FORCE_DELETE_STACK"):
             raise CfnValidationError(message=f"Invalid DeletionMode {deletion_mode}")
+        if stack.enable_termination_protection:
+            # Refused before anything is touched: status, resources and events stay as they were
+            # (moto stored the flag and ignored it).
+            raise CfnValidationError(
+                message=f"Stack [{stack.name}] cannot be deleted while TerminationProtection is enabled"
+            )
         forced = deletion_mode == "FORCE_DELETE_STACK"
         if (retain or forced) and stack.status != "DELETE_FAILED":
             what = "RetainResources" if retain else "DeletionMode FORCE_DELETE_STACK"
@@ -1835,6 +1847,40 @@ def _install_stack_delete() -> None:
 
     functools.update_wrapper(resp_delete_stack, CloudFormationResponse.delete_stack)
     CloudFormationResponse.delete_stack = resp_delete_stack
+
+    # UpdateTerminationProtection (moto 5.2.5 has no such action: 500 NotImplementedError).
+    # DescribeStacks already renders the stack's enable_termination_protection.
+    def update_termination_protection(self, name_or_stack_id, enable):  # type: ignore[no-untyped-def]
+        _settle_stacks(self)
+        stack = self.stacks.get(name_or_stack_id) or next(
+            (s for s in list(self.stacks.values()) if s.name == name_or_stack_id), None
+        )
+        if stack is None:
+            raise CfnValidationError(message=f"Stack [{name_or_stack_id}] does not exist")
+        if stack.status == "DELETE_IN_PROGRESS":
+            # AWS: "any status except DELETE_IN_PROGRESS or DELETE_COMPLETE" (stand-in's wording).
+            raise CfnValidationError(
+                message=f"Stack [{stack.name}] is in DELETE_IN_PROGRESS state; termination "
+                "protection cannot be updated"
+            )
+        stack.enable_termination_protection = bool(enable)
+        return stack
+
+    backend_cls.update_termination_protection = update_termination_protection
+
+    def resp_update_termination_protection(self):  # type: ignore[no-untyped-def]
+        name = self._get_param("StackName")
+        enable = self._get_param("EnableTerminationProtection")
+        for param, value in (("stackName", name), ("enableTerminationProtection", enable)):
+            if value is None or value == "":
+                raise CfnValidationError(
+                    message=f"1 validation error detected: Value null at '{param}' failed to "
+                    "satisfy constraint: Member must not be null"
+                )
+        stack = self.cloudformation_backend.update_termination_protection(name, _truthy(enable))
+        return ActionResult({"StackId": stack.stack_id})
+
+    CloudFormationResponse.update_termination_protection = resp_update_termination_protection
 
     # Each resource's own status (moto: CREATE_COMPLETE, or the stack's status, for all).
     def statuses_of(response: Any) -> dict[str, tuple[str, str | None]]:

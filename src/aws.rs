@@ -279,6 +279,7 @@ fn stack_info(s: &aws_sdk_cloudformation::types::Stack) -> StackInfo {
         created: s
             .creation_time()
             .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        termination_protection: s.enable_termination_protection().unwrap_or(false),
     }
 }
 
@@ -407,6 +408,23 @@ impl Stacks for CloudFormation {
         call.send()
             .await
             .map_err(|e| port_error("cloudformation:DeleteStack", &format!("stack {name}"), e))?;
+        Ok(())
+    }
+
+    async fn set_termination_protection(&self, name: &str, enabled: bool) -> PortResult<()> {
+        self.0
+            .update_termination_protection()
+            .stack_name(name)
+            .enable_termination_protection(enabled)
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "cloudformation:UpdateTerminationProtection",
+                    &format!("stack {name}"),
+                    e,
+                )
+            })?;
         Ok(())
     }
 }

@@ -547,6 +547,16 @@ impl FakeAws {
         s.clusters.get_mut(id).expect("cluster exists").engine_mode = mode.to_string();
     }
 
+    /// Whether live stack `name` has termination protection on.
+    pub fn termination_protection(&self, name: &str) -> Option<bool> {
+        self.lock()
+            .stacks
+            .iter()
+            .rev()
+            .find(|st| !st.deleted && st.info.name == name)
+            .map(|st| st.info.termination_protection)
+    }
+
     pub fn live_stack_names(&self) -> Vec<String> {
         self.lock()
             .stacks
@@ -1030,6 +1040,7 @@ fn instantiate(
             tags: request.tags.clone(),
             capabilities: request.capabilities.clone(),
             created: Some(chrono::Utc::now()),
+            termination_protection: false,
         },
         body: request.template_body.clone(),
         resources,
@@ -1142,6 +1153,22 @@ impl Stacks for FakeAws {
         Ok(s.stacks.last().expect("just created").info.id.clone())
     }
 
+    async fn set_termination_protection(&self, name: &str, enabled: bool) -> PortResult<()> {
+        self.call("cloudformation:UpdateTerminationProtection", true)
+            .await?;
+        let mut s = self.lock();
+        let stack = s
+            .stacks
+            .iter_mut()
+            .rev()
+            .find(|st| !st.deleted && st.info.name == name)
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("stack {name}"),
+            })?;
+        stack.info.termination_protection = enabled;
+        Ok(())
+    }
+
     /// Deletes each resource by the physical id recorded at creation — like CloudFormation,
     /// which does not follow renames. A protected database or a non-empty bucket fails the
     /// delete (DELETE_FAILED); a retry may then retain them.
@@ -1156,6 +1183,15 @@ impl Stacks for FakeAws {
         else {
             return Ok(()); // AWS answers success for a stack that is not there
         };
+        if s.stacks[index].info.termination_protection {
+            return Err(PortError::failed(
+                "cloudformation:DeleteStack",
+                format!(
+                    "ValidationError: Stack [{name}] cannot be deleted while TerminationProtection \
+                     is enabled"
+                ),
+            ));
+        }
         if !retain.is_empty() && s.stacks[index].delete_failed.is_none() {
             return Err(PortError::failed(
                 "cloudformation:DeleteStack",

@@ -28,6 +28,10 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
         "cloudformation:DeleteStack",
         &["cloudformation:DeleteStack"],
     ),
+    (
+        "cloudformation:UpdateTerminationProtection",
+        &["cloudformation:UpdateTerminationProtection"],
+    ),
     ("rds:DescribeDBInstances", &["rds:DescribeDBInstances"]),
     ("rds:DescribeDBSnapshots", &["rds:DescribeDBSnapshots"]),
     (
@@ -174,6 +178,7 @@ const DELETE_S3: &[&str] = &["s3:DeleteObject", "s3:DeleteBucket"];
 
 /// The swap and finalize of migrate act on the source environment itself, which is not tagged.
 const MIGRATE: &[&str] = &[
+    "cloudformation:UpdateTerminationProtection",
     "rds:ModifyDBInstance",
     "rds:DeleteDBInstance",
     "rds:ModifyDBCluster",

@@ -107,6 +107,8 @@ pub struct StackInfo {
     /// IAM capabilities the stack was created with (`CAPABILITY_IAM`…).
     pub capabilities: Vec<String>,
     pub created: Option<chrono::DateTime<chrono::Utc>>,
+    /// CloudFormation refuses DeleteStack while this is on.
+    pub termination_protection: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +154,8 @@ pub trait Stacks: Send + Sync {
     /// Starts deleting a stack, keeping the resources named in `retain` (CloudFormation takes
     /// `retain` only for a stack in DELETE_FAILED).
     async fn delete_stack(&self, name: &str, retain: &[String]) -> PortResult<()>;
+    /// UpdateTerminationProtection.
+    async fn set_termination_protection(&self, name: &str, enabled: bool) -> PortResult<()>;
 }
 
 // ---------------------------------------------------------------- RDS

@@ -216,6 +216,7 @@ mod tests {
                 .collect(),
             capabilities: Vec::new(),
             created: None,
+            termination_protection: false,
         }
     }
 

@@ -86,6 +86,10 @@ pub struct MigrationState {
     /// (recorded before it does, so an interrupted finalize restores them too).
     #[serde(default)]
     pub protection_to_restore: Vec<(DbKind, String)>,
+    /// envclone turned the old stack's termination protection on for the swap (recorded
+    /// before it did); abort turns it off again.
+    #[serde(default)]
+    pub old_stack_protected: bool,
 }
 
 /// One move of the swap, chosen from which identifiers exist.
@@ -315,6 +319,7 @@ impl CloneEngine {
             kept: Vec::new(),
             plan: Some(super::recovery::PlanRecord::from_plan(clone)),
             protection_to_restore: Vec::new(),
+            old_stack_protected: false,
         };
         if let Err(e) = save(store, &state) {
             return Err(Box::new(MigrateFailure { state, error: e }));
@@ -495,6 +500,7 @@ impl CloneEngine {
             }
         }
         let forward = async {
+            self.protect_old_stack(&mut state, store, events).await?;
             self.swap(&state, Direction::Forward, events).await?;
             // Pooled connections ignore DNS and renames until clients reconnect. The new
             // stack's outputs still name its databases by the identifiers they had before the
@@ -783,6 +789,14 @@ impl CloneEngine {
         }
         if matches!(state.phase, MigratePhase::Swapping | MigratePhase::Swapped) {
             self.swap(state, Direction::Back, events).await?;
+            if state.old_stack_protected {
+                let name = state.source_stack.clone();
+                retry(|| self.cloud.stacks.set_termination_protection(&name, false))
+                    .await
+                    .map_err(StepError::port("abort"))?;
+                state.old_stack_protected = false;
+                save(store, state)?;
+            }
             for d in &state.databases {
                 events.warn(
                     "abort",
@@ -1009,6 +1023,44 @@ impl CloneEngine {
         Ok(())
     }
 
+    /// Turns termination protection on for the old stack before the swap: from the first
+    /// rename on, its record of each database names the live one, and a plain `delete-stack`
+    /// would delete it. Finalize lifts it (that is the consent to delete); abort restores it.
+    async fn protect_old_stack(
+        &self,
+        state: &mut MigrationState,
+        store: &dyn RunStore,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "swap";
+        let stacks = &self.cloud.stacks;
+        let name = state.source_stack.clone();
+        let stack = retry(|| stacks.describe_stack(&name))
+            .await
+            .map_err(StepError::port(step))?
+            .ok_or_else(|| StepError::Refused {
+                step: step.into(),
+                message: format!("stack {name} is gone"),
+            })?;
+        if stack.termination_protection && !state.old_stack_protected {
+            return Ok(()); // the operator's own: stays as it is
+        }
+        if !state.old_stack_protected {
+            state.old_stack_protected = true;
+            save(store, state)?;
+        }
+        retry(|| stacks.set_termination_protection(&name, true))
+            .await
+            .map_err(StepError::port(step))?;
+        events.info(
+            step,
+            Some(&name),
+            "termination protection on: after the swap this stack's records name the live \
+             databases, so a plain delete-stack is refused until finalize",
+        );
+        Ok(())
+    }
+
     /// `ENVCLONE_DATABASE_<logical id>` (the identifier clients use) and `…_ENDPOINT` (its
     /// host name) of each database, as they are now.
     async fn live_databases(
@@ -1084,6 +1136,16 @@ impl CloneEngine {
             .is_none()
         {
             return Ok(()); // deleted by an earlier, interrupted finalize
+        }
+        let protected = retry(|| stacks.describe_stack(&name))
+            .await
+            .map_err(StepError::port(step))?
+            .is_some_and(|s| s.termination_protection);
+        if protected {
+            // Finalizing is the consent to delete the old environment.
+            retry(|| stacks.set_termination_protection(&name, false))
+                .await
+                .map_err(StepError::port(step))?;
         }
         events.start(step, Some(&name), format!("deleting the old stack {name}"));
         retry(|| stacks.delete_stack(&name, &[]))

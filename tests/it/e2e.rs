@@ -849,6 +849,20 @@ async fn migrate_then_abort_puts_the_source_back() {
         restored(&standin).await.contains_key(&source_db),
         "the original identifier is the clone's"
     );
+    // Between swap and finalize the old stack's record names the live database: a plain
+    // delete-stack is refused (termination protection).
+    let cf = aws_sdk_cloudformation::Client::new(&config);
+    let refused = cf
+        .delete_stack()
+        .stack_name("prod")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{:?}", refused).contains("TerminationProtection"),
+        "{refused:?}"
+    );
+    assert!(restored(&standin).await.contains_key(&source_db));
 
     // Without a terminal and without --yes, abort refuses; with --yes it swaps back.
     let out = standin.envclone(state_dir.path(), &["abort", &run]);
@@ -859,6 +873,17 @@ async fn migrate_then_abort_puts_the_source_back() {
     assert!(
         !restored(&standin).await.contains_key(&source_db),
         "the original database is back"
+    );
+    let old = cf
+        .describe_stacks()
+        .stack_name("prod")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        old.stacks()[0].enable_termination_protection(),
+        Some(false),
+        "abort lifts the swap's termination protection"
     );
     assert_eq!(
         dns_answer(

@@ -319,6 +319,11 @@ fn assert_aurora_source_as_it_was(s: &Scenario, context: &str) {
         s.fake.live_stack_names().contains(&"prod".to_string()),
         "{context}"
     );
+    assert_eq!(
+        s.fake.termination_protection("prod"),
+        Some(false),
+        "{context}"
+    );
     assert!(
         s.fake.cluster_ids().contains(&SOURCE_CLUSTER.to_string()),
         "{context}: {:?}",

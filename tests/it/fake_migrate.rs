@@ -64,6 +64,11 @@ fn assert_source_as_it_was(s: &Scenario, record: &DnsRecord, context: &str) {
         s.fake.live_stack_names().contains(&"prod".to_string()),
         "{context}: stack prod"
     );
+    assert_eq!(
+        s.fake.termination_protection("prod"),
+        Some(false),
+        "{context}: the swap's termination protection is lifted"
+    );
     assert!(
         s.fake.db_ids().contains(&"prod-db".to_string()),
         "{context}: {:?}",
@@ -199,7 +204,8 @@ async fn migrate_swaps_and_finalize_never_deletes_the_live_database() {
 }
 
 /// The model shows the hazard the design avoids: after the swap, a plain delete of the old
-/// stack deletes the live database (CloudFormation's record names its identifier).
+/// stack deletes the live database (CloudFormation's record names its identifier). So the swap
+/// turns the old stack's termination protection on, and a plain delete is refused.
 #[tokio::test(start_paused = true)]
 async fn a_plain_delete_of_the_old_stack_would_delete_the_live_database() {
     let (s, _) = prod().await;
@@ -211,6 +217,17 @@ async fn a_plain_delete_of_the_old_stack_would_delete_the_live_database() {
         .unwrap();
     s.engine
         .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap();
+    let refused = s.fake.delete_stack("prod", &[]).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("TerminationProtection"),
+        "{refused}"
+    );
+    assert!(s.fake.db_ids().contains(&"prod-db".to_string()));
+    // Someone who lifts it by hand meets the hazard.
+    s.fake
+        .set_termination_protection("prod", false)
         .await
         .unwrap();
     s.fake.delete_stack("prod", &[]).await.unwrap();
