@@ -1270,10 +1270,11 @@ impl ObjectStore for FakeAws {
         Ok(())
     }
 
-    async fn list_page(
+    async fn list_page_after(
         &self,
         bucket: &str,
         prefix: &str,
+        start_after: Option<&str>,
         token: Option<String>,
     ) -> PortResult<ListPage> {
         self.call("s3:ListObjectsV2", false).await?;
@@ -1281,9 +1282,11 @@ impl ObjectStore for FakeAws {
         let s = self.lock();
         let b = Self::bucket(&s, bucket)?;
         use std::ops::Bound;
-        // The token is the last key of the previous page: continue after it.
-        let range = match &token {
-            Some(after) => (Bound::Excluded(after.clone()), Bound::Unbounded),
+        // The token is the last key of the previous page: continue after it. Without one,
+        // start after `start_after` when that is past the prefix's first possible key.
+        let after = token.or_else(|| start_after.filter(|a| *a >= prefix).map(str::to_string));
+        let range = match after {
+            Some(after) => (Bound::Excluded(after), Bound::Unbounded),
             None => (Bound::Included(prefix.to_string()), Bound::Unbounded),
         };
         let mut objects = Vec::new();
