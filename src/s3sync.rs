@@ -757,7 +757,20 @@ struct CopyContext {
     dst: BucketPath,
     options: SyncOptions,
     progress: Arc<SyncProgress>,
+    whole_copy: WholeCopy,
 }
+
+/// Whether multipart objects (up to 5 GiB) go by CopyObject on this server, learned once per
+/// run. AWS reproduces a multipart ETag only from part copies in the source's layout — the
+/// engine's way. Some S3-compatible servers (SeaweedFS) give part copies other ETags, so every
+/// re-sync would copy those objects again, but keep the ETag on CopyObject. The run's first
+/// multipart copy goes in parts; if its ETag differs from the source's, one CopyObject of it
+/// tells whether that way keeps it, and if so the run's other multipart objects go by
+/// CopyObject (one request instead of several). At most one extra copy per run where neither
+/// way keeps the ETag (e.g. SSE-KMS objects, whose ETags are no digests). The other multipart
+/// copies wait for that first one.
+#[derive(Default)]
+struct WholeCopy(tokio::sync::OnceCell<bool>);
 
 impl CopyContext {
     fn target_key<'k>(&self, key: &'k str) -> Cow<'k, str> {
@@ -781,6 +794,7 @@ impl CopyContext {
             &self.dst.bucket,
             &dst_key,
             &self.options,
+            &self.whole_copy,
         )
         .await
         .map_err(|source| SyncError::Copy {
@@ -849,6 +863,7 @@ pub async fn sync_with(
         dst: dst.clone(),
         options: options.clone(),
         progress: progress.clone(),
+        whole_copy: WholeCopy::default(),
     });
     let mut tasks: JoinSet<Result<Done, SyncError>> = JoinSet::new();
     let mut failures = Failures::default();
@@ -995,9 +1010,10 @@ async fn copy_one(
     dst_bucket: &str,
     dst_key: &str,
     options: &SyncOptions,
+    whole_copy: &WholeCopy,
 ) -> Result<bool, PortError> {
     let source_parts = multipart_parts(&object.etag);
-    if source_parts.is_none() && object.size <= options.multipart_threshold {
+    let copy_whole = || {
         retry(|| {
             store.copy_object(
                 src_bucket,
@@ -1007,9 +1023,50 @@ async fn copy_one(
                 object.storage_class.as_deref(),
             )
         })
-        .await?;
+    };
+    let copy_in_parts = || copy_parts(store, src_bucket, object, dst_bucket, dst_key, options);
+    if source_parts.is_none() && object.size <= options.multipart_threshold {
+        copy_whole().await?;
         return Ok(false);
     }
+    if source_parts.is_none() || object.size > AWS_COPY_LIMIT {
+        copy_in_parts().await?;
+        return Ok(true);
+    }
+    // A multipart object CopyObject can take: the first one of the run finds out which way
+    // keeps its ETag (the others wait for the answer).
+    let piloted = AtomicBool::new(false);
+    let whole = *whole_copy
+        .0
+        .get_or_try_init(|| async {
+            piloted.store(true, Relaxed);
+            if copy_in_parts().await? == object.etag {
+                return Ok::<_, PortError>(false);
+            }
+            Ok(copy_whole().await? == object.etag)
+        })
+        .await?;
+    if piloted.load(Relaxed) {
+        return Ok(!whole);
+    }
+    if whole && copy_whole().await? == object.etag {
+        return Ok(false);
+    }
+    copy_in_parts().await?;
+    Ok(true)
+}
+
+/// Copies one object in parts (the source's layout if it has one) with its headers, metadata
+/// and tags; returns the copy's ETag.
+async fn copy_parts(
+    store: &dyn ObjectStore,
+    src_bucket: &str,
+    object: &ObjectSummary,
+    dst_bucket: &str,
+    dst_key: &str,
+    options: &SyncOptions,
+) -> Result<String, PortError> {
+    let source_parts = multipart_parts(&object.etag);
     // The object's headers, its first part's size and its tags, asked at once.
     let first_part = async {
         match source_parts {
@@ -1061,12 +1118,11 @@ async fn copy_one(
         }
         Err(e) => Err(e),
     };
-    if let Err(e) = completed {
+    if completed.is_err() {
         // Parts of an unfinished upload are billed until aborted.
         let _ = store.abort_multipart(dst_bucket, dst_key, upload_id).await;
-        return Err(e);
     }
-    Ok(true)
+    completed
 }
 
 /// The source's own part layout (all parts the size of the first, the last one shorter), if
