@@ -179,10 +179,10 @@ enum Side {
 /// continuation token; ranges start with `start-after`).
 ///
 /// The first page comes from a probe; from its keys (and every page listed since) a `KeySpace`
-/// places the next split point about `RANGE_KEYS` keys ahead of the last one. Where no split point can be placed (keys unlike those seen so far), the
-/// next range is another one-page probe, so the worst case is the sequential listing. Every
-/// range task keeps at most `PAGES_AHEAD` pages waiting: memory does not grow with the number
-/// of objects.
+/// places the next split point about `RANGE_KEYS` keys ahead of the last one. Where no split
+/// point can be placed (keys unlike those seen so far), the next range is another one-page
+/// probe, so the worst case is the sequential listing. Every range task keeps at most
+/// `PAGES_AHEAD` pages waiting: memory does not grow with the number of objects.
 struct Lister {
     store: Arc<dyn ObjectStore>,
     path: Arc<BucketPath>,
@@ -474,13 +474,14 @@ async fn list_range(
             // Nothing after this range's end: the ranges after it would be empty.
             shared.exhausted.store(true, Relaxed);
         }
-        if token.is_none() {
-            if let (Some(end), Some(next)) = (&range.end, beyond) {
-                let mut gap = shared.gap.lock().expect("gap lock");
-                if gap.as_ref().is_none_or(|(known, _)| known < end) {
-                    *gap = Some((end.clone(), next));
-                }
+        if let (Some(end), Some(next)) = (&range.end, beyond) {
+            // No key lies between this range's end and `next`.
+            let mut gap = shared.gap.lock().expect("gap lock");
+            if gap.as_ref().is_none_or(|(known, _)| known < end) {
+                *gap = Some((end.clone(), next));
             }
+        }
+        if token.is_none() {
             if !range.probe {
                 let ahead = if objects.is_empty() {
                     1
