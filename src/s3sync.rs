@@ -197,6 +197,8 @@ struct Lister {
     last: Option<String>,
 }
 
+/// The longest key S3 takes (UTF-8 bytes).
+const MAX_KEY_BYTES: usize = 1024;
 /// Listing ranges read at once per side.
 const RANGES_AHEAD: usize = 8;
 /// Keys a range is planned to hold: about three pages. A range's last page runs past its end
@@ -635,6 +637,11 @@ impl KeySpace {
                 return None;
             }
             let key = self.key(to);
+            if key.len() > MAX_KEY_BYTES {
+                // S3 refuses a longer start-after (multibyte characters in the alphabets can
+                // make a split point longer than the keys it was learned from).
+                return None;
+            }
             if key.as_str() > cursor {
                 return Some(key);
             }
@@ -1463,6 +1470,22 @@ mod tests {
         }
         // Past the learned keys' room to carry: no guess, a probe will look.
         assert_eq!(space.after("zzz", 700.0), None);
+        // No split point longer than S3's longest key: alphabets that mix one-byte and
+        // three-byte characters can make one longer than the keys they were learned from.
+        let space = KeySpace {
+            prefix: "k".repeat(1020),
+            alphabets: vec![vec!['a', '日']; 2],
+            size: 9,
+            per_key: 1.0,
+        };
+        let cursor = format!("{}aa", space.prefix);
+        let end = space.after(&cursor, 3.0).unwrap();
+        assert_eq!((end.len(), end.ends_with("日a")), (1024, true));
+        assert_eq!(
+            space.after(&cursor, 4.0),
+            None,
+            "…日日 would be 1,026 bytes"
+        );
         // Too few keys to learn from.
         assert!(KeySpace::learn(&page[..10]).is_none());
     }
