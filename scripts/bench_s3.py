@@ -372,6 +372,10 @@ def main():
                 results[(tool, scenario)] = {"seconds": seconds, "rss": rss, "ok": ok}
                 say(f"{scenario:5} {tool:12} {seconds:7.2f} s {rss:6.0f} MiB "
                     + ("verified" if ok else f"NOT EQUAL: {problems[:3]} ({len(problems)})"))
+                if tool == "envclone":
+                    # Its report: what it copied (a no-op must copy nothing).
+                    report = [l for l in open(log).read().splitlines() if " listed, " in l]
+                    say(f"      {report[-1] if report else '(no report line)'}")
                 if not ok:
                     failures.append((tool, scenario, problems[:5], open(log).read()[-2000:]))
         s3.create_bucket(Bucket="ceiling")

@@ -1093,15 +1093,19 @@ impl ObjectStore for S3 {
         Ok(())
     }
 
-    async fn list_page(
+    async fn list_page_after(
         &self,
         bucket: &str,
         prefix: &str,
+        start_after: Option<&str>,
         token: Option<String>,
     ) -> PortResult<ListPage> {
         let mut call = self.client.list_objects_v2().bucket(bucket).max_keys(1000);
         if !prefix.is_empty() {
             call = call.prefix(prefix);
+        }
+        if let (Some(after), None) = (start_after, &token) {
+            call = call.start_after(after);
         }
         let out = call
             .set_continuation_token(token)

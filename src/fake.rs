@@ -222,6 +222,8 @@ struct State {
     /// The number of keys of each DeleteObjects call, in order.
     delete_batches: Vec<usize>,
     next_id: u64,
+    /// S3 ETags as SeaweedFS makes them (`copies_like_seaweedfs`).
+    seaweedfs_etags: bool,
 }
 
 /// The fake AWS. Cheap to clone (shared state).
@@ -367,6 +369,13 @@ impl FakeAws {
             .iter()
             .find(|r| r.logical_id == logical_id)
             .map(|r| r.physical_id.clone())
+    }
+
+    /// Copies get ETags as on SeaweedFS: a multipart upload completed from part copies gets
+    /// another ETag than AWS would give (not the MD5 of the part MD5s), and CopyObject keeps a
+    /// multipart source's ETag and parts (AWS gives the copy a plain MD5).
+    pub fn copies_like_seaweedfs(&self) {
+        self.lock().seaweedfs_etags = true;
     }
 
     /// The number of keys each DeleteObjects call carried, in call order.
@@ -1792,10 +1801,11 @@ impl ObjectStore for FakeAws {
         Ok(())
     }
 
-    async fn list_page(
+    async fn list_page_after(
         &self,
         bucket: &str,
         prefix: &str,
+        start_after: Option<&str>,
         token: Option<String>,
     ) -> PortResult<ListPage> {
         self.call("s3:ListObjectsV2", false).await?;
@@ -1803,9 +1813,11 @@ impl ObjectStore for FakeAws {
         let s = self.lock();
         let b = Self::bucket(&s, bucket)?;
         use std::ops::Bound;
-        // The token is the last key of the previous page: continue after it.
-        let range = match &token {
-            Some(after) => (Bound::Excluded(after.clone()), Bound::Unbounded),
+        // The token is the last key of the previous page: continue after it. Without one,
+        // start after `start_after` when that is past the prefix's first possible key.
+        let after = token.or_else(|| start_after.filter(|a| *a >= prefix).map(str::to_string));
+        let range = match after {
+            Some(after) => (Bound::Excluded(after), Bound::Unbounded),
             None => (Bound::Included(prefix.to_string()), Bound::Unbounded),
         };
         let mut objects = Vec::new();
@@ -1869,14 +1881,21 @@ impl ObjectStore for FakeAws {
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object(src_bucket, src_key)?;
         let mut s = self.lock();
+        if !s.buckets.contains_key(dst_bucket) {
+            return Err(PortError::NotFound {
+                what: format!("bucket {dst_bucket}"),
+            });
+        }
+        // A whole-object copy gets a plain MD5 ETag even when the source was multipart (AWS).
+        let (etag, parts) = if s.seaweedfs_etags {
+            (o.etag.clone(), o.parts.clone())
+        } else {
+            (md5_hex(&o.data), Vec::new())
+        };
         let dst = s
             .buckets
             .get_mut(dst_bucket)
-            .ok_or_else(|| PortError::NotFound {
-                what: format!("bucket {dst_bucket}"),
-            })?;
-        // A whole-object copy gets a plain MD5 ETag even when the source was multipart.
-        let etag = md5_hex(&o.data);
+            .expect("the bucket was there under this lock");
         let mut head = o.head.clone();
         head.etag = etag.clone();
         head.storage_class = storage_class.map(str::to_string);
@@ -1884,7 +1903,7 @@ impl ObjectStore for FakeAws {
             dst_key.to_string(),
             FakeObject {
                 etag: etag.clone(),
-                parts: Vec::new(),
+                parts,
                 head,
                 ..o
             },
@@ -1988,7 +2007,11 @@ impl ObjectStore for FakeAws {
             }
         }
         let data: Vec<u8> = pieces.concat();
-        let etag = multipart_etag(&pieces);
+        let etag = if s.seaweedfs_etags {
+            format!("{}-{}", md5_hex(&data), pieces.len())
+        } else {
+            multipart_etag(&pieces)
+        };
         let mut head = u.head.clone();
         head.size = data.len() as u64;
         head.etag = etag.clone();

@@ -476,6 +476,17 @@ pub trait ObjectStore: Send + Sync {
         bucket: &str,
         prefix: &str,
         token: Option<String>,
+    ) -> PortResult<ListPage> {
+        self.list_page_after(bucket, prefix, None, token).await
+    }
+    /// A page of the keys under `prefix` that sort after `start_after` (S3's `start-after`,
+    /// which need not be a key; like S3, ignored once a continuation `token` is given).
+    async fn list_page_after(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        token: Option<String>,
     ) -> PortResult<ListPage>;
     async fn head_object(
         &self,

@@ -812,6 +812,20 @@ impl SyntheticBuckets {
         (out, i)
     }
 
+    /// The smallest index whose plain key sorts after `after`.
+    fn first_index_after(&self, after: &str) -> u64 {
+        let (mut lo, mut hi) = (0, self.objects);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if format!("data/{mid:010}").as_str() > after {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
+    }
+
     fn unsupported(operation: &str) -> PortError {
         PortError::failed(
             operation,
@@ -837,14 +851,25 @@ impl ObjectStore for SyntheticBuckets {
             what: format!("bucket {bucket}"),
         })
     }
-    async fn list_page(
+    async fn list_page_after(
         &self,
         bucket: &str,
         _prefix: &str,
+        start_after: Option<&str>,
         token: Option<String>,
     ) -> PortResult<ListPage> {
-        let from = token.map(|t| t.parse().unwrap_or(0)).unwrap_or(0);
-        let (objects, next) = self.page(bucket, from, 1000);
+        let (objects, next) = match (token, start_after) {
+            (Some(token), _) => self.page(bucket, token.parse().unwrap_or(0), 1000),
+            (None, Some(after)) => {
+                // Keys grow with their index: find the first index whose key (or whose
+                // `~old` twin) sorts after `after`, then drop what does not.
+                let from = self.first_index_after(after).saturating_sub(1);
+                let (mut objects, next) = self.page(bucket, from, 1000);
+                objects.retain(|o| o.key.as_str() > after);
+                (objects, next)
+            }
+            (None, None) => self.page(bucket, 0, 1000),
+        };
         tokio::task::yield_now().await;
         Ok(ListPage {
             objects,

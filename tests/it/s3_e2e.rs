@@ -143,6 +143,24 @@ async fn s3_sync_copies_tricky_keys_and_multipart_objects_deletes_extras_and_re_
     assert!(stdout.contains("Verified 12 object(s): equal"), "{stdout}");
     assert_eq!(contents(&s3, DST).await, source);
 
+    // The adapter's start-after, which begins each range of a listing: exclusive, in S3's
+    // key order, the key sent encoded (unicode, spaces, a key that is no object).
+    let cloud = envclone::aws::cloud_from(&config);
+    for after in ["données/été.txt", "m", "with space.txt", "folder/", "日"] {
+        let page = cloud
+            .objects
+            .list_page_after(SRC, "", Some(after), None)
+            .await
+            .unwrap();
+        let got: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        let want: Vec<&str> = source
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k > after)
+            .collect();
+        assert_eq!(got, want, "after {after:?}");
+    }
+
     // Re-sync: nothing to copy or delete; JSON progress and report.
     let out = standin.envclone(
         state.path(),
