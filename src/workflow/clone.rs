@@ -260,6 +260,16 @@ impl CloneEngine {
                     what: format!("{} {}", d.kind.snapshot_noun(), d.snapshot_id),
                 });
             }
+            for id in &d.target_members {
+                if retry(|| cloud.databases.describe_instance(id))
+                    .await?
+                    .is_some()
+                {
+                    return Err(PreflightError::TargetExists {
+                        what: format!("database {id} (an instance of cluster {})", d.logical_id),
+                    });
+                }
+            }
             if let Some(id) = &d.target_instance {
                 if retry(|| cloud.databases.status_of(d.kind, id))
                     .await?

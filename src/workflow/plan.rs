@@ -82,6 +82,10 @@ pub struct DatabasePlan {
     /// A cluster the template can create as a copy-on-write clone of the source.
     #[serde(default)]
     pub copy_on_write: Option<CopyOnWriteParameters>,
+    /// The identifiers the clone stack gives a cluster's instances, where the template fixes
+    /// them.
+    #[serde(default)]
+    pub target_members: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -420,6 +424,7 @@ pub fn build_plan(
             snapshot_id,
             snapshot_parameter: spec.snapshot_parameter.clone(),
             target_instance: None,
+            target_members: Vec::new(),
             kind: if spec.is_cluster {
                 DbKind::Cluster
             } else {
@@ -448,6 +453,25 @@ pub fn build_plan(
         d.target_instance = evaluator.property(&d.logical_id, property);
         if let Some(id) = &d.target_instance {
             model::check_rds_identifier(what, id, 63)?;
+        }
+        if d.kind == DbKind::Cluster {
+            for (member, ty) in target_template.resource_types() {
+                let of_this_cluster = ty == crate::contract::DB_INSTANCE
+                    && target_template
+                        .resources()
+                        .and_then(|r| r.get(&member))
+                        .and_then(|r| r.get("Properties"))
+                        .and_then(|p| p.get("DBClusterIdentifier"))
+                        .and_then(|v| v.get("Ref"))
+                        .and_then(|v| v.as_str())
+                        == Some(d.logical_id.as_str());
+                if of_this_cluster {
+                    if let Some(id) = evaluator.property(&member, "DBInstanceIdentifier") {
+                        model::check_rds_identifier("DB instance identifier", &id, 63)?;
+                        d.target_members.push(id);
+                    }
+                }
+            }
         }
     }
     for b in &mut buckets {

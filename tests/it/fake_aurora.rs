@@ -369,10 +369,28 @@ async fn an_aurora_environment_migrates_by_renaming_its_cluster() {
         vec!["prod-mbeef-cluster-1".to_string()]
     );
 
+    let before_finalize = s.fake.calls().len();
     s.engine
         .finalize(&mut state, &store, &s.emitter)
         .await
         .unwrap_or_else(|e| panic!("finalize failed: {e}"));
+    // The live cluster is protected before the old stack, whose record names it, is deleted.
+    let ops: Vec<String> = s.fake.calls()[before_finalize..]
+        .iter()
+        .filter(|c| c.mutating)
+        .map(|c| c.operation.clone())
+        .collect();
+    let first_delete = ops
+        .iter()
+        .position(|o| o == "cloudformation:DeleteStack")
+        .unwrap();
+    let old_cluster_deleted = ops.iter().position(|o| o == "rds:DeleteDBCluster").unwrap();
+    assert!(
+        ops[old_cluster_deleted..first_delete]
+            .iter()
+            .any(|o| o == "rds:ModifyDBCluster"),
+        "{ops:?}"
+    );
     // Only the live cluster is left, not deleted by the old stack's record of its name, and
     // its deletion protection is back to what it was; the old data is in a kept snapshot.
     assert_eq!(s.fake.cluster_ids(), vec![SOURCE_CLUSTER.to_string()]);
@@ -490,4 +508,43 @@ async fn finalize_deletes_a_protected_old_cluster_and_restores_the_live_ones_pro
         "the clone's own setting is back after the interrupted finalizes"
     );
     assert!(state.protection_to_restore.is_empty());
+}
+
+/// The clone's cluster instances are named by the template: one that already exists is refused
+/// at preflight, before Standby, with nothing changed.
+#[tokio::test(start_paused = true)]
+async fn preflight_refuses_a_clone_whose_cluster_instance_name_is_taken() {
+    let s = aurora_prod();
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.databases[0].target_members,
+        vec!["staging-test-cluster-1".to_string()]
+    );
+    s.fake.deploy_now(
+        "squatter",
+        r#"
+Resources:
+  Db:
+    Type: AWS::RDS::DBInstance
+    Properties:
+      DBInstanceIdentifier: staging-test-cluster-1
+"#,
+        &[],
+    );
+    let calls_before = s.fake.mutating_calls().len();
+    let err = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("staging-test-cluster-1") && err.contains("already exists"),
+        "{err}"
+    );
+    assert_eq!(s.fake.mutating_calls().len(), calls_before);
 }
