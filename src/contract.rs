@@ -97,6 +97,16 @@ impl Template {
     pub fn resources(&self) -> Option<&Map<String, Value>> {
         self.value.get("Resources").and_then(Value::as_object)
     }
+
+    /// The logical id of the cluster a DB instance resource joins (`DBClusterIdentifier: !Ref`).
+    pub fn cluster_of(&self, instance_id: &str) -> Option<&str> {
+        self.resources()?
+            .get(instance_id)?
+            .get("Properties")?
+            .get("DBClusterIdentifier")?
+            .get("Ref")?
+            .as_str()
+    }
 }
 
 /// Render a template scalar the way CloudFormation passes it to a parameter (numbers and
@@ -497,14 +507,9 @@ fn belongs_to_listed_cluster(
     instance_id: &str,
     databases: &[DatabaseSpec],
 ) -> bool {
-    let cluster_ref = template
-        .resources()
-        .and_then(|r| r.get(instance_id))
-        .and_then(|r| r.get("Properties"))
-        .and_then(|p| p.get("DBClusterIdentifier"))
-        .and_then(|v| v.get("Ref"))
-        .and_then(Value::as_str);
-    cluster_ref.is_some_and(|c| databases.iter().any(|d| d.is_cluster && d.logical_id == c))
+    template
+        .cluster_of(instance_id)
+        .is_some_and(|c| databases.iter().any(|d| d.is_cluster && d.logical_id == c))
 }
 
 #[cfg(test)]

@@ -457,14 +457,7 @@ pub fn build_plan(
         if d.kind == DbKind::Cluster {
             for (member, ty) in target_template.resource_types() {
                 let of_this_cluster = ty == crate::contract::DB_INSTANCE
-                    && target_template
-                        .resources()
-                        .and_then(|r| r.get(&member))
-                        .and_then(|r| r.get("Properties"))
-                        .and_then(|p| p.get("DBClusterIdentifier"))
-                        .and_then(|v| v.get("Ref"))
-                        .and_then(|v| v.as_str())
-                        == Some(d.logical_id.as_str());
+                    && target_template.cluster_of(&member) == Some(d.logical_id.as_str());
                 if of_this_cluster {
                     if let Some(id) = evaluator.property(&member, "DBInstanceIdentifier") {
                         model::check_rds_identifier("DB instance identifier", &id, 63)?;
