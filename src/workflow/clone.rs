@@ -11,7 +11,9 @@ use serde::Serialize;
 use crate::contract::{Template, VerifyCheck, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::model::{RunId, TAG_ENVIRONMENT, TAG_RUN};
-use crate::ports::{Cloud, CreateStackRequest, DbKind, DnsRecord, StackInfo, StackStatus};
+use crate::ports::{
+    Cloud, CreateStackRequest, DbCluster, DbKind, DnsRecord, StackInfo, StackStatus,
+};
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath, SyncOptions, SyncStats, VerifyReport};
 
@@ -901,12 +903,21 @@ impl CloneEngine {
         created: &Created,
     ) -> Result<DatabaseArtifact, StepError> {
         if let (DbKind::Cluster, Some(cow)) = (d.kind, &d.copy_on_write) {
-            match self.copy_on_write_refusal(&d.source_instance).await? {
+            // One description serves both the check and the clone point's AWS time.
+            let dbs = &self.cloud.databases;
+            let cluster = retry(|| dbs.describe_cluster(&d.source_instance))
+                .await
+                .map_err(StepError::port("snapshot"))?
+                .ok_or_else(|| StepError::Refused {
+                    step: "snapshot".into(),
+                    message: format!("Aurora cluster {} no longer exists", d.source_instance),
+                })?;
+            match self.copy_on_write_refusal(&cluster).await? {
                 None => {
                     // Without Standby the source keeps writing: no point is "after the
                     // writes", so the clone is taken at whatever is restorable then.
                     let label = if plan.standby {
-                        let at = self.copy_on_write_point(&d.source_instance, events).await?;
+                        let at = self.copy_on_write_point(&cluster, events).await?;
                         let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                         format!(
                             "copy-on-write clone of {} (restorable past {at})",
@@ -949,17 +960,13 @@ impl CloneEngine {
         Ok(DatabaseArtifact { label, parameters })
     }
 
-    /// Why cluster `id` cannot be cloned copy-on-write, if it cannot.
-    async fn copy_on_write_refusal(&self, id: &str) -> Result<Option<String>, StepError> {
+    /// Why `cluster` cannot be cloned copy-on-write, if it cannot.
+    async fn copy_on_write_refusal(
+        &self,
+        cluster: &DbCluster,
+    ) -> Result<Option<String>, StepError> {
         let step = "snapshot";
         let dbs = &self.cloud.databases;
-        let cluster = retry(|| dbs.describe_cluster(id))
-            .await
-            .map_err(StepError::port(step))?
-            .ok_or_else(|| StepError::Refused {
-                step: step.into(),
-                message: format!("Aurora cluster {id} no longer exists"),
-            })?;
         if cluster.engine_mode == "serverless" {
             return Ok(Some(
                 "Aurora Serverless v1 clusters cannot be cloned copy-on-write".into(),
@@ -986,21 +993,19 @@ impl CloneEngine {
     /// restorable time (AWS takes no RestoreToTime with copy-on-write), which trails the present
     /// by up to minutes: once it has passed now, the clone the stack makes — while the source
     /// is still in Standby — holds every write made before Standby.
+    /// `cluster` was described after writes stopped.
     async fn copy_on_write_point(
         &self,
-        id: &str,
+        cluster: &DbCluster,
         events: &Emitter,
     ) -> Result<chrono::DateTime<chrono::Utc>, StepError> {
         let step = "snapshot";
         let dbs = &self.cloud.databases;
+        let id = cluster.id.as_str();
         let local = crate::retry::wall_now();
         // AWS's clock may run ahead of this machine's: the point must not fall before the
-        // moment writes stopped on AWS's clock either. An answer given now is later than that.
-        let aws = retry(|| dbs.describe_cluster(id))
-            .await
-            .map_err(StepError::port(step))?
-            .and_then(|c| c.server_time);
-        let reference = aws.map_or(local, |aws| aws.max(local));
+        // moment writes stopped on AWS's clock either. Its answer came after that moment.
+        let reference = cluster.server_time.map_or(local, |aws| aws.max(local));
         // Whole seconds (the Date header's precision): round up, one second more.
         let at =
             chrono::DateTime::from_timestamp(reference.timestamp() + 2, 0).unwrap_or(reference);
