@@ -806,6 +806,40 @@ fn new_cluster(
     Ok(cluster)
 }
 
+/// DB snapshots and DB cluster snapshots live in separate namespaces, with the same calls.
+impl State {
+    fn snapshot_map(&mut self, kind: DbKind) -> &mut BTreeMap<String, FakeSnapshot> {
+        match kind {
+            DbKind::Instance => &mut self.snapshots,
+            DbKind::Cluster => &mut self.cluster_snapshots,
+        }
+    }
+
+    fn snapshot_view_of(&mut self, kind: DbKind, id: &str) -> Option<DbSnapshot> {
+        self.snapshot_map(kind)
+            .get(id)
+            .map(|sn| snapshot_view(id, sn))
+    }
+
+    /// Snapshots of the instance or cluster `source_id`.
+    fn snapshots_of(&mut self, kind: DbKind, source_id: &str) -> Vec<DbSnapshot> {
+        self.snapshot_map(kind)
+            .iter()
+            .filter(|(_, sn)| sn.instance_id == source_id)
+            .map(|(id, sn)| snapshot_view(id, sn))
+            .collect()
+    }
+
+    fn remove_snapshot(&mut self, kind: DbKind, id: &str) -> PortResult<()> {
+        match self.snapshot_map(kind).remove(id) {
+            Some(_) => Ok(()),
+            None => Err(PortError::NotFound {
+                what: format!("{} {id}", kind.snapshot_noun()),
+            }),
+        }
+    }
+}
+
 fn next_id(s: &mut State) -> u64 {
     s.next_id += 1;
     s.next_id
@@ -1382,18 +1416,12 @@ impl Databases for FakeAws {
 
     async fn describe_snapshot(&self, id: &str) -> PortResult<Option<DbSnapshot>> {
         self.call("rds:DescribeDBSnapshots", false).await?;
-        let s = self.lock();
-        Ok(s.snapshots.get(id).map(|sn| snapshot_view(id, sn)))
+        Ok(self.lock().snapshot_view_of(DbKind::Instance, id))
     }
 
     async fn snapshots_of_instance(&self, instance_id: &str) -> PortResult<Vec<DbSnapshot>> {
         self.call("rds:DescribeDBSnapshots", false).await?;
-        let s = self.lock();
-        Ok(s.snapshots
-            .iter()
-            .filter(|(_, sn)| sn.instance_id == instance_id)
-            .map(|(id, sn)| snapshot_view(id, sn))
-            .collect())
+        Ok(self.lock().snapshots_of(DbKind::Instance, instance_id))
     }
 
     async fn rename_instance(&self, id: &str, new_id: &str) -> PortResult<()> {
@@ -1448,12 +1476,7 @@ impl Databases for FakeAws {
 
     async fn delete_snapshot(&self, id: &str) -> PortResult<()> {
         self.call("rds:DeleteDBSnapshot", true).await?;
-        match self.lock().snapshots.remove(id) {
-            Some(_) => Ok(()),
-            None => Err(PortError::NotFound {
-                what: format!("DB snapshot {id}"),
-            }),
-        }
+        self.lock().remove_snapshot(DbKind::Instance, id)
     }
 
     async fn describe_cluster(&self, id: &str) -> PortResult<Option<DbCluster>> {
@@ -1541,28 +1564,17 @@ impl Databases for FakeAws {
 
     async fn describe_cluster_snapshot(&self, id: &str) -> PortResult<Option<DbSnapshot>> {
         self.call("rds:DescribeDBClusterSnapshots", false).await?;
-        let s = self.lock();
-        Ok(s.cluster_snapshots.get(id).map(|sn| snapshot_view(id, sn)))
+        Ok(self.lock().snapshot_view_of(DbKind::Cluster, id))
     }
 
     async fn delete_cluster_snapshot(&self, id: &str) -> PortResult<()> {
         self.call("rds:DeleteDBClusterSnapshot", true).await?;
-        match self.lock().cluster_snapshots.remove(id) {
-            Some(_) => Ok(()),
-            None => Err(PortError::NotFound {
-                what: format!("DB cluster snapshot {id}"),
-            }),
-        }
+        self.lock().remove_snapshot(DbKind::Cluster, id)
     }
 
     async fn snapshots_of_cluster(&self, cluster_id: &str) -> PortResult<Vec<DbSnapshot>> {
         self.call("rds:DescribeDBClusterSnapshots", false).await?;
-        let s = self.lock();
-        Ok(s.cluster_snapshots
-            .iter()
-            .filter(|(_, sn)| sn.instance_id == cluster_id)
-            .map(|(id, sn)| snapshot_view(id, sn))
-            .collect())
+        Ok(self.lock().snapshots_of(DbKind::Cluster, cluster_id))
     }
 
     async fn rename_cluster(&self, id: &str, new_id: &str) -> PortResult<()> {
