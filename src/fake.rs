@@ -840,6 +840,34 @@ impl State {
     }
 }
 
+/// The snapshot CloudFormation takes of a database it deletes, unless its DeletionPolicy says
+/// otherwise (AWS's default for DB instances and clusters is Snapshot).
+fn final_snapshot(
+    s: &mut State,
+    stack: &str,
+    r: &FakeStackResource,
+    kind: DbKind,
+    tags: BTreeMap<String, String>,
+    data_version: u64,
+) {
+    if r.deletion_policy.as_deref().unwrap_or("Snapshot") != "Snapshot" {
+        return;
+    }
+    let id = format!(
+        "{stack}-snapshot-{}-{}",
+        r.logical_id.to_lowercase(),
+        next_id(s)
+    );
+    let snapshot = FakeSnapshot {
+        instance_id: r.physical_id.clone(),
+        ready_at: Instant::now(),
+        tags,
+        created: chrono::Utc::now(),
+        data_version,
+    };
+    s.snapshot_map(kind).insert(id, snapshot);
+}
+
 fn next_id(s: &mut State) -> u64 {
     s.next_id += 1;
     s.next_id
@@ -1264,24 +1292,8 @@ impl Stacks for FakeAws {
                     Some(_) => {
                         let db = s.dbs.remove(&r.physical_id).expect("present");
                         // A cluster's instance has no snapshot of its own: the cluster's is it.
-                        if db.cluster.is_none()
-                            && r.deletion_policy.as_deref().unwrap_or("Snapshot") == "Snapshot"
-                        {
-                            let id = format!(
-                                "{name}-snapshot-{}-{}",
-                                r.logical_id.to_lowercase(),
-                                next_id(s)
-                            );
-                            s.snapshots.insert(
-                                id,
-                                FakeSnapshot {
-                                    instance_id: db.id,
-                                    ready_at: Instant::now(),
-                                    tags: db.tags,
-                                    created: chrono::Utc::now(),
-                                    data_version: 0,
-                                },
-                            );
+                        if db.cluster.is_none() {
+                            final_snapshot(s, name, r, DbKind::Instance, db.tags, 0);
                         }
                     }
                     None => {}
@@ -1298,23 +1310,8 @@ impl Stacks for FakeAws {
                     }
                     Some(_) => {
                         let cluster = s.clusters.remove(&r.physical_id).expect("present");
-                        if r.deletion_policy.as_deref().unwrap_or("Snapshot") == "Snapshot" {
-                            let id = format!(
-                                "{name}-snapshot-{}-{}",
-                                r.logical_id.to_lowercase(),
-                                next_id(s)
-                            );
-                            s.cluster_snapshots.insert(
-                                id,
-                                FakeSnapshot {
-                                    instance_id: r.physical_id.clone(),
-                                    ready_at: Instant::now(),
-                                    data_version: cluster.version(),
-                                    tags: cluster.tags,
-                                    created: chrono::Utc::now(),
-                                },
-                            );
-                        }
+                        let version = cluster.version();
+                        final_snapshot(s, name, r, DbKind::Cluster, cluster.tags, version);
                     }
                     None => {}
                 },
