@@ -140,12 +140,7 @@ impl Config {
         let spliced = Template::parse(&origin, &body).map_err(|e| refused(e.to_string()))?;
         // The result must be the same template with that contract, and nothing else changed.
         let mut expected = template.value.clone();
-        object(
-            object(&mut expected)
-                .entry("Metadata")
-                .or_insert(Value::Null),
-        )
-        .insert("envclone".into(), contract.clone());
+        set_contract(&mut expected, contract);
         if spliced.value != expected {
             return Err(refused(
                 "the template's text could not be changed without changing something else".into(),
@@ -161,8 +156,7 @@ fn splice_contract(body: &str, contract: &Value) -> Result<String, String> {
     let flow = serde_json::to_string(contract).map_err(|e| e.to_string())?;
     if body.trim_start().starts_with('{') {
         let mut value: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
-        object(object(&mut value).entry("Metadata").or_insert(Value::Null))
-            .insert("envclone".into(), contract.clone());
+        set_contract(&mut value, contract);
         return serde_json::to_string_pretty(&value).map_err(|e| e.to_string());
     }
     let lines: Vec<&str> = body.lines().collect();
@@ -207,6 +201,12 @@ fn splice_contract(body: &str, contract: &Value) -> Result<String, String> {
         text.push('\n');
     }
     Ok(text)
+}
+
+/// Sets `Metadata.envclone` of a template's value.
+fn set_contract(template: &mut Value, contract: &Value) {
+    let metadata = object(template).entry("Metadata").or_insert(Value::Null);
+    object(metadata).insert("envclone".into(), contract.clone());
 }
 
 /// `v` as a JSON object, replacing anything else.
