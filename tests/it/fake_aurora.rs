@@ -61,22 +61,6 @@ fn app_writer(s: &Scenario) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Option<u6
     (task, at_standby)
 }
 
-fn standby_window(s: &Scenario) -> (Duration, Duration) {
-    let calls = s.fake.calls();
-    let entered = calls
-        .iter()
-        .find(|c| c.operation == "autoscaling:EnterStandby")
-        .expect("entered Standby")
-        .at;
-    let exited = calls
-        .iter()
-        .rev()
-        .find(|c| c.operation == "autoscaling:ExitStandby")
-        .expect("left Standby")
-        .at;
-    (entered, exited)
-}
-
 #[tokio::test(start_paused = true)]
 async fn an_aurora_cluster_is_cloned_copy_on_write_at_the_standby_point() {
     clone_holds_exactly_the_writes_before_standby(timings()).await;
@@ -115,7 +99,7 @@ async fn clone_holds_exactly_the_writes_before_standby(timings: envclone::fake::
         .execute(&plan, &s.emitter, std::future::pending())
         .await
         .unwrap_or_else(|f| panic!("clone failed: {:?}", f.error));
-    let (entered, exited) = standby_window(&s);
+    let (entered, exited) = standby_span(&s);
     let clone_version = s.fake.cluster_data_version(CLONE_CLUSTER).unwrap();
     // The application writes again once the source is back in service.
     tokio::time::sleep(Duration::from_secs(60)).await;

@@ -587,15 +587,7 @@ async fn the_standby_window_does_not_grow_with_the_bucket() {
             .await
             .unwrap_or_else(|f| panic!("clone failed: {:?}", f.error));
         writer.await.unwrap();
-        let calls = s.fake.calls();
-        let at = |op: &str| calls.iter().find(|c| c.operation == op).unwrap().at;
-        let entered = at("autoscaling:EnterStandby");
-        let exited = calls
-            .iter()
-            .rev()
-            .find(|c| c.operation == "autoscaling:ExitStandby")
-            .unwrap()
-            .at;
+        let (entered, exited) = standby_span(&s);
         exited - entered
     }
     let with = standby_window(true, 10).await;

@@ -236,3 +236,21 @@ pub async fn clone_to_end(
         .await
         .unwrap_or_else(|f| panic!("clone into {target} failed: {}", f.error))
 }
+
+/// When the source entered Standby (first EnterStandby) and left it (last ExitStandby), on
+/// the fake's clock.
+pub fn standby_span(s: &Scenario) -> (std::time::Duration, std::time::Duration) {
+    let calls = s.fake.calls();
+    let entered = calls
+        .iter()
+        .find(|c| c.operation == "autoscaling:EnterStandby")
+        .expect("entered Standby")
+        .at;
+    let exited = calls
+        .iter()
+        .rev()
+        .find(|c| c.operation == "autoscaling:ExitStandby")
+        .expect("left Standby")
+        .at;
+    (entered, exited)
+}
