@@ -24,6 +24,20 @@ fn options(delete: bool) -> SyncOptions {
     }
 }
 
+/// `s3 sync s3://SRC s3://DST` on the fake, with or without --delete.
+async fn sync_buckets(
+    store: &Arc<dyn ObjectStore>,
+    delete: bool,
+) -> Result<s3sync::SyncStats, SyncError> {
+    s3sync::sync(
+        store.clone(),
+        &BucketPath::bucket(SRC),
+        &BucketPath::bucket(DST),
+        &options(delete),
+    )
+    .await
+}
+
 fn fake_with_buckets() -> (FakeAws, Arc<dyn ObjectStore>) {
     let fake = FakeAws::new(timings());
     fake.create_bucket_now(SRC);
@@ -80,14 +94,7 @@ async fn delete_removes_what_the_source_lacks_in_batches_of_at_most_1000() {
         ObjectHead::default(),
     );
 
-    let stats = s3sync::sync(
-        store.clone(),
-        &BucketPath::bucket(SRC),
-        &BucketPath::bucket(DST),
-        &options(true),
-    )
-    .await
-    .unwrap();
+    let stats = sync_buckets(&store, true).await.unwrap();
 
     assert_eq!(stats.extra, 2_500);
     assert_eq!(stats.deleted, 2_500);
@@ -117,14 +124,7 @@ async fn delete_removes_what_the_source_lacks_in_batches_of_at_most_1000() {
 
     // A re-run is a no-op: listings only, no change.
     let before = fake.mutating_calls().len();
-    let again = s3sync::sync(
-        store,
-        &BucketPath::bucket(SRC),
-        &BucketPath::bucket(DST),
-        &options(true),
-    )
-    .await
-    .unwrap();
+    let again = sync_buckets(&store, true).await.unwrap();
     assert_eq!((again.copied, again.deleted), (0, 0));
     assert_eq!(again.unchanged, source_count);
     assert_eq!(fake.mutating_calls().len(), before);
@@ -135,14 +135,7 @@ async fn without_delete_extra_objects_stay_and_are_counted() {
     let (fake, store) = fake_with_buckets();
     fill(&fake, SRC);
     fake.put_object(DST, "only-here", b"x", ObjectHead::default(), &[]);
-    let stats = s3sync::sync(
-        store,
-        &BucketPath::bucket(SRC),
-        &BucketPath::bucket(DST),
-        &options(false),
-    )
-    .await
-    .unwrap();
+    let stats = sync_buckets(&store, false).await.unwrap();
     assert_eq!((stats.extra, stats.deleted), (1, 0));
     assert!(fake.object(DST, "only-here").is_some());
     assert!(fake.delete_batches().is_empty());
@@ -298,25 +291,11 @@ async fn a_failed_copy_fails_the_sync_after_the_others_finish() {
         envclone::ports::PortError::failed("s3:CopyObject", "AccessDenied"),
         1,
     );
-    let err = s3sync::sync(
-        store.clone(),
-        &BucketPath::bucket(SRC),
-        &BucketPath::bucket(DST),
-        &options(true),
-    )
-    .await
-    .unwrap_err();
+    let err = sync_buckets(&store, true).await.unwrap_err();
     assert!(err.to_string().contains("AccessDenied"), "{err}");
     // The sync stopped starting copies at the failure; a re-run copies what is still missing
     // (at least the one that failed) and ends equal.
-    let stats = s3sync::sync(
-        store,
-        &BucketPath::bucket(SRC),
-        &BucketPath::bucket(DST),
-        &options(true),
-    )
-    .await
-    .unwrap();
+    let stats = sync_buckets(&store, true).await.unwrap();
     assert!(stats.copied >= 1);
     assert!(stats.unchanged >= 1, "what the first run copied is kept");
     assert_eq!(listing(&fake, DST, ""), listing(&fake, SRC, ""));
@@ -457,14 +436,7 @@ async fn a_no_op_lists_each_side_in_parallel_ranges() {
         fake.put_object(DST, &key, b"x", ObjectHead::default(), &[]);
     }
     let started = tokio::time::Instant::now();
-    let stats = s3sync::sync(
-        store,
-        &BucketPath::bucket(SRC),
-        &BucketPath::bucket(DST),
-        &options(true),
-    )
-    .await
-    .unwrap();
+    let stats = sync_buckets(&store, true).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(
         (stats.unchanged, stats.copied, stats.deleted),
