@@ -433,6 +433,34 @@ impl Stacks for CloudFormation {
 
 pub struct Rds(aws_sdk_rds::Client);
 
+impl Rds {
+    /// AddTagsToResource on a DB instance's or cluster's ARN (`what` names it in errors).
+    async fn add_tags(
+        &self,
+        arn: String,
+        tags: &BTreeMap<String, String>,
+        what: &str,
+    ) -> PortResult<()> {
+        self.0
+            .add_tags_to_resource()
+            .resource_name(arn)
+            .set_tags(rds_tag_list(tags))
+            .send()
+            .await
+            .map_err(|e| port_error("rds:AddTagsToResource", what, e))?;
+        Ok(())
+    }
+}
+
+/// The request's tag list; none at all when there are no tags (as the builder sends nothing).
+fn rds_tag_list(tags: &BTreeMap<String, String>) -> Option<Vec<aws_sdk_rds::types::Tag>> {
+    (!tags.is_empty()).then(|| {
+        tags.iter()
+            .map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(k).value(v).build())
+            .collect()
+    })
+}
+
 fn db_snapshot(s: &aws_sdk_rds::types::DbSnapshot) -> DbSnapshot {
     DbSnapshot {
         id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
@@ -558,21 +586,20 @@ impl Databases for Rds {
         snapshot_id: &str,
         tags: &BTreeMap<String, String>,
     ) -> PortResult<()> {
-        let mut call = self
-            .0
+        self.0
             .create_db_snapshot()
             .db_instance_identifier(instance_id)
-            .db_snapshot_identifier(snapshot_id);
-        for (k, v) in tags {
-            call = call.tags(aws_sdk_rds::types::Tag::builder().key(k).value(v).build());
-        }
-        call.send().await.map_err(|e| {
-            port_error(
-                "rds:CreateDBSnapshot",
-                &format!("DB snapshot {snapshot_id}"),
-                e,
-            )
-        })?;
+            .db_snapshot_identifier(snapshot_id)
+            .set_tags(rds_tag_list(tags))
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "rds:CreateDBSnapshot",
+                    &format!("DB snapshot {snapshot_id}"),
+                    e,
+                )
+            })?;
         Ok(())
     }
 
@@ -632,14 +659,7 @@ impl Databases for Rds {
             .and_then(|d| d.db_instance_arn())
             .ok_or_else(|| PortError::NotFound { what: what.clone() })?
             .to_string();
-        let mut call = self.0.add_tags_to_resource().resource_name(arn);
-        for (k, v) in tags {
-            call = call.tags(aws_sdk_rds::types::Tag::builder().key(k).value(v).build());
-        }
-        call.send()
-            .await
-            .map_err(|e| port_error("rds:AddTagsToResource", &what, e))?;
-        Ok(())
+        self.add_tags(arn, tags, &what).await
     }
 
     async fn snapshots_of_instance(&self, instance_id: &str) -> PortResult<Vec<DbSnapshot>> {
@@ -725,21 +745,20 @@ impl Databases for Rds {
         snapshot_id: &str,
         tags: &BTreeMap<String, String>,
     ) -> PortResult<()> {
-        let mut call = self
-            .0
+        self.0
             .create_db_cluster_snapshot()
             .db_cluster_identifier(cluster_id)
-            .db_cluster_snapshot_identifier(snapshot_id);
-        for (k, v) in tags {
-            call = call.tags(aws_sdk_rds::types::Tag::builder().key(k).value(v).build());
-        }
-        call.send().await.map_err(|e| {
-            port_error(
-                "rds:CreateDBClusterSnapshot",
-                &format!("DB cluster snapshot {snapshot_id}"),
-                e,
-            )
-        })?;
+            .db_cluster_snapshot_identifier(snapshot_id)
+            .set_tags(rds_tag_list(tags))
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "rds:CreateDBClusterSnapshot",
+                    &format!("DB cluster snapshot {snapshot_id}"),
+                    e,
+                )
+            })?;
         Ok(())
     }
 
@@ -837,14 +856,7 @@ impl Databases for Rds {
             .and_then(|c| c.db_cluster_arn())
             .ok_or_else(|| PortError::NotFound { what: what.clone() })?
             .to_string();
-        let mut call = self.0.add_tags_to_resource().resource_name(arn);
-        for (k, v) in tags {
-            call = call.tags(aws_sdk_rds::types::Tag::builder().key(k).value(v).build());
-        }
-        call.send()
-            .await
-            .map_err(|e| port_error("rds:AddTagsToResource", &what, e))?;
-        Ok(())
+        self.add_tags(arn, tags, &what).await
     }
 
     async fn delete_cluster(&self, id: &str) -> PortResult<()> {
