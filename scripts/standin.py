@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import fnmatch
+import dataclasses
 import functools
 import io
 import json
@@ -124,6 +125,9 @@ class Settings:
         # How far an Aurora cluster's LatestRestorableTime trails the clock (AWS: seconds to
         # ~5 minutes).
         self.restorable_lag = float(os.environ.get("ENVCLONE_STANDIN_RESTORABLE_LAG", "3"))
+        # How long a DB instance or cluster rename stays pending under the OLD identifier
+        # (status `renaming`) before it answers only to the new one. AWS: about 10 minutes.
+        self.rename_delay = float(os.environ.get("ENVCLONE_STANDIN_RENAME_DELAY", "4"))
         self.faults: list[FaultRule] = []
         self.next_fault_id = 1
 
@@ -164,6 +168,8 @@ class _TimedStatus:
         state = obj.__dict__.get(self._slot)
         if state is None:
             return None
+        if obj.__dict__.get("_envclone_pending_rename"):
+            return "renaming"  # until `_settle_renames` applies it, however long that takes
         value, since = state
         final = _SETTLES_INTO.get(value)
         if final is not None and time.monotonic() - since >= SETTINGS.rds_delay:
@@ -194,6 +200,78 @@ def _invalid_instance_state(instance_id: str) -> RDSClientError:
         "InvalidDBInstanceState",
         f"Database instance is not in available state (instance {instance_id}).",
     )
+
+
+# ---------------------------------------------------------------------- RDS: renames take time
+#
+# AWS ("Renaming a DB instance", USER_RenameInstance; ModifyDBCluster NewDBClusterIdentifier):
+# the call returns at once; the database keeps answering to its OLD identifier with status
+# `renaming` (the new name in PendingModifiedValues) until the rename is effective, about ten
+# minutes later; from then on only the new identifier answers. The new name is taken from the
+# call on. moto moves the identifier at the call. Here the move waits SETTINGS.rename_delay and
+# is applied at the start of the first request after that (requests to moto are serialized, so
+# no request sees the move half done).
+
+
+@dataclasses.dataclass
+class _PendingRename:
+    backend: Any
+    kind: str  # "instance" or "cluster"
+    old_id: str
+    new_id: str
+    due: float
+
+
+_PENDING_RENAMES: list[_PendingRename] = []
+_RENAMES_LOCK = threading.Lock()
+# Every request to moto runs under this lock (see StandinApp), so a rename applied at a request's
+# start never races another request's reads.
+MOTO_LOCK = threading.RLock()
+_ORIGINAL_RENAMES: dict[str, Callable[..., Any]] = {}
+
+
+def _rename_target_taken(kind: str, backend: Any, new_id: str) -> bool:
+    with _RENAMES_LOCK:
+        return any(r.backend is backend and r.kind == kind and r.new_id.lower() == new_id.lower() for r in _PENDING_RENAMES)
+
+
+def _defer_rename(kind: str, backend: Any, obj: Any, old_id: str, new_id: str) -> None:
+    obj.__dict__["_envclone_pending_rename"] = new_id
+    key = "DBInstanceIdentifier" if kind == "instance" else "DBClusterIdentifier"
+    obj.pending_modified_values = {key: new_id}
+    with _RENAMES_LOCK:
+        _PENDING_RENAMES.append(_PendingRename(backend, kind, old_id, new_id, time.monotonic() + SETTINGS.rename_delay))
+
+
+def _settle_renames() -> None:
+    """Applies every pending rename whose time has come (called with MOTO_LOCK held)."""
+    now = time.monotonic()
+    with _RENAMES_LOCK:
+        due = [r for r in _PENDING_RENAMES if r.due <= now]
+        for r in due:
+            _PENDING_RENAMES.remove(r)
+    for r in due:
+        store = r.backend.databases if r.kind == "instance" else r.backend.clusters
+        obj = store.get(r.old_id)
+        if obj is None or obj.__dict__.get("_envclone_pending_rename") != r.new_id:
+            continue  # deleted meanwhile
+        del obj.__dict__["_envclone_pending_rename"]
+        obj.pending_modified_values = {}
+        if r.kind == "instance":
+            _ORIGINAL_RENAMES["instance"](r.backend, r.old_id, {"new_db_instance_identifier": r.new_id})
+        else:
+            members = list(obj._members)
+            _ORIGINAL_RENAMES["cluster"](r.backend, {"db_cluster_identifier": r.old_id, "new_db_cluster_identifier": r.new_id})
+            # moto left the instances pointing at the old name (no longer members).
+            for member in members:
+                member.db_cluster_identifier = obj.db_cluster_identifier
+        _force_status(obj, "available")
+        _log(f"rename of {r.kind} {r.old_id} to {r.new_id} is effective")
+
+
+def _reset_renames() -> None:
+    with _RENAMES_LOCK:
+        _PENDING_RENAMES.clear()
 
 
 def _install_rds_time() -> None:
@@ -270,16 +348,21 @@ def _install_rds_time() -> None:
             database = orig_modify(self, db_instance_identifier, db_kwargs)
             database.pending_modified_values = {"DBInstanceIdentifier": new_id}
             return database
-        if new_id and new_id.lower() in self.databases:
+        if new_id and (new_id.lower() in self.databases or _rename_target_taken("instance", self, new_id)):
             raise RDSClientError("DBInstanceAlreadyExists", f"DB instance already exists: {new_id}")
-        database = orig_modify(self, db_instance_identifier, db_kwargs)
         if new_id:
+            rest = {k: v for k, v in db_kwargs.items() if k not in ("new_db_instance_identifier", "NewDBInstanceIdentifier")}
+            database = orig_modify(self, db_instance_identifier, rest)
             _force_status(database, "renaming")
-        elif apply_now:
+            _defer_rename("instance", self, database, database.db_instance_identifier, new_id.lower())
+            return database
+        database = orig_modify(self, db_instance_identifier, db_kwargs)
+        if apply_now:
             _force_status(database, "modifying")
         return database
 
     backend_cls.modify_db_instance = modify_db_instance
+    _ORIGINAL_RENAMES["instance"] = orig_modify
 
     orig_reboot = backend_cls.reboot_db_instance
 
@@ -601,20 +684,21 @@ def _install_rds_clusters() -> None:
         if cluster.status != "available":
             raise _invalid_cluster_state(cluster_id, cluster.status)
         new_id = kwargs.get("new_db_cluster_identifier")
-        if new_id and new_id.lower() in self.clusters:
+        if new_id and (new_id.lower() in self.clusters or _rename_target_taken("cluster", self, new_id)):
             raise RDSClientError("DBClusterAlreadyExistsFault", "DB Cluster already exists")
-        members = list(cluster._members)
-        result = orig_modify(self, kwargs)
         if new_id:
-            # moto left the instances pointing at the old name (no longer members).
-            for member in members:
-                member.db_cluster_identifier = cluster.db_cluster_identifier
+            rest = {k: v for k, v in kwargs.items() if k != "new_db_cluster_identifier"}
+            result = orig_modify(self, rest)
             _force_status(cluster, "renaming")
-        elif _truthy(kwargs.get("apply_immediately")):
+            _defer_rename("cluster", self, cluster, cluster_id, new_id.lower())
+            return result
+        result = orig_modify(self, kwargs)
+        if _truthy(kwargs.get("apply_immediately")):
             _force_status(cluster, "modifying")
         return result
 
     backend_cls.modify_db_cluster = modify_db_cluster
+    _ORIGINAL_RENAMES["cluster"] = orig_modify
 
     orig_delete = backend_cls.delete_db_cluster
 
@@ -2342,6 +2426,13 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
                     raise ValueError("seconds must be >= 0")
                 SETTINGS.rds_delay = seconds
             return _json_reply(start_response, "200 OK", {"seconds": SETTINGS.rds_delay})
+        if path == "rename-delay":
+            if method in ("POST", "PUT"):
+                seconds = float(_read_json(environ)["seconds"])
+                if seconds < 0:
+                    raise ValueError("seconds must be >= 0")
+                SETTINGS.rename_delay = seconds
+            return _json_reply(start_response, "200 OK", {"seconds": SETTINGS.rename_delay})
         if path == "rds/restored" and method == "GET":
             return _json_reply(start_response, "200 OK", restored_instances())
         if path == "rds/restored-clusters" and method == "GET":
@@ -2357,9 +2448,12 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
             # Everything back to a fresh start: moto's state, the fault rules, the RDS delay.
             from moto.moto_api import _internal as moto_api_internal
 
-            moto_api_internal.moto_api_backend.reset()
+            with MOTO_LOCK:
+                moto_api_internal.moto_api_backend.reset()
+                _reset_renames()
             with SETTINGS.lock:
                 SETTINGS.faults.clear()
+            SETTINGS.rename_delay = float(os.environ.get("ENVCLONE_STANDIN_RENAME_DELAY", "4"))
             SETTINGS.rds_delay = float(os.environ.get("ENVCLONE_STANDIN_RDS_DELAY", "2.0"))
             SETTINGS.restorable_lag = float(os.environ.get("ENVCLONE_STANDIN_RESTORABLE_LAG", "3"))
             return _json_reply(start_response, "200 OK", {"reset": True})
@@ -2387,12 +2481,13 @@ class StandinApp:
                 if response is not None:
                     return response
             return control(environ, start_response)
-        if path.startswith("/moto-api") or not SETTINGS.faults:
+        if not path.startswith("/moto-api") and SETTINGS.faults:
+            response = self._fault(identify(environ), environ, start_response)
+            if response is not None:
+                return response
+        with MOTO_LOCK:
+            _settle_renames()
             return self.moto_app(environ, start_response)
-        response = self._fault(identify(environ), environ, start_response)
-        if response is not None:
-            return response
-        return self.moto_app(environ, start_response)
 
     @staticmethod
     def _fault(info: RequestInfo, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes] | None:

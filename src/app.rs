@@ -814,7 +814,9 @@ async fn migrate_locked(
         // Past runs of this environment say how long one takes; refuse what cannot fit.
         let needed = past_migration_duration(state_dir, &command.request.env)
             .unwrap_or_default()
-            .max(crate::workflow::migrate::SWAP_ALLOWANCE);
+            .max(crate::workflow::migrate::swap_allowance(
+                plan.databases.len(),
+            ));
         let needed = chrono::Duration::from_std(needed).unwrap_or_default();
         if chrono::Utc::now() + needed > deadline {
             return Err(AppError::Refused(format!(

@@ -880,6 +880,79 @@ impl Databases for Rds {
             .map_err(|e| port_error("rds:DeleteDBInstance", &format!("database {id}"), e))?;
         Ok(())
     }
+
+    async fn tagged(&self, kind: DbKind, key: &str, value: &str) -> PortResult<Vec<String>> {
+        let has = |tags: &[aws_sdk_rds::types::Tag]| {
+            tags.iter()
+                .any(|t| t.key() == Some(key) && t.value() == Some(value))
+        };
+        let what = format!("databases tagged {key}={value}");
+        let mut ids = Vec::new();
+        match kind {
+            DbKind::Instance => {
+                let mut pages = self.0.describe_db_instances().into_paginator().send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| port_error("rds:DescribeDBInstances", &what, e))?;
+                    ids.extend(
+                        page.db_instances()
+                            .iter()
+                            .filter(|d| has(d.tag_list()))
+                            .filter_map(|d| d.db_instance_identifier().map(str::to_string)),
+                    );
+                }
+            }
+            DbKind::Cluster => {
+                let mut pages = self.0.describe_db_clusters().into_paginator().send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| port_error("rds:DescribeDBClusters", &what, e))?;
+                    ids.extend(
+                        page.db_clusters()
+                            .iter()
+                            .filter(|c| has(c.tag_list()))
+                            .filter_map(|c| c.db_cluster_identifier().map(str::to_string)),
+                    );
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn untag(&self, kind: DbKind, id: &str, keys: &[String]) -> PortResult<()> {
+        let what = format!("database {id}");
+        let arn = match kind {
+            DbKind::Instance => self
+                .0
+                .describe_db_instances()
+                .db_instance_identifier(id)
+                .send()
+                .await
+                .map_err(|e| port_error("rds:DescribeDBInstances", &what, e))?
+                .db_instances()
+                .first()
+                .and_then(|d| d.db_instance_arn())
+                .map(str::to_string),
+            DbKind::Cluster => self
+                .0
+                .describe_db_clusters()
+                .db_cluster_identifier(id)
+                .send()
+                .await
+                .map_err(|e| port_error("rds:DescribeDBClusters", &what, e))?
+                .db_clusters()
+                .first()
+                .and_then(|c| c.db_cluster_arn())
+                .map(str::to_string),
+        }
+        .ok_or_else(|| PortError::NotFound { what: what.clone() })?;
+        self.0
+            .remove_tags_from_resource()
+            .resource_name(arn)
+            .set_tag_keys(Some(keys.to_vec()))
+            .send()
+            .await
+            .map_err(|e| port_error("rds:RemoveTagsFromResource", &what, e))?;
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------- Auto Scaling

@@ -27,8 +27,11 @@ pub struct Timings {
     pub stack_resource: Duration,
     /// Every call.
     pub call_latency: Duration,
-    /// A DB rename or modification.
+    /// A DB modification.
     pub db_modify: Duration,
+    /// A DB rename: the database answers to its old identifier, `renaming`, this long. AWS:
+    /// the new name "becomes effective in about 10 minutes" (USER_RenameInstance).
+    pub db_rename: Duration,
     /// A Route 53 change reaching INSYNC.
     pub dns_sync: Duration,
     /// Extra time of a CopyObject or UploadPartCopy.
@@ -50,6 +53,7 @@ impl Default for Timings {
             stack_resource: Duration::from_secs(10),
             call_latency: Duration::from_millis(20),
             db_modify: Duration::from_secs(90),
+            db_rename: Duration::from_secs(600),
             dns_sync: Duration::from_secs(30),
             copy_latency: Duration::from_millis(50),
             min_part_size: 5 * 1024 * 1024,
@@ -102,6 +106,8 @@ struct FakeDb {
     tags: BTreeMap<String, String>,
     /// The Aurora cluster this instance belongs to.
     cluster: Option<String>,
+    /// A rename in flight: the identifier the instance moves to at `ready_at`.
+    pending_rename: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +135,8 @@ struct FakeCluster {
     writes: Vec<(chrono::DateTime<chrono::Utc>, u64)>,
     /// `snapshot <id>` or `copy-on-write clone of <cluster> at <time>`.
     restored_from: Option<String>,
+    /// A rename in flight: the identifier the cluster moves to at `ready_at`.
+    pending_rename: Option<String>,
 }
 
 impl FakeCluster {
@@ -212,6 +220,10 @@ struct State {
     hooks_run: Vec<(String, BTreeMap<String, String>)>,
     failing_hooks: Vec<String>,
     faults: Vec<Fault>,
+    /// Calls dropped by their caller while in flight.
+    abandoned: Vec<String>,
+    /// Calls that take effect and then fail as if their response was lost.
+    lost_responses: Vec<Fault>,
     calls: Vec<Call>,
     dns_changes: HashMap<String, Instant>,
     mutating_count: u64,
@@ -224,6 +236,23 @@ struct State {
     next_id: u64,
     /// S3 ETags as SeaweedFS makes them (`copies_like_seaweedfs`).
     seaweedfs_etags: bool,
+}
+
+/// A call between its request and its answer; notes itself abandoned if dropped there.
+struct InFlight<'a> {
+    fake: &'a FakeAws,
+    operation: &'a str,
+    answered: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            if let Ok(mut s) = self.fake.state.lock() {
+                s.abandoned.push(self.operation.to_string());
+            }
+        }
+    }
 }
 
 /// The fake AWS. Cheap to clone (shared state).
@@ -255,8 +284,11 @@ impl FakeAws {
         }
     }
 
+    /// The state, with every rename whose time has come applied (as AWS would have by now).
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("fake state lock")
+        let mut s = self.state.lock().expect("fake state lock");
+        s.settle_renames(Instant::now());
+        s
     }
 
     /// Records the call, waits the call latency, and fails it if a fault is armed.
@@ -297,11 +329,29 @@ impl FakeAws {
                 return Err(f.error.clone());
             }
         }
+        // A call dropped while in flight (its future cancelled) is recorded as abandoned: on
+        // AWS its request may or may not have been acted on. Here it never takes effect.
+        let mut in_flight = InFlight {
+            fake: self,
+            operation,
+            answered: !mutating, // only a change of unknown fate matters
+        };
         tokio::time::sleep(self.timings.call_latency).await;
+        in_flight.answered = true;
         Ok(())
     }
 
     // ------------------------------------------------------------ test controls
+
+    /// Time since this fake was made (the clock of `Call::at`).
+    pub fn elapsed(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Mutating calls whose caller dropped them before their answer came (a cancelled future).
+    pub fn abandoned_calls(&self) -> Vec<String> {
+        self.lock().abandoned.clone()
+    }
 
     /// Makes the next `times` calls of `operation` ("s3:CopyObject", or "*") fail with `error`.
     pub fn fail(&self, operation: &str, error: PortError, times: u32) {
@@ -310,6 +360,36 @@ impl FakeAws {
             error,
             remaining: times,
         });
+    }
+
+    /// Makes the next `times` calls of `operation` take effect but lose their answer (the
+    /// caller sees a timeout): a request that reached AWS and whose response did not come back.
+    /// Modelled for the renames (`rds:ModifyDBInstance`, `rds:ModifyDBCluster`).
+    pub fn lose_response(&self, operation: &str, times: u32) {
+        self.lock().lost_responses.push(Fault {
+            operation: operation.to_string(),
+            error: PortError::Transient {
+                operation: operation.to_string(),
+                message: "RequestTimeout: the response was lost (injected)".into(),
+            },
+            remaining: times,
+        });
+    }
+
+    /// After a call took effect: its answer, or the armed lost-response error.
+    fn answer(&self, operation: &str) -> PortResult<()> {
+        let mut s = self.state.lock().expect("fake state lock");
+        match s
+            .lost_responses
+            .iter_mut()
+            .find(|f| f.remaining > 0 && f.operation == operation)
+        {
+            Some(f) => {
+                f.remaining -= 1;
+                Err(f.error.clone())
+            }
+            None => Ok(()),
+        }
     }
 
     /// Makes the `n`-th mutating call from now fail (once), to stop a run at every step.
@@ -686,7 +766,7 @@ fn new_cluster(
     cluster_id: &str,
     t: &Timings,
 ) -> Result<FakeCluster, String> {
-    if s.clusters.contains_key(cluster_id) {
+    if s.cluster_id_taken(cluster_id) {
         return Err(format!("DBClusterAlreadyExistsFault {cluster_id}"));
     }
     let now = aws_now(t);
@@ -702,6 +782,7 @@ fn new_cluster(
         clone_group_id: None,
         writes: vec![(now, 0)],
         restored_from: None,
+        pending_rename: None,
     };
     if let Some(source_id) = prop("SourceDBClusterIdentifier") {
         let restore_type = prop("RestoreType").unwrap_or_else(|| "full-copy".into());
@@ -804,6 +885,62 @@ fn new_cluster(
         cluster.restored_from = Some(format!("snapshot {snapshot_id}"));
     }
     Ok(cluster)
+}
+
+/// Renames as RDS performs them ("Renaming a DB instance", USER_RenameInstance; ModifyDBCluster
+/// `NewDBClusterIdentifier`): the call returns at once, the database keeps answering to its
+/// OLD identifier with status `renaming` (the new name only in PendingModifiedValues) for
+/// minutes, then answers only to the new one. The new name is taken from the moment of the call.
+impl State {
+    /// Applies every rename whose time has come.
+    fn settle_renames(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .dbs
+            .iter()
+            .filter(|(_, db)| db.pending_rename.is_some() && db.ready_at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for old in due {
+            let mut db = self.dbs.remove(&old).expect("present");
+            let new = db.pending_rename.take().expect("pending");
+            db.id = new.clone();
+            self.dbs.insert(new, db);
+        }
+        let due: Vec<String> = self
+            .clusters
+            .iter()
+            .filter(|(_, c)| c.pending_rename.is_some() && c.ready_at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for old in due {
+            let mut cluster = self.clusters.remove(&old).expect("present");
+            let new = cluster.pending_rename.take().expect("pending");
+            self.clusters.insert(new.clone(), cluster);
+            // The instances stay members, under their own names.
+            for db in self.dbs.values_mut() {
+                if db.cluster.as_deref() == Some(old.as_str()) {
+                    db.cluster = Some(new.clone());
+                }
+            }
+        }
+    }
+
+    /// An identifier in use, or promised to a rename in flight.
+    fn db_id_taken(&self, id: &str) -> bool {
+        self.dbs.contains_key(id)
+            || self
+                .dbs
+                .values()
+                .any(|db| db.pending_rename.as_deref() == Some(id))
+    }
+
+    fn cluster_id_taken(&self, id: &str) -> bool {
+        self.clusters.contains_key(id)
+            || self
+                .clusters
+                .values()
+                .any(|c| c.pending_rename.as_deref() == Some(id))
+    }
 }
 
 /// DB snapshots and DB cluster snapshots live in separate namespaces, with the same calls.
@@ -931,7 +1068,7 @@ fn instantiate(
                         break;
                     }
                 }
-                if s.dbs.contains_key(&db_id) {
+                if s.db_id_taken(&db_id) {
                     failure = Some(format!("{logical_id}: DBInstanceAlreadyExists {db_id}"));
                     break;
                 }
@@ -958,6 +1095,7 @@ fn instantiate(
                         restored_from,
                         tags: BTreeMap::new(),
                         cluster,
+                        pending_rename: None,
                     },
                 );
                 refs.insert(
@@ -1288,7 +1426,10 @@ impl Stacks for FakeAws {
             }
             match r.resource_type.as_str() {
                 DB_INSTANCE => match s.dbs.get(&r.physical_id) {
-                    Some(db) if db.deletion_protection => failed.push(r.logical_id.clone()),
+                    // A protected database, or one mid-rename (InvalidDBInstanceState).
+                    Some(db) if db.deletion_protection || db.pending_rename.is_some() => {
+                        failed.push(r.logical_id.clone())
+                    }
                     Some(_) => {
                         let db = s.dbs.remove(&r.physical_id).expect("present");
                         // A cluster's instance has no snapshot of its own: the cluster's is it.
@@ -1299,7 +1440,9 @@ impl Stacks for FakeAws {
                     None => {}
                 },
                 DB_CLUSTER => match s.clusters.get(&r.physical_id) {
-                    Some(c) if c.deletion_protection => failed.push(r.logical_id.clone()),
+                    Some(c) if c.deletion_protection || c.pending_rename.is_some() => {
+                        failed.push(r.logical_id.clone())
+                    }
                     Some(_)
                         if s.dbs
                             .values()
@@ -1366,11 +1509,10 @@ impl Databases for FakeAws {
         Ok(s.dbs.get(id).map(|db| DbInstance {
             id: db.id.clone(),
             status: if now >= db.ready_at {
-                "available"
+                "available".into()
             } else {
-                "creating"
-            }
-            .into(),
+                db.pending_status.clone()
+            },
             engine: db.engine.clone(),
             endpoint: Some(format!("{}.fake.rds.amazonaws.com", db.id)),
             deletion_protection: db.deletion_protection,
@@ -1425,17 +1567,20 @@ impl Databases for FakeAws {
         self.call("rds:ModifyDBInstance", true).await?;
         let now = Instant::now();
         let mut s = self.lock();
-        if s.dbs.contains_key(new_id) {
+        if s.db_id_taken(new_id) {
             return Err(PortError::AlreadyExists {
                 what: format!("database {new_id}"),
             });
         }
-        let mut db = match s.dbs.get(id) {
-            Some(db) if db.ready_at <= now => s.dbs.remove(id).expect("present"),
-            Some(_) => {
+        let db = match s.dbs.get_mut(id) {
+            Some(db) if db.ready_at <= now => db,
+            Some(db) => {
                 return Err(PortError::failed(
                     "rds:ModifyDBInstance",
-                    format!("InvalidDBInstanceState: {id} is not available"),
+                    format!(
+                        "InvalidDBInstanceState: {id} is {}, not available",
+                        db.pending_status
+                    ),
                 ))
             }
             None => {
@@ -1444,11 +1589,12 @@ impl Databases for FakeAws {
                 })
             }
         };
-        db.id = new_id.to_string();
+        // Still under its old identifier until the rename is done (see `settle_renames`).
         db.pending_status = "renaming".into();
-        db.ready_at = now + self.timings.db_modify;
-        s.dbs.insert(new_id.to_string(), db);
-        Ok(())
+        db.pending_rename = Some(new_id.to_string());
+        db.ready_at = now + self.timings.db_rename;
+        drop(s);
+        self.answer("rds:ModifyDBInstance")
     }
 
     async fn set_deletion_protection(&self, id: &str, enabled: bool) -> PortResult<()> {
@@ -1578,17 +1724,20 @@ impl Databases for FakeAws {
         self.call("rds:ModifyDBCluster", true).await?;
         let now = Instant::now();
         let mut s = self.lock();
-        if s.clusters.contains_key(new_id) {
+        if s.cluster_id_taken(new_id) {
             return Err(PortError::AlreadyExists {
                 what: format!("DB cluster {new_id}"),
             });
         }
-        let mut cluster = match s.clusters.get(id) {
-            Some(c) if c.ready_at <= now => s.clusters.remove(id).expect("present"),
-            Some(_) => {
+        let cluster = match s.clusters.get_mut(id) {
+            Some(c) if c.ready_at <= now => c,
+            Some(c) => {
                 return Err(PortError::failed(
                     "rds:ModifyDBCluster",
-                    format!("InvalidDBClusterStateFault: {id} is not available"),
+                    format!(
+                        "InvalidDBClusterStateFault: {id} is {}, not available",
+                        c.pending_status
+                    ),
                 ))
             }
             None => {
@@ -1597,16 +1746,12 @@ impl Databases for FakeAws {
                 })
             }
         };
+        // Still under its old identifier until the rename is done (see `settle_renames`).
         cluster.pending_status = "renaming".into();
-        cluster.ready_at = now + self.timings.db_modify;
-        s.clusters.insert(new_id.to_string(), cluster);
-        // The instances stay members, under their own names.
-        for db in s.dbs.values_mut() {
-            if db.cluster.as_deref() == Some(id) {
-                db.cluster = Some(new_id.to_string());
-            }
-        }
-        Ok(())
+        cluster.pending_rename = Some(new_id.to_string());
+        cluster.ready_at = now + self.timings.db_rename;
+        drop(s);
+        self.answer("rds:ModifyDBCluster")
     }
 
     async fn set_cluster_deletion_protection(&self, id: &str, enabled: bool) -> PortResult<()> {
@@ -1640,6 +1785,10 @@ impl Databases for FakeAws {
                 "rds:DeleteDBCluster",
                 format!("InvalidParameterCombination: {id} has deletion protection enabled"),
             )),
+            Some(c) if c.pending_rename.is_some() => Err(PortError::failed(
+                "rds:DeleteDBCluster",
+                format!("InvalidDBClusterStateFault: {id} is renaming"),
+            )),
             Some(_) if s.dbs.values().any(|d| d.cluster.as_deref() == Some(id)) => {
                 Err(PortError::failed(
                     "rds:DeleteDBCluster",
@@ -1653,6 +1802,47 @@ impl Databases for FakeAws {
         }
     }
 
+    async fn tagged(&self, kind: DbKind, key: &str, value: &str) -> PortResult<Vec<String>> {
+        let operation = match kind {
+            DbKind::Instance => "rds:DescribeDBInstances",
+            DbKind::Cluster => "rds:DescribeDBClusters",
+        };
+        self.call(operation, false).await?;
+        let s = self.lock();
+        let has =
+            |tags: &BTreeMap<String, String>| tags.get(key).map(String::as_str) == Some(value);
+        Ok(match kind {
+            DbKind::Instance => s
+                .dbs
+                .iter()
+                .filter(|(_, db)| has(&db.tags))
+                .map(|(id, _)| id.clone())
+                .collect(),
+            DbKind::Cluster => s
+                .clusters
+                .iter()
+                .filter(|(_, c)| has(&c.tags))
+                .map(|(id, _)| id.clone())
+                .collect(),
+        })
+    }
+
+    async fn untag(&self, kind: DbKind, id: &str, keys: &[String]) -> PortResult<()> {
+        self.call("rds:RemoveTagsFromResource", true).await?;
+        let mut s = self.lock();
+        let tags = match kind {
+            DbKind::Instance => s.dbs.get_mut(id).map(|db| &mut db.tags),
+            DbKind::Cluster => s.clusters.get_mut(id).map(|c| &mut c.tags),
+        }
+        .ok_or_else(|| PortError::NotFound {
+            what: format!("database {id}"),
+        })?;
+        for k in keys {
+            tags.remove(k);
+        }
+        Ok(())
+    }
+
     async fn delete_instance(&self, id: &str) -> PortResult<()> {
         self.call("rds:DeleteDBInstance", true).await?;
         let mut s = self.lock();
@@ -1663,6 +1853,10 @@ impl Databases for FakeAws {
             Some(db) if db.deletion_protection => Err(PortError::failed(
                 "rds:DeleteDBInstance",
                 format!("InvalidParameterCombination: {id} has deletion protection enabled"),
+            )),
+            Some(db) if db.pending_rename.is_some() => Err(PortError::failed(
+                "rds:DeleteDBInstance",
+                format!("InvalidDBInstanceState: {id} is renaming"),
             )),
             Some(_) => {
                 s.dbs.remove(id);

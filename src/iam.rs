@@ -39,6 +39,10 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
         &["rds:CreateDBSnapshot", "rds:AddTagsToResource"],
     ),
     ("rds:AddTagsToResource", &["rds:AddTagsToResource"]),
+    (
+        "rds:RemoveTagsFromResource",
+        &["rds:RemoveTagsFromResource"],
+    ),
     ("rds:ModifyDBInstance", &["rds:ModifyDBInstance"]),
     ("rds:DeleteDBInstance", &["rds:DeleteDBInstance"]),
     ("rds:DeleteDBSnapshot", &["rds:DeleteDBSnapshot"]),
@@ -180,6 +184,7 @@ const DELETE_S3: &[&str] = &["s3:DeleteObject", "s3:DeleteBucket"];
 const MIGRATE: &[&str] = &[
     "cloudformation:UpdateTerminationProtection",
     "rds:ModifyDBInstance",
+    "rds:RemoveTagsFromResource",
     "rds:DeleteDBInstance",
     "rds:ModifyDBCluster",
     "rds:DeleteDBCluster",

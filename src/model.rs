@@ -14,6 +14,14 @@ pub const TAG_SOURCE: &str = "envclone:source";
 pub const TAG_PROTECTED: &str = "envclone:protected";
 pub const TAG_OWNER: &str = "envclone:owner";
 pub const TAG_EXPIRES_AT: &str = "envclone:expires-at";
+/// On the databases of a migration from its swap until finalize or abort: the run's id. An
+/// environment whose database carries it is refused by clone, migrate and destroy.
+pub const TAG_OPEN_MIGRATION: &str = "envclone:open-migration";
+/// On a database renamed by a swap: the identifier CloudFormation's record of the new stack
+/// names (the temporary one), so the environment's databases are found after finalize.
+pub const TAG_CFN_IDENTIFIER: &str = "envclone:cfn-identifier";
+/// On a database renamed by a swap: the migration's run id.
+pub const TAG_MIGRATED_BY: &str = "envclone:migrated-by";
 
 /// A name rule that a given value breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

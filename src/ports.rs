@@ -387,6 +387,12 @@ pub trait Databases: Send + Sync {
     /// Deletes a cluster without a final snapshot (callers take their own first); its
     /// instances must be deleted before.
     async fn delete_cluster(&self, id: &str) -> PortResult<()>;
+
+    /// Identifiers of the DB instances (or clusters) tagged `key` = `value`. RDS cannot filter
+    /// by tag: this scans the region's databases (DescribeDBInstances/-Clusters return tags).
+    async fn tagged(&self, kind: DbKind, key: &str, value: &str) -> PortResult<Vec<String>>;
+    /// RemoveTagsFromResource on a DB instance or cluster.
+    async fn untag(&self, kind: DbKind, id: &str, keys: &[String]) -> PortResult<()>;
 }
 
 // ---------------------------------------------------------------- Auto Scaling

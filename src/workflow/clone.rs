@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use crate::contract::{Template, VerifyCheck, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
-use crate::model::{RunId, TAG_ENVIRONMENT, TAG_RUN};
+use crate::model::{RunId, TAG_CFN_IDENTIFIER, TAG_ENVIRONMENT, TAG_OPEN_MIGRATION, TAG_RUN};
 use crate::ports::{
-    Cloud, CreateStackRequest, DbCluster, DbKind, DnsRecord, StackInfo, StackStatus,
+    Cloud, CreateStackRequest, DbCluster, DbKind, DnsRecord, StackInfo, StackResource, StackStatus,
 };
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath, SyncOptions, SyncStats, VerifyReport};
@@ -195,13 +195,78 @@ impl CloneEngine {
         }
         let body = retry(|| stacks.template_body(&stack.name)).await?;
         let template = Template::parse(&format!("stack {}", stack.name), &body)?;
-        let resources = retry(|| stacks.resources(&stack.name)).await?;
+        let mut resources = retry(|| stacks.resources(&stack.name)).await?;
+        self.follow_renamed_databases(&mut resources).await?;
         Ok(SourceEnv {
             env_name: env.to_string(),
             stack,
             template,
             resources,
         })
+    }
+
+    /// CloudFormation keeps the identifier it created a database with; after a migration's
+    /// swap the new stack's record names the temporary identifier, which no longer exists. The
+    /// swap tagged the live database with that recorded name (`envclone:cfn-identifier`), so
+    /// a migrated environment's databases are found through the tag.
+    async fn follow_renamed_databases(
+        &self,
+        resources: &mut [StackResource],
+    ) -> Result<(), PreflightError> {
+        let dbs = &self.cloud.databases;
+        for r in resources.iter_mut() {
+            let kind = match r.resource_type.as_str() {
+                DB_INSTANCE => DbKind::Instance,
+                DB_CLUSTER => DbKind::Cluster,
+                _ => continue,
+            };
+            let Some(recorded) = r.physical_id.clone() else {
+                continue;
+            };
+            if retry(|| dbs.status_of(kind, &recorded)).await?.is_some() {
+                continue;
+            }
+            let live = retry(|| dbs.tagged(kind, TAG_CFN_IDENTIFIER, &recorded)).await?;
+            match live.as_slice() {
+                [] => {} // missing: preflight says so
+                [live] => r.physical_id = Some(live.clone()),
+                several => {
+                    return Err(PreflightError::Unsupported {
+                        what: format!(
+                            "databases {several:?} all claim to be {recorded} (tag \
+                             {TAG_CFN_IDENTIFIER}={recorded}), the {} of the stack; remove the \
+                             tag from the ones that are not",
+                            r.logical_id
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses an environment with a migration swapped but not finalized: between the swap
+    /// and finalize (or abort) its databases are in flux and its old stack's record names the
+    /// live database. Read from AWS (the databases' `envclone:open-migration` tag), so it holds
+    /// whatever machine ran the migration.
+    pub async fn refuse_open_migration(&self, source: &SourceEnv) -> Result<(), PreflightError> {
+        let dbs = &self.cloud.databases;
+        for r in &source.resources {
+            let Some(id) = &r.physical_id else { continue };
+            let tags = match r.resource_type.as_str() {
+                DB_INSTANCE => retry(|| dbs.describe_instance(id)).await?.map(|d| d.tags),
+                DB_CLUSTER => retry(|| dbs.describe_cluster(id)).await?.map(|c| c.tags),
+                _ => continue,
+            };
+            if let Some(run_id) = tags.and_then(|t| t.get(TAG_OPEN_MIGRATION).cloned()) {
+                return Err(PreflightError::OpenMigration {
+                    env: source.env_name.clone(),
+                    run_id,
+                    database: id.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Everything that can be checked before the first change. Read-only.
@@ -211,6 +276,7 @@ impl CloneEngine {
         run_id: RunId,
     ) -> Result<ClonePlan, PreflightError> {
         let source = self.resolve(&request.source).await?;
+        self.refuse_open_migration(&source).await?;
         let template = match &request.template {
             Some((path, body)) => Template::parse(path, body)?,
             None => source.template.clone(),

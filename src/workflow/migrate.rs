@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::contract::{Contract, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::journal::RunStore;
-use crate::model::{self, EnvName, RunId, TAG_RUN};
+use crate::model::{
+    self, EnvName, RunId, TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION, TAG_RUN,
+};
 use crate::ports::{DbKind, DnsRecord, PortError, StackInfo};
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
@@ -177,8 +179,29 @@ pub struct MigratePlan {
     pub deadline: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Time kept free before the deadline for the swap itself (renames and DNS take minutes).
-pub const SWAP_ALLOWANCE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Time kept free before the deadline for the swap itself: two renames per database, each
+/// "effective in about 10 minutes" on AWS (USER_RenameInstance), plus DNS and the checks.
+pub fn swap_allowance(databases: usize) -> std::time::Duration {
+    std::time::Duration::from_secs(5 * 60 + 20 * 60 * databases.max(1) as u64)
+}
+
+/// Database statuses RDS leaves by itself (a change in flight); any other status but
+/// `available` (stopped, failed, storage-full, …) needs an operator.
+fn settles_by_itself(status: &str) -> bool {
+    matches!(
+        status,
+        "renaming"
+            | "modifying"
+            | "rebooting"
+            | "creating"
+            | "backing-up"
+            | "starting"
+            | "maintenance"
+            | "upgrading"
+            | "resetting-master-credentials"
+            | "storage-optimization"
+    ) || status.starts_with("configuring-")
+}
 
 fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
     let value = serde_json::to_value(state).expect("state serializes");
@@ -445,7 +468,9 @@ impl CloneEngine {
         if state.phase == MigratePhase::Cloned {
             let guard = async {
                 if let Some(deadline) = plan.deadline {
-                    let allowance = chrono::Duration::from_std(SWAP_ALLOWANCE).expect("fits");
+                    let allowance =
+                        chrono::Duration::from_std(swap_allowance(plan.databases.len()))
+                            .expect("fits");
                     if chrono::Utc::now() + allowance > deadline {
                         return Err(StepError::Deadline {
                             step: "guardrails".into(),
@@ -499,26 +524,41 @@ impl CloneEngine {
                 return Err(fail(state, e));
             }
         }
-        let forward = async {
-            self.protect_old_stack(&mut state, store, events).await?;
-            self.swap(&state, Direction::Forward, events).await?;
-            // Pooled connections ignore DNS and renames until clients reconnect. The new
-            // stack's outputs still name its databases by the identifiers they had before the
-            // swap; the hooks get the live ones.
-            let live = self.live_databases(&state).await?;
-            self.run_hooks_with(
-                "post_swap",
-                &clone.contract.hooks.post_swap,
-                &state.target_stack,
-                &state.run_id,
-                &live,
-                events,
-            )
-            .await
-        };
-        let swapped = tokio::select! {
-            r = forward => r,
-            () = &mut shutdown => Err(StepError::Interrupted { step: "swap".into() }),
+        let swapped = {
+            let forward = async {
+                self.protect_old_stack(&mut state, store, events).await?;
+                self.swap(&state, Direction::Forward, events).await?;
+                // Pooled connections ignore DNS and renames until clients reconnect. The new
+                // stack's outputs still name its databases by the identifiers they had before the
+                // swap; the hooks get the live ones.
+                let live = self.live_databases(&state).await?;
+                self.run_hooks_with(
+                    "post_swap",
+                    &clone.contract.hooks.post_swap,
+                    &state.target_stack,
+                    &state.run_id,
+                    &live,
+                    events,
+                )
+                .await
+            };
+            // Ctrl-C during the swap: the call in flight (a rename, a DNS change) finishes and is
+            // answered, no new one starts, then the swap goes back from the settled state (as the
+            // clone does). Dropping the call instead would leave a rename of unknown fate.
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let forward = crate::retry::stoppable(stop.clone(), forward);
+            tokio::pin!(forward);
+            tokio::select! {
+                r = &mut forward => r,
+                () = &mut shutdown => {
+                    events.warn("swap", None, "interrupted: finishing the call in flight, then swapping back");
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                    match forward.await {
+                        Ok(()) => Err(StepError::Interrupted { step: "swap".into() }),
+                        Err(e) => Err(StepError::Interrupted { step: format!("swap ({e})") }),
+                    }
+                }
+            }
         };
         if let Err(e) = swapped {
             events.failed("swap", None, format!("{e}; swapping back"));
@@ -651,19 +691,13 @@ impl CloneEngine {
         if direction == Direction::Back {
             self.move_dns(state, direction, events).await?;
         }
+        if direction == Direction::Forward {
+            self.mark_open_migration(state).await?;
+        }
         for d in &state.databases {
             loop {
-                let mut exists = [false; 3];
-                for (i, id) in [&d.source_id, &d.old_id, &d.clone_id]
-                    .into_iter()
-                    .enumerate()
-                {
-                    exists[i] = retry(|| dbs.status_of(d.kind, id))
-                        .await
-                        .map_err(StepError::port(step))?
-                        .is_some();
-                }
-                match swap_step(d, (exists[0], exists[1], exists[2]), direction) {
+                let exists = self.settled_identifiers(d).await?;
+                match swap_step(d, exists, direction) {
                     SwapStep::Done => break,
                     SwapStep::Inconsistent(seen) => {
                         return Err(StepError::Refused {
@@ -675,17 +709,19 @@ impl CloneEngine {
                         })
                     }
                     SwapStep::Rename { from, to } => {
-                        // A rename in flight (a stop part-way) must finish before the next.
-                        self.wait_db_available(d.kind, &from, "before renaming it")
-                            .await?;
                         events.start(
                             step,
                             Some(&from),
                             format!("renaming database {from} to {to}"),
                         );
-                        retry(|| dbs.rename(d.kind, &from, &to))
-                            .await
-                            .map_err(StepError::port(step))?;
+                        if let Err(e) = retry(|| dbs.rename(d.kind, &from, &to)).await {
+                            // A lost response (or a retry of a call that reached AWS) leaves
+                            // the rename under way: RDS then refuses the repeat because the
+                            // database is `renaming`. Only a rename that did not start fails.
+                            if !self.rename_under_way(d.kind, &from, &to).await? {
+                                return Err(StepError::port(step)(e));
+                            }
+                        }
                         self.wait_db_available(d.kind, &to, &format!("(renamed from {from})"))
                             .await?;
                         events.done(step, Some(&to), "renamed");
@@ -696,8 +732,8 @@ impl CloneEngine {
                 // Where CloudFormation's record and the live name part ways, say so on the
                 // instance itself (status and verify report it as drift).
                 let tags = BTreeMap::from([
-                    ("envclone:cfn-identifier".to_string(), d.clone_id.clone()),
-                    ("envclone:migrated-by".to_string(), state.run_id.clone()),
+                    (TAG_CFN_IDENTIFIER.to_string(), d.clone_id.clone()),
+                    (TAG_MIGRATED_BY.to_string(), state.run_id.clone()),
                 ]);
                 retry(|| dbs.tag(d.kind, &d.source_id, &tags))
                     .await
@@ -708,6 +744,108 @@ impl CloneEngine {
             self.move_dns(state, direction, events).await?;
         }
         Ok(())
+    }
+
+    /// Before the first rename, both databases of each swap are tagged
+    /// `envclone:open-migration=<run>`: whichever identifier they end up under while the swap
+    /// is open, clone, migrate and destroy of the environment see it (from any machine) and
+    /// refuse. Abort and finalize remove the tag once the swap is settled either way.
+    async fn mark_open_migration(&self, state: &MigrationState) -> Result<(), StepError> {
+        let dbs = &self.cloud.databases;
+        let tags = BTreeMap::from([(TAG_OPEN_MIGRATION.to_string(), state.run_id.clone())]);
+        for d in &state.databases {
+            self.settled_identifiers(d).await?;
+            for id in [&d.source_id, &d.old_id, &d.clone_id] {
+                match retry(|| dbs.tag(d.kind, id, &tags)).await {
+                    Ok(()) | Err(PortError::NotFound { .. }) => {}
+                    Err(e) => return Err(StepError::port("swap")(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the open-migration tag from every database of the swap that exists.
+    async fn clear_open_migration(
+        &self,
+        state: &MigrationState,
+        step: &str,
+    ) -> Result<(), StepError> {
+        let dbs = &self.cloud.databases;
+        let keys = [TAG_OPEN_MIGRATION.to_string()];
+        for d in &state.databases {
+            for id in [&d.source_id, &d.old_id, &d.clone_id] {
+                match retry(|| dbs.untag(d.kind, id, &keys)).await {
+                    Ok(()) | Err(PortError::NotFound { .. }) => {}
+                    Err(e) => return Err(StepError::port(step)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Which of (source_id, old_id, clone_id) name a database, read only once none of them is
+    /// mid-change.
+    ///
+    /// RDS renames take minutes, and meanwhile the database answers to its OLD identifier with
+    /// status `renaming` ("Renaming a DB instance", USER_RenameInstance; ModifyDBCluster
+    /// `NewDBClusterIdentifier` likewise). A swap resumed, aborted or retried while a rename is
+    /// in flight would otherwise see the old name "exist", rename it again or call the swap
+    /// done while the database is still moving. So the next step is chosen only on settled
+    /// state: every identifier absent or `available`.
+    async fn settled_identifiers(&self, d: &DbSwap) -> Result<(bool, bool, bool), StepError> {
+        let dbs = &self.cloud.databases;
+        let ids = [&d.source_id, &d.old_id, &d.clone_id];
+        let what = format!(
+            "databases {}, {} and {} to settle (no rename or modification in flight)",
+            d.source_id, d.old_id, d.clone_id
+        );
+        wait_until(&what, self.settings.verify_timeout, || async {
+            let mut exists = [false; 3];
+            let mut moving = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                match dbs.status_of(d.kind, id).await? {
+                    None => {}
+                    Some(status) if status == "available" => exists[i] = true,
+                    Some(status) if settles_by_itself(&status) => {
+                        exists[i] = true;
+                        moving.push(format!("{id} is {status}"));
+                    }
+                    Some(status) => {
+                        return Ok(Poll::Failed(format!(
+                            "database {id} is {status}, a state it does not leave by itself; \
+                             bring it back to available, then run the command again"
+                        )))
+                    }
+                }
+            }
+            Ok(if moving.is_empty() {
+                Poll::Ready((exists[0], exists[1], exists[2]))
+            } else {
+                Poll::Pending(moving.join(", "))
+            })
+        })
+        .await
+        .map_err(StepError::wait("swap"))
+    }
+
+    /// After a rename call failed: whether the rename is under way anyway (the call reached
+    /// AWS and only its answer was lost, or a retry repeated a call that had worked).
+    async fn rename_under_way(
+        &self,
+        kind: DbKind,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StepError> {
+        let dbs = &self.cloud.databases;
+        let from_status = retry(|| dbs.status_of(kind, from))
+            .await
+            .map_err(StepError::port("swap"))?;
+        let to_status = retry(|| dbs.status_of(kind, to))
+            .await
+            .map_err(StepError::port("swap"))?;
+        Ok(from_status.as_deref() == Some("renaming")
+            || (from_status.is_none() && to_status.is_some()))
     }
 
     async fn wait_db_available(&self, kind: DbKind, id: &str, why: &str) -> Result<(), StepError> {
@@ -789,6 +927,7 @@ impl CloneEngine {
         }
         if matches!(state.phase, MigratePhase::Swapping | MigratePhase::Swapped) {
             self.swap(state, Direction::Back, events).await?;
+            self.clear_open_migration(state, "abort").await?;
             if state.old_stack_protected {
                 let name = state.source_stack.clone();
                 retry(|| self.cloud.stacks.set_termination_protection(&name, false))
@@ -1010,6 +1149,7 @@ impl CloneEngine {
         state.protection_to_restore.clear();
         save(store, state)?;
         deleted?;
+        self.clear_open_migration(state, step).await?;
         state.phase = MigratePhase::Finalized;
         save(store, state)?;
         events.done(

@@ -83,6 +83,16 @@ pub enum PreflightError {
     SourceMissing { what: String },
     #[error("database {id} is {status}, not available; snapshots need an available instance — wait for it or fix it")]
     DatabaseNotAvailable { id: String, status: String },
+    #[error(
+        "environment {env} has a migration swapped but not finalized (run {run_id}; database \
+         {database} carries envclone:open-migration): finish it with `envclone finalize {run_id}` \
+         or undo it with `envclone abort {run_id}`, then run this again"
+    )]
+    OpenMigration {
+        env: String,
+        run_id: String,
+        database: String,
+    },
     #[error("{what}")]
     Unsupported { what: String },
     #[error("reading the source failed: {0}; nothing was changed")]

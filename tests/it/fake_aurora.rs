@@ -12,12 +12,12 @@ use envclone::workflow::recovery::{self, ClonePhase};
 use crate::support::*;
 
 pub const AURORA: &str = include_str!("../../stacks/aurora.yaml");
-const SOURCE_CLUSTER: &str = "prod-cluster";
+pub(crate) const SOURCE_CLUSTER: &str = "prod-cluster";
 const CLONE_CLUSTER: &str = "staging-test-cluster";
 const SOURCE_UPLOADS: &str = "prod-uploads-123456789012";
 
 /// The Aurora reference environment `prod`, deployed and filled, with some writes made.
-fn aurora_prod() -> Scenario {
+pub(crate) fn aurora_prod() -> Scenario {
     aurora_prod_with(timings())
 }
 
@@ -277,7 +277,7 @@ async fn destroy_removes_an_aurora_experiment_and_its_final_snapshot() {
     );
 }
 
-fn migrate_request() -> envclone::workflow::migrate::MigrateRequest {
+pub(crate) fn migrate_request() -> envclone::workflow::migrate::MigrateRequest {
     envclone::workflow::migrate::MigrateRequest {
         env: "prod".into(),
         template: (
@@ -298,7 +298,7 @@ async fn migrate_plan(s: &Scenario) -> envclone::workflow::migrate::MigratePlan 
 
 /// The source as it was: its own cluster (not a clone) under its name with its writer, its
 /// stack, its instances in service.
-fn assert_aurora_source_as_it_was(s: &Scenario, context: &str) {
+pub(crate) fn assert_aurora_source_as_it_was(s: &Scenario, context: &str) {
     assert!(
         s.fake.live_stack_names().contains(&"prod".to_string()),
         "{context}"

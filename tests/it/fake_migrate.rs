@@ -12,12 +12,12 @@ use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
 use crate::support::*;
 
 const V2: &str = include_str!("../../stacks/webapp-v2.yaml");
-const ZONE: &str = "envclone-demo.example.";
-const ENTRY: &str = "app.envclone-demo.example.";
+pub(crate) const ZONE: &str = "envclone-demo.example.";
+pub(crate) const ENTRY: &str = "app.envclone-demo.example.";
 
 /// `prod` from webapp.yaml with InstanceType left at its default, its entry record on its
 /// load balancer.
-async fn prod() -> (Scenario, DnsRecord) {
+pub(crate) async fn prod() -> (Scenario, DnsRecord) {
     let s = Scenario::new(timings());
     s.fake.create_bucket_now(REPORTS);
     s.fake.deploy_now(
@@ -48,7 +48,7 @@ async fn prod() -> (Scenario, DnsRecord) {
     (s, record)
 }
 
-fn request() -> MigrateRequest {
+pub(crate) fn request() -> MigrateRequest {
     MigrateRequest {
         env: "prod".into(),
         template: ("stacks/webapp-v2.yaml".into(), V2.into()),
@@ -59,7 +59,7 @@ fn request() -> MigrateRequest {
 
 /// The source exactly as it was: its own database under its identifier, its record, its
 /// instances in service, its stack.
-fn assert_source_as_it_was(s: &Scenario, record: &DnsRecord, context: &str) {
+pub(crate) fn assert_source_as_it_was(s: &Scenario, record: &DnsRecord, context: &str) {
     assert!(
         s.fake.live_stack_names().contains(&"prod".to_string()),
         "{context}: stack prod"
