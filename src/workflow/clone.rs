@@ -12,7 +12,8 @@ use crate::contract::{Template, VerifyCheck, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::model::{RunId, TAG_CFN_IDENTIFIER, TAG_ENVIRONMENT, TAG_OPEN_MIGRATION, TAG_RUN};
 use crate::ports::{
-    Cloud, CreateStackRequest, DbCluster, DbKind, DnsRecord, StackInfo, StackResource, StackStatus,
+    Cloud, CreateStackRequest, DbCluster, DbKind, DnsRecord, PortError, StackInfo, StackResource,
+    StackStatus,
 };
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath, SyncOptions, SyncStats, VerifyReport};
@@ -250,8 +251,36 @@ impl CloneEngine {
     /// live database. Read from AWS (the databases' `envclone:open-migration` tag), so it holds
     /// whatever machine ran the migration.
     pub async fn refuse_open_migration(&self, source: &SourceEnv) -> Result<(), PreflightError> {
+        match self.open_migration(&source.resources).await? {
+            Some((run_id, database)) => Err(PreflightError::OpenMigration {
+                env: source.env_name.clone(),
+                run_id,
+                database,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The open migration (run id, database carrying the tag) of a stack, if any.
+    pub async fn open_migration_of_stack(
+        &self,
+        stack: &str,
+    ) -> Result<Option<(String, String)>, PortError> {
+        let mut resources = retry(|| self.cloud.stacks.resources(stack)).await?;
+        match self.follow_renamed_databases(&mut resources).await {
+            Ok(()) => {}
+            Err(PreflightError::Aws(e)) => return Err(e),
+            Err(_) => {} // ambiguous tags: the recorded identifiers are checked as they are
+        }
+        self.open_migration(&resources).await
+    }
+
+    async fn open_migration(
+        &self,
+        resources: &[StackResource],
+    ) -> Result<Option<(String, String)>, PortError> {
         let dbs = &self.cloud.databases;
-        for r in &source.resources {
+        for r in resources {
             let Some(id) = &r.physical_id else { continue };
             let tags = match r.resource_type.as_str() {
                 DB_INSTANCE => retry(|| dbs.describe_instance(id)).await?.map(|d| d.tags),
@@ -259,14 +288,10 @@ impl CloneEngine {
                 _ => continue,
             };
             if let Some(run_id) = tags.and_then(|t| t.get(TAG_OPEN_MIGRATION).cloned()) {
-                return Err(PreflightError::OpenMigration {
-                    env: source.env_name.clone(),
-                    run_id,
-                    database: id.clone(),
-                });
+                return Ok(Some((run_id, id.clone())));
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Everything that can be checked before the first change. Read-only.

@@ -81,6 +81,16 @@ pub enum DestroyError {
          does not destroy it"
     )]
     Migrated { name: String, env: String },
+    #[error(
+        "{stack} is part of a migration swapped but not finalized (run {run_id}; database \
+         {database} carries envclone:open-migration): finish it with `envclone finalize {run_id}` \
+         or undo it with `envclone abort {run_id}` first"
+    )]
+    OpenMigration {
+        stack: String,
+        run_id: String,
+        database: String,
+    },
     #[error(transparent)]
     Step(#[from] StepError),
     #[error("reading {0} failed: {1}")]
@@ -109,6 +119,17 @@ impl CloneEngine {
                 .next()
                 .ok_or_else(|| DestroyError::Unknown(env.to_string()))?,
         };
+        if let Some((run_id, database)) = self
+            .open_migration_of_stack(&stack.name)
+            .await
+            .map_err(aws)?
+        {
+            return Err(DestroyError::OpenMigration {
+                stack: stack.name,
+                run_id,
+                database,
+            });
+        }
         if !stack.tags.contains_key(TAG_RUN) {
             return Err(DestroyError::NotOurs(stack.name));
         }

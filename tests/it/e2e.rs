@@ -86,7 +86,7 @@ impl StandIn {
         ]
     }
 
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(program);
         c.envs(self.envs())
             .env_remove("AWS_PROFILE")
@@ -162,7 +162,7 @@ pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
     )
 }
 
-async fn stack(config: &SdkConfig, name: &str) -> aws_sdk_cloudformation::types::Stack {
+pub(crate) async fn stack(config: &SdkConfig, name: &str) -> aws_sdk_cloudformation::types::Stack {
     let cf = aws_sdk_cloudformation::Client::new(config);
     cf.describe_stacks()
         .stack_name(name)
@@ -173,7 +173,7 @@ async fn stack(config: &SdkConfig, name: &str) -> aws_sdk_cloudformation::types:
         .clone()
 }
 
-fn params(stack: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
+pub(crate) fn params(stack: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
     stack
         .parameters()
         .iter()
@@ -186,7 +186,7 @@ fn params(stack: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, Stri
         .collect()
 }
 
-async fn physical_id(config: &SdkConfig, stack: &str, logical: &str) -> String {
+pub(crate) async fn physical_id(config: &SdkConfig, stack: &str, logical: &str) -> String {
     let cf = aws_sdk_cloudformation::Client::new(config);
     let out = cf
         .list_stack_resources()
@@ -250,7 +250,7 @@ pub async fn describe_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<
     out
 }
 
-async fn group_state(config: &SdkConfig, name: &str) -> (i32, i32, Vec<String>) {
+pub(crate) async fn group_state(config: &SdkConfig, name: &str) -> (i32, i32, Vec<String>) {
     let asg = aws_sdk_autoscaling::Client::new(config);
     let out = asg
         .describe_auto_scaling_groups()
@@ -268,7 +268,7 @@ async fn group_state(config: &SdkConfig, name: &str) -> (i32, i32, Vec<String>) 
     (g.min_size().unwrap(), g.desired_capacity().unwrap(), states)
 }
 
-async fn dns_answer(config: &SdkConfig, zone: &str, name: &str) -> Vec<String> {
+pub(crate) async fn dns_answer(config: &SdkConfig, zone: &str, name: &str) -> Vec<String> {
     let r53 = aws_sdk_route53::Client::new(config);
     let zones = r53
         .list_hosted_zones_by_name()
@@ -662,7 +662,7 @@ async fn dry_runs_and_bad_input_change_nothing() {
     assert!(states.iter().all(|s| s == "InService"), "{states:?}");
 }
 
-fn state_of(state_dir: &Path) -> serde_json::Value {
+pub(crate) fn state_of(state_dir: &Path) -> serde_json::Value {
     let runs = state_dir.join("runs");
     let file = std::fs::read_dir(&runs)
         .unwrap()
@@ -672,7 +672,7 @@ fn state_of(state_dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(file.path()).unwrap()).unwrap()
 }
 
-async fn restored(standin: &StandIn) -> BTreeMap<String, String> {
+pub(crate) async fn restored(standin: &StandIn) -> BTreeMap<String, String> {
     let url = format!("{}/envclone-standin/rds/restored", standin.url);
     serde_json::from_str(&reqwest::get(url).await.unwrap().text().await.unwrap()).unwrap()
 }
@@ -901,7 +901,9 @@ async fn migrate_then_abort_puts_the_source_back() {
 }
 
 /// Everything of the stand-in that a run could change, for before/after comparisons.
-async fn world(config: &SdkConfig) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
+pub(crate) async fn world(
+    config: &SdkConfig,
+) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
     let cf = aws_sdk_cloudformation::Client::new(config);
     let mut stacks: Vec<String> = cf
         .describe_stacks()
@@ -1061,7 +1063,10 @@ async fn kill_9_at_several_points_then_abort() {
     }
 }
 
-async fn source_bucket_contents(s3: &aws_sdk_s3::Client, bucket: &str) -> BTreeMap<String, String> {
+pub(crate) async fn source_bucket_contents(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> BTreeMap<String, String> {
     describe_bucket(s3, bucket).await
 }
 

@@ -373,3 +373,142 @@ async fn a_lost_rename_response_does_not_stop_an_instance_swap() {
 async fn a_lost_rename_response_does_not_stop_a_cluster_swap() {
     a_lost_rename_response_does_not_stop_the_swap(Kind::Cluster).await;
 }
+
+/// Issue 10, item 2: a migrated environment is still an environment. While the migration is
+/// swapped but not finalized, clone, migrate and destroy of the environment — by the old
+/// stack's name, the new stack's name or the environment's tag — are refused naming the open
+/// run. After finalize the environment clones and migrates again: its database is found through
+/// envclone's tags where CloudFormation's record names the temporary identifier. Before the
+/// fix the clone during the open migration went ahead, and after finalize preflight said
+/// "database prod-mbeef-db does not exist".
+#[tokio::test(start_paused = true)]
+async fn migrate_finalize_clone_migrate_again_finalize() {
+    let (s, _) = crate::fake_migrate::prod().await;
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&Kind::Instance.request(), run_id())
+        .await
+        .unwrap();
+    let mut first = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    assert_eq!(first.phase, MigratePhase::Swapped);
+
+    // Open: refused by every name, with the run's id.
+    for name in ["prod", "prod-mbeef"] {
+        let mut request = s.request("staging-test");
+        request.source = name.into();
+        let err = s
+            .engine
+            .preflight(
+                &request,
+                envclone::model::RunId::from_existing("20261121010000-0001"),
+            )
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(RUN) && err.contains("finalize"),
+            "clone {name}: {err}"
+        );
+        let mut request = Kind::Instance.request();
+        request.env = name.into();
+        let err = s
+            .engine
+            .preflight_migrate(
+                &request,
+                envclone::model::RunId::from_existing("20261121010000-0002"),
+            )
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(RUN), "migrate {name}: {err}");
+        let err = s.engine.destroyable(name).await.unwrap_err().to_string();
+        assert!(err.contains(RUN), "destroy {name}: {err}");
+    }
+
+    s.engine
+        .finalize(&mut first, &store, &s.emitter)
+        .await
+        .unwrap();
+    assert_eq!(first.phase, MigratePhase::Finalized);
+    assert_eq!(
+        s.engine.resolve("prod").await.unwrap().stack.name,
+        "prod-mbeef"
+    );
+
+    // Cloned again: from the live database, which the new stack's record does not name.
+    let clone_run = envclone::model::RunId::from_existing("20261121020000-c10e");
+    let clone_plan = s
+        .engine
+        .preflight(&s.request("staging-test"), clone_run)
+        .await
+        .unwrap_or_else(|e| panic!("clone after finalize: {e}"));
+    assert_eq!(clone_plan.databases[0].source_instance, "prod-db");
+    s.engine
+        .execute(&clone_plan, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("clone after finalize: {}", f.error));
+    assert_eq!(
+        s.fake.db_restored_from("staging-test-db").as_deref(),
+        Some("envclone-20261121020000-c10e-prod-db")
+    );
+
+    // Migrated again, and finalized: the live database is the second migration's clone.
+    let second_run = envclone::model::RunId::from_existing("20261122000000-cafe");
+    let store2 = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&Kind::Instance.request(), second_run)
+        .await
+        .unwrap_or_else(|e| panic!("second migrate: {e}"));
+    assert_eq!(plan.clone.source_stack, "prod-mbeef");
+    assert_eq!(plan.databases[0].source_id, "prod-db");
+    let mut second = s
+        .engine
+        .migrate(&plan, &store2, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("second migrate: {}", f.error));
+    assert_eq!(second.phase, MigratePhase::Swapped);
+    assert_eq!(
+        s.fake.db_restored_from("prod-db").as_deref(),
+        Some("envclone-20261122000000-cafe-prod-db")
+    );
+    s.engine
+        .finalize(&mut second, &store2, &s.emitter)
+        .await
+        .unwrap_or_else(|e| panic!("second finalize: {e}"));
+    assert_eq!(second.phase, MigratePhase::Finalized);
+    let stacks = s.fake.live_stack_names();
+    assert!(
+        !stacks.contains(&"prod-mbeef".to_string()) && stacks.contains(&"prod-mcafe".to_string()),
+        "{stacks:?}"
+    );
+    assert_eq!(
+        s.fake.db_restored_from("prod-db").as_deref(),
+        Some("envclone-20261122000000-cafe-prod-db"),
+        "the live database survived the second finalize"
+    );
+    assert_eq!(
+        s.engine.resolve("prod").await.unwrap().stack.name,
+        "prod-mcafe"
+    );
+    // Settled either way: no database still says a migration is open.
+    let open = s
+        .fake
+        .cloud()
+        .databases
+        .tagged(
+            envclone::ports::DbKind::Instance,
+            envclone::model::TAG_OPEN_MIGRATION,
+            "20261122000000-cafe",
+        )
+        .await
+        .unwrap();
+    assert!(open.is_empty(), "{open:?}");
+}
