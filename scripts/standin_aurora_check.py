@@ -249,7 +249,11 @@ def run_checks(url: str, skip_webapp: bool) -> None:
     err = rds_error(lambda: rds.delete_db_cluster(DBClusterIdentifier="api-one"))
     check(err.startswith("InvalidParameterCombination"), f"DeleteDBCluster without a final-snapshot decision refused: {err}")
     rds.modify_db_cluster(DBClusterIdentifier="api-one", NewDBClusterIdentifier="api-two", ApplyImmediately=True)
-    check(cluster("api-two") and cluster("api-two")["Status"] == "renaming", "ModifyDBCluster rename: renaming")
+    # As on AWS: pending under the old identifier (renaming), then only the new one answers.
+    check(cluster("api-one") and cluster("api-one")["Status"] == "renaming" and cluster("api-two") is None,
+          "ModifyDBCluster rename: pending under the old identifier, renaming")
+    wait_for("api-two renamed", lambda: cluster("api-two") is not None, 15)
+    check(cluster("api-one") is None and cluster("api-two")["Status"] == "available", "ModifyDBCluster rename: effective, available")
     rds.delete_db_cluster(DBClusterIdentifier="api-two", SkipFinalSnapshot=True)
     check(cluster("api-two") is None, "DeleteDBCluster with SkipFinalSnapshot: gone")
     check(not rds.describe_db_cluster_snapshots(DBClusterIdentifier="api-two")["DBClusterSnapshots"], "its automated snapshots gone with it")
