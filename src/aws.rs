@@ -991,7 +991,71 @@ impl Scaling for AutoScaling {
                         .unwrap_or_default(),
                 })
                 .collect(),
+            suspended_processes: g
+                .suspended_processes()
+                .iter()
+                .filter_map(|p| p.process_name().map(str::to_string))
+                .collect(),
         }))
+    }
+
+    async fn update_sizes(
+        &self,
+        name: &str,
+        min_size: Option<i32>,
+        max_size: Option<i32>,
+        desired: Option<i32>,
+    ) -> PortResult<()> {
+        self.0
+            .update_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .set_min_size(min_size)
+            .set_max_size(max_size)
+            .set_desired_capacity(desired)
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "autoscaling:UpdateAutoScalingGroup",
+                    &format!("Auto Scaling group {name}"),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn suspend_processes(&self, name: &str, processes: &[String]) -> PortResult<()> {
+        self.0
+            .suspend_processes()
+            .auto_scaling_group_name(name)
+            .set_scaling_processes(Some(processes.to_vec()))
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "autoscaling:SuspendProcesses",
+                    &format!("Auto Scaling group {name}"),
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
+    async fn resume_processes(&self, name: &str, processes: &[String]) -> PortResult<()> {
+        self.0
+            .resume_processes()
+            .auto_scaling_group_name(name)
+            .set_scaling_processes(Some(processes.to_vec()))
+            .send()
+            .await
+            .map_err(|e| {
+                port_error(
+                    "autoscaling:ResumeProcesses",
+                    &format!("Auto Scaling group {name}"),
+                    e,
+                )
+            })?;
+        Ok(())
     }
 
     async fn set_min_size(&self, name: &str, min_size: i32) -> PortResult<()> {

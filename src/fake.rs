@@ -29,6 +29,8 @@ pub struct Timings {
     pub call_latency: Duration,
     /// A DB modification.
     pub db_modify: Duration,
+    /// An Auto Scaling instance in `Pending` (launch, or back from Standby) before `InService`.
+    pub instance_launch: Duration,
     /// A DB rename: the database answers to its old identifier, `renaming`, this long. AWS:
     /// the new name "becomes effective in about 10 minutes" (USER_RenameInstance).
     pub db_rename: Duration,
@@ -53,6 +55,7 @@ impl Default for Timings {
             stack_resource: Duration::from_secs(10),
             call_latency: Duration::from_millis(20),
             db_modify: Duration::from_secs(90),
+            instance_launch: Duration::from_secs(60),
             db_rename: Duration::from_secs(600),
             dns_sync: Duration::from_secs(30),
             copy_latency: Duration::from_millis(50),
@@ -161,12 +164,81 @@ fn aws_now(t: &Timings) -> chrono::DateTime<chrono::Utc> {
 /// AWS allows 15 copy-on-write clones of one source.
 const MAX_CLONES: usize = 15;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct FakeGroup {
     min: i32,
     max: i32,
     desired: i32,
     instances: Vec<AsgInstance>,
+    /// Suspended scaling processes (SuspendProcesses).
+    suspended: std::collections::BTreeSet<String>,
+    /// Scheduled actions still to come: (when, desired capacity).
+    scheduled: Vec<(Instant, i32)>,
+    /// Instances launching (or back from Standby) and when they finish `Pending`.
+    pending_until: BTreeMap<String, Instant>,
+    /// A launch lifecycle hook that never completes: instances stay in `Pending:Wait`.
+    hold_launches: bool,
+}
+
+/// The fake's Auto Scaling as AWS runs it (Amazon EC2 Auto Scaling User Guide, "Suspend and
+/// resume Amazon EC2 Auto Scaling processes", "Temporarily remove instances from your Auto
+/// Scaling group"): scheduled actions set the desired capacity unless `ScheduledActions` is
+/// suspended (an action due meanwhile is skipped, not run later); while fewer instances serve
+/// than desired and `Launch` is not suspended, the group launches instances, which are
+/// `Pending` for a while and then `InService`; an instance leaving Standby passes through
+/// `Pending` too, and a launch lifecycle hook holds it in `Pending:Wait`.
+impl State {
+    fn settle_groups(&mut self, now: Instant, launch: Duration) {
+        let mut launched = 0;
+        for g in self.groups.values_mut() {
+            let due: Vec<i32> = g
+                .scheduled
+                .iter()
+                .filter(|(at, _)| *at <= now)
+                .map(|(_, d)| *d)
+                .collect();
+            g.scheduled.retain(|(at, _)| *at > now);
+            if !g.suspended.contains("ScheduledActions") {
+                if let Some(d) = due.last() {
+                    g.desired = (*d).clamp(g.min, g.max);
+                }
+            }
+            for i in &mut g.instances {
+                if let Some(until) = g.pending_until.get(&i.id) {
+                    if *until <= now && i.lifecycle_state == "Pending" {
+                        i.lifecycle_state = if g.hold_launches {
+                            "Pending:Wait".into()
+                        } else {
+                            "InService".into()
+                        };
+                    }
+                }
+            }
+            g.pending_until.retain(|id, _| {
+                g.instances
+                    .iter()
+                    .any(|i| &i.id == id && i.lifecycle_state == "Pending")
+            });
+            if !g.suspended.contains("Launch") {
+                let serving = g
+                    .instances
+                    .iter()
+                    .filter(|i| {
+                        i.lifecycle_state == "InService" || i.lifecycle_state.starts_with("Pending")
+                    })
+                    .count() as i32;
+                for _ in serving..g.desired {
+                    launched += 1;
+                    let id = format!("i-launched{:08x}{launched:04x}", g.instances.len());
+                    g.pending_until.insert(id.clone(), now + launch);
+                    g.instances.push(AsgInstance {
+                        id,
+                        lifecycle_state: "Pending".into(),
+                    });
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -222,6 +294,8 @@ struct State {
     faults: Vec<Fault>,
     /// Calls dropped by their caller while in flight.
     abandoned: Vec<String>,
+    /// (snapshot, instances serving when it was taken).
+    serving_at_snapshots: Vec<(String, Vec<String>)>,
     /// Calls that take effect and then fail as if their response was lost.
     lost_responses: Vec<Fault>,
     calls: Vec<Call>,
@@ -287,7 +361,9 @@ impl FakeAws {
     /// The state, with every rename whose time has come applied (as AWS would have by now).
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         let mut s = self.state.lock().expect("fake state lock");
-        s.settle_renames(Instant::now());
+        let now = Instant::now();
+        s.settle_renames(now);
+        s.settle_groups(now, self.timings.instance_launch);
         s
     }
 
@@ -668,7 +744,68 @@ impl FakeAws {
             max_size: g.max,
             desired_capacity: g.desired,
             instances: g.instances.clone(),
+            suspended_processes: g.suspended.iter().cloned().collect(),
         })
+    }
+
+    /// A scheduled action of `group` setting its desired capacity `after` from now.
+    pub fn schedule_capacity(&self, group: &str, after: Duration, desired: i32) {
+        let mut s = self.lock();
+        s.groups
+            .get_mut(group)
+            .expect("group exists")
+            .scheduled
+            .push((Instant::now() + after, desired));
+    }
+
+    /// Sets a group's desired capacity now, as an operator or a scaling policy would.
+    pub fn set_desired_now(&self, group: &str, desired: i32) {
+        let mut s = self.lock();
+        s.groups.get_mut(group).expect("group exists").desired = desired;
+    }
+
+    /// Suspends processes of a group, as its operator did before envclone ran.
+    pub fn suspend_now(&self, group: &str, processes: &[&str]) {
+        let mut s = self.lock();
+        let g = s.groups.get_mut(group).expect("group exists");
+        g.suspended.extend(processes.iter().map(|p| p.to_string()));
+    }
+
+    /// Terminates an instance (a Spot reclaim, a manual termination): it leaves the group.
+    pub fn terminate_instance(&self, group: &str, id: &str) {
+        let mut s = self.lock();
+        let g = s.groups.get_mut(group).expect("group exists");
+        g.instances.retain(|i| i.id != id);
+    }
+
+    /// A launch lifecycle hook that holds every instance entering service in `Pending:Wait`.
+    pub fn hold_launches(&self, group: &str) {
+        self.lock()
+            .groups
+            .get_mut(group)
+            .expect("group exists")
+            .hold_launches = true;
+    }
+
+    /// Adds `n` more InService instances to a group (and to its capacity).
+    pub fn grow_group_now(&self, group: &str, n: usize) {
+        let mut s = self.lock();
+        let ids: Vec<u64> = (0..n).map(|_| next_id(&mut s)).collect();
+        let g = s.groups.get_mut(group).expect("group exists");
+        for id in ids {
+            g.instances.push(AsgInstance {
+                id: format!("i-{id:017x}"),
+                lifecycle_state: "InService".into(),
+            });
+        }
+        g.desired += n as i32;
+        g.max = g.max.max(g.desired);
+    }
+
+    /// For each DB snapshot or cluster snapshot taken: the Auto Scaling instances that were
+    /// serving (InService or Pending) at that moment.
+    pub fn serving_at_snapshots(&self) -> Vec<(String, Vec<String>)> {
+        self.lock().serving_at_snapshots.clone()
     }
 
     /// Deploys a stack at once (all resources ready now): the source environment of a test.
@@ -733,6 +870,21 @@ fn multipart_etag(parts: &[Vec<u8>]) -> String {
         all.extend_from_slice(&Md5::digest(p));
     }
     format!("{:x}-{}", Md5::digest(&all), parts.len())
+}
+
+/// EnterStandby and ExitStandby take 1 to 20 instance ids a call (AutoScaling API Reference,
+/// EnterStandby: InstanceIds "Maximum number of 20 items").
+fn check_standby_batch(operation: &str, ids: &[String]) -> PortResult<()> {
+    if ids.is_empty() || ids.len() > 20 {
+        return Err(PortError::failed(
+            operation,
+            format!(
+                "ValidationError: {} instance ids; the call takes 1 to 20",
+                ids.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn group_mut<'a>(s: &'a mut State, name: &str) -> PortResult<&'a mut FakeGroup> {
@@ -923,6 +1075,21 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Notes which Auto Scaling instances serve as a snapshot is taken.
+    fn note_serving(&mut self, snapshot_id: &str) {
+        let serving = self
+            .groups
+            .values()
+            .flat_map(|g| g.instances.iter())
+            .filter(|i| {
+                i.lifecycle_state == "InService" || i.lifecycle_state.starts_with("Pending")
+            })
+            .map(|i| i.id.clone())
+            .collect();
+        self.serving_at_snapshots
+            .push((snapshot_id.to_string(), serving));
     }
 
     /// An identifier in use, or promised to a rename in flight.
@@ -1177,6 +1344,7 @@ fn instantiate(
                         max,
                         desired,
                         instances,
+                        ..FakeGroup::default()
                     },
                 );
                 name
@@ -1540,6 +1708,7 @@ impl Databases for FakeAws {
                 what: format!("DB snapshot {snapshot_id}"),
             });
         }
+        s.note_serving(snapshot_id);
         s.snapshots.insert(
             snapshot_id.to_string(),
             FakeSnapshot {
@@ -1692,6 +1861,7 @@ impl Databases for FakeAws {
                 what: format!("DB cluster snapshot {snapshot_id}"),
             });
         }
+        s.note_serving(snapshot_id);
         s.cluster_snapshots.insert(
             snapshot_id.to_string(),
             FakeSnapshot {
@@ -1889,8 +2059,55 @@ impl Scaling for FakeAws {
         Ok(())
     }
 
+    async fn update_sizes(
+        &self,
+        name: &str,
+        min_size: Option<i32>,
+        max_size: Option<i32>,
+        desired: Option<i32>,
+    ) -> PortResult<()> {
+        self.call("autoscaling:UpdateAutoScalingGroup", true)
+            .await?;
+        let mut s = self.lock();
+        let g = group_mut(&mut s, name)?;
+        let (min, max) = (min_size.unwrap_or(g.min), max_size.unwrap_or(g.max));
+        let want = desired.unwrap_or(g.desired);
+        // AWS: MinSize <= DesiredCapacity <= MaxSize after the update, or ValidationError.
+        if min > max || want < min || want > max {
+            return Err(PortError::failed(
+                "autoscaling:UpdateAutoScalingGroup",
+                format!(
+                    "ValidationError: MinSize {min}, DesiredCapacity {want}, MaxSize {max} do not \
+                     fit together"
+                ),
+            ));
+        }
+        (g.min, g.max, g.desired) = (min, max, want);
+        Ok(())
+    }
+
+    async fn suspend_processes(&self, name: &str, processes: &[String]) -> PortResult<()> {
+        self.call("autoscaling:SuspendProcesses", true).await?;
+        let mut s = self.lock();
+        group_mut(&mut s, name)?
+            .suspended
+            .extend(processes.iter().cloned());
+        Ok(())
+    }
+
+    async fn resume_processes(&self, name: &str, processes: &[String]) -> PortResult<()> {
+        self.call("autoscaling:ResumeProcesses", true).await?;
+        let mut s = self.lock();
+        let g = group_mut(&mut s, name)?;
+        for p in processes {
+            g.suspended.remove(p);
+        }
+        Ok(())
+    }
+
     async fn enter_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()> {
         self.call("autoscaling:EnterStandby", true).await?;
+        check_standby_batch("autoscaling:EnterStandby", instance_ids)?;
         let mut s = self.lock();
         let g = group_mut(&mut s, name)?;
         let n = instance_ids.len() as i32;
@@ -1904,17 +2121,28 @@ impl Scaling for FakeAws {
                 ),
             ));
         }
+        for id in instance_ids {
+            match g.instances.iter().find(|i| &i.id == id) {
+                Some(i) if i.lifecycle_state == "InService" => {}
+                Some(i) => {
+                    return Err(PortError::failed(
+                        "autoscaling:EnterStandby",
+                        format!("ValidationError: {id} is {}", i.lifecycle_state),
+                    ))
+                }
+                None => {
+                    return Err(PortError::failed(
+                        "autoscaling:EnterStandby",
+                        format!("ValidationError: instance {id} is not part of {name}"),
+                    ))
+                }
+            }
+        }
         for i in g
             .instances
             .iter_mut()
             .filter(|i| instance_ids.contains(&i.id))
         {
-            if i.lifecycle_state != "InService" {
-                return Err(PortError::failed(
-                    "autoscaling:EnterStandby",
-                    format!("ValidationError: {} is {}", i.id, i.lifecycle_state),
-                ));
-            }
             i.lifecycle_state = "Standby".into();
         }
         g.desired -= n;
@@ -1923,21 +2151,50 @@ impl Scaling for FakeAws {
 
     async fn exit_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()> {
         self.call("autoscaling:ExitStandby", true).await?;
+        check_standby_batch("autoscaling:ExitStandby", instance_ids)?;
+        let now = Instant::now();
         let mut s = self.lock();
         let g = group_mut(&mut s, name)?;
         let n = instance_ids.len() as i32;
+        // ExitStandby increments the desired capacity; AWS refuses it past MaxSize.
         if g.desired + n > g.max {
             return Err(PortError::failed(
                 "autoscaling:ExitStandby",
-                "ValidationError: above MaxSize",
+                format!(
+                    "ValidationError: desired capacity {} + {n} would be above MaxSize {}",
+                    g.desired, g.max
+                ),
             ));
+        }
+        for id in instance_ids {
+            match g.instances.iter().find(|i| &i.id == id) {
+                Some(i) if i.lifecycle_state == "Standby" => {}
+                Some(i) => {
+                    return Err(PortError::failed(
+                        "autoscaling:ExitStandby",
+                        format!(
+                            "ValidationError: {id} is {}, not in Standby",
+                            i.lifecycle_state
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(PortError::failed(
+                        "autoscaling:ExitStandby",
+                        format!("ValidationError: instance {id} is not part of {name}"),
+                    ))
+                }
+            }
         }
         for i in g
             .instances
             .iter_mut()
             .filter(|i| instance_ids.contains(&i.id))
         {
-            i.lifecycle_state = "InService".into();
+            // Standby → Pending (launch lifecycle hooks run here) → InService.
+            i.lifecycle_state = "Pending".into();
+            g.pending_until
+                .insert(i.id.clone(), now + self.timings.call_latency);
         }
         g.desired += n;
         Ok(())

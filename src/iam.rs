@@ -74,6 +74,14 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
         &["autoscaling:UpdateAutoScalingGroup"],
     ),
     ("autoscaling:EnterStandby", &["autoscaling:EnterStandby"]),
+    (
+        "autoscaling:SuspendProcesses",
+        &["autoscaling:SuspendProcesses"],
+    ),
+    (
+        "autoscaling:ResumeProcesses",
+        &["autoscaling:ResumeProcesses"],
+    ),
     ("autoscaling:ExitStandby", &["autoscaling:ExitStandby"]),
     (
         "route53:ListHostedZonesByName",
@@ -167,6 +175,8 @@ const WRITE: &[&str] = &[
     "autoscaling:EnterStandby",
     "autoscaling:ExitStandby",
     "autoscaling:UpdateAutoScalingGroup",
+    "autoscaling:SuspendProcesses",
+    "autoscaling:ResumeProcesses",
 ];
 
 /// Removing what a run made (abort, destroy, gc): only resources tagged `envclone:run`.

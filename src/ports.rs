@@ -411,6 +411,8 @@ pub struct AsgInfo {
     pub max_size: i32,
     pub desired_capacity: i32,
     pub instances: Vec<AsgInstance>,
+    /// Scaling processes suspended on the group (`Launch`, `AZRebalance`, …).
+    pub suspended_processes: Vec<String>,
 }
 
 impl AsgInfo {
@@ -427,6 +429,16 @@ impl AsgInfo {
 pub trait Scaling: Send + Sync {
     async fn describe_group(&self, name: &str) -> PortResult<Option<AsgInfo>>;
     async fn set_min_size(&self, name: &str, min_size: i32) -> PortResult<()>;
+    /// UpdateAutoScalingGroup with the sizes given (None: left as it is).
+    async fn update_sizes(
+        &self,
+        name: &str,
+        min_size: Option<i32>,
+        max_size: Option<i32>,
+        desired: Option<i32>,
+    ) -> PortResult<()>;
+    async fn suspend_processes(&self, name: &str, processes: &[String]) -> PortResult<()>;
+    async fn resume_processes(&self, name: &str, processes: &[String]) -> PortResult<()>;
     /// Moves instances to Standby, decrementing desired capacity so the group does not replace
     /// them.
     async fn enter_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()>;

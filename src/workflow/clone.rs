@@ -87,7 +87,38 @@ pub struct StandbyRecord {
     pub instance_ids: Vec<String>,
     pub original_min_size: i32,
     pub original_desired: i32,
+    /// MaxSize before the run: ExitStandby may need it raised (it adds the instances back to
+    /// the desired capacity), and it is put back.
+    #[serde(default)]
+    pub original_max_size: Option<i32>,
+    /// Scaling processes this run suspended, and resumes. Those the operator had suspended
+    /// before are not listed: they stay suspended.
+    #[serde(default)]
+    pub suspended_by_run: Vec<String>,
 }
+
+/// The scaling processes that launch, terminate or replace instances on their own while the
+/// source is in Standby (scheduled actions, target tracking alarms, AZRebalance,
+/// ReplaceUnhealthy): suspended for the run ("Suspend and resume Amazon EC2 Auto Scaling
+/// processes", EC2 Auto Scaling User Guide). HealthCheck, AddToLoadBalancer and
+/// InstanceRefresh are left alone.
+pub const SCALING_PROCESSES: &[&str] = &[
+    "Launch",
+    "Terminate",
+    "AZRebalance",
+    "ScheduledActions",
+    "AlarmNotification",
+    "ReplaceUnhealthy",
+];
+
+/// EnterStandby and ExitStandby take at most 20 instance ids a call (AutoScaling API
+/// Reference, EnterStandby/ExitStandby `InstanceIds`).
+pub const STANDBY_BATCH: usize = 20;
+
+/// How long an instance back from Standby may sit in `Pending:Wait` (a launch lifecycle hook)
+/// before envclone stops waiting for it and reports it: the hook's own timeout (an hour by
+/// default) decides its fate, not envclone.
+pub const LIFECYCLE_HOOK_GRACE: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
@@ -592,6 +623,13 @@ impl CloneEngine {
 
     /// Puts the InService instances of `groups` into Standby, recording each group before it
     /// is touched so a failure part-way can still return everything to service.
+    ///
+    /// The group's scaling processes are suspended first (recorded before the call): a group
+    /// keeps scaling during Standby otherwise, and an instance it launches goes InService and
+    /// takes writes during the snapshot. Then every InService instance goes to Standby (20 ids
+    /// a call), and the group is watched until no instance is Pending or InService outside
+    /// Standby — a launch already under way is waited for and put into Standby too — so no
+    /// snapshot is taken while an instance of the source can write.
     pub async fn enter_standby(
         &self,
         groups: &[String],
@@ -600,51 +638,122 @@ impl CloneEngine {
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), StepError> {
         let scaling = &self.cloud.scaling;
+        let step = "standby.enter";
+        let refuse = |message: String| StepError::Refused {
+            step: step.into(),
+            message,
+        };
         for group in groups {
-            let step = "standby.enter";
             let info = retry(|| scaling.describe_group(group))
                 .await
                 .map_err(StepError::port(step))?
-                .ok_or_else(|| StepError::Refused {
-                    step: step.into(),
-                    message: format!("Auto Scaling group {group} disappeared"),
-                })?;
-            let ids = info.ids_in("InService");
-            if ids.is_empty() {
-                events.info(step, Some(group), "no InService instances");
-                continue;
-            }
-            let n = ids.len() as i32;
-            // Standby decrements desired capacity so the group does not launch replacements;
-            // AWS refuses that below MinSize, so MinSize is lowered for the duration.
-            let lowered_min = (info.desired_capacity - n).max(0);
-            events.start(
-                step,
-                Some(group),
-                format!("moving {} instance(s) to Standby: {}", n, ids.join(", ")),
-            );
+                .ok_or_else(|| refuse(format!("Auto Scaling group {group} disappeared")))?;
+            let to_suspend: Vec<String> = SCALING_PROCESSES
+                .iter()
+                .filter(|p| !info.suspended_processes.iter().any(|s| s == *p))
+                .map(|p| p.to_string())
+                .collect();
             records.push(StandbyRecord {
                 group: group.clone(),
-                instance_ids: ids.clone(),
+                instance_ids: Vec::new(),
                 original_min_size: info.min_size,
                 original_desired: info.desired_capacity,
+                original_max_size: Some(info.max_size),
+                suspended_by_run: to_suspend.clone(),
             });
-            checkpoint(Progress::Standby(records)).map_err(|message| StepError::Refused {
-                step: step.into(),
-                message: format!("{message}; stopping before Standby"),
-            })?;
-            if lowered_min < info.min_size {
-                retry(|| scaling.set_min_size(group, lowered_min))
+            checkpoint(Progress::Standby(records))
+                .map_err(|message| refuse(format!("{message}; stopping before Standby")))?;
+            if !to_suspend.is_empty() {
+                retry(|| scaling.suspend_processes(group, &to_suspend))
                     .await
                     .map_err(StepError::port(step))?;
+                events.info(
+                    step,
+                    Some(group),
+                    format!(
+                        "scaling processes suspended for the run: {}{}",
+                        to_suspend.join(", "),
+                        if info.suspended_processes.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " (already suspended, left so: {})",
+                                info.suspended_processes.join(", ")
+                            )
+                        }
+                    ),
+                );
             }
-            retry(|| scaling.enter_standby(group, &ids))
-                .await
-                .map_err(StepError::port(step))?;
-            self.wait_for_lifecycle(group, &ids, "Standby")
-                .await
-                .map_err(StepError::wait(step))?;
-            events.done(step, Some(group), "instances in Standby");
+            let deadline = tokio::time::Instant::now() + self.settings.standby_timeout;
+            let mut pause = Duration::from_secs(1);
+            loop {
+                let info = retry(|| scaling.describe_group(group))
+                    .await
+                    .map_err(StepError::port(step))?
+                    .ok_or_else(|| refuse(format!("Auto Scaling group {group} disappeared")))?;
+                let ids = info.ids_in("InService");
+                let pending: Vec<String> = info
+                    .instances
+                    .iter()
+                    .filter(|i| i.lifecycle_state.starts_with("Pending"))
+                    .map(|i| format!("{} ({})", i.id, i.lifecycle_state))
+                    .collect();
+                if ids.is_empty() && pending.is_empty() {
+                    break;
+                }
+                if ids.is_empty() {
+                    // A launch under way when the processes were suspended: it will be
+                    // InService shortly, and is put into Standby then.
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(refuse(format!(
+                            "instances {} of {group} are still launching after {:?}; refusing \
+                             to take the snapshot while they may serve and write — the source \
+                             is returned to service",
+                            pending.join(", "),
+                            self.settings.standby_timeout
+                        )));
+                    }
+                    events.info(
+                        step,
+                        Some(group),
+                        format!("waiting for launching instances: {}", pending.join(", ")),
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(15));
+                    continue;
+                }
+                let n = ids.len() as i32;
+                // Standby decrements desired capacity so the group does not launch
+                // replacements; AWS refuses that below MinSize, so MinSize is lowered for the
+                // duration.
+                let lowered_min = (info.desired_capacity - n).max(0);
+                events.start(
+                    step,
+                    Some(group),
+                    format!("moving {} instance(s) to Standby: {}", n, ids.join(", ")),
+                );
+                let record = records.last_mut().expect("recorded above");
+                record.instance_ids.extend(ids.iter().cloned());
+                checkpoint(Progress::Standby(records))
+                    .map_err(|message| refuse(format!("{message}; stopping before Standby")))?;
+                if lowered_min < info.min_size {
+                    retry(|| scaling.set_min_size(group, lowered_min))
+                        .await
+                        .map_err(StepError::port(step))?;
+                }
+                for batch in ids.chunks(STANDBY_BATCH) {
+                    retry(|| scaling.enter_standby(group, batch))
+                        .await
+                        .map_err(StepError::port(step))?;
+                }
+                self.wait_for_lifecycle(group, &ids, "Standby")
+                    .await
+                    .map_err(StepError::wait(step))?;
+                events.done(step, Some(group), "instances in Standby");
+            }
+            if records.last().is_some_and(|r| r.instance_ids.is_empty()) {
+                events.info(step, Some(group), "no InService instances");
+            }
         }
         Ok(())
     }
@@ -781,8 +890,16 @@ impl CloneEngine {
         .await
     }
 
-    /// Returns every instance this run put into Standby to service and restores MinSize. Tries
-    /// every group even when one fails; the error names what is still out of service.
+    /// Returns every instance this run put into Standby to service, puts MinSize, MaxSize and
+    /// the desired capacity back as they were, and resumes the scaling processes the run
+    /// suspended. Tries every group even when one fails; the error names what is still out of
+    /// service.
+    ///
+    /// What AWS does meanwhile is reported, not fatal: an instance terminated while in Standby
+    /// (Spot reclaim, by hand) is gone — the group replaces it once the desired capacity and
+    /// `Launch` are back; an instance held in `Pending:Wait` by a launch lifecycle hook is left
+    /// to the hook after a grace period; a desired capacity raised during Standby would take
+    /// ExitStandby past MaxSize, so MaxSize is raised for the call and put back.
     pub async fn exit_standby(
         &self,
         records: &[StandbyRecord],
@@ -797,45 +914,34 @@ impl CloneEngine {
                 Some(&r.group),
                 format!("returning {} to service", r.instance_ids.join(", ")),
             );
-            let result: Result<(), StepError> = async {
-                let info = retry(|| scaling.describe_group(&r.group))
-                    .await
-                    .map_err(StepError::port(step))?;
-                let still = info
-                    .map(|i| i.ids_in("Standby"))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|id| r.instance_ids.contains(id))
-                    .collect::<Vec<_>>();
-                if !still.is_empty() {
-                    retry(|| scaling.exit_standby(&r.group, &still))
-                        .await
-                        .map_err(StepError::port(step))?;
-                }
-                self.wait_for_lifecycle(&r.group, &r.instance_ids, "InService")
-                    .await
-                    .map_err(StepError::wait(step))?;
-                let info = retry(|| scaling.describe_group(&r.group))
-                    .await
-                    .map_err(StepError::port(step))?;
-                if info.is_some_and(|i| i.min_size != r.original_min_size) {
-                    retry(|| scaling.set_min_size(&r.group, r.original_min_size))
-                        .await
-                        .map_err(StepError::port(step))?;
-                }
+            let result = self.return_group(r, events).await;
+            // Resumed on every path: a group left with Launch suspended cannot heal.
+            let resumed = if r.suspended_by_run.is_empty() {
                 Ok(())
-            }
-            .await;
-            match result {
+            } else {
+                retry(|| scaling.resume_processes(&r.group, &r.suspended_by_run))
+                    .await
+                    .map_err(StepError::port(step))
+            };
+            match result.and(resumed) {
                 Ok(()) => events.done(step, Some(&r.group), "back in service"),
                 Err(e) => {
                     events.failed(step, Some(&r.group), e.to_string());
                     problems.push(format!(
-                        "{} (instances {}; MinSize was {}): {e}; run `envclone standby {} off` \
-                         or `aws autoscaling exit-standby`",
+                        "{} (instances {}; MinSize was {}, MaxSize {}, desired {}; processes \
+                         suspended by the run: {}): {e}; run `envclone standby {} off` or `aws \
+                         autoscaling exit-standby` / `resume-processes`",
                         r.group,
                         r.instance_ids.join(", "),
                         r.original_min_size,
+                        r.original_max_size
+                            .map_or_else(|| "unchanged".to_string(), |m| m.to_string()),
+                        r.original_desired,
+                        if r.suspended_by_run.is_empty() {
+                            "none".to_string()
+                        } else {
+                            r.suspended_by_run.join(", ")
+                        },
                         r.group
                     ));
                 }
@@ -846,6 +952,159 @@ impl CloneEngine {
         } else {
             Err(problems.join("; "))
         }
+    }
+
+    /// ExitStandby for a record's instances still in Standby (20 a call), the wait for those
+    /// still in the group, and the group's sizes put back.
+    async fn return_group(&self, r: &StandbyRecord, events: &Emitter) -> Result<(), StepError> {
+        let scaling = &self.cloud.scaling;
+        let step = "standby.exit";
+        let group = r.group.as_str();
+        let info = retry(|| scaling.describe_group(group))
+            .await
+            .map_err(StepError::port(step))?
+            .ok_or_else(|| StepError::Refused {
+                step: step.into(),
+                message: format!("Auto Scaling group {group} is gone"),
+            })?;
+        let state_of = |id: &str| {
+            info.instances
+                .iter()
+                .find(|i| i.id == id)
+                .map(|i| i.lifecycle_state.clone())
+        };
+        let gone: Vec<&String> = r
+            .instance_ids
+            .iter()
+            .filter(|id| state_of(id).is_none())
+            .collect();
+        if !gone.is_empty() {
+            events.warn(
+                step,
+                Some(group),
+                format!(
+                    "instance(s) {} left the group while in Standby (terminated: a Spot \
+                     reclaim or by hand); the group replaces them once its capacity is back",
+                    gone.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        let still: Vec<String> = r
+            .instance_ids
+            .iter()
+            .filter(|id| state_of(id).as_deref() == Some("Standby"))
+            .cloned()
+            .collect();
+        let needed = info.desired_capacity + still.len() as i32;
+        if needed > info.max_size {
+            events.warn(
+                step,
+                Some(group),
+                format!(
+                    "the desired capacity rose to {} during Standby; ExitStandby would take it \
+                     past MaxSize {}, so MaxSize is {needed} for the call and put back after",
+                    info.desired_capacity, info.max_size
+                ),
+            );
+            retry(|| scaling.update_sizes(group, None, Some(needed), None))
+                .await
+                .map_err(StepError::port(step))?;
+        }
+        for batch in still.chunks(STANDBY_BATCH) {
+            retry(|| scaling.exit_standby(group, batch))
+                .await
+                .map_err(StepError::port(step))?;
+        }
+        let present: Vec<String> = r
+            .instance_ids
+            .iter()
+            .filter(|id| !gone.contains(id))
+            .cloned()
+            .collect();
+        let held = self
+            .wait_back_in_service(group, &present)
+            .await
+            .map_err(StepError::wait(step))?;
+        if !held.is_empty() {
+            events.warn(
+                step,
+                Some(group),
+                format!(
+                    "instance(s) {} held in Pending:Wait by a launch lifecycle hook after {:?}; \
+                     the hook completes or abandons them",
+                    held.join(", "),
+                    LIFECYCLE_HOOK_GRACE
+                ),
+            );
+        }
+        let info = retry(|| scaling.describe_group(group))
+            .await
+            .map_err(StepError::port(step))?
+            .ok_or_else(|| StepError::Refused {
+                step: step.into(),
+                message: format!("Auto Scaling group {group} is gone"),
+            })?;
+        let max = r.original_max_size.unwrap_or(info.max_size);
+        let want = (r.original_min_size, max, r.original_desired);
+        if (info.min_size, info.max_size, info.desired_capacity) != want {
+            retry(|| {
+                scaling.update_sizes(
+                    group,
+                    Some(r.original_min_size),
+                    Some(max),
+                    Some(r.original_desired),
+                )
+            })
+            .await
+            .map_err(StepError::port(step))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until each of `ids` still in the group is InService; returns those a launch
+    /// lifecycle hook holds in `Pending:Wait` past the grace period.
+    async fn wait_back_in_service(
+        &self,
+        group: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, crate::retry::WaitError> {
+        let what = format!("instances {} of {group} to be InService", ids.join(", "));
+        let start = tokio::time::Instant::now();
+        wait_until(&what, self.settings.standby_timeout, || async {
+            let info = self.cloud.scaling.describe_group(group).await?;
+            let mut waiting = Vec::new();
+            let mut held = Vec::new();
+            for id in ids {
+                let state = info
+                    .as_ref()
+                    .and_then(|i| i.instances.iter().find(|x| &x.id == id))
+                    .map(|x| x.lifecycle_state.as_str());
+                match state {
+                    None | Some("InService") => {}
+                    Some("Pending:Wait") => held.push(id.clone()),
+                    Some(other) => waiting.push(format!("{id} {other}")),
+                }
+            }
+            Ok(
+                if waiting.is_empty()
+                    && (held.is_empty() || start.elapsed() >= LIFECYCLE_HOOK_GRACE)
+                {
+                    Poll::Ready(held)
+                } else {
+                    Poll::Pending(
+                        waiting
+                            .into_iter()
+                            .chain(held.iter().map(|h| format!("{h} Pending:Wait")))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )
+                },
+            )
+        })
+        .await
     }
 
     /// Creates (or, on a re-run, finds as this run's) the buckets passed by parameter.

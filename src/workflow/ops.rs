@@ -8,7 +8,7 @@ use crate::model::TAG_SOURCE;
 use crate::retry::retry;
 use crate::template_eval::Evaluator;
 
-use super::clone::{CheckResult, CloneEngine, StandbyRecord};
+use super::clone::{CheckResult, CloneEngine, StandbyRecord, SCALING_PROCESSES, STANDBY_BATCH};
 use super::plan::SourceEnv;
 use super::{PreflightError, StepError};
 
@@ -127,12 +127,37 @@ impl CloneEngine {
                     Some(group),
                     format!("returning {} to service", ids.join(", ")),
                 );
-                retry(|| scaling.exit_standby(group, &ids))
-                    .await
-                    .map_err(StepError::port(step))?;
+                for batch in ids.chunks(STANDBY_BATCH) {
+                    retry(|| scaling.exit_standby(group, batch))
+                        .await
+                        .map_err(StepError::port(step))?;
+                }
                 self.wait_for_lifecycle(group, &ids, "InService")
                     .await
                     .map_err(StepError::wait(step))?;
+            }
+            // `standby on` (and a run) suspend these; without a run record there is no telling
+            // which of them the operator had suspended before, so all of envclone's are
+            // resumed and named.
+            let resume: Vec<String> = info
+                .suspended_processes
+                .iter()
+                .filter(|p| SCALING_PROCESSES.contains(&p.as_str()))
+                .cloned()
+                .collect();
+            if !resume.is_empty() {
+                retry(|| scaling.resume_processes(group, &resume))
+                    .await
+                    .map_err(StepError::port(step))?;
+                events.warn(
+                    step,
+                    Some(group),
+                    format!(
+                        "resumed scaling processes {} (suspend again any you had suspended \
+                         yourself)",
+                        resume.join(", ")
+                    ),
+                );
             }
             let template_min = evaluator
                 .property(&r.logical_id, "MinSize")

@@ -302,6 +302,7 @@ async fn ctrl_c_returns_the_source_to_service() {
                 ![
                     "autoscaling:ExitStandby",
                     "autoscaling:UpdateAutoScalingGroup",
+                    "autoscaling:ResumeProcesses",
                     "s3:UploadPartCopy",
                     "s3:CompleteMultipartUpload",
                     "s3:AbortMultipartUpload",
