@@ -1217,6 +1217,12 @@ fn instantiate(
             region: REGION,
             resource_refs: refs.clone(),
         };
+        // A resource whose `Condition` is false is not created (CloudFormation "Conditions").
+        let condition = template.value["Resources"][logical_id.as_str()]["Condition"].as_str();
+        if condition.is_some_and(|c| ev.condition(c) == Some(false)) {
+            at -= t.stack_resource;
+            continue;
+        }
         let suffix = format!("{id:04x}{}", next_id(s));
         let physical = match ty.as_str() {
             DB_INSTANCE => {

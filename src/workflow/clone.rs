@@ -1441,11 +1441,18 @@ impl CloneEngine {
             Some(target),
             format!("copying s3://{source} into s3://{target}"),
         );
+        // Every target is a bucket this run made (passed in, or the clone stack's own): it
+        // mirrors its source, so an object deleted from the source since the pre-copy is
+        // deleted from it too (else verification would find it "in the target only").
+        let options = SyncOptions {
+            delete: true,
+            ..self.settings.sync.clone()
+        };
         let stats = s3sync::sync(
             self.cloud.objects.clone(),
             &BucketPath::bucket(source),
             &BucketPath::bucket(target),
-            &self.settings.sync,
+            &options,
         )
         .await
         .map_err(StepError::sync(step))?;

@@ -73,7 +73,7 @@ pub enum PreflightError {
     SecretParameter { name: String },
     #[error("stack {stack} has no resource {logical_id}, which the contract names; the template and the stack disagree — update the stack or fix the contract")]
     SourceResourceMissing { stack: String, logical_id: String },
-    #[error("stack {stack} passes no bucket in parameter {parameter} (contract bucket {logical_id}); set it on the source or remove the bucket from the contract")]
+    #[error("stack {stack} passes no bucket in parameter {parameter} and owns no bucket {logical_id} (contract bucket {logical_id}); set the parameter on the source, or remove the bucket from the contract")]
     BucketParameterEmpty {
         stack: String,
         logical_id: String,

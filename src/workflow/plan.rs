@@ -371,26 +371,33 @@ pub fn build_plan(
                 logical_id,
                 parameter,
             } => {
+                // The source's bucket is the parameter's value when set; otherwise the bucket
+                // the source stack owns under that logical id (the common `Condition:` pattern:
+                // production creates its own bucket when the parameter is empty, a clone gets
+                // an envclone-made one passed in — so it can be pre-copied before Standby).
                 let value = source
                     .stack
                     .parameters
                     .get(parameter)
                     .filter(|v| !v.is_empty())
+                    .map(String::as_str)
+                    .or_else(|| source.physical_id(logical_id))
                     .ok_or_else(|| PreflightError::BucketParameterEmpty {
                         stack: source.stack.name.clone(),
                         logical_id: logical_id.clone(),
                         parameter: parameter.clone(),
-                    })?;
+                    })?
+                    .to_string();
                 let name = match request.parameter_overrides.get(parameter) {
                     Some(given) => {
                         model::check_bucket_name(given)?;
                         given.clone()
                     }
-                    None => model::derived_bucket_name(value, &source.env_name, &request.target)?,
+                    None => model::derived_bucket_name(&value, &source.env_name, &request.target)?,
                 };
                 parameters.insert(parameter.clone(), name.clone());
                 (
-                    value.clone(),
+                    value,
                     BucketTarget::Created {
                         name,
                         parameter: parameter.clone(),

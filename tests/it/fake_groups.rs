@@ -273,3 +273,124 @@ async fn a_desired_capacity_raised_during_standby_does_not_strand_the_instances(
     let g = s.source_group();
     assert_eq!(g.max_size, 4, "{g:?}");
 }
+
+/// webapp.yaml where production owns its reports bucket (created when `ReportsBucketName` is
+/// empty, the common `Condition:` pattern) and clones get one passed in by parameter.
+fn owned_reports_template() -> String {
+    WEBAPP
+        .replace(
+            "    MinLength: 3\n    MaxLength: 63\n    AllowedPattern: \"^[a-z0-9][a-z0-9.-]*[a-z0-9]$\"\n",
+            "    Default: \"\"\n",
+        )
+        .replace(
+            "Conditions:\n",
+            "Conditions:\n  OwnReports: !Equals [!Ref ReportsBucketName, \"\"]\n",
+        )
+        .replace(
+            "  Uploads:\n    Type: AWS::S3::Bucket\n",
+            "  Reports:\n    Type: AWS::S3::Bucket\n    Condition: OwnReports\n    Properties:\n      BucketName: !Sub \"${EnvironmentName}-archive-${AWS::AccountId}\"\n\n  Uploads:\n    Type: AWS::S3::Bucket\n",
+        )
+}
+
+/// Issue 11, item 4: a bucket the source stack owns, handed to the clone by parameter. Before
+/// the fix preflight refused it ("passes no bucket in parameter"). Now its source is the
+/// stack's own bucket, the clone gets an envclone-made bucket passed in, and — being passed by
+/// parameter — it is bulk-copied before Standby.
+#[tokio::test(start_paused = true)]
+async fn a_bucket_production_owns_is_handed_to_the_clone_by_parameter() {
+    let template = owned_reports_template();
+    assert!(
+        template.contains("Condition: OwnReports"),
+        "the fixture edit took"
+    );
+    let s = Scenario::new(timings());
+    s.fake.deploy_now(
+        "prod",
+        &template,
+        &[("EnvironmentName", "prod"), ("DesiredCapacity", "3")],
+    );
+    let owned = "prod-archive-123456789012";
+    assert!(s.fake.bucket_names().contains(&owned.to_string()));
+    fill(&s.fake, owned);
+    fill(&s.fake, UPLOADS);
+
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reports = plan
+        .buckets
+        .iter()
+        .find(|b| b.logical_id == "Reports")
+        .unwrap();
+    assert_eq!(reports.source_bucket, owned);
+    let passed = plan.parameters["ReportsBucketName"].clone();
+    assert!(!passed.is_empty() && passed != owned, "{passed}");
+
+    let store = MemoryRunStore::default();
+    let report = s
+        .engine
+        .run_clone(&plan, &store, &s.emitter, std::future::pending(), None)
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    assert!(report.buckets.iter().any(|b| b.target == passed));
+    assert_eq!(s.fake.object_keys(&passed), s.fake.object_keys(owned));
+    // The clone stack did not create a bucket of its own for Reports (its condition is false).
+    assert_eq!(s.fake.recorded_physical_id("staging-test", "Reports"), None);
+    // Pre-copied: the bulk of its objects was copied before the first EnterStandby.
+    let (entered, _) = standby_span(&s);
+    let copies_before = s
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| {
+            (c.operation == "s3:CopyObject" || c.operation == "s3:CreateMultipartUpload")
+                && c.at < entered
+        })
+        .count();
+    assert!(
+        copies_before >= s.fake.object_keys(owned).len(),
+        "{copies_before} copies before Standby"
+    );
+}
+
+/// Issue 11, item 8: an object deleted from the source after the pre-copy (before Standby) is
+/// deleted from the bucket envclone created by the Standby pass, so the clone verifies. Before
+/// the fix the delta pass copied only, and verification failed on the object "in the target
+/// but not in the source".
+#[tokio::test(start_paused = true)]
+async fn an_object_deleted_from_the_source_during_the_run_is_deleted_from_the_copy() {
+    let s = Scenario::with_webapp_prod();
+    let store = MemoryRunStore::default();
+    let objects = s.fake.cloud().objects.clone();
+    let delete = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if s.fake
+                .calls()
+                .iter()
+                .any(|c| c.operation == "autoscaling:SuspendProcesses")
+            {
+                objects
+                    .delete_object(REPORTS, "data/007.bin")
+                    .await
+                    .unwrap();
+                return;
+            }
+        }
+    };
+    let (report, ()) = tokio::join!(clone_to_end(&s, &store, "staging-test"), delete);
+    let target = &report
+        .buckets
+        .iter()
+        .find(|b| b.source == REPORTS)
+        .unwrap()
+        .target;
+    assert!(
+        s.fake.object(target, "data/006.bin").is_some()
+            && s.fake.object(target, "data/007.bin").is_none(),
+        "{:?}",
+        s.fake.object_keys(target)
+    );
+}
