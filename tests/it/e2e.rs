@@ -853,6 +853,18 @@ async fn migrate_then_abort_puts_the_source_back() {
         "{}",
         text(&asked)
     );
+    // Finalize takes the environment's lock: refused while another run holds it.
+    let lock = state_dir.path().join("locks/prod.json");
+    let holder = envclone::lock::LockOwner::new("20260101000000-0001", "clone");
+    std::fs::write(&lock, serde_json::to_vec(&holder).unwrap()).unwrap();
+    let refused = standin.envclone(state_dir.path(), &["finalize", &run, "--yes"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is in use by run 20260101000000-0001"),
+        "{}",
+        text(&refused)
+    );
+    std::fs::remove_file(&lock).unwrap();
     assert_ne!(
         dns_answer(
             &config,
@@ -1347,6 +1359,41 @@ async fn an_experiment_with_a_ttl_is_listed_and_collected() {
         "{}",
         text(&out)
     );
+    // While a run holds an environment's lock (this test process stands for it: alive, on
+    // this machine), destroy and gc keep off it and standby is refused (issue 10 item 7; fails
+    // before the fix: none of them took the lock).
+    let holder = envclone::lock::LockOwner::new("20260101000000-0001", "clone");
+    let hold = |stack: &str| {
+        let lock = elsewhere.path().join(format!("locks/{stack}.json"));
+        std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+        std::fs::write(&lock, serde_json::to_vec(&holder).unwrap()).unwrap();
+        lock
+    };
+    let exp_lock = hold(line["stack"].as_str().unwrap());
+    let prod_lock = hold("prod");
+    for args in [
+        &["destroy", "exp-1", "--yes"][..],
+        &["gc", "--yes"],
+        &["standby", "prod", "on", "--yes"],
+    ] {
+        let out = standin.envclone(elsewhere.path(), args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is in use by run 20260101000000-0001"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    assert_ne!(world(&config).await, before, "exp-1 is still there");
+    let fleet = physical_id(&config, "prod", "WebGroup").await;
+    let (_, _, states) = group_state(&config, &fleet).await;
+    assert!(
+        states.iter().all(|s| s == "InService"),
+        "prod stays in service: {states:?}"
+    );
+    std::fs::remove_file(exp_lock).unwrap();
+    std::fs::remove_file(prod_lock).unwrap();
+
     let out = standin.envclone(elsewhere.path(), &["gc", "--yes"]);
     assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
     assert_eq!(
