@@ -614,11 +614,14 @@ async fn lock_env(
     command: &str,
     break_lock: bool,
 ) -> Result<HeldLock, AppError> {
-    let lock = crate::lock::acquire(
+    let runs = shared.runs.clone();
+    let part_way = move |run: &str| left_part_way(&*runs, run);
+    let lock = crate::lock::acquire_checking(
         shared.locks.clone(),
         env,
         LockOwner::new(run_id, command),
         break_lock,
+        &part_way,
     )
     .await
     .map_err(|e| AppError::Refused(e.to_string()))?;
@@ -632,6 +635,31 @@ async fn lock_env(
     Ok(crate::lock::hold(lock, |w| {
         eprintln!("envclone: warning: {w}")
     }))
+}
+
+/// What run `run` left half done, by its record: a clone still `running` (the source may be in
+/// Standby, the clone half made), a migration neither finalized nor aborted. None without a
+/// record (it died before its first change) or when it finished.
+fn left_part_way(runs: &dyn RunStore, run: &str) -> Option<String> {
+    let record = match runs.load(run) {
+        Ok(Some(record)) => record,
+        Ok(None) => return None,
+        Err(e) => return Some(format!("its record could not be read ({e})")),
+    };
+    let phase = record["phase"].as_str().unwrap_or_default();
+    match record["command"].as_str() {
+        Some("migrate") if !matches!(phase, "finalized" | "aborted") => Some(format!(
+            "its migration of {} stopped at phase {phase}",
+            record["env"].as_str().unwrap_or_default()
+        )),
+        Some("migrate") => None,
+        _ if phase == "running" => Some(format!(
+            "its clone of {} stopped while running (the source may be in Standby, the clone \
+             half made)",
+            record["env"].as_str().unwrap_or_default()
+        )),
+        _ => None,
+    }
 }
 
 /// Releases a lock; a failure to remove it is said, not fatal (it goes stale).

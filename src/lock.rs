@@ -188,11 +188,12 @@ pub enum LockError {
         age: Duration,
     },
     #[error(
-        "run {} is still running and holds environment {env} ({} on {}, pid {}, renewed {}s \
-         ago by the lock store's clock); stop that process first (Ctrl-C returns the source to \
-         service) — a run takes its own lock over only once its holder is gone or has not \
-         renewed it for {}s",
-        owner.run_id, owner.command, owner.host, owner.pid, age.as_secs(), STALE_AFTER.as_secs()
+        "run {} still holds environment {env} ({} on {}, pid {}, renewed {}s ago by the lock \
+         store's clock); a run takes its own lock over only once its holder is gone or the lock \
+         has gone {}s without renewal: stop that process first (Ctrl-C returns the source to \
+         service), or if it died on another machine, try again in {}s",
+        owner.run_id, owner.command, owner.host, owner.pid, age.as_secs(), STALE_AFTER.as_secs(),
+        STALE_AFTER.saturating_sub(*age).as_secs()
     )]
     StillRunning {
         env: String,
@@ -210,6 +211,18 @@ pub enum LockError {
         env: String,
         owner: LockOwner,
         age: Duration,
+    },
+    #[error(
+        "environment {env} is locked by run {} ({} on {}, pid {}), which died ({why}) part-way: \
+         {left}; `envclone abort {}` undoes it, `envclone resume {}` finishes it (or pass \
+         --break-lock to go on regardless)",
+        owner.run_id, owner.command, owner.host, owner.pid, owner.run_id, owner.run_id
+    )]
+    DiedPartWay {
+        env: String,
+        owner: LockOwner,
+        why: String,
+        left: String,
     },
     #[error(
         "run {run_id} lost the lock of environment {env}: {}",
@@ -582,6 +595,19 @@ pub async fn acquire(
     owner: LockOwner,
     break_lock: bool,
 ) -> Result<EnvLock, LockError> {
+    acquire_checking(store, env, owner, break_lock, &|_| None).await
+}
+
+/// [`acquire`], where `part_way(run_id)` says what a run left unfinished (from its record):
+/// another run does not take over at once the lock of a dead holder that left work half done
+/// — that is for `abort`/`resume` of that run, or `--break-lock`.
+pub async fn acquire_checking(
+    store: Arc<dyn LockStore>,
+    env: &str,
+    owner: LockOwner,
+    break_lock: bool,
+    part_way: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<EnvLock, LockError> {
     let key = lock_key(env);
     let err = |source| LockError::Store {
         env: env.to_string(),
@@ -618,7 +644,18 @@ pub async fn acquire(
         let age = (now - current.modified).to_std().unwrap_or_default();
         let same_run = holder.run_id == owner.run_id;
         let why = match holder.process() {
-            Liveness::Gone(why) => why,
+            Liveness::Gone(why) if same_run || break_lock => why,
+            Liveness::Gone(why) => match part_way(&holder.run_id) {
+                None => why,
+                Some(left) => {
+                    return Err(LockError::DiedPartWay {
+                        env: env.to_string(),
+                        owner: holder,
+                        why,
+                        left,
+                    })
+                }
+            },
             _ if age < STALE_AFTER => {
                 let (env, owner) = (env.to_string(), holder);
                 return Err(match same_run {
@@ -959,7 +996,7 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, LockError::StillRunning { .. }), "{err}");
-        assert!(err.to_string().contains("still running"), "{err}");
+        assert!(err.to_string().contains("run run-a still holds"), "{err}");
         // Renewed: fresh again.
         a.heartbeat().await.unwrap();
         s.advance(STALE_AFTER.as_secs() as i64 - 1);
@@ -1103,6 +1140,52 @@ mod tests {
         assert!(took
             .why
             .contains(&format!("process {} no longer exists", dead.pid)));
+    }
+
+    /// A dead holder that left work half done (its record says so) is not taken over by another
+    /// run at once: `abort`/`resume` of that run are, or `--break-lock`.
+    #[tokio::test]
+    async fn a_dead_holder_that_left_work_half_done_is_taken_over_only_by_its_own_run() {
+        let s = MemoryLocks::new();
+        let dead = exited_process("run-killed");
+        s.overwrite("prod", &dead);
+        let part_way = |run: &str| (run == "run-killed").then(|| "the source in Standby".into());
+        let err = acquire_checking(
+            s.clone(),
+            "prod",
+            owner("run-new", "clone"),
+            false,
+            &part_way,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(matches!(err, LockError::DiedPartWay { .. }), "{err}");
+        assert!(
+            err.to_string().contains("the source in Standby")
+                && err.to_string().contains("`envclone abort run-killed`"),
+            "{err}"
+        );
+        let l = acquire_checking(
+            s.clone(),
+            "prod",
+            owner("run-killed", "abort"),
+            false,
+            &part_way,
+        )
+        .await
+        .unwrap();
+        l.release().await.unwrap();
+        s.overwrite("prod", &dead);
+        acquire_checking(
+            s.clone(),
+            "prod",
+            owner("run-new", "clone"),
+            true,
+            &part_way,
+        )
+        .await
+        .unwrap();
     }
 
     /// A pid now used by another process is not the holder (proc(5): the start time differs).

@@ -1115,8 +1115,9 @@ async fn a_run_killed_right_after_taking_its_lock_strands_nothing() {
     let state = tempfile::tempdir().unwrap();
     let lock_file = state.path().join("locks/prod.json");
 
-    // Released by `abort RUN` once, taken over by a new run once.
-    for then in ["abort", "new run"] {
+    // Killed right after taking the lock: released by `abort RUN` once, taken over by a new run
+    // once. Killed in Standby: a new run is refused, `abort RUN` takes over and undoes it.
+    for then in ["abort", "new run", "part-way"] {
         let mut child = standin
             .command(env!("CARGO_BIN_EXE_envclone"))
             .arg("--state-dir")
@@ -1127,11 +1128,25 @@ async fn a_run_killed_right_after_taking_its_lock_strands_nothing() {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !lock_file.exists() {
+        let in_standby = || {
+            std::fs::read_dir(state.path().join("runs"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+                .any(|v| v["step"] == "standby.enter" && v["phase"] == "done")
+        };
+        while !lock_file.exists() || (then == "part-way" && !in_standby()) {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("the clone ended ({status}) before it took the lock");
             }
-            assert!(Instant::now() < deadline, "the clone never took the lock");
+            assert!(
+                Instant::now() < deadline,
+                "the clone never got there ({then})"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         child.kill().unwrap(); // SIGKILL: no cleanup of any kind
@@ -1148,6 +1163,7 @@ async fn a_run_killed_right_after_taking_its_lock_strands_nothing() {
         assert_eq!(lock["holder"], "dead", "{context}: {lock}");
         let run = lock["run_id"].as_str().unwrap().to_string();
         let recorded = lock["recorded"].as_bool().unwrap();
+        assert!(recorded || then != "part-way", "{context}: {lock}");
         let out = standin.envclone(state.path(), &["status", &run]);
         assert!(out.status.success(), "{context}: {}", text(&out));
         let shown = String::from_utf8_lossy(&out.stdout).to_string();
@@ -1177,17 +1193,24 @@ async fn a_run_killed_right_after_taking_its_lock_strands_nothing() {
             abort(then);
         } else {
             // A run of this machine proceeds at once, without --break-lock, and names the dead
-            // run it took the lock from.
+            // run it took the lock from — unless that run left work half done (then it is for
+            // `abort`/`resume` of that run).
             let out = standin.envclone(state.path(), &["standby", "prod", "off", "--yes"]);
-            assert!(out.status.success(), "{context}: {}", text(&out));
-            let said = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                said.contains(&format!("took over the lock of run {run}"))
-                    && said.contains(&format!("process {pid} no longer exists")),
-                "{context}: {said}"
-            );
+            let said = String::from_utf8_lossy(&out.stderr).to_string();
             if recorded {
+                assert_eq!(out.status.code(), Some(2), "{context}: {}", text(&out));
+                assert!(
+                    said.contains("part-way") && said.contains(&format!("envclone abort {run}")),
+                    "{context}: {said}"
+                );
                 abort(then);
+            } else {
+                assert!(out.status.success(), "{context}: {}", text(&out));
+                assert!(
+                    said.contains(&format!("took over the lock of run {run}"))
+                        && said.contains(&format!("process {pid} no longer exists")),
+                    "{context}: {said}"
+                );
             }
         }
         assert!(!lock_file.exists(), "{context}: the lock is released");
