@@ -387,7 +387,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             )?;
             let run_id = new_run_id();
             let lock = lock_env(&shared, &target.stack, run_id.as_str(), "destroy", false).await?;
-            let result = destroy_locked(&engine, &env, &lock, output).await;
+            let result = destroy_locked(&engine, (&env, &target.stack), &lock, output).await;
             unlock(lock).await;
             let (target, removed, left) = result?;
             report_destroyed(output, &target.name, &removed, &left)
@@ -431,15 +431,18 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             for target in &expired {
                 // Each under its environment's lock, re-checked one by one: a tag may have
                 // changed since the listing.
-                let result =
-                    match lock_env(&shared, &target.stack, run_id.as_str(), "gc", false).await {
-                        Ok(lock) => {
-                            let result = destroy_locked(&engine, &target.name, &lock, output).await;
-                            unlock(lock).await;
-                            result.map(|(_, removed, left)| (removed, left))
-                        }
-                        Err(e) => Err(e),
-                    };
+                let result = match lock_env(&shared, &target.stack, run_id.as_str(), "gc", false)
+                    .await
+                {
+                    Ok(lock) => {
+                        let result =
+                            destroy_locked(&engine, (&target.name, &target.stack), &lock, output)
+                                .await;
+                        unlock(lock).await;
+                        result.map(|(_, removed, left)| (removed, left))
+                    }
+                    Err(e) => Err(e),
+                };
                 match result {
                     Ok((removed, left)) => {
                         if let Err(e) = report_destroyed(output, &target.name, &removed, &left) {
@@ -680,12 +683,10 @@ fn until_stopped(
     async move {
         match lost {
             None => shutdown.await,
+            // (The loss itself is said by the lock's warning.)
             Some(lost) => tokio::select! {
                 () = shutdown => {}
-                why = lost => eprintln!(
-                    "envclone: {why}; stopping before the next change (the call in flight \
-                     finishes, the source returns to service)"
-                ),
+                _ = lost => {}
             },
         }
     }
@@ -714,12 +715,19 @@ fn warn_local_lock(
 /// the lock is lost.
 async fn destroy_locked(
     engine: &CloneEngine,
-    env: &str,
+    (env, locked): (&str, &str),
     lock: &HeldLock,
     output: Output,
 ) -> Result<(Environment, Vec<String>, Vec<String>), AppError> {
     crate::retry::stoppable(lock.stop_flag(), async {
         let target = engine.destroyable(env).await.map_err(destroy_error)?;
+        if target.stack != locked {
+            return Err(AppError::Refused(format!(
+                "environment {env} now resolves to stack {}, not to stack {locked} that was \
+                 listed and locked; nothing was deleted — run the command again",
+                target.stack
+            )));
+        }
         let emitter = Emitter {
             run_id: target.run_id.clone(),
             sink: Arc::new(Console(output)),

@@ -760,7 +760,8 @@ pub struct HeldLock {
     stop: Arc<AtomicBool>,
 }
 
-/// Starts renewing `lock`. `warn` hears of renewals that failed but may still succeed.
+/// Starts renewing `lock`. `warn` hears of renewals that failed but may still succeed, and of
+/// the lock found lost.
 pub fn hold(lock: EnvLock, warn: impl Fn(String) + Send + Sync + 'static) -> HeldLock {
     let lock = Arc::new(lock);
     let (tell, lost) = tokio::sync::watch::channel(None);
@@ -787,6 +788,10 @@ pub fn hold(lock: EnvLock, warn: impl Fn(String) + Send + Sync + 'static) -> Hel
             }
         };
         stopping.store(true, Ordering::SeqCst);
+        warn(format!(
+            "{why}; stopping before the next change (the call in flight finishes; a clone or \
+             migration returns the source to service)"
+        ));
         tell.send_replace(Some(why));
         // Keep the sender: `lost()` answers from the value sent.
         std::future::pending::<()>().await;
