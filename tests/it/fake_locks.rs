@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use envclone::fake::{FakeAws, Timings};
 use envclone::journal::MemoryRunStore;
-use envclone::lock::{acquire, hold, LockOwner, S3Locks, HEARTBEAT_EVERY};
+use envclone::lock::{acquire, hold, HeldLock, LockOwner, S3Locks, HEARTBEAT_EVERY};
+use envclone::ports::{DnsRecord, ObjectStore, Stacks};
+use envclone::workflow::migrate::{MigratePhase, MigrateRequest};
 use envclone::workflow::recovery::{self, ClonePhase};
 
-use crate::support::{assert_source_in_service, run_id, Scenario};
+use crate::support::*;
 
 const STATE: &str = "envclone-state";
 
@@ -20,50 +22,17 @@ const STATE: &str = "envclone-state";
 async fn a_clone_that_loses_its_lock_stops_before_its_next_change() {
     for steal_after in [30u64, 400] {
         let s = Scenario::with_webapp_prod();
-        // The lock lives in S3 (`--state s3://envclone-state/team`), on a fake of its own so
-        // that its calls are not the run's.
-        let state = FakeAws::new(Timings::default());
-        state.create_bucket_now(STATE);
-        let objects = state.cloud().objects;
-        let locks = Arc::new(S3Locks {
-            objects: objects.clone(),
-            bucket: STATE.into(),
-            prefix: "team".into(),
-        });
         let plan = s
             .engine
             .preflight(&s.request("staging-test"), run_id())
             .await
             .unwrap();
-        let held = hold(
-            acquire(
-                locks,
-                "prod",
-                LockOwner::new(run_id().as_str(), "clone"),
-                false,
-            )
-            .await
-            .unwrap(),
-            |_| {},
-        );
+        let (held, objects, steal) =
+            lock_in_s3("prod", "clone", Duration::from_secs(steal_after)).await;
         // The fake's clock reading now (its last call was the end of preflight).
         let epoch = s.fake.calls().last().map(|c| c.at).unwrap_or_default();
         let start = tokio::time::Instant::now();
 
-        let mut thief = LockOwner::new("20261121000500-f00d", "clone");
-        thief.host = "machine-b".into();
-        let steal = async {
-            tokio::time::sleep(Duration::from_secs(steal_after)).await;
-            objects
-                .put_small_object(
-                    STATE,
-                    "team/locks/prod.json",
-                    serde_json::to_vec(&thief).unwrap(),
-                    None,
-                )
-                .await
-                .unwrap();
-        };
         // When the renewal found the loss.
         let found = Arc::new(Mutex::new(None));
         let (lost, seen) = (held.lost(), found.clone());
@@ -137,4 +106,130 @@ async fn a_clone_that_loses_its_lock_stops_before_its_next_change() {
         let owner: LockOwner = serde_json::from_slice(&lock.body).unwrap();
         assert_eq!(owner.run_id, "20261121000500-f00d", "{context}");
     }
+}
+
+/// The lock of `env` taken by `command` of the fake scenarios' run, in S3
+/// (`--state s3://envclone-state/team`) on a fake of its own so that its calls are not the
+/// run's, and a future that breaks it for another machine's run after `after` (as
+/// `--break-lock` there would).
+async fn lock_in_s3(
+    env: &'static str,
+    command: &'static str,
+    after: Duration,
+) -> (
+    HeldLock,
+    Arc<dyn ObjectStore>,
+    impl std::future::Future<Output = ()>,
+) {
+    let state = FakeAws::new(Timings::default());
+    state.create_bucket_now(STATE);
+    let objects = state.cloud().objects;
+    let locks = Arc::new(S3Locks {
+        objects: objects.clone(),
+        bucket: STATE.into(),
+        prefix: "team".into(),
+    });
+    let held = hold(
+        acquire(
+            locks,
+            env,
+            LockOwner::new(run_id().as_str(), "migrate"),
+            false,
+        )
+        .await
+        .unwrap(),
+        |_| {},
+    );
+    let thief_objects = objects.clone();
+    let steal = async move {
+        tokio::time::sleep(after).await;
+        let mut thief = LockOwner::new("20261121000500-f00d", command);
+        thief.host = "machine-b".into();
+        thief_objects
+            .put_small_object(
+                STATE,
+                &format!("team/locks/{env}.json"),
+                serde_json::to_vec(&thief).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+    };
+    (held, objects, steal)
+}
+
+/// A migration that loses its lock while it clones stops there, as on Ctrl-C: nothing swapped,
+/// the source as it was and back in service. Fails before the fix, like the clone's test.
+#[tokio::test(start_paused = true)]
+async fn a_migration_that_loses_its_lock_stops_and_leaves_the_source_as_it_was() {
+    let s = Scenario::new(timings());
+    s.fake.create_bucket_now(REPORTS);
+    s.fake.deploy_now(
+        "prod",
+        WEBAPP,
+        &[
+            ("EnvironmentName", "prod"),
+            ("ReportsBucketName", REPORTS),
+            ("DesiredCapacity", "3"),
+        ],
+    );
+    fill(&s.fake, REPORTS);
+    fill(&s.fake, UPLOADS);
+    let lb = s
+        .fake
+        .describe_stack("prod")
+        .await
+        .unwrap()
+        .unwrap()
+        .outputs["LoadBalancerDNSName"]
+        .clone();
+    let (zone, entry) = ("envclone-demo.example.", "app.envclone-demo.example.");
+    let record = DnsRecord {
+        name: entry.into(),
+        record_type: "CNAME".into(),
+        values: vec![lb],
+    };
+    s.fake.put_dns(zone, record.clone());
+    let request = MigrateRequest {
+        env: "prod".into(),
+        template: (
+            "stacks/webapp-v2.yaml".into(),
+            include_str!("../../stacks/webapp-v2.yaml").into(),
+        ),
+        parameter_overrides: Default::default(),
+        config: Default::default(),
+    };
+    let plan = s
+        .engine
+        .preflight_migrate(&request, run_id())
+        .await
+        .unwrap();
+    let (held, _, steal) = lock_in_s3("prod", "migrate", Duration::from_secs(400)).await;
+    let lost = held.lost();
+    let store = MemoryRunStore::default();
+    let (outcome, ()) = tokio::join!(
+        s.engine.migrate(&plan, &store, &s.emitter, async {
+            lost.await;
+        }),
+        steal
+    );
+    let failure = outcome.expect_err("the migration stops");
+    assert!(
+        failure.error.to_string().contains("interrupted"),
+        "{}",
+        failure.error
+    );
+    assert!(
+        !matches!(
+            failure.state.phase,
+            MigratePhase::Swapping | MigratePhase::Swapped
+        ),
+        "{:?}",
+        failure.state.phase
+    );
+    assert!(s.fake.db_ids().contains(&"prod-db".to_string()));
+    assert_eq!(s.fake.db_restored_from("prod-db"), None, "the original");
+    assert_eq!(s.fake.dns_records(zone, entry), vec![record]);
+    assert_source_in_service(&s, "lock lost while cloning");
+    held.release().await.unwrap();
 }
