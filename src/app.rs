@@ -1317,7 +1317,7 @@ async fn status(
             (crate::lock::Liveness::Gone(_), _) => "dead",
             (_, true) => "stale",
             (crate::lock::Liveness::Alive, _) => "running",
-            (crate::lock::Liveness::Unknown(_), _) => "renewing",
+            (crate::lock::Liveness::Unknown(_), _) => "unknown",
         };
         match output {
             Output::Json => println!(

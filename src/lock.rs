@@ -535,8 +535,11 @@ impl Holding {
                 "stale: not renewed for {}s (it probably died)",
                 self.age.as_secs()
             ),
-            Liveness::Alive => "running".into(),
-            Liveness::Unknown(_) => "renewing".into(),
+            Liveness::Alive => "running on this machine".into(),
+            Liveness::Unknown(why) => format!(
+                "not to be seen from here ({why}); stale once not renewed for {}s",
+                STALE_AFTER.as_secs()
+            ),
         }
     }
 }
