@@ -15,9 +15,7 @@ use crate::events::{Emitter, Event, EventSink, Fanout, Phase};
 use crate::journal::S3RunStore;
 use crate::journal::{default_state_dir, FileJournal};
 use crate::journal::{FileRunStore, RunStore};
-use crate::lock::{
-    EnvLock, FileLocks, LockOwner, LockStore, S3Locks, StateLocation, HEARTBEAT_EVERY,
-};
+use crate::lock::{FileLocks, HeldLock, LockOwner, LockStore, S3Locks, StateLocation};
 use crate::model::RunId;
 use crate::ports::Cloud;
 use crate::s3sync::SyncOptions;
@@ -185,6 +183,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             let cloud = crate::aws::connect(region, profile).await?;
             let shared = shared_state(&state, &state_dir, &cloud);
             let mut migration = load_migration(&*shared.runs, &state_dir, &run)?;
+            warn_local_lock(&state, &state_dir, "finalize", &migration.env);
             confirm(
                 yes,
                 &format!(
@@ -197,10 +196,12 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             let lock = lock_env(&shared, &migration.source_stack, &run, "finalize", false).await?;
             let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
-            let result = engine
-                .finalize(&mut migration, &*shared.runs, &emitter)
-                .await;
-            lock.release().await;
+            let result = crate::retry::stoppable(
+                lock.stop_flag(),
+                engine.finalize(&mut migration, &*shared.runs, &emitter),
+            )
+            .await;
+            unlock(lock).await;
             print_migration(output, &migration);
             result.map_err(AppError::from)
         }
@@ -222,10 +223,11 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                     lock_env(&shared, &migration.source_stack, &run, "resume", false).await?;
                 let engine = engine_for(cloud, None, None);
                 let emitter = run_emitter(&run, output, &state_dir)?;
+                let shutdown = until_stopped(shutdown, Some(&lock));
                 let result = engine
                     .resume_migration(migration, &*shared.runs, &emitter, shutdown)
                     .await;
-                lock.release().await;
+                unlock(lock).await;
                 return match result {
                     Ok(state) => {
                         print_migration(output, &state);
@@ -257,10 +259,11 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             let lock = lock_env(&shared, &record.plan.source_stack, &run, "resume", false).await?;
             let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
+            let shutdown = until_stopped(shutdown, Some(&lock));
             let outcome = engine
                 .resume_clone(record, &*shared.runs, &emitter, shutdown)
                 .await;
-            lock.release().await;
+            unlock(lock).await;
             clone_outcome(output, &RunId::from_existing(&run), outcome)
         }
         Command::Abort { run, yes, keep } => {
@@ -286,10 +289,12 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                     lock_env(&shared, &record.plan.source_stack, &run, "abort", false).await?;
                 let engine = engine_for(cloud, None, None);
                 let emitter = run_emitter(&run, output, &state_dir)?;
-                let result = engine
-                    .abort_clone(&mut record, &*shared.runs, &emitter, keep)
-                    .await;
-                lock.release().await;
+                let result = crate::retry::stoppable(
+                    lock.stop_flag(),
+                    engine.abort_clone(&mut record, &*shared.runs, &emitter, keep),
+                )
+                .await;
+                unlock(lock).await;
                 let removed = result?;
                 match output {
                     Output::Json => println!(
@@ -308,6 +313,12 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 }
                 return Ok(());
             }
+            if migrate::load(&*shared.runs, &run)
+                .map_err(AppError::Refused)?
+                .is_none()
+            {
+                return abort_unrecorded(output, &shared, &state_dir, &run).await;
+            }
             let mut migration = load_migration(&*shared.runs, &state_dir, &run)?;
             confirm(
                 yes,
@@ -320,10 +331,12 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             let lock = lock_env(&shared, &migration.source_stack, &run, "abort", false).await?;
             let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
-            let result = engine
-                .abort_migration(&mut migration, &*shared.runs, &emitter)
-                .await;
-            lock.release().await;
+            let result = crate::retry::stoppable(
+                lock.stop_flag(),
+                engine.abort_migration(&mut migration, &*shared.runs, &emitter),
+            )
+            .await;
+            unlock(lock).await;
             print_migration(output, &migration);
             result.map_err(AppError::from)
         }
@@ -335,7 +348,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 }
                 None => None,
             };
-            status(output, shared.as_ref(), &state_dir, run.as_deref())
+            status(output, shared.as_ref(), &state_dir, run.as_deref()).await
         }
         Command::IamPolicy { scope } => {
             println!(
@@ -361,6 +374,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
         }
         Command::Destroy { env, yes } => {
             let cloud = crate::aws::connect(region, profile).await?;
+            let shared = shared_state(&state, &state_dir, &cloud);
             let engine = engine_for(cloud, None, None);
             let target = engine.destroyable(&env).await.map_err(destroy_error)?;
             confirm(
@@ -371,18 +385,16 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 ),
                 &target.name,
             )?;
-            let emitter = Emitter {
-                run_id: target.run_id.clone(),
-                sink: Arc::new(Console(output)),
-            };
-            let (removed, left) = engine
-                .destroy(&target, &emitter)
-                .await
-                .map_err(destroy_error)?;
+            let run_id = new_run_id();
+            let lock = lock_env(&shared, &target.stack, run_id.as_str(), "destroy", false).await?;
+            let result = destroy_locked(&engine, (&env, &target.stack), &lock, output).await;
+            unlock(lock).await;
+            let (target, removed, left) = result?;
             report_destroyed(output, &target.name, &removed, &left)
         }
         Command::Gc { dry_run, yes } => {
             let cloud = crate::aws::connect(region, profile).await?;
+            let shared = shared_state(&state, &state_dir, &cloud);
             let engine = engine_for(cloud, None, None);
             let now = chrono::Utc::now();
             let expired: Vec<_> = engine
@@ -415,15 +427,21 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 "gc",
             )?;
             let mut failures = Vec::new();
+            let run_id = new_run_id();
             for target in &expired {
-                let emitter = Emitter {
-                    run_id: target.run_id.clone(),
-                    sink: Arc::new(Console(output)),
-                };
-                // Re-checked one by one: a tag may have changed since the listing.
-                let result = match engine.destroyable(&target.name).await {
-                    Ok(t) => engine.destroy(&t, &emitter).await.map_err(destroy_error),
-                    Err(e) => Err(destroy_error(e)),
+                // Each under its environment's lock, re-checked one by one: a tag may have
+                // changed since the listing.
+                let result = match lock_env(&shared, &target.stack, run_id.as_str(), "gc", false)
+                    .await
+                {
+                    Ok(lock) => {
+                        let result =
+                            destroy_locked(&engine, (&target.name, &target.stack), &lock, output)
+                                .await;
+                        unlock(lock).await;
+                        result.map(|(_, removed, left)| (removed, left))
+                    }
+                    Err(e) => Err(e),
                 };
                 match result {
                     Ok((removed, left)) => {
@@ -457,7 +475,11 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
         Command::S3(command) => {
             Ok(crate::s3cmd::run(command, region, profile, output, shutdown).await?)
         }
-        Command::Standby { env, state, yes } => {
+        Command::Standby {
+            env,
+            state: wanted,
+            yes,
+        } => {
             let cloud = crate::aws::connect(region, profile).await?;
             let engine = CloneEngine {
                 cloud,
@@ -465,7 +487,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             };
             let source = engine.resolve(&env).await?;
             let groups = crate::workflow::ops::scaling_groups(&source);
-            if state == StandbyState::On {
+            if wanted == StandbyState::On {
                 confirm(
                     yes,
                     &format!(
@@ -480,17 +502,31 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 run_id: run_id.to_string(),
                 sink: Arc::new(Console(output)),
             };
-            match state {
+            let shared = shared_state(&state, &state_dir, &engine.cloud);
+            let command = match wanted {
+                StandbyState::On => "standby on",
+                StandbyState::Off => "standby off",
+            };
+            let lock =
+                lock_env(&shared, &source.stack.name, run_id.as_str(), command, false).await?;
+            let result = match wanted {
                 StandbyState::On => {
-                    if let Err(e) = engine.standby_on(&source, &emitter).await {
-                        // Standby part-way is worse than either state: undo it.
+                    let entered = crate::retry::stoppable(
+                        lock.stop_flag(),
+                        engine.standby_on(&source, &emitter),
+                    )
+                    .await;
+                    if entered.is_err() {
+                        // Standby part-way is worse than either state: undo it (returning to
+                        // service goes on even once the lock is lost, as a clone's does).
                         let _ = engine.standby_off(&source, &emitter).await;
-                        return Err(e.into());
                     }
+                    entered.map(drop)
                 }
-                StandbyState::Off => engine.standby_off(&source, &emitter).await?,
-            }
-            Ok(())
+                StandbyState::Off => engine.standby_off(&source, &emitter).await,
+            };
+            unlock(lock).await;
+            Ok(result?)
         }
     }
 }
@@ -572,21 +608,8 @@ fn shared_state(
     }
 }
 
-/// A held environment lock and the task that renews its heartbeat.
-struct HeldLock {
-    lock: Arc<EnvLock>,
-    heartbeat: tokio::task::JoinHandle<()>,
-}
-
-impl HeldLock {
-    async fn release(self) {
-        self.heartbeat.abort();
-        if let Err(e) = self.lock.release().await {
-            eprintln!("envclone: warning: {e}");
-        }
-    }
-}
-
+/// Takes the lock of `env` (the resolved stack name) and starts renewing it. A dead holder's
+/// lock taken over is said on stderr, naming the dead run.
 async fn lock_env(
     shared: &Shared,
     env: &str,
@@ -594,28 +617,159 @@ async fn lock_env(
     command: &str,
     break_lock: bool,
 ) -> Result<HeldLock, AppError> {
-    let lock = crate::lock::acquire(
+    let runs = shared.runs.clone();
+    let part_way = move |run: &str| left_part_way(&*runs, run);
+    let lock = crate::lock::acquire_checking(
         shared.locks.clone(),
         env,
         LockOwner::new(run_id, command),
         break_lock,
+        &part_way,
     )
     .await
     .map_err(|e| AppError::Refused(e.to_string()))?;
-    let lock = Arc::new(lock);
-    let beating = lock.clone();
-    let heartbeat = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(HEARTBEAT_EVERY).await;
-            if let Err(e) = beating.heartbeat().await {
-                eprintln!(
-                    "envclone: warning: {e}; another run may take environment {} over",
-                    beating.env()
-                );
-            }
+    if let Some(took) = lock.took_over() {
+        eprintln!(
+            "envclone: warning: environment {env}: {took}; `envclone status {}` shows what it \
+             left, `envclone abort {}` removes it",
+            took.from.run_id, took.from.run_id
+        );
+    }
+    Ok(crate::lock::hold(lock, |w| {
+        eprintln!("envclone: warning: {w}")
+    }))
+}
+
+/// What run `run` left half done, by its record: a clone still `running` (the source may be in
+/// Standby, the clone half made), a migration neither finalized nor aborted. None without a
+/// record (it died before its first change) or when it finished.
+fn left_part_way(runs: &dyn RunStore, run: &str) -> Option<String> {
+    let record = match runs.load(run) {
+        Ok(Some(record)) => record,
+        Ok(None) => return None,
+        Err(e) => return Some(format!("its record could not be read ({e})")),
+    };
+    let phase = record["phase"].as_str().unwrap_or_default();
+    match record["command"].as_str() {
+        Some("migrate") if !matches!(phase, "finalized" | "aborted") => Some(format!(
+            "its migration of {} stopped at phase {phase}",
+            record["env"].as_str().unwrap_or_default()
+        )),
+        Some("migrate") => None,
+        _ if phase == "running" => Some(format!(
+            "its clone of {} stopped while running (the source may be in Standby, the clone \
+             half made)",
+            record["env"].as_str().unwrap_or_default()
+        )),
+        _ => None,
+    }
+}
+
+/// Releases a lock; a failure to remove it is said, not fatal (it goes stale).
+async fn unlock(lock: HeldLock) {
+    if let Err(e) = lock.release().await {
+        eprintln!("envclone: warning: {e}");
+    }
+}
+
+/// What stops a run before its next change: Ctrl-C, or its lock found lost (another run holds
+/// the environment now). Either way the call in flight finishes and the source returns to
+/// service, as for Ctrl-C.
+fn until_stopped(
+    shutdown: impl Future<Output = ()>,
+    lock: Option<&HeldLock>,
+) -> impl Future<Output = ()> {
+    let lost = lock.map(HeldLock::lost);
+    async move {
+        match lost {
+            None => shutdown.await,
+            // (The loss itself is said by the lock's warning.)
+            Some(lost) => tokio::select! {
+                () = shutdown => {}
+                _ = lost => {}
+            },
         }
-    });
-    Ok(HeldLock { lock, heartbeat })
+    }
+}
+
+/// Without `--state` the lock is a file of this machine's state directory: another machine
+/// (or another state directory) does not see it.
+fn warn_local_lock(
+    state: &Option<StateLocation>,
+    state_dir: &std::path::Path,
+    command: &str,
+    env: &str,
+) {
+    if state.is_none() {
+        eprintln!(
+            "envclone: warning: {command} of {env} is locked in {} only: it excludes runs on \
+             this machine with this state directory, not on another machine; use --state \
+             s3://BUCKET/PREFIX for a lock across machines",
+            state_dir.join("locks").display()
+        );
+    }
+}
+
+/// `destroy` / `gc` of one environment under its lock: checked again once locked (a run may
+/// have changed it between the listing and the lock), then destroyed; no new call starts once
+/// the lock is lost.
+async fn destroy_locked(
+    engine: &CloneEngine,
+    (env, locked): (&str, &str),
+    lock: &HeldLock,
+    output: Output,
+) -> Result<(Environment, Vec<String>, Vec<String>), AppError> {
+    crate::retry::stoppable(lock.stop_flag(), async {
+        let target = engine.destroyable(env).await.map_err(destroy_error)?;
+        if target.stack != locked {
+            return Err(AppError::Refused(format!(
+                "environment {env} now resolves to stack {}, not to stack {locked} that was \
+                 listed and locked; nothing was deleted — run the command again",
+                target.stack
+            )));
+        }
+        let emitter = Emitter {
+            run_id: target.run_id.clone(),
+            sink: Arc::new(Console(output)),
+        };
+        let (removed, left) = engine
+            .destroy(&target, &emitter)
+            .await
+            .map_err(destroy_error)?;
+        Ok((target, removed, left))
+    })
+    .await
+}
+
+/// `abort RUN` of a run that has a lock and no record: it stopped (was killed) between taking
+/// the lock and writing its record, before its first change, so there is nothing to undo but
+/// the lock. Taken over like any lock of the same run: only once its holder is gone or stale.
+async fn abort_unrecorded(
+    output: Output,
+    shared: &Shared,
+    state_dir: &std::path::Path,
+    run: &str,
+) -> Result<(), AppError> {
+    let held = crate::lock::holdings(&*shared.locks)
+        .await
+        .map_err(|e| AppError::Failed(format!("cannot read the locks: {e}")))?;
+    let Some(holding) = held.into_iter().find(|h| h.owner.run_id == run) else {
+        return Err(unknown_run(state_dir, run));
+    };
+    let lock = lock_env(shared, &holding.env, run, "abort", false).await?;
+    unlock(lock).await;
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"type": "aborted", "run_id": run, "removed": [format!("lock of {}", holding.env)]})
+        ),
+        Output::Text => println!(
+            "Run {run} ({} of {}) left no record: it stopped before its first change, so there \
+             is nothing to undo; its lock on {} is released.",
+            holding.owner.command, holding.env, holding.env
+        ),
+    }
+    Ok(())
 }
 
 fn destroy_error(e: DestroyError) -> AppError {
@@ -729,6 +883,9 @@ async fn migrate_command(
     state: &Option<StateLocation>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
+    if !command.dry_run {
+        warn_local_lock(state, state_dir, "migrate", &command.request.env);
+    }
     let run = Prepared::new(
         cloud,
         state,
@@ -743,7 +900,18 @@ async fn migrate_command(
     )
     .await?;
     let (engine, shared, run_id) = (&run.engine, &run.shared, run.run_id.clone());
-    let result = migrate_locked(engine, shared, command, output, state_dir, run_id, shutdown).await;
+    let stop = run.stop_flag();
+    let shutdown = run.until_stopped(shutdown);
+    let result = migrate_locked(
+        engine,
+        shared,
+        command,
+        output,
+        state_dir,
+        run_id,
+        (shutdown, stop),
+    )
+    .await;
     run.release().await;
     result
 }
@@ -792,8 +960,21 @@ impl Prepared {
 
     async fn release(self) {
         if let Some(lock) = self.lock {
-            lock.release().await;
+            unlock(lock).await;
         }
+    }
+
+    /// Ctrl-C, or the lock found lost.
+    fn until_stopped(&self, shutdown: impl Future<Output = ()>) -> impl Future<Output = ()> {
+        until_stopped(shutdown, self.lock.as_ref())
+    }
+
+    /// Set once the lock is lost (never without one: a dry run changes nothing).
+    fn stop_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.lock
+            .as_ref()
+            .map(HeldLock::stop_flag)
+            .unwrap_or_default()
     }
 }
 
@@ -804,7 +985,7 @@ async fn migrate_locked(
     output: Output,
     state_dir: &std::path::Path,
     run_id: RunId,
-    shutdown: impl Future<Output = ()>,
+    (shutdown, stop): (impl Future<Output = ()>, Arc<std::sync::atomic::AtomicBool>),
 ) -> Result<(), AppError> {
     let mut plan = engine
         .preflight_migrate(&command.request, run_id.clone())
@@ -907,7 +1088,8 @@ async fn migrate_locked(
         }
     };
     if command.finalize {
-        let result = engine.finalize(&mut state, store, &emitter).await;
+        let result =
+            crate::retry::stoppable(stop, engine.finalize(&mut state, store, &emitter)).await;
         print_migration(output, &state);
         return result.map_err(AppError::from);
     }
@@ -1019,8 +1201,9 @@ fn print_migration(output: Output, state: &MigrationState) {
     }
 }
 
-/// `envclone status [RUN]`: one line (or JSON object) per recorded run.
-fn status(
+/// `envclone status [RUN]`: one line (or JSON object) per recorded run, then one per lock
+/// held — a run killed between taking its lock and writing its record shows only there.
+async fn status(
     output: Output,
     shared: Option<&Shared>,
     state_dir: &std::path::Path,
@@ -1056,14 +1239,25 @@ fn status(
             .unwrap_or_default()
     });
     runs.sort();
+    let local_locks = FileLocks {
+        dir: state_dir.to_path_buf(),
+    };
+    let locks: &dyn LockStore = match shared {
+        Some(s) => &*s.locks,
+        None => &local_locks,
+    };
+    let mut held = crate::lock::holdings(locks)
+        .await
+        .map_err(|e| AppError::Failed(format!("cannot read the locks: {e}")))?;
     if let Some(run) = only {
-        if !runs.iter().any(|r| r == run) {
+        if !runs.iter().any(|r| r == run) && !held.iter().any(|h| h.owner.run_id == run) {
             return Err(AppError::Refused(format!(
-                "unknown run {run}: no state under {}",
+                "unknown run {run}: no state and no lock under {}",
                 state_dir.display()
             )));
         }
         runs.retain(|r| r == run);
+        held.retain(|h| h.owner.run_id == run);
     }
     for run in runs {
         let state = store
@@ -1108,6 +1302,51 @@ fn status(
                 get("target_stack"),
                 get("started_at"),
                 steps.len()
+            ),
+        }
+    }
+    for h in held {
+        let recorded = store
+            .load(&h.owner.run_id)
+            .map_err(|e| {
+                AppError::Failed(format!(
+                    "cannot read the state of run {}: {e}",
+                    h.owner.run_id
+                ))
+            })?
+            .is_some();
+        let state = match (&h.process, h.dead()) {
+            (crate::lock::Liveness::Gone(_), _) => "dead",
+            (_, true) => "stale",
+            (crate::lock::Liveness::Alive, _) => "running",
+            (crate::lock::Liveness::Unknown(_), _) => "unknown",
+        };
+        match output {
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"type": "lock", "env": h.env, "run_id": h.owner.run_id,
+                    "command": h.owner.command, "host": h.owner.host, "pid": h.owner.pid,
+                    "renewed_secs_ago": h.age.as_secs(), "holder": state,
+                    "detail": h.describe(), "recorded": recorded})
+            ),
+            Output::Text => println!(
+                "lock {}: run {} ({} on {}, pid {}), renewed {}s ago — {}{}",
+                h.env,
+                h.owner.run_id,
+                h.owner.command,
+                h.owner.host,
+                h.owner.pid,
+                h.age.as_secs(),
+                h.describe(),
+                match (recorded, h.dead()) {
+                    (true, _) => String::new(),
+                    (false, true) => format!(
+                        "; no record (it stopped before its first change): `envclone abort {}` \
+                         releases it, a new run takes it over",
+                        h.owner.run_id
+                    ),
+                    (false, false) => "; no record yet (preflight)".to_string(),
+                }
             ),
         }
     }
@@ -1196,6 +1435,7 @@ async fn clone(
     )
     .await?;
     let (engine, shared, run_id) = (&run.engine, &run.shared, run.run_id.clone());
+    let shutdown = run.until_stopped(shutdown);
     let result = clone_locked(engine, shared, command, output, state_dir, run_id, shutdown).await;
     run.release().await;
     result

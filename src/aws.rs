@@ -1562,11 +1562,7 @@ impl ObjectStore for S3 {
         }
     }
 
-    async fn get_small_object(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> PortResult<Option<(Vec<u8>, String)>> {
+    async fn get_small_object(&self, bucket: &str, key: &str) -> PortResult<Option<SmallObject>> {
         let what = format!("s3://{bucket}/{key}");
         match self
             .client
@@ -1578,7 +1574,18 @@ impl ObjectStore for S3 {
         {
             Ok(out) => {
                 let etag = unquote(out.e_tag().unwrap_or_default());
-                let bytes = out
+                // GetObject always answers with Last-Modified (Amazon S3 API Reference,
+                // GetObject: "Date and time when the object was last modified").
+                let last_modified = out
+                    .last_modified()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                    .ok_or_else(|| {
+                        PortError::failed(
+                            "s3:GetObject",
+                            format!("{what}: the answer carries no Last-Modified"),
+                        )
+                    })?;
+                let body = out
                     .body
                     .collect()
                     .await
@@ -1588,7 +1595,11 @@ impl ObjectStore for S3 {
                     })?
                     .into_bytes()
                     .to_vec();
-                Ok(Some((bytes, etag)))
+                Ok(Some(SmallObject {
+                    body,
+                    etag,
+                    last_modified,
+                }))
             }
             Err(e) => match port_error("s3:GetObject", &what, e) {
                 PortError::NotFound { .. } => Ok(None),

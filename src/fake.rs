@@ -88,6 +88,9 @@ pub struct FakeObject {
     pub parts: Vec<u64>,
     pub head: ObjectHead,
     pub tags: BTreeMap<String, String>,
+    /// LastModified, on AWS's clock: set by every write of the key (put, copy, completed
+    /// multipart upload).
+    pub last_modified: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -641,6 +644,7 @@ impl FakeAws {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                last_modified: aws_now(&self.timings),
             },
         );
     }
@@ -2371,6 +2375,7 @@ impl ObjectStore for FakeAws {
                 etag: etag.clone(),
                 parts,
                 head,
+                last_modified: aws_now(&self.timings),
                 ..o
             },
         );
@@ -2496,6 +2501,7 @@ impl ObjectStore for FakeAws {
                 parts: pieces.iter().map(|p| p.len() as u64).collect(),
                 head,
                 tags: u.tags,
+                last_modified: aws_now(&self.timings),
             },
         );
         Ok(etag)
@@ -2550,17 +2556,17 @@ impl ObjectStore for FakeAws {
         Ok(md5_hex(&body))
     }
 
-    async fn get_small_object(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> PortResult<Option<(Vec<u8>, String)>> {
+    async fn get_small_object(&self, bucket: &str, key: &str) -> PortResult<Option<SmallObject>> {
         self.call("s3:GetObject", false).await?;
         let s = self.lock();
         Ok(s.buckets
             .get(bucket)
             .and_then(|b| b.objects.get(key))
-            .map(|o| (o.data.to_vec(), o.etag.clone())))
+            .map(|o| SmallObject {
+                body: o.data.to_vec(),
+                etag: o.etag.clone(),
+                last_modified: o.last_modified,
+            }))
     }
 
     async fn delete_object(&self, bucket: &str, key: &str) -> PortResult<()> {

@@ -178,7 +178,7 @@ impl S3RunStore {
         )
         .ok()
         .flatten()
-        .map(|(body, _)| String::from_utf8_lossy(&body).into_owned())
+        .map(|o| String::from_utf8_lossy(&o.body).into_owned())
     }
 }
 
@@ -213,7 +213,7 @@ impl RunStore for S3RunStore {
             )
             .map_err(std::io::Error::other)?
         {
-            Some((body, _)) => Ok(Some(serde_json::from_slice(&body)?)),
+            Some(o) => Ok(Some(serde_json::from_slice(&o.body)?)),
             None => Ok(None),
         }
     }

@@ -467,6 +467,17 @@ pub struct ListPage {
     pub next_token: Option<String>,
 }
 
+/// A small object as GetObject returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmallObject {
+    pub body: Vec<u8>,
+    /// Quotes removed.
+    pub etag: String,
+    /// `Last-Modified`: when S3 finished the write, on S3's clock (whole seconds in the HTTP
+    /// header). Locks judge their age by it, never by the clock of the machine that wrote them.
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
 /// What HeadObject tells about an object (or, with a part number, about one of its parts).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObjectHead {
@@ -564,12 +575,8 @@ pub trait ObjectStore: Send + Sync {
         body: Vec<u8>,
         condition: Option<&str>,
     ) -> PortResult<String>;
-    /// Reads a small object and its ETag; None if absent.
-    async fn get_small_object(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> PortResult<Option<(Vec<u8>, String)>>;
+    /// Reads a small object, its ETag and its LastModified; None if absent.
+    async fn get_small_object(&self, bucket: &str, key: &str) -> PortResult<Option<SmallObject>>;
     async fn delete_object(&self, bucket: &str, key: &str) -> PortResult<()>;
     /// Deletes an empty bucket.
     async fn delete_bucket(&self, bucket: &str) -> PortResult<()>;

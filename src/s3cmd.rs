@@ -948,7 +948,11 @@ impl ObjectStore for SyntheticBuckets {
     ) -> PortResult<String> {
         Err(Self::unsupported("s3:PutObject"))
     }
-    async fn get_small_object(&self, _b: &str, _k: &str) -> PortResult<Option<(Vec<u8>, String)>> {
+    async fn get_small_object(
+        &self,
+        _b: &str,
+        _k: &str,
+    ) -> PortResult<Option<crate::ports::SmallObject>> {
         Err(Self::unsupported("s3:GetObject"))
     }
     async fn delete_object(&self, _b: &str, _k: &str) -> PortResult<()> {

@@ -836,6 +836,35 @@ async fn migrate_then_abort_puts_the_source_back() {
     let state = state_of(state_dir.path());
     assert_eq!(state["phase"], "swapped");
     let run = state["run_id"].as_str().unwrap().to_string();
+    // Without --state the lock holds on this machine only, and both commands say so (issue 10
+    // item 7; fails before the fix: nothing was said). `finalize` says it before it asks.
+    let local_lock = "only: it excludes runs on this machine";
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(local_lock)
+            && String::from_utf8_lossy(&out.stderr).contains("--state s3://BUCKET/PREFIX"),
+        "{}",
+        text(&out)
+    );
+    let asked = standin.envclone(state_dir.path(), &["finalize", &run]);
+    assert_eq!(asked.status.code(), Some(2), "{}", text(&asked));
+    assert!(
+        String::from_utf8_lossy(&asked.stderr).contains(local_lock)
+            && String::from_utf8_lossy(&asked.stderr).contains("Confirmation is needed"),
+        "{}",
+        text(&asked)
+    );
+    // Finalize takes the environment's lock: refused while another run holds it.
+    let lock = state_dir.path().join("locks/prod.json");
+    let holder = envclone::lock::LockOwner::new("20260101000000-0001", "clone");
+    std::fs::write(&lock, serde_json::to_vec(&holder).unwrap()).unwrap();
+    let refused = standin.envclone(state_dir.path(), &["finalize", &run, "--yes"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is in use by run 20260101000000-0001"),
+        "{}",
+        text(&refused)
+    );
+    std::fs::remove_file(&lock).unwrap();
     assert_ne!(
         dns_answer(
             &config,
@@ -1063,6 +1092,136 @@ async fn kill_9_at_several_points_then_abort() {
     }
 }
 
+/// The JSON objects `envclone --output json status` prints for locks.
+fn status_locks(standin: &StandIn, state: &Path) -> Vec<serde_json::Value> {
+    let out = standin.envclone(state, &["--output", "json", "status"]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "lock")
+        .collect()
+}
+
+/// Issue 10 item 7: `kill -9` of a run right after it took the environment's lock, before it
+/// wrote its record. Fails before the fix: `status` did not show the lock, `abort RUN` called
+/// the run unknown, and every run was refused for five minutes ("heartbeat 0s ago").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_right_after_taking_its_lock_strands_nothing() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let before = world(&config).await;
+    let fleet = physical_id(&config, "prod", "WebGroup").await;
+    let group_before = group_state(&config, &fleet).await;
+    let state = tempfile::tempdir().unwrap();
+    let lock_file = state.path().join("locks/prod.json");
+
+    // Killed right after taking the lock: released by `abort RUN` once, taken over by a new run
+    // once. Killed in Standby: a new run is refused, `abort RUN` takes over and undoes it.
+    for then in ["abort", "new run", "part-way"] {
+        let mut child = standin
+            .command(env!("CARGO_BIN_EXE_envclone"))
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["clone", "prod", "qa", "--yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let in_standby = || {
+            std::fs::read_dir(state.path().join("runs"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .flat_map(|t| t.lines().map(str::to_string).collect::<Vec<_>>())
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+                .any(|v| v["step"] == "standby.enter" && v["phase"] == "done")
+        };
+        while !lock_file.exists() || (then == "part-way" && !in_standby()) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the clone ended ({status}) before it took the lock");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the clone never got there ({then})"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+        child.wait().unwrap();
+        let pid = child.id();
+        let context = format!("killed with its lock, then {then}");
+
+        let locks = status_locks(&standin, state.path());
+        assert_eq!(locks.len(), 1, "{context}: {locks:?}");
+        let lock = &locks[0];
+        assert_eq!(lock["env"], "prod", "{context}: {lock}");
+        assert_eq!(lock["command"], "clone", "{context}: {lock}");
+        assert_eq!(lock["pid"], pid, "{context}: {lock}");
+        assert_eq!(lock["holder"], "dead", "{context}: {lock}");
+        let run = lock["run_id"].as_str().unwrap().to_string();
+        let recorded = lock["recorded"].as_bool().unwrap();
+        assert!(recorded || then != "part-way", "{context}: {lock}");
+        let out = standin.envclone(state.path(), &["status", &run]);
+        assert!(out.status.success(), "{context}: {}", text(&out));
+        let shown = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            shown.contains(&format!("lock prod: run {run} (clone on "))
+                && shown.contains(&format!("dead: process {pid} no longer exists")),
+            "{context}: {shown}"
+        );
+
+        let abort = |then: &str| {
+            let out = standin.envclone(state.path(), &["abort", &run, "--yes"]);
+            assert!(
+                out.status.success(),
+                "{context}: {}\n{}",
+                text(&out),
+                standin.log()
+            );
+            if !recorded {
+                assert!(
+                    String::from_utf8_lossy(&out.stdout).contains("left no record"),
+                    "{then}: {}",
+                    text(&out)
+                );
+            }
+        };
+        if then == "abort" {
+            abort(then);
+        } else {
+            // A run of this machine proceeds at once, without --break-lock, and names the dead
+            // run it took the lock from — unless that run left work half done (then it is for
+            // `abort`/`resume` of that run).
+            let out = standin.envclone(state.path(), &["standby", "prod", "off", "--yes"]);
+            let said = String::from_utf8_lossy(&out.stderr).to_string();
+            if recorded {
+                assert_eq!(out.status.code(), Some(2), "{context}: {}", text(&out));
+                assert!(
+                    said.contains("part-way") && said.contains(&format!("envclone abort {run}")),
+                    "{context}: {said}"
+                );
+                abort(then);
+            } else {
+                assert!(out.status.success(), "{context}: {}", text(&out));
+                assert!(
+                    said.contains(&format!("took over the lock of run {run}"))
+                        && said.contains(&format!("process {pid} no longer exists")),
+                    "{context}: {said}"
+                );
+            }
+        }
+        assert!(!lock_file.exists(), "{context}: the lock is released");
+        assert!(status_locks(&standin, state.path()).is_empty(), "{context}");
+    }
+    assert_eq!(world(&config).await, before, "nothing of the runs left");
+    assert_eq!(group_state(&config, &fleet).await, group_before);
+}
+
 pub(crate) async fn source_bucket_contents(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -1153,6 +1312,18 @@ async fn the_lock_and_the_records_hold_across_machines() {
         "the journal travelled: {line}"
     );
     let run = line["run_id"].as_str().unwrap().to_string();
+    // The lock in S3 is listed too, with its holder (dead: this test's machines share a host).
+    let lock = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["type"] == "lock")
+        .expect("status lists the lock");
+    assert_eq!(
+        (&lock["env"], &lock["run_id"], &lock["holder"]),
+        (&"prod".into(), &run.as_str().into(), &"dead".into()),
+        "{lock}"
+    );
+    assert_eq!(lock["pid"], first.id(), "{lock}");
 
     let out = standin.envclone(
         machine_b.path(),
@@ -1216,6 +1387,41 @@ async fn an_experiment_with_a_ttl_is_listed_and_collected() {
         "{}",
         text(&out)
     );
+    // While a run holds an environment's lock (this test process stands for it: alive, on
+    // this machine), destroy and gc keep off it and standby is refused (issue 10 item 7; fails
+    // before the fix: none of them took the lock).
+    let holder = envclone::lock::LockOwner::new("20260101000000-0001", "clone");
+    let hold = |stack: &str| {
+        let lock = elsewhere.path().join(format!("locks/{stack}.json"));
+        std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+        std::fs::write(&lock, serde_json::to_vec(&holder).unwrap()).unwrap();
+        lock
+    };
+    let exp_lock = hold(line["stack"].as_str().unwrap());
+    let prod_lock = hold("prod");
+    for args in [
+        &["destroy", "exp-1", "--yes"][..],
+        &["gc", "--yes"],
+        &["standby", "prod", "on", "--yes"],
+    ] {
+        let out = standin.envclone(elsewhere.path(), args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is in use by run 20260101000000-0001"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
+    assert_ne!(world(&config).await, before, "exp-1 is still there");
+    let fleet = physical_id(&config, "prod", "WebGroup").await;
+    let (_, _, states) = group_state(&config, &fleet).await;
+    assert!(
+        states.iter().all(|s| s == "InService"),
+        "prod stays in service: {states:?}"
+    );
+    std::fs::remove_file(exp_lock).unwrap();
+    std::fs::remove_file(prod_lock).unwrap();
+
     let out = standin.envclone(elsewhere.path(), &["gc", "--yes"]);
     assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
     assert_eq!(

@@ -6,6 +6,7 @@ mod e2e_swap;
 mod fake_aurora;
 mod fake_clone;
 mod fake_groups;
+mod fake_locks;
 mod fake_migrate;
 mod fake_recovery;
 mod fake_swap;
