@@ -174,6 +174,41 @@ const TRANSIENT: &[&str] = &[
 ];
 
 /// Maps an SDK error to what the workflow needs to decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorClass {
+    NotFound,
+    Precondition,
+    AlreadyExists,
+    Transient,
+    Other,
+}
+
+/// What a service error means, by its code and the operation — not by words in its message.
+/// CloudFormation answers a missing stack with the generic `ValidationError` ("Stack with id X
+/// does not exist"), so only that exact message of a stack lookup means "not found"; any other
+/// ValidationError ("Parameter validation failed: parameter value subnet-… for parameter name
+/// SubnetId does not exist") is the caller's to read as it is.
+fn classify(operation: &str, code: &str, status: u16, message: &str) -> ErrorClass {
+    let stack_missing = operation.starts_with("cloudformation:")
+        && operation != "cloudformation:CreateStack"
+        && code == "ValidationError"
+        // "Stack with id X does not exist", "Stack [X] does not exist".
+        && message.starts_with("Stack ")
+        && message.ends_with(" does not exist");
+    if NOT_FOUND.contains(&code) || status == 404 || stack_missing {
+        ErrorClass::NotFound
+    } else if code == "PreconditionFailed" || code == "ConditionalRequestConflict" || status == 412
+    {
+        ErrorClass::Precondition
+    } else if ALREADY_EXISTS.contains(&code) {
+        ErrorClass::AlreadyExists
+    } else if TRANSIENT.contains(&code) || status >= 500 || status == 429 {
+        ErrorClass::Transient
+    } else {
+        ErrorClass::Other
+    }
+}
+
 fn port_error<E>(operation: &str, what: &str, err: SdkError<E, HttpResponse>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -184,32 +219,23 @@ where
             let message = service.err().message().unwrap_or_default().to_string();
             let status = service.raw().status().as_u16();
             let text = format!("{code} (HTTP {status}): {message}");
-            if NOT_FOUND.contains(&code.as_str())
-                || status == 404
-                || message.contains("does not exist")
-            {
-                PortError::NotFound {
+            match classify(operation, &code, status, &message) {
+                ErrorClass::NotFound => PortError::NotFound {
                     what: what.to_string(),
-                }
-            } else if code == "PreconditionFailed"
-                || code == "ConditionalRequestConflict"
-                || status == 412
-            {
+                },
                 // A conditional write lost (412), or raced another one in flight (409).
-                PortError::PreconditionFailed {
+                ErrorClass::Precondition => PortError::PreconditionFailed {
                     what: what.to_string(),
-                }
-            } else if ALREADY_EXISTS.contains(&code.as_str()) {
-                PortError::AlreadyExists {
+                },
+                ErrorClass::AlreadyExists => PortError::AlreadyExists {
                     what: what.to_string(),
-                }
-            } else if TRANSIENT.contains(&code.as_str()) || status >= 500 || status == 429 {
-                PortError::Transient {
+                },
+                ErrorClass::Transient => PortError::Transient {
                     operation: operation.to_string(),
                     message: text,
-                }
-            } else {
-                PortError::failed(operation, format!("{what}: {text}"))
+                },
+                // AWS's own words are kept: they name the parameter, the value, the limit.
+                ErrorClass::Other => PortError::failed(operation, format!("{what}: {text}")),
             }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -1810,5 +1836,61 @@ impl HttpProbe for Http {
                 message: format!("{url}: {e}"),
             })?;
         Ok(response.status().as_u16())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 15, item 4: a parameter that names a missing subnet is not "stack not found"
+    /// (before, any message containing "does not exist" was).
+    #[test]
+    fn errors_are_classified_by_code_and_operation_not_by_words() {
+        let subnet = "Parameter validation failed: parameter value subnet-0abc for parameter \
+                      name SubnetId does not exist";
+        assert_eq!(
+            classify("cloudformation:CreateStack", "ValidationError", 400, subnet),
+            ErrorClass::Other
+        );
+        assert_eq!(
+            classify(
+                "cloudformation:DescribeStacks",
+                "ValidationError",
+                400,
+                subnet
+            ),
+            ErrorClass::Other
+        );
+        assert_eq!(
+            classify(
+                "cloudformation:DescribeStacks",
+                "ValidationError",
+                400,
+                "Stack with id prod does not exist"
+            ),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify(
+                "cloudformation:UpdateTerminationProtection",
+                "ValidationError",
+                400,
+                "Stack [prod] does not exist"
+            ),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify("rds:DescribeDBInstances", "DBInstanceNotFound", 404, "x"),
+            ErrorClass::NotFound
+        );
+        assert_eq!(
+            classify("s3:PutObject", "PreconditionFailed", 412, "At least one"),
+            ErrorClass::Precondition
+        );
+        assert_eq!(
+            classify("s3:CopyObject", "SlowDown", 503, "Please reduce"),
+            ErrorClass::Transient
+        );
     }
 }
