@@ -14,6 +14,10 @@ pub const TAG_SOURCE: &str = "envclone:source";
 pub const TAG_PROTECTED: &str = "envclone:protected";
 pub const TAG_OWNER: &str = "envclone:owner";
 pub const TAG_EXPIRES_AT: &str = "envclone:expires-at";
+/// Put by migrate's swap on the live database: the identifier CloudFormation's record of it
+/// still names, and the run that renamed it.
+pub const TAG_CFN_IDENTIFIER: &str = "envclone:cfn-identifier";
+pub const TAG_MIGRATED_BY: &str = "envclone:migrated-by";
 
 /// A name rule that a given value breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
