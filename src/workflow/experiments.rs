@@ -181,10 +181,6 @@ impl CloneEngine {
             buckets,
             half_made_buckets: Vec::new(),
             snapshots,
-            started_at: e
-                .created
-                .map(|c| c.to_rfc3339())
-                .unwrap_or_else(|| chrono::Utc::now().to_rfc3339()),
         };
         events.start("destroy", Some(&e.stack), format!("destroying {}", e.name));
         let (removed, left) = self.remove_run_resources(&resources, events).await?;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::contract::{Contract, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::journal::RunStore;
-use crate::model::{self, EnvName, RunId, TAG_RUN};
+use crate::model::{self, EnvName, RunId, TAG_PROTECTED, TAG_RUN};
 use crate::ports::{DbKind, DnsRecord, PortError, StackInfo};
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
@@ -853,6 +853,9 @@ impl CloneEngine {
             });
         }
         let cloud = &self.cloud;
+        // Before anything changes: the old environment may be deleted at all, and what the
+        // cloning contract does not cover stays.
+        let kept = self.check_before_finalize(state).await?;
         // Every object of the old environment must be in the new one (new ones may be there).
         // Checked once, before the point of no return; a re-run of an interrupted finalize
         // continues where it stopped.
@@ -885,6 +888,11 @@ impl CloneEngine {
                         missing[0].problem
                     ),
                 });
+            }
+        }
+        for k in kept {
+            if !state.kept.contains(&k) {
+                state.kept.push(k);
             }
         }
         state.phase = MigratePhase::Finalizing;
@@ -1023,6 +1031,111 @@ impl CloneEngine {
         Ok(())
     }
 
+    /// What finalize checks before it changes anything (returns what the old stack's deletion
+    /// will keep, for the report):
+    /// - the old environment is not tagged `envclone:protected=true`;
+    /// - the old stack's termination protection, if on, is the one envclone set for the swap
+    ///   (an operator's own is their refusal until they lift it);
+    /// - every resource of the old stack that holds state the cloning contract does not cover
+    ///   (`deletion::STATEFUL_TYPES`: KMS keys, tables, file systems, secrets, log groups…) has
+    ///   `DeletionPolicy: Retain` in the old stack's template, so CloudFormation keeps it.
+    ///
+    /// Why refuse rather than retain them on the way: CloudFormation keeps a resource of a
+    /// stack it deletes only by its DeletionPolicy, or by DeleteStack's RetainResources — which
+    /// it accepts only for a stack already in DELETE_FAILED (API Reference, DeleteStack). A
+    /// first DeleteStack deletes every resource that nothing failing depends on, in parallel,
+    /// so a table or a key is gone before any failure could set it aside: a retry can only
+    /// retain what the first attempt could not delete. The policy must be there before.
+    async fn check_before_finalize(
+        &self,
+        state: &MigrationState,
+    ) -> Result<Vec<String>, StepError> {
+        let step = "finalize";
+        let stacks = &self.cloud.stacks;
+        let name = state.source_stack.clone();
+        let refuse = |message: String| StepError::Refused {
+            step: step.into(),
+            message: format!("{message}. Nothing was changed"),
+        };
+        let Some(stack) = retry(|| stacks.describe_stack(&name))
+            .await
+            .map_err(StepError::port(step))?
+        else {
+            return Ok(Vec::new()); // deleted by an earlier, interrupted finalize
+        };
+        if stack.tags.get(TAG_PROTECTED).map(String::as_str) == Some("true") {
+            return Err(refuse(format!(
+                "the old environment {} (stack {name}) is tagged {TAG_PROTECTED}=true, and \
+                 envclone never deletes a protected environment; remove the tag if you really \
+                 mean to delete it, or `envclone abort {}` to swap back",
+                state.env, state.run_id
+            )));
+        }
+        if stack.termination_protection && !state.old_stack_protected {
+            return Err(refuse(format!(
+                "stack {name} has termination protection that envclone did not turn on; finalize \
+                 deletes this stack and lifts only the protection it set itself. If you consent \
+                 to deleting it, lift yours by hand (aws cloudformation \
+                 update-termination-protection --no-enable-termination-protection --stack-name \
+                 {name}) and run `envclone finalize {}` again",
+                state.run_id
+            )));
+        }
+        let body = retry(|| stacks.template_body(&name))
+            .await
+            .map_err(StepError::port(step))?;
+        let template = crate::contract::Template::parse(&name, &body).map_err(|e| {
+            refuse(format!(
+                "the template of the old stack cannot be read ({e}), so what its deletion would \
+                 keep is unknown"
+            ))
+        })?;
+        let resources = retry(|| stacks.resources(&name))
+            .await
+            .map_err(StepError::port(step))?;
+        let declared = template.resources();
+        let mut kept = Vec::new();
+        let mut unprotected = Vec::new();
+        for r in &resources {
+            // The contract's databases are handled by finalize itself.
+            if r.resource_type == DB_INSTANCE || r.resource_type == DB_CLUSTER {
+                continue;
+            }
+            let Some(physical) = &r.physical_id else {
+                continue;
+            };
+            let policy = declared
+                .and_then(|d| d.get(&r.logical_id))
+                .and_then(|d| d.get("DeletionPolicy"));
+            let loses = super::deletion::stateful(&r.resource_type);
+            if super::deletion::policy_retains(policy) {
+                kept.push(format!(
+                    "{} {} {physical} of the old stack {name} (DeletionPolicy Retain: \
+                     CloudFormation leaves it{}; delete it yourself once nothing needs it)",
+                    r.resource_type,
+                    r.logical_id,
+                    loses.map(|l| format!(" with {l}")).unwrap_or_default()
+                ));
+            } else if let Some(loses) = loses {
+                unprotected.push(format!(
+                    "{} {} ({physical}): deleting it loses {loses}",
+                    r.resource_type, r.logical_id
+                ));
+            }
+        }
+        if !unprotected.is_empty() {
+            return Err(refuse(format!(
+                "the old stack {name} holds state that the cloning contract does not cover, which \
+                 deleting the stack would destroy: {}. Give each `DeletionPolicy: Retain` in \
+                 {name}'s template (a stack update that changes only that attribute), or move or \
+                 delete it yourself, then run `envclone finalize {}` again",
+                unprotected.join("; "),
+                state.run_id
+            )));
+        }
+        Ok(kept)
+    }
+
     /// Turns termination protection on for the old stack before the swap: from the first
     /// rename on, its record of each database names the live one, and a plain `delete-stack`
     /// would delete it. Finalize lifts it (that is the consent to delete); abort restores it.
@@ -1142,7 +1255,20 @@ impl CloneEngine {
             .map_err(StepError::port(step))?
             .is_some_and(|s| s.termination_protection);
         if protected {
-            // Finalizing is the consent to delete the old environment.
+            if !state.old_stack_protected {
+                // An operator's own protection (turned on since the check): theirs to lift.
+                return Err(StepError::Refused {
+                    step: step.into(),
+                    message: format!(
+                        "stack {name} has termination protection that envclone did not turn on; \
+                         lift it by hand if you consent to deleting the stack, then run \
+                         `envclone finalize {}` again",
+                        state.run_id
+                    ),
+                });
+            }
+            // Finalizing is the consent to delete the old environment; the protection lifted
+            // is the one the swap set.
             retry(|| stacks.set_termination_protection(&name, false))
                 .await
                 .map_err(StepError::port(step))?;

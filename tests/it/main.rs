@@ -4,6 +4,7 @@
 mod e2e;
 mod fake_aurora;
 mod fake_clone;
+mod fake_deletion;
 mod fake_migrate;
 mod fake_recovery;
 mod s3_e2e;
