@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use envclone::journal::MemoryRunStore;
-use envclone::model::TAG_RUN;
+use envclone::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_RUN};
 use envclone::ports::{DnsRecord, Stacks};
 use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
 
@@ -324,4 +324,100 @@ async fn finalize_lifts_only_the_termination_protection_envclone_set() {
     assert_eq!(state.phase, MigratePhase::Finalized);
     assert!(!s.fake.live_stack_names().contains(&"prod".to_string()));
     assert!(s.fake.db_ids().contains(&"prod-db".to_string()));
+}
+
+/// Item 8. Failed before the fix: a database missing from CloudFormation's record was reported
+/// as "drift" (ok) whatever had happened to it.
+#[tokio::test(start_paused = true)]
+async fn verify_calls_a_missing_database_a_failure_unless_envclones_tags_prove_the_rename() {
+    let s = Scenario::with_webapp_prod();
+    let dbs = s.fake.cloud().databases;
+    let database_check = |checks: &[envclone::workflow::clone::CheckResult], id: &str| {
+        checks
+            .iter()
+            .find(|c| {
+                c.check.starts_with("database Database") || c.check == format!("database {id}")
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no database check: {checks:#?}"))
+    };
+    let store = MemoryRunStore::default();
+    clone_to_end(&s, &store, "staging-test").await;
+    let (checks, _) = s.engine.verify_env("staging-test", None).await.unwrap();
+    assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+
+    // Renamed by someone else, even with a look-alike tag: not proven.
+    let forged = BTreeMap::from([
+        (
+            TAG_CFN_IDENTIFIER.to_string(),
+            "staging-test-db".to_string(),
+        ),
+        (
+            TAG_MIGRATED_BY.to_string(),
+            "20000101000000-dead".to_string(),
+        ),
+    ]);
+    dbs.rename_instance("staging-test-db", "staging-test-db-x")
+        .await
+        .unwrap();
+    dbs.tag_instance("staging-test-db-x", &forged)
+        .await
+        .unwrap();
+    let (checks, _) = s.engine.verify_env("staging-test", None).await.unwrap();
+    let c = database_check(&checks, "staging-test-db");
+    assert!(!c.ok, "{c:?}");
+    assert!(
+        c.detail.contains("no database staging-test-db exists")
+            && c.detail.contains(&format!("{TAG_MIGRATED_BY}={RUN}")),
+        "{c:?}"
+    );
+
+    // With both of envclone's tags, as the swap puts them: the rename is proven (drift).
+    let proof = BTreeMap::from([(TAG_MIGRATED_BY.to_string(), RUN.to_string())]);
+    dbs.tag_instance("staging-test-db-x", &proof).await.unwrap();
+    tokio::time::sleep(s.fake.timings.db_modify).await;
+    let (checks, _) = s.engine.verify_env("staging-test", None).await.unwrap();
+    let c = database_check(&checks, "staging-test-db");
+    assert!(
+        c.ok && c.detail.contains("renamed it to staging-test-db-x"),
+        "{c:?}"
+    );
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.check == "database staging-test-db-x" && c.ok),
+        "the live one is checked: {checks:#?}"
+    );
+
+    // Deleted: a failure.
+    dbs.delete_instance("staging-test-db-x").await.unwrap();
+    let (checks, _) = s.engine.verify_env("staging-test", None).await.unwrap();
+    let c = database_check(&checks, "staging-test-db");
+    assert!(!c.ok, "{c:?}");
+    assert!(
+        c.detail.contains("deleted or renamed outside envclone"),
+        "{c:?}"
+    );
+}
+
+/// Item 8: after a real migrate, the new stack's record names the temporary identifier and
+/// the swap's tags prove the rename.
+#[tokio::test(start_paused = true)]
+async fn verify_after_a_migrate_reports_the_proven_rename_as_drift() {
+    let (s, _) = prod_from(WEBAPP).await;
+    let store = MemoryRunStore::default();
+    migrated(&s, &store).await;
+    let (checks, _) = s
+        .engine
+        .verify_env("prod-mbeef", Some("prod-mbeef"))
+        .await
+        .unwrap();
+    let drift = checks
+        .iter()
+        .find(|c| c.check == "database Database (CloudFormation's record: prod-mbeef-db)")
+        .unwrap_or_else(|| panic!("{checks:#?}"));
+    assert!(
+        drift.ok && drift.detail.contains("renamed it to prod-db"),
+        "{drift:?}"
+    );
 }
