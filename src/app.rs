@@ -309,19 +309,40 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 return Ok(());
             }
             let mut migration = load_migration(&*shared.runs, &state_dir, &run)?;
+            let never_swapped = migration.never_swapped
+                && !matches!(
+                    migration.phase,
+                    MigratePhase::Swapping | MigratePhase::Swapped
+                );
             confirm(
                 yes,
-                &format!(
-                    "Aborting run {run} swaps {} back to stack {} and returns it to service.",
-                    migration.env, migration.source_stack
-                ),
+                &if never_swapped {
+                    format!(
+                        "Aborting run {run} returns {} to service{}.",
+                        migration.env,
+                        if keep {
+                            String::new()
+                        } else {
+                            format!(
+                                " and deletes what the migration created (stack {}, its buckets \
+                                 and snapshots: it never swapped)",
+                                migration.target_stack
+                            )
+                        }
+                    )
+                } else {
+                    format!(
+                        "Aborting run {run} swaps {} back to stack {} and returns it to service.",
+                        migration.env, migration.source_stack
+                    )
+                },
                 &migration.env,
             )?;
             let lock = lock_env(&shared, &migration.source_stack, &run, "abort", false).await?;
             let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
             let result = engine
-                .abort_migration(&mut migration, &*shared.runs, &emitter)
+                .abort_migration_with(&mut migration, &*shared.runs, &emitter, keep)
                 .await;
             lock.release().await;
             print_migration(output, &migration);
@@ -999,6 +1020,9 @@ fn print_migration(output: Output, state: &MigrationState) {
                             state.run_id,
                             state.created.join(", ")
                         );
+                        if state.never_swapped {
+                            println!("  Remove them with: envclone abort {}", state.run_id);
+                        }
                     }
                 }
                 MigratePhase::Finalized => {

@@ -90,6 +90,15 @@ pub struct MigrationState {
     /// before it did); abort turns it off again.
     #[serde(default)]
     pub old_stack_protected: bool,
+    /// True from the start of the run until the swap's first step (recorded before it): the
+    /// new environment never served, holds nothing of its own, and `abort` removes it with
+    /// everything else the run made. False in a record that predates this field, so its
+    /// abort keeps the new environment as it always did.
+    #[serde(default)]
+    pub never_swapped: bool,
+    /// Buckets whose creation the run started (recorded before the call), for `abort`.
+    #[serde(default)]
+    pub creating: Vec<String>,
 }
 
 /// One move of the swap, chosen from which identifiers exist.
@@ -320,6 +329,8 @@ impl CloneEngine {
             plan: Some(super::recovery::PlanRecord::from_plan(clone)),
             protection_to_restore: Vec::new(),
             old_stack_protected: false,
+            never_swapped: true,
+            creating: Vec::new(),
         };
         if let Err(e) = save(store, &state) {
             return Err(Box::new(MigrateFailure { state, error: e }));
@@ -394,11 +405,18 @@ impl CloneEngine {
             // after a crash knows what to return to service.
             let recorded = std::sync::Mutex::new(state.clone());
             let checkpoint = |progress: Progress<'_>| {
-                let Progress::Standby(standby) = progress else {
-                    return Ok(()); // the clone's buckets are kept by abort; nothing to record
-                };
                 let mut s = recorded.lock().expect("state lock");
-                s.standby = standby.to_vec();
+                match progress {
+                    Progress::Standby(standby) => s.standby = standby.to_vec(),
+                    // Recorded before CreateBucket, so `abort` after a crash right after it
+                    // removes the bucket even if it was not tagged yet.
+                    Progress::CreatingBucket(name) => {
+                        if s.creating.iter().any(|b| b == name) {
+                            return Ok(());
+                        }
+                        s.creating.push(name.to_string());
+                    }
+                }
                 save(store, &s).map_err(|e| e.to_string())
             };
             let execution = Execution {
@@ -409,7 +427,9 @@ impl CloneEngine {
             let outcome = self
                 .execute_with(clone, events, &mut shutdown, execution)
                 .await;
-            state.standby = recorded.into_inner().expect("state lock").standby;
+            let recorded = recorded.into_inner().expect("state lock");
+            state.standby = recorded.standby;
+            state.creating = recorded.creating;
             let report: CloneReport = match outcome {
                 Ok(r) => r,
                 Err(f) => {
@@ -770,14 +790,30 @@ impl CloneEngine {
     }
 
     /// Undoes a migration that has not been finalized: swaps back whatever was swapped and
-    /// returns the source to service. The new environment is kept: writes made to its database
-    /// since the swap stay in it, under its own identifier.
+    /// returns the source to service. Once the swap began, the new environment is kept: writes
+    /// made to its database since the swap stay in it, under its own identifier. A migration
+    /// that never swapped has its new environment removed like an aborted clone's.
     pub async fn abort_migration(
         &self,
         state: &mut MigrationState,
         store: &dyn RunStore,
         events: &Emitter,
     ) -> Result<(), StepError> {
+        self.abort_migration_with(state, store, events, false).await
+    }
+
+    /// `abort_migration`, keeping what a migration that never swapped made when `keep` is set.
+    pub async fn abort_migration_with(
+        &self,
+        state: &mut MigrationState,
+        store: &dyn RunStore,
+        events: &Emitter,
+        keep: bool,
+    ) -> Result<(), StepError> {
+        // Decided before anything moves: a swap that began (even one stopped before its first
+        // rename) keeps the new environment.
+        let never_swapped = state.never_swapped
+            && !matches!(state.phase, MigratePhase::Swapping | MigratePhase::Swapped);
         if matches!(
             state.phase,
             MigratePhase::Finalizing | MigratePhase::Finalized
@@ -815,14 +851,62 @@ impl CloneEngine {
                 step: "standby.exit".into(),
                 message: m,
             })?;
+        if !never_swapped || keep {
+            state.phase = MigratePhase::Aborted;
+            save(store, state)?;
+            events.done(
+                "abort",
+                None,
+                format!(
+                    "{} is back in service; the new environment {} is kept",
+                    state.env, state.target_stack
+                ),
+            );
+            return Ok(());
+        }
+        // Never swapped: what the run made — the new stack (`<env>-m<xxxx>`), its snapshots,
+        // the buckets it created — is removed, each only if it carries the run's tag.
+        let (removed, left) = match &state.plan {
+            Some(plan) => {
+                let what =
+                    super::recovery::RunResources::of_plan(&state.run_id, plan, &state.creating);
+                self.remove_run_resources(&what, events).await?
+            }
+            None => (
+                Vec::new(),
+                vec![format!(
+                    "stack {} and what the run made for it (the run recorded no plan to find \
+                     them by)",
+                    state.target_stack
+                )],
+            ),
+        };
+        state.created = left.clone();
         state.phase = MigratePhase::Aborted;
         save(store, state)?;
+        if !left.is_empty() {
+            return Err(StepError::Refused {
+                step: "abort".into(),
+                message: format!(
+                    "{} is back in service, but some of what run {} created remains: {}",
+                    state.env,
+                    state.run_id,
+                    left.join("; ")
+                ),
+            });
+        }
         events.done(
             "abort",
             None,
             format!(
-                "{} is back in service; the new environment {} is kept",
-                state.env, state.target_stack
+                "{} is back in service; the migration never swapped, so what it made is removed: \
+                 {}",
+                state.env,
+                if removed.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    removed.join(", ")
+                }
             ),
         );
         Ok(())
@@ -1146,6 +1230,11 @@ impl CloneEngine {
         events: &Emitter,
     ) -> Result<(), StepError> {
         let step = "swap";
+        if state.never_swapped {
+            // The swap's first step: from here on, abort keeps the new environment.
+            state.never_swapped = false;
+            save(store, state)?;
+        }
         let stacks = &self.cloud.stacks;
         let name = state.source_stack.clone();
         let stack = retry(|| stacks.describe_stack(&name))

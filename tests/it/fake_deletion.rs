@@ -17,6 +17,7 @@ use std::time::Duration;
 use envclone::journal::MemoryRunStore;
 use envclone::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_RUN};
 use envclone::ports::{DnsRecord, Stacks};
+use envclone::workflow::experiments::DestroyError;
 use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
 
 use crate::support::*;
@@ -420,4 +421,170 @@ async fn verify_after_a_migrate_reports_the_proven_rename_as_drift() {
         drift.ok && drift.detail.contains("renamed it to prod-db"),
         "{drift:?}"
     );
+}
+
+/// Everything of run `RUN` gone: its stack, buckets, snapshots (its own and CloudFormation's
+/// final ones) and database.
+fn assert_nothing_of_the_migration_left(s: &Scenario, context: &str) {
+    assert_eq!(
+        s.fake.live_stack_names(),
+        vec!["prod".to_string()],
+        "{context}"
+    );
+    let buckets: Vec<String> = s
+        .fake
+        .bucket_names()
+        .into_iter()
+        .filter(|b| b.starts_with("prod-mbeef"))
+        .collect();
+    assert!(buckets.is_empty(), "{context}: {buckets:?}");
+    assert!(
+        s.fake.snapshot_ids().is_empty(),
+        "{context}: {:?}",
+        s.fake.snapshot_ids()
+    );
+    assert_eq!(s.fake.db_ids(), vec!["prod-db".to_string()], "{context}");
+}
+
+/// The source as it was: its own database under its identifier, its record, its instances in
+/// service, no termination protection of the run's.
+fn assert_source_as_it_was(s: &Scenario, record: &DnsRecord, context: &str) {
+    assert_eq!(
+        s.fake.termination_protection("prod"),
+        Some(false),
+        "{context}"
+    );
+    assert_eq!(s.fake.db_restored_from("prod-db"), None, "{context}");
+    assert_eq!(
+        s.fake.dns_records(ZONE, ENTRY),
+        vec![record.clone()],
+        "{context}"
+    );
+    assert_source_in_service(s, context);
+}
+
+/// Item 9. Failed before the fix: abort of a migration killed in its clone phase returned the
+/// source to service but kept the temporary stack `prod-mbeef`, its snapshot and buckets.
+#[tokio::test(start_paused = true)]
+async fn abort_of_a_migration_killed_before_the_swap_removes_what_it_made() {
+    let mut n = 0;
+    loop {
+        n += 1;
+        let (s, record) = prod_from(WEBAPP).await;
+        let store = MemoryRunStore::default();
+        let plan = s
+            .engine
+            .preflight_migrate(&migrate_request(), run_id())
+            .await
+            .unwrap();
+        let crash = s.fake.crash_after_nth_mutating_call(n);
+        tokio::select! {
+            biased;
+            () = crash.notified() => {}
+            _ = s.engine.migrate(&plan, &store, &s.emitter, std::future::pending()) => {}
+        }
+        let mut state = stored(&store);
+        if !matches!(state.phase, MigratePhase::Cloning | MigratePhase::Cloned) {
+            assert!(n > 10, "the clone phase makes calls: stopped at {n}");
+            break; // the swap began: abort keeps the new environment (other tests)
+        }
+        assert!(state.never_swapped);
+        let context = format!("kill after call {n} ({:?})", state.phase);
+        s.engine
+            .abort_migration(&mut state, &store, &s.emitter)
+            .await
+            .unwrap_or_else(|e| panic!("{context}: abort failed: {e}"));
+        assert_eq!(stored(&store).phase, MigratePhase::Aborted, "{context}");
+        assert_source_as_it_was(&s, &record, &context);
+        assert_nothing_of_the_migration_left(&s, &context);
+    }
+
+    // The same when a call fails instead (the run returns the source to service itself and
+    // leaves what it made for abort).
+    let mut n = 0;
+    loop {
+        n += 1;
+        let (s, record) = prod_from(WEBAPP).await;
+        let store = MemoryRunStore::default();
+        let plan = s
+            .engine
+            .preflight_migrate(&migrate_request(), run_id())
+            .await
+            .unwrap();
+        s.fake.fail_nth_mutating_call(n);
+        let mut state = match s
+            .engine
+            .migrate(&plan, &store, &s.emitter, std::future::pending())
+            .await
+        {
+            Ok(state) => state,
+            Err(f) => f.state,
+        };
+        if !state.never_swapped {
+            assert!(n > 10, "the clone phase makes calls: stopped at {n}");
+            break;
+        }
+        let context = format!("failure of call {n} ({:?})", state.phase);
+        s.engine
+            .abort_migration(&mut state, &store, &s.emitter)
+            .await
+            .unwrap_or_else(|e| panic!("{context}: abort failed: {e}"));
+        assert_source_as_it_was(&s, &record, &context);
+        assert_nothing_of_the_migration_left(&s, &context);
+    }
+}
+
+/// Item 9. Failed before the fix: `destroy` refused the new environment of a migration that
+/// stopped at its guardrails as "migrated". One that served stays refused.
+#[tokio::test(start_paused = true)]
+async fn destroy_takes_the_new_environment_of_a_migration_that_never_swapped() {
+    let (s, record) = prod_from(WEBAPP).await;
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&migrate_request(), run_id())
+        .await
+        .unwrap();
+    let group = s.source_group().name;
+    s.fake.set_activity(&group, "Launching a new EC2 instance");
+    let failure = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(failure.error.to_string().contains("scaling activity"));
+    assert_eq!(failure.state.phase, MigratePhase::Aborted);
+    s.fake.set_activity(&group, "");
+    assert_source_as_it_was(&s, &record, "guardrails");
+    let target = s
+        .engine
+        .destroyable("prod-mbeef")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (removed, left) = s.engine.destroy(&target, &s.emitter).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        removed.iter().any(|r| r == "stack prod-mbeef"),
+        "{removed:?}"
+    );
+    assert_nothing_of_the_migration_left(&s, "destroy");
+
+    // Swapped and swapped back: the new database served prod; destroy refuses it.
+    let (s, _) = prod_from(WEBAPP).await;
+    let store = MemoryRunStore::default();
+    let mut state = migrated(&s, &store).await;
+    s.engine
+        .abort_migration(&mut state, &store, &s.emitter)
+        .await
+        .unwrap();
+    assert!(s
+        .fake
+        .live_stack_names()
+        .contains(&"prod-mbeef".to_string()));
+    match s.engine.destroyable("prod-mbeef").await {
+        Err(e @ DestroyError::Migrated { .. }) => {
+            assert!(e.to_string().contains(TAG_MIGRATED_BY), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
