@@ -1703,3 +1703,170 @@ async fn an_aurora_environment_migrates_and_finalizes() {
     assert_eq!(stacks.len(), 1, "only the new stack: {stacks:?}");
     assert_ne!(stacks[0], "prod");
 }
+
+/// Waits until DB snapshot `id` is `available` on the stand-in.
+async fn snapshot_available(config: &SdkConfig, id: &str) {
+    let rds = aws_sdk_rds::Client::new(config);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = rds
+            .describe_db_snapshots()
+            .db_snapshot_identifier(id)
+            .send()
+            .await
+            .unwrap();
+        if out.db_snapshots()[0].status() == Some("available") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} never became available");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 10, item 4: `gc` deletes the final snapshot CloudFormation takes of the clone's
+/// database when it deletes the clone's stack, and not the snapshot the user took of that
+/// database by hand. Failed before the fix: every snapshot of the database taken after the
+/// clone started was deleted, the user's too.
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_keeps_a_users_own_snapshot_of_the_clone_database() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let before = world(&config).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state.path(),
+        &["clone", "prod", "exp-1", "--yes", "--ttl", "1s"],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let db = physical_id(&config, "exp-1", "Database").await;
+    let rds = aws_sdk_rds::Client::new(&config);
+    rds.create_db_snapshot()
+        .db_instance_identifier(&db)
+        .db_snapshot_identifier("exp-1-db-mine")
+        .send()
+        .await
+        .unwrap();
+    snapshot_available(&config, "exp-1-db-mine").await;
+    std::thread::sleep(Duration::from_secs(2));
+
+    let out = standin.envclone(state.path(), &["gc", "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let mut expected = before.clone();
+    expected.2.push("exp-1-db-mine".to_string());
+    expected.2.sort();
+    assert_eq!(
+        world(&config).await,
+        expected,
+        "gc removed everything of exp-1 (CloudFormation's final snapshot too) but the user's \
+         snapshot\n{}",
+        text(&out)
+    );
+}
+
+/// Issue 10, item 9: `kill -9` of `envclone migrate` during its clone phase, then `envclone
+/// abort RUN --yes`: the source as it was and nothing of the run left — the temporary stack
+/// `prod-m<xxxx>`, its buckets and snapshots removed. Failed before the fix: abort returned the
+/// source to service but kept the temporary environment.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_a_migrate_before_its_swap_then_abort_leaves_nothing() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let s3c = s3(&config);
+    let before = world(&config).await;
+    let reports = source_bucket_contents(&s3c, "prod-reports-123456789012").await;
+    let fleet = physical_id(&config, "prod", "WebGroup").await;
+    let group_before = group_state(&config, &fleet).await;
+    let dns_before = dns_answer(
+        &config,
+        "envclone-demo.example.",
+        "app.envclone-demo.example.",
+    )
+    .await;
+
+    for (step, phase) in [
+        ("bucket.copy", "start"),
+        ("stack.create", "start"),
+        ("verify", "start"),
+    ] {
+        let state = tempfile::tempdir().unwrap();
+        let mut child = standin
+            .command(env!("CARGO_BIN_EXE_envclone"))
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["migrate", "prod", "--yes", "--template"])
+            .arg(Path::new(ROOT).join("stacks/webapp-v2.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        'watch: loop {
+            if let Ok(entries) = std::fs::read_dir(state.path().join("runs")) {
+                for e in entries.filter_map(|e| e.ok()) {
+                    if !e.file_name().to_string_lossy().ends_with(".jsonl") {
+                        continue;
+                    }
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let hit = text
+                        .lines()
+                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                        .any(|v| v["step"] == step && v["phase"] == phase);
+                    if hit {
+                        break 'watch;
+                    }
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the migrate ended ({status}) before {step} {phase}");
+            }
+            assert!(Instant::now() < deadline, "{step} {phase} never came");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+        child.wait().unwrap();
+
+        let context = format!("kill -9 of migrate at {step} {phase}");
+        let out = standin.envclone(state.path(), &["--output", "json", "status"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let line: serde_json::Value =
+            serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        assert_eq!(line["command"], "migrate", "{context}: {line}");
+        assert_eq!(line["state"], "cloning", "{context}: {line}");
+        let run = line["run_id"].as_str().unwrap().to_string();
+        let out = standin.envclone(state.path(), &["abort", &run, "--yes"]);
+        assert!(
+            out.status.success(),
+            "{context}: {}\n{}",
+            text(&out),
+            standin.log()
+        );
+        assert_eq!(
+            world(&config).await,
+            before,
+            "{context}: no stack, bucket, snapshot or database of the run\n{}",
+            text(&out)
+        );
+        assert_eq!(
+            source_bucket_contents(&s3c, "prod-reports-123456789012").await,
+            reports,
+            "{context}"
+        );
+        assert_eq!(
+            group_state(&config, &fleet).await,
+            group_before,
+            "{context}"
+        );
+        assert_eq!(
+            dns_answer(
+                &config,
+                "envclone-demo.example.",
+                "app.envclone-demo.example."
+            )
+            .await,
+            dns_before,
+            "{context}"
+        );
+    }
+}
