@@ -381,6 +381,31 @@ impl CloneEngine {
                         Some((kind, r.physical_id.as_deref()?, r.logical_id.as_str()))
                     })
                     .collect();
+                // What CloudFormation will keep by its DeletionPolicy (Retain): not deleted
+                // with the stack, so listed as left.
+                let body = retry(|| stacks.template_body(&name))
+                    .await
+                    .map_err(StepError::port(step))?;
+                let declared = Template::parse(&name, &body).ok();
+                let retained: Vec<String> = resources
+                    .iter()
+                    .filter(|r| {
+                        let policy = declared
+                            .as_ref()
+                            .and_then(|t| t.resources()?.get(&r.logical_id))
+                            .and_then(|d| d.get("DeletionPolicy"));
+                        r.physical_id.is_some() && deletion::policy_retains(policy)
+                    })
+                    .map(|r| {
+                        format!(
+                            "{} {} {} (kept by its DeletionPolicy Retain when stack {name} was \
+                             deleted; delete it yourself if it is not needed)",
+                            r.resource_type,
+                            r.logical_id,
+                            r.physical_id.as_deref().unwrap_or_default()
+                        )
+                    })
+                    .collect();
                 let mut before = Vec::new();
                 for (kind, db, _) in &databases {
                     let snapshots = self.cloud.databases.snapshots(*kind);
@@ -397,7 +422,10 @@ impl CloneEngine {
                     .map_err(StepError::port(step))?;
                 let gone = self.wait_stack_deleted(&name, step).await?;
                 match gone {
-                    None => removed.push(format!("stack {name}")),
+                    None => {
+                        removed.push(format!("stack {name}"));
+                        left.extend(retained);
+                    }
                     Some(reason) => left.push(format!("stack {name} ({reason})")),
                 }
                 // A database with DeletionPolicy Snapshot (AWS's default) leaves a final

@@ -184,6 +184,31 @@ fn with_uncovered_state(policy: &str) -> String {
     encrypted.replacen(anchor, &format!("{extra}{anchor}"), 1)
 }
 
+/// Item 4 (what is not deleted is listed). Failed before the fix: destroy reported the clone
+/// removed while CloudFormation kept its resources with DeletionPolicy Retain, unlisted.
+#[tokio::test(start_paused = true)]
+async fn destroy_lists_what_cloudformation_keeps_by_its_deletion_policy() {
+    let (s, _) = prod_from(&with_uncovered_state("    DeletionPolicy: Retain\n")).await;
+    let store = MemoryRunStore::default();
+    clone_to_end(&s, &store, "exp-a").await;
+    let kept: Vec<String> = ["DataKey", "Sessions", "AppLogs"]
+        .iter()
+        .map(|l| s.fake.recorded_physical_id("exp-a", l).unwrap())
+        .collect();
+    let target = s.engine.destroyable("exp-a").await.unwrap();
+    let (removed, left) = s.engine.destroy(&target, &s.emitter).await.unwrap();
+    assert!(removed.iter().any(|r| r == "stack exp-a"), "{removed:?}");
+    for id in &kept {
+        assert!(s.fake.generic_resource_exists(id), "{id}");
+        assert!(
+            left.iter()
+                .any(|l| l.contains(id.as_str()) && l.contains("DeletionPolicy Retain")),
+            "{id} listed: {left:?}"
+        );
+    }
+    assert_eq!(left.len(), kept.len(), "{left:?}");
+}
+
 /// Item 4. Failed before the fix: finalize deleted the old stack with its KMS key, table and
 /// log group.
 #[tokio::test(start_paused = true)]
