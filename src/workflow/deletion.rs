@@ -4,7 +4,7 @@
 //! cover (so `finalize` keeps them rather than let the old stack's deletion destroy them).
 
 /// Resource types that hold state the cloning contract does not copy, with what deleting one
-/// loses. The contract covers RDS instances and clusters (snapshotted, kept) and S3 buckets
+/// loses (a noun phrase, for messages). The contract covers RDS instances and clusters (snapshotted, kept) and S3 buckets
 /// (copied and compared; S3 refuses to delete a bucket that still holds objects, so a stack
 /// delete cannot empty one). `finalize` never lets the old stack's deletion take one of these:
 /// it refuses unless the old stack's template gives each `DeletionPolicy: Retain`, and lists
@@ -12,13 +12,13 @@
 pub const STATEFUL_TYPES: &[(&str, &str)] = &[
     (
         "AWS::KMS::Key",
-        "CloudFormation schedules the key's deletion, and a key pending deletion can no longer \
-         decrypt: a database restored from a snapshot of a database encrypted with it (the live \
-         one after a migrate) and every snapshot and object encrypted with it become unreadable",
+        "everything encrypted with it: CloudFormation schedules a deleted key's deletion, and a \
+         key pending deletion can no longer decrypt — a database restored from a snapshot of one \
+         encrypted with it (the live one after a migrate), its snapshots, objects",
     ),
     (
         "AWS::KMS::ReplicaKey",
-        "a replica key pending deletion can no longer decrypt what it encrypted",
+        "everything encrypted with it (a key pending deletion can no longer decrypt)",
     ),
     ("AWS::DynamoDB::Table", "the table's items"),
     (
@@ -30,8 +30,8 @@ pub const STATEFUL_TYPES: &[(&str, &str)] = &[
     ("AWS::EC2::Volume", "the volume's data"),
     (
         "AWS::SecretsManager::Secret",
-        "the secret's value (CloudFormation deletes it without a recovery window), e.g. the \
-         live database's credentials",
+        "the secret's value, e.g. the live database's credentials (CloudFormation deletes it \
+         without a recovery window)",
     ),
     ("AWS::Logs::LogGroup", "the log events it holds"),
     ("AWS::ECR::Repository", "the images it holds"),

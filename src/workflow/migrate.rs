@@ -1194,11 +1194,13 @@ impl CloneEngine {
             let loses = super::deletion::stateful(&r.resource_type);
             if super::deletion::policy_retains(policy) {
                 kept.push(format!(
-                    "{} {} {physical} of the old stack {name} (DeletionPolicy Retain: \
-                     CloudFormation leaves it{}; delete it yourself once nothing needs it)",
+                    "{} {} {physical} of the old stack {name} (kept by its DeletionPolicy \
+                     Retain{}; delete it yourself once nothing needs it)",
                     r.resource_type,
                     r.logical_id,
-                    loses.map(|l| format!(" with {l}")).unwrap_or_default()
+                    loses
+                        .map(|l| format!("; deleting it would lose {l}"))
+                        .unwrap_or_default()
                 ));
             } else if let Some(loses) = loses {
                 unprotected.push(format!(
