@@ -1870,3 +1870,75 @@ async fn kill_9_of_a_migrate_before_its_swap_then_abort_leaves_nothing() {
         );
     }
 }
+
+/// Issue 10, item 8, through the SDK adapter: after a migrate, the new stack's record names
+/// the temporary identifier; `verify` passes it as drift only because the live database
+/// carries the swap's tags (found by reading DescribeDBInstances' TagList). Without them the
+/// missing database is a failure (before the fix it passed as drift either way).
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_after_migrate_needs_envclones_tags_to_call_a_missing_database_drift() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "migrate",
+            "prod",
+            "--template",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml"),
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let state = state_of(state_dir.path());
+    assert_eq!(state["phase"], "swapped");
+    let new_stack = state["target_stack"].as_str().unwrap().to_string();
+    let recorded = physical_id(&config, &new_stack, "Database").await;
+    assert_eq!(
+        recorded,
+        format!("{new_stack}-db"),
+        "CloudFormation's record"
+    );
+
+    let out = standin.envclone(
+        state_dir.path(),
+        &["verify", &new_stack, "--against", &new_stack],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert!(
+        text(&out).contains("renamed it to prod-db"),
+        "{}",
+        text(&out)
+    );
+
+    // Without envclone's proof on the live database, the missing one is a failure.
+    let rds = aws_sdk_rds::Client::new(&config);
+    let arn = rds
+        .describe_db_instances()
+        .db_instance_identifier("prod-db")
+        .send()
+        .await
+        .unwrap()
+        .db_instances()[0]
+        .db_instance_arn()
+        .unwrap()
+        .to_string();
+    rds.remove_tags_from_resource()
+        .resource_name(arn)
+        .tag_keys("envclone:migrated-by")
+        .send()
+        .await
+        .unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &["verify", &new_stack, "--against", &new_stack],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("no database {recorded} exists")),
+        "{}",
+        text(&out)
+    );
+}
