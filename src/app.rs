@@ -185,6 +185,15 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             let cloud = crate::aws::connect(region, profile).await?;
             let shared = shared_state(&state, &state_dir, &cloud);
             let mut migration = load_migration(&*shared.runs, &state_dir, &run)?;
+            let engine = engine_for(cloud, None, None);
+            // What finalize would refuse (a protected environment, an operator's termination
+            // protection, uncovered state without DeletionPolicy Retain) is refused before the
+            // question, as bad input: nothing is changed.
+            match engine.finalize_preflight(&migration).await {
+                Ok(_) => {}
+                Err(StepError::Refused { message, .. }) => return Err(AppError::Refused(message)),
+                Err(e) => return Err(e.into()),
+            }
             confirm(
                 yes,
                 &format!(
@@ -195,7 +204,6 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 &migration.env,
             )?;
             let lock = lock_env(&shared, &migration.source_stack, &run, "finalize", false).await?;
-            let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
             let result = engine
                 .finalize(&mut migration, &*shared.runs, &emitter)

@@ -939,7 +939,7 @@ impl CloneEngine {
         let cloud = &self.cloud;
         // Before anything changes: the old environment may be deleted at all, and what the
         // cloning contract does not cover stays.
-        let kept = self.check_before_finalize(state).await?;
+        let kept = self.finalize_preflight(state).await?;
         // Every object of the old environment must be in the new one (new ones may be there).
         // Checked once, before the point of no return; a re-run of an interrupted finalize
         // continues where it stopped.
@@ -1130,7 +1130,7 @@ impl CloneEngine {
     /// first DeleteStack deletes every resource that nothing failing depends on, in parallel,
     /// so a table or a key is gone before any failure could set it aside: a retry can only
     /// retain what the first attempt could not delete. The policy must be there before.
-    async fn check_before_finalize(
+    pub async fn finalize_preflight(
         &self,
         state: &MigrationState,
     ) -> Result<Vec<String>, StepError> {

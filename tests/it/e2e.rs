@@ -1942,3 +1942,90 @@ async fn verify_after_migrate_needs_envclones_tags_to_call_a_missing_database_dr
         text(&out)
     );
 }
+
+/// Issue 10, item 4, on the stand-in: an old environment holding state the cloning contract
+/// does not cover (a KMS key, a DynamoDB table, a log group) without `DeletionPolicy: Retain`
+/// is not finalized: `envclone finalize` refuses as bad input before its question, naming each,
+/// and nothing changes. Failed before the fix: finalize deleted them with the old stack.
+#[tokio::test(flavor = "multi_thread")]
+async fn finalize_refuses_to_delete_state_the_contract_does_not_cover() {
+    let standin = StandIn::start();
+    let dir = tempfile::tempdir().unwrap();
+    let webapp = std::fs::read_to_string(Path::new(ROOT).join("stacks/webapp.yaml")).unwrap();
+    let extra = "  DataKey:\n    Type: AWS::KMS::Key\n    Properties:\n      \
+                 EnableKeyRotation: true\n      \
+                 KeyPolicy: { Version: \"2012-10-17\", Statement: [{ Effect: Allow, \
+                 Principal: { AWS: !Sub \"arn:aws:iam::${AWS::AccountId}:root\" }, \
+                 Action: \"kms:*\", Resource: \"*\" }] }\n\n  \
+                 Sessions:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      \
+                 BillingMode: PAY_PER_REQUEST\n      \
+                 AttributeDefinitions: [{ AttributeName: id, AttributeType: S }]\n      \
+                 KeySchema: [{ AttributeName: id, KeyType: HASH }]\n\n  \
+                 AppLogs:\n    Type: AWS::Logs::LogGroup\n    Properties:\n      \
+                 RetentionInDays: 30\n\n";
+    let anchor = "  # --- storage ---";
+    assert!(webapp.contains(anchor));
+    let template = dir.path().join("webapp-stateful.yaml");
+    std::fs::write(
+        &template,
+        webapp.replacen(anchor, &format!("{extra}{anchor}"), 1),
+    )
+    .unwrap();
+    standin.seed("prod", template.to_str().unwrap(), &[]);
+    let config = standin.sdk().await;
+
+    let state_dir = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "migrate",
+            "prod",
+            "--template",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml"),
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let run = state_of(state_dir.path())["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = world(&config).await;
+    let key = physical_id(&config, "prod", "DataKey").await;
+
+    let out = standin.envclone(state_dir.path(), &["finalize", &run, "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}\n{}",
+        text(&out),
+        standin.log()
+    );
+    for what in [
+        "AWS::KMS::Key DataKey",
+        "AWS::DynamoDB::Table Sessions",
+        "AWS::Logs::LogGroup AppLogs",
+        "DeletionPolicy: Retain",
+    ] {
+        assert!(text(&out).contains(what), "{what}: {}", text(&out));
+    }
+    assert_eq!(world(&config).await, before, "nothing changed");
+    assert_eq!(state_of(state_dir.path())["phase"], "swapped");
+    let cf = aws_sdk_cloudformation::Client::new(&config);
+    let resources = cf
+        .list_stack_resources()
+        .stack_name("prod")
+        .send()
+        .await
+        .unwrap();
+    let data_key = resources
+        .stack_resource_summaries()
+        .iter()
+        .find(|r| r.logical_resource_id() == Some("DataKey"))
+        .unwrap();
+    assert_eq!(data_key.physical_resource_id(), Some(key.as_str()));
+    assert_eq!(
+        data_key.resource_status().map(|s| s.as_str()),
+        Some("CREATE_COMPLETE")
+    );
+}
