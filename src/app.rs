@@ -184,6 +184,15 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             let shared = shared_state(&state, &state_dir, &cloud);
             let mut migration = load_migration(&*shared.runs, &state_dir, &run)?;
             warn_local_lock(&state, &state_dir, "finalize", &migration.env);
+            let engine = engine_for(cloud, None, None);
+            // What finalize would refuse (a protected environment, an operator's termination
+            // protection, uncovered state without DeletionPolicy Retain) is refused before the
+            // question, as bad input: nothing is changed.
+            match engine.finalize_preflight(&migration).await {
+                Ok(_) => {}
+                Err(StepError::Refused { message, .. }) => return Err(AppError::Refused(message)),
+                Err(e) => return Err(e.into()),
+            }
             confirm(
                 yes,
                 &format!(
@@ -194,7 +203,6 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 &migration.env,
             )?;
             let lock = lock_env(&shared, &migration.source_stack, &run, "finalize", false).await?;
-            let engine = engine_for(cloud, None, None);
             let emitter = run_emitter(&run, output, &state_dir)?;
             let result = crate::retry::stoppable(
                 lock.stop_flag(),
@@ -320,12 +328,33 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 return abort_unrecorded(output, &shared, &state_dir, &run).await;
             }
             let mut migration = load_migration(&*shared.runs, &state_dir, &run)?;
+            let never_swapped = migration.never_swapped
+                && !matches!(
+                    migration.phase,
+                    MigratePhase::Swapping | MigratePhase::Swapped
+                );
             confirm(
                 yes,
-                &format!(
-                    "Aborting run {run} swaps {} back to stack {} and returns it to service.",
-                    migration.env, migration.source_stack
-                ),
+                &if never_swapped {
+                    format!(
+                        "Aborting run {run} returns {} to service{}.",
+                        migration.env,
+                        if keep {
+                            String::new()
+                        } else {
+                            format!(
+                                " and deletes what the migration created (stack {}, its buckets \
+                                 and snapshots: it never swapped)",
+                                migration.target_stack
+                            )
+                        }
+                    )
+                } else {
+                    format!(
+                        "Aborting run {run} swaps {} back to stack {} and returns it to service.",
+                        migration.env, migration.source_stack
+                    )
+                },
                 &migration.env,
             )?;
             let lock = lock_env(&shared, &migration.source_stack, &run, "abort", false).await?;
@@ -333,7 +362,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             let emitter = run_emitter(&run, output, &state_dir)?;
             let result = crate::retry::stoppable(
                 lock.stop_flag(),
-                engine.abort_migration(&mut migration, &*shared.runs, &emitter),
+                engine.abort_migration_with(&mut migration, &*shared.runs, &emitter, keep),
             )
             .await;
             unlock(lock).await;
@@ -1183,6 +1212,9 @@ fn print_migration(output: Output, state: &MigrationState) {
                             state.run_id,
                             state.created.join(", ")
                         );
+                        if state.never_swapped {
+                            println!("  Remove them with: envclone abort {}", state.run_id);
+                        }
                     }
                 }
                 MigratePhase::Finalized => {

@@ -710,6 +710,28 @@ impl Databases for Rds {
         Ok(out)
     }
 
+    async fn instances_tagged(&self, key: &str, value: &str) -> PortResult<Vec<String>> {
+        // DescribeDBInstances takes no tag filter; each instance's TagList comes with it.
+        let mut pages = self.0.describe_db_instances().into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                port_error(
+                    "rds:DescribeDBInstances",
+                    &format!("DB instances tagged {key}={value}"),
+                    e,
+                )
+            })?;
+            out.extend(
+                page.db_instances()
+                    .iter()
+                    .filter(|d| rds_tags(d.tag_list()).get(key).map(String::as_str) == Some(value))
+                    .filter_map(|d| d.db_instance_identifier().map(str::to_string)),
+            );
+        }
+        Ok(out)
+    }
+
     async fn delete_snapshot(&self, id: &str) -> PortResult<()> {
         self.0
             .delete_db_snapshot()
@@ -741,6 +763,27 @@ impl Databases for Rds {
                 other => Err(other),
             },
         }
+    }
+
+    async fn clusters_tagged(&self, key: &str, value: &str) -> PortResult<Vec<String>> {
+        let mut pages = self.0.describe_db_clusters().into_paginator().send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                port_error(
+                    "rds:DescribeDBClusters",
+                    &format!("DB clusters tagged {key}={value}"),
+                    e,
+                )
+            })?;
+            out.extend(
+                page.db_clusters()
+                    .iter()
+                    .filter(|c| rds_tags(c.tag_list()).get(key).map(String::as_str) == Some(value))
+                    .filter_map(|c| c.db_cluster_identifier().map(str::to_string)),
+            );
+        }
+        Ok(out)
     }
 
     async fn clusters_in_clone_group(&self, clone_group_id: &str) -> PortResult<usize> {
@@ -905,42 +948,6 @@ impl Databases for Rds {
             .await
             .map_err(|e| port_error("rds:DeleteDBInstance", &format!("database {id}"), e))?;
         Ok(())
-    }
-
-    async fn tagged(&self, kind: DbKind, key: &str, value: &str) -> PortResult<Vec<String>> {
-        let has = |tags: &[aws_sdk_rds::types::Tag]| {
-            tags.iter()
-                .any(|t| t.key() == Some(key) && t.value() == Some(value))
-        };
-        let what = format!("databases tagged {key}={value}");
-        let mut ids = Vec::new();
-        match kind {
-            DbKind::Instance => {
-                let mut pages = self.0.describe_db_instances().into_paginator().send();
-                while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| port_error("rds:DescribeDBInstances", &what, e))?;
-                    ids.extend(
-                        page.db_instances()
-                            .iter()
-                            .filter(|d| has(d.tag_list()))
-                            .filter_map(|d| d.db_instance_identifier().map(str::to_string)),
-                    );
-                }
-            }
-            DbKind::Cluster => {
-                let mut pages = self.0.describe_db_clusters().into_paginator().send();
-                while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| port_error("rds:DescribeDBClusters", &what, e))?;
-                    ids.extend(
-                        page.db_clusters()
-                            .iter()
-                            .filter(|c| has(c.tag_list()))
-                            .filter_map(|c| c.db_cluster_identifier().map(str::to_string)),
-                    );
-                }
-            }
-        }
-        Ok(ids)
     }
 
     async fn untag(&self, kind: DbKind, id: &str, keys: &[String]) -> PortResult<()> {

@@ -66,13 +66,15 @@ pub enum Command {
         yes: bool,
     },
     /// Undo a run: the source back in service; a clone's stack, buckets and snapshots removed
-    /// (unless --keep); a migration not yet finalized swapped back.
+    /// (unless --keep); a migration not yet finalized swapped back (one that never swapped has
+    /// what it created removed, unless --keep).
     Abort {
         run: String,
         /// Do not ask for confirmation (for automation).
         #[arg(long)]
         yes: bool,
-        /// Return the source to service but keep what a clone run created.
+        /// Return the source to service but keep what the run created (a clone, or a
+        /// migration that never swapped).
         #[arg(long)]
         keep: bool,
     },

@@ -287,6 +287,10 @@ struct State {
     cluster_snapshots: BTreeMap<String, FakeSnapshot>,
     groups: BTreeMap<String, FakeGroup>,
     buckets: BTreeMap<String, FakeBucket>,
+    /// Stack resources of the types the fake does not model in detail (KMS keys, tables,
+    /// log groups, networks…), by physical id: their type. They exist until their stack
+    /// deletes them.
+    generic: BTreeMap<String, String>,
     uploads: HashMap<String, Upload>,
     dns: BTreeMap<(String, String), Vec<DnsRecord>>,
     http: BTreeMap<String, u16>,
@@ -714,6 +718,24 @@ impl FakeAws {
     pub fn set_cluster_engine_mode(&self, id: &str, mode: &str) {
         let mut s = self.lock();
         s.clusters.get_mut(id).expect("cluster exists").engine_mode = mode.to_string();
+    }
+
+    /// Whether the stack resource with this physical id (of a type the fake does not model in
+    /// detail: a KMS key, a table, a log group…) still exists.
+    pub fn generic_resource_exists(&self, physical_id: &str) -> bool {
+        self.lock().generic.contains_key(physical_id)
+    }
+
+    /// Sets a tag of live stack `name`, as an UpdateStack that changes only its tags would.
+    pub fn set_stack_tag(&self, name: &str, key: &str, value: &str) {
+        let mut s = self.lock();
+        let stack = s
+            .stacks
+            .iter_mut()
+            .rev()
+            .find(|st| !st.deleted && st.info.name == name)
+            .expect("stack exists");
+        stack.info.tags.insert(key.to_string(), value.to_string());
     }
 
     /// Whether live stack `name` has termination protection on.
@@ -1149,7 +1171,10 @@ impl State {
 }
 
 /// The snapshot CloudFormation takes of a database it deletes, unless its DeletionPolicy says
-/// otherwise (AWS's default for DB instances and clusters is Snapshot).
+/// otherwise (AWS's default for DB instances and clusters is Snapshot). Named as the RDS
+/// resource handlers name it: `<stack>-snapshot-<logical id>-<12 random letters and digits>`,
+/// lowercase, the stack and logical id shortened fairly past 255 characters
+/// (`workflow::deletion::final_snapshot_prefix`); taken at AWS's time.
 fn final_snapshot(
     s: &mut State,
     stack: &str,
@@ -1157,20 +1182,31 @@ fn final_snapshot(
     kind: DbKind,
     tags: BTreeMap<String, String>,
     data_version: u64,
+    t: &Timings,
 ) {
     if r.deletion_policy.as_deref().unwrap_or("Snapshot") != "Snapshot" {
         return;
     }
+    // CloudFormation's random part: 12 letters and digits (seeded by its request token).
+    let mut seed = next_id(s).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let random: String = (0..12)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
+            alphabet[(seed % alphabet.len() as u64) as usize] as char
+        })
+        .collect();
     let id = format!(
-        "{stack}-snapshot-{}-{}",
-        r.logical_id.to_lowercase(),
-        next_id(s)
+        "{}{random}",
+        crate::workflow::deletion::final_snapshot_prefix(stack, &r.logical_id)
     );
     let snapshot = FakeSnapshot {
         instance_id: r.physical_id.clone(),
         ready_at: Instant::now(),
         tags,
-        created: chrono::Utc::now(),
+        created: aws_now(t),
         data_version,
     };
     s.snapshot_map(kind).insert(id, snapshot);
@@ -1359,11 +1395,15 @@ fn instantiate(
                 );
                 name
             }
-            other => format!(
-                "{}-{}-{suffix}",
-                other.rsplit("::").next().unwrap_or("res").to_lowercase(),
-                logical_id
-            ),
+            other => {
+                let physical = format!(
+                    "{}-{}-{suffix}",
+                    other.rsplit("::").next().unwrap_or("res").to_lowercase(),
+                    logical_id
+                );
+                s.generic.insert(physical.clone(), other.to_string());
+                physical
+            }
         };
         refs.insert(logical_id.clone(), physical.clone());
         for attr in ["DNSName", "Arn", "Endpoint.Port"] {
@@ -1598,8 +1638,17 @@ impl Stacks for FakeAws {
         }
         let mut failed = Vec::new();
         let resources = s.stacks[index].resources.clone();
+        // DeletionPolicy Retain / RetainExceptOnCreate: CloudFormation skips the resource
+        // (DELETE_SKIPPED) and leaves it as it is (User Guide, "DeletionPolicy attribute").
+        let kept = |r: &FakeStackResource| {
+            retain.contains(&r.logical_id)
+                || matches!(
+                    r.deletion_policy.as_deref(),
+                    Some("Retain" | "RetainExceptOnCreate")
+                )
+        };
         for r in resources.iter().rev() {
-            if retain.contains(&r.logical_id) {
+            if kept(r) {
                 continue;
             }
             match r.resource_type.as_str() {
@@ -1612,7 +1661,7 @@ impl Stacks for FakeAws {
                         let db = s.dbs.remove(&r.physical_id).expect("present");
                         // A cluster's instance has no snapshot of its own: the cluster's is it.
                         if db.cluster.is_none() {
-                            final_snapshot(s, name, r, DbKind::Instance, db.tags, 0);
+                            final_snapshot(s, name, r, DbKind::Instance, db.tags, 0, &self.timings);
                         }
                     }
                     None => {}
@@ -1632,7 +1681,15 @@ impl Stacks for FakeAws {
                     Some(_) => {
                         let cluster = s.clusters.remove(&r.physical_id).expect("present");
                         let version = cluster.version();
-                        final_snapshot(s, name, r, DbKind::Cluster, cluster.tags, version);
+                        final_snapshot(
+                            s,
+                            name,
+                            r,
+                            DbKind::Cluster,
+                            cluster.tags,
+                            version,
+                            &self.timings,
+                        );
                     }
                     None => {}
                 },
@@ -1646,12 +1703,18 @@ impl Stacks for FakeAws {
                 ASG => {
                     s.groups.remove(&r.physical_id);
                 }
-                _ => {}
+                // An AWS::KMS::Key is not removed at once: CloudFormation schedules its
+                // deletion (PendingWindowInDays, 7-30 days), and a key pending deletion cannot
+                // be used to decrypt (KMS Developer Guide, "Deleting AWS KMS keys") — for what
+                // it encrypted, gone from that moment. The fake removes it.
+                _ => {
+                    s.generic.remove(&r.physical_id);
+                }
             }
         }
         let stack = &mut s.stacks[index];
         for r in &mut stack.resources {
-            if retain.contains(&r.logical_id) {
+            if kept(r) {
                 r.delete_status = Some("DELETE_SKIPPED".into());
             } else if r.delete_status.as_deref() != Some("DELETE_COMPLETE") {
                 let failed_here = failed.contains(&r.logical_id);
@@ -1725,7 +1788,7 @@ impl Databases for FakeAws {
                 instance_id: instance_id.to_string(),
                 ready_at: now + self.timings.snapshot,
                 tags: tags.clone(),
-                created: chrono::Utc::now(),
+                created: aws_now(&self.timings),
                 data_version: 0,
             },
         );
@@ -1740,6 +1803,17 @@ impl Databases for FakeAws {
     async fn snapshots_of_instance(&self, instance_id: &str) -> PortResult<Vec<DbSnapshot>> {
         self.call("rds:DescribeDBSnapshots", false).await?;
         Ok(self.lock().snapshots_of(DbKind::Instance, instance_id))
+    }
+
+    async fn instances_tagged(&self, key: &str, value: &str) -> PortResult<Vec<String>> {
+        self.call("rds:DescribeDBInstances", false).await?;
+        Ok(self
+            .lock()
+            .dbs
+            .iter()
+            .filter(|(_, db)| db.tags.get(key).map(String::as_str) == Some(value))
+            .map(|(id, _)| id.clone())
+            .collect())
     }
 
     async fn rename_instance(&self, id: &str, new_id: &str) -> PortResult<()> {
@@ -1878,7 +1952,7 @@ impl Databases for FakeAws {
                 instance_id: cluster_id.to_string(),
                 ready_at: now + self.timings.snapshot,
                 tags: tags.clone(),
-                created: chrono::Utc::now(),
+                created: aws_now(&self.timings),
                 data_version: version,
             },
         );
@@ -1898,6 +1972,17 @@ impl Databases for FakeAws {
     async fn snapshots_of_cluster(&self, cluster_id: &str) -> PortResult<Vec<DbSnapshot>> {
         self.call("rds:DescribeDBClusterSnapshots", false).await?;
         Ok(self.lock().snapshots_of(DbKind::Cluster, cluster_id))
+    }
+
+    async fn clusters_tagged(&self, key: &str, value: &str) -> PortResult<Vec<String>> {
+        self.call("rds:DescribeDBClusters", false).await?;
+        Ok(self
+            .lock()
+            .clusters
+            .iter()
+            .filter(|(_, c)| c.tags.get(key).map(String::as_str) == Some(value))
+            .map(|(id, _)| id.clone())
+            .collect())
     }
 
     async fn rename_cluster(&self, id: &str, new_id: &str) -> PortResult<()> {
@@ -1980,31 +2065,6 @@ impl Databases for FakeAws {
                 Ok(())
             }
         }
-    }
-
-    async fn tagged(&self, kind: DbKind, key: &str, value: &str) -> PortResult<Vec<String>> {
-        let operation = match kind {
-            DbKind::Instance => "rds:DescribeDBInstances",
-            DbKind::Cluster => "rds:DescribeDBClusters",
-        };
-        self.call(operation, false).await?;
-        let s = self.lock();
-        let has =
-            |tags: &BTreeMap<String, String>| tags.get(key).map(String::as_str) == Some(value);
-        Ok(match kind {
-            DbKind::Instance => s
-                .dbs
-                .iter()
-                .filter(|(_, db)| has(&db.tags))
-                .map(|(id, _)| id.clone())
-                .collect(),
-            DbKind::Cluster => s
-                .clusters
-                .iter()
-                .filter(|(_, c)| has(&c.tags))
-                .map(|(id, _)| id.clone())
-                .collect(),
-        })
     }
 
     async fn untag(&self, kind: DbKind, id: &str, keys: &[String]) -> PortResult<()> {

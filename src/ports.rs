@@ -268,6 +268,14 @@ impl dyn Databases {
         })
     }
 
+    /// DB instances or clusters that carry tag `key` = `value`.
+    pub async fn tagged(&self, kind: DbKind, key: &str, value: &str) -> PortResult<Vec<String>> {
+        match kind {
+            DbKind::Instance => self.instances_tagged(key, value).await,
+            DbKind::Cluster => self.clusters_tagged(key, value).await,
+        }
+    }
+
     pub async fn rename(&self, kind: DbKind, id: &str, new_id: &str) -> PortResult<()> {
         match kind {
             DbKind::Instance => self.rename_instance(id, new_id).await,
@@ -364,6 +372,9 @@ pub trait Databases: Send + Sync {
     /// Manual snapshots of an instance identifier (e.g. the final snapshot CloudFormation
     /// takes when it deletes a database with DeletionPolicy Snapshot).
     async fn snapshots_of_instance(&self, instance_id: &str) -> PortResult<Vec<DbSnapshot>>;
+    /// Identifiers of the DB instances that carry tag `key` = `value` (RDS filters
+    /// DescribeDBInstances by no tag: every instance's TagList is read).
+    async fn instances_tagged(&self, key: &str, value: &str) -> PortResult<Vec<String>>;
 
     async fn describe_cluster(&self, id: &str) -> PortResult<Option<DbCluster>>;
     /// How many clusters share a clone group (the source and its copy-on-write clones).
@@ -379,6 +390,8 @@ pub trait Databases: Send + Sync {
     async fn delete_cluster_snapshot(&self, id: &str) -> PortResult<()>;
     /// Manual snapshots of a cluster identifier (e.g. CloudFormation's final snapshot).
     async fn snapshots_of_cluster(&self, cluster_id: &str) -> PortResult<Vec<DbSnapshot>>;
+    /// Identifiers of the DB clusters that carry tag `key` = `value`.
+    async fn clusters_tagged(&self, key: &str, value: &str) -> PortResult<Vec<String>>;
     /// Renames a cluster at once (ModifyDBCluster NewDBClusterIdentifier, ApplyImmediately):
     /// its endpoints follow the new name; its instances keep theirs.
     async fn rename_cluster(&self, id: &str, new_id: &str) -> PortResult<()>;
@@ -388,9 +401,6 @@ pub trait Databases: Send + Sync {
     /// instances must be deleted before.
     async fn delete_cluster(&self, id: &str) -> PortResult<()>;
 
-    /// Identifiers of the DB instances (or clusters) tagged `key` = `value`. RDS cannot filter
-    /// by tag: this scans the region's databases (DescribeDBInstances/-Clusters return tags).
-    async fn tagged(&self, kind: DbKind, key: &str, value: &str) -> PortResult<Vec<String>>;
     /// RemoveTagsFromResource on a DB instance or cluster.
     async fn untag(&self, kind: DbKind, id: &str, keys: &[String]) -> PortResult<()>;
 }

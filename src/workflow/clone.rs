@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use crate::contract::{Template, VerifyCheck, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
-use crate::model::{RunId, TAG_CFN_IDENTIFIER, TAG_ENVIRONMENT, TAG_OPEN_MIGRATION, TAG_RUN};
+use crate::model::{
+    RunId, TAG_CFN_IDENTIFIER, TAG_ENVIRONMENT, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION, TAG_RUN,
+};
 use crate::ports::{
     Cloud, CreateStackRequest, DbCluster, DbKind, DnsRecord, PortError, StackInfo, StackResource,
     StackStatus,
@@ -1674,6 +1676,47 @@ impl CloneEngine {
     }
 }
 
+/// The database that envclone migrate renamed away from `recorded` (the identifier
+/// CloudFormation's record of `stack` names): the one that carries both envclone's tags
+/// `envclone:cfn-identifier=<recorded>` and `envclone:migrated-by=<the run that made the
+/// stack>`, which the swap puts on it. Err says why there is no such proof.
+async fn renamed_by_migrate(
+    engine: &CloneEngine,
+    kind: DbKind,
+    recorded: &str,
+    stack: &StackInfo,
+) -> Result<Result<String, String>, StepError> {
+    let dbs = &engine.cloud.databases;
+    let Some(run) = stack.tags.get(TAG_RUN) else {
+        return Ok(Err(format!(
+            "stack {} was not made by envclone (no {TAG_RUN} tag), so no rename by envclone \
+             migrate can explain it",
+            stack.name
+        )));
+    };
+    let recorded_here = retry(|| dbs.tagged(kind, TAG_CFN_IDENTIFIER, recorded))
+        .await
+        .map_err(StepError::port("verify"))?;
+    let migrated_by_run = retry(|| dbs.tagged(kind, TAG_MIGRATED_BY, run))
+        .await
+        .map_err(StepError::port("verify"))?;
+    let proven: Vec<&String> = recorded_here
+        .iter()
+        .filter(|id| migrated_by_run.contains(id))
+        .collect();
+    Ok(match proven.as_slice() {
+        [live] => Ok(live.to_string()),
+        [] => Err(format!(
+            "no database carries envclone's tags {TAG_CFN_IDENTIFIER}={recorded} and \
+             {TAG_MIGRATED_BY}={run}, which envclone migrate puts on the database it renames"
+        )),
+        many => Err(format!(
+            "databases {many:?} all carry {TAG_CFN_IDENTIFIER}={recorded} and \
+             {TAG_MIGRATED_BY}={run}; envclone renames one"
+        )),
+    })
+}
+
 async fn verify_report(
     engine: &CloneEngine,
     contract: &crate::contract::Contract,
@@ -1707,21 +1750,43 @@ async fn verify_report(
             .await
             .map_err(StepError::port(step))?
             .is_some();
-        if !exists {
+        let id = if exists {
+            id
+        } else {
             // After `envclone migrate` CloudFormation's record keeps the identifier the stack
-            // created; the instance itself now answers under the environment's original name.
-            checks.push(CheckResult {
-                check: format!("database {} (CloudFormation's record: {id})", d.logical_id),
-                ok: true,
-                detail: format!(
-                    "drift: no database {id} exists; envclone migrate renamed it (the live database \
-                     carries tag envclone:cfn-identifier={id}). A stack update that replaces \
-                     {} would create a new database; drift detection reports it as deleted",
-                    d.logical_id
-                ),
-            });
-            continue;
-        }
+            // created; the database itself answers under the environment's original name. Only
+            // envclone's own tags on it prove that: anything else is a missing database.
+            let check = format!("database {} (CloudFormation's record: {id})", d.logical_id);
+            match renamed_by_migrate(engine, kind, &id, stack).await? {
+                Ok(live) => {
+                    checks.push(CheckResult {
+                        check,
+                        ok: true,
+                        detail: format!(
+                            "drift: no database {id} exists; envclone migrate renamed it to {live} \
+                             (tags {TAG_CFN_IDENTIFIER}={id}, {TAG_MIGRATED_BY}={}). A stack \
+                             update that replaces {} would create a new database; drift \
+                             detection reports it as deleted",
+                            stack.tags.get(TAG_RUN).map_or("", String::as_str),
+                            d.logical_id
+                        ),
+                    });
+                    live
+                }
+                Err(why) => {
+                    checks.push(CheckResult {
+                        check,
+                        ok: false,
+                        detail: format!(
+                            "no database {id} exists, and {why}: it was deleted or renamed \
+                             outside envclone — find it (RDS events) or restore it from a \
+                             snapshot"
+                        ),
+                    });
+                    continue;
+                }
+            }
+        };
         let what = format!("database {id} to be available");
         let status = wait_until(&what, timeout, || async {
             Ok(match cloud.databases.status_of(kind, &id).await? {

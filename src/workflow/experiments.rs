@@ -4,10 +4,11 @@
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::contract::{BucketSpec, Contract, Template};
+use crate::contract::{BucketSpec, Contract, Template, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::model::{
-    TAG_ENVIRONMENT, TAG_EXPIRES_AT, TAG_OWNER, TAG_PROTECTED, TAG_RUN, TAG_SOURCE,
+    RunId, TAG_ENVIRONMENT, TAG_EXPIRES_AT, TAG_MIGRATED_BY, TAG_OWNER, TAG_PROTECTED, TAG_RUN,
+    TAG_SOURCE,
 };
 use crate::ports::{DbKind, PortError, StackInfo};
 use crate::retry::retry;
@@ -77,10 +78,14 @@ pub enum DestroyError {
     #[error("{0} is marked protected (tag envclone:protected=true); remove the tag first if you really mean to destroy it")]
     Protected(String),
     #[error(
-        "{name} is environment {env} after a migration, not an experiment environment; envclone \
-         does not destroy it"
+        "{name} is environment {env} after a migration, not an experiment environment ({why}); \
+         envclone does not destroy it"
     )]
-    Migrated { name: String, env: String },
+    Migrated {
+        name: String,
+        env: String,
+        why: String,
+    },
     #[error(
         "{stack} is part of a migration swapped but not finalized (run {run_id}; database \
          {database} carries envclone:open-migration): finish it with `envclone finalize {run_id}` \
@@ -138,12 +143,79 @@ impl CloneEngine {
             return Err(DestroyError::Protected(e.stack));
         }
         if !e.is_experiment() {
-            return Err(DestroyError::Migrated {
-                name: e.stack,
-                env: e.name,
-            });
+            // The new environment of a migration that never swapped (stopped in its clone
+            // phase, or at the guardrails) never served: it is the run's leftover, like a
+            // clone's. One that served, or serves, is the environment itself.
+            if let Err(why) = self.never_served(&stack, &e).await? {
+                return Err(DestroyError::Migrated {
+                    name: e.stack,
+                    env: e.name,
+                    why,
+                });
+            }
         }
         Ok(e)
+    }
+
+    /// Ok if `stack` is the temporary environment (`<env>-m<xxxx>`) of a migration whose swap
+    /// never began: every database its CloudFormation record names exists under that
+    /// identifier (the swap renames it into the environment's) and carries no
+    /// `envclone:migrated-by` tag (the swap puts it there, and it stays through a swap back).
+    /// Err says what shows that it served.
+    async fn never_served(
+        &self,
+        stack: &StackInfo,
+        e: &Environment,
+    ) -> Result<Result<(), String>, DestroyError> {
+        let aws = |err| DestroyError::Aws(e.stack.clone(), err);
+        let run = RunId::from_existing(&e.run_id);
+        let temporary = super::migrate::temporary_name(&e.name, &run)
+            .map(|n| n.to_string())
+            .ok();
+        if temporary.as_deref() != Some(stack.name.as_str()) {
+            return Ok(Err(format!(
+                "its stack is not the temporary stack of run {}",
+                e.run_id
+            )));
+        }
+        let resources = retry(|| self.cloud.stacks.resources(&stack.name))
+            .await
+            .map_err(aws)?;
+        let dbs = &self.cloud.databases;
+        for r in &resources {
+            let Some(id) = r.physical_id.as_deref() else {
+                continue;
+            };
+            let tags = match r.resource_type.as_str() {
+                DB_INSTANCE => retry(|| dbs.describe_instance(id))
+                    .await
+                    .map_err(aws)?
+                    .map(|d| d.tags),
+                DB_CLUSTER => retry(|| dbs.describe_cluster(id))
+                    .await
+                    .map_err(aws)?
+                    .map(|c| c.tags),
+                _ => continue,
+            };
+            match tags {
+                None => {
+                    return Ok(Err(format!(
+                        "no database {id} exists, which CloudFormation's record of its {} names: \
+                         the swap renamed it into {}'s identifier",
+                        r.logical_id, e.name
+                    )))
+                }
+                Some(tags) if tags.contains_key(TAG_MIGRATED_BY) => {
+                    return Ok(Err(format!(
+                        "its database {id} carries {TAG_MIGRATED_BY}={}: it served as {} after \
+                         the swap and may hold writes made since",
+                        tags[TAG_MIGRATED_BY], e.name
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Deletes an environment envclone created: its stack (buckets emptied), the buckets the
@@ -202,10 +274,6 @@ impl CloneEngine {
             buckets,
             half_made_buckets: Vec::new(),
             snapshots,
-            started_at: e
-                .created
-                .map(|c| c.to_rfc3339())
-                .unwrap_or_else(|| chrono::Utc::now().to_rfc3339()),
         };
         events.start("destroy", Some(&e.stack), format!("destroying {}", e.name));
         let (removed, left) = self.remove_run_resources(&resources, events).await?;

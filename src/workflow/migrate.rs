@@ -14,7 +14,8 @@ use crate::contract::{Contract, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{
-    self, EnvName, RunId, TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION, TAG_RUN,
+    self, EnvName, RunId, TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION, TAG_PROTECTED,
+    TAG_RUN,
 };
 use crate::ports::{DbKind, DnsRecord, PortError, StackInfo};
 use crate::retry::{retry, wait_until, Poll};
@@ -92,6 +93,15 @@ pub struct MigrationState {
     /// before it did); abort turns it off again.
     #[serde(default)]
     pub old_stack_protected: bool,
+    /// True from the start of the run until the swap's first step (recorded before it): the
+    /// new environment never served, holds nothing of its own, and `abort` removes it with
+    /// everything else the run made. False in a record that predates this field, so its
+    /// abort keeps the new environment as it always did.
+    #[serde(default)]
+    pub never_swapped: bool,
+    /// Buckets whose creation the run started (recorded before the call), for `abort`.
+    #[serde(default)]
+    pub creating: Vec<String>,
 }
 
 /// One move of the swap, chosen from which identifiers exist.
@@ -343,6 +353,8 @@ impl CloneEngine {
             plan: Some(super::recovery::PlanRecord::from_plan(clone)),
             protection_to_restore: Vec::new(),
             old_stack_protected: false,
+            never_swapped: true,
+            creating: Vec::new(),
         };
         if let Err(e) = save(store, &state) {
             return Err(Box::new(MigrateFailure { state, error: e }));
@@ -417,11 +429,18 @@ impl CloneEngine {
             // after a crash knows what to return to service.
             let recorded = std::sync::Mutex::new(state.clone());
             let checkpoint = |progress: Progress<'_>| {
-                let Progress::Standby(standby) = progress else {
-                    return Ok(()); // the clone's buckets are kept by abort; nothing to record
-                };
                 let mut s = recorded.lock().expect("state lock");
-                s.standby = standby.to_vec();
+                match progress {
+                    Progress::Standby(standby) => s.standby = standby.to_vec(),
+                    // Recorded before CreateBucket, so `abort` after a crash right after it
+                    // removes the bucket even if it was not tagged yet.
+                    Progress::CreatingBucket(name) => {
+                        if s.creating.iter().any(|b| b == name) {
+                            return Ok(());
+                        }
+                        s.creating.push(name.to_string());
+                    }
+                }
                 save(store, &s).map_err(|e| e.to_string())
             };
             let execution = Execution {
@@ -432,7 +451,9 @@ impl CloneEngine {
             let outcome = self
                 .execute_with(clone, events, &mut shutdown, execution)
                 .await;
-            state.standby = recorded.into_inner().expect("state lock").standby;
+            let recorded = recorded.into_inner().expect("state lock");
+            state.standby = recorded.standby;
+            state.creating = recorded.creating;
             let report: CloneReport = match outcome {
                 Ok(r) => r,
                 Err(f) => {
@@ -908,14 +929,30 @@ impl CloneEngine {
     }
 
     /// Undoes a migration that has not been finalized: swaps back whatever was swapped and
-    /// returns the source to service. The new environment is kept: writes made to its database
-    /// since the swap stay in it, under its own identifier.
+    /// returns the source to service. Once the swap began, the new environment is kept: writes
+    /// made to its database since the swap stay in it, under its own identifier. A migration
+    /// that never swapped has its new environment removed like an aborted clone's.
     pub async fn abort_migration(
         &self,
         state: &mut MigrationState,
         store: &dyn RunStore,
         events: &Emitter,
     ) -> Result<(), StepError> {
+        self.abort_migration_with(state, store, events, false).await
+    }
+
+    /// `abort_migration`, keeping what a migration that never swapped made when `keep` is set.
+    pub async fn abort_migration_with(
+        &self,
+        state: &mut MigrationState,
+        store: &dyn RunStore,
+        events: &Emitter,
+        keep: bool,
+    ) -> Result<(), StepError> {
+        // Decided before anything moves: a swap that began (even one stopped before its first
+        // rename) keeps the new environment.
+        let never_swapped = state.never_swapped
+            && !matches!(state.phase, MigratePhase::Swapping | MigratePhase::Swapped);
         if matches!(
             state.phase,
             MigratePhase::Finalizing | MigratePhase::Finalized
@@ -954,14 +991,62 @@ impl CloneEngine {
                 step: "standby.exit".into(),
                 message: m,
             })?;
+        if !never_swapped || keep {
+            state.phase = MigratePhase::Aborted;
+            save(store, state)?;
+            events.done(
+                "abort",
+                None,
+                format!(
+                    "{} is back in service; the new environment {} is kept",
+                    state.env, state.target_stack
+                ),
+            );
+            return Ok(());
+        }
+        // Never swapped: what the run made — the new stack (`<env>-m<xxxx>`), its snapshots,
+        // the buckets it created — is removed, each only if it carries the run's tag.
+        let (removed, left) = match &state.plan {
+            Some(plan) => {
+                let what =
+                    super::recovery::RunResources::of_plan(&state.run_id, plan, &state.creating);
+                self.remove_run_resources(&what, events).await?
+            }
+            None => (
+                Vec::new(),
+                vec![format!(
+                    "stack {} and what the run made for it (the run recorded no plan to find \
+                     them by)",
+                    state.target_stack
+                )],
+            ),
+        };
+        state.created = left.clone();
         state.phase = MigratePhase::Aborted;
         save(store, state)?;
+        if !left.is_empty() {
+            return Err(StepError::Refused {
+                step: "abort".into(),
+                message: format!(
+                    "{} is back in service, but some of what run {} created remains: {}",
+                    state.env,
+                    state.run_id,
+                    left.join("; ")
+                ),
+            });
+        }
         events.done(
             "abort",
             None,
             format!(
-                "{} is back in service; the new environment {} is kept",
-                state.env, state.target_stack
+                "{} is back in service; the migration never swapped, so what it made is removed: \
+                 {}",
+                state.env,
+                if removed.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    removed.join(", ")
+                }
             ),
         );
         Ok(())
@@ -992,6 +1077,9 @@ impl CloneEngine {
             });
         }
         let cloud = &self.cloud;
+        // Before anything changes: the old environment may be deleted at all, and what the
+        // cloning contract does not cover stays.
+        let kept = self.finalize_preflight(state).await?;
         // Every object of the old environment must be in the new one (new ones may be there).
         // Checked once, before the point of no return; a re-run of an interrupted finalize
         // continues where it stopped.
@@ -1024,6 +1112,11 @@ impl CloneEngine {
                         missing[0].problem
                     ),
                 });
+            }
+        }
+        for k in kept {
+            if !state.kept.contains(&k) {
+                state.kept.push(k);
             }
         }
         state.phase = MigratePhase::Finalizing;
@@ -1163,6 +1256,113 @@ impl CloneEngine {
         Ok(())
     }
 
+    /// What finalize checks before it changes anything (returns what the old stack's deletion
+    /// will keep, for the report):
+    /// - the old environment is not tagged `envclone:protected=true`;
+    /// - the old stack's termination protection, if on, is the one envclone set for the swap
+    ///   (an operator's own is their refusal until they lift it);
+    /// - every resource of the old stack that holds state the cloning contract does not cover
+    ///   (`deletion::STATEFUL_TYPES`: KMS keys, tables, file systems, secrets, log groups…) has
+    ///   `DeletionPolicy: Retain` in the old stack's template, so CloudFormation keeps it.
+    ///
+    /// Why refuse rather than retain them on the way: CloudFormation keeps a resource of a
+    /// stack it deletes only by its DeletionPolicy, or by DeleteStack's RetainResources — which
+    /// it accepts only for a stack already in DELETE_FAILED (API Reference, DeleteStack). A
+    /// first DeleteStack deletes every resource that nothing failing depends on, in parallel,
+    /// so a table or a key is gone before any failure could set it aside: a retry can only
+    /// retain what the first attempt could not delete. The policy must be there before.
+    pub async fn finalize_preflight(
+        &self,
+        state: &MigrationState,
+    ) -> Result<Vec<String>, StepError> {
+        let step = "finalize";
+        let stacks = &self.cloud.stacks;
+        let name = state.source_stack.clone();
+        let refuse = |message: String| StepError::Refused {
+            step: step.into(),
+            message: format!("{message}. Nothing was changed"),
+        };
+        let Some(stack) = retry(|| stacks.describe_stack(&name))
+            .await
+            .map_err(StepError::port(step))?
+        else {
+            return Ok(Vec::new()); // deleted by an earlier, interrupted finalize
+        };
+        if stack.tags.get(TAG_PROTECTED).map(String::as_str) == Some("true") {
+            return Err(refuse(format!(
+                "the old environment {} (stack {name}) is tagged {TAG_PROTECTED}=true, and \
+                 envclone never deletes a protected environment; remove the tag if you really \
+                 mean to delete it, or `envclone abort {}` to swap back",
+                state.env, state.run_id
+            )));
+        }
+        if stack.termination_protection && !state.old_stack_protected {
+            return Err(refuse(format!(
+                "stack {name} has termination protection that envclone did not turn on; finalize \
+                 deletes this stack and lifts only the protection it set itself. If you consent \
+                 to deleting it, lift yours by hand (aws cloudformation \
+                 update-termination-protection --no-enable-termination-protection --stack-name \
+                 {name}) and run `envclone finalize {}` again",
+                state.run_id
+            )));
+        }
+        let body = retry(|| stacks.template_body(&name))
+            .await
+            .map_err(StepError::port(step))?;
+        let template = crate::contract::Template::parse(&name, &body).map_err(|e| {
+            refuse(format!(
+                "the template of the old stack cannot be read ({e}), so what its deletion would \
+                 keep is unknown"
+            ))
+        })?;
+        let resources = retry(|| stacks.resources(&name))
+            .await
+            .map_err(StepError::port(step))?;
+        let declared = template.resources();
+        let mut kept = Vec::new();
+        let mut unprotected = Vec::new();
+        for r in &resources {
+            // The contract's databases are handled by finalize itself.
+            if r.resource_type == DB_INSTANCE || r.resource_type == DB_CLUSTER {
+                continue;
+            }
+            let Some(physical) = &r.physical_id else {
+                continue;
+            };
+            let policy = declared
+                .and_then(|d| d.get(&r.logical_id))
+                .and_then(|d| d.get("DeletionPolicy"));
+            let loses = super::deletion::stateful(&r.resource_type);
+            if super::deletion::policy_retains(policy) {
+                kept.push(format!(
+                    "{} {} {physical} of the old stack {name} (kept by its DeletionPolicy \
+                     Retain{}; delete it yourself once nothing needs it)",
+                    r.resource_type,
+                    r.logical_id,
+                    loses
+                        .map(|l| format!("; deleting it would lose {l}"))
+                        .unwrap_or_default()
+                ));
+            } else if let Some(loses) = loses {
+                unprotected.push(format!(
+                    "{} {} ({physical}): deleting it loses {loses}",
+                    r.resource_type, r.logical_id
+                ));
+            }
+        }
+        if !unprotected.is_empty() {
+            return Err(refuse(format!(
+                "the old stack {name} holds state that the cloning contract does not cover, which \
+                 deleting the stack would destroy: {}. Give each `DeletionPolicy: Retain` in \
+                 {name}'s template (a stack update that changes only that attribute), or move or \
+                 delete it yourself, then run `envclone finalize {}` again",
+                unprotected.join("; "),
+                state.run_id
+            )));
+        }
+        Ok(kept)
+    }
+
     /// Turns termination protection on for the old stack before the swap: from the first
     /// rename on, its record of each database names the live one, and a plain `delete-stack`
     /// would delete it. Finalize lifts it (that is the consent to delete); abort restores it.
@@ -1173,6 +1373,11 @@ impl CloneEngine {
         events: &Emitter,
     ) -> Result<(), StepError> {
         let step = "swap";
+        if state.never_swapped {
+            // The swap's first step: from here on, abort keeps the new environment.
+            state.never_swapped = false;
+            save(store, state)?;
+        }
         let stacks = &self.cloud.stacks;
         let name = state.source_stack.clone();
         let stack = retry(|| stacks.describe_stack(&name))
@@ -1282,7 +1487,20 @@ impl CloneEngine {
             .map_err(StepError::port(step))?
             .is_some_and(|s| s.termination_protection);
         if protected {
-            // Finalizing is the consent to delete the old environment.
+            if !state.old_stack_protected {
+                // An operator's own protection (turned on since the check): theirs to lift.
+                return Err(StepError::Refused {
+                    step: step.into(),
+                    message: format!(
+                        "stack {name} has termination protection that envclone did not turn on; \
+                         lift it by hand if you consent to deleting the stack, then run \
+                         `envclone finalize {}` again",
+                        state.run_id
+                    ),
+                });
+            }
+            // Finalizing is the consent to delete the old environment; the protection lifted
+            // is the one the swap set.
             retry(|| stacks.set_termination_protection(&name, false))
                 .await
                 .map_err(StepError::port(step))?;

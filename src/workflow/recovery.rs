@@ -19,7 +19,7 @@ use super::clone::{
     CloneEngine, CloneFailure, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord,
 };
 use super::plan::{BucketPlan, BucketTarget, ClonePlan, DatabasePlan, MASK};
-use super::StepError;
+use super::{deletion, StepError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,8 +121,31 @@ pub struct RunResources {
     pub half_made_buckets: Vec<String>,
     /// Snapshots the run took (DB snapshots and DB cluster snapshots).
     pub snapshots: Vec<(DbKind, String)>,
-    /// RFC 3339; snapshots CloudFormation takes of the stack's databases after it count too.
-    pub started_at: String,
+}
+
+impl RunResources {
+    /// What a run made by its recorded plan: the target stack, the buckets it creates itself
+    /// (`creating`: those whose creation it recorded starting), the snapshots it takes.
+    pub fn of_plan(run_id: &str, plan: &PlanRecord, creating: &[String]) -> Self {
+        RunResources {
+            run_id: run_id.to_string(),
+            stack: plan.target_stack.clone(),
+            buckets: plan
+                .buckets
+                .iter()
+                .filter_map(|b| match &b.target {
+                    BucketTarget::Created { name, .. } => Some(name.clone()),
+                    BucketTarget::StackOwned { .. } => None,
+                })
+                .collect(),
+            half_made_buckets: creating.to_vec(),
+            snapshots: plan
+                .databases
+                .iter()
+                .map(|d| (d.kind, d.snapshot_id.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// A clone run as recorded in the run store.
@@ -281,27 +304,7 @@ impl CloneEngine {
         let mut removed = Vec::new();
         let mut left = Vec::new();
         if !keep {
-            let what = RunResources {
-                run_id: record.run_id.clone(),
-                stack: record.target_stack.clone(),
-                buckets: record
-                    .plan
-                    .buckets
-                    .iter()
-                    .filter_map(|b| match &b.target {
-                        BucketTarget::Created { name, .. } => Some(name.clone()),
-                        BucketTarget::StackOwned { .. } => None,
-                    })
-                    .collect(),
-                half_made_buckets: record.creating.clone(),
-                snapshots: record
-                    .plan
-                    .databases
-                    .iter()
-                    .map(|d| (d.kind, d.snapshot_id.clone()))
-                    .collect(),
-                started_at: record.started_at.clone(),
-            };
+            let what = RunResources::of_plan(&record.run_id, &record.plan, &record.creating);
             (removed, left) = self.remove_run_resources(&what, events).await?;
         }
         record.phase = ClonePhase::Aborted;
@@ -366,44 +369,100 @@ impl CloneEngine {
                         self.empty_bucket(bucket).await?;
                     }
                 }
+                // The stack's databases, and the snapshots each has before the DeleteStack.
+                let databases: Vec<(DbKind, &str, &str)> = resources
+                    .iter()
+                    .filter_map(|r| {
+                        let kind = match r.resource_type.as_str() {
+                            DB_INSTANCE => DbKind::Instance,
+                            DB_CLUSTER => DbKind::Cluster,
+                            _ => return None,
+                        };
+                        Some((kind, r.physical_id.as_deref()?, r.logical_id.as_str()))
+                    })
+                    .collect();
+                // What CloudFormation will keep by its DeletionPolicy (Retain): not deleted
+                // with the stack, so listed as left.
+                let body = retry(|| stacks.template_body(&name))
+                    .await
+                    .map_err(StepError::port(step))?;
+                let declared = Template::parse(&name, &body).ok();
+                let retained: Vec<String> = resources
+                    .iter()
+                    .filter(|r| {
+                        let policy = declared
+                            .as_ref()
+                            .and_then(|t| t.resources()?.get(&r.logical_id))
+                            .and_then(|d| d.get("DeletionPolicy"));
+                        r.physical_id.is_some() && deletion::policy_retains(policy)
+                    })
+                    .map(|r| {
+                        format!(
+                            "{} {} {} (kept by its DeletionPolicy Retain when stack {name} was \
+                             deleted; delete it yourself if it is not needed)",
+                            r.resource_type,
+                            r.logical_id,
+                            r.physical_id.as_deref().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                let mut before = Vec::new();
+                for (kind, db, _) in &databases {
+                    let snapshots = self.cloud.databases.snapshots(*kind);
+                    for snap in retry(|| snapshots.of_source(db))
+                        .await
+                        .map_err(StepError::port(step))?
+                    {
+                        before.push((*kind, snap.id));
+                    }
+                }
                 events.start(step, Some(&name), format!("deleting stack {name}"));
                 retry(|| stacks.delete_stack(&name, &[]))
                     .await
                     .map_err(StepError::port(step))?;
                 let gone = self.wait_stack_deleted(&name, step).await?;
                 match gone {
-                    None => removed.push(format!("stack {name}")),
+                    None => {
+                        removed.push(format!("stack {name}"));
+                        left.extend(retained);
+                    }
                     Some(reason) => left.push(format!("stack {name} ({reason})")),
                 }
                 // A database with DeletionPolicy Snapshot (AWS's default) leaves a final
-                // snapshot when its stack is deleted: made because of this run, removed too.
-                let started = chrono::DateTime::parse_from_rfc3339(&res.started_at)
-                    .map(|t| t.with_timezone(&chrono::Utc))
-                    .ok();
-                for r in &resources {
-                    let kind = match r.resource_type.as_str() {
-                        DB_INSTANCE => DbKind::Instance,
-                        DB_CLUSTER => DbKind::Cluster,
-                        _ => continue,
-                    };
-                    let Some(db) = &r.physical_id else {
-                        continue;
-                    };
-                    let snapshots = self.cloud.databases.snapshots(kind);
-                    let taken = retry(|| snapshots.of_source(db))
+                // snapshot when its stack is deleted: made because of this DeleteStack, it is
+                // removed too. It is told from a snapshot someone took of the same database by
+                // both what CloudFormation does: it is new since the DeleteStack was issued,
+                // and named as CloudFormation names final snapshots. Anything else of the
+                // database — a user's manual snapshot, even one carrying this run's tag
+                // through CopyTagsToSnapshot — is not envclone's to delete.
+                for (kind, db, logical_id) in &databases {
+                    let snapshots = self.cloud.databases.snapshots(*kind);
+                    let now = retry(|| snapshots.of_source(db))
                         .await
                         .map_err(StepError::port(step))?;
-                    for snap in taken {
-                        let after_start =
-                            matches!((snap.created, started), (Some(c), Some(s)) if c >= s);
-                        if after_start && !res.snapshots.contains(&(kind, snap.id.clone())) {
-                            self.delete_snapshot_when_done(kind, &snap.id).await?;
-                            removed.push(format!(
-                                "{} {} (taken by CloudFormation when it deleted {db})",
-                                kind.snapshot_noun(),
+                    for snap in now {
+                        let key = (*kind, snap.id.clone());
+                        if res.snapshots.contains(&key)
+                            || !deletion::is_final_snapshot_name(&snap.id, &name, logical_id)
+                        {
+                            continue;
+                        }
+                        let noun = kind.snapshot_noun();
+                        if before.contains(&key) {
+                            left.push(format!(
+                                "{noun} {} (named as CloudFormation names the final snapshot of \
+                                 {db}, but it existed before this DeleteStack of {name} — an \
+                                 earlier deletion of the stack?; not deleted: delete it yourself \
+                                 if it is not needed)",
                                 snap.id
                             ));
+                            continue;
                         }
+                        self.delete_snapshot_when_done(*kind, &snap.id).await?;
+                        removed.push(format!(
+                            "{noun} {} (taken by CloudFormation when it deleted {db})",
+                            snap.id
+                        ));
                     }
                 }
             } else {

@@ -1914,3 +1914,329 @@ async fn an_aurora_environment_migrates_and_finalizes() {
     assert_eq!(stacks.len(), 1, "only the new stack: {stacks:?}");
     assert_ne!(stacks[0], "prod");
 }
+
+/// Waits until DB snapshot `id` is `available` on the stand-in.
+async fn snapshot_available(config: &SdkConfig, id: &str) {
+    let rds = aws_sdk_rds::Client::new(config);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = rds
+            .describe_db_snapshots()
+            .db_snapshot_identifier(id)
+            .send()
+            .await
+            .unwrap();
+        if out.db_snapshots()[0].status() == Some("available") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} never became available");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 10, item 4: `gc` deletes the final snapshot CloudFormation takes of the clone's
+/// database when it deletes the clone's stack, and not the snapshot the user took of that
+/// database by hand. Failed before the fix: every snapshot of the database taken after the
+/// clone started was deleted, the user's too.
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_keeps_a_users_own_snapshot_of_the_clone_database() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let before = world(&config).await;
+    let state = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state.path(),
+        &["clone", "prod", "exp-1", "--yes", "--ttl", "1s"],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let db = physical_id(&config, "exp-1", "Database").await;
+    let rds = aws_sdk_rds::Client::new(&config);
+    rds.create_db_snapshot()
+        .db_instance_identifier(&db)
+        .db_snapshot_identifier("exp-1-db-mine")
+        .send()
+        .await
+        .unwrap();
+    snapshot_available(&config, "exp-1-db-mine").await;
+    std::thread::sleep(Duration::from_secs(2));
+
+    let out = standin.envclone(state.path(), &["gc", "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let mut expected = before.clone();
+    expected.2.push("exp-1-db-mine".to_string());
+    expected.2.sort();
+    assert_eq!(
+        world(&config).await,
+        expected,
+        "gc removed everything of exp-1 (CloudFormation's final snapshot too) but the user's \
+         snapshot\n{}",
+        text(&out)
+    );
+}
+
+/// Issue 10, item 9: `kill -9` of `envclone migrate` during its clone phase, then `envclone
+/// abort RUN --yes`: the source as it was and nothing of the run left — the temporary stack
+/// `prod-m<xxxx>`, its buckets and snapshots removed. Failed before the fix: abort returned the
+/// source to service but kept the temporary environment.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_a_migrate_before_its_swap_then_abort_leaves_nothing() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let s3c = s3(&config);
+    let before = world(&config).await;
+    let reports = source_bucket_contents(&s3c, "prod-reports-123456789012").await;
+    let fleet = physical_id(&config, "prod", "WebGroup").await;
+    let group_before = group_state(&config, &fleet).await;
+    let dns_before = dns_answer(
+        &config,
+        "envclone-demo.example.",
+        "app.envclone-demo.example.",
+    )
+    .await;
+
+    for (step, phase) in [
+        ("bucket.copy", "start"),
+        ("stack.create", "start"),
+        ("verify", "start"),
+    ] {
+        let state = tempfile::tempdir().unwrap();
+        let mut child = standin
+            .command(env!("CARGO_BIN_EXE_envclone"))
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["migrate", "prod", "--yes", "--template"])
+            .arg(Path::new(ROOT).join("stacks/webapp-v2.yaml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        'watch: loop {
+            if let Ok(entries) = std::fs::read_dir(state.path().join("runs")) {
+                for e in entries.filter_map(|e| e.ok()) {
+                    if !e.file_name().to_string_lossy().ends_with(".jsonl") {
+                        continue;
+                    }
+                    let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                    let hit = text
+                        .lines()
+                        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                        .any(|v| v["step"] == step && v["phase"] == phase);
+                    if hit {
+                        break 'watch;
+                    }
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the migrate ended ({status}) before {step} {phase}");
+            }
+            assert!(Instant::now() < deadline, "{step} {phase} never came");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap(); // SIGKILL: no cleanup of any kind
+        child.wait().unwrap();
+
+        let context = format!("kill -9 of migrate at {step} {phase}");
+        let out = standin.envclone(state.path(), &["--output", "json", "status"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let line: serde_json::Value =
+            serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        assert_eq!(line["command"], "migrate", "{context}: {line}");
+        assert_eq!(line["state"], "cloning", "{context}: {line}");
+        let run = line["run_id"].as_str().unwrap().to_string();
+        let out = standin.envclone(state.path(), &["abort", &run, "--yes"]);
+        assert!(
+            out.status.success(),
+            "{context}: {}\n{}",
+            text(&out),
+            standin.log()
+        );
+        assert_eq!(
+            world(&config).await,
+            before,
+            "{context}: no stack, bucket, snapshot or database of the run\n{}",
+            text(&out)
+        );
+        assert_eq!(
+            source_bucket_contents(&s3c, "prod-reports-123456789012").await,
+            reports,
+            "{context}"
+        );
+        assert_eq!(
+            group_state(&config, &fleet).await,
+            group_before,
+            "{context}"
+        );
+        assert_eq!(
+            dns_answer(
+                &config,
+                "envclone-demo.example.",
+                "app.envclone-demo.example."
+            )
+            .await,
+            dns_before,
+            "{context}"
+        );
+    }
+}
+
+/// Issue 10, item 8, through the SDK adapter: after a migrate, the new stack's record names
+/// the temporary identifier; `verify` passes it as drift only because the live database
+/// carries the swap's tags (found by reading DescribeDBInstances' TagList). Without them the
+/// missing database is a failure (before the fix it passed as drift either way).
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_after_migrate_needs_envclones_tags_to_call_a_missing_database_drift() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let state_dir = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "migrate",
+            "prod",
+            "--template",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml"),
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let state = state_of(state_dir.path());
+    assert_eq!(state["phase"], "swapped");
+    let new_stack = state["target_stack"].as_str().unwrap().to_string();
+    let recorded = physical_id(&config, &new_stack, "Database").await;
+    assert_eq!(
+        recorded,
+        format!("{new_stack}-db"),
+        "CloudFormation's record"
+    );
+
+    let out = standin.envclone(
+        state_dir.path(),
+        &["verify", &new_stack, "--against", &new_stack],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert!(
+        text(&out).contains("renamed it to prod-db"),
+        "{}",
+        text(&out)
+    );
+
+    // Without envclone's proof on the live database, the missing one is a failure.
+    let rds = aws_sdk_rds::Client::new(&config);
+    let arn = rds
+        .describe_db_instances()
+        .db_instance_identifier("prod-db")
+        .send()
+        .await
+        .unwrap()
+        .db_instances()[0]
+        .db_instance_arn()
+        .unwrap()
+        .to_string();
+    rds.remove_tags_from_resource()
+        .resource_name(arn)
+        .tag_keys("envclone:migrated-by")
+        .send()
+        .await
+        .unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &["verify", &new_stack, "--against", &new_stack],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("no database {recorded} exists")),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Issue 10, item 4, on the stand-in: an old environment holding state the cloning contract
+/// does not cover (a KMS key, a DynamoDB table, a log group) without `DeletionPolicy: Retain`
+/// is not finalized: `envclone finalize` refuses as bad input before its question, naming each,
+/// and nothing changes. Failed before the fix: finalize deleted them with the old stack.
+#[tokio::test(flavor = "multi_thread")]
+async fn finalize_refuses_to_delete_state_the_contract_does_not_cover() {
+    let standin = StandIn::start();
+    let dir = tempfile::tempdir().unwrap();
+    let webapp = std::fs::read_to_string(Path::new(ROOT).join("stacks/webapp.yaml")).unwrap();
+    let extra = "  DataKey:\n    Type: AWS::KMS::Key\n    Properties:\n      \
+                 EnableKeyRotation: true\n      \
+                 KeyPolicy: { Version: \"2012-10-17\", Statement: [{ Effect: Allow, \
+                 Principal: { AWS: !Sub \"arn:aws:iam::${AWS::AccountId}:root\" }, \
+                 Action: \"kms:*\", Resource: \"*\" }] }\n\n  \
+                 Sessions:\n    Type: AWS::DynamoDB::Table\n    Properties:\n      \
+                 BillingMode: PAY_PER_REQUEST\n      \
+                 AttributeDefinitions: [{ AttributeName: id, AttributeType: S }]\n      \
+                 KeySchema: [{ AttributeName: id, KeyType: HASH }]\n\n  \
+                 AppLogs:\n    Type: AWS::Logs::LogGroup\n    Properties:\n      \
+                 RetentionInDays: 30\n\n";
+    let anchor = "  # --- storage ---";
+    assert!(webapp.contains(anchor));
+    let template = dir.path().join("webapp-stateful.yaml");
+    std::fs::write(
+        &template,
+        webapp.replacen(anchor, &format!("{extra}{anchor}"), 1),
+    )
+    .unwrap();
+    standin.seed("prod", template.to_str().unwrap(), &[]);
+    let config = standin.sdk().await;
+
+    let state_dir = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "migrate",
+            "prod",
+            "--template",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml"),
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let run = state_of(state_dir.path())["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = world(&config).await;
+    let key = physical_id(&config, "prod", "DataKey").await;
+
+    let out = standin.envclone(state_dir.path(), &["finalize", &run, "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}\n{}",
+        text(&out),
+        standin.log()
+    );
+    for what in [
+        "AWS::KMS::Key DataKey",
+        "AWS::DynamoDB::Table Sessions",
+        "AWS::Logs::LogGroup AppLogs",
+        "DeletionPolicy: Retain",
+    ] {
+        assert!(text(&out).contains(what), "{what}: {}", text(&out));
+    }
+    assert_eq!(world(&config).await, before, "nothing changed");
+    assert_eq!(state_of(state_dir.path())["phase"], "swapped");
+    let cf = aws_sdk_cloudformation::Client::new(&config);
+    let resources = cf
+        .list_stack_resources()
+        .stack_name("prod")
+        .send()
+        .await
+        .unwrap();
+    let data_key = resources
+        .stack_resource_summaries()
+        .iter()
+        .find(|r| r.logical_resource_id() == Some("DataKey"))
+        .unwrap();
+    assert_eq!(data_key.physical_resource_id(), Some(key.as_str()));
+    assert_eq!(
+        data_key.resource_status().map(|s| s.as_str()),
+        Some("CREATE_COMPLETE")
+    );
+}

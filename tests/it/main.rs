@@ -5,6 +5,7 @@ mod e2e;
 mod e2e_swap;
 mod fake_aurora;
 mod fake_clone;
+mod fake_deletion;
 mod fake_groups;
 mod fake_locks;
 mod fake_migrate;
