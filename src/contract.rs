@@ -233,7 +233,10 @@ pub enum VerifyCheck {
 /// The cloning contract of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Contract {
-    pub environment_parameter: String,
+    /// The parameter that receives the target environment's name. Optional: most public
+    /// templates take none and let CloudFormation generate names; the clone's stack name is
+    /// then the environment.
+    pub environment_parameter: Option<String>,
     pub databases: Vec<DatabaseSpec>,
     pub buckets: Vec<BucketSpec>,
     pub entry_dns: Option<EntryDns>,
@@ -296,7 +299,8 @@ pub struct Hooks {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawContract {
-    environment_parameter: String,
+    #[serde(default)]
+    environment_parameter: Option<String>,
     #[serde(default)]
     databases: BTreeMap<String, RawDatabase>,
     #[serde(default)]
@@ -363,14 +367,18 @@ impl Contract {
             fix,
         };
 
-        if !params.contains_key(&raw.environment_parameter) {
-            return Err(inconsistent(
-                format!(
-                    "environment_parameter names {:?}, which is not a parameter of the template",
-                    raw.environment_parameter
-                ),
-                "name the parameter that receives the environment's name".into(),
-            ));
+        if let Some(parameter) = &raw.environment_parameter {
+            if !params.contains_key(parameter) {
+                return Err(inconsistent(
+                    format!(
+                        "environment_parameter names {parameter:?}, which is not a parameter of \
+                         the template"
+                    ),
+                    "name the parameter that receives the environment's name, or leave \
+                     environment_parameter out (the clone's stack name is then the environment)"
+                        .into(),
+                ));
+            }
         }
 
         let mut databases = Vec::new();
@@ -553,7 +561,7 @@ Outputs:
     fn reads_the_contract_and_long_forms_short_tags() {
         let t = Template::parse("good.yaml", GOOD).unwrap();
         let c = Contract::from_template(&t).unwrap();
-        assert_eq!(c.environment_parameter, "EnvironmentName");
+        assert_eq!(c.environment_parameter.as_deref(), Some("EnvironmentName"));
         assert_eq!(
             c.databases,
             vec![DatabaseSpec {
@@ -674,6 +682,17 @@ Outputs:
         assert!(contract_error(&on_instance).contains("only an AWS::RDS::DBCluster"));
     }
 
+    /// Issue 15, item 5: most public templates take no environment name (before, a contract
+    /// without environment_parameter was refused: "missing field").
+    #[test]
+    fn environment_parameter_is_optional() {
+        let without = GOOD.replace("    environment_parameter: EnvironmentName\n", "");
+        assert!(!without.contains("environment_parameter"));
+        let t = Template::parse("t.yaml", &without).unwrap();
+        let c = Contract::from_template(&t).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.environment_parameter, None);
+    }
+
     #[test]
     fn json_templates_parse_too() {
         let t = Template::parse(
@@ -682,7 +701,10 @@ Outputs:
         )
         .unwrap();
         assert_eq!(
-            Contract::from_template(&t).unwrap().environment_parameter,
+            Contract::from_template(&t)
+                .unwrap()
+                .environment_parameter
+                .unwrap(),
             "Env"
         );
     }

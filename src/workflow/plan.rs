@@ -305,7 +305,7 @@ pub fn build_plan(
                 }
             }
             None => {
-                if decl.default.is_none() && name != &contract.environment_parameter {
+                if decl.default.is_none() && contract.environment_parameter.as_ref() != Some(name) {
                     let is_db = contract.databases.iter().any(|d| {
                         &d.snapshot_parameter == name
                             || d.copy_on_write
@@ -325,10 +325,9 @@ pub fn build_plan(
             }
         }
     }
-    parameters.insert(
-        contract.environment_parameter.clone(),
-        request.target.to_string(),
-    );
+    if let Some(parameter) = &contract.environment_parameter {
+        parameters.insert(parameter.clone(), request.target.to_string());
+    }
 
     let mut tags = BTreeMap::new();
     tags.insert(TAG_RUN.to_string(), run_id.to_string());
