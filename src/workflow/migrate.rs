@@ -75,6 +75,12 @@ pub struct MigrationState {
     pub dns: Option<DnsSwap>,
     /// (source bucket, new environment's bucket) pairs, re-verified before finalize.
     pub buckets: Vec<(String, String)>,
+    /// What each source bucket held, copied and verified, when the clone was verified (the
+    /// same order as `buckets`): finalize compares the old buckets with this, not with the new
+    /// ones, which the new environment may have changed since the swap. Empty in the state of
+    /// an older envclone: finalize then compares with the new buckets as before.
+    #[serde(default)]
+    pub bucket_records: Vec<s3sync::CopiedRecord>,
     /// Resources of the run that exist, for status and abort.
     pub created: Vec<String>,
     /// Kept on purpose by finalize (final snapshots, buckets holding the old data).
@@ -315,6 +321,7 @@ impl CloneEngine {
             databases: plan.databases.clone(),
             dns: None,
             buckets: Vec::new(),
+            bucket_records: Vec::new(),
             created: Vec::new(),
             kept: Vec::new(),
             plan: Some(super::recovery::PlanRecord::from_plan(clone)),
@@ -434,6 +441,15 @@ impl CloneEngine {
                         .map(|b| format!("bucket {}", b.target)),
                 )
                 .collect();
+            state.bucket_records = match self.record_buckets(&state.buckets, events).await {
+                Ok(records) => records,
+                Err(e) => {
+                    let _ = self.exit_standby(&state.standby, events).await;
+                    state.phase = MigratePhase::Aborted;
+                    let _ = save(store, &state);
+                    return Err(fail(state, e));
+                }
+            };
             state.phase = MigratePhase::Cloned;
             if let Err(e) = save(store, &state) {
                 let _ = self.exit_standby(&state.standby, events).await;
@@ -853,39 +869,10 @@ impl CloneEngine {
             });
         }
         let cloud = &self.cloud;
-        // Every object of the old environment must be in the new one (new ones may be there).
         // Checked once, before the point of no return; a re-run of an interrupted finalize
         // continues where it stopped.
-        let buckets = if state.phase == MigratePhase::Swapped {
-            state.buckets.clone()
-        } else {
-            Vec::new()
-        };
-        for (source, target) in &buckets {
-            let report = s3sync::verify(
-                cloud.objects.clone(),
-                &BucketPath::bucket(source),
-                &BucketPath::bucket(target),
-                self.settings.verify_concurrency,
-            )
-            .await
-            .map_err(StepError::sync(step))?;
-            let missing: Vec<_> = report
-                .mismatches
-                .iter()
-                .filter(|m| !m.problem.starts_with("in the target but not in the source"))
-                .collect();
-            if !missing.is_empty() {
-                return Err(StepError::Refused {
-                    step: step.into(),
-                    message: format!(
-                        "{target} does not hold every object of {source} ({} difference(s), e.g. {:?}: {}); nothing was deleted",
-                        missing.len(),
-                        missing[0].key,
-                        missing[0].problem
-                    ),
-                });
-            }
+        if state.phase == MigratePhase::Swapped {
+            self.check_buckets_before_finalize(state, events).await?;
         }
         state.phase = MigratePhase::Finalizing;
         save(store, state)?;
@@ -1020,6 +1007,102 @@ impl CloneEngine {
                 state.env, state.source_stack
             ),
         );
+        Ok(())
+    }
+
+    /// Records, per bucket pair, the source's objects whose verified copy is in the new
+    /// environment's bucket (see `s3sync::changed_since` for how finalize uses it).
+    async fn record_buckets(
+        &self,
+        pairs: &[(String, String)],
+        events: &Emitter,
+    ) -> Result<Vec<s3sync::CopiedRecord>, StepError> {
+        let step = "verify";
+        let mut out = Vec::new();
+        for (source, target) in pairs {
+            let record = s3sync::record_copied(
+                self.cloud.objects.clone(),
+                &BucketPath::bucket(source),
+                &BucketPath::bucket(target),
+            )
+            .await
+            .map_err(StepError::sync(step))?;
+            events.info(
+                step,
+                Some(target),
+                format!(
+                    "recorded the {} verified object(s) of {source} copied here (finalize checks \
+                     the old bucket against this record)",
+                    record.objects
+                ),
+            );
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// Finalize's bucket re-check: every object of the old environment's buckets must have
+    /// its copy in the new environment — judged against what the clone's verification
+    /// recorded, not against the new buckets as they are now. After the swap the new
+    /// environment serves and writes: an object it has since overwritten or deleted was copied
+    /// (verified at clone time) and its change is the application's, not a lost copy. What
+    /// blocks finalize is an object of the OLD bucket whose copy never happened: written (or
+    /// rewritten) there after the verification — e.g. by a background job on an instance in
+    /// Standby — and not in the new bucket with the same size and ETag.
+    async fn check_buckets_before_finalize(
+        &self,
+        state: &MigrationState,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "finalize";
+        for (i, (source, target)) in state.buckets.iter().enumerate() {
+            let (src, dst) = (BucketPath::bucket(source), BucketPath::bucket(target));
+            let missing = match state.bucket_records.get(i) {
+                Some(record) => {
+                    s3sync::changed_since(self.cloud.objects.clone(), &src, &dst, record)
+                        .await
+                        .map_err(StepError::sync(step))?
+                }
+                None => {
+                    // A run recorded by an envclone without the record: the new bucket must
+                    // hold every object of the old one (its own changes show as differences).
+                    let report = s3sync::verify(
+                        self.cloud.objects.clone(),
+                        &src,
+                        &dst,
+                        self.settings.verify_concurrency,
+                    )
+                    .await
+                    .map_err(StepError::sync(step))?;
+                    report
+                        .mismatches
+                        .into_iter()
+                        .filter(|m| !m.problem.starts_with("in the target but not in the source"))
+                        .collect()
+                }
+            };
+            if let Some(first) = missing.first() {
+                return Err(StepError::Refused {
+                    step: step.into(),
+                    message: format!(
+                        "{target} lacks {} object(s) of the old environment's {source} that \
+                         were never copied (e.g. {:?}: {}); copy them into {target} (e.g. \
+                         `aws s3 cp s3://{source}/KEY s3://{target}/KEY` for each, or \
+                         `envclone s3 sync` of their prefix) and run `envclone finalize {}` \
+                         again; nothing was deleted",
+                        missing.len(),
+                        first.key,
+                        first.problem,
+                        state.run_id
+                    ),
+                });
+            }
+            events.done(
+                step,
+                Some(target),
+                format!("holds every object of {source} that the old environment wrote"),
+            );
+        }
         Ok(())
     }
 

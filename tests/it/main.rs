@@ -6,6 +6,7 @@ mod fake_aurora;
 mod fake_clone;
 mod fake_migrate;
 mod fake_recovery;
+mod fake_swap;
 mod s3_e2e;
 mod s3_sync;
 mod support;

@@ -1,0 +1,202 @@
+//! Issue 10 on the fake: finalize's bucket re-check judges the old buckets against what the
+//! clone's verification recorded (item 5).
+
+use envclone::journal::MemoryRunStore;
+use envclone::ports::{DnsRecord, ObjectHead, Stacks};
+use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
+
+use crate::support::*;
+
+const V2: &str = include_str!("../../stacks/webapp-v2.yaml");
+const ZONE: &str = "envclone-demo.example.";
+const ENTRY: &str = "app.envclone-demo.example.";
+/// Where the fake's `prod` answers its health check (`HealthCheckBase` of webapp.yaml): the
+/// new environment built by the migration is checked at `<base>/prod-mbeef`.
+const HEALTH: &str = "https://health.example";
+
+/// `prod` from webapp.yaml, filled, its entry record (a CNAME) on its load balancer.
+async fn prod() -> (Scenario, DnsRecord) {
+    let s = Scenario::new(timings());
+    s.fake.create_bucket_now(REPORTS);
+    s.fake.deploy_now(
+        "prod",
+        WEBAPP,
+        &[
+            ("EnvironmentName", "prod"),
+            ("ReportsBucketName", REPORTS),
+            ("DesiredCapacity", "3"),
+            ("HealthCheckBase", HEALTH),
+        ],
+    );
+    fill(&s.fake, REPORTS);
+    fill(&s.fake, UPLOADS);
+    let record = DnsRecord {
+        name: ENTRY.into(),
+        record_type: "CNAME".into(),
+        values: vec![lb_of(&s, "prod").await],
+    };
+    s.fake.put_dns(ZONE, record.clone());
+    (s, record)
+}
+
+async fn lb_of(s: &Scenario, stack: &str) -> String {
+    s.fake.describe_stack(stack).await.unwrap().unwrap().outputs["LoadBalancerDNSName"].clone()
+}
+
+/// webapp-v2.yaml hands its database's endpoint to the application (user data, an output):
+/// migrating onto it needs a post_swap hook that repoints it.
+fn request_with(config: &str) -> MigrateRequest {
+    MigrateRequest {
+        env: "prod".into(),
+        template: ("stacks/webapp-v2.yaml".into(), V2.into()),
+        parameter_overrides: Default::default(),
+        config: std::sync::Arc::new(
+            envclone::config::Config::parse("envclone.toml", config).unwrap(),
+        ),
+    }
+}
+
+fn request() -> MigrateRequest {
+    request_with("[environments.prod.hooks]\npost_swap = [\"repoint-db-host\"]\n")
+}
+
+async fn migrated(s: &Scenario, store: &MemoryRunStore) -> MigrationState {
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap_or_else(|e| panic!("preflight: {e}"));
+    s.engine
+        .migrate(&plan, store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("migrate failed: {}", f.error))
+}
+
+// ------------------------------------------------------------------ item 5
+
+fn new_bucket(state: &MigrationState, old: &str) -> String {
+    state
+        .buckets
+        .iter()
+        .find(|(s, _)| s == old)
+        .map(|(_, t)| t.clone())
+        .expect("bucket pair")
+}
+
+/// Item 5. Fails before the fix: finalize compared the new buckets with the live old ones and
+/// refused because the application had overwritten and deleted objects after the swap.
+#[tokio::test(start_paused = true)]
+async fn finalize_accepts_what_the_new_environment_changed_after_the_swap() {
+    let (s, _) = prod().await;
+    let store = MemoryRunStore::default();
+    let mut state = migrated(&s, &store).await;
+    assert_eq!(state.bucket_records.len(), state.buckets.len(), "{state:?}");
+    let objects = s.fake.cloud().objects;
+    for old in [UPLOADS, REPORTS] {
+        let new = new_bucket(&state, old);
+        // The application, now serving from the new environment, overwrites and deletes.
+        s.fake.put_object(
+            &new,
+            "data/000.bin",
+            b"rewritten after the swap",
+            ObjectHead::default(),
+            &[],
+        );
+        objects.delete_object(&new, "data/001.bin").await.unwrap();
+        objects
+            .delete_object(&new, "multipart/big.bin")
+            .await
+            .unwrap();
+        s.fake.put_object(
+            &new,
+            "written-after-the-swap.txt",
+            b"new",
+            ObjectHead::default(),
+            &[],
+        );
+    }
+    s.engine
+        .finalize(&mut state, &store, &s.emitter)
+        .await
+        .unwrap_or_else(|e| panic!("finalize refused legitimate changes: {e}"));
+    assert_eq!(state.phase, MigratePhase::Finalized);
+    // The new environment's data is as the application left it.
+    let new = new_bucket(&state, UPLOADS);
+    assert_eq!(
+        &*s.fake.object(&new, "data/000.bin").unwrap().data,
+        b"rewritten after the swap"
+    );
+    assert!(s.fake.object(&new, "data/001.bin").is_none());
+}
+
+/// Item 5: a copy that never happened still blocks finalize — an object written to the OLD
+/// bucket after the clone was verified (a background job on an instance in Standby), next to
+/// legitimate changes of the new environment. Once copied by hand, finalize goes through.
+#[tokio::test(start_paused = true)]
+async fn finalize_refuses_an_object_of_the_old_bucket_that_was_never_copied() {
+    let (s, _) = prod().await;
+    let store = MemoryRunStore::default();
+    let mut state = migrated(&s, &store).await;
+    let new = new_bucket(&state, UPLOADS);
+    let objects = s.fake.cloud().objects;
+    objects.delete_object(&new, "data/002.bin").await.unwrap();
+    s.fake.put_object(
+        UPLOADS,
+        "late/report.csv",
+        b"written to the old env",
+        ObjectHead::default(),
+        &[],
+    );
+
+    let refused = s
+        .engine
+        .finalize(&mut state, &store, &s.emitter)
+        .await
+        .expect_err("a missing copy blocks finalize");
+    let message = refused.to_string();
+    assert!(
+        message.contains("late/report.csv") && message.contains(UPLOADS),
+        "{message}"
+    );
+    assert!(
+        !message.contains("data/002.bin"),
+        "a legitimate delete is not a missing copy: {message}"
+    );
+    assert_eq!(state.phase, MigratePhase::Swapped, "nothing was deleted");
+    assert!(s.fake.live_stack_names().contains(&"prod".to_string()));
+
+    // An object overwritten in the old bucket after the copy is a missing copy too.
+    s.fake.put_object(
+        &new,
+        "late/report.csv",
+        b"written to the old env",
+        ObjectHead::default(),
+        &[],
+    );
+    s.fake.put_object(
+        UPLOADS,
+        "data/003.bin",
+        b"rewritten in the old env",
+        ObjectHead::default(),
+        &[],
+    );
+    let refused = s
+        .engine
+        .finalize(&mut state, &store, &s.emitter)
+        .await
+        .expect_err("overwrite");
+    assert!(refused.to_string().contains("data/003.bin"), "{refused}");
+
+    s.fake.put_object(
+        &new,
+        "data/003.bin",
+        b"rewritten in the old env",
+        ObjectHead::default(),
+        &[],
+    );
+    s.engine
+        .finalize(&mut state, &store, &s.emitter)
+        .await
+        .unwrap_or_else(|e| panic!("finalize after the copy: {e}"));
+    assert_eq!(state.phase, MigratePhase::Finalized);
+}
