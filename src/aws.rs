@@ -916,6 +916,7 @@ impl Scaling for AutoScaling {
                         .lifecycle_state()
                         .map(|s| s.as_str().to_string())
                         .unwrap_or_default(),
+                    health_status: i.health_status().unwrap_or_default().to_string(),
                 })
                 .collect(),
         }))

@@ -224,7 +224,11 @@ struct State {
     next_id: u64,
     /// S3 ETags as SeaweedFS makes them (`copies_like_seaweedfs`).
     seaweedfs_etags: bool,
+    /// Test actions run once when a call of the operation is made (`on_call`).
+    on_calls: Vec<(String, OnCall)>,
 }
+
+type OnCall = Box<dyn FnOnce(&FakeAws) + Send>;
 
 /// The fake AWS. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -261,6 +265,17 @@ impl FakeAws {
 
     /// Records the call, waits the call latency, and fails it if a fault is armed.
     async fn call(&self, operation: &str, mutating: bool) -> PortResult<()> {
+        let due: Vec<OnCall> = {
+            let mut s = self.lock();
+            let (due, keep) = std::mem::take(&mut s.on_calls)
+                .into_iter()
+                .partition::<Vec<_>, _>(|(op, _)| op == operation);
+            s.on_calls = keep;
+            due.into_iter().map(|(_, f)| f).collect()
+        };
+        for f in due {
+            f(self);
+        }
         {
             let mut s = self.lock();
             let at = self.epoch.elapsed();
@@ -330,6 +345,27 @@ impl FakeAws {
         let mut s = self.lock();
         s.crash_at = Some((s.mutating_count + n, crash.clone()));
         crash
+    }
+
+    /// Runs `action` once, when the next call of `operation` (e.g. "rds:ModifyDBInstance") is
+    /// made, before it takes effect: the world changing at a given moment of a run.
+    pub fn on_call(&self, operation: &str, action: impl FnOnce(&FakeAws) + Send + 'static) {
+        self.lock()
+            .on_calls
+            .push((operation.to_string(), Box::new(action)));
+    }
+
+    /// Auto Scaling's health status of an instance (`Healthy`, `Unhealthy`), as a failing load
+    /// balancer health check makes it with `HealthCheckType: ELB`.
+    pub fn set_instance_health(&self, group: &str, instance_id: &str, status: &str) {
+        let mut s = self.lock();
+        let g = s.groups.get_mut(group).expect("group exists");
+        let i = g
+            .instances
+            .iter_mut()
+            .find(|i| i.id == instance_id)
+            .expect("instance in group");
+        i.health_status = status.to_string();
     }
 
     /// A scaling activity in flight on `group` (empty `description` clears them).
@@ -1030,6 +1066,7 @@ fn instantiate(
                     instances.push(AsgInstance {
                         id: format!("i-{n:017x}"),
                         lifecycle_state: "InService".into(),
+                        health_status: "Healthy".into(),
                     });
                 }
                 s.groups.insert(

@@ -396,6 +396,9 @@ pub struct AsgInstance {
     pub id: String,
     /// `InService`, `Standby`, `EnteringStandby`, `Pending`…
     pub lifecycle_state: String,
+    /// `Healthy` or `Unhealthy` (Auto Scaling's view; with `HealthCheckType: ELB` it follows
+    /// the load balancer's health checks).
+    pub health_status: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,6 +27,10 @@ pub struct Settings {
     pub snapshot_timeout: Duration,
     pub stack_timeout: Duration,
     pub verify_timeout: Duration,
+    /// How long each check of the live environment after migrate's swap may take before the
+    /// swap is undone (the environment serves from the new stack meanwhile: a long wait is an
+    /// outage).
+    pub post_swap_timeout: Duration,
     pub sync: SyncOptions,
     pub verify_concurrency: usize,
     /// Copy the buckets passed by parameter before Standby, so Standby copies only the delta.
@@ -40,6 +44,7 @@ impl Default for Settings {
             snapshot_timeout: Duration::from_secs(4 * 3600),
             stack_timeout: Duration::from_secs(2 * 3600),
             verify_timeout: Duration::from_secs(20 * 60),
+            post_swap_timeout: Duration::from_secs(5 * 60),
             sync: SyncOptions::default(),
             verify_concurrency: 32,
             precopy: true,

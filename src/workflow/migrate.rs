@@ -234,6 +234,18 @@ impl CloneEngine {
             config: request.config.clone(),
         };
         let plan = self.preflight(&clone_request, run_id.clone()).await?;
+        let renamed: Vec<String> = plan
+            .databases
+            .iter()
+            .map(|d| d.logical_id.clone())
+            .collect();
+        let references = super::swapcheck::endpoint_references(&plan.template, &renamed);
+        super::swapcheck::refuse_endpoint_references(
+            &request.template.0,
+            &plan.contract,
+            &references,
+        )
+        .map_err(|what| PreflightError::Unsupported { what })?;
         let stamp: String = run_id.as_str().chars().take(12).collect();
         let mut databases = Vec::new();
         for d in &plan.databases {
@@ -330,6 +342,22 @@ impl CloneEngine {
         };
         if let Err(e) = save(store, &state) {
             return Err(Box::new(MigrateFailure { state, error: e }));
+        }
+        let renamed: Vec<String> = plan
+            .databases
+            .iter()
+            .map(|d| d.logical_id.clone())
+            .collect();
+        for r in super::swapcheck::endpoint_references(&clone.template, &renamed) {
+            events.warn(
+                "preflight",
+                None,
+                format!(
+                    "{r} keeps the pre-swap name of {} after the swap: the post_swap hook must \
+                     repoint it",
+                    r.database
+                ),
+            );
         }
         self.migrate_from(plan, state, store, events, shutdown)
             .await
@@ -530,7 +558,9 @@ impl CloneEngine {
                 &live,
                 events,
             )
-            .await
+            .await?;
+            self.verify_after_swap(&state, &clone.contract, events)
+                .await
         };
         let swapped = tokio::select! {
             r = forward => r,

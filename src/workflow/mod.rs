@@ -8,6 +8,7 @@ pub mod migrate;
 pub mod ops;
 pub mod plan;
 pub mod recovery;
+pub mod swapcheck;
 
 use thiserror::Error;
 

@@ -662,6 +662,24 @@ async fn dry_runs_and_bad_input_change_nothing() {
     assert!(states.iter().all(|s| s == "InService"), "{states:?}");
 }
 
+/// An `envclone.toml` giving `env` a post_swap hook, written into `dir`: the reference templates
+/// hand their database's endpoint to the application (user data, outputs), so migrating onto
+/// them is refused without one (issue 10, item 3). The hook writes the live database values it
+/// is given to `dir/post-swap.env`, where a real one would repoint the application.
+fn post_swap_config(dir: &Path, env: &str) -> PathBuf {
+    let path = dir.join("envclone.toml");
+    let out = dir.join("post-swap.env");
+    std::fs::write(
+        &path,
+        format!(
+            "[environments.{env}.hooks]\npost_swap = [\"env | grep ^ENVCLONE_DATABASE_ | sort > '{}'\"]\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
 fn state_of(state_dir: &Path) -> serde_json::Value {
     let runs = state_dir.join("runs");
     let file = std::fs::read_dir(&runs)
@@ -701,9 +719,12 @@ async fn migrate_a_foreign_environment_onto_revision_2_and_finalize() {
     let archive_before = describe_bucket(&s3, &old_archive).await;
 
     let state_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(state_dir.path(), "orders-prod");
     let out = standin.envclone(
         state_dir.path(),
         &[
+            "--config",
+            hooks.to_str().unwrap(),
             "migrate",
             "orders-prod",
             "--template",
@@ -822,9 +843,12 @@ async fn migrate_then_abort_puts_the_source_back() {
     .await;
 
     let state_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(state_dir.path(), "prod");
     let out = standin.envclone(
         state_dir.path(),
         &[
+            "--config",
+            hooks.to_str().unwrap(),
             "migrate",
             "prod",
             "--template",
@@ -836,6 +860,12 @@ async fn migrate_then_abort_puts_the_source_back() {
     let state = state_of(state_dir.path());
     assert_eq!(state["phase"], "swapped");
     let run = state["run_id"].as_str().unwrap().to_string();
+    // The post_swap hook was given the live database (its identifier is the original one).
+    let hook_env = std::fs::read_to_string(state_dir.path().join("post-swap.env")).unwrap();
+    assert!(
+        hook_env.contains(&format!("ENVCLONE_DATABASE_Database={source_db}\n")),
+        "{hook_env}"
+    );
     assert_ne!(
         dns_answer(
             &config,
@@ -898,6 +928,87 @@ async fn migrate_then_abort_puts_the_source_back() {
     // An unknown run is bad input.
     let out = standin.envclone(state_dir.path(), &["abort", "20000101000000-0000", "--yes"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+/// Issue 10, item 3 on the stand-in: the new environment passes its checks at clone time, then
+/// its health URL fails once the swap is made (a `health:` fault rule that lets the clone's
+/// check through); the swap is undone by itself and the source is exactly as before. Fails
+/// before the fix: the run ended `swapped` with the new environment answering 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_environment_failing_after_the_swap_is_swapped_back_on_the_stand_in() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let source_db = physical_id(&config, "prod", "Database").await;
+    let fleet = physical_id(&config, "prod", "WebGroup").await;
+    let group_before = group_state(&config, &fleet).await;
+    let (zone, entry) = ("envclone-demo.example.", "app.envclone-demo.example.");
+    let dns_before = dns_answer(&config, zone, entry).await;
+    let before = world(&config).await;
+    // The new environment (prod-mXXXX) answers its first health check (the clone's
+    // verification), then 503.
+    let rule = r#"{"match": "health:prod-m*", "status": 503, "skip": 1}"#;
+    let added = reqwest::Client::new()
+        .post(format!("{}/envclone-standin/faults", standin.url))
+        .header("content-type", "application/json")
+        .body(rule)
+        .send()
+        .await
+        .unwrap();
+    assert!(added.status().is_success(), "{:?}", added.text().await);
+
+    let state_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(state_dir.path(), "prod");
+    let out = standin
+        .command(env!("CARGO_BIN_EXE_envclone"))
+        .env("ENVCLONE_POST_SWAP_TIMEOUT", "3s")
+        .arg("--state-dir")
+        .arg(state_dir.path())
+        .args(["--config", hooks.to_str().unwrap()])
+        .args(["migrate", "prod", "--template"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/stacks/webapp-v2.yaml"
+        ))
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        text(&out),
+        standin.log()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("after the swap") && stderr.contains("HTTP 503"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(state_of(state_dir.path())["phase"], "aborted");
+    // The hook ran: the swap had been made before it was undone.
+    assert!(state_dir.path().join("post-swap.env").exists());
+    // The source exactly as it was: its own database at its identifier, its record, its
+    // instances in service.
+    assert!(
+        !restored(&standin).await.contains_key(&source_db),
+        "the original database is back at {source_db}"
+    );
+    assert_eq!(dns_answer(&config, zone, entry).await, dns_before);
+    assert_eq!(group_state(&config, &fleet).await, group_before);
+    let cf = aws_sdk_cloudformation::Client::new(&config);
+    let old = cf
+        .describe_stacks()
+        .stack_name("prod")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.stacks()[0].enable_termination_protection(), Some(false));
+    // What the run made stays listed (the new stack, its snapshot and buckets), nothing else.
+    let after = world(&config).await;
+    assert!(after.0.contains(&"prod".to_string()), "{after:?}");
+    assert_eq!(after.0.len(), before.0.len() + 1, "{after:?}");
 }
 
 /// Everything of the stand-in that a run could change, for before/after comparisons.
@@ -1237,8 +1348,19 @@ async fn a_closed_window_refuses_the_migration() {
         (now - chrono::Duration::minutes(60)).format("%H:%M")
     );
     let template = concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml");
+    let hooks_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(hooks_dir.path(), "prod");
+    let hooks = hooks.to_str().unwrap();
     let migrate = |extra: &[&str]| {
-        let base = ["migrate", "prod", "--template", template, "--yes"];
+        let base = [
+            "--config",
+            hooks,
+            "migrate",
+            "prod",
+            "--template",
+            template,
+            "--yes",
+        ];
         standin.envclone(state.path(), &[&base[..], extra].concat())
     };
     let out = migrate(&["--window", &closed]);
@@ -1274,7 +1396,7 @@ async fn a_closed_window_refuses_the_migration() {
                 env!("CARGO_MANIFEST_DIR"),
                 "/scripts/schedule/envclone-migrate"
             ))
-            .args(["prod", template])
+            .args(["prod", template, "--config", hooks])
             .env("ENVCLONE_BIN", env!("CARGO_BIN_EXE_envclone"))
             .env("ENVCLONE_WINDOW", window)
             .env("ENVCLONE_TZ", zone)
@@ -1650,9 +1772,12 @@ async fn an_aurora_environment_migrates_and_finalizes() {
     )
     .unwrap();
     let state = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(dir.path(), "prod");
     let out = standin.envclone(
         state.path(),
         &[
+            "--config",
+            hooks.to_str().unwrap(),
             "migrate",
             "prod",
             "--template",

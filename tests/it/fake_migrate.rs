@@ -53,7 +53,9 @@ fn request() -> MigrateRequest {
         env: "prod".into(),
         template: ("stacks/webapp-v2.yaml".into(), V2.into()),
         parameter_overrides: Default::default(),
-        config: Default::default(),
+        // webapp-v2.yaml hands its database's endpoint to the application: the swap needs a
+        // post_swap hook that repoints it (issue 10, item 3).
+        config: post_swap_hook_config(),
     }
 }
 

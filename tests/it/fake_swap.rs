@@ -1,9 +1,12 @@
-//! Issue 10 on the fake: finalize's bucket re-check judges the old buckets against what the
-//! clone's verification recorded (item 5).
+//! Issue 10, items 3, 5 and 6 on the fake: the swap is not done until the new environment
+//! works (and a template that hands the application its pre-swap database name is refused
+//! without a post_swap hook); finalize's bucket re-check judges the old buckets against what
+//! the clone's verification recorded; the entry record is swapped and restored whole.
 
 use envclone::journal::MemoryRunStore;
 use envclone::ports::{DnsRecord, ObjectHead, Stacks};
 use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
+use envclone::workflow::PreflightError;
 
 use crate::support::*;
 
@@ -13,6 +16,7 @@ const ENTRY: &str = "app.envclone-demo.example.";
 /// Where the fake's `prod` answers its health check (`HealthCheckBase` of webapp.yaml): the
 /// new environment built by the migration is checked at `<base>/prod-mbeef`.
 const HEALTH: &str = "https://health.example";
+const NEW_HEALTH: &str = "https://health.example/prod-mbeef";
 
 /// `prod` from webapp.yaml, filled, its entry record (a CNAME) on its load balancer.
 async fn prod() -> (Scenario, DnsRecord) {
@@ -70,6 +74,153 @@ async fn migrated(s: &Scenario, store: &MemoryRunStore) -> MigrationState {
         .migrate(&plan, store, &s.emitter, std::future::pending())
         .await
         .unwrap_or_else(|f| panic!("migrate failed: {}", f.error))
+}
+
+/// The source as it was before the migration: its own database at its identifier, its entry
+/// record, its instances in service.
+fn assert_source_back(s: &Scenario, record: &DnsRecord, context: &str) {
+    assert!(
+        s.fake.db_ids().contains(&"prod-db".to_string()),
+        "{context}"
+    );
+    assert_eq!(
+        s.fake.db_restored_from("prod-db"),
+        None,
+        "{context}: prod-db is the original"
+    );
+    assert_eq!(
+        s.fake.dns_records(ZONE, ENTRY),
+        vec![record.clone()],
+        "{context}: entry record"
+    );
+    let g = s.source_group();
+    assert!(
+        g.instances.iter().all(|i| i.lifecycle_state == "InService"),
+        "{context}: {g:?}"
+    );
+}
+
+// ------------------------------------------------------------------ item 3
+
+/// Item 3. Fails before the fix: preflight accepted webapp-v2.yaml, whose user data and outputs
+/// carry `Fn::GetAtt [Database, Endpoint.Address]` — the temporary identifier's host name,
+/// which stops resolving when the swap renames the database.
+#[tokio::test(start_paused = true)]
+async fn a_template_handing_the_app_its_pre_swap_endpoint_needs_a_post_swap_hook() {
+    let (s, _) = prod().await;
+    let calls_before = s.fake.mutating_calls().len();
+    let refused = s
+        .engine
+        .preflight_migrate(&request_with(""), run_id())
+        .await
+        .err()
+        .expect("refused without a post_swap hook");
+    assert!(
+        matches!(refused, PreflightError::Unsupported { .. }),
+        "{refused}"
+    );
+    let message = refused.to_string();
+    for reference in [
+        "Resources.WebLaunchTemplate.Properties.LaunchTemplateData.UserData.Fn::Base64.Fn::Sub[1].DbHost (Fn::GetAtt Database.Endpoint.Address)",
+        "Outputs.DatabaseEndpoint.Value (Fn::GetAtt Database.Endpoint.Address)",
+        "Outputs.DatabaseIdentifier.Value (Ref Database)",
+    ] {
+        assert!(message.contains(reference), "{reference} in {message}");
+    }
+    assert!(
+        message.contains("post_swap"),
+        "says how to fix it: {message}"
+    );
+    assert_eq!(
+        s.fake.mutating_calls().len(),
+        calls_before,
+        "nothing changed"
+    );
+
+    // With a hook, preflight passes and the run warns about each reference.
+    let store = MemoryRunStore::default();
+    migrated(&s, &store).await;
+    let warnings: Vec<String> = s
+        .events
+        .events()
+        .into_iter()
+        .filter(|e| e.step == "preflight")
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    let hooks = s.fake.hooks_run();
+    assert_eq!(hooks[0].0, "repoint-db-host");
+    assert_eq!(
+        hooks[0].1["ENVCLONE_DATABASE_Database_ENDPOINT"],
+        "prod-db.fake.rds.amazonaws.com"
+    );
+}
+
+/// Item 3. Fails before the fix: the swap ended `Swapped` with the new environment's health
+/// check failing (its application lost its database at the rename).
+#[tokio::test(start_paused = true)]
+async fn a_new_environment_that_fails_its_checks_after_the_swap_is_swapped_back() {
+    let (s, record) = prod().await;
+    // The clone's verification passes; the application breaks when its database is renamed.
+    s.fake.on_call("rds:ModifyDBInstance", |f| {
+        f.set_http_status(NEW_HEALTH, 503)
+    });
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    let failure = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .expect_err("the swap fails its checks");
+    let message = failure.error.to_string();
+    assert!(
+        message.contains("after the swap") && message.contains(NEW_HEALTH),
+        "{message}"
+    );
+    assert_eq!(failure.state.phase, MigratePhase::Aborted, "{message}");
+    assert_source_back(&s, &record, "health check after the swap");
+    assert!(
+        s.fake.calls().iter().any(|c| c.operation == "http:GET"),
+        "the check was made"
+    );
+}
+
+/// Item 3. Fails before the fix: instances of the new stack that Auto Scaling reports
+/// Unhealthy after the swap did not stop it.
+#[tokio::test(start_paused = true)]
+async fn unhealthy_new_instances_after_the_swap_swap_it_back() {
+    let (s, record) = prod().await;
+    s.fake.on_call("rds:ModifyDBInstance", |f| {
+        let group = f
+            .group_names()
+            .into_iter()
+            .find(|g| g.starts_with("prod-mbeef-"))
+            .expect("the new stack's group");
+        let first = f.group(&group).unwrap().instances[0].id.clone();
+        f.set_instance_health(&group, &first, "Unhealthy");
+    });
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    let failure = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .expect_err("the swap fails its checks");
+    let message = failure.error.to_string();
+    assert!(
+        message.contains("InService and Healthy") && message.contains("Unhealthy"),
+        "{message}"
+    );
+    assert_eq!(failure.state.phase, MigratePhase::Aborted);
+    assert_source_back(&s, &record, "unhealthy instances after the swap");
 }
 
 // ------------------------------------------------------------------ item 5

@@ -184,6 +184,18 @@ pub fn fill(fake: &FakeAws, bucket: &str) {
     );
 }
 
+/// An `envclone.toml` with a post_swap hook for `prod`: the reference templates hand their
+/// database's endpoint to the application, so migrating them needs a hook that repoints it.
+pub fn post_swap_hook_config() -> Arc<envclone::config::Config> {
+    Arc::new(
+        envclone::config::Config::parse(
+            "envclone.toml",
+            "[environments.prod.hooks]\npost_swap = [\"repoint-db-host\"]\n",
+        )
+        .unwrap(),
+    )
+}
+
 /// The run id every fake scenario uses (names derived from it are asserted).
 pub fn run_id() -> envclone::model::RunId {
     envclone::model::RunId::from_existing("20261121000000-beef")
