@@ -497,9 +497,12 @@ impl CloneEngine {
         }
     }
 
+    /// The entry record's records, whole (None when its zone cannot be found unambiguously:
+    /// a clone does not need it).
     async fn entry_dns_records(&self, plan: &ClonePlan) -> Option<Vec<DnsRecord>> {
         let dns = plan.contract.entry_dns.as_ref()?;
-        retry(|| self.cloud.dns.records(&dns.zone, &dns.name))
+        let zone = self.entry_zone(dns).await.ok()?;
+        retry(|| self.cloud.dns.records(&zone.id, &dns.name))
             .await
             .ok()
     }

@@ -14,7 +14,7 @@ use crate::contract::{Contract, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{self, EnvName, RunId, TAG_RUN};
-use crate::ports::{DbKind, DnsRecord, PortError, StackInfo};
+use crate::ports::{DbKind, DnsRecord, HostedZone, PortError, StackInfo};
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
 
@@ -55,6 +55,8 @@ pub struct DbSwap {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsSwap {
+    /// The hosted zone's id (a run recorded by an older envclone has its name: resolved by
+    /// name then).
     pub zone: String,
     pub before: DnsRecord,
     pub after: DnsRecord,
@@ -96,6 +98,10 @@ pub struct MigrationState {
     /// before it did); abort turns it off again.
     #[serde(default)]
     pub old_stack_protected: bool,
+    /// When the swap was complete (RFC 3339): resolvers may answer with the old entry record
+    /// for its TTL after that, so finalize waits for it before deleting the old environment.
+    #[serde(default)]
+    pub swapped_at: Option<String>,
 }
 
 /// One move of the swap, chosen from which identifiers exist.
@@ -208,10 +214,6 @@ pub fn load(store: &dyn RunStore, run_id: &str) -> Result<Option<MigrationState>
     }
 }
 
-fn norm(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
-}
-
 impl CloneEngine {
     /// Preflight of a migration: the clone's preflight onto the new template under a
     /// temporary name, plus the swap's names and the entry DNS record.
@@ -280,28 +282,7 @@ impl CloneEngine {
             });
         }
         if let Some(dns) = &plan.contract.entry_dns {
-            let records = retry(|| self.cloud.dns.records(&dns.zone, &dns.name)).await?;
-            match records.as_slice() {
-                [r] if r.record_type == "CNAME" && r.values.len() == 1 => {}
-                [] => {
-                    return Err(PreflightError::SourceMissing {
-                        what: format!("entry DNS record {} in zone {}", dns.name, dns.zone),
-                    })
-                }
-                other => {
-                    return Err(PreflightError::Unsupported {
-                        what: format!(
-                            "entry DNS record {} is {}; migrate swaps a single CNAME record",
-                            dns.name,
-                            other
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        ),
-                    })
-                }
-            }
+            self.preflight_entry_dns(&plan, dns).await?;
         }
         Ok(MigratePlan {
             clone: plan,
@@ -339,6 +320,7 @@ impl CloneEngine {
             plan: Some(super::recovery::PlanRecord::from_plan(clone)),
             protection_to_restore: Vec::new(),
             old_stack_protected: false,
+            swapped_at: None,
         };
         if let Err(e) = save(store, &state) {
             return Err(Box::new(MigrateFailure { state, error: e }));
@@ -497,29 +479,21 @@ impl CloneEngine {
                         });
                     }
                 }
-                let new_stack = self.guardrails(&state, &clone.contract, events).await?;
-                if let Some(dns) = &clone.contract.entry_dns {
-                    let before = retry(|| self.cloud.dns.records(&dns.zone, &dns.name))
-                        .await
-                        .map_err(StepError::port("guardrails"))?
-                        .remove(0);
-                    let target = new_stack
-                        .outputs
-                        .get(&dns.target_output)
-                        .cloned()
-                        .ok_or_else(|| StepError::Refused {
-                            step: "guardrails".into(),
-                            message: format!(
-                                "the new stack {} has no output {}",
-                                state.target_stack, dns.target_output
-                            ),
-                        })?;
+                let (new_stack, entry) = self.guardrails(&state, &clone.contract, events).await?;
+                if let (Some(dns), Some((zone, before))) = (&clone.contract.entry_dns, entry) {
+                    let after = super::entry_dns::retarget(
+                        &before,
+                        dns,
+                        &state.target_stack,
+                        &new_stack.outputs,
+                    )
+                    .map_err(|message| StepError::Refused {
+                        step: "guardrails".into(),
+                        message,
+                    })?;
                     state.dns = Some(DnsSwap {
-                        zone: dns.zone.clone(),
-                        after: DnsRecord {
-                            values: vec![target],
-                            ..before.clone()
-                        },
+                        zone: zone.id,
+                        after,
                         before,
                     });
                 }
@@ -582,6 +556,7 @@ impl CloneEngine {
             return Err(fail(state, error));
         }
         state.phase = MigratePhase::Swapped;
+        state.swapped_at = Some(crate::retry::wall_now().to_rfc3339());
         if let Err(e) = save(store, &state) {
             return Err(fail(state, e));
         }
@@ -599,13 +574,13 @@ impl CloneEngine {
 
     /// Checks before the swap (after RDS Blue/Green's): the source still in Standby with no
     /// scaling activity in flight, every database available, the entry record still pointing
-    /// at the source. Returns the new stack.
+    /// at the source. Returns the new stack and the entry record (with its hosted zone).
     async fn guardrails(
         &self,
         state: &MigrationState,
         contract: &Contract,
         events: &Emitter,
-    ) -> Result<StackInfo, StepError> {
+    ) -> Result<(StackInfo, Option<(HostedZone, DnsRecord)>), StepError> {
         let step = "guardrails";
         let cloud = &self.cloud;
         events.start(step, None, "checking the guardrails before the swap");
@@ -659,29 +634,21 @@ impl CloneEngine {
             .map_err(StepError::port(step))?
             .filter(|s| s.status.is_usable())
             .ok_or_else(|| refuse(format!("stack {} is not complete", state.target_stack)))?;
+        let mut entry = None;
         if let Some(dns) = &contract.entry_dns {
             let expected = source
                 .outputs
                 .get(&dns.target_output)
                 .cloned()
                 .unwrap_or_default();
-            let records = retry(|| cloud.dns.records(&dns.zone, &dns.name))
-                .await
-                .map_err(StepError::port(step))?;
-            let current: Vec<String> = records
-                .iter()
-                .flat_map(|r| r.values.iter().map(|v| norm(v)))
-                .collect();
-            if current != vec![norm(&expected)] {
-                return Err(refuse(format!(
-                    "the entry record {} points at {current:?}, not at the source's {} ({expected}); \
-                     someone changed it — refusing to swap",
-                    dns.name, dns.target_output
-                )));
-            }
+            entry = Some(
+                self.find_entry(dns, &expected)
+                    .await
+                    .map_err(|p| p.into_step(step))?,
+            );
         }
         events.done(step, None, "source in Standby, no scaling activity, databases available, entry record on the source");
-        Ok(new_stack)
+        Ok((new_stack, entry))
     }
 
     /// Renames each database and moves the entry record, forward or back. Each move is chosen
@@ -782,23 +749,18 @@ impl CloneEngine {
             Direction::Forward => &dns.after,
             Direction::Back => &dns.before,
         };
-        let current = retry(|| self.cloud.dns.records(&dns.zone, &record.name))
+        let zone = self.dns_zone_id(&dns.zone).await?;
+        let current = retry(|| self.cloud.dns.records(&zone, &record.name))
             .await
             .map_err(StepError::port(step))?;
-        if current.iter().any(|r| {
-            r.values
-                .iter()
-                .map(|v| norm(v))
-                .eq(record.values.iter().map(|v| norm(v)))
-        }) {
+        if current
+            .iter()
+            .any(|r| super::entry_dns::same_record(r, record))
+        {
             return Ok(());
         }
-        events.start(
-            step,
-            Some(&record.name),
-            format!("pointing {} at {}", record.name, record.values.join(" ")),
-        );
-        let change = retry(|| self.cloud.dns.upsert(&dns.zone, record))
+        events.start(step, Some(&record.name), format!("setting {record}"));
+        let change = retry(|| self.cloud.dns.upsert(&zone, record))
             .await
             .map_err(StepError::port(step))?;
         let what = format!("DNS change {change} of {} to be INSYNC", record.name);
@@ -812,6 +774,64 @@ impl CloneEngine {
         .await
         .map_err(StepError::wait(step))?;
         events.done(step, Some(&record.name), "in sync");
+        Ok(())
+    }
+
+    /// The hosted zone id a migration's state names (an older envclone recorded the zone's
+    /// name, which has dots; an id has none).
+    pub(super) async fn dns_zone_id(&self, zone: &str) -> Result<String, StepError> {
+        if !zone.contains('.') {
+            return Ok(zone.to_string());
+        }
+        let zones = retry(|| self.cloud.dns.zones_named(zone))
+            .await
+            .map_err(StepError::port("dns"))?;
+        match zones.as_slice() {
+            [z] => Ok(z.id.clone()),
+            _ => Err(StepError::Refused {
+                step: "dns".into(),
+                message: format!(
+                    "the run recorded the hosted zone {zone} by name and {} zones have it; \
+                     point the entry record back by hand",
+                    zones.len()
+                ),
+            }),
+        }
+    }
+
+    /// Preflight of the entry record: its zone found without ambiguity, the record pointing at
+    /// the source and of a kind the swap can move and restore whole, and the new template
+    /// giving the outputs the record will point at.
+    async fn preflight_entry_dns(
+        &self,
+        plan: &ClonePlan,
+        dns: &crate::contract::EntryDns,
+    ) -> Result<(), PreflightError> {
+        let source = retry(|| self.cloud.stacks.describe_stack(&plan.source_stack))
+            .await?
+            .ok_or_else(|| PreflightError::SourceMissing {
+                what: format!("stack {}", plan.source_stack),
+            })?;
+        let target = source
+            .outputs
+            .get(&dns.target_output)
+            .cloned()
+            .unwrap_or_default();
+        let (_, record) = self.find_entry(dns, &target).await?;
+        let outputs = plan.template.value.get("Outputs");
+        let wanted = std::iter::once(&dns.target_output)
+            .chain(record.alias.as_ref().and(dns.target_zone_output.as_ref()));
+        for output in wanted {
+            if outputs.and_then(|o| o.get(output)).is_none() {
+                return Err(PreflightError::Unsupported {
+                    what: format!(
+                        "the new template {} has no output {output}, which entry_dns names: \
+                         the entry record could not be pointed at the new environment",
+                        plan.template.origin
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -902,6 +922,7 @@ impl CloneEngine {
         // Checked once, before the point of no return; a re-run of an interrupted finalize
         // continues where it stopped.
         if state.phase == MigratePhase::Swapped {
+            self.wait_out_old_entry_record(state, events).await?;
             self.check_buckets_before_finalize(state, events).await?;
         }
         state.phase = MigratePhase::Finalizing;

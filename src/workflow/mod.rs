@@ -3,6 +3,7 @@
 //! Plain Rust over the `ports` traits; no AWS SDK type appears here.
 
 pub mod clone;
+pub mod entry_dns;
 pub mod experiments;
 pub mod migrate;
 pub mod ops;

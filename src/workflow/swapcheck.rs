@@ -231,19 +231,25 @@ impl CloneEngine {
         let mut failures = Vec::new();
 
         if let Some(dns) = &state.dns {
-            let what = format!("entry record {} to answer {}", dns.after.name, dns.after);
+            let zone = self.dns_zone_id(&dns.zone).await?;
+            let what = format!("entry record {} to be {}", dns.after.name, dns.after);
             let result = wait_until(&what, timeout, || async {
-                let now = cloud.dns.records(&dns.zone, &dns.after.name).await?;
-                Ok(if now.contains(&dns.after) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending(
-                        now.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    )
-                })
+                let now = cloud.dns.records(&zone, &dns.after.name).await?;
+                Ok(
+                    if now
+                        .iter()
+                        .any(|r| super::entry_dns::same_record(r, &dns.after))
+                    {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending(
+                            now.iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        )
+                    },
+                )
             })
             .await;
             if let Err(e) = result {

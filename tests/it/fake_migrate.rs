@@ -39,11 +39,7 @@ async fn prod() -> (Scenario, DnsRecord) {
         .unwrap()
         .outputs["LoadBalancerDNSName"]
         .clone();
-    let record = DnsRecord {
-        name: ENTRY.into(),
-        record_type: "CNAME".into(),
-        values: vec![lb],
-    };
+    let record = DnsRecord::cname(ENTRY, &lb, 300);
     s.fake.put_dns(ZONE, record.clone());
     (s, record)
 }
@@ -529,11 +525,7 @@ async fn hooks_run_at_their_points_and_a_failure_stops_safely() {
         .unwrap()
         .outputs["LoadBalancerDNSName"]
         .clone();
-    let record = DnsRecord {
-        name: ENTRY.into(),
-        record_type: "CNAME".into(),
-        values: vec![lb],
-    };
+    let record = DnsRecord::cname(ENTRY, &lb, 300);
     s.fake.put_dns(ZONE, record.clone());
     s.fake.fail_hook("restart-app");
     let store = MemoryRunStore::default();

@@ -4,7 +4,7 @@
 //! the clone's verification recorded; the entry record is swapped and restored whole.
 
 use envclone::journal::MemoryRunStore;
-use envclone::ports::{DnsRecord, ObjectHead, Stacks};
+use envclone::ports::{AliasTarget, DnsRecord, ObjectHead, Routing, Stacks};
 use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
 use envclone::workflow::PreflightError;
 
@@ -34,11 +34,7 @@ async fn prod() -> (Scenario, DnsRecord) {
     );
     fill(&s.fake, REPORTS);
     fill(&s.fake, UPLOADS);
-    let record = DnsRecord {
-        name: ENTRY.into(),
-        record_type: "CNAME".into(),
-        values: vec![lb_of(&s, "prod").await],
-    };
+    let record = DnsRecord::cname(ENTRY, &lb_of(&s, "prod").await, 300);
     s.fake.put_dns(ZONE, record.clone());
     (s, record)
 }
@@ -350,4 +346,235 @@ async fn finalize_refuses_an_object_of_the_old_bucket_that_was_never_copied() {
         .await
         .unwrap_or_else(|e| panic!("finalize after the copy: {e}"));
     assert_eq!(state.phase, MigratePhase::Finalized);
+}
+
+// ------------------------------------------------------------------ item 6
+
+fn by_set(mut records: Vec<DnsRecord>) -> Vec<DnsRecord> {
+    records.sort_by(|a, b| a.set_identifier.cmp(&b.set_identifier));
+    records
+}
+
+/// Item 6. Fails before the fix: preflight refused a name with two weighted records ("migrate
+/// swaps a single CNAME record"), and the swap wrote a TTL of its own. Now the record that
+/// points at the source is moved with only its target changed (weight, set identifier, TTL and
+/// health check kept), the other member of the set is left alone, and abort restores both
+/// exactly.
+#[tokio::test(start_paused = true)]
+async fn a_weighted_entry_record_is_swapped_and_restored_whole() {
+    let (s, _) = prod().await;
+    let zone = s
+        .fake
+        .cloud()
+        .dns
+        .zones_named(ZONE)
+        .await
+        .unwrap()
+        .remove(0)
+        .id;
+    let old_lb = lb_of(&s, "prod").await;
+    let blue = DnsRecord {
+        set_identifier: Some("blue".into()),
+        routing: Some(Routing::Weighted { weight: 90 }),
+        health_check_id: Some("0c1e7c55-hc-blue".into()),
+        ..DnsRecord::cname(ENTRY, &old_lb, 120)
+    };
+    let canary = DnsRecord {
+        set_identifier: Some("canary".into()),
+        routing: Some(Routing::Weighted { weight: 10 }),
+        ..DnsRecord::cname(ENTRY, "canary.example.net", 120)
+    };
+    let before = vec![blue.clone(), canary.clone()];
+    s.fake.put_dns_in(&zone, ENTRY, before.clone());
+
+    let store = MemoryRunStore::default();
+    let mut state = migrated(&s, &store).await;
+    let new_lb = lb_of(&s, "prod-mbeef").await;
+    let swapped = by_set(s.fake.dns_records_in(&zone, ENTRY));
+    assert_eq!(
+        swapped,
+        vec![
+            DnsRecord {
+                values: vec![new_lb],
+                ..blue.clone()
+            },
+            canary.clone()
+        ]
+    );
+    assert_eq!(state.dns.as_ref().unwrap().before, blue, "recorded whole");
+
+    s.engine
+        .abort_migration(&mut state, &store, &s.emitter)
+        .await
+        .unwrap();
+    assert_eq!(by_set(s.fake.dns_records_in(&zone, ENTRY)), before);
+}
+
+/// webapp-v2.yaml with its entry record named by hosted zone id and pointed at as an alias
+/// (the load balancer's canonical hosted zone id from a new output).
+fn v2_with_entry(zone_id: Option<&str>, target_zone_output: bool) -> String {
+    let mut extra = String::new();
+    if let Some(id) = zone_id {
+        extra.push_str(&format!("      zone_id: {id}\n"));
+    }
+    if target_zone_output {
+        extra.push_str("      target_zone_output: LoadBalancerZone\n");
+    }
+    let anchor = "      target_output: LoadBalancerDNSName\n";
+    assert!(V2.contains(anchor));
+    let body = V2.replacen(anchor, &format!("{anchor}{extra}"), 1);
+    let outputs = "Outputs:\n";
+    body.replacen(
+        outputs,
+        "Outputs:\n  LoadBalancerZone:\n    Value: !GetAtt LoadBalancer.CanonicalHostedZoneID\n",
+        1,
+    )
+}
+
+/// Item 6. Fails before the fix: the zone was found by name alone (a private zone of the same
+/// name could be the one changed), and an alias A record was refused. Now a name shared by a
+/// public and a private zone needs `zone_id`, an alias needs `target_zone_output`, and the
+/// alias is moved to the new load balancer (DNS name and its canonical zone) and restored
+/// exactly; the private zone is never touched.
+#[tokio::test(start_paused = true)]
+async fn an_alias_entry_record_in_a_split_horizon_zone_is_named_by_id() {
+    let (s, _) = prod().await;
+    let public = s
+        .fake
+        .cloud()
+        .dns
+        .zones_named(ZONE)
+        .await
+        .unwrap()
+        .remove(0)
+        .id;
+    let private = s.fake.create_zone(ZONE, true);
+    let internal = DnsRecord::cname(ENTRY, "internal-prod.corp.example", 60);
+    s.fake.put_dns_in(&private, ENTRY, vec![internal.clone()]);
+    let old_lb = lb_of(&s, "prod").await;
+    let alias = DnsRecord {
+        name: ENTRY.into(),
+        record_type: "A".into(),
+        alias: Some(AliasTarget {
+            hosted_zone_id: "Z35SXDOTRQ7X7K".into(),
+            dns_name: format!("dualstack.{old_lb}."),
+            evaluate_target_health: true,
+        }),
+        ..DnsRecord::default()
+    };
+    s.fake.put_dns_in(&public, ENTRY, vec![alias.clone()]);
+    let request_for = |body: String| MigrateRequest {
+        template: ("v2-alias.yaml".into(), body),
+        ..request()
+    };
+
+    let refused = s
+        .engine
+        .preflight_migrate(&request_for(v2_with_entry(None, true)), run_id())
+        .await
+        .err()
+        .expect("a name two zones share needs zone_id")
+        .to_string();
+    assert!(
+        refused.contains(&public) && refused.contains(&private) && refused.contains("zone_id"),
+        "{refused}"
+    );
+    let refused = s
+        .engine
+        .preflight_migrate(&request_for(v2_with_entry(Some(&public), false)), run_id())
+        .await
+        .err()
+        .expect("an alias needs target_zone_output")
+        .to_string();
+    assert!(refused.contains("target_zone_output"), "{refused}");
+
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&request_for(v2_with_entry(Some(&public), true)), run_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut state = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    let new_lb = lb_of(&s, "prod-mbeef").await;
+    let moved = s.fake.dns_records_in(&public, ENTRY);
+    assert_eq!(
+        moved,
+        vec![DnsRecord {
+            alias: Some(AliasTarget {
+                hosted_zone_id: "Z35SXDOTRQ7X7K".into(),
+                dns_name: new_lb,
+                evaluate_target_health: true,
+            }),
+            ..alias.clone()
+        }]
+    );
+    assert_eq!(
+        s.fake.dns_records_in(&private, ENTRY),
+        vec![internal.clone()]
+    );
+    s.engine
+        .abort_migration(&mut state, &store, &s.emitter)
+        .await
+        .unwrap();
+    assert_eq!(s.fake.dns_records_in(&public, ENTRY), vec![alias]);
+    assert_eq!(s.fake.dns_records_in(&private, ENTRY), vec![internal]);
+}
+
+/// Item 6. Fails before the fix: finalize deleted the old environment right after the swap,
+/// while resolvers could still send clients to it for the old record's TTL. A TTL of 300 s is
+/// waited out; one of a day is refused with the time left, nothing deleted.
+#[tokio::test(start_paused = true)]
+async fn finalize_waits_out_the_old_records_ttl() {
+    let (s, _) = prod().await;
+    let store = MemoryRunStore::default();
+    let mut state = migrated(&s, &store).await;
+    s.engine
+        .finalize(&mut state, &store, &s.emitter)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Nothing of finalize (its first call is the old database's final snapshot, then the
+    // deletions) happens before the old record's TTL has passed since it was moved.
+    let calls = s.fake.calls();
+    let moved = calls
+        .iter()
+        .rposition(|c| c.operation == "route53:ChangeResourceRecordSets")
+        .expect("the swap moved the record");
+    let first = calls[moved + 1..]
+        .iter()
+        .find(|c| c.mutating)
+        .expect("finalize made changes");
+    assert!(
+        first.at >= calls[moved].at + std::time::Duration::from_secs(300),
+        "finalize's first change ({}) came {:?} after the record moved (TTL 300 s)",
+        first.operation,
+        first.at - calls[moved].at
+    );
+    assert!(calls.iter().any(|c| c.operation == "cloudformation:DeleteStack"));
+
+    let (s, record) = prod().await;
+    s.fake.put_dns(
+        ZONE,
+        DnsRecord {
+            ttl: Some(86_400),
+            ..record
+        },
+    );
+    let store = MemoryRunStore::default();
+    let mut state = migrated(&s, &store).await;
+    let refused = s
+        .engine
+        .finalize(&mut state, &store, &s.emitter)
+        .await
+        .expect_err("a day's TTL is not waited out")
+        .to_string();
+    assert!(
+        refused.contains("TTL of 86400s") && refused.contains("nothing was deleted"),
+        "{refused}"
+    );
+    assert_eq!(state.phase, MigratePhase::Swapped);
+    assert!(s.fake.live_stack_names().contains(&"prod".to_string()));
 }

@@ -94,11 +94,7 @@ impl Scenario {
         fill(&s.fake, UPLOADS);
         s.fake.put_dns(
             "envclone-demo.example.",
-            DnsRecord {
-                name: "app.envclone-demo.example.".into(),
-                record_type: "CNAME".into(),
-                values: vec!["prod-alb.fake".into()],
-            },
+            DnsRecord::cname("app.envclone-demo.example.", "prod-alb.fake", 300),
         );
         s
     }
