@@ -173,6 +173,19 @@ async fn stack(config: &SdkConfig, name: &str) -> aws_sdk_cloudformation::types:
         .clone()
 }
 
+fn outputs(stack: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
+    stack
+        .outputs()
+        .iter()
+        .map(|o| {
+            (
+                o.output_key().unwrap().to_string(),
+                o.output_value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
 fn params(stack: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
     stack
         .parameters()
@@ -1009,6 +1022,225 @@ async fn a_new_environment_failing_after_the_swap_is_swapped_back_on_the_stand_i
     let after = world(&config).await;
     assert!(after.0.contains(&"prod".to_string()), "{after:?}");
     assert_eq!(after.0.len(), before.0.len() + 1, "{after:?}");
+}
+
+/// Every record set of hosted zone `zone_id`, whole (Debug form of the SDK's type).
+async fn zone_records(config: &SdkConfig, zone_id: &str) -> Vec<String> {
+    let r53 = aws_sdk_route53::Client::new(config);
+    let mut out: Vec<String> = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .send()
+        .await
+        .unwrap()
+        .resource_record_sets()
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Issue 10, item 6 on the stand-in (moto keeps weighted records, TTLs and health check ids):
+/// the entry name is a weighted pair in a public zone that shares its name with a private one
+/// (split horizon). Without `zone_id` preflight refuses, naming both zones; with it, the swap
+/// moves only the record on the source (weight, TTL and health check kept), and abort puts the
+/// zone back exactly. Fails before the fix: two records were refused, and the swap rewrote the
+/// record with a TTL of 60 and without its weight.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_weighted_entry_record_in_a_split_horizon_zone_is_swapped_and_restored_whole() {
+    use aws_sdk_route53::types::{
+        Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, HostedZoneConfig,
+        ResourceRecord, ResourceRecordSet, RrType, Vpc, VpcRegion,
+    };
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let r53 = aws_sdk_route53::Client::new(&config);
+    let (zone, entry) = ("envclone-demo.example.", "app.envclone-demo.example.");
+    let public = r53
+        .list_hosted_zones_by_name()
+        .dns_name(zone)
+        .send()
+        .await
+        .unwrap()
+        .hosted_zones()[0]
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    let vpc = physical_id(&config, "prod", "Vpc").await;
+    let private = r53
+        .create_hosted_zone()
+        .name(zone)
+        .caller_reference("split-horizon")
+        .hosted_zone_config(HostedZoneConfig::builder().private_zone(true).build())
+        .vpc(
+            Vpc::builder()
+                .vpc_id(vpc)
+                .vpc_region(VpcRegion::UsEast1)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    let check = r53
+        .create_health_check()
+        .caller_reference("blue")
+        .health_check_config(
+            HealthCheckConfig::builder()
+                .r#type(HealthCheckType::Http)
+                .fully_qualified_domain_name("blue.example.net")
+                .port(80)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .health_check()
+        .unwrap()
+        .id()
+        .to_string();
+    let old_lb = outputs(&stack(&config, "prod").await)["LoadBalancerDNSName"].clone();
+    let cname = |set: &str, weight: i64, target: &str| {
+        ResourceRecordSet::builder()
+            .name(entry)
+            .r#type(RrType::Cname)
+            .ttl(120)
+            .set_identifier(set)
+            .weight(weight)
+            .resource_records(ResourceRecord::builder().value(target).build().unwrap())
+    };
+    let simple = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(&public)
+        .start_record_name(entry)
+        .start_record_type(RrType::Cname)
+        .send()
+        .await
+        .unwrap()
+        .resource_record_sets()[0]
+        .clone();
+    let changes = vec![
+        Change::builder()
+            .action(ChangeAction::Delete)
+            .resource_record_set(simple)
+            .build()
+            .unwrap(),
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(
+                cname("blue", 90, &old_lb)
+                    .health_check_id(&check)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap(),
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(cname("canary", 10, "canary.example.net").build().unwrap())
+            .build()
+            .unwrap(),
+    ];
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&public)
+        .change_batch(
+            ChangeBatch::builder()
+                .set_changes(Some(changes))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let public_before = zone_records(&config, &public).await;
+    let private_before = zone_records(&config, &private).await;
+
+    let state_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(state_dir.path(), "prod");
+    let migrate = |template: &str| {
+        standin.envclone(
+            state_dir.path(),
+            &[
+                "--config",
+                hooks.to_str().unwrap(),
+                "migrate",
+                "prod",
+                "--template",
+                template,
+                "--yes",
+            ],
+        )
+    };
+    let out = migrate(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/stacks/webapp-v2.yaml"
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&public) && stderr.contains(&private) && stderr.contains("zone_id"),
+        "{}",
+        text(&out)
+    );
+
+    let v2 = state_dir.path().join("webapp-v2-zone.yaml");
+    let anchor = "      target_output: LoadBalancerDNSName\n";
+    std::fs::write(
+        &v2,
+        include_str!("../../stacks/webapp-v2.yaml").replacen(
+            anchor,
+            &format!("{anchor}      zone_id: {public}\n"),
+            1,
+        ),
+    )
+    .unwrap();
+    let out = migrate(v2.to_str().unwrap());
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let state = state_of(state_dir.path());
+    assert_eq!(state["phase"], "swapped");
+    let new_stack = state["target_stack"].as_str().unwrap().to_string();
+    let new_lb = outputs(&stack(&config, &new_stack).await)["LoadBalancerDNSName"].clone();
+    let sets = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(&public)
+        .send()
+        .await
+        .unwrap();
+    let named: Vec<_> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.name() == entry)
+        .collect();
+    assert_eq!(named.len(), 2, "{named:?}");
+    let blue = named
+        .iter()
+        .find(|r| r.set_identifier() == Some("blue"))
+        .unwrap();
+    assert_eq!(blue.resource_records()[0].value(), new_lb);
+    assert_eq!(
+        (blue.ttl(), blue.weight(), blue.health_check_id()),
+        (Some(120), Some(90), Some(check.as_str())),
+        "only the target changed: {blue:?}"
+    );
+    let canary = named
+        .iter()
+        .find(|r| r.set_identifier() == Some("canary"))
+        .unwrap();
+    assert_eq!(canary.resource_records()[0].value(), "canary.example.net");
+    assert_eq!(zone_records(&config, &private).await, private_before);
+
+    let run = state["run_id"].as_str().unwrap().to_string();
+    let out = standin.envclone(state_dir.path(), &["abort", &run, "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!(zone_records(&config, &public).await, public_before);
+    assert_eq!(zone_records(&config, &private).await, private_before);
 }
 
 /// Everything of the stand-in that a run could change, for before/after comparisons.

@@ -553,7 +553,9 @@ async fn finalize_waits_out_the_old_records_ttl() {
         first.operation,
         first.at - calls[moved].at
     );
-    assert!(calls.iter().any(|c| c.operation == "cloudformation:DeleteStack"));
+    assert!(calls
+        .iter()
+        .any(|c| c.operation == "cloudformation:DeleteStack"));
 
     let (s, record) = prod().await;
     s.fake.put_dns(
