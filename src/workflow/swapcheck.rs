@@ -202,7 +202,11 @@ pub fn refuse_endpoint_references(
 impl CloneEngine {
     /// After the swap: the entry record answers with the new target (as Route 53 has it), the
     /// contract's HTTP checks pass on the new stack's outputs, and every Auto Scaling group of
-    /// the new stack has its desired number of instances InService and Healthy. Each is polled
+    /// the new stack has its desired number of instances InService and Healthy. The record is
+    /// read from Route 53 (authoritative, INSYNC) rather than resolved by name here: a resolver
+    /// may answer with the old record for its TTL, and a check through it would test the old
+    /// environment; the HTTP checks reach the new load balancer through the URLs the template
+    /// gives (which the clone's verification already used). Each is polled
     /// for `settings.post_swap_timeout` at most (the environment is live: a long wait is an
     /// outage); the first failure fails the swap (which then swaps back).
     pub(super) async fn verify_after_swap(
@@ -332,7 +336,7 @@ impl CloneEngine {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            Ok(if healthy >= info.desired_capacity.max(1) {
+            Ok(if healthy >= info.desired_capacity {
                 Poll::Ready(state)
             } else {
                 Poll::Pending(state)

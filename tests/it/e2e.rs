@@ -1024,6 +1024,112 @@ async fn a_new_environment_failing_after_the_swap_is_swapped_back_on_the_stand_i
     assert_eq!(after.0.len(), before.0.len() + 1, "{after:?}");
 }
 
+/// Issue 10, item 5 on the stand-in: after the swap the application overwrites and deletes
+/// objects in the new bucket — finalize accepts that; an object written to the old bucket after
+/// the clone was verified (never copied) blocks it until it is copied. Fails before the fix:
+/// finalize compared the new bucket with the live old one and refused the application's own
+/// changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn finalize_judges_the_old_buckets_against_the_clone_time_record_on_the_stand_in() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let s3 = s3(&config);
+    let state_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(state_dir.path(), "prod");
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "--config",
+            hooks.to_str().unwrap(),
+            "migrate",
+            "prod",
+            "--template",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml"),
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let state = state_of(state_dir.path());
+    let run = state["run_id"].as_str().unwrap().to_string();
+    let old_uploads = physical_id(&config, "prod", "Uploads").await;
+    let new_uploads = state["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0] == old_uploads.as_str())
+        .map(|p| p[1].as_str().unwrap().to_string())
+        .expect("the uploads pair");
+    let keys: Vec<String> = describe_bucket(&s3, &new_uploads)
+        .await
+        .into_keys()
+        .filter(|k| !k.ends_with('/'))
+        .collect();
+    assert!(keys.len() >= 2, "{keys:?}");
+    // The application, now on the new environment, rewrites one object and deletes another.
+    s3.put_object()
+        .bucket(&new_uploads)
+        .key(&keys[0])
+        .body(b"rewritten after the swap".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    s3.delete_object()
+        .bucket(&new_uploads)
+        .key(&keys[1])
+        .send()
+        .await
+        .unwrap();
+    // A job still running on an old instance writes to the old bucket.
+    s3.put_object()
+        .bucket(&old_uploads)
+        .key("late/report.csv")
+        .body(b"written to the old environment".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+
+    let out = standin.envclone(state_dir.path(), &["finalize", &run, "--yes"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("late/report.csv") && stderr.contains("nothing was deleted"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !stderr.contains(&keys[1]),
+        "a legitimate delete: {}",
+        text(&out)
+    );
+    assert_eq!(state_of(state_dir.path())["phase"], "swapped");
+    stack(&config, "prod").await;
+
+    s3.copy_object()
+        .bucket(&new_uploads)
+        .key("late/report.csv")
+        .copy_source(format!("{old_uploads}/late/report.csv"))
+        .send()
+        .await
+        .unwrap();
+    let out = standin.envclone(state_dir.path(), &["finalize", &run, "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!(state_of(state_dir.path())["phase"], "finalized");
+    let body = s3
+        .get_object()
+        .bucket(&new_uploads)
+        .key(&keys[0])
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(&body[..], b"rewritten after the swap");
+}
+
 /// Every record set of hosted zone `zone_id`, whole (Debug form of the SDK's type).
 async fn zone_records(config: &SdkConfig, zone_id: &str) -> Vec<String> {
     let r53 = aws_sdk_route53::Client::new(config);
