@@ -749,6 +749,17 @@ impl CloneEngine {
             Direction::Forward => &dns.after,
             Direction::Back => &dns.before,
         };
+        // A run recorded by an older envclone kept no TTL (it wrote 60 s, as here).
+        let legacy;
+        let record = if record.ttl.is_none() && record.alias.is_none() {
+            legacy = DnsRecord {
+                ttl: Some(60),
+                ..record.clone()
+            };
+            &legacy
+        } else {
+            record
+        };
         let zone = self.dns_zone_id(&dns.zone).await?;
         let current = retry(|| self.cloud.dns.records(&zone, &record.name))
             .await
