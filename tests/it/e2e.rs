@@ -958,6 +958,29 @@ async fn a_new_environment_failing_after_the_swap_is_swapped_back_on_the_stand_i
     let (zone, entry) = ("envclone-demo.example.", "app.envclone-demo.example.");
     let dns_before = dns_answer(&config, zone, entry).await;
     let before = world(&config).await;
+    // Without a post_swap hook, webapp-v2.yaml (its user data and outputs carry the database's
+    // endpoint) is refused before any change, each reference named.
+    let state_dir = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "migrate",
+            "prod",
+            "--template",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml"),
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for reference in [
+        "Resources.WebLaunchTemplate.Properties.LaunchTemplateData.UserData",
+        "Outputs.DatabaseEndpoint.Value (Fn::GetAtt Database.Endpoint.Address)",
+        "post_swap",
+    ] {
+        assert!(stderr.contains(reference), "{reference}: {}", text(&out));
+    }
+    assert_eq!(world(&config).await, before);
     // The new environment (prod-mXXXX) answers its first health check (the clone's
     // verification), then 503.
     let rule = r#"{"match": "health:prod-m*", "status": 503, "skip": 1}"#;
@@ -970,7 +993,6 @@ async fn a_new_environment_failing_after_the_swap_is_swapped_back_on_the_stand_i
         .unwrap();
     assert!(added.status().is_success(), "{:?}", added.text().await);
 
-    let state_dir = tempfile::tempdir().unwrap();
     let hooks = post_swap_config(state_dir.path(), "prod");
     let out = standin
         .command(env!("CARGO_BIN_EXE_envclone"))
