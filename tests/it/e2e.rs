@@ -1371,6 +1371,146 @@ async fn a_weighted_entry_record_in_a_split_horizon_zone_is_swapped_and_restored
     assert_eq!(zone_records(&config, &private).await, private_before);
 }
 
+/// Issue 10, item 6 on the stand-in: the entry record is an alias A record to the load
+/// balancer; the new template names the output with its canonical hosted zone id
+/// (`target_zone_output`). The swap points the alias at the new load balancer (DNS name and
+/// zone), abort puts the zone back exactly. Fails before the fix: a record that is not a CNAME
+/// was refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alias_entry_record_is_moved_to_the_new_load_balancer_and_back() {
+    use aws_sdk_route53::types::{
+        AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType,
+    };
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let r53 = aws_sdk_route53::Client::new(&config);
+    let (zone, entry) = ("envclone-demo.example.", "app.envclone-demo.example.");
+    let public = r53
+        .list_hosted_zones_by_name()
+        .dns_name(zone)
+        .send()
+        .await
+        .unwrap()
+        .hosted_zones()[0]
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    // moto's load balancers all report this canonical hosted zone id (DescribeLoadBalancers).
+    let lb_zone = "Z2P70J7EXAMPLE";
+    let old_lb = outputs(&stack(&config, "prod").await)["LoadBalancerDNSName"].clone();
+    let simple = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(&public)
+        .start_record_name(entry)
+        .start_record_type(RrType::Cname)
+        .send()
+        .await
+        .unwrap()
+        .resource_record_sets()[0]
+        .clone();
+    let alias = ResourceRecordSet::builder()
+        .name(entry)
+        .r#type(RrType::A)
+        .alias_target(
+            AliasTarget::builder()
+                .hosted_zone_id(lb_zone)
+                .dns_name(format!("dualstack.{old_lb}."))
+                .evaluate_target_health(true)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let changes = vec![
+        Change::builder()
+            .action(ChangeAction::Delete)
+            .resource_record_set(simple)
+            .build()
+            .unwrap(),
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(alias)
+            .build()
+            .unwrap(),
+    ];
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&public)
+        .change_batch(
+            ChangeBatch::builder()
+                .set_changes(Some(changes))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let before = zone_records(&config, &public).await;
+
+    let state_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(state_dir.path(), "prod");
+    let v2 = state_dir.path().join("webapp-v2-alias.yaml");
+    let anchor = "      target_output: LoadBalancerDNSName\n";
+    std::fs::write(
+        &v2,
+        include_str!("../../stacks/webapp-v2.yaml")
+            .replacen(
+                anchor,
+                &format!("{anchor}      target_zone_output: LoadBalancerZone\n"),
+                1,
+            )
+            .replacen(
+                "\nOutputs:\n",
+                "\nOutputs:\n  LoadBalancerZone:\n    Value:\n      Fn::GetAtt: [LoadBalancer, CanonicalHostedZoneID]\n",
+                1,
+            ),
+    )
+    .unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "--config",
+            hooks.to_str().unwrap(),
+            "migrate",
+            "prod",
+            "--template",
+            v2.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let state = state_of(state_dir.path());
+    let new_stack = state["target_stack"].as_str().unwrap().to_string();
+    let new_lb = outputs(&stack(&config, &new_stack).await)["LoadBalancerDNSName"].clone();
+    let sets = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(&public)
+        .send()
+        .await
+        .unwrap();
+    let moved: Vec<_> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.name() == entry)
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(moved[0].r#type(), &RrType::A);
+    let target = moved[0].alias_target().expect("still an alias");
+    assert_eq!(
+        target.dns_name().trim_end_matches('.').to_ascii_lowercase(),
+        new_lb.to_ascii_lowercase()
+    );
+    assert_eq!(
+        (target.hosted_zone_id(), target.evaluate_target_health()),
+        (lb_zone, true)
+    );
+
+    let run = state["run_id"].as_str().unwrap().to_string();
+    let out = standin.envclone(state_dir.path(), &["abort", &run, "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!(zone_records(&config, &public).await, before);
+}
+
 /// Everything of the stand-in that a run could change, for before/after comparisons.
 async fn world(config: &SdkConfig) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
     let cf = aws_sdk_cloudformation::Client::new(config);
