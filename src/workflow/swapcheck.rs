@@ -200,8 +200,8 @@ pub fn refuse_endpoint_references(
 }
 
 impl CloneEngine {
-    /// After the swap: the entry record answers with the new target (as Route 53 has it), the
-    /// contract's HTTP checks pass on the new stack's outputs, and every Auto Scaling group of
+    /// After the swap: the entry record answers with the new target (as Route 53 has it), each
+    /// database is available at the identifier clients use, the contract's HTTP checks pass on the new stack's outputs, and every Auto Scaling group of
     /// the new stack has its desired number of instances InService and Healthy. The record is
     /// read from Route 53 (authoritative, INSYNC) rather than resolved by name here: a resolver
     /// may answer with the old record for its TTL, and a check through it would test the old
@@ -252,6 +252,25 @@ impl CloneEngine {
                                 .collect::<Vec<_>>()
                                 .join("; "),
                         )
+                    },
+                )
+            })
+            .await;
+            if let Err(e) = result {
+                failures.push(e.to_string());
+            }
+        }
+
+        // The identifier clients use answers, available (a rename leaves it `renaming` for
+        // minutes on AWS: "Renaming a DB instance").
+        for d in &state.databases {
+            let what = format!("database {} to be available after the swap", d.source_id);
+            let result = wait_until(&what, timeout, || async {
+                Ok(
+                    match cloud.databases.status_of(d.kind, &d.source_id).await? {
+                        Some(status) if status == "available" => Poll::Ready(()),
+                        Some(status) => Poll::Pending(status),
+                        None => Poll::Pending("not found".into()),
                     },
                 )
             })
