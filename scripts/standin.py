@@ -1484,6 +1484,29 @@ def _install_route53() -> None:
     r53_models.FakeZone.delete_rrset = delete_rrset
 
 
+# ================================================== ELBv2: the load balancer's hosted zone id
+
+
+def _install_elbv2() -> None:
+    # An alias record to a load balancer names the load balancer's canonical hosted zone id,
+    # which templates get with `Fn::GetAtt [LoadBalancer, CanonicalHostedZoneID]` (AWS::Elastic
+    # LoadBalancingV2::LoadBalancer return values). moto 5.2.5 lists the attribute and raises
+    # NotImplementedError for it (the stack fails); answer what its own DescribeLoadBalancers
+    # reports for the load balancer.
+    from moto.elbv2 import models as elbv2_models
+
+    cls = elbv2_models.FakeLoadBalancer
+    orig = cls.get_cfn_attribute
+
+    @functools.wraps(orig)
+    def get_cfn_attribute(self, attribute_name):  # type: ignore[no-untyped-def]
+        if attribute_name == "CanonicalHostedZoneID":
+            return self.canonical_hosted_zone_id
+        return orig(self, attribute_name)
+
+    cls.get_cfn_attribute = get_cfn_attribute
+
+
 # ====================================================== CloudFormation: deleting stacks as AWS
 
 
@@ -2527,6 +2550,7 @@ def install_corrections() -> None:
     _install_s3()
     _install_autoscaling()
     _install_route53()
+    _install_elbv2()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -562,6 +562,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
 
 fn engine_for(cloud: Cloud, concurrency: Option<usize>, threshold: Option<u64>) -> CloneEngine {
     let defaults = SyncOptions::default();
+    let settings = Settings::default();
     CloneEngine {
         cloud,
         settings: Settings {
@@ -570,8 +571,27 @@ fn engine_for(cloud: Cloud, concurrency: Option<usize>, threshold: Option<u64>) 
                 multipart_threshold: threshold.unwrap_or(defaults.multipart_threshold),
                 ..defaults
             },
-            ..Settings::default()
+            post_swap_timeout: post_swap_timeout(settings.post_swap_timeout),
+            ..settings
         },
+    }
+}
+
+/// `ENVCLONE_POST_SWAP_TIMEOUT` (e.g. `90s`, `10m`): how long each check of the live
+/// environment after migrate's swap may take before the swap is undone.
+fn post_swap_timeout(default: std::time::Duration) -> std::time::Duration {
+    let Ok(text) = std::env::var("ENVCLONE_POST_SWAP_TIMEOUT") else {
+        return default;
+    };
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!(
+                "warning: ENVCLONE_POST_SWAP_TIMEOUT={text:?} is not a duration ({e}); using {}",
+                humantime::format_duration(default)
+            );
+            default
+        }
     }
 }
 
@@ -1057,6 +1077,14 @@ async fn migrate_locked(
             dns.name, dns.target_output
         ));
     }
+    if !plan.clone.contract.hooks.post_swap.is_empty() {
+        steps.push("run the post_swap hooks".into());
+    }
+    steps.push(
+        "check the live environment (entry record, the template's HTTP checks, instances \
+         InService and Healthy); a failure swaps back"
+            .into(),
+    );
     if command.finalize {
         steps.push(format!(
             "finalize: check the new buckets hold every object, keep a final snapshot of the old \

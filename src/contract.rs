@@ -218,10 +218,33 @@ impl BucketSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EntryDns {
+    /// The hosted zone's name (`example.com.`); may be left out when `zone_id` is given.
+    #[serde(default)]
     pub zone: String,
+    /// The hosted zone's id (`Z0123…`): needed when a public and a private zone share the name
+    /// (split horizon).
+    #[serde(default)]
+    pub zone_id: Option<String>,
     pub name: String,
+    /// The stack output the record points at (a load balancer's DNS name).
     pub target_output: String,
+    /// For an alias record: the stack output holding the target's canonical hosted zone id
+    /// (`!GetAtt LoadBalancer.CanonicalHostedZoneID`).
+    #[serde(default)]
+    pub target_zone_output: Option<String>,
+}
+
+impl EntryDns {
+    /// The zone as the user named it, for messages.
+    pub fn zone_label(&self) -> String {
+        match (&self.zone_id, self.zone.is_empty()) {
+            (Some(id), true) => format!("hosted zone {id}"),
+            (Some(id), false) => format!("hosted zone {id} ({})", self.zone),
+            (None, _) => format!("hosted zone {}", self.zone),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -490,6 +513,17 @@ impl Contract {
                     }
                     buckets.push(BucketSpec::StackOwned { logical_id });
                 }
+            }
+        }
+
+        if let Some(dns) = &raw.entry_dns {
+            if dns.zone.is_empty() && dns.zone_id.is_none() {
+                return Err(inconsistent(
+                    "entry_dns names no hosted zone".into(),
+                    "give entry_dns.zone (the zone's name) or entry_dns.zone_id (its id, \
+                     needed when a public and a private zone share the name)"
+                        .into(),
+                ));
             }
         }
 

@@ -237,6 +237,7 @@ impl State {
                     g.instances.push(AsgInstance {
                         id,
                         lifecycle_state: "Pending".into(),
+                        health_status: "Healthy".into(),
                     });
                 }
             }
@@ -292,7 +293,9 @@ struct State {
     /// deletes them.
     generic: BTreeMap<String, String>,
     uploads: HashMap<String, Upload>,
+    /// Records by (hosted zone id, fully qualified lowercase name).
     dns: BTreeMap<(String, String), Vec<DnsRecord>>,
+    zones: BTreeMap<String, HostedZone>,
     http: BTreeMap<String, u16>,
     /// Hook commands run, with the environment they got; commands listed in `failing_hooks`
     /// fail.
@@ -317,6 +320,8 @@ struct State {
     next_id: u64,
     /// S3 ETags as SeaweedFS makes them (`copies_like_seaweedfs`).
     seaweedfs_etags: bool,
+    /// Test actions run once when a call of the operation is made (`on_call`).
+    on_calls: Vec<(String, OnCall)>,
 }
 
 /// A call between its request and its answer; notes itself abandoned if dropped there.
@@ -335,6 +340,8 @@ impl Drop for InFlight<'_> {
         }
     }
 }
+
+type OnCall = Box<dyn FnOnce(&FakeAws) + Send>;
 
 /// The fake AWS. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -376,6 +383,17 @@ impl FakeAws {
 
     /// Records the call, waits the call latency, and fails it if a fault is armed.
     async fn call(&self, operation: &str, mutating: bool) -> PortResult<()> {
+        let due: Vec<OnCall> = {
+            let mut s = self.lock();
+            let (due, keep) = std::mem::take(&mut s.on_calls)
+                .into_iter()
+                .partition::<Vec<_>, _>(|(op, _)| op == operation);
+            s.on_calls = keep;
+            due.into_iter().map(|(_, f)| f).collect()
+        };
+        for f in due {
+            f(self);
+        }
         {
             let mut s = self.lock();
             let at = self.epoch.elapsed();
@@ -495,6 +513,27 @@ impl FakeAws {
         crash
     }
 
+    /// Runs `action` once, when the next call of `operation` (e.g. "rds:ModifyDBInstance") is
+    /// made, before it takes effect: the world changing at a given moment of a run.
+    pub fn on_call(&self, operation: &str, action: impl FnOnce(&FakeAws) + Send + 'static) {
+        self.lock()
+            .on_calls
+            .push((operation.to_string(), Box::new(action)));
+    }
+
+    /// Auto Scaling's health status of an instance (`Healthy`, `Unhealthy`), as a failing load
+    /// balancer health check makes it with `HealthCheckType: ELB`.
+    pub fn set_instance_health(&self, group: &str, instance_id: &str, status: &str) {
+        let mut s = self.lock();
+        let g = s.groups.get_mut(group).expect("group exists");
+        let i = g
+            .instances
+            .iter_mut()
+            .find(|i| i.id == instance_id)
+            .expect("instance in group");
+        i.health_status = status.to_string();
+    }
+
     /// A scaling activity in flight on `group` (empty `description` clears them).
     pub fn set_activity(&self, group: &str, description: &str) {
         let mut s = self.lock();
@@ -512,12 +551,53 @@ impl FakeAws {
         self.lock().dbs.keys().cloned().collect()
     }
 
+    /// The records named `name` in the public hosted zone named `zone`.
     pub fn dns_records(&self, zone: &str, name: &str) -> Vec<DnsRecord> {
+        let id = self.public_zone(zone);
+        self.dns_records_in(&id, name)
+    }
+
+    /// The records named `name` in hosted zone `zone_id`.
+    pub fn dns_records_in(&self, zone_id: &str, name: &str) -> Vec<DnsRecord> {
         self.lock()
             .dns
-            .get(&(zone.to_string(), name.to_string()))
+            .get(&(zone_id.to_string(), fqdn(name)))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Creates a hosted zone (public or private: both may share a name); returns its id.
+    pub fn create_zone(&self, name: &str, private: bool) -> String {
+        let mut s = self.lock();
+        let id = format!("Z{:012}FAKE", next_id(&mut s));
+        s.zones.insert(
+            id.clone(),
+            HostedZone {
+                id: id.clone(),
+                name: fqdn(name),
+                private,
+            },
+        );
+        id
+    }
+
+    /// The public hosted zone named `zone` (created when there is none).
+    fn public_zone(&self, zone: &str) -> String {
+        let found = self
+            .lock()
+            .zones
+            .values()
+            .find(|z| z.name == fqdn(zone) && !z.private)
+            .map(|z| z.id.clone());
+        found.unwrap_or_else(|| self.create_zone(zone, false))
+    }
+
+    /// Sets the records named `name` of hosted zone `zone_id` to `records`, as someone editing
+    /// the zone by hand.
+    pub fn put_dns_in(&self, zone_id: &str, name: &str, records: Vec<DnsRecord>) {
+        self.lock()
+            .dns
+            .insert((zone_id.to_string(), fqdn(name)), records);
     }
 
     /// The physical id CloudFormation records for a stack's resource.
@@ -570,10 +650,11 @@ impl FakeAws {
         self.lock().http.insert(url.to_string(), status);
     }
 
+    /// Sets the records of `record`'s name in the public zone named `zone` to `record` alone.
     pub fn put_dns(&self, zone: &str, record: DnsRecord) {
-        self.lock()
-            .dns
-            .insert((zone.to_string(), record.name.clone()), vec![record]);
+        let id = self.public_zone(zone);
+        let name = record.name.clone();
+        self.put_dns_in(&id, &name, vec![record]);
     }
 
     pub fn create_bucket_now(&self, bucket: &str) {
@@ -822,6 +903,7 @@ impl FakeAws {
             g.instances.push(AsgInstance {
                 id: format!("i-{id:017x}"),
                 lifecycle_state: "InService".into(),
+                health_status: "Healthy".into(),
             });
         }
         g.desired += n as i32;
@@ -1381,6 +1463,7 @@ fn instantiate(
                     instances.push(AsgInstance {
                         id: format!("i-{n:017x}"),
                         lifecycle_state: "InService".into(),
+                        health_status: "Healthy".into(),
                     });
                 }
                 s.groups.insert(
@@ -1406,6 +1489,14 @@ fn instantiate(
             }
         };
         refs.insert(logical_id.clone(), physical.clone());
+        if ty == "AWS::ElasticLoadBalancingV2::LoadBalancer" {
+            // The hosted zone of Application Load Balancers in us-east-1 ("Elastic Load
+            // Balancing endpoints and quotas"): what an alias record to one names.
+            refs.insert(
+                format!("{logical_id}.CanonicalHostedZoneID"),
+                "Z35SXDOTRQ7X7K".into(),
+            );
+        }
         for attr in ["DNSName", "Arn", "Endpoint.Port"] {
             refs.entry(format!("{logical_id}.{attr}"))
                 .or_insert_with(|| format!("{physical}.{attr}.fake"));
@@ -2661,25 +2752,110 @@ impl ObjectStore for FakeAws {
     }
 }
 
+/// A DNS name as Route 53 returns it: lowercase, fully qualified.
+fn fqdn(name: &str) -> String {
+    format!("{}.", name.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// What ChangeResourceRecordSets refuses in one UPSERT (API reference, ResourceRecordSet): a
+/// TTL with an alias ("If you're creating or updating an alias resource record set, omit
+/// TTL"), no TTL without one, a set identifier without a routing policy or the reverse, a
+/// CNAME next to records of another type of the name, and records of one name and type mixing routing
+/// policies (or simple records with routed ones).
+fn check_upsert(existing: &[DnsRecord], r: &DnsRecord) -> Result<(), String> {
+    match (&r.alias, r.ttl) {
+        (Some(_), Some(_)) => return Err("InvalidInput: an alias record takes no TTL".into()),
+        (None, None) => return Err("InvalidInput: TTL is required for a non-alias record".into()),
+        (None, Some(_)) if r.values.is_empty() => {
+            return Err("InvalidInput: ResourceRecords is required".into())
+        }
+        _ => {}
+    }
+    if r.set_identifier.is_some() != r.routing.is_some() {
+        return Err(
+            "InvalidInput: SetIdentifier goes with a routing policy (Weight, Region, Failover, \
+             MultiValueAnswer…) and only with one"
+                .into(),
+        );
+    }
+    let kind = |x: &DnsRecord| std::mem::discriminant(&x.routing);
+    for e in existing {
+        let same = e.record_type == r.record_type && e.set_identifier == r.set_identifier;
+        if same {
+            continue; // the record this UPSERT replaces
+        }
+        if e.record_type != r.record_type && (e.record_type == "CNAME" || r.record_type == "CNAME")
+        {
+            return Err(format!(
+                "InvalidChangeBatch: RRSet of type CNAME with DNS name {} is not permitted as it \
+                 conflicts with other records with the same DNS name",
+                r.name
+            ));
+        }
+        if e.record_type == r.record_type && kind(e) != kind(r) {
+            return Err(format!(
+                "InvalidChangeBatch: RRSet with DNS name {}, type {} cannot mix routing policies",
+                r.name, r.record_type
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Dns for FakeAws {
-    async fn records(&self, zone: &str, name: &str) -> PortResult<Vec<DnsRecord>> {
-        self.call("route53:ListResourceRecordSets", false).await?;
+    async fn zones_named(&self, name: &str) -> PortResult<Vec<HostedZone>> {
+        self.call("route53:ListHostedZonesByName", false).await?;
         Ok(self
             .lock()
-            .dns
-            .get(&(zone.to_string(), name.to_string()))
+            .zones
+            .values()
+            .filter(|z| z.name == fqdn(name))
+            .cloned()
+            .collect())
+    }
+
+    async fn zone(&self, id: &str) -> PortResult<Option<HostedZone>> {
+        self.call("route53:GetHostedZone", false).await?;
+        Ok(self.lock().zones.get(id).cloned())
+    }
+
+    async fn records(&self, zone_id: &str, name: &str) -> PortResult<Vec<DnsRecord>> {
+        self.call("route53:ListResourceRecordSets", false).await?;
+        let s = self.lock();
+        if !s.zones.contains_key(zone_id) {
+            return Err(PortError::NotFound {
+                what: format!("hosted zone {zone_id} (NoSuchHostedZone)"),
+            });
+        }
+        Ok(s.dns
+            .get(&(zone_id.to_string(), fqdn(name)))
             .cloned()
             .unwrap_or_default())
     }
 
-    async fn upsert(&self, zone: &str, record: &DnsRecord) -> PortResult<String> {
+    async fn upsert(&self, zone_id: &str, record: &DnsRecord) -> PortResult<String> {
         self.call("route53:ChangeResourceRecordSets", true).await?;
         let mut s = self.lock();
-        s.dns.insert(
-            (zone.to_string(), record.name.clone()),
-            vec![record.clone()],
-        );
+        if !s.zones.contains_key(zone_id) {
+            return Err(PortError::NotFound {
+                what: format!("hosted zone {zone_id} (NoSuchHostedZone)"),
+            });
+        }
+        let key = (zone_id.to_string(), fqdn(&record.name));
+        let existing = s.dns.get(&key).cloned().unwrap_or_default();
+        check_upsert(&existing, record)
+            .map_err(|e| PortError::failed("route53:ChangeResourceRecordSets", e))?;
+        let mut stored = record.clone();
+        stored.name = fqdn(&record.name);
+        let mut records: Vec<DnsRecord> = existing
+            .into_iter()
+            .filter(|e| {
+                !(e.record_type == record.record_type && e.set_identifier == record.set_identifier)
+            })
+            .collect();
+        records.push(stored);
+        s.dns.insert(key, records);
         let id = format!("/change/C{}", next_id(&mut s));
         s.dns_changes
             .insert(id.clone(), Instant::now() + self.timings.dns_sync);

@@ -96,6 +96,7 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
         &["route53:ChangeResourceRecordSets"],
     ),
     ("route53:GetChange", &["route53:GetChange"]),
+    ("route53:GetHostedZone", &["route53:GetHostedZone"]),
     // S3's API operations and IAM actions differ in name.
     ("s3:HeadBucket", &["s3:ListBucket"]),
     ("s3:ListObjectsV2", &["s3:ListBucket"]),
@@ -150,6 +151,7 @@ const READ: &[&str] = &[
     "route53:ListHostedZonesByName",
     "route53:ListResourceRecordSets",
     "route53:GetChange",
+    "route53:GetHostedZone",
     "s3:ListBucket",
     "s3:GetBucketTagging",
     "s3:GetObject",

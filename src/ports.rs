@@ -85,13 +85,35 @@ impl std::fmt::Display for StackStatus {
 
 impl std::fmt::Display for DnsRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {} {}",
-            self.name,
-            self.record_type,
-            self.values.join(" ")
-        )
+        write!(f, "{} {}", self.name, self.record_type)?;
+        if let Some(alias) = &self.alias {
+            write!(
+                f,
+                " ALIAS {} (zone {}{})",
+                alias.dns_name,
+                alias.hosted_zone_id,
+                if alias.evaluate_target_health {
+                    ", evaluate target health"
+                } else {
+                    ""
+                }
+            )?;
+        } else {
+            write!(f, " {}", self.values.join(" "))?;
+        }
+        if let Some(ttl) = self.ttl {
+            write!(f, " TTL {ttl}")?;
+        }
+        if let Some(id) = &self.set_identifier {
+            write!(f, " set {id}")?;
+        }
+        if let Some(routing) = &self.routing {
+            write!(f, " {routing:?}")?;
+        }
+        if let Some(check) = &self.health_check_id {
+            write!(f, " health check {check}")?;
+        }
+        Ok(())
     }
 }
 
@@ -412,6 +434,9 @@ pub struct AsgInstance {
     pub id: String,
     /// `InService`, `Standby`, `EnteringStandby`, `Pending`…
     pub lifecycle_state: String,
+    /// `Healthy` or `Unhealthy` (Auto Scaling's view; with `HealthCheckType: ELB` it follows
+    /// the load balancer's health checks).
+    pub health_status: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -597,19 +622,102 @@ pub trait ObjectStore: Send + Sync {
 
 // ---------------------------------------------------------------- Route 53
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A Route 53 resource record set, whole: what `ListResourceRecordSets` returns and
+/// `ChangeResourceRecordSets` UPSERT takes (the record is identified by name, type and set
+/// identifier). Kept whole in a migration's state, so an abort restores it exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DnsRecord {
     pub name: String,
     pub record_type: String,
+    /// The values of a plain record (empty for an alias record).
     pub values: Vec<String>,
+    /// None for an alias record (Route 53 uses the target's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<AliasTarget>,
+    /// Weighted, latency, failover, multivalue… records of one name are told apart by this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<Routing>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_id: Option<String>,
+}
+
+impl DnsRecord {
+    /// A simple CNAME record.
+    pub fn cname(name: &str, target: &str, ttl: i64) -> Self {
+        DnsRecord {
+            name: name.to_string(),
+            record_type: "CNAME".into(),
+            values: vec![target.to_string()],
+            ttl: Some(ttl),
+            ..DnsRecord::default()
+        }
+    }
+
+    /// The host name the record sends clients to: an alias target's DNS name or a CNAME's value.
+    pub fn target(&self) -> Option<&str> {
+        match &self.alias {
+            Some(alias) => Some(&alias.dns_name),
+            None if self.record_type == "CNAME" => self.values.first().map(String::as_str),
+            None => None,
+        }
+    }
+}
+
+/// An alias record's target (AliasTarget): for a load balancer, its DNS name and its canonical
+/// hosted zone id (not the zone of the record).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct AliasTarget {
+    pub hosted_zone_id: String,
+    pub dns_name: String,
+    pub evaluate_target_health: bool,
+}
+
+/// A record's routing policy (other than simple).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    Weighted {
+        weight: i64,
+    },
+    /// Latency-based: the AWS region.
+    Latency {
+        region: String,
+    },
+    /// `PRIMARY` or `SECONDARY`.
+    Failover {
+        role: String,
+    },
+    MultiValue,
+    /// Geolocation, geoproximity or IP-based routing: read, not written by envclone.
+    Other {
+        description: String,
+    },
+}
+
+/// A Route 53 hosted zone. A public and a private zone may share a name (split horizon).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedZone {
+    /// Without the `/hostedzone/` prefix.
+    pub id: String,
+    /// Fully qualified (`example.com.`).
+    pub name: String,
+    pub private: bool,
 }
 
 #[async_trait]
 pub trait Dns: Send + Sync {
-    /// The records named `name` in the hosted zone named `zone`.
-    async fn records(&self, zone: &str, name: &str) -> PortResult<Vec<DnsRecord>>;
-    /// UPSERTs `record` in the zone; returns the change id.
-    async fn upsert(&self, zone: &str, record: &DnsRecord) -> PortResult<String>;
+    /// The hosted zones named `name` (ListHostedZonesByName, exact matches only).
+    async fn zones_named(&self, name: &str) -> PortResult<Vec<HostedZone>>;
+    /// The hosted zone `id` (GetHostedZone); None if there is none.
+    async fn zone(&self, id: &str) -> PortResult<Option<HostedZone>>;
+    /// The records named `name` in hosted zone `zone_id`, whole.
+    async fn records(&self, zone_id: &str, name: &str) -> PortResult<Vec<DnsRecord>>;
+    /// UPSERTs `record`, whole, in zone `zone_id`; returns the change id.
+    async fn upsert(&self, zone_id: &str, record: &DnsRecord) -> PortResult<String>;
     /// Whether the change has reached every Route 53 server (INSYNC).
     async fn change_in_sync(&self, change_id: &str) -> PortResult<bool>;
 }

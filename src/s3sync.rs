@@ -1377,6 +1377,153 @@ pub fn tag_map<I: IntoIterator<Item = (String, String)>>(tags: I) -> BTreeMap<St
     tags.into_iter().collect()
 }
 
+// ---------------------------------------------------------------- what a verified copy held
+
+/// How many partitions a `CopiedRecord` splits a bucket's objects into (by the first byte of
+/// the MD5 of the key). Fixed, so the record's size does not grow with the number of objects.
+const RECORD_PARTITIONS: u16 = 256;
+
+/// The objects of a source bucket whose copies a verification found in the target, kept
+/// compactly: per partition of the keys, the number of objects and the sum (mod 2^128) of the
+/// MD5 of each object's (key, size, ETag). At most 256 entries whatever the number of objects
+/// (a few KB for a million), so it lives in the run's state; a partition whose count and sum
+/// are unchanged holds exactly the recorded objects (an accidental match needs an MD5 sum
+/// collision).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CopiedRecord {
+    pub objects: u64,
+    /// Partition → (objects, hex sum); empty partitions are left out.
+    pub partitions: BTreeMap<u16, (u64, String)>,
+}
+
+fn record_partition(key: &str) -> u16 {
+    use md5::{Digest, Md5};
+    u16::from(Md5::digest(key.as_bytes())[0]) % RECORD_PARTITIONS
+}
+
+fn record_hash(o: &ObjectSummary) -> u128 {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    h.update(o.key.as_bytes());
+    h.update([0u8]);
+    h.update(o.size.to_string().as_bytes());
+    h.update([0u8]);
+    h.update(o.etag.as_bytes());
+    u128::from_be_bytes(h.finalize().into())
+}
+
+/// Accumulates a `CopiedRecord`.
+#[derive(Default)]
+struct RecordBuilder(BTreeMap<u16, (u64, u128)>);
+
+impl RecordBuilder {
+    fn add(&mut self, o: &ObjectSummary) {
+        let e = self.0.entry(record_partition(&o.key)).or_default();
+        e.0 += 1;
+        e.1 = e.1.wrapping_add(record_hash(o));
+    }
+    fn finish(self) -> CopiedRecord {
+        CopiedRecord {
+            objects: self.0.values().map(|(n, _)| n).sum(),
+            partitions: self
+                .0
+                .into_iter()
+                .map(|(p, (n, sum))| (p, (n, format!("{sum:032x}"))))
+                .collect(),
+        }
+    }
+}
+
+/// Records the objects of `src` that have their copy in `dst` (same key, same size; verification
+/// has compared them further): the record a later check (`changed_since`) compares with. An
+/// object written to `src` after the verification and not copied is left out, so it is found
+/// missing later.
+pub async fn record_copied(
+    store: Arc<dyn ObjectStore>,
+    src: &BucketPath,
+    dst: &BucketPath,
+) -> Result<CopiedRecord, SyncError> {
+    let progress = Arc::new(SyncProgress::default());
+    let mut join = MergeJoin::new(&store, src, dst, &progress);
+    let mut builder = RecordBuilder::default();
+    while let Some(joined) = join.next().await? {
+        if let Joined::Both(s, d) = joined {
+            if s.size == d.size {
+                builder.add(&s);
+            }
+        }
+    }
+    Ok(builder.finish())
+}
+
+/// The objects of `src` whose copy is not in `dst`, judged against what a verification recorded
+/// (`record`), not against `dst` alone: `dst` belongs to a live environment that may have
+/// overwritten or deleted any object since (that is its data now, not a lost copy).
+///
+/// The semantics (finalize's re-check after a migration):
+/// - an object `src` held when the copy was verified (in `record`, unchanged since) was copied
+///   and verified then; whatever `dst` did to it later (overwrite, delete) is legitimate;
+/// - an object written to `src` after the verification, or overwritten there since, was never
+///   copied: it is reported unless `dst` holds the same key with the same size and ETag;
+/// - an object deleted from `src` since is nothing to worry about.
+///
+/// `src` is listed once; only when a partition of it differs from the record is `dst` listed
+/// too, and only objects of the differing partitions are reported. Within such a partition a
+/// recorded object the new environment changed cannot be told from a late write to `src` with
+/// another size or ETag, so it is reported too (the safe side: finalize refuses, naming it).
+pub async fn changed_since(
+    store: Arc<dyn ObjectStore>,
+    src: &BucketPath,
+    dst: &BucketPath,
+    record: &CopiedRecord,
+) -> Result<Vec<Mismatch>, SyncError> {
+    let progress = Arc::new(SyncProgress::default());
+    let mut lister = Lister::spawn(store.clone(), src.clone(), progress.clone(), Side::Source);
+    let mut now = RecordBuilder::default();
+    while let Some(o) = lister.next().await? {
+        now.add(&o);
+    }
+    let now = now.finish();
+    let mut changed: std::collections::BTreeSet<u16> = std::collections::BTreeSet::new();
+    for p in now.partitions.keys() {
+        if record.partitions.get(p) != now.partitions.get(p) {
+            changed.insert(*p);
+        }
+    }
+    if changed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    let mut join = MergeJoin::new(&store, src, dst, &progress);
+    while let Some(joined) = join.next().await? {
+        match joined {
+            Joined::OnlySource(s) if changed.contains(&record_partition(&s.key)) => {
+                out.push(Mismatch {
+                    key: s.key,
+                    problem: "in the old bucket, written there after the copy was verified, \
+                              and not in the new bucket"
+                        .into(),
+                });
+            }
+            Joined::Both(s, d)
+                if changed.contains(&record_partition(&s.key)) && !is_unchanged(&s, &d) =>
+            {
+                out.push(Mismatch {
+                    key: s.key,
+                    problem: format!(
+                        "the old bucket's object (size {}, ETag {}) differs from the new \
+                         bucket's (size {}, ETag {}) and the old bucket changed here after the \
+                         copy was verified",
+                        s.size, s.etag, d.size, d.etag
+                    ),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

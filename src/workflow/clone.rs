@@ -30,6 +30,10 @@ pub struct Settings {
     pub snapshot_timeout: Duration,
     pub stack_timeout: Duration,
     pub verify_timeout: Duration,
+    /// How long each check of the live environment after migrate's swap may take before the
+    /// swap is undone (the environment serves from the new stack meanwhile: a long wait is an
+    /// outage).
+    pub post_swap_timeout: Duration,
     pub sync: SyncOptions,
     pub verify_concurrency: usize,
     /// Copy the buckets passed by parameter before Standby, so Standby copies only the delta.
@@ -43,6 +47,7 @@ impl Default for Settings {
             snapshot_timeout: Duration::from_secs(4 * 3600),
             stack_timeout: Duration::from_secs(2 * 3600),
             verify_timeout: Duration::from_secs(20 * 60),
+            post_swap_timeout: Duration::from_secs(5 * 60),
             sync: SyncOptions::default(),
             verify_concurrency: 32,
             precopy: true,
@@ -616,9 +621,12 @@ impl CloneEngine {
         }
     }
 
+    /// The entry record's records, whole (None when its zone cannot be found unambiguously:
+    /// a clone does not need it).
     async fn entry_dns_records(&self, plan: &ClonePlan) -> Option<Vec<DnsRecord>> {
         let dns = plan.contract.entry_dns.as_ref()?;
-        retry(|| self.cloud.dns.records(&dns.zone, &dns.name))
+        let zone = self.entry_zone(dns).await.ok()?;
+        retry(|| self.cloud.dns.records(&zone.id, &dns.name))
             .await
             .ok()
     }

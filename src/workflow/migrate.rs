@@ -17,7 +17,7 @@ use crate::model::{
     self, EnvName, RunId, TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION, TAG_PROTECTED,
     TAG_RUN,
 };
-use crate::ports::{DbKind, DnsRecord, PortError, StackInfo};
+use crate::ports::{DbKind, DnsRecord, HostedZone, PortError, StackInfo};
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
 
@@ -58,6 +58,8 @@ pub struct DbSwap {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsSwap {
+    /// The hosted zone's id (a run recorded by an older envclone has its name: resolved by
+    /// name then).
     pub zone: String,
     pub before: DnsRecord,
     pub after: DnsRecord,
@@ -78,6 +80,12 @@ pub struct MigrationState {
     pub dns: Option<DnsSwap>,
     /// (source bucket, new environment's bucket) pairs, re-verified before finalize.
     pub buckets: Vec<(String, String)>,
+    /// What each source bucket held, copied and verified, when the clone was verified (the
+    /// same order as `buckets`): finalize compares the old buckets with this, not with the new
+    /// ones, which the new environment may have changed since the swap. Empty in the state of
+    /// an older envclone: finalize then compares with the new buckets as before.
+    #[serde(default)]
+    pub bucket_records: Vec<s3sync::CopiedRecord>,
     /// Resources of the run that exist, for status and abort.
     pub created: Vec<String>,
     /// Kept on purpose by finalize (final snapshots, buckets holding the old data).
@@ -102,6 +110,10 @@ pub struct MigrationState {
     /// Buckets whose creation the run started (recorded before the call), for `abort`.
     #[serde(default)]
     pub creating: Vec<String>,
+    /// When the swap was complete (RFC 3339): resolvers may answer with the old entry record
+    /// for its TTL after that, so finalize waits for it before deleting the old environment.
+    #[serde(default)]
+    pub swapped_at: Option<String>,
 }
 
 /// One move of the swap, chosen from which identifiers exist.
@@ -235,10 +247,6 @@ pub fn load(store: &dyn RunStore, run_id: &str) -> Result<Option<MigrationState>
     }
 }
 
-fn norm(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
-}
-
 impl CloneEngine {
     /// Preflight of a migration: the clone's preflight onto the new template under a
     /// temporary name, plus the swap's names and the entry DNS record.
@@ -261,6 +269,18 @@ impl CloneEngine {
             config: request.config.clone(),
         };
         let plan = self.preflight(&clone_request, run_id.clone()).await?;
+        let renamed: Vec<String> = plan
+            .databases
+            .iter()
+            .map(|d| d.logical_id.clone())
+            .collect();
+        let references = super::swapcheck::endpoint_references(&plan.template, &renamed);
+        super::swapcheck::refuse_endpoint_references(
+            &request.template.0,
+            &plan.contract,
+            &references,
+        )
+        .map_err(|what| PreflightError::Unsupported { what })?;
         let stamp: String = run_id.as_str().chars().take(12).collect();
         let mut databases = Vec::new();
         for d in &plan.databases {
@@ -295,28 +315,7 @@ impl CloneEngine {
             });
         }
         if let Some(dns) = &plan.contract.entry_dns {
-            let records = retry(|| self.cloud.dns.records(&dns.zone, &dns.name)).await?;
-            match records.as_slice() {
-                [r] if r.record_type == "CNAME" && r.values.len() == 1 => {}
-                [] => {
-                    return Err(PreflightError::SourceMissing {
-                        what: format!("entry DNS record {} in zone {}", dns.name, dns.zone),
-                    })
-                }
-                other => {
-                    return Err(PreflightError::Unsupported {
-                        what: format!(
-                            "entry DNS record {} is {}; migrate swaps a single CNAME record",
-                            dns.name,
-                            other
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        ),
-                    })
-                }
-            }
+            self.preflight_entry_dns(&plan, dns).await?;
         }
         Ok(MigratePlan {
             clone: plan,
@@ -348,6 +347,7 @@ impl CloneEngine {
             databases: plan.databases.clone(),
             dns: None,
             buckets: Vec::new(),
+            bucket_records: Vec::new(),
             created: Vec::new(),
             kept: Vec::new(),
             plan: Some(super::recovery::PlanRecord::from_plan(clone)),
@@ -355,9 +355,26 @@ impl CloneEngine {
             old_stack_protected: false,
             never_swapped: true,
             creating: Vec::new(),
+            swapped_at: None,
         };
         if let Err(e) = save(store, &state) {
             return Err(Box::new(MigrateFailure { state, error: e }));
+        }
+        let renamed: Vec<String> = plan
+            .databases
+            .iter()
+            .map(|d| d.logical_id.clone())
+            .collect();
+        for r in super::swapcheck::endpoint_references(&clone.template, &renamed) {
+            events.warn(
+                "preflight",
+                None,
+                format!(
+                    "{r} keeps the pre-swap name of {} after the swap: the post_swap hook must \
+                     repoint it",
+                    r.database
+                ),
+            );
         }
         self.migrate_from(plan, state, store, events, shutdown)
             .await
@@ -478,6 +495,15 @@ impl CloneEngine {
                         .map(|b| format!("bucket {}", b.target)),
                 )
                 .collect();
+            state.bucket_records = match self.record_buckets(&state.buckets, events).await {
+                Ok(records) => records,
+                Err(e) => {
+                    let _ = self.exit_standby(&state.standby, events).await;
+                    state.phase = MigratePhase::Aborted;
+                    let _ = save(store, &state);
+                    return Err(fail(state, e));
+                }
+            };
             state.phase = MigratePhase::Cloned;
             if let Err(e) = save(store, &state) {
                 let _ = self.exit_standby(&state.standby, events).await;
@@ -499,29 +525,21 @@ impl CloneEngine {
                         });
                     }
                 }
-                let new_stack = self.guardrails(&state, &clone.contract, events).await?;
-                if let Some(dns) = &clone.contract.entry_dns {
-                    let before = retry(|| self.cloud.dns.records(&dns.zone, &dns.name))
-                        .await
-                        .map_err(StepError::port("guardrails"))?
-                        .remove(0);
-                    let target = new_stack
-                        .outputs
-                        .get(&dns.target_output)
-                        .cloned()
-                        .ok_or_else(|| StepError::Refused {
-                            step: "guardrails".into(),
-                            message: format!(
-                                "the new stack {} has no output {}",
-                                state.target_stack, dns.target_output
-                            ),
-                        })?;
+                let (new_stack, entry) = self.guardrails(&state, &clone.contract, events).await?;
+                if let (Some(dns), Some((zone, before))) = (&clone.contract.entry_dns, entry) {
+                    let after = super::entry_dns::retarget(
+                        &before,
+                        dns,
+                        &state.target_stack,
+                        &new_stack.outputs,
+                    )
+                    .map_err(|message| StepError::Refused {
+                        step: "guardrails".into(),
+                        message,
+                    })?;
                     state.dns = Some(DnsSwap {
-                        zone: dns.zone.clone(),
-                        after: DnsRecord {
-                            values: vec![target],
-                            ..before.clone()
-                        },
+                        zone: zone.id,
+                        after,
                         before,
                     });
                 }
@@ -561,7 +579,9 @@ impl CloneEngine {
                     &live,
                     events,
                 )
-                .await
+                .await?;
+                self.verify_after_swap(&state, &clone.contract, events)
+                    .await
             };
             // Ctrl-C during the swap: the call in flight (a rename, a DNS change) finishes and is
             // answered, no new one starts, then the swap goes back from the settled state (as the
@@ -597,6 +617,7 @@ impl CloneEngine {
             return Err(fail(state, error));
         }
         state.phase = MigratePhase::Swapped;
+        state.swapped_at = Some(crate::retry::wall_now().to_rfc3339());
         if let Err(e) = save(store, &state) {
             return Err(fail(state, e));
         }
@@ -614,13 +635,13 @@ impl CloneEngine {
 
     /// Checks before the swap (after RDS Blue/Green's): the source still in Standby with no
     /// scaling activity in flight, every database available, the entry record still pointing
-    /// at the source. Returns the new stack.
+    /// at the source. Returns the new stack and the entry record (with its hosted zone).
     async fn guardrails(
         &self,
         state: &MigrationState,
         contract: &Contract,
         events: &Emitter,
-    ) -> Result<StackInfo, StepError> {
+    ) -> Result<(StackInfo, Option<(HostedZone, DnsRecord)>), StepError> {
         let step = "guardrails";
         let cloud = &self.cloud;
         events.start(step, None, "checking the guardrails before the swap");
@@ -674,29 +695,21 @@ impl CloneEngine {
             .map_err(StepError::port(step))?
             .filter(|s| s.status.is_usable())
             .ok_or_else(|| refuse(format!("stack {} is not complete", state.target_stack)))?;
+        let mut entry = None;
         if let Some(dns) = &contract.entry_dns {
             let expected = source
                 .outputs
                 .get(&dns.target_output)
                 .cloned()
                 .unwrap_or_default();
-            let records = retry(|| cloud.dns.records(&dns.zone, &dns.name))
-                .await
-                .map_err(StepError::port(step))?;
-            let current: Vec<String> = records
-                .iter()
-                .flat_map(|r| r.values.iter().map(|v| norm(v)))
-                .collect();
-            if current != vec![norm(&expected)] {
-                return Err(refuse(format!(
-                    "the entry record {} points at {current:?}, not at the source's {} ({expected}); \
-                     someone changed it — refusing to swap",
-                    dns.name, dns.target_output
-                )));
-            }
+            entry = Some(
+                self.find_entry(dns, &expected)
+                    .await
+                    .map_err(|p| p.into_step(step))?,
+            );
         }
         events.done(step, None, "source in Standby, no scaling activity, databases available, entry record on the source");
-        Ok(new_stack)
+        Ok((new_stack, entry))
     }
 
     /// Renames each database and moves the entry record, forward or back. Each move is chosen
@@ -895,23 +908,29 @@ impl CloneEngine {
             Direction::Forward => &dns.after,
             Direction::Back => &dns.before,
         };
-        let current = retry(|| self.cloud.dns.records(&dns.zone, &record.name))
+        // A run recorded by an older envclone kept no TTL (it wrote 60 s, as here).
+        let legacy;
+        let record = if record.ttl.is_none() && record.alias.is_none() {
+            legacy = DnsRecord {
+                ttl: Some(60),
+                ..record.clone()
+            };
+            &legacy
+        } else {
+            record
+        };
+        let zone = self.dns_zone_id(&dns.zone).await?;
+        let current = retry(|| self.cloud.dns.records(&zone, &record.name))
             .await
             .map_err(StepError::port(step))?;
-        if current.iter().any(|r| {
-            r.values
-                .iter()
-                .map(|v| norm(v))
-                .eq(record.values.iter().map(|v| norm(v)))
-        }) {
+        if current
+            .iter()
+            .any(|r| super::entry_dns::same_record(r, record))
+        {
             return Ok(());
         }
-        events.start(
-            step,
-            Some(&record.name),
-            format!("pointing {} at {}", record.name, record.values.join(" ")),
-        );
-        let change = retry(|| self.cloud.dns.upsert(&dns.zone, record))
+        events.start(step, Some(&record.name), format!("setting {record}"));
+        let change = retry(|| self.cloud.dns.upsert(&zone, record))
             .await
             .map_err(StepError::port(step))?;
         let what = format!("DNS change {change} of {} to be INSYNC", record.name);
@@ -925,6 +944,64 @@ impl CloneEngine {
         .await
         .map_err(StepError::wait(step))?;
         events.done(step, Some(&record.name), "in sync");
+        Ok(())
+    }
+
+    /// The hosted zone id a migration's state names (an older envclone recorded the zone's
+    /// name, which has dots; an id has none).
+    pub(super) async fn dns_zone_id(&self, zone: &str) -> Result<String, StepError> {
+        if !zone.contains('.') {
+            return Ok(zone.to_string());
+        }
+        let zones = retry(|| self.cloud.dns.zones_named(zone))
+            .await
+            .map_err(StepError::port("dns"))?;
+        match zones.as_slice() {
+            [z] => Ok(z.id.clone()),
+            _ => Err(StepError::Refused {
+                step: "dns".into(),
+                message: format!(
+                    "the run recorded the hosted zone {zone} by name and {} zones have it; \
+                     point the entry record back by hand",
+                    zones.len()
+                ),
+            }),
+        }
+    }
+
+    /// Preflight of the entry record: its zone found without ambiguity, the record pointing at
+    /// the source and of a kind the swap can move and restore whole, and the new template
+    /// giving the outputs the record will point at.
+    async fn preflight_entry_dns(
+        &self,
+        plan: &ClonePlan,
+        dns: &crate::contract::EntryDns,
+    ) -> Result<(), PreflightError> {
+        let source = retry(|| self.cloud.stacks.describe_stack(&plan.source_stack))
+            .await?
+            .ok_or_else(|| PreflightError::SourceMissing {
+                what: format!("stack {}", plan.source_stack),
+            })?;
+        let target = source
+            .outputs
+            .get(&dns.target_output)
+            .cloned()
+            .unwrap_or_default();
+        let (_, record) = self.find_entry(dns, &target).await?;
+        let outputs = plan.template.value.get("Outputs");
+        let wanted = std::iter::once(&dns.target_output)
+            .chain(record.alias.as_ref().and(dns.target_zone_output.as_ref()));
+        for output in wanted {
+            if outputs.and_then(|o| o.get(output)).is_none() {
+                return Err(PreflightError::Unsupported {
+                    what: format!(
+                        "the new template {} has no output {output}, which entry_dns names: \
+                         the entry record could not be pointed at the new environment",
+                        plan.template.origin
+                    ),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -1080,39 +1157,11 @@ impl CloneEngine {
         // Before anything changes: the old environment may be deleted at all, and what the
         // cloning contract does not cover stays.
         let kept = self.finalize_preflight(state).await?;
-        // Every object of the old environment must be in the new one (new ones may be there).
         // Checked once, before the point of no return; a re-run of an interrupted finalize
         // continues where it stopped.
-        let buckets = if state.phase == MigratePhase::Swapped {
-            state.buckets.clone()
-        } else {
-            Vec::new()
-        };
-        for (source, target) in &buckets {
-            let report = s3sync::verify(
-                cloud.objects.clone(),
-                &BucketPath::bucket(source),
-                &BucketPath::bucket(target),
-                self.settings.verify_concurrency,
-            )
-            .await
-            .map_err(StepError::sync(step))?;
-            let missing: Vec<_> = report
-                .mismatches
-                .iter()
-                .filter(|m| !m.problem.starts_with("in the target but not in the source"))
-                .collect();
-            if !missing.is_empty() {
-                return Err(StepError::Refused {
-                    step: step.into(),
-                    message: format!(
-                        "{target} does not hold every object of {source} ({} difference(s), e.g. {:?}: {}); nothing was deleted",
-                        missing.len(),
-                        missing[0].key,
-                        missing[0].problem
-                    ),
-                });
-            }
+        if state.phase == MigratePhase::Swapped {
+            self.wait_out_old_entry_record(state, events).await?;
+            self.check_buckets_before_finalize(state, events).await?;
         }
         for k in kept {
             if !state.kept.contains(&k) {
@@ -1361,6 +1410,102 @@ impl CloneEngine {
             )));
         }
         Ok(kept)
+    }
+
+    /// Records, per bucket pair, the source's objects whose verified copy is in the new
+    /// environment's bucket (see `s3sync::changed_since` for how finalize uses it).
+    async fn record_buckets(
+        &self,
+        pairs: &[(String, String)],
+        events: &Emitter,
+    ) -> Result<Vec<s3sync::CopiedRecord>, StepError> {
+        let step = "verify";
+        let mut out = Vec::new();
+        for (source, target) in pairs {
+            let record = s3sync::record_copied(
+                self.cloud.objects.clone(),
+                &BucketPath::bucket(source),
+                &BucketPath::bucket(target),
+            )
+            .await
+            .map_err(StepError::sync(step))?;
+            events.info(
+                step,
+                Some(target),
+                format!(
+                    "recorded the {} verified object(s) of {source} copied here (finalize checks \
+                     the old bucket against this record)",
+                    record.objects
+                ),
+            );
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// Finalize's bucket re-check: every object of the old environment's buckets must have
+    /// its copy in the new environment — judged against what the clone's verification
+    /// recorded, not against the new buckets as they are now. After the swap the new
+    /// environment serves and writes: an object it has since overwritten or deleted was copied
+    /// (verified at clone time) and its change is the application's, not a lost copy. What
+    /// blocks finalize is an object of the OLD bucket whose copy never happened: written (or
+    /// rewritten) there after the verification — e.g. by a background job on an instance in
+    /// Standby — and not in the new bucket with the same size and ETag.
+    async fn check_buckets_before_finalize(
+        &self,
+        state: &MigrationState,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "finalize";
+        for (i, (source, target)) in state.buckets.iter().enumerate() {
+            let (src, dst) = (BucketPath::bucket(source), BucketPath::bucket(target));
+            let missing = match state.bucket_records.get(i) {
+                Some(record) => {
+                    s3sync::changed_since(self.cloud.objects.clone(), &src, &dst, record)
+                        .await
+                        .map_err(StepError::sync(step))?
+                }
+                None => {
+                    // A run recorded by an envclone without the record: the new bucket must
+                    // hold every object of the old one (its own changes show as differences).
+                    let report = s3sync::verify(
+                        self.cloud.objects.clone(),
+                        &src,
+                        &dst,
+                        self.settings.verify_concurrency,
+                    )
+                    .await
+                    .map_err(StepError::sync(step))?;
+                    report
+                        .mismatches
+                        .into_iter()
+                        .filter(|m| !m.problem.starts_with("in the target but not in the source"))
+                        .collect()
+                }
+            };
+            if let Some(first) = missing.first() {
+                return Err(StepError::Refused {
+                    step: step.into(),
+                    message: format!(
+                        "{target} lacks {} object(s) of the old environment's {source} that \
+                         were never copied (e.g. {:?}: {}); copy them into {target} (e.g. \
+                         `aws s3 cp s3://{source}/KEY s3://{target}/KEY` for each, or \
+                         `envclone s3 sync` of their prefix) and run `envclone finalize {}` \
+                         again; nothing was deleted",
+                        missing.len(),
+                        first.key,
+                        first.problem,
+                        state.run_id
+                    ),
+                });
+            }
+            events.done(
+                step,
+                Some(target),
+                format!("holds every object of {source} that the old environment wrote"),
+            );
+        }
+        Ok(())
     }
 
     /// Turns termination protection on for the old stack before the swap: from the first

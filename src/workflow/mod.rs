@@ -4,11 +4,13 @@
 
 pub mod clone;
 pub mod deletion;
+pub mod entry_dns;
 pub mod experiments;
 pub mod migrate;
 pub mod ops;
 pub mod plan;
 pub mod recovery;
+pub mod swapcheck;
 
 use thiserror::Error;
 

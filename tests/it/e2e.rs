@@ -173,6 +173,19 @@ pub(crate) async fn stack(config: &SdkConfig, name: &str) -> aws_sdk_cloudformat
         .clone()
 }
 
+pub(crate) fn outputs(stack: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
+    stack
+        .outputs()
+        .iter()
+        .map(|o| {
+            (
+                o.output_key().unwrap().to_string(),
+                o.output_value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
 pub(crate) fn params(stack: &aws_sdk_cloudformation::types::Stack) -> BTreeMap<String, String> {
     stack
         .parameters()
@@ -662,6 +675,24 @@ async fn dry_runs_and_bad_input_change_nothing() {
     assert!(states.iter().all(|s| s == "InService"), "{states:?}");
 }
 
+/// An `envclone.toml` giving `env` a post_swap hook, written into `dir`: the reference templates
+/// hand their database's endpoint to the application (user data, outputs), so migrating onto
+/// them is refused without one (issue 10, item 3). The hook writes the live database values it
+/// is given to `dir/post-swap.env`, where a real one would repoint the application.
+pub(crate) fn post_swap_config(dir: &Path, env: &str) -> PathBuf {
+    let path = dir.join("envclone.toml");
+    let out = dir.join("post-swap.env");
+    std::fs::write(
+        &path,
+        format!(
+            "[environments.{env}.hooks]\npost_swap = [\"env | grep ^ENVCLONE_DATABASE_ | sort > '{}'\"]\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
 pub(crate) fn state_of(state_dir: &Path) -> serde_json::Value {
     let runs = state_dir.join("runs");
     let file = std::fs::read_dir(&runs)
@@ -701,9 +732,12 @@ async fn migrate_a_foreign_environment_onto_revision_2_and_finalize() {
     let archive_before = describe_bucket(&s3, &old_archive).await;
 
     let state_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(state_dir.path(), "orders-prod");
     let out = standin.envclone(
         state_dir.path(),
         &[
+            "--config",
+            hooks.to_str().unwrap(),
             "migrate",
             "orders-prod",
             "--template",
@@ -822,9 +856,12 @@ async fn migrate_then_abort_puts_the_source_back() {
     .await;
 
     let state_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(state_dir.path(), "prod");
     let out = standin.envclone(
         state_dir.path(),
         &[
+            "--config",
+            hooks.to_str().unwrap(),
             "migrate",
             "prod",
             "--template",
@@ -865,6 +902,12 @@ async fn migrate_then_abort_puts_the_source_back() {
         text(&refused)
     );
     std::fs::remove_file(&lock).unwrap();
+    // The post_swap hook was given the live database (its identifier is the original one).
+    let hook_env = std::fs::read_to_string(state_dir.path().join("post-swap.env")).unwrap();
+    assert!(
+        hook_env.contains(&format!("ENVCLONE_DATABASE_Database={source_db}\n")),
+        "{hook_env}"
+    );
     assert_ne!(
         dns_answer(
             &config,
@@ -927,6 +970,574 @@ async fn migrate_then_abort_puts_the_source_back() {
     // An unknown run is bad input.
     let out = standin.envclone(state_dir.path(), &["abort", "20000101000000-0000", "--yes"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+/// Issue 10, item 3 on the stand-in: the new environment passes its checks at clone time, then
+/// its health URL fails once the swap is made (a `health:` fault rule that lets the clone's
+/// check through); the swap is undone by itself and the source is exactly as before. Fails
+/// before the fix: the run ended `swapped` with the new environment answering 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_environment_failing_after_the_swap_is_swapped_back_on_the_stand_in() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let source_db = physical_id(&config, "prod", "Database").await;
+    let fleet = physical_id(&config, "prod", "WebGroup").await;
+    let group_before = group_state(&config, &fleet).await;
+    let (zone, entry) = ("envclone-demo.example.", "app.envclone-demo.example.");
+    let dns_before = dns_answer(&config, zone, entry).await;
+    let before = world(&config).await;
+    // Without a post_swap hook, webapp-v2.yaml (its user data and outputs carry the database's
+    // endpoint) is refused before any change, each reference named.
+    let state_dir = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "migrate",
+            "prod",
+            "--template",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml"),
+            "--yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for reference in [
+        "Resources.WebLaunchTemplate.Properties.LaunchTemplateData.UserData",
+        "Outputs.DatabaseEndpoint.Value (Fn::GetAtt Database.Endpoint.Address)",
+        "post_swap",
+    ] {
+        assert!(stderr.contains(reference), "{reference}: {}", text(&out));
+    }
+    assert_eq!(world(&config).await, before);
+    // The new environment (prod-mXXXX) answers its first health check (the clone's
+    // verification), then 503.
+    let rule = r#"{"match": "health:prod-m*", "status": 503, "skip": 1}"#;
+    let added = reqwest::Client::new()
+        .post(format!("{}/envclone-standin/faults", standin.url))
+        .header("content-type", "application/json")
+        .body(rule)
+        .send()
+        .await
+        .unwrap();
+    assert!(added.status().is_success(), "{:?}", added.text().await);
+
+    let hooks = post_swap_config(state_dir.path(), "prod");
+    let out = standin
+        .command(env!("CARGO_BIN_EXE_envclone"))
+        .env("ENVCLONE_POST_SWAP_TIMEOUT", "3s")
+        .arg("--state-dir")
+        .arg(state_dir.path())
+        .args(["--config", hooks.to_str().unwrap()])
+        .args(["migrate", "prod", "--template"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/stacks/webapp-v2.yaml"
+        ))
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}\n{}",
+        text(&out),
+        standin.log()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("after the swap") && stderr.contains("HTTP 503"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(state_of(state_dir.path())["phase"], "aborted");
+    // The hook ran: the swap had been made before it was undone.
+    assert!(state_dir.path().join("post-swap.env").exists());
+    // The source exactly as it was: its own database at its identifier, its record, its
+    // instances in service.
+    assert!(
+        !restored(&standin).await.contains_key(&source_db),
+        "the original database is back at {source_db}"
+    );
+    assert_eq!(dns_answer(&config, zone, entry).await, dns_before);
+    assert_eq!(group_state(&config, &fleet).await, group_before);
+    let cf = aws_sdk_cloudformation::Client::new(&config);
+    let old = cf
+        .describe_stacks()
+        .stack_name("prod")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.stacks()[0].enable_termination_protection(), Some(false));
+    // What the run made stays listed (the new stack, its snapshot and buckets), nothing else.
+    let after = world(&config).await;
+    assert!(after.0.contains(&"prod".to_string()), "{after:?}");
+    assert_eq!(after.0.len(), before.0.len() + 1, "{after:?}");
+}
+
+/// Issue 10, item 5 on the stand-in: after the swap the application overwrites and deletes
+/// objects in the new bucket — finalize accepts that; an object written to the old bucket after
+/// the clone was verified (never copied) blocks it until it is copied. Fails before the fix:
+/// finalize compared the new bucket with the live old one and refused the application's own
+/// changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn finalize_judges_the_old_buckets_against_the_clone_time_record_on_the_stand_in() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let s3 = s3(&config);
+    let state_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(state_dir.path(), "prod");
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "--config",
+            hooks.to_str().unwrap(),
+            "migrate",
+            "prod",
+            "--template",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml"),
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let state = state_of(state_dir.path());
+    let run = state["run_id"].as_str().unwrap().to_string();
+    let old_uploads = physical_id(&config, "prod", "Uploads").await;
+    let new_uploads = state["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0] == old_uploads.as_str())
+        .map(|p| p[1].as_str().unwrap().to_string())
+        .expect("the uploads pair");
+    let keys: Vec<String> = describe_bucket(&s3, &new_uploads)
+        .await
+        .into_keys()
+        .filter(|k| !k.ends_with('/'))
+        .collect();
+    assert!(keys.len() >= 2, "{keys:?}");
+    // The application, now on the new environment, rewrites one object and deletes another.
+    s3.put_object()
+        .bucket(&new_uploads)
+        .key(&keys[0])
+        .body(b"rewritten after the swap".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    s3.delete_object()
+        .bucket(&new_uploads)
+        .key(&keys[1])
+        .send()
+        .await
+        .unwrap();
+    // A job still running on an old instance writes to the old bucket.
+    s3.put_object()
+        .bucket(&old_uploads)
+        .key("late/report.csv")
+        .body(b"written to the old environment".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+
+    let out = standin.envclone(state_dir.path(), &["finalize", &run, "--yes"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("late/report.csv") && stderr.contains("nothing was deleted"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !stderr.contains(&keys[1]),
+        "a legitimate delete: {}",
+        text(&out)
+    );
+    assert_eq!(state_of(state_dir.path())["phase"], "swapped");
+    stack(&config, "prod").await;
+
+    s3.copy_object()
+        .bucket(&new_uploads)
+        .key("late/report.csv")
+        .copy_source(format!("{old_uploads}/late/report.csv"))
+        .send()
+        .await
+        .unwrap();
+    let out = standin.envclone(state_dir.path(), &["finalize", &run, "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!(state_of(state_dir.path())["phase"], "finalized");
+    let body = s3
+        .get_object()
+        .bucket(&new_uploads)
+        .key(&keys[0])
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(&body[..], b"rewritten after the swap");
+}
+
+/// Every record set of hosted zone `zone_id`, whole (Debug form of the SDK's type).
+async fn zone_records(config: &SdkConfig, zone_id: &str) -> Vec<String> {
+    let r53 = aws_sdk_route53::Client::new(config);
+    let mut out: Vec<String> = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .send()
+        .await
+        .unwrap()
+        .resource_record_sets()
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Issue 10, item 6 on the stand-in (moto keeps weighted records, TTLs and health check ids):
+/// the entry name is a weighted pair in a public zone that shares its name with a private one
+/// (split horizon). Without `zone_id` preflight refuses, naming both zones; with it, the swap
+/// moves only the record on the source (weight, TTL and health check kept), and abort puts the
+/// zone back exactly. Fails before the fix: two records were refused, and the swap rewrote the
+/// record with a TTL of 60 and without its weight.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_weighted_entry_record_in_a_split_horizon_zone_is_swapped_and_restored_whole() {
+    use aws_sdk_route53::types::{
+        Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, HostedZoneConfig,
+        ResourceRecord, ResourceRecordSet, RrType, Vpc, VpcRegion,
+    };
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let r53 = aws_sdk_route53::Client::new(&config);
+    let (zone, entry) = ("envclone-demo.example.", "app.envclone-demo.example.");
+    let public = r53
+        .list_hosted_zones_by_name()
+        .dns_name(zone)
+        .send()
+        .await
+        .unwrap()
+        .hosted_zones()[0]
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    let vpc = physical_id(&config, "prod", "Vpc").await;
+    let private = r53
+        .create_hosted_zone()
+        .name(zone)
+        .caller_reference("split-horizon")
+        .hosted_zone_config(HostedZoneConfig::builder().private_zone(true).build())
+        .vpc(
+            Vpc::builder()
+                .vpc_id(vpc)
+                .vpc_region(VpcRegion::UsEast1)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .hosted_zone()
+        .unwrap()
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    let check = r53
+        .create_health_check()
+        .caller_reference("blue")
+        .health_check_config(
+            HealthCheckConfig::builder()
+                .r#type(HealthCheckType::Http)
+                .fully_qualified_domain_name("blue.example.net")
+                .port(80)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .health_check()
+        .unwrap()
+        .id()
+        .to_string();
+    let old_lb = outputs(&stack(&config, "prod").await)["LoadBalancerDNSName"].clone();
+    let cname = |set: &str, weight: i64, target: &str| {
+        ResourceRecordSet::builder()
+            .name(entry)
+            .r#type(RrType::Cname)
+            .ttl(120)
+            .set_identifier(set)
+            .weight(weight)
+            .resource_records(ResourceRecord::builder().value(target).build().unwrap())
+    };
+    let simple = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(&public)
+        .start_record_name(entry)
+        .start_record_type(RrType::Cname)
+        .send()
+        .await
+        .unwrap()
+        .resource_record_sets()[0]
+        .clone();
+    let changes = vec![
+        Change::builder()
+            .action(ChangeAction::Delete)
+            .resource_record_set(simple)
+            .build()
+            .unwrap(),
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(
+                cname("blue", 90, &old_lb)
+                    .health_check_id(&check)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap(),
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(cname("canary", 10, "canary.example.net").build().unwrap())
+            .build()
+            .unwrap(),
+    ];
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&public)
+        .change_batch(
+            ChangeBatch::builder()
+                .set_changes(Some(changes))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let public_before = zone_records(&config, &public).await;
+    let private_before = zone_records(&config, &private).await;
+
+    let state_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(state_dir.path(), "prod");
+    let migrate = |template: &str| {
+        standin.envclone(
+            state_dir.path(),
+            &[
+                "--config",
+                hooks.to_str().unwrap(),
+                "migrate",
+                "prod",
+                "--template",
+                template,
+                "--yes",
+            ],
+        )
+    };
+    let out = migrate(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/stacks/webapp-v2.yaml"
+    ));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&public) && stderr.contains(&private) && stderr.contains("zone_id"),
+        "{}",
+        text(&out)
+    );
+
+    let v2 = state_dir.path().join("webapp-v2-zone.yaml");
+    let anchor = "      target_output: LoadBalancerDNSName\n";
+    std::fs::write(
+        &v2,
+        include_str!("../../stacks/webapp-v2.yaml").replacen(
+            anchor,
+            &format!("{anchor}      zone_id: {public}\n"),
+            1,
+        ),
+    )
+    .unwrap();
+    let out = migrate(v2.to_str().unwrap());
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let state = state_of(state_dir.path());
+    assert_eq!(state["phase"], "swapped");
+    let new_stack = state["target_stack"].as_str().unwrap().to_string();
+    let new_lb = outputs(&stack(&config, &new_stack).await)["LoadBalancerDNSName"].clone();
+    let sets = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(&public)
+        .send()
+        .await
+        .unwrap();
+    let named: Vec<_> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.name() == entry)
+        .collect();
+    assert_eq!(named.len(), 2, "{named:?}");
+    let blue = named
+        .iter()
+        .find(|r| r.set_identifier() == Some("blue"))
+        .unwrap();
+    assert_eq!(blue.resource_records()[0].value(), new_lb);
+    assert_eq!(
+        (blue.ttl(), blue.weight(), blue.health_check_id()),
+        (Some(120), Some(90), Some(check.as_str())),
+        "only the target changed: {blue:?}"
+    );
+    let canary = named
+        .iter()
+        .find(|r| r.set_identifier() == Some("canary"))
+        .unwrap();
+    assert_eq!(canary.resource_records()[0].value(), "canary.example.net");
+    assert_eq!(zone_records(&config, &private).await, private_before);
+
+    let run = state["run_id"].as_str().unwrap().to_string();
+    let out = standin.envclone(state_dir.path(), &["abort", &run, "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!(zone_records(&config, &public).await, public_before);
+    assert_eq!(zone_records(&config, &private).await, private_before);
+}
+
+/// Issue 10, item 6 on the stand-in: the entry record is an alias A record to the load
+/// balancer; the new template names the output with its canonical hosted zone id
+/// (`target_zone_output`). The swap points the alias at the new load balancer (DNS name and
+/// zone), abort puts the zone back exactly. Fails before the fix: a record that is not a CNAME
+/// was refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alias_entry_record_is_moved_to_the_new_load_balancer_and_back() {
+    use aws_sdk_route53::types::{
+        AliasTarget, Change, ChangeAction, ChangeBatch, ResourceRecordSet, RrType,
+    };
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let r53 = aws_sdk_route53::Client::new(&config);
+    let (zone, entry) = ("envclone-demo.example.", "app.envclone-demo.example.");
+    let public = r53
+        .list_hosted_zones_by_name()
+        .dns_name(zone)
+        .send()
+        .await
+        .unwrap()
+        .hosted_zones()[0]
+        .id()
+        .trim_start_matches("/hostedzone/")
+        .to_string();
+    // moto's load balancers all report this canonical hosted zone id (DescribeLoadBalancers).
+    let lb_zone = "Z2P70J7EXAMPLE";
+    let old_lb = outputs(&stack(&config, "prod").await)["LoadBalancerDNSName"].clone();
+    let simple = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(&public)
+        .start_record_name(entry)
+        .start_record_type(RrType::Cname)
+        .send()
+        .await
+        .unwrap()
+        .resource_record_sets()[0]
+        .clone();
+    let alias = ResourceRecordSet::builder()
+        .name(entry)
+        .r#type(RrType::A)
+        .alias_target(
+            AliasTarget::builder()
+                .hosted_zone_id(lb_zone)
+                .dns_name(format!("dualstack.{old_lb}."))
+                .evaluate_target_health(true)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let changes = vec![
+        Change::builder()
+            .action(ChangeAction::Delete)
+            .resource_record_set(simple)
+            .build()
+            .unwrap(),
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(alias)
+            .build()
+            .unwrap(),
+    ];
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&public)
+        .change_batch(
+            ChangeBatch::builder()
+                .set_changes(Some(changes))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let before = zone_records(&config, &public).await;
+
+    let state_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(state_dir.path(), "prod");
+    let v2 = state_dir.path().join("webapp-v2-alias.yaml");
+    let anchor = "      target_output: LoadBalancerDNSName\n";
+    std::fs::write(
+        &v2,
+        include_str!("../../stacks/webapp-v2.yaml")
+            .replacen(
+                anchor,
+                &format!("{anchor}      target_zone_output: LoadBalancerZone\n"),
+                1,
+            )
+            .replacen(
+                "\nOutputs:\n",
+                "\nOutputs:\n  LoadBalancerZone:\n    Value:\n      Fn::GetAtt: [LoadBalancer, CanonicalHostedZoneID]\n",
+                1,
+            ),
+    )
+    .unwrap();
+    let out = standin.envclone(
+        state_dir.path(),
+        &[
+            "--config",
+            hooks.to_str().unwrap(),
+            "migrate",
+            "prod",
+            "--template",
+            v2.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let state = state_of(state_dir.path());
+    let new_stack = state["target_stack"].as_str().unwrap().to_string();
+    let new_lb = outputs(&stack(&config, &new_stack).await)["LoadBalancerDNSName"].clone();
+    let sets = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(&public)
+        .send()
+        .await
+        .unwrap();
+    let moved: Vec<_> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.name() == entry)
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(moved[0].r#type(), &RrType::A);
+    let target = moved[0].alias_target().expect("still an alias");
+    assert_eq!(
+        target.dns_name().trim_end_matches('.').to_ascii_lowercase(),
+        new_lb.to_ascii_lowercase()
+    );
+    assert_eq!(
+        (target.hosted_zone_id(), target.evaluate_target_health()),
+        (lb_zone, true)
+    );
+
+    let run = state["run_id"].as_str().unwrap().to_string();
+    let out = standin.envclone(state_dir.path(), &["abort", &run, "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    assert_eq!(zone_records(&config, &public).await, before);
 }
 
 /// Everything of the stand-in that a run could change, for before/after comparisons.
@@ -1448,8 +2059,19 @@ async fn a_closed_window_refuses_the_migration() {
         (now - chrono::Duration::minutes(60)).format("%H:%M")
     );
     let template = concat!(env!("CARGO_MANIFEST_DIR"), "/stacks/webapp-v2.yaml");
+    let hooks_dir = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(hooks_dir.path(), "prod");
+    let hooks = hooks.to_str().unwrap();
     let migrate = |extra: &[&str]| {
-        let base = ["migrate", "prod", "--template", template, "--yes"];
+        let base = [
+            "--config",
+            hooks,
+            "migrate",
+            "prod",
+            "--template",
+            template,
+            "--yes",
+        ];
         standin.envclone(state.path(), &[&base[..], extra].concat())
     };
     let out = migrate(&["--window", &closed]);
@@ -1485,7 +2107,7 @@ async fn a_closed_window_refuses_the_migration() {
                 env!("CARGO_MANIFEST_DIR"),
                 "/scripts/schedule/envclone-migrate"
             ))
-            .args(["prod", template])
+            .args(["prod", template, "--config", hooks])
             .env("ENVCLONE_BIN", env!("CARGO_BIN_EXE_envclone"))
             .env("ENVCLONE_WINDOW", window)
             .env("ENVCLONE_TZ", zone)
@@ -1861,9 +2483,12 @@ async fn an_aurora_environment_migrates_and_finalizes() {
     )
     .unwrap();
     let state = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(dir.path(), "prod");
     let out = standin.envclone(
         state.path(),
         &[
+            "--config",
+            hooks.to_str().unwrap(),
             "migrate",
             "prod",
             "--template",

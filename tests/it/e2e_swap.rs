@@ -162,10 +162,20 @@ async fn ctrl_c_while_a_rename_is_pending_swaps_back() {
     let config = standin.sdk().await;
     let source = Source::read(&config).await;
     let state = tempfile::tempdir().unwrap();
+    let config_file = post_swap_config(state.path(), "prod");
+    let config_file = config_file.to_str().unwrap();
     let child = spawn_until(
         &standin,
         state.path(),
-        &["migrate", "prod", "--template", V2, "--yes"],
+        &[
+            "--config",
+            config_file,
+            "migrate",
+            "prod",
+            "--template",
+            V2,
+            "--yes",
+        ],
         ("swap", "start", "renaming database"),
     );
     // The rename call is made at once; the database then answers `renaming` for seconds.
@@ -202,10 +212,20 @@ async fn kill_9_while_a_rename_is_pending_then_abort() {
     let config = standin.sdk().await;
     let source = Source::read(&config).await;
     let state = tempfile::tempdir().unwrap();
+    let config_file = post_swap_config(state.path(), "prod");
+    let config_file = config_file.to_str().unwrap();
     let mut child = spawn_until(
         &standin,
         state.path(),
-        &["migrate", "prod", "--template", V2, "--yes"],
+        &[
+            "--config",
+            config_file,
+            "migrate",
+            "prod",
+            "--template",
+            V2,
+            "--yes",
+        ],
         ("swap", "start", "renaming database"),
     );
     std::thread::sleep(Duration::from_millis(300));
@@ -245,9 +265,19 @@ async fn migrate_finalize_clone_and_migrate_again_on_the_stand_in() {
     let config = standin.sdk().await;
     let source_db = physical_id(&config, "prod", "Database").await;
     let state = tempfile::tempdir().unwrap();
+    let config_file = post_swap_config(state.path(), "prod");
+    let config_file = config_file.to_str().unwrap();
     let out = standin.envclone(
         state.path(),
-        &["migrate", "prod", "--template", V2, "--yes"],
+        &[
+            "--config",
+            config_file,
+            "migrate",
+            "prod",
+            "--template",
+            V2,
+            "--yes",
+        ],
     );
     assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
     let migration = state_of(state.path());
@@ -294,7 +324,16 @@ async fn migrate_finalize_clone_and_migrate_again_on_the_stand_in() {
     let again = tempfile::tempdir().unwrap();
     let out = standin.envclone(
         again.path(),
-        &["migrate", "prod", "--template", V2, "--yes", "--finalize"],
+        &[
+            "--config",
+            config_file,
+            "migrate",
+            "prod",
+            "--template",
+            V2,
+            "--yes",
+            "--finalize",
+        ],
     );
     assert!(
         out.status.success(),

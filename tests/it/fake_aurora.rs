@@ -285,7 +285,8 @@ pub(crate) fn migrate_request() -> envclone::workflow::migrate::MigrateRequest {
             AURORA.replace("Default: t3.micro", "Default: t3.small"),
         ),
         parameter_overrides: Default::default(),
-        config: Default::default(),
+        // aurora.yaml hands the cluster's endpoint to its instances: the swap needs a hook.
+        config: post_swap_hook_config(),
     }
 }
 

@@ -51,11 +51,7 @@ async fn prod_from(template: &str) -> (Scenario, DnsRecord) {
         .unwrap()
         .outputs["LoadBalancerDNSName"]
         .clone();
-    let record = DnsRecord {
-        name: ENTRY.into(),
-        record_type: "CNAME".into(),
-        values: vec![lb],
-    };
+    let record = DnsRecord::cname(ENTRY, &lb, 300);
     s.fake.put_dns(ZONE, record.clone());
     (s, record)
 }
@@ -65,7 +61,7 @@ fn migrate_request() -> MigrateRequest {
         env: "prod".into(),
         template: ("stacks/webapp-v2.yaml".into(), V2.into()),
         parameter_overrides: Default::default(),
-        config: Default::default(),
+        config: post_swap_hook_config(), // webapp-v2 hands its endpoint to the app (item 3)
     }
 }
 

@@ -185,11 +185,7 @@ async fn a_migration_that_loses_its_lock_stops_and_leaves_the_source_as_it_was()
         .outputs["LoadBalancerDNSName"]
         .clone();
     let (zone, entry) = ("envclone-demo.example.", "app.envclone-demo.example.");
-    let record = DnsRecord {
-        name: entry.into(),
-        record_type: "CNAME".into(),
-        values: vec![lb],
-    };
+    let record = DnsRecord::cname(entry, &lb, 300);
     s.fake.put_dns(zone, record.clone());
     let request = MigrateRequest {
         env: "prod".into(),
@@ -198,7 +194,7 @@ async fn a_migration_that_loses_its_lock_stops_and_leaves_the_source_as_it_was()
             include_str!("../../stacks/webapp-v2.yaml").into(),
         ),
         parameter_overrides: Default::default(),
-        config: Default::default(),
+        config: post_swap_hook_config(), // webapp-v2 hands its endpoint to the app (item 3)
     };
     let plan = s
         .engine

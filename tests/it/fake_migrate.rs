@@ -39,11 +39,7 @@ pub(crate) async fn prod() -> (Scenario, DnsRecord) {
         .unwrap()
         .outputs["LoadBalancerDNSName"]
         .clone();
-    let record = DnsRecord {
-        name: ENTRY.into(),
-        record_type: "CNAME".into(),
-        values: vec![lb],
-    };
+    let record = DnsRecord::cname(ENTRY, &lb, 300);
     s.fake.put_dns(ZONE, record.clone());
     (s, record)
 }
@@ -53,7 +49,9 @@ pub(crate) fn request() -> MigrateRequest {
         env: "prod".into(),
         template: ("stacks/webapp-v2.yaml".into(), V2.into()),
         parameter_overrides: Default::default(),
-        config: Default::default(),
+        // webapp-v2.yaml hands its database's endpoint to the application: the swap needs a
+        // post_swap hook that repoints it (issue 10, item 3).
+        config: post_swap_hook_config(),
     }
 }
 
@@ -527,11 +525,7 @@ async fn hooks_run_at_their_points_and_a_failure_stops_safely() {
         .unwrap()
         .outputs["LoadBalancerDNSName"]
         .clone();
-    let record = DnsRecord {
-        name: ENTRY.into(),
-        record_type: "CNAME".into(),
-        values: vec![lb],
-    };
+    let record = DnsRecord::cname(ENTRY, &lb, 300);
     s.fake.put_dns(ZONE, record.clone());
     s.fake.fail_hook("restart-app");
     let store = MemoryRunStore::default();

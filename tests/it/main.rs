@@ -11,6 +11,7 @@ mod fake_locks;
 mod fake_migrate;
 mod fake_recovery;
 mod fake_swap;
+mod fake_swapcheck;
 mod s3_e2e;
 mod s3_sync;
 mod support;

@@ -94,11 +94,7 @@ impl Scenario {
         fill(&s.fake, UPLOADS);
         s.fake.put_dns(
             "envclone-demo.example.",
-            DnsRecord {
-                name: "app.envclone-demo.example.".into(),
-                record_type: "CNAME".into(),
-                values: vec!["prod-alb.fake".into()],
-            },
+            DnsRecord::cname("app.envclone-demo.example.", "prod-alb.fake", 300),
         );
         s
     }
@@ -182,6 +178,18 @@ pub fn fill(fake: &FakeAws, bucket: &str) {
         ObjectHead::default(),
         &[("size", "large")],
     );
+}
+
+/// An `envclone.toml` with a post_swap hook for `prod`: the reference templates hand their
+/// database's endpoint to the application, so migrating them needs a hook that repoints it.
+pub fn post_swap_hook_config() -> Arc<envclone::config::Config> {
+    Arc::new(
+        envclone::config::Config::parse(
+            "envclone.toml",
+            "[environments.prod.hooks]\npost_swap = [\"repoint-db-host\"]\n",
+        )
+        .unwrap(),
+    )
 }
 
 /// The run id every fake scenario uses (names derived from it are asserted).
