@@ -968,6 +968,20 @@ impl ObjectStore for SyntheticBuckets {
     async fn content_md5(&self, _bucket: &str, _key: &str) -> PortResult<String> {
         Err(Self::unsupported("s3:GetObject"))
     }
+    async fn list_versions_page(
+        &self,
+        _bucket: &str,
+        _marker: Option<(String, String)>,
+    ) -> PortResult<crate::ports::VersionPage> {
+        Err(Self::unsupported("s3:ListObjectVersions"))
+    }
+    async fn delete_versions(
+        &self,
+        _bucket: &str,
+        _versions: &[crate::ports::ObjectVersion],
+    ) -> PortResult<()> {
+        Err(Self::unsupported("s3:DeleteObjects"))
+    }
 }
 
 /// Peak resident memory of this process (Linux: VmHWM), in bytes.

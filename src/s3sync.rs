@@ -841,6 +841,45 @@ enum Done {
     Deleted(u64),
 }
 
+/// Empties a bucket whole so DeleteBucket can succeed: every object version and every delete
+/// marker (ListObjectVersions, then DeleteObjects with each VersionId, 1,000 a request). In a
+/// versioned bucket a plain delete only adds a delete marker, and DeleteBucket answers
+/// BucketNotEmpty while any version or marker remains ("Deleting a bucket", "Deleting object
+/// versions from a versioning-enabled bucket"); a bucket that never had versioning lists each
+/// object once with version id `null`. Listing starts again from the beginning after each
+/// batch, so what is written meanwhile goes too. Returns how many versions and markers it
+/// deleted; a missing bucket is already empty.
+pub async fn empty_bucket(store: &dyn ObjectStore, bucket: &str) -> Result<u64, PortError> {
+    let mut deleted = 0u64;
+    let mut last_first: Option<crate::ports::ObjectVersion> = None;
+    loop {
+        let page = match retry(|| store.list_versions_page(bucket, None)).await {
+            Ok(page) => page,
+            Err(PortError::NotFound { .. }) if deleted == 0 => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let Some(first) = page.versions.first().cloned() else {
+            return Ok(deleted);
+        };
+        if last_first.as_ref() == Some(&first) {
+            return Err(PortError::failed(
+                "s3:DeleteObjects",
+                format!(
+                    "bucket {bucket}: version {} of {} is still listed after DeleteObjects \
+                     reported it deleted; empty the bucket (every version and delete marker) \
+                     and run the command again",
+                    first.version_id, first.key
+                ),
+            ));
+        }
+        for batch in page.versions.chunks(DELETE_BATCH) {
+            retry(|| store.delete_versions(bucket, batch)).await?;
+            deleted += batch.len() as u64;
+        }
+        last_first = Some(first);
+    }
+}
+
 /// Copies every object of `src` that `dst` lacks or holds in another version. Objects equal by
 /// size and ETag are left alone, so a re-run copies only what changed.
 pub async fn sync(

@@ -475,22 +475,12 @@ impl CloneEngine {
         }
     }
 
-    /// Deletes every object of a bucket, page by page.
+    /// Deletes every object version and delete marker of a bucket (see
+    /// [`crate::s3sync::empty_bucket`]).
     async fn empty_bucket(&self, bucket: &str) -> Result<(), StepError> {
-        let objects = &self.cloud.objects;
-        loop {
-            let page = match retry(|| objects.list_page(bucket, "", None)).await {
-                Ok(page) => page,
-                Err(PortError::NotFound { .. }) => return Ok(()),
-                Err(e) => return Err(StepError::port("abort")(e)),
-            };
-            if page.objects.is_empty() {
-                return Ok(());
-            }
-            let keys: Vec<String> = page.objects.into_iter().map(|o| o.key).collect();
-            retry(|| objects.delete_objects(bucket, &keys))
-                .await
-                .map_err(StepError::port("abort"))?;
-        }
+        crate::s3sync::empty_bucket(self.cloud.objects.as_ref(), bucket)
+            .await
+            .map(|_| ())
+            .map_err(StepError::port("abort"))
     }
 }

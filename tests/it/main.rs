@@ -4,6 +4,7 @@
 mod e2e;
 mod e2e_swap;
 mod fake_aurora;
+mod fake_buckets;
 mod fake_clone;
 mod fake_groups;
 mod fake_locks;
