@@ -2393,6 +2393,25 @@ impl FakeAws {
             })
     }
 
+    /// GetObject, CopyObject and UploadPartCopy of an object in S3 Glacier Flexible Retrieval
+    /// or Deep Archive answer InvalidObjectState until it is restored (S3 API Reference,
+    /// InvalidObjectState; CopyObject: "you must restore a copy of this object before you can
+    /// use it as a source object for the copy operation"). Restores are not modelled.
+    fn readable(operation: &str, bucket: &str, key: &str, o: &FakeObject) -> PortResult<()> {
+        match o.head.storage_class.as_deref() {
+            Some(class) if crate::s3sync::ARCHIVED_CLASSES.contains(&class) => {
+                Err(PortError::failed(
+                    operation,
+                    format!(
+                        "InvalidObjectState: s3://{bucket}/{key} is in storage class {class}: \
+                         the object is archived and inaccessible until restored"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn get_object(&self, bucket: &str, key: &str) -> PortResult<FakeObject> {
         let s = self.lock();
         Self::bucket(&s, bucket)?
@@ -2507,6 +2526,7 @@ impl ObjectStore for FakeAws {
         self.call("s3:CopyObject", true).await?;
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object(src_bucket, src_key)?;
+        Self::readable("s3:CopyObject", src_bucket, src_key, &o)?;
         let mut s = self.lock();
         if !s.buckets.contains_key(dst_bucket) {
             return Err(PortError::NotFound {
@@ -2577,6 +2597,7 @@ impl ObjectStore for FakeAws {
         self.call("s3:UploadPartCopy", true).await?;
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object(src_bucket, src_key)?;
+        Self::readable("s3:UploadPartCopy", src_bucket, src_key, &o)?;
         let len = o.data.len() as u64;
         let bytes = if len == 0 {
             Vec::new()
@@ -2799,7 +2820,9 @@ impl ObjectStore for FakeAws {
 
     async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String> {
         self.call("s3:GetObject", false).await?;
-        Ok(md5_hex(&self.get_object(bucket, key)?.data))
+        let o = self.get_object(bucket, key)?;
+        Self::readable("s3:GetObject", bucket, key, &o)?;
+        Ok(md5_hex(&o.data))
     }
 }
 

@@ -63,6 +63,9 @@ pub struct SyncOptions {
     pub delete: bool,
     /// Decide what to copy and delete, report it through the `planned` callback, change nothing.
     pub dry_run: bool,
+    /// Leave archived objects (see [`is_archived`]) uncopied, counting them in the stats, and
+    /// do not count them as differences when verifying.
+    pub skip_archived: bool,
 }
 
 /// Objects copied at once by default: measured on a local S3 server (BENCHMARKS.md), where
@@ -78,6 +81,7 @@ impl Default for SyncOptions {
             part_concurrency: 8,
             delete: false,
             dry_run: false,
+            skip_archived: false,
         }
     }
 }
@@ -94,6 +98,100 @@ pub struct SyncStats {
     pub extra: u64,
     /// Destination objects removed (in a dry run: that would be removed).
     pub deleted: u64,
+    /// Archived source objects left uncopied (`skip_archived`), their bytes, and the first
+    /// [`ARCHIVED_KEYS_KEPT`] of their keys.
+    pub skipped_archived: u64,
+    pub skipped_archived_bytes: u64,
+    pub skipped_archived_keys: Vec<String>,
+}
+
+/// Storage classes whose objects S3 refuses to copy (CopyObject, UploadPartCopy) or read
+/// until they are restored: "Object is archived and inaccessible until restored. If the object
+/// you are retrieving is stored in the S3 Glacier Flexible Retrieval storage class, the S3
+/// Glacier Deep Archive storage class, the S3 Intelligent-Tiering Archive Access tier, or the
+/// S3 Intelligent-Tiering Deep Archive Access tier, before you can retrieve the object you must
+/// first restore a copy using RestoreObject. Otherwise, this operation returns an
+/// InvalidObjectState error" (S3 API Reference, InvalidObjectState). Glacier Instant Retrieval
+/// (`GLACIER_IR`) is copied like any other class. The Intelligent-Tiering archive tiers do not
+/// show in a listing (only HeadObject's `ArchiveStatus` tells): such an object fails its copy
+/// with InvalidObjectState, naming it.
+pub const ARCHIVED_CLASSES: &[&str] = &["GLACIER", "DEEP_ARCHIVE"];
+
+/// How many keys of archived objects a report keeps (the counts are exact).
+pub const ARCHIVED_KEYS_KEPT: usize = 1000;
+
+/// Whether S3 cannot copy the object without a restore (by its listed storage class).
+pub fn is_archived(object: &ObjectSummary) -> bool {
+    object
+        .storage_class
+        .as_deref()
+        .is_some_and(|c| ARCHIVED_CLASSES.contains(&c))
+}
+
+/// The archived objects of one bucket, as a preflight finds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArchivedObjects {
+    pub bucket: String,
+    pub count: u64,
+    pub bytes: u64,
+    /// Count per storage class.
+    pub by_class: BTreeMap<String, u64>,
+    /// The first [`ARCHIVED_KEYS_KEPT`] keys.
+    pub keys: Vec<String>,
+}
+
+impl std::fmt::Display for ArchivedObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let classes: Vec<String> = self
+            .by_class
+            .iter()
+            .map(|(c, n)| format!("{n} {c}"))
+            .collect();
+        write!(
+            f,
+            "s3://{}: {} archived object(s), {} bytes ({}; e.g. {})",
+            self.bucket,
+            self.count,
+            self.bytes,
+            classes.join(", "),
+            self.keys
+                .iter()
+                .take(3)
+                .map(|k| format!("{k:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// Lists the whole bucket (ListObjectsV2, read-only) and returns its archived objects.
+pub async fn find_archived(
+    store: &dyn ObjectStore,
+    bucket: &str,
+) -> Result<ArchivedObjects, PortError> {
+    let mut found = ArchivedObjects {
+        bucket: bucket.to_string(),
+        ..Default::default()
+    };
+    let mut token = None;
+    loop {
+        let page = retry(|| store.list_page(bucket, "", token.clone())).await?;
+        for o in page.objects.iter().filter(|o| is_archived(o)) {
+            found.count += 1;
+            found.bytes += o.size;
+            *found
+                .by_class
+                .entry(o.storage_class.clone().unwrap_or_default())
+                .or_default() += 1;
+            if found.keys.len() < ARCHIVED_KEYS_KEPT {
+                found.keys.push(o.key.clone());
+            }
+        }
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(found),
+        }
+    }
 }
 
 /// Live counters of a running sync, for a progress display. The engine only adds to them
@@ -934,6 +1032,15 @@ pub async fn sync_with(
                     stats.unchanged += 1;
                     progress.unchanged.fetch_add(1, Relaxed);
                 }
+                Joined::OnlySource(object) | Joined::Both(object, _)
+                    if options.skip_archived && is_archived(&object) =>
+                {
+                    stats.skipped_archived += 1;
+                    stats.skipped_archived_bytes += object.size;
+                    if stats.skipped_archived_keys.len() < ARCHIVED_KEYS_KEPT {
+                        stats.skipped_archived_keys.push(object.key);
+                    }
+                }
                 Joined::OnlySource(object) | Joined::Both(object, _) => {
                     progress.to_copy.fetch_add(1, Relaxed);
                     progress.to_copy_bytes.fetch_add(object.size, Relaxed);
@@ -1223,6 +1330,8 @@ pub struct VerifyReport {
     /// content instead.
     pub compared_by_content: u64,
     pub mismatches: Vec<Mismatch>,
+    /// Archived source objects not compared (`skip_archived`: they were not copied).
+    pub skipped_archived: u64,
 }
 
 impl VerifyReport {
@@ -1245,6 +1354,19 @@ pub async fn verify(
     dst: &BucketPath,
     concurrency: usize,
 ) -> Result<VerifyReport, SyncError> {
+    verify_with(store, src, dst, concurrency, false).await
+}
+
+/// `verify`; with `skip_archived`, an archived source object is not compared but counted in
+/// `skipped_archived` (a copy with `skip_archived` left it alone, and its bytes cannot be read
+/// without a restore).
+pub async fn verify_with(
+    store: Arc<dyn ObjectStore>,
+    src: &BucketPath,
+    dst: &BucketPath,
+    concurrency: usize,
+    skip_archived: bool,
+) -> Result<VerifyReport, SyncError> {
     let mut report = VerifyReport {
         source: src.to_string(),
         target: dst.to_string(),
@@ -1258,6 +1380,10 @@ pub async fn verify(
             return Err(SyncError::Stopped);
         }
         let (s, d) = match joined {
+            Joined::OnlySource(o) | Joined::Both(o, _) if skip_archived && is_archived(&o) => {
+                report.skipped_archived += 1;
+                continue;
+            }
             Joined::OnlySource(o) => {
                 report.mismatches.push(Mismatch {
                     key: o.key,

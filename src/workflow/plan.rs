@@ -128,6 +128,11 @@ pub struct ClonePlan {
     /// Hooks from `envclone.toml` (already in `contract.hooks`), kept in the run's record.
     #[serde(skip)]
     pub extra_hooks: crate::contract::Hooks,
+    /// `--skip-archived`: archived objects are left out of the bucket copies (the preflight
+    /// found `archived`).
+    pub skip_archived: bool,
+    /// Archived objects of the source buckets, per bucket that has any (found by preflight).
+    pub archived: Vec<crate::s3sync::ArchivedObjects>,
 }
 
 pub const MASK: &str = "****";
@@ -506,5 +511,7 @@ pub fn build_plan(
         tags,
         capabilities: source.stack.capabilities.clone(),
         extra_hooks,
+        skip_archived: false,
+        archived: Vec::new(),
     })
 }

@@ -51,6 +51,9 @@ pub struct PlanRecord {
     /// Hooks from `envclone.toml`, run after the contract's own.
     #[serde(default)]
     pub extra_hooks: crate::contract::Hooks,
+    /// `--skip-archived` was given: a resume leaves archived objects out too.
+    #[serde(default)]
+    pub skip_archived: bool,
 }
 
 impl PlanRecord {
@@ -70,6 +73,7 @@ impl PlanRecord {
             tags: plan.tags.clone(),
             capabilities: plan.capabilities.clone(),
             extra_hooks: plan.extra_hooks.clone(),
+            skip_archived: plan.skip_archived,
         }
     }
 
@@ -106,6 +110,8 @@ impl PlanRecord {
             tags: self.tags.clone(),
             capabilities: self.capabilities.clone(),
             extra_hooks: self.extra_hooks.clone(),
+            skip_archived: self.skip_archived,
+            archived: Vec::new(),
         })
     }
 }

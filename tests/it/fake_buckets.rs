@@ -153,3 +153,143 @@ async fn the_fake_models_versioned_deletes_as_s3_does() {
     );
     objects.delete_bucket("b").await.unwrap();
 }
+
+/// Puts archived objects into the source buckets: two in S3 Glacier Flexible Retrieval and one
+/// in Deep Archive in `REPORTS`, one in Glacier Instant Retrieval (copyable) in `UPLOADS`.
+fn archive_some(s: &Scenario) {
+    let class = |c: &str| ObjectHead {
+        storage_class: Some(c.into()),
+        ..Default::default()
+    };
+    s.fake.put_object(
+        REPORTS,
+        "archive/2019.csv",
+        &[7u8; 300],
+        class("GLACIER"),
+        &[],
+    );
+    s.fake.put_object(
+        REPORTS,
+        "archive/2020.csv",
+        &[8u8; 200],
+        class("GLACIER"),
+        &[],
+    );
+    s.fake.put_object(
+        REPORTS,
+        "archive/2018.csv",
+        &[9u8; 50],
+        class("DEEP_ARCHIVE"),
+        &[],
+    );
+    s.fake.put_object(
+        UPLOADS,
+        "instant/ir.bin",
+        &[1u8; 10],
+        class("GLACIER_IR"),
+        &[],
+    );
+}
+
+// Issue 11 item 7. Before the fix preflight passed, and the clone failed in the middle of
+// Standby on CopyObject's InvalidObjectState.
+#[tokio::test(start_paused = true)]
+async fn preflight_refuses_archived_objects_naming_bucket_count_and_bytes_before_any_change() {
+    let s = Scenario::with_webapp_prod();
+    archive_some(&s);
+    let err = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    for expected in [
+        format!("s3://{REPORTS}: 3 archived object(s), 550 bytes"),
+        "1 DEEP_ARCHIVE, 2 GLACIER".to_string(),
+        "--skip-archived".to_string(),
+        "nothing was changed".to_string(),
+    ] {
+        assert!(message.contains(&expected), "{expected:?} in {message}");
+    }
+    // Glacier Instant Retrieval is copyable: not named.
+    assert!(!message.contains(UPLOADS), "{message}");
+    assert!(
+        matches!(
+            err,
+            envclone::workflow::PreflightError::ArchivedObjects { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        s.fake.mutating_calls().is_empty(),
+        "{:?}",
+        s.fake.mutating_calls()
+    );
+}
+
+// Issue 11 item 7: with --skip-archived the clone leaves them out, verifies (saying so), and
+// reports the keys.
+#[tokio::test(start_paused = true)]
+async fn skip_archived_clones_without_them_verifies_and_reports_the_keys() {
+    let mut s = Scenario::with_webapp_prod();
+    archive_some(&s);
+    s.engine.settings.sync.skip_archived = true;
+    let report = clone_to_end(&s, &MemoryRunStore::default(), "staging-test").await;
+    assert!(
+        report.verification.iter().all(|c| c.ok),
+        "{:#?}",
+        report.verification
+    );
+    let target = "staging-test-reports-123456789012";
+    let check = report
+        .verification
+        .iter()
+        .find(|c| c.check == format!("bucket {target} = {REPORTS}"))
+        .expect("the bucket is verified");
+    assert!(
+        check
+            .detail
+            .contains("3 archived object(s) not compared (left out by --skip-archived)"),
+        "{}",
+        check.detail
+    );
+    let outcome = report
+        .buckets
+        .iter()
+        .find(|b| b.target == target)
+        .expect("copied");
+    let mut skipped: Vec<String> = outcome.stats.skipped_archived_keys.clone();
+    skipped.extend(
+        outcome
+            .precopy
+            .iter()
+            .flat_map(|p| p.skipped_archived_keys.clone()),
+    );
+    skipped.sort();
+    skipped.dedup();
+    assert_eq!(
+        skipped,
+        vec!["archive/2018.csv", "archive/2019.csv", "archive/2020.csv"]
+    );
+    assert_eq!(outcome.stats.skipped_archived, 3);
+    assert_eq!(outcome.stats.skipped_archived_bytes, 550);
+    let keys = s.fake.object_keys(target);
+    assert!(!keys.iter().any(|k| k.starts_with("archive/")), "{keys:?}");
+    assert_eq!(keys.len(), TRICKY_KEYS.len() + 43);
+    // Glacier Instant Retrieval was copied, class kept.
+    let uploads = s
+        .fake
+        .bucket_names()
+        .into_iter()
+        .find(|b| b.starts_with("staging-test-uploads"))
+        .expect("the stack's bucket");
+    assert_eq!(
+        s.fake
+            .object(&uploads, "instant/ir.bin")
+            .expect("copied")
+            .head
+            .storage_class
+            .as_deref(),
+        Some("GLACIER_IR")
+    );
+}
