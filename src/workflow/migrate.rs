@@ -1000,15 +1000,31 @@ impl CloneEngine {
         } else {
             Vec::new()
         };
+        // Archived objects that `--skip-archived` left out of the copies are not expected in the
+        // new buckets; they stay in the old ones (finalize never empties a bucket: a non-empty
+        // one of the old stack is kept).
+        let skip_archived = state.plan.as_ref().is_some_and(|p| p.skip_archived);
         for (source, target) in &buckets {
-            let report = s3sync::verify(
+            let report = s3sync::verify_with(
                 cloud.objects.clone(),
                 &BucketPath::bucket(source),
                 &BucketPath::bucket(target),
                 self.settings.verify_concurrency,
+                skip_archived,
             )
             .await
             .map_err(StepError::sync(step))?;
+            if report.skipped_archived > 0 {
+                events.info(
+                    step,
+                    Some(target),
+                    format!(
+                        "{} archived object(s) of {source} were left out (--skip-archived) and \
+                         stay there only",
+                        report.skipped_archived
+                    ),
+                );
+            }
             let missing: Vec<_> = report
                 .mismatches
                 .iter()

@@ -150,6 +150,19 @@ impl ClonePlan {
             .collect()
     }
 
+    /// What a bucket copy leaves out: older versions and delete markers always (current
+    /// versions only), and the archived objects preflight found when `--skip-archived`.
+    fn copy_note(&self, source_bucket: &str) -> String {
+        let mut note = "; current versions only".to_string();
+        if let Some(a) = self.archived.iter().find(|a| a.bucket == source_bucket) {
+            note.push_str(&format!(
+                "; leaving out {} archived object(s), {} bytes (--skip-archived)",
+                a.count, a.bytes
+            ));
+        }
+        note
+    }
+
     /// The steps in order, with the real names, for `plan clone` and `--dry-run`.
     pub fn steps(&self) -> Vec<String> {
         let mut steps = Vec::new();
@@ -196,8 +209,9 @@ impl ClonePlan {
         for b in &self.buckets {
             if let BucketTarget::Created { name, .. } = &b.target {
                 parallel.push(format!(
-                    "copy the objects of bucket {} into {name} (server-side)",
-                    b.source_bucket
+                    "copy the objects of bucket {} into {name} (server-side{})",
+                    b.source_bucket,
+                    self.copy_note(&b.source_bucket)
                 ));
             }
         }
@@ -215,10 +229,14 @@ impl ClonePlan {
         for b in &self.buckets {
             if let BucketTarget::StackOwned { predicted_name } = &b.target {
                 steps.push(format!(
-                    "as soon as the stack has created {} ({}), copy the objects of bucket {} into it",
+                    "as soon as the stack has created {} ({}), copy the objects of bucket {} \
+                     into it (server-side{})",
                     b.logical_id,
-                    predicted_name.as_deref().unwrap_or("name chosen by CloudFormation"),
-                    b.source_bucket
+                    predicted_name
+                        .as_deref()
+                        .unwrap_or("name chosen by CloudFormation"),
+                    b.source_bucket,
+                    self.copy_note(&b.source_bucket)
                 ));
             }
         }
