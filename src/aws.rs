@@ -1310,7 +1310,13 @@ impl ObjectStore for S3 {
         start_after: Option<&str>,
         token: Option<String>,
     ) -> PortResult<ListPage> {
-        let mut call = self.client.list_objects_v2().bucket(bucket).max_keys(1000);
+        // RestoreStatus tells which archived objects have a restored copy (copyable).
+        let mut call = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .max_keys(1000)
+            .optional_object_attributes(aws_sdk_s3::types::OptionalObjectAttributes::RestoreStatus);
         if !prefix.is_empty() {
             call = call.prefix(prefix);
         }
@@ -1334,6 +1340,12 @@ impl ObjectStore for S3 {
                         .storage_class()
                         .map(|c| c.as_str().to_string())
                         .filter(|c| c != "STANDARD"),
+                    // "If the object restoration has completed, [IsRestoreInProgress] returns
+                    // the value FALSE ... If the object hasn't been restored, there is no
+                    // header response" (S3 API Reference, RestoreStatus).
+                    restored: o
+                        .restore_status()
+                        .is_some_and(|r| r.is_restore_in_progress() == Some(false)),
                 })
                 .collect(),
             next_token: if out.is_truncated() == Some(true) {

@@ -91,6 +91,8 @@ pub struct FakeObject {
     /// LastModified, on AWS's clock: set by every write of the key (put, copy, completed
     /// multipart upload).
     pub last_modified: chrono::DateTime<chrono::Utc>,
+    /// An archived object's restored copy is available (`restore_object_now`).
+    pub restored: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -796,6 +798,7 @@ impl FakeAws {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 last_modified: aws_now(&self.timings),
+                restored: false,
             },
         );
     }
@@ -810,6 +813,14 @@ impl FakeAws {
             .get(bucket)
             .map(|b| b.objects.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// RestoreObject of an archived object, finished at once (AWS: minutes to hours): its
+    /// restored copy can be read and copied, and listings say so.
+    pub fn restore_object_now(&self, bucket: &str, key: &str) {
+        let mut s = self.lock();
+        let b = s.buckets.get_mut(bucket).expect("bucket exists");
+        b.objects.get_mut(key).expect("object exists").restored = true;
     }
 
     /// PutBucketVersioning Enabled, as the application or the operator would.
@@ -2399,7 +2410,7 @@ impl FakeAws {
     /// use it as a source object for the copy operation"). Restores are not modelled.
     fn readable(operation: &str, bucket: &str, key: &str, o: &FakeObject) -> PortResult<()> {
         match o.head.storage_class.as_deref() {
-            Some(class) if crate::s3sync::ARCHIVED_CLASSES.contains(&class) => {
+            Some(class) if !o.restored && crate::s3sync::ARCHIVED_CLASSES.contains(&class) => {
                 Err(PortError::failed(
                     operation,
                     format!(
@@ -2481,6 +2492,7 @@ impl ObjectStore for FakeAws {
                 size: o.data.len() as u64,
                 etag: o.etag.clone(),
                 storage_class: o.head.storage_class.clone(),
+                restored: o.restored,
             });
         }
         Ok(ListPage {
@@ -2553,6 +2565,7 @@ impl ObjectStore for FakeAws {
                 parts,
                 head,
                 last_modified: aws_now(&self.timings),
+                restored: false,
                 ..o
             },
         );
@@ -2680,6 +2693,7 @@ impl ObjectStore for FakeAws {
                 head,
                 tags: u.tags,
                 last_modified: aws_now(&self.timings),
+                restored: false,
             },
         );
         Ok(etag)

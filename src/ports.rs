@@ -459,6 +459,10 @@ pub struct ObjectSummary {
     pub etag: String,
     /// None for STANDARD.
     pub storage_class: Option<String>,
+    /// An archived object (GLACIER, DEEP_ARCHIVE) whose restored copy is available
+    /// (ListObjectsV2 `RestoreStatus`: IsRestoreInProgress false, with a RestoreExpiryDate), so
+    /// it can be copied.
+    pub restored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -797,6 +797,7 @@ impl SyntheticBuckets {
                     size: 4096,
                     etag: Self::etag(i, target && changed),
                     storage_class: None,
+                    restored: false,
                 });
             }
             if target && extra {
@@ -805,6 +806,7 @@ impl SyntheticBuckets {
                     size: 4096,
                     etag: Self::etag(i, true),
                     storage_class: None,
+                    restored: false,
                 });
             }
             i += 1;

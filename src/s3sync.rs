@@ -120,12 +120,14 @@ pub const ARCHIVED_CLASSES: &[&str] = &["GLACIER", "DEEP_ARCHIVE"];
 /// How many keys of archived objects a report keeps (the counts are exact).
 pub const ARCHIVED_KEYS_KEPT: usize = 1000;
 
-/// Whether S3 cannot copy the object without a restore (by its listed storage class).
+/// Whether S3 cannot copy the object without a restore: by its listed storage class, unless
+/// a restored copy is available.
 pub fn is_archived(object: &ObjectSummary) -> bool {
-    object
-        .storage_class
-        .as_deref()
-        .is_some_and(|c| ARCHIVED_CLASSES.contains(&c))
+    !object.restored
+        && object
+            .storage_class
+            .as_deref()
+            .is_some_and(|c| ARCHIVED_CLASSES.contains(&c))
 }
 
 /// The archived objects of one bucket, as a preflight finds them.

@@ -233,6 +233,18 @@ async fn preflight_refuses_archived_objects_naming_bucket_count_and_bytes_before
 async fn skip_archived_clones_without_them_verifies_and_reports_the_keys() {
     let mut s = Scenario::with_webapp_prod();
     archive_some(&s);
+    // A restored archived object is copyable: neither refused nor left out.
+    s.fake.put_object(
+        REPORTS,
+        "archive/restored.csv",
+        b"back",
+        ObjectHead {
+            storage_class: Some("GLACIER".into()),
+            ..Default::default()
+        },
+        &[],
+    );
+    s.fake.restore_object_now(REPORTS, "archive/restored.csv");
     s.engine.settings.sync.skip_archived = true;
     let plan = s
         .engine
@@ -289,8 +301,9 @@ async fn skip_archived_clones_without_them_verifies_and_reports_the_keys() {
     assert_eq!(outcome.stats.skipped_archived, 3);
     assert_eq!(outcome.stats.skipped_archived_bytes, 550);
     let keys = s.fake.object_keys(target);
-    assert!(!keys.iter().any(|k| k.starts_with("archive/")), "{keys:?}");
-    assert_eq!(keys.len(), TRICKY_KEYS.len() + 43);
+    let archive: Vec<&String> = keys.iter().filter(|k| k.starts_with("archive/")).collect();
+    assert_eq!(archive, vec!["archive/restored.csv"], "{keys:?}");
+    assert_eq!(keys.len(), TRICKY_KEYS.len() + 44);
     // Glacier Instant Retrieval was copied, class kept.
     let uploads = s
         .fake
