@@ -935,7 +935,7 @@ async fn migrate_command(
     if !command.dry_run {
         warn_local_lock(state, state_dir, "migrate", &command.request.env);
     }
-    let run = Prepared::new(
+    let mut run = Prepared::new(
         cloud,
         state,
         state_dir,
@@ -948,6 +948,7 @@ async fn migrate_command(
         ),
     )
     .await?;
+    run.engine.settings.sync.skip_archived = command.skip_archived;
     let (engine, shared, run_id) = (&run.engine, &run.shared, run.run_id.clone());
     let stop = run.stop_flag();
     let shutdown = run.until_stopped(shutdown);
@@ -1481,7 +1482,7 @@ async fn clone(
     state: &Option<StateLocation>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AppError> {
-    let run = Prepared::new(
+    let mut run = Prepared::new(
         cloud,
         state,
         state_dir,
@@ -1494,6 +1495,7 @@ async fn clone(
         ),
     )
     .await?;
+    run.engine.settings.sync.skip_archived = command.skip_archived;
     let (engine, shared, run_id) = (&run.engine, &run.shared, run.run_id.clone());
     let shutdown = run.until_stopped(shutdown);
     let result = clone_locked(engine, shared, command, output, state_dir, run_id, shutdown).await;
@@ -1612,10 +1614,36 @@ fn print_report(output: Output, report: &CloneReport) {
                         None => String::new(),
                     }
                 );
+                print_skipped_archived(&b.source, &b.target, &b.stats);
             }
             print_checks(output, "Verification", &report.verification);
             println!("  source {}: back in service", report.source);
         }
+    }
+}
+
+/// The archived objects a copy left out (--skip-archived), for the text report. The JSON
+/// report carries them in each bucket's stats.
+fn print_skipped_archived(source: &str, target: &str, stats: &crate::s3sync::SyncStats) {
+    if stats.skipped_archived == 0 {
+        return;
+    }
+    const SHOWN: usize = 20;
+    println!(
+        "  archived:  {} object(s), {} bytes of s3://{source} NOT copied to s3://{target} \
+         (--skip-archived; restore them and copy them yourself if the clone needs them):",
+        stats.skipped_archived, stats.skipped_archived_bytes
+    );
+    for key in stats.skipped_archived_keys.iter().take(SHOWN) {
+        println!("             {key:?}");
+    }
+    let shown = stats.skipped_archived_keys.len().min(SHOWN) as u64;
+    if stats.skipped_archived > shown {
+        println!(
+            "             … and {} more (--output json lists the first {})",
+            stats.skipped_archived - shown,
+            crate::s3sync::ARCHIVED_KEYS_KEPT
+        );
     }
 }
 

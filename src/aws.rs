@@ -1216,6 +1216,67 @@ fn tagging_header(tags: &BTreeMap<String, String>) -> String {
         .join("&")
 }
 
+impl S3 {
+    /// DeleteObjects, 1,000 keys a request; a version id deletes that version (or delete
+    /// marker) for good instead of adding a delete marker in a versioned bucket.
+    async fn delete_identified(
+        &self,
+        bucket: &str,
+        ids: &[(&str, Option<&str>)],
+    ) -> PortResult<()> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let what = format!("bucket {bucket}");
+        for batch in ids.chunks(crate::s3sync::DELETE_BATCH) {
+            let objects = batch
+                .iter()
+                .map(|(k, v)| {
+                    ObjectIdentifier::builder()
+                        .key(*k)
+                        .set_version_id(v.map(str::to_string))
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| PortError::failed("s3:DeleteObjects", e.to_string()))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| PortError::failed("s3:DeleteObjects", e.to_string()))?;
+            let out = self
+                .client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| port_error("s3:DeleteObjects", &what, e))?;
+            // DeleteObjects answers 200 and lists the keys it could not delete.
+            if let Some(first) = out.errors().first() {
+                let code = first.code().unwrap_or_default();
+                let message = format!(
+                    "s3://{bucket}/{}{}: {code}: {} ({} key(s) not deleted)",
+                    first.key().unwrap_or_default(),
+                    first
+                        .version_id()
+                        .map(|v| format!(" (version {v})"))
+                        .unwrap_or_default(),
+                    first.message().unwrap_or_default(),
+                    out.errors().len()
+                );
+                return Err(if TRANSIENT.contains(&code) {
+                    PortError::Transient {
+                        operation: "s3:DeleteObjects".into(),
+                        message,
+                    }
+                } else {
+                    PortError::failed("s3:DeleteObjects", message)
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl ObjectStore for S3 {
     async fn bucket_tags(&self, bucket: &str) -> PortResult<Option<BTreeMap<String, String>>> {
@@ -1283,7 +1344,13 @@ impl ObjectStore for S3 {
         start_after: Option<&str>,
         token: Option<String>,
     ) -> PortResult<ListPage> {
-        let mut call = self.client.list_objects_v2().bucket(bucket).max_keys(1000);
+        // RestoreStatus tells which archived objects have a restored copy (copyable).
+        let mut call = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .max_keys(1000)
+            .optional_object_attributes(aws_sdk_s3::types::OptionalObjectAttributes::RestoreStatus);
         if !prefix.is_empty() {
             call = call.prefix(prefix);
         }
@@ -1307,6 +1374,12 @@ impl ObjectStore for S3 {
                         .storage_class()
                         .map(|c| c.as_str().to_string())
                         .filter(|c| c != "STANDARD"),
+                    // "If the object restoration has completed, [IsRestoreInProgress] returns
+                    // the value FALSE ... If the object hasn't been restored, there is no
+                    // header response" (S3 API Reference, RestoreStatus).
+                    restored: o
+                        .restore_status()
+                        .is_some_and(|r| r.is_restore_in_progress() == Some(false)),
                 })
                 .collect(),
             next_token: if out.is_truncated() == Some(true) {
@@ -1527,47 +1600,59 @@ impl ObjectStore for S3 {
     }
 
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> PortResult<()> {
-        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
-        let what = format!("bucket {bucket}");
-        for batch in keys.chunks(crate::s3sync::DELETE_BATCH) {
-            let objects = batch
-                .iter()
-                .map(|k| ObjectIdentifier::builder().key(k).build())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| PortError::failed("s3:DeleteObjects", e.to_string()))?;
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| PortError::failed("s3:DeleteObjects", e.to_string()))?;
-            let out = self
-                .client
-                .delete_objects()
-                .bucket(bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| port_error("s3:DeleteObjects", &what, e))?;
-            // DeleteObjects answers 200 and lists the keys it could not delete.
-            if let Some(first) = out.errors().first() {
-                let code = first.code().unwrap_or_default();
-                let message = format!(
-                    "s3://{bucket}/{}: {code}: {} ({} key(s) not deleted)",
-                    first.key().unwrap_or_default(),
-                    first.message().unwrap_or_default(),
-                    out.errors().len()
-                );
-                return Err(if TRANSIENT.contains(&code) {
-                    PortError::Transient {
-                        operation: "s3:DeleteObjects".into(),
-                        message,
-                    }
-                } else {
-                    PortError::failed("s3:DeleteObjects", message)
-                });
-            }
-        }
-        Ok(())
+        let ids: Vec<(&str, Option<&str>)> = keys.iter().map(|k| (k.as_str(), None)).collect();
+        self.delete_identified(bucket, &ids).await
+    }
+
+    async fn list_versions_page(
+        &self,
+        bucket: &str,
+        marker: Option<(String, String)>,
+    ) -> PortResult<VersionPage> {
+        let (key_marker, version_marker) = match marker {
+            Some((k, v)) => (Some(k), Some(v)),
+            None => (None, None),
+        };
+        let out = self
+            .client
+            .list_object_versions()
+            .bucket(bucket)
+            .set_key_marker(key_marker)
+            .set_version_id_marker(version_marker)
+            .send()
+            .await
+            .map_err(|e| port_error("s3:ListObjectVersions", &format!("bucket {bucket}"), e))?;
+        let mut versions: Vec<ObjectVersion> = out
+            .versions()
+            .iter()
+            .map(|v| ObjectVersion {
+                key: v.key().unwrap_or_default().to_string(),
+                version_id: v.version_id().unwrap_or("null").to_string(),
+                delete_marker: false,
+            })
+            .chain(out.delete_markers().iter().map(|m| ObjectVersion {
+                key: m.key().unwrap_or_default().to_string(),
+                version_id: m.version_id().unwrap_or("null").to_string(),
+                delete_marker: true,
+            }))
+            .collect();
+        versions.sort_by(|a, b| a.key.cmp(&b.key));
+        let next = match (out.is_truncated(), out.next_key_marker()) {
+            (Some(true), Some(key)) => Some((
+                key.to_string(),
+                out.next_version_id_marker().unwrap_or_default().to_string(),
+            )),
+            _ => None,
+        };
+        Ok(VersionPage { versions, next })
+    }
+
+    async fn delete_versions(&self, bucket: &str, versions: &[ObjectVersion]) -> PortResult<()> {
+        let ids: Vec<(&str, Option<&str>)> = versions
+            .iter()
+            .map(|v| (v.key.as_str(), Some(v.version_id.as_str())))
+            .collect();
+        self.delete_identified(bucket, &ids).await
     }
 
     async fn put_small_object(

@@ -183,6 +183,11 @@ pub struct MigrateArgs {
     /// Objects copied at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Leave archived objects (S3 Glacier Flexible Retrieval, Deep Archive), which S3 cannot
+    /// copy without a restore, out of the bucket copies; the report lists them. Without it,
+    /// preflight refuses when a source bucket holds any.
+    #[arg(long)]
+    pub skip_archived: bool,
 }
 
 /// A validated migrate request with how to run it.
@@ -197,6 +202,7 @@ pub struct MigrateCommand {
     pub deadline: Option<chrono::DateTime<chrono::Utc>>,
     pub multipart_threshold: u64,
     pub concurrency: usize,
+    pub skip_archived: bool,
 }
 
 /// The end of the migration window `HH:MM-HH:MM` (wall-clock time in `tz`) that contains `now`,
@@ -323,6 +329,7 @@ impl MigrateArgs {
             deadline,
             multipart_threshold: self.multipart_threshold,
             concurrency: self.concurrency,
+            skip_archived: self.skip_archived,
         })
     }
 }
@@ -370,6 +377,11 @@ pub struct CloneArgs {
     /// Objects copied at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Leave archived objects (S3 Glacier Flexible Retrieval, Deep Archive), which S3 cannot
+    /// copy without a restore, out of the bucket copies; the report lists them. Without it,
+    /// preflight refuses when a source bucket holds any.
+    #[arg(long)]
+    pub skip_archived: bool,
 }
 
 #[derive(Debug, Error)]
@@ -425,6 +437,7 @@ pub struct CloneCommand {
     pub break_lock: bool,
     pub multipart_threshold: u64,
     pub concurrency: usize,
+    pub skip_archived: bool,
 }
 
 pub fn parse_parameters(raw: &[String]) -> Result<BTreeMap<String, String>, InputError> {
@@ -480,6 +493,7 @@ impl CloneArgs {
             break_lock: self.break_lock,
             multipart_threshold: self.multipart_threshold,
             concurrency: self.concurrency,
+            skip_archived: self.skip_archived,
         })
     }
 }

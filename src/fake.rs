@@ -91,13 +91,170 @@ pub struct FakeObject {
     /// LastModified, on AWS's clock: set by every write of the key (put, copy, completed
     /// multipart upload).
     pub last_modified: chrono::DateTime<chrono::Utc>,
+    /// An archived object's restored copy is available (`restore_object_now`).
+    pub restored: bool,
 }
 
 #[derive(Debug, Clone)]
 struct FakeBucket {
     visible_at: Instant,
     tags: BTreeMap<String, String>,
+    /// The current version of each key.
     objects: BTreeMap<String, FakeObject>,
+    versions: Versions,
+}
+
+/// S3 versioning ("Using versioning in S3 buckets", "Deleting object versions from a
+/// versioning-enabled bucket"): once enabled, an overwrite keeps the previous version as a
+/// noncurrent version and a DeleteObject without a version id only adds a delete marker; both
+/// stay until deleted by version id, and DeleteBucket answers BucketNotEmpty while any remains.
+/// Objects written before versioning was enabled have the version id `null`.
+#[derive(Debug, Clone, Default)]
+struct Versions {
+    enabled: bool,
+    /// The version id of each current object written while versioning was enabled.
+    current: BTreeMap<String, String>,
+    /// Noncurrent versions and delete markers, oldest first.
+    noncurrent: Vec<FakeVersion>,
+    next_id: u64,
+}
+
+#[derive(Debug, Clone)]
+struct FakeVersion {
+    key: String,
+    version_id: String,
+    /// None: a delete marker.
+    object: Option<FakeObject>,
+}
+
+impl FakeBucket {
+    fn new(visible_at: Instant, tags: BTreeMap<String, String>) -> Self {
+        FakeBucket {
+            visible_at,
+            tags,
+            objects: BTreeMap::new(),
+            versions: Versions::default(),
+        }
+    }
+
+    fn new_version_id(&mut self) -> String {
+        self.versions.next_id += 1;
+        format!("v{:08}", self.versions.next_id)
+    }
+
+    /// Moves the current version of `key` (if any) to the noncurrent versions.
+    fn retire_current(&mut self, key: &str) {
+        if let Some(old) = self.objects.remove(key) {
+            let version_id = self
+                .versions
+                .current
+                .remove(key)
+                .unwrap_or_else(|| "null".into());
+            self.versions.noncurrent.push(FakeVersion {
+                key: key.to_string(),
+                version_id,
+                object: Some(old),
+            });
+        }
+    }
+
+    /// A write of `key` (PutObject, CopyObject, CompleteMultipartUpload).
+    fn write(&mut self, key: &str, object: FakeObject) {
+        if self.versions.enabled {
+            self.retire_current(key);
+            let id = self.new_version_id();
+            self.versions.current.insert(key.to_string(), id);
+        }
+        self.objects.insert(key.to_string(), object);
+    }
+
+    /// A DeleteObject(s) of `key` without a version id.
+    fn delete_key(&mut self, key: &str) {
+        if self.versions.enabled {
+            self.retire_current(key);
+            let version_id = self.new_version_id();
+            self.versions.noncurrent.push(FakeVersion {
+                key: key.to_string(),
+                version_id,
+                object: None,
+            });
+        } else {
+            self.objects.remove(key);
+        }
+    }
+
+    /// A delete of one version (or delete marker) by its id. Deleting the current version makes
+    /// the newest remaining one current (a delete marker then hides the key).
+    fn delete_version(&mut self, key: &str, version_id: &str) {
+        let current_id = self.objects.get(key).map(|_| {
+            self.versions
+                .current
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "null".into())
+        });
+        if current_id.as_deref() == Some(version_id) {
+            self.objects.remove(key);
+            self.versions.current.remove(key);
+            let newest = self.versions.noncurrent.iter().rposition(|v| v.key == key);
+            if let Some(i) = newest {
+                if self.versions.noncurrent[i].object.is_some() {
+                    let v = self.versions.noncurrent.remove(i);
+                    if v.version_id != "null" {
+                        self.versions.current.insert(key.to_string(), v.version_id);
+                    }
+                    self.objects
+                        .insert(key.to_string(), v.object.expect("checked"));
+                }
+            }
+        } else {
+            self.versions
+                .noncurrent
+                .retain(|v| !(v.key == key && v.version_id == version_id));
+        }
+    }
+
+    /// Every version and delete marker, as ListObjectVersions orders them: by key, newest
+    /// first.
+    fn all_versions(&self) -> Vec<ObjectVersion> {
+        let mut all: Vec<(String, usize, ObjectVersion)> = Vec::new();
+        for key in self.objects.keys() {
+            let version_id = self
+                .versions
+                .current
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| "null".into());
+            all.push((
+                key.clone(),
+                0,
+                ObjectVersion {
+                    key: key.clone(),
+                    version_id,
+                    delete_marker: false,
+                },
+            ));
+        }
+        let n = self.versions.noncurrent.len();
+        for (i, v) in self.versions.noncurrent.iter().enumerate() {
+            all.push((
+                v.key.clone(),
+                n - i,
+                ObjectVersion {
+                    key: v.key.clone(),
+                    version_id: v.version_id.clone(),
+                    delete_marker: v.object.is_none(),
+                },
+            ));
+        }
+        all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        all.into_iter().map(|(_, _, v)| v).collect()
+    }
+
+    /// Whether DeleteBucket may delete it: no object, no version, no delete marker.
+    fn is_empty(&self) -> bool {
+        self.objects.is_empty() && self.versions.noncurrent.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -660,11 +817,7 @@ impl FakeAws {
     pub fn create_bucket_now(&self, bucket: &str) {
         self.lock().buckets.insert(
             bucket.to_string(),
-            FakeBucket {
-                visible_at: Instant::now(),
-                tags: BTreeMap::new(),
-                objects: BTreeMap::new(),
-            },
+            FakeBucket::new(Instant::now(), BTreeMap::new()),
         );
     }
 
@@ -718,8 +871,8 @@ impl FakeAws {
         head.etag = etag.clone();
         let mut s = self.lock();
         let b = s.buckets.get_mut(bucket).expect("bucket exists");
-        b.objects.insert(
-            key.to_string(),
+        b.write(
+            key,
             FakeObject {
                 data: Arc::new(data.to_vec()),
                 etag,
@@ -730,6 +883,7 @@ impl FakeAws {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 last_modified: aws_now(&self.timings),
+                restored: false,
             },
         );
     }
@@ -743,6 +897,30 @@ impl FakeAws {
             .buckets
             .get(bucket)
             .map(|b| b.objects.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// RestoreObject of an archived object, finished at once (AWS: minutes to hours): its
+    /// restored copy can be read and copied, and listings say so.
+    pub fn restore_object_now(&self, bucket: &str, key: &str) {
+        let mut s = self.lock();
+        let b = s.buckets.get_mut(bucket).expect("bucket exists");
+        b.objects.get_mut(key).expect("object exists").restored = true;
+    }
+
+    /// PutBucketVersioning Enabled, as the application or the operator would.
+    pub fn enable_versioning(&self, bucket: &str) {
+        let mut s = self.lock();
+        let b = s.buckets.get_mut(bucket).expect("bucket exists");
+        b.versions.enabled = true;
+    }
+
+    /// Every object version and delete marker the bucket holds (none: no such bucket).
+    pub fn object_versions(&self, bucket: &str) -> Vec<ObjectVersion> {
+        self.lock()
+            .buckets
+            .get(bucket)
+            .map(|b| b.all_versions())
             .unwrap_or_default()
     }
 
@@ -1435,14 +1613,8 @@ fn instantiate(
                     failure = Some(format!("{logical_id}: BucketAlreadyExists {name}"));
                     break;
                 }
-                s.buckets.insert(
-                    name.clone(),
-                    FakeBucket {
-                        visible_at: at,
-                        tags: BTreeMap::new(),
-                        objects: BTreeMap::new(),
-                    },
-                );
+                s.buckets
+                    .insert(name.clone(), FakeBucket::new(at, BTreeMap::new()));
                 name
             }
             ASG => {
@@ -1785,7 +1957,7 @@ impl Stacks for FakeAws {
                     None => {}
                 },
                 BUCKET => match s.buckets.get(&r.physical_id) {
-                    Some(b) if !b.objects.is_empty() => failed.push(r.logical_id.clone()),
+                    Some(b) if !b.is_empty() => failed.push(r.logical_id.clone()),
                     Some(_) => {
                         s.buckets.remove(&r.physical_id);
                     }
@@ -2383,6 +2555,25 @@ impl FakeAws {
             })
     }
 
+    /// GetObject, CopyObject and UploadPartCopy of an object in S3 Glacier Flexible Retrieval
+    /// or Deep Archive answer InvalidObjectState until it is restored (S3 API Reference,
+    /// InvalidObjectState; CopyObject: "you must restore a copy of this object before you can
+    /// use it as a source object for the copy operation"). Restores are not modelled.
+    fn readable(operation: &str, bucket: &str, key: &str, o: &FakeObject) -> PortResult<()> {
+        match o.head.storage_class.as_deref() {
+            Some(class) if !o.restored && crate::s3sync::ARCHIVED_CLASSES.contains(&class) => {
+                Err(PortError::failed(
+                    operation,
+                    format!(
+                        "InvalidObjectState: s3://{bucket}/{key} is in storage class {class}: \
+                         the object is archived and inaccessible until restored"
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn get_object(&self, bucket: &str, key: &str) -> PortResult<FakeObject> {
         let s = self.lock();
         Self::bucket(&s, bucket)?
@@ -2413,11 +2604,7 @@ impl ObjectStore for FakeAws {
         }
         s.buckets.insert(
             bucket.to_string(),
-            FakeBucket {
-                visible_at: Instant::now(),
-                tags: tags.clone(),
-                objects: BTreeMap::new(),
-            },
+            FakeBucket::new(Instant::now(), tags.clone()),
         );
         Ok(())
     }
@@ -2456,6 +2643,7 @@ impl ObjectStore for FakeAws {
                 size: o.data.len() as u64,
                 etag: o.etag.clone(),
                 storage_class: o.head.storage_class.clone(),
+                restored: o.restored,
             });
         }
         Ok(ListPage {
@@ -2501,6 +2689,7 @@ impl ObjectStore for FakeAws {
         self.call("s3:CopyObject", true).await?;
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object(src_bucket, src_key)?;
+        Self::readable("s3:CopyObject", src_bucket, src_key, &o)?;
         let mut s = self.lock();
         if !s.buckets.contains_key(dst_bucket) {
             return Err(PortError::NotFound {
@@ -2520,13 +2709,14 @@ impl ObjectStore for FakeAws {
         let mut head = o.head.clone();
         head.etag = etag.clone();
         head.storage_class = storage_class.map(str::to_string);
-        dst.objects.insert(
-            dst_key.to_string(),
+        dst.write(
+            dst_key,
             FakeObject {
                 etag: etag.clone(),
                 parts,
                 head,
                 last_modified: aws_now(&self.timings),
+                restored: false,
                 ..o
             },
         );
@@ -2571,6 +2761,7 @@ impl ObjectStore for FakeAws {
         self.call("s3:UploadPartCopy", true).await?;
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object(src_bucket, src_key)?;
+        Self::readable("s3:UploadPartCopy", src_bucket, src_key, &o)?;
         let len = o.data.len() as u64;
         let bytes = if len == 0 {
             Vec::new()
@@ -2644,8 +2835,8 @@ impl ObjectStore for FakeAws {
             .ok_or_else(|| PortError::NotFound {
                 what: format!("bucket {bucket}"),
             })?;
-        b.objects.insert(
-            key.to_string(),
+        b.write(
+            key,
             FakeObject {
                 data: Arc::new(data),
                 etag: etag.clone(),
@@ -2653,6 +2844,7 @@ impl ObjectStore for FakeAws {
                 head,
                 tags: u.tags,
                 last_modified: aws_now(&self.timings),
+                restored: false,
             },
         );
         Ok(etag)
@@ -2674,9 +2866,52 @@ impl ObjectStore for FakeAws {
         Self::bucket(&s, bucket)?;
         let b = s.buckets.get_mut(bucket).expect("checked above");
         for key in keys {
-            b.objects.remove(key);
+            b.delete_key(key);
         }
         s.delete_batches.push(keys.len());
+        Ok(())
+    }
+
+    async fn list_versions_page(
+        &self,
+        bucket: &str,
+        marker: Option<(String, String)>,
+    ) -> PortResult<VersionPage> {
+        self.call("s3:ListObjectVersions", false).await?;
+        const PAGE: usize = 1000;
+        let s = self.lock();
+        let all = Self::bucket(&s, bucket)?.all_versions();
+        let start = match marker {
+            None => 0,
+            Some((key, version_id)) => all
+                .iter()
+                .position(|v| v.key == key && v.version_id == version_id)
+                .map(|i| i + 1)
+                .unwrap_or_else(|| all.iter().take_while(|v| v.key <= key).count()),
+        };
+        let versions: Vec<ObjectVersion> = all.iter().skip(start).take(PAGE).cloned().collect();
+        let next = (start + versions.len() < all.len())
+            .then(|| {
+                versions
+                    .last()
+                    .map(|v| (v.key.clone(), v.version_id.clone()))
+            })
+            .flatten();
+        Ok(VersionPage { versions, next })
+    }
+
+    async fn delete_versions(&self, bucket: &str, versions: &[ObjectVersion]) -> PortResult<()> {
+        self.call("s3:DeleteObjects", true).await?;
+        if versions.is_empty() || versions.len() > crate::s3sync::DELETE_BATCH {
+            return Err(PortError::failed("s3:DeleteObjects", "MalformedXML"));
+        }
+        let mut s = self.lock();
+        Self::bucket(&s, bucket)?;
+        let b = s.buckets.get_mut(bucket).expect("checked above");
+        for v in versions {
+            b.delete_version(&v.key, &v.version_id);
+        }
+        s.delete_batches.push(versions.len());
         Ok(())
     }
 
@@ -2723,7 +2958,7 @@ impl ObjectStore for FakeAws {
     async fn delete_object(&self, bucket: &str, key: &str) -> PortResult<()> {
         self.call("s3:DeleteObject", true).await?;
         if let Some(b) = self.lock().buckets.get_mut(bucket) {
-            b.objects.remove(key);
+            b.delete_key(key);
         }
         Ok(())
     }
@@ -2735,7 +2970,9 @@ impl ObjectStore for FakeAws {
             None => Err(PortError::NotFound {
                 what: format!("bucket {bucket}"),
             }),
-            Some(b) if !b.objects.is_empty() => Err(PortError::failed(
+            // DeleteBucket: "All objects (including all object versions and delete markers) in
+            // the bucket must be deleted before the bucket itself can be deleted."
+            Some(b) if !b.is_empty() => Err(PortError::failed(
                 "s3:DeleteBucket",
                 format!("BucketNotEmpty: {bucket}"),
             )),
@@ -2748,7 +2985,9 @@ impl ObjectStore for FakeAws {
 
     async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String> {
         self.call("s3:GetObject", false).await?;
-        Ok(md5_hex(&self.get_object(bucket, key)?.data))
+        let o = self.get_object(bucket, key)?;
+        Self::readable("s3:GetObject", bucket, key, &o)?;
+        Ok(md5_hex(&o.data))
     }
 }
 

@@ -100,6 +100,8 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
     // S3's API operations and IAM actions differ in name.
     ("s3:HeadBucket", &["s3:ListBucket"]),
     ("s3:ListObjectsV2", &["s3:ListBucket"]),
+    // Emptying a versioned bucket whole (abort, destroy, gc).
+    ("s3:ListObjectVersions", &["s3:ListBucketVersions"]),
     ("s3:GetBucketTagging", &["s3:GetBucketTagging"]),
     ("s3:CreateBucket", &["s3:CreateBucket"]),
     ("s3:PutBucketTagging", &["s3:PutBucketTagging"]),
@@ -126,7 +128,11 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
     ("s3:CompleteMultipartUpload", &["s3:PutObject"]),
     ("s3:AbortMultipartUpload", &["s3:AbortMultipartUpload"]),
     ("s3:DeleteObject", &["s3:DeleteObject"]),
-    ("s3:DeleteObjects", &["s3:DeleteObject"]),
+    // With a VersionId per key (emptying a bucket whole) it needs DeleteObjectVersion.
+    (
+        "s3:DeleteObjects",
+        &["s3:DeleteObject", "s3:DeleteObjectVersion"],
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -153,6 +159,7 @@ const READ: &[&str] = &[
     "route53:GetChange",
     "route53:GetHostedZone",
     "s3:ListBucket",
+    "s3:ListBucketVersions",
     "s3:GetBucketTagging",
     "s3:GetObject",
     "s3:GetObjectTagging",
@@ -190,7 +197,11 @@ const DELETE_OWN: &[&str] = &[
 
 /// S3 cannot condition bucket and object deletion on tags; envclone checks the bucket's
 /// `envclone:run` tag itself before deleting.
-const DELETE_S3: &[&str] = &["s3:DeleteObject", "s3:DeleteBucket"];
+const DELETE_S3: &[&str] = &[
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:DeleteBucket",
+];
 
 /// The swap and finalize of migrate act on the source environment itself, which is not tagged.
 const MIGRATE: &[&str] = &[

@@ -494,12 +494,32 @@ pub struct ObjectSummary {
     pub etag: String,
     /// None for STANDARD.
     pub storage_class: Option<String>,
+    /// An archived object (GLACIER, DEEP_ARCHIVE) whose restored copy is available
+    /// (ListObjectsV2 `RestoreStatus`: IsRestoreInProgress false, with a RestoreExpiryDate), so
+    /// it can be copied.
+    pub restored: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ListPage {
     pub objects: Vec<ObjectSummary>,
     pub next_token: Option<String>,
+}
+
+/// One entry of ListObjectVersions: a version of an object or a delete marker. In a bucket that
+/// never had versioning, each object is listed once with the version id `null`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub key: String,
+    pub version_id: String,
+    pub delete_marker: bool,
+}
+
+/// A page of ListObjectVersions; `next` is the (key, version id) marker of the next page.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VersionPage {
+    pub versions: Vec<ObjectVersion>,
+    pub next: Option<(String, String)>,
 }
 
 /// A small object as GetObject returns it.
@@ -601,6 +621,17 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes `keys` (at most 1,000: one DeleteObjects request). Keys already gone count as
     /// deleted; any key S3 refused fails the call.
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> PortResult<()>;
+    /// A page (≤ 1,000) of every object version and delete marker of the bucket
+    /// (ListObjectVersions), after the (key, version id) `marker`.
+    async fn list_versions_page(
+        &self,
+        bucket: &str,
+        marker: Option<(String, String)>,
+    ) -> PortResult<VersionPage>;
+    /// Deletes these versions and delete markers for good (at most 1,000: one DeleteObjects
+    /// request with a VersionId per key). Versions already gone count as deleted; any S3
+    /// refused fails the call.
+    async fn delete_versions(&self, bucket: &str, versions: &[ObjectVersion]) -> PortResult<()>;
     /// Writes a small object. `condition`: None unconditionally, Some("*") only if absent
     /// (If-None-Match), Some(etag) only if unchanged (If-Match). Returns the new ETag.
     async fn put_small_object(

@@ -797,6 +797,7 @@ impl SyntheticBuckets {
                     size: 4096,
                     etag: Self::etag(i, target && changed),
                     storage_class: None,
+                    restored: false,
                 });
             }
             if target && extra {
@@ -805,6 +806,7 @@ impl SyntheticBuckets {
                     size: 4096,
                     etag: Self::etag(i, true),
                     storage_class: None,
+                    restored: false,
                 });
             }
             i += 1;
@@ -967,6 +969,20 @@ impl ObjectStore for SyntheticBuckets {
     }
     async fn content_md5(&self, _bucket: &str, _key: &str) -> PortResult<String> {
         Err(Self::unsupported("s3:GetObject"))
+    }
+    async fn list_versions_page(
+        &self,
+        _bucket: &str,
+        _marker: Option<(String, String)>,
+    ) -> PortResult<crate::ports::VersionPage> {
+        Err(Self::unsupported("s3:ListObjectVersions"))
+    }
+    async fn delete_versions(
+        &self,
+        _bucket: &str,
+        _versions: &[crate::ports::ObjectVersion],
+    ) -> PortResult<()> {
+        Err(Self::unsupported("s3:DeleteObjects"))
     }
 }
 

@@ -63,6 +63,9 @@ pub struct SyncOptions {
     pub delete: bool,
     /// Decide what to copy and delete, report it through the `planned` callback, change nothing.
     pub dry_run: bool,
+    /// Leave archived objects (see [`is_archived`]) uncopied, counting them in the stats, and
+    /// do not count them as differences when verifying.
+    pub skip_archived: bool,
 }
 
 /// Objects copied at once by default: measured on a local S3 server (BENCHMARKS.md), where
@@ -78,6 +81,7 @@ impl Default for SyncOptions {
             part_concurrency: 8,
             delete: false,
             dry_run: false,
+            skip_archived: false,
         }
     }
 }
@@ -94,6 +98,102 @@ pub struct SyncStats {
     pub extra: u64,
     /// Destination objects removed (in a dry run: that would be removed).
     pub deleted: u64,
+    /// Archived source objects left uncopied (`skip_archived`), their bytes, and the first
+    /// [`ARCHIVED_KEYS_KEPT`] of their keys.
+    pub skipped_archived: u64,
+    pub skipped_archived_bytes: u64,
+    pub skipped_archived_keys: Vec<String>,
+}
+
+/// Storage classes whose objects S3 refuses to copy (CopyObject, UploadPartCopy) or read
+/// until they are restored: "Object is archived and inaccessible until restored. If the object
+/// you are retrieving is stored in the S3 Glacier Flexible Retrieval storage class, the S3
+/// Glacier Deep Archive storage class, the S3 Intelligent-Tiering Archive Access tier, or the
+/// S3 Intelligent-Tiering Deep Archive Access tier, before you can retrieve the object you must
+/// first restore a copy using RestoreObject. Otherwise, this operation returns an
+/// InvalidObjectState error" (S3 API Reference, InvalidObjectState). Glacier Instant Retrieval
+/// (`GLACIER_IR`) is copied like any other class. The Intelligent-Tiering archive tiers do not
+/// show in a listing (only HeadObject's `ArchiveStatus` tells): such an object fails its copy
+/// with InvalidObjectState, naming it.
+pub const ARCHIVED_CLASSES: &[&str] = &["GLACIER", "DEEP_ARCHIVE"];
+
+/// How many keys of archived objects a report keeps (the counts are exact).
+pub const ARCHIVED_KEYS_KEPT: usize = 1000;
+
+/// Whether S3 cannot copy the object without a restore: by its listed storage class, unless
+/// a restored copy is available.
+pub fn is_archived(object: &ObjectSummary) -> bool {
+    !object.restored
+        && object
+            .storage_class
+            .as_deref()
+            .is_some_and(|c| ARCHIVED_CLASSES.contains(&c))
+}
+
+/// The archived objects of one bucket, as a preflight finds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArchivedObjects {
+    pub bucket: String,
+    pub count: u64,
+    pub bytes: u64,
+    /// Count per storage class.
+    pub by_class: BTreeMap<String, u64>,
+    /// The first [`ARCHIVED_KEYS_KEPT`] keys.
+    pub keys: Vec<String>,
+}
+
+impl std::fmt::Display for ArchivedObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let classes: Vec<String> = self
+            .by_class
+            .iter()
+            .map(|(c, n)| format!("{n} {c}"))
+            .collect();
+        write!(
+            f,
+            "s3://{}: {} archived object(s), {} bytes ({}; e.g. {})",
+            self.bucket,
+            self.count,
+            self.bytes,
+            classes.join(", "),
+            self.keys
+                .iter()
+                .take(3)
+                .map(|k| format!("{k:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// Lists the whole bucket (ListObjectsV2, read-only) and returns its archived objects.
+pub async fn find_archived(
+    store: &dyn ObjectStore,
+    bucket: &str,
+) -> Result<ArchivedObjects, PortError> {
+    let mut found = ArchivedObjects {
+        bucket: bucket.to_string(),
+        ..Default::default()
+    };
+    let mut token = None;
+    loop {
+        let page = retry(|| store.list_page(bucket, "", token.clone())).await?;
+        for o in page.objects.iter().filter(|o| is_archived(o)) {
+            found.count += 1;
+            found.bytes += o.size;
+            *found
+                .by_class
+                .entry(o.storage_class.clone().unwrap_or_default())
+                .or_default() += 1;
+            if found.keys.len() < ARCHIVED_KEYS_KEPT {
+                found.keys.push(o.key.clone());
+            }
+        }
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(found),
+        }
+    }
 }
 
 /// Live counters of a running sync, for a progress display. The engine only adds to them
@@ -841,6 +941,45 @@ enum Done {
     Deleted(u64),
 }
 
+/// Empties a bucket whole so DeleteBucket can succeed: every object version and every delete
+/// marker (ListObjectVersions, then DeleteObjects with each VersionId, 1,000 a request). In a
+/// versioned bucket a plain delete only adds a delete marker, and DeleteBucket answers
+/// BucketNotEmpty while any version or marker remains ("Deleting a bucket", "Deleting object
+/// versions from a versioning-enabled bucket"); a bucket that never had versioning lists each
+/// object once with version id `null`. Listing starts again from the beginning after each
+/// batch, so what is written meanwhile goes too. Returns how many versions and markers it
+/// deleted; a missing bucket is already empty.
+pub async fn empty_bucket(store: &dyn ObjectStore, bucket: &str) -> Result<u64, PortError> {
+    let mut deleted = 0u64;
+    let mut last_first: Option<crate::ports::ObjectVersion> = None;
+    loop {
+        let page = match retry(|| store.list_versions_page(bucket, None)).await {
+            Ok(page) => page,
+            Err(PortError::NotFound { .. }) if deleted == 0 => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let Some(first) = page.versions.first().cloned() else {
+            return Ok(deleted);
+        };
+        if last_first.as_ref() == Some(&first) {
+            return Err(PortError::failed(
+                "s3:DeleteObjects",
+                format!(
+                    "bucket {bucket}: version {} of {} is still listed after DeleteObjects \
+                     reported it deleted; empty the bucket (every version and delete marker) \
+                     and run the command again",
+                    first.version_id, first.key
+                ),
+            ));
+        }
+        for batch in page.versions.chunks(DELETE_BATCH) {
+            retry(|| store.delete_versions(bucket, batch)).await?;
+            deleted += batch.len() as u64;
+        }
+        last_first = Some(first);
+    }
+}
+
 /// Copies every object of `src` that `dst` lacks or holds in another version. Objects equal by
 /// size and ETag are left alone, so a re-run copies only what changed.
 pub async fn sync(
@@ -894,6 +1033,15 @@ pub async fn sync_with(
                 Joined::Both(s, d) if is_unchanged(&s, &d) => {
                     stats.unchanged += 1;
                     progress.unchanged.fetch_add(1, Relaxed);
+                }
+                Joined::OnlySource(object) | Joined::Both(object, _)
+                    if options.skip_archived && is_archived(&object) =>
+                {
+                    stats.skipped_archived += 1;
+                    stats.skipped_archived_bytes += object.size;
+                    if stats.skipped_archived_keys.len() < ARCHIVED_KEYS_KEPT {
+                        stats.skipped_archived_keys.push(object.key);
+                    }
                 }
                 Joined::OnlySource(object) | Joined::Both(object, _) => {
                     progress.to_copy.fetch_add(1, Relaxed);
@@ -1184,6 +1332,8 @@ pub struct VerifyReport {
     /// content instead.
     pub compared_by_content: u64,
     pub mismatches: Vec<Mismatch>,
+    /// Archived source objects not compared (`skip_archived`: they were not copied).
+    pub skipped_archived: u64,
 }
 
 impl VerifyReport {
@@ -1206,6 +1356,19 @@ pub async fn verify(
     dst: &BucketPath,
     concurrency: usize,
 ) -> Result<VerifyReport, SyncError> {
+    verify_with(store, src, dst, concurrency, false).await
+}
+
+/// `verify`; with `skip_archived`, an archived source object is not compared but counted in
+/// `skipped_archived` (a copy with `skip_archived` left it alone, and its bytes cannot be read
+/// without a restore).
+pub async fn verify_with(
+    store: Arc<dyn ObjectStore>,
+    src: &BucketPath,
+    dst: &BucketPath,
+    concurrency: usize,
+    skip_archived: bool,
+) -> Result<VerifyReport, SyncError> {
     let mut report = VerifyReport {
         source: src.to_string(),
         target: dst.to_string(),
@@ -1219,6 +1382,10 @@ pub async fn verify(
             return Err(SyncError::Stopped);
         }
         let (s, d) = match joined {
+            Joined::OnlySource(o) | Joined::Both(o, _) if skip_archived && is_archived(&o) => {
+                report.skipped_archived += 1;
+                continue;
+            }
             Joined::OnlySource(o) => {
                 report.mismatches.push(Mismatch {
                     key: o.key,
@@ -1438,17 +1605,21 @@ impl RecordBuilder {
 /// has compared them further): the record a later check (`changed_since`) compares with. An
 /// object written to `src` after the verification and not copied is left out, so it is found
 /// missing later.
+///
+/// With `skip_archived` (the copy left archived objects out), archived source objects are left
+/// out of the record and out of `changed_since`'s look alike: they stay in the old bucket only.
 pub async fn record_copied(
     store: Arc<dyn ObjectStore>,
     src: &BucketPath,
     dst: &BucketPath,
+    skip_archived: bool,
 ) -> Result<CopiedRecord, SyncError> {
     let progress = Arc::new(SyncProgress::default());
     let mut join = MergeJoin::new(&store, src, dst, &progress);
     let mut builder = RecordBuilder::default();
     while let Some(joined) = join.next().await? {
         if let Joined::Both(s, d) = joined {
-            if s.size == d.size {
+            if s.size == d.size && !(skip_archived && is_archived(&s)) {
                 builder.add(&s);
             }
         }
@@ -1476,12 +1647,15 @@ pub async fn changed_since(
     src: &BucketPath,
     dst: &BucketPath,
     record: &CopiedRecord,
+    skip_archived: bool,
 ) -> Result<Vec<Mismatch>, SyncError> {
     let progress = Arc::new(SyncProgress::default());
     let mut lister = Lister::spawn(store.clone(), src.clone(), progress.clone(), Side::Source);
     let mut now = RecordBuilder::default();
     while let Some(o) = lister.next().await? {
-        now.add(&o);
+        if !(skip_archived && is_archived(&o)) {
+            now.add(&o);
+        }
     }
     let now = now.finish();
     let mut changed: std::collections::BTreeSet<u16> = std::collections::BTreeSet::new();
@@ -1497,6 +1671,7 @@ pub async fn changed_since(
     let mut join = MergeJoin::new(&store, src, dst, &progress);
     while let Some(joined) = join.next().await? {
         match joined {
+            Joined::OnlySource(s) | Joined::Both(s, _) if skip_archived && is_archived(&s) => {}
             Joined::OnlySource(s) if changed.contains(&record_partition(&s.key)) => {
                 out.push(Mismatch {
                     key: s.key,

@@ -344,7 +344,7 @@ impl CloneEngine {
             Some((path, body)) => Template::parse(path, body)?,
             None => source.template.clone(),
         };
-        let plan = build_plan(request, &source, template, run_id)?;
+        let mut plan = build_plan(request, &source, template, run_id)?;
         let cloud = &self.cloud;
 
         // The target must be free: stack name, environment tag, and the names it will use.
@@ -439,6 +439,20 @@ impl CloneEngine {
                     what: format!("Auto Scaling group {g}"),
                 });
             }
+        }
+        // Archived objects cannot be copied without a restore: found now, before any change,
+        // rather than as an InvalidObjectState in the middle of Standby.
+        for b in &plan.buckets {
+            let found = s3sync::find_archived(cloud.objects.as_ref(), &b.source_bucket).await?;
+            if found.count > 0 {
+                plan.archived.push(found);
+            }
+        }
+        plan.skip_archived = self.settings.sync.skip_archived;
+        if !plan.archived.is_empty() && !plan.skip_archived {
+            return Err(PreflightError::ArchivedObjects {
+                found: plan.archived,
+            });
         }
         Ok(plan)
     }
@@ -1183,7 +1197,7 @@ impl CloneEngine {
                     Some(name),
                     format!("bulk copy of s3://{} before Standby", b.source_bucket),
                 );
-                self.copy_bucket(&b.logical_id, &b.source_bucket, name, events)
+                self.copy_bucket(plan, &b.logical_id, &b.source_bucket, name, events)
                     .await
             }),
             BucketTarget::StackOwned { .. } => None,
@@ -1207,7 +1221,7 @@ impl CloneEngine {
         let parameter_buckets = async {
             let copies = plan.buckets.iter().filter_map(|b| match &b.target {
                 BucketTarget::Created { name, .. } => {
-                    Some(self.copy_bucket(&b.logical_id, &b.source_bucket, name, events))
+                    Some(self.copy_bucket(plan, &b.logical_id, &b.source_bucket, name, events))
                 }
                 BucketTarget::StackOwned { .. } => None,
             });
@@ -1440,6 +1454,7 @@ impl CloneEngine {
 
     async fn copy_bucket(
         &self,
+        plan: &ClonePlan,
         logical_id: &str,
         source: &str,
         target: &str,
@@ -1456,6 +1471,7 @@ impl CloneEngine {
         // deleted from it too (else verification would find it "in the target only").
         let options = SyncOptions {
             delete: true,
+            skip_archived: plan.skip_archived || self.settings.sync.skip_archived,
             ..self.settings.sync.clone()
         };
         let stats = s3sync::sync(
@@ -1470,12 +1486,20 @@ impl CloneEngine {
             step,
             Some(target),
             format!(
-                "{} object(s) listed, {} copied ({} bytes, {} in parts), {} already there",
+                "{} object(s) listed, {} copied ({} bytes, {} in parts), {} already there{}",
                 stats.listed,
                 stats.copied,
                 stats.copied_bytes,
                 stats.multipart_copies,
-                stats.unchanged
+                stats.unchanged,
+                if stats.skipped_archived > 0 {
+                    format!(
+                        ", {} archived ({} bytes) left out (--skip-archived)",
+                        stats.skipped_archived, stats.skipped_archived_bytes
+                    )
+                } else {
+                    String::new()
+                }
             ),
         );
         Ok(BucketOutcome {
@@ -1538,7 +1562,7 @@ impl CloneEngine {
         let fills = plan.buckets.iter().filter_map(|b| match &b.target {
             BucketTarget::StackOwned { .. } => Some(async {
                 let name = self.wait_for_stack_bucket(plan, &b.logical_id).await?;
-                self.copy_bucket(&b.logical_id, &b.source_bucket, &name, events)
+                self.copy_bucket(plan, &b.logical_id, &b.source_bucket, &name, events)
                     .await
             }),
             BucketTarget::Created { .. } => None,
@@ -1617,8 +1641,15 @@ impl CloneEngine {
             .iter()
             .map(|b| (b.source.clone(), b.target.clone()))
             .collect();
+        let skip_archived = plan.skip_archived || self.settings.sync.skip_archived;
         let reports = self
-            .check_environment(&plan.target_stack, &plan.contract, &pairs, checks)
+            .check_environment_with(
+                &plan.target_stack,
+                &plan.contract,
+                &pairs,
+                checks,
+                skip_archived,
+            )
             .await?;
         for hook in &plan.contract.hooks.verify {
             let result = self
@@ -1666,6 +1697,21 @@ impl CloneEngine {
         bucket_pairs: &[(String, String)],
         checks: &mut Vec<CheckResult>,
     ) -> Result<Vec<VerifyReport>, StepError> {
+        let skip_archived = self.settings.sync.skip_archived;
+        self.check_environment_with(stack_name, contract, bucket_pairs, checks, skip_archived)
+            .await
+    }
+
+    /// `check_environment`; with `skip_archived`, archived source objects are not compared
+    /// (the copy left them out) and each bucket's check says how many.
+    async fn check_environment_with(
+        &self,
+        stack_name: &str,
+        contract: &crate::contract::Contract,
+        bucket_pairs: &[(String, String)],
+        checks: &mut Vec<CheckResult>,
+        skip_archived: bool,
+    ) -> Result<Vec<VerifyReport>, StepError> {
         let step = "verify";
         let cloud = &self.cloud;
         let stack = retry(|| cloud.stacks.describe_stack(stack_name))
@@ -1680,7 +1726,16 @@ impl CloneEngine {
             ok: stack.status.is_usable(),
             detail: stack.status.to_string(),
         });
-        verify_report(self, contract, &stack, &resources, bucket_pairs, checks).await
+        verify_report(
+            self,
+            contract,
+            &stack,
+            &resources,
+            bucket_pairs,
+            checks,
+            skip_archived,
+        )
+        .await
     }
 }
 
@@ -1732,6 +1787,7 @@ async fn verify_report(
     resources: &[crate::ports::StackResource],
     buckets: &[(String, String)],
     checks: &mut Vec<CheckResult>,
+    skip_archived: bool,
 ) -> Result<Vec<VerifyReport>, StepError> {
     let step = "verify";
     let cloud = &engine.cloud;
@@ -1816,17 +1872,26 @@ async fn verify_report(
 
     let mut reports = Vec::new();
     for (source, target) in buckets {
-        let report = s3sync::verify(
+        let report = s3sync::verify_with(
             cloud.objects.clone(),
             &BucketPath::bucket(source),
             &BucketPath::bucket(target),
             engine.settings.verify_concurrency,
+            skip_archived,
         )
         .await
         .map_err(StepError::sync(step))?;
+        let skipped = if report.skipped_archived > 0 {
+            format!(
+                "; {} archived object(s) not compared (left out by --skip-archived)",
+                report.skipped_archived
+            )
+        } else {
+            String::new()
+        };
         let detail = if report.is_equal() {
             format!(
-                "{} object(s) equal (key, size, ETag, content type, metadata, tags){}",
+                "{} object(s) equal (key, size, ETag, content type, metadata, tags){}{skipped}",
                 report.compared,
                 if report.compared_by_content > 0 {
                     format!(
@@ -1845,7 +1910,7 @@ async fn verify_report(
                 .map(|m| format!("{:?}: {}", m.key, m.problem))
                 .collect();
             format!(
-                "{} difference(s), e.g. {}",
+                "{} difference(s), e.g. {}{skipped}",
                 report.mismatches.len(),
                 first.join("; ")
             )

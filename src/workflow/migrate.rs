@@ -495,7 +495,11 @@ impl CloneEngine {
                         .map(|b| format!("bucket {}", b.target)),
                 )
                 .collect();
-            state.bucket_records = match self.record_buckets(&state.buckets, events).await {
+            let skip_archived = clone.skip_archived;
+            state.bucket_records = match self
+                .record_buckets(&state.buckets, skip_archived, events)
+                .await
+            {
                 Ok(records) => records,
                 Err(e) => {
                     let _ = self.exit_standby(&state.standby, events).await;
@@ -1417,6 +1421,7 @@ impl CloneEngine {
     async fn record_buckets(
         &self,
         pairs: &[(String, String)],
+        skip_archived: bool,
         events: &Emitter,
     ) -> Result<Vec<s3sync::CopiedRecord>, StepError> {
         let step = "verify";
@@ -1426,6 +1431,7 @@ impl CloneEngine {
                 self.cloud.objects.clone(),
                 &BucketPath::bucket(source),
                 &BucketPath::bucket(target),
+                skip_archived,
             )
             .await
             .map_err(StepError::sync(step))?;
@@ -1457,22 +1463,31 @@ impl CloneEngine {
         events: &Emitter,
     ) -> Result<(), StepError> {
         let step = "finalize";
+        // Archived objects that `--skip-archived` left out of the copies are not expected in the
+        // new buckets; they stay in the old ones (finalize never empties a bucket: a non-empty
+        // one of the old stack is kept).
+        let skip_archived = state.plan.as_ref().is_some_and(|p| p.skip_archived);
         for (i, (source, target)) in state.buckets.iter().enumerate() {
             let (src, dst) = (BucketPath::bucket(source), BucketPath::bucket(target));
             let missing = match state.bucket_records.get(i) {
-                Some(record) => {
-                    s3sync::changed_since(self.cloud.objects.clone(), &src, &dst, record)
-                        .await
-                        .map_err(StepError::sync(step))?
-                }
+                Some(record) => s3sync::changed_since(
+                    self.cloud.objects.clone(),
+                    &src,
+                    &dst,
+                    record,
+                    skip_archived,
+                )
+                .await
+                .map_err(StepError::sync(step))?,
                 None => {
                     // A run recorded by an envclone without the record: the new bucket must
                     // hold every object of the old one (its own changes show as differences).
-                    let report = s3sync::verify(
+                    let report = s3sync::verify_with(
                         self.cloud.objects.clone(),
                         &src,
                         &dst,
                         self.settings.verify_concurrency,
+                        skip_archived,
                     )
                     .await
                     .map_err(StepError::sync(step))?;

@@ -98,6 +98,16 @@ pub enum PreflightError {
     },
     #[error("{what}")]
     Unsupported { what: String },
+    #[error(
+        "S3 cannot copy archived objects without a restore (CopyObject answers \
+         InvalidObjectState for S3 Glacier Flexible Retrieval and Deep Archive): {}; nothing \
+         was changed. Restore them first (RestoreObject), or pass --skip-archived to leave them \
+         out of the copy (the report lists them)",
+        found.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; ")
+    )]
+    ArchivedObjects {
+        found: Vec<crate::s3sync::ArchivedObjects>,
+    },
     #[error("reading the source failed: {0}; nothing was changed")]
     Aws(#[from] PortError),
 }

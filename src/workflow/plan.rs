@@ -128,6 +128,11 @@ pub struct ClonePlan {
     /// Hooks from `envclone.toml` (already in `contract.hooks`), kept in the run's record.
     #[serde(skip)]
     pub extra_hooks: crate::contract::Hooks,
+    /// `--skip-archived`: archived objects are left out of the bucket copies (the preflight
+    /// found `archived`).
+    pub skip_archived: bool,
+    /// Archived objects of the source buckets, per bucket that has any (found by preflight).
+    pub archived: Vec<crate::s3sync::ArchivedObjects>,
 }
 
 pub const MASK: &str = "****";
@@ -143,6 +148,19 @@ impl ClonePlan {
                 (k.clone(), if secret { MASK.to_string() } else { v.clone() })
             })
             .collect()
+    }
+
+    /// What a bucket copy leaves out: older versions and delete markers always (current
+    /// versions only), and the archived objects preflight found when `--skip-archived`.
+    fn copy_note(&self, source_bucket: &str) -> String {
+        let mut note = "; current versions only".to_string();
+        if let Some(a) = self.archived.iter().find(|a| a.bucket == source_bucket) {
+            note.push_str(&format!(
+                "; leaving out {} archived object(s), {} bytes (--skip-archived)",
+                a.count, a.bytes
+            ));
+        }
+        note
     }
 
     /// The steps in order, with the real names, for `plan clone` and `--dry-run`.
@@ -191,8 +209,9 @@ impl ClonePlan {
         for b in &self.buckets {
             if let BucketTarget::Created { name, .. } = &b.target {
                 parallel.push(format!(
-                    "copy the objects of bucket {} into {name} (server-side)",
-                    b.source_bucket
+                    "copy the objects of bucket {} into {name} (server-side{})",
+                    b.source_bucket,
+                    self.copy_note(&b.source_bucket)
                 ));
             }
         }
@@ -210,10 +229,14 @@ impl ClonePlan {
         for b in &self.buckets {
             if let BucketTarget::StackOwned { predicted_name } = &b.target {
                 steps.push(format!(
-                    "as soon as the stack has created {} ({}), copy the objects of bucket {} into it",
+                    "as soon as the stack has created {} ({}), copy the objects of bucket {} \
+                     into it (server-side{})",
                     b.logical_id,
-                    predicted_name.as_deref().unwrap_or("name chosen by CloudFormation"),
-                    b.source_bucket
+                    predicted_name
+                        .as_deref()
+                        .unwrap_or("name chosen by CloudFormation"),
+                    b.source_bucket,
+                    self.copy_note(&b.source_bucket)
                 ));
             }
         }
@@ -505,5 +528,7 @@ pub fn build_plan(
         tags,
         capabilities: source.stack.capabilities.clone(),
         extra_hooks,
+        skip_archived: false,
+        archived: Vec::new(),
     })
 }

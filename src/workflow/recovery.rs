@@ -51,6 +51,9 @@ pub struct PlanRecord {
     /// Hooks from `envclone.toml`, run after the contract's own.
     #[serde(default)]
     pub extra_hooks: crate::contract::Hooks,
+    /// `--skip-archived` was given: a resume leaves archived objects out too.
+    #[serde(default)]
+    pub skip_archived: bool,
 }
 
 impl PlanRecord {
@@ -70,6 +73,7 @@ impl PlanRecord {
             tags: plan.tags.clone(),
             capabilities: plan.capabilities.clone(),
             extra_hooks: plan.extra_hooks.clone(),
+            skip_archived: plan.skip_archived,
         }
     }
 
@@ -106,6 +110,8 @@ impl PlanRecord {
             tags: self.tags.clone(),
             capabilities: self.capabilities.clone(),
             extra_hooks: self.extra_hooks.clone(),
+            skip_archived: self.skip_archived,
+            archived: Vec::new(),
         })
     }
 }
@@ -534,22 +540,12 @@ impl CloneEngine {
         }
     }
 
-    /// Deletes every object of a bucket, page by page.
+    /// Deletes every object version and delete marker of a bucket (see
+    /// [`crate::s3sync::empty_bucket`]).
     async fn empty_bucket(&self, bucket: &str) -> Result<(), StepError> {
-        let objects = &self.cloud.objects;
-        loop {
-            let page = match retry(|| objects.list_page(bucket, "", None)).await {
-                Ok(page) => page,
-                Err(PortError::NotFound { .. }) => return Ok(()),
-                Err(e) => return Err(StepError::port("abort")(e)),
-            };
-            if page.objects.is_empty() {
-                return Ok(());
-            }
-            let keys: Vec<String> = page.objects.into_iter().map(|o| o.key).collect();
-            retry(|| objects.delete_objects(bucket, &keys))
-                .await
-                .map_err(StepError::port("abort"))?;
-        }
+        crate::s3sync::empty_bucket(self.cloud.objects.as_ref(), bucket)
+            .await
+            .map(|_| ())
+            .map_err(StepError::port("abort"))
     }
 }

@@ -2,8 +2,10 @@
 //! and end-to-end runs of the built `envclone` against the moto stand-in.
 
 mod e2e;
+mod e2e_buckets;
 mod e2e_swap;
 mod fake_aurora;
+mod fake_buckets;
 mod fake_clone;
 mod fake_deletion;
 mod fake_groups;
