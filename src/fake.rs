@@ -349,7 +349,7 @@ struct FakeGroup {
 /// `Pending` too, and a launch lifecycle hook holds it in `Pending:Wait`.
 impl State {
     fn settle_groups(&mut self, now: Instant, launch: Duration) {
-        let mut launched = 0;
+        let mut launched = self.launched;
         for g in self.groups.values_mut() {
             let due: Vec<i32> = g
                 .scheduled
@@ -389,7 +389,7 @@ impl State {
                     .count() as i32;
                 for _ in serving..g.desired {
                     launched += 1;
-                    let id = format!("i-launched{:08x}{launched:04x}", g.instances.len());
+                    let id = format!("i-launched{launched:011x}");
                     g.pending_until.insert(id.clone(), now + launch);
                     g.instances.push(AsgInstance {
                         id,
@@ -399,6 +399,7 @@ impl State {
                 }
             }
         }
+        self.launched = launched;
     }
 }
 
@@ -463,6 +464,8 @@ struct State {
     abandoned: Vec<String>,
     /// (snapshot, instances serving when it was taken).
     serving_at_snapshots: Vec<(String, Vec<String>)>,
+    /// Instances Auto Scaling launched so far (for their ids).
+    launched: u64,
     /// Calls that take effect and then fail as if their response was lost.
     lost_responses: Vec<Fault>,
     calls: Vec<Call>,
