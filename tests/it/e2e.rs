@@ -2627,10 +2627,14 @@ async fn kill_9_of_a_migrate_before_its_swap_then_abort_leaves_nothing() {
         ("verify", "start"),
     ] {
         let state = tempfile::tempdir().unwrap();
+        // webapp-v2.yaml hands its database endpoint to the application (issue 10, item 3).
+        let hooks = post_swap_config(state.path(), "prod");
         let mut child = standin
             .command(env!("CARGO_BIN_EXE_envclone"))
             .arg("--state-dir")
             .arg(state.path())
+            .arg("--config")
+            .arg(&hooks)
             .args(["migrate", "prod", "--yes", "--template"])
             .arg(Path::new(ROOT).join("stacks/webapp-v2.yaml"))
             .stdout(Stdio::null())
@@ -2717,9 +2721,13 @@ async fn verify_after_migrate_needs_envclones_tags_to_call_a_missing_database_dr
     standin.seed("prod", "stacks/webapp.yaml", &[]);
     let config = standin.sdk().await;
     let state_dir = tempfile::tempdir().unwrap();
+    // webapp-v2.yaml hands its database endpoint to the application (issue 10, item 3).
+    let hooks = post_swap_config(state_dir.path(), "prod");
     let out = standin.envclone(
         state_dir.path(),
         &[
+            "--config",
+            hooks.to_str().unwrap(),
             "migrate",
             "prod",
             "--template",
@@ -2811,9 +2819,13 @@ async fn finalize_refuses_to_delete_state_the_contract_does_not_cover() {
     let config = standin.sdk().await;
 
     let state_dir = tempfile::tempdir().unwrap();
+    // webapp-v2.yaml hands its database endpoint to the application (issue 10, item 3).
+    let hooks = post_swap_config(state_dir.path(), "prod");
     let out = standin.envclone(
         state_dir.path(),
         &[
+            "--config",
+            hooks.to_str().unwrap(),
             "migrate",
             "prod",
             "--template",
