@@ -1170,11 +1170,54 @@ impl CloneEngine {
                     }
                     Err(e) => return Err(StepError::port(step)(e)),
                 }
+                let first_time_here = !created.list().contains(&format!("bucket {name}"));
                 created.add(format!("bucket {name}"));
                 events.done(step, Some(name), "created");
+                // Once a process (migrate calls this again after the pre-copy); a resumed run
+                // puts it again, which changes nothing.
+                if first_time_here {
+                    self.copy_bucket_configuration(&b.source_bucket, name, events)
+                        .await?;
+                }
             }
         }
 
+        Ok(())
+    }
+
+    /// Gives a bucket envclone created its source's configuration (issue 11, item 9); says
+    /// what was carried and warns of each thing that was not, with what to do.
+    async fn copy_bucket_configuration(
+        &self,
+        source: &str,
+        target: &str,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "bucket.configuration";
+        events.start(
+            step,
+            Some(target),
+            format!("copying the configuration of bucket {source}"),
+        );
+        let report = retry(|| self.cloud.objects.copy_bucket_configuration(source, target))
+            .await
+            .map_err(StepError::port(step))?;
+        for what in &report.not_carried {
+            events.warn(
+                step,
+                Some(target),
+                format!("not carried from bucket {source} to bucket {target}: {what}"),
+            );
+        }
+        events.done(
+            step,
+            Some(target),
+            if report.carried.is_empty() {
+                format!("bucket {source} has no configuration to carry")
+            } else {
+                format!("carried from {source}: {}", report.carried.join(", "))
+            },
+        );
         Ok(())
     }
 
