@@ -1142,6 +1142,15 @@ impl CloneEngine {
         let cloud = &self.cloud;
         for b in &plan.buckets {
             if let BucketTarget::Created { name, .. } = &b.target {
+                // Created and configured by this process already (migrate and clone call this
+                // again after the pre-copy): not again. In us-east-1 S3 answers a CreateBucket
+                // of a bucket one owns with 200 (S3 API Reference, CreateBucket,
+                // BucketAlreadyOwnedByYou), and the tags put after it would replace the ones
+                // merged from the source. A resumed run (another process) creates and
+                // configures again, which ends the same.
+                if created.list().contains(&format!("bucket {name}")) {
+                    continue;
+                }
                 let step = "bucket.create";
                 checkpoint(Progress::CreatingBucket(name)).map_err(|message| {
                     StepError::Refused {
@@ -1170,15 +1179,10 @@ impl CloneEngine {
                     }
                     Err(e) => return Err(StepError::port(step)(e)),
                 }
-                let first_time_here = !created.list().contains(&format!("bucket {name}"));
                 created.add(format!("bucket {name}"));
                 events.done(step, Some(name), "created");
-                // Once a process (migrate calls this again after the pre-copy); a resumed run
-                // puts it again, which changes nothing.
-                if first_time_here {
-                    self.copy_bucket_configuration(&b.source_bucket, name, events)
-                        .await?;
-                }
+                self.copy_bucket_configuration(&b.source_bucket, name, events)
+                    .await?;
             }
         }
 
