@@ -1327,6 +1327,34 @@ def _install_s3() -> None:
 
     S3Response.get_object = get_object
 
+    # moto 5.2.5 names the root element of these two answers after the operation
+    # (<GetBucketVersioningResponse>, <GetBucketNotificationResponse>); S3 answers
+    # <VersioningConfiguration> and <NotificationConfiguration> (S3 API Reference,
+    # GetBucketVersioning and GetBucketNotificationConfiguration, "Response Syntax"), and the
+    # Rust SDK refuses any other root. Checked for issue 11 item 9.
+    for method, moto_root, s3_root in [
+        ("get_bucket_versioning", "GetBucketVersioningResponse", "VersioningConfiguration"),
+        ("get_bucket_notification", "GetBucketNotificationResponse", "NotificationConfiguration"),
+    ]:
+        _rename_root(method, moto_root, s3_root)
+
+
+def _rename_root(method: str, moto_root: str, s3_root: str) -> None:
+    original = getattr(S3Response, method)
+
+    @functools.wraps(original)
+    def renamed(self):  # type: ignore[no-untyped-def]
+        status, headers, body = original(self)
+        if isinstance(body, bytes):
+            body = body.replace(f"<{moto_root}".encode(), f"<{s3_root}".encode()).replace(
+                f"</{moto_root}>".encode(), f"</{s3_root}>".encode()
+            )
+        elif isinstance(body, str):
+            body = body.replace(f"<{moto_root}", f"<{s3_root}").replace(f"</{moto_root}>", f"</{s3_root}>")
+        return status, headers, body
+
+    setattr(S3Response, method, renamed)
+
 
 def _without_part(query: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in query.items() if k != "partNumber"}

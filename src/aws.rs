@@ -1216,6 +1216,66 @@ fn tagging_header(tags: &BTreeMap<String, String>) -> String {
         .join("&")
 }
 
+/// One GET of a bucket's configuration: `Ok(None)` when S3 answered its "not configured"
+/// code (`none_code`), or when it refused the read for good (then listed as not carried, with
+/// S3's words); missing buckets and transient errors fail the call.
+fn config_read<T, E>(
+    operation: &str,
+    result: Result<T, SdkError<E, HttpResponse>>,
+    none_code: Option<&str>,
+    bucket: &str,
+    kind: &str,
+    report: &mut BucketConfigReport,
+) -> PortResult<Option<T>>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if none_code.is_some() && e.code() == none_code => Ok(None),
+        Err(e) => match port_error(operation, &format!("bucket {bucket}"), e) {
+            e @ (PortError::NotFound { .. } | PortError::Transient { .. }) => Err(e),
+            e => {
+                report.not_carried.push(format!(
+                    "{kind}: could not be read from {bucket} ({e}); compare it by hand"
+                ));
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// One PUT of a bucket's configuration: carried, or (refused for good) listed as not carried
+/// with S3's words; transient errors fail the call (every PUT is idempotent: retried whole).
+fn config_written<T, E>(
+    operation: &str,
+    result: Result<T, SdkError<E, HttpResponse>>,
+    source: &str,
+    target: &str,
+    kind: &str,
+    report: &mut BucketConfigReport,
+) -> PortResult<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(_) => {
+            report.carried.push(kind.to_string());
+            Ok(())
+        }
+        Err(e) => match port_error(operation, &format!("bucket {target}"), e) {
+            e @ PortError::Transient { .. } => Err(e),
+            e => {
+                report.not_carried.push(format!(
+                    "{kind}: S3 refused it on {target} ({e}); review {source}'s and set it \
+                     on {target} yourself"
+                ));
+                Ok(())
+            }
+        },
+    }
+}
+
 impl S3 {
     /// DeleteObjects, 1,000 keys a request; a version id deletes that version (or delete
     /// marker) for good instead of adding a delete marker in a versioned bucket.
@@ -1335,6 +1395,306 @@ impl ObjectStore for S3 {
             .await
             .map_err(|e| port_error("s3:PutBucketTagging", &what, e))?;
         Ok(())
+    }
+
+    async fn copy_bucket_configuration(
+        &self,
+        source: &str,
+        target: &str,
+    ) -> PortResult<BucketConfigReport> {
+        use aws_sdk_s3::types::{
+            BucketLifecycleConfiguration, CorsConfiguration, MfaDeleteStatus, Tag, Tagging,
+            VersioningConfiguration,
+        };
+        let c = &self.client;
+        let mut r = BucketConfigReport::default();
+
+        // Versioning first: lifecycle rules on noncurrent versions expect it.
+        if let Some(out) = config_read(
+            "s3:GetBucketVersioning",
+            c.get_bucket_versioning().bucket(source).send().await,
+            None,
+            source,
+            "versioning",
+            &mut r,
+        )? {
+            // A bucket never versioned answers no Status.
+            if let Some(status) = out.status() {
+                let put = c
+                    .put_bucket_versioning()
+                    .bucket(target)
+                    .versioning_configuration(
+                        VersioningConfiguration::builder()
+                            .status(status.clone())
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                config_written(
+                    "s3:PutBucketVersioning",
+                    put,
+                    source,
+                    target,
+                    "versioning",
+                    &mut r,
+                )?;
+            }
+            // "MFA delete can be enabled only by the root user ... with its MFA device"
+            // (S3 User Guide, "Configuring MFA delete").
+            if out.mfa_delete() == Some(&MfaDeleteStatus::Enabled) {
+                r.not_carried.push(format!(
+                    "MFA delete: only {source}'s account root user with its MFA device can \
+                     enable it; do so on {target} if the clone needs it"
+                ));
+            }
+        }
+
+        // Before the policy: the new bucket blocks public policies by default.
+        if let Some(out) = config_read(
+            "s3:GetPublicAccessBlock",
+            c.get_public_access_block().bucket(source).send().await,
+            Some("NoSuchPublicAccessBlockConfiguration"),
+            source,
+            "public access block",
+            &mut r,
+        )? {
+            if let Some(block) = out.public_access_block_configuration() {
+                let put = c
+                    .put_public_access_block()
+                    .bucket(target)
+                    .public_access_block_configuration(block.clone())
+                    .send()
+                    .await;
+                config_written(
+                    "s3:PutPublicAccessBlock",
+                    put,
+                    source,
+                    target,
+                    "public access block",
+                    &mut r,
+                )?;
+            }
+        }
+
+        if let Some(out) = config_read(
+            "s3:GetBucketOwnershipControls",
+            c.get_bucket_ownership_controls()
+                .bucket(source)
+                .send()
+                .await,
+            Some("OwnershipControlsNotFoundError"),
+            source,
+            "ownership controls",
+            &mut r,
+        )? {
+            if let Some(controls) = out.ownership_controls() {
+                let put = c
+                    .put_bucket_ownership_controls()
+                    .bucket(target)
+                    .ownership_controls(controls.clone())
+                    .send()
+                    .await;
+                config_written(
+                    "s3:PutBucketOwnershipControls",
+                    put,
+                    source,
+                    target,
+                    "ownership controls",
+                    &mut r,
+                )?;
+            }
+        }
+
+        if let Some(out) = config_read(
+            "s3:GetBucketEncryption",
+            c.get_bucket_encryption().bucket(source).send().await,
+            Some("ServerSideEncryptionConfigurationNotFoundError"),
+            source,
+            "default encryption",
+            &mut r,
+        )? {
+            if let Some(sse) = out.server_side_encryption_configuration() {
+                let put = c
+                    .put_bucket_encryption()
+                    .bucket(target)
+                    .server_side_encryption_configuration(sse.clone())
+                    .send()
+                    .await;
+                config_written(
+                    "s3:PutBucketEncryption",
+                    put,
+                    source,
+                    target,
+                    "default encryption",
+                    &mut r,
+                )?;
+            }
+        }
+
+        if let Some(out) = config_read(
+            "s3:GetBucketCors",
+            c.get_bucket_cors().bucket(source).send().await,
+            Some("NoSuchCORSConfiguration"),
+            source,
+            "CORS",
+            &mut r,
+        )? {
+            if !out.cors_rules().is_empty() {
+                let cors = CorsConfiguration::builder()
+                    .set_cors_rules(Some(out.cors_rules().to_vec()))
+                    .build()
+                    .map_err(|e| PortError::failed("s3:PutBucketCors", e.to_string()))?;
+                let put = c
+                    .put_bucket_cors()
+                    .bucket(target)
+                    .cors_configuration(cors)
+                    .send()
+                    .await;
+                config_written("s3:PutBucketCors", put, source, target, "CORS", &mut r)?;
+            }
+        }
+
+        if let Some(out) = config_read(
+            "s3:GetBucketLifecycleConfiguration",
+            c.get_bucket_lifecycle_configuration()
+                .bucket(source)
+                .send()
+                .await,
+            Some("NoSuchLifecycleConfiguration"),
+            source,
+            "lifecycle",
+            &mut r,
+        )? {
+            if !out.rules().is_empty() {
+                let rules = BucketLifecycleConfiguration::builder()
+                    .set_rules(Some(out.rules().to_vec()))
+                    .build()
+                    .map_err(|e| {
+                        PortError::failed("s3:PutBucketLifecycleConfiguration", e.to_string())
+                    })?;
+                let put = c
+                    .put_bucket_lifecycle_configuration()
+                    .bucket(target)
+                    .lifecycle_configuration(rules)
+                    .set_transition_default_minimum_object_size(
+                        out.transition_default_minimum_object_size().cloned(),
+                    )
+                    .send()
+                    .await;
+                config_written(
+                    "s3:PutBucketLifecycleConfiguration",
+                    put,
+                    source,
+                    target,
+                    "lifecycle",
+                    &mut r,
+                )?;
+            }
+        }
+
+        // The source's tags under the new bucket's own (envclone's, which win).
+        let source_tags = match c.get_bucket_tagging().bucket(source).send().await {
+            Ok(out) => out
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+            Err(e) if e.code() == Some("NoSuchTagSet") => BTreeMap::new(),
+            Err(e) => {
+                return Err(port_error(
+                    "s3:GetBucketTagging",
+                    &format!("bucket {source}"),
+                    e,
+                ))
+            }
+        };
+        if source_tags.keys().any(|k| !is_aws_reserved_tag(k)) {
+            let own = self.bucket_tags(target).await?.unwrap_or_default();
+            let tag_set = merged_bucket_tags(&source_tags, &own)
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| PortError::failed("s3:PutBucketTagging", e.to_string()))?;
+            let tagging = Tagging::builder()
+                .set_tag_set(Some(tag_set))
+                .build()
+                .map_err(|e| PortError::failed("s3:PutBucketTagging", e.to_string()))?;
+            let put = c
+                .put_bucket_tagging()
+                .bucket(target)
+                .tagging(tagging)
+                .send()
+                .await;
+            config_written("s3:PutBucketTagging", put, source, target, "tags", &mut r)?;
+        }
+
+        if let Some(out) = config_read(
+            "s3:GetBucketPolicy",
+            c.get_bucket_policy().bucket(source).send().await,
+            Some("NoSuchBucketPolicy"),
+            source,
+            "bucket policy",
+            &mut r,
+        )? {
+            if let Some(policy) = out.policy() {
+                let put = c
+                    .put_bucket_policy()
+                    .bucket(target)
+                    .policy(rewrite_bucket_policy(policy, source, target))
+                    .send()
+                    .await;
+                config_written(
+                    "s3:PutBucketPolicy",
+                    put,
+                    source,
+                    target,
+                    "bucket policy",
+                    &mut r,
+                )?;
+            }
+        }
+
+        // These point at other resources (topics, queues, functions, destination buckets) of
+        // the source's environment: not carried.
+        if let Some(out) = config_read(
+            "s3:GetBucketNotificationConfiguration",
+            c.get_bucket_notification_configuration()
+                .bucket(source)
+                .send()
+                .await,
+            None,
+            source,
+            "event notifications",
+            &mut r,
+        )? {
+            if !out.topic_configurations().is_empty()
+                || !out.queue_configurations().is_empty()
+                || !out.lambda_function_configurations().is_empty()
+                || out.event_bridge_configuration().is_some()
+            {
+                r.not_carried.push(format!(
+                    "event notifications: they send to topics, queues, functions or \
+                     EventBridge of {source}'s environment; configure {target}'s own if the \
+                     clone needs them"
+                ));
+            }
+        }
+        if let Some(out) = config_read(
+            "s3:GetBucketReplication",
+            c.get_bucket_replication().bucket(source).send().await,
+            Some("ReplicationConfigurationNotFoundError"),
+            source,
+            "replication",
+            &mut r,
+        )? {
+            if out.replication_configuration().is_some() {
+                r.not_carried.push(format!(
+                    "replication: it writes to {source}'s destination buckets; configure \
+                     {target}'s own if the clone needs it"
+                ));
+            }
+        }
+        Ok(r)
     }
 
     async fn list_page_after(

@@ -102,6 +102,56 @@ struct FakeBucket {
     /// The current version of each key.
     objects: BTreeMap<String, FakeObject>,
     versions: Versions,
+    config: FakeBucketConfig,
+}
+
+/// A bucket's configuration other than versioning and tags, each as S3 answers its GET
+/// (`None`: the GET's "not configured" error, e.g. NoSuchBucketPolicy). The values are
+/// opaque documents except the policy (JSON) and the public access block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FakeBucketConfig {
+    /// GetBucketEncryption.
+    pub encryption: Option<String>,
+    /// GetPublicAccessBlock: BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy,
+    /// RestrictPublicBuckets.
+    pub public_access_block: Option<[bool; 4]>,
+    /// GetBucketOwnershipControls: ObjectOwnership.
+    pub ownership: Option<String>,
+    pub cors: Option<String>,
+    pub lifecycle: Option<String>,
+    pub policy: Option<String>,
+    /// GetBucketNotificationConfiguration (an empty configuration is `None`).
+    pub notifications: Option<String>,
+    pub replication: Option<String>,
+}
+
+impl FakeBucketConfig {
+    /// What a bucket created today has: "Amazon S3 Block Public Access is enabled by default
+    /// for new buckets" and "S3 Object Ownership ... BucketOwnerEnforced ... is the default
+    /// for new buckets" (S3 User Guide, "Default settings for new S3 buckets", April 2023).
+    fn new_bucket() -> Self {
+        FakeBucketConfig {
+            public_access_block: Some([true; 4]),
+            ownership: Some("BucketOwnerEnforced".into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether S3 would judge the policy public: a statement allowing `"Principal": "*"` (or
+/// `{"AWS": "*"}`) (S3 User Guide, "The meaning of 'public'"; conditions that narrow it to
+/// fixed values are not modelled: any such statement counts as public).
+fn policy_is_public(policy: &str) -> bool {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else {
+        return false;
+    };
+    let statements = match &doc["Statement"] {
+        serde_json::Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    };
+    statements.iter().any(|st| {
+        st["Effect"] == "Allow" && (st["Principal"] == "*" || st["Principal"]["AWS"] == "*")
+    })
 }
 
 /// S3 versioning ("Using versioning in S3 buckets", "Deleting object versions from a
@@ -134,6 +184,7 @@ impl FakeBucket {
             tags,
             objects: BTreeMap::new(),
             versions: Versions::default(),
+            config: FakeBucketConfig::new_bucket(),
         }
     }
 
@@ -916,6 +967,29 @@ impl FakeAws {
         let mut s = self.lock();
         let b = s.buckets.get_mut(bucket).expect("bucket exists");
         b.versions.enabled = true;
+    }
+
+    /// Sets the bucket's configuration (other than versioning and tags), as its owner would.
+    pub fn set_bucket_config(&self, bucket: &str, config: FakeBucketConfig) {
+        let mut s = self.lock();
+        s.buckets.get_mut(bucket).expect("bucket exists").config = config;
+    }
+
+    pub fn bucket_config(&self, bucket: &str) -> FakeBucketConfig {
+        self.lock().buckets[bucket].config.clone()
+    }
+
+    pub fn set_bucket_tags(&self, bucket: &str, tags: BTreeMap<String, String>) {
+        let mut s = self.lock();
+        s.buckets.get_mut(bucket).expect("bucket exists").tags = tags;
+    }
+
+    pub fn bucket_tags_now(&self, bucket: &str) -> BTreeMap<String, String> {
+        self.lock().buckets[bucket].tags.clone()
+    }
+
+    pub fn versioning_enabled(&self, bucket: &str) -> bool {
+        self.lock().buckets[bucket].versions.enabled
     }
 
     /// Every object version and delete marker the bucket holds (none: no such bucket).
@@ -2558,6 +2632,22 @@ impl FakeAws {
             })
     }
 
+    /// One request of a coarse call made of many (`copy_bucket_configuration`): the SDK
+    /// adapter's client retries each request on its own (`RetryConfig::adaptive` in aws.rs),
+    /// so a throttled request is retried, not the whole call.
+    async fn config_call(&self, operation: &str, mutating: bool) -> PortResult<()> {
+        crate::retry::retry(|| self.call(operation, mutating)).await
+    }
+
+    fn bucket_mut<'a>(s: &'a mut State, bucket: &str) -> PortResult<&'a mut FakeBucket> {
+        s.buckets
+            .get_mut(bucket)
+            .filter(|b| b.visible_at <= Instant::now())
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("bucket {bucket}"),
+            })
+    }
+
     /// GetObject, CopyObject and UploadPartCopy of an object in S3 Glacier Flexible Retrieval
     /// or Deep Archive answer InvalidObjectState until it is restored (S3 API Reference,
     /// InvalidObjectState; CopyObject: "you must restore a copy of this object before you can
@@ -2991,6 +3081,111 @@ impl ObjectStore for FakeAws {
         let o = self.get_object(bucket, key)?;
         Self::readable("s3:GetObject", bucket, key, &o)?;
         Ok(md5_hex(&o.data))
+    }
+
+    async fn copy_bucket_configuration(
+        &self,
+        source: &str,
+        target: &str,
+    ) -> PortResult<BucketConfigReport> {
+        let mut report = BucketConfigReport::default();
+        // Each GET, then its PUT, as the SDK adapter does them (each request retried on its
+        // own, as the SDK does).
+        self.config_call("s3:GetBucketVersioning", false).await?;
+        let versioned = Self::bucket(&self.lock(), source)?.versions.enabled;
+        if versioned {
+            self.config_call("s3:PutBucketVersioning", true).await?;
+            Self::bucket_mut(&mut self.lock(), target)?.versions.enabled = true;
+            report.carried.push("versioning".into());
+        }
+        self.config_call("s3:GetPublicAccessBlock", false).await?;
+        let src = Self::bucket(&self.lock(), source)?.config.clone();
+        if let Some(block) = src.public_access_block {
+            self.config_call("s3:PutPublicAccessBlock", true).await?;
+            Self::bucket_mut(&mut self.lock(), target)?
+                .config
+                .public_access_block = Some(block);
+            report.carried.push("public access block".into());
+        }
+        type Field = fn(&mut FakeBucketConfig) -> &mut Option<String>;
+        let plain: [(&str, &str, &str, Field); 4] = [
+            (
+                "s3:GetBucketOwnershipControls",
+                "s3:PutBucketOwnershipControls",
+                "ownership controls",
+                |c| &mut c.ownership,
+            ),
+            (
+                "s3:GetBucketEncryption",
+                "s3:PutBucketEncryption",
+                "default encryption",
+                |c| &mut c.encryption,
+            ),
+            ("s3:GetBucketCors", "s3:PutBucketCors", "CORS", |c| {
+                &mut c.cors
+            }),
+            (
+                "s3:GetBucketLifecycleConfiguration",
+                "s3:PutBucketLifecycleConfiguration",
+                "lifecycle",
+                |c| &mut c.lifecycle,
+            ),
+        ];
+        for (get, put, what, field) in plain {
+            self.config_call(get, false).await?;
+            let value = field(&mut Self::bucket(&self.lock(), source)?.config.clone()).clone();
+            if let Some(value) = value {
+                self.config_call(put, true).await?;
+                *field(&mut Self::bucket_mut(&mut self.lock(), target)?.config) = Some(value);
+                report.carried.push(what.into());
+            }
+        }
+        self.config_call("s3:GetBucketTagging", false).await?;
+        let source_tags = Self::bucket(&self.lock(), source)?.tags.clone();
+        if source_tags.keys().any(|k| !is_aws_reserved_tag(k)) {
+            self.config_call("s3:GetBucketTagging", false).await?;
+            let own = Self::bucket(&self.lock(), target)?.tags.clone();
+            self.config_call("s3:PutBucketTagging", true).await?;
+            Self::bucket_mut(&mut self.lock(), target)?.tags =
+                merged_bucket_tags(&source_tags, &own);
+            report.carried.push("tags".into());
+        }
+        self.config_call("s3:GetBucketPolicy", false).await?;
+        if let Some(policy) = src.policy {
+            let policy = rewrite_bucket_policy(&policy, source, target);
+            self.config_call("s3:PutBucketPolicy", true).await?;
+            let mut s = self.lock();
+            let b = Self::bucket_mut(&mut s, target)?;
+            // "PutBucketPolicy ... If BlockPublicPolicy is set to TRUE ... calls fail if the
+            // specified bucket policy allows public access" (S3 API Reference,
+            // PublicAccessBlockConfiguration).
+            if b.config.public_access_block.is_some_and(|p| p[2]) && policy_is_public(&policy) {
+                report.not_carried.push(format!(
+                    "bucket policy: S3 refused it (AccessDenied: the public access block of \
+                     {target} blocks public policies); review the source's policy and put it \
+                     on {target} yourself if it must be public"
+                ));
+            } else {
+                b.config.policy = Some(policy);
+                report.carried.push("bucket policy".into());
+            }
+        }
+        self.config_call("s3:GetBucketNotificationConfiguration", false)
+            .await?;
+        if src.notifications.is_some() {
+            report.not_carried.push(format!(
+                "event notifications: they send to topics, queues or functions of {source}'s \
+                 environment; configure {target}'s own if the clone needs them"
+            ));
+        }
+        self.config_call("s3:GetBucketReplication", false).await?;
+        if src.replication.is_some() {
+            report.not_carried.push(format!(
+                "replication: it writes to {source}'s destination buckets; configure \
+                 {target}'s own if the clone needs it"
+            ));
+        }
+        Ok(report)
     }
 }
 

@@ -106,6 +106,48 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
     ("s3:CreateBucket", &["s3:CreateBucket"]),
     ("s3:PutBucketTagging", &["s3:PutBucketTagging"]),
     ("s3:DeleteBucket", &["s3:DeleteBucket"]),
+    // Copying a source bucket's configuration to the bucket envclone creates (S3's "Actions,
+    // resources, and condition keys for Amazon S3" names the IAM actions).
+    ("s3:GetBucketVersioning", &["s3:GetBucketVersioning"]),
+    ("s3:PutBucketVersioning", &["s3:PutBucketVersioning"]),
+    (
+        "s3:GetPublicAccessBlock",
+        &["s3:GetBucketPublicAccessBlock"],
+    ),
+    (
+        "s3:PutPublicAccessBlock",
+        &["s3:PutBucketPublicAccessBlock"],
+    ),
+    (
+        "s3:GetBucketOwnershipControls",
+        &["s3:GetBucketOwnershipControls"],
+    ),
+    (
+        "s3:PutBucketOwnershipControls",
+        &["s3:PutBucketOwnershipControls"],
+    ),
+    ("s3:GetBucketEncryption", &["s3:GetEncryptionConfiguration"]),
+    ("s3:PutBucketEncryption", &["s3:PutEncryptionConfiguration"]),
+    ("s3:GetBucketCors", &["s3:GetBucketCORS"]),
+    ("s3:PutBucketCors", &["s3:PutBucketCORS"]),
+    (
+        "s3:GetBucketLifecycleConfiguration",
+        &["s3:GetLifecycleConfiguration"],
+    ),
+    (
+        "s3:PutBucketLifecycleConfiguration",
+        &["s3:PutLifecycleConfiguration"],
+    ),
+    ("s3:GetBucketPolicy", &["s3:GetBucketPolicy"]),
+    ("s3:PutBucketPolicy", &["s3:PutBucketPolicy"]),
+    (
+        "s3:GetBucketNotificationConfiguration",
+        &["s3:GetBucketNotification"],
+    ),
+    (
+        "s3:GetBucketReplication",
+        &["s3:GetReplicationConfiguration"],
+    ),
     ("s3:HeadObject", &["s3:GetObject"]),
     ("s3:GetObject", &["s3:GetObject"]),
     ("s3:GetObjectTagging", &["s3:GetObjectTagging"]),
@@ -163,6 +205,15 @@ const READ: &[&str] = &[
     "s3:GetBucketTagging",
     "s3:GetObject",
     "s3:GetObjectTagging",
+    "s3:GetBucketVersioning",
+    "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketOwnershipControls",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetBucketCORS",
+    "s3:GetLifecycleConfiguration",
+    "s3:GetBucketPolicy",
+    "s3:GetBucketNotification",
+    "s3:GetReplicationConfiguration",
 ];
 
 /// Creating what a run makes: CloudFormation and RDS check the tags given on creation.
@@ -178,6 +229,13 @@ const CREATE_TAGGED: &[&str] = &[
 const WRITE: &[&str] = &[
     "s3:CreateBucket",
     "s3:PutBucketTagging",
+    "s3:PutBucketVersioning",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:PutBucketOwnershipControls",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutBucketCORS",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketPolicy",
     "s3:PutObject",
     "s3:PutObjectTagging",
     "s3:AbortMultipartUpload",
@@ -258,13 +316,16 @@ mod tests {
     fn operations_called() -> Vec<String> {
         let source = include_str!("aws.rs");
         let mut out = Vec::new();
-        let mut rest = source;
-        while let Some(i) = rest.find("port_error(") {
-            rest = &rest[i + "port_error(".len()..];
-            let trimmed = rest.trim_start();
-            if let Some(quoted) = trimmed.strip_prefix('"') {
-                if let Some(end) = quoted.find('"') {
-                    out.push(quoted[..end].to_string());
+        // The bucket configuration copy names its operations to `config_read`/`config_written`.
+        for call in ["port_error(", "config_read(", "config_written("] {
+            let mut rest = source;
+            while let Some(i) = rest.find(call) {
+                rest = &rest[i + call.len()..];
+                let trimmed = rest.trim_start();
+                if let Some(quoted) = trimmed.strip_prefix('"') {
+                    if let Some(end) = quoted.find('"') {
+                        out.push(quoted[..end].to_string());
+                    }
                 }
             }
         }

@@ -649,6 +649,103 @@ pub trait ObjectStore: Send + Sync {
     /// MD5 of the object's bytes (read through this process). Only for verifying copies whose
     /// ETags cannot be compared; never on the copy path.
     async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String>;
+    /// Gives `target` (a bucket envclone just created) `source`'s configuration: versioning,
+    /// default encryption, public access block, ownership controls, CORS, lifecycle, tags
+    /// (merged under `target`'s own, which win) and the bucket policy with `source`'s ARNs
+    /// rewritten to `target`'s. What it cannot carry (event notifications, replication, MFA
+    /// delete, anything S3 refused to put) is listed in `not_carried`, never an error: the
+    /// copy of the objects goes on.
+    async fn copy_bucket_configuration(
+        &self,
+        source: &str,
+        target: &str,
+    ) -> PortResult<BucketConfigReport>;
+}
+
+/// What `copy_bucket_configuration` carried to the new bucket, and what it did not (each with
+/// what the operator has to do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketConfigReport {
+    pub carried: Vec<String>,
+    pub not_carried: Vec<String>,
+}
+
+/// The bucket policy of `source` made to name `target`: every ARN of the source bucket
+/// (`arn:<partition>:s3:::SOURCE` and `arn:<partition>:s3:::SOURCE/...`) becomes the target's;
+/// other buckets whose names start with the source's (`SOURCE-logs`) are left alone.
+pub fn rewrite_bucket_policy(policy: &str, source: &str, target: &str) -> String {
+    let from = format!(":s3:::{source}");
+    let to = format!(":s3:::{target}");
+    let mut out = String::with_capacity(policy.len());
+    let mut rest = policy;
+    while let Some(i) = rest.find(&from) {
+        let after = &rest[i + from.len()..];
+        out.push_str(&rest[..i]);
+        if after.starts_with('"') || after.starts_with('/') {
+            out.push_str(&to);
+        } else {
+            out.push_str(&from);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Tags S3 keeps for itself (`aws:cloudformation:stack-name` on a stack's bucket): a
+/// PutBucketTagging naming one is refused ("Using cost allocation S3 bucket tags": "aws:" is
+/// reserved), so they are not copied.
+pub fn is_aws_reserved_tag(key: &str) -> bool {
+    key.starts_with("aws:")
+}
+
+/// `source`'s tags under `own`, which win; without S3's reserved `aws:` tags.
+pub fn merged_bucket_tags(
+    source: &BTreeMap<String, String>,
+    own: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut tags: BTreeMap<String, String> = source
+        .iter()
+        .filter(|(k, _)| !is_aws_reserved_tag(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    tags.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    tags
+}
+
+#[cfg(test)]
+mod bucket_config_tests {
+    use super::*;
+
+    #[test]
+    fn policy_names_the_new_bucket_and_leaves_other_buckets() {
+        let policy = r#"{"Statement":[{"Resource":["arn:aws:s3:::prod-data","arn:aws:s3:::prod-data/*","arn:aws:s3:::prod-data-logs/*"]},{"Resource":"arn:aws-cn:s3:::prod-data/in/*"}]}"#;
+        assert_eq!(
+            rewrite_bucket_policy(policy, "prod-data", "clone-data"),
+            r#"{"Statement":[{"Resource":["arn:aws:s3:::clone-data","arn:aws:s3:::clone-data/*","arn:aws:s3:::prod-data-logs/*"]},{"Resource":"arn:aws-cn:s3:::clone-data/in/*"}]}"#
+        );
+    }
+
+    #[test]
+    fn own_tags_win_and_reserved_tags_stay_behind() {
+        let source = BTreeMap::from([
+            ("team".to_string(), "data".to_string()),
+            ("envclone:run".to_string(), "old".to_string()),
+            (
+                "aws:cloudformation:stack-name".to_string(),
+                "prod".to_string(),
+            ),
+        ]);
+        let own = BTreeMap::from([("envclone:run".to_string(), "new".to_string())]);
+        let merged = merged_bucket_tags(&source, &own);
+        assert_eq!(
+            merged,
+            BTreeMap::from([
+                ("team".to_string(), "data".to_string()),
+                ("envclone:run".to_string(), "new".to_string()),
+            ])
+        );
+    }
 }
 
 // ---------------------------------------------------------------- Route 53

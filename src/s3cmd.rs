@@ -970,6 +970,13 @@ impl ObjectStore for SyntheticBuckets {
     async fn content_md5(&self, _bucket: &str, _key: &str) -> PortResult<String> {
         Err(Self::unsupported("s3:GetObject"))
     }
+    async fn copy_bucket_configuration(
+        &self,
+        _source: &str,
+        _target: &str,
+    ) -> PortResult<crate::ports::BucketConfigReport> {
+        Err(Self::unsupported("s3:GetBucketVersioning"))
+    }
     async fn list_versions_page(
         &self,
         _bucket: &str,

@@ -1142,6 +1142,15 @@ impl CloneEngine {
         let cloud = &self.cloud;
         for b in &plan.buckets {
             if let BucketTarget::Created { name, .. } = &b.target {
+                // Created and configured by this process already (migrate and clone call this
+                // again after the pre-copy): not again. In us-east-1 S3 answers a CreateBucket
+                // of a bucket one owns with 200 (S3 API Reference, CreateBucket,
+                // BucketAlreadyOwnedByYou), and the tags put after it would replace the ones
+                // merged from the source. A resumed run (another process) creates and
+                // configures again, which ends the same.
+                if created.list().contains(&format!("bucket {name}")) {
+                    continue;
+                }
                 let step = "bucket.create";
                 checkpoint(Progress::CreatingBucket(name)).map_err(|message| {
                     StepError::Refused {
@@ -1172,9 +1181,47 @@ impl CloneEngine {
                 }
                 created.add(format!("bucket {name}"));
                 events.done(step, Some(name), "created");
+                self.copy_bucket_configuration(&b.source_bucket, name, events)
+                    .await?;
             }
         }
 
+        Ok(())
+    }
+
+    /// Gives a bucket envclone created its source's configuration (issue 11, item 9); says
+    /// what was carried and warns of each thing that was not, with what to do.
+    async fn copy_bucket_configuration(
+        &self,
+        source: &str,
+        target: &str,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "bucket.configuration";
+        events.start(
+            step,
+            Some(target),
+            format!("copying the configuration of bucket {source}"),
+        );
+        let report = retry(|| self.cloud.objects.copy_bucket_configuration(source, target))
+            .await
+            .map_err(StepError::port(step))?;
+        for what in &report.not_carried {
+            events.warn(
+                step,
+                Some(target),
+                format!("not carried from bucket {source} to bucket {target}: {what}"),
+            );
+        }
+        events.done(
+            step,
+            Some(target),
+            if report.carried.is_empty() {
+                format!("bucket {source} has no configuration to carry")
+            } else {
+                format!("carried from {source}: {}", report.carried.join(", "))
+            },
+        );
         Ok(())
     }
 

@@ -2,6 +2,8 @@
 //! preflight or left out with --skip-archived (item 7), and a clone whose buckets got
 //! versioning destroyed whole (item 6).
 
+use std::collections::BTreeMap;
+
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, StorageClass, VersioningConfiguration};
 
@@ -117,4 +119,244 @@ async fn archived_objects_are_refused_or_skipped_and_versioned_clone_buckets_des
     let out = standin.envclone(state.path(), &["destroy", "exp-v", "--yes"]);
     assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
     assert_eq!(world(&config).await, before, "nothing of exp-v left");
+}
+
+// Issue 11 item 9, through the real S3 adapter against moto: the bucket a clone creates for a
+// bucket passed by parameter gets the source's versioning, default encryption, public access
+// block, ownership controls, CORS, lifecycle, tags and policy (naming the new bucket). Fails
+// before the fix: the new bucket had none of them (GetBucketPolicy answered NoSuchBucketPolicy).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_bucket_gets_its_sources_configuration() {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, CorsConfiguration, CorsRule, ExpirationStatus,
+        LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectOwnership,
+        OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
+        ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+        ServerSideEncryptionRule, Tag, Tagging,
+    };
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let s3 = s3(&config);
+    let reports = params(&stack(&config, "prod").await)["ReportsBucketName"].clone();
+    s3.put_bucket_versioning()
+        .bucket(&reports)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    s3.put_bucket_encryption()
+        .bucket(&reports)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::Aes256)
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    s3.put_public_access_block()
+        .bucket(&reports)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(false)
+                .restrict_public_buckets(false)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    s3.put_bucket_ownership_controls()
+        .bucket(&reports)
+        .ownership_controls(
+            OwnershipControls::builder()
+                .rules(
+                    OwnershipControlsRule::builder()
+                        .object_ownership(ObjectOwnership::BucketOwnerPreferred)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    s3.put_bucket_cors()
+        .bucket(&reports)
+        .cors_configuration(
+            CorsConfiguration::builder()
+                .cors_rules(
+                    CorsRule::builder()
+                        .allowed_methods("GET")
+                        .allowed_origins("https://app.example.com")
+                        .max_age_seconds(600)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(&reports)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(
+                    LifecycleRule::builder()
+                        .id("expire-tmp")
+                        .status(ExpirationStatus::Enabled)
+                        .filter(LifecycleRuleFilter::builder().prefix("tmp/").build())
+                        .expiration(LifecycleExpiration::builder().days(7).build())
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    s3.put_bucket_tagging()
+        .bucket(&reports)
+        .tagging(
+            Tagging::builder()
+                .tag_set(
+                    Tag::builder()
+                        .key("team")
+                        .value("reporting")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"App","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::123456789012:root"}},"Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::{reports}","arn:aws:s3:::{reports}/*"]}}]}}"#
+    );
+    s3.put_bucket_policy()
+        .bucket(&reports)
+        .policy(&policy)
+        .send()
+        .await
+        .unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let out = standin.envclone(state.path(), &["clone", "prod", "exp-c", "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let clone = params(&stack(&config, "exp-c").await)["ReportsBucketName"].clone();
+    assert_ne!(clone, reports);
+    let all = text(&out);
+    assert!(!all.contains("not carried"), "{all}");
+
+    let versioning = s3
+        .get_bucket_versioning()
+        .bucket(&clone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versioning.status(), Some(&BucketVersioningStatus::Enabled));
+    let sse = s3
+        .get_bucket_encryption()
+        .bucket(&clone)
+        .send()
+        .await
+        .unwrap();
+    let rule = &sse.server_side_encryption_configuration().unwrap().rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default()
+            .map(|d| d.sse_algorithm().clone()),
+        Some(ServerSideEncryption::Aes256)
+    );
+    let block = s3
+        .get_public_access_block()
+        .bucket(&clone)
+        .send()
+        .await
+        .unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            block.block_public_acls(),
+            block.ignore_public_acls(),
+            block.block_public_policy(),
+            block.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(false), Some(false))
+    );
+    let ownership = s3
+        .get_bucket_ownership_controls()
+        .bucket(&clone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ownership.ownership_controls().unwrap().rules()[0].object_ownership(),
+        &ObjectOwnership::BucketOwnerPreferred
+    );
+    let cors = s3.get_bucket_cors().bucket(&clone).send().await.unwrap();
+    assert_eq!(cors.cors_rules().len(), 1, "{cors:?}");
+    assert_eq!(
+        cors.cors_rules()[0].allowed_origins(),
+        ["https://app.example.com"]
+    );
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&clone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifecycle.rules().len(), 1, "{lifecycle:?}");
+    assert_eq!(lifecycle.rules()[0].id(), Some("expire-tmp"));
+    assert_eq!(
+        lifecycle.rules()[0].expiration().and_then(|e| e.days()),
+        Some(7)
+    );
+    let tags = s3.get_bucket_tagging().bucket(&clone).send().await.unwrap();
+    let tags: BTreeMap<&str, &str> = tags
+        .tag_set()
+        .iter()
+        .map(|t| (t.key(), t.value()))
+        .collect();
+    assert_eq!(tags.get("team"), Some(&"reporting"), "{tags:?}");
+    assert!(tags.contains_key("envclone:run"), "{tags:?}");
+    let got = s3.get_bucket_policy().bucket(&clone).send().await.unwrap();
+    let got: serde_json::Value = serde_json::from_str(got.policy().unwrap()).unwrap();
+    assert_eq!(
+        got["Statement"][0]["Resource"],
+        serde_json::json!([
+            format!("arn:aws:s3:::{clone}"),
+            format!("arn:aws:s3:::{clone}/*")
+        ]),
+        "{got}"
+    );
+    // The source keeps its own.
+    let source = s3
+        .get_bucket_policy()
+        .bucket(&reports)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(source.policy(), Some(policy.as_str()));
 }

@@ -1,6 +1,10 @@
 //! Buckets on the fake (issue 11): versioned buckets emptied whole by abort and destroy
-//! (item 6), archived objects refused or skipped (item 7).
+//! (item 6), archived objects refused or skipped (item 7), the configuration of the buckets
+//! envclone creates (item 9).
 
+use std::collections::BTreeMap;
+
+use envclone::fake::FakeBucketConfig;
 use envclone::journal::MemoryRunStore;
 use envclone::ports::ObjectHead;
 use envclone::workflow::recovery::{self, ClonePhase};
@@ -369,4 +373,167 @@ async fn migrate_refuses_archived_objects_or_leaves_them_out_through_finalize() 
     for key in ["archive/2018.csv", "archive/2019.csv", "archive/2020.csv"] {
         assert!(s.fake.object(REPORTS, key).is_some(), "{key} kept");
     }
+}
+
+/// The policy a production bucket commonly has: the application's role reads and writes the
+/// bucket's objects, and a statement naming another bucket whose name starts the same.
+fn reports_policy(bucket: &str) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::123456789012:role/app"}},"Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::{bucket}/*"}},{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::123456789012:role/app"}},"Action":"s3:ListBucket","Resource":"arn:aws:s3:::{bucket}"}},{{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::{bucket}-logs/*"}}]}}"#
+    )
+}
+
+fn warnings(s: &Scenario) -> Vec<String> {
+    s.events
+        .events()
+        .into_iter()
+        .filter(|e| e.phase == envclone::events::Phase::Warning)
+        .map(|e| e.message)
+        .collect()
+}
+
+// Issue 11 item 9. Before the fix the bucket envclone creates for a bucket passed by parameter
+// had none of its source's configuration: unversioned, S3's default encryption, public access
+// block and ownership, no CORS, no lifecycle, only envclone's tags and no policy; and nothing
+// said that the source's notifications and replication were not there.
+#[tokio::test(start_paused = true)]
+async fn a_created_bucket_gets_its_sources_configuration_and_the_rest_is_reported() {
+    let s = Scenario::with_webapp_prod();
+    s.fake.enable_versioning(REPORTS);
+    let source = FakeBucketConfig {
+        encryption: Some("aws:kms arn:aws:kms:us-east-1:123456789012:key/1234abcd".into()),
+        public_access_block: Some([true, true, false, false]),
+        ownership: Some("BucketOwnerPreferred".into()),
+        cors: Some("GET,PUT from https://app.example.com".into()),
+        lifecycle: Some("expire tmp/ after 7 days".into()),
+        policy: Some(reports_policy(REPORTS)),
+        notifications: Some(
+            "s3:ObjectCreated:* -> arn:aws:sqs:us-east-1:123456789012:ingest".into(),
+        ),
+        replication: Some("* -> arn:aws:s3:::prod-reports-dr".into()),
+    };
+    s.fake.set_bucket_config(REPORTS, source.clone());
+    s.fake.set_bucket_tags(
+        REPORTS,
+        BTreeMap::from([
+            ("team".to_string(), "reporting".to_string()),
+            ("envclone:run".to_string(), "not-this-run".to_string()),
+            (
+                "aws:cloudformation:stack-name".to_string(),
+                "prod".to_string(),
+            ),
+        ]),
+    );
+
+    clone_to_end(&s, &MemoryRunStore::default(), "staging-test").await;
+
+    let target = "staging-test-reports-123456789012";
+    assert!(s.fake.versioning_enabled(target), "versioning carried");
+    let got = s.fake.bucket_config(target);
+    assert_eq!(
+        got,
+        FakeBucketConfig {
+            // The other bucket (`…-logs`) keeps its name.
+            policy: Some(
+                reports_policy(target)
+                    .replace(&format!("{target}-logs"), &format!("{REPORTS}-logs"))
+            ),
+            notifications: None,
+            replication: None,
+            ..source.clone()
+        }
+    );
+    // The rewritten policy names the new bucket, and leaves the other bucket alone.
+    let policy = got.policy.unwrap();
+    assert!(
+        policy.contains(&format!("arn:aws:s3:::{REPORTS}-logs/*")),
+        "{policy}"
+    );
+    assert!(
+        !policy.contains(&format!("arn:aws:s3:::{REPORTS}\"")),
+        "{policy}"
+    );
+    assert!(
+        !policy.contains(&format!("arn:aws:s3:::{REPORTS}/")),
+        "{policy}"
+    );
+    let tags = s.fake.bucket_tags_now(target);
+    assert_eq!(tags.get("team").map(String::as_str), Some("reporting"));
+    assert_eq!(
+        tags.get("envclone:run").map(String::as_str),
+        Some(run_id().to_string().as_str()),
+        "envclone's own tags win"
+    );
+    assert!(
+        !tags.keys().any(|k| k.starts_with("aws:")),
+        "S3 reserves aws: tags: {tags:?}"
+    );
+    let warned = warnings(&s);
+    for what in ["event notifications", "replication"] {
+        assert!(
+            warned.iter().any(|w| w.contains(&format!(
+                "not carried from bucket {REPORTS} to bucket {target}: {what}"
+            )) && w.contains(&format!("configure {target}'s own"))),
+            "{what} reported: {warned:#?}"
+        );
+    }
+    // The source is left as it was.
+    assert_eq!(s.fake.bucket_config(REPORTS), source);
+}
+
+// Issue 11 item 9 through migrate: the bucket the live environment uses after the swap has its
+// source's configuration, and what S3 refuses is said, not lost silently. Here an older source
+// bucket has no public access block and a public-read policy: the new bucket blocks public
+// policies (S3's default since April 2023), so S3 refuses the policy and the run says so.
+// Before the fix the migrated environment's bucket had no lifecycle and nothing was reported.
+#[tokio::test(start_paused = true)]
+async fn after_a_migrate_the_live_bucket_has_the_configuration_or_a_warning() {
+    let (s, _record) = crate::fake_migrate::prod().await;
+    let public = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{REPORTS}/*"}}]}}"#
+    );
+    s.fake.set_bucket_config(
+        REPORTS,
+        FakeBucketConfig {
+            lifecycle: Some("transition to GLACIER after 90 days".into()),
+            policy: Some(public),
+            ..Default::default()
+        },
+    );
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&crate::fake_migrate::request(), run_id())
+        .await
+        .unwrap();
+    s.engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("migrate failed: {}", f.error));
+    let live: Vec<String> = s
+        .fake
+        .bucket_names()
+        .into_iter()
+        .filter(|b| b.contains("reports") && b != REPORTS)
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    let target = &live[0];
+    let got = s.fake.bucket_config(target);
+    assert_eq!(
+        got.lifecycle.as_deref(),
+        Some("transition to GLACIER after 90 days")
+    );
+    assert_eq!(got.policy, None, "S3 refused the public policy");
+    assert_eq!(
+        got.public_access_block,
+        Some([true; 4]),
+        "S3's default kept"
+    );
+    let warned = warnings(&s);
+    assert!(
+        warned.iter().any(|w| w.contains(&format!(
+            "not carried from bucket {REPORTS} to bucket {target}: bucket policy"
+        )) && w.contains("blocks public policies")),
+        "{warned:#?}"
+    );
 }

@@ -273,7 +273,7 @@ async fn ctrl_c_returns_the_source_to_service() {
             .await
             .unwrap();
         // The fake's clock reading now (its last call was the end of preflight).
-        let epoch = s.fake.calls().last().map(|c| c.at).unwrap_or_default();
+        let epoch = s.fake.elapsed();
         let interrupt = tokio::time::Instant::now() + Duration::from_secs(after);
         let shutdown = tokio::time::sleep_until(interrupt);
         let failure = s
