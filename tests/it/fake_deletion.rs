@@ -27,34 +27,7 @@ const ZONE: &str = "envclone-demo.example.";
 const ENTRY: &str = "app.envclone-demo.example.";
 const RUN: &str = "20261121000000-beef";
 
-/// `prod` deployed from `template` (webapp.yaml or a variant), filled, its entry record on its
-/// load balancer.
-async fn prod_from(template: &str) -> (Scenario, DnsRecord) {
-    let s = Scenario::new(timings());
-    s.fake.create_bucket_now(REPORTS);
-    s.fake.deploy_now(
-        "prod",
-        template,
-        &[
-            ("EnvironmentName", "prod"),
-            ("ReportsBucketName", REPORTS),
-            ("DesiredCapacity", "3"),
-        ],
-    );
-    fill(&s.fake, REPORTS);
-    fill(&s.fake, UPLOADS);
-    let lb = s
-        .fake
-        .describe_stack("prod")
-        .await
-        .unwrap()
-        .unwrap()
-        .outputs["LoadBalancerDNSName"]
-        .clone();
-    let record = DnsRecord::cname(ENTRY, &lb, 300);
-    s.fake.put_dns(ZONE, record.clone());
-    (s, record)
-}
+use crate::fake_migrate::prod_from;
 
 fn migrate_request() -> MigrateRequest {
     MigrateRequest {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use envclone::fake::{FakeAws, Timings};
 use envclone::journal::MemoryRunStore;
 use envclone::lock::{acquire, hold, HeldLock, LockOwner, S3Locks, HEARTBEAT_EVERY};
-use envclone::ports::{DnsRecord, ObjectStore, Stacks};
-use envclone::workflow::migrate::{MigratePhase, MigrateRequest};
+use envclone::ports::ObjectStore;
+use envclone::workflow::migrate::MigratePhase;
 use envclone::workflow::recovery::{self, ClonePhase};
 
 use crate::support::*;
@@ -163,39 +163,8 @@ async fn lock_in_s3(
 /// the source as it was and back in service. Fails before the fix, like the clone's test.
 #[tokio::test(start_paused = true)]
 async fn a_migration_that_loses_its_lock_stops_and_leaves_the_source_as_it_was() {
-    let s = Scenario::new(timings());
-    s.fake.create_bucket_now(REPORTS);
-    s.fake.deploy_now(
-        "prod",
-        WEBAPP,
-        &[
-            ("EnvironmentName", "prod"),
-            ("ReportsBucketName", REPORTS),
-            ("DesiredCapacity", "3"),
-        ],
-    );
-    fill(&s.fake, REPORTS);
-    fill(&s.fake, UPLOADS);
-    let lb = s
-        .fake
-        .describe_stack("prod")
-        .await
-        .unwrap()
-        .unwrap()
-        .outputs["LoadBalancerDNSName"]
-        .clone();
-    let (zone, entry) = ("envclone-demo.example.", "app.envclone-demo.example.");
-    let record = DnsRecord::cname(entry, &lb, 300);
-    s.fake.put_dns(zone, record.clone());
-    let request = MigrateRequest {
-        env: "prod".into(),
-        template: (
-            "stacks/webapp-v2.yaml".into(),
-            include_str!("../../stacks/webapp-v2.yaml").into(),
-        ),
-        parameter_overrides: Default::default(),
-        config: post_swap_hook_config(), // webapp-v2 hands its endpoint to the app (item 3)
-    };
+    let (s, record) = crate::fake_migrate::prod().await;
+    let request = crate::fake_migrate::request();
     let plan = s
         .engine
         .preflight_migrate(&request, run_id())
@@ -226,7 +195,11 @@ async fn a_migration_that_loses_its_lock_stops_and_leaves_the_source_as_it_was()
     );
     assert!(s.fake.db_ids().contains(&"prod-db".to_string()));
     assert_eq!(s.fake.db_restored_from("prod-db"), None, "the original");
-    assert_eq!(s.fake.dns_records(zone, entry), vec![record]);
+    assert_eq!(
+        s.fake
+            .dns_records(crate::fake_migrate::ZONE, crate::fake_migrate::ENTRY),
+        vec![record]
+    );
     assert_source_in_service(&s, "lock lost while cloning");
     held.release().await.unwrap();
 }

@@ -18,11 +18,17 @@ pub(crate) const ENTRY: &str = "app.envclone-demo.example.";
 /// `prod` from webapp.yaml with InstanceType left at its default, its entry record on its
 /// load balancer.
 pub(crate) async fn prod() -> (Scenario, DnsRecord) {
+    prod_from(WEBAPP).await
+}
+
+/// `prod` deployed from `template` (webapp.yaml or a variant), filled, its entry record on its
+/// load balancer.
+pub(crate) async fn prod_from(template: &str) -> (Scenario, DnsRecord) {
     let s = Scenario::new(timings());
     s.fake.create_bucket_now(REPORTS);
     s.fake.deploy_now(
         "prod",
-        WEBAPP,
+        template,
         &[
             ("EnvironmentName", "prod"),
             ("ReportsBucketName", REPORTS),
