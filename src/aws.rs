@@ -1092,23 +1092,6 @@ impl Scaling for AutoScaling {
         Ok(())
     }
 
-    async fn set_min_size(&self, name: &str, min_size: i32) -> PortResult<()> {
-        self.0
-            .update_auto_scaling_group()
-            .auto_scaling_group_name(name)
-            .min_size(min_size)
-            .send()
-            .await
-            .map_err(|e| {
-                port_error(
-                    "autoscaling:UpdateAutoScalingGroup",
-                    &format!("Auto Scaling group {name}"),
-                    e,
-                )
-            })?;
-        Ok(())
-    }
-
     async fn enter_standby(&self, name: &str, instance_ids: &[String]) -> PortResult<()> {
         self.0
             .enter_standby()

@@ -2454,21 +2454,6 @@ impl Scaling for FakeAws {
         Ok(self.group(name))
     }
 
-    async fn set_min_size(&self, name: &str, min_size: i32) -> PortResult<()> {
-        self.call("autoscaling:UpdateAutoScalingGroup", true)
-            .await?;
-        let mut s = self.lock();
-        let g = group_mut(&mut s, name)?;
-        if min_size > g.desired {
-            return Err(PortError::failed(
-                "autoscaling:UpdateAutoScalingGroup",
-                "ValidationError: MinSize above DesiredCapacity",
-            ));
-        }
-        g.min = min_size;
-        Ok(())
-    }
-
     async fn update_sizes(
         &self,
         name: &str,

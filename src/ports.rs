@@ -463,7 +463,6 @@ impl AsgInfo {
 #[async_trait]
 pub trait Scaling: Send + Sync {
     async fn describe_group(&self, name: &str) -> PortResult<Option<AsgInfo>>;
-    async fn set_min_size(&self, name: &str, min_size: i32) -> PortResult<()>;
     /// UpdateAutoScalingGroup with the sizes given (None: left as it is).
     async fn update_sizes(
         &self,

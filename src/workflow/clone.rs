@@ -761,7 +761,7 @@ impl CloneEngine {
                 checkpoint(Progress::Standby(records))
                     .map_err(|message| refuse(format!("{message}; stopping before Standby")))?;
                 if lowered_min < info.min_size {
-                    retry(|| scaling.set_min_size(group, lowered_min))
+                    retry(|| scaling.update_sizes(group, Some(lowered_min), None, None))
                         .await
                         .map_err(StepError::port(step))?;
                 }

@@ -164,7 +164,7 @@ impl CloneEngine {
                 .and_then(|v| v.parse::<i32>().ok());
             if let Some(min) = template_min {
                 if min != info.min_size {
-                    retry(|| scaling.set_min_size(group, min))
+                    retry(|| scaling.update_sizes(group, Some(min), None, None))
                         .await
                         .map_err(StepError::port(step))?;
                 }
