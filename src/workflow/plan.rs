@@ -56,6 +56,19 @@ impl SourceEnv {
             .and_then(|r| r.physical_id.as_deref())
     }
 
+    /// The bucket of a contract bucket passed by `parameter`: the parameter's value when set;
+    /// otherwise the bucket the stack owns under `logical_id` (the common `Condition:` pattern:
+    /// production creates its own bucket when the parameter is empty, a clone gets an
+    /// envclone-made one passed in — so it can be pre-copied before Standby).
+    pub fn bucket_by_parameter(&self, logical_id: &str, parameter: &str) -> Option<&str> {
+        self.stack
+            .parameters
+            .get(parameter)
+            .filter(|v| !v.is_empty())
+            .map(String::as_str)
+            .or_else(|| self.physical_id(logical_id))
+    }
+
     /// `arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/ID` → (account, region).
     pub fn account_and_region(&self) -> (String, String) {
         let parts: Vec<&str> = self.stack.id.split(':').collect();
@@ -393,17 +406,8 @@ pub fn build_plan(
                 logical_id,
                 parameter,
             } => {
-                // The source's bucket is the parameter's value when set; otherwise the bucket
-                // the source stack owns under that logical id (the common `Condition:` pattern:
-                // production creates its own bucket when the parameter is empty, a clone gets
-                // an envclone-made one passed in — so it can be pre-copied before Standby).
                 let value = source
-                    .stack
-                    .parameters
-                    .get(parameter)
-                    .filter(|v| !v.is_empty())
-                    .map(String::as_str)
-                    .or_else(|| source.physical_id(logical_id))
+                    .bucket_by_parameter(logical_id, parameter)
                     .ok_or_else(|| PreflightError::BucketParameterEmpty {
                         stack: source.stack.name.clone(),
                         logical_id: logical_id.clone(),
