@@ -19,7 +19,11 @@ against a seeded environment is harmless):
 1. reads the template's Metadata.envclone contract (environment parameter, buckets, entry DNS,
    verify outputs) -- nothing about a particular template is hard-coded;
 2. creates each bucket the contract passes in by parameter (``bucket_parameter``), named
-   ``<env>-<bucket name lowercased>-<account id>``;
+   ``<env>-<bucket name lowercased>-<account id>`` -- unless ``--parameter NAME=`` gives that
+   parameter empty: then the template's stack creates the bucket itself (the pattern of a
+   bucket production owns and hands to clones by parameter: a resource with the contract's
+   logical id under a condition that holds when the parameter is empty), and it is found and
+   filled as a stack-owned one in step 6;
 3. creates the Route 53 hosted zone of ``entry_dns.zone`` when there is none;
 4. creates stack ``<env>`` (environment parameter = env, bucket parameters = the buckets of
    step 2, the health-check base parameter = --health-base, DesiredCapacity=2 when the
@@ -30,7 +34,8 @@ against a seeded environment is harmless):
 5. creates the entry DNS record (``entry_dns.name``): a CNAME to the value of
    ``entry_dns.target_output``. An existing record is left as it is (after a migrate it names
    the live environment), unless --force-dns;
-6. fills every bucket of the contract (stack-owned ones found through the stack's resources)
+6. fills every bucket of the contract (stack-owned ones, and those of step 2's empty
+   parameters, found through the stack's resources)
    with the same set of objects: awkward keys, an empty object, a folder marker, nested
    prefixes, ~50 small objects, content types, user metadata, tags, and one object uploaded
    in three parts (5 MiB + 5 MiB + 1 MiB). Objects already present with the expected ETag and
@@ -581,8 +586,18 @@ def seed(
     account = session.client("sts", region_name=region).get_caller_identity()["Account"]
 
     bucket_names: dict[str, str] = {}
+    stack_owned = contract.stack_buckets()
     for bucket, param in contract.parameter_buckets().items():
-        if param in extra_parameters:
+        if extra_parameters.get(param) == "":
+            # Given empty: the stack creates and owns this bucket (its resource is the
+            # contract's logical id, under a condition on the parameter).
+            if bucket not in (template.get("Resources") or {}):
+                raise BadInput(
+                    f"--parameter {param}= (empty) but the template has no resource {bucket} "
+                    "to create that bucket"
+                )
+            stack_owned.append(bucket)
+        elif param in extra_parameters:
             bucket_names[bucket] = extra_parameters[param]
         else:
             bucket_names[bucket] = parameter_bucket_name(env, bucket, account)
@@ -635,7 +650,7 @@ def seed(
         for page in cf.get_paginator("list_stack_resources").paginate(StackName=env)
         for r in page["StackResourceSummaries"]
     }
-    for bucket in contract.stack_buckets():
+    for bucket in stack_owned:
         if not resources.get(bucket):
             raise RuntimeError(f"stack {env} has no resource {bucket}")
         bucket_names[bucket] = resources[bucket]

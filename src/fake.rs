@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::contract::{Template, ASG, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::ports::*;
 use crate::template_eval::{Evaluated, Evaluator};
+use crate::workflow::fixednames;
 
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
@@ -501,6 +502,10 @@ struct State {
     /// log groups, networks…), by physical id: their type. They exist until their stack
     /// deletes them.
     generic: BTreeMap<String, String>,
+    /// Names the generic resources hold where AWS makes them unique (IAM role names, log
+    /// group names, security group names in a VPC…; see `workflow::fixednames`): the name's
+    /// key → the physical id holding it.
+    named: BTreeMap<String, String>,
     uploads: HashMap<String, Upload>,
     /// Records by (hosted zone id, fully qualified lowercase name).
     dns: BTreeMap<(String, String), Vec<DnsRecord>>,
@@ -1728,12 +1733,27 @@ fn instantiate(
                 name
             }
             other => {
+                // A name another resource holds fails the resource: CloudFormation's handlers
+                // answer "<name> already exists" (HandlerErrorCode AlreadyExists) and the stack
+                // rolls back.
+                let names = fixednames::fixed_names(&ev, &|id| id == logical_id);
+                if let Some(taken) = names.iter().find(|n| s.named.contains_key(n.key())) {
+                    failure = Some(format!(
+                        "{logical_id}: Resource handler returned message: \"{} {} already \
+                         exists\" (HandlerErrorCode: AlreadyExists)",
+                        taken.property, taken.name
+                    ));
+                    break;
+                }
                 let physical = format!(
                     "{}-{}-{suffix}",
                     other.rsplit("::").next().unwrap_or("res").to_lowercase(),
                     logical_id
                 );
                 s.generic.insert(physical.clone(), other.to_string());
+                for n in names {
+                    s.named.insert(n.key().to_string(), physical.clone());
+                }
                 physical
             }
         };
@@ -2049,6 +2069,7 @@ impl Stacks for FakeAws {
                 // it encrypted, gone from that moment. The fake removes it.
                 _ => {
                     s.generic.remove(&r.physical_id);
+                    s.named.retain(|_, holder| holder != &r.physical_id);
                 }
             }
         }

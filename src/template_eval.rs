@@ -58,7 +58,9 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn string(&self, v: &Value) -> Option<String> {
+    /// `v` evaluated to a string (numbers and booleans as CloudFormation writes them); None
+    /// when it is not a scalar or depends on something unknown here.
+    pub fn string(&self, v: &Value) -> Option<String> {
         match self.eval(v)? {
             Evaluated::Value(Value::String(s)) => Some(s),
             Evaluated::Value(Value::Number(n)) => Some(n.to_string()),

@@ -6,6 +6,7 @@ pub mod clone;
 pub mod deletion;
 pub mod entry_dns;
 pub mod experiments;
+pub mod fixednames;
 pub mod migrate;
 pub mod ops;
 pub mod plan;
@@ -107,6 +108,18 @@ pub enum PreflightError {
     )]
     ArchivedObjects {
         found: Vec<crate::s3sync::ArchivedObjects>,
+    },
+    #[error(
+        "stack {target_stack} would create {} resource(s) under names stack {source_stack} already uses \
+         (CloudFormation would fail them with AlreadyExists, or a record set or inline policy \
+         would pass from one stack to the other); nothing was changed:\n{}",
+        collisions.len(),
+        collisions.iter().map(|c| format!("  - {c}")).collect::<Vec<_>>().join("\n")
+    )]
+    FixedNames {
+        source_stack: String,
+        target_stack: String,
+        collisions: Vec<fixednames::NameCollision>,
     },
     #[error("reading the source failed: {0}; nothing was changed")]
     Aws(#[from] PortError),

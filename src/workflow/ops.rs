@@ -13,7 +13,7 @@ use super::plan::SourceEnv;
 use super::{PreflightError, StepError};
 
 /// The buckets of an environment by contract logical id (stack-owned: the stack's bucket;
-/// by parameter: the parameter's value).
+/// by parameter: the parameter's value, or the stack's own bucket when it is empty).
 pub fn contract_buckets(env: &SourceEnv, contract: &Contract) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for b in &contract.buckets {
@@ -21,12 +21,12 @@ pub fn contract_buckets(env: &SourceEnv, contract: &Contract) -> BTreeMap<String
             BucketSpec::StackOwned { logical_id } => {
                 env.physical_id(logical_id).map(str::to_string)
             }
-            BucketSpec::ByParameter { parameter, .. } => env
-                .stack
-                .parameters
-                .get(parameter)
-                .filter(|v| !v.is_empty())
-                .cloned(),
+            BucketSpec::ByParameter {
+                logical_id,
+                parameter,
+            } => env
+                .bucket_by_parameter(logical_id, parameter)
+                .map(str::to_string),
         };
         if let Some(name) = name {
             out.insert(b.logical_id().to_string(), name);

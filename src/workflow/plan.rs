@@ -4,7 +4,7 @@
 //! template; the engine's preflight gathers the observations and then checks the plan's names
 //! against AWS (free, valid) — all before any change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -15,7 +15,7 @@ use crate::model::{
 use crate::ports::{DbKind, StackInfo, StackResource};
 use crate::template_eval::Evaluator;
 
-use super::PreflightError;
+use super::{fixednames, PreflightError};
 
 /// A clone as the user asked for it, validated for form.
 #[derive(Debug, Clone)]
@@ -54,6 +54,19 @@ impl SourceEnv {
             .iter()
             .find(|r| r.logical_id == logical_id)
             .and_then(|r| r.physical_id.as_deref())
+    }
+
+    /// The bucket of a contract bucket passed by `parameter`: the parameter's value when set;
+    /// otherwise the bucket the stack owns under `logical_id` (the common `Condition:` pattern:
+    /// production creates its own bucket when the parameter is empty, a clone gets an
+    /// envclone-made one passed in — so it can be pre-copied before Standby).
+    pub fn bucket_by_parameter(&self, logical_id: &str, parameter: &str) -> Option<&str> {
+        self.stack
+            .parameters
+            .get(parameter)
+            .filter(|v| !v.is_empty())
+            .map(String::as_str)
+            .or_else(|| self.physical_id(logical_id))
     }
 
     /// `arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/ID` → (account, region).
@@ -393,17 +406,8 @@ pub fn build_plan(
                 logical_id,
                 parameter,
             } => {
-                // The source's bucket is the parameter's value when set; otherwise the bucket
-                // the source stack owns under that logical id (the common `Condition:` pattern:
-                // production creates its own bucket when the parameter is empty, a clone gets
-                // an envclone-made one passed in — so it can be pre-copied before Standby).
                 let value = source
-                    .stack
-                    .parameters
-                    .get(parameter)
-                    .filter(|v| !v.is_empty())
-                    .map(String::as_str)
-                    .or_else(|| source.physical_id(logical_id))
+                    .bucket_by_parameter(logical_id, parameter)
                     .ok_or_else(|| PreflightError::BucketParameterEmpty {
                         stack: source.stack.name.clone(),
                         logical_id: logical_id.clone(),
@@ -496,6 +500,7 @@ pub fn build_plan(
             }
         }
     }
+    refuse_fixed_names(source, &evaluator, &contract)?;
     for b in &mut buckets {
         if let BucketTarget::StackOwned { predicted_name } = &mut b.target {
             *predicted_name = evaluator.property(&b.logical_id, "BucketName");
@@ -531,4 +536,57 @@ pub fn build_plan(
         skip_archived: false,
         archived: Vec::new(),
     })
+}
+
+/// Refuses a clone (or migrate's new stack, which exists alongside the old one) that would
+/// create a resource under a name the source stack's resource has: see `fixednames`.
+/// `clone` evaluates the clone's template with its parameters.
+fn refuse_fixed_names(
+    source: &SourceEnv,
+    clone: &Evaluator<'_>,
+    contract: &Contract,
+) -> Result<(), PreflightError> {
+    let (account, region) = source.account_and_region();
+    let decls = source.template.parameters();
+    // A NoEcho value CloudFormation masks is unknown here, not its default.
+    let mut parameters =
+        Evaluator::effective_parameters(&source.template, &source.stack.parameters);
+    parameters.retain(|k, v| !(decls.get(k).is_some_and(|d| d.no_echo) && v == MASK));
+    let source_ev = Evaluator {
+        template: &source.template,
+        parameters: &parameters,
+        stack_name: &source.stack.name,
+        account_id: &account,
+        region: &region,
+        resource_refs: BTreeMap::new(),
+    };
+    // The source's resources are those its stack lists (its conditions as they were).
+    let source_names = fixednames::fixed_names(&source_ev, &|id| {
+        source.resources.iter().any(|r| r.logical_id == id)
+    });
+    let clone_names =
+        fixednames::fixed_names(clone, &|id| fixednames::created_by_template(clone, id));
+    let mut set_by_envclone: BTreeSet<String> =
+        contract.environment_parameter.iter().cloned().collect();
+    for d in &contract.databases {
+        set_by_envclone.insert(d.snapshot_parameter.clone());
+        if let Some(c) = &d.copy_on_write {
+            set_by_envclone.insert(c.source_cluster_parameter.clone());
+        }
+    }
+    for b in &contract.buckets {
+        if let BucketSpec::ByParameter { parameter, .. } = b {
+            set_by_envclone.insert(parameter.clone());
+        }
+    }
+    let collisions = fixednames::collisions(&source_names, &clone_names, &set_by_envclone);
+    if collisions.is_empty() {
+        Ok(())
+    } else {
+        Err(PreflightError::FixedNames {
+            source_stack: source.stack.name.clone(),
+            target_stack: clone.stack_name.to_string(),
+            collisions,
+        })
+    }
 }

@@ -120,14 +120,7 @@ fn scan(v: &Value, path: &str, dbs: &[String], out: &mut Vec<EndpointReference>)
                         return;
                     }
                     "Fn::Sub" => {
-                        let (text, vars) = match arg {
-                            Value::String(s) => (s.as_str(), None),
-                            Value::Array(a) => (
-                                a.first().and_then(Value::as_str).unwrap_or(""),
-                                a.get(1).and_then(Value::as_object),
-                            ),
-                            _ => ("", None),
-                        };
+                        let (text, vars) = sub_argument(arg);
                         for name in sub_variables(text) {
                             if vars.is_some_and(|v| v.contains_key(name)) {
                                 continue; // a local variable of this Fn::Sub
@@ -156,8 +149,20 @@ fn scan(v: &Value, path: &str, dbs: &[String], out: &mut Vec<EndpointReference>)
     }
 }
 
+/// The text of a `Fn::Sub` and its local variables (`Fn::Sub: [text, {Var: value}]`).
+pub(crate) fn sub_argument(arg: &Value) -> (&str, Option<&serde_json::Map<String, Value>>) {
+    match arg {
+        Value::String(s) => (s.as_str(), None),
+        Value::Array(a) => (
+            a.first().and_then(Value::as_str).unwrap_or(""),
+            a.get(1).and_then(Value::as_object),
+        ),
+        _ => ("", None),
+    }
+}
+
 /// The `${Name}` variables of a `Fn::Sub` string (`${!Literal}` is text).
-fn sub_variables(text: &str) -> Vec<&str> {
+pub(crate) fn sub_variables(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {

@@ -1,6 +1,7 @@
 //! Buckets end to end on the stand-in (issue 11): archived source objects refused at
-//! preflight or left out with --skip-archived (item 7), and a clone whose buckets got
-//! versioning destroyed whole (item 6).
+//! preflight or left out with --skip-archived (item 7), a clone whose buckets got
+//! versioning destroyed whole (item 6), a bucket's configuration carried (item 9), and a
+//! bucket production owns handed to clones by parameter (item 4).
 
 use std::collections::BTreeMap;
 
@@ -359,4 +360,223 @@ async fn a_created_bucket_gets_its_sources_configuration() {
         .await
         .unwrap();
     assert_eq!(source.policy(), Some(policy.as_str()));
+}
+
+/// The events of the one run journal in `state_dir`, in order.
+fn journal_events(state_dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let journals: Vec<_> = std::fs::read_dir(state_dir.join("runs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+        .collect();
+    assert_eq!(journals.len(), 1, "one run in {}", state_dir.display());
+    std::fs::read_to_string(journals[0].path())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// That `bucket`'s whole content was copied before the run's first `standby.enter`: the
+/// journal's first `bucket.copy` done for it comes before Standby and copied all `objects`,
+/// and the copy made in Standby found every one already there.
+fn precopied_before_standby(events: &[serde_json::Value], bucket: &str, objects: usize) {
+    let standby = events
+        .iter()
+        .position(|e| e["step"] == "standby.enter")
+        .unwrap_or_else(|| panic!("no standby.enter in {events:#?}"));
+    let copies: Vec<(usize, &str)> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            e["step"] == "bucket.copy" && e["phase"] == "done" && e["resource"] == bucket
+        })
+        .map(|(i, e)| (i, e["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(copies.len(), 2, "a pre-copy and a delta copy: {copies:?}");
+    let (before, bulk) = copies[0];
+    assert!(
+        before < standby,
+        "the bulk copy came after Standby: {copies:?}"
+    );
+    assert!(
+        bulk.starts_with(&format!("{objects} object(s) listed, {objects} copied")),
+        "{bulk}"
+    );
+    let (after, delta) = copies[1];
+    assert!(after > standby, "{copies:?}");
+    assert!(
+        delta.contains(" 0 copied") && delta.contains(&format!("{objects} already there")),
+        "{delta}"
+    );
+}
+
+/// Rewrites the reference templates' entry record (`app.envclone-demo.example.`, a CNAME) with
+/// a TTL of `ttl` seconds, its value unchanged.
+async fn short_entry_ttl(config: &aws_config::SdkConfig, ttl: i64) {
+    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch};
+    let r53 = aws_sdk_route53::Client::new(config);
+    let zones = r53
+        .list_hosted_zones_by_name()
+        .dns_name("envclone-demo.example.")
+        .send()
+        .await
+        .unwrap();
+    let zone = zones.hosted_zones()[0].id().to_string();
+    let sets = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(&zone)
+        .send()
+        .await
+        .unwrap();
+    let mut record = sets
+        .resource_record_sets()
+        .iter()
+        .find(|r| r.name() == "app.envclone-demo.example.")
+        .expect("the entry record")
+        .clone();
+    record.ttl = Some(ttl);
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&zone)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(
+                    Change::builder()
+                        .action(ChangeAction::Upsert)
+                        .resource_record_set(record)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Issue 11 item 4's "done when", end to end on the stand-in: a template (not one of the
+/// reference stacks; a held-out style fixture) where production creates its own archive bucket
+/// (`ArchiveStore`, `Condition: OwnArchive` when the `ArchiveBucketName` parameter is empty)
+/// and the contract hands it to clones by that parameter. Cloned, verified and migrated (with
+/// --finalize); the owned bucket is bulk-copied before the first EnterStandby each time, the
+/// clone and the new environment get an envclone-made bucket passed in and create none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_production_owns_is_handed_to_clones_by_parameter_end_to_end() {
+    const TEMPLATE: &str = "tests/fixtures/webapp-owned-archive.yaml";
+    let standin = StandIn::start();
+    standin.seed("prod", TEMPLATE, &["--parameter", "ArchiveBucketName="]);
+    let config = standin.sdk().await;
+    let s3 = s3(&config);
+    assert_eq!(
+        params(&stack(&config, "prod").await)["ArchiveBucketName"],
+        ""
+    );
+    let owned = physical_id(&config, "prod", "ArchiveStore").await;
+    assert_eq!(owned, "prod-archive-123456789012");
+    let archive = describe_bucket(&s3, &owned).await;
+    assert!(archive.len() > 50, "{owned} was seeded: {archive:?}");
+    let uploads = physical_id(&config, "prod", "Uploads").await;
+    let uploads_before = describe_bucket(&s3, &uploads).await;
+    let cf = aws_sdk_cloudformation::Client::new(&config);
+    let logical_ids = |stack: String| {
+        let cf = cf.clone();
+        async move {
+            cf.list_stack_resources()
+                .stack_name(stack)
+                .send()
+                .await
+                .unwrap()
+                .stack_resource_summaries()
+                .iter()
+                .map(|r| r.logical_resource_id().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let made_by_envclone = |bucket: String| {
+        let s3 = s3.clone();
+        async move {
+            let tags = s3.get_bucket_tagging().bucket(&bucket).send().await;
+            let tags = tags.unwrap_or_else(|e| panic!("{bucket}: {e:?}"));
+            tags.tag_set().iter().any(|t| t.key() == "envclone:run")
+        }
+    };
+
+    // Clone: the clone is handed an envclone-made copy of production's own bucket.
+    let clone_state = tempfile::tempdir().unwrap();
+    let out = standin.envclone(clone_state.path(), &["clone", "prod", "exp-o", "--yes"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let passed = params(&stack(&config, "exp-o").await)["ArchiveBucketName"].clone();
+    assert!(!passed.is_empty() && passed != owned, "{passed}");
+    assert!(made_by_envclone(passed.clone()).await, "{passed}");
+    assert_eq!(describe_bucket(&s3, &passed).await, archive);
+    let clone_resources = logical_ids("exp-o".into()).await;
+    assert!(
+        clone_resources.contains(&"Uploads".to_string())
+            && !clone_resources.contains(&"ArchiveStore".to_string()),
+        "the clone created no archive bucket of its own: {clone_resources:?}"
+    );
+    precopied_before_standby(&journal_events(clone_state.path()), &passed, archive.len());
+    let out = standin.envclone(clone_state.path(), &["verify", "exp-o"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Migrate onto the same template, finalized: the new environment is handed its own copy,
+    // pre-copied as well; the live environment has the archive's data. The entry record's TTL
+    // is cut to 5 s first so that finalize's wait for resolvers to forget it stays short.
+    short_entry_ttl(&config, 5).await;
+    let migrate_state = tempfile::tempdir().unwrap();
+    let hooks = post_swap_config(migrate_state.path(), "prod");
+    let template = format!("{}/{TEMPLATE}", env!("CARGO_MANIFEST_DIR"));
+    let out = standin.envclone(
+        migrate_state.path(),
+        &[
+            "--config",
+            hooks.to_str().unwrap(),
+            "migrate",
+            "prod",
+            "--template",
+            &template,
+            "--yes",
+            "--finalize",
+        ],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let state = state_of(migrate_state.path());
+    assert_eq!(state["phase"], "finalized", "{state}");
+    let live = state["target_stack"].as_str().unwrap().to_string();
+    let live_archive = params(&stack(&config, &live).await)["ArchiveBucketName"].clone();
+    assert!(
+        ![String::new(), owned.clone(), passed.clone()].contains(&live_archive),
+        "{live_archive}"
+    );
+    assert!(made_by_envclone(live_archive.clone()).await);
+    assert_eq!(describe_bucket(&s3, &live_archive).await, archive);
+    let live_resources = logical_ids(live.clone()).await;
+    assert!(
+        !live_resources.contains(&"ArchiveStore".to_string()),
+        "{live_resources:?}"
+    );
+    let live_uploads = physical_id(&config, &live, "Uploads").await;
+    assert_eq!(describe_bucket(&s3, &live_uploads).await, uploads_before);
+    precopied_before_standby(
+        &journal_events(migrate_state.path()),
+        &live_archive,
+        archive.len(),
+    );
+    // The old stack is gone; production's own archive bucket, holding the old data, is kept
+    // (finalize never empties a bucket) and named as kept.
+    assert!(cf
+        .describe_stacks()
+        .stack_name("prod")
+        .send()
+        .await
+        .is_err());
+    assert_eq!(describe_bucket(&s3, &owned).await, archive);
+    assert!(
+        text(&out).contains(&format!("bucket {owned}")),
+        "{}",
+        text(&out)
+    );
+    // The clone made first is untouched by the migration.
+    assert_eq!(describe_bucket(&s3, &passed).await, archive);
 }

@@ -353,6 +353,21 @@ async fn a_bucket_production_owns_is_handed_to_the_clone_by_parameter() {
         copies_before >= s.fake.object_keys(owned).len(),
         "{copies_before} copies before Standby"
     );
+    // `envclone verify` compares the clone's bucket with the source stack's own (found on the
+    // stand-in: before the fix it failed "prod has no bucket Reports to compare with", as if
+    // only the empty parameter named the source's bucket).
+    let (checks, reports) = s
+        .engine
+        .verify_env("staging-test", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+    assert!(
+        reports
+            .iter()
+            .any(|r| r.source == format!("s3://{owned}/") && r.target == format!("s3://{passed}/")),
+        "{reports:?}"
+    );
 }
 
 /// Issue 11, item 8: an object deleted from the source after the pre-copy (before Standby) is

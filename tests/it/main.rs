@@ -11,6 +11,7 @@ mod fake_deletion;
 mod fake_groups;
 mod fake_locks;
 mod fake_migrate;
+mod fake_names;
 mod fake_recovery;
 mod fake_swap;
 mod fake_swapcheck;
