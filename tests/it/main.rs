@@ -12,6 +12,7 @@ mod fake_groups;
 mod fake_locks;
 mod fake_migrate;
 mod fake_recovery;
+mod fake_staging;
 mod fake_swap;
 mod fake_swapcheck;
 mod s3_e2e;
