@@ -1820,18 +1820,29 @@ impl CloneEngine {
                 Ok(()) | Err(PortError::NotFound { .. }) => {
                     created.remove(&format!("bucket {}", st.bucket))
                 }
-                Err(e) => events.warn(
-                    step,
-                    Some(&st.bucket),
-                    format!(
-                        "bucket {} (made to stage the template) not removed: {e}; `envclone \
-                         abort` or `envclone gc` removes it",
-                        st.bucket
-                    ),
-                ),
+                Err(e) => {
+                    events.warn(
+                        step,
+                        Some(&st.bucket),
+                        format!(
+                            "bucket {} (made to stage the template) not removed: {e}; \
+                             `envclone abort` or `envclone gc` removes it",
+                            st.bucket
+                        ),
+                    );
+                    return;
+                }
             }
         }
-        events.done(step, Some(&st.bucket), format!("{object} removed"));
+        events.done(
+            step,
+            Some(&st.bucket),
+            if st.own_bucket {
+                format!("{object} and its bucket removed")
+            } else {
+                format!("{object} removed")
+            },
+        );
     }
 
     /// Where the clone's template goes for CreateStack: nowhere (None) when it fits

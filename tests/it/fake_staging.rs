@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use envclone::journal::MemoryRunStore;
 use envclone::ports::{PortError, TEMPLATE_BODY_MAX};
+use envclone::workflow::migrate::{MigratePhase, MigrationState};
 use envclone::workflow::recovery::{self, ClonePhase};
 use envclone::workflow::PreflightError;
 
@@ -19,10 +20,15 @@ use crate::support::*;
 const RUN: &str = "20261121000000-beef";
 const STAGING_BUCKET: &str = "envclone-tpl-123456789012-20261121000000-beef";
 
-/// The reference template as large templates are in the wild: the same resources, with a
-/// `Mappings` table of AMI ids per region and instance type (the usual reason a template
-/// grows past 51,200 bytes). Over the TemplateBody limit, well under S3's 1 MB.
+/// The reference template as large templates are in the wild (see `with_ami_mappings`).
 pub fn big_webapp() -> String {
+    with_ami_mappings(WEBAPP)
+}
+
+/// `template` with the same resources and a `Mappings` table of AMI ids per region and instance
+/// family (the usual reason a template grows past 51,200 bytes): over the TemplateBody limit,
+/// well under S3's 1 MB.
+fn with_ami_mappings(template: &str) -> String {
     let regions = [
         "us-east-1",
         "us-east-2",
@@ -73,7 +79,7 @@ pub fn big_webapp() -> String {
         }
     }
     mappings.push('\n');
-    let body = WEBAPP.replacen("\nConditions:", &format!("\n{mappings}Conditions:"), 1);
+    let body = template.replacen("\nConditions:", &format!("\n{mappings}Conditions:"), 1);
     assert!(
         body.len() > TEMPLATE_BODY_MAX && body.len() < 1_000_000,
         "{}",
@@ -87,6 +93,21 @@ fn big_prod() -> Scenario {
     let s = Scenario::new(timings());
     s.deploy_prod(&big_webapp());
     s
+}
+
+/// The number (counted from 1) of the scenario's last mutating call `op` before its first
+/// CreateStack.
+fn last_before_create_stack(s: &Scenario, op: &str) -> u64 {
+    let calls = s.fake.mutating_calls();
+    let create_stack = calls
+        .iter()
+        .position(|c| c == "cloudformation:CreateStack")
+        .expect("a CreateStack");
+    calls[..create_stack]
+        .iter()
+        .rposition(|c| c == op)
+        .unwrap_or_else(|| panic!("no {op} before CreateStack")) as u64
+        + 1
 }
 
 fn staging_buckets(s: &Scenario) -> Vec<String> {
@@ -236,19 +257,16 @@ async fn abort_after_a_crash_around_the_staging_removes_it() {
         .iter()
         .position(|c| c == "cloudformation:CreateStack")
         .unwrap();
-    let last_before = |op: &str| calls[..create_stack].iter().rposition(|c| c == op).unwrap();
-    let first_after =
-        |op: &str| create_stack + calls[create_stack..].iter().position(|c| c == op).unwrap();
-    let window: Vec<u64> = [
-        last_before("s3:CreateBucket"),
-        last_before("s3:PutObject"),
-        create_stack,
+    let first_after = |op: &str| {
+        (create_stack + calls[create_stack..].iter().position(|c| c == op).unwrap()) as u64 + 1
+    };
+    let window = [
+        last_before_create_stack(&s, "s3:CreateBucket"),
+        last_before_create_stack(&s, "s3:PutObject"),
+        create_stack as u64 + 1,
         first_after("s3:DeleteObject"),
         first_after("s3:DeleteBucket"),
-    ]
-    .iter()
-    .map(|i| *i as u64 + 1)
-    .collect();
+    ];
     for n in window {
         let s = big_prod();
         let store = MemoryRunStore::default();
@@ -277,16 +295,7 @@ async fn gc_finds_the_staging_bucket_a_crashed_run_left() {
     // CreateStack in an uninterrupted run).
     let full = big_prod();
     clone_to_end(&full, &MemoryRunStore::default(), "staging-test").await;
-    let calls = full.fake.mutating_calls();
-    let create_stack = calls
-        .iter()
-        .position(|c| c == "cloudformation:CreateStack")
-        .unwrap();
-    let put = calls[..create_stack]
-        .iter()
-        .rposition(|c| c == "s3:PutObject")
-        .unwrap() as u64
-        + 1;
+    let put = last_before_create_stack(&full, "s3:PutObject");
     assert!(crash_at(&s, &store, put).await);
     assert_eq!(staging_buckets(&s), vec![STAGING_BUCKET.to_string()]);
 
@@ -413,4 +422,66 @@ async fn a_nested_stack_without_stateful_resources_is_copied_as_it_is() {
         envs.iter().map(|e| e.stack.as_str()).collect::<Vec<_>>(),
         vec!["staging-test"]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_migration_onto_a_large_template_stages_it_and_abort_after_a_crash_removes_it() {
+    let large_v2 = with_ami_mappings(include_str!("../../stacks/webapp-v2.yaml"));
+    let mut request = crate::fake_migrate::request();
+    request.template.1 = large_v2.clone();
+
+    // Uninterrupted: the new stack is created from the staged URL, the staging removed.
+    let (s, _) = crate::fake_migrate::prod().await;
+    let plan = s
+        .engine
+        .preflight_migrate(&request, run_id())
+        .await
+        .unwrap();
+    let state = s
+        .engine
+        .migrate(
+            &plan,
+            &MemoryRunStore::default(),
+            &s.emitter,
+            std::future::pending(),
+        )
+        .await
+        .unwrap_or_else(|f| panic!("migrate failed: {}", f.error));
+    assert_eq!(state.phase, MigratePhase::Swapped);
+    assert!(s
+        .fake
+        .create_stack_sources()
+        .iter()
+        .any(|(name, url)| name == "prod-mbeef"
+            && url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://envclone-tpl-"))));
+    assert!(staging_buckets(&s).is_empty(), "{:?}", staging_buckets(&s));
+    let put = last_before_create_stack(&s, "s3:PutObject");
+
+    // Killed right after the template was staged: abort removes the staging bucket too.
+    let (s, record) = crate::fake_migrate::prod().await;
+    let store = MemoryRunStore::default();
+    let plan = s
+        .engine
+        .preflight_migrate(&request, run_id())
+        .await
+        .unwrap();
+    let crash = s.fake.crash_after_nth_mutating_call(put);
+    tokio::select! {
+        biased;
+        () = crash.notified() => {}
+        _ = s.engine.migrate(&plan, &store, &s.emitter, std::future::pending()) => {
+            panic!("the migration ended before call {put}")
+        }
+    }
+    assert_eq!(staging_buckets(&s), vec![STAGING_BUCKET.to_string()]);
+    let mut state: MigrationState =
+        serde_json::from_value(store.0.lock().unwrap()[RUN].clone()).unwrap();
+    s.engine
+        .abort_migration(&mut state, &store, &s.emitter)
+        .await
+        .unwrap_or_else(|e| panic!("abort failed: {e}"));
+    assert!(staging_buckets(&s).is_empty(), "{:?}", staging_buckets(&s));
+    crate::fake_migrate::assert_source_as_it_was(&s, &record, "abort after staging");
 }
