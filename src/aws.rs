@@ -1337,6 +1337,9 @@ impl ObjectStore for S3 {
             .client
             .list_buckets()
             .prefix(prefix)
+            // ListBuckets lists every region's buckets; one in another region would answer
+            // this client's HeadBucket with a redirect. Only this region's are envclone's here.
+            .bucket_region(&self.region)
             .into_paginator()
             .send();
         let mut out = Vec::new();

@@ -581,7 +581,8 @@ pub trait ObjectStore: Send + Sync {
     /// takes it (virtual-hosted style; path style for a bucket name with dots, which the
     /// virtual-hosted certificate does not cover).
     fn object_url(&self, bucket: &str, key: &str) -> String;
-    /// The buckets of the account whose names start with `prefix` (ListBuckets).
+    /// The buckets of the account in this store's region whose names start with `prefix`
+    /// (ListBuckets with `prefix` and `bucket-region`).
     async fn buckets_with_prefix(&self, prefix: &str) -> PortResult<Vec<BucketListing>>;
     /// None if the bucket does not exist; otherwise its tags.
     async fn bucket_tags(&self, bucket: &str) -> PortResult<Option<BTreeMap<String, String>>>;
