@@ -53,6 +53,9 @@ from typing import Any, Callable
 from urllib.parse import parse_qs
 
 PINNED_MOTO_VERSION = "5.2.5"
+# CreateStack's template size quotas ("CloudFormation quotas").
+TEMPLATE_BODY_MAX = 51_200
+TEMPLATE_URL_MAX = 1_000_000
 CONTROL_PREFIX = "/envclone-standin/"
 
 
@@ -1135,9 +1138,35 @@ def _install_cloudformation() -> None:
         setattr(backend_cls, method, reader)
 
     orig_resp_create = CloudFormationResponse.create_stack
+    orig_from_s3 = CloudFormationResponse._get_stack_from_s3_url
+
+    # CloudFormation's template size quotas ("CloudFormation quotas": a template body of at
+    # most 51,200 bytes in a request, 1 MB from an S3 object); moto takes any size. A TemplateURL
+    # whose object moto cannot find is CloudFormation's ValidationError, not moto's S3 error.
+    @functools.wraps(orig_from_s3)
+    def from_s3(self, template_url):  # type: ignore[no-untyped-def]
+        from moto.cloudformation.exceptions import ValidationError as CfnValidationError
+
+        try:
+            body = orig_from_s3(self, template_url)
+        except Exception as exc:  # moto's MissingBucket/MissingKey, or a URL it cannot split
+            raise CfnValidationError(message=f"S3 error: Access Denied ({template_url}: {_error_code(exc)})") from exc
+        if len(body.encode("utf-8")) > TEMPLATE_URL_MAX:
+            raise CfnValidationError(message=f"Template may not exceed {TEMPLATE_URL_MAX} bytes in size.")
+        return body
+
+    CloudFormationResponse._get_stack_from_s3_url = from_s3
 
     @functools.wraps(orig_resp_create)
     def resp_create_stack(self):  # type: ignore[no-untyped-def]
+        from moto.cloudformation.exceptions import ValidationError as CfnValidationError
+
+        body = self._get_param("TemplateBody")
+        if body is not None and len(body.encode("utf-8")) > TEMPLATE_BODY_MAX:
+            raise CfnValidationError(
+                message="1 validation error detected: Value at 'templateBody' failed to satisfy "
+                f"constraint: Member must have length less than or equal to {TEMPLATE_BODY_MAX}"
+            )
         name = self._get_param("StackName")
         token = self._get_param("ClientRequestToken")
         backend = self.cloudformation_backend

@@ -424,7 +424,8 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
         Command::Gc { dry_run, yes } => {
             let cloud = crate::aws::connect(region, profile).await?;
             let shared = shared_state(&state, &state_dir, &cloud);
-            let engine = engine_for(cloud, None, None);
+            let mut engine = engine_for(cloud, None, None);
+            engine.settings.state_bucket = state_bucket(&state);
             let now = chrono::Utc::now();
             let expired: Vec<_> = engine
                 .list_environments()
@@ -433,8 +434,22 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 .into_iter()
                 .filter(|e| e.is_experiment() && !e.protected && e.expired(now))
                 .collect();
+            // Templates staged by runs that died before removing them.
+            let leftovers = engine
+                .staging_leftovers(now)
+                .await
+                .map_err(|e| AppError::Failed(format!("listing staged templates failed: {e}")))?;
             print_environments(output, &expired);
-            if expired.is_empty() {
+            for l in &leftovers {
+                match output {
+                    Output::Json => println!(
+                        "{}",
+                        serde_json::json!({"type": "staging_leftover", "leftover": l})
+                    ),
+                    Output::Text => println!("leftover {l}"),
+                }
+            }
+            if expired.is_empty() && leftovers.is_empty() {
                 if output == Output::Text {
                     println!("No expired environment.");
                 }
@@ -446,16 +461,27 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 }
                 return Ok(());
             }
-            let names: Vec<&str> = expired.iter().map(|e| e.name.as_str()).collect();
+            let mut names: Vec<String> = expired.iter().map(|e| e.name.clone()).collect();
+            names.extend(leftovers.iter().map(ToString::to_string));
             confirm(
                 yes,
                 &format!(
-                    "This destroys the expired environments {}.",
+                    "This destroys the expired environments and leftovers {}.",
                     names.join(", ")
                 ),
                 "gc",
             )?;
             let mut failures = Vec::new();
+            for l in &leftovers {
+                match engine.remove_staging_leftover(l).await {
+                    Ok(()) => {
+                        if output == Output::Text {
+                            println!("Removed {l}");
+                        }
+                    }
+                    Err(e) => failures.push(format!("{l}: {e}")),
+                }
+            }
             let run_id = new_run_id();
             for target in &expired {
                 // Each under its environment's lock, re-checked one by one: a tag may have
@@ -557,6 +583,14 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             unlock(lock).await;
             Ok(result?)
         }
+    }
+}
+
+/// The `--state` bucket and prefix, if the state is in S3.
+fn state_bucket(state: &Option<StateLocation>) -> Option<(String, String)> {
+    match state {
+        Some(StateLocation::S3 { bucket, prefix }) => Some((bucket.clone(), prefix.clone())),
+        _ => None,
     }
 }
 
@@ -986,7 +1020,8 @@ impl Prepared {
         (env, command, break_lock, dry_run): (&str, &str, bool, bool),
     ) -> Result<Prepared, AppError> {
         let shared = shared_state(state, state_dir, &cloud);
-        let engine = engine_for(cloud, Some(concurrency), Some(threshold));
+        let mut engine = engine_for(cloud, Some(concurrency), Some(threshold));
+        engine.settings.state_bucket = state_bucket(state);
         let run_id = new_run_id();
         let lock = match dry_run {
             true => None,

@@ -341,7 +341,10 @@ impl Stacks for CloudFormation {
             for s in page.stacks() {
                 let tagged = s.tags().iter().any(|t| t.key() == Some(key));
                 let live = s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE");
-                if tagged && live {
+                // A nested stack carries its root's tags (CloudFormation propagates stack
+                // tags to nested stacks): it is part of its root's environment, not one.
+                let root = s.parent_id().is_none_or(str::is_empty);
+                if tagged && live && root {
                     found.push(stack_info(s));
                 }
             }
@@ -400,8 +403,11 @@ impl Stacks for CloudFormation {
             .0
             .create_stack()
             .stack_name(&request.name)
-            .template_body(&request.template_body)
             .client_request_token(&request.client_token);
+        call = match &request.template {
+            TemplateSource::Body(body) => call.template_body(body),
+            TemplateSource::Url(url) => call.template_url(url),
+        };
         for (k, v) in &request.parameters {
             call = call.parameters(
                 Parameter::builder()
@@ -1322,6 +1328,40 @@ impl S3 {
 
 #[async_trait]
 impl ObjectStore for S3 {
+    fn object_url(&self, bucket: &str, key: &str) -> String {
+        crate::ports::s3_object_url(&self.region, bucket, key)
+    }
+
+    async fn buckets_with_prefix(&self, prefix: &str) -> PortResult<Vec<BucketListing>> {
+        let mut pages = self
+            .client
+            .list_buckets()
+            .prefix(prefix)
+            // ListBuckets lists every region's buckets; one in another region would answer
+            // this client's HeadBucket with a redirect. Only this region's are envclone's here.
+            .bucket_region(&self.region)
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| port_error("s3:ListBuckets", "buckets", e))?;
+            for b in page.buckets() {
+                let Some(name) = b.name().filter(|n| n.starts_with(prefix)) else {
+                    continue;
+                };
+                let created = b
+                    .creation_date()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                    .unwrap_or_else(chrono::Utc::now);
+                out.push(BucketListing {
+                    name: name.to_string(),
+                    created,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn bucket_tags(&self, bucket: &str) -> PortResult<Option<BTreeMap<String, String>>> {
         let what = format!("bucket {bucket}");
         match self.client.head_bucket().bucket(bucket).send().await {

@@ -102,7 +102,8 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Destroy every experiment environment whose --ttl has passed.
+    /// Destroy every experiment environment whose --ttl has passed, and remove templates that
+    /// runs which died staged in S3 (over an hour old).
     Gc {
         /// Only list what would be destroyed.
         #[arg(long)]

@@ -99,6 +99,8 @@ pub struct FakeObject {
 #[derive(Debug, Clone)]
 struct FakeBucket {
     visible_at: Instant,
+    /// ListBuckets' CreationDate.
+    created: chrono::DateTime<chrono::Utc>,
     tags: BTreeMap<String, String>,
     /// The current version of each key.
     objects: BTreeMap<String, FakeObject>,
@@ -182,6 +184,7 @@ impl FakeBucket {
     fn new(visible_at: Instant, tags: BTreeMap<String, String>) -> Self {
         FakeBucket {
             visible_at,
+            created: crate::retry::wall_now(),
             tags,
             objects: BTreeMap::new(),
             versions: Versions::default(),
@@ -471,6 +474,8 @@ struct FakeStackResource {
 #[derive(Debug, Clone)]
 struct FakeStack {
     info: StackInfo,
+    /// The stack id of the stack whose `AWS::CloudFormation::Stack` resource this is.
+    parent: Option<String>,
     body: String,
     resources: Vec<FakeStackResource>,
     complete_at: Instant,
@@ -538,6 +543,9 @@ struct State {
     seaweedfs_etags: bool,
     /// Test actions run once when a call of the operation is made (`on_call`).
     on_calls: Vec<(String, OnCall)>,
+    /// Each CreateStack accepted: the stack's name and the TemplateURL it was created from
+    /// (None: TemplateBody).
+    create_stack_sources: Vec<(String, Option<String>)>,
 }
 
 /// A call between its request and its answer; notes itself abandoned if dropped there.
@@ -1089,6 +1097,12 @@ impl FakeAws {
             .map(|st| st.info.termination_protection)
     }
 
+    /// Each CreateStack accepted: the stack's name and the TemplateURL it was created from
+    /// (None: a TemplateBody).
+    pub fn create_stack_sources(&self) -> Vec<(String, Option<String>)> {
+        self.lock().create_stack_sources.clone()
+    }
+
     pub fn live_stack_names(&self) -> Vec<String> {
         self.lock()
             .stacks
@@ -1185,7 +1199,7 @@ impl FakeAws {
     ) -> StackInfo {
         let request = CreateStackRequest {
             name: name.to_string(),
-            template_body: template_body.to_string(),
+            template: TemplateSource::Body(template_body.to_string()),
             parameters: parameters
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -1198,6 +1212,8 @@ impl FakeAws {
         instantiate(
             &mut s,
             &request,
+            template_body,
+            None,
             Instant::now(),
             &Timings {
                 db_create: Duration::ZERO,
@@ -1559,15 +1575,69 @@ fn next_id(s: &mut State) -> u64 {
     s.next_id
 }
 
+/// `AWS::CloudFormation::Stack`.
+const NESTED_STACK: &str = "AWS::CloudFormation::Stack";
+
+/// The template a CreateStack names, as CloudFormation takes it: a `TemplateBody` of at most
+/// 51,200 bytes; a `TemplateURL` naming an S3 object (of this account's S3) of at most 1 MB
+/// ("CloudFormation quotas"; CreateStack, `TemplateBody` "Minimum length of 1. Maximum length
+/// of 51200", `TemplateURL` "located in an Amazon S3 bucket").
+fn template_from(s: &State, source: &TemplateSource) -> PortResult<String> {
+    match source {
+        TemplateSource::Body(body) if body.len() > TEMPLATE_BODY_MAX => Err(PortError::failed(
+            "cloudformation:CreateStack",
+            format!(
+                "ValidationError: 1 validation error detected: Value at 'templateBody' failed to                  satisfy constraint: Member must have length less than or equal to                  {TEMPLATE_BODY_MAX}"
+            ),
+        )),
+        TemplateSource::Body(body) => Ok(body.clone()),
+        TemplateSource::Url(url) => template_from_url(s, url)
+            .map_err(|e| PortError::failed("cloudformation:CreateStack", e)),
+    }
+}
+
+/// The template at an S3 URL, or CloudFormation's ValidationError.
+fn template_from_url(s: &State, url: &str) -> Result<String, String> {
+    let Some((bucket, key)) = crate::ports::parse_s3_object_url(url) else {
+        return Err(format!(
+            "ValidationError: TemplateURL must be a supported URL ({url})"
+        ));
+    };
+    let object = s
+        .buckets
+        .get(&bucket)
+        .and_then(|b| b.objects.get(&key))
+        .ok_or_else(|| {
+            format!("ValidationError: S3 error: Access Denied (no object {key} in bucket {bucket})")
+        })?;
+    if object.data.len() > TEMPLATE_URL_MAX {
+        return Err(format!(
+            "ValidationError: Template may not exceed {TEMPLATE_URL_MAX} bytes in size."
+        ));
+    }
+    String::from_utf8(object.data.to_vec())
+        .map_err(|_| "ValidationError: Template format error: not UTF-8".to_string())
+}
+
+/// The live stack named `name`, or whose stack id is `name` (CloudFormation takes either).
+fn live_stack<'a>(s: &'a State, name: &str) -> Option<&'a FakeStack> {
+    s.stacks
+        .iter()
+        .rev()
+        .find(|st| !st.deleted && (st.info.name == name || st.info.id == name))
+}
+
 /// Materialises a template: each resource appears `stack_resource` after the previous one;
 /// databases restore from `DBSnapshotIdentifier` (which must name an available snapshot).
 fn instantiate(
     s: &mut State,
     request: &CreateStackRequest,
+    body: &str,
+    parent: Option<&str>,
     now: Instant,
     t: &Timings,
 ) -> PortResult<()> {
-    let template = Template::parse(&request.name, &request.template_body)
+    let template = Template::parse(&request.name, body)
         .map_err(|e| PortError::failed("cloudformation:CreateStack", e.to_string()))?;
     let params = Evaluator::effective_parameters(&template, &request.parameters);
     for name in template.parameters().into_keys() {
@@ -1699,6 +1769,54 @@ fn instantiate(
                     .insert(name.clone(), FakeBucket::new(at, BTreeMap::new()));
                 name
             }
+            NESTED_STACK => {
+                // CloudFormation creates the nested stack from its TemplateURL (read with the
+                // caller's credentials, at most 1 MB), named `<parent>-<logical id>-<suffix>`,
+                // with the parent's tags ("Working with nested stacks"; stack tags propagate to
+                // nested stacks). Its physical id is its stack id.
+                let url = ev.property(&logical_id, "TemplateURL").unwrap_or_default();
+                let nested_body = match template_from_url(s, &url) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        failure = Some(format!("{logical_id}: {e}"));
+                        break;
+                    }
+                };
+                let mut parameters = BTreeMap::new();
+                if let Some(given) = template.value["Resources"][logical_id.as_str()]["Properties"]
+                    ["Parameters"]
+                    .as_object()
+                {
+                    for (k, v) in given {
+                        if let Some(Evaluated::Value(v)) = ev.eval(v) {
+                            parameters.insert(k.clone(), crate::contract::scalar_to_string(&v));
+                        }
+                    }
+                }
+                let nested = CreateStackRequest {
+                    name: format!("{}-{logical_id}-{}", request.name, suffix.to_uppercase()),
+                    template: TemplateSource::Url(url),
+                    parameters,
+                    tags: request.tags.clone(),
+                    capabilities: request.capabilities.clone(),
+                    client_token: String::new(),
+                };
+                let parent_id = stack_id.clone();
+                if let Err(e) = instantiate(s, &nested, &nested_body, Some(&parent_id), at, t) {
+                    failure = Some(format!("{logical_id}: {e}"));
+                    break;
+                }
+                let child = s.stacks.last().expect("just created");
+                if let Some(reason) = &child.failure {
+                    failure = Some(format!("{logical_id}: nested stack failed: {reason}"));
+                    break;
+                }
+                last_ready = last_ready.max(child.complete_at);
+                for (k, v) in &child.info.outputs {
+                    refs.insert(format!("{logical_id}.Outputs.{k}"), v.clone());
+                }
+                child.info.id.clone()
+            }
             ASG => {
                 let name = ev
                     .property(&logical_id, "AutoScalingGroupName")
@@ -1829,7 +1947,8 @@ fn instantiate(
             created: Some(chrono::Utc::now()),
             termination_protection: false,
         },
-        body: request.template_body.clone(),
+        parent: parent.map(str::to_string),
+        body: body.to_string(),
         resources,
         complete_at: last_ready.max(at + t.stack_resource),
         failure,
@@ -1845,11 +1964,7 @@ impl Stacks for FakeAws {
     async fn describe_stack(&self, name: &str) -> PortResult<Option<StackInfo>> {
         self.call("cloudformation:DescribeStacks", false).await?;
         let s = self.lock();
-        Ok(s.stacks
-            .iter()
-            .rev()
-            .find(|st| !st.deleted && st.info.name == name)
-            .map(|st| self.stack_view(st)))
+        Ok(live_stack(&s, name).map(|st| self.stack_view(st)))
     }
 
     async fn stacks_with_tag(&self, key: &str) -> PortResult<Vec<StackInfo>> {
@@ -1857,7 +1972,7 @@ impl Stacks for FakeAws {
         let s = self.lock();
         Ok(s.stacks
             .iter()
-            .filter(|st| !st.deleted && st.info.tags.contains_key(key))
+            .filter(|st| !st.deleted && st.parent.is_none() && st.info.tags.contains_key(key))
             .map(|st| self.stack_view(st))
             .collect())
     }
@@ -1867,7 +1982,11 @@ impl Stacks for FakeAws {
         let s = self.lock();
         Ok(s.stacks
             .iter()
-            .filter(|st| !st.deleted && st.info.tags.get(key).map(String::as_str) == Some(value))
+            .filter(|st| {
+                !st.deleted
+                    && st.parent.is_none()
+                    && st.info.tags.get(key).map(String::as_str) == Some(value)
+            })
             .map(|st| self.stack_view(st))
             .collect())
     }
@@ -1875,10 +1994,7 @@ impl Stacks for FakeAws {
     async fn template_body(&self, stack: &str) -> PortResult<String> {
         self.call("cloudformation:GetTemplate", false).await?;
         let s = self.lock();
-        s.stacks
-            .iter()
-            .rev()
-            .find(|st| !st.deleted && st.info.name == stack)
+        live_stack(&s, stack)
             .map(|st| st.body.clone())
             .ok_or_else(|| PortError::NotFound {
                 what: format!("stack {stack}"),
@@ -1890,14 +2006,9 @@ impl Stacks for FakeAws {
             .await?;
         let now = Instant::now();
         let s = self.lock();
-        let st = s
-            .stacks
-            .iter()
-            .rev()
-            .find(|st| !st.deleted && st.info.name == stack)
-            .ok_or_else(|| PortError::NotFound {
-                what: format!("stack {stack}"),
-            })?;
+        let st = live_stack(&s, stack).ok_or_else(|| PortError::NotFound {
+            what: format!("stack {stack}"),
+        })?;
         Ok(st
             .resources
             .iter()
@@ -1936,7 +2047,14 @@ impl Stacks for FakeAws {
                 what: format!("stack {}", request.name),
             });
         }
-        instantiate(&mut s, request, Instant::now(), &self.timings)?;
+        let body = template_from(&s, &request.template)?;
+        let url = match &request.template {
+            TemplateSource::Url(url) => Some(url.clone()),
+            TemplateSource::Body(_) => None,
+        };
+        instantiate(&mut s, request, &body, None, Instant::now(), &self.timings)?;
+        s.create_stack_sources.push((request.name.clone(), url));
+        // The root stack is pushed after its nested stacks.
         Ok(s.stacks.last().expect("just created").info.id.clone())
     }
 
@@ -2062,6 +2180,26 @@ impl Stacks for FakeAws {
                 },
                 ASG => {
                     s.groups.remove(&r.physical_id);
+                }
+                NESTED_STACK => {
+                    // The nested stack is deleted with its parent; the fake models nested
+                    // stacks of resources it does not track in detail (groups, buckets and
+                    // generic resources are removed; databases are not expected there).
+                    if let Some(nested) = s
+                        .stacks
+                        .iter()
+                        .position(|st| !st.deleted && st.info.id == r.physical_id)
+                    {
+                        let inner = s.stacks[nested].resources.clone();
+                        for x in inner {
+                            s.generic.remove(&x.physical_id);
+                            s.groups.remove(&x.physical_id);
+                            if s.buckets.get(&x.physical_id).is_some_and(|b| b.is_empty()) {
+                                s.buckets.remove(&x.physical_id);
+                            }
+                        }
+                        s.stacks[nested].deleted = true;
+                    }
                 }
                 // An AWS::KMS::Key is not removed at once: CloudFormation schedules its
                 // deletion (PendingWindowInDays, 7-30 days), and a key pending deletion cannot
@@ -2687,6 +2825,23 @@ impl FakeAws {
 
 #[async_trait]
 impl ObjectStore for FakeAws {
+    fn object_url(&self, bucket: &str, key: &str) -> String {
+        crate::ports::s3_object_url(REGION, bucket, key)
+    }
+
+    async fn buckets_with_prefix(&self, prefix: &str) -> PortResult<Vec<BucketListing>> {
+        self.call("s3:ListBuckets", false).await?;
+        let s = self.lock();
+        Ok(s.buckets
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, b)| BucketListing {
+                name: name.clone(),
+                created: b.created,
+            })
+            .collect())
+    }
+
     async fn bucket_tags(&self, bucket: &str) -> PortResult<Option<BTreeMap<String, String>>> {
         self.call("s3:HeadBucket", false).await?;
         let s = self.lock();

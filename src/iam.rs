@@ -99,6 +99,8 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
     ("route53:GetHostedZone", &["route53:GetHostedZone"]),
     // S3's API operations and IAM actions differ in name.
     ("s3:HeadBucket", &["s3:ListBucket"]),
+    // gc looks for the template staging buckets crashed runs left (`envclone-tpl-…`).
+    ("s3:ListBuckets", &["s3:ListAllMyBuckets"]),
     ("s3:ListObjectsV2", &["s3:ListBucket"]),
     // Emptying a versioned bucket whole (abort, destroy, gc).
     ("s3:ListObjectVersions", &["s3:ListBucketVersions"]),
@@ -201,6 +203,7 @@ const READ: &[&str] = &[
     "route53:GetChange",
     "route53:GetHostedZone",
     "s3:ListBucket",
+    "s3:ListAllMyBuckets",
     "s3:ListBucketVersions",
     "s3:GetBucketTagging",
     "s3:GetObject",

@@ -148,10 +148,26 @@ impl StackResource {
     }
 }
 
+/// Where CreateStack reads the template from. CloudFormation takes a template of at most
+/// 51,200 bytes in the request (`TemplateBody`) and of at most 1 MB from an S3 object
+/// (`TemplateURL`) ("CloudFormation quotas": "Template body size in a request" / "in an
+/// Amazon S3 object"; AWS answers ValidationError past either).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    Body(String),
+    /// An `https://` URL of an S3 object CloudFormation reads with the caller's credentials.
+    Url(String),
+}
+
+/// The largest `TemplateBody` CloudFormation accepts in a request, in bytes.
+pub const TEMPLATE_BODY_MAX: usize = 51_200;
+/// The largest template CloudFormation reads from S3 through `TemplateURL`, in bytes.
+pub const TEMPLATE_URL_MAX: usize = 1_000_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateStackRequest {
     pub name: String,
-    pub template_body: String,
+    pub template: TemplateSource,
     pub parameters: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
     /// The source's capabilities: a clone needs what its source needed.
@@ -163,13 +179,16 @@ pub struct CreateStackRequest {
 
 #[async_trait]
 pub trait Stacks: Send + Sync {
-    /// The stack by name, or None if there is none (or only a deleted one).
+    /// The stack by name (or stack id), or None if there is none (or only a deleted one).
     async fn describe_stack(&self, name: &str) -> PortResult<Option<StackInfo>>;
-    /// Live stacks whose tag `key` equals `value`.
+    /// Live root stacks whose tag `key` equals `value`. Nested stacks (which CloudFormation
+    /// gives their root's tags) are left out: they are part of their root's environment.
     async fn find_stacks_by_tag(&self, key: &str, value: &str) -> PortResult<Vec<StackInfo>>;
-    /// Live stacks that carry tag `key`, whatever its value.
+    /// Live root stacks that carry tag `key`, whatever its value (nested stacks left out).
     async fn stacks_with_tag(&self, key: &str) -> PortResult<Vec<StackInfo>>;
+    /// GetTemplate of a stack by name or stack id (a nested stack's physical id is its id).
     async fn template_body(&self, stack: &str) -> PortResult<String>;
+    /// ListStackResources of a stack by name or stack id.
     async fn resources(&self, stack: &str) -> PortResult<Vec<StackResource>>;
     /// Returns the stack id.
     async fn create_stack(&self, request: &CreateStackRequest) -> PortResult<String>;
@@ -549,8 +568,22 @@ pub struct ObjectHead {
     pub parts_count: Option<u32>,
 }
 
+/// A bucket as ListBuckets shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketListing {
+    pub name: String,
+    pub created: chrono::DateTime<chrono::Utc>,
+}
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
+    /// The `https://` URL of an object in this store's region, as CreateStack's `TemplateURL`
+    /// takes it (virtual-hosted style; path style for a bucket name with dots, which the
+    /// virtual-hosted certificate does not cover).
+    fn object_url(&self, bucket: &str, key: &str) -> String;
+    /// The buckets of the account in this store's region whose names start with `prefix`
+    /// (ListBuckets with `prefix` and `bucket-region`).
+    async fn buckets_with_prefix(&self, prefix: &str) -> PortResult<Vec<BucketListing>>;
     /// None if the bucket does not exist; otherwise its tags.
     async fn bucket_tags(&self, bucket: &str) -> PortResult<Option<BTreeMap<String, String>>>;
     async fn create_bucket(&self, bucket: &str, tags: &BTreeMap<String, String>) -> PortResult<()>;
@@ -691,6 +724,68 @@ pub fn rewrite_bucket_policy(policy: &str, source: &str, target: &str) -> String
     out
 }
 
+/// `https://BUCKET.s3.REGION.amazonaws.com/KEY` (path style, `https://s3.REGION.amazonaws.com/
+/// BUCKET/KEY`, for a bucket name with dots), the key's characters percent-encoded except `/`
+/// and the unreserved ones (S3 User Guide, "Methods for accessing a bucket" / "Creating object
+/// key names").
+pub fn s3_object_url(region: &str, bucket: &str, key: &str) -> String {
+    let mut encoded = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    if bucket.contains('.') {
+        format!("https://s3.{region}.{suffix}/{bucket}/{encoded}")
+    } else {
+        format!("https://{bucket}.s3.{region}.{suffix}/{encoded}")
+    }
+}
+
+/// The (bucket, key) of an S3 URL as `s3_object_url` makes them (either style); None for any
+/// other URL.
+pub fn parse_s3_object_url(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("https://")?;
+    let (host, path) = rest.split_once('/')?;
+    let decoded = percent_decode(path)?;
+    let host = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    if let Some(region) = host.strip_prefix("s3.") {
+        if region.contains('.') {
+            return None;
+        }
+        let (bucket, key) = decoded.split_once('/')?;
+        return Some((bucket.to_string(), key.to_string()));
+    }
+    let (bucket, _region) = host.split_once(".s3.")?;
+    (!decoded.is_empty()).then(|| (bucket.to_string(), decoded))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Tags S3 keeps for itself (`aws:cloudformation:stack-name` on a stack's bucket): a
 /// PutBucketTagging naming one is refused ("Using cost allocation S3 bucket tags": "aws:" is
 /// reserved), so they are not copied.
@@ -723,6 +818,29 @@ mod bucket_config_tests {
             rewrite_bucket_policy(policy, "prod-data", "clone-data"),
             r#"{"Statement":[{"Resource":["arn:aws:s3:::clone-data","arn:aws:s3:::clone-data/*","arn:aws:s3:::prod-data-logs/*"]},{"Resource":"arn:aws-cn:s3:::clone-data/in/*"}]}"#
         );
+    }
+
+    #[test]
+    fn object_urls_are_read_back() {
+        let url = s3_object_url("eu-west-1", "envclone-tpl-1", "runs/a b/template.json");
+        assert_eq!(
+            url,
+            "https://envclone-tpl-1.s3.eu-west-1.amazonaws.com/runs/a%20b/template.json"
+        );
+        assert_eq!(
+            parse_s3_object_url(&url),
+            Some(("envclone-tpl-1".into(), "runs/a b/template.json".into()))
+        );
+        let dotted = s3_object_url("us-east-1", "state.example.com", "k/t.json");
+        assert_eq!(
+            dotted,
+            "https://s3.us-east-1.amazonaws.com/state.example.com/k/t.json"
+        );
+        assert_eq!(
+            parse_s3_object_url(&dotted),
+            Some(("state.example.com".into(), "k/t.json".into()))
+        );
+        assert_eq!(parse_s3_object_url("http://example.com/x"), None);
     }
 
     #[test]

@@ -838,6 +838,12 @@ impl SyntheticBuckets {
 
 #[async_trait]
 impl ObjectStore for SyntheticBuckets {
+    fn object_url(&self, bucket: &str, key: &str) -> String {
+        crate::ports::s3_object_url("us-east-1", bucket, key)
+    }
+    async fn buckets_with_prefix(&self, _prefix: &str) -> PortResult<Vec<BucketListing>> {
+        Err(Self::unsupported("s3:ListBuckets"))
+    }
     async fn bucket_tags(
         &self,
         _bucket: &str,

@@ -8,19 +8,22 @@ use std::time::Duration;
 use futures::future::{try_join, try_join_all};
 use serde::Serialize;
 
-use crate::contract::{Template, VerifyCheck, BUCKET, DB_CLUSTER, DB_INSTANCE};
+use crate::contract::{Template, VerifyCheck, ASG, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::model::{
     RunId, TAG_CFN_IDENTIFIER, TAG_ENVIRONMENT, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION, TAG_RUN,
 };
 use crate::ports::{
     Cloud, CreateStackRequest, DbCluster, DbKind, DnsRecord, PortError, StackInfo, StackResource,
-    StackStatus,
+    StackStatus, TemplateSource, TEMPLATE_BODY_MAX,
 };
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath, SyncOptions, SyncStats, VerifyReport};
 
-use super::plan::{build_plan, BucketTarget, ClonePlan, CloneRequest, DatabasePlan, SourceEnv};
+use super::plan::{
+    build_plan, BucketTarget, ClonePlan, CloneRequest, DatabasePlan, NestedResource, SourceEnv,
+    TemplateStaging, NESTED_STACK, PURPOSE_TEMPLATE_STAGING, STAGING_BUCKET_PREFIX, TAG_PURPOSE,
+};
 use super::{PreflightError, StepError};
 
 /// How long each wait may take, and how copies run.
@@ -38,6 +41,10 @@ pub struct Settings {
     pub verify_concurrency: usize,
     /// Copy the buckets passed by parameter before Standby, so Standby copies only the delta.
     pub precopy: bool,
+    /// The `--state` bucket and prefix, when given: a template over CreateStack's TemplateBody
+    /// limit is staged there (under `<prefix>/staging/<run>/`) instead of in a bucket of the
+    /// run's own.
+    pub state_bucket: Option<(String, String)>,
 }
 
 impl Default for Settings {
@@ -51,6 +58,7 @@ impl Default for Settings {
             sync: SyncOptions::default(),
             verify_concurrency: 32,
             precopy: true,
+            state_bucket: None,
         }
     }
 }
@@ -194,6 +202,9 @@ impl Created {
     fn list(&self) -> Vec<String> {
         self.0.lock().expect("created lock").clone()
     }
+    fn remove(&self, what: &str) {
+        self.0.lock().expect("created lock").retain(|w| w != what);
+    }
 }
 
 pub struct CloneEngine {
@@ -236,11 +247,86 @@ impl CloneEngine {
         let template = Template::parse(&format!("stack {}", stack.name), &body)?;
         let mut resources = retry(|| stacks.resources(&stack.name)).await?;
         self.follow_renamed_databases(&mut resources).await?;
+        let nested = self.nested_resources(&resources).await?;
         Ok(SourceEnv {
             env_name: env.to_string(),
             stack,
             template,
             resources,
+            nested,
+        })
+    }
+
+    /// The resources of the stack's nested stacks (`AWS::CloudFormation::Stack`), and of
+    /// theirs, each with the chain of nested stacks it is in (ListStackResources on each nested
+    /// stack's physical id, its stack id).
+    async fn nested_resources(
+        &self,
+        resources: &[StackResource],
+    ) -> Result<Vec<NestedResource>, PreflightError> {
+        let stacks = &self.cloud.stacks;
+        let mut out = Vec::new();
+        let mut queue: Vec<(Vec<String>, String)> = resources
+            .iter()
+            .filter(|r| r.resource_type == NESTED_STACK)
+            .filter_map(|r| Some((vec![r.logical_id.clone()], r.physical_id.clone()?)))
+            .collect();
+        while let Some((path, stack_id)) = queue.pop() {
+            let inner = retry(|| stacks.resources(&stack_id)).await?;
+            for r in inner {
+                if r.resource_type == NESTED_STACK {
+                    if let Some(id) = &r.physical_id {
+                        let mut deeper = path.clone();
+                        deeper.push(r.logical_id.clone());
+                        queue.push((deeper, id.clone()));
+                    }
+                }
+                out.push(NestedResource {
+                    nested_stack: path.join("/"),
+                    nested_stack_id: stack_id.clone(),
+                    resource: r,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses a source whose nested stacks hold a resource of a kind envclone copies or puts
+    /// into Standby (DB instance or cluster, bucket, Auto Scaling group): the contract names
+    /// only the top-level stack's logical ids, so the clone's nested stack — created from the
+    /// same TemplateURL — would make such a database or bucket empty, or leave such a group
+    /// serving (and writing) during the snapshot.
+    fn refuse_uncovered_nested(source: &SourceEnv) -> Result<(), PreflightError> {
+        let uncovered: Vec<String> = source
+            .nested
+            .iter()
+            .filter(|n| {
+                [DB_INSTANCE, DB_CLUSTER, BUCKET, ASG].contains(&n.resource.resource_type.as_str())
+            })
+            .map(|n| {
+                format!(
+                    "{} {} ({}) in nested stack {} ({})",
+                    n.resource.resource_type,
+                    n.resource.logical_id,
+                    n.resource.physical_id.as_deref().unwrap_or("not created"),
+                    n.nested_stack,
+                    n.nested_stack_id
+                )
+            })
+            .collect();
+        if uncovered.is_empty() {
+            return Ok(());
+        }
+        Err(PreflightError::Unsupported {
+            what: format!(
+                "stack {} has stateful resources inside nested stacks: {}. envclone's contract \
+                 names only the top-level stack's resources, and the clone's nested stacks are \
+                 created from the same TemplateURLs, so these would be created empty (databases, \
+                 buckets) or keep serving during the snapshot (Auto Scaling groups); nothing was \
+                 changed. Move them into the top-level stack to clone this environment",
+                source.stack.name,
+                uncovered.join("; ")
+            ),
         })
     }
 
@@ -340,12 +426,14 @@ impl CloneEngine {
     ) -> Result<ClonePlan, PreflightError> {
         let source = self.resolve(&request.source).await?;
         self.refuse_open_migration(&source).await?;
+        Self::refuse_uncovered_nested(&source)?;
         let template = match &request.template {
             Some((path, body)) => Template::parse(path, body)?,
             None => source.template.clone(),
         };
         let mut plan = build_plan(request, &source, template, run_id)?;
         let cloud = &self.cloud;
+        plan.template_staging = self.template_staging(&plan, &source).await?;
 
         // The target must be free: stack name, environment tag, and the names it will use.
         if retry(|| cloud.stacks.describe_stack(&plan.target_stack))
@@ -1139,7 +1227,6 @@ impl CloneEngine {
         created: &Created,
         checkpoint: Checkpoint<'_>,
     ) -> Result<(), StepError> {
-        let cloud = &self.cloud;
         for b in &plan.buckets {
             if let BucketTarget::Created { name, .. } = &b.target {
                 // Created and configured by this process already (migrate and clone call this
@@ -1152,40 +1239,56 @@ impl CloneEngine {
                     continue;
                 }
                 let step = "bucket.create";
-                checkpoint(Progress::CreatingBucket(name)).map_err(|message| {
-                    StepError::Refused {
-                        step: step.into(),
-                        message: format!("{message}; stopping before creating bucket {name}"),
-                    }
-                })?;
                 events.start(step, Some(name), format!("creating bucket {name}"));
-                match retry(|| cloud.objects.create_bucket(name, &plan.tags)).await {
-                    Ok(()) => {}
-                    Err(crate::ports::PortError::AlreadyExists { .. }) => {
-                        // Only ours may be reused (a re-run of this step).
-                        let tags = retry(|| cloud.objects.bucket_tags(name))
-                            .await
-                            .map_err(StepError::port(step))?
-                            .unwrap_or_default();
-                        if tags.get(TAG_RUN) != Some(&plan.run_id.to_string()) {
-                            return Err(StepError::Refused {
-                                step: step.into(),
-                                message: format!(
-                                    "bucket {name} exists and was not created by run {}",
-                                    plan.run_id
-                                ),
-                            });
-                        }
-                    }
-                    Err(e) => return Err(StepError::port(step)(e)),
-                }
-                created.add(format!("bucket {name}"));
+                self.create_run_bucket(plan, name, &plan.tags, step, created, checkpoint)
+                    .await?;
                 events.done(step, Some(name), "created");
                 self.copy_bucket_configuration(&b.source_bucket, name, events)
                     .await?;
             }
         }
 
+        Ok(())
+    }
+
+    /// Creates bucket `name` for the run, recorded (checkpoint) before the call so abort removes
+    /// it even if the run dies before it is tagged. An existing bucket is reused only if it
+    /// carries the run's tag (a re-run of this step).
+    async fn create_run_bucket(
+        &self,
+        plan: &ClonePlan,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+        step: &str,
+        created: &Created,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), StepError> {
+        let objects = &self.cloud.objects;
+        checkpoint(Progress::CreatingBucket(name)).map_err(|message| StepError::Refused {
+            step: step.into(),
+            message: format!("{message}; stopping before creating bucket {name}"),
+        })?;
+        match retry(|| objects.create_bucket(name, tags)).await {
+            Ok(()) => {}
+            Err(PortError::AlreadyExists { .. }) => {
+                let found = retry(|| objects.bucket_tags(name))
+                    .await
+                    .map_err(StepError::port(step))?
+                    .unwrap_or_default();
+                if found.get(TAG_RUN) != Some(&plan.run_id.to_string()) {
+                    return Err(StepError::Refused {
+                        step: step.into(),
+                        message: format!(
+                            "bucket {name} exists and was not created by run {}; delete it if \
+                             it is a leftover of yours, or choose another name",
+                            plan.run_id
+                        ),
+                    });
+                }
+            }
+            Err(e) => return Err(StepError::port(step)(e)),
+        }
+        created.add(format!("bucket {name}"));
         Ok(())
     }
 
@@ -1288,7 +1391,7 @@ impl CloneEngine {
                 snapshots.push(artifact.label);
             }
             let (stack_id, owned) = self
-                .create_stack_and_fill(plan, &parameters, events, created)
+                .create_stack_and_fill(plan, &parameters, events, created, checkpoint)
                 .await?;
             Ok::<_, StepError>((snapshots, stack_id, owned))
         };
@@ -1567,9 +1670,17 @@ impl CloneEngine {
         parameters: &BTreeMap<String, String>,
         events: &Emitter,
         created: &Created,
+        checkpoint: Checkpoint<'_>,
     ) -> Result<(String, Vec<BucketOutcome>), StepError> {
         let step = "stack.create";
         let stacks = &self.cloud.stacks;
+        let template = match &plan.template_staging {
+            None => TemplateSource::Body(plan.template.body.clone()),
+            Some(st) => TemplateSource::Url(
+                self.stage_template(plan, st, events, created, checkpoint)
+                    .await?,
+            ),
+        };
         events.start(
             step,
             Some(&plan.target_stack),
@@ -1577,13 +1688,20 @@ impl CloneEngine {
         );
         let request = CreateStackRequest {
             name: plan.target_stack.clone(),
-            template_body: plan.template.body.clone(),
+            template,
             parameters: parameters.clone(),
             tags: plan.tags.clone(),
             capabilities: plan.capabilities.clone(),
             client_token: format!("envclone-{}", plan.run_id),
         };
-        let stack_id = match retry(|| stacks.create_stack(&request)).await {
+        let created_stack = retry(|| stacks.create_stack(&request)).await;
+        // CloudFormation has read the template once CreateStack has answered (it validates it
+        // before answering, and keeps its own copy): the staged one goes at once, whatever the
+        // answer. A crash before this is cleaned up by abort (the run's record) or gc.
+        if let Some(st) = &plan.template_staging {
+            self.unstage_template(st, events, created).await;
+        }
+        let stack_id = match created_stack {
             Ok(id) => id,
             Err(crate::ports::PortError::AlreadyExists { .. }) => {
                 let existing = retry(|| stacks.describe_stack(&plan.target_stack))
@@ -1644,6 +1762,132 @@ impl CloneEngine {
         };
         let (owned, ()) = try_join(try_join_all(fills), complete).await?;
         Ok((stack_id, owned))
+    }
+
+    /// Puts the template where CloudFormation can read it (`plan.template_staging`) and returns
+    /// its URL. A bucket of the run's own is recorded (checkpoint) before it is created and
+    /// tagged with the run, so abort and gc find it whatever moment the run dies at.
+    async fn stage_template(
+        &self,
+        plan: &ClonePlan,
+        st: &TemplateStaging,
+        events: &Emitter,
+        created: &Created,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<String, StepError> {
+        let step = "template.stage";
+        let objects = &self.cloud.objects;
+        if st.own_bucket {
+            let mut tags = plan.tags.clone();
+            tags.insert(TAG_PURPOSE.into(), PURPOSE_TEMPLATE_STAGING.into());
+            self.create_run_bucket(plan, &st.bucket, &tags, step, created, checkpoint)
+                .await?;
+        }
+        let body = plan.template.body.as_bytes().to_vec();
+        retry(|| objects.put_small_object(&st.bucket, &st.key, body.clone(), None))
+            .await
+            .map_err(StepError::port(step))?;
+        created.add(format!("staged template s3://{}/{}", st.bucket, st.key));
+        events.done(
+            step,
+            Some(&plan.target_stack),
+            format!(
+                "template ({} bytes, over CreateStack's {TEMPLATE_BODY_MAX}-byte TemplateBody \
+                 limit) put at s3://{}/{} for CloudFormation to read",
+                body.len(),
+                st.bucket,
+                st.key
+            ),
+        );
+        Ok(objects.object_url(&st.bucket, &st.key))
+    }
+
+    /// Removes the staged template (and the bucket made for it); what cannot be removed is
+    /// warned of and stays in the run's left-behind list (abort and gc remove it).
+    async fn unstage_template(&self, st: &TemplateStaging, events: &Emitter, created: &Created) {
+        let step = "template.unstage";
+        let objects = &self.cloud.objects;
+        let object = format!("staged template s3://{}/{}", st.bucket, st.key);
+        match retry(|| objects.delete_object(&st.bucket, &st.key)).await {
+            Ok(()) | Err(PortError::NotFound { .. }) => created.remove(&object),
+            Err(e) => {
+                events.warn(step, Some(&st.bucket), format!("{object} not removed: {e}"));
+                return;
+            }
+        }
+        if st.own_bucket {
+            match retry(|| objects.delete_bucket(&st.bucket)).await {
+                Ok(()) | Err(PortError::NotFound { .. }) => {
+                    created.remove(&format!("bucket {}", st.bucket))
+                }
+                Err(e) => {
+                    events.warn(
+                        step,
+                        Some(&st.bucket),
+                        format!(
+                            "bucket {} (made to stage the template) not removed: {e}; \
+                             `envclone abort` or `envclone gc` removes it",
+                            st.bucket
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
+        events.done(
+            step,
+            Some(&st.bucket),
+            if st.own_bucket {
+                format!("{object} and its bucket removed")
+            } else {
+                format!("{object} removed")
+            },
+        );
+    }
+
+    /// Where the clone's template goes for CreateStack: nowhere (None) when it fits
+    /// CreateStack's TemplateBody (51,200 bytes); else an S3 object CloudFormation reads
+    /// (TemplateURL, up to 1 MB) — in the `--state` bucket when given, else in a bucket of the
+    /// run's own, `envclone-tpl-<account>-<run>`, which must be free. Staging only when needed
+    /// spares every other run a bucket (and the S3 permissions) it does not need.
+    async fn template_staging(
+        &self,
+        plan: &ClonePlan,
+        source: &SourceEnv,
+    ) -> Result<Option<TemplateStaging>, PreflightError> {
+        // (Over TEMPLATE_URL_MAX, build_plan has refused it.)
+        if plan.template.body.len() <= TEMPLATE_BODY_MAX {
+            return Ok(None);
+        }
+        let file = format!("{}.template", plan.target_stack);
+        if let Some((bucket, prefix)) = &self.settings.state_bucket {
+            let key = if prefix.is_empty() {
+                format!("staging/{}/{file}", plan.run_id)
+            } else {
+                format!("{prefix}/staging/{}/{file}", plan.run_id)
+            };
+            return Ok(Some(TemplateStaging {
+                bucket: bucket.clone(),
+                key,
+                own_bucket: false,
+            }));
+        }
+        let (account, _) = source.account_and_region();
+        let bucket = format!("{STAGING_BUCKET_PREFIX}{account}-{}", plan.run_id);
+        crate::model::check_bucket_name(&bucket)?;
+        if retry(|| self.cloud.objects.bucket_tags(&bucket))
+            .await?
+            .is_some()
+        {
+            return Err(PreflightError::TargetExists {
+                what: format!("bucket {bucket} (where this run would stage its template)"),
+            });
+        }
+        Ok(Some(TemplateStaging {
+            bucket,
+            key: file,
+            own_bucket: true,
+        }))
     }
 
     async fn wait_for_stack_bucket(

@@ -14,6 +14,7 @@ use crate::ports::{DbKind, PortError, StackInfo};
 use crate::retry::retry;
 
 use super::clone::CloneEngine;
+use super::plan::{PURPOSE_TEMPLATE_STAGING, STAGING_BUCKET_PREFIX, TAG_PURPOSE};
 use super::recovery::RunResources;
 use super::StepError;
 
@@ -274,6 +275,8 @@ impl CloneEngine {
             buckets,
             half_made_buckets: Vec::new(),
             snapshots,
+            // Staged only for the seconds of CreateStack: what a crashed run left is gc's.
+            staged_templates: Vec::new(),
         };
         events.start("destroy", Some(&e.stack), format!("destroying {}", e.name));
         let (removed, left) = self.remove_run_resources(&resources, events).await?;
@@ -283,6 +286,120 @@ impl CloneEngine {
             format!("removed: {}", removed.join(", ")),
         );
         Ok((removed, left))
+    }
+}
+
+/// How old a run's staged template must be before gc takes it for a crashed run's leftover: a
+/// run keeps it only from just before CreateStack until CreateStack answers (seconds).
+pub const STAGING_MAX_AGE: chrono::Duration = chrono::Duration::hours(1);
+
+/// A template a run staged for CreateStack and never removed (it died in between).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StagingLeftover {
+    pub bucket: String,
+    /// In the `--state` bucket: the object; None: the whole bucket is the run's.
+    pub key: Option<String>,
+    pub run_id: String,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::fmt::Display for StagingLeftover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "staged template s3://{}/{key}", self.bucket)?,
+            None => write!(f, "template staging bucket {}", self.bucket)?,
+        }
+        write!(
+            f,
+            " of run {} (since {})",
+            self.run_id,
+            self.since
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    }
+}
+
+impl CloneEngine {
+    /// Templates runs staged and did not remove, older than `STAGING_MAX_AGE`: buckets named
+    /// `envclone-tpl-…` that carry `envclone:purpose=template-staging` and a run tag
+    /// (ListBuckets' CreationDate says when), and with `--state` in S3, objects under its
+    /// `staging/` prefix (their LastModified says when).
+    pub async fn staging_leftovers(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<StagingLeftover>, PortError> {
+        let objects = &self.cloud.objects;
+        let mut out = Vec::new();
+        for b in retry(|| objects.buckets_with_prefix(STAGING_BUCKET_PREFIX)).await? {
+            if now - b.created < STAGING_MAX_AGE {
+                continue;
+            }
+            let Some(tags) = retry(|| objects.bucket_tags(&b.name)).await? else {
+                continue;
+            };
+            let staging =
+                tags.get(TAG_PURPOSE).map(String::as_str) == Some(PURPOSE_TEMPLATE_STAGING);
+            if let (true, Some(run_id)) = (staging, tags.get(TAG_RUN)) {
+                out.push(StagingLeftover {
+                    bucket: b.name.clone(),
+                    key: None,
+                    run_id: run_id.clone(),
+                    since: b.created,
+                });
+            }
+        }
+        if let Some((bucket, prefix)) = &self.settings.state_bucket {
+            let staging = if prefix.is_empty() {
+                "staging/".to_string()
+            } else {
+                format!("{prefix}/staging/")
+            };
+            let mut token = None;
+            loop {
+                let page = retry(|| objects.list_page(bucket, &staging, token.clone())).await?;
+                for o in &page.objects {
+                    let Some(found) = retry(|| objects.get_small_object(bucket, &o.key)).await?
+                    else {
+                        continue;
+                    };
+                    if now - found.last_modified < STAGING_MAX_AGE {
+                        continue;
+                    }
+                    let run_id = o.key[staging.len()..]
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    out.push(StagingLeftover {
+                        bucket: bucket.clone(),
+                        key: Some(o.key.clone()),
+                        run_id,
+                        since: found.last_modified,
+                    });
+                }
+                token = page.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a staging leftover: the object, or the bucket emptied and deleted.
+    pub async fn remove_staging_leftover(&self, l: &StagingLeftover) -> Result<(), PortError> {
+        let objects = &self.cloud.objects;
+        let gone = |r: Result<(), PortError>| match r {
+            Ok(()) | Err(PortError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match &l.key {
+            Some(key) => gone(retry(|| objects.delete_object(&l.bucket, key)).await),
+            None => {
+                crate::s3sync::empty_bucket(objects.as_ref(), &l.bucket).await?;
+                gone(retry(|| objects.delete_bucket(&l.bucket)).await)
+            }
+        }
     }
 }
 

@@ -17,12 +17,9 @@ use thiserror::Error;
 
 use crate::contract::ContractError;
 use crate::model::NameError;
-use crate::ports::PortError;
+use crate::ports::{PortError, TEMPLATE_BODY_MAX, TEMPLATE_URL_MAX};
 use crate::retry::WaitError;
 use crate::s3sync::SyncError;
-
-/// The largest TemplateBody CreateStack accepts, in bytes.
-pub const CLOUDFORMATION_BODY_LIMIT: usize = 51_200;
 
 /// Problems found before any change. Every one of them means: nothing was changed.
 #[derive(Debug, Error)]
@@ -35,8 +32,9 @@ pub enum PreflightError {
     Config(#[from] crate::config::ConfigError),
     #[error(
         "the template of the clone is {size} bytes; CloudFormation takes at most \
-         {CLOUDFORMATION_BODY_LIMIT} in TemplateBody: make it smaller (remove comments, move \
-         nested parts into nested stacks)"
+         {TEMPLATE_URL_MAX} bytes from S3 (TemplateURL; {TEMPLATE_BODY_MAX} in a request) \
+         (\"CloudFormation quotas\"); nothing was changed. Make it smaller (remove comments, \
+         move parts into nested stacks)"
     )]
     TemplateTooLarge { size: usize },
     #[error(

@@ -46,6 +46,21 @@ pub struct SourceEnv {
     pub stack: StackInfo,
     pub template: Template,
     pub resources: Vec<StackResource>,
+    /// The resources of its nested stacks, at any depth.
+    pub nested: Vec<NestedResource>,
+}
+
+/// `AWS::CloudFormation::Stack`: a nested stack, created from its `TemplateURL`.
+pub const NESTED_STACK: &str = "AWS::CloudFormation::Stack";
+
+/// A resource of a nested stack of the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestedResource {
+    /// The logical ids of the nested stacks it is in, outermost first (`Data/Cache`).
+    pub nested_stack: String,
+    /// The stack id of the nested stack that holds it.
+    pub nested_stack_id: String,
+    pub resource: StackResource,
 }
 
 impl SourceEnv {
@@ -117,6 +132,23 @@ pub struct BucketPlan {
     pub target: BucketTarget,
 }
 
+/// Where a run puts a template too large for CreateStack's `TemplateBody` (51,200 bytes), so
+/// CloudFormation reads it from S3 (`TemplateURL`, up to 1 MB).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TemplateStaging {
+    pub bucket: String,
+    pub key: String,
+    /// The run creates `bucket` for this (tagged with the run, removed with it); false: the
+    /// `--state` bucket, where only the object is the run's.
+    pub own_bucket: bool,
+}
+
+/// Name prefix of the buckets runs create to stage templates: `envclone-tpl-<account>-<run>`.
+pub const STAGING_BUCKET_PREFIX: &str = "envclone-tpl-";
+/// Tag of a template staging bucket (besides the run's tags).
+pub const TAG_PURPOSE: &str = "envclone:purpose";
+pub const PURPOSE_TEMPLATE_STAGING: &str = "template-staging";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ClonePlan {
     pub run_id: RunId,
@@ -146,6 +178,8 @@ pub struct ClonePlan {
     pub skip_archived: bool,
     /// Archived objects of the source buckets, per bucket that has any (found by preflight).
     pub archived: Vec<crate::s3sync::ArchivedObjects>,
+    /// Set when the template is over CreateStack's `TemplateBody` limit (preflight decides).
+    pub template_staging: Option<TemplateStaging>,
 }
 
 pub const MASK: &str = "****";
@@ -229,6 +263,25 @@ impl ClonePlan {
             }
         }
         steps.push(format!("in parallel: {}", parallel.join("; ")));
+        if let Some(st) = &self.template_staging {
+            steps.push(format!(
+                "the template is {} bytes, over CreateStack's {}-byte TemplateBody limit: put \
+                 it at s3://{}/{}{} and create the stack from its URL; removed once \
+                 CloudFormation has read it",
+                self.template.body.len(),
+                crate::ports::TEMPLATE_BODY_MAX,
+                st.bucket,
+                st.key,
+                if st.own_bucket {
+                    format!(
+                        " (a bucket made for it, tagged envclone:run={})",
+                        self.run_id
+                    )
+                } else {
+                    " (the --state bucket)".to_string()
+                }
+            ));
+        }
         steps.push(format!(
             "create stack {} from {} with {}",
             self.target_stack,
@@ -286,7 +339,9 @@ pub fn build_plan(
         source.stack.name.as_str(),
     ];
     let target_template = request.config.apply(&names, target_template)?;
-    if target_template.body.len() > super::CLOUDFORMATION_BODY_LIMIT {
+    // Over CreateStack's TemplateBody limit the template is staged in S3 (preflight decides
+    // where); over what CloudFormation reads from S3, nothing can take it.
+    if target_template.body.len() > crate::ports::TEMPLATE_URL_MAX {
         return Err(PreflightError::TemplateTooLarge {
             size: target_template.body.len(),
         });
@@ -535,6 +590,7 @@ pub fn build_plan(
         extra_hooks,
         skip_archived: false,
         archived: Vec::new(),
+        template_staging: None,
     })
 }
 

@@ -18,7 +18,7 @@ use crate::retry::{retry, wait_until, Poll};
 use super::clone::{
     CloneEngine, CloneFailure, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord,
 };
-use super::plan::{BucketPlan, BucketTarget, ClonePlan, DatabasePlan, MASK};
+use super::plan::{BucketPlan, BucketTarget, ClonePlan, DatabasePlan, TemplateStaging, MASK};
 use super::{deletion, StepError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +54,9 @@ pub struct PlanRecord {
     /// `--skip-archived` was given: a resume leaves archived objects out too.
     #[serde(default)]
     pub skip_archived: bool,
+    /// Where the template is put for CreateStack when it is over the TemplateBody limit.
+    #[serde(default)]
+    pub template_staging: Option<TemplateStaging>,
 }
 
 impl PlanRecord {
@@ -74,6 +77,7 @@ impl PlanRecord {
             capabilities: plan.capabilities.clone(),
             extra_hooks: plan.extra_hooks.clone(),
             skip_archived: plan.skip_archived,
+            template_staging: plan.template_staging.clone(),
         }
     }
 
@@ -112,6 +116,7 @@ impl PlanRecord {
             extra_hooks: self.extra_hooks.clone(),
             skip_archived: self.skip_archived,
             archived: Vec::new(),
+            template_staging: self.template_staging.clone(),
         })
     }
 }
@@ -127,6 +132,8 @@ pub struct RunResources {
     pub half_made_buckets: Vec<String>,
     /// Snapshots the run took (DB snapshots and DB cluster snapshots).
     pub snapshots: Vec<(DbKind, String)>,
+    /// The template the run put in S3 for CreateStack (a bucket of its own is in `buckets`).
+    pub staged_templates: Vec<TemplateStaging>,
 }
 
 impl RunResources {
@@ -143,7 +150,14 @@ impl RunResources {
                     BucketTarget::Created { name, .. } => Some(name.clone()),
                     BucketTarget::StackOwned { .. } => None,
                 })
+                .chain(
+                    plan.template_staging
+                        .iter()
+                        .filter(|st| st.own_bucket)
+                        .map(|st| st.bucket.clone()),
+                )
                 .collect(),
+            staged_templates: plan.template_staging.iter().cloned().collect(),
             half_made_buckets: creating.to_vec(),
             snapshots: plan
                 .databases
@@ -500,6 +514,25 @@ impl CloneEngine {
                 Some(_) => left.push(format!(
                     "bucket {name} (not tagged envclone:run={run}; not deleted)"
                 )),
+            }
+        }
+        // A template put in the --state bucket: the key is the run's own (a bucket of the run's
+        // own was removed whole above).
+        for st in res.staged_templates.iter().filter(|st| !st.own_bucket) {
+            let exists = retry(|| self.cloud.objects.get_small_object(&st.bucket, &st.key))
+                .await
+                .map_err(StepError::port(step))?
+                .is_some();
+            if exists {
+                match retry(|| self.cloud.objects.delete_object(&st.bucket, &st.key)).await {
+                    Ok(()) | Err(PortError::NotFound { .. }) => {
+                        removed.push(format!("staged template s3://{}/{}", st.bucket, st.key))
+                    }
+                    Err(e) => left.push(format!(
+                        "staged template s3://{}/{} ({e})",
+                        st.bucket, st.key
+                    )),
+                }
             }
         }
         for (kind, id) in &res.snapshots {

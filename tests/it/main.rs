@@ -3,6 +3,7 @@
 
 mod e2e;
 mod e2e_buckets;
+mod e2e_staging;
 mod e2e_swap;
 mod fake_aurora;
 mod fake_buckets;
@@ -13,6 +14,7 @@ mod fake_locks;
 mod fake_migrate;
 mod fake_names;
 mod fake_recovery;
+mod fake_staging;
 mod fake_swap;
 mod fake_swapcheck;
 mod s3_e2e;

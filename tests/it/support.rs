@@ -79,10 +79,21 @@ impl Scenario {
     /// The reference environment `prod`, deployed and filled.
     pub fn with_webapp_prod() -> Self {
         let s = Scenario::new(timings());
-        s.fake.create_bucket_now(REPORTS);
-        s.fake.deploy_now(
+        s.deploy_prod(WEBAPP);
+        s.fake.put_dns(
+            "envclone-demo.example.",
+            DnsRecord::cname("app.envclone-demo.example.", "prod-alb.fake", 300),
+        );
+        s
+    }
+
+    /// `prod` deployed from `template` (the reference template or a variant of it) with the
+    /// reference parameters, its buckets filled.
+    pub fn deploy_prod(&self, template: &str) {
+        self.fake.create_bucket_now(REPORTS);
+        self.fake.deploy_now(
             "prod",
-            WEBAPP,
+            template,
             &[
                 ("EnvironmentName", "prod"),
                 ("ReportsBucketName", REPORTS),
@@ -90,13 +101,8 @@ impl Scenario {
                 ("DesiredCapacity", "3"),
             ],
         );
-        fill(&s.fake, REPORTS);
-        fill(&s.fake, UPLOADS);
-        s.fake.put_dns(
-            "envclone-demo.example.",
-            DnsRecord::cname("app.envclone-demo.example.", "prod-alb.fake", 300),
-        );
-        s
+        fill(&self.fake, REPORTS);
+        fill(&self.fake, UPLOADS);
     }
 
     pub fn request(&self, target: &str) -> CloneRequest {
