@@ -2193,6 +2193,7 @@ impl Stacks for FakeAws {
                         let inner = s.stacks[nested].resources.clone();
                         for x in inner {
                             s.generic.remove(&x.physical_id);
+                            s.named.retain(|_, holder| holder != &x.physical_id);
                             s.groups.remove(&x.physical_id);
                             if s.buckets.get(&x.physical_id).is_some_and(|b| b.is_empty()) {
                                 s.buckets.remove(&x.physical_id);
