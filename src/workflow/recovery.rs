@@ -54,6 +54,8 @@ pub struct PlanRecord {
     /// `--skip-archived` was given: a resume leaves archived objects out too.
     #[serde(default)]
     pub skip_archived: bool,
+    #[serde(default)]
+    pub noecho: Vec<super::plan::NoEchoParameter>,
 }
 
 impl PlanRecord {
@@ -74,6 +76,7 @@ impl PlanRecord {
             capabilities: plan.capabilities.clone(),
             extra_hooks: plan.extra_hooks.clone(),
             skip_archived: plan.skip_archived,
+            noecho: plan.noecho.clone(),
         }
     }
 
@@ -112,6 +115,7 @@ impl PlanRecord {
             extra_hooks: self.extra_hooks.clone(),
             skip_archived: self.skip_archived,
             archived: Vec::new(),
+            noecho: self.noecho.clone(),
         })
     }
 }
