@@ -48,8 +48,8 @@ pub struct ParameterDecl {
 
 impl Template {
     pub fn parse(origin: &str, body: &str) -> Result<Self, ContractError> {
-        let yaml: serde_yaml::Value =
-            serde_yaml::from_str(body).map_err(|e| ContractError::Syntax {
+        let yaml: serde_norway::Value =
+            serde_norway::from_str(body).map_err(|e| ContractError::Syntax {
                 origin: origin.to_string(),
                 reason: e.to_string(),
             })?;
@@ -119,8 +119,8 @@ pub fn scalar_to_string(v: &Value) -> String {
     }
 }
 
-fn yaml_to_json(v: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
+fn yaml_to_json(v: serde_norway::Value) -> Value {
+    use serde_norway::Value as Y;
     match v {
         Y::Null => Value::Null,
         Y::Bool(b) => Value::Bool(b),
