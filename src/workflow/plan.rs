@@ -139,7 +139,8 @@ impl std::fmt::Display for NoEchoParameter {
             } => write!(
                 f,
                 "{name} takes its default (noecho_defaults), the dynamic reference {r}, which \
-                 CloudFormation resolves when it creates the stack"
+                 CloudFormation resolves in the resource properties it reaches (not in EC2 \
+                 UserData or AWS::CloudFormation::Init, which take it literally)"
             ),
             NoEchoValue::ContractDefault {
                 dynamic_reference: None,
@@ -168,7 +169,7 @@ impl std::fmt::Display for HiddenParameter {
             Some(d) if dynamic_reference(d).is_some() => write!(
                 f,
                 "{name} (its default is the dynamic reference {d}: if the source took its \
-                 default, CloudFormation resolves the same value for the clone; then list it in \
+                 default, the clone resolves the same reference; then list it in \
                  noecho_defaults, else pass --parameter {name}=VALUE)"
             ),
             Some(_) => write!(
@@ -182,8 +183,10 @@ impl std::fmt::Display for HiddenParameter {
 }
 
 /// `value` when it is a whole dynamic reference (`{{resolve:ssm:…}}`, `ssm-secure`,
-/// `secretsmanager`): CloudFormation resolves it in the resource property the parameter reaches
-/// ("Get values stored in other services using dynamic references").
+/// `secretsmanager`): CloudFormation resolves it in the resource property the parameter reaches,
+/// except EC2 `UserData` and `AWS::CloudFormation::Init` metadata ("Get values stored in other
+/// services using dynamic references", general considerations). Whether the source's masked
+/// value was that default cannot be read back, so it is never taken without `noecho_defaults`.
 fn dynamic_reference(value: &str) -> Option<&str> {
     let v = value.trim();
     let inner = v.strip_prefix("{{resolve:")?.strip_suffix("}}")?;

@@ -668,7 +668,11 @@ async fn dry_runs_and_bad_input_change_nothing() {
     // one silently took its default and only the other was named.
     let secrets = tempfile::tempdir().unwrap();
     let template = secrets.path().join("webapp-app-secrets.yaml");
-    std::fs::write(&template, crate::support::webapp_with_app_secrets(&[])).unwrap();
+    std::fs::write(
+        &template,
+        crate::support::with_app_secrets(crate::support::WEBAPP, &[]),
+    )
+    .unwrap();
     let template = template.to_str().unwrap();
     let out = standin.envclone(
         state.path(),

@@ -615,7 +615,7 @@ fn seed_prod_with_app_secrets(s: &Scenario, noecho_defaults: &[&str]) {
     s.fake.create_bucket_now(REPORTS);
     s.fake.deploy_now(
         "prod",
-        &webapp_with_app_secrets(noecho_defaults),
+        &with_app_secrets(WEBAPP, noecho_defaults),
         &[
             ("EnvironmentName", "prod"),
             ("ReportsBucketName", REPORTS),
@@ -732,6 +732,28 @@ async fn noecho_defaults_lets_the_listed_parameter_take_its_default() {
         .steps()
         .join("\n")
         .contains("AppDbPassword takes its default (noecho_defaults)"));
+
+    // A default that is a dynamic reference: named in the refusal and in the plan.
+    let secret = "{{resolve:secretsmanager:prod/app:SecretString:password}}";
+    let t = with_app_secrets(WEBAPP, &[])
+        .replace("Default: changeme", &format!("Default: \"{secret}\""));
+    let r = Scenario::new(timings());
+    r.fake.create_bucket_now(REPORTS);
+    r.fake.deploy_now(
+        "prod",
+        &t,
+        &[
+            ("EnvironmentName", "prod"),
+            ("ReportsBucketName", REPORTS),
+            ("ApiKey", "k"),
+        ],
+    );
+    let (names, text) = refused_secrets(&r).await;
+    assert_eq!(names, ["ApiKey", "AppDbPassword"], "{text}");
+    assert!(
+        text.contains(&format!("its default is the dynamic reference {secret}")),
+        "{text}"
+    );
     s.engine
         .execute(&plan, &s.emitter, std::future::pending())
         .await

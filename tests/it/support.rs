@@ -192,12 +192,12 @@ pub fn post_swap_hook_config() -> Arc<envclone::config::Config> {
     )
 }
 
-/// `WEBAPP` whose application receives two NoEcho secrets in its user data, the way many
+/// `template` (webapp.yaml or webapp-v2.yaml) whose application receives two NoEcho secrets in its user data, the way many
 /// public templates hand credentials to the instances: `ApiKey` (no default) and
 /// `AppDbPassword` (default `changeme`, which the database restored from the source does not
 /// take). With `noecho_defaults`, the contract lists these as safe to take their default.
-pub fn webapp_with_app_secrets(noecho_defaults: &[&str]) -> String {
-    let mut body = WEBAPP.to_string();
+pub fn with_app_secrets(template: &str, noecho_defaults: &[&str]) -> String {
+    let mut body = template.to_string();
     for (from, to) in [
         (
             "  DBSnapshotIdentifier:\n",
@@ -210,7 +210,7 @@ pub fn webapp_with_app_secrets(noecho_defaults: &[&str]) -> String {
              API_KEY=${ApiKey}\n",
         ),
     ] {
-        assert!(body.contains(from), "webapp.yaml no longer has {from:?}");
+        assert!(body.contains(from), "the template no longer has {from:?}");
         body = body.replacen(from, to, 1);
     }
     if !noecho_defaults.is_empty() {
