@@ -1192,6 +1192,22 @@ def _install_cloudformation() -> None:
 
     CloudFormationResponse.create_stack = resp_create_stack
 
+    # DescribeStacks shows `****` for every NoEcho parameter, passed or taken from its default
+    # ("Parameters" template section, NoEcho: "the parameter value is masked as asterisks").
+    # moto compares each parameter's *value* with its list of NoEcho keys, which holds only the
+    # passed ones, so it masked nothing.
+    def parameter_list(self):  # type: ignore[no-untyped-def]
+        declared = (self.template_dict or {}).get("Parameters") or {}
+        return [
+            {
+                "ParameterKey": key,
+                "ParameterValue": "****" if _truthy((declared.get(key) or {}).get("NoEcho")) else value,
+            }
+            for key, value in self.resource_map.resolved_parameters.items()
+        ]
+
+    cfn_models.Stack.parameter_list = property(parameter_list)  # type: ignore[assignment]
+
 
 def _settle_stacks(backend: Any) -> None:
     for stack in list(backend.stacks.values()):

@@ -379,6 +379,10 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             };
             status(output, shared.as_ref(), &state_dir, run.as_deref()).await
         }
+        Command::Completions { shell } => {
+            print!("{}", crate::cli::completions(shell));
+            Ok(())
+        }
         Command::IamPolicy { scope } => {
             println!(
                 "{}",

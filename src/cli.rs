@@ -134,6 +134,22 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Print the shell completion script (e.g. `envclone completions bash >
+    /// ~/.local/share/bash-completion/completions/envclone`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The completion script of `envclone` for `shell`, generated from the command line's own
+/// definition (every subcommand and flag).
+pub fn completions(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "envclone", &mut script);
+    String::from_utf8_lossy(&script).into_owned()
 }
 
 #[derive(Debug, Subcommand)]
@@ -605,6 +621,33 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// Issue 15, item 8: `envclone completions bash|zsh|fish`.
+    #[test]
+    fn completions_cover_every_subcommand() {
+        use clap_complete::Shell;
+        for (name, shell) in [
+            ("bash", Shell::Bash),
+            ("zsh", Shell::Zsh),
+            ("fish", Shell::Fish),
+        ] {
+            let cli = Cli::try_parse_from(["envclone", "completions", name]).unwrap();
+            assert!(matches!(cli.command, Command::Completions { shell: s } if s == shell));
+            let script = completions(shell);
+            for word in [
+                "envclone",
+                "clone",
+                "migrate",
+                "finalize",
+                "standby",
+                "state-dir",
+                "completions",
+            ] {
+                assert!(script.contains(word), "{name}: {word:?} missing");
+            }
+        }
+        assert!(Cli::try_parse_from(["envclone", "completions", "tcsh"]).is_err());
     }
 
     #[test]

@@ -152,25 +152,29 @@ impl Config {
 
 /// Writes `contract` as the `envclone` key of the template's top-level `Metadata` in its text
 /// (JSON is YAML flow style, so one line of JSON serves both formats), replacing any there.
+/// Every other byte stays as it was — line endings, key order, indentation, a minified JSON's
+/// lack of whitespace — so the template keeps its size (TemplateBody takes 51,200 bytes) and
+/// reads the same in a diff.
 fn splice_contract(body: &str, contract: &Value) -> Result<String, String> {
     let flow = serde_json::to_string(contract).map_err(|e| e.to_string())?;
     if body.trim_start().starts_with('{') {
-        let mut value: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
-        set_contract(&mut value, contract);
-        return serde_json::to_string_pretty(&value).map_err(|e| e.to_string());
+        return splice_json(body, &flow);
     }
-    let lines: Vec<&str> = body.lines().collect();
+    // Lines with their own endings (`\r\n` or `\n`), so a CRLF template stays CRLF.
+    let lines: Vec<&str> = body.split_inclusive('\n').collect();
+    let nl = if body.contains("\r\n") { "\r\n" } else { "\n" };
+    let text = |l: &str| l.trim_end_matches(['\n', '\r']).to_string();
     let indent = |l: &str| l.len() - l.trim_start().len();
     let content = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
-    let Some(meta) = lines
-        .iter()
-        .position(|l| l.starts_with("Metadata:") && l["Metadata:".len()..].trim().is_empty())
-    else {
+    let Some(meta) = lines.iter().position(|l| {
+        let l = text(l);
+        l.starts_with("Metadata:") && l["Metadata:".len()..].trim().is_empty()
+    }) else {
         if lines.iter().any(|l| l.starts_with("Metadata")) {
             return Err("its top-level Metadata is not a block mapping".into());
         }
-        let mut out = body.trim_end_matches('\n').to_string();
-        out.push_str(&format!("\nMetadata:\n  envclone: {flow}\n"));
+        let mut out = body.trim_end_matches(['\n', '\r']).to_string();
+        out.push_str(&format!("{nl}Metadata:{nl}  envclone: {flow}{nl}"));
         return Ok(out);
     };
     // The block of Metadata: the lines after it that are indented (or blank/comments).
@@ -182,8 +186,11 @@ fn splice_contract(body: &str, contract: &Value) -> Result<String, String> {
         .iter()
         .find(|l| content(l))
         .map_or(2, |l| indent(l));
-    let mut out: Vec<String> = lines[..=meta].iter().map(|l| l.to_string()).collect();
-    out.push(format!("{}envclone: {flow}", " ".repeat(child_indent)));
+    let mut out: String = lines[..=meta].concat();
+    if !out.ends_with('\n') {
+        out.push_str(nl);
+    }
+    out.push_str(&format!("{}envclone: {flow}{nl}", " ".repeat(child_indent)));
     let mut skipping = false;
     for l in &lines[meta + 1..end] {
         if content(l) && indent(l) == child_indent {
@@ -192,15 +199,207 @@ fn splice_contract(body: &str, contract: &Value) -> Result<String, String> {
             return Err("its Metadata block is indented unevenly".into());
         }
         if !skipping {
-            out.push(l.to_string());
+            out.push_str(l);
         }
     }
-    out.extend(lines[end..].iter().map(|l| l.to_string()));
-    let mut text = out.join("\n");
-    if body.ends_with('\n') {
-        text.push('\n');
+    out.push_str(&lines[end..].concat());
+    if !body.ends_with('\n') && out.ends_with(nl) {
+        // The template's last line had no ending and was the contract replaced: keep none.
+        out.truncate(out.len() - nl.len());
     }
-    Ok(text)
+    Ok(out)
+}
+
+/// The JSON form of `splice_contract`: replaces the value of an `envclone` member of the
+/// top-level `Metadata` object, or inserts `"envclone": …` as its first member, or inserts
+/// `"Metadata": {"envclone": …}` as the template's first member — nothing else is touched.
+fn splice_json(body: &str, flow: &str) -> Result<String, String> {
+    let mut top = JsonScanner::new(body);
+    let members = top.object_members()?;
+    let Some(meta) = members.iter().find(|m| m.key == "Metadata") else {
+        let member = format!("\"Metadata\": {{\"envclone\": {flow}}}");
+        return Ok(insert_first_member(
+            body,
+            top.open,
+            members.first(),
+            &member,
+        ));
+    };
+    let mut inner = JsonScanner::at(body, meta.value.start);
+    let meta_members = inner
+        .object_members()
+        .map_err(|_| "its top-level Metadata is not a JSON object".to_string())?;
+    if let Some(existing) = meta_members.iter().find(|m| m.key == "envclone") {
+        let (start, end) = (existing.value.start, existing.value.end);
+        return Ok(format!("{}{flow}{}", &body[..start], &body[end..]));
+    }
+    let member = format!("\"envclone\": {flow}");
+    Ok(insert_first_member(
+        body,
+        inner.open,
+        meta_members.first(),
+        &member,
+    ))
+}
+
+/// Inserts `member` as the first member of the object opened at `open`, laid out as the
+/// current first member is (the same whitespace before it), or alone in an empty object.
+fn insert_first_member(
+    body: &str,
+    open: usize,
+    first: Option<&JsonMember>,
+    member: &str,
+) -> String {
+    match first {
+        Some(first) => {
+            let lead = &body[open + 1..first.key_start];
+            let at = first.key_start;
+            format!("{}{member},{lead}{}", &body[..at], &body[at..])
+        }
+        None => format!("{}{member}{}", &body[..open + 1], &body[open + 1..]),
+    }
+}
+
+/// One member of a JSON object: its decoded key, where its key starts, its value's byte span.
+struct JsonMember {
+    key: String,
+    key_start: usize,
+    value: std::ops::Range<usize>,
+}
+
+/// A scanner over JSON text that finds the byte spans of an object's members (strings,
+/// escapes and nesting respected) without parsing or re-writing anything.
+struct JsonScanner<'a> {
+    text: &'a [u8],
+    src: &'a str,
+    at: usize,
+    /// Where the scanned object's `{` is.
+    open: usize,
+}
+
+impl<'a> JsonScanner<'a> {
+    fn new(src: &'a str) -> Self {
+        JsonScanner::at(src, 0)
+    }
+
+    fn at(src: &'a str, at: usize) -> Self {
+        JsonScanner {
+            text: src.as_bytes(),
+            src,
+            at,
+            open: at,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.get(self.at).copied()
+    }
+
+    fn whitespace(&mut self) {
+        while self.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            self.at += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), String> {
+        self.whitespace();
+        if self.peek() == Some(c) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(format!(
+                "expected {:?} at byte {} of the JSON template",
+                c as char, self.at
+            ))
+        }
+    }
+
+    fn string(&mut self) -> Result<(), String> {
+        self.expect(b'"')?;
+        loop {
+            match self.peek() {
+                None => return Err("a string of the JSON template is not closed".into()),
+                Some(b'\\') => self.at += 2,
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                Some(_) => self.at += 1,
+            }
+        }
+    }
+
+    fn value(&mut self) -> Result<std::ops::Range<usize>, String> {
+        self.whitespace();
+        let start = self.at;
+        match self.peek() {
+            None => return Err("the JSON template ends where a value was expected".into()),
+            Some(b'"') => self.string()?,
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        None => return Err("an object of the JSON template is not closed".into()),
+                        Some(b'"') => {
+                            self.string()?;
+                            continue;
+                        }
+                        Some(b'{' | b'[') => depth += 1,
+                        Some(b'}' | b']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.at += 1;
+                                break;
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                    self.at += 1;
+                }
+            }
+            Some(_) => {
+                while self
+                    .peek()
+                    .is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace())
+                {
+                    self.at += 1;
+                }
+            }
+        }
+        Ok(start..self.at)
+    }
+
+    /// The members of the object that starts here.
+    fn object_members(&mut self) -> Result<Vec<JsonMember>, String> {
+        self.whitespace();
+        self.open = self.at;
+        self.expect(b'{')?;
+        let mut members = Vec::new();
+        self.whitespace();
+        if self.peek() == Some(b'}') {
+            return Ok(members);
+        }
+        loop {
+            self.whitespace();
+            let key_start = self.at;
+            self.string()?;
+            let key: String = serde_json::from_str(&self.src[key_start..self.at])
+                .map_err(|e| format!("a key of the JSON template: {e}"))?;
+            self.expect(b':')?;
+            let value = self.value()?;
+            members.push(JsonMember {
+                key,
+                key_start,
+                value,
+            });
+            self.whitespace();
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => return Ok(members),
+                _ => return Err(format!("expected ',' or '}}' at byte {}", self.at)),
+            }
+        }
+    }
 }
 
 /// Sets `Metadata.envclone` of a template's value.
@@ -307,6 +506,115 @@ post_swap = ["restart-app"]
             .unwrap();
         assert!(applied.body.trim_start().starts_with('{'));
         assert!(Contract::from_template(&applied).is_ok());
+    }
+
+    /// `applied` is `original` with `inserted` added at one place and nothing else changed.
+    fn only_inserted(original: &str, applied: &str, inserted: &str) {
+        let at = applied
+            .find(inserted)
+            .unwrap_or_else(|| panic!("{inserted:?} not in:\n{applied}"));
+        let without = format!("{}{}", &applied[..at], &applied[at + inserted.len()..]);
+        assert_eq!(without, original);
+    }
+
+    const BILLING_FLOW: &str = r#"{"buckets":{"Ledger":{}},"databases":{"Database":{"snapshot_parameter":"DBSnapshotIdentifier"}},"environment_parameter":"EnvironmentName"}"#;
+
+    /// Issue 15, item 3: before, a JSON template was re-serialized (keys sorted, CRLF dropped,
+    /// pretty-printed); now the contract is spliced into its text and every other byte stays.
+    #[test]
+    fn a_json_template_keeps_its_bytes() {
+        let config = Config::parse("envclone.toml", FILE).unwrap();
+        let json = "{\r\n    \"Resources\": {\r\n        \"Ledger\": {\"Type\": \"AWS::S3::Bucket\"},\r\n        \"Database\": {\"Type\": \"AWS::RDS::DBInstance\"}\r\n    },\r\n    \"Metadata\": {\r\n        \"owner\": \"a \\\"quoted\\\" {team}\"\r\n    },\r\n    \"Parameters\": {\"EnvironmentName\": {\"Type\": \"String\"}, \"DBSnapshotIdentifier\": {\"Type\": \"String\"}}\r\n}\r\n";
+        let applied = config
+            .apply(&["billing"], Template::parse("t.json", json).unwrap())
+            .unwrap();
+        only_inserted(
+            json,
+            &applied.body,
+            &format!("\"envclone\": {BILLING_FLOW},\r\n        "),
+        );
+        assert!(Contract::from_template(&applied).is_ok());
+        assert_eq!(applied.value["Metadata"]["owner"], "a \"quoted\" {team}");
+
+        // An existing contract is replaced in place; no Metadata at all gets one, first.
+        let own = json.replace(
+            "\"owner\": \"a",
+            "\"envclone\": {\"verify\": [{\"http_output\": \"U\"}]},\r\n        \"owner\": \"a",
+        );
+        let applied = config
+            .apply(&["billing"], Template::parse("t.json", &own).unwrap())
+            .unwrap();
+        assert_eq!(
+            applied.body,
+            own.replace("{\"verify\": [{\"http_output\": \"U\"}]}", BILLING_FLOW)
+        );
+        let bare = "{\"Resources\":{\"Database\":{\"Type\":\"AWS::RDS::DBInstance\"}},\"Parameters\":{\"EnvironmentName\":{\"Type\":\"String\"},\"DBSnapshotIdentifier\":{\"Type\":\"String\"}}}";
+        let applied = config
+            .apply(&["billing"], Template::parse("t.json", bare).unwrap())
+            .unwrap();
+        only_inserted(
+            bare,
+            &applied.body,
+            &format!("\"Metadata\": {{\"envclone\": {BILLING_FLOW}}},"),
+        );
+    }
+
+    /// Issue 15, item 3: a minified template close to CloudFormation's 51,200-byte TemplateBody
+    /// limit stays under it (before: pretty-printed to far more, and refused).
+    #[test]
+    fn a_minified_json_template_stays_minified() {
+        let config = Config::parse("envclone.toml", FILE).unwrap();
+        let mut resources = String::from(r#""Database":{"Type":"AWS::RDS::DBInstance"}"#);
+        let mut i = 0;
+        while resources.len() < 48_900 {
+            resources.push_str(&format!(
+                r#","Queue{i}":{{"Type":"AWS::SQS::Queue","Properties":{{"Tags":[{{"Key":"n","Value":"{i}"}}]}}}}"#
+            ));
+            i += 1;
+        }
+        let json = format!(
+            r#"{{"Parameters":{{"EnvironmentName":{{"Type":"String"}},"DBSnapshotIdentifier":{{"Type":"String"}}}},"Resources":{{{resources}}}}}"#
+        );
+        assert!(json.len() > 49_000 && json.len() < 50_000, "{}", json.len());
+        let applied = config
+            .apply(&["billing"], Template::parse("t.json", &json).unwrap())
+            .unwrap();
+        assert!(applied.body.len() < 51_200, "{} bytes", applied.body.len());
+        assert_eq!(
+            applied.body.len(),
+            json.len() + format!("\"Metadata\": {{\"envclone\": {BILLING_FLOW}}},").len()
+        );
+    }
+
+    /// Issue 15, item 3: a CRLF YAML template stays CRLF (before: `lines()` and a join with
+    /// `\n` turned every line ending into LF).
+    #[test]
+    fn a_crlf_yaml_template_keeps_its_line_endings() {
+        let config = Config::parse("envclone.toml", FILE).unwrap();
+        let crlf = NO_CONTRACT.replace('\n', "\r\n");
+        let applied = config
+            .apply(&["billing"], Template::parse("t.yaml", &crlf).unwrap())
+            .unwrap();
+        assert_eq!(
+            applied.body.matches('\n').count(),
+            applied.body.matches("\r\n").count()
+        );
+        let meta = crlf.find("Metadata:\r\n").unwrap() + "Metadata:\r\n".len();
+        only_inserted(
+            &crlf,
+            &applied.body,
+            &format!("  envclone: {BILLING_FLOW}\r\n"),
+        );
+        assert!(applied.body[meta..].starts_with("  envclone: "));
+        // Without any Metadata, the one appended is CRLF too.
+        let bare = crlf.replace("Metadata:\r\n", "Notes:\r\n");
+        let applied = config
+            .apply(&["billing"], Template::parse("t.yaml", &bare).unwrap())
+            .unwrap();
+        assert!(applied.body.starts_with(&bare));
+        assert!(applied
+            .body
+            .ends_with(&format!("\r\nMetadata:\r\n  envclone: {BILLING_FLOW}\r\n")));
     }
 
     #[test]

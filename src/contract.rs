@@ -48,8 +48,8 @@ pub struct ParameterDecl {
 
 impl Template {
     pub fn parse(origin: &str, body: &str) -> Result<Self, ContractError> {
-        let yaml: serde_yaml::Value =
-            serde_yaml::from_str(body).map_err(|e| ContractError::Syntax {
+        let yaml: serde_norway::Value =
+            serde_norway::from_str(body).map_err(|e| ContractError::Syntax {
                 origin: origin.to_string(),
                 reason: e.to_string(),
             })?;
@@ -119,8 +119,8 @@ pub fn scalar_to_string(v: &Value) -> String {
     }
 }
 
-fn yaml_to_json(v: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
+fn yaml_to_json(v: serde_norway::Value) -> Value {
+    use serde_norway::Value as Y;
     match v {
         Y::Null => Value::Null,
         Y::Bool(b) => Value::Bool(b),
@@ -265,6 +265,10 @@ pub struct Contract {
     pub entry_dns: Option<EntryDns>,
     pub verify: Vec<VerifyCheck>,
     pub hooks: Hooks,
+    /// NoEcho parameters whose template default is right for a clone (e.g. a master password
+    /// used only when the database is created empty). CloudFormation never reveals a NoEcho
+    /// value, so any other NoEcho parameter the clone uses must be given with `--parameter`.
+    pub noecho_defaults: Vec<String>,
 }
 
 /// A command the operator's template asks envclone to run at a point of the workflow, with the
@@ -332,6 +336,8 @@ struct RawContract {
     entry_dns: Option<EntryDns>,
     #[serde(default)]
     verify: Vec<RawVerify>,
+    #[serde(default)]
+    noecho_defaults: Vec<String>,
     // Sections owned by later features; accepted so templates can carry them already.
     #[serde(default)]
     hooks: Option<Hooks>,
@@ -527,6 +533,39 @@ impl Contract {
             }
         }
 
+        for name in &raw.noecho_defaults {
+            match params.get(name) {
+                None => {
+                    return Err(inconsistent(
+                        format!(
+                            "noecho_defaults names {name:?}, which is not a parameter of the \
+                             template"
+                        ),
+                        "list only NoEcho parameters the template declares".into(),
+                    ))
+                }
+                Some(decl) if !decl.no_echo => {
+                    return Err(inconsistent(
+                        format!(
+                            "noecho_defaults names {name:?}, which is not NoEcho: its value \
+                             carries over from the source"
+                        ),
+                        format!("remove {name} from noecho_defaults"),
+                    ))
+                }
+                Some(decl) if decl.default.is_none() => {
+                    return Err(inconsistent(
+                        format!("noecho_defaults names {name:?}, which has no Default to take"),
+                        format!(
+                            "give {name} a Default in the template, or remove it from \
+                             noecho_defaults and pass --parameter {name}=VALUE"
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+
         let verify = raw
             .verify
             .into_iter()
@@ -540,6 +579,7 @@ impl Contract {
             entry_dns: raw.entry_dns,
             verify,
             hooks: raw.hooks.unwrap_or_default(),
+            noecho_defaults: raw.noecho_defaults,
         })
     }
 }
@@ -725,6 +765,33 @@ Outputs:
         let t = Template::parse("t.yaml", &without).unwrap();
         let c = Contract::from_template(&t).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.environment_parameter, None);
+    }
+
+    /// Issue 15, item 1: `noecho_defaults` may name only NoEcho parameters with a default.
+    #[test]
+    fn noecho_defaults_names_only_noecho_parameters_with_a_default() {
+        let with =
+            |list: &str| {
+                GOOD.replace(
+            "    environment_parameter: EnvironmentName\n",
+            &format!("    environment_parameter: EnvironmentName\n    noecho_defaults: [{list}]\n"),
+        )
+            };
+        let t = Template::parse("t.yaml", &with("Password")).unwrap();
+        let c = Contract::from_template(&t).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.noecho_defaults, vec!["Password".to_string()]);
+        let err = contract_error(&with("Passwrd"));
+        assert!(
+            err.contains("noecho_defaults names \"Passwrd\", which is not a parameter"),
+            "{err}"
+        );
+        let err = contract_error(&with("Count"));
+        assert!(err.contains("\"Count\", which is not NoEcho"), "{err}");
+        let no_default = with("Password").replace(
+            "Password: { Type: String, NoEcho: true, Default: secret }",
+            "Password: { Type: String, NoEcho: true }",
+        );
+        assert!(contract_error(&no_default).contains("has no Default to take"));
     }
 
     #[test]

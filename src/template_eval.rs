@@ -213,6 +213,71 @@ impl<'a> Evaluator<'a> {
         Some(Evaluated::Value(out.into()))
     }
 
+    /// Whether a stack made from the template with these parameters uses parameter `name`:
+    /// a `Ref` or `Fn::Sub` `${name}` in a resource or output the stack creates, outside the
+    /// `Fn::If` branches its conditions do not take. Conservative where the value could matter
+    /// in a way not followed here: a use in `Conditions` or `Rules`, or any `Transform` (a
+    /// macro sees every parameter), counts as a use, as does an `Fn::If` whose condition is
+    /// unknown here.
+    pub fn uses_parameter(&self, name: &str) -> bool {
+        let v = &self.template.value;
+        if v.get("Transform").is_some()
+            || v.get("Conditions").is_some_and(|c| mentions(c, name))
+            || v.get("Rules").is_some_and(|r| mentions(r, name))
+        {
+            return true;
+        }
+        ["Resources", "Outputs"].iter().any(|section| {
+            v.get(*section)
+                .and_then(Value::as_object)
+                .is_some_and(|entries| {
+                    entries.values().any(|entry| {
+                        let created = entry
+                            .get("Condition")
+                            .and_then(Value::as_str)
+                            .is_none_or(|c| self.condition(c) != Some(false));
+                        created && self.uses(entry, name)
+                    })
+                })
+        })
+    }
+
+    fn uses(&self, v: &Value, name: &str) -> bool {
+        match v {
+            Value::Object(map) => {
+                if map.len() == 1 {
+                    if let Some(Value::Array(args)) = map.get("Fn::If") {
+                        let taken = args
+                            .first()
+                            .and_then(Value::as_str)
+                            .and_then(|c| self.condition(c));
+                        return match (taken, args.get(1), args.get(2)) {
+                            (Some(true), Some(then), _) => self.uses(then, name),
+                            (Some(false), _, Some(otherwise)) => self.uses(otherwise, name),
+                            _ => args.iter().skip(1).any(|a| self.uses(a, name)),
+                        };
+                    }
+                }
+                map.iter().any(|(key, inner)| match (key.as_str(), inner) {
+                    ("Ref", Value::String(r)) => r == name,
+                    ("Fn::Sub", Value::String(text)) => sub_mentions(text, name),
+                    ("Fn::Sub", Value::Array(args)) => {
+                        let own = args.get(1).and_then(Value::as_object);
+                        let shadowed = own.is_some_and(|m| m.contains_key(name));
+                        let in_text = args
+                            .first()
+                            .and_then(Value::as_str)
+                            .is_some_and(|t| !shadowed && sub_mentions(t, name));
+                        in_text || args.iter().skip(1).any(|a| self.uses(a, name))
+                    }
+                    _ => self.uses(inner, name),
+                })
+            }
+            Value::Array(items) => items.iter().any(|i| self.uses(i, name)),
+            _ => false,
+        }
+    }
+
     /// A resource property, evaluated; None if absent, NoValue or unknown.
     pub fn property(&self, logical_id: &str, property: &str) -> Option<String> {
         let v = self
@@ -223,6 +288,25 @@ impl<'a> Evaluator<'a> {
             .get(property)?;
         self.string(v)
     }
+}
+
+/// `v` refers to parameter `name` anywhere (no condition followed).
+fn mentions(v: &Value, name: &str) -> bool {
+    match v {
+        Value::Object(map) => map.iter().any(|(key, inner)| match (key.as_str(), inner) {
+            ("Ref", Value::String(r)) => r == name,
+            ("Fn::Sub", Value::String(text)) => sub_mentions(text, name),
+            _ => mentions(inner, name),
+        }),
+        Value::Array(items) => items.iter().any(|i| mentions(i, name)),
+        Value::String(text) => sub_mentions(text, name),
+        _ => false,
+    }
+}
+
+/// An `Fn::Sub` text substitutes `${name}` (`${!name}` is a literal).
+fn sub_mentions(text: &str, name: &str) -> bool {
+    text.contains(&format!("${{{name}}}"))
 }
 
 #[cfg(test)]
@@ -288,5 +372,52 @@ Resources:
             Some("snap-1")
         );
         assert_eq!(ev.property("Db", "MasterUsername"), None);
+    }
+
+    /// Issue 15, item 1: a NoEcho parameter is "used" only where the stack would use it.
+    #[test]
+    fn a_parameter_under_an_untaken_branch_is_unused() {
+        let t = Template::parse("webapp.yaml", include_str!("../stacks/webapp.yaml")).unwrap();
+        let check = |snapshot: &str, name: &str| {
+            let given: BTreeMap<String, String> = [
+                ("EnvironmentName", "qa"),
+                ("ReportsBucketName", "qa-reports"),
+                ("DBSnapshotIdentifier", snapshot),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            let parameters = Evaluator::effective_parameters(&t, &given);
+            Evaluator {
+                template: &t,
+                parameters: &parameters,
+                stack_name: "qa",
+                account_id: "123456789012",
+                region: "us-east-1",
+                resource_refs: BTreeMap::new(),
+            }
+            .uses_parameter(name)
+        };
+        assert!(!check("snap-1", "DBMasterPassword"), "restoring: not used");
+        assert!(check("", "DBMasterPassword"), "a new database uses it");
+        assert!(check("snap-1", "InstanceType"));
+        // `${ReportsBucketName}` inside the list form of Fn::Sub (user data).
+        assert!(check("snap-1", "ReportsBucketName"));
+
+        let mut transformed = t.clone();
+        transformed.value["Transform"] = "AWS::Serverless-2016-10-31".into();
+        let parameters = BTreeMap::new();
+        let ev = Evaluator {
+            template: &transformed,
+            parameters: &parameters,
+            stack_name: "qa",
+            account_id: "123456789012",
+            region: "us-east-1",
+            resource_refs: BTreeMap::new(),
+        };
+        assert!(
+            ev.uses_parameter("DBMasterPassword"),
+            "a macro sees every parameter"
+        );
     }
 }

@@ -68,11 +68,17 @@ pub enum PreflightError {
     )]
     MissingParameter { name: String, template: String },
     #[error(
-        "parameter {name} is NoEcho, so CloudFormation does not reveal the source's value, and \
-         it has no default; give the template a default (e.g. the value restored with the \
-         snapshot makes it unused) or pass --parameter {name}=VALUE"
+        "{} NoEcho parameter(s) of {template} would not carry over: CloudFormation never \
+         reveals the source's values (DescribeStacks shows ****) and the clone stack uses them, \
+         so its application would not get the credentials of the database restored from the \
+         source — {}",
+        parameters.len(),
+        parameters.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
-    SecretParameter { name: String },
+    SecretParameters {
+        template: String,
+        parameters: Vec<plan::HiddenParameter>,
+    },
     #[error("stack {stack} has no resource {logical_id}, which the contract names; the template and the stack disagree — update the stack or fix the contract")]
     SourceResourceMissing { stack: String, logical_id: String },
     #[error("stack {stack} passes no bucket in parameter {parameter} and owns no bucket {logical_id} (contract bucket {logical_id}); set the parameter on the source, or remove the bucket from the contract")]

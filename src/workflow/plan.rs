@@ -148,6 +148,97 @@ pub const STAGING_BUCKET_PREFIX: &str = "envclone-tpl-";
 /// Tag of a template staging bucket (besides the run's tags).
 pub const TAG_PURPOSE: &str = "envclone:purpose";
 pub const PURPOSE_TEMPLATE_STAGING: &str = "template-staging";
+/// Where the clone gets the value of a NoEcho parameter. CloudFormation never reveals a NoEcho
+/// value (DescribeStacks shows `****`), so the source's value can never be copied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum NoEchoValue {
+    /// `--parameter NAME=VALUE`.
+    Given,
+    /// The source's value, readable because the source's template does not declare it NoEcho.
+    Source,
+    /// The template's default, listed in the contract's `noecho_defaults`. A default that is a
+    /// dynamic reference is resolved by CloudFormation when the clone stack is created.
+    ContractDefault { dynamic_reference: Option<String> },
+    /// The template's default, and no resource or output the clone creates uses it (e.g. a
+    /// master password under `!If [HasSnapshot, !Ref "AWS::NoValue", …]`).
+    Unused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NoEchoParameter {
+    pub name: String,
+    #[serde(flatten)]
+    pub value: NoEchoValue,
+}
+
+impl std::fmt::Display for NoEchoParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = &self.name;
+        match &self.value {
+            NoEchoValue::Given => write!(f, "{name} from --parameter"),
+            NoEchoValue::Source => write!(f, "{name} from the source (not NoEcho there)"),
+            NoEchoValue::ContractDefault {
+                dynamic_reference: Some(r),
+            } => write!(
+                f,
+                "{name} takes its default (noecho_defaults), the dynamic reference {r}, which \
+                 CloudFormation resolves in the resource properties it reaches (not in EC2 \
+                 UserData or AWS::CloudFormation::Init, which take it literally)"
+            ),
+            NoEchoValue::ContractDefault {
+                dynamic_reference: None,
+            } => write!(f, "{name} takes its default (noecho_defaults)"),
+            NoEchoValue::Unused => write!(
+                f,
+                "{name} takes its default, unused by the clone (every use is under a condition \
+                 the clone does not take)"
+            ),
+        }
+    }
+}
+
+/// A NoEcho parameter the clone would use without knowing its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HiddenParameter {
+    pub name: String,
+    pub default: Option<String>,
+}
+
+impl std::fmt::Display for HiddenParameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = &self.name;
+        match self.default.as_deref() {
+            None => write!(f, "{name} (no default): pass --parameter {name}=VALUE"),
+            Some(d) if dynamic_reference(d).is_some() => write!(
+                f,
+                "{name} (its default is the dynamic reference {d}: if the source took its \
+                 default, the clone resolves the same reference; then list it in \
+                 noecho_defaults, else pass --parameter {name}=VALUE)"
+            ),
+            Some(_) => write!(
+                f,
+                "{name} (the clone would get the template's default, not the source's value): \
+                 pass --parameter {name}=VALUE, or list it in noecho_defaults if the default is \
+                 right for a clone"
+            ),
+        }
+    }
+}
+
+/// `value` when it is a whole dynamic reference (`{{resolve:ssm:…}}`, `ssm-secure`,
+/// `secretsmanager`): CloudFormation resolves it in the resource property the parameter reaches,
+/// except EC2 `UserData` and `AWS::CloudFormation::Init` metadata ("Get values stored in other
+/// services using dynamic references", general considerations). Whether the source's masked
+/// value was that default cannot be read back, so it is never taken without `noecho_defaults`.
+fn dynamic_reference(value: &str) -> Option<&str> {
+    let v = value.trim();
+    let inner = v.strip_prefix("{{resolve:")?.strip_suffix("}}")?;
+    ["ssm:", "ssm-secure:", "secretsmanager:"]
+        .iter()
+        .any(|p| inner.starts_with(p))
+        .then_some(v)
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClonePlan {
@@ -180,6 +271,8 @@ pub struct ClonePlan {
     pub archived: Vec<crate::s3sync::ArchivedObjects>,
     /// Set when the template is over CreateStack's `TemplateBody` limit (preflight decides).
     pub template_staging: Option<TemplateStaging>,
+    /// Where each NoEcho parameter of the target template gets its value.
+    pub noecho: Vec<NoEchoParameter>,
 }
 
 pub const MASK: &str = "****";
@@ -282,6 +375,16 @@ impl ClonePlan {
                 }
             ));
         }
+        if !self.noecho.is_empty() {
+            steps.push(format!(
+                "NoEcho parameters (CloudFormation never reveals the source's values): {}",
+                self.noecho
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
         steps.push(format!(
             "create stack {} from {} with {}",
             self.target_stack,
@@ -370,20 +473,33 @@ pub fn build_plan(
     }
 
     // The source's values carry over, for parameters the target template declares.
+    let source_decls = source.template.parameters();
     let mut parameters = BTreeMap::new();
+    let mut noecho = Vec::new();
+    // NoEcho parameters with no value to carry: CloudFormation shows `****` for a NoEcho
+    // parameter in DescribeStacks ("Parameters: NoEcho", AWS CloudFormation User Guide), and a
+    // parameter migrate's target template adds (or renames) has no source value at all.
+    let mut hidden = Vec::new();
     for (name, decl) in &decls {
         if let Some(v) = request.parameter_overrides.get(name) {
             parameters.insert(name.clone(), v.clone());
+            if decl.no_echo {
+                noecho.push(NoEchoParameter {
+                    name: name.clone(),
+                    value: NoEchoValue::Given,
+                });
+            }
             continue;
         }
-        match source.stack.parameters.get(name) {
-            // CloudFormation never reveals a NoEcho value: fall back to the default if there is
-            // one, else the user must supply it.
-            Some(v) if decl.no_echo && v == MASK => {
-                if decl.default.is_none() {
-                    return Err(PreflightError::SecretParameter { name: name.clone() });
-                }
-            }
+        let value = source.stack.parameters.get(name);
+        let masked = value.is_some_and(|v| {
+            v == MASK && (decl.no_echo || source_decls.get(name).is_some_and(|d| d.no_echo))
+        });
+        if masked || (decl.no_echo && value.is_none()) {
+            hidden.push(name.clone());
+            continue;
+        }
+        match value {
             Some(v) => {
                 let source_default = source
                     .template
@@ -393,6 +509,12 @@ pub fn build_plan(
                 let at_old_default = source_default.as_deref() == Some(v.as_str());
                 if !(request.reset_defaults && at_old_default && decl.default.is_some()) {
                     parameters.insert(name.clone(), v.clone());
+                    if decl.no_echo {
+                        noecho.push(NoEchoParameter {
+                            name: name.clone(),
+                            value: NoEchoValue::Source,
+                        });
+                    }
                 }
             }
             None => {
@@ -556,6 +678,36 @@ pub fn build_plan(
         }
     }
     refuse_fixed_names(source, &evaluator, &contract)?;
+    // A hidden NoEcho value is refused unless the contract says its default is right for a
+    // clone, or the clone stack never uses it; all of them in one message. (A dynamic reference
+    // cannot be read back from the source either: the masked value might have been one, or
+    // not, so a dynamic-reference default is only taken when the contract lists it.)
+    let mut refused = Vec::new();
+    for name in hidden {
+        let default = decls.get(&name).and_then(|d| d.default.clone());
+        let value = if contract.noecho_defaults.contains(&name) {
+            NoEchoValue::ContractDefault {
+                dynamic_reference: default
+                    .as_deref()
+                    .and_then(dynamic_reference)
+                    .map(str::to_string),
+            }
+        } else if default.is_some() && !evaluator.uses_parameter(&name) {
+            NoEchoValue::Unused
+        } else {
+            refused.push(HiddenParameter { name, default });
+            continue;
+        };
+        noecho.push(NoEchoParameter { name, value });
+    }
+    if !refused.is_empty() {
+        return Err(PreflightError::SecretParameters {
+            template: target_template.origin.clone(),
+            parameters: refused,
+        });
+    }
+    noecho.sort_by(|a, b| a.name.cmp(&b.name));
+
     for b in &mut buckets {
         if let BucketTarget::StackOwned { predicted_name } = &mut b.target {
             *predicted_name = evaluator.property(&b.logical_id, "BucketName");
@@ -591,6 +743,7 @@ pub fn build_plan(
         skip_archived: false,
         archived: Vec::new(),
         template_staging: None,
+        noecho,
     })
 }
 

@@ -57,6 +57,8 @@ pub struct PlanRecord {
     /// Where the template is put for CreateStack when it is over the TemplateBody limit.
     #[serde(default)]
     pub template_staging: Option<TemplateStaging>,
+    #[serde(default)]
+    pub noecho: Vec<super::plan::NoEchoParameter>,
 }
 
 impl PlanRecord {
@@ -78,6 +80,7 @@ impl PlanRecord {
             extra_hooks: plan.extra_hooks.clone(),
             skip_archived: plan.skip_archived,
             template_staging: plan.template_staging.clone(),
+            noecho: plan.noecho.clone(),
         }
     }
 
@@ -117,6 +120,7 @@ impl PlanRecord {
             skip_archived: self.skip_archived,
             archived: Vec::new(),
             template_staging: self.template_staging.clone(),
+            noecho: self.noecho.clone(),
         })
     }
 }

@@ -663,6 +663,31 @@ async fn dry_runs_and_bad_input_change_nothing() {
             "{args:?}: expected {expected:?} in\n{stderr}"
         );
     }
+    // Issue 15, item 1: a template whose application takes two NoEcho secrets (one with a
+    // default) is refused with both named in one message, exit code 2; before, the defaulted
+    // one silently took its default and only the other was named.
+    let secrets = tempfile::tempdir().unwrap();
+    let template = secrets.path().join("webapp-app-secrets.yaml");
+    std::fs::write(
+        &template,
+        crate::support::with_app_secrets(crate::support::WEBAPP, &[]),
+    )
+    .unwrap();
+    let template = template.to_str().unwrap();
+    let out = standin.envclone(
+        state.path(),
+        &["clone", "prod", "qa", "--yes", "--template", template],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "2 NoEcho parameter(s)",
+        "pass --parameter ApiKey=VALUE",
+        "AppDbPassword (the clone would get the template's default",
+        "nothing was changed",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} missing:\n{stderr}");
+    }
 
     // Nothing changed: no stack, bucket, snapshot or journal.
     let cf = aws_sdk_cloudformation::Client::new(&config);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use envclone::fake::Timings;
 use envclone::ports::PortError;
-use envclone::workflow::plan::BucketTarget;
+use envclone::workflow::plan::{BucketTarget, CloneRequest, NoEchoParameter, NoEchoValue};
 use envclone::workflow::PreflightError;
 
 use crate::support::*;
@@ -449,8 +449,13 @@ async fn the_plan_names_what_it_will_create_and_changes_nothing() {
     ] {
         assert!(text.contains(name), "{name} missing from the plan:\n{text}");
     }
-    // CloudFormation masks NoEcho values: the template's default applies, nothing is shown.
-    assert!(!text.contains("DBMasterPassword"), "{text}");
+    // CloudFormation masks NoEcho values: the master password is used only for a new database,
+    // so the clone takes its default; its value is never shown.
+    assert!(
+        text.contains("DBMasterPassword takes its default, unused by the clone"),
+        "{text}"
+    );
+    assert!(!text.contains("envclone-demo-Passw0rd"), "{text}");
     assert!(plan.buckets.iter().any(|b| matches!(&b.target,
         BucketTarget::StackOwned { predicted_name: Some(n) } if n == "staging-test-uploads-123456789012")));
     assert_eq!(s.fake.mutating_calls(), Vec::<String>::new());
@@ -604,4 +609,153 @@ async fn the_standby_window_does_not_grow_with_the_bucket() {
         with < snapshot + delta + Duration::from_secs(120),
         "window with pre-copy: {with:?} (without: {without:?})"
     );
+}
+
+fn seed_prod_with_app_secrets(s: &Scenario, noecho_defaults: &[&str]) {
+    s.fake.create_bucket_now(REPORTS);
+    s.fake.deploy_now(
+        "prod",
+        &with_app_secrets(WEBAPP, noecho_defaults),
+        &[
+            ("EnvironmentName", "prod"),
+            ("ReportsBucketName", REPORTS),
+            ("ApiKey", "prod-api-key"),
+            ("AppDbPassword", "prod-db-password"),
+        ],
+    );
+}
+
+/// The NoEcho parameters a clone of prod to qa is refused for, and the message.
+async fn refused_secrets(s: &Scenario) -> (Vec<String>, String) {
+    let err = s
+        .engine
+        .preflight(&s.request("qa"), run_id())
+        .await
+        .unwrap_err();
+    let PreflightError::SecretParameters { parameters, .. } = &err else {
+        panic!("expected SecretParameters, got {err}");
+    };
+    let names = parameters.iter().map(|p| p.name.clone()).collect();
+    (names, err.to_string())
+}
+
+fn given(mut request: CloneRequest, values: &[(&str, &str)]) -> CloneRequest {
+    for (k, v) in values {
+        request
+            .parameter_overrides
+            .insert(k.to_string(), v.to_string());
+    }
+    request
+}
+
+/// Issue 15, item 1: NoEcho parameters the clone uses never silently change. Before the fix
+/// AppDbPassword silently took its default `changeme` (the clone's application would not get
+/// the credentials of the database restored from prod) and only ApiKey, the first without a
+/// default, was reported.
+#[tokio::test(start_paused = true)]
+async fn noecho_parameters_the_clone_uses_are_refused_together_unless_given() {
+    let s = Scenario::new(timings());
+    seed_prod_with_app_secrets(&s, &[]);
+    let env = s.engine.resolve("prod").await.unwrap();
+    assert_eq!(
+        env.stack.parameters["AppDbPassword"], "****",
+        "DescribeStacks masks NoEcho"
+    );
+
+    let (names, text) = refused_secrets(&s).await;
+    assert_eq!(names, ["ApiKey", "AppDbPassword"], "{text}");
+    for expected in [
+        "2 NoEcho parameter(s)",
+        "ApiKey (no default): pass --parameter ApiKey=VALUE",
+        "AppDbPassword (the clone would get the template's default",
+        "noecho_defaults",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from: {text}");
+    }
+    // The master password is used only for a new database: a restoring clone never uses it.
+    assert!(!text.contains("DBMasterPassword"), "{text}");
+    assert_eq!(s.fake.mutating_calls(), Vec::<String>::new());
+
+    let request = given(
+        s.request("qa"),
+        &[
+            ("ApiKey", "prod-api-key"),
+            ("AppDbPassword", "prod-db-password"),
+        ],
+    );
+    let plan = s.engine.preflight(&request, run_id()).await.unwrap();
+    assert_eq!(plan.parameters["ApiKey"], "prod-api-key");
+    assert_eq!(plan.parameters["AppDbPassword"], "prod-db-password");
+    assert!(!plan.parameters.contains_key("DBMasterPassword"));
+    let steps = plan.steps().join("\n");
+    for expected in [
+        "ApiKey from --parameter",
+        "AppDbPassword from --parameter",
+        "DBMasterPassword takes its default, unused by the clone",
+    ] {
+        assert!(
+            steps.contains(expected),
+            "{expected:?} missing from:\n{steps}"
+        );
+    }
+    assert!(
+        !steps.contains("prod-api-key"),
+        "a NoEcho value shown:\n{steps}"
+    );
+    assert!(
+        !steps.contains("prod-db-password"),
+        "a NoEcho value shown:\n{steps}"
+    );
+}
+
+/// Issue 15, item 1: `noecho_defaults` lets a NoEcho parameter the contract declares safe take
+/// its default (CloudFormation applies it: the parameter is left out of CreateStack); the others
+/// still need --parameter.
+#[tokio::test(start_paused = true)]
+async fn noecho_defaults_lets_the_listed_parameter_take_its_default() {
+    let s = Scenario::new(timings());
+    seed_prod_with_app_secrets(&s, &["AppDbPassword"]);
+
+    let (names, text) = refused_secrets(&s).await;
+    assert_eq!(names, ["ApiKey"], "{text}");
+
+    let request = given(s.request("qa"), &[("ApiKey", "prod-api-key")]);
+    let plan = s.engine.preflight(&request, run_id()).await.unwrap();
+    assert!(!plan.parameters.contains_key("AppDbPassword"));
+    assert!(plan.noecho.contains(&NoEchoParameter {
+        name: "AppDbPassword".into(),
+        value: NoEchoValue::ContractDefault {
+            dynamic_reference: None
+        },
+    }));
+    assert!(plan
+        .steps()
+        .join("\n")
+        .contains("AppDbPassword takes its default (noecho_defaults)"));
+
+    // A default that is a dynamic reference: named in the refusal and in the plan.
+    let secret = "{{resolve:secretsmanager:prod/app:SecretString:password}}";
+    let t = with_app_secrets(WEBAPP, &[])
+        .replace("Default: changeme", &format!("Default: \"{secret}\""));
+    let r = Scenario::new(timings());
+    r.fake.create_bucket_now(REPORTS);
+    r.fake.deploy_now(
+        "prod",
+        &t,
+        &[
+            ("EnvironmentName", "prod"),
+            ("ReportsBucketName", REPORTS),
+            ("ApiKey", "k"),
+        ],
+    );
+    let (names, text) = refused_secrets(&r).await;
+    assert_eq!(names, ["ApiKey", "AppDbPassword"], "{text}");
+    assert!(
+        text.contains(&format!("its default is the dynamic reference {secret}")),
+        "{text}"
+    );
+    s.engine
+        .execute(&plan, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("clone failed: {:?}", f.error));
 }

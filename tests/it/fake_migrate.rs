@@ -693,3 +693,31 @@ post_swap = [{ command = "restart-app", timeout_seconds = 60 }]
     let body = s.fake.template_body("prod-mbeef").await.unwrap();
     assert!(!body.contains("stop-writers") && !body.contains("restart-app"));
 }
+
+/// Issue 15, item 1, for migrate: a new template revision that hands two new NoEcho secrets to
+/// the application has no source values for them; before the fix the defaulted one silently
+/// took its default. Refused before any change, both named; given, they go through.
+#[tokio::test(start_paused = true)]
+async fn new_noecho_parameters_of_the_target_template_are_refused_unless_given() {
+    let (s, _) = prod().await;
+    let mut request = request();
+    request.template.1 = with_app_secrets(V2, &[]);
+    let Err(err) = s.engine.preflight_migrate(&request, run_id()).await else {
+        panic!("a migration onto unknown NoEcho values was planned");
+    };
+    let err = err.to_string();
+    assert!(err.contains("2 NoEcho parameter(s)"), "{err}");
+    assert!(err.contains("pass --parameter ApiKey=VALUE"), "{err}");
+    assert!(err.contains("AppDbPassword (the clone would get"), "{err}");
+    assert_eq!(s.fake.mutating_calls(), Vec::<String>::new());
+
+    for (k, v) in [("ApiKey", "k"), ("AppDbPassword", "p")] {
+        request.parameter_overrides.insert(k.into(), v.into());
+    }
+    let plan = s
+        .engine
+        .preflight_migrate(&request, run_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.clone.parameters["AppDbPassword"], "p");
+}

@@ -198,6 +198,34 @@ pub fn post_swap_hook_config() -> Arc<envclone::config::Config> {
     )
 }
 
+/// `template` (webapp.yaml or webapp-v2.yaml) whose application receives two NoEcho secrets in its user data, the way many
+/// public templates hand credentials to the instances: `ApiKey` (no default) and
+/// `AppDbPassword` (default `changeme`, which the database restored from the source does not
+/// take). With `noecho_defaults`, the contract lists these as safe to take their default.
+pub fn with_app_secrets(template: &str, noecho_defaults: &[&str]) -> String {
+    let mut body = template.to_string();
+    for (from, to) in [
+        (
+            "  DBSnapshotIdentifier:\n",
+            "  ApiKey:\n    Type: String\n    NoEcho: true\n  AppDbPassword:\n    Type: String\n    \
+             NoEcho: true\n    Default: changeme\n  DBSnapshotIdentifier:\n",
+        ),
+        (
+            "              DB_NAME=webapp\n",
+            "              DB_NAME=webapp\n              DB_PASSWORD=${AppDbPassword}\n              \
+             API_KEY=${ApiKey}\n",
+        ),
+    ] {
+        assert!(body.contains(from), "the template no longer has {from:?}");
+        body = body.replacen(from, to, 1);
+    }
+    if !noecho_defaults.is_empty() {
+        let list = format!("    noecho_defaults: [{}]\n", noecho_defaults.join(", "));
+        body = body.replacen("  envclone:\n", &format!("  envclone:\n{list}"), 1);
+    }
+    body
+}
+
 /// The run id every fake scenario uses (names derived from it are asserted).
 pub fn run_id() -> envclone::model::RunId {
     envclone::model::RunId::from_existing("20261121000000-beef")
