@@ -265,6 +265,10 @@ pub struct Contract {
     pub entry_dns: Option<EntryDns>,
     pub verify: Vec<VerifyCheck>,
     pub hooks: Hooks,
+    /// Stateful resources the operator accepts the clone creates empty (`ignore:`), by logical
+    /// id, each with the operator's reason. Without its entry here such a resource refuses the
+    /// clone (see `workflow::inventory`).
+    pub ignore: BTreeMap<String, String>,
 }
 
 /// A command the operator's template asks envclone to run at a point of the workflow, with the
@@ -332,6 +336,8 @@ struct RawContract {
     entry_dns: Option<EntryDns>,
     #[serde(default)]
     verify: Vec<RawVerify>,
+    #[serde(default)]
+    ignore: BTreeMap<String, RawIgnore>,
     // Sections owned by later features; accepted so templates can carry them already.
     #[serde(default)]
     hooks: Option<Hooks>,
@@ -351,6 +357,12 @@ struct RawDatabase {
 struct RawBucket {
     #[serde(default)]
     bucket_parameter: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIgnore {
+    reason: String,
 }
 
 #[derive(Deserialize)]
@@ -527,6 +539,38 @@ impl Contract {
             }
         }
 
+        let mut ignore = BTreeMap::new();
+        for (logical_id, entry) in raw.ignore {
+            if !types.contains_key(&logical_id) {
+                return Err(inconsistent(
+                    format!("ignore lists {logical_id:?}, which is not a resource of the template"),
+                    "use the logical id of a resource of the template".into(),
+                ));
+            }
+            let copied = databases.iter().any(|d| d.logical_id == logical_id)
+                || buckets.iter().any(|b| b.logical_id() == logical_id);
+            if copied {
+                return Err(inconsistent(
+                    format!(
+                        "ignore lists {logical_id:?}, which the contract also copies (databases \
+                         or buckets)"
+                    ),
+                    format!("remove {logical_id} from ignore, or from databases/buckets"),
+                ));
+            }
+            let reason = entry.reason.trim();
+            if reason.is_empty() {
+                return Err(inconsistent(
+                    format!("ignore lists {logical_id:?} with an empty reason"),
+                    format!(
+                        "say why a clone may start without {logical_id}'s data, e.g. \
+                         `{logical_id}: {{ reason: \"sessions expire in an hour\" }}`"
+                    ),
+                ));
+            }
+            ignore.insert(logical_id, reason.to_string());
+        }
+
         let verify = raw
             .verify
             .into_iter()
@@ -540,6 +584,7 @@ impl Contract {
             entry_dns: raw.entry_dns,
             verify,
             hooks: raw.hooks.unwrap_or_default(),
+            ignore,
         })
     }
 }
@@ -725,6 +770,32 @@ Outputs:
         let t = Template::parse("t.yaml", &without).unwrap();
         let c = Contract::from_template(&t).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.environment_parameter, None);
+    }
+
+    /// Issue 12: `ignore:` names resources of the template, each with a reason.
+    #[test]
+    fn ignore_names_existing_resources_with_a_reason() {
+        let with = |entries: &str| {
+            GOOD.replace(
+                "    verify:\n",
+                &format!("    ignore:\n{entries}    verify:\n"),
+            )
+        };
+        let t = Template::parse("t.yaml", &with("      Uploads2: { reason: x }\n")).unwrap();
+        assert!(Contract::from_template(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("ignore lists \"Uploads2\", which is not a resource"));
+        let body = with("      Database: { reason: \"  \" }\n");
+        assert!(contract_error(&body).contains("copies"), "{}", contract_error(&body));
+        let body = with("      Logs: { reason: \"  \" }\n")
+            .replace("  Uploads:\n", "  Logs:\n    Type: AWS::Logs::LogGroup\n  Uploads:\n");
+        assert!(contract_error(&body).contains("empty reason"), "{}", contract_error(&body));
+        let body = with("      Logs: { reason: \" logs stay with the source \" }\n")
+            .replace("  Uploads:\n", "  Logs:\n    Type: AWS::Logs::LogGroup\n  Uploads:\n");
+        let c = Contract::from_template(&Template::parse("t.yaml", &body).unwrap()).unwrap();
+        assert_eq!(c.ignore["Logs"], "logs stay with the source");
+        assert!(contract_error(&with("      Logs: {}\n")).contains("malformed"));
     }
 
     #[test]

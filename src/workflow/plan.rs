@@ -15,6 +15,7 @@ use crate::model::{
 use crate::ports::{DbKind, StackInfo, StackResource};
 use crate::template_eval::Evaluator;
 
+use super::inventory::{self, Inventory};
 use super::{fixednames, PreflightError};
 
 /// A clone as the user asked for it, validated for form.
@@ -146,6 +147,8 @@ pub struct ClonePlan {
     pub skip_archived: bool,
     /// Archived objects of the source buckets, per bucket that has any (found by preflight).
     pub archived: Vec<crate::s3sync::ArchivedObjects>,
+    /// What the clone stack creates, classified: copied, or created empty (`inventory`).
+    pub inventory: Inventory,
 }
 
 pub const MASK: &str = "****";
@@ -253,6 +256,7 @@ impl ClonePlan {
                 ));
             }
         }
+        steps.extend(self.inventory.created_empty());
         steps.push(format!(
             "verify {}: stack complete, databases available, buckets object-for-object equal, \
              instances in service{}",
@@ -501,6 +505,13 @@ pub fn build_plan(
         }
     }
     refuse_fixed_names(source, &evaluator, &contract)?;
+    let inventory = classify_resources(&evaluator, &contract);
+    if !inventory.uncovered.is_empty() {
+        return Err(PreflightError::Uncovered {
+            template: target_template.origin.clone(),
+            resources: inventory.uncovered,
+        });
+    }
     for b in &mut buckets {
         if let BucketTarget::StackOwned { predicted_name } = &mut b.target {
             *predicted_name = evaluator.property(&b.logical_id, "BucketName");
@@ -535,7 +546,29 @@ pub fn build_plan(
         extra_hooks,
         skip_archived: false,
         archived: Vec::new(),
+        inventory,
     })
+}
+
+/// Classifies every resource the clone stack creates (a resource whose `Condition` is false for
+/// the clone's parameters is not created; one whose condition cannot be evaluated counts as
+/// created).
+fn classify_resources(clone: &Evaluator<'_>, contract: &Contract) -> Inventory {
+    let types = clone.template.resource_types();
+    let created = types.iter().filter(|(id, _)| {
+        let condition = clone
+            .template
+            .resources()
+            .and_then(|r| r.get(id.as_str()))
+            .and_then(|r| r.get("Condition"))
+            .and_then(serde_json::Value::as_str);
+        condition.is_none_or(|c| clone.condition(c) != Some(false))
+    });
+    inventory::inventory(
+        created.map(|(id, ty)| (id.as_str(), ty.as_str())),
+        &inventory::copied_ids(clone.template, contract),
+        contract,
+    )
 }
 
 /// Refuses a clone (or migrate's new stack, which exists alongside the old one) that would

@@ -54,6 +54,9 @@ pub struct PlanRecord {
     /// `--skip-archived` was given: a resume leaves archived objects out too.
     #[serde(default)]
     pub skip_archived: bool,
+    /// What the clone stack creates, classified at preflight (absent in older records).
+    #[serde(default)]
+    pub inventory: super::inventory::Inventory,
 }
 
 impl PlanRecord {
@@ -74,6 +77,7 @@ impl PlanRecord {
             capabilities: plan.capabilities.clone(),
             extra_hooks: plan.extra_hooks.clone(),
             skip_archived: plan.skip_archived,
+            inventory: plan.inventory.clone(),
         }
     }
 
@@ -112,6 +116,7 @@ impl PlanRecord {
             extra_hooks: self.extra_hooks.clone(),
             skip_archived: self.skip_archived,
             archived: Vec::new(),
+            inventory: self.inventory.clone(),
         })
     }
 }
