@@ -787,12 +787,24 @@ Outputs:
             .to_string()
             .contains("ignore lists \"Uploads2\", which is not a resource"));
         let body = with("      Database: { reason: \"  \" }\n");
-        assert!(contract_error(&body).contains("copies"), "{}", contract_error(&body));
-        let body = with("      Logs: { reason: \"  \" }\n")
-            .replace("  Uploads:\n", "  Logs:\n    Type: AWS::Logs::LogGroup\n  Uploads:\n");
-        assert!(contract_error(&body).contains("empty reason"), "{}", contract_error(&body));
-        let body = with("      Logs: { reason: \" logs stay with the source \" }\n")
-            .replace("  Uploads:\n", "  Logs:\n    Type: AWS::Logs::LogGroup\n  Uploads:\n");
+        assert!(
+            contract_error(&body).contains("copies"),
+            "{}",
+            contract_error(&body)
+        );
+        let with_logs = |entries: &str| {
+            with(entries).replace(
+                "  Uploads:\n",
+                "  Logs:\n    Type: AWS::Logs::LogGroup\n  Uploads:\n",
+            )
+        };
+        let body = with_logs("      Logs: { reason: \"  \" }\n");
+        assert!(
+            contract_error(&body).contains("empty reason"),
+            "{}",
+            contract_error(&body)
+        );
+        let body = with_logs("      Logs: { reason: \" logs stay with the source \" }\n");
         let c = Contract::from_template(&Template::parse("t.yaml", &body).unwrap()).unwrap();
         assert_eq!(c.ignore["Logs"], "logs stay with the source");
         assert!(contract_error(&with("      Logs: {}\n")).contains("malformed"));

@@ -123,7 +123,8 @@ const CONTRACT_TYPES: &[(&str, &str)] = &[
 ];
 
 /// What the clone lacks of a resource of a type envclone has not judged.
-const UNKNOWN_LOSS: &str = "whatever it holds: envclone does not know this type, which may hold state";
+const UNKNOWN_LOSS: &str =
+    "whatever it holds: envclone does not know this type, which may hold state";
 
 /// How a clone treats one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -392,10 +393,19 @@ Resources:
     fn the_example_stacks_are_fully_covered() {
         for (name, body) in [
             ("webapp.yaml", include_str!("../../stacks/webapp.yaml")),
-            ("webapp-v2.yaml", include_str!("../../stacks/webapp-v2.yaml")),
+            (
+                "webapp-v2.yaml",
+                include_str!("../../stacks/webapp-v2.yaml"),
+            ),
             ("aurora.yaml", include_str!("../../stacks/aurora.yaml")),
-            ("foreign.yaml", include_str!("../../tests/fixtures/foreign.yaml")),
-            ("foreign-v2.yaml", include_str!("../../tests/fixtures/foreign-v2.yaml")),
+            (
+                "foreign.yaml",
+                include_str!("../../tests/fixtures/foreign.yaml"),
+            ),
+            (
+                "foreign-v2.yaml",
+                include_str!("../../tests/fixtures/foreign-v2.yaml"),
+            ),
             (
                 "webapp-owned-archive.yaml",
                 include_str!("../../tests/fixtures/webapp-owned-archive.yaml"),
@@ -410,7 +420,10 @@ Resources:
                 &c,
             );
             assert!(inv.uncovered.is_empty(), "{name}: {:?}", inv.uncovered);
-            assert!(!inv.copied.is_empty() && !inv.stateless.is_empty(), "{name}");
+            assert!(
+                !inv.copied.is_empty() && !inv.stateless.is_empty(),
+                "{name}"
+            );
         }
     }
 }
