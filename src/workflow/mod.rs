@@ -124,10 +124,10 @@ pub enum PreflightError {
     },
     #[error(
         "the clone stack from {template} would create {} resource(s) holding state that envclone \
-         does not copy, so the clone's would start empty; nothing was changed:\n{}\nCover each \
-         in the contract (databases/buckets), or accept it starting empty: list it under \
-         `ignore:` in Metadata.envclone (or the [environments.<name>.contract] of envclone.toml) \
-         with a reason, e.g. `ignore: {{ {}: {{ reason: \"...\" }} }}`",
+         does not copy; nothing was changed:\n{}\nFor each: cover it (a database or bucket: list \
+         it under databases or buckets in the contract), or, where starting empty is right, list \
+         it under `ignore:` in Metadata.envclone (or in [environments.<name>.contract] of \
+         envclone.toml) with the reason, e.g. `ignore: {{ {}: {{ reason: \"...\" }} }}`",
         resources.len(),
         resources.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"),
         resources.first().map_or("LogicalId", |r| r.logical_id.as_str())

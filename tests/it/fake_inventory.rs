@@ -188,3 +188,43 @@ async fn finalize_keeps_the_ignored_state_of_the_old_stack() {
         }
     }
 }
+
+/// On the stand-in, through the binary: `envclone clone --template` of webapp.yaml with a file
+/// system, a queue and a Glue database exits 2 (bad input) before any change, naming each; with
+/// their `ignore:` reasons, `--dry-run` prints the plan listing them as created empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_refuses_uncovered_state_with_exit_2_and_plans_ignored_state_as_empty() {
+    use crate::e2e::{text, world, StandIn};
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let before = world(&config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    for ignore in [false, true] {
+        let template = dir.path().join(format!("webapp-stateful-{ignore}.yaml"));
+        std::fs::write(&template, with_state(WEBAPP, "", ignore)).unwrap();
+        let template = template.to_str().unwrap();
+        let last = if ignore { "--dry-run" } else { "--yes" };
+        let out = standin.envclone(
+            state.path(),
+            &["clone", "prod", "exp-q", "--template", template, last],
+        );
+        if ignore {
+            assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            for what in [
+                "created EMPTY, not copied: AWS::EFS::FileSystem Files (contract ignore: scratch",
+                "created EMPTY, not copied: AWS::SQS::Queue Jobs (contract ignore: jobs",
+                "created EMPTY, not copied: AWS::Glue::Database Catalog (contract ignore: the",
+                "created empty by design: ",
+            ] {
+                assert!(stdout.contains(what), "{what}: {}", text(&out));
+            }
+        } else {
+            assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+            assert_names_each(&text(&out));
+        }
+        assert_eq!(world(&config).await, before, "nothing changed");
+    }
+}
