@@ -31,8 +31,19 @@ fn with_state(base: &str, policy: &str, ignore: bool) -> String {
          Catalog:\n    Type: AWS::Glue::Database\n{policy}    Properties:\n      \
          CatalogId: !Ref AWS::AccountId\n      DatabaseInput: {{ Description: reports }}\n\n"
     );
-    assert!(base.contains(STORAGE));
-    let body = base.replacen(STORAGE, &format!("{extra}{STORAGE}"), 1);
+    // A queue only an environment created without a snapshot has (the seeded source): its
+    // condition is false for every clone, which does not create it — not refused, not listed.
+    let seed_only =
+        format!("  SeedQueue:\n    Type: AWS::SQS::Queue\n    Condition: IsSeed\n{policy}\n");
+    let conditions = "  HasHealthCheckBase: !Not [!Equals [!Ref HealthCheckBase, \"\"]]\n";
+    assert!(base.contains(STORAGE) && base.contains(conditions));
+    let body = base
+        .replacen(STORAGE, &format!("{extra}{seed_only}{STORAGE}"), 1)
+        .replacen(
+            conditions,
+            &format!("{conditions}  IsSeed: !Equals [!Ref DBSnapshotIdentifier, \"\"]\n"),
+            1,
+        );
     if !ignore {
         return body;
     }
@@ -63,6 +74,7 @@ fn assert_names_each(err: &str) {
     ] {
         assert!(err.contains(what), "{what}: {err}");
     }
+    assert!(!err.contains("SeedQueue"), "not created by a clone: {err}");
 }
 
 fn migrate_onto(template: String) -> MigrateRequest {
@@ -124,6 +136,8 @@ async fn with_ignore_reasons_the_clone_goes_through_and_shows_them_created_empty
     assert_eq!(plan.inventory.copied, vec!["Database", "Uploads"]);
     assert!(plan.inventory.stateless.contains(&"Vpc".to_string()));
     assert!(plan.inventory.uncovered.is_empty());
+    assert!(!steps.contains("SeedQueue"), "{steps}");
+    assert!(s.fake.recorded_physical_id("prod", "SeedQueue").is_some());
 
     let store = MemoryRunStore::default();
     let report = clone_to_end(&s, &store, "exp-a").await;
