@@ -1655,6 +1655,9 @@ fn print_report(output: Output, report: &CloneReport) {
                 );
                 print_skipped_archived(&b.source, &b.target, &b.stats);
             }
+            for line in report.inventory.created_empty() {
+                println!("  {line}");
+            }
             print_checks(output, "Verification", &report.verification);
             println!("  source {}: back in service", report.source);
         }

@@ -470,6 +470,28 @@ post_swap = ["restart-app"]
             .contains("[environments.billing] in envclone.toml"));
     }
 
+    /// Issue 12: `ignore:` in envclone.toml, a table per logical id with its reason.
+    #[test]
+    fn a_contract_from_the_file_can_ignore_state_with_a_reason() {
+        let file = r#"
+[environments.prod.contract]
+environment_parameter = "EnvironmentName"
+databases = { Database = { snapshot_parameter = "DBSnapshotIdentifier" } }
+buckets = { Reports = { bucket_parameter = "ReportsBucketName" } }
+
+[environments.prod.contract.ignore.Uploads]
+reason = "uploads are re-fetched from the origin"
+"#;
+        let config = Config::parse("envclone.toml", file).unwrap();
+        let template = Template::parse("webapp.yaml", WEBAPP).unwrap();
+        let applied = config.apply(&["prod"], template).unwrap();
+        let contract = Contract::from_template(&applied).unwrap();
+        assert_eq!(
+            contract.ignore["Uploads"],
+            "uploads are re-fetched from the origin"
+        );
+    }
+
     #[test]
     fn a_contract_from_the_file_replaces_the_templates_own_in_place() {
         let file = format!(

@@ -269,6 +269,10 @@ pub struct Contract {
     /// used only when the database is created empty). CloudFormation never reveals a NoEcho
     /// value, so any other NoEcho parameter the clone uses must be given with `--parameter`.
     pub noecho_defaults: Vec<String>,
+    /// Stateful resources the operator accepts the clone creates empty (`ignore:`), by logical
+    /// id, each with the operator's reason. Without its entry here such a resource refuses the
+    /// clone (see `workflow::inventory`).
+    pub ignore: BTreeMap<String, String>,
 }
 
 /// A command the operator's template asks envclone to run at a point of the workflow, with the
@@ -338,6 +342,8 @@ struct RawContract {
     verify: Vec<RawVerify>,
     #[serde(default)]
     noecho_defaults: Vec<String>,
+    #[serde(default)]
+    ignore: BTreeMap<String, RawIgnore>,
     // Sections owned by later features; accepted so templates can carry them already.
     #[serde(default)]
     hooks: Option<Hooks>,
@@ -357,6 +363,12 @@ struct RawDatabase {
 struct RawBucket {
     #[serde(default)]
     bucket_parameter: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIgnore {
+    reason: String,
 }
 
 #[derive(Deserialize)]
@@ -565,6 +577,41 @@ impl Contract {
                 Some(_) => {}
             }
         }
+        let mut ignore = BTreeMap::new();
+        for (logical_id, entry) in raw.ignore {
+            // `Outer/Inner`: a resource of the nested stack `Outer` (an AWS::CloudFormation::Stack).
+            let nested_stack = logical_id.split_once('/').is_some_and(|(outer, _)| {
+                types.get(outer).map(String::as_str) == Some("AWS::CloudFormation::Stack")
+            });
+            if !types.contains_key(&logical_id) && !nested_stack {
+                return Err(inconsistent(
+                    format!("ignore lists {logical_id:?}, which is not a resource of the template"),
+                    "use the logical id of a resource of the template".into(),
+                ));
+            }
+            let copied = databases.iter().any(|d| d.logical_id == logical_id)
+                || buckets.iter().any(|b| b.logical_id() == logical_id);
+            if copied {
+                return Err(inconsistent(
+                    format!(
+                        "ignore lists {logical_id:?}, which the contract also copies (databases \
+                         or buckets)"
+                    ),
+                    format!("remove {logical_id} from ignore, or from databases/buckets"),
+                ));
+            }
+            let reason = entry.reason.trim();
+            if reason.is_empty() {
+                return Err(inconsistent(
+                    format!("ignore lists {logical_id:?} with an empty reason"),
+                    format!(
+                        "say why a clone may start without {logical_id}'s data, e.g. \
+                         `{logical_id}: {{ reason: \"sessions expire in an hour\" }}`"
+                    ),
+                ));
+            }
+            ignore.insert(logical_id, reason.to_string());
+        }
 
         let verify = raw
             .verify
@@ -580,6 +627,7 @@ impl Contract {
             verify,
             hooks: raw.hooks.unwrap_or_default(),
             noecho_defaults: raw.noecho_defaults,
+            ignore,
         })
     }
 }
@@ -792,6 +840,44 @@ Outputs:
             "Password: { Type: String, NoEcho: true }",
         );
         assert!(contract_error(&no_default).contains("has no Default to take"));
+    }
+
+    /// Issue 12: `ignore:` names resources of the template, each with a reason.
+    #[test]
+    fn ignore_names_existing_resources_with_a_reason() {
+        let with = |entries: &str| {
+            GOOD.replace(
+                "    verify:\n",
+                &format!("    ignore:\n{entries}    verify:\n"),
+            )
+        };
+        let t = Template::parse("t.yaml", &with("      Uploads2: { reason: x }\n")).unwrap();
+        assert!(Contract::from_template(&t)
+            .unwrap_err()
+            .to_string()
+            .contains("ignore lists \"Uploads2\", which is not a resource"));
+        let body = with("      Database: { reason: \"  \" }\n");
+        assert!(
+            contract_error(&body).contains("copies"),
+            "{}",
+            contract_error(&body)
+        );
+        let with_logs = |entries: &str| {
+            with(entries).replace(
+                "  Uploads:\n",
+                "  Logs:\n    Type: AWS::Logs::LogGroup\n  Uploads:\n",
+            )
+        };
+        let body = with_logs("      Logs: { reason: \"  \" }\n");
+        assert!(
+            contract_error(&body).contains("empty reason"),
+            "{}",
+            contract_error(&body)
+        );
+        let body = with_logs("      Logs: { reason: \" logs stay with the source \" }\n");
+        let c = Contract::from_template(&Template::parse("t.yaml", &body).unwrap()).unwrap();
+        assert_eq!(c.ignore["Logs"], "logs stay with the source");
+        assert!(contract_error(&with("      Logs: {}\n")).contains("malformed"));
     }
 
     #[test]

@@ -175,6 +175,8 @@ pub struct CloneReport {
     pub verification: Vec<CheckResult>,
     pub bucket_reports: Vec<VerifyReport>,
     pub standby: Vec<StandbyRecord>,
+    /// What the clone stack created, classified at preflight: what it created empty.
+    pub inventory: super::inventory::Inventory,
 }
 
 /// What a failed run changed and what it left behind.
@@ -1413,6 +1415,7 @@ impl CloneEngine {
             verification: Vec::new(),
             bucket_reports,
             standby: Vec::new(),
+            inventory: plan.inventory.clone(),
         })
     }
 

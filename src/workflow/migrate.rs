@@ -1315,8 +1315,11 @@ impl CloneEngine {
     /// - the old stack's termination protection, if on, is the one envclone set for the swap
     ///   (an operator's own is their refusal until they lift it);
     /// - every resource of the old stack that holds state the cloning contract does not cover
-    ///   (`deletion::STATEFUL_TYPES`: KMS keys, tables, file systems, secrets, log groups…) has
-    ///   `DeletionPolicy: Retain` in the old stack's template, so CloudFormation keeps it.
+    ///   (`deletion::STATEFUL_TYPES`: KMS keys, tables, file systems, secrets, log groups…; or
+    ///   of a type on neither of `inventory`'s lists, custom resources among them) has
+    ///   `DeletionPolicy: Retain` in the old stack's template, so CloudFormation keeps it —
+    ///   those the contract's `ignore:` let the clone create empty too: ignoring one lets the
+    ///   clone start without its data, it does not consent to destroying the source's.
     ///
     /// Why refuse rather than retain them on the way: CloudFormation keeps a resource of a
     /// stack it deletes only by its DeletionPolicy, or by DeleteStack's RetainResources — which
@@ -1385,7 +1388,8 @@ impl CloneEngine {
             let policy = declared
                 .and_then(|d| d.get(&r.logical_id))
                 .and_then(|d| d.get("DeletionPolicy"));
-            let loses = super::deletion::stateful(&r.resource_type);
+            // Stateful types and types envclone has not judged (`inventory::finalize_loss`).
+            let loses = super::inventory::finalize_loss(&r.resource_type);
             if super::deletion::policy_retains(policy) {
                 kept.push(format!(
                     "{} {} {physical} of the old stack {name} (kept by its DeletionPolicy \

@@ -7,6 +7,7 @@ pub mod deletion;
 pub mod entry_dns;
 pub mod experiments;
 pub mod fixednames;
+pub mod inventory;
 pub mod migrate;
 pub mod ops;
 pub mod plan;
@@ -124,6 +125,20 @@ pub enum PreflightError {
         source_stack: String,
         target_stack: String,
         collisions: Vec<fixednames::NameCollision>,
+    },
+    #[error(
+        "the clone stack from {template} would create {} resource(s) holding state that envclone \
+         does not copy; nothing was changed:\n{}\nFor each: cover it (a database or bucket: list \
+         it under databases or buckets in the contract), or, where starting empty is right, list \
+         it under `ignore:` in Metadata.envclone (or in [environments.<name>.contract] of \
+         envclone.toml) with the reason, e.g. `ignore: {{ {}: {{ reason: \"...\" }} }}`",
+        resources.len(),
+        resources.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"),
+        resources.first().map_or("LogicalId", |r| r.logical_id.as_str())
+    )]
+    Uncovered {
+        template: String,
+        resources: Vec<inventory::Uncovered>,
     },
     #[error("reading the source failed: {0}; nothing was changed")]
     Aws(#[from] PortError),

@@ -15,6 +15,7 @@ use crate::model::{
 use crate::ports::{DbKind, StackInfo, StackResource};
 use crate::template_eval::Evaluator;
 
+use super::inventory::{self, Inventory};
 use super::{fixednames, PreflightError};
 
 /// A clone as the user asked for it, validated for form.
@@ -273,6 +274,8 @@ pub struct ClonePlan {
     pub template_staging: Option<TemplateStaging>,
     /// Where each NoEcho parameter of the target template gets its value.
     pub noecho: Vec<NoEchoParameter>,
+    /// What the clone stack creates, classified: copied, or created empty (`inventory`).
+    pub inventory: Inventory,
 }
 
 pub const MASK: &str = "****";
@@ -409,6 +412,7 @@ impl ClonePlan {
                 ));
             }
         }
+        steps.extend(self.inventory.created_empty());
         steps.push(format!(
             "verify {}: stack complete, databases available, buckets object-for-object equal, \
              instances in service{}",
@@ -708,6 +712,13 @@ pub fn build_plan(
     }
     noecho.sort_by(|a, b| a.name.cmp(&b.name));
 
+    let inventory = classify_resources(&evaluator, &contract, &source.nested);
+    if !inventory.uncovered.is_empty() {
+        return Err(PreflightError::Uncovered {
+            template: target_template.origin.clone(),
+            resources: inventory.uncovered,
+        });
+    }
     for b in &mut buckets {
         if let BucketTarget::StackOwned { predicted_name } = &mut b.target {
             *predicted_name = evaluator.property(&b.logical_id, "BucketName");
@@ -744,7 +755,65 @@ pub fn build_plan(
         archived: Vec::new(),
         template_staging: None,
         noecho,
+        inventory,
     })
+}
+
+/// Classifies every resource the clone stack creates (a resource whose `Condition` is false for
+/// the clone's parameters is not created; one whose condition cannot be evaluated counts as
+/// created).
+fn classify_resources(
+    clone: &Evaluator<'_>,
+    contract: &Contract,
+    nested: &[NestedResource],
+) -> Inventory {
+    let types = clone.template.resource_types();
+    let created: Vec<(&String, &String)> = types
+        .iter()
+        .filter(|(id, _)| {
+            let condition = clone
+                .template
+                .resources()
+                .and_then(|r| r.get(id.as_str()))
+                .and_then(|r| r.get("Condition"))
+                .and_then(serde_json::Value::as_str);
+            condition.is_none_or(|c| clone.condition(c) != Some(false))
+        })
+        .collect();
+    // A nested stack holds nothing itself: what it creates is judged resource by resource,
+    // as `Outer/Inner` (the ids an `ignore:` entry names). Its resources are known from the
+    // source's nested stacks (ListStackResources), which the clone's are created from the same
+    // TemplateURL as; a nested stack the clone creates and the source has not is judged as a
+    // whole, since nothing says what it holds.
+    let nested_ids: Vec<(String, &str)> = nested
+        .iter()
+        .filter(|n| n.resource.resource_type != NESTED_STACK)
+        .filter(|n| {
+            let outer = n.nested_stack.split('/').next().unwrap_or_default();
+            created
+                .iter()
+                .any(|(id, ty)| id.as_str() == outer && ty.as_str() == NESTED_STACK)
+        })
+        .map(|n| {
+            (
+                format!("{}/{}", n.nested_stack, n.resource.logical_id),
+                n.resource.resource_type.as_str(),
+            )
+        })
+        .collect();
+    let known_nested: BTreeSet<&str> = nested
+        .iter()
+        .map(|n| n.nested_stack.split('/').next().unwrap_or_default())
+        .collect();
+    let top = created
+        .iter()
+        .filter(|(id, ty)| ty.as_str() != NESTED_STACK || !known_nested.contains(id.as_str()));
+    inventory::inventory(
+        top.map(|(id, ty)| (id.as_str(), ty.as_str()))
+            .chain(nested_ids.iter().map(|(id, ty)| (id.as_str(), *ty))),
+        &inventory::copied_ids(clone.template, contract),
+        contract,
+    )
 }
 
 /// Refuses a clone (or migrate's new stack, which exists alongside the old one) that would

@@ -59,6 +59,9 @@ pub struct PlanRecord {
     pub template_staging: Option<TemplateStaging>,
     #[serde(default)]
     pub noecho: Vec<super::plan::NoEchoParameter>,
+    /// What the clone stack creates, classified at preflight (absent in older records).
+    #[serde(default)]
+    pub inventory: super::inventory::Inventory,
 }
 
 impl PlanRecord {
@@ -81,6 +84,7 @@ impl PlanRecord {
             skip_archived: plan.skip_archived,
             template_staging: plan.template_staging.clone(),
             noecho: plan.noecho.clone(),
+            inventory: plan.inventory.clone(),
         }
     }
 
@@ -121,6 +125,7 @@ impl PlanRecord {
             archived: Vec::new(),
             template_staging: self.template_staging.clone(),
             noecho: self.noecho.clone(),
+            inventory: self.inventory.clone(),
         })
     }
 }

@@ -330,6 +330,11 @@ const TEMPLATES: &str = "prod-templates-123456789012";
 
 /// `prod` whose template nests a stack (from `TEMPLATES`/`key`) holding `nested_body`.
 fn prod_with_nested(nested_body: &str) -> Scenario {
+    prod_with_nested_in(WEBAPP, nested_body)
+}
+
+/// `parent` (a variant of the webapp stack) with a nested stack `DataStack` of `nested_body`.
+fn prod_with_nested_in(parent: &str, nested_body: &str) -> Scenario {
     let s = Scenario::new(timings());
     s.fake.create_bucket_now(TEMPLATES);
     s.fake.put_object(
@@ -339,7 +344,7 @@ fn prod_with_nested(nested_body: &str) -> Scenario {
         Default::default(),
         &[],
     );
-    let parent = WEBAPP.replacen(
+    let parent = parent.replacen(
         "\nOutputs:",
         &format!(
             "  DataStack:\n    Type: AWS::CloudFormation::Stack\n    Properties:\n      \
@@ -378,6 +383,58 @@ async fn a_database_inside_a_nested_stack_is_refused_before_any_change() {
         assert!(message.contains(part), "{part:?} in {message}");
     }
     assert_eq!(s.fake.mutating_calls().len(), before, "no change");
+}
+
+/// Issue 12 with nested stacks: a queue inside a nested stack is state the clone's nested stack
+/// (created from the same TemplateURL) would start without. Preflight judges the nested stack's
+/// resources one by one as `DataStack/Jobs`, refuses before any change, and an `ignore:` entry
+/// of that name with a reason lets the clone through. Before the merge of the two features the
+/// nested stack was either an unknown type as a whole or not looked into for queues.
+#[tokio::test(start_paused = true)]
+async fn state_inside_a_nested_stack_is_judged_resource_by_resource() {
+    let nested = "AWSTemplateFormatVersion: \"2010-09-09\"\n\
+         Parameters:\n  EnvironmentName: { Type: String }\n\
+         Resources:\n  \
+           Jobs:\n    Type: AWS::SQS::Queue\n  \
+           Events:\n    Type: AWS::SNS::Topic\n";
+    let s = prod_with_nested(nested);
+    let before = s.fake.mutating_calls().len();
+    let err = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, PreflightError::Uncovered { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("AWS::SQS::Queue DataStack/Jobs"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("Events"),
+        "a topic is stateless: {message}"
+    );
+    assert!(!message.contains("AWS::CloudFormation::Stack"), "{message}");
+    assert_eq!(s.fake.mutating_calls().len(), before, "no change");
+
+    let ignoring = WEBAPP.replacen(
+        "    environment_parameter: EnvironmentName\n",
+        "    environment_parameter: EnvironmentName\n    ignore:\n      \
+         DataStack/Jobs: { reason: \"jobs are re-queued by the scheduler\" }\n",
+        1,
+    );
+    let s = prod_with_nested_in(&ignoring, nested);
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.inventory.ignored.len(), 1, "{:?}", plan.inventory);
+    assert_eq!(plan.inventory.ignored[0].logical_id, "DataStack/Jobs");
+    assert!(plan
+        .inventory
+        .stateless
+        .contains(&"DataStack/Events".to_string()));
 }
 
 #[tokio::test(start_paused = true)]

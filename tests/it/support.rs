@@ -279,6 +279,23 @@ pub async fn clone_to_end(
         .unwrap_or_else(|f| panic!("clone into {target} failed: {}", f.error))
 }
 
+/// Runs `migrate` of `request` to the end of the swap; panics if preflight or the run fails.
+pub async fn migrated_by(
+    s: &Scenario,
+    store: &MemoryRunStore,
+    request: &envclone::workflow::migrate::MigrateRequest,
+) -> envclone::workflow::migrate::MigrationState {
+    let plan = s
+        .engine
+        .preflight_migrate(request, run_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.engine
+        .migrate(&plan, store, &s.emitter, std::future::pending())
+        .await
+        .unwrap_or_else(|f| panic!("migrate failed: {}", f.error))
+}
+
 /// When the source entered Standby (first EnterStandby) and left it (last ExitStandby), on
 /// the fake's clock.
 pub fn standby_span(s: &Scenario) -> (std::time::Duration, std::time::Duration) {

@@ -1,0 +1,429 @@
+//! What a clone copies, and what it does not: every resource of the template the clone is
+//! created from is classified at preflight (issue 12).
+//!
+//! - **Copied**: the contract's databases (with the instances of a listed cluster) and buckets.
+//! - **Stateless**: a known list of types the clone stack recreates from the template alone —
+//!   networking, IAM, load balancing, launch templates, Auto Scaling groups, DNS records…
+//!   Created empty by design: there is nothing in them to copy.
+//! - **Stateful, not covered**: a type of `deletion::STATEFUL_TYPES` (the single list of state
+//!   envclone does not copy — KMS keys, tables, file systems, queues, secrets, log groups…), or
+//!   a database or bucket the contract does not list. The clone's would start empty.
+//! - **Unknown**: a type on neither list, custom resources (`Custom::*`,
+//!   `AWS::CloudFormation::CustomResource`: what their handler makes cannot be judged) among
+//!   them. Treated as not covered: an operator expects no silent data loss, and a type envclone
+//!   has not judged may hold state. Adding it to `ignore:` with a reason is one line.
+//!
+//! A clone (or migrate) whose template creates a resource that is not covered is refused before
+//! any change, naming each, unless the contract lists it under `ignore:` with a reason; the plan
+//! shows what is created empty. `finalize` keeps every resource of the old stack that is not
+//! covered (`finalize_loss`).
+//!
+//! Log groups: a log group holds the log events written to it, which the clone does not copy;
+//! deleting one loses them. An operator would rather be told than find the history gone, so it
+//! is stateful like the rest (and `ignore:` says "logs stay with the source" in one line).
+//!
+//! Pure functions over (logical id, type) pairs, so the resources of nested stacks can be
+//! classified the same way.
+
+use std::collections::BTreeSet;
+
+use crate::contract::{Contract, Template, BUCKET, DB_CLUSTER, DB_INSTANCE};
+
+use super::deletion;
+
+/// Types that hold nothing a clone would miss: the clone stack recreates each from the
+/// template's properties alone (CloudFormation User Guide, "AWS resource and property types
+/// reference"). A value or setting changed by hand since the source was created is drift, not
+/// data, and is not carried over either.
+pub const STATELESS_TYPES: &[&str] = &[
+    // Networking.
+    "AWS::EC2::VPC",
+    "AWS::EC2::Subnet",
+    "AWS::EC2::RouteTable",
+    "AWS::EC2::Route",
+    "AWS::EC2::SubnetRouteTableAssociation",
+    "AWS::EC2::InternetGateway",
+    "AWS::EC2::VPCGatewayAttachment",
+    "AWS::EC2::NatGateway",
+    "AWS::EC2::EIP",
+    "AWS::EC2::VPCEndpoint",
+    "AWS::EC2::NetworkAcl",
+    "AWS::EC2::NetworkAclEntry",
+    "AWS::EC2::SubnetNetworkAclAssociation",
+    "AWS::EC2::SecurityGroup",
+    "AWS::EC2::SecurityGroupIngress",
+    "AWS::EC2::SecurityGroupEgress",
+    // Compute from a template: the instances of an Auto Scaling group are replaceable by
+    // design (an instance's own volumes are not: AWS::EC2::Instance is not on this list).
+    "AWS::EC2::LaunchTemplate",
+    "AWS::AutoScaling::AutoScalingGroup",
+    "AWS::AutoScaling::LaunchConfiguration",
+    "AWS::AutoScaling::ScalingPolicy",
+    "AWS::AutoScaling::ScheduledAction",
+    "AWS::AutoScaling::LifecycleHook",
+    "AWS::ApplicationAutoScaling::ScalableTarget",
+    "AWS::ApplicationAutoScaling::ScalingPolicy",
+    "AWS::ECS::Cluster",
+    "AWS::ECS::Service",
+    "AWS::ECS::TaskDefinition",
+    "AWS::Lambda::Function",
+    "AWS::Lambda::Permission",
+    "AWS::Lambda::Version",
+    "AWS::Lambda::Alias",
+    "AWS::Lambda::EventSourceMapping",
+    // Load balancing, certificates, DNS records.
+    "AWS::ElasticLoadBalancing::LoadBalancer",
+    "AWS::ElasticLoadBalancingV2::LoadBalancer",
+    "AWS::ElasticLoadBalancingV2::TargetGroup",
+    "AWS::ElasticLoadBalancingV2::Listener",
+    "AWS::ElasticLoadBalancingV2::ListenerRule",
+    "AWS::ElasticLoadBalancingV2::ListenerCertificate",
+    "AWS::CertificateManager::Certificate",
+    "AWS::Route53::RecordSet",
+    "AWS::Route53::RecordSetGroup",
+    // Identity and policies.
+    "AWS::IAM::Role",
+    "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",
+    "AWS::IAM::InstanceProfile",
+    "AWS::IAM::RolePolicy",
+    "AWS::KMS::Alias",
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::SNS::TopicPolicy",
+    // Settings of a database or cache, not their data.
+    "AWS::RDS::DBSubnetGroup",
+    "AWS::RDS::DBParameterGroup",
+    "AWS::RDS::DBClusterParameterGroup",
+    "AWS::RDS::OptionGroup",
+    "AWS::ElastiCache::SubnetGroup",
+    "AWS::ElastiCache::ParameterGroup",
+    // Notification and monitoring. SNS keeps no message once delivered (a topic stores none);
+    // its subscriptions are recreated from the template.
+    "AWS::SNS::Topic",
+    "AWS::SNS::Subscription",
+    "AWS::CloudWatch::Alarm",
+    "AWS::CloudWatch::Dashboard",
+    "AWS::Events::Rule",
+    "AWS::Logs::MetricFilter",
+    "AWS::Logs::SubscriptionFilter",
+    // An SSM parameter's `Value` is a required property: the template sets it.
+    "AWS::SSM::Parameter",
+    "AWS::CloudFormation::WaitConditionHandle",
+    "AWS::CloudFormation::WaitCondition",
+];
+
+/// Types the contract covers when it lists them, with what a clone of one it does not list
+/// lacks. (Not in `deletion::STATEFUL_TYPES`: finalize treats them itself — it takes the
+/// databases' final snapshots, and S3 refuses to delete a bucket that holds objects.)
+const CONTRACT_TYPES: &[(&str, &str)] = &[
+    (DB_INSTANCE, "the database's data"),
+    (DB_CLUSTER, "the cluster's data"),
+    (BUCKET, "the bucket's objects"),
+];
+
+/// What the clone lacks of a resource of a type envclone has not judged.
+const UNKNOWN_LOSS: &str =
+    "whatever it holds: envclone does not know this type, which may hold state";
+
+/// How a clone treats one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    /// Copied by envclone: a contract database, an instance of a contract cluster, a contract
+    /// bucket.
+    Copied,
+    /// Recreated from the template; holds nothing to copy (`STATELESS_TYPES`).
+    Stateless,
+    /// Holds state envclone does not copy: what the clone's lacks.
+    Stateful(&'static str),
+    /// A type on neither list (custom resources among them).
+    Unknown,
+}
+
+impl Coverage {
+    /// What a clone (or a deletion) of the resource loses, when it is not covered.
+    pub fn loss(&self) -> Option<&'static str> {
+        match self {
+            Coverage::Copied | Coverage::Stateless => None,
+            Coverage::Stateful(loses) => Some(loses),
+            Coverage::Unknown => Some(UNKNOWN_LOSS),
+        }
+    }
+}
+
+/// Classifies the resource `logical_id` of `resource_type`; `copied` holds the logical ids
+/// the contract copies.
+pub fn classify(logical_id: &str, resource_type: &str, copied: &BTreeSet<String>) -> Coverage {
+    if copied.contains(logical_id) {
+        Coverage::Copied
+    } else if STATELESS_TYPES.contains(&resource_type) {
+        Coverage::Stateless
+    } else if let Some(loses) = deletion::stateful(resource_type) {
+        Coverage::Stateful(loses)
+    } else if let Some((_, loses)) = CONTRACT_TYPES.iter().find(|(t, _)| *t == resource_type) {
+        Coverage::Stateful(loses)
+    } else {
+        Coverage::Unknown
+    }
+}
+
+/// What deleting a resource of `resource_type` with its stack would lose, for `finalize`, which
+/// keeps every such resource: a stateful type or one envclone has not judged. None for a
+/// stateless type and for the databases and buckets finalize handles itself.
+pub fn finalize_loss(resource_type: &str) -> Option<&'static str> {
+    if CONTRACT_TYPES.iter().any(|(t, _)| *t == resource_type) {
+        return None;
+    }
+    classify("", resource_type, &BTreeSet::new()).loss()
+}
+
+/// The logical ids the contract copies: its databases, the instances of its clusters, its
+/// buckets.
+pub fn copied_ids(template: &Template, contract: &Contract) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = contract
+        .databases
+        .iter()
+        .map(|d| d.logical_id.clone())
+        .chain(contract.buckets.iter().map(|b| b.logical_id().to_string()))
+        .collect();
+    for (id, ty) in template.resource_types() {
+        let of_listed_cluster = template.cluster_of(&id).is_some_and(|c| {
+            contract
+                .databases
+                .iter()
+                .any(|d| d.is_cluster && d.logical_id == c)
+        });
+        if ty == DB_INSTANCE && of_listed_cluster {
+            out.insert(id);
+        }
+    }
+    out
+}
+
+/// A resource the clone creates without its data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Uncovered {
+    pub logical_id: String,
+    pub resource_type: String,
+    /// What the clone's lacks.
+    pub loses: String,
+}
+
+impl std::fmt::Display for Uncovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: the clone's would start without {}",
+            self.resource_type, self.logical_id, self.loses
+        )
+    }
+}
+
+/// A stateful resource the contract's `ignore:` accepts creating empty.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ignored {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub reason: String,
+}
+
+/// The classification of the resources a clone creates.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Inventory {
+    pub copied: Vec<String>,
+    /// Logical ids of the stateless resources, created empty by design.
+    pub stateless: Vec<String>,
+    /// Not covered and listed under `ignore:`: created empty, with the operator's reason.
+    pub ignored: Vec<Ignored>,
+    /// Not covered and not ignored: the clone is refused.
+    pub uncovered: Vec<Uncovered>,
+}
+
+impl Inventory {
+    /// What the clone stack creates empty, for the plan and the report: the stateless
+    /// resources (by count) and the ignored ones (each by name, with its reason).
+    pub fn created_empty(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.stateless.is_empty() {
+            out.push(format!(
+                "created empty by design: {} stateless resource(s) the template alone defines \
+                 (networking, IAM, load balancing, launch templates…)",
+                self.stateless.len()
+            ));
+        }
+        for i in &self.ignored {
+            out.push(format!(
+                "created EMPTY, not copied: {} {} (contract ignore: {})",
+                i.resource_type, i.logical_id, i.reason
+            ));
+        }
+        out
+    }
+}
+
+/// Classifies `resources` (logical id, type) — those the clone stack creates — under
+/// `contract`.
+pub fn inventory<'a>(
+    resources: impl IntoIterator<Item = (&'a str, &'a str)>,
+    copied: &BTreeSet<String>,
+    contract: &Contract,
+) -> Inventory {
+    let mut out = Inventory::default();
+    for (logical_id, resource_type) in resources {
+        let coverage = classify(logical_id, resource_type, copied);
+        match (coverage.loss(), contract.ignore.get(logical_id)) {
+            (None, _) if coverage == Coverage::Copied => out.copied.push(logical_id.into()),
+            (None, _) => out.stateless.push(logical_id.into()),
+            (Some(_), Some(reason)) => out.ignored.push(Ignored {
+                logical_id: logical_id.into(),
+                resource_type: resource_type.into(),
+                reason: reason.clone(),
+            }),
+            (Some(loses), None) => out.uncovered.push(Uncovered {
+                logical_id: logical_id.into(),
+                resource_type: resource_type.into(),
+                loses: loses.into(),
+            }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contract(body: &str) -> (Template, Contract) {
+        let t = Template::parse("t.yaml", body).unwrap();
+        let c = Contract::from_template(&t).unwrap_or_else(|e| panic!("{e}"));
+        (t, c)
+    }
+
+    const T: &str = r#"
+Metadata:
+  envclone:
+    databases:
+      Cluster: { snapshot_parameter: Snap }
+    buckets:
+      Uploads: {}
+    ignore:
+      AppLogs: { reason: "logs stay with the source" }
+      Hook: { reason: "the handler only registers a DNS name" }
+Parameters:
+  Snap: { Type: String, Default: "" }
+Resources:
+  Cluster: { Type: AWS::RDS::DBCluster }
+  Writer:
+    Type: AWS::RDS::DBInstance
+    Properties: { DBClusterIdentifier: !Ref Cluster }
+  Reports: { Type: AWS::RDS::DBCluster }
+  Uploads: { Type: AWS::S3::Bucket }
+  Archive: { Type: AWS::S3::Bucket }
+  Vpc: { Type: AWS::EC2::VPC }
+  Files: { Type: AWS::EFS::FileSystem }
+  Jobs: { Type: AWS::SQS::Queue }
+  AppLogs: { Type: AWS::Logs::LogGroup }
+  Hook: { Type: Custom::Registration }
+  Other: { Type: AWS::CloudFormation::CustomResource }
+  Thing: { Type: AWS::Made::Up }
+"#;
+
+    /// Issue 12: every resource is classified (failed before: there was no classification,
+    /// and a clone created the file system, queue and unlisted cluster empty without a word).
+    #[test]
+    fn every_resource_is_copied_stateless_ignored_or_uncovered() {
+        let (t, c) = contract(T);
+        let types = t.resource_types();
+        let copied = copied_ids(&t, &c);
+        let inv = inventory(
+            types.iter().map(|(id, ty)| (id.as_str(), ty.as_str())),
+            &copied,
+            &c,
+        );
+        assert_eq!(inv.copied, vec!["Cluster", "Uploads", "Writer"]);
+        assert_eq!(inv.stateless, vec!["Vpc"]);
+        let ignored: Vec<(&str, &str)> = inv
+            .ignored
+            .iter()
+            .map(|i| (i.logical_id.as_str(), i.reason.as_str()))
+            .collect();
+        assert_eq!(
+            ignored,
+            vec![
+                ("AppLogs", "logs stay with the source"),
+                ("Hook", "the handler only registers a DNS name")
+            ]
+        );
+        let uncovered: Vec<String> = inv.uncovered.iter().map(|u| u.to_string()).collect();
+        assert_eq!(
+            uncovered,
+            vec![
+                "AWS::S3::Bucket Archive: the clone's would start without the bucket's objects",
+                "AWS::EFS::FileSystem Files: the clone's would start without the file system's files",
+                "AWS::SQS::Queue Jobs: the clone's would start without messages not yet consumed",
+                &format!("AWS::CloudFormation::CustomResource Other: the clone's would start without {UNKNOWN_LOSS}"),
+                "AWS::RDS::DBCluster Reports: the clone's would start without the cluster's data",
+                &format!("AWS::Made::Up Thing: the clone's would start without {UNKNOWN_LOSS}"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_lists_do_not_overlap_and_finalize_keeps_what_is_not_covered() {
+        for ty in STATELESS_TYPES {
+            assert!(deletion::stateful(ty).is_none(), "{ty} is on both lists");
+            assert!(!CONTRACT_TYPES.iter().any(|(t, _)| t == ty), "{ty}");
+        }
+        for (ty, _) in CONTRACT_TYPES {
+            assert!(deletion::stateful(ty).is_none(), "{ty}");
+        }
+        assert_eq!(
+            finalize_loss("AWS::SQS::Queue"),
+            Some("messages not yet consumed")
+        );
+        assert_eq!(finalize_loss("Custom::Anything"), Some(UNKNOWN_LOSS));
+        assert_eq!(finalize_loss("AWS::EC2::VPC"), None);
+        assert_eq!(finalize_loss(BUCKET), None);
+        assert_eq!(finalize_loss(DB_CLUSTER), None);
+    }
+
+    /// The repository's own templates clone without an `ignore:`: every resource they create
+    /// is copied or stateless.
+    #[test]
+    fn the_example_stacks_are_fully_covered() {
+        for (name, body) in [
+            ("webapp.yaml", include_str!("../../stacks/webapp.yaml")),
+            (
+                "webapp-v2.yaml",
+                include_str!("../../stacks/webapp-v2.yaml"),
+            ),
+            ("aurora.yaml", include_str!("../../stacks/aurora.yaml")),
+            (
+                "foreign.yaml",
+                include_str!("../../tests/fixtures/foreign.yaml"),
+            ),
+            (
+                "foreign-v2.yaml",
+                include_str!("../../tests/fixtures/foreign-v2.yaml"),
+            ),
+            (
+                "webapp-owned-archive.yaml",
+                include_str!("../../tests/fixtures/webapp-owned-archive.yaml"),
+            ),
+        ] {
+            let t = Template::parse(name, body).unwrap();
+            let c = Contract::from_template(&t).unwrap();
+            let types = t.resource_types();
+            let inv = inventory(
+                types.iter().map(|(id, ty)| (id.as_str(), ty.as_str())),
+                &copied_ids(&t, &c),
+                &c,
+            );
+            assert!(inv.uncovered.is_empty(), "{name}: {:?}", inv.uncovered);
+            assert!(
+                !inv.copied.is_empty() && !inv.stateless.is_empty(),
+                "{name}"
+            );
+        }
+    }
+}
