@@ -2669,6 +2669,40 @@ def _install_public_templates() -> None:
     cfn_parsing.get_model_map.cache_clear()
     cfn_parsing.get_name_type_map.cache_clear()
 
+    # A nested stack (AWS::CloudFormation::Stack) that fails fails its parent's resource, and
+    # the parent rolls back ("Embedded stack ... was not successfully created: ..."). moto's
+    # nested stack rolled back alone and the parent was CREATE_COMPLETE without it.
+    stack_model = cfn_models.Stack
+    nested_from_cfn = stack_model.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_nested_stack(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+        nested = nested_from_cfn(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        if nested.status not in ("CREATE_COMPLETE", "CREATE_IN_PROGRESS"):
+            raise ValueError(
+                f"Embedded stack {nested.stack_id} was not successfully created: "
+                f"{getattr(nested, 'status_reason', None) or nested.status}"
+            )
+        return nested
+
+    stack_model.create_from_cloudformation_json = classmethod(create_nested_stack)
+
+    # Template values reach a resource with the type its schema gives them: CloudFormation
+    # turns a parameter's "600" into the integer AWS::EC2::FlowLog MaxAggregationInterval is
+    # (moto refused the string: "Invalid Flow Log Max Aggregation Interval").
+    from moto.ec2.models.flow_logs import FlowLogs
+
+    flow_log_from_cfn = FlowLogs.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_flow_log(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+        properties = cloudformation_json.get("Properties") or {}
+        interval = properties.get("MaxAggregationInterval")
+        if isinstance(interval, str) and interval.isdigit():
+            properties = dict(properties, MaxAggregationInterval=int(interval))
+            cloudformation_json = dict(cloudformation_json, Properties=properties)
+        return flow_log_from_cfn(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    FlowLogs.create_from_cloudformation_json = classmethod(create_flow_log)
+
     # DescribeStacks: a NoEcho parameter's value is "****" (CloudFormation, "Parameters",
     # NoEcho: "the parameter value is masked as asterisks (*****) for any calls that describe
     # the stack", defaults included); moto compared the value, not the key, with its list of
@@ -2718,6 +2752,7 @@ def _install_public_templates() -> None:
         return {"Ref" if tag == "!Ref" else f"Fn::{tag[1:]}": value}
 
     cfn_models.yaml_tag_constructor = yaml_tag_constructor
+
     import moto.cloudformation.responses as cfn_responses
 
     cfn_responses.yaml_tag_constructor = yaml_tag_constructor
