@@ -215,7 +215,9 @@ impl ClonePlan {
                 ));
             }
         }
-        steps.push(format!("in parallel: {}", parallel.join("; ")));
+        if !parallel.is_empty() {
+            steps.push(format!("in parallel: {}", parallel.join("; ")));
+        }
         steps.push(format!(
             "create stack {} from {} with {}",
             self.target_stack,
