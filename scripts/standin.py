@@ -2719,6 +2719,10 @@ def _install_public_templates() -> None:
             entry = {"ParameterKey": key}
             if key in masked:
                 value = "****"
+            elif isinstance(value, bool):
+                # A YAML boolean default (`Default: No`) is the string CloudFormation makes of
+                # it, "false" (moto showed Python's "False", which AllowedValues then refuses).
+                value = "true" if value else "false"
             elif isinstance(value, list):
                 value = ",".join(str(v) for v in value)
             if str(declaration.get("Type", "")).startswith("AWS::SSM::Parameter::"):
