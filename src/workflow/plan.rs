@@ -252,7 +252,7 @@ impl ClonePlan {
                 ", the template's HTTP checks".to_string()
             }
         ));
-        if self.standby {
+        if self.standby && !self.scaling_groups.is_empty() {
             steps.push(format!(
                 "return the instances of {} to service (also on every failure)",
                 self.scaling_groups.join(", ")
