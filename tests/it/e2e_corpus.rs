@@ -702,7 +702,8 @@ async fn vpc_flow_logs_nested_stacks_are_cloned_and_destroyed() {
 /// What a clone of the VPCFlowLogs solution does not copy lives in a nested stack: its log
 /// group (flow log records). The plan must name it, as it names the state of the main stack.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs issue 15 item 2 (nested stacks' stateful resources inventoried)"]
+#[ignore = "needs plan/clone to name stateful resources the contract does not cover (DESIGN), \
+            nested ones included: main's item 2 refuses nested databases, not this log group"]
 async fn vpc_flow_logs_plan_names_the_nested_log_group_it_does_not_copy() {
     let standin = StandIn::start();
     let (op, _, _) = vpc_flow_logs(&standin).await;
