@@ -1192,21 +1192,7 @@ def _install_cloudformation() -> None:
 
     CloudFormationResponse.create_stack = resp_create_stack
 
-    # DescribeStacks shows `****` for every NoEcho parameter, passed or taken from its default
-    # ("Parameters" template section, NoEcho: "the parameter value is masked as asterisks").
-    # moto compares each parameter's *value* with its list of NoEcho keys, which holds only the
-    # passed ones, so it masked nothing.
-    def parameter_list(self):  # type: ignore[no-untyped-def]
-        declared = (self.template_dict or {}).get("Parameters") or {}
-        return [
-            {
-                "ParameterKey": key,
-                "ParameterValue": "****" if _truthy((declared.get(key) or {}).get("NoEcho")) else value,
-            }
-            for key, value in self.resource_map.resolved_parameters.items()
-        ]
-
-    cfn_models.Stack.parameter_list = property(parameter_list)  # type: ignore[assignment]
+    # DescribeStacks masks NoEcho values: see parameter_list in _install_public_templates.
 
 
 def _settle_stacks(backend: Any) -> None:
@@ -2614,6 +2600,214 @@ def _warm_up(dispatcher: DomainDispatcherApplication) -> None:
                 dispatcher.app_instances[service] = dispatcher.create_app(service)  # type: ignore[arg-type]
 
 
+def _install_public_templates() -> None:
+    """What public templates (tests/fixtures/real/) need of CloudFormation and RDS that moto
+    does differently from AWS."""
+    # RDS takes the engine name in any case and reports it lowercase (CreateDBInstance,
+    # "Engine": "Valid Values: ... mysql ..."; AWS's own samples write `Engine: MySQL`); moto
+    # refuses any other case ("engine MySQL not supported").
+    orig_create_instance = rds_models.RDSBackend.create_db_instance
+
+    @functools.wraps(orig_create_instance)
+    def create_db_instance(self, db_kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(db_kwargs.get("engine"), str):
+            db_kwargs = dict(db_kwargs, engine=db_kwargs["engine"].lower())
+        return orig_create_instance(self, db_kwargs)
+
+    rds_models.RDSBackend.create_db_instance = create_db_instance
+
+    # `Ref` of an AWS::RDS::DBParameterGroup is its name (CloudFormation, "AWS::RDS::DBParameterGroup",
+    # Return values); moto handed the model object on (DBParameterGroupName: !Ref Group failed).
+    rds_models.DBParameterGroup.physical_resource_id = property(lambda self: self.name)
+
+    # AWS::SecretsManager::Secret, which moto's CloudFormation skipped (a template's
+    # `!Ref Secret` then named nothing). CloudFormation, "AWS::SecretsManager::Secret": Ref is
+    # the secret's ARN; GenerateSecretString makes a random password (put under
+    # GenerateStringKey into SecretStringTemplate when both are given); a stack delete deletes
+    # it at once, without a recovery window. Dynamic references
+    # ({{resolve:secretsmanager:...}}) are still passed through unresolved.
+    from moto.core.common_models import CloudFormationModel
+    from moto.secretsmanager.models import secretsmanager_backends
+
+    class SecretTemplateModel(CloudFormationModel):
+        __module__ = "moto.secretsmanager.models"
+
+        def __init__(self, arn: str, name: str) -> None:
+            self.arn = arn
+            self.name = name
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.arn
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "Name"
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::SecretsManager::Secret"
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr == "Id"
+
+        def get_cfn_attribute(self, attribute_name: str) -> str:
+            from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+            if attribute_name == "Id":
+                return self.arn
+            raise UnformattedGetAttTemplateException()
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+            properties = cloudformation_json.get("Properties") or {}
+            backend = secretsmanager_backends[account_id][region_name]
+            secret_string = properties.get("SecretString")
+            generate = properties.get("GenerateSecretString")
+            if secret_string is None and isinstance(generate, dict):
+                password = json.loads(
+                    backend.get_random_password(
+                        password_length=int(generate.get("PasswordLength", 32)),
+                        exclude_characters=generate.get("ExcludeCharacters", ""),
+                        exclude_numbers=_truthy(generate.get("ExcludeNumbers", False)),
+                        exclude_punctuation=_truthy(generate.get("ExcludePunctuation", False)),
+                        exclude_uppercase=_truthy(generate.get("ExcludeUppercase", False)),
+                        exclude_lowercase=_truthy(generate.get("ExcludeLowercase", False)),
+                        include_space=_truthy(generate.get("IncludeSpace", False)),
+                        require_each_included_type=_truthy(generate.get("RequireEachIncludedType", True)),
+                    )
+                )["RandomPassword"]
+                template, key = generate.get("SecretStringTemplate"), generate.get("GenerateStringKey")
+                secret_string = json.dumps(dict(json.loads(template), **{key: password})) if template and key else password
+            name = properties.get("Name") or resource_name
+            backend.create_secret(
+                name=name,
+                secret_string=secret_string,
+                secret_binary=None,
+                description=properties.get("Description"),
+                tags=properties.get("Tags"),
+                kms_key_id=properties.get("KmsKeyId"),
+                client_request_token=None,
+                replica_regions=[],
+                force_overwrite=False,
+            )
+            return cls(backend.secrets[name].arn, name)
+
+        def delete(self, account_id: str, region_name: str) -> None:
+            secretsmanager_backends[account_id][region_name].delete_secret(self.arn, None, True)
+
+    cfn_parsing.get_model_map.cache_clear()
+    cfn_parsing.get_name_type_map.cache_clear()
+
+    # A nested stack (AWS::CloudFormation::Stack) that fails fails its parent's resource, and
+    # the parent rolls back ("Embedded stack ... was not successfully created: ..."). moto's
+    # nested stack rolled back alone and the parent was CREATE_COMPLETE without it.
+    stack_model = cfn_models.Stack
+    nested_from_cfn = stack_model.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_nested_stack(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+        nested = nested_from_cfn(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        if nested.status not in ("CREATE_COMPLETE", "CREATE_IN_PROGRESS"):
+            raise ValueError(
+                f"Embedded stack {nested.stack_id} was not successfully created: "
+                f"{getattr(nested, 'status_reason', None) or nested.status}"
+            )
+        return nested
+
+    stack_model.create_from_cloudformation_json = classmethod(create_nested_stack)
+
+    # Template values reach a resource with the type its schema gives them: CloudFormation
+    # turns a parameter's "600" into the integer AWS::EC2::FlowLog MaxAggregationInterval is
+    # (moto refused the string: "Invalid Flow Log Max Aggregation Interval").
+    from moto.ec2.models.flow_logs import FlowLogs
+
+    flow_log_from_cfn = FlowLogs.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_flow_log(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+        properties = cloudformation_json.get("Properties") or {}
+        interval = properties.get("MaxAggregationInterval")
+        if isinstance(interval, str) and interval.isdigit():
+            properties = dict(properties, MaxAggregationInterval=int(interval))
+            cloudformation_json = dict(cloudformation_json, Properties=properties)
+        return flow_log_from_cfn(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    FlowLogs.create_from_cloudformation_json = classmethod(create_flow_log)
+
+    # DescribeStacks: a NoEcho parameter's value is "****" (CloudFormation, "Parameters",
+    # NoEcho: "the parameter value is masked as asterisks (*****) for any calls that describe
+    # the stack", defaults included); moto compared the value, not the key, with its list of
+    # NoEcho keys and showed every secret. A List<...>/CommaDelimitedList value is the comma-separated string it was
+    # given; moto showed Python's repr of its list ("['subnet-1', 'subnet-2']"), which a clone
+    # cannot pass back.
+    def parameter_list(self):  # type: ignore[no-untyped-def]
+        declared = self.resource_map._template.get("Parameters") or {}
+        masked = {k for k, d in declared.items() if isinstance(d, dict) and _truthy(d.get("NoEcho"))}
+        given = self.resource_map.input_parameters
+        out = []
+        for key, value in self.resource_map.resolved_parameters.items():
+            declaration = declared.get(key) or {}
+            entry = {"ParameterKey": key}
+            if key in masked:
+                value = "****"
+            elif isinstance(value, bool):
+                # A YAML boolean default (`Default: No`) is the string CloudFormation makes of
+                # it, "false" (moto showed Python's "False", which AllowedValues then refuses).
+                value = "true" if value else "false"
+            elif isinstance(value, list):
+                value = ",".join(str(v) for v in value)
+            if str(declaration.get("Type", "")).startswith("AWS::SSM::Parameter::"):
+                # An SSM-typed parameter's value is the SSM parameter's name; what it resolved to
+                # is ResolvedValue (DescribeStacks, Parameter.ResolvedValue). moto showed the
+                # resolved value as the value, which a clone passing it back cannot resolve.
+                entry["ResolvedValue"] = value
+                value = given.get(key, declaration.get("Default"))
+            entry["ParameterValue"] = value
+            out.append(entry)
+        return out
+
+    cfn_models.Stack.parameter_list = property(parameter_list)
+
+    # Short-form intrinsics as CloudFormation reads them ("Intrinsic function reference",
+    # Fn::GetAtt: "!GetAtt logicalNameOfResource.attributeName"; the attribute name itself may
+    # hold a dot, e.g. Endpoint.Address). moto split `!GetAtt Db.Endpoint.Address` at every dot,
+    # left `!GetAtt [Db, Endpoint.Address]` and any tag over a mapping (`!Base64 {Fn::Sub: ...}`)
+    # as unconstructed YAML nodes, and `${Db.Endpoint.Address}` in Fn::Sub split at every dot.
+    def yaml_tag_constructor(loader, tag, node):  # type: ignore[no-untyped-def]
+        import yaml
+
+        if isinstance(node, yaml.SequenceNode):
+            value: Any = loader.construct_sequence(node, deep=True)
+        elif isinstance(node, yaml.MappingNode):
+            value = loader.construct_mapping(node, deep=True)
+        else:
+            value = loader.construct_scalar(node)
+            if tag == "!GetAtt":
+                value = value.split(".", 1)
+        return {"Ref" if tag == "!Ref" else f"Fn::{tag[1:]}": value}
+
+    cfn_models.yaml_tag_constructor = yaml_tag_constructor
+
+    import moto.cloudformation.responses as cfn_responses
+
+    cfn_responses.yaml_tag_constructor = yaml_tag_constructor
+
+    orig_clean_json = cfn_parsing.clean_json
+
+    @functools.wraps(orig_clean_json)
+    def clean_json(resource_json, resources_map):  # type: ignore[no-untyped-def]
+        if isinstance(resource_json, dict) and set(resource_json) == {"Fn::GetAtt"}:
+            target = resource_json["Fn::GetAtt"]
+            if isinstance(target, str):
+                target = target.split(".", 1)
+            if isinstance(target, list) and len(target) > 2 and all(isinstance(t, str) for t in target):
+                target = [target[0], ".".join(target[1:])]
+            resource_json = {"Fn::GetAtt": target}
+        return orig_clean_json(resource_json, resources_map)
+
+    cfn_parsing.clean_json = clean_json
+
+
 def install_corrections() -> None:
     _install_rds_time()
     _install_rds_clusters()
@@ -2624,6 +2818,7 @@ def install_corrections() -> None:
     _install_autoscaling()
     _install_route53()
     _install_elbv2()
+    _install_public_templates()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -107,6 +107,23 @@ impl Template {
             .get("Ref")?
             .as_str()
     }
+
+    /// The logical id of the DB instance a read replica resource is created from
+    /// (`SourceDBInstanceIdentifier: !Ref Main`, or `!GetAtt Main.DBInstanceArn`).
+    pub fn replica_source_of(&self, instance_id: &str) -> Option<&str> {
+        let source = self
+            .resources()?
+            .get(instance_id)?
+            .get("Properties")?
+            .get("SourceDBInstanceIdentifier")?;
+        match (source.get("Ref"), source.get("Fn::GetAtt")) {
+            (Some(Value::String(id)), _) => Some(id),
+            (_, Some(Value::Array(att))) if att.get(1) == Some(&"DBInstanceArn".into()) => {
+                att.first()?.as_str()
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Render a template scalar the way CloudFormation passes it to a parameter (numbers and
@@ -484,12 +501,14 @@ impl Contract {
                 copy_on_write,
             });
         }
-        // Instances that belong to a listed cluster are restored with it.
+        // Instances that belong to a listed cluster are restored with it; a read replica of a
+        // listed instance is created from the clone's restored instance, so it holds its data.
         for (logical_id, ty) in &types {
             let listed = databases.iter().any(|d| &d.logical_id == logical_id);
             if ty == DB_INSTANCE
                 && !listed
                 && !belongs_to_listed_cluster(template, logical_id, &databases)
+                && !replica_of_listed_instance(template, logical_id, &databases)
             {
                 return Err(inconsistent(
                     format!("the database {logical_id:?} is not listed in Metadata.envclone.databases, so its clone would start empty"),
@@ -642,6 +661,16 @@ fn belongs_to_listed_cluster(
         .is_some_and(|c| databases.iter().any(|d| d.is_cluster && d.logical_id == c))
 }
 
+fn replica_of_listed_instance(
+    template: &Template,
+    instance_id: &str,
+    databases: &[DatabaseSpec],
+) -> bool {
+    template
+        .replica_source_of(instance_id)
+        .is_some_and(|s| databases.iter().any(|d| !d.is_cluster && d.logical_id == s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -739,6 +768,38 @@ Outputs:
             "{}",
             contract_error(&body)
         );
+    }
+
+    /// Issue 15 (corpus: AWS's RDS_MySQL_With_Read_Replica sample). Failed before the fix: the
+    /// replica was refused as "not listed", and it cannot be listed (a replica takes no
+    /// snapshot). A replica of an instance the contract does not restore is still refused.
+    #[test]
+    fn a_read_replica_of_a_listed_instance_is_covered_by_it() {
+        let replica =
+            "  Replica:\n    Type: AWS::RDS::DBInstance\n    DeletionPolicy: Retain\n    \
+                       Properties:\n      SourceDBInstanceIdentifier: SOURCE\n      \
+                       DBInstanceClass: db.t3.medium\n";
+        for source in ["!Ref Database", "!GetAtt Database.DBInstanceArn"] {
+            let body = GOOD.replace(
+                "  Uploads:\n    Type: AWS::S3::Bucket\n",
+                &format!(
+                    "  Uploads:\n    Type: AWS::S3::Bucket\n{}",
+                    replica.replace("SOURCE", source)
+                ),
+            );
+            let t = Template::parse("t.yaml", &body).unwrap();
+            let c = Contract::from_template(&t).unwrap();
+            assert_eq!(c.databases.len(), 1, "{source}");
+        }
+        let outside = GOOD.replace(
+            "  Uploads:\n    Type: AWS::S3::Bucket\n",
+            &format!(
+                "  Uploads:\n    Type: AWS::S3::Bucket\n{}",
+                replica.replace("SOURCE", "some-other-db")
+            ),
+        );
+        let err = contract_error(&outside);
+        assert!(err.contains("\"Replica\" is not listed"), "{err}");
     }
 
     #[test]

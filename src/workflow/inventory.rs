@@ -38,6 +38,19 @@ use super::deletion;
 pub const STATELESS_TYPES: &[&str] = &[
     // Networking.
     "AWS::EC2::VPC",
+    "AWS::EC2::VPCCidrBlock",
+    "AWS::EC2::DHCPOptions",
+    "AWS::EC2::VPCDHCPOptionsAssociation",
+    "AWS::EC2::EgressOnlyInternetGateway",
+    "AWS::EC2::NetworkInterface",
+    // A flow log is configuration: its records live in the log group or bucket it names,
+    // which are judged on their own.
+    "AWS::EC2::FlowLog",
+    // Mount targets and access points are network endpoints and entry points of a file
+    // system; the files are the AWS::EFS::FileSystem's (stateful, judged on its own).
+    "AWS::EFS::MountTarget",
+    "AWS::EFS::AccessPoint",
+    "AWS::Route53::HealthCheck",
     "AWS::EC2::Subnet",
     "AWS::EC2::RouteTable",
     "AWS::EC2::Route",
@@ -193,7 +206,12 @@ pub fn copied_ids(template: &Template, contract: &Contract) -> BTreeSet<String> 
                 .iter()
                 .any(|d| d.is_cluster && d.logical_id == c)
         });
-        if ty == DB_INSTANCE && of_listed_cluster {
+        // A read replica of a listed instance is created from the clone's restored instance
+        // (contract validation accepts it for that reason), so it starts with its data.
+        let replica_of_listed = template
+            .replica_source_of(&id)
+            .is_some_and(|source| contract.databases.iter().any(|d| d.logical_id == source));
+        if ty == DB_INSTANCE && (of_listed_cluster || replica_of_listed) {
             out.insert(id);
         }
     }

@@ -358,7 +358,9 @@ impl ClonePlan {
                 ));
             }
         }
-        steps.push(format!("in parallel: {}", parallel.join("; ")));
+        if !parallel.is_empty() {
+            steps.push(format!("in parallel: {}", parallel.join("; ")));
+        }
         if let Some(st) = &self.template_staging {
             steps.push(format!(
                 "the template is {} bytes, over CreateStack's {}-byte TemplateBody limit: put \
@@ -423,7 +425,7 @@ impl ClonePlan {
                 ", the template's HTTP checks".to_string()
             }
         ));
-        if self.standby {
+        if self.standby && !self.scaling_groups.is_empty() {
             steps.push(format!(
                 "return the instances of {} to service (also on every failure)",
                 self.scaling_groups.join(", ")
@@ -681,7 +683,6 @@ pub fn build_plan(
             }
         }
     }
-    refuse_fixed_names(source, &evaluator, &contract)?;
     // A hidden NoEcho value is refused unless the contract says its default is right for a
     // clone, or the clone stack never uses it; all of them in one message. (A dynamic reference
     // cannot be read back from the source either: the masked value might have been one, or
@@ -719,6 +720,9 @@ pub fn build_plan(
             resources: inventory.uncovered,
         });
     }
+    // After the inventory: a resource an operator must first decide about (cover or ignore)
+    // comes before the names it would take.
+    refuse_fixed_names(source, &evaluator, &contract)?;
     for b in &mut buckets {
         if let BucketTarget::StackOwned { predicted_name } = &mut b.target {
             *predicted_name = evaluator.property(&b.logical_id, "BucketName");

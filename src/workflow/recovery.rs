@@ -12,7 +12,7 @@ use crate::contract::{Contract, Template, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{EnvName, RunId, TAG_RUN};
-use crate::ports::{DbKind, PortError};
+use crate::ports::{DbKind, PortError, StackResource};
 use crate::retry::{retry, wait_until, Poll};
 
 use super::clone::{
@@ -382,7 +382,7 @@ impl CloneEngine {
         let run = res.run_id.clone();
         let ours = |tags: &BTreeMap<String, String>| tags.get(TAG_RUN) == Some(&run);
         // The clone stack, its buckets emptied first (CloudFormation does not delete a
-        // bucket that holds objects).
+        // bucket that holds objects) — except those it keeps by their DeletionPolicy.
         let stacks = &self.cloud.stacks;
         let name = res.stack.clone();
         if let Some(stack) = retry(|| stacks.describe_stack(&name))
@@ -393,11 +393,6 @@ impl CloneEngine {
                 let resources = retry(|| stacks.resources(&name))
                     .await
                     .map_err(StepError::port(step))?;
-                for r in resources.iter().filter(|r| r.resource_type == BUCKET) {
-                    if let Some(bucket) = &r.physical_id {
-                        self.empty_bucket(bucket).await?;
-                    }
-                }
                 // The stack's databases, and the snapshots each has before the DeleteStack.
                 let databases: Vec<(DbKind, &str, &str)> = resources
                     .iter()
@@ -416,15 +411,23 @@ impl CloneEngine {
                     .await
                     .map_err(StepError::port(step))?;
                 let declared = Template::parse(&name, &body).ok();
+                let kept = |r: &&StackResource| {
+                    let policy = declared
+                        .as_ref()
+                        .and_then(|t| t.resources()?.get(&r.logical_id))
+                        .and_then(|d| d.get("DeletionPolicy"));
+                    r.physical_id.is_some() && deletion::policy_retains(policy)
+                };
+                // A bucket CloudFormation keeps keeps its objects: emptying it would leave the
+                // template's retained bucket empty.
+                for r in resources.iter().filter(|r| r.resource_type == BUCKET) {
+                    if let (Some(bucket), false) = (&r.physical_id, kept(&r)) {
+                        self.empty_bucket(bucket).await?;
+                    }
+                }
                 let retained: Vec<String> = resources
                     .iter()
-                    .filter(|r| {
-                        let policy = declared
-                            .as_ref()
-                            .and_then(|t| t.resources()?.get(&r.logical_id))
-                            .and_then(|d| d.get("DeletionPolicy"));
-                        r.physical_id.is_some() && deletion::policy_retains(policy)
-                    })
+                    .filter(kept)
                     .map(|r| {
                         format!(
                             "{} {} {} (kept by its DeletionPolicy Retain when stack {name} was \

@@ -184,6 +184,40 @@ async fn destroy_lists_what_cloudformation_keeps_by_its_deletion_policy() {
     assert_eq!(left.len(), kept.len(), "{left:?}");
 }
 
+/// Issue 15 (corpus: AWS's ELB access-logs sample keeps its logs bucket by DeletionPolicy
+/// Retain). Failed before the fix: destroy emptied every bucket of the clone's stack before
+/// deleting it, so CloudFormation kept the bucket the template retains, but empty — while
+/// destroy listed it as kept.
+#[tokio::test(start_paused = true)]
+async fn destroy_leaves_the_objects_of_a_bucket_cloudformation_keeps() {
+    let uploads = "  Uploads:\n    Type: AWS::S3::Bucket\n";
+    let template = WEBAPP.replacen(
+        uploads,
+        &format!("{uploads}    DeletionPolicy: Retain\n"),
+        1,
+    );
+    assert_ne!(template, WEBAPP);
+    let (s, _) = prod_from(&template).await;
+    let store = MemoryRunStore::default();
+    clone_to_end(&s, &store, "exp-a").await;
+    let bucket = s.fake.recorded_physical_id("exp-a", "Uploads").unwrap();
+    let keys = s.fake.object_keys(&bucket);
+    assert!(!keys.is_empty(), "the clone's {bucket} holds the copy");
+    let target = s.engine.destroyable("exp-a").await.unwrap();
+    let (removed, left) = s.engine.destroy(&target, &s.emitter).await.unwrap();
+    assert!(removed.iter().any(|r| r == "stack exp-a"), "{removed:?}");
+    assert!(
+        left.iter()
+            .any(|l| l.contains(&bucket) && l.contains("DeletionPolicy Retain")),
+        "{left:?}"
+    );
+    assert_eq!(
+        s.fake.object_keys(&bucket),
+        keys,
+        "the kept bucket keeps its objects"
+    );
+}
+
 /// Item 4. Failed before the fix: finalize deleted the old stack with its KMS key, table and
 /// log group.
 #[tokio::test(start_paused = true)]
