@@ -15,7 +15,10 @@ What it does, in order (each step reuses what already exists):
 1. with --vpc-parameter/--subnets-parameter: a VPC (10.20.0.0/16, tagged
    ``envclone-corpus``) with one subnet in each of four Availability Zones, passed to the
    template as the VPC id and the comma-separated subnet ids (what the console passes for a
-   ``List<AWS::EC2::Subnet::Id>``);
+   ``List<AWS::EC2::Subnet::Id>``); with --subnet-parameter (repeated), one subnet each, in
+   order (for templates taking ``AWS::EC2::Subnet::Id`` parameters one by one); with
+   --security-group-parameter (repeated), a security group of that VPC each, named
+   ``envclone-corpus-<parameter>``;
 2. with --key-parameter: the key pair ``envclone-corpus``;
 3. with --secret NAME=VALUE: a Secrets Manager secret the template resolves by name
    (``{{resolve:secretsmanager:NAME}}``);
@@ -71,6 +74,16 @@ def ensure_network(ec2: Any, region: str) -> tuple[str, list[str]]:
     return vpc, [s["SubnetId"] for s in subnets]
 
 
+def ensure_security_group(ec2: Any, vpc: str, name: str) -> str:
+    """The corpus VPC's security group ``name``, created when missing."""
+    found = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": [name]}]
+    )["SecurityGroups"]
+    if found:
+        return found[0]["GroupId"]
+    return ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
+
+
 def ensure_key_pair(ec2: Any) -> str:
     try:
         ec2.describe_key_pairs(KeyNames=[TAG])
@@ -110,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parameter", action="append", default=[], metavar="K=V")
     ap.add_argument("--vpc-parameter", help="parameter that takes the VPC id")
     ap.add_argument("--subnets-parameter", help="parameter that takes the subnet ids, comma-separated")
+    ap.add_argument("--subnet-parameter", action="append", default=[], help="takes one subnet id")
+    ap.add_argument(
+        "--security-group-parameter", action="append", default=[], help="takes one security group id"
+    )
     ap.add_argument("--key-parameter", help="parameter that takes the key pair's name")
     ap.add_argument("--secret", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--template-bucket", help="bucket for --template-object")
@@ -133,12 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     ec2, cf = client("ec2"), client("cloudformation")
     s3 = client("s3", config=Config(s3={"addressing_style": "path"}))
     try:
-        if args.vpc_parameter or args.subnets_parameter:
+        one_by_one = args.subnet_parameter + args.security_group_parameter
+        if args.vpc_parameter or args.subnets_parameter or one_by_one:
             vpc, subnets = ensure_network(ec2, region)
             if args.vpc_parameter:
                 params.setdefault(args.vpc_parameter, vpc)
             if args.subnets_parameter:
                 params.setdefault(args.subnets_parameter, ",".join(subnets))
+            if len(args.subnet_parameter) > len(subnets):
+                raise RuntimeError(f"{len(args.subnet_parameter)} subnet parameters, {len(subnets)} subnets")
+            for name, subnet in zip(args.subnet_parameter, subnets):
+                params.setdefault(name, subnet)
+            for name in args.security_group_parameter:
+                params.setdefault(name, ensure_security_group(ec2, vpc, f"{TAG}-{name}"))
         if args.key_parameter:
             params.setdefault(args.key_parameter, ensure_key_pair(ec2))
         sm = client("secretsmanager") if secrets else None

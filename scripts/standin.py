@@ -2620,6 +2620,13 @@ def _install_public_templates() -> None:
     # Return values); moto handed the model object on (DBParameterGroupName: !Ref Group failed).
     rds_models.DBParameterGroup.physical_resource_id = property(lambda self: self.name)
 
+    # `Ref` of an AWS::EFS::AccessPoint is its access point id, `fsap-…` (CloudFormation,
+    # "AWS::EFS::AccessPoint", Return values); moto's model had no physical id, so the stack
+    # listed the access point with an empty PhysicalResourceId and `!Ref AccessPoint` was "".
+    from moto.efs import models as efs_models
+
+    efs_models.AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)
+
     # AWS::SecretsManager::Secret, which moto's CloudFormation skipped (a template's
     # `!Ref Secret` then named nothing). CloudFormation, "AWS::SecretsManager::Secret": Ref is
     # the secret's ARN; GenerateSecretString makes a random password (put under

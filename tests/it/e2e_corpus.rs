@@ -125,6 +125,21 @@ impl<'a> Operator<'a> {
         );
     }
 
+    /// `plan clone prod TARGET` and `clone prod TARGET --yes` both refused (exit 2) with each
+    /// of `names` in the error.
+    fn refused(&self, target: &str, names: &[&str]) {
+        for command in [&["plan", "clone"][..], &["clone"][..]] {
+            let mut args = command.to_vec();
+            args.extend(["prod", target, "--yes"]);
+            let out = self.run(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", text(&out));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            for name in names {
+                assert!(stderr.contains(name), "{name}: {stderr}");
+            }
+        }
+    }
+
     /// Everything the runs wrote to their journals and state files.
     fn journals(&self) -> String {
         let mut all = String::new();
@@ -631,6 +646,137 @@ async fn efs_file_system_the_contract_cannot_copy_is_refused_by_name() {
     .await;
 }
 
+/// The EFS file systems, mount targets and access points of the stand-in (envclone links no EFS
+/// SDK crate): per file system its `Name` tag and its mount targets' subnets, per access point
+/// its file system and `Name` tag, as JSON keyed by id.
+fn efs_world(standin: &StandIn) -> serde_json::Value {
+    let code = "import boto3, json, sys\n\
+        efs = boto3.client('efs')\n\
+        out = {'file_systems': {}, 'access_points': {}}\n\
+        for fs in efs.describe_file_systems()['FileSystems']:\n    \
+            subnets = sorted(m['SubnetId'] for m in efs.describe_mount_targets(FileSystemId=fs['FileSystemId'])['MountTargets'])\n    \
+            out['file_systems'][fs['FileSystemId']] = {'name': fs.get('Name'), 'subnets': subnets}\n\
+        for ap in efs.describe_access_points()['AccessPoints']:\n    \
+            out['access_points'][ap['AccessPointId']] = {'file_system': ap['FileSystemId'], 'name': ap.get('Name')}\n\
+        print(json.dumps(out, sort_keys=True))\n";
+    serde_json::from_str(&python(standin, code, "")).unwrap()
+}
+
+/// AWS's EFSAccessPoint sample, unedited: an encrypted file system with three mount targets
+/// (subnets and security groups given one by one) and an access point; its names
+/// (`EFSFileSystemName`, `AccessPointName`) are `Name` tags, not unique names, so a clone in
+/// the same account may carry them over. The file system's files are state envclone does not
+/// copy (issue 12): refused by name until the contract ignores it with a reason; then the clone
+/// has its own file system, mount targets and access point, verifies, and destroy leaves the
+/// world as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn efs_access_point_is_refused_until_ignored_then_cloned_verified_and_destroyed() {
+    let standin = StandIn::start();
+    let (refusing, config, before, seeded) = deploy(
+        &standin,
+        "efs-access-point.yaml",
+        &[
+            "--subnet-parameter",
+            "Subnet1",
+            "--subnet-parameter",
+            "Subnet2",
+            "--subnet-parameter",
+            "Subnet3",
+            "--security-group-parameter",
+            "SecurityGroup1",
+            "--security-group-parameter",
+            "SecurityGroup2",
+            "--security-group-parameter",
+            "SecurityGroup3",
+        ],
+        "[environments.prod.contract]\n",
+    )
+    .await;
+    let efs_before = efs_world(&standin);
+    let source_fs = seeded["resources"]["EFSFileSystem"].as_str().unwrap();
+    let source_ap = seeded["resources"]["EFSAccessPoint"].as_str().unwrap();
+    assert!(
+        source_ap.starts_with("fsap-"),
+        "Ref of the access point: {source_ap}"
+    );
+    assert_eq!(
+        efs_before["file_systems"][source_fs]["subnets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Without `ignore:`: refused before any change, naming the file system.
+    refusing.refused(
+        "efs-test",
+        &["EFSFileSystem", "AWS::EFS::FileSystem", "ignore:"],
+    );
+    assert_eq!(world(&config).await, before);
+    assert_eq!(efs_world(&standin), efs_before);
+
+    let op = Operator::new(
+        &standin,
+        "[environments.prod.contract]\n\
+         ignore = { EFSFileSystem = { reason = \"a test clone starts without shared files\" } }\n",
+    );
+    let planned = op.ok(&["plan", "clone", "prod", "efs-test"]);
+    assert!(
+        planned.contains("created EMPTY, not copied: AWS::EFS::FileSystem EFSFileSystem")
+            && planned.contains("a test clone starts without shared files"),
+        "{planned}"
+    );
+    // The Name tags are not unique names: nothing to refuse, they carry over.
+    assert!(
+        planned.contains("EFSFileSystemName=SampleEFSFilesystem")
+            && planned.contains("AccessPointName=SampleEFSAccessPoint"),
+        "{planned}"
+    );
+    assert_eq!(world(&config).await, before, "plan changes nothing");
+    assert_eq!(efs_world(&standin), efs_before);
+
+    op.ok(&["clone", "prod", "efs-test", "--yes"]);
+    let source = params(&stack(&config, "prod").await);
+    assert_parameters_carried(&source, &params(&stack(&config, "efs-test").await), &[]);
+    let clone_fs = physical_id(&config, "efs-test", "EFSFileSystem").await;
+    let clone_ap = physical_id(&config, "efs-test", "EFSAccessPoint").await;
+    assert_ne!(clone_fs, source_fs);
+    assert_eq!(
+        outputs(&stack(&config, "efs-test").await)["FileSystemId"],
+        clone_fs
+    );
+    let efs = efs_world(&standin);
+    // The source's file system, mount targets and access point untouched; the clone's own,
+    // with mount targets in the same three subnets and the same Name tags.
+    assert_eq!(
+        efs["file_systems"][source_fs],
+        efs_before["file_systems"][source_fs]
+    );
+    assert_eq!(
+        efs["file_systems"][&clone_fs],
+        efs_before["file_systems"][source_fs]
+    );
+    assert_eq!(
+        efs["access_points"][source_ap],
+        efs_before["access_points"][source_ap]
+    );
+    assert_eq!(
+        efs["access_points"][&clone_ap],
+        serde_json::json!({"file_system": clone_fs, "name": "SampleEFSAccessPoint"})
+    );
+    assert_eq!(efs["file_systems"].as_object().unwrap().len(), 2);
+    assert_eq!(efs["access_points"].as_object().unwrap().len(), 2);
+
+    op.ok(&["verify", "efs-test"]);
+    op.ok(&["destroy", "efs-test", "--yes"]);
+    assert_eq!(world(&config).await, before);
+    assert_eq!(
+        efs_world(&standin),
+        efs_before,
+        "destroy removed the clone's access point, mount targets and file system"
+    );
+}
+
 /// The bucket the VPCFlowLogs solution's nested templates are read from (its
 /// `TemplatesS3BucketName`), as an operator uploads them before creating the stack.
 const TEMPLATES_BUCKET: &str = "envclone-corpus-templates";
@@ -778,15 +924,9 @@ async fn webapp_over_51200_bytes_names_the_state_it_cannot_copy() {
          buckets = { SiteContentBucket = {} }\n",
     )
     .await;
-    for command in [&["plan", "clone"][..], &["clone"][..]] {
-        let mut args = command.to_vec();
-        args.extend(["prod", "web-test", "--yes"]);
-        let out = op.run(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", text(&out));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        for what in ["TestTable", "AWS::DynamoDB::Table", "CognitoUserPool"] {
-            assert!(stderr.contains(what), "{what}: {stderr}");
-        }
-    }
+    op.refused(
+        "web-test",
+        &["TestTable", "AWS::DynamoDB::Table", "CognitoUserPool"],
+    );
     assert_eq!(world(&config).await, before);
 }
