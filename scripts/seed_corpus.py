@@ -25,7 +25,8 @@ What it does, in order (each step reuses what already exists):
 4. with --template-bucket BUCKET --template-object KEY=FILE: objects a template reads from S3
    (nested stacks' TemplateURL, Lambda code), put before the stack is created;
 5. the stack, with --parameter K=V, waited for until CREATE_COMPLETE (it fails with the
-   resource's reason otherwise);
+   resource's reason otherwise); a template over CreateStack's 51,200-byte TemplateBody quota
+   is put in --template-bucket under ``templates/`` and created from its TemplateURL;
 6. with --fill LOGICAL_ID: the stack's bucket of that logical id filled with seed_demo's set of
    awkward objects (keys, empty object, folder marker, metadata, tags, a multipart object).
 
@@ -92,11 +93,18 @@ def ensure_key_pair(ec2: Any) -> str:
     return TAG
 
 
-def create_and_wait(cf: Any, name: str, body: str, parameters: dict[str, str]) -> dict[str, Any]:
+# CreateStack's TemplateBody quota ("CloudFormation quotas": 51,200 bytes); a larger template
+# is read from S3 through TemplateURL.
+TEMPLATE_BODY_MAX = 51_200
+
+
+def create_and_wait(cf: Any, name: str, template: dict[str, str], parameters: dict[str, str]) -> dict[str, Any]:
+    """Creates stack ``name`` from ``template`` (``{"TemplateBody": ...}`` or
+    ``{"TemplateURL": ...}``) and waits for it."""
     if _stack(cf, name) is None:
         cf.create_stack(
             StackName=name,
-            TemplateBody=body,
+            **template,
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
@@ -179,7 +187,16 @@ def main(argv: list[str] | None = None) -> int:
                     s3.put_object(Bucket=args.template_bucket, Key=key, Body=f.read())
         with open(args.template, encoding="utf-8") as f:
             body = f.read()
-        stack = create_and_wait(cf, args.stack, body, params)
+        template = {"TemplateBody": body}
+        if len(body.encode("utf-8")) > TEMPLATE_BODY_MAX:
+            if not args.template_bucket:
+                raise RuntimeError(
+                    f"{args.template} is over {TEMPLATE_BODY_MAX} bytes: give --template-bucket to read it from S3"
+                )
+            key = f"templates/{os.path.basename(args.template)}"
+            s3.put_object(Bucket=args.template_bucket, Key=key, Body=body.encode("utf-8"))
+            template = {"TemplateURL": f"https://{args.template_bucket}.s3.{region}.amazonaws.com/{key}"}
+        stack = create_and_wait(cf, args.stack, template, params)
         resources = {
             r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
             for page in cf.get_paginator("list_stack_resources").paginate(StackName=args.stack)

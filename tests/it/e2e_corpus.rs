@@ -886,11 +886,12 @@ async fn vpc_flow_logs_plan_names_the_nested_log_group_it_does_not_copy() {
 /// names from its `AppName` parameter (six buckets, a DynamoDB table, Lambda functions), the
 /// Lambda code read from the bucket and key its parameters name. Its DynamoDB table and Cognito
 /// user pool hold state the contract cannot copy: a clone must refuse them by name before any
-/// change, whatever the template's size.
+/// change, whatever the template's size. With `ignore:` reasons for them (and the log and
+/// replica buckets) it clones through the TemplateURL staging path, copies the site's
+/// content bucket, verifies and destroys. The stand-in creates the Cognito resources in moto's
+/// Cognito and records CloudFront, WAFv2 and two API Gateway types as placeholders
+/// (tests/it/STANDIN.md); seed_corpus.py creates the source from a TemplateURL too.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the stand-in to create AWS::CloudFront::Distribution, AWS::WAFv2::WebACL and \
-            AWS::Cognito::* (moto's CloudFormation skips them and the template's GetAtts fail); \
-            staging over 51,200 bytes and the refusal of uncovered state are in place"]
 async fn webapp_over_51200_bytes_names_the_state_it_cannot_copy() {
     let standin = StandIn::start();
     let code = tempfile::tempdir().unwrap();
@@ -919,6 +920,8 @@ async fn webapp_over_51200_bytes_names_the_state_it_cannot_copy() {
             &object,
             "--parameter",
             "AppName=prod",
+            "--fill",
+            "SiteContentBucket",
         ],
         "[environments.prod.contract]\nenvironment_parameter = \"AppName\"\n\
          buckets = { SiteContentBucket = {} }\n",
@@ -928,5 +931,64 @@ async fn webapp_over_51200_bytes_names_the_state_it_cannot_copy() {
         "web-test",
         &["TestTable", "AWS::DynamoDB::Table", "CognitoUserPool"],
     );
+    assert_eq!(world(&config).await, before);
+
+    let mut toml = String::from(
+        "[environments.prod.contract]\nenvironment_parameter = \"AppName\"\n\
+         buckets = { SiteContentBucket = {} }\n[environments.prod.contract.ignore]\n\
+         TestTable = { reason = \"test data stays with the source\" }\n\
+         CognitoUserPool = { reason = \"testers sign up to the clone's own pool\" }\n",
+    );
+    for logs in [
+        "SiteContentLogBucket",
+        "SiteContentReplicaBucket",
+        "SiteCloudFrontLogsBucket",
+        "SiteCloudFrontLogsLogBucket",
+        "SiteCloudFrontLogsReplicaBucket",
+    ] {
+        toml.push_str(&format!(
+            "{logs} = {{ reason = \"logs and replicas start empty\" }}\n"
+        ));
+    }
+    let op = Operator::new(&standin, &toml);
+    let cloned = op.ok(&["clone", "prod", "web-test", "--yes"]);
+    assert!(
+        cloned.contains("s3://envclone-tpl-"),
+        "staged in a bucket of the run's own: {cloned}"
+    );
+    assert!(
+        cloned.contains("AWS::DynamoDB::Table TestTable")
+            && cloned.contains("AWS::Cognito::UserPool CognitoUserPool"),
+        "{cloned}"
+    );
+    // The clone's names come from its AppName; its own table, pool, distribution.
+    assert_eq!(
+        params(&stack(&config, "web-test").await)["AppName"],
+        "web-test"
+    );
+    for logical in ["TestTable", "CognitoUserPool", "SiteDistribution"] {
+        assert_ne!(
+            physical_id(&config, "web-test", logical).await,
+            physical_id(&config, "prod", logical).await,
+            "{logical}"
+        );
+    }
+    let source_site = physical_id(&config, "prod", "SiteContentBucket").await;
+    let clone_site = physical_id(&config, "web-test", "SiteContentBucket").await;
+    assert!(clone_site.starts_with("web-test-content-"), "{clone_site}");
+    let s3 = s3(&config);
+    let objects = describe_bucket(&s3, &source_site).await;
+    assert!(!objects.is_empty(), "{source_site} was filled");
+    assert_eq!(describe_bucket(&s3, &clone_site).await, objects);
+    assert!(template_body(&config, "web-test").await.len() > 51_200);
+    let (stacks, buckets, ..) = world(&config).await;
+    assert!(stacks.contains(&"web-test".to_string()), "{stacks:?}");
+    assert!(
+        !buckets.iter().any(|b| b.starts_with("envclone-tpl-")),
+        "the staging bucket is gone: {buckets:?}"
+    );
+
+    op.ok(&["verify", "web-test"]);
+    op.ok(&["destroy", "web-test", "--yes"]);
     assert_eq!(world(&config).await, before);
 }
