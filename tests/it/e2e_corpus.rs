@@ -950,6 +950,22 @@ async fn webapp_over_51200_bytes_names_the_state_it_cannot_copy() {
             "{logs} = {{ reason = \"logs and replicas start empty\" }}\n"
         ));
     }
+    // Cognito (envclone links no Cognito SDK crate): user pools with their domain and clients.
+    let pools = "import boto3, json\n\
+        idp = boto3.client('cognito-idp')\n\
+        out = {}\n\
+        for p in idp.list_user_pools(MaxResults=60)['UserPools']:\n    \
+            d = idp.describe_user_pool(UserPoolId=p['Id'])['UserPool']\n    \
+            clients = idp.list_user_pool_clients(UserPoolId=p['Id'], MaxResults=60)['UserPoolClients']\n    \
+            out[p['Id']] = [p['Name'], d.get('Domain'), sorted(c['ClientName'] for c in clients)]\n\
+        print(json.dumps(out, sort_keys=True))\n";
+    let pools_before: serde_json::Value =
+        serde_json::from_str(&python(&standin, pools, "")).unwrap();
+    let source_pool = physical_id(&config, "prod", "CognitoUserPool").await;
+    assert_eq!(
+        pools_before,
+        serde_json::json!({ source_pool.clone(): ["prod", "prod", ["prod"]] })
+    );
     let op = Operator::new(&standin, &toml);
     let cloned = op.ok(&["clone", "prod", "web-test", "--yes"]);
     assert!(
@@ -988,7 +1004,20 @@ async fn webapp_over_51200_bytes_names_the_state_it_cannot_copy() {
         "the staging bucket is gone: {buckets:?}"
     );
 
+    // The clone's own user pool, domain and client, named from its AppName.
+    let clone_pool = physical_id(&config, "web-test", "CognitoUserPool").await;
+    let mut with_clone = pools_before.clone();
+    with_clone[&clone_pool] = serde_json::json!(["web-test", "web-test", ["web-test"]]);
+    let pools_now: serde_json::Value = serde_json::from_str(&python(&standin, pools, "")).unwrap();
+    assert_eq!(pools_now, with_clone);
+
     op.ok(&["verify", "web-test"]);
     op.ok(&["destroy", "web-test", "--yes"]);
     assert_eq!(world(&config).await, before);
+    let pools_after: serde_json::Value =
+        serde_json::from_str(&python(&standin, pools, "")).unwrap();
+    assert_eq!(
+        pools_after, pools_before,
+        "destroy removed the clone's user pool"
+    );
 }
