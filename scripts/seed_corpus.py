@@ -15,14 +15,18 @@ What it does, in order (each step reuses what already exists):
 1. with --vpc-parameter/--subnets-parameter: a VPC (10.20.0.0/16, tagged
    ``envclone-corpus``) with one subnet in each of four Availability Zones, passed to the
    template as the VPC id and the comma-separated subnet ids (what the console passes for a
-   ``List<AWS::EC2::Subnet::Id>``);
+   ``List<AWS::EC2::Subnet::Id>``); with --subnet-parameter (repeated), one subnet each, in
+   order (for templates taking ``AWS::EC2::Subnet::Id`` parameters one by one); with
+   --security-group-parameter (repeated), a security group of that VPC each, named
+   ``envclone-corpus-<parameter>``;
 2. with --key-parameter: the key pair ``envclone-corpus``;
 3. with --secret NAME=VALUE: a Secrets Manager secret the template resolves by name
    (``{{resolve:secretsmanager:NAME}}``);
 4. with --template-bucket BUCKET --template-object KEY=FILE: objects a template reads from S3
    (nested stacks' TemplateURL, Lambda code), put before the stack is created;
 5. the stack, with --parameter K=V, waited for until CREATE_COMPLETE (it fails with the
-   resource's reason otherwise);
+   resource's reason otherwise); a template over CreateStack's 51,200-byte TemplateBody quota
+   is put in --template-bucket under ``templates/`` and created from its TemplateURL;
 6. with --fill LOGICAL_ID: the stack's bucket of that logical id filled with seed_demo's set of
    awkward objects (keys, empty object, folder marker, metadata, tags, a multipart object).
 
@@ -71,6 +75,16 @@ def ensure_network(ec2: Any, region: str) -> tuple[str, list[str]]:
     return vpc, [s["SubnetId"] for s in subnets]
 
 
+def ensure_security_group(ec2: Any, vpc: str, name: str) -> str:
+    """The corpus VPC's security group ``name``, created when missing."""
+    found = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": [name]}]
+    )["SecurityGroups"]
+    if found:
+        return found[0]["GroupId"]
+    return ec2.create_security_group(GroupName=name, Description=name, VpcId=vpc)["GroupId"]
+
+
 def ensure_key_pair(ec2: Any) -> str:
     try:
         ec2.describe_key_pairs(KeyNames=[TAG])
@@ -79,11 +93,18 @@ def ensure_key_pair(ec2: Any) -> str:
     return TAG
 
 
-def create_and_wait(cf: Any, name: str, body: str, parameters: dict[str, str]) -> dict[str, Any]:
+# CreateStack's TemplateBody quota ("CloudFormation quotas": 51,200 bytes); a larger template
+# is read from S3 through TemplateURL.
+TEMPLATE_BODY_MAX = 51_200
+
+
+def create_and_wait(cf: Any, name: str, template: dict[str, str], parameters: dict[str, str]) -> dict[str, Any]:
+    """Creates stack ``name`` from ``template`` (``{"TemplateBody": ...}`` or
+    ``{"TemplateURL": ...}``) and waits for it."""
     if _stack(cf, name) is None:
         cf.create_stack(
             StackName=name,
-            TemplateBody=body,
+            **template,
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
@@ -110,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parameter", action="append", default=[], metavar="K=V")
     ap.add_argument("--vpc-parameter", help="parameter that takes the VPC id")
     ap.add_argument("--subnets-parameter", help="parameter that takes the subnet ids, comma-separated")
+    ap.add_argument("--subnet-parameter", action="append", default=[], help="takes one subnet id")
+    ap.add_argument(
+        "--security-group-parameter", action="append", default=[], help="takes one security group id"
+    )
     ap.add_argument("--key-parameter", help="parameter that takes the key pair's name")
     ap.add_argument("--secret", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--template-bucket", help="bucket for --template-object")
@@ -133,12 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     ec2, cf = client("ec2"), client("cloudformation")
     s3 = client("s3", config=Config(s3={"addressing_style": "path"}))
     try:
-        if args.vpc_parameter or args.subnets_parameter:
+        one_by_one = args.subnet_parameter + args.security_group_parameter
+        if args.vpc_parameter or args.subnets_parameter or one_by_one:
             vpc, subnets = ensure_network(ec2, region)
             if args.vpc_parameter:
                 params.setdefault(args.vpc_parameter, vpc)
             if args.subnets_parameter:
                 params.setdefault(args.subnets_parameter, ",".join(subnets))
+            if len(args.subnet_parameter) > len(subnets):
+                raise RuntimeError(f"{len(args.subnet_parameter)} subnet parameters, {len(subnets)} subnets")
+            for name, subnet in zip(args.subnet_parameter, subnets):
+                params.setdefault(name, subnet)
+            for name in args.security_group_parameter:
+                params.setdefault(name, ensure_security_group(ec2, vpc, f"{TAG}-{name}"))
         if args.key_parameter:
             params.setdefault(args.key_parameter, ensure_key_pair(ec2))
         sm = client("secretsmanager") if secrets else None
@@ -155,7 +187,16 @@ def main(argv: list[str] | None = None) -> int:
                     s3.put_object(Bucket=args.template_bucket, Key=key, Body=f.read())
         with open(args.template, encoding="utf-8") as f:
             body = f.read()
-        stack = create_and_wait(cf, args.stack, body, params)
+        template = {"TemplateBody": body}
+        if len(body.encode("utf-8")) > TEMPLATE_BODY_MAX:
+            if not args.template_bucket:
+                raise RuntimeError(
+                    f"{args.template} is over {TEMPLATE_BODY_MAX} bytes: give --template-bucket to read it from S3"
+                )
+            key = f"templates/{os.path.basename(args.template)}"
+            s3.put_object(Bucket=args.template_bucket, Key=key, Body=body.encode("utf-8"))
+            template = {"TemplateURL": f"https://{args.template_bucket}.s3.{region}.amazonaws.com/{key}"}
+        stack = create_and_wait(cf, args.stack, template, params)
         resources = {
             r["LogicalResourceId"]: r.get("PhysicalResourceId", "")
             for page in cf.get_paginator("list_stack_resources").paginate(StackName=args.stack)

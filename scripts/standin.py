@@ -23,6 +23,9 @@ moto internals each one touches, in tests/it/STANDIN.md):
   point-in-time / copy-on-write restore) with its instances as members, cluster statuses that
   take time, a LatestRestorableTime that trails the clock, and stack deletes that snapshot
   or keep the cluster by its DeletionPolicy;
+* what public sample templates (tests/fixtures/real/) need: Cognito user pools, clients and
+  domains in moto's Cognito; CloudFront, WAFv2 and two API Gateway types as recorded
+  placeholders with the Ref/GetAtt values CloudFormation documents;
 * S3 HeadObject/GetObject with PartNumber on multipart objects;
 * a few cheap refusals AWS makes and moto does not (EnterStandby below MinSize, DeleteDBInstance
   without a final-snapshot decision);
@@ -2600,6 +2603,208 @@ def _warm_up(dispatcher: DomainDispatcherApplication) -> None:
                 dispatcher.app_instances[service] = dispatcher.create_app(service)  # type: ignore[arg-type]
 
 
+# Resources of types moto's CloudFormation skips and no moto backend here creates (moto's
+# CloudFront and WAFv2 backends take their API's XML/JSON shapes, not CloudFormation's):
+# recorded here by (account, region) and physical id, with their logical id and properties, so a
+# stack delete removes them and a test can list them. Each gets the Ref and GetAtt values the
+# CloudFormation resource reference documents (page "<type>", Return values).
+PLACEHOLDERS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+
+
+def _random_id(length: int, alphabet: str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") -> str:
+    return "".join(random.choice(alphabet) for _ in range(length))
+
+
+def _install_webapp_types(base: Any) -> None:
+    """AWS::Cognito::UserPool/UserPoolDomain/UserPoolClient in moto's Cognito backend, and
+    placeholders for AWS::CloudFront::Distribution/OriginAccessControl, AWS::WAFv2::WebACL,
+    AWS::ApiGateway::Authorizer/Stage (AWS's WebApp sample reads their attributes)."""
+    from moto.cognitoidp.models import cognitoidp_backends
+
+    def properties(cloudformation_json: Any) -> dict[str, Any]:
+        return dict(cloudformation_json.get("Properties") or {})
+
+    # CloudFormation, "AWS::Cognito::UserPool": Ref is the pool id; GetAtt Arn, ProviderName,
+    # ProviderURL, UserPoolId.
+    class UserPoolModel(base):  # type: ignore[misc, valid-type]
+        __module__ = "moto.cognitoidp.models"
+
+        def __init__(self, pool: Any) -> None:
+            self.pool = pool
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.pool.id
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return "UserPoolName"
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::Cognito::UserPool"
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr in ("Arn", "ProviderName", "ProviderURL", "UserPoolId")
+
+        def get_cfn_attribute(self, attribute_name: str) -> str:
+            provider = f"cognito-idp.{self.pool.region}.amazonaws.com/{self.pool.id}"
+            return {
+                "Arn": self.pool.arn,
+                "ProviderName": provider,
+                "ProviderURL": f"https://{provider}",
+                "UserPoolId": self.pool.id,
+            }[attribute_name]
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+            props = properties(cloudformation_json)
+            name = props.pop("UserPoolName", None) or resource_name
+            return cls(cognitoidp_backends[account_id][region_name].create_user_pool(name, props))
+
+        def delete(self, account_id: str, region_name: str) -> None:
+            cognitoidp_backends[account_id][region_name].delete_user_pool(self.pool.id)
+
+    # "AWS::Cognito::UserPoolDomain": Ref is the domain (prefix); it is unique in the region.
+    class UserPoolDomainModel(base):  # type: ignore[misc, valid-type]
+        __module__ = "moto.cognitoidp.models"
+
+        def __init__(self, domain: str) -> None:
+            self.domain = domain
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.domain
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::Cognito::UserPoolDomain"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+            props = properties(cloudformation_json)
+            backend = cognitoidp_backends[account_id][region_name]
+            domain = str(props["Domain"])
+            if backend.describe_user_pool_domain(domain) is not None:
+                # CreateUserPoolDomain: "InvalidParameterException: Domain already associated
+                # with another user pool."
+                raise ValueError(f"Domain {domain} already associated with another user pool.")
+            backend.create_user_pool_domain(str(props["UserPoolId"]), domain, props.get("CustomDomainConfig"))
+            return cls(domain)
+
+        def delete(self, account_id: str, region_name: str) -> None:
+            cognitoidp_backends[account_id][region_name].delete_user_pool_domain(self.domain)
+
+    # "AWS::Cognito::UserPoolClient": Ref is the client id; GetAtt ClientId, Name.
+    class UserPoolClientModel(base):  # type: ignore[misc, valid-type]
+        __module__ = "moto.cognitoidp.models"
+
+        def __init__(self, client: Any) -> None:
+            self.client = client
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.client.id
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return "AWS::Cognito::UserPoolClient"
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return attr in ("ClientId", "Name")
+
+        def get_cfn_attribute(self, attribute_name: str) -> str:
+            return self.client.id if attribute_name == "ClientId" else self.client.extended_config.get("ClientName", "")
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+            props = properties(cloudformation_json)
+            pool = str(props.pop("UserPoolId"))
+            secret = _truthy(props.pop("GenerateSecret", False))
+            return cls(cognitoidp_backends[account_id][region_name].create_user_pool_client(pool, secret, props))
+
+        def delete(self, account_id: str, region_name: str) -> None:
+            cognitoidp_backends[account_id][region_name].delete_user_pool_client(self.client.user_pool_id, self.client.id)
+
+    def placeholder(type_name: str, make: Callable[[str, str, str, dict[str, Any]], tuple[str, dict[str, str]]]) -> None:
+        """A recorded placeholder of type_name: make(account, region, name, properties) gives
+        its Ref value and its GetAtt attributes."""
+
+        def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):  # type: ignore[no-untyped-def]
+            props = properties(cloudformation_json)
+            ref, attributes = make(account_id, region_name, resource_name, props)
+            key = f"{type_name}/{uuid.uuid4()}"
+            PLACEHOLDERS.setdefault((account_id, region_name), {})[key] = {
+                "Ref": ref,
+                "Properties": props,
+                "Attributes": attributes,
+            }
+            return cls(key, ref, attributes)
+
+        def delete(self, account_id: str, region_name: str) -> None:  # type: ignore[no-untyped-def]
+            PLACEHOLDERS.get((account_id, region_name), {}).pop(self.key, None)
+
+        def get_cfn_attribute(self, attribute_name: str) -> str:  # type: ignore[no-untyped-def]
+            from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+            if attribute_name not in self.attributes:
+                raise UnformattedGetAttTemplateException()
+            return self.attributes[attribute_name]
+
+        def init(self, key: str, ref: str, attributes: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+            self.key, self.ref, self.attributes = key, ref, attributes
+
+        attrs = {
+            "__module__": "moto.core.common_models",
+            "__init__": init,
+            "physical_resource_id": property(lambda self: self.ref),
+            "cloudformation_type": staticmethod(lambda: type_name),
+            "has_cfn_attr": classmethod(lambda cls, attr: True),
+            "get_cfn_attribute": get_cfn_attribute,
+            "create_from_cloudformation_json": classmethod(create),
+            "delete": delete,
+        }
+        type(type_name.replace("::", "") + "Placeholder", (base,), attrs)
+
+    def distribution(account: str, region: str, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        # "AWS::CloudFront::Distribution": Ref is the distribution id (E…); GetAtt DomainName
+        # (d111111abcdef8.cloudfront.net), Id.
+        ident = "E" + _random_id(13)
+        return ident, {"Id": ident, "DomainName": f"d{_random_id(13, 'abcdef0123456789')}.cloudfront.net"}
+
+    def origin_access_control(account: str, region: str, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        # "AWS::CloudFront::OriginAccessControl": Ref and GetAtt Id are the OAC id.
+        ident = "E" + _random_id(13)
+        return ident, {"Id": ident}
+
+    def web_acl(account: str, region: str, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        # "AWS::WAFv2::WebACL": Ref is "name|id|scope"; GetAtt Arn, Id. A CLOUDFRONT-scoped ACL
+        # lives in us-east-1 under "global".
+        acl_name = str(props.get("Name") or name)
+        ident = str(uuid.uuid4())
+        scope = str(props.get("Scope", "REGIONAL"))
+        where = "global" if scope == "CLOUDFRONT" else "regional"
+        arn = f"arn:aws:wafv2:{region}:{account}:{where}/webacl/{acl_name}/{ident}"
+        return f"{acl_name}|{ident}|{scope}", {"Arn": arn, "Id": ident}
+
+    def authorizer(account: str, region: str, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        # "AWS::ApiGateway::Authorizer": Ref and GetAtt AuthorizerId are the authorizer id.
+        ident = _random_id(6, "abcdefghijklmnopqrstuvwxyz0123456789")
+        return ident, {"AuthorizerId": ident}
+
+    def stage(account: str, region: str, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        # "AWS::ApiGateway::Stage": Ref is the stage name (unique per REST API only).
+        return str(props.get("StageName")), {}
+
+    placeholder("AWS::CloudFront::Distribution", distribution)
+    placeholder("AWS::CloudFront::OriginAccessControl", origin_access_control)
+    placeholder("AWS::WAFv2::WebACL", web_acl)
+    placeholder("AWS::ApiGateway::Authorizer", authorizer)
+    placeholder("AWS::ApiGateway::Stage", stage)
+
+
 def _install_public_templates() -> None:
     """What public templates (tests/fixtures/real/) need of CloudFormation and RDS that moto
     does differently from AWS."""
@@ -2619,6 +2824,13 @@ def _install_public_templates() -> None:
     # `Ref` of an AWS::RDS::DBParameterGroup is its name (CloudFormation, "AWS::RDS::DBParameterGroup",
     # Return values); moto handed the model object on (DBParameterGroupName: !Ref Group failed).
     rds_models.DBParameterGroup.physical_resource_id = property(lambda self: self.name)
+
+    # `Ref` of an AWS::EFS::AccessPoint is its access point id, `fsap-…` (CloudFormation,
+    # "AWS::EFS::AccessPoint", Return values); moto's model had no physical id, so the stack
+    # listed the access point with an empty PhysicalResourceId and `!Ref AccessPoint` was "".
+    from moto.efs import models as efs_models
+
+    efs_models.AccessPoint.physical_resource_id = property(lambda self: self.access_point_id)
 
     # AWS::SecretsManager::Secret, which moto's CloudFormation skipped (a template's
     # `!Ref Secret` then named nothing). CloudFormation, "AWS::SecretsManager::Secret": Ref is
@@ -2696,6 +2908,8 @@ def _install_public_templates() -> None:
 
         def delete(self, account_id: str, region_name: str) -> None:
             secretsmanager_backends[account_id][region_name].delete_secret(self.arn, None, True)
+
+    _install_webapp_types(CloudFormationModel)
 
     cfn_parsing.get_model_map.cache_clear()
     cfn_parsing.get_name_type_map.cache_clear()

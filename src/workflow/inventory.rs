@@ -124,6 +124,23 @@ pub const STATELESS_TYPES: &[&str] = &[
     "AWS::SSM::Parameter",
     "AWS::CloudFormation::WaitConditionHandle",
     "AWS::CloudFormation::WaitCondition",
+    // An API's definition (API Gateway: resources, methods, deployments, stages,
+    // authorizers): the requests it serves are not kept by it.
+    "AWS::ApiGateway::RestApi",
+    "AWS::ApiGateway::Resource",
+    "AWS::ApiGateway::Method",
+    "AWS::ApiGateway::Deployment",
+    "AWS::ApiGateway::Stage",
+    "AWS::ApiGateway::Authorizer",
+    // Content delivery and its firewall: a distribution caches what its origins hold (the
+    // origins, e.g. buckets, are judged on their own); a web ACL is rules.
+    "AWS::CloudFront::Distribution",
+    "AWS::CloudFront::OriginAccessControl",
+    "AWS::WAFv2::WebACL",
+    // A user pool's app client and domain are settings of the pool; its users are the
+    // AWS::Cognito::UserPool's (stateful, judged on its own).
+    "AWS::Cognito::UserPoolClient",
+    "AWS::Cognito::UserPoolDomain",
 ];
 
 /// Types the contract covers when it lists them, with what a clone of one it does not list
@@ -403,6 +420,46 @@ Resources:
         assert_eq!(finalize_loss("AWS::EC2::VPC"), None);
         assert_eq!(finalize_loss(BUCKET), None);
         assert_eq!(finalize_loss(DB_CLUSTER), None);
+    }
+
+    /// Issue 15: AWS's WebApp sample (tests/fixtures/real/webapp.json). What a clone of it
+    /// does not copy is its other buckets, its DynamoDB table and its Cognito user pool; its API, CDN,
+    /// firewall and the pool's client and domain are recreated from the template. (Failed
+    /// before: API Gateway, CloudFront, WAFv2 and the pool's client and domain were unknown
+    /// types, so a clone had to list 15 configuration resources under `ignore:`.)
+    #[test]
+    fn the_webapp_sample_lacks_only_its_buckets_table_and_user_pool() {
+        // The contract of its e2e test (tests/it/e2e_corpus.rs), in the template's Metadata.
+        let mut body: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/real/webapp.json")).unwrap();
+        body["Metadata"]["envclone"] = serde_json::json!({
+            "environment_parameter": "AppName",
+            "buckets": { "SiteContentBucket": {} },
+        });
+        let (t, c) = contract(&body.to_string());
+        let types = t.resource_types();
+        let inv = inventory(
+            types.iter().map(|(id, ty)| (id.as_str(), ty.as_str())),
+            &copied_ids(&t, &c),
+            &c,
+        );
+        let uncovered: Vec<String> = inv
+            .uncovered
+            .iter()
+            .map(|u| format!("{} {}", u.resource_type, u.logical_id))
+            .collect();
+        assert_eq!(
+            uncovered,
+            vec![
+                "AWS::Cognito::UserPool CognitoUserPool",
+                "AWS::S3::Bucket SiteCloudFrontLogsBucket",
+                "AWS::S3::Bucket SiteCloudFrontLogsLogBucket",
+                "AWS::S3::Bucket SiteCloudFrontLogsReplicaBucket",
+                "AWS::S3::Bucket SiteContentLogBucket",
+                "AWS::S3::Bucket SiteContentReplicaBucket",
+                "AWS::DynamoDB::Table TestTable",
+            ]
+        );
     }
 
     /// The repository's own templates clone without an `ignore:`: every resource they create

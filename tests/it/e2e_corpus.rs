@@ -125,6 +125,21 @@ impl<'a> Operator<'a> {
         );
     }
 
+    /// `plan clone prod TARGET` and `clone prod TARGET --yes` both refused (exit 2) with each
+    /// of `names` in the error.
+    fn refused(&self, target: &str, names: &[&str]) {
+        for command in [&["plan", "clone"][..], &["clone"][..]] {
+            let mut args = command.to_vec();
+            args.extend(["prod", target, "--yes"]);
+            let out = self.run(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", text(&out));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            for name in names {
+                assert!(stderr.contains(name), "{name}: {stderr}");
+            }
+        }
+    }
+
     /// Everything the runs wrote to their journals and state files.
     fn journals(&self) -> String {
         let mut all = String::new();
@@ -631,6 +646,137 @@ async fn efs_file_system_the_contract_cannot_copy_is_refused_by_name() {
     .await;
 }
 
+/// The EFS file systems, mount targets and access points of the stand-in (envclone links no EFS
+/// SDK crate): per file system its `Name` tag and its mount targets' subnets, per access point
+/// its file system and `Name` tag, as JSON keyed by id.
+fn efs_world(standin: &StandIn) -> serde_json::Value {
+    let code = "import boto3, json, sys\n\
+        efs = boto3.client('efs')\n\
+        out = {'file_systems': {}, 'access_points': {}}\n\
+        for fs in efs.describe_file_systems()['FileSystems']:\n    \
+            subnets = sorted(m['SubnetId'] for m in efs.describe_mount_targets(FileSystemId=fs['FileSystemId'])['MountTargets'])\n    \
+            out['file_systems'][fs['FileSystemId']] = {'name': fs.get('Name'), 'subnets': subnets}\n\
+        for ap in efs.describe_access_points()['AccessPoints']:\n    \
+            out['access_points'][ap['AccessPointId']] = {'file_system': ap['FileSystemId'], 'name': ap.get('Name')}\n\
+        print(json.dumps(out, sort_keys=True))\n";
+    serde_json::from_str(&python(standin, code, "")).unwrap()
+}
+
+/// AWS's EFSAccessPoint sample, unedited: an encrypted file system with three mount targets
+/// (subnets and security groups given one by one) and an access point; its names
+/// (`EFSFileSystemName`, `AccessPointName`) are `Name` tags, not unique names, so a clone in
+/// the same account may carry them over. The file system's files are state envclone does not
+/// copy (issue 12): refused by name until the contract ignores it with a reason; then the clone
+/// has its own file system, mount targets and access point, verifies, and destroy leaves the
+/// world as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn efs_access_point_is_refused_until_ignored_then_cloned_verified_and_destroyed() {
+    let standin = StandIn::start();
+    let (refusing, config, before, seeded) = deploy(
+        &standin,
+        "efs-access-point.yaml",
+        &[
+            "--subnet-parameter",
+            "Subnet1",
+            "--subnet-parameter",
+            "Subnet2",
+            "--subnet-parameter",
+            "Subnet3",
+            "--security-group-parameter",
+            "SecurityGroup1",
+            "--security-group-parameter",
+            "SecurityGroup2",
+            "--security-group-parameter",
+            "SecurityGroup3",
+        ],
+        "[environments.prod.contract]\n",
+    )
+    .await;
+    let efs_before = efs_world(&standin);
+    let source_fs = seeded["resources"]["EFSFileSystem"].as_str().unwrap();
+    let source_ap = seeded["resources"]["EFSAccessPoint"].as_str().unwrap();
+    assert!(
+        source_ap.starts_with("fsap-"),
+        "Ref of the access point: {source_ap}"
+    );
+    assert_eq!(
+        efs_before["file_systems"][source_fs]["subnets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Without `ignore:`: refused before any change, naming the file system.
+    refusing.refused(
+        "efs-test",
+        &["EFSFileSystem", "AWS::EFS::FileSystem", "ignore:"],
+    );
+    assert_eq!(world(&config).await, before);
+    assert_eq!(efs_world(&standin), efs_before);
+
+    let op = Operator::new(
+        &standin,
+        "[environments.prod.contract]\n\
+         ignore = { EFSFileSystem = { reason = \"a test clone starts without shared files\" } }\n",
+    );
+    let planned = op.ok(&["plan", "clone", "prod", "efs-test"]);
+    assert!(
+        planned.contains("created EMPTY, not copied: AWS::EFS::FileSystem EFSFileSystem")
+            && planned.contains("a test clone starts without shared files"),
+        "{planned}"
+    );
+    // The Name tags are not unique names: nothing to refuse, they carry over.
+    assert!(
+        planned.contains("EFSFileSystemName=SampleEFSFilesystem")
+            && planned.contains("AccessPointName=SampleEFSAccessPoint"),
+        "{planned}"
+    );
+    assert_eq!(world(&config).await, before, "plan changes nothing");
+    assert_eq!(efs_world(&standin), efs_before);
+
+    op.ok(&["clone", "prod", "efs-test", "--yes"]);
+    let source = params(&stack(&config, "prod").await);
+    assert_parameters_carried(&source, &params(&stack(&config, "efs-test").await), &[]);
+    let clone_fs = physical_id(&config, "efs-test", "EFSFileSystem").await;
+    let clone_ap = physical_id(&config, "efs-test", "EFSAccessPoint").await;
+    assert_ne!(clone_fs, source_fs);
+    assert_eq!(
+        outputs(&stack(&config, "efs-test").await)["FileSystemId"],
+        clone_fs
+    );
+    let efs = efs_world(&standin);
+    // The source's file system, mount targets and access point untouched; the clone's own,
+    // with mount targets in the same three subnets and the same Name tags.
+    assert_eq!(
+        efs["file_systems"][source_fs],
+        efs_before["file_systems"][source_fs]
+    );
+    assert_eq!(
+        efs["file_systems"][&clone_fs],
+        efs_before["file_systems"][source_fs]
+    );
+    assert_eq!(
+        efs["access_points"][source_ap],
+        efs_before["access_points"][source_ap]
+    );
+    assert_eq!(
+        efs["access_points"][&clone_ap],
+        serde_json::json!({"file_system": clone_fs, "name": "SampleEFSAccessPoint"})
+    );
+    assert_eq!(efs["file_systems"].as_object().unwrap().len(), 2);
+    assert_eq!(efs["access_points"].as_object().unwrap().len(), 2);
+
+    op.ok(&["verify", "efs-test"]);
+    op.ok(&["destroy", "efs-test", "--yes"]);
+    assert_eq!(world(&config).await, before);
+    assert_eq!(
+        efs_world(&standin),
+        efs_before,
+        "destroy removed the clone's access point, mount targets and file system"
+    );
+}
+
 /// The bucket the VPCFlowLogs solution's nested templates are read from (its
 /// `TemplatesS3BucketName`), as an operator uploads them before creating the stack.
 const TEMPLATES_BUCKET: &str = "envclone-corpus-templates";
@@ -740,11 +886,12 @@ async fn vpc_flow_logs_plan_names_the_nested_log_group_it_does_not_copy() {
 /// names from its `AppName` parameter (six buckets, a DynamoDB table, Lambda functions), the
 /// Lambda code read from the bucket and key its parameters name. Its DynamoDB table and Cognito
 /// user pool hold state the contract cannot copy: a clone must refuse them by name before any
-/// change, whatever the template's size.
+/// change, whatever the template's size. With `ignore:` reasons for them (and the log and
+/// replica buckets) it clones through the TemplateURL staging path, copies the site's
+/// content bucket, verifies and destroys. The stand-in creates the Cognito resources in moto's
+/// Cognito and records CloudFront, WAFv2 and two API Gateway types as placeholders
+/// (tests/it/STANDIN.md); seed_corpus.py creates the source from a TemplateURL too.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the stand-in to create AWS::CloudFront::Distribution, AWS::WAFv2::WebACL and \
-            AWS::Cognito::* (moto's CloudFormation skips them and the template's GetAtts fail); \
-            staging over 51,200 bytes and the refusal of uncovered state are in place"]
 async fn webapp_over_51200_bytes_names_the_state_it_cannot_copy() {
     let standin = StandIn::start();
     let code = tempfile::tempdir().unwrap();
@@ -773,20 +920,104 @@ async fn webapp_over_51200_bytes_names_the_state_it_cannot_copy() {
             &object,
             "--parameter",
             "AppName=prod",
+            "--fill",
+            "SiteContentBucket",
         ],
         "[environments.prod.contract]\nenvironment_parameter = \"AppName\"\n\
          buckets = { SiteContentBucket = {} }\n",
     )
     .await;
-    for command in [&["plan", "clone"][..], &["clone"][..]] {
-        let mut args = command.to_vec();
-        args.extend(["prod", "web-test", "--yes"]);
-        let out = op.run(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", text(&out));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        for what in ["TestTable", "AWS::DynamoDB::Table", "CognitoUserPool"] {
-            assert!(stderr.contains(what), "{what}: {stderr}");
-        }
-    }
+    op.refused(
+        "web-test",
+        &["TestTable", "AWS::DynamoDB::Table", "CognitoUserPool"],
+    );
     assert_eq!(world(&config).await, before);
+
+    let mut toml = String::from(
+        "[environments.prod.contract]\nenvironment_parameter = \"AppName\"\n\
+         buckets = { SiteContentBucket = {} }\n[environments.prod.contract.ignore]\n\
+         TestTable = { reason = \"test data stays with the source\" }\n\
+         CognitoUserPool = { reason = \"testers sign up to the clone's own pool\" }\n",
+    );
+    for logs in [
+        "SiteContentLogBucket",
+        "SiteContentReplicaBucket",
+        "SiteCloudFrontLogsBucket",
+        "SiteCloudFrontLogsLogBucket",
+        "SiteCloudFrontLogsReplicaBucket",
+    ] {
+        toml.push_str(&format!(
+            "{logs} = {{ reason = \"logs and replicas start empty\" }}\n"
+        ));
+    }
+    // Cognito (envclone links no Cognito SDK crate): user pools with their domain and clients.
+    let pools = "import boto3, json\n\
+        idp = boto3.client('cognito-idp')\n\
+        out = {}\n\
+        for p in idp.list_user_pools(MaxResults=60)['UserPools']:\n    \
+            d = idp.describe_user_pool(UserPoolId=p['Id'])['UserPool']\n    \
+            clients = idp.list_user_pool_clients(UserPoolId=p['Id'], MaxResults=60)['UserPoolClients']\n    \
+            out[p['Id']] = [p['Name'], d.get('Domain'), sorted(c['ClientName'] for c in clients)]\n\
+        print(json.dumps(out, sort_keys=True))\n";
+    let pools_before: serde_json::Value =
+        serde_json::from_str(&python(&standin, pools, "")).unwrap();
+    let source_pool = physical_id(&config, "prod", "CognitoUserPool").await;
+    assert_eq!(
+        pools_before,
+        serde_json::json!({ source_pool.clone(): ["prod", "prod", ["prod"]] })
+    );
+    let op = Operator::new(&standin, &toml);
+    let cloned = op.ok(&["clone", "prod", "web-test", "--yes"]);
+    assert!(
+        cloned.contains("s3://envclone-tpl-"),
+        "staged in a bucket of the run's own: {cloned}"
+    );
+    assert!(
+        cloned.contains("AWS::DynamoDB::Table TestTable")
+            && cloned.contains("AWS::Cognito::UserPool CognitoUserPool"),
+        "{cloned}"
+    );
+    // The clone's names come from its AppName; its own table, pool, distribution.
+    assert_eq!(
+        params(&stack(&config, "web-test").await)["AppName"],
+        "web-test"
+    );
+    for logical in ["TestTable", "CognitoUserPool", "SiteDistribution"] {
+        assert_ne!(
+            physical_id(&config, "web-test", logical).await,
+            physical_id(&config, "prod", logical).await,
+            "{logical}"
+        );
+    }
+    let source_site = physical_id(&config, "prod", "SiteContentBucket").await;
+    let clone_site = physical_id(&config, "web-test", "SiteContentBucket").await;
+    assert!(clone_site.starts_with("web-test-content-"), "{clone_site}");
+    let s3 = s3(&config);
+    let objects = describe_bucket(&s3, &source_site).await;
+    assert!(!objects.is_empty(), "{source_site} was filled");
+    assert_eq!(describe_bucket(&s3, &clone_site).await, objects);
+    assert!(template_body(&config, "web-test").await.len() > 51_200);
+    let (stacks, buckets, ..) = world(&config).await;
+    assert!(stacks.contains(&"web-test".to_string()), "{stacks:?}");
+    assert!(
+        !buckets.iter().any(|b| b.starts_with("envclone-tpl-")),
+        "the staging bucket is gone: {buckets:?}"
+    );
+
+    // The clone's own user pool, domain and client, named from its AppName.
+    let clone_pool = physical_id(&config, "web-test", "CognitoUserPool").await;
+    let mut with_clone = pools_before.clone();
+    with_clone[&clone_pool] = serde_json::json!(["web-test", "web-test", ["web-test"]]);
+    let pools_now: serde_json::Value = serde_json::from_str(&python(&standin, pools, "")).unwrap();
+    assert_eq!(pools_now, with_clone);
+
+    op.ok(&["verify", "web-test"]);
+    op.ok(&["destroy", "web-test", "--yes"]);
+    assert_eq!(world(&config).await, before);
+    let pools_after: serde_json::Value =
+        serde_json::from_str(&python(&standin, pools, "")).unwrap();
+    assert_eq!(
+        pools_after, pools_before,
+        "destroy removed the clone's user pool"
+    );
 }
