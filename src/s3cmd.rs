@@ -491,13 +491,20 @@ pub async fn sync(
                 } else {
                     format!("{} differ", report.mismatches.len())
                 },
-                if report.compared_by_content > 0 {
-                    format!(
-                        " ({} compared by content: their part layouts differ)",
-                        report.compared_by_content
-                    )
-                } else {
-                    String::new()
+                match (report.compared_by_checksum, report.compared_by_content) {
+                    (0, 0) => String::new(),
+                    (checksum, 0) => format!(
+                        " ({checksum} by checksum: their ETags are no MD5s — SSE-KMS, or \
+                         multipart)"
+                    ),
+                    (0, content) => format!(
+                        " ({content} by content: their ETags could not be compared and they \
+                         have no checksums to compare)"
+                    ),
+                    (checksum, content) => format!(
+                        " ({checksum} by checksum; {content} by content: no checksum on both \
+                         sides to compare)"
+                    ),
                 }
             );
             for m in &report.mismatches {
@@ -532,7 +539,7 @@ fn print_report(output: Output, request: &SyncRequest, stats: &SyncStats, elapse
                 ("copied", "deleted")
             };
             println!(
-                "{} → {}: {} listed, {copied} {} ({}, {} in parts), {} unchanged, {deleted} {}{} in {seconds:.1} s",
+                "{} → {}: {} listed, {copied} {} ({}, {} in parts), {} unchanged{}, {deleted} {}{} in {seconds:.1} s",
                 request.source,
                 request.target,
                 stats.listed,
@@ -540,6 +547,11 @@ fn print_report(output: Output, request: &SyncRequest, stats: &SyncStats, elapse
                 indicatif::HumanBytes(stats.copied_bytes),
                 stats.multipart_copies,
                 stats.unchanged,
+                if stats.unchanged_by_checksum > 0 {
+                    format!(" ({} by checksum)", stats.unchanged_by_checksum)
+                } else {
+                    String::new()
+                },
                 stats.deleted,
                 if !request.options.delete && stats.extra > 0 {
                     format!(" ({} only in the target: --delete removes them)", stats.extra)
@@ -547,6 +559,15 @@ fn print_report(output: Output, request: &SyncRequest, stats: &SyncStats, elapse
                     String::new()
                 },
             );
+            if stats.copied_without_checksum > 0 {
+                println!(
+                    "{} object(s) were copied again although perhaps unchanged: their ETags are \
+                     no MD5s (SSE-KMS, multipart) and the source has no checksum to compare. \
+                     Copying them in place with a checksum (aws s3api copy-object \
+                     --checksum-algorithm CRC64NVME) lets later syncs compare them.",
+                    stats.copied_without_checksum
+                );
+            }
             if request.options.dry_run {
                 println!("Dry run: nothing was changed.");
             }
