@@ -1763,6 +1763,10 @@ impl ObjectStore for S3 {
                     restored: o
                         .restore_status()
                         .is_some_and(|r| r.is_restore_in_progress() == Some(false)),
+                    checksum_algorithm: o
+                        .checksum_algorithm()
+                        .first()
+                        .map(|a| a.as_str().to_string()),
                 })
                 .collect(),
             next_token: if out.is_truncated() == Some(true) {
@@ -1785,10 +1789,37 @@ impl ObjectStore for S3 {
             .bucket(bucket)
             .key(key)
             .set_part_number(part_number.map(|n| n as i32))
+            // Without it HeadObject leaves the x-amz-checksum-* headers out ("Checking object
+            // integrity"; HeadObject API, x-amz-checksum-mode). For an SSE-KMS object it needs
+            // kms:Decrypt, which copying it needs anyway.
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
             .send()
             .await
             .map_err(|e| port_error("s3:HeadObject", &format!("s3://{bucket}/{key}"), e))?;
+        let checksum = [
+            ("CRC64NVME", out.checksum_crc64_nvme()),
+            ("CRC32C", out.checksum_crc32_c()),
+            ("CRC32", out.checksum_crc32()),
+            ("SHA256", out.checksum_sha256()),
+            ("SHA1", out.checksum_sha1()),
+        ]
+        .into_iter()
+        .find_map(|(algorithm, value)| {
+            value.map(|value| ObjectChecksum {
+                algorithm: algorithm.to_string(),
+                value: value.to_string(),
+                full_object: out.checksum_type()
+                    != Some(&aws_sdk_s3::types::ChecksumType::Composite)
+                    && !value.contains('-'),
+            })
+        });
         Ok(ObjectHead {
+            encryption: out.server_side_encryption().map(|a| ObjectEncryption {
+                algorithm: a.as_str().to_string(),
+                kms_key_id: out.ssekms_key_id().map(str::to_string),
+                bucket_key: out.bucket_key_enabled() == Some(true),
+            }),
+            checksum,
             size: out.content_length().unwrap_or_default().max(0) as u64,
             etag: unquote(out.e_tag().unwrap_or_default()),
             content_type: out.content_type().map(str::to_string),
@@ -1830,9 +1861,13 @@ impl ObjectStore for S3 {
         src_key: &str,
         dst_bucket: &str,
         dst_key: &str,
-        storage_class: Option<&str>,
-    ) -> PortResult<String> {
-        use aws_sdk_s3::types::{MetadataDirective, StorageClass, TaggingDirective};
+        request: &CopyRequest,
+    ) -> PortResult<CopiedObject> {
+        use aws_sdk_s3::types::{
+            ChecksumAlgorithm, MetadataDirective, ServerSideEncryption, StorageClass,
+            TaggingDirective,
+        };
+        let encryption = request.encryption.as_ref();
         let out = self
             .client
             .copy_object()
@@ -1841,15 +1876,36 @@ impl ObjectStore for S3 {
             .copy_source(copy_source(src_bucket, src_key))
             .metadata_directive(MetadataDirective::Copy)
             .tagging_directive(TaggingDirective::Copy)
-            .set_storage_class(storage_class.map(StorageClass::from))
+            .set_storage_class(request.storage_class.as_deref().map(StorageClass::from))
+            // CopyObject API: x-amz-server-side-encryption, -aws-kms-key-id and
+            // -bucket-key-enabled; without them the destination bucket's default applies.
+            .set_server_side_encryption(
+                encryption.map(|e| ServerSideEncryption::from(e.algorithm.as_str())),
+            )
+            .set_ssekms_key_id(encryption.and_then(|e| e.kms_key_id.clone()))
+            .set_bucket_key_enabled(encryption.filter(|e| e.is_kms()).map(|e| e.bucket_key))
+            // x-amz-checksum-algorithm: S3 computes the copy's checksum from the copied bytes.
+            .set_checksum_algorithm(
+                request
+                    .checksum_algorithm
+                    .as_deref()
+                    .map(ChecksumAlgorithm::from),
+            )
             .send()
             .await
             .map_err(|e| port_error("s3:CopyObject", &format!("s3://{src_bucket}/{src_key}"), e))?;
-        Ok(unquote(
-            out.copy_object_result()
-                .and_then(|r| r.e_tag())
-                .unwrap_or_default(),
-        ))
+        Ok(CopiedObject {
+            etag: unquote(
+                out.copy_object_result()
+                    .and_then(|r| r.e_tag())
+                    .unwrap_or_default(),
+            ),
+            encryption: out.server_side_encryption().map(|a| ObjectEncryption {
+                algorithm: a.as_str().to_string(),
+                kms_key_id: out.ssekms_key_id().map(str::to_string),
+                bucket_key: out.bucket_key_enabled() == Some(true),
+            }),
+        })
     }
 
     async fn create_multipart(
@@ -1872,6 +1928,15 @@ impl ObjectStore for S3 {
             .set_cache_control(head.cache_control.clone())
             .set_storage_class(head.storage_class.as_deref().map(StorageClass::from))
             .set_metadata(Some(head.metadata.clone().into_iter().collect()));
+        if let Some(e) = &head.encryption {
+            use aws_sdk_s3::types::ServerSideEncryption;
+            call = call
+                .server_side_encryption(ServerSideEncryption::from(e.algorithm.as_str()))
+                .set_ssekms_key_id(e.kms_key_id.clone());
+            if e.is_kms() {
+                call = call.bucket_key_enabled(e.bucket_key);
+            }
+        }
         if !tags.is_empty() {
             call = call.tagging(tagging_header(tags));
         }

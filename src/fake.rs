@@ -94,6 +94,9 @@ pub struct FakeObject {
     pub last_modified: chrono::DateTime<chrono::Utc>,
     /// An archived object's restored copy is available (`restore_object_now`).
     pub restored: bool,
+    /// Encrypted with a customer-provided key (SSE-C): nothing reads or copies it without
+    /// that key (`put_customer_key_object`).
+    pub customer_key: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -923,6 +926,7 @@ impl FakeAws {
         mut head: ObjectHead,
         tags: &[(&str, &str)],
     ) {
+        let mut s = self.lock();
         let (etag, parts) = if multipart {
             let mut offset = 0usize;
             let mut pieces = Vec::new();
@@ -934,9 +938,17 @@ impl FakeAws {
         } else {
             (md5_hex(data), Vec::new())
         };
+        let etag = written_etag(&mut s, etag, head.encryption.as_ref(), parts.len());
+        // A checksum asked for by the writer (its algorithm set, its value left empty): S3
+        // computes it from the bytes it received.
+        if let Some(c) = &mut head.checksum {
+            if c.value.is_empty() {
+                c.value = checksum_of(&c.algorithm, data);
+                c.full_object = true;
+            }
+        }
         head.size = data.len() as u64;
         head.etag = etag.clone();
-        let mut s = self.lock();
         let b = s.buckets.get_mut(bucket).expect("bucket exists");
         b.write(
             key,
@@ -951,8 +963,49 @@ impl FakeAws {
                     .collect(),
                 last_modified: aws_now(&self.timings),
                 restored: false,
+                customer_key: false,
             },
         );
+    }
+
+    /// Puts an object encrypted with a customer-provided key (SSE-C, "Using server-side
+    /// encryption with customer-provided keys"): S3 keeps no key, so HeadObject, GetObject,
+    /// CopyObject and UploadPartCopy of it fail without the key's headers; its ETag is no MD5.
+    pub fn put_customer_key_object(&self, bucket: &str, key: &str, data: &[u8]) {
+        self.put_object(bucket, key, data, ObjectHead::default(), &[]);
+        let mut s = self.lock();
+        let id = next_id(&mut s);
+        let o = s
+            .buckets
+            .get_mut(bucket)
+            .and_then(|b| b.objects.get_mut(key))
+            .expect("just put");
+        o.customer_key = true;
+        o.etag = md5_hex(format!("sse-c {id} {key}").as_bytes());
+        o.head.etag = o.etag.clone();
+    }
+
+    /// A bucket's default encryption as `ObjectEncryption` (GetBucketEncryption): SSE-S3 where
+    /// none is configured — "Amazon S3 now applies server-side encryption with Amazon S3
+    /// managed keys (SSE-S3) as the base level of encryption for every bucket" (S3 User Guide,
+    /// "Setting default server-side encryption behavior for Amazon S3 buckets", January 2023).
+    /// The fake's configuration string is `<algorithm> [<KMS key ARN>] [bucket-key]`.
+    fn default_encryption(config: &FakeBucketConfig) -> ObjectEncryption {
+        let mut words = config
+            .encryption
+            .as_deref()
+            .unwrap_or(ObjectEncryption::SSE_S3)
+            .split_whitespace();
+        let algorithm = words.next().unwrap_or(ObjectEncryption::SSE_S3).to_string();
+        let rest: Vec<&str> = words.collect();
+        ObjectEncryption {
+            kms_key_id: rest
+                .iter()
+                .find(|w| **w != "bucket-key")
+                .map(|k| k.to_string()),
+            bucket_key: rest.contains(&"bucket-key"),
+            algorithm,
+        }
     }
 
     pub fn object(&self, bucket: &str, key: &str) -> Option<FakeObject> {
@@ -1254,6 +1307,66 @@ fn multipart_etag(parts: &[Vec<u8>]) -> String {
         all.extend_from_slice(&Md5::digest(p));
     }
     format!("{:x}-{}", Md5::digest(&all), parts.len())
+}
+
+/// The ETag S3 gives a write: the MD5 (or multipart MD5) of the data for SSE-S3 and
+/// unencrypted objects, something else for SSE-KMS — "Objects encrypted by SSE-C or SSE-KMS
+/// have ETags that are not an MD5 digest of their object data" (S3 API Reference, Object:
+/// ETag). On AWS it differs between an object and each copy of it; here it is new for every
+/// write, keeping the `-<parts>` suffix of a multipart upload.
+fn written_etag(
+    s: &mut State,
+    digest: String,
+    encryption: Option<&ObjectEncryption>,
+    parts: usize,
+) -> String {
+    if !encryption.is_some_and(ObjectEncryption::is_kms) {
+        return digest;
+    }
+    let id = next_id(s);
+    let etag = md5_hex(format!("kms write {id} {digest}").as_bytes());
+    if parts > 0 {
+        format!("{etag}-{parts}")
+    } else {
+        etag
+    }
+}
+
+/// A full-object checksum of `data`, base64, as S3 computes it ("Checking object
+/// integrity"): CRC64NVME (CRC-64/NVME) and CRC32 (CRC-32/ISO-HDLC) are modelled.
+pub fn checksum_of(algorithm: &str, data: &[u8]) -> String {
+    let bytes = match algorithm {
+        "CRC64NVME" => crc_reflected(data, 0x9A6C_9329_AC4B_C9B5, 64)
+            .to_be_bytes()
+            .to_vec(),
+        "CRC32" => (crc_reflected(data, 0xEDB8_8320, 32) as u32)
+            .to_be_bytes()
+            .to_vec(),
+        other => panic!("the fake computes CRC64NVME and CRC32 checksums, not {other}"),
+    };
+    aws_smithy_types::base64::encode(bytes)
+}
+
+/// A reflected CRC with all-ones initial value and final XOR (both CRC-64/NVME and
+/// CRC-32/ISO-HDLC are of this form), bit by bit: the fake's objects are small.
+fn crc_reflected(data: &[u8], poly: u64, width: u32) -> u64 {
+    let mask = if width == 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    };
+    let mut crc = mask;
+    for &b in data {
+        crc ^= u64::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ poly
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    (crc ^ mask) & mask
 }
 
 /// EnterStandby and ExitStandby take 1 to 20 instance ids a call (AutoScaling API Reference,
@@ -2798,6 +2911,20 @@ impl FakeAws {
     /// InvalidObjectState; CopyObject: "you must restore a copy of this object before you can
     /// use it as a source object for the copy operation"). Restores are not modelled.
     fn readable(operation: &str, bucket: &str, key: &str, o: &FakeObject) -> PortResult<()> {
+        if o.customer_key {
+            // CopyObject: "If the source object for the copy is stored in Amazon S3 using
+            // SSE-C, you must provide the necessary encryption information in your request so
+            // that Amazon S3 can decrypt the object for copying" (x-amz-copy-source-server-
+            // side-encryption-customer-*); GetObject likewise.
+            return Err(PortError::failed(
+                operation,
+                format!(
+                    "s3://{bucket}/{key}: InvalidRequest (HTTP 400): The object was stored \
+                     using a form of Server Side Encryption. The correct parameters must be \
+                     provided to retrieve the object."
+                ),
+            ));
+        }
         match o.head.storage_class.as_deref() {
             Some(class) if !o.restored && crate::s3sync::ARCHIVED_CLASSES.contains(&class) => {
                 Err(PortError::failed(
@@ -2899,6 +3026,7 @@ impl ObjectStore for FakeAws {
                 etag: o.etag.clone(),
                 storage_class: o.head.storage_class.clone(),
                 restored: o.restored,
+                checksum_algorithm: o.head.checksum.as_ref().map(|c| c.algorithm.clone()),
             });
         }
         Ok(ListPage {
@@ -2915,6 +3043,16 @@ impl ObjectStore for FakeAws {
     ) -> PortResult<ObjectHead> {
         self.call("s3:HeadObject", false).await?;
         let o = self.get_object(bucket, key)?;
+        if o.customer_key {
+            // A HEAD of an SSE-C object without the key's headers: 400, no body to explain.
+            return Err(PortError::failed(
+                "s3:HeadObject",
+                format!("s3://{bucket}/{key}: BadRequest (HTTP 400): "),
+            ));
+        }
+        // The adapter always sends ChecksumMode=ENABLED, without which HeadObject leaves the
+        // x-amz-checksum-* headers out ("Checking object integrity", HeadObject API); the stored
+        // head carries the checksum.
         let mut head = o.head.clone();
         if let Some(n) = part_number {
             if !o.parts.is_empty() {
@@ -2939,8 +3077,8 @@ impl ObjectStore for FakeAws {
         src_key: &str,
         dst_bucket: &str,
         dst_key: &str,
-        storage_class: Option<&str>,
-    ) -> PortResult<String> {
+        request: &CopyRequest,
+    ) -> PortResult<CopiedObject> {
         self.call("s3:CopyObject", true).await?;
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object(src_bucket, src_key)?;
@@ -2951,11 +3089,32 @@ impl ObjectStore for FakeAws {
                 what: format!("bucket {dst_bucket}"),
             });
         }
+        // Without encryption headers the copy gets the destination bucket's default encryption,
+        // not the source's (CopyObject API, "Server-side encryption"): an SSE-KMS source copied
+        // that way into an SSE-S3 bucket is SSE-S3.
+        let encryption = request
+            .encryption
+            .clone()
+            .unwrap_or_else(|| Self::default_encryption(&s.buckets[dst_bucket].config));
         // A whole-object copy gets a plain MD5 ETag even when the source was multipart (AWS).
         let (etag, parts) = if s.seaweedfs_etags {
             (o.etag.clone(), o.parts.clone())
         } else {
             (md5_hex(&o.data), Vec::new())
+        };
+        let etag = written_etag(&mut s, etag, Some(&encryption), 0);
+        // "When you copy an object, if the source object has a checksum, that checksum value
+        // will be copied to the new object by default. ... You can optionally specify a
+        // different checksum algorithm to use with the x-amz-checksum-algorithm header"
+        // (CopyObject API). Modelled harshly: a source without one gives a copy without one
+        // unless the copy asks.
+        let checksum = match &request.checksum_algorithm {
+            Some(algorithm) => Some(ObjectChecksum {
+                algorithm: algorithm.clone(),
+                value: checksum_of(algorithm, &o.data),
+                full_object: true,
+            }),
+            None => o.head.checksum.clone(),
         };
         let dst = s
             .buckets
@@ -2963,7 +3122,9 @@ impl ObjectStore for FakeAws {
             .expect("the bucket was there under this lock");
         let mut head = o.head.clone();
         head.etag = etag.clone();
-        head.storage_class = storage_class.map(str::to_string);
+        head.storage_class = request.storage_class.clone();
+        head.encryption = Some(encryption.clone());
+        head.checksum = checksum;
         dst.write(
             dst_key,
             FakeObject {
@@ -2975,7 +3136,10 @@ impl ObjectStore for FakeAws {
                 ..o
             },
         );
-        Ok(etag)
+        Ok(CopiedObject {
+            etag,
+            encryption: Some(encryption),
+        })
     }
 
     async fn create_multipart(
@@ -3081,6 +3245,14 @@ impl ObjectStore for FakeAws {
             multipart_etag(&pieces)
         };
         let mut head = u.head.clone();
+        let encryption = match head.encryption.take() {
+            Some(e) => e,
+            None => Self::default_encryption(&Self::bucket(&s, bucket)?.config),
+        };
+        let etag = written_etag(&mut s, etag, Some(&encryption), pieces.len());
+        head.encryption = Some(encryption);
+        // No checksum was asked for when the upload was created: none is kept.
+        head.checksum = None;
         head.size = data.len() as u64;
         head.etag = etag.clone();
         head.parts_count = None;
@@ -3100,6 +3272,7 @@ impl ObjectStore for FakeAws {
                 tags: u.tags,
                 last_modified: aws_now(&self.timings),
                 restored: false,
+                customer_key: false,
             },
         );
         Ok(etag)

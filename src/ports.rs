@@ -516,6 +516,10 @@ pub struct ObjectSummary {
     /// (ListObjectsV2 `RestoreStatus`: IsRestoreInProgress false, with a RestoreExpiryDate), so
     /// it can be copied.
     pub restored: bool,
+    /// The algorithm of the checksum S3 stores with the object, as ListObjectsV2 lists it
+    /// (`ChecksumAlgorithm`); None when it has none (objects written before S3 added a default
+    /// CRC64NVME to every upload, or by servers that keep none).
+    pub checksum_algorithm: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -566,6 +570,88 @@ pub struct ObjectHead {
     /// For a multipart object: the number of parts. With `part_number` given, `size` is that
     /// part's size.
     pub parts_count: Option<u32>,
+    /// `x-amz-server-side-encryption` and its KMS key; None where S3 names no encryption.
+    pub encryption: Option<ObjectEncryption>,
+    /// The object's stored checksum (HeadObject with `ChecksumMode=ENABLED`, which
+    /// `head_object` always asks for); None when the object has none.
+    pub checksum: Option<ObjectChecksum>,
+}
+
+/// How S3 encrypts an object at rest ("Protecting data with server-side encryption"): its
+/// `x-amz-server-side-encryption` (`AES256` for SSE-S3, `aws:kms` for SSE-KMS, `aws:kms:dsse`),
+/// the KMS key (`x-amz-server-side-encryption-aws-kms-key-id`, an ARN as S3 reports it) and
+/// whether an S3 Bucket Key is used.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectEncryption {
+    pub algorithm: String,
+    pub kms_key_id: Option<String>,
+    pub bucket_key: bool,
+}
+
+impl ObjectEncryption {
+    pub const SSE_S3: &'static str = "AES256";
+
+    /// SSE-KMS or DSSE-KMS: "the ETag is not an MD5 digest of the object data" ("Using
+    /// server-side encryption with AWS KMS keys (SSE-KMS)"; CopyObject, "ETag": "Objects
+    /// created by the PUT Object, POST Object, or Copy operation ... that are encrypted by
+    /// SSE-C or SSE-KMS, have ETags that are not an MD5 digest of their object data").
+    pub fn is_kms(&self) -> bool {
+        self.algorithm.starts_with("aws:kms")
+    }
+}
+
+/// A checksum S3 keeps with an object ("Checking object integrity": CRC64NVME, CRC32, CRC32C,
+/// SHA1, SHA256; full-object, or for a multipart upload possibly composite — the checksum of
+/// the parts' checksums, `<value>-<parts>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectChecksum {
+    pub algorithm: String,
+    /// Base64, as S3 sends it (a composite one with its `-<parts>` suffix).
+    pub value: String,
+    pub full_object: bool,
+}
+
+/// The checksum algorithm envclone asks for on copies of objects that list none: CRC64NVME,
+/// the checksum S3 itself gives every object uploaded without one ("Checking object
+/// integrity"), so copies are comparable with most sources written since. CopyObject takes it
+/// as `x-amz-checksum-algorithm` and computes it from the copied bytes (CopyObject API).
+pub const COPY_CHECKSUM: &str = "CRC64NVME";
+
+/// What a CopyObject is asked to write besides the source's data, metadata and tags.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CopyRequest {
+    pub storage_class: Option<String>,
+    /// None: the destination bucket's default encryption (what S3 does for a CopyObject
+    /// without encryption headers: "If you don't specify encryption information in your copy
+    /// request, the encryption setting of the target object is set to the default encryption
+    /// configuration of the destination bucket", CopyObject API).
+    pub encryption: Option<ObjectEncryption>,
+    /// `x-amz-checksum-algorithm`.
+    pub checksum_algorithm: Option<String>,
+}
+
+/// What a CopyObject wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CopiedObject {
+    pub etag: String,
+    pub encryption: Option<ObjectEncryption>,
+}
+
+/// Whether S3 refused to read an object because it is encrypted with a customer-provided key
+/// (SSE-C): CopyObject, UploadPartCopy and GetObject answer `InvalidRequest` "The object was
+/// stored using a form of Server Side Encryption. The correct parameters must be provided to
+/// retrieve the object."; HeadObject answers a bare 400 (a HEAD has no body) — "If you encrypt
+/// an object by using server-side encryption with customer-provided encryption keys (SSE-C)
+/// ... then when you retrieve the metadata from the object, you must use the following
+/// headers" (HeadObject API).
+pub fn is_customer_key_refusal(e: &PortError) -> bool {
+    match e {
+        PortError::Failed { operation, message } => {
+            message.contains("The correct parameters must be provided to retrieve the object")
+                || (operation == "s3:HeadObject" && message.contains("(HTTP 400)"))
+        }
+        _ => false,
+    }
 }
 
 /// A bucket as ListBuckets shows it.
@@ -611,17 +697,18 @@ pub trait ObjectStore: Send + Sync {
         part_number: Option<u32>,
     ) -> PortResult<ObjectHead>;
     async fn object_tags(&self, bucket: &str, key: &str) -> PortResult<BTreeMap<String, String>>;
-    /// Server-side copy of a whole object (≤ 5 GiB on AWS) keeping its metadata, tags and
-    /// storage class. Returns the new ETag.
+    /// Server-side copy of a whole object (≤ 5 GiB on AWS) keeping its metadata and tags,
+    /// written as `request` says (storage class, encryption, checksum algorithm).
     async fn copy_object(
         &self,
         src_bucket: &str,
         src_key: &str,
         dst_bucket: &str,
         dst_key: &str,
-        storage_class: Option<&str>,
-    ) -> PortResult<String>;
-    /// Starts a multipart upload carrying the source's headers, metadata and tags.
+        request: &CopyRequest,
+    ) -> PortResult<CopiedObject>;
+    /// Starts a multipart upload carrying the source's headers, metadata and tags, and
+    /// `head.encryption` where it is Some (else the bucket's default encryption).
     async fn create_multipart(
         &self,
         bucket: &str,

@@ -27,6 +27,12 @@ pub fn stopped() -> bool {
     STOP.try_with(|s| s.load(Ordering::SeqCst)).unwrap_or(false)
 }
 
+/// The stop flag of the work this task belongs to, to hand to tasks it spawns (a task-local
+/// does not follow `tokio::spawn`).
+pub fn stop_flag() -> Option<Arc<AtomicBool>> {
+    STOP.try_with(|s| s.clone()).ok()
+}
+
 pub const INTERRUPTED: &str = "interrupted (Ctrl-C) before this call";
 
 /// Wall-clock time read through tokio's clock: the system time when first asked, advanced by

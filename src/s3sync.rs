@@ -16,7 +16,10 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::ports::{ObjectHead, ObjectStore, ObjectSummary, PortError};
+use crate::ports::{
+    is_customer_key_refusal, CopyRequest, ObjectEncryption, ObjectHead, ObjectStore, ObjectSummary,
+    PortError, COPY_CHECKSUM,
+};
 use crate::retry::retry;
 
 /// AWS's limits for a single CopyObject and for multipart parts.
@@ -66,6 +69,21 @@ pub struct SyncOptions {
     /// Leave archived objects (see [`is_archived`]) uncopied, counting them in the stats, and
     /// do not count them as differences when verifying.
     pub skip_archived: bool,
+    /// Which encryption copies get.
+    pub sse: SseMode,
+}
+
+/// Which server-side encryption a copy gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SseMode {
+    /// Each object's own: an SSE-KMS object keeps its KMS key (and Bucket Key setting), an
+    /// SSE-S3 one stays SSE-S3 whatever the destination bucket's default is.
+    #[default]
+    Keep,
+    /// The destination bucket's default encryption, which is what S3 gives a CopyObject without
+    /// encryption headers (CopyObject API, "Server-side encryption").
+    DestinationDefault,
 }
 
 /// Objects copied at once by default: measured on a local S3 server (BENCHMARKS.md), where
@@ -82,6 +100,7 @@ impl Default for SyncOptions {
             delete: false,
             dry_run: false,
             skip_archived: false,
+            sse: SseMode::Keep,
         }
     }
 }
@@ -94,6 +113,14 @@ pub struct SyncStats {
     pub copied_bytes: u64,
     pub multipart_copies: u64,
     pub unchanged: u64,
+    /// Of `unchanged`: objects whose ETags differ but whose checksums are equal (SSE-KMS
+    /// objects, whose ETags are no digests of their bytes, and multipart copies in another
+    /// part layout).
+    pub unchanged_by_checksum: u64,
+    /// Objects whose ETags could not tell and that have no comparable checksum on both sides
+    /// (a source written before S3 kept checksums): copied again, since nothing cheaper can
+    /// tell whether they changed.
+    pub copied_without_checksum: u64,
     /// Destination objects the source does not have (removed only with `delete`).
     pub extra: u64,
     /// Destination objects removed (in a dry run: that would be removed).
@@ -264,7 +291,25 @@ pub enum SyncError {
     },
     #[error("{first} (and {more} more failure(s); re-run to retry only what is still missing)")]
     Several { first: Box<SyncError>, more: u64 },
+    #[error(
+        "s3://{bucket}: {count} object(s) are encrypted with a customer-provided key (SSE-C), e.g. \
+         {}: S3 reads, heads or copies such an object only with its key, which envclone never \
+         takes, so they were not copied (the others were). Re-encrypt them in place with their \
+         key (aws s3api copy-object --copy-source-sse-customer-algorithm AES256 \
+         --copy-source-sse-customer-key ... --server-side-encryption aws:kms) or move them out \
+         of the bucket, then run again",
+        keys.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")
+    )]
+    CustomerKey {
+        bucket: String,
+        count: u64,
+        /// The first few keys.
+        keys: Vec<String>,
+    },
 }
+
+/// How many keys of SSE-C objects a refusal names (the count is exact).
+const CUSTOMER_KEYS_NAMED: usize = 5;
 
 type PageResult = Result<Vec<ObjectSummary>, SyncError>;
 
@@ -853,11 +898,115 @@ pub fn multipart_parts(etag: &str) -> Option<u32> {
 
 /// Whether the target's copy is the source's object: same size and same ETag. A multipart
 /// ETag is the MD5 of the part MD5s, so it is equal only for the same bytes in the same part
-/// layout — which is how this engine copies multipart objects. Where the layouts differ (a copy
-/// made by another tool) the ETags differ and the object is copied again: never skipped on a
-/// guess.
+/// layout — which is how this engine copies multipart objects. This is the fast path, which
+/// needs no request: where the ETags differ and the sizes do not, `compare_content` asks the
+/// checksums (SSE-KMS ETags differ between an object and each copy of it), and only what they
+/// cannot tell is copied again: never skipped on a guess.
 pub fn is_unchanged(source: &ObjectSummary, target: &ObjectSummary) -> bool {
     source.size == target.size && source.etag == target.etag
+}
+
+/// Whether an object's ETag is the MD5 of its bytes, as HeadObject describes it: not for a
+/// multipart upload (the MD5 of its parts' MD5s), not for SSE-KMS ("Using server-side
+/// encryption with AWS KMS keys (SSE-KMS)": the ETag "is not an MD5 digest of the object
+/// data"; SSE-C objects fail their HeadObject before this is asked).
+fn etag_is_md5(etag: &str, head: &ObjectHead) -> bool {
+    multipart_parts(etag).is_none() && !head.encryption.as_ref().is_some_and(|e| e.is_kms())
+}
+
+/// What a look at two objects of the same size whose ETags differ found.
+#[derive(Debug)]
+enum Content {
+    Same,
+    Differs(String),
+    /// Neither the ETags nor the checksums can tell (a source without a checksum).
+    Unknown,
+}
+
+/// Compares two objects of the same size whose ETags differ, by their HeadObjects (with
+/// checksums): where both ETags are MD5s they tell; otherwise ("Checking object integrity":
+/// compare the checksums S3 keeps) their checksums of one algorithm do — full-object ones
+/// whatever the part layouts, composite ones only when equal (a composite checksum depends on
+/// the part layout). Returns both heads for the callers' further checks.
+async fn compare_content(
+    store: &dyn ObjectStore,
+    src_bucket: &str,
+    s: &ObjectSummary,
+    dst_bucket: &str,
+    d: &ObjectSummary,
+) -> Result<(Content, ObjectHead, ObjectHead), SyncError> {
+    let (sh, dh) = ask_both([(src_bucket, &s.key), (dst_bucket, &d.key)], |b, k| {
+        store.head_object(b, k, None)
+    })
+    .await?;
+    let content = if etag_is_md5(&s.etag, &sh) && etag_is_md5(&d.etag, &dh) {
+        Content::Differs(format!(
+            "ETag {} in the source, {} in the target",
+            s.etag, d.etag
+        ))
+    } else {
+        match (&sh.checksum, &dh.checksum) {
+            (Some(a), Some(b)) if a.algorithm == b.algorithm && a.value == b.value => Content::Same,
+            (Some(a), Some(b)) if a.algorithm == b.algorithm && a.full_object && b.full_object => {
+                Content::Differs(format!(
+                    "content differs ({} checksum {} in the source, {} in the target)",
+                    a.algorithm, a.value, b.value
+                ))
+            }
+            _ => Content::Unknown,
+        }
+    };
+    Ok((content, sh, dh))
+}
+
+/// One question (with retries) asked of two objects at once — the source's and the target's;
+/// a failure names the object.
+async fn ask_both<'a, T, Fut>(
+    pair: [(&'a str, &'a str); 2],
+    ask: impl Fn(&'a str, &'a str) -> Fut,
+) -> Result<(T, T), SyncError>
+where
+    Fut: std::future::Future<Output = Result<T, PortError>>,
+{
+    let one = |(bucket, key): (&'a str, &'a str)| {
+        let ask = &ask;
+        async move {
+            retry(|| ask(bucket, key))
+                .await
+                .map_err(|source| SyncError::Copy {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    source,
+                })
+        }
+    };
+    tokio::try_join!(one(pair[0]), one(pair[1]))
+}
+
+/// The checksum algorithm a copy of `object` asks for: the one its source lists (S3 computes
+/// it afresh from the copied bytes, so the copy's checksum proves them), CRC64NVME where it
+/// lists none; none for a multipart source that lists one, whose checksum may be composite —
+/// the copy carries S3's own then (CopyObject API, x-amz-checksum-algorithm).
+fn copy_checksum(object: &ObjectSummary) -> Option<String> {
+    match &object.checksum_algorithm {
+        None => Some(COPY_CHECKSUM.to_string()),
+        Some(a) if multipart_parts(&object.etag).is_none() => Some(a.clone()),
+        Some(_) => None,
+    }
+}
+
+/// Whether a copy kept its source's encryption: an SSE-KMS (DSSE-KMS) source's KMS key, an
+/// SSE-S3 source's SSE-S3. A source that names no encryption (written before S3 encrypted
+/// every new object, January 2023) has none to keep: the destination's default is kept.
+fn same_encryption(source: Option<&ObjectEncryption>, copy: Option<&ObjectEncryption>) -> bool {
+    let Some(source) = source else { return true };
+    match copy.filter(|e| e.is_kms()) {
+        None => !source.is_kms(),
+        Some(copy) => {
+            source.algorithm == copy.algorithm
+                && (source.kms_key_id.is_none() || source.kms_key_id == copy.kms_key_id)
+        }
+    }
 }
 
 /// What the tasks of one sync share.
@@ -868,6 +1017,18 @@ struct CopyContext {
     options: SyncOptions,
     progress: Arc<SyncProgress>,
     whole_copy: WholeCopy,
+    /// An SSE-KMS source was met: from now on each copy heads its source first and asks for
+    /// its encryption at once (instead of copying, then finding the encryption wrong).
+    encrypted_seen: AtomicBool,
+    /// The caller's stop flag (Ctrl-C), for the copy tasks, which do not see the caller's
+    /// task-local one: a copy decided in a task does not start after it is set.
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl CopyContext {
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Relaxed))
+    }
 }
 
 /// Whether multipart objects (up to 5 GiB) go by CopyObject on this server, learned once per
@@ -897,26 +1058,62 @@ impl CopyContext {
 
     async fn copy(self: Arc<Self>, object: ObjectSummary) -> Result<Done, SyncError> {
         let dst_key = self.target_key(&object.key);
-        let multipart = copy_one(
-            &*self.store,
-            &self.src.bucket,
-            &object,
-            &self.dst.bucket,
-            &dst_key,
-            &self.options,
-            &self.whole_copy,
-        )
-        .await
-        .map_err(|source| SyncError::Copy {
-            bucket: self.src.bucket.clone(),
-            key: object.key.clone(),
-            source,
-        })?;
+        let multipart =
+            copy_one(&self, &object, &dst_key)
+                .await
+                .map_err(|source| match &source {
+                    PortError::Failed { message, .. } if message == INTERRUPTED_BEFORE_UPLOAD => {
+                        SyncError::Stopped
+                    }
+                    _ => SyncError::Copy {
+                        bucket: self.src.bucket.clone(),
+                        key: object.key.clone(),
+                        source,
+                    },
+                })?;
         self.progress.copied.fetch_add(1, Relaxed);
         self.progress.copied_bytes.fetch_add(object.size, Relaxed);
         Ok(Done::Copied {
             bytes: object.size,
             multipart,
+            without_checksum: false,
+        })
+    }
+
+    /// Same size, other ETag: copies the object unless its checksum shows it is the same
+    /// (SSE-KMS ETags differ between an object and every copy of it).
+    async fn recheck(
+        self: Arc<Self>,
+        s: ObjectSummary,
+        d: ObjectSummary,
+    ) -> Result<Done, SyncError> {
+        let (content, sh, dh) =
+            compare_content(&*self.store, &self.src.bucket, &s, &self.dst.bucket, &d).await?;
+        let unknown = matches!(content, Content::Unknown);
+        if matches!(content, Content::Same)
+            && (self.options.sse == SseMode::DestinationDefault
+                || same_encryption(sh.encryption.as_ref(), dh.encryption.as_ref()))
+        {
+            self.progress.unchanged.fetch_add(1, Relaxed);
+            return Ok(Done::Unchanged);
+        }
+        if self.stopped() {
+            // Ctrl-C while the checksums were asked for: this copy is a new change, not one in
+            // flight.
+            return Err(SyncError::Stopped);
+        }
+        self.progress.to_copy.fetch_add(1, Relaxed);
+        self.progress.to_copy_bytes.fetch_add(s.size, Relaxed);
+        let done = self.copy(s).await?;
+        Ok(match done {
+            Done::Copied {
+                bytes, multipart, ..
+            } => Done::Copied {
+                bytes,
+                multipart,
+                without_checksum: unknown,
+            },
+            other => other,
         })
     }
 
@@ -937,7 +1134,13 @@ impl CopyContext {
 
 /// What one task of a sync did.
 enum Done {
-    Copied { bytes: u64, multipart: bool },
+    Copied {
+        bytes: u64,
+        multipart: bool,
+        without_checksum: bool,
+    },
+    /// Compared by checksum and found the same.
+    Unchanged,
     Deleted(u64),
 }
 
@@ -1013,6 +1216,8 @@ pub async fn sync_with(
         options: options.clone(),
         progress: progress.clone(),
         whole_copy: WholeCopy::default(),
+        encrypted_seen: AtomicBool::new(false),
+        stop: crate::retry::stop_flag(),
     });
     let mut tasks: JoinSet<Result<Done, SyncError>> = JoinSet::new();
     let mut failures = Failures::default();
@@ -1043,6 +1248,31 @@ pub async fn sync_with(
                         stats.skipped_archived_keys.push(object.key);
                     }
                 }
+                // Same size, other ETag: the same bytes when the ETags are no MD5s (SSE-KMS,
+                // multipart) and the checksums agree — looked at before copying, by a task.
+                Joined::Both(s, d) if s.size == d.size && !options.dry_run => {
+                    while tasks.len() >= concurrency {
+                        if let Some(done) = tasks.join_next().await {
+                            failures.record(&mut stats, done);
+                        }
+                    }
+                    tasks.spawn(context.clone().recheck(s, d));
+                }
+                Joined::Both(s, d)
+                    if options.dry_run
+                        && s.size == d.size
+                        && matches!(
+                            compare_content(&*context.store, &src.bucket, &s, &dst.bucket, &d)
+                                .await,
+                            Ok((Content::Same, ref sh, ref dh))
+                                if options.sse == SseMode::DestinationDefault
+                                    || same_encryption(sh.encryption.as_ref(), dh.encryption.as_ref())
+                        ) =>
+                {
+                    stats.unchanged += 1;
+                    stats.unchanged_by_checksum += 1;
+                    progress.unchanged.fetch_add(1, Relaxed);
+                }
                 Joined::OnlySource(object) | Joined::Both(object, _) => {
                     progress.to_copy.fetch_add(1, Relaxed);
                     progress.to_copy_bytes.fetch_add(object.size, Relaxed);
@@ -1056,6 +1286,7 @@ pub async fn sync_with(
                             bytes: object.size,
                             multipart: multipart_parts(&object.etag).is_some()
                                 || object.size > options.multipart_threshold,
+                            without_checksum: false,
                         });
                         continue;
                     }
@@ -1107,6 +1338,18 @@ pub async fn sync_with(
     if let Err(e) = result {
         failures.push(e);
     }
+    if failures.customer_keys > 0 {
+        // The SSE-C refusal first: it names what to do about those objects.
+        let refusal = SyncError::CustomerKey {
+            bucket: src.bucket.clone(),
+            count: failures.customer_keys,
+            keys: std::mem::take(&mut failures.customer_key_names),
+        };
+        if failures.first.take().is_some() {
+            failures.more += 1;
+        }
+        failures.first = Some(refusal);
+    }
     match failures.first {
         None => Ok(stats),
         Some(first) if failures.more == 0 => Err(first),
@@ -1122,10 +1365,26 @@ pub async fn sync_with(
 struct Failures {
     first: Option<SyncError>,
     more: u64,
+    /// Objects S3 would not read without their customer-provided key (SSE-C), and the first
+    /// few of their keys.
+    customer_keys: u64,
+    customer_key_names: Vec<String>,
 }
 
 impl Failures {
     fn push(&mut self, e: SyncError) {
+        if let SyncError::Copy { key, source, .. } = &e {
+            if is_customer_key_refusal(source) {
+                self.customer_keys += 1;
+                if self.customer_key_names.len() < CUSTOMER_KEYS_NAMED {
+                    self.customer_key_names.push(key.clone());
+                }
+                return;
+            }
+        }
+        if matches!(e, SyncError::Stopped) && matches!(self.first, Some(SyncError::Stopped)) {
+            return; // one interruption, however many tasks saw it
+        }
         if self.first.is_none() {
             self.first = Some(e);
         } else {
@@ -1150,39 +1409,94 @@ impl Failures {
 impl SyncStats {
     fn record(&mut self, done: Done) {
         match done {
-            Done::Copied { bytes, multipart } => {
+            Done::Copied {
+                bytes,
+                multipart,
+                without_checksum,
+            } => {
                 self.copied += 1;
                 self.copied_bytes += bytes;
                 self.multipart_copies += u64::from(multipart);
+                self.copied_without_checksum += u64::from(without_checksum);
+            }
+            Done::Unchanged => {
+                self.unchanged += 1;
+                self.unchanged_by_checksum += 1;
             }
             Done::Deleted(n) => self.deleted += n,
         }
     }
 }
 
+/// Copies a whole object with CopyObject, asking for a checksum (`copy_checksum`) and, unless
+/// `SseMode::DestinationDefault`, for its source's encryption. Until the run has met an
+/// SSE-KMS source the copy goes without encryption headers (one request; the destination
+/// bucket's default applies): where the copy's ETag is the source's, both are MD5s of the same
+/// bytes and neither side is SSE-KMS, so nothing is left to check. Otherwise the source's
+/// HeadObject tells its encryption, and a copy that did not get it is made again asking for
+/// it. Returns the copy's ETag.
+async fn copy_whole(
+    context: &CopyContext,
+    object: &ObjectSummary,
+    dst_key: &str,
+) -> Result<String, PortError> {
+    let store = &*context.store;
+    let (src_bucket, dst_bucket) = (&context.src.bucket, &context.dst.bucket);
+    let keep = context.options.sse == SseMode::Keep;
+    let source_encryption = || async {
+        let head = retry(|| store.head_object(src_bucket, &object.key, None)).await?;
+        if head.encryption.as_ref().is_some_and(|e| e.is_kms()) {
+            context.encrypted_seen.store(true, Relaxed);
+        }
+        Ok::<_, PortError>(head.encryption)
+    };
+    let copy = |encryption: Option<ObjectEncryption>| {
+        let request = CopyRequest {
+            storage_class: object.storage_class.clone(),
+            encryption,
+            checksum_algorithm: copy_checksum(object),
+        };
+        async move {
+            retry(|| store.copy_object(src_bucket, &object.key, dst_bucket, dst_key, &request))
+                .await
+        }
+    };
+    if keep && context.encrypted_seen.load(Relaxed) {
+        let wanted = source_encryption().await?;
+        return Ok(copy(wanted).await?.etag);
+    }
+    let copied = copy(None).await?;
+    if !keep || copied.etag == object.etag {
+        return Ok(copied.etag);
+    }
+    let source = source_encryption().await?;
+    if same_encryption(source.as_ref(), copied.encryption.as_ref()) {
+        return Ok(copied.etag);
+    }
+    Ok(copy(source).await?.etag)
+}
+
 /// Copies one object; returns whether it went in parts.
 async fn copy_one(
-    store: &dyn ObjectStore,
-    src_bucket: &str,
+    context: &CopyContext,
     object: &ObjectSummary,
-    dst_bucket: &str,
     dst_key: &str,
-    options: &SyncOptions,
-    whole_copy: &WholeCopy,
 ) -> Result<bool, PortError> {
+    let (store, options, whole_copy) = (&*context.store, &context.options, &context.whole_copy);
+    let (src_bucket, dst_bucket) = (context.src.bucket.as_str(), context.dst.bucket.as_str());
     let source_parts = multipart_parts(&object.etag);
-    let copy_whole = || {
-        retry(|| {
-            store.copy_object(
-                src_bucket,
-                &object.key,
-                dst_bucket,
-                dst_key,
-                object.storage_class.as_deref(),
-            )
-        })
+    let copy_whole = || copy_whole(context, object, dst_key);
+    let copy_in_parts = || async {
+        let stop = context.stop.as_deref();
+        let (etag, kms) = copy_parts(
+            store, src_bucket, object, dst_bucket, dst_key, options, stop,
+        )
+        .await?;
+        if kms {
+            context.encrypted_seen.store(true, Relaxed);
+        }
+        Ok::<_, PortError>(etag)
     };
-    let copy_in_parts = || copy_parts(store, src_bucket, object, dst_bucket, dst_key, options);
     if source_parts.is_none() && object.size <= options.multipart_threshold {
         copy_whole().await?;
         return Ok(false);
@@ -1214,8 +1528,11 @@ async fn copy_one(
     Ok(true)
 }
 
-/// Copies one object in parts (the source's layout if it has one) with its headers, metadata
-/// and tags; returns the copy's ETag.
+const INTERRUPTED_BEFORE_UPLOAD: &str = "interrupted (Ctrl-C) before the upload was started";
+
+/// Copies one object in parts (the source's layout if it has one) with its headers, metadata,
+/// tags and (unless `SseMode::DestinationDefault`) its encryption; returns the copy's ETag and
+/// whether the source is SSE-KMS.
 async fn copy_parts(
     store: &dyn ObjectStore,
     src_bucket: &str,
@@ -1223,7 +1540,8 @@ async fn copy_parts(
     dst_bucket: &str,
     dst_key: &str,
     options: &SyncOptions,
-) -> Result<String, PortError> {
+    stop: Option<&AtomicBool>,
+) -> Result<(String, bool), PortError> {
     let source_parts = multipart_parts(&object.etag);
     // The object's headers, its first part's size and its tags, asked at once.
     let first_part = async {
@@ -1242,11 +1560,25 @@ async fn copy_parts(
     if head.storage_class.is_none() {
         head.storage_class = object.storage_class.clone();
     }
+    let kms = head.encryption.as_ref().is_some_and(|e| e.is_kms());
+    if options.sse == SseMode::DestinationDefault {
+        head.encryption = None;
+    }
+    // CreateMultipartUpload asks for no checksum (a part-level one would have to be given
+    // back, part by part, to CompleteMultipartUpload); the source's is not the copy's.
+    head.checksum = None;
     let layout = match (source_parts, first_part) {
         (Some(n), Some(first)) => mirrored_layout(object.size, n, first)
             .unwrap_or_else(|| even_layout(object.size, options.part_size)),
         _ => even_layout(object.size, options.part_size),
     };
+    if stop.is_some_and(|s| s.load(Relaxed)) {
+        // Ctrl-C while the source was being headed: the upload would be a new change.
+        return Err(PortError::failed(
+            "s3:CreateMultipartUpload",
+            INTERRUPTED_BEFORE_UPLOAD,
+        ));
+    }
     let upload_id = retry(|| store.create_multipart(dst_bucket, dst_key, &head, &tags)).await?;
     let upload_id = upload_id.as_str();
     let parts = futures::stream::iter(layout.into_iter().zip(1u32..).map(
@@ -1280,7 +1612,7 @@ async fn copy_parts(
         // Parts of an unfinished upload are billed until aborted.
         let _ = store.abort_multipart(dst_bucket, dst_key, upload_id).await;
     }
-    completed
+    completed.map(|etag| (etag, kms))
 }
 
 /// The source's own part layout (all parts the size of the first, the last one shorter), if
@@ -1331,15 +1663,18 @@ pub struct VerifyReport {
     /// Objects whose ETags could not be compared (different part layouts) and were compared by
     /// content instead.
     pub compared_by_content: u64,
+    /// Objects whose ETags are no MD5s (SSE-KMS, multipart) and whose checksums were compared.
+    pub compared_by_checksum: u64,
     pub mismatches: Vec<Mismatch>,
     /// Archived source objects not compared (`skip_archived`: they were not copied).
     pub skipped_archived: u64,
 }
 
 impl VerifyReport {
-    fn record(&mut self, (mismatch, by_content): (Option<Mismatch>, bool)) {
+    fn record(&mut self, (mismatch, by): (Option<Mismatch>, ComparedBy)) {
         self.compared += 1;
-        self.compared_by_content += u64::from(by_content);
+        self.compared_by_content += u64::from(by == ComparedBy::Content);
+        self.compared_by_checksum += u64::from(by == ComparedBy::Checksum);
         self.mismatches.extend(mismatch);
     }
 
@@ -1408,7 +1743,15 @@ pub async fn verify_with(
             }
         }
         let store = store.clone();
-        checks.push(async move { compare_pair(&*store, &src.bucket, &s, &dst.bucket, &d).await });
+        checks.push(async move {
+            match compare_pair(&*store, &src.bucket, &s, &dst.bucket, &d).await {
+                Err(e) => match customer_key_mismatch(&s.key, &e) {
+                    Some(m) => Ok((Some(m), ComparedBy::Etag)),
+                    None => Err(e),
+                },
+                ok => ok,
+            }
+        });
     }
     while let Some(done) = checks.next().await {
         report.record(done?);
@@ -1423,15 +1766,8 @@ async fn compare_pair(
     s: &ObjectSummary,
     dst_bucket: &str,
     d: &ObjectSummary,
-) -> Result<(Option<Mismatch>, bool), SyncError> {
-    let wrap = |bucket: &str, key: &str| {
-        let (bucket, key) = (bucket.to_string(), key.to_string());
-        move |source| SyncError::Copy {
-            bucket,
-            key,
-            source,
-        }
-    };
+) -> Result<(Option<Mismatch>, ComparedBy), SyncError> {
+    let pair = [(src_bucket, s.key.as_str()), (dst_bucket, d.key.as_str())];
     let mismatch = |problem: String| Mismatch {
         key: s.key.clone(),
         problem,
@@ -1442,61 +1778,75 @@ async fn compare_pair(
                 "size {} in the source, {} in the target",
                 s.size, d.size
             ))),
-            false,
+            ComparedBy::Etag,
         ));
     }
-    let mut by_content = false;
+    let mut by = ComparedBy::Etag;
+    let mut heads = None;
     if s.etag != d.etag {
-        let comparable = multipart_parts(&s.etag).is_none() && multipart_parts(&d.etag).is_none();
-        if comparable {
-            return Ok((
-                Some(mismatch(format!(
-                    "ETag {} in the source, {} in the target",
-                    s.etag, d.etag
-                ))),
-                false,
-            ));
+        let (content, sh, dh) = compare_content(store, src_bucket, s, dst_bucket, d).await?;
+        match content {
+            Content::Differs(problem) => return Ok((Some(mismatch(problem)), ComparedBy::Etag)),
+            Content::Same => by = ComparedBy::Checksum,
+            Content::Unknown => {
+                // No checksum on both sides: the bytes, read through this process.
+                by = ComparedBy::Content;
+                let (a, b) = ask_both(pair, |bucket, key| store.content_md5(bucket, key)).await?;
+                if a != b {
+                    return Ok((
+                        Some(mismatch(format!(
+                            "content differs (MD5 {a} in the source, {b} in the target)"
+                        ))),
+                        by,
+                    ));
+                }
+            }
         }
-        by_content = true;
-        let a = retry(|| store.content_md5(src_bucket, &s.key))
-            .await
-            .map_err(wrap(src_bucket, &s.key))?;
-        let b = retry(|| store.content_md5(dst_bucket, &d.key))
-            .await
-            .map_err(wrap(dst_bucket, &d.key))?;
-        if a != b {
-            return Ok((
-                Some(mismatch(format!(
-                    "content differs (MD5 {a} in the source, {b} in the target)"
-                ))),
-                true,
-            ));
-        }
+        heads = Some((sh, dh));
     }
-    let sh = retry(|| store.head_object(src_bucket, &s.key, None))
-        .await
-        .map_err(wrap(src_bucket, &s.key))?;
-    let dh = retry(|| store.head_object(dst_bucket, &d.key, None))
-        .await
-        .map_err(wrap(dst_bucket, &d.key))?;
+    let (sh, dh) = match heads {
+        Some(heads) => heads,
+        None => ask_both(pair, |bucket, key| store.head_object(bucket, key, None)).await?,
+    };
     if let Some(problem) = header_difference(&sh, &dh) {
-        return Ok((Some(mismatch(problem)), by_content));
+        return Ok((Some(mismatch(problem)), by));
     }
-    let st = retry(|| store.object_tags(src_bucket, &s.key))
-        .await
-        .map_err(wrap(src_bucket, &s.key))?;
-    let dt = retry(|| store.object_tags(dst_bucket, &d.key))
-        .await
-        .map_err(wrap(dst_bucket, &d.key))?;
+    let (st, dt) = ask_both(pair, |bucket, key| store.object_tags(bucket, key)).await?;
     if st != dt {
         return Ok((
             Some(mismatch(format!(
                 "tags {st:?} in the source, {dt:?} in the target"
             ))),
-            by_content,
+            by,
         ));
     }
-    Ok((None, by_content))
+    Ok((None, by))
+}
+
+/// An SSE-C object met by a verification: S3 shows neither its headers nor its bytes without
+/// its key, so it cannot be compared (a mismatch that names why, not a failed verification).
+fn customer_key_mismatch(key: &str, e: &SyncError) -> Option<Mismatch> {
+    match e {
+        SyncError::Copy { bucket, source, .. } if is_customer_key_refusal(source) => {
+            Some(Mismatch {
+                key: key.to_string(),
+                problem: format!(
+                    "s3://{bucket} holds it encrypted with a customer-provided key (SSE-C): S3 \
+                     shows neither its headers nor its bytes without that key, so it cannot be \
+                     compared; re-encrypt it with SSE-S3 or SSE-KMS"
+                ),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// How a verification found two objects' bytes equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ComparedBy {
+    Etag,
+    Checksum,
+    Content,
 }
 
 fn header_difference(s: &ObjectHead, d: &ObjectHead) -> Option<String> {
@@ -1681,7 +2031,13 @@ pub async fn changed_since(
                 });
             }
             Joined::Both(s, d)
-                if changed.contains(&record_partition(&s.key)) && !is_unchanged(&s, &d) =>
+                if changed.contains(&record_partition(&s.key))
+                    && !is_unchanged(&s, &d)
+                    && !(s.size == d.size
+                        && matches!(
+                            compare_content(&*store, &src.bucket, &s, &dst.bucket, &d).await?,
+                            (Content::Same, _, _)
+                        )) =>
             {
                 out.push(Mismatch {
                     key: s.key,

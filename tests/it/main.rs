@@ -20,5 +20,6 @@ mod fake_staging;
 mod fake_swap;
 mod fake_swapcheck;
 mod s3_e2e;
+mod s3_encrypted;
 mod s3_sync;
 mod support;

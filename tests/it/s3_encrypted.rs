@@ -1,0 +1,348 @@
+//! Encrypted objects in the bucket sync engine, on the in-memory fake (issue 11, item 5).
+//!
+//! The fake models S3 harshly: an SSE-KMS object's ETag is no MD5 and is new with every write,
+//! so a copy never has its source's ETag; a CopyObject without encryption headers gets the
+//! destination bucket's default encryption; a copy carries a checksum only when it asks for one
+//! or its source has one; an SSE-C object cannot be headed, read or copied without its key.
+//! Before the fix (size + ETag only) every re-sync copied every SSE-KMS object again, a
+//! verification reported each of them as a different ETag, and copies lost their KMS key.
+
+use std::sync::Arc;
+
+use envclone::fake::{FakeAws, FakeBucketConfig};
+use envclone::ports::{ObjectChecksum, ObjectEncryption, ObjectHead, ObjectStore};
+use envclone::s3sync::{self, BucketPath, SseMode, SyncError, SyncOptions};
+
+use crate::support::timings;
+
+const SRC: &str = "kms-source";
+const DST: &str = "kms-target";
+const KEY_A: &str = "arn:aws:kms:us-east-1:123456789012:key/aaaa-1111";
+const KEY_B: &str = "arn:aws:kms:us-east-1:123456789012:key/bbbb-2222";
+
+fn kms(key: &str) -> ObjectEncryption {
+    ObjectEncryption {
+        algorithm: "aws:kms".into(),
+        kms_key_id: Some(key.into()),
+        bucket_key: true,
+    }
+}
+
+/// An SSE-KMS object as S3 writes one today: with the CRC64NVME checksum S3 computes for
+/// every upload ("Checking object integrity").
+fn kms_head(key: &str) -> ObjectHead {
+    ObjectHead {
+        content_type: Some("application/octet-stream".into()),
+        encryption: Some(kms(key)),
+        checksum: Some(ObjectChecksum {
+            algorithm: "CRC64NVME".into(),
+            value: String::new(), // computed by the fake from the bytes
+            full_object: true,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The source: 30 SSE-KMS objects under KEY_A (the bucket's default) and 5 under KEY_B; the
+/// target bucket's default encryption is S3's own, SSE-S3.
+fn encrypted_buckets() -> (FakeAws, Arc<dyn ObjectStore>) {
+    let fake = FakeAws::new(timings());
+    fake.create_bucket_now(SRC);
+    fake.create_bucket_now(DST);
+    fake.set_bucket_config(
+        SRC,
+        FakeBucketConfig {
+            encryption: Some(format!("aws:kms {KEY_A} bucket-key")),
+            ..Default::default()
+        },
+    );
+    for i in 0..35 {
+        let key = if i < 30 { KEY_A } else { KEY_B };
+        fake.put_object(
+            SRC,
+            &format!("docs/{i:03}.pdf"),
+            format!("document {i:03}").as_bytes(),
+            kms_head(key),
+            &[("class", "doc")],
+        );
+    }
+    let store: Arc<dyn ObjectStore> = Arc::new(fake.clone());
+    (fake, store)
+}
+
+fn options(sse: SseMode) -> SyncOptions {
+    SyncOptions {
+        concurrency: 8,
+        multipart_threshold: 64 * 1024,
+        sse,
+        ..SyncOptions::default()
+    }
+}
+
+async fn sync(store: &Arc<dyn ObjectStore>, sse: SseMode) -> Result<s3sync::SyncStats, SyncError> {
+    s3sync::sync(
+        store.clone(),
+        &BucketPath::bucket(SRC),
+        &BucketPath::bucket(DST),
+        &options(sse),
+    )
+    .await
+}
+
+async fn verify(store: &Arc<dyn ObjectStore>) -> s3sync::VerifyReport {
+    s3sync::verify(
+        store.clone(),
+        &BucketPath::bucket(SRC),
+        &BucketPath::bucket(DST),
+        8,
+    )
+    .await
+    .unwrap()
+}
+
+fn copies(fake: &FakeAws) -> usize {
+    fake.calls()
+        .iter()
+        .filter(|c| c.operation == "s3:CopyObject")
+        .count()
+}
+
+// (a) Before the fix the second sync copied all 35 objects again: their copies' ETags differ
+// from the sources' (SSE-KMS), and size + ETag was the only test.
+#[tokio::test(start_paused = true)]
+async fn a_second_sync_of_sse_kms_objects_copies_nothing() {
+    let (fake, store) = encrypted_buckets();
+    let first = sync(&store, SseMode::Keep).await.unwrap();
+    assert_eq!(first.copied, 35);
+    let o = fake.object(DST, "docs/000.pdf").unwrap();
+    assert_ne!(
+        o.etag,
+        fake.object(SRC, "docs/000.pdf").unwrap().etag,
+        "the model: an SSE-KMS copy has another ETag"
+    );
+    let before = copies(&fake);
+    // A dry run says so too (it asks the checksums inline instead of in copy tasks).
+    let planned = s3sync::sync(
+        store.clone(),
+        &BucketPath::bucket(SRC),
+        &BucketPath::bucket(DST),
+        &SyncOptions {
+            dry_run: true,
+            ..options(SseMode::Keep)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((planned.copied, planned.unchanged), (0, 35), "{planned:?}");
+    let second = sync(&store, SseMode::Keep).await.unwrap();
+    assert_eq!(
+        (
+            second.copied,
+            second.unchanged,
+            second.unchanged_by_checksum
+        ),
+        (0, 35, 35),
+        "{second:?}"
+    );
+    assert_eq!(copies(&fake), before, "no CopyObject on the re-sync");
+}
+
+// (b) Before the fix a verification of a fresh SSE-KMS copy reported all 35 objects ("ETag …
+// in the source, … in the target").
+#[tokio::test(start_paused = true)]
+async fn a_fresh_copy_of_sse_kms_objects_verifies_by_checksum() {
+    let (_fake, store) = encrypted_buckets();
+    sync(&store, SseMode::Keep).await.unwrap();
+    let report = verify(&store).await;
+    assert!(report.is_equal(), "{:?}", report.mismatches);
+    assert_eq!((report.compared, report.compared_by_checksum), (35, 35));
+    assert_eq!(
+        report.compared_by_content, 0,
+        "no object read through envclone"
+    );
+}
+
+// (c) Before the fix a copy carried no encryption headers: S3 gave it the target bucket's
+// default (SSE-S3 here), and the KMS keys were lost. `SseMode::DestinationDefault` (`s3 sync
+// --sse destination-default`) asks for exactly that.
+#[tokio::test(start_paused = true)]
+async fn copies_keep_their_kms_key_unless_the_destination_default_is_asked_for() {
+    let (fake, store) = encrypted_buckets();
+    // A multipart SSE-KMS object too: copied in parts, CreateMultipartUpload carries the key.
+    let big: Vec<u8> = (0..5 * 1024u32).map(|i| (i % 251) as u8).collect();
+    fake.put_multipart_object(
+        SRC,
+        "big/parts.bin",
+        &big,
+        &[2048, 2048, 1024],
+        kms_head(KEY_B),
+    );
+    sync(&store, SseMode::Keep).await.unwrap();
+    for (key, kms_key) in [
+        ("docs/000.pdf", KEY_A),
+        ("docs/034.pdf", KEY_B),
+        ("big/parts.bin", KEY_B),
+    ] {
+        let e = fake.object(DST, key).unwrap().head.encryption.unwrap();
+        assert_eq!(
+            (e.algorithm.as_str(), e.kms_key_id.as_deref(), e.bucket_key),
+            ("aws:kms", Some(kms_key), true),
+            "{key}"
+        );
+    }
+
+    let (fake, store) = encrypted_buckets();
+    sync(&store, SseMode::DestinationDefault).await.unwrap();
+    let e = fake
+        .object(DST, "docs/034.pdf")
+        .unwrap()
+        .head
+        .encryption
+        .unwrap();
+    assert_eq!((e.algorithm.as_str(), e.kms_key_id), ("AES256", None));
+    // Same bytes, destination's encryption as asked: a re-sync with the same choice copies
+    // nothing (the checksums agree; the encryption is not a difference then).
+    let again = sync(&store, SseMode::DestinationDefault).await.unwrap();
+    assert_eq!((again.copied, again.unchanged), (0, 35), "{again:?}");
+    // Asking to keep the sources' encryption afterwards re-copies them, with their keys.
+    let keep = sync(&store, SseMode::Keep).await.unwrap();
+    assert_eq!(keep.copied, 35, "{keep:?}");
+    let e = fake.object(DST, "docs/034.pdf").unwrap().head.encryption;
+    assert_eq!(e, Some(kms(KEY_B)));
+}
+
+// (d) The checksum path compares, it does not skip: an SSE-KMS object rewritten in the target
+// with other bytes of the same size (a new ETag, as every SSE-KMS write has) is a difference
+// for the verification, and the next sync copies it — only it.
+#[tokio::test(start_paused = true)]
+async fn a_changed_encrypted_object_of_the_same_size_is_found_by_its_checksum() {
+    let (fake, store) = encrypted_buckets();
+    sync(&store, SseMode::Keep).await.unwrap();
+    fake.put_object(
+        DST,
+        "docs/007.pdf",
+        b"tampered 007",
+        kms_head(KEY_A),
+        &[("class", "doc")],
+    );
+    assert_eq!(b"tampered 007".len(), b"document 007".len());
+    let report = verify(&store).await;
+    assert_eq!(report.mismatches.len(), 1, "{:?}", report.mismatches);
+    assert_eq!(report.mismatches[0].key, "docs/007.pdf");
+    assert!(
+        report.mismatches[0]
+            .problem
+            .contains("content differs (CRC64NVME checksum"),
+        "{}",
+        report.mismatches[0].problem
+    );
+    let stats = sync(&store, SseMode::Keep).await.unwrap();
+    assert_eq!((stats.copied, stats.unchanged), (1, 34), "{stats:?}");
+    assert!(verify(&store).await.is_equal());
+}
+
+// A source object without a checksum (written before S3 kept one for every upload) cannot be
+// compared with its copy without reading it: it is copied again, counted, never skipped.
+#[tokio::test(start_paused = true)]
+async fn an_encrypted_object_without_a_checksum_is_copied_again_and_counted() {
+    let (fake, store) = encrypted_buckets();
+    fake.put_object(
+        SRC,
+        "old/legacy.bin",
+        b"written in 2019",
+        ObjectHead {
+            encryption: Some(kms(KEY_A)),
+            ..Default::default()
+        },
+        &[],
+    );
+    sync(&store, SseMode::Keep).await.unwrap();
+    let copy = fake.object(DST, "old/legacy.bin").unwrap();
+    assert_eq!(
+        copy.head.checksum.map(|c| c.algorithm),
+        Some("CRC64NVME".to_string()),
+        "the copy asked for a checksum"
+    );
+    let again = sync(&store, SseMode::Keep).await.unwrap();
+    assert_eq!(
+        (again.copied, again.copied_without_checksum, again.unchanged),
+        (1, 1, 35),
+        "{again:?}"
+    );
+    // The verification reads the two (the bytes through envclone) rather than guess.
+    let report = verify(&store).await;
+    assert!(report.is_equal(), "{:?}", report.mismatches);
+    assert_eq!(
+        (report.compared_by_checksum, report.compared_by_content),
+        (35, 1)
+    );
+}
+
+// The unencrypted common case keeps its fast path: no HeadObject for a first sync of
+// single-part SSE-S3 objects (each copy's ETag is its source's), none for the no-op.
+#[tokio::test(start_paused = true)]
+async fn unencrypted_objects_are_copied_and_compared_without_a_head_object() {
+    let fake = FakeAws::new(timings());
+    fake.create_bucket_now(SRC);
+    fake.create_bucket_now(DST);
+    for i in 0..50 {
+        fake.put_object(
+            SRC,
+            &format!("plain/{i:03}"),
+            format!("plain {i}").as_bytes(),
+            ObjectHead::default(),
+            &[],
+        );
+    }
+    let store: Arc<dyn ObjectStore> = Arc::new(fake.clone());
+    assert_eq!(sync(&store, SseMode::Keep).await.unwrap().copied, 50);
+    assert_eq!(sync(&store, SseMode::Keep).await.unwrap().unchanged, 50);
+    let heads = fake
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "s3:HeadObject")
+        .count();
+    assert_eq!(heads, 0);
+    // The copies asked for a checksum all the same (sources without one).
+    let copy = fake.object(DST, "plain/000").unwrap();
+    assert_eq!(
+        copy.head.checksum.map(|c| c.algorithm),
+        Some("CRC64NVME".to_string())
+    );
+}
+
+// SSE-C: S3 keeps no key, so envclone can neither head nor copy such an object. Before the
+// fix each one failed as an anonymous "copying … failed: InvalidRequest"; now the sync copies
+// the rest and refuses with the count, the first keys, and what to do.
+#[tokio::test(start_paused = true)]
+async fn objects_encrypted_with_a_customer_key_are_refused_by_name() {
+    let (fake, store) = encrypted_buckets();
+    for i in 0..7 {
+        fake.put_customer_key_object(SRC, &format!("secret/{i}.bin"), b"customer-key data");
+    }
+    let err = sync(&store, SseMode::Keep).await.unwrap_err();
+    match &err {
+        SyncError::CustomerKey {
+            bucket,
+            count,
+            keys,
+        } => {
+            assert_eq!((bucket.as_str(), *count, keys.len()), (SRC, 7, 5));
+            assert_eq!(keys[0], "secret/0.bin");
+        }
+        other => panic!("expected the SSE-C refusal, got {other}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("7 object(s) are encrypted with a customer-provided key (SSE-C)")
+            && message.contains("\"secret/0.bin\"")
+            && message.contains("--copy-source-sse-customer-key"),
+        "{message}"
+    );
+    assert_eq!(
+        fake.object_keys(DST).len(),
+        35,
+        "the other objects were copied"
+    );
+    assert!(fake.object(DST, "secret/0.bin").is_none());
+}
