@@ -49,7 +49,7 @@ pub struct ParameterDecl {
 impl Template {
     pub fn parse(origin: &str, body: &str) -> Result<Self, ContractError> {
         let yaml: serde_norway::Value =
-            serde_norway::from_str(body).map_err(|e| ContractError::Syntax {
+            serde_norway::from_str(&yaml11_booleans(body)).map_err(|e| ContractError::Syntax {
                 origin: origin.to_string(),
                 reason: e.to_string(),
             })?;
@@ -128,6 +128,133 @@ impl Template {
 
 /// Render a template scalar the way CloudFormation passes it to a parameter (numbers and
 /// booleans become their text).
+/// The plain (unquoted) scalars YAML 1.1 reads as booleans and YAML 1.2 as strings, besides
+/// true/false (which both read alike).
+const YAML11_TRUE: &[&str] = &["y", "Y", "yes", "Yes", "YES", "on", "On", "ON"];
+const YAML11_FALSE: &[&str] = &["n", "N", "no", "No", "NO", "off", "Off", "OFF"];
+
+/// `body` with every plain `Yes`/`No`/`On`/`Off`/`Y`/`N` value written `true`/`false`, for
+/// reading only (the template's own text is what CloudFormation receives). CloudFormation reads
+/// YAML 1.1, where these are booleans ("CloudFormation treats unquoted values that are YAML 1.1
+/// native booleans as booleans, rather than strings", aws-cli #5257, which quotes them when it
+/// writes templates); serde_norway reads YAML 1.2, where they are strings. Without this, a
+/// `!Equals [!Ref Switch, Yes]` compared the source's `true` with `Yes` and a condition the
+/// stack took read as false (its resources then escaped the inventory). Quoted scalars, keys,
+/// comments and block scalars (`|`, `>`) are left alone; JSON has no such scalars.
+fn yaml11_booleans(body: &str) -> std::borrow::Cow<'_, str> {
+    if body.trim_start().starts_with('{') {
+        return body.into();
+    }
+    let word = |w: &str| {
+        if YAML11_TRUE.contains(&w) {
+            Some("true")
+        } else if YAML11_FALSE.contains(&w) {
+            Some("false")
+        } else {
+            None
+        }
+    };
+    let mut changed = false;
+    let mut out = String::with_capacity(body.len());
+    // The indentation of the line that opened a block scalar, while inside it.
+    let mut block: Option<usize> = None;
+    for line in body.split_inclusive('\n') {
+        let text = line.trim_end_matches(['\n', '\r']);
+        let ending = &line[text.len()..];
+        let indent = text.len() - text.trim_start().len();
+        if let Some(parent) = block {
+            if text.trim().is_empty() || indent > parent {
+                out.push_str(line);
+                continue;
+            }
+            block = None;
+        }
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('#') || trimmed.is_empty() {
+            out.push_str(line);
+            continue;
+        }
+        // Where the value starts: after the first `: ` of a mapping entry, else after the
+        // dashes of a sequence item.
+        let value_at = match text.find(": ") {
+            Some(i) if !text[..i].contains(['"', '\'']) => i + 2,
+            Some(_) => {
+                out.push_str(line);
+                continue;
+            }
+            None => {
+                let mut at = indent;
+                while text[at..].starts_with("- ") {
+                    at += 2;
+                    at += text[at..].len() - text[at..].trim_start().len();
+                }
+                if at == indent {
+                    out.push_str(line);
+                    continue;
+                }
+                at
+            }
+        };
+        let rest = &text[value_at..];
+        // A trailing comment needs a space before its `#`.
+        let (value, comment) = match rest.find(" #") {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let value_trimmed = value.trim();
+        let head = &text[..value_at];
+        let opens_block = |v: &str| {
+            let v = v.trim_start_matches(|c| c == '!' || char::is_alphanumeric(c));
+            let v = v.trim();
+            (v.starts_with('|') || v.starts_with('>'))
+                && v[1..]
+                    .chars()
+                    .all(|c| c == '-' || c == '+' || c.is_ascii_digit())
+        };
+        if opens_block(value_trimmed) {
+            block = Some(indent);
+            out.push_str(line);
+            continue;
+        }
+        if let Some(b) = word(value_trimmed) {
+            changed = true;
+            out.push_str(head);
+            out.push_str(&value.replace(value_trimmed, b));
+            out.push_str(comment);
+            out.push_str(ending);
+            continue;
+        }
+        // A one-line flow sequence of plain words: `[Yes, No]`.
+        let flow = value_trimmed
+            .strip_prefix('[')
+            .and_then(|v| v.strip_suffix(']'))
+            .filter(|v| !v.contains(['[', ']', '{', '}', '"', '\'']));
+        if let Some(items) = flow {
+            if items.split(',').any(|i| word(i.trim()).is_some()) {
+                changed = true;
+                let items: Vec<&str> = items
+                    .split(',')
+                    .map(|i| word(i.trim()).unwrap_or(i.trim()))
+                    .collect();
+                out.push_str(head);
+                out.push_str(&value[..value.len() - value.trim_start().len()]);
+                out.push('[');
+                out.push_str(&items.join(", "));
+                out.push(']');
+                out.push_str(comment);
+                out.push_str(ending);
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    if changed {
+        out.into()
+    } else {
+        body.into()
+    }
+}
+
 pub fn scalar_to_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -901,6 +1028,31 @@ Outputs:
             "Password: { Type: String, NoEcho: true }",
         );
         assert!(contract_error(&no_default).contains("has no Default to take"));
+    }
+
+    /// CloudFormation reads YAML 1.1: a plain `Yes` is true, a quoted one the string; block
+    /// scalars and comments are text. Before, `Yes` read as the string and a condition over it
+    /// came out false.
+    #[test]
+    fn plain_yaml_1_1_booleans_read_as_cloudformation_reads_them() {
+        let body = "Parameters:\n  Switch: { Type: String, Default: 'Yes' }\n  Other:\n    \
+                    Type: String\n    Default: No  # off\n    AllowedValues: [Yes, No]\n\
+                    Conditions:\n  On: !Equals\n    - !Ref Switch\n    - Yes\n\
+                    Resources:\n  R:\n    Type: AWS::SNS::Topic\n    Properties:\n      \
+                    TopicName: |\n        keep: yes\n        - no\n      DisplayName: \"Yes\"\n";
+        let t = Template::parse("t.yaml", body).unwrap();
+        let v = &t.value;
+        assert_eq!(v["Parameters"]["Switch"]["Default"], "Yes");
+        assert_eq!(v["Parameters"]["Other"]["Default"], false);
+        assert_eq!(
+            v["Parameters"]["Other"]["AllowedValues"],
+            serde_json::json!([true, false])
+        );
+        assert_eq!(v["Conditions"]["On"]["Fn::Equals"][1], true);
+        let props = &v["Resources"]["R"]["Properties"];
+        assert_eq!(props["TopicName"], "keep: yes\n- no\n");
+        assert_eq!(props["DisplayName"], "Yes");
+        assert_eq!(t.body, body, "the template's own text is unchanged");
     }
 
     /// Issue 12: `ignore:` names resources of the template, each with a reason.
