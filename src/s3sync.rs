@@ -118,8 +118,9 @@ pub struct SyncStats {
     /// part layout).
     pub unchanged_by_checksum: u64,
     /// Objects whose ETags could not tell and that have no comparable checksum on both sides
-    /// (a source written before S3 kept checksums): copied again, since nothing cheaper can
-    /// tell whether they changed.
+    /// (a source written before S3 kept checksums; a multipart source whose checksum is
+    /// COMPOSITE or of another algorithm than the CRC64NVME a copy in parts gets): copied
+    /// again, since nothing cheaper can tell whether they changed.
     pub copied_without_checksum: u64,
     /// Destination objects the source does not have (removed only with `delete`).
     pub extra: u64,
