@@ -1937,6 +1937,19 @@ impl ObjectStore for S3 {
                 call = call.bucket_key_enabled(e.bucket_key);
             }
         }
+        if let Some(c) = &head.checksum {
+            // CreateMultipartUpload `ChecksumAlgorithm` and `ChecksumType`: each part then
+            // carries a checksum of that algorithm, and the object a full-object one (the
+            // checksum of the whole content) or a composite one (of the parts' checksums).
+            use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumType};
+            call = call
+                .checksum_algorithm(ChecksumAlgorithm::from(c.algorithm.as_str()))
+                .checksum_type(if c.full_object {
+                    ChecksumType::FullObject
+                } else {
+                    ChecksumType::Composite
+                });
+        }
         if !tags.is_empty() {
             call = call.tagging(tagging_header(tags));
         }
@@ -1962,7 +1975,7 @@ impl ObjectStore for S3 {
         part: u32,
         first: u64,
         last: u64,
-    ) -> PortResult<String> {
+    ) -> PortResult<CopiedPart> {
         let out = self
             .client
             .upload_part_copy()
@@ -1981,11 +1994,23 @@ impl ObjectStore for S3 {
                     e,
                 )
             })?;
-        Ok(unquote(
-            out.copy_part_result()
-                .and_then(|r| r.e_tag())
-                .unwrap_or_default(),
-        ))
+        let result = out.copy_part_result();
+        // CopyPartResult carries the part's checksum of the upload's algorithm, if any.
+        let checksum = result.and_then(|r| {
+            [
+                ("CRC64NVME", r.checksum_crc64_nvme()),
+                ("CRC32C", r.checksum_crc32_c()),
+                ("CRC32", r.checksum_crc32()),
+                ("SHA256", r.checksum_sha256()),
+                ("SHA1", r.checksum_sha1()),
+            ]
+            .into_iter()
+            .find_map(|(a, v)| v.map(|v| (a.to_string(), v.to_string())))
+        });
+        Ok(CopiedPart {
+            etag: unquote(result.and_then(|r| r.e_tag()).unwrap_or_default()),
+            checksum,
+        })
     }
 
     async fn complete_multipart(
@@ -1993,17 +2018,29 @@ impl ObjectStore for S3 {
         bucket: &str,
         key: &str,
         upload_id: &str,
-        part_etags: &[String],
+        completed: &[CopiedPart],
     ) -> PortResult<String> {
         use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-        let parts = part_etags
+        let parts = completed
             .iter()
             .enumerate()
-            .map(|(i, etag)| {
-                CompletedPart::builder()
+            .map(|(i, part)| {
+                let etag = &part.etag;
+                let builder = CompletedPart::builder()
                     .part_number(i as i32 + 1)
-                    .e_tag(format!("\"{etag}\""))
-                    .build()
+                    .e_tag(format!("\"{etag}\""));
+                // CompletedPart.ChecksumCRC64NVME etc.: the part's checksum, given back.
+                let builder = match part.checksum.clone() {
+                    Some((a, v)) => match a.as_str() {
+                        "CRC64NVME" => builder.checksum_crc64_nvme(v),
+                        "CRC32C" => builder.checksum_crc32_c(v),
+                        "CRC32" => builder.checksum_crc32(v),
+                        "SHA256" => builder.checksum_sha256(v),
+                        _ => builder.checksum_sha1(v),
+                    },
+                    None => builder,
+                };
+                builder.build()
             })
             .collect();
         let out = self

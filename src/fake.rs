@@ -494,7 +494,8 @@ struct Upload {
     key: String,
     head: ObjectHead,
     tags: BTreeMap<String, String>,
-    parts: BTreeMap<u32, Vec<u8>>,
+    /// Each part's bytes and, for an upload created with a checksum algorithm, its checksum.
+    parts: BTreeMap<u32, (Vec<u8>, Option<String>)>,
 }
 
 #[derive(Default)]
@@ -3150,6 +3151,29 @@ impl ObjectStore for FakeAws {
         tags: &BTreeMap<String, String>,
     ) -> PortResult<String> {
         self.call("s3:CreateMultipartUpload", true).await?;
+        // "CRC64NVME only supports the full object checksum type"; SHA1/SHA256 only the
+        // composite one ("Checking object integrity", checksum types).
+        if let Some(c) = &head.checksum {
+            let supported = match c.algorithm.as_str() {
+                "CRC64NVME" => c.full_object,
+                "SHA1" | "SHA256" => !c.full_object,
+                _ => true,
+            };
+            if !supported {
+                return Err(PortError::failed(
+                    "s3:CreateMultipartUpload",
+                    format!(
+                        "InvalidRequest: checksum type {} is not supported for {}",
+                        if c.full_object {
+                            "FULL_OBJECT"
+                        } else {
+                            "COMPOSITE"
+                        },
+                        c.algorithm
+                    ),
+                ));
+            }
+        }
         let mut s = self.lock();
         Self::bucket(&s, bucket)?;
         let id = format!("upload-{}", next_id(&mut s));
@@ -3176,7 +3200,7 @@ impl ObjectStore for FakeAws {
         part: u32,
         first: u64,
         last: u64,
-    ) -> PortResult<String> {
+    ) -> PortResult<CopiedPart> {
         self.call("s3:UploadPartCopy", true).await?;
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object(src_bucket, src_key)?;
@@ -3198,8 +3222,21 @@ impl ObjectStore for FakeAws {
             .ok_or_else(|| PortError::NotFound {
                 what: format!("upload {upload_id}"),
             })?;
-        u.parts.insert(part, bytes);
-        Ok(etag)
+        // The part's checksum comes back only when the upload was created with a checksum
+        // algorithm (UploadPartCopy, CopyPartResult.ChecksumCRC64NVME: "This checksum is
+        // present if the multipart upload request was created with the CRC64NVME checksum
+        // algorithm").
+        let checksum = u
+            .head
+            .checksum
+            .as_ref()
+            .map(|c| checksum_of(&c.algorithm, &bytes));
+        let algorithm = u.head.checksum.as_ref().map(|c| c.algorithm.clone());
+        u.parts.insert(part, (bytes, checksum.clone()));
+        Ok(CopiedPart {
+            etag,
+            checksum: algorithm.zip(checksum),
+        })
     }
 
     async fn complete_multipart(
@@ -3207,7 +3244,7 @@ impl ObjectStore for FakeAws {
         bucket: &str,
         key: &str,
         upload_id: &str,
-        part_etags: &[String],
+        completed: &[CopiedPart],
     ) -> PortResult<String> {
         self.call("s3:CompleteMultipartUpload", true).await?;
         let mut s = self.lock();
@@ -3217,25 +3254,46 @@ impl ObjectStore for FakeAws {
             .ok_or_else(|| PortError::NotFound {
                 what: format!("upload {upload_id}"),
             })?;
-        if u.bucket != bucket || u.key != key || u.parts.len() != part_etags.len() {
+        if u.bucket != bucket || u.key != key || u.parts.len() != completed.len() {
             return Err(PortError::failed(
                 "s3:CompleteMultipartUpload",
                 "InvalidPart",
             ));
         }
-        let pieces: Vec<Vec<u8>> = u.parts.values().cloned().collect();
-        for (i, p) in pieces.iter().enumerate() {
+        let pieces: Vec<Vec<u8>> = u.parts.values().map(|(p, _)| p.clone()).collect();
+        for (i, ((p, checksum), given)) in u.parts.values().zip(completed).enumerate() {
             if i + 1 < pieces.len() && (p.len() as u64) < self.timings.min_part_size {
                 return Err(PortError::failed(
                     "s3:CompleteMultipartUpload",
                     "EntityTooSmall",
                 ));
             }
-            if md5_hex(p) != part_etags[i] {
+            if md5_hex(p) != given.etag {
                 return Err(PortError::failed(
                     "s3:CompleteMultipartUpload",
                     "InvalidPart",
                 ));
+            }
+            // An upload created with a checksum algorithm needs each part's checksum back
+            // (CompletedPart.ChecksumCRC64NVME, "present if the multipart upload request was
+            // created with the CRC64NVME checksum algorithm"): a missing one is an InvalidPart,
+            // a wrong one a BadDigest (CompleteMultipartUpload API, errors).
+            if let Some(checksum) = checksum {
+                match given.checksum.as_ref().map(|(_, v)| v) {
+                    None => {
+                        return Err(PortError::failed(
+                            "s3:CompleteMultipartUpload",
+                            format!("InvalidPart: part {} has no checksum", i + 1),
+                        ))
+                    }
+                    Some(g) if g != checksum => {
+                        return Err(PortError::failed(
+                            "s3:CompleteMultipartUpload",
+                            format!("BadDigest: part {} checksum {g} is not {checksum}", i + 1),
+                        ))
+                    }
+                    Some(_) => {}
+                }
             }
         }
         let data: Vec<u8> = pieces.concat();
@@ -3251,8 +3309,25 @@ impl ObjectStore for FakeAws {
         };
         let etag = written_etag(&mut s, etag, Some(&encryption), pieces.len());
         head.encryption = Some(encryption);
-        // No checksum was asked for when the upload was created: none is kept.
-        head.checksum = None;
+        // "Checking object integrity", "Using full object checksums for multipart upload":
+        // a FULL_OBJECT checksum (the only type of CRC64NVME) is the checksum of the whole
+        // content, the same as a single-part upload of the bytes; a COMPOSITE one is the
+        // checksum of the parts' checksums with a `-<parts>` suffix. An upload created
+        // without a checksum algorithm keeps none (modelled harshly).
+        head.checksum = head.checksum.take().map(|c| {
+            let value = if c.full_object {
+                checksum_of(&c.algorithm, &data)
+            } else {
+                let raw: Vec<u8> = u
+                    .parts
+                    .values()
+                    .filter_map(|(_, c)| c.as_deref())
+                    .flat_map(|c| aws_smithy_types::base64::decode(c).expect("base64 we wrote"))
+                    .collect();
+                format!("{}-{}", checksum_of(&c.algorithm, &raw), pieces.len())
+            };
+            ObjectChecksum { value, ..c }
+        });
         head.size = data.len() as u64;
         head.etag = etag.clone();
         head.parts_count = None;

@@ -630,6 +630,17 @@ pub struct CopyRequest {
     pub checksum_algorithm: Option<String>,
 }
 
+/// One part UploadPartCopy wrote, as CompleteMultipartUpload must be given it back: its ETag
+/// and, when the upload was created with a `ChecksumAlgorithm`, the part's checksum of that
+/// algorithm (UploadPartCopy response `CopyPartResult.ChecksumCRC64NVME` etc.; CompletedPart:
+/// "This checksum is present if the multipart upload request was created with the CRC64NVME
+/// checksum algorithm"): (algorithm, base64 value as S3 sends it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CopiedPart {
+    pub etag: String,
+    pub checksum: Option<(String, String)>,
+}
+
 /// What a CopyObject wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CopiedObject {
@@ -709,6 +720,10 @@ pub trait ObjectStore: Send + Sync {
     ) -> PortResult<CopiedObject>;
     /// Starts a multipart upload carrying the source's headers, metadata and tags, and
     /// `head.encryption` where it is Some (else the bucket's default encryption).
+    /// `head.checksum`, where Some, asks for a checksum: its `algorithm` as `ChecksumAlgorithm`
+    /// and `full_object` as `ChecksumType` FULL_OBJECT (else COMPOSITE); its value is ignored
+    /// (CreateMultipartUpload API). The parts then carry checksums of that algorithm, which
+    /// CompleteMultipartUpload must be given back.
     async fn create_multipart(
         &self,
         bucket: &str,
@@ -716,7 +731,8 @@ pub trait ObjectStore: Send + Sync {
         head: &ObjectHead,
         tags: &BTreeMap<String, String>,
     ) -> PortResult<String>;
-    /// Copies bytes `first..=last` of the source into part `part` (1-based). Returns the ETag.
+    /// Copies bytes `first..=last` of the source into part `part` (1-based). Returns the part's
+    /// ETag and, if the upload was created with a checksum algorithm, its checksum.
     #[allow(clippy::too_many_arguments)]
     async fn upload_part_copy(
         &self,
@@ -728,13 +744,15 @@ pub trait ObjectStore: Send + Sync {
         part: u32,
         first: u64,
         last: u64,
-    ) -> PortResult<String>;
+    ) -> PortResult<CopiedPart>;
+    /// Completes the upload with its parts in order (part numbers 1..), each with its ETag and
+    /// checksum as UploadPartCopy returned them. Returns the object's ETag.
     async fn complete_multipart(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
-        part_etags: &[String],
+        parts: &[CopiedPart],
     ) -> PortResult<String>;
     async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> PortResult<()>;
     /// Deletes `keys` (at most 1,000: one DeleteObjects request). Keys already gone count as

@@ -985,7 +985,7 @@ impl ObjectStore for SyntheticBuckets {
         _part: u32,
         _first: u64,
         _last: u64,
-    ) -> PortResult<String> {
+    ) -> PortResult<crate::ports::CopiedPart> {
         Err(Self::unsupported("s3:UploadPartCopy"))
     }
     async fn complete_multipart(
@@ -993,7 +993,7 @@ impl ObjectStore for SyntheticBuckets {
         _bucket: &str,
         _key: &str,
         _upload_id: &str,
-        _part_etags: &[String],
+        _parts: &[crate::ports::CopiedPart],
     ) -> PortResult<String> {
         Err(Self::unsupported("s3:CompleteMultipartUpload"))
     }

@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::ports::{
-    is_customer_key_refusal, CopyRequest, ObjectEncryption, ObjectHead, ObjectStore, ObjectSummary,
-    PortError, COPY_CHECKSUM,
+    is_customer_key_refusal, CopiedPart, CopyRequest, ObjectChecksum, ObjectEncryption, ObjectHead,
+    ObjectStore, ObjectSummary, PortError, COPY_CHECKSUM,
 };
 use crate::retry::retry;
 
@@ -118,8 +118,9 @@ pub struct SyncStats {
     /// part layout).
     pub unchanged_by_checksum: u64,
     /// Objects whose ETags could not tell and that have no comparable checksum on both sides
-    /// (a source written before S3 kept checksums): copied again, since nothing cheaper can
-    /// tell whether they changed.
+    /// (a source written before S3 kept checksums; a multipart source whose checksum is
+    /// COMPOSITE or of another algorithm than the CRC64NVME a copy in parts gets): copied
+    /// again, since nothing cheaper can tell whether they changed.
     pub copied_without_checksum: u64,
     /// Destination objects the source does not have (removed only with `delete`).
     pub extra: u64,
@@ -1564,9 +1565,20 @@ async fn copy_parts(
     if options.sse == SseMode::DestinationDefault {
         head.encryption = None;
     }
-    // CreateMultipartUpload asks for no checksum (a part-level one would have to be given
-    // back, part by part, to CompleteMultipartUpload); the source's is not the copy's.
-    head.checksum = None;
+    // The copy asks for a CRC64NVME checksum, whose type is FULL_OBJECT: the checksum of the
+    // whole content, equal to a single-part object's CRC64NVME of the same bytes ("Checking
+    // object integrity", "Using full object checksums for multipart upload";
+    // CreateMultipartUpload `ChecksumAlgorithm`, `ChecksumType`). Each UploadPartCopy returns
+    // its part's checksum (`CopyPartResult.ChecksumCRC64NVME`), given back to
+    // CompleteMultipartUpload (`CompletedPart.ChecksumCRC64NVME`). So the copy is comparable
+    // with a source that has a CRC64NVME checksum (S3's default since it added one to every
+    // upload), SSE-KMS or not; a source with a checksum of another algorithm, or a COMPOSITE
+    // one (`-<parts>`), is not, and a re-sync copies it again (`copied_without_checksum`).
+    head.checksum = Some(ObjectChecksum {
+        algorithm: COPY_CHECKSUM.to_string(),
+        value: String::new(),
+        full_object: true,
+    });
     let layout = match (source_parts, first_part) {
         (Some(n), Some(first)) => mirrored_layout(object.size, n, first)
             .unwrap_or_else(|| even_layout(object.size, options.part_size)),
@@ -1601,10 +1613,10 @@ async fn copy_parts(
     .buffered(options.part_concurrency.max(1))
     .collect::<Vec<_>>()
     .await;
-    let etags: Result<Vec<String>, PortError> = parts.into_iter().collect();
-    let completed = match etags {
-        Ok(etags) => {
-            retry(|| store.complete_multipart(dst_bucket, dst_key, upload_id, &etags)).await
+    let parts: Result<Vec<CopiedPart>, PortError> = parts.into_iter().collect();
+    let completed = match parts {
+        Ok(parts) => {
+            retry(|| store.complete_multipart(dst_bucket, dst_key, upload_id, &parts)).await
         }
         Err(e) => Err(e),
     };
