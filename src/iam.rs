@@ -317,10 +317,20 @@ mod tests {
 
     /// The operation names the adapters pass to their error mapping: one per SDK call.
     fn operations_called() -> Vec<String> {
-        let source = include_str!("aws.rs");
+        let sources = [
+            include_str!("aws.rs"),
+            include_str!("aws/cloudformation.rs"),
+            include_str!("aws/rds.rs"),
+            include_str!("aws/autoscaling.rs"),
+            include_str!("aws/s3.rs"),
+            include_str!("aws/route53.rs"),
+        ];
         let mut out = Vec::new();
         // The bucket configuration copy names its operations to `config_read`/`config_written`.
-        for call in ["port_error(", "config_read(", "config_written("] {
+        for (call, source) in ["port_error(", "config_read(", "config_written("]
+            .into_iter()
+            .flat_map(|call| sources.iter().map(move |s| (call, *s)))
+        {
             let mut rest = source;
             while let Some(i) = rest.find(call) {
                 rest = &rest[i + call.len()..];

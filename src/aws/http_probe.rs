@@ -1,0 +1,26 @@
+//! The HTTP probe: `HttpProbe` over `reqwest`, the GET of the contract's `verify: http_output`
+//! checks (on a clone, and after a swap). Not AWS: it asks the environment's own endpoint, so it has no SDK client, no SigV4 and no
+//! IAM action. It sits with the AWS adapters only because `cloud_from` builds every real
+//! adapter of `Cloud` in one place.
+
+use async_trait::async_trait;
+
+use crate::ports::*;
+
+pub struct Http(pub(super) reqwest::Client);
+
+#[async_trait]
+impl HttpProbe for Http {
+    async fn get_status(&self, url: &str) -> PortResult<u16> {
+        let response = self
+            .0
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| PortError::Transient {
+                operation: "http:GET".into(),
+                message: format!("{url}: {e}"),
+            })?;
+        Ok(response.status().as_u16())
+    }
+}
