@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use thiserror::Error;
 
 use crate::model::{EnvName, NameError};
+use crate::s3cmd::SyncRequest;
+use crate::s3sync::BucketPath;
 use crate::workflow::plan::CloneRequest;
 
 #[derive(Debug, Parser)]
@@ -125,7 +127,7 @@ pub enum Command {
     },
     /// Bucket operations on their own: `envclone s3 sync s3://SRC[/prefix] s3://DST[/prefix]`.
     #[command(subcommand)]
-    S3(crate::s3cmd::S3Command),
+    S3(S3Command),
     /// Put an environment's instances into Standby (`on`) or back in service (`off`).
     Standby {
         env: String,
@@ -443,6 +445,212 @@ pub enum InputError {
         "--multipart-threshold {0} is out of range: use 5 MiB (5242880) to 5 GiB (5368709120)"
     )]
     Threshold(u64),
+    #[error("{url:?} is not an S3 URL: {reason}; write s3://BUCKET or s3://BUCKET/PREFIX")]
+    S3Url { url: String, reason: String },
+    #[error(
+        "{source_path} and {target_path} overlap: a sync would read what it writes; use another \
+         bucket or prefixes that do not contain each other"
+    )]
+    S3Overlap {
+        source_path: String,
+        target_path: String,
+    },
+    #[error("--verify checks a finished copy; it cannot be combined with --dry-run")]
+    VerifyDryRun,
+    #[error("--engine batch needs {0}")]
+    BatchInput(String),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum S3Command {
+    /// Copy every object of SRC that DST lacks or holds in another version, server-side.
+    ///
+    /// A re-run copies only what differs (size and ETag). A prefix is a folder:
+    /// `s3://a/photos` syncs the keys under `photos/`.
+    Sync(SyncArgs),
+    /// Peak memory of the diff of two generated listings of N objects each (1% changed, 1%
+    /// missing, 1% extra); nothing leaves this process.
+    #[command(hide = true)]
+    DiffBench {
+        #[arg(long, default_value_t = 1_000_000)]
+        objects: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// s3://BUCKET[/PREFIX] to copy from.
+    pub source: String,
+    /// s3://BUCKET[/PREFIX] to copy into (the bucket must exist).
+    pub target: String,
+    /// Remove objects from DST that SRC does not have.
+    #[arg(long)]
+    pub delete: bool,
+    /// Print what would be copied and deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Objects copied at once.
+    #[arg(long, default_value_t = crate::s3sync::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    /// Single-part objects larger than this many bytes are copied in parallel parts (objects
+    /// uploaded in parts are always copied with their own part layout).
+    #[arg(long, default_value_t = crate::s3sync::AWS_COPY_LIMIT)]
+    pub multipart_threshold: u64,
+    /// After the sync, compare DST with SRC object for object (size, ETag, checksum or
+    /// content, headers, metadata, tags).
+    #[arg(long)]
+    pub verify: bool,
+    /// Encryption of the copies: `keep` (each object's own: an SSE-KMS object keeps its KMS
+    /// key, an SSE-S3 one stays SSE-S3) or `destination-default` (DST's default encryption,
+    /// what a plain CopyObject gives).
+    #[arg(long, value_enum, default_value_t = SseArg::Keep)]
+    pub sse: SseArg,
+    /// `local`: this process copies (server-side). `batch`: hand the copy to S3 Batch
+    /// Operations, for buckets beyond one machine's reach (hundreds of millions of objects).
+    #[arg(long, value_enum, default_value_t = Engine::Local)]
+    pub engine: Engine,
+    /// With --engine batch: the IAM role S3 Batch Operations assumes.
+    #[arg(long, value_name = "ARN")]
+    pub batch_role: Option<String>,
+    /// With --engine batch: where the manifest and the completion report go (s3://BUCKET/PREFIX).
+    #[arg(long, value_name = "S3_URL")]
+    pub batch_reports: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SseArg {
+    Keep,
+    DestinationDefault,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    Local,
+    Batch,
+}
+
+/// Parses `s3://bucket[/prefix]`. A non-empty prefix names a folder: `/` is added if missing,
+/// so `s3://b/photos` does not also take `photos2/…` (the behaviour of `aws s3 sync`).
+pub fn parse_s3_url(url: &str) -> Result<BucketPath, InputError> {
+    let error = |reason: &str| InputError::S3Url {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| error("it does not start with s3://"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(error("the bucket name is missing"));
+    }
+    // Lenient on purpose: old us-east-1 buckets may have capitals and underscores; S3 itself
+    // answers for a name that does not exist.
+    if bucket.len() < 3 || bucket.len() > 255 {
+        return Err(error("a bucket name has 3 to 255 characters"));
+    }
+    if let Some(c) = bucket
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_')))
+    {
+        return Err(error(&format!("{c:?} cannot be in a bucket name")));
+    }
+    let mut prefix = prefix.to_string();
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
+    }
+    Ok(BucketPath {
+        bucket: bucket.to_string(),
+        prefix,
+    })
+}
+
+/// A validated `s3` command.
+#[derive(Debug, Clone)]
+pub enum S3Request {
+    Sync(SyncRequest),
+    /// `--engine batch`: the S3 Batch Operations job (printed with --dry-run).
+    Batch {
+        request: SyncRequest,
+        role: String,
+        reports: BucketPath,
+    },
+    DiffBench {
+        objects: u64,
+    },
+}
+
+impl S3Command {
+    pub fn into_request(self) -> Result<S3Request, InputError> {
+        match self {
+            S3Command::Sync(args) if args.engine == Engine::Batch => {
+                let role = args.batch_role.clone().ok_or_else(|| {
+                    InputError::BatchInput(
+                        "--batch-role ARN (the role S3 Batch Operations assumes)".into(),
+                    )
+                })?;
+                let reports = args
+                    .batch_reports
+                    .as_deref()
+                    .map(parse_s3_url)
+                    .transpose()?
+                    .ok_or_else(|| {
+                        InputError::BatchInput(
+                            "--batch-reports s3://BUCKET/PREFIX (manifest and completion report)"
+                                .into(),
+                        )
+                    })?;
+                Ok(S3Request::Batch {
+                    request: args.into_request()?,
+                    role,
+                    reports,
+                })
+            }
+            S3Command::Sync(args) => Ok(S3Request::Sync(args.into_request()?)),
+            S3Command::DiffBench { objects } => Ok(S3Request::DiffBench { objects }),
+        }
+    }
+}
+
+impl SyncArgs {
+    fn into_request(self) -> Result<SyncRequest, InputError> {
+        let source = parse_s3_url(&self.source)?;
+        let target = parse_s3_url(&self.target)?;
+        if source.bucket == target.bucket
+            && (source.prefix.starts_with(&target.prefix)
+                || target.prefix.starts_with(&source.prefix))
+        {
+            return Err(InputError::S3Overlap {
+                source_path: source.to_string(),
+                target_path: target.to_string(),
+            });
+        }
+        if self.concurrency == 0 {
+            return Err(InputError::Concurrency);
+        }
+        if self.multipart_threshold == 0 || self.multipart_threshold > crate::s3sync::AWS_COPY_LIMIT
+        {
+            return Err(InputError::Threshold(self.multipart_threshold));
+        }
+        if self.verify && self.dry_run {
+            return Err(InputError::VerifyDryRun);
+        }
+        Ok(SyncRequest {
+            source,
+            target,
+            options: crate::s3sync::SyncOptions {
+                concurrency: self.concurrency,
+                multipart_threshold: self.multipart_threshold,
+                delete: self.delete,
+                dry_run: self.dry_run,
+                sse: match self.sse {
+                    SseArg::Keep => crate::s3sync::SseMode::Keep,
+                    SseArg::DestinationDefault => crate::s3sync::SseMode::DestinationDefault,
+                },
+                ..crate::s3sync::SyncOptions::default()
+            },
+            verify: self.verify,
+        })
+    }
 }
 
 /// A validated clone request with how to run it.
@@ -658,5 +866,84 @@ mod tests {
         };
         let err = args.into_command().unwrap_err().to_string();
         assert!(err.contains("environment name \"Bad_Name\""), "{err}");
+    }
+
+    #[test]
+    fn s3_urls_parse_into_bucket_and_folder_prefix() {
+        let p = parse_s3_url("s3://my-bucket").unwrap();
+        assert_eq!((p.bucket.as_str(), p.prefix.as_str()), ("my-bucket", ""));
+        let p = parse_s3_url("s3://my-bucket/").unwrap();
+        assert_eq!((p.bucket.as_str(), p.prefix.as_str()), ("my-bucket", ""));
+        let p = parse_s3_url("s3://my-bucket/photos").unwrap();
+        assert_eq!(p.prefix, "photos/");
+        let p = parse_s3_url("s3://my-bucket/a b/été/100%+x?#/").unwrap();
+        assert_eq!(p.prefix, "a b/été/100%+x?#/");
+        let p = parse_s3_url("s3://Legacy_Bucket.1/x").unwrap();
+        assert_eq!(p.bucket, "Legacy_Bucket.1");
+
+        for (url, reason) in [
+            ("my-bucket/x", "does not start with s3://"),
+            ("https://my-bucket/x", "does not start with s3://"),
+            ("s3://", "bucket name is missing"),
+            ("s3:///prefix", "bucket name is missing"),
+            ("s3://ab", "3 to 255 characters"),
+            ("s3://my bucket/x", "' ' cannot be in a bucket name"),
+        ] {
+            let err = parse_s3_url(url).unwrap_err().to_string();
+            assert!(err.contains(reason), "{url}: {err}");
+            assert!(err.contains("s3://BUCKET/PREFIX"), "{err}");
+        }
+    }
+
+    fn args(src: &str, dst: &str) -> SyncArgs {
+        SyncArgs {
+            source: src.into(),
+            target: dst.into(),
+            delete: false,
+            dry_run: false,
+            concurrency: 8,
+            multipart_threshold: crate::s3sync::AWS_COPY_LIMIT,
+            verify: false,
+            sse: SseArg::Keep,
+            engine: Engine::Local,
+            batch_role: None,
+            batch_reports: None,
+        }
+    }
+
+    #[test]
+    fn overlapping_source_and_target_are_refused() {
+        for (src, dst) in [
+            ("s3://bk1", "s3://bk1"),
+            ("s3://bk1/a", "s3://bk1/a/"),
+            ("s3://bk1", "s3://bk1/copy"),
+            ("s3://bk1/data/x", "s3://bk1/data"),
+        ] {
+            let err = args(src, dst).into_request().unwrap_err();
+            assert!(matches!(err, InputError::S3Overlap { .. }), "{src} {dst}");
+        }
+        // Siblings whose names share a beginning do not overlap: prefixes are folders.
+        let r = args("s3://bk1/data", "s3://bk1/data2")
+            .into_request()
+            .unwrap();
+        assert_eq!(
+            (r.source.prefix.as_str(), r.target.prefix.as_str()),
+            ("data/", "data2/")
+        );
+        args("s3://bk1", "s3://bk2").into_request().unwrap();
+    }
+
+    #[test]
+    fn flags_are_checked() {
+        let mut a = args("s3://bk1", "s3://bk2");
+        a.concurrency = 0;
+        assert!(matches!(a.into_request(), Err(InputError::Concurrency)));
+        let mut a = args("s3://bk1", "s3://bk2");
+        a.multipart_threshold = crate::s3sync::AWS_COPY_LIMIT + 1;
+        assert!(a.into_request().unwrap_err().to_string().contains("5 GiB"));
+        let mut a = args("s3://bk1", "s3://bk2");
+        a.verify = true;
+        a.dry_run = true;
+        assert!(matches!(a.into_request(), Err(InputError::VerifyDryRun)));
     }
 }

@@ -15,6 +15,7 @@ pub mod journal;
 pub mod lock;
 pub mod model;
 pub mod ports;
+pub mod printer;
 pub mod retry;
 pub mod s3cmd;
 pub mod s3sync;
