@@ -18,6 +18,7 @@ use thiserror::Error;
 use crate::ports::*;
 
 mod autoscaling;
+mod call_record;
 mod cloudformation;
 mod http_probe;
 mod rds;
@@ -26,6 +27,7 @@ mod s3;
 mod shell_hooks;
 
 pub use autoscaling::AutoScaling;
+pub use call_record::{call_name, iam_prefix, CallRecord, RECORD_CALLS_ENV};
 pub use cloudformation::CloudFormation;
 pub use http_probe::Http;
 pub use rds::Rds;
@@ -80,22 +82,42 @@ async fn check_credentials(config: &SdkConfig) -> Result<(), ConnectError> {
         .map_err(|e| ConnectError::NoCredentials(e.to_string()))
 }
 
+/// The adapters over the clients of `config`. Every client records the calls it makes (see
+/// `call_record`; written to a file only when `ENVCLONE_RECORD_CALLS` is set).
 pub fn cloud_from(config: &SdkConfig) -> Cloud {
     use std::sync::Arc;
+    let calls = CallRecord::from_env();
     // Path-style addressing when an endpoint is given: `bucket.localhost` does not resolve.
     let s3_config = aws_sdk_s3::config::Builder::from(config)
         .force_path_style(config.endpoint_url().is_some())
+        .interceptor(calls.clone())
         .build();
     let region = config.region().map(|r| r.to_string()).unwrap_or_default();
     Cloud {
-        stacks: Arc::new(CloudFormation(aws_sdk_cloudformation::Client::new(config))),
-        databases: Arc::new(Rds(aws_sdk_rds::Client::new(config))),
-        scaling: Arc::new(AutoScaling(aws_sdk_autoscaling::Client::new(config))),
+        stacks: Arc::new(CloudFormation(aws_sdk_cloudformation::Client::from_conf(
+            aws_sdk_cloudformation::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        ))),
+        databases: Arc::new(Rds(aws_sdk_rds::Client::from_conf(
+            aws_sdk_rds::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        ))),
+        scaling: Arc::new(AutoScaling(aws_sdk_autoscaling::Client::from_conf(
+            aws_sdk_autoscaling::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        ))),
         objects: Arc::new(S3 {
             client: aws_sdk_s3::Client::from_conf(s3_config),
             region,
         }),
-        dns: Arc::new(Route53(aws_sdk_route53::Client::new(config))),
+        dns: Arc::new(Route53(aws_sdk_route53::Client::from_conf(
+            aws_sdk_route53::config::Builder::from(config)
+                .interceptor(calls)
+                .build(),
+        ))),
         http: Arc::new(Http(
             reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))

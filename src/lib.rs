@@ -1,7 +1,8 @@
 //! envclone: clone and migrate AWS environments defined as CloudFormation stacks.
 //!
 //! The workflow (`workflow`) works against the small traits of `ports`; `aws` implements them
-//! over the AWS SDK for Rust and `fake` over an in-memory model used by the tests.
+//! over the AWS SDK for Rust (one module per service) and `fake` over an in-memory model used
+//! by the tests.
 
 pub mod app;
 pub mod aws;

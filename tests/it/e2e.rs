@@ -126,6 +126,18 @@ impl StandIn {
         assert!(out.status.success(), "seeding failed:\n{}", text(&out));
     }
 
+    /// Adds a fault rule (STANDIN.md, "Fault rules").
+    pub async fn add_fault(&self, rule: &str) {
+        let added = reqwest::Client::new()
+            .post(format!("{}/envclone-standin/faults", self.url))
+            .header("content-type", "application/json")
+            .body(rule.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(added.status().is_success(), "{:?}", added.text().await);
+    }
+
     pub async fn sdk(&self) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
@@ -718,6 +730,19 @@ pub(crate) fn post_swap_config(dir: &Path, env: &str) -> PathBuf {
     path
 }
 
+/// Writes `template` to `path` with its contract's entry record naming hosted zone `zone` by
+/// id (`entry_dns.zone_id`, after the `target_output: OUTPUT` line).
+pub(crate) fn with_zone_id(path: &Path, template: &str, output: &str, zone: &str) -> PathBuf {
+    let anchor = format!("      target_output: {output}\n");
+    assert!(template.contains(&anchor), "no {anchor:?} in the template");
+    std::fs::write(
+        path,
+        template.replacen(&anchor, &format!("{anchor}      zone_id: {zone}\n"), 1),
+    )
+    .unwrap();
+    path.to_path_buf()
+}
+
 pub(crate) fn state_of(state_dir: &Path) -> serde_json::Value {
     let runs = state_dir.join("runs");
     let file = std::fs::read_dir(&runs)
@@ -1037,15 +1062,9 @@ async fn a_new_environment_failing_after_the_swap_is_swapped_back_on_the_stand_i
     assert_eq!(world(&config).await, before);
     // The new environment (prod-mXXXX) answers its first health check (the clone's
     // verification), then 503.
-    let rule = r#"{"match": "health:prod-m*", "status": 503, "skip": 1}"#;
-    let added = reqwest::Client::new()
-        .post(format!("{}/envclone-standin/faults", standin.url))
-        .header("content-type", "application/json")
-        .body(rule)
-        .send()
-        .await
-        .unwrap();
-    assert!(added.status().is_success(), "{:?}", added.text().await);
+    standin
+        .add_fault(r#"{"match": "health:prod-m*", "status": 503, "skip": 1}"#)
+        .await;
 
     let hooks = post_swap_config(state_dir.path(), "prod");
     let out = standin
@@ -1372,17 +1391,12 @@ async fn a_weighted_entry_record_in_a_split_horizon_zone_is_swapped_and_restored
         text(&out)
     );
 
-    let v2 = state_dir.path().join("webapp-v2-zone.yaml");
-    let anchor = "      target_output: LoadBalancerDNSName\n";
-    std::fs::write(
-        &v2,
-        include_str!("../../stacks/webapp-v2.yaml").replacen(
-            anchor,
-            &format!("{anchor}      zone_id: {public}\n"),
-            1,
-        ),
-    )
-    .unwrap();
+    let v2 = with_zone_id(
+        &state_dir.path().join("webapp-v2-zone.yaml"),
+        include_str!("../../stacks/webapp-v2.yaml"),
+        "LoadBalancerDNSName",
+        &public,
+    );
     let out = migrate(v2.to_str().unwrap());
     assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
     let state = state_of(state_dir.path());

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, StorageClass, VersioningConfiguration};
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, ObjectOwnership, ServerSideEncryption, StorageClass,
+    VersioningConfiguration,
+};
 
 use crate::e2e::*;
 
@@ -122,26 +125,18 @@ async fn archived_objects_are_refused_or_skipped_and_versioned_clone_buckets_des
     assert_eq!(world(&config).await, before, "nothing of exp-v left");
 }
 
-// Issue 11 item 9, through the real S3 adapter against moto: the bucket a clone creates for a
-// bucket passed by parameter gets the source's versioning, default encryption, public access
-// block, ownership controls, CORS, lifecycle, tags and policy (naming the new bucket). Fails
-// before the fix: the new bucket had none of them (GetBucketPolicy answered NoSuchBucketPolicy).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_created_bucket_gets_its_sources_configuration() {
+/// Gives `bucket` what a team's bucket has besides its objects: versioning, default
+/// encryption, a public access block, ownership controls, CORS, a lifecycle rule, tags and a
+/// policy (returned) naming the bucket.
+pub(crate) async fn configure(s3: &aws_sdk_s3::Client, bucket: &str) -> String {
     use aws_sdk_s3::types::{
         BucketLifecycleConfiguration, CorsConfiguration, CorsRule, ExpirationStatus,
-        LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectOwnership,
-        OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
-        ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-        ServerSideEncryptionRule, Tag, Tagging,
+        LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, OwnershipControls,
+        OwnershipControlsRule, PublicAccessBlockConfiguration, ServerSideEncryptionByDefault,
+        ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
     };
-    let standin = StandIn::start();
-    standin.seed("prod", "stacks/webapp.yaml", &[]);
-    let config = standin.sdk().await;
-    let s3 = s3(&config);
-    let reports = params(&stack(&config, "prod").await)["ReportsBucketName"].clone();
     s3.put_bucket_versioning()
-        .bucket(&reports)
+        .bucket(bucket)
         .versioning_configuration(
             VersioningConfiguration::builder()
                 .status(BucketVersioningStatus::Enabled)
@@ -151,7 +146,7 @@ async fn a_created_bucket_gets_its_sources_configuration() {
         .await
         .unwrap();
     s3.put_bucket_encryption()
-        .bucket(&reports)
+        .bucket(bucket)
         .server_side_encryption_configuration(
             ServerSideEncryptionConfiguration::builder()
                 .rules(
@@ -171,7 +166,7 @@ async fn a_created_bucket_gets_its_sources_configuration() {
         .await
         .unwrap();
     s3.put_public_access_block()
-        .bucket(&reports)
+        .bucket(bucket)
         .public_access_block_configuration(
             PublicAccessBlockConfiguration::builder()
                 .block_public_acls(true)
@@ -184,7 +179,7 @@ async fn a_created_bucket_gets_its_sources_configuration() {
         .await
         .unwrap();
     s3.put_bucket_ownership_controls()
-        .bucket(&reports)
+        .bucket(bucket)
         .ownership_controls(
             OwnershipControls::builder()
                 .rules(
@@ -200,7 +195,7 @@ async fn a_created_bucket_gets_its_sources_configuration() {
         .await
         .unwrap();
     s3.put_bucket_cors()
-        .bucket(&reports)
+        .bucket(bucket)
         .cors_configuration(
             CorsConfiguration::builder()
                 .cors_rules(
@@ -218,7 +213,7 @@ async fn a_created_bucket_gets_its_sources_configuration() {
         .await
         .unwrap();
     s3.put_bucket_lifecycle_configuration()
-        .bucket(&reports)
+        .bucket(bucket)
         .lifecycle_configuration(
             BucketLifecycleConfiguration::builder()
                 .rules(
@@ -237,7 +232,7 @@ async fn a_created_bucket_gets_its_sources_configuration() {
         .await
         .unwrap();
     s3.put_bucket_tagging()
-        .bucket(&reports)
+        .bucket(bucket)
         .tagging(
             Tagging::builder()
                 .tag_set(
@@ -254,14 +249,29 @@ async fn a_created_bucket_gets_its_sources_configuration() {
         .await
         .unwrap();
     let policy = format!(
-        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"App","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::123456789012:root"}},"Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::{reports}","arn:aws:s3:::{reports}/*"]}}]}}"#
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"App","Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::123456789012:root"}},"Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::{bucket}","arn:aws:s3:::{bucket}/*"]}}]}}"#
     );
     s3.put_bucket_policy()
-        .bucket(&reports)
+        .bucket(bucket)
         .policy(&policy)
         .send()
         .await
         .unwrap();
+    policy
+}
+
+// Issue 11 item 9, through the real S3 adapter against moto: the bucket a clone creates for a
+// bucket passed by parameter gets the source's versioning, default encryption, public access
+// block, ownership controls, CORS, lifecycle, tags and policy (naming the new bucket). Fails
+// before the fix: the new bucket had none of them (GetBucketPolicy answered NoSuchBucketPolicy).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_bucket_gets_its_sources_configuration() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let s3 = s3(&config);
+    let reports = params(&stack(&config, "prod").await)["ReportsBucketName"].clone();
+    let policy = configure(&s3, &reports).await;
 
     let state = tempfile::tempdir().unwrap();
     let out = standin.envclone(state.path(), &["clone", "prod", "exp-c", "--yes"]);
