@@ -1,9 +1,9 @@
 //! Progress events: what the workflow tells the user (text or JSON lines) and the journal.
 //!
 //! The workflow emits events through an `EventSink`; the binary prints them, the journal
-//! appends them to disk, tests collect them.
+//! appends them to disk, tests collect them (`fake::Collector`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -46,22 +46,6 @@ impl EventSink for Fanout {
         for sink in &self.0 {
             sink.emit(event);
         }
-    }
-}
-
-/// Keeps events in memory (tests, reports).
-#[derive(Default)]
-pub struct Collector(pub Mutex<Vec<Event>>);
-
-impl EventSink for Collector {
-    fn emit(&self, event: &Event) {
-        self.0.lock().expect("collector lock").push(event.clone());
-    }
-}
-
-impl Collector {
-    pub fn events(&self) -> Vec<Event> {
-        self.0.lock().expect("collector lock").clone()
     }
 }
 

@@ -2,6 +2,17 @@
 //! run paused), CloudFormation tracking resources by the identifier it created them with (it
 //! does not follow renames — unlike moto), real object bytes and ETags (multipart ETags
 //! included), faults on demand, and a log of every call.
+//!
+//! Compiled only for tests and with the `fake` feature (see `lib.rs`). The other test
+//! material lives in its submodules: the event collector, the in-memory run store, the
+//! generated listings of `s3 diff-bench`.
+
+mod collector;
+mod run_store;
+pub mod synthetic;
+
+pub use collector::Collector;
+pub use run_store::MemoryRunStore;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use envclone::fake::MemoryRunStore;
 use envclone::fake::{FakeAws, Timings};
-use envclone::journal::MemoryRunStore;
 use envclone::lock::{acquire, hold, HeldLock, LockOwner, S3Locks, HEARTBEAT_EVERY};
 use envclone::ports::ObjectStore;
 use envclone::workflow::migrate::MigratePhase;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
 use envclone::ports::{DnsRecord, Stacks};
 use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
 

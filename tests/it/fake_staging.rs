@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
 use envclone::ports::{PortError, TEMPLATE_BODY_MAX};
 use envclone::workflow::migrate::{MigratePhase, MigrationState};
 use envclone::workflow::recovery::{self, ClonePhase};
