@@ -17,7 +17,7 @@ use crate::journal::{default_state_dir, FileJournal};
 use crate::journal::{FileRunStore, RunStore};
 use crate::lock::{FileLocks, HeldLock, LockOwner, LockStore, S3Locks, StateLocation};
 use crate::model::RunId;
-use crate::ports::Cloud;
+use crate::ports::{Clock, Cloud, SystemClock};
 use crate::s3sync::SyncOptions;
 use crate::workflow::clone::{CheckResult, CloneEngine, CloneFailure, CloneReport, Settings};
 use crate::workflow::experiments::{DestroyError, Environment};
@@ -154,26 +154,26 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
         .map_err(AppError::Refused)?;
     match command {
         Command::Clone(args) => {
-            let mut command = args.into_command()?;
+            let mut command = args.into_command(SystemClock.now())?;
             command.request.config = config()?;
             let cloud = crate::aws::connect(region, profile).await?;
             clone(cloud, command, output, &state_dir, &state, shutdown).await
         }
         Command::Plan(PlanCommand::Clone(args)) => {
-            let mut command = args.into_command()?;
+            let mut command = args.into_command(SystemClock.now())?;
             command.dry_run = true;
             command.request.config = config()?;
             let cloud = crate::aws::connect(region, profile).await?;
             clone(cloud, command, output, &state_dir, &state, shutdown).await
         }
         Command::Migrate(args) => {
-            let mut command = args.into_command()?;
+            let mut command = args.into_command(SystemClock.now())?;
             command.request.config = config()?;
             let cloud = crate::aws::connect(region, profile).await?;
             migrate_command(cloud, command, output, &state_dir, &state, shutdown).await
         }
         Command::Plan(PlanCommand::Migrate(args)) => {
-            let mut command = args.into_command()?;
+            let mut command = args.into_command(SystemClock.now())?;
             command.dry_run = true;
             command.request.config = config()?;
             let cloud = crate::aws::connect(region, profile).await?;
@@ -203,7 +203,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 &migration.env,
             )?;
             let lock = lock_env(&shared, &migration.source_stack, &run, "finalize", false).await?;
-            let emitter = run_emitter(&run, output, &state_dir)?;
+            let emitter = run_emitter(&run, output, &state_dir, &engine.cloud.clock)?;
             let result = crate::retry::stoppable(
                 lock.stop_flag(),
                 engine.finalize(&mut migration, &*shared.runs, &emitter),
@@ -230,7 +230,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 let lock =
                     lock_env(&shared, &migration.source_stack, &run, "resume", false).await?;
                 let engine = engine_for(cloud, None, None);
-                let emitter = run_emitter(&run, output, &state_dir)?;
+                let emitter = run_emitter(&run, output, &state_dir, &engine.cloud.clock)?;
                 let shutdown = until_stopped(shutdown, Some(&lock));
                 let result = engine
                     .resume_migration(migration, &*shared.runs, &emitter, shutdown)
@@ -266,7 +266,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             )?;
             let lock = lock_env(&shared, &record.plan.source_stack, &run, "resume", false).await?;
             let engine = engine_for(cloud, None, None);
-            let emitter = run_emitter(&run, output, &state_dir)?;
+            let emitter = run_emitter(&run, output, &state_dir, &engine.cloud.clock)?;
             let shutdown = until_stopped(shutdown, Some(&lock));
             let outcome = engine
                 .resume_clone(record, &*shared.runs, &emitter, shutdown)
@@ -296,7 +296,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 let lock =
                     lock_env(&shared, &record.plan.source_stack, &run, "abort", false).await?;
                 let engine = engine_for(cloud, None, None);
-                let emitter = run_emitter(&run, output, &state_dir)?;
+                let emitter = run_emitter(&run, output, &state_dir, &engine.cloud.clock)?;
                 let result = crate::retry::stoppable(
                     lock.stop_flag(),
                     engine.abort_clone(&mut record, &*shared.runs, &emitter, keep),
@@ -359,7 +359,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             )?;
             let lock = lock_env(&shared, &migration.source_stack, &run, "abort", false).await?;
             let engine = engine_for(cloud, None, None);
-            let emitter = run_emitter(&run, output, &state_dir)?;
+            let emitter = run_emitter(&run, output, &state_dir, &engine.cloud.clock)?;
             let result = crate::retry::stoppable(
                 lock.stop_flag(),
                 engine.abort_migration_with(&mut migration, &*shared.runs, &emitter, keep),
@@ -402,7 +402,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 .list_environments()
                 .await
                 .map_err(|e| AppError::Failed(format!("listing the environments failed: {e}")))?;
-            print_environments(output, &envs);
+            print_environments(output, &envs, engine.cloud.clock.now());
             Ok(())
         }
         Command::Destroy { env, yes } => {
@@ -418,7 +418,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 ),
                 &target.name,
             )?;
-            let run_id = new_run_id();
+            let run_id = new_run_id(&*engine.cloud.clock);
             let lock = lock_env(&shared, &target.stack, run_id.as_str(), "destroy", false).await?;
             let result = destroy_locked(&engine, (&env, &target.stack), &lock, output).await;
             unlock(lock).await;
@@ -430,7 +430,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
             let shared = shared_state(&state, &state_dir, &cloud);
             let mut engine = engine_for(cloud, None, None);
             engine.settings.state_bucket = state_bucket(&state);
-            let now = chrono::Utc::now();
+            let now = engine.cloud.clock.now();
             let expired: Vec<_> = engine
                 .list_environments()
                 .await
@@ -443,7 +443,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                 .staging_leftovers(now)
                 .await
                 .map_err(|e| AppError::Failed(format!("listing staged templates failed: {e}")))?;
-            print_environments(output, &expired);
+            print_environments(output, &expired, now);
             for l in &leftovers {
                 match output {
                     Output::Json => println!(
@@ -486,7 +486,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                     Err(e) => failures.push(format!("{l}: {e}")),
                 }
             }
-            let run_id = new_run_id();
+            let run_id = new_run_id(&*engine.cloud.clock);
             for target in &expired {
                 // Each under its environment's lock, re-checked one by one: a tag may have
                 // changed since the listing.
@@ -556,10 +556,11 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                     &env,
                 )?;
             }
-            let run_id = new_run_id();
+            let run_id = new_run_id(&*engine.cloud.clock);
             let emitter = Emitter {
                 run_id: run_id.to_string(),
                 sink: Arc::new(Console(output)),
+                clock: engine.cloud.clock.clone(),
             };
             let shared = shared_state(&state, &state_dir, &engine.cloud);
             let command = match wanted {
@@ -638,6 +639,7 @@ fn run_emitter(
     run_id: &str,
     output: Output,
     state_dir: &std::path::Path,
+    clock: &Arc<dyn Clock>,
 ) -> Result<Emitter, AppError> {
     let journal = FileJournal::create(state_dir, run_id).map_err(|e| {
         AppError::Refused(format!(
@@ -649,6 +651,7 @@ fn run_emitter(
     let emitter = Emitter {
         run_id: run_id.to_string(),
         sink: Arc::new(Fanout(vec![Arc::new(Console(output)), Arc::new(journal)])),
+        clock: clock.clone(),
     };
     emitter.info("run", None, format!("run {run_id}: journal {path}"));
     Ok(emitter)
@@ -659,6 +662,8 @@ struct Shared {
     runs: Arc<dyn RunStore>,
     locks: Arc<dyn LockStore>,
     s3: Option<Arc<S3RunStore>>,
+    /// Stamps the lock owner's times.
+    clock: Arc<dyn Clock>,
 }
 
 fn shared_state(
@@ -683,6 +688,7 @@ fn shared_state(
                     prefix: prefix.clone(),
                 }),
                 s3: Some(runs),
+                clock: cloud.clock.clone(),
             }
         }
         _ => Shared {
@@ -691,6 +697,7 @@ fn shared_state(
                 dir: state_dir.to_path_buf(),
             }),
             s3: None,
+            clock: cloud.clock.clone(),
         },
     }
 }
@@ -709,7 +716,7 @@ async fn lock_env(
     let lock = crate::lock::acquire_checking(
         shared.locks.clone(),
         env,
-        LockOwner::new(run_id, command),
+        LockOwner::new(run_id, command, shared.clock.now()),
         break_lock,
         &part_way,
     )
@@ -818,6 +825,7 @@ async fn destroy_locked(
         let emitter = Emitter {
             run_id: target.run_id.clone(),
             sink: Arc::new(Console(output)),
+            clock: engine.cloud.clock.clone(),
         };
         let (removed, left) = engine
             .destroy(&target, &emitter)
@@ -902,8 +910,7 @@ fn report_destroyed(
     }
 }
 
-fn print_environments(output: Output, envs: &[Environment]) {
-    let now = chrono::Utc::now();
+fn print_environments(output: Output, envs: &[Environment], now: chrono::DateTime<chrono::Utc>) {
     for e in envs {
         match output {
             Output::Json => println!("{}", serde_json::json!(e)),
@@ -1026,7 +1033,7 @@ impl Prepared {
         let shared = shared_state(state, state_dir, &cloud);
         let mut engine = engine_for(cloud, Some(concurrency), Some(threshold));
         engine.settings.state_bucket = state_bucket(state);
-        let run_id = new_run_id();
+        let run_id = new_run_id(&*engine.cloud.clock);
         let lock = match dry_run {
             true => None,
             false => {
@@ -1088,7 +1095,7 @@ async fn migrate_locked(
                 plan.databases.len(),
             ));
         let needed = chrono::Duration::from_std(needed).unwrap_or_default();
-        if chrono::Utc::now() + needed > deadline {
+        if engine.cloud.clock.now() + needed > deadline {
             return Err(AppError::Refused(format!(
                 "a migration of {} needs about {} min (past runs and the swap), which does not \
                  fit before {deadline}; start it in a longer window",
@@ -1168,7 +1175,7 @@ async fn migrate_locked(
         )
     };
     confirm(command.yes, &what, &plan.clone.source_env)?;
-    let emitter = run_emitter(run_id.as_str(), output, state_dir)?;
+    let emitter = run_emitter(run_id.as_str(), output, state_dir, &engine.cloud.clock)?;
     let store = &*shared.runs;
     let outcome = engine.migrate(&plan, store, &emitter, shutdown).await;
     let mut state = match outcome {
@@ -1477,12 +1484,9 @@ fn print_plan(
     }
 }
 
-fn new_run_id() -> RunId {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    RunId::new(chrono::Utc::now(), nanos ^ std::process::id())
+fn new_run_id(clock: &dyn Clock) -> RunId {
+    let now = clock.now();
+    RunId::new(now, now.timestamp_subsec_nanos() ^ std::process::id())
 }
 
 /// Asks the user to type `expected` on a terminal; refuses without a terminal unless `yes`.
@@ -1576,7 +1580,7 @@ async fn clone_locked(
     };
     confirm(command.yes, &what, &plan.source_env)?;
 
-    let emitter = run_emitter(run_id.as_str(), output, state_dir)?;
+    let emitter = run_emitter(run_id.as_str(), output, state_dir, &engine.cloud.clock)?;
     let outcome = engine
         .run_clone(&plan, &*shared.runs, &emitter, shutdown, None)
         .await;

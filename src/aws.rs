@@ -69,6 +69,7 @@ pub fn cloud_from(config: &SdkConfig) -> Cloud {
         .force_path_style(config.endpoint_url().is_some())
         .build();
     let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Cloud {
         stacks: Arc::new(CloudFormation(aws_sdk_cloudformation::Client::new(config))),
         databases: Arc::new(Rds(aws_sdk_rds::Client::new(config))),
@@ -76,6 +77,7 @@ pub fn cloud_from(config: &SdkConfig) -> Cloud {
         objects: Arc::new(S3 {
             client: aws_sdk_s3::Client::from_conf(s3_config),
             region,
+            clock: clock.clone(),
         }),
         dns: Arc::new(Route53(aws_sdk_route53::Client::new(config))),
         http: Arc::new(Http(
@@ -85,6 +87,7 @@ pub fn cloud_from(config: &SdkConfig) -> Cloud {
                 .expect("HTTP client builds"),
         )),
         hooks: Arc::new(ShellHooks),
+        clock,
     }
 }
 
@@ -1168,6 +1171,8 @@ impl Scaling for AutoScaling {
 pub struct S3 {
     client: aws_sdk_s3::Client,
     region: String,
+    /// For a bucket listed without its CreationDate: taken as created now (never "old").
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 /// Characters kept as they are in `x-amz-copy-source`: unreserved ones and `/`.
@@ -1352,7 +1357,7 @@ impl ObjectStore for S3 {
                 let created = b
                     .creation_date()
                     .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-                    .unwrap_or_else(chrono::Utc::now);
+                    .unwrap_or_else(|| self.clock.now());
                 out.push(BucketListing {
                     name: name.to_string(),
                     created,

@@ -311,10 +311,13 @@ fn check_copy_options(concurrency: usize, threshold: u64) -> Result<(), InputErr
 }
 
 impl MigrateArgs {
-    pub fn into_command(self) -> Result<MigrateCommand, InputError> {
+    /// `now` (the composition root's clock) judges `--deadline` and `--window`.
+    pub fn into_command(
+        self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<MigrateCommand, InputError> {
         let parameter_overrides = parse_parameters(&self.parameters)?;
         let template = read_template(&self.template)?;
-        let now = chrono::Utc::now();
         let mut deadline = match &self.deadline {
             Some(d) => {
                 let at = chrono::DateTime::parse_from_rfc3339(d)
@@ -472,7 +475,11 @@ pub fn parse_parameters(raw: &[String]) -> Result<BTreeMap<String, String>, Inpu
 }
 
 impl CloneArgs {
-    pub fn into_command(self) -> Result<CloneCommand, InputError> {
+    /// `now` (the composition root's clock) starts `--ttl`.
+    pub fn into_command(
+        self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<CloneCommand, InputError> {
         let target = EnvName::parse(&self.target)?;
         let parameter_overrides = parse_parameters(&self.parameters)?;
         let template = self.template.as_deref().map(read_template).transpose()?;
@@ -480,7 +487,7 @@ impl CloneArgs {
             Some(ttl) => {
                 let d = humantime::parse_duration(ttl).map_err(|_| InputError::Ttl(ttl.clone()))?;
                 let d = chrono::Duration::from_std(d).map_err(|_| InputError::Ttl(ttl.clone()))?;
-                Some(chrono::Utc::now() + d)
+                Some(now + d)
             }
             None => None,
         };
@@ -656,7 +663,10 @@ mod tests {
         let Command::Clone(args) = cli.command else {
             panic!()
         };
-        let err = args.into_command().unwrap_err().to_string();
+        let err = args
+            .into_command(chrono::Utc::now())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("environment name \"Bad_Name\""), "{err}");
     }
 }

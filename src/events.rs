@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::ports::Clock;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
@@ -54,6 +56,8 @@ impl EventSink for Fanout {
 pub struct Emitter {
     pub run_id: String,
     pub sink: Arc<dyn EventSink>,
+    /// Stamps each event's time.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Emitter {
@@ -65,7 +69,10 @@ impl Emitter {
         message: impl Into<String>,
     ) {
         self.sink.emit(&Event {
-            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            time: self
+                .clock
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             run_id: self.run_id.clone(),
             step: step.to_string(),
             phase,

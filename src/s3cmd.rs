@@ -275,7 +275,7 @@ pub async fn run(
                 return Err(S3CmdError::BatchUnavailable);
             }
             let cloud = crate::aws::connect(region, profile).await?;
-            let job = batch_job(&*cloud.objects, &request, &role, &reports).await?;
+            let job = batch_job(&cloud, &request, &role, &reports).await?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&job).expect("job serializes")
@@ -308,11 +308,12 @@ pub async fn run(
 /// job to create (S3PutObjectCopy keeps metadata and tags; objects over 5 GiB, which
 /// PutObjectCopy cannot copy, are listed for the local engine's UploadPartCopy).
 async fn batch_job(
-    store: &dyn ObjectStore,
+    cloud: &Cloud,
     request: &SyncRequest,
     role: &str,
     reports: &BucketPath,
 ) -> Result<serde_json::Value, S3CmdError> {
+    let store = &*cloud.objects;
     let sync_err = |error: SyncError| S3CmdError::Sync {
         source_path: request.source.to_string(),
         target_path: request.target.to_string(),
@@ -349,7 +350,7 @@ async fn batch_job(
             break;
         }
     }
-    let run = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+    let run = cloud.clock.now().format("%Y%m%d%H%M%S").to_string();
     let manifest_key = format!("{}envclone-batch-{run}/manifest.csv", reports.prefix);
     Ok(serde_json::json!({
         "manifest": {

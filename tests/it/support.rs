@@ -68,6 +68,7 @@ impl Scenario {
         let emitter = Emitter {
             run_id: "test".into(),
             sink: events.clone(),
+            clock: Arc::new(envclone::fake::FakeClock),
         };
         Scenario {
             fake,
