@@ -24,7 +24,7 @@ use crate::journal::{default_state_dir, FileJournal};
 use crate::journal::{FileRunStore, RunStore};
 use crate::lock::{FileLocks, HeldLock, LockOwner, LockStore, S3Locks, StateLocation};
 use crate::model::RunId;
-use crate::ports::Cloud;
+use crate::ports::{Clock, Cloud, SystemClock};
 use crate::printer::{Printer, RunStatus};
 use crate::s3cmd::{S3CmdError, SyncRequest};
 use crate::s3sync::{SyncOptions, SyncProgress};
@@ -158,6 +158,8 @@ struct Root {
     /// `--state s3://BUCKET/PREFIX`; None keeps records and locks in `state_dir`.
     state: Option<StateLocation>,
     config: Option<PathBuf>,
+    /// Wall time, read only here (and by the engines through `Cloud::clock`).
+    clock: Arc<dyn Clock>,
 }
 
 /// A command naming a recorded run (`finalize`, `resume`, `abort`).
@@ -189,6 +191,7 @@ impl Root {
             state_dir: state_dir.unwrap_or_else(default_state_dir),
             state,
             config,
+            clock: Arc::new(SystemClock),
         };
         Ok((root, command))
     }
@@ -205,7 +208,7 @@ impl Root {
     }
 
     fn clone_command(&self, args: CloneArgs, dry_run: bool) -> Result<CloneCommand, AppError> {
-        let mut command = args.into_command()?;
+        let mut command = args.into_command(self.clock.now())?;
         command.dry_run |= dry_run;
         command.request.config = self.load_config()?;
         Ok(command)
@@ -216,7 +219,7 @@ impl Root {
         args: MigrateArgs,
         dry_run: bool,
     ) -> Result<MigrateCommand, AppError> {
-        let mut command = args.into_command()?;
+        let mut command = args.into_command(self.clock.now())?;
         command.dry_run |= dry_run;
         command.request.config = self.load_config()?;
         Ok(command)
@@ -268,6 +271,7 @@ impl Root {
         let path = journal.path().display().to_string();
         let emitter = Emitter {
             run_id: run_id.to_string(),
+            clock: self.clock.clone(),
             sink: Arc::new(crate::events::Fanout(vec![
                 Arc::new(self.printer),
                 Arc::new(journal),
@@ -282,6 +286,7 @@ impl Root {
         Emitter {
             run_id: run_id.to_string(),
             sink: Arc::new(self.printer),
+            clock: self.clock.clone(),
         }
     }
 
@@ -405,7 +410,7 @@ async fn lock_env(
     let lock = crate::lock::acquire_checking(
         shared.locks.clone(),
         env,
-        LockOwner::new(run_id, command),
+        LockOwner::new(run_id, command, shared.clock.now()),
         break_lock,
         &part_way,
     )
@@ -451,6 +456,8 @@ struct Shared {
     runs: Arc<dyn RunStore>,
     locks: Arc<dyn LockStore>,
     s3: Option<Arc<S3RunStore>>,
+    /// Stamps the lock owner's times.
+    clock: Arc<dyn Clock>,
 }
 
 fn shared_state(
@@ -475,6 +482,7 @@ fn shared_state(
                     prefix: prefix.clone(),
                 }),
                 s3: Some(runs),
+                clock: cloud.clock.clone(),
             }
         }
         _ => Shared {
@@ -483,6 +491,7 @@ fn shared_state(
                 dir: state_dir.to_path_buf(),
             }),
             s3: None,
+            clock: cloud.clock.clone(),
         },
     }
 }
@@ -533,7 +542,7 @@ impl Prepared {
         let mut engine = root.engine(cloud, Some(concurrency), Some(threshold));
         engine.settings.state_bucket = root.state_bucket();
         engine.settings.sync.skip_archived = skip_archived;
-        let run_id = new_run_id();
+        let run_id = new_run_id(&*root.clock);
         // One environment, one lock, however it was named (stack name or tag): the key is the
         // resolved stack. An unknown one keeps its name (preflight will say).
         let lock_env = match dry_run {
@@ -662,7 +671,7 @@ async fn migrate_locked(
                 plan.databases.len(),
             ));
         let needed = chrono::Duration::from_std(needed).unwrap_or_default();
-        if chrono::Utc::now() + needed > deadline {
+        if root.clock.now() + needed > deadline {
             return Err(AppError::Refused(format!(
                 "a migration of {} needs about {} min (past runs and the swap), which does not \
                  fit before {deadline}; start it in a longer window",
@@ -1153,7 +1162,7 @@ async fn list(root: &Root) -> Result<(), AppError> {
         .list_environments()
         .await
         .map_err(|e| AppError::Failed(format!("listing the environments failed: {e}")))?;
-    root.printer.environments(&envs, chrono::Utc::now());
+    root.printer.environments(&envs, root.clock.now());
     Ok(())
 }
 
@@ -1171,7 +1180,7 @@ async fn destroy(root: &Root, env: &str, yes: bool) -> Result<(), AppError> {
         ),
         &target.name,
     )?;
-    let run_id = new_run_id();
+    let run_id = new_run_id(&*root.clock);
     let (target, removed, left) = destroy_locked(
         root,
         &engine,
@@ -1191,7 +1200,7 @@ async fn gc(root: &Root, dry_run: bool, yes: bool) -> Result<(), AppError> {
     let shared = root.shared(&cloud);
     let mut engine = root.engine(cloud, None, None);
     engine.settings.state_bucket = root.state_bucket();
-    let now = chrono::Utc::now();
+    let now = root.clock.now();
     let expired: Vec<_> = engine
         .list_environments()
         .await
@@ -1204,7 +1213,7 @@ async fn gc(root: &Root, dry_run: bool, yes: bool) -> Result<(), AppError> {
         .staging_leftovers(now)
         .await
         .map_err(|e| AppError::Failed(format!("listing staged templates failed: {e}")))?;
-    root.printer.environments(&expired, chrono::Utc::now());
+    root.printer.environments(&expired, now);
     for l in &leftovers {
         root.printer.staging_leftover(l);
     }
@@ -1233,7 +1242,7 @@ async fn gc(root: &Root, dry_run: bool, yes: bool) -> Result<(), AppError> {
             Err(e) => failures.push(format!("{l}: {e}")),
         }
     }
-    let run_id = new_run_id();
+    let run_id = new_run_id(&*root.clock);
     for target in &expired {
         // Each under its environment's lock, re-checked one by one: a tag may have changed
         // since the listing.
@@ -1364,7 +1373,7 @@ async fn standby(root: &Root, env: &str, wanted: StandbyState, yes: bool) -> Res
             env,
         )?;
     }
-    let run_id = new_run_id();
+    let run_id = new_run_id(&*root.clock);
     let emitter = root.console(run_id.as_str());
     let shared = root.shared(&engine.cloud);
     let command = match wanted {
@@ -1429,6 +1438,7 @@ async fn s3(
                 () = shutdown => Err(S3CmdError::Interrupted.into()),
             }
         }
+        #[cfg(any(test, feature = "fake"))]
         S3Request::DiffBench { objects } => {
             let bench = crate::s3cmd::diff_bench(objects).await?;
             root.printer.diff_bench(&bench);
@@ -1464,12 +1474,9 @@ async fn s3_sync(printer: Printer, cloud: Cloud, request: &SyncRequest) -> Resul
 
 // ------------------------------------------------------------------------------ helpers
 
-fn new_run_id() -> RunId {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    RunId::new(chrono::Utc::now(), nanos ^ std::process::id())
+fn new_run_id(clock: &dyn Clock) -> RunId {
+    let now = clock.now();
+    RunId::new(now, now.timestamp_subsec_nanos() ^ std::process::id())
 }
 
 /// `ENVCLONE_POST_SWAP_TIMEOUT` (e.g. `90s`, `10m`): how long each check of the live

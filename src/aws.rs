@@ -93,6 +93,7 @@ pub fn cloud_from(config: &SdkConfig) -> Cloud {
         .interceptor(calls.clone())
         .build();
     let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Cloud {
         stacks: Arc::new(CloudFormation(aws_sdk_cloudformation::Client::from_conf(
             aws_sdk_cloudformation::config::Builder::from(config)
@@ -112,6 +113,7 @@ pub fn cloud_from(config: &SdkConfig) -> Cloud {
         objects: Arc::new(S3 {
             client: aws_sdk_s3::Client::from_conf(s3_config),
             region,
+            clock: clock.clone(),
         }),
         dns: Arc::new(Route53(aws_sdk_route53::Client::from_conf(
             aws_sdk_route53::config::Builder::from(config)
@@ -125,6 +127,7 @@ pub fn cloud_from(config: &SdkConfig) -> Cloud {
                 .expect("HTTP client builds"),
         )),
         hooks: Arc::new(ShellHooks),
+        clock,
     }
 }
 

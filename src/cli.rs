@@ -313,10 +313,13 @@ fn check_copy_options(concurrency: usize, threshold: u64) -> Result<(), InputErr
 }
 
 impl MigrateArgs {
-    pub fn into_command(self) -> Result<MigrateCommand, InputError> {
+    /// `now` (the composition root's clock) judges `--deadline` and `--window`.
+    pub fn into_command(
+        self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<MigrateCommand, InputError> {
         let parameter_overrides = parse_parameters(&self.parameters)?;
         let template = read_template(&self.template)?;
-        let now = chrono::Utc::now();
         let mut deadline = match &self.deadline {
             Some(d) => {
                 let at = chrono::DateTime::parse_from_rfc3339(d)
@@ -470,6 +473,8 @@ pub enum S3Command {
     Sync(SyncArgs),
     /// Peak memory of the diff of two generated listings of N objects each (1% changed, 1%
     /// missing, 1% extra); nothing leaves this process.
+    /// Built only with the `fake` feature: the generated listings are test material.
+    #[cfg(any(test, feature = "fake"))]
     #[command(hide = true)]
     DiffBench {
         #[arg(long, default_value_t = 1_000_000)]
@@ -574,6 +579,7 @@ pub enum S3Request {
         role: String,
         reports: BucketPath,
     },
+    #[cfg(any(test, feature = "fake"))]
     DiffBench {
         objects: u64,
     },
@@ -606,6 +612,7 @@ impl S3Command {
                 })
             }
             S3Command::Sync(args) => Ok(S3Request::Sync(args.into_request()?)),
+            #[cfg(any(test, feature = "fake"))]
             S3Command::DiffBench { objects } => Ok(S3Request::DiffBench { objects }),
         }
     }
@@ -680,7 +687,11 @@ pub fn parse_parameters(raw: &[String]) -> Result<BTreeMap<String, String>, Inpu
 }
 
 impl CloneArgs {
-    pub fn into_command(self) -> Result<CloneCommand, InputError> {
+    /// `now` (the composition root's clock) starts `--ttl`.
+    pub fn into_command(
+        self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<CloneCommand, InputError> {
         let target = EnvName::parse(&self.target)?;
         let parameter_overrides = parse_parameters(&self.parameters)?;
         let template = self.template.as_deref().map(read_template).transpose()?;
@@ -688,7 +699,7 @@ impl CloneArgs {
             Some(ttl) => {
                 let d = humantime::parse_duration(ttl).map_err(|_| InputError::Ttl(ttl.clone()))?;
                 let d = chrono::Duration::from_std(d).map_err(|_| InputError::Ttl(ttl.clone()))?;
-                Some(chrono::Utc::now() + d)
+                Some(now + d)
             }
             None => None,
         };
@@ -864,7 +875,10 @@ mod tests {
         let Command::Clone(args) = cli.command else {
             panic!()
         };
-        let err = args.into_command().unwrap_err().to_string();
+        let err = args
+            .into_command(chrono::Utc::now())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("environment name \"Bad_Name\""), "{err}");
     }
 

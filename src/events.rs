@@ -1,11 +1,13 @@
 //! Progress events: what the workflow tells the user (text or JSON lines) and the journal.
 //!
 //! The workflow emits events through an `EventSink`; the binary prints them, the journal
-//! appends them to disk, tests collect them.
+//! appends them to disk, tests collect them (`fake::Collector`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
+
+use crate::ports::Clock;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -49,27 +51,13 @@ impl EventSink for Fanout {
     }
 }
 
-/// Keeps events in memory (tests, reports).
-#[derive(Default)]
-pub struct Collector(pub Mutex<Vec<Event>>);
-
-impl EventSink for Collector {
-    fn emit(&self, event: &Event) {
-        self.0.lock().expect("collector lock").push(event.clone());
-    }
-}
-
-impl Collector {
-    pub fn events(&self) -> Vec<Event> {
-        self.0.lock().expect("collector lock").clone()
-    }
-}
-
 /// A run's handle for emitting events with its id and the time filled in.
 #[derive(Clone)]
 pub struct Emitter {
     pub run_id: String,
     pub sink: Arc<dyn EventSink>,
+    /// Stamps each event's time.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Emitter {
@@ -81,7 +69,10 @@ impl Emitter {
         message: impl Into<String>,
     ) {
         self.sink.emit(&Event {
-            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            time: self
+                .clock
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             run_id: self.run_id.clone(),
             step: step.to_string(),
             phase,

@@ -2,6 +2,19 @@
 //! run paused), CloudFormation tracking resources by the identifier it created them with (it
 //! does not follow renames — unlike moto), real object bytes and ETags (multipart ETags
 //! included), faults on demand, and a log of every call.
+//!
+//! Compiled only for tests and with the `fake` feature (see `lib.rs`). The other test
+//! material lives in its submodules: the event collector, the in-memory run store, the
+//! generated listings of `s3 diff-bench`.
+
+mod clock;
+mod collector;
+mod run_store;
+pub mod synthetic;
+
+pub use clock::FakeClock;
+pub use collector::Collector;
+pub use run_store::MemoryRunStore;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -187,7 +200,7 @@ impl FakeBucket {
     fn new(visible_at: Instant, tags: BTreeMap<String, String>) -> Self {
         FakeBucket {
             visible_at,
-            created: crate::retry::wall_now(),
+            created: FakeClock.now(),
             tags,
             objects: BTreeMap::new(),
             versions: Versions::default(),
@@ -376,7 +389,7 @@ impl FakeCluster {
 
 /// Now on AWS's clock.
 fn aws_now(t: &Timings) -> chrono::DateTime<chrono::Utc> {
-    crate::retry::wall_now() + chrono::Duration::from_std(t.aws_clock_ahead).unwrap_or_default()
+    FakeClock.now() + chrono::Duration::from_std(t.aws_clock_ahead).unwrap_or_default()
 }
 
 /// AWS allows 15 copy-on-write clones of one source.
@@ -597,6 +610,7 @@ impl FakeAws {
             dns: Arc::new(self.clone()),
             http: Arc::new(self.clone()),
             hooks: Arc::new(self.clone()),
+            clock: Arc::new(FakeClock),
         }
     }
 
@@ -2058,7 +2072,7 @@ fn instantiate(
             outputs,
             tags: request.tags.clone(),
             capabilities: request.capabilities.clone(),
-            created: Some(chrono::Utc::now()),
+            created: Some(FakeClock.now()),
             termination_protection: false,
         },
         parent: parent.map(str::to_string),

@@ -96,24 +96,6 @@ impl RunStore for FileRunStore {
     }
 }
 
-/// Keeps run states in memory (tests).
-#[derive(Default)]
-pub struct MemoryRunStore(pub Mutex<std::collections::BTreeMap<String, serde_json::Value>>);
-
-impl RunStore for MemoryRunStore {
-    fn save(&self, run_id: &str, state: &serde_json::Value) -> std::io::Result<()> {
-        self.0
-            .lock()
-            .expect("store lock")
-            .insert(run_id.to_string(), state.clone());
-        Ok(())
-    }
-
-    fn load(&self, run_id: &str) -> std::io::Result<Option<serde_json::Value>> {
-        Ok(self.0.lock().expect("store lock").get(run_id).cloned())
-    }
-}
-
 /// The default state directory: `$XDG_STATE_HOME/envclone`, else `~/.local/state/envclone`.
 pub fn default_state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {

@@ -10,6 +10,9 @@ pub mod cli;
 pub mod config;
 pub mod contract;
 pub mod events;
+/// Only in tests and with the `fake` feature (`cargo test` turns it on through the crate's
+/// dev-dependency on itself): the release binary carries no fake.
+#[cfg(any(test, feature = "fake"))]
 pub mod fake;
 pub mod iam;
 pub mod journal;

@@ -81,8 +81,8 @@ pub struct LockOwner {
 }
 
 impl LockOwner {
-    pub fn new(run_id: &str, command: &str) -> Self {
-        let now = Utc::now();
+    /// `now` is the holder's clock (`Cloud::clock`).
+    pub fn new(run_id: &str, command: &str, now: DateTime<Utc>) -> Self {
         let pid = std::process::id();
         LockOwner {
             run_id: run_id.to_string(),
@@ -631,6 +631,7 @@ pub async fn acquire_checking(
                     env: env.to_string(),
                     took_over: took_over.map(|(t, _)| t),
                     owner: tokio::sync::Mutex::new((owner, version)),
+                    acquired: tokio::time::Instant::now(),
                 })
             }
             // Someone else moved first (created it, renewed it, or took it over).
@@ -690,6 +691,9 @@ pub struct EnvLock {
     env: String,
     took_over: Option<Takeover>,
     owner: tokio::sync::Mutex<(LockOwner, String)>,
+    /// When it was taken, on the monotonic clock: each heartbeat's time is `acquired_at` plus
+    /// the time held, on the same clock `acquired_at` was read from.
+    acquired: tokio::time::Instant,
 }
 
 impl EnvLock {
@@ -706,7 +710,8 @@ impl EnvLock {
     pub async fn heartbeat(&self) -> Result<(), LockError> {
         let mut guard = self.owner.lock().await;
         let (owner, version) = &mut *guard;
-        owner.heartbeat_at = Utc::now();
+        owner.heartbeat_at = owner.acquired_at
+            + chrono::Duration::from_std(self.acquired.elapsed()).unwrap_or_default();
         let body = serde_json::to_vec(owner).expect("owner serializes");
         let err = |source| LockError::Store {
             env: self.env.clone(),
@@ -943,7 +948,7 @@ mod tests {
     }
 
     fn owner(run: &str, command: &str) -> LockOwner {
-        LockOwner::new(run, command)
+        LockOwner::new(run, command, Utc::now())
     }
 
     /// A process of this machine that has exited (reaped), as a lock would have named it.

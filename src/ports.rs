@@ -1093,6 +1093,24 @@ pub trait HookRunner: Send + Sync {
     ) -> Result<(), String>;
 }
 
+/// Wall-clock time: run ids, record stamps, `--deadline` and `--ttl`, the copy-on-write point,
+/// the entry record's TTL wait. The one place the product reads the system time is
+/// [`SystemClock`]; the fake's clock follows tokio's (paused) clock, so a test that lets the
+/// fake's minutes pass sees deadlines pass too.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+/// This machine's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+}
+
 /// Everything the workflow may touch, as one bundle.
 #[derive(Clone)]
 pub struct Cloud {
@@ -1103,4 +1121,5 @@ pub struct Cloud {
     pub dns: std::sync::Arc<dyn Dns>,
     pub http: std::sync::Arc<dyn HttpProbe>,
     pub hooks: std::sync::Arc<dyn HookRunner>,
+    pub clock: std::sync::Arc<dyn Clock>,
 }

@@ -35,26 +35,6 @@ pub fn stop_flag() -> Option<Arc<AtomicBool>> {
 
 pub const INTERRUPTED: &str = "interrupted (Ctrl-C) before this call";
 
-/// Wall-clock time read through tokio's clock: the system time when first asked, advanced by
-/// tokio's monotonic clock since. In a real run this is the system time (and immune to clock
-/// steps); in a test with a paused clock it moves with the test's time, like the fake's
-/// restorable times do.
-pub fn wall_now() -> chrono::DateTime<chrono::Utc> {
-    static ORIGIN: std::sync::OnceLock<(std::time::Instant, chrono::DateTime<chrono::Utc>)> =
-        std::sync::OnceLock::new();
-    let (origin_instant, origin_time) =
-        *ORIGIN.get_or_init(|| (std::time::Instant::now(), chrono::Utc::now()));
-    let now = tokio::time::Instant::now().into_std();
-    // Signed: a paused clock of another test runtime may stand before the origin.
-    match now.checked_duration_since(origin_instant) {
-        Some(ahead) => origin_time + chrono::Duration::from_std(ahead).unwrap_or_default(),
-        None => {
-            let behind = origin_instant.duration_since(now);
-            origin_time - chrono::Duration::from_std(behind).unwrap_or_default()
-        }
-    }
-}
-
 /// Retries `call` while it fails with a transient error (throttling, 5xx, timeouts), with
 /// exponential backoff and jitter. The SDK retries too; this layer covers the fake and errors
 /// that outlast the SDK's own attempts.

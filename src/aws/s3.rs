@@ -15,6 +15,8 @@ use crate::ports::*;
 pub struct S3 {
     pub(super) client: aws_sdk_s3::Client,
     pub(super) region: String,
+    /// For a bucket listed without its CreationDate: taken as created now (never "old").
+    pub(super) clock: std::sync::Arc<dyn Clock>,
 }
 
 /// Characters kept as they are in `x-amz-copy-source`: unreserved ones and `/`.
@@ -199,7 +201,7 @@ impl ObjectStore for S3 {
                 let created = b
                     .creation_date()
                     .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-                    .unwrap_or_else(chrono::Utc::now);
+                    .unwrap_or_else(|| self.clock.now());
                 out.push(BucketListing {
                     name: name.to_string(),
                     created,

@@ -1529,7 +1529,7 @@ impl CloneEngine {
         let step = "snapshot";
         let dbs = &self.cloud.databases;
         let id = cluster.id.as_str();
-        let local = crate::retry::wall_now();
+        let local = self.cloud.clock.now();
         // AWS's clock may run ahead of this machine's: the point must not fall before the
         // moment writes stopped on AWS's clock either. Its answer came after that moment.
         let reference = cluster.server_time.map_or(local, |aws| aws.max(local));

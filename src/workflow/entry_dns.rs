@@ -195,7 +195,7 @@ impl CloneEngine {
         let ttl = cache_time(&dns.before);
         let ready = swapped.with_timezone(&chrono::Utc)
             + chrono::Duration::from_std(ttl).unwrap_or_default();
-        let now = crate::retry::wall_now();
+        let now = self.cloud.clock.now();
         let Ok(left) = (ready - now).to_std() else {
             return Ok(()); // already past
         };

@@ -341,7 +341,7 @@ impl CloneEngine {
             env: clone.source_env.clone(),
             source_stack: clone.source_stack.clone(),
             target_stack: clone.target_stack.clone(),
-            started_at: chrono::Utc::now().to_rfc3339(),
+            started_at: self.cloud.clock.now().to_rfc3339(),
             phase: MigratePhase::Cloning,
             standby: Vec::new(),
             databases: plan.databases.clone(),
@@ -522,7 +522,7 @@ impl CloneEngine {
                     let allowance =
                         chrono::Duration::from_std(swap_allowance(plan.databases.len()))
                             .expect("fits");
-                    if chrono::Utc::now() + allowance > deadline {
+                    if self.cloud.clock.now() + allowance > deadline {
                         return Err(StepError::Deadline {
                             step: "guardrails".into(),
                             deadline: deadline.to_rfc3339(),
@@ -621,7 +621,7 @@ impl CloneEngine {
             return Err(fail(state, error));
         }
         state.phase = MigratePhase::Swapped;
-        state.swapped_at = Some(crate::retry::wall_now().to_rfc3339());
+        state.swapped_at = Some(self.cloud.clock.now().to_rfc3339());
         if let Err(e) = save(store, &state) {
             return Err(fail(state, e));
         }

@@ -229,7 +229,7 @@ impl CloneEngine {
             command: "clone".into(),
             env: plan.source_env.clone(),
             target_stack: plan.target_stack.clone(),
-            started_at: chrono::Utc::now().to_rfc3339(),
+            started_at: self.cloud.clock.now().to_rfc3339(),
             phase: ClonePhase::Running,
             plan: PlanRecord::from_plan(plan),
             standby: Vec::new(),

@@ -942,7 +942,7 @@ async fn migrate_then_abort_puts_the_source_back() {
     );
     // Finalize takes the environment's lock: refused while another run holds it.
     let lock = state_dir.path().join("locks/prod.json");
-    let holder = envclone::lock::LockOwner::new("20260101000000-0001", "clone");
+    let holder = envclone::lock::LockOwner::new("20260101000000-0001", "clone", chrono::Utc::now());
     std::fs::write(&lock, serde_json::to_vec(&holder).unwrap()).unwrap();
     let refused = standin.envclone(state_dir.path(), &["finalize", &run, "--yes"]);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
@@ -2040,7 +2040,7 @@ async fn an_experiment_with_a_ttl_is_listed_and_collected() {
     // While a run holds an environment's lock (this test process stands for it: alive, on
     // this machine), destroy and gc keep off it and standby is refused (issue 10 item 7; fails
     // before the fix: none of them took the lock).
-    let holder = envclone::lock::LockOwner::new("20260101000000-0001", "clone");
+    let holder = envclone::lock::LockOwner::new("20260101000000-0001", "clone", chrono::Utc::now());
     let hold = |stack: &str| {
         let lock = elsewhere.path().join(format!("locks/{stack}.json"));
         std::fs::create_dir_all(lock.parent().unwrap()).unwrap();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use envclone::fake::FakeBucketConfig;
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
 use envclone::ports::ObjectHead;
 use envclone::workflow::recovery::{self, ClonePhase};
 

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
 use envclone::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_RUN};
 use envclone::ports::{DnsRecord, Stacks};
 use envclone::workflow::experiments::DestroyError;

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use envclone::events::Phase;
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
 
 use crate::support::*;
 

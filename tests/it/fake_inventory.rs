@@ -11,7 +11,7 @@
 //! Each test failed before the fix: the clone created the file system, the queue and the Glue
 //! database empty without a word, and finalize deleted the Glue database with the old stack.
 
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
 use envclone::workflow::migrate::{MigratePhase, MigrateRequest};
 use envclone::workflow::PreflightError;
 

@@ -4,10 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use envclone::fake::{FakeAws, Timings};
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
+use envclone::fake::{FakeAws, FakeClock, Timings};
 use envclone::lock::{acquire, hold, HeldLock, LockOwner, S3Locks, HEARTBEAT_EVERY};
-use envclone::ports::ObjectStore;
+use envclone::ports::{Clock, ObjectStore};
 use envclone::workflow::migrate::MigratePhase;
 use envclone::workflow::recovery::{self, ClonePhase};
 
@@ -134,7 +134,7 @@ async fn lock_in_s3(
         acquire(
             locks,
             env,
-            LockOwner::new(run_id().as_str(), "migrate"),
+            LockOwner::new(run_id().as_str(), "migrate", FakeClock.now()),
             false,
         )
         .await
@@ -144,7 +144,7 @@ async fn lock_in_s3(
     let thief_objects = objects.clone();
     let steal = async move {
         tokio::time::sleep(after).await;
-        let mut thief = LockOwner::new("20261121000500-f00d", command);
+        let mut thief = LockOwner::new("20261121000500-f00d", command, FakeClock.now());
         thief.host = "machine-b".into();
         thief_objects
             .put_small_object(

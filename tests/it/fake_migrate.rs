@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
 use envclone::ports::{DnsRecord, Stacks};
 use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
 
@@ -399,10 +399,13 @@ async fn a_stop_at_every_step_of_migrate_leaves_or_puts_the_source_back() {
     }
 }
 
-/// A deadline that leaves no time for the swap stops the migration before it, with the source
-/// exactly as it was.
-#[tokio::test(start_paused = true)]
-async fn a_deadline_stops_the_migration_before_the_swap() {
+/// Migrates `prod` with its deadline `after(swap allowance)` past the start, which must stop
+/// it at the guardrails with the source exactly as it was. Returns the scenario and how long
+/// the run took on the (paused) clock.
+async fn stopped_by_deadline(
+    after: impl FnOnce(chrono::Duration) -> chrono::Duration,
+    context: &str,
+) -> (Scenario, chrono::Duration) {
     let (s, record) = prod().await;
     let store = MemoryRunStore::default();
     let mut plan = s
@@ -410,22 +413,59 @@ async fn a_deadline_stops_the_migration_before_the_swap() {
         .preflight_migrate(&request(), run_id())
         .await
         .unwrap();
-    plan.deadline = Some(chrono::Utc::now() + chrono::Duration::minutes(5));
+    let allowance = chrono::Duration::from_std(envclone::workflow::migrate::swap_allowance(
+        plan.databases.len(),
+    ))
+    .unwrap();
+    let started = s.engine.cloud.clock.now();
+    plan.deadline = Some(started + after(allowance));
     let failure = s
         .engine
         .migrate(&plan, &store, &s.emitter, std::future::pending())
         .await
-        .unwrap_err();
+        .expect_err(context);
     assert!(
         matches!(
-            failure.error,
-            envclone::workflow::StepError::Deadline { .. }
+            &failure.error,
+            envclone::workflow::StepError::Deadline { step, .. } if step == "guardrails"
         ),
-        "{}",
+        "{context}: {}",
         failure.error
     );
-    assert_eq!(failure.state.phase, MigratePhase::Aborted);
-    assert_source_as_it_was(&s, &record, "deadline");
+    assert_eq!(failure.state.phase, MigratePhase::Aborted, "{context}");
+    assert_source_as_it_was(&s, &record, context);
+    let took = s.engine.cloud.clock.now() - started;
+    (s, took)
+}
+
+/// A deadline that leaves no time for the swap stops the migration before it, with the source
+/// exactly as it was.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_stops_the_migration_before_the_swap() {
+    stopped_by_deadline(|_| chrono::Duration::minutes(5), "deadline").await;
+}
+
+/// A deadline that leaves room for the swap when the migration starts but passes while the
+/// clone is made (the snapshot and the new database take their AWS minutes) stops the
+/// migration before the swap (exit 3), the source exactly as it was. Issue 12, "one clock
+/// port": this failed before — the deadline was read from the system clock, which a paused
+/// test clock does not move, so the swap went ahead.
+#[tokio::test(start_paused = true)]
+async fn a_deadline_that_passes_while_the_clone_is_made_stops_before_the_swap() {
+    let (s, took) = stopped_by_deadline(
+        |allowance| allowance + chrono::Duration::minutes(5),
+        "the deadline passed while the clone was made: no swap",
+    )
+    .await;
+    // The clone was made (its minutes are what brought the deadline close), then nothing.
+    assert!(took > chrono::Duration::minutes(5), "the clone took {took}");
+    assert!(
+        s.events
+            .events()
+            .iter()
+            .any(|e| e.step == "snapshot" && e.phase == envclone::events::Phase::Done),
+        "no snapshot was made"
+    );
 }
 
 fn with_hooks(template: &str) -> String {

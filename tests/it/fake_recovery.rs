@@ -2,7 +2,7 @@
 //! calls (as `kill -9` would), then `abort` must leave the source as it was and nothing of the
 //! run behind, and `resume` must reach the end state of an uninterrupted run.
 
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
 use envclone::ports::PortError;
 use envclone::workflow::recovery::{self, ClonePhase};
 

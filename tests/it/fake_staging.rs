@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
 use envclone::ports::{PortError, TEMPLATE_BODY_MAX};
 use envclone::workflow::migrate::{MigratePhase, MigrationState};
 use envclone::workflow::recovery::{self, ClonePhase};
@@ -300,11 +300,11 @@ async fn gc_finds_the_staging_bucket_a_crashed_run_left() {
     assert_eq!(staging_buckets(&s), vec![STAGING_BUCKET.to_string()]);
 
     // While a run may still be using it, gc leaves it.
-    let now = envclone::retry::wall_now();
+    let now = s.engine.cloud.clock.now();
     assert!(s.engine.staging_leftovers(now).await.unwrap().is_empty());
 
     tokio::time::advance(Duration::from_secs(3700)).await;
-    let now = envclone::retry::wall_now();
+    let now = s.engine.cloud.clock.now();
     let leftovers = s.engine.staging_leftovers(now).await.unwrap();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
     assert_eq!(leftovers[0].bucket, STAGING_BUCKET);
@@ -320,7 +320,7 @@ async fn gc_finds_the_staging_bucket_a_crashed_run_left() {
     tokio::time::advance(Duration::from_secs(3700)).await;
     assert!(s
         .engine
-        .staging_leftovers(envclone::retry::wall_now())
+        .staging_leftovers(s.engine.cloud.clock.now())
         .await
         .unwrap()
         .is_empty());

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
 use envclone::ports::DnsRecord;
 use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
 

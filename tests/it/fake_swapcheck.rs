@@ -3,7 +3,7 @@
 //! without a post_swap hook); finalize's bucket re-check judges the old buckets against what
 //! the clone's verification recorded; the entry record is swapped and restored whole.
 
-use envclone::journal::MemoryRunStore;
+use envclone::fake::MemoryRunStore;
 use envclone::ports::{AliasTarget, DnsRecord, ObjectHead, Routing, Stacks};
 use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
 use envclone::workflow::PreflightError;

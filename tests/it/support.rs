@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use envclone::events::{Collector, Emitter};
+use envclone::events::Emitter;
+use envclone::fake::Collector;
+use envclone::fake::MemoryRunStore;
 use envclone::fake::{FakeAws, Timings};
-use envclone::journal::MemoryRunStore;
 use envclone::ports::{DnsRecord, ObjectHead};
 use envclone::s3sync::SyncOptions;
 use envclone::workflow::clone::{CloneEngine, Settings};
@@ -67,6 +68,7 @@ impl Scenario {
         let emitter = Emitter {
             run_id: "test".into(),
             sink: events.clone(),
+            clock: Arc::new(envclone::fake::FakeClock),
         };
         Scenario {
             fake,
