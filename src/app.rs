@@ -1554,4 +1554,81 @@ mod tests {
         let interrupted: AppError = S3CmdError::Interrupted.into();
         assert_eq!(interrupted.exit_code(), EXIT_FAILED);
     }
+
+    /// Issue 12 (the lock → run → release sequence exists once): `locked` holds the lock while
+    /// its body runs, excludes a second run meanwhile (whose body never runs), releases it
+    /// whatever the body returned, and takes none for a dry run.
+    #[tokio::test]
+    async fn locked_holds_the_lock_for_the_body_and_releases_it_whatever_it_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root {
+            printer: Printer::new(crate::cli::Output::Json),
+            region: None,
+            profile: None,
+            state_dir: dir.path().to_path_buf(),
+            state: None,
+            config: None,
+        };
+        let shared = Shared {
+            runs: Arc::new(FileRunStore::new(dir.path())),
+            locks: Arc::new(FileLocks {
+                dir: dir.path().to_path_buf(),
+            }),
+            s3: None,
+        };
+        let holders = async || -> Vec<(String, String)> {
+            crate::lock::holdings(&*shared.locks)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| (h.env, h.owner.run_id))
+                .collect()
+        };
+        let mut second_ran = false;
+        let failed: Result<(), AppError> = locked(
+            &root,
+            &shared,
+            Some(LockKey::of("prod", "run-1", "clone")),
+            async |lease| {
+                assert!(lease.0.is_some());
+                assert_eq!(holders().await, [("prod".to_string(), "run-1".to_string())]);
+                let second = locked(
+                    &root,
+                    &shared,
+                    Some(LockKey::of("prod", "run-2", "clone")),
+                    async |_| {
+                        second_ran = true;
+                    },
+                )
+                .await;
+                assert!(
+                    matches!(&second, Err(AppError::Refused(m)) if m.contains("run-1")),
+                    "{second:?}"
+                );
+                Err(AppError::Failed("the run failed".into()))
+            },
+        )
+        .await
+        .unwrap();
+        assert!(matches!(failed, Err(AppError::Failed(_))));
+        assert!(!second_ran, "a refused run's body must not run");
+        assert_eq!(holders().await, [], "released after a failed body");
+
+        locked(
+            &root,
+            &shared,
+            Some(LockKey::of("prod", "run-2", "clone")),
+            async |_| (),
+        )
+        .await
+        .unwrap();
+        assert_eq!(holders().await, [], "released after a body that succeeded");
+
+        locked(&root, &shared, None, async |lease| {
+            assert!(lease.0.is_none());
+            assert_eq!(holders().await, [], "a dry run takes no lock");
+        })
+        .await
+        .unwrap();
+    }
 }
