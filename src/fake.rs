@@ -16,6 +16,8 @@ use crate::ports::*;
 use crate::template_eval::{Evaluated, Evaluator};
 use crate::workflow::fixednames;
 
+pub mod dynamodb;
+
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
 
@@ -550,6 +552,8 @@ struct State {
     /// Each CreateStack accepted: the stack's name and the TemplateURL it was created from
     /// (None: TemplateBody).
     create_stack_sources: Vec<(String, Option<String>)>,
+    /// DynamoDB tables (`fake/dynamodb.rs`).
+    tables: dynamodb::TablesState,
 }
 
 /// A call between its request and its answer; notes itself abandoned if dropped there.

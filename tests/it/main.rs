@@ -10,6 +10,7 @@ mod fake_aurora;
 mod fake_buckets;
 mod fake_clone;
 mod fake_deletion;
+mod fake_dynamodb;
 mod fake_groups;
 mod fake_inventory;
 mod fake_locks;
