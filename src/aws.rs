@@ -15,6 +15,8 @@ use thiserror::Error;
 
 use crate::ports::*;
 
+pub mod dynamodb;
+
 #[derive(Debug, Error)]
 pub enum ConnectError {
     #[error("no AWS region: pass --region, or set AWS_REGION or a region in your profile")]

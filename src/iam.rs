@@ -177,6 +177,21 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
         "s3:DeleteObjects",
         &["s3:DeleteObject", "s3:DeleteObjectVersion"],
     ),
+    // DynamoDB tables ("Actions, resources, and condition keys for Amazon DynamoDB").
+    ("dynamodb:DescribeTable", &["dynamodb:DescribeTable"]),
+    ("dynamodb:Scan", &["dynamodb:Scan"]),
+    ("dynamodb:Query", &["dynamodb:Query"]),
+    (
+        "dynamodb:ListTagsOfResource",
+        &["dynamodb:ListTagsOfResource"],
+    ),
+    // CreateTable with Tags needs TagResource too ("Tagging resources in DynamoDB").
+    (
+        "dynamodb:CreateTable",
+        &["dynamodb:CreateTable", "dynamodb:TagResource"],
+    ),
+    ("dynamodb:BatchWriteItem", &["dynamodb:BatchWriteItem"]),
+    ("dynamodb:DeleteTable", &["dynamodb:DeleteTable"]),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -217,6 +232,10 @@ const READ: &[&str] = &[
     "s3:GetBucketPolicy",
     "s3:GetBucketNotification",
     "s3:GetReplicationConfiguration",
+    "dynamodb:DescribeTable",
+    "dynamodb:Scan",
+    "dynamodb:Query",
+    "dynamodb:ListTagsOfResource",
 ];
 
 /// Creating what a run makes: CloudFormation and RDS check the tags given on creation.
@@ -226,6 +245,8 @@ const CREATE_TAGGED: &[&str] = &[
     "rds:CreateDBSnapshot",
     "rds:CreateDBClusterSnapshot",
     "rds:AddTagsToResource",
+    "dynamodb:CreateTable",
+    "dynamodb:TagResource",
 ];
 
 /// Writes whose resources S3 and Auto Scaling cannot scope by a request tag.
@@ -254,7 +275,14 @@ const DELETE_OWN: &[&str] = &[
     "cloudformation:DeleteStack",
     "rds:DeleteDBSnapshot",
     "rds:DeleteDBClusterSnapshot",
+    "dynamodb:DeleteTable",
 ];
+
+/// Items are written only into the clone's tables, which carry the run's `envclone:run` tag
+/// (set by envclone's CreateTable, or propagated from the clone stack's tags); DynamoDB
+/// evaluates `aws:ResourceTag` on its data-plane actions ("Using attribute-based access
+/// control with DynamoDB").
+const WRITE_OWN: &[&str] = &["dynamodb:BatchWriteItem"];
 
 /// S3 cannot condition bucket and object deletion on tags; envclone checks the bucket's
 /// `envclone:run` tag itself before deleting.
@@ -291,7 +319,12 @@ pub fn policy(scope: Scope) -> Value {
         statement("EnvcloneRead", READ, None),
         statement("EnvcloneCreateTagged", CREATE_TAGGED, Some(tagged_request)),
         statement("EnvcloneWrite", WRITE, None),
-        statement("EnvcloneDeleteOwn", DELETE_OWN, Some(tagged_resource)),
+        statement(
+            "EnvcloneDeleteOwn",
+            DELETE_OWN,
+            Some(tagged_resource.clone()),
+        ),
+        statement("EnvcloneWriteOwnTables", WRITE_OWN, Some(tagged_resource)),
         statement("EnvcloneDeleteOwnBuckets", DELETE_S3, None),
     ];
     if scope != Scope::Clone {
@@ -317,10 +350,17 @@ mod tests {
 
     /// The operation names the adapters pass to their error mapping: one per SDK call.
     fn operations_called() -> Vec<String> {
-        let source = include_str!("aws.rs");
+        let sources = [include_str!("aws.rs"), include_str!("aws/dynamodb.rs")];
         let mut out = Vec::new();
-        // The bucket configuration copy names its operations to `config_read`/`config_written`.
-        for call in ["port_error(", "config_read(", "config_written("] {
+        // The bucket configuration copy names its operations to `config_read`/`config_written`,
+        // the DynamoDB adapter to `dynamo_error`.
+        let calls = [
+            "port_error(",
+            "config_read(",
+            "config_written(",
+            "dynamo_error(",
+        ];
+        for (source, call) in sources.iter().flat_map(|s| calls.map(|c| (*s, c))) {
             let mut rest = source;
             while let Some(i) = rest.find(call) {
                 rest = &rest[i + call.len()..];
@@ -341,6 +381,9 @@ mod tests {
     fn every_operation_called_is_in_the_policy() {
         let called = operations_called();
         assert!(called.len() > 30, "{called:?}");
+        // The DynamoDB adapter's calls are read from aws/dynamodb.rs, every one of them.
+        let dynamodb = called.iter().filter(|o| o.starts_with("dynamodb:")).count();
+        assert_eq!(dynamodb, 7, "{called:?}");
         let all = granted(&policy(Scope::All));
         for op in &called {
             let (_, actions) = OPERATIONS
