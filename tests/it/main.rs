@@ -4,6 +4,7 @@
 mod e2e;
 mod e2e_buckets;
 mod e2e_corpus;
+mod e2e_dynamodb;
 mod e2e_staging;
 mod e2e_swap;
 mod fake_aurora;
