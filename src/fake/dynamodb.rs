@@ -222,7 +222,7 @@ impl FakeTable {
     }
 }
 
-fn arn(name: &str) -> String {
+pub(super) fn arn(name: &str) -> String {
     format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}")
 }
 
@@ -247,6 +247,50 @@ impl TablesState {
             Some(t) if t.status(now) == TableStatus::Active => Ok(t),
             _ => Err(not_found(name)),
         }
+    }
+}
+
+impl TablesState {
+    /// The table an `AWS::DynamoDB::Table` of a stack creates at `at` (tagged with the stack's
+    /// tags, which CloudFormation propagates); returns when it is ACTIVE (CloudFormation
+    /// waits for it). A name another table holds fails the resource, as on AWS.
+    pub(super) fn create_from_stack(
+        &mut self,
+        spec: TableSpec,
+        tags: &BTreeMap<String, String>,
+        at: Instant,
+    ) -> Result<Instant, String> {
+        if self.tables.contains_key(&spec.name) {
+            return Err(format!("{} already exists", spec.name));
+        }
+        let t = &self.timings;
+        let active_at = at + t.create + t.per_index * spec.global_indexes.len() as u32;
+        self.tables.insert(
+            spec.name.clone(),
+            FakeTable {
+                spec,
+                tags: tags.clone(),
+                active_at,
+                deleted_at: None,
+                items: BTreeMap::new(),
+                stats: (0, 0),
+                stats_at: at,
+                writes: (at, 0.0),
+            },
+        );
+        Ok(active_at)
+    }
+
+    /// The table is ACTIVE from `at` (a stack deployed long ago).
+    pub(super) fn activate(&mut self, name: &str, at: Instant) {
+        if let Some(t) = self.tables.get_mut(name) {
+            t.active_at = at;
+        }
+    }
+
+    /// A stack's delete removed the table.
+    pub(super) fn remove(&mut self, name: &str) {
+        self.tables.remove(name);
     }
 }
 

@@ -367,6 +367,125 @@ impl TableSpec {
     }
 }
 
+/// The CloudFormation type of a table.
+pub const TABLE_TYPE: &str = "AWS::DynamoDB::Table";
+
+/// The table an `AWS::DynamoDB::Table` declares, from its `Properties` with the intrinsic
+/// functions already evaluated: KeySchema and GlobalSecondaryIndexes/LocalSecondaryIndexes
+/// typed by AttributeDefinitions, BillingMode (CloudFormation's default is PROVISIONED) and
+/// ProvisionedThroughput. Preflight compares it with the source's description (a migrate's new
+/// template may change a key); the fake's CloudFormation creates it.
+pub fn spec_from_template(name: &str, properties: &serde_json::Value) -> Result<TableSpec, String> {
+    let text = |v: &serde_json::Value, field: &str| -> Result<String, String> {
+        v.get(field)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| format!("table {name}: {field} missing or not a string"))
+    };
+    let mut types = BTreeMap::new();
+    for d in properties["AttributeDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let kind = match text(d, "AttributeType")?.as_str() {
+            "S" => ScalarType::S,
+            "N" => ScalarType::N,
+            "B" => ScalarType::B,
+            other => {
+                return Err(format!(
+                    "table {name}: AttributeType {other} is not S, N or B"
+                ))
+            }
+        };
+        types.insert(text(d, "AttributeName")?, kind);
+    }
+    let key = |schema: &serde_json::Value| -> Result<KeySchema, String> {
+        let mut partition = None;
+        let mut sort = None;
+        for e in schema.as_array().into_iter().flatten() {
+            let attribute = text(e, "AttributeName")?;
+            let kind = *types.get(&attribute).ok_or_else(|| {
+                format!("table {name}: key attribute {attribute} has no AttributeDefinitions entry")
+            })?;
+            let a = KeyAttribute {
+                name: attribute,
+                kind,
+            };
+            match text(e, "KeyType")?.as_str() {
+                "HASH" => partition = Some(a),
+                "RANGE" => sort = Some(a),
+                other => {
+                    return Err(format!(
+                        "table {name}: KeyType {other} is not HASH or RANGE"
+                    ))
+                }
+            }
+        }
+        Ok(KeySchema {
+            partition: partition.ok_or_else(|| format!("table {name}: no HASH key"))?,
+            sort,
+        })
+    };
+    let throughput = |v: &serde_json::Value| -> Capacity {
+        let units = |f: &str| {
+            v[f].as_u64()
+                .or_else(|| v[f].as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or(0)
+        };
+        Capacity::Provisioned {
+            read: units("ReadCapacityUnits"),
+            write: units("WriteCapacityUnits"),
+        }
+    };
+    let on_demand = properties["BillingMode"].as_str() == Some("PAY_PER_REQUEST");
+    let capacity_of = |v: &serde_json::Value| {
+        if on_demand {
+            Capacity::OnDemand
+        } else {
+            throughput(&v["ProvisionedThroughput"])
+        }
+    };
+    let projection = |p: &serde_json::Value| match p["ProjectionType"].as_str() {
+        Some("KEYS_ONLY") => Projection::KeysOnly,
+        Some("INCLUDE") => Projection::Include(
+            p["NonKeyAttributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .collect(),
+        ),
+        _ => Projection::All,
+    };
+    let indexes = |field: &str, global: bool| -> Result<Vec<IndexSpec>, String> {
+        properties[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| {
+                Ok(IndexSpec {
+                    name: text(i, "IndexName")?,
+                    key: key(&i["KeySchema"])?,
+                    projection: projection(&i["Projection"]),
+                    capacity: if global {
+                        capacity_of(i)
+                    } else {
+                        Capacity::OnDemand
+                    },
+                })
+            })
+            .collect()
+    };
+    Ok(TableSpec {
+        name: name.to_string(),
+        key: key(&properties["KeySchema"])?,
+        global_indexes: indexes("GlobalSecondaryIndexes", true)?,
+        local_indexes: indexes("LocalSecondaryIndexes", false)?,
+        capacity: capacity_of(properties),
+    })
+}
+
 /// One segment of a parallel scan ("Parallel scan": `Segment`, `TotalSegments`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {

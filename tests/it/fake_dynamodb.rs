@@ -424,3 +424,99 @@ async fn the_fake_enforces_dynamodbs_limits_per_call_and_per_item() {
     assert_eq!(seen.len(), items.len());
     assert_eq!(whole(seen), whole(items));
 }
+
+/// The clone stack's own table: `AWS::DynamoDB::Table` with a fixed name and a GSI.
+const STACK_TABLE: &str = r#"
+Parameters:
+  EnvironmentName: { Type: String }
+Resources:
+  Orders:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      TableName: !Sub "${EnvironmentName}-orders"
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions:
+        - { AttributeName: pk, AttributeType: S }
+        - { AttributeName: sk, AttributeType: N }
+        - { AttributeName: kind, AttributeType: S }
+      KeySchema:
+        - { AttributeName: pk, KeyType: HASH }
+        - { AttributeName: sk, KeyType: RANGE }
+      GlobalSecondaryIndexes:
+        - IndexName: byKind
+          KeySchema:
+            - { AttributeName: kind, KeyType: HASH }
+            - { AttributeName: sk, KeyType: RANGE }
+          Projection: { ProjectionType: ALL }
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_table_the_clone_stack_creates_is_filled_once_active_and_goes_with_its_stack() {
+    use envclone::ports::{CreateStackRequest, StackStatus, Stacks, TemplateSource};
+    let (fake, items) = source(100);
+    let request = CreateStackRequest {
+        name: "staging".into(),
+        template: TemplateSource::Body(STACK_TABLE.into()),
+        parameters: BTreeMap::from([("EnvironmentName".to_string(), "staging".to_string())]),
+        tags: BTreeMap::from([("envclone:run".to_string(), "r1".to_string())]),
+        capabilities: vec![],
+        client_token: "t1".into(),
+    };
+    fake.create_stack(&request).await.unwrap();
+    let table = "staging-orders";
+    let info = fake.describe_table(table).await.unwrap().unwrap();
+    assert_eq!(info.status, TableStatus::Creating);
+    assert_eq!(
+        TableSpec::like(&info, table),
+        orders(table, Capacity::OnDemand)
+    );
+    assert_eq!(
+        fake.tags(&info.arn).await.unwrap()["envclone:run"],
+        "r1",
+        "stack tags propagate"
+    );
+    copy_table(&fake, SOURCE, table, &CopyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(whole(fake.table_items(table).unwrap()), whole(items));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let stack = fake.describe_stack("staging").await.unwrap().unwrap();
+    assert_eq!(stack.status, StackStatus::CreateComplete);
+    fake.delete_stack("staging", &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(!fake.table_exists(table));
+}
+
+#[test]
+fn a_template_table_is_read_with_its_types_billing_and_indexes() {
+    let props = serde_json::json!({
+        "AttributeDefinitions": [
+            {"AttributeName": "id", "AttributeType": "B"},
+            {"AttributeName": "at", "AttributeType": "N"}
+        ],
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+        "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": "7"},
+        "GlobalSecondaryIndexes": [{
+            "IndexName": "byTime",
+            "KeySchema": [{"AttributeName": "at", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["x"]},
+            "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 2}
+        }]
+    });
+    let spec = spec_from_template("t", &props).unwrap();
+    assert_eq!(spec.key, key(("id", ScalarType::B), None));
+    assert_eq!(spec.capacity, Capacity::Provisioned { read: 5, write: 7 });
+    assert_eq!(
+        spec.global_indexes,
+        vec![IndexSpec {
+            name: "byTime".into(),
+            key: key(("at", ScalarType::N), None),
+            projection: Projection::Include(vec!["x".into()]),
+            capacity: Capacity::Provisioned { read: 1, write: 2 },
+        }]
+    );
+    let mut missing = props.clone();
+    missing["AttributeDefinitions"] = serde_json::json!([]);
+    let err = spec_from_template("t", &missing).unwrap_err();
+    assert!(err.contains("id has no AttributeDefinitions"), "{err}");
+}
