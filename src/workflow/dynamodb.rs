@@ -648,8 +648,31 @@ pub enum TableError {
     KeyMismatch {
         source_table: String,
         target: String,
-        source_key: KeySchema,
-        target_key: KeySchema,
+        /// Rendered: `pk (S) HASH, sk (N) RANGE`.
+        source_key: String,
+        target_key: String,
+    },
+    #[error(
+        "DynamoDB table {target} keys attribute {attribute} as {target_type} in index {index}, \
+         its source {source_table} keys it as {source_type}; DynamoDB would refuse every item \
+         carrying it. Declare {attribute} as {source_type} in the clone's template"
+    )]
+    IndexTypeMismatch {
+        source_table: String,
+        target: String,
+        index: String,
+        attribute: String,
+        source_type: ScalarType,
+        target_type: ScalarType,
+    },
+    #[error(
+        "DynamoDB table {table} is not tagged envclone:run={run_id} (found: {found:?}); \
+         envclone deletes only the tables a run made. Nothing was deleted"
+    )]
+    NotOwned {
+        table: String,
+        run_id: String,
+        found: Option<String>,
     },
     #[error(
         "DynamoDB table {table} is not empty (it holds at least item {first_key}); envclone \
@@ -670,12 +693,14 @@ pub enum TableError {
         written: u64,
     },
     #[error(
-        "DynamoDB table {table} refused item {key} ({size} bytes; DynamoDB items are at most \
-         {ITEM_MAX_BYTES} bytes): {message}. Make the clone's table accept the source's items \
-         (same key and index attribute types), or fix the item in the source"
+        "DynamoDB table {table} refused a BatchWriteItem of {count} item(s) (the largest \
+         {key}, {size} bytes; DynamoDB items are at most {ITEM_MAX_BYTES} bytes): {message}. \
+         Make the clone's table accept the source's items (same key and index attribute \
+         types), or fix the items in the source"
     )]
     ItemRefused {
         table: String,
+        count: usize,
         key: String,
         size: u64,
         message: String,
@@ -793,6 +818,77 @@ pub async fn create_target(
     wait_active(tables, &spec.name, options.active_timeout).await
 }
 
+/// Preflight of the clone's table as its template declares it (read-only, before any
+/// change): the source's primary key, and no attribute the source keys (table or index) by
+/// one type that the clone's template keys by another — DynamoDB would refuse every such item
+/// in the middle of the copy ("Type mismatch for Index Key").
+pub fn check_target_spec(source: &TableInfo, target: &TableSpec) -> Result<(), TableError> {
+    if source.key != target.key {
+        return Err(TableError::KeyMismatch {
+            source_table: source.name.clone(),
+            target: target.name.clone(),
+            source_key: source.key.to_string(),
+            target_key: target.key.to_string(),
+        });
+    }
+    let source_types: BTreeMap<&str, ScalarType> = source
+        .key
+        .attributes()
+        .chain(
+            source
+                .global_indexes
+                .iter()
+                .flat_map(|g| g.spec.key.attributes()),
+        )
+        .chain(source.local_indexes.iter().flat_map(|l| l.key.attributes()))
+        .map(|a| (a.name.as_str(), a.kind))
+        .collect();
+    let indexes = target.global_indexes.iter().chain(&target.local_indexes);
+    for index in indexes {
+        for a in index.key.attributes() {
+            if let Some(kind) = source_types.get(a.name.as_str()).filter(|k| **k != a.kind) {
+                return Err(TableError::IndexTypeMismatch {
+                    source_table: source.name.clone(),
+                    target: target.name.clone(),
+                    index: index.name.clone(),
+                    attribute: a.name.clone(),
+                    source_type: *kind,
+                    target_type: a.kind,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a table a run made (abort, destroy): only if it carries the run's `envclone:run`
+/// tag, never another table. Returns whether it was deleted (false: already gone).
+pub async fn delete_own_table(
+    tables: &dyn Tables,
+    name: &str,
+    run_id: &str,
+) -> Result<bool, TableError> {
+    let Some(info) = retry(|| tables.describe_table(name))
+        .await
+        .map_err(port(name))?
+    else {
+        return Ok(false);
+    };
+    let tags = retry(|| tables.tags(&info.arn)).await.map_err(port(name))?;
+    let tag = tags.get(crate::model::TAG_RUN);
+    if tag.map(String::as_str) != Some(run_id) {
+        return Err(TableError::NotOwned {
+            table: name.to_string(),
+            run_id: run_id.to_string(),
+            found: tag.cloned(),
+        });
+    }
+    match retry(|| tables.delete_table(name)).await {
+        Ok(()) | Err(PortError::NotFound { .. }) => Ok(true),
+        Err(e) => Err(port(name)(e)),
+    }
+}
+
 /// Copies every item of `source` into the empty table `target`: a parallel consistent scan,
 /// each segment's pages written by BatchWriteItem in batches of at most 25 items and 16 MB,
 /// unprocessed items sent again with exponential backoff. Checks first (read-only) that the
@@ -806,14 +902,7 @@ pub async fn copy_table(
 ) -> Result<CopyReport, TableError> {
     let from = check_source(tables, source, options).await?;
     let to = wait_active(tables, target, options.active_timeout).await?;
-    if from.key != to.key {
-        return Err(TableError::KeyMismatch {
-            source_table: source.to_string(),
-            target: target.to_string(),
-            source_key: from.key,
-            target_key: to.key,
-        });
-    }
+    check_target_spec(&from, &TableSpec::like(&to, target))?;
     // ItemCount is hours old: one page of a scan tells whether the target holds anything.
     let whole = Segment { index: 0, total: 1 };
     let first = retry(|| tables.scan(target, whole, None, Some(1)))
@@ -945,8 +1034,8 @@ impl Copier<'_> {
         Ok(())
     }
 
-    /// A BatchWriteItem the table refused (ValidationException): the item it is about when
-    /// one stands out (over the item limit), else the batch's first.
+    /// A BatchWriteItem the table refused (ValidationException), named with its largest item
+    /// (the one an item-size refusal is about; DynamoDB does not say which item it refused).
     fn refused(&self, batch: &[Item], e: PortError) -> TableError {
         let PortError::Failed { message, .. } = &e else {
             return port(self.target)(e);
@@ -955,6 +1044,7 @@ impl Copier<'_> {
         match worst {
             Some(item) if message.contains("ValidationException") => TableError::ItemRefused {
                 table: self.target.to_string(),
+                count: batch.len(),
                 key: render_key(&self.key.key_of(item)),
                 size: item_size(item),
                 message: message.clone(),

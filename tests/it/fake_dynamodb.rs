@@ -362,20 +362,43 @@ async fn a_target_of_another_key_or_index_type_is_refused_naming_both() {
         "{text}"
     );
 
-    // A migrate's new template declaring the index key as a number: DynamoDB refuses the
-    // items whose `kind` is a string, and the engine names the table and the item.
+    // A migrate's new template declaring the index key as a number where the source keys
+    // it as a string: refused before any write, naming index, attribute and both types.
     let mut numbered = orders("staging-numbered", Capacity::OnDemand);
     numbered.global_indexes[0].key.partition.kind = ScalarType::N;
     fake.create_table_now(numbered);
     let err = copy_table(&fake, SOURCE, "staging-numbered", &CopyOptions::default())
         .await
         .unwrap_err();
+    assert!(
+        matches!(err, TableError::IndexTypeMismatch { .. }),
+        "{err:?}"
+    );
+    assert!(fake.batch_write_sizes().is_empty());
+
+    // A new index on an attribute the source never keys, typed unlike the items' values:
+    // only DynamoDB's answer shows it, and the engine names the table and the item.
+    let mut by_total = orders("staging-by-total", Capacity::OnDemand);
+    by_total.global_indexes.push(IndexSpec {
+        name: "byTotal".into(),
+        key: key(("total", ScalarType::S), None),
+        projection: Projection::KeysOnly,
+        capacity: Capacity::OnDemand,
+    });
+    fake.create_table_now(by_total);
+    let err = copy_table(&fake, SOURCE, "staging-by-total", &CopyOptions::default())
+        .await
+        .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, TableError::ItemRefused { .. }), "{err:?}");
-    assert!(
-        text.contains("staging-numbered") && text.contains("Type mismatch for Index Key kind"),
-        "{text}"
-    );
+    for part in [
+        "staging-by-total",
+        "Type mismatch for Index Key total",
+        "pk=S:",
+        "bytes",
+    ] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
     drop(items);
 }
 
@@ -519,4 +542,49 @@ fn a_template_table_is_read_with_its_types_billing_and_indexes() {
     missing["AttributeDefinitions"] = serde_json::json!([]);
     let err = spec_from_template("t", &missing).unwrap_err();
     assert!(err.contains("id has no AttributeDefinitions"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_template_changing_the_key_or_an_index_key_type_is_refused_before_any_change() {
+    let (fake, _) = source(10);
+    let info = fake.describe_table(SOURCE).await.unwrap().unwrap();
+    check_target_spec(&info, &orders(TARGET, Capacity::OnDemand)).unwrap();
+    // A new index on an attribute the source does not key is fine.
+    let mut more = orders(TARGET, Capacity::OnDemand);
+    more.global_indexes.push(IndexSpec {
+        name: "byTotal".into(),
+        key: key(("total", ScalarType::N), None),
+        projection: Projection::KeysOnly,
+        capacity: Capacity::OnDemand,
+    });
+    check_target_spec(&info, &more).unwrap();
+    let mut retyped = orders(TARGET, Capacity::OnDemand);
+    retyped.global_indexes[0].key.partition.kind = ScalarType::N;
+    let err = check_target_spec(&info, &retyped).unwrap_err().to_string();
+    for part in [TARGET, SOURCE, "byKind", "kind", "as N", "as S"] {
+        assert!(err.contains(part), "{part} in {err}");
+    }
+    let mut rekeyed = orders(TARGET, Capacity::OnDemand);
+    rekeyed.key.partition.name = "id".into();
+    let err = check_target_spec(&info, &rekeyed).unwrap_err();
+    assert!(matches!(err, TableError::KeyMismatch { .. }), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_table_tagged_with_the_run_is_deleted() {
+    let (fake, _) = source(10);
+    new_target(&fake, Capacity::OnDemand).await; // tagged envclone:run=r1
+    let err = delete_own_table(&fake, SOURCE, "r1").await.unwrap_err();
+    assert!(matches!(err, TableError::NotOwned { .. }), "{err:?}");
+    assert!(err.to_string().contains(SOURCE));
+    assert!(fake.table_exists(SOURCE));
+    let err = delete_own_table(&fake, TARGET, "r2").await.unwrap_err();
+    assert!(err.to_string().contains("Some(\"r1\")"), "{err}");
+    assert!(delete_own_table(&fake, TARGET, "r1").await.unwrap());
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert!(!fake.table_exists(TARGET));
+    assert!(
+        !delete_own_table(&fake, TARGET, "r1").await.unwrap(),
+        "already gone"
+    );
 }
