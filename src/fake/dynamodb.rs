@@ -58,15 +58,17 @@ struct FakeTable {
     tags: BTreeMap<String, String>,
     active_at: Instant,
     deleted_at: Option<Instant>,
-    /// By (hash of the partition key, primary key): the order of a scan, and segments are
-    /// ranges of the partition key's hash, as DynamoDB's are.
+    /// By (hash of the partition key, primary key): the order of a scan; a segment of a
+    /// parallel scan is chosen by the partition key's hash, so one partition key's items are
+    /// all in one segment, as on DynamoDB.
     items: BTreeMap<(u64, Item), Stored>,
     /// ItemCount and TableSizeBytes as of `stats_at`.
     stats: (u64, u64),
     stats_at: Instant,
     /// Provisioned write capacity not yet used: (when last counted, units). DynamoDB
-    /// "retains up to five minutes (300 seconds) of unused read and write capacity" ("Burst
-    /// capacity"); a new table starts with none here.
+    /// "retains up to five minutes (300 seconds) of unused read and write capacity" ("Using
+    /// burst capacity effectively"); a new table starts with none here, and the per-partition
+    /// limit (1,000 write units a second) is not modelled.
     writes: (Instant, f64),
 }
 
@@ -502,7 +504,8 @@ impl Tables for FakeAws {
             }
         }
         // Provisioned write capacity: units accrue at the provisioned rate and are kept for
-        // up to 300 seconds (burst capacity); items are written in order while they last.
+        // up to 300 seconds ("Using burst capacity effectively"); items are written in order
+        // while they last.
         let mut budget = match t.spec.capacity {
             Capacity::OnDemand => f64::INFINITY,
             Capacity::Provisioned { write, .. } => {

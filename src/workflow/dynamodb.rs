@@ -115,7 +115,7 @@ impl Value {
         }
     }
 
-    /// The value's size as DynamoDB counts it ("Item sizes and formats"): strings and
+    /// The value's size as DynamoDB counts it ("DynamoDB item sizes and formats"): strings and
     /// binaries by their bytes; a number about one byte per two significant digits plus one;
     /// null and booleans one byte; a list or map 3 bytes plus one per element plus the
     /// elements (a map's keys included); a set the sum of its elements.
@@ -157,7 +157,7 @@ fn number_size(n: &str) -> u64 {
 }
 
 /// An item's size as DynamoDB counts it against the 400 KB item limit: attribute names'
-/// UTF-8 bytes plus their values' sizes ("Item sizes and formats").
+/// UTF-8 bytes plus their values' sizes ("DynamoDB item sizes and formats").
 pub fn item_size(item: &Item) -> u64 {
     item.iter().map(|(k, v)| k.len() as u64 + v.size()).sum()
 }
@@ -1184,7 +1184,7 @@ mod tests {
 
     #[test]
     fn sizes_are_counted_as_dynamodb_counts_them() {
-        // "Item sizes and formats": names count, numbers by significant digits.
+        // "DynamoDB item sizes and formats": names count, numbers by significant digits.
         assert_eq!(Value::N("12345".into()).size(), 4);
         assert_eq!(Value::N("-0.00120".into()).size(), 2);
         assert_eq!(Value::N("0".into()).size(), 2);
