@@ -1294,6 +1294,36 @@ def _fail_stack_creation(backend: Any, stack: Any, exc: BaseException, on_failur
         backend.delete_stack(stack.stack_id)
 
 
+# ================================================================ DynamoDB: BatchWriteItem limits
+
+
+def _install_dynamodb() -> None:
+    from moto.dynamodb.exceptions import MockValidationException
+    from moto.dynamodb.responses import DynamoHandler
+
+    orig = DynamoHandler.batch_write_item
+
+    @functools.wraps(orig)
+    def batch_write_item(self):  # type: ignore[no-untyped-def]
+        # moto 5.2.5 writes any number of requests in one BatchWriteItem. DynamoDB takes 1 to
+        # 25 ("BatchWriteItem": RequestItems, "a maximum of 25 items"; more is a
+        # ValidationException) in at most 16 MB ("The total request size exceeds 16 MB").
+        # Checked for issue 12 (DynamoDB tables): the engine's batches must hold here too.
+        requests = sum(len(v) for v in (self.body.get("RequestItems") or {}).values())
+        if requests < 1 or requests > 25:
+            raise MockValidationException(
+                "1 validation error detected: Value at 'requestItems' failed to satisfy "
+                "constraint: Map value must satisfy constraint: [Member must have length "
+                f"less than or equal to 25, Member must have length greater than or equal to 1] "
+                f"({requests} given)"
+            )
+        if len(getattr(self, "raw_body", b"") or b"") > 16 * 1024 * 1024:
+            raise MockValidationException("The total request size exceeds 16 MB")
+        return orig(self)
+
+    DynamoHandler.batch_write_item = batch_write_item
+
+
 # ================================================================ S3: parts of multipart objects
 
 
@@ -3052,6 +3082,7 @@ def install_corrections() -> None:
     _install_cloudformation()
     _install_stack_delete()
     _install_s3()
+    _install_dynamodb()
     _install_autoscaling()
     _install_route53()
     _install_elbv2()

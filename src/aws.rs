@@ -20,6 +20,7 @@ use crate::ports::*;
 mod autoscaling;
 mod call_record;
 mod cloudformation;
+pub mod dynamodb;
 mod http_probe;
 mod rds;
 mod route53;

@@ -29,6 +29,8 @@ use crate::ports::*;
 use crate::template_eval::{Evaluated, Evaluator};
 use crate::workflow::fixednames;
 
+pub mod dynamodb;
+
 pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
 
@@ -563,6 +565,8 @@ struct State {
     /// Each CreateStack accepted: the stack's name and the TemplateURL it was created from
     /// (None: TemplateBody).
     create_stack_sources: Vec<(String, Option<String>)>,
+    /// DynamoDB tables (`fake/dynamodb.rs`).
+    tables: dynamodb::TablesState,
 }
 
 /// A call between its request and its answer; notes itself abandoned if dropped there.
@@ -1138,9 +1142,10 @@ impl FakeAws {
     }
 
     /// Whether the stack resource with this physical id (of a type the fake does not model in
-    /// detail: a KMS key, a table, a log group…) still exists.
+    /// detail: a KMS key, a log group…; or a DynamoDB table) still exists.
     pub fn generic_resource_exists(&self, physical_id: &str) -> bool {
-        self.lock().generic.contains_key(physical_id)
+        let generic = self.lock().generic.contains_key(physical_id);
+        generic || self.table_exists(physical_id)
     }
 
     /// Sets a tag of live stack `name`, as an UpdateStack that changes only its tags would.
@@ -1290,6 +1295,21 @@ impl FakeAws {
             },
         )
         .expect("source template instantiates");
+        // A stack deployed long ago: its DynamoDB tables are ACTIVE, and so is the stack.
+        let now = Instant::now();
+        let stack = s.stacks.last_mut().expect("just created");
+        let tables: Vec<String> = stack
+            .resources
+            .iter()
+            .filter(|r| r.resource_type == crate::workflow::dynamodb::TABLE_TYPE)
+            .map(|r| r.physical_id.clone())
+            .collect();
+        if !tables.is_empty() {
+            stack.complete_at = now;
+        }
+        for table in tables {
+            s.tables.activate(&table, now);
+        }
         s.stacks.last().expect("just created").info.clone()
     }
 
@@ -1978,6 +1998,31 @@ fn instantiate(
                 );
                 name
             }
+            crate::workflow::dynamodb::TABLE_TYPE => {
+                let name = ev
+                    .property(&logical_id, "TableName")
+                    .unwrap_or_else(|| format!("{}-{logical_id}-{suffix}", request.name));
+                let spec = match template.value["Resources"][logical_id.as_str()]
+                    .get("Properties")
+                    .and_then(|p| ev.eval(p))
+                {
+                    Some(Evaluated::Value(p)) => {
+                        crate::workflow::dynamodb::spec_from_template(&name, &p)
+                    }
+                    _ => Err(format!("table {name}: Properties not known here")),
+                };
+                match spec.and_then(|spec| s.tables.create_from_stack(spec, &request.tags, at)) {
+                    Ok(active_at) => last_ready = last_ready.max(active_at),
+                    Err(why) => {
+                        failure = Some(format!(
+                            "{logical_id}: Resource handler returned message: \"{why}\""
+                        ));
+                        break;
+                    }
+                }
+                refs.insert(format!("{logical_id}.Arn"), dynamodb::arn(&name));
+                name
+            }
             other => {
                 // A name another resource holds fails the resource: CloudFormation's handlers
                 // answer "<name> already exists" (HandlerErrorCode AlreadyExists) and the stack
@@ -2309,6 +2354,7 @@ impl Stacks for FakeAws {
                 ASG => {
                     s.groups.remove(&r.physical_id);
                 }
+                crate::workflow::dynamodb::TABLE_TYPE => s.tables.remove(&r.physical_id),
                 NESTED_STACK => {
                     // The nested stack is deleted with its parent; the fake models nested
                     // stacks of resources it does not track in detail (groups, buckets and

@@ -32,6 +32,7 @@ pub fn iam_prefix(sdk_service: &str) -> Option<&'static str> {
         "S3" => "s3",
         "Auto Scaling" => "autoscaling",
         "Route 53" => "route53",
+        "DynamoDB" => "dynamodb",
         _ => return None,
     })
 }

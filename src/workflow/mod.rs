@@ -4,6 +4,7 @@
 
 pub mod clone;
 pub mod deletion;
+pub mod dynamodb;
 pub mod entry_dns;
 pub mod experiments;
 pub mod fixednames;

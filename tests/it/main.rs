@@ -4,6 +4,7 @@
 mod e2e;
 mod e2e_buckets;
 mod e2e_corpus;
+mod e2e_dynamodb;
 mod e2e_iam;
 mod e2e_staging;
 mod e2e_swap;
@@ -11,6 +12,7 @@ mod fake_aurora;
 mod fake_buckets;
 mod fake_clone;
 mod fake_deletion;
+mod fake_dynamodb;
 mod fake_groups;
 mod fake_inventory;
 mod fake_locks;
