@@ -3,15 +3,16 @@
 //!
 //! This file holds what every adapter shares: loading the AWS configuration (`connect`),
 //! building the adapters of a `Cloud` (`cloud_from`), and turning an SDK error into a
-//! `PortError` (`port_error`). Each AWS service has its own file under `aws/`; the two adapters
-//! that are not AWS (the HTTP probe and the hook runner) have theirs too.
+//! `PortError` (`port_error`). Each AWS service has its own file under `aws/`, which builds its
+//! client and is the only one to name that service's `aws_sdk_*` crate (this file names none);
+//! the two adapters that are not AWS (the HTTP probe and the hook runner) have theirs too.
 
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::SdkError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use thiserror::Error;
 
@@ -88,45 +89,14 @@ async fn check_credentials(config: &SdkConfig) -> Result<(), ConnectError> {
 pub fn cloud_from(config: &SdkConfig) -> Cloud {
     use std::sync::Arc;
     let calls = CallRecord::from_env();
-    // Path-style addressing when an endpoint is given: `bucket.localhost` does not resolve.
-    let s3_config = aws_sdk_s3::config::Builder::from(config)
-        .force_path_style(config.endpoint_url().is_some())
-        .interceptor(calls.clone())
-        .build();
-    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Cloud {
-        stacks: Arc::new(CloudFormation(aws_sdk_cloudformation::Client::from_conf(
-            aws_sdk_cloudformation::config::Builder::from(config)
-                .interceptor(calls.clone())
-                .build(),
-        ))),
-        databases: Arc::new(Rds(aws_sdk_rds::Client::from_conf(
-            aws_sdk_rds::config::Builder::from(config)
-                .interceptor(calls.clone())
-                .build(),
-        ))),
-        scaling: Arc::new(AutoScaling(aws_sdk_autoscaling::Client::from_conf(
-            aws_sdk_autoscaling::config::Builder::from(config)
-                .interceptor(calls.clone())
-                .build(),
-        ))),
-        objects: Arc::new(S3 {
-            client: aws_sdk_s3::Client::from_conf(s3_config),
-            region,
-            clock: clock.clone(),
-        }),
-        dns: Arc::new(Route53(aws_sdk_route53::Client::from_conf(
-            aws_sdk_route53::config::Builder::from(config)
-                .interceptor(calls)
-                .build(),
-        ))),
-        http: Arc::new(Http(
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("HTTP client builds"),
-        )),
+        stacks: Arc::new(CloudFormation::new(config, &calls)),
+        databases: Arc::new(Rds::new(config, &calls)),
+        scaling: Arc::new(AutoScaling::new(config, &calls)),
+        objects: Arc::new(S3::new(config, &calls, clock.clone())),
+        dns: Arc::new(Route53::new(config, &calls)),
+        http: Arc::new(Http::new(Duration::from_secs(10))),
         hooks: Arc::new(ShellHooks),
         clock,
     }

@@ -179,21 +179,6 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
         "s3:DeleteObjects",
         &["s3:DeleteObject", "s3:DeleteObjectVersion"],
     ),
-    // DynamoDB tables ("Actions, resources, and condition keys for Amazon DynamoDB").
-    ("dynamodb:DescribeTable", &["dynamodb:DescribeTable"]),
-    ("dynamodb:Scan", &["dynamodb:Scan"]),
-    ("dynamodb:Query", &["dynamodb:Query"]),
-    (
-        "dynamodb:ListTagsOfResource",
-        &["dynamodb:ListTagsOfResource"],
-    ),
-    // CreateTable with Tags needs TagResource too ("Tagging resources in DynamoDB").
-    (
-        "dynamodb:CreateTable",
-        &["dynamodb:CreateTable", "dynamodb:TagResource"],
-    ),
-    ("dynamodb:BatchWriteItem", &["dynamodb:BatchWriteItem"]),
-    ("dynamodb:DeleteTable", &["dynamodb:DeleteTable"]),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -234,10 +219,6 @@ const READ: &[&str] = &[
     "s3:GetBucketPolicy",
     "s3:GetBucketNotification",
     "s3:GetReplicationConfiguration",
-    "dynamodb:DescribeTable",
-    "dynamodb:Scan",
-    "dynamodb:Query",
-    "dynamodb:ListTagsOfResource",
 ];
 
 /// Creating what a run makes: CloudFormation and RDS check the tags given on creation.
@@ -247,8 +228,6 @@ const CREATE_TAGGED: &[&str] = &[
     "rds:CreateDBSnapshot",
     "rds:CreateDBClusterSnapshot",
     "rds:AddTagsToResource",
-    "dynamodb:CreateTable",
-    "dynamodb:TagResource",
 ];
 
 /// Writes whose resources S3 and Auto Scaling cannot scope by a request tag.
@@ -277,14 +256,7 @@ const DELETE_OWN: &[&str] = &[
     "cloudformation:DeleteStack",
     "rds:DeleteDBSnapshot",
     "rds:DeleteDBClusterSnapshot",
-    "dynamodb:DeleteTable",
 ];
-
-/// Items are written only into the clone's tables, which carry the run's `envclone:run` tag
-/// (set by envclone's CreateTable, or propagated from the clone stack's tags); DynamoDB
-/// evaluates `aws:ResourceTag` on its data-plane actions ("Using attribute-based access
-/// control with DynamoDB").
-const WRITE_OWN: &[&str] = &["dynamodb:BatchWriteItem"];
 
 /// S3 cannot condition bucket and object deletion on tags; envclone checks the bucket's
 /// `envclone:run` tag itself before deleting.
@@ -321,12 +293,7 @@ pub fn policy(scope: Scope) -> Value {
         statement("EnvcloneRead", READ, None),
         statement("EnvcloneCreateTagged", CREATE_TAGGED, Some(tagged_request)),
         statement("EnvcloneWrite", WRITE, None),
-        statement(
-            "EnvcloneDeleteOwn",
-            DELETE_OWN,
-            Some(tagged_resource.clone()),
-        ),
-        statement("EnvcloneWriteOwnTables", WRITE_OWN, Some(tagged_resource)),
+        statement("EnvcloneDeleteOwn", DELETE_OWN, Some(tagged_resource)),
         statement("EnvcloneDeleteOwnBuckets", DELETE_S3, None),
     ];
     if scope != Scope::Clone {

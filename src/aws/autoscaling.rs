@@ -3,10 +3,21 @@
 
 use async_trait::async_trait;
 
-use super::port_error;
+use super::{port_error, CallRecord, SdkConfig};
 use crate::ports::*;
 
-pub struct AutoScaling(pub(super) aws_sdk_autoscaling::Client);
+pub struct AutoScaling(aws_sdk_autoscaling::Client);
+
+impl AutoScaling {
+    /// The adapter over a client of `config` that records its calls to `calls`.
+    pub(super) fn new(config: &SdkConfig, calls: &CallRecord) -> AutoScaling {
+        AutoScaling(aws_sdk_autoscaling::Client::from_conf(
+            aws_sdk_autoscaling::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        ))
+    }
+}
 
 #[async_trait]
 impl Scaling for AutoScaling {

@@ -3,10 +3,21 @@
 
 use async_trait::async_trait;
 
-use super::port_error;
+use super::{port_error, CallRecord, SdkConfig};
 use crate::ports::*;
 
-pub struct CloudFormation(pub(super) aws_sdk_cloudformation::Client);
+pub struct CloudFormation(aws_sdk_cloudformation::Client);
+
+impl CloudFormation {
+    /// The adapter over a client of `config` that records its calls to `calls`.
+    pub(super) fn new(config: &SdkConfig, calls: &CallRecord) -> CloudFormation {
+        CloudFormation(aws_sdk_cloudformation::Client::from_conf(
+            aws_sdk_cloudformation::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        ))
+    }
+}
 
 fn stack_info(s: &aws_sdk_cloudformation::types::Stack) -> StackInfo {
     StackInfo {

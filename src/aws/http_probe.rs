@@ -3,11 +3,25 @@
 //! IAM action. It sits with the AWS adapters only because `cloud_from` builds every real
 //! adapter of `Cloud` in one place.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::ports::*;
 
-pub struct Http(pub(super) reqwest::Client);
+pub struct Http(reqwest::Client);
+
+impl Http {
+    /// Each GET gives up after `timeout` (then retried by the check's wait, as any error).
+    pub(super) fn new(timeout: Duration) -> Http {
+        Http(
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .expect("HTTP client builds"),
+        )
+    }
+}
 
 #[async_trait]
 impl HttpProbe for Http {

@@ -5,10 +5,21 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use super::port_error;
+use super::{port_error, CallRecord, SdkConfig};
 use crate::ports::*;
 
-pub struct Rds(pub(super) aws_sdk_rds::Client);
+pub struct Rds(aws_sdk_rds::Client);
+
+impl Rds {
+    /// The adapter over a client of `config` that records its calls to `calls`.
+    pub(super) fn new(config: &SdkConfig, calls: &CallRecord) -> Rds {
+        Rds(aws_sdk_rds::Client::from_conf(
+            aws_sdk_rds::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        ))
+    }
+}
 
 impl Rds {
     /// AddTagsToResource on a DB instance's or cluster's ARN (`what` names it in errors).

@@ -2,10 +2,21 @@
 
 use async_trait::async_trait;
 
-use super::port_error;
+use super::{port_error, CallRecord, SdkConfig};
 use crate::ports::*;
 
-pub struct Route53(pub(super) aws_sdk_route53::Client);
+pub struct Route53(aws_sdk_route53::Client);
+
+impl Route53 {
+    /// The adapter over a client of `config` that records its calls to `calls`.
+    pub(super) fn new(config: &SdkConfig, calls: &CallRecord) -> Route53 {
+        Route53(aws_sdk_route53::Client::from_conf(
+            aws_sdk_route53::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        ))
+    }
+}
 
 fn dns_name(name: &str) -> String {
     let lower = name.to_ascii_lowercase();

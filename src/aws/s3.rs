@@ -4,19 +4,39 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::SdkError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::{port_error, TRANSIENT};
+use super::{port_error, CallRecord, SdkConfig, TRANSIENT};
 use crate::ports::*;
 
 pub struct S3 {
-    pub(super) client: aws_sdk_s3::Client,
-    pub(super) region: String,
+    client: aws_sdk_s3::Client,
+    region: String,
     /// For a bucket listed without its CreationDate: taken as created now (never "old").
-    pub(super) clock: std::sync::Arc<dyn Clock>,
+    clock: std::sync::Arc<dyn Clock>,
+}
+
+impl S3 {
+    /// The adapter over a client of `config` that records its calls to `calls`.
+    pub(super) fn new(
+        config: &SdkConfig,
+        calls: &CallRecord,
+        clock: std::sync::Arc<dyn Clock>,
+    ) -> S3 {
+        // Path-style addressing when an endpoint is given: `bucket.localhost` does not resolve.
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(config.endpoint_url().is_some())
+            .interceptor(calls.clone())
+            .build();
+        S3 {
+            client: aws_sdk_s3::Client::from_conf(s3_config),
+            region: config.region().map(|r| r.to_string()).unwrap_or_default(),
+            clock,
+        }
+    }
 }
 
 /// Characters kept as they are in `x-amz-copy-source`: unreserved ones and `/`.
