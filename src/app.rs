@@ -1568,6 +1568,7 @@ mod tests {
             state_dir: dir.path().to_path_buf(),
             state: None,
             config: None,
+            clock: Arc::new(SystemClock),
         };
         let shared = Shared {
             runs: Arc::new(FileRunStore::new(dir.path())),
@@ -1575,6 +1576,7 @@ mod tests {
                 dir: dir.path().to_path_buf(),
             }),
             s3: None,
+            clock: Arc::new(SystemClock),
         };
         let holders = async || -> Vec<(String, String)> {
             crate::lock::holdings(&*shared.locks)

@@ -144,8 +144,9 @@ mod tests {
         );
         assert_eq!(call_name("RDS", "ModifyDBCluster"), "rds:ModifyDBCluster");
         assert_eq!(call_name("S3", "UploadPartCopy"), "s3:UploadPartCopy");
+        assert_eq!(call_name("DynamoDB", "Scan"), "dynamodb:Scan");
         // A service without a mapping is named so that it matches no IAM operation.
-        assert_eq!(call_name("DynamoDB", "Scan"), "\"DynamoDB\":Scan");
+        assert_eq!(call_name("SQS", "SendMessage"), "\"SQS\":SendMessage");
     }
 
     #[test]
