@@ -24,6 +24,7 @@ use crate::workflow::experiments::{DestroyError, Environment};
 use crate::workflow::migrate::{self, MigratePhase, MigrationState};
 use crate::workflow::ops::VerifyError;
 use crate::workflow::recovery::{self, ClonePhase};
+use crate::workflow::resource::{self, ResourceRef};
 use crate::workflow::{PreflightError, StepError};
 
 /// Exit codes (README): 0 success, 1 failure after changes were rolled back or left safe,
@@ -315,7 +316,7 @@ async fn dispatch(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Ap
                         if removed.is_empty() {
                             "nothing".to_string()
                         } else {
-                            removed.join(", ")
+                            resource::join(&removed, ", ")
                         }
                     ),
                 }
@@ -805,7 +806,7 @@ async fn destroy_locked(
     (env, locked): (&str, &str),
     lock: &HeldLock,
     output: Output,
-) -> Result<(Environment, Vec<String>, Vec<String>), AppError> {
+) -> Result<(Environment, Vec<ResourceRef>, Vec<ResourceRef>), AppError> {
     crate::retry::stoppable(lock.stop_flag(), async {
         let target = engine.destroyable(env).await.map_err(destroy_error)?;
         if target.stack != locked {
@@ -870,8 +871,8 @@ fn destroy_error(e: DestroyError) -> AppError {
 fn report_destroyed(
     output: Output,
     name: &str,
-    removed: &[String],
-    left: &[String],
+    removed: &[ResourceRef],
+    left: &[ResourceRef],
 ) -> Result<(), AppError> {
     match output {
         Output::Json => println!(
@@ -884,7 +885,7 @@ fn report_destroyed(
                 if removed.is_empty() {
                     "nothing".to_string()
                 } else {
-                    removed.join(", ")
+                    resource::join(removed, ", ")
                 }
             );
             for l in left {
@@ -897,7 +898,7 @@ fn report_destroyed(
     } else {
         Err(AppError::Failed(format!(
             "{name}: could not remove {}",
-            left.join("; ")
+            resource::join(left, "; ")
         )))
     }
 }
@@ -1278,7 +1279,7 @@ fn print_migration(output: Output, state: &MigrationState) {
                         println!(
                             "  left (tagged envclone:run={}): {}",
                             state.run_id,
-                            state.created.join(", ")
+                            resource::join(&state.created, ", ")
                         );
                         if state.never_swapped {
                             println!("  Remove them with: envclone abort {}", state.run_id);
@@ -1710,7 +1711,7 @@ fn print_failure(output: Output, failure: &CloneFailure) {
             } else {
                 eprintln!(
                     "  left behind (tagged envclone:run, remove or keep): {}",
-                    failure.left_behind.join(", ")
+                    resource::join(&failure.left_behind, ", ")
                 );
             }
             if !failure.verification.is_empty() {

@@ -24,7 +24,17 @@ use super::plan::{
     build_plan, BucketTarget, ClonePlan, CloneRequest, DatabasePlan, NestedResource, SourceEnv,
     TemplateStaging, NESTED_STACK, PURPOSE_TEMPLATE_STAGING, STAGING_BUCKET_PREFIX, TAG_PURPOSE,
 };
+use super::resource::{self, ResourceRef};
+use super::resources;
 use super::{PreflightError, StepError};
+
+/// The reference of a template a run staged in S3.
+pub fn staged_template(st: &TemplateStaging) -> ResourceRef {
+    ResourceRef::new(
+        resource::STAGED_TEMPLATE,
+        format!("s3://{}/{}", st.bucket, st.key),
+    )
+}
 
 /// How long each wait may take, and how copies run.
 #[derive(Debug, Clone)]
@@ -184,7 +194,7 @@ pub struct CloneReport {
 pub struct CloneFailure {
     pub error: StepError,
     /// Resources the run created that still exist (tagged with the run id).
-    pub left_behind: Vec<String>,
+    pub left_behind: Vec<ResourceRef>,
     /// Whether the source's instances are back in service; if not, what is still in Standby.
     pub source_restored: Result<(), String>,
     pub verification: Vec<CheckResult>,
@@ -192,20 +202,30 @@ pub struct CloneFailure {
 
 /// Resources created so far, for the failure report.
 #[derive(Default)]
-struct Created(std::sync::Mutex<Vec<String>>);
+struct Created(std::sync::Mutex<Vec<ResourceRef>>);
 
 impl Created {
-    fn add(&self, what: String) {
+    fn add(&self, what: ResourceRef) {
         let mut list = self.0.lock().expect("created lock");
-        if !list.contains(&what) {
+        if !list.iter().any(|w| w.same(&what)) {
             list.push(what);
         }
     }
-    fn list(&self) -> Vec<String> {
+    fn list(&self) -> Vec<ResourceRef> {
         self.0.lock().expect("created lock").clone()
     }
-    fn remove(&self, what: &str) {
-        self.0.lock().expect("created lock").retain(|w| w != what);
+    fn contains(&self, what: &ResourceRef) -> bool {
+        self.0
+            .lock()
+            .expect("created lock")
+            .iter()
+            .any(|w| w.same(what))
+    }
+    fn remove(&self, what: &ResourceRef) {
+        self.0
+            .lock()
+            .expect("created lock")
+            .retain(|w| !w.same(what));
     }
 }
 
@@ -1237,7 +1257,7 @@ impl CloneEngine {
                 // BucketAlreadyOwnedByYou), and the tags put after it would replace the ones
                 // merged from the source. A resumed run (another process) creates and
                 // configures again, which ends the same.
-                if created.list().contains(&format!("bucket {name}")) {
+                if created.contains(&ResourceRef::new(resources::BUCKET, name.clone())) {
                     continue;
                 }
                 let step = "bucket.create";
@@ -1290,7 +1310,7 @@ impl CloneEngine {
             }
             Err(e) => return Err(StepError::port(step)(e)),
         }
-        created.add(format!("bucket {name}"));
+        created.add(ResourceRef::new(resources::BUCKET, name));
         Ok(())
     }
 
@@ -1598,7 +1618,10 @@ impl CloneEngine {
             }
             Err(e) => return Err(StepError::port(step)(e)),
         }
-        created.add(format!("{} {snapshot_id}", d.kind.snapshot_noun()));
+        created.add(ResourceRef::new(
+            resources::snapshot_kind(d.kind),
+            snapshot_id,
+        ));
         self.wait_snapshot_available(d.kind, snapshot_id, instance, step)
             .await?;
         events.done(step, Some(snapshot_id), "available");
@@ -1725,7 +1748,7 @@ impl CloneEngine {
             }
             Err(e) => return Err(StepError::port(step)(e)),
         };
-        created.add(format!("stack {}", plan.target_stack));
+        created.add(ResourceRef::new(resource::STACK, plan.target_stack.clone()));
 
         let fills = plan.buckets.iter().filter_map(|b| match &b.target {
             BucketTarget::StackOwned { .. } => Some(async {
@@ -1790,7 +1813,7 @@ impl CloneEngine {
         retry(|| objects.put_small_object(&st.bucket, &st.key, body.clone(), None))
             .await
             .map_err(StepError::port(step))?;
-        created.add(format!("staged template s3://{}/{}", st.bucket, st.key));
+        created.add(staged_template(st));
         events.done(
             step,
             Some(&plan.target_stack),
@@ -1810,7 +1833,7 @@ impl CloneEngine {
     async fn unstage_template(&self, st: &TemplateStaging, events: &Emitter, created: &Created) {
         let step = "template.unstage";
         let objects = &self.cloud.objects;
-        let object = format!("staged template s3://{}/{}", st.bucket, st.key);
+        let object = staged_template(st);
         match retry(|| objects.delete_object(&st.bucket, &st.key)).await {
             Ok(()) | Err(PortError::NotFound { .. }) => created.remove(&object),
             Err(e) => {
@@ -1821,7 +1844,7 @@ impl CloneEngine {
         if st.own_bucket {
             match retry(|| objects.delete_bucket(&st.bucket)).await {
                 Ok(()) | Err(PortError::NotFound { .. }) => {
-                    created.remove(&format!("bucket {}", st.bucket))
+                    created.remove(&ResourceRef::new(resources::BUCKET, st.bucket.clone()))
                 }
                 Err(e) => {
                     events.warn(

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::contract::{BucketSpec, Contract, CopyOnWriteParameters, Template, ASG};
+use crate::contract::{BucketSpec, Contract, CopyOnWriteParameters, Template};
 use crate::model::{
     self, EnvName, RunId, TAG_ENVIRONMENT, TAG_EXPIRES_AT, TAG_OWNER, TAG_RUN, TAG_SOURCE,
 };
@@ -732,12 +732,7 @@ pub fn build_plan(
         }
     }
 
-    let scaling_groups = source
-        .resources
-        .iter()
-        .filter(|r| r.resource_type == ASG)
-        .filter_map(|r| r.physical_id.clone())
-        .collect();
+    let scaling_groups = super::resources::groups_of(&source.resources);
 
     Ok(ClonePlan {
         run_id,
