@@ -33,7 +33,10 @@ use async_trait::async_trait;
 use crate::contract::Contract;
 use crate::ports::{StackInfo, StackResource};
 
-use super::clone::CloneEngine;
+use crate::s3sync::VerifyReport;
+
+use super::clone::{CheckResult, CloneEngine};
+use super::plan::ClonePlan;
 use super::recovery::PlanRecord;
 use super::StepError;
 
@@ -205,6 +208,33 @@ pub struct Doomed<'a> {
     pub kept: bool,
 }
 
+/// An environment being verified: its stack as it is now, and what the run copied.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked<'a> {
+    pub contract: &'a Contract,
+    pub stack: &'a StackInfo,
+    pub resources: &'a [StackResource],
+    /// (source, target) buckets to compare object for object.
+    pub bucket_pairs: &'a [(String, String)],
+    /// Archived source objects were left out of the copy (`--skip-archived`).
+    pub skip_archived: bool,
+}
+
+/// Where in a clone's plan a kind's steps go (`ResourceKind::plan_steps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanStage {
+    /// Quieting the source (Standby), first.
+    Quiesce,
+    /// Before the copies: creating what the stack is given (a bucket passed by parameter).
+    Prepare,
+    /// The copies, made in parallel while the source is quiet (snapshots, bucket copies).
+    Copy,
+    /// Once the clone stack exists (filling what it created).
+    AfterStack,
+    /// Returning the source to service, last.
+    Resume,
+}
+
 /// One kind of stateful resource. See the module doc for what a new kind touches.
 #[async_trait]
 pub trait ResourceKind: Send + Sync {
@@ -224,6 +254,19 @@ pub trait ResourceKind: Send + Sync {
     /// (`inventory::finalize_loss`).
     fn finalize_handles(&self) -> bool {
         false
+    }
+
+    /// The parameters of the clone stack envclone sets for this kind's resources of
+    /// `contract` (a snapshot, a source cluster, a bucket's name): the source's values never
+    /// carry over into them.
+    fn given_parameters(&self, _contract: &Contract) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The plan's steps for this kind at `stage`, with the real names (`plan clone`,
+    /// `--dry-run`).
+    fn plan_steps(&self, _plan: &ClonePlan, _stage: PlanStage) -> Vec<String> {
+        Vec::new()
     }
 
     /// What a run of `plan` makes of this kind outside its clone stack, named before the run
@@ -257,6 +300,19 @@ pub trait ResourceKind: Send + Sync {
         _before: Vec<ResourceRef>,
         _artifacts: &[ResourceRef],
         _out: &mut Removal,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Verifies the environment's resources of this kind (after a clone, after migrate's
+    /// swap, `envclone check`): one result per check in `checks`; a bucket comparison's full
+    /// report in `reports`. Errors only when a check cannot be made at all.
+    async fn verify(
+        &self,
+        _engine: &CloneEngine,
+        _env: &Checked<'_>,
+        _checks: &mut Vec<CheckResult>,
+        _reports: &mut Vec<VerifyReport>,
     ) -> Result<(), StepError> {
         Ok(())
     }

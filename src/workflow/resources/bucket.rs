@@ -10,11 +10,14 @@ use crate::contract::{BucketSpec, Contract, BUCKET as BUCKET_TYPE};
 use crate::model::TAG_RUN;
 use crate::ports::{PortError, StackInfo};
 use crate::retry::retry;
+use crate::s3sync::{self, BucketPath, VerifyReport};
 
-use super::super::clone::CloneEngine;
-use super::super::plan::BucketTarget;
+use super::super::clone::{CheckResult, CloneEngine};
+use super::super::plan::{BucketTarget, ClonePlan};
 use super::super::recovery::PlanRecord;
-use super::super::resource::{Doomed, RefKind, Removal, ResourceKind, ResourceRef, RunScope};
+use super::super::resource::{
+    Checked, Doomed, PlanStage, RefKind, Removal, ResourceKind, ResourceRef, RunScope,
+};
 use super::super::StepError;
 
 /// A bucket a run created.
@@ -47,6 +50,50 @@ impl ResourceKind for Bucket {
 
     fn finalize_handles(&self) -> bool {
         true
+    }
+
+    /// The parameter of each bucket passed by parameter (its name).
+    fn given_parameters(&self, contract: &Contract) -> Vec<String> {
+        contract
+            .buckets
+            .iter()
+            .filter_map(|b| match b {
+                BucketSpec::ByParameter { parameter, .. } => Some(parameter.clone()),
+                BucketSpec::StackOwned { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Creating each bucket passed by parameter, copying into it with the snapshots, and
+    /// copying into each bucket the stack owns once the stack has made it.
+    fn plan_steps(&self, plan: &ClonePlan, stage: PlanStage) -> Vec<String> {
+        let run = &plan.run_id;
+        plan.buckets
+            .iter()
+            .filter_map(|b| match (&b.target, stage) {
+                (BucketTarget::Created { name, .. }, PlanStage::Prepare) => {
+                    Some(format!("create bucket {name} (tagged envclone:run={run})"))
+                }
+                (BucketTarget::Created { name, .. }, PlanStage::Copy) => Some(format!(
+                    "copy the objects of bucket {} into {name} (server-side{})",
+                    b.source_bucket,
+                    plan.copy_note(&b.source_bucket)
+                )),
+                (BucketTarget::StackOwned { predicted_name }, PlanStage::AfterStack) => {
+                    Some(format!(
+                        "as soon as the stack has created {} ({}), copy the objects of bucket {} \
+                         into it (server-side{})",
+                        b.logical_id,
+                        predicted_name
+                            .as_deref()
+                            .unwrap_or("name chosen by CloudFormation"),
+                        b.source_bucket,
+                        plan.copy_note(&b.source_bucket)
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// The buckets the run creates itself (those passed to the stack by parameter).
@@ -121,6 +168,69 @@ impl ResourceKind for Bucket {
                 "not tagged envclone:run={}; not deleted",
                 run.run_id
             ))),
+        }
+        Ok(())
+    }
+
+    async fn verify(
+        &self,
+        engine: &CloneEngine,
+        env: &Checked<'_>,
+        checks: &mut Vec<CheckResult>,
+        reports: &mut Vec<VerifyReport>,
+    ) -> Result<(), StepError> {
+        let step = "verify";
+        let cloud = &engine.cloud;
+        for (source, target) in env.bucket_pairs {
+            let report = s3sync::verify_with(
+                cloud.objects.clone(),
+                &BucketPath::bucket(source),
+                &BucketPath::bucket(target),
+                engine.settings.verify_concurrency,
+                env.skip_archived,
+            )
+            .await
+            .map_err(StepError::sync(step))?;
+            let skipped = if report.skipped_archived > 0 {
+                format!(
+                    "; {} archived object(s) not compared (left out by --skip-archived)",
+                    report.skipped_archived
+                )
+            } else {
+                String::new()
+            };
+            let detail = if report.is_equal() {
+                format!(
+                    "{} object(s) equal (key, size, ETag, content type, metadata, tags){}{skipped}",
+                    report.compared,
+                    if report.compared_by_content > 0 {
+                        format!(
+                            "; {} compared by content (different part layouts)",
+                            report.compared_by_content
+                        )
+                    } else {
+                        String::new()
+                    }
+                )
+            } else {
+                let first: Vec<String> = report
+                    .mismatches
+                    .iter()
+                    .take(5)
+                    .map(|m| format!("{:?}: {}", m.key, m.problem))
+                    .collect();
+                format!(
+                    "{} difference(s), e.g. {}{skipped}",
+                    report.mismatches.len(),
+                    first.join("; ")
+                )
+            };
+            checks.push(CheckResult {
+                check: format!("bucket {target} = {source}"),
+                ok: report.is_equal(),
+                detail,
+            });
+            reports.push(report);
         }
         Ok(())
     }

@@ -3,13 +3,16 @@
 
 use crate::contract::Contract;
 use crate::model::TAG_RUN;
+use crate::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY};
 use crate::ports::{DbKind, PortError, StackInfo};
 use crate::retry::{retry, wait_until, Poll};
+use crate::s3sync::VerifyReport;
 
-use super::super::clone::CloneEngine;
+use super::super::clone::{CheckResult, CloneEngine};
 use super::super::deletion;
+use super::super::plan::ClonePlan;
 use super::super::recovery::PlanRecord;
-use super::super::resource::{Doomed, RefKind, Removal, ResourceRef, RunScope};
+use super::super::resource::{Checked, Doomed, PlanStage, RefKind, Removal, ResourceRef, RunScope};
 use super::super::StepError;
 
 /// A DB snapshot (of an instance).
@@ -68,6 +71,50 @@ impl super::super::resource::ResourceKind for Database {
     }
     fn finalize_handles(&self) -> bool {
         true
+    }
+
+    /// The snapshot parameter of each database, and a cluster's copy-on-write source.
+    fn given_parameters(&self, contract: &Contract) -> Vec<String> {
+        contract
+            .databases
+            .iter()
+            .filter(|d| d.is_cluster == (self.kind == DbKind::Cluster))
+            .flat_map(|d| {
+                std::iter::once(d.snapshot_parameter.clone()).chain(
+                    d.copy_on_write
+                        .as_ref()
+                        .map(|c| c.source_cluster_parameter.clone()),
+                )
+            })
+            .collect()
+    }
+
+    /// A snapshot of each database (for a cluster the template can clone copy-on-write: the
+    /// clone point, with the snapshot as the fallback), among the parallel copies.
+    fn plan_steps(&self, plan: &ClonePlan, stage: PlanStage) -> Vec<String> {
+        if stage != PlanStage::Copy {
+            return Vec::new();
+        }
+        plan.databases
+            .iter()
+            .filter(|d| d.kind == self.kind)
+            .map(|d| match (d.kind, &d.copy_on_write) {
+                (DbKind::Instance, _) => format!(
+                    "snapshot database {} as {}",
+                    d.source_instance, d.snapshot_id
+                ),
+                (DbKind::Cluster, Some(_)) => format!(
+                    "copy-on-write clone point of Aurora cluster {}: wait until its latest \
+                     restorable time passes the start of Standby (the stack clones it there); \
+                     where the cluster cannot be cloned, snapshot it as {}",
+                    d.source_instance, d.snapshot_id
+                ),
+                (DbKind::Cluster, None) => format!(
+                    "snapshot Aurora cluster {} as {} (the template takes no copy-on-write clone)",
+                    d.source_instance, d.snapshot_id
+                ),
+            })
+            .collect()
     }
     /// The snapshots a run of `plan` takes of its databases of its kind.
     fn artifacts(&self, plan: &PlanRecord) -> Vec<ResourceRef> {
@@ -187,4 +234,138 @@ impl super::super::resource::ResourceKind for Database {
         }
         Ok(())
     }
+
+    async fn verify(
+        &self,
+        engine: &CloneEngine,
+        env: &Checked<'_>,
+        checks: &mut Vec<CheckResult>,
+        _reports: &mut Vec<VerifyReport>,
+    ) -> Result<(), StepError> {
+        let step = "verify";
+        let cloud = &engine.cloud;
+        let timeout = engine.settings.verify_timeout;
+        let kind = self.kind;
+        let resource_type = self.stack_types.first().map_or("", |(t, _)| *t);
+        for d in env
+            .contract
+            .databases
+            .iter()
+            .filter(|d| d.is_cluster == (kind == DbKind::Cluster))
+        {
+            let Some(id) = env
+                .resources
+                .iter()
+                .find(|r| r.logical_id == d.logical_id && r.resource_type == resource_type)
+                .and_then(|r| r.physical_id.clone())
+            else {
+                checks.push(CheckResult {
+                    check: format!("database {}", d.logical_id),
+                    ok: false,
+                    detail: "not in the clone stack".into(),
+                });
+                continue;
+            };
+            let exists = retry(|| cloud.databases.status_of(kind, &id))
+                .await
+                .map_err(StepError::port(step))?
+                .is_some();
+            let id = if exists {
+                id
+            } else {
+                // After `envclone migrate` CloudFormation's record keeps the identifier the stack
+                // created; the database itself answers under the environment's original name. Only
+                // envclone's own tags on it prove that: anything else is a missing database.
+                let check = format!("database {} (CloudFormation's record: {id})", d.logical_id);
+                match renamed_by_migrate(engine, kind, &id, env.stack).await? {
+                    Ok(live) => {
+                        checks.push(CheckResult {
+                            check,
+                            ok: true,
+                            detail: format!(
+                                "drift: no database {id} exists; envclone migrate renamed it to {live} \
+                                 (tags {TAG_CFN_IDENTIFIER}={id}, {TAG_MIGRATED_BY}={}). A stack \
+                                 update that replaces {} would create a new database; drift \
+                                 detection reports it as deleted",
+                                env.stack.tags.get(TAG_RUN).map_or("", String::as_str),
+                                d.logical_id
+                            ),
+                        });
+                        live
+                    }
+                    Err(why) => {
+                        checks.push(CheckResult {
+                            check,
+                            ok: false,
+                            detail: format!(
+                                "no database {id} exists, and {why}: it was deleted or renamed \
+                                 outside envclone — find it (RDS events) or restore it from a \
+                                 snapshot"
+                            ),
+                        });
+                        continue;
+                    }
+                }
+            };
+            let what = format!("database {id} to be available");
+            let status = wait_until(&what, timeout, || async {
+                Ok(match cloud.databases.status_of(kind, &id).await? {
+                    Some(status) if status == "available" => Poll::Ready(status),
+                    Some(status) => Poll::Pending(status),
+                    None => Poll::Pending("not found".into()),
+                })
+            })
+            .await;
+            checks.push(CheckResult {
+                check: format!("database {id}"),
+                ok: status.is_ok(),
+                detail: match status {
+                    Ok(s) => s,
+                    Err(e) => e.to_string(),
+                },
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The database that envclone migrate renamed away from `recorded` (the identifier
+/// CloudFormation's record of `stack` names): the one that carries both envclone's tags
+/// `envclone:cfn-identifier=<recorded>` and `envclone:migrated-by=<the run that made the
+/// stack>`, which the swap puts on it. Err says why there is no such proof.
+async fn renamed_by_migrate(
+    engine: &CloneEngine,
+    kind: DbKind,
+    recorded: &str,
+    stack: &StackInfo,
+) -> Result<Result<String, String>, StepError> {
+    let dbs = &engine.cloud.databases;
+    let Some(run) = stack.tags.get(TAG_RUN) else {
+        return Ok(Err(format!(
+            "stack {} was not made by envclone (no {TAG_RUN} tag), so no rename by envclone \
+             migrate can explain it",
+            stack.name
+        )));
+    };
+    let recorded_here = retry(|| dbs.tagged(kind, TAG_CFN_IDENTIFIER, recorded))
+        .await
+        .map_err(StepError::port("verify"))?;
+    let migrated_by_run = retry(|| dbs.tagged(kind, TAG_MIGRATED_BY, run))
+        .await
+        .map_err(StepError::port("verify"))?;
+    let proven: Vec<&String> = recorded_here
+        .iter()
+        .filter(|id| migrated_by_run.contains(id))
+        .collect();
+    Ok(match proven.as_slice() {
+        [live] => Ok(live.to_string()),
+        [] => Err(format!(
+            "no database carries envclone's tags {TAG_CFN_IDENTIFIER}={recorded} and \
+             {TAG_MIGRATED_BY}={run}, which envclone migrate puts on the database it renames"
+        )),
+        many => Err(format!(
+            "databases {many:?} all carry {TAG_CFN_IDENTIFIER}={recorded} and \
+             {TAG_MIGRATED_BY}={run}; envclone renames one"
+        )),
+    })
 }
