@@ -27,7 +27,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::contract::{Contract, Template, DB_INSTANCE};
+use crate::contract::{Contract, Template};
 
 use super::deletion;
 use super::resource::{self, ResourceKind};
@@ -214,29 +214,10 @@ pub fn finalize_loss(resource_type: &str) -> Option<&'static str> {
 /// The logical ids the contract copies: its databases, the instances of its clusters, its
 /// buckets.
 pub fn copied_ids(template: &Template, contract: &Contract) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = contract
-        .databases
+    resource::KINDS
         .iter()
-        .map(|d| d.logical_id.clone())
-        .chain(contract.buckets.iter().map(|b| b.logical_id().to_string()))
-        .collect();
-    for (id, ty) in template.resource_types() {
-        let of_listed_cluster = template.cluster_of(&id).is_some_and(|c| {
-            contract
-                .databases
-                .iter()
-                .any(|d| d.is_cluster && d.logical_id == c)
-        });
-        // A read replica of a listed instance is created from the clone's restored instance
-        // (contract validation accepts it for that reason), so it starts with its data.
-        let replica_of_listed = template
-            .replica_source_of(&id)
-            .is_some_and(|source| contract.databases.iter().any(|d| d.logical_id == source));
-        if ty == DB_INSTANCE && (of_listed_cluster || replica_of_listed) {
-            out.insert(id);
-        }
-    }
-    out
+        .flat_map(|k| k.copied_ids(template, contract))
+        .collect()
 }
 
 /// A resource the clone creates without its data.

@@ -13,24 +13,29 @@
 //! A new kind of resource (a DynamoDB table, say) touches:
 //!
 //! 1. `src/workflow/resources/<kind>.rs`: a unit struct implementing [`ResourceKind`]: the
-//!    CloudFormation types it covers (`stack_types`), the nouns of what it makes
-//!    (`ref_kinds`), the artifacts a run of a plan makes (`artifacts`, `artifacts_of_stack`),
-//!    how to remove one (`remove`), and what to do around the deletion of a stack holding one
-//!    (`before_stack_delete`, `after_stack_delete`);
+//!    CloudFormation types it covers (`stack_types`; the inventory then counts a listed one as
+//!    copied), the nouns of what it makes (`ref_kinds`), the parameters envclone gives the
+//!    clone stack for it (`given_parameters`), its plan steps (`plan_steps`), the artifacts a
+//!    run of a plan makes (`artifacts`, `artifacts_of_stack`), how to verify it (`verify`),
+//!    how to remove an artifact (`remove`), what to do around the deletion of a stack holding
+//!    one (`before_stack_delete`, `after_stack_delete`), and whether finalize handles it
+//!    (`finalize_handles`; if not, finalize retains it);
 //! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in [`KINDS`];
 //! 3. its adapter (`src/aws/<service>.rs`) and the port it implements.
 //!
 //! Not yet behind the trait, so a new kind still touches them today (see the module doc of
-//! `resources`): the contract's sections (`contract.rs` parses `databases:` and `buckets:`),
-//! the plan's per-kind fields (`DatabasePlan`, `BucketPlan`), the copy stage and verification
-//! in `clone.rs`, the swap in `migrate.rs`, and the port's field in `ports::Cloud`.
+//! `resources`): the contract's sections (`contract.rs` parses `databases:` and `buckets:`;
+//! `inventory::copied_ids` reads them), the plan's per-kind fields (`DatabasePlan`,
+//! `BucketPlan`, `scaling_groups`, filled in `plan::build_plan`), the copy stage in `clone.rs`
+//! (`clone_and_verify`: the snapshots/clone points, the bucket creation and copies, Standby),
+//! the swap and finalize in `migrate.rs`, and the port's field in `ports::Cloud`.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use async_trait::async_trait;
 
-use crate::contract::Contract;
+use crate::contract::{Contract, Template};
 use crate::ports::{StackInfo, StackResource};
 
 use crate::s3sync::VerifyReport;
@@ -201,6 +206,16 @@ pub struct RunScope<'a> {
     pub creating: &'a [String],
 }
 
+impl RunScope<'_> {
+    /// `r`, left because it does not carry the run's tag.
+    pub fn not_ours(&self, r: ResourceRef) -> ResourceRef {
+        r.with_note(format!(
+            "not tagged envclone:run={}; not deleted",
+            self.run_id
+        ))
+    }
+}
+
 /// A resource of the clone stack about to be deleted: `kept` when its DeletionPolicy keeps it.
 #[derive(Debug, Clone, Copy)]
 pub struct Doomed<'a> {
@@ -254,6 +269,13 @@ pub trait ResourceKind: Send + Sync {
     /// (`inventory::finalize_loss`).
     fn finalize_handles(&self) -> bool {
         false
+    }
+
+    /// The logical ids of the clone's template that start with their data because of this
+    /// kind's resources of `contract` (a listed database, a cluster's instances, a listed
+    /// bucket): the inventory counts them as copied.
+    fn copied_ids(&self, _template: &Template, _contract: &Contract) -> Vec<String> {
+        Vec::new()
     }
 
     /// The parameters of the clone stack envclone sets for this kind's resources of

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::contract::{BucketSpec, Contract, BUCKET as BUCKET_TYPE};
+use crate::contract::{BucketSpec, Contract, Template, BUCKET as BUCKET_TYPE};
 use crate::model::TAG_RUN;
 use crate::ports::{PortError, StackInfo};
 use crate::retry::retry;
@@ -50,6 +50,14 @@ impl ResourceKind for Bucket {
 
     fn finalize_handles(&self) -> bool {
         true
+    }
+
+    fn copied_ids(&self, _template: &Template, contract: &Contract) -> Vec<String> {
+        contract
+            .buckets
+            .iter()
+            .map(|b| b.logical_id().to_string())
+            .collect()
     }
 
     /// The parameter of each bucket passed by parameter (its name).
@@ -164,10 +172,7 @@ impl ResourceKind for Bucket {
                     Err(e) => out.left.push(r.with_note(e.to_string())),
                 }
             }
-            Some(_) => out.left.push(r.with_note(format!(
-                "not tagged envclone:run={}; not deleted",
-                run.run_id
-            ))),
+            Some(_) => out.left.push(run.not_ours(r)),
         }
         Ok(())
     }

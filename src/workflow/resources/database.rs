@@ -1,7 +1,7 @@
 //! What the RDS instance and the Aurora cluster kinds share: the snapshots a run takes, and
 //! the final snapshot CloudFormation takes when it deletes a database of the clone stack.
 
-use crate::contract::Contract;
+use crate::contract::{Contract, Template, DB_INSTANCE};
 use crate::model::TAG_RUN;
 use crate::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY};
 use crate::ports::{DbKind, PortError, StackInfo};
@@ -71,6 +71,36 @@ impl super::super::resource::ResourceKind for Database {
     }
     fn finalize_handles(&self) -> bool {
         true
+    }
+
+    /// The listed databases of this kind; for a cluster, its instances (created with it); for
+    /// an instance, its read replicas in the template (created from the clone's restored
+    /// instance, which contract validation accepts for that reason).
+    fn copied_ids(&self, template: &Template, contract: &Contract) -> Vec<String> {
+        let cluster = self.kind == DbKind::Cluster;
+        let listed = |id: &str| {
+            contract
+                .databases
+                .iter()
+                .any(|d| d.logical_id == id && (!cluster || d.is_cluster))
+        };
+        let mut out: Vec<String> = contract
+            .databases
+            .iter()
+            .filter(|d| d.is_cluster == cluster)
+            .map(|d| d.logical_id.clone())
+            .collect();
+        for (id, ty) in template.resource_types() {
+            let with_listed = if cluster {
+                template.cluster_of(&id).is_some_and(listed)
+            } else {
+                template.replica_source_of(&id).is_some_and(listed)
+            };
+            if ty == DB_INSTANCE && with_listed {
+                out.push(id);
+            }
+        }
+        out
     }
 
     /// The snapshot parameter of each database, and a cluster's copy-on-write source.
@@ -227,10 +257,7 @@ impl super::super::resource::ResourceKind for Database {
                     Err(e) => out.left.push(r.with_note(e.to_string())),
                 }
             }
-            Some(_) => out.left.push(r.with_note(format!(
-                "not tagged envclone:run={}; not deleted",
-                run.run_id
-            ))),
+            Some(_) => out.left.push(run.not_ours(r)),
         }
         Ok(())
     }

@@ -3,8 +3,10 @@
 //!
 //! Behind the trait today: what a run makes (its artifacts, from its plan or from the stack),
 //! removing them (abort, destroy, a migrate that never swapped), the work around the deletion
-//! of a clone stack (emptying buckets, removing the final snapshots CloudFormation takes), and
-//! the inventory's classification of the types each kind covers.
+//! of a clone stack (emptying buckets, removing the final snapshots CloudFormation takes),
+//! verification, the plan's steps, the parameters envclone gives the clone stack, the
+//! inventory's classification of the types each kind covers, and whether finalize retains
+//! them.
 
 mod aurora_cluster;
 mod bucket;
