@@ -33,6 +33,7 @@ use crate::workflow::experiments::{DestroyError, Environment};
 use crate::workflow::migrate::{self, MigratePhase, MigrationState};
 use crate::workflow::ops::VerifyError;
 use crate::workflow::recovery::{self, ClonePhase};
+use crate::workflow::resource::ResourceRef;
 use crate::workflow::{PreflightError, StepError};
 
 /// Exit codes (README): 0 success, 1 failure after changes were rolled back or left safe,
@@ -1281,7 +1282,7 @@ async fn destroy_locked(
     (env, locked_stack): (&str, &str),
     run_id: &str,
     command: &str,
-) -> Result<(Environment, Vec<String>, Vec<String>), AppError> {
+) -> Result<(Environment, Vec<ResourceRef>, Vec<ResourceRef>), AppError> {
     let key = LockKey {
         env: locked_stack,
         run_id,
@@ -1323,8 +1324,8 @@ fn destroy_error(e: DestroyError) -> AppError {
 fn report_destroyed(
     printer: Printer,
     name: &str,
-    removed: &[String],
-    left: &[String],
+    removed: &[ResourceRef],
+    left: &[ResourceRef],
 ) -> Result<(), AppError> {
     printer.destroyed(name, removed, left);
     if left.is_empty() {
@@ -1332,7 +1333,7 @@ fn report_destroyed(
     } else {
         Err(AppError::Failed(format!(
             "{name}: could not remove {}",
-            left.join("; ")
+            crate::workflow::resource::join(left, "; ")
         )))
     }
 }

@@ -5,6 +5,7 @@
 //! `{"type":"error"}`, …). The commands in `app` decide what to say and when; this module only
 //! says it.
 
+use crate::workflow::resource::{self, ResourceRef};
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -240,7 +241,7 @@ impl Printer {
                 } else {
                     eprintln!(
                         "  left behind (tagged envclone:run, remove or keep): {}",
-                        failure.left_behind.join(", ")
+                        resource::join(&failure.left_behind, ", ")
                     );
                 }
                 if !failure.verification.is_empty() {
@@ -294,7 +295,7 @@ impl Printer {
                             println!(
                                 "  left (tagged envclone:run={}): {}",
                                 state.run_id,
-                                state.created.join(", ")
+                                resource::join(&state.created, ", ")
                             );
                             if state.never_swapped {
                                 println!("  Remove them with: envclone abort {}", state.run_id);
@@ -320,7 +321,7 @@ impl Printer {
     // ------------------------------------------------------------ runs, locks, environments
 
     /// `abort` of a clone run.
-    pub fn aborted(&self, run: &str, env: &str, removed: &[String]) {
+    pub fn aborted(&self, run: &str, env: &str, removed: &[ResourceRef]) {
         match self.output {
             Output::Json => println!(
                 "{}",
@@ -332,7 +333,7 @@ impl Printer {
                 if removed.is_empty() {
                     "nothing".to_string()
                 } else {
-                    removed.join(", ")
+                    resource::join(removed, ", ")
                 }
             ),
         }
@@ -483,7 +484,7 @@ impl Printer {
     }
 
     /// What `destroy` (or `gc`, for one environment) removed and could not remove.
-    pub fn destroyed(&self, name: &str, removed: &[String], left: &[String]) {
+    pub fn destroyed(&self, name: &str, removed: &[ResourceRef], left: &[ResourceRef]) {
         match self.output {
             Output::Json => println!(
                 "{}",
@@ -495,7 +496,7 @@ impl Printer {
                     if removed.is_empty() {
                         "nothing".to_string()
                     } else {
-                        removed.join(", ")
+                        resource::join(removed, ", ")
                     }
                 );
                 for l in left {

@@ -10,9 +10,7 @@ use serde::Serialize;
 
 use crate::contract::{Template, VerifyCheck, ASG, BUCKET, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
-use crate::model::{
-    RunId, TAG_CFN_IDENTIFIER, TAG_ENVIRONMENT, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION, TAG_RUN,
-};
+use crate::model::{RunId, TAG_CFN_IDENTIFIER, TAG_ENVIRONMENT, TAG_OPEN_MIGRATION, TAG_RUN};
 use crate::ports::{
     Cloud, CreateStackRequest, DbCluster, DbKind, DnsRecord, PortError, StackInfo, StackResource,
     StackStatus, TemplateSource, TEMPLATE_BODY_MAX,
@@ -24,7 +22,17 @@ use super::plan::{
     build_plan, BucketTarget, ClonePlan, CloneRequest, DatabasePlan, NestedResource, SourceEnv,
     TemplateStaging, NESTED_STACK, PURPOSE_TEMPLATE_STAGING, STAGING_BUCKET_PREFIX, TAG_PURPOSE,
 };
+use super::resource::{self, Checked, ResourceRef};
+use super::resources;
 use super::{PreflightError, StepError};
+
+/// The reference of a template a run staged in S3.
+pub fn staged_template(st: &TemplateStaging) -> ResourceRef {
+    ResourceRef::new(
+        resource::STAGED_TEMPLATE,
+        format!("s3://{}/{}", st.bucket, st.key),
+    )
+}
 
 /// How long each wait may take, and how copies run.
 #[derive(Debug, Clone)]
@@ -184,7 +192,7 @@ pub struct CloneReport {
 pub struct CloneFailure {
     pub error: StepError,
     /// Resources the run created that still exist (tagged with the run id).
-    pub left_behind: Vec<String>,
+    pub left_behind: Vec<ResourceRef>,
     /// Whether the source's instances are back in service; if not, what is still in Standby.
     pub source_restored: Result<(), String>,
     pub verification: Vec<CheckResult>,
@@ -192,20 +200,30 @@ pub struct CloneFailure {
 
 /// Resources created so far, for the failure report.
 #[derive(Default)]
-struct Created(std::sync::Mutex<Vec<String>>);
+struct Created(std::sync::Mutex<Vec<ResourceRef>>);
 
 impl Created {
-    fn add(&self, what: String) {
+    fn add(&self, what: ResourceRef) {
         let mut list = self.0.lock().expect("created lock");
-        if !list.contains(&what) {
+        if !list.iter().any(|w| w.same(&what)) {
             list.push(what);
         }
     }
-    fn list(&self) -> Vec<String> {
+    fn list(&self) -> Vec<ResourceRef> {
         self.0.lock().expect("created lock").clone()
     }
-    fn remove(&self, what: &str) {
-        self.0.lock().expect("created lock").retain(|w| w != what);
+    fn contains(&self, what: &ResourceRef) -> bool {
+        self.0
+            .lock()
+            .expect("created lock")
+            .iter()
+            .any(|w| w.same(what))
+    }
+    fn remove(&self, what: &ResourceRef) {
+        self.0
+            .lock()
+            .expect("created lock")
+            .retain(|w| !w.same(what));
     }
 }
 
@@ -303,7 +321,8 @@ impl CloneEngine {
             .nested
             .iter()
             .filter(|n| {
-                [DB_INSTANCE, DB_CLUSTER, BUCKET, ASG].contains(&n.resource.resource_type.as_str())
+                let t = n.resource.resource_type.as_str();
+                resource::of_type(t).is_some() || t == ASG
             })
             .map(|n| {
                 format!(
@@ -1237,7 +1256,7 @@ impl CloneEngine {
                 // BucketAlreadyOwnedByYou), and the tags put after it would replace the ones
                 // merged from the source. A resumed run (another process) creates and
                 // configures again, which ends the same.
-                if created.list().contains(&format!("bucket {name}")) {
+                if created.contains(&ResourceRef::new(resources::BUCKET, name.clone())) {
                     continue;
                 }
                 let step = "bucket.create";
@@ -1290,7 +1309,7 @@ impl CloneEngine {
             }
             Err(e) => return Err(StepError::port(step)(e)),
         }
-        created.add(format!("bucket {name}"));
+        created.add(ResourceRef::new(resources::BUCKET, name));
         Ok(())
     }
 
@@ -1598,7 +1617,10 @@ impl CloneEngine {
             }
             Err(e) => return Err(StepError::port(step)(e)),
         }
-        created.add(format!("{} {snapshot_id}", d.kind.snapshot_noun()));
+        created.add(ResourceRef::new(
+            resources::snapshot_kind(d.kind),
+            snapshot_id,
+        ));
         self.wait_snapshot_available(d.kind, snapshot_id, instance, step)
             .await?;
         events.done(step, Some(snapshot_id), "available");
@@ -1725,7 +1747,7 @@ impl CloneEngine {
             }
             Err(e) => return Err(StepError::port(step)(e)),
         };
-        created.add(format!("stack {}", plan.target_stack));
+        created.add(ResourceRef::new(resource::STACK, plan.target_stack.clone()));
 
         let fills = plan.buckets.iter().filter_map(|b| match &b.target {
             BucketTarget::StackOwned { .. } => Some(async {
@@ -1790,7 +1812,7 @@ impl CloneEngine {
         retry(|| objects.put_small_object(&st.bucket, &st.key, body.clone(), None))
             .await
             .map_err(StepError::port(step))?;
-        created.add(format!("staged template s3://{}/{}", st.bucket, st.key));
+        created.add(staged_template(st));
         events.done(
             step,
             Some(&plan.target_stack),
@@ -1810,7 +1832,7 @@ impl CloneEngine {
     async fn unstage_template(&self, st: &TemplateStaging, events: &Emitter, created: &Created) {
         let step = "template.unstage";
         let objects = &self.cloud.objects;
-        let object = format!("staged template s3://{}/{}", st.bucket, st.key);
+        let object = staged_template(st);
         match retry(|| objects.delete_object(&st.bucket, &st.key)).await {
             Ok(()) | Err(PortError::NotFound { .. }) => created.remove(&object),
             Err(e) => {
@@ -1821,7 +1843,7 @@ impl CloneEngine {
         if st.own_bucket {
             match retry(|| objects.delete_bucket(&st.bucket)).await {
                 Ok(()) | Err(PortError::NotFound { .. }) => {
-                    created.remove(&format!("bucket {}", st.bucket))
+                    created.remove(&ResourceRef::new(resources::BUCKET, st.bucket.clone()))
                 }
                 Err(e) => {
                     events.warn(
@@ -2033,47 +2055,8 @@ impl CloneEngine {
     }
 }
 
-/// The database that envclone migrate renamed away from `recorded` (the identifier
-/// CloudFormation's record of `stack` names): the one that carries both envclone's tags
-/// `envclone:cfn-identifier=<recorded>` and `envclone:migrated-by=<the run that made the
-/// stack>`, which the swap puts on it. Err says why there is no such proof.
-async fn renamed_by_migrate(
-    engine: &CloneEngine,
-    kind: DbKind,
-    recorded: &str,
-    stack: &StackInfo,
-) -> Result<Result<String, String>, StepError> {
-    let dbs = &engine.cloud.databases;
-    let Some(run) = stack.tags.get(TAG_RUN) else {
-        return Ok(Err(format!(
-            "stack {} was not made by envclone (no {TAG_RUN} tag), so no rename by envclone \
-             migrate can explain it",
-            stack.name
-        )));
-    };
-    let recorded_here = retry(|| dbs.tagged(kind, TAG_CFN_IDENTIFIER, recorded))
-        .await
-        .map_err(StepError::port("verify"))?;
-    let migrated_by_run = retry(|| dbs.tagged(kind, TAG_MIGRATED_BY, run))
-        .await
-        .map_err(StepError::port("verify"))?;
-    let proven: Vec<&String> = recorded_here
-        .iter()
-        .filter(|id| migrated_by_run.contains(id))
-        .collect();
-    Ok(match proven.as_slice() {
-        [live] => Ok(live.to_string()),
-        [] => Err(format!(
-            "no database carries envclone's tags {TAG_CFN_IDENTIFIER}={recorded} and \
-             {TAG_MIGRATED_BY}={run}, which envclone migrate puts on the database it renames"
-        )),
-        many => Err(format!(
-            "databases {many:?} all carry {TAG_CFN_IDENTIFIER}={recorded} and \
-             {TAG_MIGRATED_BY}={run}; envclone renames one"
-        )),
-    })
-}
-
+/// Verifies an environment: each kind its resources (`ResourceKind::verify`), then the
+/// contract's HTTP checks.
 async fn verify_report(
     engine: &CloneEngine,
     contract: &crate::contract::Contract,
@@ -2083,168 +2066,18 @@ async fn verify_report(
     checks: &mut Vec<CheckResult>,
     skip_archived: bool,
 ) -> Result<Vec<VerifyReport>, StepError> {
-    let step = "verify";
     let cloud = &engine.cloud;
     let timeout = engine.settings.verify_timeout;
-    for d in &contract.databases {
-        let (kind, resource_type) = if d.is_cluster {
-            (DbKind::Cluster, DB_CLUSTER)
-        } else {
-            (DbKind::Instance, DB_INSTANCE)
-        };
-        let Some(id) = resources
-            .iter()
-            .find(|r| r.logical_id == d.logical_id && r.resource_type == resource_type)
-            .and_then(|r| r.physical_id.clone())
-        else {
-            checks.push(CheckResult {
-                check: format!("database {}", d.logical_id),
-                ok: false,
-                detail: "not in the clone stack".into(),
-            });
-            continue;
-        };
-        let exists = retry(|| cloud.databases.status_of(kind, &id))
-            .await
-            .map_err(StepError::port(step))?
-            .is_some();
-        let id = if exists {
-            id
-        } else {
-            // After `envclone migrate` CloudFormation's record keeps the identifier the stack
-            // created; the database itself answers under the environment's original name. Only
-            // envclone's own tags on it prove that: anything else is a missing database.
-            let check = format!("database {} (CloudFormation's record: {id})", d.logical_id);
-            match renamed_by_migrate(engine, kind, &id, stack).await? {
-                Ok(live) => {
-                    checks.push(CheckResult {
-                        check,
-                        ok: true,
-                        detail: format!(
-                            "drift: no database {id} exists; envclone migrate renamed it to {live} \
-                             (tags {TAG_CFN_IDENTIFIER}={id}, {TAG_MIGRATED_BY}={}). A stack \
-                             update that replaces {} would create a new database; drift \
-                             detection reports it as deleted",
-                            stack.tags.get(TAG_RUN).map_or("", String::as_str),
-                            d.logical_id
-                        ),
-                    });
-                    live
-                }
-                Err(why) => {
-                    checks.push(CheckResult {
-                        check,
-                        ok: false,
-                        detail: format!(
-                            "no database {id} exists, and {why}: it was deleted or renamed \
-                             outside envclone — find it (RDS events) or restore it from a \
-                             snapshot"
-                        ),
-                    });
-                    continue;
-                }
-            }
-        };
-        let what = format!("database {id} to be available");
-        let status = wait_until(&what, timeout, || async {
-            Ok(match cloud.databases.status_of(kind, &id).await? {
-                Some(status) if status == "available" => Poll::Ready(status),
-                Some(status) => Poll::Pending(status),
-                None => Poll::Pending("not found".into()),
-            })
-        })
-        .await;
-        checks.push(CheckResult {
-            check: format!("database {id}"),
-            ok: status.is_ok(),
-            detail: match status {
-                Ok(s) => s,
-                Err(e) => e.to_string(),
-            },
-        });
-    }
-
+    let env = Checked {
+        contract,
+        stack,
+        resources,
+        bucket_pairs: buckets,
+        skip_archived,
+    };
     let mut reports = Vec::new();
-    for (source, target) in buckets {
-        let report = s3sync::verify_with(
-            cloud.objects.clone(),
-            &BucketPath::bucket(source),
-            &BucketPath::bucket(target),
-            engine.settings.verify_concurrency,
-            skip_archived,
-        )
-        .await
-        .map_err(StepError::sync(step))?;
-        let skipped = if report.skipped_archived > 0 {
-            format!(
-                "; {} archived object(s) not compared (left out by --skip-archived)",
-                report.skipped_archived
-            )
-        } else {
-            String::new()
-        };
-        let detail = if report.is_equal() {
-            format!(
-                "{} object(s) equal (key, size, ETag, content type, metadata, tags){}{skipped}",
-                report.compared,
-                if report.compared_by_content > 0 {
-                    format!(
-                        "; {} compared by content (different part layouts)",
-                        report.compared_by_content
-                    )
-                } else {
-                    String::new()
-                }
-            )
-        } else {
-            let first: Vec<String> = report
-                .mismatches
-                .iter()
-                .take(5)
-                .map(|m| format!("{:?}: {}", m.key, m.problem))
-                .collect();
-            format!(
-                "{} difference(s), e.g. {}{skipped}",
-                report.mismatches.len(),
-                first.join("; ")
-            )
-        };
-        checks.push(CheckResult {
-            check: format!("bucket {target} = {source}"),
-            ok: report.is_equal(),
-            detail,
-        });
-        reports.push(report);
-    }
-
-    for r in resources
-        .iter()
-        .filter(|r| r.resource_type == crate::contract::ASG)
-    {
-        let Some(group) = r.physical_id.clone() else {
-            continue;
-        };
-        let what = format!("instances of {group} to be InService");
-        let result = wait_until(&what, timeout, || async {
-            let info = cloud.scaling.describe_group(&group).await?;
-            Ok(match info {
-                Some(i) => {
-                    let n = i.ids_in("InService").len() as i32;
-                    if n >= i.desired_capacity {
-                        Poll::Ready(format!("{n} of {} desired InService", i.desired_capacity))
-                    } else {
-                        Poll::Pending(format!("{n} of {} desired InService", i.desired_capacity))
-                    }
-                }
-                None => Poll::Pending("group not found".into()),
-            })
-        })
-        .await;
-        checks.push(CheckResult {
-            check: format!("instances of {group}"),
-            ok: result.is_ok(),
-            detail: result.unwrap_or_else(|e| e.to_string()),
-        });
+    for kind in resource::KINDS {
+        kind.verify(engine, &env, checks, &mut reports).await?;
     }
 
     for check in &contract.verify {

@@ -4,18 +4,19 @@
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::contract::{BucketSpec, Contract, Template, DB_CLUSTER, DB_INSTANCE};
+use crate::contract::{Contract, Template, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::model::{
     RunId, TAG_ENVIRONMENT, TAG_EXPIRES_AT, TAG_MIGRATED_BY, TAG_OWNER, TAG_PROTECTED, TAG_RUN,
     TAG_SOURCE,
 };
-use crate::ports::{DbKind, PortError, StackInfo};
+use crate::ports::{PortError, StackInfo};
 use crate::retry::retry;
 
 use super::clone::CloneEngine;
 use super::plan::{PURPOSE_TEMPLATE_STAGING, STAGING_BUCKET_PREFIX, TAG_PURPOSE};
 use super::recovery::RunResources;
+use super::resource::{self, ResourceRef, KINDS};
 use super::StepError;
 
 /// One environment envclone created.
@@ -225,7 +226,7 @@ impl CloneEngine {
         &self,
         e: &Environment,
         events: &Emitter,
-    ) -> Result<(Vec<String>, Vec<String>), DestroyError> {
+    ) -> Result<(Vec<ResourceRef>, Vec<ResourceRef>), DestroyError> {
         let stacks = &self.cloud.stacks;
         let aws = |err| DestroyError::Aws(e.stack.clone(), err);
         let stack = retry(|| stacks.describe_stack(&e.stack))
@@ -236,45 +237,21 @@ impl CloneEngine {
             .await
             .map_err(aws)?;
         // What the run created is named in the stack's parameters, by its template's contract.
-        let (buckets, snapshots) = match Template::parse(&e.stack, &body)
+        let artifacts = match Template::parse(&e.stack, &body)
             .ok()
             .and_then(|t| Contract::from_template(&t).ok())
         {
-            Some(contract) => {
-                let buckets = contract
-                    .buckets
-                    .iter()
-                    .filter_map(|b| match b {
-                        BucketSpec::ByParameter { parameter, .. } => {
-                            stack.parameters.get(parameter).cloned()
-                        }
-                        BucketSpec::StackOwned { .. } => None,
-                    })
-                    .filter(|b| !b.is_empty())
-                    .collect();
-                let snapshots = contract
-                    .databases
-                    .iter()
-                    .filter_map(|d| {
-                        let id = stack.parameters.get(&d.snapshot_parameter)?;
-                        let kind = if d.is_cluster {
-                            DbKind::Cluster
-                        } else {
-                            DbKind::Instance
-                        };
-                        (!id.is_empty()).then(|| (kind, id.clone()))
-                    })
-                    .collect();
-                (buckets, snapshots)
-            }
-            None => (Vec::new(), Vec::new()),
+            Some(contract) => KINDS
+                .iter()
+                .flat_map(|k| k.artifacts_of_stack(&contract, &stack))
+                .collect(),
+            None => Vec::new(),
         };
         let resources = RunResources {
             run_id: e.run_id.clone(),
             stack: e.stack.clone(),
-            buckets,
-            half_made_buckets: Vec::new(),
-            snapshots,
+            artifacts,
+            creating: Vec::new(),
             // Staged only for the seconds of CreateStack: what a crashed run left is gc's.
             staged_templates: Vec::new(),
         };
@@ -283,7 +260,7 @@ impl CloneEngine {
         events.done(
             "destroy",
             Some(&e.stack),
-            format!("removed: {}", removed.join(", ")),
+            format!("removed: {}", resource::join(&removed, ", ")),
         );
         Ok((removed, left))
     }

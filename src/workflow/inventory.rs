@@ -27,9 +27,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::contract::{Contract, Template, BUCKET, DB_CLUSTER, DB_INSTANCE};
+use crate::contract::{Contract, Template};
 
 use super::deletion;
+use super::resource::{self, ResourceKind};
 
 /// Types that hold nothing a clone would miss: the clone stack recreates each from the
 /// template's properties alone (CloudFormation User Guide, "AWS resource and property types
@@ -143,14 +144,16 @@ pub const STATELESS_TYPES: &[&str] = &[
     "AWS::Cognito::UserPoolDomain",
 ];
 
-/// Types the contract covers when it lists them, with what a clone of one it does not list
-/// lacks. (Not in `deletion::STATEFUL_TYPES`: finalize treats them itself — it takes the
-/// databases' final snapshots, and S3 refuses to delete a bucket that holds objects.)
-const CONTRACT_TYPES: &[(&str, &str)] = &[
-    (DB_INSTANCE, "the database's data"),
-    (DB_CLUSTER, "the cluster's data"),
-    (BUCKET, "the bucket's objects"),
-];
+/// The types the contract covers when it lists them, with what a clone of one it does not
+/// list lacks: those of the resource kinds (`ResourceKind::stack_types`).
+fn contract_type(resource_type: &str) -> Option<(&'static dyn ResourceKind, &'static str)> {
+    let kind = resource::of_type(resource_type)?;
+    let (_, loses) = kind
+        .stack_types()
+        .iter()
+        .find(|(t, _)| *t == resource_type)?;
+    Some((kind, loses))
+}
 
 /// What the clone lacks of a resource of a type envclone has not judged.
 const UNKNOWN_LOSS: &str =
@@ -188,9 +191,9 @@ pub fn classify(logical_id: &str, resource_type: &str, copied: &BTreeSet<String>
         Coverage::Copied
     } else if STATELESS_TYPES.contains(&resource_type) {
         Coverage::Stateless
-    } else if let Some(loses) = deletion::stateful(resource_type) {
+    } else if let Some((_, loses)) = contract_type(resource_type) {
         Coverage::Stateful(loses)
-    } else if let Some((_, loses)) = CONTRACT_TYPES.iter().find(|(t, _)| *t == resource_type) {
+    } else if let Some(loses) = deletion::stateful(resource_type) {
         Coverage::Stateful(loses)
     } else {
         Coverage::Unknown
@@ -199,9 +202,10 @@ pub fn classify(logical_id: &str, resource_type: &str, copied: &BTreeSet<String>
 
 /// What deleting a resource of `resource_type` with its stack would lose, for `finalize`, which
 /// keeps every such resource: a stateful type or one envclone has not judged. None for a
-/// stateless type and for the databases and buckets finalize handles itself.
+/// stateless type and for the kinds finalize handles itself (`ResourceKind::finalize_handles`:
+/// the databases and buckets).
 pub fn finalize_loss(resource_type: &str) -> Option<&'static str> {
-    if CONTRACT_TYPES.iter().any(|(t, _)| *t == resource_type) {
+    if contract_type(resource_type).is_some_and(|(kind, _)| kind.finalize_handles()) {
         return None;
     }
     classify("", resource_type, &BTreeSet::new()).loss()
@@ -210,29 +214,10 @@ pub fn finalize_loss(resource_type: &str) -> Option<&'static str> {
 /// The logical ids the contract copies: its databases, the instances of its clusters, its
 /// buckets.
 pub fn copied_ids(template: &Template, contract: &Contract) -> BTreeSet<String> {
-    let mut out: BTreeSet<String> = contract
-        .databases
+    resource::KINDS
         .iter()
-        .map(|d| d.logical_id.clone())
-        .chain(contract.buckets.iter().map(|b| b.logical_id().to_string()))
-        .collect();
-    for (id, ty) in template.resource_types() {
-        let of_listed_cluster = template.cluster_of(&id).is_some_and(|c| {
-            contract
-                .databases
-                .iter()
-                .any(|d| d.is_cluster && d.logical_id == c)
-        });
-        // A read replica of a listed instance is created from the clone's restored instance
-        // (contract validation accepts it for that reason), so it starts with its data.
-        let replica_of_listed = template
-            .replica_source_of(&id)
-            .is_some_and(|source| contract.databases.iter().any(|d| d.logical_id == source));
-        if ty == DB_INSTANCE && (of_listed_cluster || replica_of_listed) {
-            out.insert(id);
-        }
-    }
-    out
+        .flat_map(|k| k.copied_ids(template, contract))
+        .collect()
 }
 
 /// A resource the clone creates without its data.
@@ -327,6 +312,7 @@ pub fn inventory<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::{BUCKET, DB_CLUSTER};
 
     fn contract(body: &str) -> (Template, Contract) {
         let t = Template::parse("t.yaml", body).unwrap();
@@ -407,10 +393,12 @@ Resources:
     fn the_lists_do_not_overlap_and_finalize_keeps_what_is_not_covered() {
         for ty in STATELESS_TYPES {
             assert!(deletion::stateful(ty).is_none(), "{ty} is on both lists");
-            assert!(!CONTRACT_TYPES.iter().any(|(t, _)| t == ty), "{ty}");
+            assert!(contract_type(ty).is_none(), "{ty}");
         }
-        for (ty, _) in CONTRACT_TYPES {
-            assert!(deletion::stateful(ty).is_none(), "{ty}");
+        for kind in resource::KINDS {
+            for (ty, _) in kind.stack_types() {
+                assert!(deletion::stateful(ty).is_none(), "{ty}");
+            }
         }
         assert_eq!(
             finalize_loss("AWS::SQS::Queue"),

@@ -23,6 +23,7 @@ use crate::s3sync::{self, BucketPath};
 
 use super::clone::{CloneEngine, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord};
 use super::plan::{ClonePlan, CloneRequest};
+use super::resource::ResourceRef;
 use super::{PreflightError, StepError};
 
 /// Where a migration stands. Recorded before and after each change.
@@ -87,7 +88,7 @@ pub struct MigrationState {
     #[serde(default)]
     pub bucket_records: Vec<s3sync::CopiedRecord>,
     /// Resources of the run that exist, for status and abort.
-    pub created: Vec<String>,
+    pub created: Vec<ResourceRef>,
     /// Kept on purpose by finalize (final snapshots, buckets holding the old data).
     pub kept: Vec<String>,
     /// The clone's plan, so an interrupted migration can be resumed.
@@ -486,15 +487,20 @@ impl CloneEngine {
                 .iter()
                 .map(|b| (b.source.clone(), b.target.clone()))
                 .collect();
-            state.created = std::iter::once(format!("stack {}", clone.target_stack))
-                .chain(report.snapshots.iter().cloned())
-                .chain(
-                    report
-                        .buckets
-                        .iter()
-                        .map(|b| format!("bucket {}", b.target)),
-                )
-                .collect();
+            // The report's snapshot labels name the artifact (`DB snapshot <id>`, or a
+            // copy-on-write clone point, which is no resource: read back as its own kind).
+            state.created = std::iter::once(ResourceRef::new(
+                super::resource::STACK,
+                clone.target_stack.clone(),
+            ))
+            .chain(report.snapshots.iter().map(|l| ResourceRef::parse(l)))
+            .chain(
+                report
+                    .buckets
+                    .iter()
+                    .map(|b| ResourceRef::new(super::resources::BUCKET, b.target.clone())),
+            )
+            .collect();
             let skip_archived = clone.skip_archived;
             state.bucket_records = match self
                 .record_buckets(&state.buckets, skip_archived, events)
@@ -1095,11 +1101,12 @@ impl CloneEngine {
             }
             None => (
                 Vec::new(),
-                vec![format!(
-                    "stack {} and what the run made for it (the run recorded no plan to find \
-                     them by)",
-                    state.target_stack
-                )],
+                vec![
+                    ResourceRef::new(super::resource::STACK, state.target_stack.clone()).with_note(
+                        "and what the run made for it: the run recorded no plan to find \
+                             them by",
+                    ),
+                ],
             ),
         };
         state.created = left.clone();
@@ -1112,7 +1119,7 @@ impl CloneEngine {
                     "{} is back in service, but some of what run {} created remains: {}",
                     state.env,
                     state.run_id,
-                    left.join("; ")
+                    super::resource::join(&left, "; ")
                 ),
             });
         }
@@ -1126,7 +1133,7 @@ impl CloneEngine {
                 if removed.is_empty() {
                     "nothing".to_string()
                 } else {
-                    removed.join(", ")
+                    super::resource::join(&removed, ", ")
                 }
             ),
         );

@@ -13,6 +13,8 @@ pub mod migrate;
 pub mod ops;
 pub mod plan;
 pub mod recovery;
+pub mod resource;
+pub mod resources;
 pub mod swapcheck;
 
 use thiserror::Error;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::contract::{BucketSpec, Contract, CopyOnWriteParameters, Template, ASG};
+use crate::contract::{BucketSpec, Contract, CopyOnWriteParameters, Template};
 use crate::model::{
     self, EnvName, RunId, TAG_ENVIRONMENT, TAG_EXPIRES_AT, TAG_OWNER, TAG_RUN, TAG_SOURCE,
 };
@@ -16,6 +16,7 @@ use crate::ports::{DbKind, StackInfo, StackResource};
 use crate::template_eval::Evaluator;
 
 use super::inventory::{self, Inventory};
+use super::resource::{PlanStage, KINDS};
 use super::{fixednames, PreflightError};
 
 /// A clone as the user asked for it, validated for form.
@@ -295,7 +296,7 @@ impl ClonePlan {
 
     /// What a bucket copy leaves out: older versions and delete markers always (current
     /// versions only), and the archived objects preflight found when `--skip-archived`.
-    fn copy_note(&self, source_bucket: &str) -> String {
+    pub fn copy_note(&self, source_bucket: &str) -> String {
         let mut note = "; current versions only".to_string();
         if let Some(a) = self.archived.iter().find(|a| a.bucket == source_bucket) {
             note.push_str(&format!(
@@ -306,58 +307,26 @@ impl ClonePlan {
         note
     }
 
-    /// The steps in order, with the real names, for `plan clone` and `--dry-run`.
+    /// The steps in order, with the real names, for `plan clone` and `--dry-run`: each kind's
+    /// at each stage (`ResourceKind::plan_steps`), around the run's own.
     pub fn steps(&self) -> Vec<String> {
+        let of = |stage: PlanStage| -> Vec<String> {
+            KINDS
+                .iter()
+                .flat_map(|k| k.plan_steps(self, stage))
+                .collect()
+        };
         let mut steps = Vec::new();
         if self.standby {
-            for g in &self.scaling_groups {
-                steps.push(format!(
-                    "put the InService instances of Auto Scaling group {g} into Standby \
-                     (they keep running, leave the load balancer, and are not replaced)"
-                ));
-            }
+            steps.extend(of(PlanStage::Quiesce));
         } else {
             steps.push(
                 "no Standby (--no-standby): the source keeps serving; the copy is crash-consistent"
                     .to_string(),
             );
         }
-        for b in &self.buckets {
-            if let BucketTarget::Created { name, .. } = &b.target {
-                steps.push(format!(
-                    "create bucket {name} (tagged envclone:run={})",
-                    self.run_id
-                ));
-            }
-        }
-        let mut parallel = Vec::new();
-        for d in &self.databases {
-            parallel.push(match (d.kind, &d.copy_on_write) {
-                (DbKind::Instance, _) => format!(
-                    "snapshot database {} as {}",
-                    d.source_instance, d.snapshot_id
-                ),
-                (DbKind::Cluster, Some(_)) => format!(
-                    "copy-on-write clone point of Aurora cluster {}: wait until its latest \
-                     restorable time passes the start of Standby (the stack clones it there); \
-                     where the cluster cannot be cloned, snapshot it as {}",
-                    d.source_instance, d.snapshot_id
-                ),
-                (DbKind::Cluster, None) => format!(
-                    "snapshot Aurora cluster {} as {} (the template takes no copy-on-write clone)",
-                    d.source_instance, d.snapshot_id
-                ),
-            });
-        }
-        for b in &self.buckets {
-            if let BucketTarget::Created { name, .. } = &b.target {
-                parallel.push(format!(
-                    "copy the objects of bucket {} into {name} (server-side{})",
-                    b.source_bucket,
-                    self.copy_note(&b.source_bucket)
-                ));
-            }
-        }
+        steps.extend(of(PlanStage::Prepare));
+        let parallel = of(PlanStage::Copy);
         if !parallel.is_empty() {
             steps.push(format!("in parallel: {}", parallel.join("; ")));
         }
@@ -400,20 +369,7 @@ impl ClonePlan {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        for b in &self.buckets {
-            if let BucketTarget::StackOwned { predicted_name } = &b.target {
-                steps.push(format!(
-                    "as soon as the stack has created {} ({}), copy the objects of bucket {} \
-                     into it (server-side{})",
-                    b.logical_id,
-                    predicted_name
-                        .as_deref()
-                        .unwrap_or("name chosen by CloudFormation"),
-                    b.source_bucket,
-                    self.copy_note(&b.source_bucket)
-                ));
-            }
-        }
+        steps.extend(of(PlanStage::AfterStack));
         steps.extend(self.inventory.created_empty());
         steps.push(format!(
             "verify {}: stack complete, databases available, buckets object-for-object equal, \
@@ -425,11 +381,8 @@ impl ClonePlan {
                 ", the template's HTTP checks".to_string()
             }
         ));
-        if self.standby && !self.scaling_groups.is_empty() {
-            steps.push(format!(
-                "return the instances of {} to service (also on every failure)",
-                self.scaling_groups.join(", ")
-            ));
+        if self.standby {
+            steps.extend(of(PlanStage::Resume));
         }
         steps
     }
@@ -525,16 +478,10 @@ pub fn build_plan(
             }
             None => {
                 if decl.default.is_none() && contract.environment_parameter.as_ref() != Some(name) {
-                    let is_db = contract.databases.iter().any(|d| {
-                        &d.snapshot_parameter == name
-                            || d.copy_on_write
-                                .as_ref()
-                                .is_some_and(|c| &c.source_cluster_parameter == name)
-                    });
-                    let is_bucket = contract.buckets.iter().any(
-                        |b| matches!(b, BucketSpec::ByParameter { parameter, .. } if parameter == name),
-                    );
-                    if !is_db && !is_bucket {
+                    let given_by_a_kind = KINDS
+                        .iter()
+                        .any(|k| k.given_parameters(&contract).contains(name));
+                    if !given_by_a_kind {
                         return Err(PreflightError::MissingParameter {
                             name: name.clone(),
                             template: target_template.origin.clone(),
@@ -732,12 +679,7 @@ pub fn build_plan(
         }
     }
 
-    let scaling_groups = source
-        .resources
-        .iter()
-        .filter(|r| r.resource_type == ASG)
-        .filter_map(|r| r.physical_id.clone())
-        .collect();
+    let scaling_groups = super::resources::groups_of(&source.resources);
 
     Ok(ClonePlan {
         run_id,
@@ -850,16 +792,8 @@ fn refuse_fixed_names(
         fixednames::fixed_names(clone, &|id| fixednames::created_by_template(clone, id));
     let mut set_by_envclone: BTreeSet<String> =
         contract.environment_parameter.iter().cloned().collect();
-    for d in &contract.databases {
-        set_by_envclone.insert(d.snapshot_parameter.clone());
-        if let Some(c) = &d.copy_on_write {
-            set_by_envclone.insert(c.source_cluster_parameter.clone());
-        }
-    }
-    for b in &contract.buckets {
-        if let BucketSpec::ByParameter { parameter, .. } = b {
-            set_by_envclone.insert(parameter.clone());
-        }
+    for kind in KINDS {
+        set_by_envclone.extend(kind.given_parameters(contract));
     }
     let collisions = fixednames::collisions(&source_names, &clone_names, &set_by_envclone);
     if collisions.is_empty() {

@@ -8,17 +8,19 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{Contract, Template, BUCKET, DB_CLUSTER, DB_INSTANCE};
+use crate::contract::{Contract, Template};
 use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{EnvName, RunId, TAG_RUN};
-use crate::ports::{DbKind, PortError, StackResource};
-use crate::retry::{retry, wait_until, Poll};
+use crate::ports::{PortError, StackResource};
+use crate::retry::retry;
 
 use super::clone::{
     CloneEngine, CloneFailure, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord,
 };
-use super::plan::{BucketPlan, BucketTarget, ClonePlan, DatabasePlan, TemplateStaging, MASK};
+use super::plan::{BucketPlan, ClonePlan, DatabasePlan, TemplateStaging, MASK};
+use super::resource::{self, Doomed, RefKind, Removal, ResourceRef, RunScope};
+use super::resources;
 use super::{deletion, StepError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,44 +137,36 @@ impl PlanRecord {
 pub struct RunResources {
     pub run_id: String,
     pub stack: String,
-    /// Buckets the run created itself (passed to the stack by parameter).
-    pub buckets: Vec<String>,
+    /// What the run made outside its stack, by kind (`ResourceKind::artifacts`): the buckets it
+    /// created, the snapshots it took, the bucket it staged its template in.
+    pub artifacts: Vec<ResourceRef>,
     /// Buckets it recorded before creating them (untagged if it died right after).
-    pub half_made_buckets: Vec<String>,
-    /// Snapshots the run took (DB snapshots and DB cluster snapshots).
-    pub snapshots: Vec<(DbKind, String)>,
-    /// The template the run put in S3 for CreateStack (a bucket of its own is in `buckets`).
+    pub creating: Vec<String>,
+    /// The template the run put in S3 for CreateStack (a bucket of its own is in `artifacts`).
     pub staged_templates: Vec<TemplateStaging>,
 }
 
 impl RunResources {
-    /// What a run made by its recorded plan: the target stack, the buckets it creates itself
-    /// (`creating`: those whose creation it recorded starting), the snapshots it takes.
+    /// What a run made by its recorded plan: the target stack, what each kind makes (the
+    /// buckets it creates itself, the snapshots it takes), its staged template; `creating`:
+    /// the buckets whose creation it recorded starting.
     pub fn of_plan(run_id: &str, plan: &PlanRecord, creating: &[String]) -> Self {
+        let staging_buckets = plan
+            .template_staging
+            .iter()
+            .filter(|st| st.own_bucket)
+            .map(|st| ResourceRef::new(resources::BUCKET, st.bucket.clone()));
+        let artifacts: Vec<ResourceRef> = resource::KINDS
+            .iter()
+            .flat_map(|k| k.artifacts(plan))
+            .chain(staging_buckets)
+            .collect();
         RunResources {
             run_id: run_id.to_string(),
             stack: plan.target_stack.clone(),
-            buckets: plan
-                .buckets
-                .iter()
-                .filter_map(|b| match &b.target {
-                    BucketTarget::Created { name, .. } => Some(name.clone()),
-                    BucketTarget::StackOwned { .. } => None,
-                })
-                .chain(
-                    plan.template_staging
-                        .iter()
-                        .filter(|st| st.own_bucket)
-                        .map(|st| st.bucket.clone()),
-                )
-                .collect(),
+            artifacts,
+            creating: creating.to_vec(),
             staged_templates: plan.template_staging.iter().cloned().collect(),
-            half_made_buckets: creating.to_vec(),
-            snapshots: plan
-                .databases
-                .iter()
-                .map(|d| (d.kind, d.snapshot_id.clone()))
-                .collect(),
         }
     }
 }
@@ -191,7 +185,7 @@ pub struct CloneRecord {
     /// Buckets whose creation the run started (recorded before the call).
     #[serde(default)]
     pub creating: Vec<String>,
-    pub left_behind: Vec<String>,
+    pub left_behind: Vec<ResourceRef>,
 }
 
 fn save(store: &dyn RunStore, record: &CloneRecord) -> Result<(), String> {
@@ -322,7 +316,7 @@ impl CloneEngine {
         store: &dyn RunStore,
         events: &Emitter,
         keep: bool,
-    ) -> Result<Vec<String>, StepError> {
+    ) -> Result<Vec<ResourceRef>, StepError> {
         let step = "abort";
         self.exit_standby(&record.standby, events)
             .await
@@ -352,7 +346,7 @@ impl CloneEngine {
                     if removed.is_empty() {
                         "nothing".to_string()
                     } else {
-                        removed.join(", ")
+                        resource::join(&removed, ", ")
                     }
                 ),
             );
@@ -362,27 +356,25 @@ impl CloneEngine {
                 step: step.into(),
                 message: format!(
                     "the source is back in service, but some of what the run created remains: {}",
-                    left.join("; ")
+                    resource::join(&left, "; ")
                 ),
             })
         }
     }
 
-    /// Removes what a run created: its stack (stack-owned buckets emptied first, and the final
-    /// snapshot CloudFormation takes of its databases), the buckets it created, its snapshots —
+    /// Removes what a run created: its stack (each kind prepares the deletion: buckets
+    /// emptied, the final snapshots CloudFormation takes of its databases removed after), then
+    /// what the run made outside it (`RunResources::artifacts`, each removed by its kind) —
     /// each only if it carries the run's `envclone:run` tag. Returns (removed, left).
     pub async fn remove_run_resources(
         &self,
         res: &RunResources,
         events: &Emitter,
-    ) -> Result<(Vec<String>, Vec<String>), StepError> {
+    ) -> Result<(Vec<ResourceRef>, Vec<ResourceRef>), StepError> {
         let step = "abort";
-        let mut removed = Vec::new();
-        let mut left = Vec::new();
+        let mut out = Removal::default();
         let run = res.run_id.clone();
         let ours = |tags: &BTreeMap<String, String>| tags.get(TAG_RUN) == Some(&run);
-        // The clone stack, its buckets emptied first (CloudFormation does not delete a
-        // bucket that holds objects) — except those it keeps by their DeletionPolicy.
         let stacks = &self.cloud.stacks;
         let name = res.stack.clone();
         if let Some(stack) = retry(|| stacks.describe_stack(&name))
@@ -393,140 +385,88 @@ impl CloneEngine {
                 let resources = retry(|| stacks.resources(&name))
                     .await
                     .map_err(StepError::port(step))?;
-                // The stack's databases, and the snapshots each has before the DeleteStack.
-                let databases: Vec<(DbKind, &str, &str)> = resources
-                    .iter()
-                    .filter_map(|r| {
-                        let kind = match r.resource_type.as_str() {
-                            DB_INSTANCE => DbKind::Instance,
-                            DB_CLUSTER => DbKind::Cluster,
-                            _ => return None,
-                        };
-                        Some((kind, r.physical_id.as_deref()?, r.logical_id.as_str()))
-                    })
-                    .collect();
                 // What CloudFormation will keep by its DeletionPolicy (Retain): not deleted
                 // with the stack, so listed as left.
                 let body = retry(|| stacks.template_body(&name))
                     .await
                     .map_err(StepError::port(step))?;
                 let declared = Template::parse(&name, &body).ok();
-                let kept = |r: &&StackResource| {
+                let kept = |r: &StackResource| {
                     let policy = declared
                         .as_ref()
                         .and_then(|t| t.resources()?.get(&r.logical_id))
                         .and_then(|d| d.get("DeletionPolicy"));
                     r.physical_id.is_some() && deletion::policy_retains(policy)
                 };
-                // A bucket CloudFormation keeps keeps its objects: emptying it would leave the
-                // template's retained bucket empty.
-                for r in resources.iter().filter(|r| r.resource_type == BUCKET) {
-                    if let (Some(bucket), false) = (&r.physical_id, kept(&r)) {
-                        self.empty_bucket(bucket).await?;
-                    }
-                }
-                let retained: Vec<String> = resources
+                let retained: Vec<ResourceRef> = resources
                     .iter()
-                    .filter(kept)
+                    .filter(|r| kept(r))
                     .map(|r| {
-                        format!(
-                            "{} {} {} (kept by its DeletionPolicy Retain when stack {name} was \
-                             deleted; delete it yourself if it is not needed)",
-                            r.resource_type,
-                            r.logical_id,
-                            r.physical_id.as_deref().unwrap_or_default()
+                        ResourceRef::new(
+                            RefKind::resource_type(&r.resource_type),
+                            format!(
+                                "{} {}",
+                                r.logical_id,
+                                r.physical_id.as_deref().unwrap_or_default()
+                            ),
                         )
+                        .with_note(format!(
+                            "kept by its DeletionPolicy Retain when stack {name} was deleted; \
+                             delete it yourself if it is not needed"
+                        ))
                     })
                     .collect();
-                let mut before = Vec::new();
-                for (kind, db, _) in &databases {
-                    let snapshots = self.cloud.databases.snapshots(*kind);
-                    for snap in retry(|| snapshots.of_source(db))
-                        .await
-                        .map_err(StepError::port(step))?
-                    {
-                        before.push((*kind, snap.id));
-                    }
+                // Each kind's resources of the stack, and what each needs after the deletion.
+                let mut prepared = Vec::new();
+                for kind in resource::KINDS {
+                    let doomed: Vec<Doomed<'_>> = resources
+                        .iter()
+                        .filter(|r| {
+                            kind.stack_types()
+                                .iter()
+                                .any(|(t, _)| *t == r.resource_type)
+                        })
+                        .map(|r| Doomed {
+                            resource: r,
+                            kept: kept(r),
+                        })
+                        .collect();
+                    let before = kind.before_stack_delete(self, &doomed).await?;
+                    prepared.push((kind, doomed, before));
                 }
                 events.start(step, Some(&name), format!("deleting stack {name}"));
                 retry(|| stacks.delete_stack(&name, &[]))
                     .await
                     .map_err(StepError::port(step))?;
-                let gone = self.wait_stack_deleted(&name, step).await?;
-                match gone {
+                let stack_ref = ResourceRef::new(resource::STACK, name.clone());
+                match self.wait_stack_deleted(&name, step).await? {
                     None => {
-                        removed.push(format!("stack {name}"));
-                        left.extend(retained);
+                        out.removed.push(stack_ref);
+                        out.left.extend(retained);
                     }
-                    Some(reason) => left.push(format!("stack {name} ({reason})")),
+                    Some(reason) => out.left.push(stack_ref.with_note(reason)),
                 }
-                // A database with DeletionPolicy Snapshot (AWS's default) leaves a final
-                // snapshot when its stack is deleted: made because of this DeleteStack, it is
-                // removed too. It is told from a snapshot someone took of the same database by
-                // both what CloudFormation does: it is new since the DeleteStack was issued,
-                // and named as CloudFormation names final snapshots. Anything else of the
-                // database — a user's manual snapshot, even one carrying this run's tag
-                // through CopyTagsToSnapshot — is not envclone's to delete.
-                for (kind, db, logical_id) in &databases {
-                    let snapshots = self.cloud.databases.snapshots(*kind);
-                    let now = retry(|| snapshots.of_source(db))
-                        .await
-                        .map_err(StepError::port(step))?;
-                    for snap in now {
-                        let key = (*kind, snap.id.clone());
-                        if res.snapshots.contains(&key)
-                            || !deletion::is_final_snapshot_name(&snap.id, &name, logical_id)
-                        {
-                            continue;
-                        }
-                        let noun = kind.snapshot_noun();
-                        if before.contains(&key) {
-                            left.push(format!(
-                                "{noun} {} (named as CloudFormation names the final snapshot of \
-                                 {db}, but it existed before this DeleteStack of {name} — an \
-                                 earlier deletion of the stack?; not deleted: delete it yourself \
-                                 if it is not needed)",
-                                snap.id
-                            ));
-                            continue;
-                        }
-                        self.delete_snapshot_when_done(*kind, &snap.id).await?;
-                        removed.push(format!(
-                            "{noun} {} (taken by CloudFormation when it deleted {db})",
-                            snap.id
-                        ));
-                    }
+                for (kind, doomed, before) in prepared {
+                    kind.after_stack_delete(self, &name, &doomed, before, &res.artifacts, &mut out)
+                        .await?;
                 }
             } else {
-                left.push(format!(
-                    "stack {name} (not tagged envclone:run={run}; not deleted)"
-                ));
+                out.left.push(
+                    ResourceRef::new(resource::STACK, name.clone())
+                        .with_note(format!("not tagged envclone:run={run}; not deleted")),
+                );
             }
         }
-        for name in &res.buckets {
-            let tags = retry(|| self.cloud.objects.bucket_tags(name))
-                .await
-                .map_err(StepError::port(step))?;
-            // Untagged and recorded as being created by this run: the run died between
-            // CreateBucket and PutBucketTagging.
-            let half_made = |tags: &BTreeMap<String, String>| {
-                tags.is_empty() && res.half_made_buckets.iter().any(|b| b == name)
-            };
-            match tags {
-                None => {}
-                Some(tags) if ours(&tags) || half_made(&tags) => {
-                    self.empty_bucket(name).await?;
-                    match retry(|| self.cloud.objects.delete_bucket(name)).await {
-                        Ok(()) | Err(PortError::NotFound { .. }) => {
-                            removed.push(format!("bucket {name}"))
-                        }
-                        Err(e) => left.push(format!("bucket {name} ({e})")),
-                    }
-                }
-                Some(_) => left.push(format!(
-                    "bucket {name} (not tagged envclone:run={run}; not deleted)"
-                )),
-            }
+        let scope = RunScope {
+            run_id: &res.run_id,
+            creating: &res.creating,
+        };
+        let (buckets, others): (Vec<&ResourceRef>, Vec<&ResourceRef>) = res
+            .artifacts
+            .iter()
+            .partition(|r| r.kind == resources::BUCKET);
+        for what in &buckets {
+            self.remove_artifact(what, scope, &mut out).await?;
         }
         // A template put in the --state bucket: the key is the run's own (a bucket of the run's
         // own was removed whole above).
@@ -536,61 +476,35 @@ impl CloneEngine {
                 .map_err(StepError::port(step))?
                 .is_some();
             if exists {
+                let r = super::clone::staged_template(st);
                 match retry(|| self.cloud.objects.delete_object(&st.bucket, &st.key)).await {
-                    Ok(()) | Err(PortError::NotFound { .. }) => {
-                        removed.push(format!("staged template s3://{}/{}", st.bucket, st.key))
-                    }
-                    Err(e) => left.push(format!(
-                        "staged template s3://{}/{} ({e})",
-                        st.bucket, st.key
-                    )),
+                    Ok(()) | Err(PortError::NotFound { .. }) => out.removed.push(r),
+                    Err(e) => out.left.push(r.with_note(e.to_string())),
                 }
             }
         }
-        for (kind, id) in &res.snapshots {
-            let noun = kind.snapshot_noun();
-            let snapshots = self.cloud.databases.snapshots(*kind);
-            let snapshot = retry(|| snapshots.describe(id))
-                .await
-                .map_err(StepError::port(step))?;
-            match snapshot {
-                None => {}
-                Some(s) if ours(&s.tags) => match self.delete_snapshot_when_done(*kind, id).await {
-                    Ok(()) => removed.push(format!("{noun} {id}")),
-                    Err(e) => left.push(format!("{noun} {id} ({e})")),
-                },
-                Some(_) => left.push(format!(
-                    "{noun} {id} (not tagged envclone:run={run}; not deleted)"
-                )),
-            }
+        for what in &others {
+            self.remove_artifact(what, scope, &mut out).await?;
         }
-        Ok((removed, left))
+        Ok((out.removed, out.left))
     }
 
-    /// Deletes a snapshot once it is no longer being taken (one in progress cannot be deleted).
-    async fn delete_snapshot_when_done(&self, kind: DbKind, id: &str) -> Result<(), StepError> {
-        let snapshots = self.cloud.databases.snapshots(kind);
-        let what = format!("{} {id} to finish before deleting it", kind.snapshot_noun());
-        wait_until(&what, self.settings.snapshot_timeout, || async {
-            Ok(match snapshots.describe(id).await? {
-                Some(s) if s.status == "creating" => Poll::Pending(s.status),
-                _ => Poll::Ready(()),
-            })
-        })
-        .await
-        .map_err(StepError::wait("abort"))?;
-        match retry(|| snapshots.delete(id)).await {
-            Ok(()) | Err(PortError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(StepError::port("abort")(e)),
+    /// Removes one thing a run made, by the kind that makes it.
+    async fn remove_artifact(
+        &self,
+        what: &ResourceRef,
+        scope: RunScope<'_>,
+        out: &mut Removal,
+    ) -> Result<(), StepError> {
+        match resource::maker_of(&what.kind) {
+            Some(kind) => kind.remove(self, what, scope, out).await,
+            None => Err(StepError::Refused {
+                step: "abort".into(),
+                message: format!(
+                    "{what}: no kind of resource makes a {}; not removed (a bug: report it)",
+                    what.kind.as_str()
+                ),
+            }),
         }
-    }
-
-    /// Deletes every object version and delete marker of a bucket (see
-    /// [`crate::s3sync::empty_bucket`]).
-    async fn empty_bucket(&self, bucket: &str) -> Result<(), StepError> {
-        crate::s3sync::empty_bucket(self.cloud.objects.as_ref(), bucket)
-            .await
-            .map(|_| ())
-            .map_err(StepError::port("abort"))
     }
 }

@@ -92,14 +92,16 @@ async fn destroy_and_gc_delete_only_the_final_snapshots_cloudformation_took() {
     assert!(left.is_empty(), "{left:?}");
     // CloudFormation's final snapshot of exp-a-db (DeletionPolicy Snapshot) went with it.
     assert!(
-        removed
-            .iter()
-            .any(|r| r.starts_with("DB snapshot exp-a-snapshot-database-")
-                && r.contains("taken by CloudFormation")),
+        removed.iter().any(|r| r
+            .to_string()
+            .starts_with("DB snapshot exp-a-snapshot-database-")
+            && r.to_string().contains("taken by CloudFormation")),
         "{removed:?}"
     );
     assert!(
-        !removed.iter().any(|r| r.contains("before-upgrade")),
+        !removed
+            .iter()
+            .any(|r| r.to_string().contains("before-upgrade")),
         "{removed:?}"
     );
 
@@ -176,8 +178,8 @@ async fn destroy_lists_what_cloudformation_keeps_by_its_deletion_policy() {
     for id in &kept {
         assert!(s.fake.generic_resource_exists(id), "{id}");
         assert!(
-            left.iter()
-                .any(|l| l.contains(id.as_str()) && l.contains("DeletionPolicy Retain")),
+            left.iter().any(|l| l.to_string().contains(id.as_str())
+                && l.to_string().contains("DeletionPolicy Retain")),
             "{id} listed: {left:?}"
         );
     }
@@ -208,7 +210,8 @@ async fn destroy_leaves_the_objects_of_a_bucket_cloudformation_keeps() {
     assert!(removed.iter().any(|r| r == "stack exp-a"), "{removed:?}");
     assert!(
         left.iter()
-            .any(|l| l.contains(&bucket) && l.contains("DeletionPolicy Retain")),
+            .any(|l| l.to_string().contains(&bucket)
+                && l.to_string().contains("DeletionPolicy Retain")),
         "{left:?}"
     );
     assert_eq!(

@@ -237,7 +237,7 @@ async fn a_refused_create_stack_removes_the_staging_too() {
         !failure
             .left_behind
             .iter()
-            .any(|l| l.contains("envclone-tpl")),
+            .any(|l| l.to_string().contains("envclone-tpl")),
         "removed, so not reported as left: {:?}",
         failure.left_behind
     );

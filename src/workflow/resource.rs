@@ -1,0 +1,400 @@
+//! One model of the stateful resources envclone copies: each kind (an RDS instance, an Aurora
+//! cluster, an S3 bucket, an Auto Scaling group) is one module under `resources/` implementing
+//! [`ResourceKind`], and the phases loop over [`kinds`] instead of naming resource types.
+//!
+//! What a run makes outside its clone stack (a snapshot, a bucket it creates, a staged
+//! template) is named by a typed [`ResourceRef`]: the kind of thing and its identifier, plus a
+//! note (why it was left, how it came to be). The failure report, the run records and the
+//! removal lists of abort, destroy and migrate carry them; they serialize as the text they
+//! always had (`"DB snapshot envclone-…"`), so records written before read back unchanged.
+//!
+//! # Adding a kind
+//!
+//! A new kind of resource (a DynamoDB table, say) touches:
+//!
+//! 1. `src/workflow/resources/<kind>.rs`: a unit struct implementing [`ResourceKind`]: the
+//!    CloudFormation types it covers (`stack_types`; the inventory then counts a listed one as
+//!    copied), the nouns of what it makes (`ref_kinds`), the parameters envclone gives the
+//!    clone stack for it (`given_parameters`), its plan steps (`plan_steps`), the artifacts a
+//!    run of a plan makes (`artifacts`, `artifacts_of_stack`), how to verify it (`verify`),
+//!    how to remove an artifact (`remove`), what to do around the deletion of a stack holding
+//!    one (`before_stack_delete`, `after_stack_delete`), and whether finalize handles it
+//!    (`finalize_handles`; if not, finalize retains it);
+//! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in [`KINDS`];
+//! 3. its adapter (`src/aws/<service>.rs`) and the port it implements.
+//!
+//! Not yet behind the trait, so a new kind still touches them today (see the module doc of
+//! `resources`): the contract's sections (`contract.rs` parses `databases:` and `buckets:`;
+//! `inventory::copied_ids` reads them), the plan's per-kind fields (`DatabasePlan`,
+//! `BucketPlan`, `scaling_groups`, filled in `plan::build_plan`), the copy stage in `clone.rs`
+//! (`clone_and_verify`: the snapshots/clone points, the bucket creation and copies, Standby),
+//! the swap and finalize in `migrate.rs`, and the port's field in `ports::Cloud`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::contract::{Contract, Template};
+use crate::ports::{StackInfo, StackResource};
+
+use crate::s3sync::VerifyReport;
+
+use super::clone::{CheckResult, CloneEngine};
+use super::plan::ClonePlan;
+use super::recovery::PlanRecord;
+use super::StepError;
+
+pub use super::resources::KINDS;
+
+/// What a reference names: `bucket`, `DB snapshot`, `stack`. A kind declares the nouns of what
+/// it makes (`ResourceKind::ref_kinds`); a CloudFormation resource type is one too (what a
+/// stack's DeletionPolicy kept).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RefKind(Cow<'static, str>);
+
+impl RefKind {
+    pub const fn new(noun: &'static str) -> Self {
+        RefKind(Cow::Borrowed(noun))
+    }
+    pub fn resource_type(resource_type: &str) -> Self {
+        RefKind(Cow::Owned(resource_type.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The clone stack a run creates.
+pub const STACK: RefKind = RefKind::new("stack");
+/// A template a run put in S3 for CreateStack (`s3://bucket/key`).
+pub const STAGED_TEMPLATE: RefKind = RefKind::new("staged template");
+
+/// Something a run made (or found), by kind and identifier; `note` says why it is listed
+/// (left: why it was not removed; removed: how it came to be).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResourceRef {
+    pub kind: RefKind,
+    pub id: String,
+    pub note: Option<String>,
+}
+
+impl ResourceRef {
+    pub fn new(kind: RefKind, id: impl Into<String>) -> Self {
+        ResourceRef {
+            kind,
+            id: id.into(),
+            note: None,
+        }
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// The same resource (kind and identifier), whatever the notes.
+    pub fn same(&self, other: &ResourceRef) -> bool {
+        self.kind == other.kind && self.id == other.id
+    }
+
+    /// Reads the text form back (`KIND ID` or `KIND ID (NOTE)`). The kind is the longest
+    /// known noun the text starts with ([`known_ref_kinds`]), else its first word (a
+    /// CloudFormation type).
+    pub fn parse(text: &str) -> Self {
+        let known = known_ref_kinds();
+        let kind = known
+            .iter()
+            .filter(|k| {
+                text.strip_prefix(k.as_str())
+                    .is_some_and(|rest| rest.starts_with(' '))
+            })
+            .max_by_key(|k| k.as_str().len())
+            .cloned()
+            .unwrap_or_else(|| RefKind::resource_type(text.split(' ').next().unwrap_or_default()));
+        let rest = text[kind.as_str().len()..].trim_start();
+        // The note is the parenthesised tail; identifiers hold no " (".
+        match rest.split_once(" (") {
+            Some((id, note)) if note.ends_with(')') => ResourceRef {
+                kind,
+                id: id.to_string(),
+                note: Some(note[..note.len() - 1].to_string()),
+            },
+            _ => ResourceRef::new(kind, rest),
+        }
+    }
+}
+
+impl fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind.as_str(), self.id)?;
+        if let Some(note) = &self.note {
+            write!(f, " ({note})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Compares the text form (tests and messages compare with what the report prints).
+impl PartialEq<str> for ResourceRef {
+    fn eq(&self, other: &str) -> bool {
+        other == self.to_string().as_str()
+    }
+}
+
+impl PartialEq<&str> for ResourceRef {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
+    }
+}
+
+impl serde::Serialize for ResourceRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ResourceRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <Cow<'de, str>>::deserialize(d)?;
+        Ok(ResourceRef::parse(&text))
+    }
+}
+
+/// `a, b, c` (or with another separator): a list of references for a message.
+pub fn join(refs: &[ResourceRef], separator: &str) -> String {
+    refs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+/// Every noun a reference may start with: the engine's own and those of every kind.
+pub fn known_ref_kinds() -> Vec<RefKind> {
+    [STACK, STAGED_TEMPLATE]
+        .into_iter()
+        .chain(KINDS.iter().flat_map(|k| k.ref_kinds().iter().cloned()))
+        .collect()
+}
+
+/// The kind that makes references of `kind`, if any does.
+pub fn maker_of(kind: &RefKind) -> Option<&'static dyn ResourceKind> {
+    KINDS.iter().copied().find(|k| k.ref_kinds().contains(kind))
+}
+
+/// The kind covering a CloudFormation resource type, if any does.
+pub fn of_type(resource_type: &str) -> Option<&'static dyn ResourceKind> {
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| k.stack_types().iter().any(|(t, _)| *t == resource_type))
+}
+
+/// What removing a run's resources did: what is gone, what remains and why.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Removal {
+    pub removed: Vec<ResourceRef>,
+    pub left: Vec<ResourceRef>,
+}
+
+/// Which run is removing, and what it recorded before creating.
+#[derive(Debug, Clone, Copy)]
+pub struct RunScope<'a> {
+    pub run_id: &'a str,
+    /// Identifiers whose creation the run recorded before the call (so an untagged one, left by
+    /// a crash between creating and tagging, is still known to be the run's).
+    pub creating: &'a [String],
+}
+
+impl RunScope<'_> {
+    /// `r`, left because it does not carry the run's tag.
+    pub fn not_ours(&self, r: ResourceRef) -> ResourceRef {
+        r.with_note(format!(
+            "not tagged envclone:run={}; not deleted",
+            self.run_id
+        ))
+    }
+}
+
+/// A resource of the clone stack about to be deleted: `kept` when its DeletionPolicy keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct Doomed<'a> {
+    pub resource: &'a StackResource,
+    pub kept: bool,
+}
+
+/// An environment being verified: its stack as it is now, and what the run copied.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked<'a> {
+    pub contract: &'a Contract,
+    pub stack: &'a StackInfo,
+    pub resources: &'a [StackResource],
+    /// (source, target) buckets to compare object for object.
+    pub bucket_pairs: &'a [(String, String)],
+    /// Archived source objects were left out of the copy (`--skip-archived`).
+    pub skip_archived: bool,
+}
+
+/// Where in a clone's plan a kind's steps go (`ResourceKind::plan_steps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanStage {
+    /// Quieting the source (Standby), first.
+    Quiesce,
+    /// Before the copies: creating what the stack is given (a bucket passed by parameter).
+    Prepare,
+    /// The copies, made in parallel while the source is quiet (snapshots, bucket copies).
+    Copy,
+    /// Once the clone stack exists (filling what it created).
+    AfterStack,
+    /// Returning the source to service, last.
+    Resume,
+}
+
+/// One kind of stateful resource. See the module doc for what a new kind touches.
+#[async_trait]
+pub trait ResourceKind: Send + Sync {
+    /// Short name, for messages and tests (`rds-instance`).
+    fn name(&self) -> &'static str;
+
+    /// The CloudFormation types of this kind, each with what a clone of one lacks when the
+    /// contract does not cover it (a noun phrase for the inventory's messages).
+    fn stack_types(&self) -> &'static [(&'static str, &'static str)];
+
+    /// The nouns of the references this kind makes outside a stack (`DB snapshot`).
+    fn ref_kinds(&self) -> &'static [RefKind];
+
+    /// Whether finalize deals with this kind's resources of the old stack itself (a database:
+    /// its final snapshot kept; a bucket: S3 refuses to delete one that holds objects). A kind
+    /// that does not is retained by finalize, like every stateful resource it does not cover
+    /// (`inventory::finalize_loss`).
+    fn finalize_handles(&self) -> bool {
+        false
+    }
+
+    /// The logical ids of the clone's template that start with their data because of this
+    /// kind's resources of `contract` (a listed database, a cluster's instances, a listed
+    /// bucket): the inventory counts them as copied.
+    fn copied_ids(&self, _template: &Template, _contract: &Contract) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The parameters of the clone stack envclone sets for this kind's resources of
+    /// `contract` (a snapshot, a source cluster, a bucket's name): the source's values never
+    /// carry over into them.
+    fn given_parameters(&self, _contract: &Contract) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The plan's steps for this kind at `stage`, with the real names (`plan clone`,
+    /// `--dry-run`).
+    fn plan_steps(&self, _plan: &ClonePlan, _stage: PlanStage) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// What a run of `plan` makes of this kind outside its clone stack, named before the run
+    /// (so abort finds them after a crash, by name, and removes them when they carry the run's
+    /// tag).
+    fn artifacts(&self, plan: &PlanRecord) -> Vec<ResourceRef>;
+
+    /// What the stack `stack` (made by a run from a template with `contract`) was given of
+    /// this kind by parameter: destroy finds an environment's artifacts from its stack alone.
+    fn artifacts_of_stack(&self, contract: &Contract, stack: &StackInfo) -> Vec<ResourceRef>;
+
+    /// Before the run's stack is deleted: its resources of this kind (`doomed`). Returns what
+    /// `after_stack_delete` needs to tell what the deletion itself made (e.g. the snapshots a
+    /// database had before).
+    async fn before_stack_delete(
+        &self,
+        _engine: &CloneEngine,
+        _doomed: &[Doomed<'_>],
+    ) -> Result<Vec<ResourceRef>, StepError> {
+        Ok(Vec::new())
+    }
+
+    /// After the run's stack `stack` was deleted: removes what the deletion made of its
+    /// resources of this kind (a final snapshot), leaving what `artifacts` (the run's own,
+    /// removed by `remove`) names and what existed `before`.
+    async fn after_stack_delete(
+        &self,
+        _engine: &CloneEngine,
+        _stack: &str,
+        _doomed: &[Doomed<'_>],
+        _before: Vec<ResourceRef>,
+        _artifacts: &[ResourceRef],
+        _out: &mut Removal,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Verifies the environment's resources of this kind (after a clone, after migrate's
+    /// swap, `envclone check`): one result per check in `checks`; a bucket comparison's full
+    /// report in `reports`. Errors only when a check cannot be made at all.
+    async fn verify(
+        &self,
+        _engine: &CloneEngine,
+        _env: &Checked<'_>,
+        _checks: &mut Vec<CheckResult>,
+        _reports: &mut Vec<VerifyReport>,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Removes one artifact of a run (`what`, of one of `ref_kinds`) if it carries the run's
+    /// tag (or its creation was recorded), recording it as removed or left with the reason;
+    /// one already gone is neither.
+    async fn remove(
+        &self,
+        engine: &CloneEngine,
+        what: &ResourceRef,
+        run: RunScope<'_>,
+        out: &mut Removal,
+    ) -> Result<(), StepError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_read_back_as_written() {
+        for text in [
+            "bucket staging-test-uploads",
+            "DB snapshot envclone-20261121231500-00af-prod-db",
+            "DB cluster snapshot envclone-20261121231500-00af-prod-aurora",
+            "stack exp-a (not tagged envclone:run=20261121231500-00af; not deleted)",
+            "staged template s3://envclone-tpl-1/t.yaml",
+            "AWS::S3::Bucket Logs exp-a-logs (kept by its DeletionPolicy Retain when stack exp-a \
+             was deleted; delete it yourself if it is not needed)",
+        ] {
+            let r = ResourceRef::parse(text);
+            assert_eq!(r.to_string(), text);
+            let json = serde_json::to_value(&r).unwrap();
+            assert_eq!(json, serde_json::Value::String(text.to_string()));
+            assert_eq!(serde_json::from_value::<ResourceRef>(json).unwrap(), r);
+        }
+        let r = ResourceRef::parse("DB cluster snapshot x (in progress)");
+        assert_eq!(r.kind.as_str(), "DB cluster snapshot");
+        assert_eq!(r.id, "x");
+        assert_eq!(r.note.as_deref(), Some("in progress"));
+        let r = ResourceRef::parse("AWS::S3::Bucket Logs exp-a-logs (kept)");
+        assert_eq!(r.kind, RefKind::resource_type("AWS::S3::Bucket"));
+        assert_eq!(r.id, "Logs exp-a-logs");
+    }
+
+    #[test]
+    fn every_ref_kind_has_one_maker() {
+        let kinds = known_ref_kinds();
+        for k in &kinds {
+            assert_eq!(kinds.iter().filter(|o| *o == k).count(), 1, "{k:?}");
+        }
+        for kind in KINDS {
+            for r in kind.ref_kinds() {
+                assert_eq!(maker_of(r).map(|m| m.name()), Some(kind.name()));
+            }
+            for (t, _) in kind.stack_types() {
+                assert_eq!(of_type(t).map(|m| m.name()), Some(kind.name()), "{t}");
+            }
+        }
+        assert!(maker_of(&STACK).is_none());
+    }
+}

@@ -1,0 +1,242 @@
+//! An S3 bucket of the contract (`buckets:`): one passed to the stack by parameter is created
+//! by the run (and copied into before the stack exists); one the stack owns is copied into once
+//! the stack has created it.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::contract::{BucketSpec, Contract, Template, BUCKET as BUCKET_TYPE};
+use crate::model::TAG_RUN;
+use crate::ports::{PortError, StackInfo};
+use crate::retry::retry;
+use crate::s3sync::{self, BucketPath, VerifyReport};
+
+use super::super::clone::{CheckResult, CloneEngine};
+use super::super::plan::{BucketTarget, ClonePlan};
+use super::super::recovery::PlanRecord;
+use super::super::resource::{
+    Checked, Doomed, PlanStage, RefKind, Removal, ResourceKind, ResourceRef, RunScope,
+};
+use super::super::StepError;
+
+/// A bucket a run created.
+pub const BUCKET: RefKind = RefKind::new("bucket");
+
+/// The S3 bucket kind.
+pub struct Bucket;
+
+/// Deletes every object version and delete marker of a bucket (see
+/// [`crate::s3sync::empty_bucket`]).
+async fn empty(engine: &CloneEngine, bucket: &str) -> Result<(), StepError> {
+    crate::s3sync::empty_bucket(engine.cloud.objects.as_ref(), bucket)
+        .await
+        .map(|_| ())
+        .map_err(StepError::port("abort"))
+}
+
+#[async_trait]
+impl ResourceKind for Bucket {
+    fn name(&self) -> &'static str {
+        "bucket"
+    }
+    fn stack_types(&self) -> &'static [(&'static str, &'static str)] {
+        &[(BUCKET_TYPE, "the bucket's objects")]
+    }
+    fn ref_kinds(&self) -> &'static [RefKind] {
+        static REFS: [RefKind; 1] = [BUCKET];
+        &REFS
+    }
+
+    fn finalize_handles(&self) -> bool {
+        true
+    }
+
+    fn copied_ids(&self, _template: &Template, contract: &Contract) -> Vec<String> {
+        contract
+            .buckets
+            .iter()
+            .map(|b| b.logical_id().to_string())
+            .collect()
+    }
+
+    /// The parameter of each bucket passed by parameter (its name).
+    fn given_parameters(&self, contract: &Contract) -> Vec<String> {
+        contract
+            .buckets
+            .iter()
+            .filter_map(|b| match b {
+                BucketSpec::ByParameter { parameter, .. } => Some(parameter.clone()),
+                BucketSpec::StackOwned { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Creating each bucket passed by parameter, copying into it with the snapshots, and
+    /// copying into each bucket the stack owns once the stack has made it.
+    fn plan_steps(&self, plan: &ClonePlan, stage: PlanStage) -> Vec<String> {
+        let run = &plan.run_id;
+        plan.buckets
+            .iter()
+            .filter_map(|b| match (&b.target, stage) {
+                (BucketTarget::Created { name, .. }, PlanStage::Prepare) => {
+                    Some(format!("create bucket {name} (tagged envclone:run={run})"))
+                }
+                (BucketTarget::Created { name, .. }, PlanStage::Copy) => Some(format!(
+                    "copy the objects of bucket {} into {name} (server-side{})",
+                    b.source_bucket,
+                    plan.copy_note(&b.source_bucket)
+                )),
+                (BucketTarget::StackOwned { predicted_name }, PlanStage::AfterStack) => {
+                    Some(format!(
+                        "as soon as the stack has created {} ({}), copy the objects of bucket {} \
+                         into it (server-side{})",
+                        b.logical_id,
+                        predicted_name
+                            .as_deref()
+                            .unwrap_or("name chosen by CloudFormation"),
+                        b.source_bucket,
+                        plan.copy_note(&b.source_bucket)
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The buckets the run creates itself (those passed to the stack by parameter).
+    fn artifacts(&self, plan: &PlanRecord) -> Vec<ResourceRef> {
+        plan.buckets
+            .iter()
+            .filter_map(|b| match &b.target {
+                BucketTarget::Created { name, .. } => Some(ResourceRef::new(BUCKET, name.clone())),
+                BucketTarget::StackOwned { .. } => None,
+            })
+            .collect()
+    }
+
+    fn artifacts_of_stack(&self, contract: &Contract, stack: &StackInfo) -> Vec<ResourceRef> {
+        contract
+            .buckets
+            .iter()
+            .filter_map(|b| match b {
+                BucketSpec::ByParameter { parameter, .. } => stack.parameters.get(parameter),
+                BucketSpec::StackOwned { .. } => None,
+            })
+            .filter(|b| !b.is_empty())
+            .map(|b| ResourceRef::new(BUCKET, b.clone()))
+            .collect()
+    }
+
+    /// Empties the stack's buckets: CloudFormation does not delete a bucket that holds objects.
+    /// A bucket CloudFormation keeps (DeletionPolicy Retain) keeps its objects too.
+    async fn before_stack_delete(
+        &self,
+        engine: &CloneEngine,
+        doomed: &[Doomed<'_>],
+    ) -> Result<Vec<ResourceRef>, StepError> {
+        for d in doomed.iter().filter(|d| !d.kept) {
+            if let Some(bucket) = &d.resource.physical_id {
+                empty(engine, bucket).await?;
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn remove(
+        &self,
+        engine: &CloneEngine,
+        what: &ResourceRef,
+        run: RunScope<'_>,
+        out: &mut Removal,
+    ) -> Result<(), StepError> {
+        let name = what.id.as_str();
+        let tags = retry(|| engine.cloud.objects.bucket_tags(name))
+            .await
+            .map_err(StepError::port("abort"))?;
+        let ours = |tags: &BTreeMap<String, String>| {
+            tags.get(TAG_RUN).map(String::as_str) == Some(run.run_id)
+        };
+        // Untagged and recorded as being created by this run: the run died between
+        // CreateBucket and PutBucketTagging.
+        let half_made = |tags: &BTreeMap<String, String>| {
+            tags.is_empty() && run.creating.iter().any(|b| b == name)
+        };
+        let r = ResourceRef::new(BUCKET, name);
+        match tags {
+            None => {}
+            Some(tags) if ours(&tags) || half_made(&tags) => {
+                empty(engine, name).await?;
+                match retry(|| engine.cloud.objects.delete_bucket(name)).await {
+                    Ok(()) | Err(PortError::NotFound { .. }) => out.removed.push(r),
+                    Err(e) => out.left.push(r.with_note(e.to_string())),
+                }
+            }
+            Some(_) => out.left.push(run.not_ours(r)),
+        }
+        Ok(())
+    }
+
+    async fn verify(
+        &self,
+        engine: &CloneEngine,
+        env: &Checked<'_>,
+        checks: &mut Vec<CheckResult>,
+        reports: &mut Vec<VerifyReport>,
+    ) -> Result<(), StepError> {
+        let step = "verify";
+        let cloud = &engine.cloud;
+        for (source, target) in env.bucket_pairs {
+            let report = s3sync::verify_with(
+                cloud.objects.clone(),
+                &BucketPath::bucket(source),
+                &BucketPath::bucket(target),
+                engine.settings.verify_concurrency,
+                env.skip_archived,
+            )
+            .await
+            .map_err(StepError::sync(step))?;
+            let skipped = if report.skipped_archived > 0 {
+                format!(
+                    "; {} archived object(s) not compared (left out by --skip-archived)",
+                    report.skipped_archived
+                )
+            } else {
+                String::new()
+            };
+            let detail = if report.is_equal() {
+                format!(
+                    "{} object(s) equal (key, size, ETag, content type, metadata, tags){}{skipped}",
+                    report.compared,
+                    if report.compared_by_content > 0 {
+                        format!(
+                            "; {} compared by content (different part layouts)",
+                            report.compared_by_content
+                        )
+                    } else {
+                        String::new()
+                    }
+                )
+            } else {
+                let first: Vec<String> = report
+                    .mismatches
+                    .iter()
+                    .take(5)
+                    .map(|m| format!("{:?}: {}", m.key, m.problem))
+                    .collect();
+                format!(
+                    "{} difference(s), e.g. {}{skipped}",
+                    report.mismatches.len(),
+                    first.join("; ")
+                )
+            };
+            checks.push(CheckResult {
+                check: format!("bucket {target} = {source}"),
+                ok: report.is_equal(),
+                detail,
+            });
+            reports.push(report);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,398 @@
+//! What the RDS instance and the Aurora cluster kinds share: the snapshots a run takes, and
+//! the final snapshot CloudFormation takes when it deletes a database of the clone stack.
+
+use crate::contract::{Contract, Template, DB_INSTANCE};
+use crate::model::TAG_RUN;
+use crate::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY};
+use crate::ports::{DbKind, PortError, StackInfo};
+use crate::retry::{retry, wait_until, Poll};
+use crate::s3sync::VerifyReport;
+
+use super::super::clone::{CheckResult, CloneEngine};
+use super::super::deletion;
+use super::super::plan::ClonePlan;
+use super::super::recovery::PlanRecord;
+use super::super::resource::{Checked, Doomed, PlanStage, RefKind, Removal, ResourceRef, RunScope};
+use super::super::StepError;
+
+/// A DB snapshot (of an instance).
+pub const SNAPSHOT: RefKind = RefKind::new("DB snapshot");
+/// A DB cluster snapshot.
+pub const CLUSTER_SNAPSHOT: RefKind = RefKind::new("DB cluster snapshot");
+
+pub fn snapshot_kind(kind: DbKind) -> RefKind {
+    match kind {
+        DbKind::Instance => SNAPSHOT,
+        DbKind::Cluster => CLUSTER_SNAPSHOT,
+    }
+}
+
+/// Deletes a snapshot once it is no longer being taken (one in progress cannot be deleted).
+async fn delete_snapshot_when_done(
+    engine: &CloneEngine,
+    kind: DbKind,
+    id: &str,
+) -> Result<(), StepError> {
+    let snapshots = engine.cloud.databases.snapshots(kind);
+    let what = format!("{} {id} to finish before deleting it", kind.snapshot_noun());
+    wait_until(&what, engine.settings.snapshot_timeout, || async {
+        Ok(match snapshots.describe(id).await? {
+            Some(s) if s.status == "creating" => Poll::Pending(s.status),
+            _ => Poll::Ready(()),
+        })
+    })
+    .await
+    .map_err(StepError::wait("abort"))?;
+    match retry(|| snapshots.delete(id)).await {
+        Ok(()) | Err(PortError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(StepError::port("abort")(e)),
+    }
+}
+
+/// A kind of database: an RDS DB instance or an Aurora DB cluster (`rds_instance`,
+/// `aurora_cluster`), which differ in their RDS calls (`DbKind`) and their types.
+pub struct Database {
+    pub kind: DbKind,
+    pub name: &'static str,
+    pub stack_types: &'static [(&'static str, &'static str)],
+    pub ref_kinds: &'static [RefKind],
+}
+
+#[async_trait::async_trait]
+impl super::super::resource::ResourceKind for Database {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn stack_types(&self) -> &'static [(&'static str, &'static str)] {
+        self.stack_types
+    }
+    fn ref_kinds(&self) -> &'static [RefKind] {
+        self.ref_kinds
+    }
+    fn finalize_handles(&self) -> bool {
+        true
+    }
+
+    /// The listed databases of this kind; for a cluster, its instances (created with it); for
+    /// an instance, its read replicas in the template (created from the clone's restored
+    /// instance, which contract validation accepts for that reason).
+    fn copied_ids(&self, template: &Template, contract: &Contract) -> Vec<String> {
+        let cluster = self.kind == DbKind::Cluster;
+        let listed = |id: &str| {
+            contract
+                .databases
+                .iter()
+                .any(|d| d.logical_id == id && (!cluster || d.is_cluster))
+        };
+        let mut out: Vec<String> = contract
+            .databases
+            .iter()
+            .filter(|d| d.is_cluster == cluster)
+            .map(|d| d.logical_id.clone())
+            .collect();
+        for (id, ty) in template.resource_types() {
+            let with_listed = if cluster {
+                template.cluster_of(&id).is_some_and(listed)
+            } else {
+                template.replica_source_of(&id).is_some_and(listed)
+            };
+            if ty == DB_INSTANCE && with_listed {
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    /// The snapshot parameter of each database, and a cluster's copy-on-write source.
+    fn given_parameters(&self, contract: &Contract) -> Vec<String> {
+        contract
+            .databases
+            .iter()
+            .filter(|d| d.is_cluster == (self.kind == DbKind::Cluster))
+            .flat_map(|d| {
+                std::iter::once(d.snapshot_parameter.clone()).chain(
+                    d.copy_on_write
+                        .as_ref()
+                        .map(|c| c.source_cluster_parameter.clone()),
+                )
+            })
+            .collect()
+    }
+
+    /// A snapshot of each database (for a cluster the template can clone copy-on-write: the
+    /// clone point, with the snapshot as the fallback), among the parallel copies.
+    fn plan_steps(&self, plan: &ClonePlan, stage: PlanStage) -> Vec<String> {
+        if stage != PlanStage::Copy {
+            return Vec::new();
+        }
+        plan.databases
+            .iter()
+            .filter(|d| d.kind == self.kind)
+            .map(|d| match (d.kind, &d.copy_on_write) {
+                (DbKind::Instance, _) => format!(
+                    "snapshot database {} as {}",
+                    d.source_instance, d.snapshot_id
+                ),
+                (DbKind::Cluster, Some(_)) => format!(
+                    "copy-on-write clone point of Aurora cluster {}: wait until its latest \
+                     restorable time passes the start of Standby (the stack clones it there); \
+                     where the cluster cannot be cloned, snapshot it as {}",
+                    d.source_instance, d.snapshot_id
+                ),
+                (DbKind::Cluster, None) => format!(
+                    "snapshot Aurora cluster {} as {} (the template takes no copy-on-write clone)",
+                    d.source_instance, d.snapshot_id
+                ),
+            })
+            .collect()
+    }
+    /// The snapshots a run of `plan` takes of its databases of its kind.
+    fn artifacts(&self, plan: &PlanRecord) -> Vec<ResourceRef> {
+        plan.databases
+            .iter()
+            .filter(|d| d.kind == self.kind)
+            .map(|d| ResourceRef::new(snapshot_kind(self.kind), d.snapshot_id.clone()))
+            .collect()
+    }
+
+    /// The snapshots the stack was created from: its snapshot parameters.
+    fn artifacts_of_stack(&self, contract: &Contract, stack: &StackInfo) -> Vec<ResourceRef> {
+        contract
+            .databases
+            .iter()
+            .filter(|d| d.is_cluster == (self.kind == DbKind::Cluster))
+            .filter_map(|d| stack.parameters.get(&d.snapshot_parameter))
+            .filter(|id| !id.is_empty())
+            .map(|id| ResourceRef::new(snapshot_kind(self.kind), id.clone()))
+            .collect()
+    }
+
+    /// The snapshots each doomed database has before its stack is deleted.
+    async fn before_stack_delete(
+        &self,
+        engine: &CloneEngine,
+        doomed: &[Doomed<'_>],
+    ) -> Result<Vec<ResourceRef>, StepError> {
+        let snapshots = engine.cloud.databases.snapshots(self.kind);
+        let mut before = Vec::new();
+        for db in doomed
+            .iter()
+            .filter_map(|d| d.resource.physical_id.as_deref())
+        {
+            for snap in retry(|| snapshots.of_source(db))
+                .await
+                .map_err(StepError::port("abort"))?
+            {
+                before.push(ResourceRef::new(snapshot_kind(self.kind), snap.id));
+            }
+        }
+        Ok(before)
+    }
+
+    /// A database with DeletionPolicy Snapshot (AWS's default) leaves a final snapshot when
+    /// its stack is deleted: made because of this DeleteStack, it is removed too. It is told
+    /// from a snapshot someone took of the same database by both what CloudFormation does: it
+    /// is new since the DeleteStack was issued, and named as CloudFormation names final
+    /// snapshots. Anything else of the database — a user's manual snapshot, even one carrying
+    /// this run's tag through CopyTagsToSnapshot — is not envclone's to delete.
+    async fn after_stack_delete(
+        &self,
+        engine: &CloneEngine,
+        stack: &str,
+        doomed: &[Doomed<'_>],
+        before: Vec<ResourceRef>,
+        artifacts: &[ResourceRef],
+        out: &mut Removal,
+    ) -> Result<(), StepError> {
+        let snapshots = engine.cloud.databases.snapshots(self.kind);
+        for d in doomed {
+            let Some(db) = d.resource.physical_id.as_deref() else {
+                continue;
+            };
+            let now = retry(|| snapshots.of_source(db))
+                .await
+                .map_err(StepError::port("abort"))?;
+            for snap in now {
+                let r = ResourceRef::new(snapshot_kind(self.kind), snap.id.clone());
+                if artifacts.iter().any(|a| a.same(&r))
+                    || !deletion::is_final_snapshot_name(&snap.id, stack, &d.resource.logical_id)
+                {
+                    continue;
+                }
+                if before.iter().any(|b| b.same(&r)) {
+                    out.left.push(r.with_note(format!(
+                        "named as CloudFormation names the final snapshot of {db}, but it \
+                         existed before this DeleteStack of {stack} — an earlier deletion of the \
+                         stack?; not deleted: delete it yourself if it is not needed"
+                    )));
+                    continue;
+                }
+                delete_snapshot_when_done(engine, self.kind, &snap.id).await?;
+                out.removed
+                    .push(r.with_note(format!("taken by CloudFormation when it deleted {db}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a snapshot the run took, if it carries the run's tag.
+    async fn remove(
+        &self,
+        engine: &CloneEngine,
+        what: &ResourceRef,
+        run: RunScope<'_>,
+        out: &mut Removal,
+    ) -> Result<(), StepError> {
+        let snapshots = engine.cloud.databases.snapshots(self.kind);
+        let id = what.id.as_str();
+        let snapshot = retry(|| snapshots.describe(id))
+            .await
+            .map_err(StepError::port("abort"))?;
+        let r = ResourceRef::new(snapshot_kind(self.kind), id);
+        match snapshot {
+            None => {}
+            Some(s) if s.tags.get(TAG_RUN).map(String::as_str) == Some(run.run_id) => {
+                match delete_snapshot_when_done(engine, self.kind, id).await {
+                    Ok(()) => out.removed.push(r),
+                    Err(e) => out.left.push(r.with_note(e.to_string())),
+                }
+            }
+            Some(_) => out.left.push(run.not_ours(r)),
+        }
+        Ok(())
+    }
+
+    async fn verify(
+        &self,
+        engine: &CloneEngine,
+        env: &Checked<'_>,
+        checks: &mut Vec<CheckResult>,
+        _reports: &mut Vec<VerifyReport>,
+    ) -> Result<(), StepError> {
+        let step = "verify";
+        let cloud = &engine.cloud;
+        let timeout = engine.settings.verify_timeout;
+        let kind = self.kind;
+        let resource_type = self.stack_types.first().map_or("", |(t, _)| *t);
+        for d in env
+            .contract
+            .databases
+            .iter()
+            .filter(|d| d.is_cluster == (kind == DbKind::Cluster))
+        {
+            let Some(id) = env
+                .resources
+                .iter()
+                .find(|r| r.logical_id == d.logical_id && r.resource_type == resource_type)
+                .and_then(|r| r.physical_id.clone())
+            else {
+                checks.push(CheckResult {
+                    check: format!("database {}", d.logical_id),
+                    ok: false,
+                    detail: "not in the clone stack".into(),
+                });
+                continue;
+            };
+            let exists = retry(|| cloud.databases.status_of(kind, &id))
+                .await
+                .map_err(StepError::port(step))?
+                .is_some();
+            let id = if exists {
+                id
+            } else {
+                // After `envclone migrate` CloudFormation's record keeps the identifier the stack
+                // created; the database itself answers under the environment's original name. Only
+                // envclone's own tags on it prove that: anything else is a missing database.
+                let check = format!("database {} (CloudFormation's record: {id})", d.logical_id);
+                match renamed_by_migrate(engine, kind, &id, env.stack).await? {
+                    Ok(live) => {
+                        checks.push(CheckResult {
+                            check,
+                            ok: true,
+                            detail: format!(
+                                "drift: no database {id} exists; envclone migrate renamed it to {live} \
+                                 (tags {TAG_CFN_IDENTIFIER}={id}, {TAG_MIGRATED_BY}={}). A stack \
+                                 update that replaces {} would create a new database; drift \
+                                 detection reports it as deleted",
+                                env.stack.tags.get(TAG_RUN).map_or("", String::as_str),
+                                d.logical_id
+                            ),
+                        });
+                        live
+                    }
+                    Err(why) => {
+                        checks.push(CheckResult {
+                            check,
+                            ok: false,
+                            detail: format!(
+                                "no database {id} exists, and {why}: it was deleted or renamed \
+                                 outside envclone — find it (RDS events) or restore it from a \
+                                 snapshot"
+                            ),
+                        });
+                        continue;
+                    }
+                }
+            };
+            let what = format!("database {id} to be available");
+            let status = wait_until(&what, timeout, || async {
+                Ok(match cloud.databases.status_of(kind, &id).await? {
+                    Some(status) if status == "available" => Poll::Ready(status),
+                    Some(status) => Poll::Pending(status),
+                    None => Poll::Pending("not found".into()),
+                })
+            })
+            .await;
+            checks.push(CheckResult {
+                check: format!("database {id}"),
+                ok: status.is_ok(),
+                detail: match status {
+                    Ok(s) => s,
+                    Err(e) => e.to_string(),
+                },
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The database that envclone migrate renamed away from `recorded` (the identifier
+/// CloudFormation's record of `stack` names): the one that carries both envclone's tags
+/// `envclone:cfn-identifier=<recorded>` and `envclone:migrated-by=<the run that made the
+/// stack>`, which the swap puts on it. Err says why there is no such proof.
+async fn renamed_by_migrate(
+    engine: &CloneEngine,
+    kind: DbKind,
+    recorded: &str,
+    stack: &StackInfo,
+) -> Result<Result<String, String>, StepError> {
+    let dbs = &engine.cloud.databases;
+    let Some(run) = stack.tags.get(TAG_RUN) else {
+        return Ok(Err(format!(
+            "stack {} was not made by envclone (no {TAG_RUN} tag), so no rename by envclone \
+             migrate can explain it",
+            stack.name
+        )));
+    };
+    let recorded_here = retry(|| dbs.tagged(kind, TAG_CFN_IDENTIFIER, recorded))
+        .await
+        .map_err(StepError::port("verify"))?;
+    let migrated_by_run = retry(|| dbs.tagged(kind, TAG_MIGRATED_BY, run))
+        .await
+        .map_err(StepError::port("verify"))?;
+    let proven: Vec<&String> = recorded_here
+        .iter()
+        .filter(|id| migrated_by_run.contains(id))
+        .collect();
+    Ok(match proven.as_slice() {
+        [live] => Ok(live.to_string()),
+        [] => Err(format!(
+            "no database carries envclone's tags {TAG_CFN_IDENTIFIER}={recorded} and \
+             {TAG_MIGRATED_BY}={run}, which envclone migrate puts on the database it renames"
+        )),
+        many => Err(format!(
+            "databases {many:?} all carry {TAG_CFN_IDENTIFIER}={recorded} and \
+             {TAG_MIGRATED_BY}={run}; envclone renames one"
+        )),
+    })
+}

@@ -1,0 +1,130 @@
+//! An Auto Scaling group of the source: its InService instances are put into Standby for the
+//! copy (so nothing writes), and returned to service on every path. It holds no data: the
+//! clone stack recreates it; a run makes nothing of it outside the stack.
+//!
+//! Standby itself (enter, exit, the records of it) is still in `clone.rs`.
+
+use async_trait::async_trait;
+
+use crate::contract::{Contract, ASG};
+use crate::ports::StackInfo;
+use crate::retry::{wait_until, Poll};
+use crate::s3sync::VerifyReport;
+
+use super::super::clone::{CheckResult, CloneEngine};
+use super::super::plan::ClonePlan;
+use super::super::recovery::PlanRecord;
+use super::super::resource::{
+    Checked, PlanStage, RefKind, Removal, ResourceKind, ResourceRef, RunScope,
+};
+use super::super::StepError;
+
+/// The Auto Scaling group kind.
+pub struct ScalingGroup;
+
+#[async_trait]
+impl ResourceKind for ScalingGroup {
+    fn name(&self) -> &'static str {
+        "auto-scaling-group"
+    }
+    /// None: a group holds no data (`inventory::STATELESS_TYPES` lists its type), so the
+    /// inventory never judges it as this kind's.
+    fn stack_types(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
+    }
+    fn ref_kinds(&self) -> &'static [RefKind] {
+        &[]
+    }
+    /// Standby of each group's InService instances first, their return to service last.
+    fn plan_steps(&self, plan: &ClonePlan, stage: PlanStage) -> Vec<String> {
+        match stage {
+            PlanStage::Quiesce => plan
+                .scaling_groups
+                .iter()
+                .map(|g| {
+                    format!(
+                        "put the InService instances of Auto Scaling group {g} into Standby \
+                         (they keep running, leave the load balancer, and are not replaced)"
+                    )
+                })
+                .collect(),
+            PlanStage::Resume if !plan.scaling_groups.is_empty() => vec![format!(
+                "return the instances of {} to service (also on every failure)",
+                plan.scaling_groups.join(", ")
+            )],
+            _ => Vec::new(),
+        }
+    }
+    fn artifacts(&self, _plan: &PlanRecord) -> Vec<ResourceRef> {
+        Vec::new()
+    }
+    fn artifacts_of_stack(&self, _contract: &Contract, _stack: &StackInfo) -> Vec<ResourceRef> {
+        Vec::new()
+    }
+    /// Its instances InService, as many as its desired capacity.
+    async fn verify(
+        &self,
+        engine: &CloneEngine,
+        env: &Checked<'_>,
+        checks: &mut Vec<CheckResult>,
+        _reports: &mut Vec<VerifyReport>,
+    ) -> Result<(), StepError> {
+        let cloud = &engine.cloud;
+        let timeout = engine.settings.verify_timeout;
+        for r in env.resources.iter().filter(|r| r.resource_type == ASG) {
+            let Some(group) = r.physical_id.clone() else {
+                continue;
+            };
+            let what = format!("instances of {group} to be InService");
+            let result = wait_until(&what, timeout, || async {
+                let info = cloud.scaling.describe_group(&group).await?;
+                Ok(match info {
+                    Some(i) => {
+                        let n = i.ids_in("InService").len() as i32;
+                        if n >= i.desired_capacity {
+                            Poll::Ready(format!("{n} of {} desired InService", i.desired_capacity))
+                        } else {
+                            Poll::Pending(format!(
+                                "{n} of {} desired InService",
+                                i.desired_capacity
+                            ))
+                        }
+                    }
+                    None => Poll::Pending("group not found".into()),
+                })
+            })
+            .await;
+            checks.push(CheckResult {
+                check: format!("instances of {group}"),
+                ok: result.is_ok(),
+                detail: result.unwrap_or_else(|e| e.to_string()),
+            });
+        }
+        Ok(())
+    }
+
+    async fn remove(
+        &self,
+        _engine: &CloneEngine,
+        what: &ResourceRef,
+        _run: RunScope<'_>,
+        _out: &mut Removal,
+    ) -> Result<(), StepError> {
+        Err(StepError::Refused {
+            step: "abort".into(),
+            message: format!(
+                "{what}: an Auto Scaling group makes nothing outside its stack; this reference \
+                 is not one a run records (a bug: report it)"
+            ),
+        })
+    }
+}
+
+/// The source's groups (by physical id), whose instances a run puts into Standby.
+pub fn groups_of(resources: &[crate::ports::StackResource]) -> Vec<String> {
+    resources
+        .iter()
+        .filter(|r| r.resource_type == ASG)
+        .filter_map(|r| r.physical_id.clone())
+        .collect()
+}
