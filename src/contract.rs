@@ -361,6 +361,38 @@ impl BucketSpec {
     }
 }
 
+/// A DynamoDB table whose items are copied into the clone (`tables:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableSpec {
+    /// Created by the clone stack itself (`Logical: {}`): an `AWS::DynamoDB::Table` of the
+    /// template; envclone fills it once the stack has created it.
+    StackOwned { logical_id: String },
+    /// Lives outside the stack and is passed in by a parameter (`{ table_parameter: Name }`),
+    /// like a bucket. With `shared` (migrate only), the new stack receives the same table
+    /// rather than a copy: DynamoDB has no rename, so that is the only way a table passes from
+    /// the old stack to the new one.
+    ByParameter {
+        logical_id: String,
+        parameter: String,
+        shared: bool,
+    },
+}
+
+impl TableSpec {
+    pub fn logical_id(&self) -> &str {
+        match self {
+            TableSpec::StackOwned { logical_id } | TableSpec::ByParameter { logical_id, .. } => {
+                logical_id
+            }
+        }
+    }
+
+    /// Whether the new stack of a migration receives this very table.
+    pub fn shared(&self) -> bool {
+        matches!(self, TableSpec::ByParameter { shared: true, .. })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EntryDns {
@@ -406,6 +438,7 @@ pub struct Contract {
     pub environment_parameter: Option<String>,
     pub databases: Vec<DatabaseSpec>,
     pub buckets: Vec<BucketSpec>,
+    pub tables: Vec<TableSpec>,
     pub entry_dns: Option<EntryDns>,
     pub verify: Vec<VerifyCheck>,
     pub hooks: Hooks,
@@ -481,6 +514,8 @@ struct RawContract {
     #[serde(default)]
     buckets: BTreeMap<String, RawBucket>,
     #[serde(default)]
+    tables: BTreeMap<String, RawTable>,
+    #[serde(default)]
     entry_dns: Option<EntryDns>,
     #[serde(default)]
     verify: Vec<RawVerify>,
@@ -509,6 +544,15 @@ struct RawBucket {
     bucket_parameter: Option<String>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    #[serde(default)]
+    table_parameter: Option<String>,
+    #[serde(default)]
+    shared: bool,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawIgnore {
@@ -524,6 +568,7 @@ struct RawVerify {
 pub const DB_INSTANCE: &str = "AWS::RDS::DBInstance";
 pub const DB_CLUSTER: &str = "AWS::RDS::DBCluster";
 pub const BUCKET: &str = "AWS::S3::Bucket";
+pub const TABLE: &str = "AWS::DynamoDB::Table";
 pub const ASG: &str = "AWS::AutoScaling::AutoScalingGroup";
 
 impl Contract {
@@ -680,6 +725,51 @@ impl Contract {
             }
         }
 
+        let mut tables = Vec::new();
+        for (logical_id, table) in raw.tables {
+            match table.table_parameter {
+                Some(parameter) => {
+                    if !params.contains_key(&parameter) {
+                        return Err(inconsistent(
+                            format!("table {logical_id:?} names table_parameter {parameter:?}, which is not a parameter of the template"),
+                            format!("declare {parameter} under Parameters (the table's name), or fix the name"),
+                        ));
+                    }
+                    tables.push(TableSpec::ByParameter {
+                        logical_id,
+                        parameter,
+                        shared: table.shared,
+                    });
+                }
+                None => {
+                    match types.get(&logical_id) {
+                        Some(ty) if ty == TABLE => {}
+                        Some(ty) => {
+                            return Err(inconsistent(
+                                format!("tables lists {logical_id:?}, which is a {ty}, not an AWS::DynamoDB::Table"),
+                                "list AWS::DynamoDB::Table resources, or give a table_parameter for a table passed in".into(),
+                            ))
+                        }
+                        None => {
+                            return Err(inconsistent(
+                                format!("tables lists {logical_id:?}, which is not a resource of the template"),
+                                "use the logical id of an AWS::DynamoDB::Table, or give a table_parameter for a table passed in".into(),
+                            ))
+                        }
+                    }
+                    if table.shared {
+                        // The old stack's table goes when finalize deletes the old stack; only a
+                        // table outside both stacks can pass from one to the other.
+                        return Err(inconsistent(
+                            format!("table {logical_id:?} is shared but created by the stack: the new stack of a migration cannot receive a table the old stack owns"),
+                            format!("pass the table in by a parameter (`{logical_id}: {{ table_parameter: <parameter>, shared: true }}`), or drop shared"),
+                        ));
+                    }
+                    tables.push(TableSpec::StackOwned { logical_id });
+                }
+            }
+        }
+
         if let Some(dns) = &raw.entry_dns {
             if dns.zone.is_empty() && dns.zone_id.is_none() {
                 return Err(inconsistent(
@@ -736,14 +826,15 @@ impl Contract {
                 ));
             }
             let copied = databases.iter().any(|d| d.logical_id == logical_id)
-                || buckets.iter().any(|b| b.logical_id() == logical_id);
+                || buckets.iter().any(|b| b.logical_id() == logical_id)
+                || tables.iter().any(|t| t.logical_id() == logical_id);
             if copied {
                 return Err(inconsistent(
                     format!(
-                        "ignore lists {logical_id:?}, which the contract also copies (databases \
-                         or buckets)"
+                        "ignore lists {logical_id:?}, which the contract also copies (databases, \
+                         buckets or tables)"
                     ),
-                    format!("remove {logical_id} from ignore, or from databases/buckets"),
+                    format!("remove {logical_id} from ignore, or from databases/buckets/tables"),
                 ));
             }
             let reason = entry.reason.trim();
@@ -769,6 +860,7 @@ impl Contract {
             environment_parameter: raw.environment_parameter,
             databases,
             buckets,
+            tables,
             entry_dns: raw.entry_dns,
             verify,
             hooks: raw.hooks.unwrap_or_default(),
@@ -1091,6 +1183,87 @@ Outputs:
         let c = Contract::from_template(&Template::parse("t.yaml", &body).unwrap()).unwrap();
         assert_eq!(c.ignore["Logs"], "logs stay with the source");
         assert!(contract_error(&with("      Logs: {}\n")).contains("malformed"));
+    }
+
+    /// Issue 12: `tables:` lists a table the clone stack creates (`{}`), one passed in by a
+    /// parameter, and, for migrate, one the new stack shares by its parameter. Before, the
+    /// section was refused as malformed (an unknown field of the contract).
+    #[test]
+    fn tables_list_stack_tables_parameter_tables_and_shared_ones() {
+        let with = |entries: &str| {
+            GOOD.replace(
+                "    verify:\n",
+                &format!("    tables:\n{entries}    verify:\n"),
+            )
+            .replace(
+                "  Uploads:\n",
+                "  Orders:\n    Type: AWS::DynamoDB::Table\n  Uploads:\n",
+            )
+            .replace(
+                "  Count: {",
+                "  SessionsTable: { Type: String }\n  Count: {",
+            )
+        };
+        let body = with(
+            "      Orders: {}\n      Sessions: { table_parameter: SessionsTable }\n      \
+             Audit: { table_parameter: SessionsTable, shared: true }\n",
+        );
+        let c = Contract::from_template(&Template::parse("t.yaml", &body).unwrap())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.tables,
+            vec![
+                TableSpec::ByParameter {
+                    logical_id: "Audit".into(),
+                    parameter: "SessionsTable".into(),
+                    shared: true,
+                },
+                TableSpec::StackOwned {
+                    logical_id: "Orders".into()
+                },
+                TableSpec::ByParameter {
+                    logical_id: "Sessions".into(),
+                    parameter: "SessionsTable".into(),
+                    shared: false,
+                },
+            ]
+        );
+        assert_eq!(
+            c.tables.iter().map(TableSpec::shared).collect::<Vec<_>>(),
+            vec![true, false, false]
+        );
+        let err = contract_error(&with("      Order: {}\n"));
+        assert!(
+            err.contains("tables lists \"Order\", which is not a resource of the template"),
+            "{err}"
+        );
+        let err = contract_error(&with("      Uploads: {}\n"));
+        assert!(
+            err.contains("\"Uploads\", which is a AWS::S3::Bucket, not an AWS::DynamoDB::Table"),
+            "{err}"
+        );
+        let err = contract_error(&with("      Sessions: { table_parameter: Sessions }\n"));
+        assert!(
+            err.contains("table_parameter \"Sessions\", which is not a parameter"),
+            "{err}"
+        );
+        let err = contract_error(&with("      Orders: { shared: true }\n"));
+        assert!(err.contains("shared but created by the stack"), "{err}");
+        assert!(
+            err.contains("table_parameter: <parameter>, shared: true"),
+            "{err}"
+        );
+        let err = contract_error(&with("      Orders: { shared: yes please }\n"));
+        assert!(err.contains("malformed"), "{err}");
+        let body = with("      Orders: {}\n").replace(
+            "    verify:\n",
+            "    ignore:\n      Orders: { reason: x }\n    verify:\n",
+        );
+        let err = contract_error(&body);
+        assert!(
+            err.contains("\"Orders\", which the contract also copies"),
+            "{err}"
+        );
     }
 
     #[test]
