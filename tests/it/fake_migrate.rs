@@ -761,3 +761,90 @@ async fn new_noecho_parameters_of_the_target_template_are_refused_unless_given()
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(plan.clone.parameters["AppDbPassword"], "p");
 }
+
+/// The webapp's order table, created by the stack under the environment's name.
+const ORDERS_TABLE: &str = r#"
+  Orders:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      TableName: !Sub "${EnvironmentName}-orders"
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions:
+        - { AttributeName: pk, AttributeType: S }
+      KeySchema:
+        - { AttributeName: pk, KeyType: HASH }
+"#;
+
+/// `template` with `entry` under the contract's `tables:`, and the order table among its
+/// resources (`table_resource`) or its name as parameter OrdersTableName.
+fn with_orders(template: &str, entry: &str, table_resource: bool) -> String {
+    let t = template.replacen(
+        "    entry_dns:\n",
+        &format!("    tables:\n      {entry}\n    entry_dns:\n"),
+        1,
+    );
+    if table_resource {
+        t.replacen("Resources:\n", &format!("Resources:{ORDERS_TABLE}"), 1)
+    } else {
+        t.replacen(
+            "Parameters:\n",
+            "Parameters:\n  OrdersTableName: { Type: String, Default: prod-orders }\n",
+            1,
+        )
+    }
+}
+
+/// Issue 12: "`migrate` cannot rename a table: refuse with a clear message unless the contract
+/// marks the table `shared`". A table the stack creates, or one passed in by a parameter
+/// without `shared`, is refused at preflight naming the table, why and what to do, before
+/// anything changes; a shared one passes this check. Failed before: the `tables:` section did
+/// not exist, and migrate had no word on tables.
+#[tokio::test(start_paused = true)]
+async fn migrate_of_a_stack_with_an_unshared_table_is_refused_before_any_change() {
+    let v1 = with_orders(WEBAPP, "Orders: {}", true);
+    let (s, record) = prod_from(&v1).await;
+    assert!(s.fake.table_exists("prod-orders"));
+    let stacks_before = s.fake.live_stack_names();
+    for (entry, table_resource, named) in [
+        ("Orders: {}", true, "Orders (created by the stack)"),
+        (
+            "Orders: { table_parameter: OrdersTableName }",
+            false,
+            "Orders (passed in by parameter OrdersTableName)",
+        ),
+    ] {
+        let mut req = request();
+        req.template.1 = with_orders(V2, entry, table_resource);
+        let Err(err) = s.engine.preflight_migrate(&req, run_id()).await else {
+            panic!("{entry}: migrate of a stack with an unshared table was not refused");
+        };
+        assert!(
+            matches!(err, envclone::workflow::PreflightError::Unsupported { .. }),
+            "{entry}: {err:?}"
+        );
+        let message = err.to_string();
+        for part in [
+            named,
+            "a DynamoDB table cannot be renamed",
+            "DynamoDB has no rename",
+            "nothing was changed",
+            "shared: true",
+            "ExportTableToPointInTime",
+        ] {
+            assert!(message.contains(part), "{entry}: {part:?} in {message}");
+        }
+        assert_eq!(s.fake.live_stack_names(), stacks_before, "{entry}");
+        assert!(s.fake.table_exists("prod-orders"), "{entry}");
+        assert_source_as_it_was(&s, &record, entry);
+    }
+    // The same table passed to the new stack by its parameter and marked shared is what
+    // migrate can do: the check lets it through to the rest of the preflight.
+    let mut req = request();
+    req.template.1 = with_orders(
+        V2,
+        "Orders: { table_parameter: OrdersTableName, shared: true }",
+        false,
+    );
+    let plan = s.engine.preflight_migrate(&req, run_id()).await;
+    assert!(plan.is_ok(), "{:?}", plan.err());
+}
