@@ -99,6 +99,7 @@ pub fn cloud_from(config: &SdkConfig) -> Cloud {
         http: Arc::new(Http::new(Duration::from_secs(10))),
         hooks: Arc::new(ShellHooks),
         clock,
+        tables: Arc::new(dynamodb::DynamoDb::new(config, &calls)),
     }
 }
 

@@ -615,6 +615,7 @@ impl FakeAws {
             http: Arc::new(self.clone()),
             hooks: Arc::new(self.clone()),
             clock: Arc::new(FakeClock),
+            tables: Arc::new(self.clone()),
         }
     }
 

@@ -1122,4 +1122,6 @@ pub struct Cloud {
     pub http: std::sync::Arc<dyn HttpProbe>,
     pub hooks: std::sync::Arc<dyn HookRunner>,
     pub clock: std::sync::Arc<dyn Clock>,
+    /// DynamoDB tables (the port lives with its copy engine in `workflow::dynamodb`).
+    pub tables: std::sync::Arc<dyn crate::workflow::dynamodb::Tables>,
 }

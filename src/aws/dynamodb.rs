@@ -10,15 +10,20 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types as sdk;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use super::{port_error, HttpResponse, SdkError};
+use super::{port_error, CallRecord, HttpResponse, SdkError};
 use crate::ports::{PortError, PortResult};
 use crate::workflow::dynamodb::*;
 
 pub struct DynamoDb(aws_sdk_dynamodb::Client);
 
 impl DynamoDb {
-    pub fn new(config: &SdkConfig) -> Self {
-        DynamoDb(aws_sdk_dynamodb::Client::new(config))
+    /// The adapter over a client of `config` that records its calls to `calls`.
+    pub fn new(config: &SdkConfig, calls: &CallRecord) -> Self {
+        DynamoDb(aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        ))
     }
 }
 

@@ -86,7 +86,7 @@ fn whole(items: Vec<Item>) -> BTreeSet<Item> {
 async fn a_table_is_made_like_its_source_copied_whole_and_its_index_answers_on_the_standin() {
     let standin = StandIn::start();
     let config = standin.sdk().await;
-    let tables = DynamoDb::new(&config);
+    let tables = DynamoDb::new(&config, &envclone::aws::CallRecord::from_env());
     let options = CopyOptions::default();
 
     // Not found is None for DescribeTable and NotFound for a write (ResourceNotFoundException).

@@ -588,3 +588,27 @@ async fn only_a_table_tagged_with_the_run_is_deleted() {
         "already gone"
     );
 }
+
+/// Issue 12: the workflow reaches DynamoDB through `Cloud::tables` (before, `Cloud` had no
+/// DynamoDB port and this did not compile): on the fake's `cloud()` it is the same fake, so a
+/// copy through it lands in the fake's tables, whole.
+#[tokio::test(start_paused = true)]
+async fn the_clouds_tables_port_is_the_fakes_tables() {
+    let (fake, items) = source(200);
+    new_target(&fake, Capacity::OnDemand).await;
+    let cloud = fake.cloud();
+    let info = cloud.tables.describe_table(SOURCE).await.unwrap().unwrap();
+    assert_eq!(
+        TableSpec::like(&info, SOURCE),
+        orders(SOURCE, Capacity::OnDemand)
+    );
+    copy_table(
+        cloud.tables.as_ref(),
+        SOURCE,
+        TARGET,
+        &CopyOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(whole(fake.table_items(TARGET).unwrap()), whole(items));
+}
