@@ -794,6 +794,22 @@ fn with_orders(template: &str, entry: &str, table_resource: bool) -> String {
     }
 }
 
+/// A refusal `message` saying each of `parts`, with no stack made and the source as it was.
+fn assert_refused_unchanged(
+    s: &Scenario,
+    record: &DnsRecord,
+    entry: &str,
+    message: &str,
+    parts: &[&str],
+    stacks_before: &[String],
+) {
+    for part in parts {
+        assert!(message.contains(part), "{entry}: {part:?} in {message}");
+    }
+    assert_eq!(s.fake.live_stack_names(), stacks_before, "{entry}");
+    assert_source_as_it_was(s, record, entry);
+}
+
 /// Issue 12: "`migrate` cannot rename a table: refuse with a clear message unless the contract
 /// marks the table `shared`". A table the stack creates, or one passed in by a parameter
 /// without `shared`, is refused at preflight naming the table, why and what to do, before
@@ -822,20 +838,16 @@ async fn migrate_of_a_stack_with_an_unshared_table_is_refused_before_any_change(
             matches!(err, envclone::workflow::PreflightError::Unsupported { .. }),
             "{entry}: {err:?}"
         );
-        let message = err.to_string();
-        for part in [
+        let parts = [
             named,
             "a DynamoDB table cannot be renamed",
             "DynamoDB has no rename",
             "nothing was changed",
             "shared: true",
             "ExportTableToPointInTime",
-        ] {
-            assert!(message.contains(part), "{entry}: {part:?} in {message}");
-        }
-        assert_eq!(s.fake.live_stack_names(), stacks_before, "{entry}");
+        ];
+        assert_refused_unchanged(&s, &record, entry, &err.to_string(), &parts, &stacks_before);
         assert!(s.fake.table_exists("prod-orders"), "{entry}");
-        assert_source_as_it_was(&s, &record, entry);
     }
     // The same table passed to the new stack by its parameter and marked shared is what
     // migrate can do: the check lets it through to the rest of the preflight.
@@ -847,4 +859,29 @@ async fn migrate_of_a_stack_with_an_unshared_table_is_refused_before_any_change(
     );
     let plan = s.engine.preflight_migrate(&req, run_id()).await;
     assert!(plan.is_ok(), "{:?}", plan.err());
+}
+
+/// Issue 12: a clone of a stack whose contract passes a table in by parameter is refused
+/// before any change, shared or not: the parameter would keep the source's value and the
+/// clone would write into the source's table (envclone does not yet create the clone's own).
+/// Failed before: the preflight passed, and the plan gave the clone `prod-orders`.
+#[tokio::test(start_paused = true)]
+async fn a_clone_of_a_stack_passing_a_table_by_parameter_is_refused_before_any_change() {
+    for entry in [
+        "Orders: { table_parameter: OrdersTableName }",
+        "Orders: { table_parameter: OrdersTableName, shared: true }",
+    ] {
+        let (s, record) = prod_from(&with_orders(WEBAPP, entry, false)).await;
+        let stacks_before = s.fake.live_stack_names();
+        let Err(err) = s.engine.preflight(&s.request("staging"), run_id()).await else {
+            panic!("{entry}: a clone that would write into prod-orders was not refused");
+        };
+        let parts = [
+            "Orders (parameter OrdersTableName)",
+            "would write into the source's table",
+            "nothing was changed",
+            "--parameter <parameter>=<your table>",
+        ];
+        assert_refused_unchanged(&s, &record, entry, &err.to_string(), &parts, &stacks_before);
+    }
 }
