@@ -492,6 +492,33 @@ reason = "uploads are re-fetched from the origin"
         );
     }
 
+    /// Issue 12: `tables:` in envclone.toml, read by the same types as the template's own
+    /// (TOML's boolean `shared` survives the splice into the template's text).
+    #[test]
+    fn a_contract_from_the_file_can_list_tables() {
+        let file = r#"
+[environments.prod.contract]
+environment_parameter = "EnvironmentName"
+databases = { Database = { snapshot_parameter = "DBSnapshotIdentifier" } }
+
+[environments.prod.contract.tables.Audit]
+table_parameter = "ReportsBucketName"
+shared = true
+"#;
+        let config = Config::parse("envclone.toml", file).unwrap();
+        let template = Template::parse("webapp.yaml", WEBAPP).unwrap();
+        let applied = config.apply(&["prod"], template).unwrap();
+        let contract = Contract::from_template(&applied).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            contract.tables,
+            vec![crate::contract::TableSpec::ByParameter {
+                logical_id: "Audit".into(),
+                parameter: "ReportsBucketName".into(),
+                shared: true,
+            }]
+        );
+    }
+
     #[test]
     fn a_contract_from_the_file_replaces_the_templates_own_in_place() {
         let file = format!(
