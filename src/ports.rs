@@ -5,6 +5,8 @@
 //! keeps what the caller needs to decide (not found, already exists, retryable) and the
 //! service's own message.
 
+pub mod tables;
+
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -1122,6 +1124,6 @@ pub struct Cloud {
     pub http: std::sync::Arc<dyn HttpProbe>,
     pub hooks: std::sync::Arc<dyn HookRunner>,
     pub clock: std::sync::Arc<dyn Clock>,
-    /// DynamoDB tables (the port lives with its copy engine in `workflow::dynamodb`).
-    pub tables: std::sync::Arc<dyn crate::workflow::dynamodb::Tables>,
+    /// DynamoDB tables.
+    pub tables: std::sync::Arc<dyn tables::Tables>,
 }
