@@ -203,7 +203,9 @@ def check_proxies(s3_at, env, s5cmd, direct, passthrough, delayed):
             body = client.get_object(Bucket="src", Key="big/00.bin")["Body"].read()
             best = min(best, time.perf_counter() - start)
         bulk[name] = len(body) / best / 2**20
-    # Many requests at once: 1,000 server-side copies, 64 workers, direct and through the proxy.
+    # Many requests at once: 1,000 server-side copies, 64 workers, direct and through the proxy,
+    # each into a bucket removed afterwards (every bucket is a SeaweedFS collection with its own
+    # volumes, and `weed mini` has few: the ceiling's copy found none left otherwise).
     par = {}
     for name, url in (("direct", direct), ("0 ms proxy", passthrough.url)):
         bucket = "proxycheck-" + name.split()[0]
@@ -212,6 +214,9 @@ def check_proxies(s3_at, env, s5cmd, direct, passthrough, delayed):
         subprocess.run([s5cmd, "--endpoint-url", url, "--numworkers", "64", "cp", "s3://src/small/*",
                         f"s3://{bucket}/"], env=env, check=True, stdout=subprocess.DEVNULL)
         par[name] = time.perf_counter() - start
+        subprocess.run([s5cmd, "--endpoint-url", direct, "rm", f"s3://{bucket}/*"], env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+        s3_at(direct).delete_bucket(Bucket=bucket)
     lines.append("0 ms proxy against direct: 20 MiB GET (best of 3) "
                  + " vs ".join(f"{bulk[k]:.0f} MiB/s {k}" for k in ("direct", "0 ms proxy"))
                  + "; s5cmd cp of the small objects, 64 workers "
@@ -260,11 +265,18 @@ def run_measured(cmd, env, log_path):
     read, write = os.pipe()
     with open(log_path, "w") as log:
         start = time.monotonic()
+        # Its own process group, so an interrupted bench stops the tool too (not only the wrapper).
         proc = subprocess.Popen([wrapper, str(write)] + cmd, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                pass_fds=(write,))
+                                pass_fds=(write,), start_new_session=True)
         os.close(write)
-        code = proc.wait()
+        try:
+            code = proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            os.close(read)
+            raise
         seconds = time.monotonic() - start
     with os.fdopen(read) as r:
         kib = r.read().strip()

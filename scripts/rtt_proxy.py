@@ -115,14 +115,26 @@ async def handle(client_r, client_w, upstream, delay):
 
 async def serve(sock, upstream, delay):
     await LATE.calibrate()
-    server = await asyncio.start_server(
-        lambda r, w: handle(r, w, upstream, delay), sock=sock, limit=CHUNK)
+    # The connections' tasks, held here: asyncio keeps only weak references to tasks, and
+    # start_server's own reference to a connection's task goes when the client's side closes,
+    # so a connection still sending the other way could be collected mid-flight.
+    tasks = set()
+
+    def connected(reader, writer):
+        task = asyncio.ensure_future(handle(reader, writer, upstream, delay))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    server = await asyncio.start_server(connected, sock=sock, limit=CHUNK)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     async with server:
         await stop.wait()
+    for task in list(tasks):
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def listening_socket(port):
