@@ -203,7 +203,8 @@ def check_proxies(s3_at, env, s5cmd, direct, passthrough, delayed):
             body = client.get_object(Bucket="src", Key="big/00.bin")["Body"].read()
             best = min(best, time.perf_counter() - start)
         bulk[name] = len(body) / best / 2**20
-    # Many requests at once: 1,000 server-side copies, 64 workers, direct and through the proxy,
+    # Many requests at once: 1,000 server-side copies (small/00000-00999), 64 workers, direct
+    # and through the proxy,
     # each into a bucket removed afterwards (every bucket is a SeaweedFS collection with its own
     # volumes, and `weed mini` has few: the ceiling's copy found none left otherwise).
     par = {}
@@ -211,7 +212,7 @@ def check_proxies(s3_at, env, s5cmd, direct, passthrough, delayed):
         bucket = "proxycheck-" + name.split()[0]
         s3_at(direct).create_bucket(Bucket=bucket)
         start = time.perf_counter()
-        subprocess.run([s5cmd, "--endpoint-url", url, "--numworkers", "64", "cp", "s3://src/small/*",
+        subprocess.run([s5cmd, "--endpoint-url", url, "--numworkers", "64", "cp", "s3://src/small/00*",
                         f"s3://{bucket}/"], env=env, check=True, stdout=subprocess.DEVNULL)
         par[name] = time.perf_counter() - start
         subprocess.run([s5cmd, "--endpoint-url", direct, "rm", f"s3://{bucket}/*"], env=env,
@@ -219,7 +220,7 @@ def check_proxies(s3_at, env, s5cmd, direct, passthrough, delayed):
         s3_at(direct).delete_bucket(Bucket=bucket)
     lines.append("0 ms proxy against direct: 20 MiB GET (best of 3) "
                  + " vs ".join(f"{bulk[k]:.0f} MiB/s {k}" for k in ("direct", "0 ms proxy"))
-                 + "; s5cmd cp of the small objects, 64 workers "
+                 + "; s5cmd cp of 1,000 small objects, 64 workers "
                  + " vs ".join(f"{par[k]:.2f} s {k}" for k in ("direct", "0 ms proxy")))
     say(lines[-1])
     return lines
