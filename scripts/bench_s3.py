@@ -179,7 +179,7 @@ def head_round_trip_ms(url, n=40):
     return statistics.mean(times), statistics.median(times)
 
 
-def check_proxies(s3_at, env, s5cmd, direct, passthrough, delayed):
+def check_proxies(s3_at, env, s5cmd, workdir, direct, passthrough, delayed):
     """Verifies the added delay and that a 0 ms proxy does not slow the tools' kind of traffic
     down; returns the lines to print with the results."""
     lines = []
@@ -203,23 +203,23 @@ def check_proxies(s3_at, env, s5cmd, direct, passthrough, delayed):
             body = client.get_object(Bucket="src", Key="big/00.bin")["Body"].read()
             best = min(best, time.perf_counter() - start)
         bulk[name] = len(body) / best / 2**20
-    # Many requests at once: 1,000 server-side copies (small/00000-00999), 64 workers, direct
-    # and through the proxy, each into the bucket the ceiling is measured in later, emptied
-    # afterwards. Not into buckets of their own: every bucket is a SeaweedFS collection with its
-    # own volumes, `weed mini` has few, and deleting a bucket does not give them back in time
-    # (the ceiling's copy then failed with "No writable volumes and no free volumes").
+    # Many requests at once: 1,000 GETs of small objects (small/00000-00999), 64 workers, direct
+    # and through the proxy, into a local directory. Reads only: writes on the server before the
+    # measured runs (copies, then deletes) left SeaweedFS busy for the first tool measured, and
+    # every bucket is a collection with its own volumes, of which `weed mini` has few (deleting
+    # a bucket does not give them back in time: the ceiling's copy then failed with "No writable
+    # volumes and no free volumes").
     par = {}
-    s3_at(direct).create_bucket(Bucket="ceiling")
     for name, url in (("direct", direct), ("0 ms proxy", passthrough.url)):
+        local = tempfile.mkdtemp(prefix="proxycheck.", dir=workdir)
         start = time.perf_counter()
         subprocess.run([s5cmd, "--endpoint-url", url, "--numworkers", "64", "cp", "s3://src/small/00*",
-                        "s3://ceiling/"], env=env, check=True, stdout=subprocess.DEVNULL)
+                        local + "/"], env=env, check=True, stdout=subprocess.DEVNULL)
         par[name] = time.perf_counter() - start
-        subprocess.run([s5cmd, "--endpoint-url", direct, "rm", "s3://ceiling/*"], env=env,
-                       check=True, stdout=subprocess.DEVNULL)
+        shutil.rmtree(local)
     lines.append("0 ms proxy against direct: 20 MiB GET (best of 3) "
                  + " vs ".join(f"{bulk[k]:.0f} MiB/s {k}" for k in ("direct", "0 ms proxy"))
-                 + "; s5cmd cp of 1,000 small objects, 64 workers "
+                 + "; s5cmd cp of 1,000 small objects to local files (GETs), 64 workers "
                  + " vs ".join(f"{par[k]:.2f} s {k}" for k in ("direct", "0 ms proxy")))
     say(lines[-1])
     return lines
@@ -495,7 +495,7 @@ def main():
                 f"({args.proxy_workers} processes); tc netem is not available on this kernel")
             link = [f"every tool through scripts/rtt_proxy.py (asyncio latency pipe, "
                     f"{args.proxy_workers} processes) adding {args.rtt:g} ms per round trip"]
-            link += check_proxies(s3_at, env, s5cmd, server.url, proxies[0], proxies[-1])
+            link += check_proxies(s3_at, env, s5cmd, workdir, server.url, proxies[0], proxies[-1])
         for tool in tools:
             s3.create_bucket(Bucket=bucket_of(tool))
         load_before = os.getloadavg()
@@ -528,8 +528,7 @@ def main():
                     say(f"      {report[-1] if report else '(no report line)'}")
                 if not ok:
                     failures.append((tool, scenario, problems[:5], open(log).read()[-2000:]))
-        if not proxies:  # the proxy check made it already
-            s3.create_bucket(Bucket="ceiling")
+        s3.create_bucket(Bucket="ceiling")
         time.sleep(SETTLE)
         ceiling, _, code = run_measured([s5cmd, "--endpoint-url", url, "--numworkers", "256",
                                          "cp", "s3://src/*", "s3://ceiling/"], env,
