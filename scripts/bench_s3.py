@@ -541,6 +541,12 @@ def main():
         print("Link: " + "\n".join(link))
         print()
         print(table(results, ceiling if code == 0 else None, tools))
+        if code != 0:
+            # SeaweedFS allots volumes by free disk space: on a nearly full disk the last bucket
+            # (collection) made finds none ("No writable volumes and no free volumes").
+            tail = open(os.path.join(workdir, "ceiling.log")).read().strip().splitlines()[-1:]
+            print(f"\nServer ceiling not measured: s5cmd cp exited {code} after {ceiling:.0f} s "
+                  f"({tail[0][:200] if tail else 'no output'})")
         print("\n✗ = the destination was not equal to the source afterwards" if failures else
               "\nEvery destination was verified equal to the source after every sync.")
         for tool, scenario, problems, log in failures:
