@@ -492,7 +492,7 @@ def main():
         link = ["direct to the server (no added latency)"]
         if proxies:
             say(f"--rtt {args.rtt:g}ms: every tool goes through scripts/rtt_proxy.py on {url} "
-                f"({args.proxy_workers} processes); tc netem is not available on this kernel")
+                f"({args.proxy_workers} processes), not tc netem (this machine's kernel had no netem qdisc)")
             link = [f"every tool through scripts/rtt_proxy.py (asyncio latency pipe, "
                     f"{args.proxy_workers} processes) adding {args.rtt:g} ms per round trip"]
             link += check_proxies(s3_at, env, s5cmd, workdir, server.url, proxies[0], proxies[-1])
