@@ -10,12 +10,23 @@ Scenarios, each followed by an object-for-object check of every destination:
 Prints wall time (the no-op: median of 3 runs) and peak RSS per tool and scenario, each anchor's time / envclone's, and the
 server's ceiling (s5cmd cp, 256 workers). `--diff-memory` instead measures envclone's peak RSS
 for the diff of two generated 1,000,000-object listings.
+
+`--rtt 20ms` puts a latency pipe (scripts/rtt_proxy.py, a TCP proxy on 127.0.0.1 delaying each
+direction by RTT/2) between every tool and the server; the data set, the mutation and the
+verification talk to the server directly. Before measuring, the bench times HEAD round trips
+direct, through a 0 ms proxy and through the RTT proxy (it stops if the added delay is off by
+more than RTT_TOLERANCE_MS), and compares the 0 ms proxy with the direct path for a bulk GET and
+for 1,000 parallel requests, so a proxy that caps the tools shows. `tc netem` is not used: this
+machine's kernel has no netem qdisc ("Specified qdisc kind is unknown").
 """
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
+import re
+import statistics
 import resource
 import shutil
 import signal
@@ -33,6 +44,8 @@ SMALL, BIG = 4 * 1024, 20 * 1024 * 1024
 TOOLS = ["envclone", "aws s3 sync", "rclone", "s5cmd"]
 # Seconds of quiet before each measured run, so the server has finished the previous one.
 SETTLE = 3
+# How far the measured added round trip may be from --rtt before the bench refuses to run.
+RTT_TOLERANCE_MS = 3.0
 
 
 def say(*a):
@@ -103,6 +116,115 @@ class Seaweed:
         self.log.close()
 
 
+class RttProxy:
+    """scripts/rtt_proxy.py on a free 127.0.0.1 port, forwarding to `upstream` (a URL)."""
+
+    def __init__(self, upstream, rtt_ms, workers, log_dir, registry):
+        """Appends itself to `registry` as soon as the process exists, so the caller's cleanup
+        stops it even when starting it is interrupted."""
+        self.rtt_ms = rtt_ms
+        port = free_ports(1)[0]
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(os.path.join(log_dir, f"proxy-{rtt_ms:g}ms.log"), "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "rtt_proxy.py"), "--listen", str(port),
+             "--upstream", upstream.split("//", 1)[1], "--rtt-ms", str(rtt_ms),
+             "--workers", str(workers)],
+            stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL, text=True,
+            start_new_session=True)
+        registry.append(self)
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            raise SystemExit(f"the {rtt_ms:g} ms proxy did not start (said {line!r}); log: {self.log.name}")
+
+    def stop(self):
+        # The whole process group: the workers it forked too, even if the first one is gone.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                continue
+            time.sleep(0.2)
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.log.close()
+
+
+def parse_rtt(text):
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"--rtt {text!r}: expected a duration such as 20ms or 0.06s")
+    return float(m.group(1)) * (1000.0 if m.group(2) == "s" else 1.0)
+
+
+def head_round_trip_ms(url, n=40):
+    """Mean and median of n sequential HEAD / round trips on one kept-alive connection (after
+    one to open it), in milliseconds."""
+    host, port = url.split("//", 1)[1].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    times = []
+    try:
+        for i in range(n + 1):
+            start = time.perf_counter()
+            conn.request("HEAD", "/")
+            conn.getresponse().read()
+            if i:
+                times.append((time.perf_counter() - start) * 1000.0)
+    finally:
+        conn.close()
+    return statistics.mean(times), statistics.median(times)
+
+
+def check_proxies(s3_at, env, s5cmd, workdir, direct, passthrough, delayed):
+    """Verifies the added delay and that a 0 ms proxy does not slow the tools' kind of traffic
+    down; returns the lines to print with the results."""
+    lines = []
+    rt = {name: head_round_trip_ms(url) for name, url in
+          (("direct", direct), ("0 ms proxy", passthrough.url), (f"{delayed.rtt_ms:g} ms proxy", delayed.url))}
+    added = rt[f"{delayed.rtt_ms:g} ms proxy"][0] - rt["direct"][0]
+    lines.append("HEAD round trip, mean / median of 40: "
+                 + ", ".join(f"{k} {v[0]:.2f} / {v[1]:.2f} ms" for k, v in rt.items())
+                 + f"; added (mean) {added:.2f} ms for --rtt {delayed.rtt_ms:g}ms")
+    say(lines[-1])
+    if abs(added - delayed.rtt_ms) > RTT_TOLERANCE_MS:
+        raise SystemExit(f"the proxy adds {added:.2f} ms per round trip, not {delayed.rtt_ms:g} ms "
+                         f"(tolerance {RTT_TOLERANCE_MS} ms): the machine is too loaded to emulate "
+                         f"this RTT, or the proxy is broken; see {delayed.log.name}")
+    # Bulk bytes: one 20 MiB GET, best of 3, direct and through the 0 ms proxy.
+    bulk = {}
+    for name, url in (("direct", direct), ("0 ms proxy", passthrough.url)):
+        client, best = s3_at(url), float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            body = client.get_object(Bucket="src", Key="big/00.bin")["Body"].read()
+            best = min(best, time.perf_counter() - start)
+        bulk[name] = len(body) / best / 2**20
+    # Many requests at once: 1,000 GETs of small objects (small/00000-00999), 64 workers, direct
+    # and through the proxy, into a local directory. Reads only: writes on the server before the
+    # measured runs (copies, then deletes) left SeaweedFS busy for the first tool measured, and
+    # every bucket is a collection with its own volumes, of which `weed mini` has few (deleting
+    # a bucket does not give them back in time: the ceiling's copy then failed with "No writable
+    # volumes and no free volumes").
+    par = {}
+    for name, url in (("direct", direct), ("0 ms proxy", passthrough.url)):
+        local = tempfile.mkdtemp(prefix="proxycheck.", dir=workdir)
+        start = time.perf_counter()
+        subprocess.run([s5cmd, "--endpoint-url", url, "--numworkers", "64", "cp", "s3://src/small/00*",
+                        local + "/"], env=env, check=True, stdout=subprocess.DEVNULL)
+        par[name] = time.perf_counter() - start
+        shutil.rmtree(local)
+    lines.append("0 ms proxy against direct: 20 MiB GET (best of 3) "
+                 + " vs ".join(f"{bulk[k]:.0f} MiB/s {k}" for k in ("direct", "0 ms proxy"))
+                 + "; s5cmd cp of 1,000 small objects to local files (GETs), 64 workers "
+                 + " vs ".join(f"{par[k]:.2f} s {k}" for k in ("direct", "0 ms proxy")))
+    say(lines[-1])
+    return lines
+
+
 # A child's ru_maxrss starts at its parent's RSS at fork (Linux keeps the high-water mark
 # across exec), so a process forked from this Python (~100 MiB with boto3) would report at least
 # that. The measured command is forked from this tiny C program instead; it reports the child's
@@ -143,11 +265,18 @@ def run_measured(cmd, env, log_path):
     read, write = os.pipe()
     with open(log_path, "w") as log:
         start = time.monotonic()
+        # Its own process group, so an interrupted bench stops the tool too (not only the wrapper).
         proc = subprocess.Popen([wrapper, str(write)] + cmd, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                pass_fds=(write,))
+                                pass_fds=(write,), start_new_session=True)
         os.close(write)
-        code = proc.wait()
+        try:
+            code = proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            os.close(read)
+            raise
         seconds = time.monotonic() - start
     with os.fdopen(read) as r:
         kib = r.read().strip()
@@ -308,6 +437,10 @@ def main():
     p.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of: " + ", ".join(TOOLS))
     p.add_argument("--concurrency", type=int, help="envclone --concurrency (default: its own)")
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument("--rtt", type=parse_rtt,
+                   help="added round-trip time between every tool and the server, e.g. 20ms "
+                        "(through scripts/rtt_proxy.py; 0ms still goes through the proxy)")
+    p.add_argument("--proxy-workers", type=int, default=2, help="processes of each --rtt proxy")
     args = p.parse_args()
 
     if args.diff_memory:
@@ -321,6 +454,7 @@ def main():
     small, big = (1000, 2) if args.quick else (10000, 20)
     workdir = tempfile.mkdtemp(prefix="envclone-bench-s3.")
     server = Seaweed(workdir)
+    proxies = []
 
     def on_signal(signum, _frame):
         raise SystemExit(f"interrupted by signal {signum}")
@@ -330,22 +464,38 @@ def main():
     try:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("AWS_") and not k.startswith("RCLONE_")}
+        # Where the tools send their requests: the server, or the --rtt proxy in front of it.
+        if args.rtt is not None:
+            RttProxy(server.url, 0.0, args.proxy_workers, workdir, proxies)
+            if args.rtt > 0:
+                RttProxy(server.url, args.rtt, args.proxy_workers, workdir, proxies)
+        url = proxies[-1].url if proxies else server.url
         env.update(AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1",
-                   AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=server.url,
+                   AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=url,
                    AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
                    AWS_EC2_METADATA_DISABLED="true",
                    RCLONE_CONFIG="/dev/null", RCLONE_CONFIG_BENCH_TYPE="s3",
-                   RCLONE_CONFIG_BENCH_PROVIDER="SeaweedFS", RCLONE_CONFIG_BENCH_ENDPOINT=server.url,
+                   RCLONE_CONFIG_BENCH_PROVIDER="SeaweedFS", RCLONE_CONFIG_BENCH_ENDPOINT=url,
                    RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=KEY, RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=SECRET,
                    RCLONE_CONFIG_BENCH_REGION="us-east-1")
-        s3 = boto3.client("s3", endpoint_url=server.url, aws_access_key_id=KEY,
-                          aws_secret_access_key=SECRET, region_name="us-east-1",
-                          config=Config(max_pool_connections=32, retries={"max_attempts": 5}))
+        def s3_at(endpoint):
+            return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY,
+                                aws_secret_access_key=SECRET, region_name="us-east-1",
+                                config=Config(max_pool_connections=32, retries={"max_attempts": 5}))
+
+        s3 = s3_at(server.url)
         server.wait_ready(s3)
         say(f"SeaweedFS 4.48 on {server.url} (work dir {workdir})")
         s5cmd = os.path.join(VENV, "lib", f"python{sys.version_info.major}.{sys.version_info.minor}",
                              "site-packages", "s5cmd", "bin", "s5cmd")
         build_dataset(s3, env, workdir, s5cmd, server.url, small, big)
+        link = ["direct to the server (no added latency)"]
+        if proxies:
+            say(f"--rtt {args.rtt:g}ms: every tool goes through scripts/rtt_proxy.py on {url} "
+                f"({args.proxy_workers} processes), not tc netem (this machine's kernel had no netem qdisc)")
+            link = [f"every tool through scripts/rtt_proxy.py (asyncio latency pipe, "
+                    f"{args.proxy_workers} processes) adding {args.rtt:g} ms per round trip"]
+            link += check_proxies(s3_at, env, s5cmd, workdir, server.url, proxies[0], proxies[-1])
         for tool in tools:
             s3.create_bucket(Bucket=bucket_of(tool))
         load_before = os.getloadavg()
@@ -357,7 +507,7 @@ def main():
             # Each scenario starts with another tool, so none always runs right after the
             # heaviest one; the no-op (repeatable) is the median of 3 runs.
             for tool in tools[round_ % len(tools):] + tools[:round_ % len(tools)]:
-                cmd = commands(tool, args.envclone, s5cmd, server.url, bucket_of(tool), args.concurrency)
+                cmd = commands(tool, args.envclone, s5cmd, url, bucket_of(tool), args.concurrency)
                 log = os.path.join(workdir, f"{bucket_of(tool)}-{scenario}.log")
                 runs = []
                 for _ in range(3 if scenario == "noop" else 1):
@@ -380,7 +530,7 @@ def main():
                     failures.append((tool, scenario, problems[:5], open(log).read()[-2000:]))
         s3.create_bucket(Bucket="ceiling")
         time.sleep(SETTLE)
-        ceiling, _, code = run_measured([s5cmd, "--endpoint-url", server.url, "--numworkers", "256",
+        ceiling, _, code = run_measured([s5cmd, "--endpoint-url", url, "--numworkers", "256",
                                          "cp", "s3://src/*", "s3://ceiling/"], env,
                                         os.path.join(workdir, "ceiling.log"))
         load_after = os.getloadavg()
@@ -388,8 +538,15 @@ def main():
         print(f"Data set: {small:,} x 4 KiB + {big} x 20 MiB (4-part multipart uploads); "
               f"SeaweedFS 4.48 on 127.0.0.1; {os.cpu_count()} CPUs; load average "
               f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.")
+        print("Link: " + "\n".join(link))
         print()
         print(table(results, ceiling if code == 0 else None, tools))
+        if code != 0:
+            # SeaweedFS allots volumes by free disk space: on a nearly full disk the last bucket
+            # (collection) made finds none ("No writable volumes and no free volumes").
+            tail = open(os.path.join(workdir, "ceiling.log")).read().strip().splitlines()[-1:]
+            print(f"\nServer ceiling not measured: s5cmd cp exited {code} after {ceiling:.0f} s "
+                  f"({tail[0][:200] if tail else 'no output'})")
         print("\n✗ = the destination was not equal to the source afterwards" if failures else
               "\nEvery destination was verified equal to the source after every sync.")
         for tool, scenario, problems, log in failures:
@@ -397,12 +554,15 @@ def main():
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"data_set": {"small": small, "big": big}, "ceiling_s": ceiling,
+                           "rtt_ms": args.rtt, "link": link,
                            "load": [load_before, load_after],
                            "results": [{"tool": t, "scenario": s, **r} for (t, s), r in results.items()]},
                           f, indent=2)
         if failures:
             sys.exit(1)
     finally:
+        for proxy in proxies:
+            proxy.stop()
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
