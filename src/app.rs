@@ -199,7 +199,12 @@ impl Root {
 
     /// The AWS adapters.
     async fn connect(&self) -> Result<Cloud, AppError> {
-        Ok(crate::aws::connect(self.region.clone(), self.profile.clone()).await?)
+        Ok(crate::aws::connect(
+            self.region.clone(),
+            self.profile.clone(),
+            self.clock.clone(),
+        )
+        .await?)
     }
 
     fn load_config(&self) -> Result<Arc<crate::config::Config>, AppError> {

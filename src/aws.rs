@@ -7,6 +7,7 @@
 //! client and is the only one to name that service's `aws_sdk_*` crate (this file names none);
 //! the two adapters that are not AWS (the HTTP probe and the hook runner) have theirs too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -54,6 +55,7 @@ pub enum ConnectError {
 pub async fn connect(
     region: Option<String>,
     profile: Option<String>,
+    clock: Arc<dyn Clock>,
 ) -> Result<Cloud, ConnectError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         // Adaptive retry slows the client down under throttling instead of failing copies.
@@ -69,7 +71,7 @@ pub async fn connect(
         return Err(ConnectError::NoRegion);
     }
     check_credentials(&config).await?;
-    Ok(cloud_from(&config))
+    Ok(cloud_from(&config, clock))
 }
 
 async fn check_credentials(config: &SdkConfig) -> Result<(), ConnectError> {
@@ -85,11 +87,10 @@ async fn check_credentials(config: &SdkConfig) -> Result<(), ConnectError> {
 }
 
 /// The adapters over the clients of `config`. Every client records the calls it makes (see
-/// `call_record`; written to a file only when `ENVCLONE_RECORD_CALLS` is set).
-pub fn cloud_from(config: &SdkConfig) -> Cloud {
-    use std::sync::Arc;
+/// `call_record`; written to a file only when `ENVCLONE_RECORD_CALLS` is set). `clock` is the
+/// composition root's, so the whole process reads wall time through one clock.
+pub fn cloud_from(config: &SdkConfig, clock: Arc<dyn Clock>) -> Cloud {
     let calls = CallRecord::from_env();
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     Cloud {
         stacks: Arc::new(CloudFormation::new(config, &calls)),
         databases: Arc::new(Rds::new(config, &calls)),

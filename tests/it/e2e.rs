@@ -2337,7 +2337,8 @@ async fn the_rds_adapter_handles_aurora_clusters() {
     let standin = StandIn::start();
     standin.seed("prod", "stacks/aurora.yaml", &[]);
     let config = standin.sdk().await;
-    let cloud = envclone::aws::cloud_from(&config);
+    let cloud =
+        envclone::aws::cloud_from(&config, std::sync::Arc::new(envclone::ports::SystemClock));
     let dbs = &cloud.databases;
 
     let cluster = dbs.describe_cluster("prod-cluster").await.unwrap().unwrap();

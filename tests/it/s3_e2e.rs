@@ -145,7 +145,8 @@ async fn s3_sync_copies_tricky_keys_and_multipart_objects_deletes_extras_and_re_
 
     // The adapter's start-after, which begins each range of a listing: exclusive, in S3's
     // key order, the key sent encoded (unicode, spaces, a key that is no object).
-    let cloud = envclone::aws::cloud_from(&config);
+    let cloud =
+        envclone::aws::cloud_from(&config, std::sync::Arc::new(envclone::ports::SystemClock));
     for after in ["données/été.txt", "m", "with space.txt", "folder/", "日"] {
         let page = cloud
             .objects
