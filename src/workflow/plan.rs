@@ -532,6 +532,15 @@ pub fn build_plan(
     if let Some(parameter) = &contract.environment_parameter {
         parameters.insert(parameter.clone(), request.target.to_string());
     }
+    // Names of what the run will create for the stack (a table passed by parameter).
+    let migrating = request.environment_tag.is_some();
+    for kind in KINDS {
+        for (name, value) in kind.planned_parameters(&contract, &target_stack, migrating) {
+            if !request.parameter_overrides.contains_key(&name) {
+                parameters.insert(name, value);
+            }
+        }
+    }
 
     let mut tags = BTreeMap::new();
     tags.insert(TAG_RUN.to_string(), run_id.to_string());
