@@ -2080,17 +2080,15 @@ impl CloneEngine {
             ok: stack.status.is_usable(),
             detail: stack.status.to_string(),
         });
-        verify_report(
-            self,
+        let env = Checked {
             contract,
-            &stack,
-            &resources,
+            stack: &stack,
+            resources: &resources,
             bucket_pairs,
-            copies,
-            checks,
             skip_archived,
-        )
-        .await
+            copies,
+        };
+        verify_report(self, &env, checks).await
     }
 }
 
@@ -2098,27 +2096,15 @@ impl CloneEngine {
 /// contract's HTTP checks.
 async fn verify_report(
     engine: &CloneEngine,
-    contract: &crate::contract::Contract,
-    stack: &StackInfo,
-    resources: &[crate::ports::StackResource],
-    buckets: &[(String, String)],
-    copies: &[CopyOutcome],
+    env: &Checked<'_>,
     checks: &mut Vec<CheckResult>,
-    skip_archived: bool,
 ) -> Result<Vec<VerifyReport>, StepError> {
     let cloud = &engine.cloud;
     let timeout = engine.settings.verify_timeout;
-    let env = Checked {
-        contract,
-        stack,
-        resources,
-        bucket_pairs: buckets,
-        skip_archived,
-        copies,
-    };
+    let (contract, stack) = (env.contract, env.stack);
     let mut reports = Vec::new();
     for kind in resource::KINDS {
-        kind.verify(engine, &env, checks, &mut reports).await?;
+        kind.verify(engine, env, checks, &mut reports).await?;
     }
 
     for check in &contract.verify {
