@@ -1,6 +1,6 @@
 //! One model of the stateful resources envclone copies: each kind (an RDS instance, an Aurora
-//! cluster, an S3 bucket, an Auto Scaling group) is one module under `resources/` implementing
-//! [`ResourceKind`], and the phases loop over [`kinds`] instead of naming resource types.
+//! cluster, an S3 bucket, a DynamoDB table, an Auto Scaling group) is one module under
+//! `resources/` implementing [`ResourceKind`], and the phases loop over [`kinds`] instead of naming resource types.
 //!
 //! What a run makes outside its clone stack (a snapshot, a bucket it creates, a staged
 //! template) is named by a typed [`ResourceRef`]: the kind of thing and its identifier, plus a
@@ -23,12 +23,23 @@
 //! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in [`KINDS`];
 //! 3. its adapter (`src/aws/<service>.rs`) and the port it implements.
 //!
-//! Not yet behind the trait, so a new kind still touches them today (see the module doc of
-//! `resources`): the contract's sections (`contract.rs` parses `databases:` and `buckets:`;
-//! `inventory::copied_ids` reads them), the plan's per-kind fields (`DatabasePlan`,
-//! `BucketPlan`, `scaling_groups`, filled in `plan::build_plan`), the copy stage in `clone.rs`
-//! (`clone_and_verify`: the snapshots/clone points, the bucket creation and copies, Standby),
-//! the swap and finalize in `migrate.rs`, and the port's field in `ports::Cloud`.
+//! The copy stage is behind the trait too: `clone_and_verify` has each kind `prepare` (create
+//! what the stack is given), then runs `before_stack` of every kind in parallel (snapshots,
+//! a table passed by parameter created and filled) and creates the stack with the parameters
+//! they return, while `alongside_stack` copies (a bucket passed by parameter) run beside it;
+//! `after_stack` fills what the stack creates (its buckets, its tables) while it completes;
+//! `precopy` is the bulk copy before Standby. A kind reports in `CloneReport::copies` (the
+//! databases and buckets keep `snapshots` and `buckets`) and verifies from `Checked::copies`.
+//! `planned_parameters` puts the names of what it will create in the plan; `preflight` checks
+//! its resources before any change. The DynamoDB table kind (`resources/dynamodb_table.rs`)
+//! was added this way: that file and one entry in `KINDS`.
+//!
+//! Not yet behind the trait, so an existing kind's change may still touch them: the contract's
+//! sections (`contract.rs` parses `databases:`, `buckets:`, `tables:`), the plan's per-kind
+//! fields of the databases and buckets (`DatabasePlan`, `BucketPlan`, `scaling_groups`, filled
+//! in `plan::build_plan`) and the engine functions the bucket and database kinds call in
+//! `clone.rs` (`create_parameter_buckets`, `copy_bucket`, `database_artifact`), Standby, the
+//! swap and finalize in `migrate.rs`, and the port's field in `ports::Cloud`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
