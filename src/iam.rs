@@ -99,6 +99,24 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
     ),
     ("route53:GetChange", &["route53:GetChange"]),
     ("route53:GetHostedZone", &["route53:GetHostedZone"]),
+    // DynamoDB tables (the `dynamodb_table` kind): the source read by a consistent Scan, a
+    // table passed by parameter created with the run's tags ("Tagging resources in DynamoDB":
+    // CreateTable with Tags needs dynamodb:TagResource too), its items written by
+    // BatchWriteItem, the copy's global indexes queried by verify, and the run's table deleted
+    // by abort and destroy after its tags are read.
+    ("dynamodb:DescribeTable", &["dynamodb:DescribeTable"]),
+    ("dynamodb:Scan", &["dynamodb:Scan"]),
+    ("dynamodb:Query", &["dynamodb:Query"]),
+    (
+        "dynamodb:ListTagsOfResource",
+        &["dynamodb:ListTagsOfResource"],
+    ),
+    (
+        "dynamodb:CreateTable",
+        &["dynamodb:CreateTable", "dynamodb:TagResource"],
+    ),
+    ("dynamodb:BatchWriteItem", &["dynamodb:BatchWriteItem"]),
+    ("dynamodb:DeleteTable", &["dynamodb:DeleteTable"]),
     // S3's API operations and IAM actions differ in name.
     ("s3:HeadBucket", &["s3:ListBucket"]),
     // gc looks for the template staging buckets crashed runs left (`envclone-tpl-…`).
@@ -204,6 +222,10 @@ const READ: &[&str] = &[
     "route53:ListResourceRecordSets",
     "route53:GetChange",
     "route53:GetHostedZone",
+    "dynamodb:DescribeTable",
+    "dynamodb:Scan",
+    "dynamodb:Query",
+    "dynamodb:ListTagsOfResource",
     "s3:ListBucket",
     "s3:ListAllMyBuckets",
     "s3:ListBucketVersions",
@@ -221,8 +243,11 @@ const READ: &[&str] = &[
     "s3:GetReplicationConfiguration",
 ];
 
-/// Creating what a run makes: CloudFormation and RDS check the tags given on creation.
+/// Creating what a run makes: CloudFormation, RDS and DynamoDB check the tags given on
+/// creation.
 const CREATE_TAGGED: &[&str] = &[
+    "dynamodb:CreateTable",
+    "dynamodb:TagResource",
     "cloudformation:CreateStack",
     "cloudformation:TagResource",
     "rds:CreateDBSnapshot",
@@ -251,8 +276,13 @@ const WRITE: &[&str] = &[
     "autoscaling:ResumeProcesses",
 ];
 
-/// Removing what a run made (abort, destroy, gc): only resources tagged `envclone:run`.
+/// Removing what a run made (abort, destroy, gc), and writing the items of its tables (one it
+/// created, or one its clone stack created: CloudFormation gives the stack's tags to the
+/// table): only resources tagged `envclone:run` (DynamoDB authorizes BatchWriteItem and
+/// DeleteTable by `aws:ResourceTag`, "Using attribute-based access control with DynamoDB").
 const DELETE_OWN: &[&str] = &[
+    "dynamodb:BatchWriteItem",
+    "dynamodb:DeleteTable",
     "cloudformation:DeleteStack",
     "rds:DeleteDBSnapshot",
     "rds:DeleteDBClusterSnapshot",

@@ -211,6 +211,9 @@ impl Printer {
                     );
                     skipped_archived(&b.source, &b.target, &b.stats);
                 }
+                for c in &report.copies {
+                    println!("  {}: {} → {} ({})", c.kind, c.source, c.target, c.detail);
+                }
                 for line in report.inventory.created_empty() {
                     println!("  {line}");
                 }

@@ -22,7 +22,7 @@ use super::plan::{
     build_plan, BucketTarget, ClonePlan, CloneRequest, DatabasePlan, NestedResource, SourceEnv,
     TemplateStaging, NESTED_STACK, PURPOSE_TEMPLATE_STAGING, STAGING_BUCKET_PREFIX, TAG_PURPOSE,
 };
-use super::resource::{self, Checked, ResourceRef};
+use super::resource::{self, Checked, CopyRun, Outcome, ResourceRef};
 use super::resources;
 use super::{PreflightError, StepError};
 
@@ -161,15 +161,28 @@ pub struct BucketOutcome {
     pub precopy: Option<SyncStats>,
 }
 
+/// A copy of a kind without a field of its own in the report (a DynamoDB table): what was
+/// copied into what, and what the copy did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyOutcome {
+    /// The kind's name (`ResourceKind::name`), which verifies it.
+    pub kind: String,
+    pub logical_id: String,
+    pub source: String,
+    pub target: String,
+    /// What the copy did, in words (`1000 item(s) copied, …`).
+    pub detail: String,
+}
+
 /// AWS allows 15 copy-on-write clones of one Aurora cluster.
 const MAX_COPY_ON_WRITE_CLONES: usize = 15;
 
 /// What the clone stack restores one database from.
-struct DatabaseArtifact {
+pub(crate) struct DatabaseArtifact {
     /// For the report: `DB snapshot <id>`, `DB cluster snapshot <id>` or the clone point.
-    label: String,
+    pub label: String,
     /// The database's parameters of the clone stack.
-    parameters: BTreeMap<String, String>,
+    pub parameters: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -185,6 +198,10 @@ pub struct CloneReport {
     pub standby: Vec<StandbyRecord>,
     /// What the clone stack created, classified at preflight: what it created empty.
     pub inventory: super::inventory::Inventory,
+    /// The copies of the kinds without a field of their own above (DynamoDB tables); absent
+    /// from the JSON when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<CopyOutcome>,
 }
 
 /// What a failed run changed and what it left behind.
@@ -200,10 +217,10 @@ pub struct CloneFailure {
 
 /// Resources created so far, for the failure report.
 #[derive(Default)]
-struct Created(std::sync::Mutex<Vec<ResourceRef>>);
+pub struct Created(std::sync::Mutex<Vec<ResourceRef>>);
 
 impl Created {
-    fn add(&self, what: ResourceRef) {
+    pub fn add(&self, what: ResourceRef) {
         let mut list = self.0.lock().expect("created lock");
         if !list.iter().any(|w| w.same(&what)) {
             list.push(what);
@@ -212,7 +229,7 @@ impl Created {
     fn list(&self) -> Vec<ResourceRef> {
         self.0.lock().expect("created lock").clone()
     }
-    fn contains(&self, what: &ResourceRef) -> bool {
+    pub fn contains(&self, what: &ResourceRef) -> bool {
         self.0
             .lock()
             .expect("created lock")
@@ -563,6 +580,9 @@ impl CloneEngine {
                 found: plan.archived,
             });
         }
+        for kind in resource::KINDS {
+            kind.preflight(self, &source, &plan).await?;
+        }
         Ok(plan)
     }
 
@@ -604,15 +624,7 @@ impl CloneEngine {
         // A resumed run starts with the instances its first attempt put into Standby.
         let mut standby = execution.prior_standby;
         tokio::pin!(shutdown);
-        let has_parameter_buckets = plan
-            .buckets
-            .iter()
-            .any(|b| matches!(b.target, BucketTarget::Created { .. }));
-        let precopied = if self.settings.precopy
-            && plan.standby
-            && has_parameter_buckets
-            && standby.is_empty()
-        {
+        let precopied = if self.settings.precopy && plan.standby && standby.is_empty() {
             tokio::select! {
                 r = self.precopy(plan, events, &created, execution.checkpoint) => r,
                 () = &mut shutdown => Err(StepError::Interrupted { step: "bucket.precopy".into() }),
@@ -724,10 +736,12 @@ impl CloneEngine {
                 }
                 report.verification = verification;
                 for b in &mut report.buckets {
-                    b.precopy = precopies
-                        .iter()
-                        .find(|p| p.target == b.target)
-                        .map(|p| p.stats.clone());
+                    b.precopy = precopies.iter().find_map(|p| match p {
+                        resource::Outcome::Bucket(p) if p.target == b.target => {
+                            Some(p.stats.clone())
+                        }
+                        _ => None,
+                    });
                 }
                 report.standby = standby;
                 Ok(report)
@@ -1241,7 +1255,7 @@ impl CloneEngine {
     }
 
     /// Creates (or, on a re-run, finds as this run's) the buckets passed by parameter.
-    async fn create_parameter_buckets(
+    pub(crate) async fn create_parameter_buckets(
         &self,
         plan: &ClonePlan,
         events: &Emitter,
@@ -1349,33 +1363,32 @@ impl CloneEngine {
         Ok(())
     }
 
-    /// Copies the buckets passed by parameter while the source still serves, so that the
-    /// copy made during Standby is only the delta: the time out of service does not grow with
-    /// the size of those buckets.
+    /// The kinds' bulk copies made while the source still serves (`ResourceKind::precopy`),
+    /// so that the copy made during Standby is only the delta: the time out of service does
+    /// not grow with the size of what they copy.
     async fn precopy(
         &self,
         plan: &ClonePlan,
         events: &Emitter,
         created: &Created,
         checkpoint: Checkpoint<'_>,
-    ) -> Result<Vec<BucketOutcome>, StepError> {
-        self.create_parameter_buckets(plan, events, created, checkpoint)
-            .await?;
-        let copies = plan.buckets.iter().filter_map(|b| match &b.target {
-            BucketTarget::Created { name, .. } => Some(async move {
-                events.info(
-                    "bucket.precopy",
-                    Some(name),
-                    format!("bulk copy of s3://{} before Standby", b.source_bucket),
-                );
-                self.copy_bucket(plan, &b.logical_id, &b.source_bucket, name, events)
-                    .await
-            }),
-            BucketTarget::StackOwned { .. } => None,
-        });
-        try_join_all(copies).await
+    ) -> Result<Vec<Outcome>, StepError> {
+        let run = CopyRun {
+            engine: self,
+            plan,
+            events,
+            created,
+            checkpoint,
+        };
+        let all = try_join_all(resource::KINDS.iter().map(|k| k.precopy(&run))).await?;
+        Ok(all.into_iter().flatten().collect())
     }
 
+    /// The copy stage, over every kind: each prepares what the stack is given (in order),
+    /// then what the stack needs before it exists is made (`before_stack`, in parallel)
+    /// while the copies the stack does not wait for run alongside (`alongside_stack`); the
+    /// stack is created with the parameters the kinds gave, and what it creates is filled
+    /// (`after_stack`) while it completes. Then the clone is verified.
     async fn clone_and_verify(
         &self,
         plan: &ClonePlan,
@@ -1384,44 +1397,49 @@ impl CloneEngine {
         verification: &mut Vec<CheckResult>,
         checkpoint: Checkpoint<'_>,
     ) -> Result<CloneReport, StepError> {
-        // Buckets passed by parameter are created first (a quick call) so the stack, created
-        // later, can already refer to them. (Already there when pre-copied: reused.)
-        self.create_parameter_buckets(plan, events, created, checkpoint)
-            .await?;
+        let run = CopyRun {
+            engine: self,
+            plan,
+            events,
+            created,
+            checkpoint,
+        };
+        let kinds = resource::KINDS;
+        // What the stack is given is created first (quick calls) so the stack, created
+        // later, can already refer to it (already there when pre-copied: reused).
+        for kind in kinds {
+            kind.prepare(&run).await?;
+        }
 
-        let parameter_buckets = async {
-            let copies = plan.buckets.iter().filter_map(|b| match &b.target {
-                BucketTarget::Created { name, .. } => {
-                    Some(self.copy_bucket(plan, &b.logical_id, &b.source_bucket, name, events))
-                }
-                BucketTarget::StackOwned { .. } => None,
-            });
-            try_join_all(copies).await
-        };
-        let snapshots_then_stack = async {
-            let artifacts = try_join_all(
-                plan.databases
-                    .iter()
-                    .map(|d| self.database_artifact(plan, d, events, created)),
-            )
-            .await?;
+        let alongside = try_join_all(kinds.iter().map(|k| k.alongside_stack(&run)));
+        let before_then_stack = async {
+            let made = try_join_all(kinds.iter().map(|k| k.before_stack(&run))).await?;
             let mut parameters = plan.parameters.clone();
-            let mut snapshots = Vec::new();
-            for artifact in artifacts {
-                parameters.extend(artifact.parameters);
-                snapshots.push(artifact.label);
+            let mut outcomes = Vec::new();
+            for m in made {
+                parameters.extend(m.parameters);
+                outcomes.extend(m.outcomes);
             }
-            let (stack_id, owned) = self
-                .create_stack_and_fill(plan, &parameters, events, created, checkpoint)
-                .await?;
-            Ok::<_, StepError>((snapshots, stack_id, owned))
+            let (stack_id, filled) = self.create_stack_and_fill(&run, &parameters).await?;
+            outcomes.extend(filled);
+            Ok::<_, StepError>((outcomes, stack_id))
         };
-        let (mut buckets, (snapshots, stack_id, owned)) =
-            try_join(parameter_buckets, snapshots_then_stack).await?;
-        buckets.extend(owned);
+        let (alongside, (outcomes, stack_id)) = try_join(alongside, before_then_stack).await?;
+
+        let mut snapshots = Vec::new();
+        let mut buckets = Vec::new();
+        let mut copies = Vec::new();
+        for outcome in alongside.into_iter().flatten().chain(outcomes) {
+            match outcome {
+                Outcome::Snapshot { position, label } => snapshots.push((position, label)),
+                Outcome::Bucket(b) => buckets.push(b),
+                Outcome::Copy(c) => copies.push(c),
+            }
+        }
+        snapshots.sort_by_key(|(position, _)| *position);
 
         let bucket_reports = self
-            .verify_clone(plan, &buckets, events, verification)
+            .verify_clone(plan, &buckets, &copies, events, verification)
             .await?;
 
         Ok(CloneReport {
@@ -1429,19 +1447,20 @@ impl CloneEngine {
             source: plan.source_env.clone(),
             target: plan.target_env.to_string(),
             stack_id,
-            snapshots,
+            snapshots: snapshots.into_iter().map(|(_, label)| label).collect(),
             buckets,
             verification: Vec::new(),
             bucket_reports,
             standby: Vec::new(),
             inventory: plan.inventory.clone(),
+            copies,
         })
     }
 
     /// What the clone stack restores database `d` from, made while the source is quiet: a
     /// snapshot, or for an Aurora cluster whose template can take one, a copy-on-write clone
     /// point (falling back to a cluster snapshot where the cluster cannot be cloned).
-    async fn database_artifact(
+    pub(crate) async fn database_artifact(
         &self,
         plan: &ClonePlan,
         d: &DatabasePlan,
@@ -1627,7 +1646,7 @@ impl CloneEngine {
         Ok(snapshot_id.to_string())
     }
 
-    async fn copy_bucket(
+    pub(crate) async fn copy_bucket(
         &self,
         plan: &ClonePlan,
         logical_id: &str,
@@ -1686,17 +1705,20 @@ impl CloneEngine {
         })
     }
 
-    /// Creates the clone stack, fills each stack-owned bucket as soon as the stack has created
-    /// it, and waits for the stack to complete.
-    /// Creates the clone stack with `parameters` (the plan's, with each database's artifact).
+    /// Creates the clone stack with `parameters` (the plan's, with what the kinds gave), fills
+    /// what it creates (`ResourceKind::after_stack`) and waits for it to complete.
     async fn create_stack_and_fill(
         &self,
-        plan: &ClonePlan,
+        run: &CopyRun<'_>,
         parameters: &BTreeMap<String, String>,
-        events: &Emitter,
-        created: &Created,
-        checkpoint: Checkpoint<'_>,
-    ) -> Result<(String, Vec<BucketOutcome>), StepError> {
+    ) -> Result<(String, Vec<Outcome>), StepError> {
+        let CopyRun {
+            plan,
+            events,
+            created,
+            checkpoint,
+            ..
+        } = *run;
         let step = "stack.create";
         let stacks = &self.cloud.stacks;
         let template = match &plan.template_staging {
@@ -1749,14 +1771,7 @@ impl CloneEngine {
         };
         created.add(ResourceRef::new(resource::STACK, plan.target_stack.clone()));
 
-        let fills = plan.buckets.iter().filter_map(|b| match &b.target {
-            BucketTarget::StackOwned { .. } => Some(async {
-                let name = self.wait_for_stack_bucket(plan, &b.logical_id).await?;
-                self.copy_bucket(plan, &b.logical_id, &b.source_bucket, &name, events)
-                    .await
-            }),
-            BucketTarget::Created { .. } => None,
-        });
+        let fills = try_join_all(resource::KINDS.iter().map(|k| k.after_stack(run)));
         let complete = async {
             let what = format!("stack {} to be CREATE_COMPLETE", plan.target_stack);
             wait_until(&what, self.settings.stack_timeout, || async {
@@ -1785,8 +1800,8 @@ impl CloneEngine {
             events.done(step, Some(&plan.target_stack), "CREATE_COMPLETE");
             Ok::<_, StepError>(())
         };
-        let (owned, ()) = try_join(try_join_all(fills), complete).await?;
-        Ok((stack_id, owned))
+        let (filled, ()) = try_join(fills, complete).await?;
+        Ok((stack_id, filled.into_iter().flatten().collect()))
     }
 
     /// Puts the template where CloudFormation can read it (`plan.template_staging`) and returns
@@ -1915,18 +1930,31 @@ impl CloneEngine {
         }))
     }
 
-    async fn wait_for_stack_bucket(
+    pub(crate) async fn wait_for_stack_bucket(
         &self,
         plan: &ClonePlan,
         logical_id: &str,
     ) -> Result<String, StepError> {
+        self.wait_for_stack_resource(plan, logical_id, (BUCKET, "bucket"), "bucket.copy")
+            .await
+    }
+
+    /// Waits until the clone stack has created its resource `logical_id` of `resource_type`
+    /// (a `noun` for the message); returns its physical id.
+    pub(crate) async fn wait_for_stack_resource(
+        &self,
+        plan: &ClonePlan,
+        logical_id: &str,
+        (resource_type, noun): (&str, &str),
+        step: &'static str,
+    ) -> Result<String, StepError> {
         let stacks = &self.cloud.stacks;
-        let what = format!("stack {} to create bucket {logical_id}", plan.target_stack);
+        let what = format!("stack {} to create {noun} {logical_id}", plan.target_stack);
         wait_until(&what, self.settings.stack_timeout, || async {
             let resources = stacks.resources(&plan.target_stack).await?;
             let r = resources
                 .iter()
-                .find(|r| r.logical_id == logical_id && r.resource_type == BUCKET);
+                .find(|r| r.logical_id == logical_id && r.resource_type == resource_type);
             Ok(match r {
                 Some(r) if r.is_created() => {
                     Poll::Ready(r.physical_id.clone().expect("created resources have an id"))
@@ -1939,7 +1967,7 @@ impl CloneEngine {
             })
         })
         .await
-        .map_err(StepError::wait("bucket.copy"))
+        .map_err(StepError::wait(step))
     }
 
     /// Step 6: the clone stack complete, its databases available, every bucket equal to its
@@ -1948,6 +1976,7 @@ impl CloneEngine {
         &self,
         plan: &ClonePlan,
         buckets: &[BucketOutcome],
+        copies: &[CopyOutcome],
         events: &Emitter,
         checks: &mut Vec<CheckResult>,
     ) -> Result<Vec<VerifyReport>, StepError> {
@@ -1963,6 +1992,7 @@ impl CloneEngine {
                 &plan.target_stack,
                 &plan.contract,
                 &pairs,
+                copies,
                 checks,
                 skip_archived,
             )
@@ -2014,8 +2044,15 @@ impl CloneEngine {
         checks: &mut Vec<CheckResult>,
     ) -> Result<Vec<VerifyReport>, StepError> {
         let skip_archived = self.settings.sync.skip_archived;
-        self.check_environment_with(stack_name, contract, bucket_pairs, checks, skip_archived)
-            .await
+        self.check_environment_with(
+            stack_name,
+            contract,
+            bucket_pairs,
+            &[],
+            checks,
+            skip_archived,
+        )
+        .await
     }
 
     /// `check_environment`; with `skip_archived`, archived source objects are not compared
@@ -2025,6 +2062,7 @@ impl CloneEngine {
         stack_name: &str,
         contract: &crate::contract::Contract,
         bucket_pairs: &[(String, String)],
+        copies: &[CopyOutcome],
         checks: &mut Vec<CheckResult>,
         skip_archived: bool,
     ) -> Result<Vec<VerifyReport>, StepError> {
@@ -2042,16 +2080,15 @@ impl CloneEngine {
             ok: stack.status.is_usable(),
             detail: stack.status.to_string(),
         });
-        verify_report(
-            self,
+        let env = Checked {
             contract,
-            &stack,
-            &resources,
+            stack: &stack,
+            resources: &resources,
             bucket_pairs,
-            checks,
             skip_archived,
-        )
-        .await
+            copies,
+        };
+        verify_report(self, &env, checks).await
     }
 }
 
@@ -2059,25 +2096,15 @@ impl CloneEngine {
 /// contract's HTTP checks.
 async fn verify_report(
     engine: &CloneEngine,
-    contract: &crate::contract::Contract,
-    stack: &StackInfo,
-    resources: &[crate::ports::StackResource],
-    buckets: &[(String, String)],
+    env: &Checked<'_>,
     checks: &mut Vec<CheckResult>,
-    skip_archived: bool,
 ) -> Result<Vec<VerifyReport>, StepError> {
     let cloud = &engine.cloud;
     let timeout = engine.settings.verify_timeout;
-    let env = Checked {
-        contract,
-        stack,
-        resources,
-        bucket_pairs: buckets,
-        skip_archived,
-    };
+    let (contract, stack) = (env.contract, env.stack);
     let mut reports = Vec::new();
     for kind in resource::KINDS {
-        kind.verify(engine, &env, checks, &mut reports).await?;
+        kind.verify(engine, env, checks, &mut reports).await?;
     }
 
     for check in &contract.verify {

@@ -131,9 +131,10 @@ pub enum PreflightError {
     },
     #[error(
         "the clone stack from {template} would create {} resource(s) holding state that envclone \
-         does not copy; nothing was changed:\n{}\nFor each: cover it (a database or bucket: list \
-         it under databases or buckets in the contract), or, where starting empty is right, list \
-         it under `ignore:` in Metadata.envclone (or in [environments.<name>.contract] of \
+         does not copy; nothing was changed:\n{}\nFor each: cover it (an RDS database, an S3 \
+         bucket or a DynamoDB table: list it under databases, buckets or tables in the contract), \
+         or, where starting empty is right (never for one the contract already lists), list it \
+         under `ignore:` in Metadata.envclone (or in [environments.<name>.contract] of \
          envclone.toml) with the reason, e.g. `ignore: {{ {}: {{ reason: \"...\" }} }}`",
         resources.len(),
         resources.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"),

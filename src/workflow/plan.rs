@@ -279,43 +279,6 @@ pub struct ClonePlan {
     pub inventory: Inventory,
 }
 
-/// A table the contract passes in by parameter (issue 12): envclone does not yet create and
-/// fill a table of the run for it, and the source's value of the parameter would carry over,
-/// so the clone would read and write the source's own table. Refused, before any change,
-/// unless it is `shared` and the clone becomes the environment itself (migrate's new stack,
-/// which receives the same table by design).
-fn refuse_parameter_tables(
-    contract: &Contract,
-    request: &CloneRequest,
-) -> Result<(), PreflightError> {
-    let migrating = request.environment_tag.is_some();
-    let refused: Vec<String> = contract
-        .tables
-        .iter()
-        .filter_map(|t| match t {
-            crate::contract::TableSpec::ByParameter {
-                logical_id,
-                parameter,
-                shared,
-            } if !(*shared && migrating) => Some(format!("{logical_id} (parameter {parameter})")),
-            _ => None,
-        })
-        .collect();
-    if refused.is_empty() {
-        return Ok(());
-    }
-    Err(PreflightError::Unsupported {
-        what: format!(
-            "the contract passes DynamoDB table(s) {} in by parameter: envclone does not yet \
-             create and fill a table of its own for a clone, and the parameter would keep the \
-             source's value, so the clone would write into the source's table; nothing was \
-             changed. Give the clone a table of its own: create and fill it yourself, remove \
-             the entry from tables:, and pass --parameter <parameter>=<your table>",
-            refused.join(", ")
-        ),
-    })
-}
-
 pub const MASK: &str = "****";
 
 impl ClonePlan {
@@ -446,7 +409,6 @@ pub fn build_plan(
         });
     }
     let mut contract = Contract::from_template(&target_template)?;
-    refuse_parameter_tables(&contract, request)?;
     let extra_hooks = request.config.hooks(&names);
     contract.hooks.append(&extra_hooks);
     let target_stack = request.target.as_str().to_string();
@@ -531,6 +493,15 @@ pub fn build_plan(
     }
     if let Some(parameter) = &contract.environment_parameter {
         parameters.insert(parameter.clone(), request.target.to_string());
+    }
+    // Names of what the run will create for the stack (a table passed by parameter).
+    let migrating = request.environment_tag.is_some();
+    for kind in KINDS {
+        for (name, value) in kind.planned_parameters(&contract, &target_stack, migrating) {
+            if !request.parameter_overrides.contains_key(&name) {
+                parameters.insert(name, value);
+            }
+        }
     }
 
     let mut tags = BTreeMap::new();

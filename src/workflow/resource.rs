@@ -1,6 +1,6 @@
 //! One model of the stateful resources envclone copies: each kind (an RDS instance, an Aurora
-//! cluster, an S3 bucket, an Auto Scaling group) is one module under `resources/` implementing
-//! [`ResourceKind`], and the phases loop over [`kinds`] instead of naming resource types.
+//! cluster, an S3 bucket, a DynamoDB table, an Auto Scaling group) is one module under
+//! `resources/` implementing [`ResourceKind`], and the phases loop over [`kinds`] instead of naming resource types.
 //!
 //! What a run makes outside its clone stack (a snapshot, a bucket it creates, a staged
 //! template) is named by a typed [`ResourceRef`]: the kind of thing and its identifier, plus a
@@ -23,14 +23,26 @@
 //! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in [`KINDS`];
 //! 3. its adapter (`src/aws/<service>.rs`) and the port it implements.
 //!
-//! Not yet behind the trait, so a new kind still touches them today (see the module doc of
-//! `resources`): the contract's sections (`contract.rs` parses `databases:` and `buckets:`;
-//! `inventory::copied_ids` reads them), the plan's per-kind fields (`DatabasePlan`,
-//! `BucketPlan`, `scaling_groups`, filled in `plan::build_plan`), the copy stage in `clone.rs`
-//! (`clone_and_verify`: the snapshots/clone points, the bucket creation and copies, Standby),
-//! the swap and finalize in `migrate.rs`, and the port's field in `ports::Cloud`.
+//! The copy stage is behind the trait too: `clone_and_verify` has each kind `prepare` (create
+//! what the stack is given), then runs `before_stack` of every kind in parallel (snapshots,
+//! a table passed by parameter created and filled) and creates the stack with the parameters
+//! they return, while `alongside_stack` copies (a bucket passed by parameter) run beside it;
+//! `after_stack` fills what the stack creates (its buckets, its tables) while it completes;
+//! `precopy` is the bulk copy before Standby. A kind reports in `CloneReport::copies` (the
+//! databases and buckets keep `snapshots` and `buckets`) and verifies from `Checked::copies`.
+//! `planned_parameters` puts the names of what it will create in the plan; `preflight` checks
+//! its resources before any change. The DynamoDB table kind (`resources/dynamodb_table.rs`)
+//! was added this way: that file and one entry in `KINDS`.
+//!
+//! Not yet behind the trait, so an existing kind's change may still touch them: the contract's
+//! sections (`contract.rs` parses `databases:`, `buckets:`, `tables:`), the plan's per-kind
+//! fields of the databases and buckets (`DatabasePlan`, `BucketPlan`, `scaling_groups`, filled
+//! in `plan::build_plan`) and the engine functions the bucket and database kinds call in
+//! `clone.rs` (`create_parameter_buckets`, `copy_bucket`, `database_artifact`), Standby, the
+//! swap and finalize in `migrate.rs`, and the port's field in `ports::Cloud`.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -40,10 +52,12 @@ use crate::ports::{StackInfo, StackResource};
 
 use crate::s3sync::VerifyReport;
 
-use super::clone::{CheckResult, CloneEngine};
-use super::plan::ClonePlan;
+use crate::events::Emitter;
+
+use super::clone::{BucketOutcome, CheckResult, Checkpoint, CloneEngine, CopyOutcome, Created};
+use super::plan::{ClonePlan, SourceEnv};
 use super::recovery::PlanRecord;
-use super::StepError;
+use super::{PreflightError, StepError};
 
 pub use super::resources::KINDS;
 
@@ -233,6 +247,46 @@ pub struct Checked<'a> {
     pub bucket_pairs: &'a [(String, String)],
     /// Archived source objects were left out of the copy (`--skip-archived`).
     pub skip_archived: bool,
+    /// What the run copied of the kinds without a field of their own in the report (a
+    /// table): each kind compares those of its own (`CopyOutcome::kind`).
+    pub copies: &'a [CopyOutcome],
+}
+
+/// The copy stage of one run, as each kind sees it (`ResourceKind::prepare` …
+/// `after_stack`).
+#[derive(Clone, Copy)]
+pub struct CopyRun<'a> {
+    pub engine: &'a CloneEngine,
+    pub plan: &'a ClonePlan,
+    pub events: &'a Emitter,
+    /// What the run made so far (the failure report's left-behind list): a kind adds what it
+    /// creates.
+    pub created: &'a Created,
+    /// Told before a change that abort could not otherwise find (an untagged bucket).
+    pub checkpoint: Checkpoint<'a>,
+}
+
+/// What one copy of a kind produced, for the clone's report. The databases and buckets keep
+/// the report's fields they always had (`snapshots`, `buckets`, read by the printers and by
+/// scripts); a new kind reports in `copies`.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// What the clone stack restores a database from (`DB snapshot <id>`, a clone point), with
+    /// its position among the report's snapshots (the contract's order).
+    Snapshot {
+        position: usize,
+        label: String,
+    },
+    Bucket(BucketOutcome),
+    Copy(CopyOutcome),
+}
+
+/// What a kind made before the clone stack: the parameters it gives the stack, and what it
+/// copied.
+#[derive(Debug, Clone, Default)]
+pub struct BeforeStack {
+    pub parameters: BTreeMap<String, String>,
+    pub outcomes: Vec<Outcome>,
 }
 
 /// Where in a clone's plan a kind's steps go (`ResourceKind::plan_steps`).
@@ -285,10 +339,68 @@ pub trait ResourceKind: Send + Sync {
         Vec::new()
     }
 
+    /// Values of the parameters envclone gives the clone stack that are known when the plan is
+    /// made (the name of something the run will create), so the plan shows them; a
+    /// `--parameter` given for one wins. `migrating`: the stack becomes the environment
+    /// itself (migrate's new stack).
+    fn planned_parameters(
+        &self,
+        _contract: &Contract,
+        _target_stack: &str,
+        _migrating: bool,
+    ) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    /// Read-only checks of this kind's resources before the first change (the source's
+    /// exist and can be copied, what the run would create is free); a refusal names what to
+    /// do.
+    async fn preflight(
+        &self,
+        _engine: &CloneEngine,
+        _source: &SourceEnv,
+        _plan: &ClonePlan,
+    ) -> Result<(), PreflightError> {
+        Ok(())
+    }
+
     /// The plan's steps for this kind at `stage`, with the real names (`plan clone`,
     /// `--dry-run`).
     fn plan_steps(&self, _plan: &ClonePlan, _stage: PlanStage) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Quick creation, before anything is copied, of what the clone stack will be given (a
+    /// bucket passed by parameter): the copies of every kind may then start. Called again
+    /// after a pre-copy (a kind skips what it already made).
+    async fn prepare(&self, _run: &CopyRun<'_>) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// The bulk copy made while the source still serves (before Standby, `--no-precopy` turns
+    /// it off), so the copy during Standby is only the delta. Prepares first.
+    async fn precopy(&self, _run: &CopyRun<'_>) -> Result<Vec<Outcome>, StepError> {
+        Ok(Vec::new())
+    }
+
+    /// What the clone stack needs before it is created, made while the source is quiet (a
+    /// snapshot or clone point; a table passed by parameter, created and filled): the
+    /// parameters it gives the stack. The kinds run in parallel; the stack is created once
+    /// every kind has answered.
+    async fn before_stack(&self, _run: &CopyRun<'_>) -> Result<BeforeStack, StepError> {
+        Ok(BeforeStack::default())
+    }
+
+    /// Copies that run alongside `before_stack` and the stack's creation, which the stack does
+    /// not wait for (a bucket passed by parameter, created by `prepare`).
+    async fn alongside_stack(&self, _run: &CopyRun<'_>) -> Result<Vec<Outcome>, StepError> {
+        Ok(Vec::new())
+    }
+
+    /// Once the clone stack exists (`plan.target_stack`): fills what it creates (a bucket, a table),
+    /// each as soon as the stack has made it, while the stack completes.
+    async fn after_stack(&self, _run: &CopyRun<'_>) -> Result<Vec<Outcome>, StepError> {
+        Ok(Vec::new())
     }
 
     /// What a run of `plan` makes of this kind outside its clone stack, named before the run

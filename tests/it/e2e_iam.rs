@@ -135,9 +135,30 @@ async fn the_policy_grants_every_call_the_commands_make_on_the_stand_in() {
         &clone_calls,
         &["clone", "ledger", "ledger-test", "--yes", "--ttl", "1s"],
     );
+    // DynamoDB tables: one the clone stack creates, one passed by parameter (created, filled
+    // and tagged by the run; destroy deletes it after reading its tags).
+    let tables =
+        envclone::aws::dynamodb::DynamoDb::new(&config, &envclone::aws::CallRecord::from_env());
+    crate::e2e_dynamodb::table_with_items(&tables, "shop-carts", 30).await;
+    let shop = dir.path().join("shop.yaml");
+    std::fs::write(&shop, crate::e2e_dynamodb::webapp_with_tables(true)).unwrap();
+    standin.seed(
+        "shop",
+        shop.to_str().unwrap(),
+        &["--parameter", "CartsTableName=shop-carts"],
+    );
+    let orders = crate::e2e_dynamodb::table_of(&config, "shop").await;
+    crate::e2e_dynamodb::fill(&tables, &orders, 30).await;
+    ok(
+        &standin,
+        state,
+        &clone_calls,
+        &["clone", "shop", "shop-test", "--yes"],
+    );
 
     // Every other command.
     let other = |args: &[&str]| ok(&standin, state, &other_calls, args);
+    other(&["destroy", "shop-test", "--yes"]);
     other(&["verify", "orders-test"]);
     other(&["verify", "ledger-test", "--against", "ledger"]);
     other(&["status"]);
@@ -281,9 +302,10 @@ fn names(calls: &[&str]) -> BTreeSet<String> {
     calls.iter().map(|c| c.to_string()).collect()
 }
 
-/// What the two clones make (an RDS instance restored from a snapshot, its buckets with a
+/// What the three clones make (an RDS instance restored from a snapshot, its buckets with a
 /// multipart object and a configured bucket passed by parameter, Standby of the source's
-/// group, state and lock in S3; an Aurora cluster cloned copy-on-write).
+/// group, state and lock in S3; an Aurora cluster cloned copy-on-write; DynamoDB tables, one
+/// the stack creates and one the run creates, copied and verified).
 const CLONE_CALLS: &[&str] = &[
     "autoscaling:DescribeAutoScalingGroups",
     "autoscaling:EnterStandby",
@@ -295,6 +317,11 @@ const CLONE_CALLS: &[&str] = &[
     "cloudformation:DescribeStacks",
     "cloudformation:GetTemplate",
     "cloudformation:ListStackResources",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:CreateTable",
+    "dynamodb:DescribeTable",
+    "dynamodb:Query",
+    "dynamodb:Scan",
     "rds:CreateDBSnapshot",
     "rds:DescribeDBClusterSnapshots",
     "rds:DescribeDBClusters",

@@ -28,7 +28,7 @@ fn key(partition: (&str, ScalarType), sort: Option<(&str, ScalarType)>) -> KeySc
 }
 
 /// Orders by customer and number, with a global index by kind (sparse: notes have no kind).
-fn orders(name: &str, capacity: Capacity) -> TableSpec {
+pub(crate) fn orders(name: &str, capacity: Capacity) -> TableSpec {
     TableSpec {
         name: name.into(),
         key: key(("pk", ScalarType::S), Some(("sk", ScalarType::N))),
@@ -44,7 +44,7 @@ fn orders(name: &str, capacity: Capacity) -> TableSpec {
 }
 
 /// Item `i`: from a few bytes to ~300 KB, with every kind of value.
-fn order(i: u32) -> Item {
+pub(crate) fn order(i: u32) -> Item {
     let payload = match i {
         i if i % 100 == 0 => 300_000,
         i if i % 10 == 1 => 30_000,
@@ -449,29 +449,12 @@ async fn the_fake_enforces_dynamodbs_limits_per_call_and_per_item() {
 }
 
 /// The clone stack's own table: `AWS::DynamoDB::Table` with a fixed name and a GSI.
-const STACK_TABLE: &str = r#"
-Parameters:
-  EnvironmentName: { Type: String }
-Resources:
-  Orders:
-    Type: AWS::DynamoDB::Table
-    Properties:
-      TableName: !Sub "${EnvironmentName}-orders"
-      BillingMode: PAY_PER_REQUEST
-      AttributeDefinitions:
-        - { AttributeName: pk, AttributeType: S }
-        - { AttributeName: sk, AttributeType: N }
-        - { AttributeName: kind, AttributeType: S }
-      KeySchema:
-        - { AttributeName: pk, KeyType: HASH }
-        - { AttributeName: sk, KeyType: RANGE }
-      GlobalSecondaryIndexes:
-        - IndexName: byKind
-          KeySchema:
-            - { AttributeName: kind, KeyType: HASH }
-            - { AttributeName: sk, KeyType: RANGE }
-          Projection: { ProjectionType: ALL }
-"#;
+fn stack_table() -> String {
+    format!(
+        "\nParameters:\n  EnvironmentName: {{ Type: String }}\nResources:{}",
+        crate::fake_table_clone::ORDERS_TABLE
+    )
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_table_the_clone_stack_creates_is_filled_once_active_and_goes_with_its_stack() {
@@ -479,7 +462,7 @@ async fn a_table_the_clone_stack_creates_is_filled_once_active_and_goes_with_its
     let (fake, items) = source(100);
     let request = CreateStackRequest {
         name: "staging".into(),
-        template: TemplateSource::Body(STACK_TABLE.into()),
+        template: TemplateSource::Body(stack_table()),
         parameters: BTreeMap::from([("EnvironmentName".to_string(), "staging".to_string())]),
         tags: BTreeMap::from([("envclone:run".to_string(), "r1".to_string())]),
         capabilities: vec![],

@@ -22,6 +22,7 @@ mod fake_recovery;
 mod fake_staging;
 mod fake_swap;
 mod fake_swapcheck;
+mod fake_table_clone;
 mod layout;
 mod s3_e2e;
 mod s3_encrypted;

@@ -16,7 +16,8 @@ use super::super::clone::{CheckResult, CloneEngine};
 use super::super::plan::{BucketTarget, ClonePlan};
 use super::super::recovery::PlanRecord;
 use super::super::resource::{
-    Checked, Doomed, PlanStage, RefKind, Removal, ResourceKind, ResourceRef, RunScope,
+    Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceKind, ResourceRef,
+    RunScope,
 };
 use super::super::StepError;
 
@@ -25,6 +26,36 @@ pub const BUCKET: RefKind = RefKind::new("bucket");
 
 /// The S3 bucket kind.
 pub struct Bucket;
+
+/// Copies each bucket passed by parameter (created by `prepare`) from its source.
+async fn copy_parameter_buckets(
+    run: &CopyRun<'_>,
+    precopy: bool,
+) -> Result<Vec<Outcome>, StepError> {
+    let CopyRun {
+        engine,
+        plan,
+        events,
+        ..
+    } = *run;
+    let copies = plan.buckets.iter().filter_map(|b| match &b.target {
+        BucketTarget::Created { name, .. } => Some(async move {
+            if precopy {
+                events.info(
+                    "bucket.precopy",
+                    Some(name),
+                    format!("bulk copy of s3://{} before Standby", b.source_bucket),
+                );
+            }
+            engine
+                .copy_bucket(plan, &b.logical_id, &b.source_bucket, name, events)
+                .await
+                .map(Outcome::Bucket)
+        }),
+        BucketTarget::StackOwned { .. } => None,
+    });
+    futures::future::try_join_all(copies).await
+}
 
 /// Deletes every object version and delete marker of a bucket (see
 /// [`crate::s3sync::empty_bucket`]).
@@ -102,6 +133,54 @@ impl ResourceKind for Bucket {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Creates the buckets passed by parameter.
+    async fn prepare(&self, run: &CopyRun<'_>) -> Result<(), StepError> {
+        run.engine
+            .create_parameter_buckets(run.plan, run.events, run.created, run.checkpoint)
+            .await
+    }
+
+    /// The bulk copy of the buckets passed by parameter (none: nothing is done, not even
+    /// `prepare`).
+    async fn precopy(&self, run: &CopyRun<'_>) -> Result<Vec<Outcome>, StepError> {
+        let by_parameter = run
+            .plan
+            .buckets
+            .iter()
+            .any(|b| matches!(b.target, BucketTarget::Created { .. }));
+        if !by_parameter {
+            return Ok(Vec::new());
+        }
+        self.prepare(run).await?;
+        copy_parameter_buckets(run, true).await
+    }
+
+    /// The copies into the buckets passed by parameter: the stack does not wait for them.
+    async fn alongside_stack(&self, run: &CopyRun<'_>) -> Result<Vec<Outcome>, StepError> {
+        copy_parameter_buckets(run, false).await
+    }
+
+    /// Each bucket the stack owns, copied into as soon as the stack has created it.
+    async fn after_stack(&self, run: &CopyRun<'_>) -> Result<Vec<Outcome>, StepError> {
+        let CopyRun {
+            engine,
+            plan,
+            events,
+            ..
+        } = *run;
+        let fills = plan.buckets.iter().filter_map(|b| match &b.target {
+            BucketTarget::StackOwned { .. } => Some(async {
+                let name = engine.wait_for_stack_bucket(plan, &b.logical_id).await?;
+                engine
+                    .copy_bucket(plan, &b.logical_id, &b.source_bucket, &name, events)
+                    .await
+                    .map(Outcome::Bucket)
+            }),
+            BucketTarget::Created { .. } => None,
+        });
+        futures::future::try_join_all(fills).await
     }
 
     /// The buckets the run creates itself (those passed to the stack by parameter).

@@ -12,7 +12,10 @@ use super::super::clone::{CheckResult, CloneEngine};
 use super::super::deletion;
 use super::super::plan::ClonePlan;
 use super::super::recovery::PlanRecord;
-use super::super::resource::{Checked, Doomed, PlanStage, RefKind, Removal, ResourceRef, RunScope};
+use super::super::resource::{
+    BeforeStack, Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceRef,
+    RunScope,
+};
 use super::super::StepError;
 
 /// A DB snapshot (of an instance).
@@ -117,6 +120,35 @@ impl super::super::resource::ResourceKind for Database {
                 )
             })
             .collect()
+    }
+
+    /// What the stack restores each database of this kind from (`database_artifact`), made in
+    /// parallel, and its parameters.
+    async fn before_stack(&self, run: &CopyRun<'_>) -> Result<BeforeStack, StepError> {
+        let made = futures::future::try_join_all(
+            run.plan
+                .databases
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.kind == self.kind)
+                .map(|(position, d)| async move {
+                    let artifact = run
+                        .engine
+                        .database_artifact(run.plan, d, run.events, run.created)
+                        .await?;
+                    Ok::<_, StepError>((position, artifact))
+                }),
+        )
+        .await?;
+        let mut out = BeforeStack::default();
+        for (position, artifact) in made {
+            out.parameters.extend(artifact.parameters);
+            out.outcomes.push(Outcome::Snapshot {
+                position,
+                label: artifact.label,
+            });
+        }
+        Ok(out)
     }
 
     /// A snapshot of each database (for a cluster the template can clone copy-on-write: the
