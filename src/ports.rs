@@ -5,7 +5,10 @@
 //! keeps what the caller needs to decide (not found, already exists, retryable) and the
 //! service's own message.
 
+pub mod status;
 pub mod tables;
+
+pub use status::{DbStatus, HealthStatus, LifecycleState, ResourceStatus, SnapshotStatus};
 
 use std::collections::BTreeMap;
 
@@ -140,13 +143,16 @@ pub struct StackResource {
     pub logical_id: String,
     pub physical_id: Option<String>,
     pub resource_type: String,
-    pub status: String,
+    pub status: ResourceStatus,
 }
 
 impl StackResource {
     pub fn is_created(&self) -> bool {
         self.physical_id.is_some()
-            && (self.status == "CREATE_COMPLETE" || self.status == "UPDATE_COMPLETE")
+            && matches!(
+                self.status,
+                ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete
+            )
     }
 }
 
@@ -206,7 +212,7 @@ pub trait Stacks: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbInstance {
     pub id: String,
-    pub status: String,
+    pub status: DbStatus,
     pub engine: String,
     pub endpoint: Option<String>,
     pub deletion_protection: bool,
@@ -217,7 +223,7 @@ pub struct DbInstance {
 pub struct DbSnapshot {
     pub id: String,
     pub instance_id: String,
-    pub status: String,
+    pub status: SnapshotStatus,
     pub tags: BTreeMap<String, String>,
     pub created: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -226,7 +232,7 @@ pub struct DbSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbCluster {
     pub id: String,
-    pub status: String,
+    pub status: DbStatus,
     pub engine: String,
     /// `provisioned`, `serverless` (v1: cannot be cloned copy-on-write), …
     pub engine_mode: String,
@@ -249,7 +255,7 @@ pub struct DbCluster {
 /// What the workflow needs to know of a DB instance or cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbState {
-    pub status: String,
+    pub status: DbStatus,
     pub deletion_protection: bool,
     /// The host name clients connect to (a cluster's writer endpoint).
     pub endpoint: Option<String>,
@@ -289,7 +295,7 @@ impl dyn Databases {
     }
 
     /// The status of a DB instance or cluster (`None`: it does not exist).
-    pub async fn status_of(&self, kind: DbKind, id: &str) -> PortResult<Option<String>> {
+    pub async fn status_of(&self, kind: DbKind, id: &str) -> PortResult<Option<DbStatus>> {
         Ok(self.state_of(kind, id).await?.map(|s| s.status))
     }
 
@@ -454,10 +460,10 @@ pub trait Databases: Send + Sync {
 pub struct AsgInstance {
     pub id: String,
     /// `InService`, `Standby`, `EnteringStandby`, `Pending`…
-    pub lifecycle_state: String,
+    pub lifecycle_state: LifecycleState,
     /// `Healthy` or `Unhealthy` (Auto Scaling's view; with `HealthCheckType: ELB` it follows
     /// the load balancer's health checks).
-    pub health_status: String,
+    pub health_status: HealthStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -472,10 +478,10 @@ pub struct AsgInfo {
 }
 
 impl AsgInfo {
-    pub fn ids_in(&self, state: &str) -> Vec<String> {
+    pub fn ids_in(&self, state: &LifecycleState) -> Vec<String> {
         self.instances
             .iter()
-            .filter(|i| i.lifecycle_state == state)
+            .filter(|i| i.lifecycle_state == *state)
             .map(|i| i.id.clone())
             .collect()
     }
