@@ -25,6 +25,7 @@ use crate::s3sync::{self, BucketPath};
 
 use super::clone::{CloneEngine, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord};
 use super::plan::{ClonePlan, CloneRequest};
+use super::record::RunRecord;
 use super::resource::ResourceRef;
 use super::{PreflightError, StepError};
 
@@ -72,7 +73,6 @@ pub struct DnsSwap {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationState {
     pub run_id: String,
-    pub command: String,
     pub env: String,
     pub source_stack: String,
     pub target_stack: String,
@@ -276,13 +276,16 @@ fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
         })
 }
 
+/// The state of migration `run_id`; None if the store has no record of the run, an error if
+/// the run is a clone.
 pub fn load(store: &dyn RunStore, run_id: &str) -> Result<Option<MigrationState>, String> {
-    match store.load(run_id) {
-        Ok(Some(v)) => serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| format!("the state of run {run_id} is unreadable: {e}")),
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!("cannot read the state of run {run_id}: {e}")),
+    match RunRecord::load(store, run_id)? {
+        Some(RunRecord::Migrate(state)) => Ok(Some(state)),
+        Some(RunRecord::Clone(_)) => Err(format!(
+            "run {run_id} is a clone, not a migration; use `envclone abort {run_id}` or \
+             `envclone resume {run_id}`"
+        )),
+        None => Ok(None),
     }
 }
 
@@ -377,7 +380,6 @@ impl CloneEngine {
         let clone = &plan.clone;
         let state = MigrationState {
             run_id: clone.run_id.to_string(),
-            command: "migrate".into(),
             env: clone.source_env.clone(),
             source_stack: clone.source_stack.clone(),
             target_stack: clone.target_stack.clone(),

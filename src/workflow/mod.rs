@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod migrate;
 pub mod ops;
 pub mod plan;
+pub mod record;
 pub mod recovery;
 pub mod resource;
 pub mod resources;
