@@ -30,9 +30,10 @@ use crate::s3cmd::{S3CmdError, SyncRequest};
 use crate::s3sync::{SyncOptions, SyncProgress};
 use crate::workflow::clone::{CloneEngine, CloneFailure, CloneReport, Settings};
 use crate::workflow::experiments::{DestroyError, Environment};
-use crate::workflow::migrate::{self, MigratePhase, MigrationState};
+use crate::workflow::migrate::{MigratePhase, MigrationState};
 use crate::workflow::ops::VerifyError;
-use crate::workflow::recovery::{self, ClonePhase};
+use crate::workflow::record::RunRecord;
+use crate::workflow::recovery::ClonePhase;
 use crate::workflow::resource::ResourceRef;
 use crate::workflow::{PreflightError, StepError};
 
@@ -436,24 +437,10 @@ async fn lock_env(
 /// Standby, the clone half made), a migration neither finalized nor aborted. None without a
 /// record (it died before its first change) or when it finished.
 fn left_part_way(runs: &dyn RunStore, run: &str) -> Option<String> {
-    let record = match runs.load(run) {
-        Ok(Some(record)) => record,
-        Ok(None) => return None,
-        Err(e) => return Some(format!("its record could not be read ({e})")),
-    };
-    let phase = record["phase"].as_str().unwrap_or_default();
-    match record["command"].as_str() {
-        Some("migrate") if !matches!(phase, "finalized" | "aborted") => Some(format!(
-            "its migration of {} stopped at phase {phase}",
-            record["env"].as_str().unwrap_or_default()
-        )),
-        Some("migrate") => None,
-        _ if phase == "running" => Some(format!(
-            "its clone of {} stopped while running (the source may be in Standby, the clone \
-             half made)",
-            record["env"].as_str().unwrap_or_default()
-        )),
-        _ => None,
+    match RunRecord::load(runs, run) {
+        Ok(Some(record)) => record.left_part_way(),
+        Ok(None) => None,
+        Err(e) => Some(format!("its record could not be read ({e})")),
     }
 }
 
@@ -791,13 +778,12 @@ fn past_migration_duration(state_dir: &std::path::Path, env: &str) -> Option<std
         let Some(run) = name.strip_suffix(".state.json") else {
             continue;
         };
-        let Ok(Some(state)) = store.load(run) else {
+        let Ok(Some(RunRecord::Migrate(state))) = RunRecord::load(&store, run) else {
             continue;
         };
-        if state["command"] != "migrate" || state["env"] != env {
-            continue;
-        }
-        if !matches!(state["phase"].as_str(), Some("swapped" | "finalized")) {
+        if state.env != env
+            || !matches!(state.phase, MigratePhase::Swapped | MigratePhase::Finalized)
+        {
             continue;
         }
         let journal =
@@ -870,41 +856,44 @@ async fn resume(
     let RunRequest { run, yes } = request;
     let cloud = root.connect().await?;
     let shared = root.shared(&cloud);
-    let Some(record) = recovery::load(&*shared.runs, &run).map_err(AppError::Refused)? else {
-        let migration = load_migration(&*shared.runs, &root.state_dir, &run)?;
-        root.confirm(
-            yes,
-            &format!(
-                "Resuming run {run} continues the migration of {} to stack {} (phase {:?}).",
-                migration.env, migration.target_stack, migration.phase
-            ),
-            &migration.env,
-        )?;
-        let stack = migration.source_stack.clone();
-        let key = LockKey::of(&stack, &run, "resume");
-        return locked(root, &shared, Some(key), async |lease| {
-            let engine = root.engine(cloud, None, None);
-            let emitter = root.run_emitter(&run)?;
-            let shutdown = lease.until_stopped(shutdown);
-            let result = engine
-                .resume_migration(migration, &*shared.runs, &emitter, shutdown)
-                .await;
-            Ok(result)
-        })
-        .await?
-        .and_then(|result| match result {
-            Ok(state) => {
-                root.printer.migration(&state);
-                Ok(())
-            }
-            Err(failure) => {
-                root.printer.migration(&failure.state);
-                Err(AppError::Failed(format!(
-                    "resuming run {run} failed: {}",
-                    failure.error
-                )))
-            }
-        });
+    let record = match RunRecord::load(&*shared.runs, &run).map_err(AppError::Refused)? {
+        None => return Err(unknown_run(&root.state_dir, &run)),
+        Some(RunRecord::Clone(record)) => record,
+        Some(RunRecord::Migrate(migration)) => {
+            root.confirm(
+                yes,
+                &format!(
+                    "Resuming run {run} continues the migration of {} to stack {} (phase {:?}).",
+                    migration.env, migration.target_stack, migration.phase
+                ),
+                &migration.env,
+            )?;
+            let stack = migration.source_stack.clone();
+            let key = LockKey::of(&stack, &run, "resume");
+            return locked(root, &shared, Some(key), async |lease| {
+                let engine = root.engine(cloud, None, None);
+                let emitter = root.run_emitter(&run)?;
+                let shutdown = lease.until_stopped(shutdown);
+                let result = engine
+                    .resume_migration(migration, &*shared.runs, &emitter, shutdown)
+                    .await;
+                Ok(result)
+            })
+            .await?
+            .and_then(|result| match result {
+                Ok(state) => {
+                    root.printer.migration(&state);
+                    Ok(())
+                }
+                Err(failure) => {
+                    root.printer.migration(&failure.state);
+                    Err(AppError::Failed(format!(
+                        "resuming run {run} failed: {}",
+                        failure.error
+                    )))
+                }
+            });
+        }
     };
     if record.phase == ClonePhase::Succeeded || record.phase == ClonePhase::Aborted {
         return Err(AppError::Refused(format!(
@@ -942,44 +931,41 @@ async fn abort(root: &Root, request: RunRequest, keep: bool) -> Result<(), AppEr
     let RunRequest { run, yes } = request;
     let cloud = root.connect().await?;
     let shared = root.shared(&cloud);
-    if let Some(mut record) = recovery::load(&*shared.runs, &run).map_err(AppError::Refused)? {
-        root.confirm(
-            yes,
-            &format!(
-                "Aborting run {run} returns {} to service{}.",
-                record.env,
-                if keep {
-                    String::new()
-                } else {
-                    format!(
+    let mut migration = match RunRecord::load(&*shared.runs, &run).map_err(AppError::Refused)? {
+        None => return abort_unrecorded(root, &shared, &run).await,
+        Some(RunRecord::Migrate(migration)) => migration,
+        Some(RunRecord::Clone(mut record)) => {
+            root.confirm(
+                yes,
+                &format!(
+                    "Aborting run {run} returns {} to service{}.",
+                    record.env,
+                    if keep {
+                        String::new()
+                    } else {
+                        format!(
                         " and deletes what the run created (stack {}, its buckets and snapshots)",
                         record.target_stack
                     )
-                }
-            ),
-            &record.env,
-        )?;
-        let stack = record.plan.source_stack.clone();
-        let key = LockKey::of(&stack, &run, "abort");
-        let removed = locked(root, &shared, Some(key), async |lease| {
-            let engine = root.engine(cloud, None, None);
-            let emitter = root.run_emitter(&run)?;
-            lease
-                .stoppable(engine.abort_clone(&mut record, &*shared.runs, &emitter, keep))
-                .await
-                .map_err(AppError::from)
-        })
-        .await??;
-        root.printer.aborted(&run, &record.env, &removed);
-        return Ok(());
-    }
-    if migrate::load(&*shared.runs, &run)
-        .map_err(AppError::Refused)?
-        .is_none()
-    {
-        return abort_unrecorded(root, &shared, &run).await;
-    }
-    let mut migration = load_migration(&*shared.runs, &root.state_dir, &run)?;
+                    }
+                ),
+                &record.env,
+            )?;
+            let stack = record.plan.source_stack.clone();
+            let key = LockKey::of(&stack, &run, "abort");
+            let removed = locked(root, &shared, Some(key), async |lease| {
+                let engine = root.engine(cloud, None, None);
+                let emitter = root.run_emitter(&run)?;
+                lease
+                    .stoppable(engine.abort_clone(&mut record, &*shared.runs, &emitter, keep))
+                    .await
+                    .map_err(AppError::from)
+            })
+            .await??;
+            root.printer.aborted(&run, &record.env, &removed);
+            return Ok(());
+        }
+    };
     let never_swapped = migration.never_swapped
         && !matches!(
             migration.phase,
@@ -1107,10 +1093,12 @@ async fn status(root: &Root, only: Option<&str>) -> Result<(), AppError> {
         held.retain(|h| h.owner.run_id == run);
     }
     for run in runs {
-        let state = store
-            .load(&run)
-            .map_err(|e| AppError::Failed(format!("cannot read the state of run {run}: {e}")))?
-            .unwrap_or_default();
+        // A record this envclone cannot read is named, and its run still listed (with its
+        // journal): one bad file does not hide the others.
+        let record = RunRecord::load(store, &run).unwrap_or_else(|e| {
+            root.printer.warning(format_args!("{e}"));
+            None
+        });
         let journal = match &s3 {
             Some(s3) => s3.journal(&run),
             None => std::fs::read_to_string(local.dir.join(format!("{run}.jsonl"))).ok(),
@@ -1120,28 +1108,15 @@ async fn status(root: &Root, only: Option<&str>) -> Result<(), AppError> {
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
-        let get = |k: &str| {
-            state
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        let phase = state
-            .get("phase")
-            .map(|p| {
-                p.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| p.to_string())
-            })
-            .unwrap_or_default();
+        let field =
+            |f: fn(&RunRecord) -> &str| record.as_ref().map(f).unwrap_or_default().to_string();
         root.printer.run_status(&RunStatus {
             run_id: run.clone(),
-            command: get("command"),
-            source: get("env"),
-            target: get("target_stack"),
-            state: phase,
-            started_at: get("started_at"),
+            command: field(RunRecord::command),
+            source: field(RunRecord::env),
+            target: field(RunRecord::target_stack),
+            state: record.as_ref().map(RunRecord::phase).unwrap_or_default(),
+            started_at: field(RunRecord::started_at),
             steps,
         });
     }
@@ -1516,9 +1491,9 @@ fn load_migration(
     state_dir: &std::path::Path,
     run: &str,
 ) -> Result<MigrationState, AppError> {
-    match migrate::load(store, run).map_err(AppError::Refused)? {
-        Some(state) if state.command == "migrate" => Ok(state),
-        Some(_) => Err(AppError::Refused(format!(
+    match RunRecord::load(store, run).map_err(AppError::Refused)? {
+        Some(RunRecord::Migrate(state)) => Ok(state),
+        Some(RunRecord::Clone(_)) => Err(AppError::Refused(format!(
             "run {run} is a clone, not a migration; use `envclone abort {run}` or `envclone resume {run}`"
         ))),
         None => Err(unknown_run(state_dir, run)),

@@ -333,7 +333,7 @@ impl FakeBucket {
 #[derive(Debug, Clone)]
 struct FakeDb {
     /// What describe shows until `ready_at`: creating, renaming, modifying.
-    pending_status: String,
+    pending_status: DbStatus,
     id: String,
     deletion_protection: bool,
     engine: String,
@@ -360,7 +360,7 @@ struct FakeSnapshot {
 /// history kept so a point-in-time restore gets the version of that moment.
 #[derive(Debug, Clone)]
 struct FakeCluster {
-    pending_status: String,
+    pending_status: DbStatus,
     ready_at: Instant,
     engine: String,
     engine_mode: String,
@@ -438,11 +438,11 @@ impl State {
             }
             for i in &mut g.instances {
                 if let Some(until) = g.pending_until.get(&i.id) {
-                    if *until <= now && i.lifecycle_state == "Pending" {
+                    if *until <= now && i.lifecycle_state == LifecycleState::Pending {
                         i.lifecycle_state = if g.hold_launches {
-                            "Pending:Wait".into()
+                            LifecycleState::PendingWait
                         } else {
-                            "InService".into()
+                            LifecycleState::InService
                         };
                     }
                 }
@@ -450,14 +450,15 @@ impl State {
             g.pending_until.retain(|id, _| {
                 g.instances
                     .iter()
-                    .any(|i| &i.id == id && i.lifecycle_state == "Pending")
+                    .any(|i| &i.id == id && i.lifecycle_state == LifecycleState::Pending)
             });
             if !g.suspended.contains("Launch") {
                 let serving = g
                     .instances
                     .iter()
                     .filter(|i| {
-                        i.lifecycle_state == "InService" || i.lifecycle_state.starts_with("Pending")
+                        i.lifecycle_state == LifecycleState::InService
+                            || i.lifecycle_state.is_pending()
                     })
                     .count() as i32;
                 for _ in serving..g.desired {
@@ -466,8 +467,8 @@ impl State {
                     g.pending_until.insert(id.clone(), now + launch);
                     g.instances.push(AsgInstance {
                         id,
-                        lifecycle_state: "Pending".into(),
-                        health_status: "Healthy".into(),
+                        lifecycle_state: LifecycleState::Pending,
+                        health_status: HealthStatus::Healthy,
                     });
                 }
             }
@@ -486,7 +487,7 @@ struct FakeStackResource {
     /// `DeletionPolicy`; for a DB instance AWS's default is Snapshot.
     deletion_policy: Option<String>,
     /// Set by a stack delete: DELETE_COMPLETE, DELETE_FAILED or DELETE_SKIPPED.
-    delete_status: Option<String>,
+    delete_status: Option<ResourceStatus>,
 }
 
 #[derive(Debug, Clone)]
@@ -770,7 +771,12 @@ impl FakeAws {
 
     /// Auto Scaling's health status of an instance (`Healthy`, `Unhealthy`), as a failing load
     /// balancer health check makes it with `HealthCheckType: ELB`.
-    pub fn set_instance_health(&self, group: &str, instance_id: &str, status: &str) {
+    pub fn set_instance_health(
+        &self,
+        group: &str,
+        instance_id: &str,
+        status: impl Into<HealthStatus>,
+    ) {
         let mut s = self.lock();
         let g = s.groups.get_mut(group).expect("group exists");
         let i = g
@@ -778,7 +784,23 @@ impl FakeAws {
             .iter_mut()
             .find(|i| i.id == instance_id)
             .expect("instance in group");
-        i.health_status = status.to_string();
+        i.health_status = status.into();
+    }
+
+    /// Puts DB instance (or, if there is none by that name, DB cluster) `id` in `status` for
+    /// `lasting` (then it is `available` again), as RDS shows a database that is stopped,
+    /// under maintenance or in a status this code does not know. Panics if neither exists.
+    pub fn set_db_status(&self, id: &str, status: DbStatus, lasting: Duration) {
+        let mut s = self.lock();
+        let until = Instant::now() + lasting;
+        if let Some(db) = s.dbs.get_mut(id) {
+            db.pending_status = status;
+            db.ready_at = until;
+        } else {
+            let c = s.clusters.get_mut(id).expect("database exists");
+            c.pending_status = status;
+            c.ready_at = until;
+        }
     }
 
     /// A scaling activity in flight on `group` (empty `description` clears them).
@@ -1250,8 +1272,8 @@ impl FakeAws {
         for id in ids {
             g.instances.push(AsgInstance {
                 id: format!("i-{id:017x}"),
-                lifecycle_state: "InService".into(),
-                health_status: "Healthy".into(),
+                lifecycle_state: LifecycleState::InService,
+                health_status: HealthStatus::Healthy,
             });
         }
         g.desired += n as i32;
@@ -1319,7 +1341,7 @@ impl FakeAws {
         let mut info = s.info.clone();
         info.status = if let Some(reason) = &s.delete_failed {
             info.status_reason = Some(reason.clone());
-            StackStatus::Failed("DELETE_FAILED".into())
+            StackStatus::DeleteFailed
         } else if let Some(reason) = &s.failure {
             info.status_reason = Some(reason.clone());
             StackStatus::Failed("ROLLBACK_COMPLETE".into())
@@ -1431,11 +1453,10 @@ fn snapshot_view(id: &str, sn: &FakeSnapshot) -> DbSnapshot {
         id: id.to_string(),
         instance_id: sn.instance_id.clone(),
         status: if Instant::now() >= sn.ready_at {
-            "available"
+            SnapshotStatus::Available
         } else {
-            "creating"
-        }
-        .into(),
+            SnapshotStatus::Creating
+        },
         tags: sn.tags.clone(),
         created: Some(sn.created),
     }
@@ -1458,7 +1479,7 @@ fn new_cluster(
     let prop = |p: &str| ev.property(logical_id, p);
     let engine = prop("Engine").unwrap_or_else(|| "aurora-postgresql".into());
     let mut cluster = FakeCluster {
-        pending_status: "creating".into(),
+        pending_status: DbStatus::Creating,
         ready_at: Instant::now(),
         engine,
         engine_mode: prop("EngineMode").unwrap_or_else(|| "provisioned".into()),
@@ -1617,7 +1638,7 @@ impl State {
             .values()
             .flat_map(|g| g.instances.iter())
             .filter(|i| {
-                i.lifecycle_state == "InService" || i.lifecycle_state.starts_with("Pending")
+                i.lifecycle_state == LifecycleState::InService || i.lifecycle_state.is_pending()
             })
             .map(|i| i.id.clone())
             .collect();
@@ -1861,7 +1882,7 @@ fn instantiate(
                 s.dbs.insert(
                     db_id.clone(),
                     FakeDb {
-                        pending_status: "creating".into(),
+                        pending_status: DbStatus::Creating,
                         id: db_id.clone(),
                         deletion_protection: false,
                         engine,
@@ -1983,8 +2004,8 @@ fn instantiate(
                     let n = next_id(s);
                     instances.push(AsgInstance {
                         id: format!("i-{n:017x}"),
-                        lifecycle_state: "InService".into(),
-                        health_status: "Healthy".into(),
+                        lifecycle_state: LifecycleState::InService,
+                        health_status: HealthStatus::Healthy,
                     });
                 }
                 s.groups.insert(
@@ -2192,13 +2213,10 @@ impl Stacks for FakeAws {
                     logical_id: r.logical_id.clone(),
                     physical_id: created.then(|| r.physical_id.clone()),
                     resource_type: r.resource_type.clone(),
-                    status: r.delete_status.clone().unwrap_or_else(|| {
-                        if created {
-                            "CREATE_COMPLETE"
-                        } else {
-                            "CREATE_IN_PROGRESS"
-                        }
-                        .to_string()
+                    status: r.delete_status.clone().unwrap_or(if created {
+                        ResourceStatus::CreateComplete
+                    } else {
+                        ResourceStatus::CreateInProgress
                     }),
                 }
             })
@@ -2278,7 +2296,8 @@ impl Stacks for FakeAws {
             ));
         }
         if let Some(r) = s.stacks[index].resources.iter().find(|r| {
-            retain.contains(&r.logical_id) && r.delete_status.as_deref() == Some("DELETE_COMPLETE")
+            retain.contains(&r.logical_id)
+                && r.delete_status == Some(ResourceStatus::DeleteComplete)
         }) {
             return Err(PortError::failed(
                 "cloudformation:DeleteStack",
@@ -2390,17 +2409,14 @@ impl Stacks for FakeAws {
         let stack = &mut s.stacks[index];
         for r in &mut stack.resources {
             if kept(r) {
-                r.delete_status = Some("DELETE_SKIPPED".into());
-            } else if r.delete_status.as_deref() != Some("DELETE_COMPLETE") {
+                r.delete_status = Some(ResourceStatus::DeleteSkipped);
+            } else if r.delete_status != Some(ResourceStatus::DeleteComplete) {
                 let failed_here = failed.contains(&r.logical_id);
-                r.delete_status = Some(
-                    if failed_here {
-                        "DELETE_FAILED"
-                    } else {
-                        "DELETE_COMPLETE"
-                    }
-                    .into(),
-                );
+                r.delete_status = Some(if failed_here {
+                    ResourceStatus::DeleteFailed
+                } else {
+                    ResourceStatus::DeleteComplete
+                });
             }
         }
         if failed.is_empty() {
@@ -2425,7 +2441,7 @@ impl Databases for FakeAws {
         Ok(s.dbs.get(id).map(|db| DbInstance {
             id: db.id.clone(),
             status: if now >= db.ready_at {
-                "available".into()
+                DbStatus::Available
             } else {
                 db.pending_status.clone()
             },
@@ -2518,7 +2534,7 @@ impl Databases for FakeAws {
             }
         };
         // Still under its old identifier until the rename is done (see `settle_renames`).
-        db.pending_status = "renaming".into();
+        db.pending_status = DbStatus::Renaming;
         db.pending_rename = Some(new_id.to_string());
         db.ready_at = now + self.timings.db_rename;
         drop(s);
@@ -2560,7 +2576,7 @@ impl Databases for FakeAws {
             DbCluster {
                 id: id.to_string(),
                 status: if available {
-                    "available".into()
+                    DbStatus::Available
                 } else {
                     c.pending_status.clone()
                 },
@@ -2687,7 +2703,7 @@ impl Databases for FakeAws {
             }
         };
         // Still under its old identifier until the rename is done (see `settle_renames`).
-        cluster.pending_status = "renaming".into();
+        cluster.pending_status = DbStatus::Renaming;
         cluster.pending_rename = Some(new_id.to_string());
         cluster.ready_at = now + self.timings.db_rename;
         drop(s);
@@ -2853,7 +2869,7 @@ impl Scaling for FakeAws {
         }
         for id in instance_ids {
             match g.instances.iter().find(|i| &i.id == id) {
-                Some(i) if i.lifecycle_state == "InService" => {}
+                Some(i) if i.lifecycle_state == LifecycleState::InService => {}
                 Some(i) => {
                     return Err(PortError::failed(
                         "autoscaling:EnterStandby",
@@ -2873,7 +2889,7 @@ impl Scaling for FakeAws {
             .iter_mut()
             .filter(|i| instance_ids.contains(&i.id))
         {
-            i.lifecycle_state = "Standby".into();
+            i.lifecycle_state = LifecycleState::Standby;
         }
         g.desired -= n;
         Ok(())
@@ -2898,7 +2914,7 @@ impl Scaling for FakeAws {
         }
         for id in instance_ids {
             match g.instances.iter().find(|i| &i.id == id) {
-                Some(i) if i.lifecycle_state == "Standby" => {}
+                Some(i) if i.lifecycle_state == LifecycleState::Standby => {}
                 Some(i) => {
                     return Err(PortError::failed(
                         "autoscaling:ExitStandby",
@@ -2922,7 +2938,7 @@ impl Scaling for FakeAws {
             .filter(|i| instance_ids.contains(&i.id))
         {
             // Standby → Pending (launch lifecycle hooks run here) → InService.
-            i.lifecycle_state = "Pending".into();
+            i.lifecycle_state = LifecycleState::Pending;
             g.pending_until
                 .insert(i.id.clone(), now + self.timings.call_latency);
         }

@@ -5,7 +5,10 @@
 //! keeps what the caller needs to decide (not found, already exists, retryable) and the
 //! service's own message.
 
+pub mod status;
 pub mod tables;
+
+pub use status::{DbStatus, HealthStatus, LifecycleState, ResourceStatus, SnapshotStatus};
 
 use std::collections::BTreeMap;
 
@@ -49,7 +52,11 @@ pub enum StackStatus {
     InProgress(String),
     CreateComplete,
     UpdateComplete,
-    /// Any `*_FAILED`, `ROLLBACK_*` or `DELETE_*` state: the stack is not usable.
+    /// A deletion that stopped on a resource CloudFormation could not delete: the stack
+    /// stays, and DeleteStack accepts `RetainResources` only in this state (CloudFormation
+    /// API Reference, DeleteStack).
+    DeleteFailed,
+    /// Any other `*_FAILED`, `ROLLBACK_*` or `DELETE_*` state: the stack is not usable.
     Failed(String),
 }
 
@@ -58,6 +65,7 @@ impl StackStatus {
         match s {
             "CREATE_COMPLETE" => StackStatus::CreateComplete,
             "UPDATE_COMPLETE" => StackStatus::UpdateComplete,
+            "DELETE_FAILED" => StackStatus::DeleteFailed,
             s if s.ends_with("_IN_PROGRESS")
                 && !s.contains("ROLLBACK")
                 && !s.starts_with("DELETE") =>
@@ -81,6 +89,7 @@ impl std::fmt::Display for StackStatus {
             StackStatus::InProgress(s) | StackStatus::Failed(s) => f.write_str(s),
             StackStatus::CreateComplete => f.write_str("CREATE_COMPLETE"),
             StackStatus::UpdateComplete => f.write_str("UPDATE_COMPLETE"),
+            StackStatus::DeleteFailed => f.write_str("DELETE_FAILED"),
         }
     }
 }
@@ -140,13 +149,16 @@ pub struct StackResource {
     pub logical_id: String,
     pub physical_id: Option<String>,
     pub resource_type: String,
-    pub status: String,
+    pub status: ResourceStatus,
 }
 
 impl StackResource {
     pub fn is_created(&self) -> bool {
         self.physical_id.is_some()
-            && (self.status == "CREATE_COMPLETE" || self.status == "UPDATE_COMPLETE")
+            && matches!(
+                self.status,
+                ResourceStatus::CreateComplete | ResourceStatus::UpdateComplete
+            )
     }
 }
 
@@ -206,7 +218,7 @@ pub trait Stacks: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbInstance {
     pub id: String,
-    pub status: String,
+    pub status: DbStatus,
     pub engine: String,
     pub endpoint: Option<String>,
     pub deletion_protection: bool,
@@ -217,7 +229,7 @@ pub struct DbInstance {
 pub struct DbSnapshot {
     pub id: String,
     pub instance_id: String,
-    pub status: String,
+    pub status: SnapshotStatus,
     pub tags: BTreeMap<String, String>,
     pub created: Option<chrono::DateTime<chrono::Utc>>,
 }
@@ -226,7 +238,7 @@ pub struct DbSnapshot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbCluster {
     pub id: String,
-    pub status: String,
+    pub status: DbStatus,
     pub engine: String,
     /// `provisioned`, `serverless` (v1: cannot be cloned copy-on-write), …
     pub engine_mode: String,
@@ -249,7 +261,7 @@ pub struct DbCluster {
 /// What the workflow needs to know of a DB instance or cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbState {
-    pub status: String,
+    pub status: DbStatus,
     pub deletion_protection: bool,
     /// The host name clients connect to (a cluster's writer endpoint).
     pub endpoint: Option<String>,
@@ -289,7 +301,7 @@ impl dyn Databases {
     }
 
     /// The status of a DB instance or cluster (`None`: it does not exist).
-    pub async fn status_of(&self, kind: DbKind, id: &str) -> PortResult<Option<String>> {
+    pub async fn status_of(&self, kind: DbKind, id: &str) -> PortResult<Option<DbStatus>> {
         Ok(self.state_of(kind, id).await?.map(|s| s.status))
     }
 
@@ -454,10 +466,10 @@ pub trait Databases: Send + Sync {
 pub struct AsgInstance {
     pub id: String,
     /// `InService`, `Standby`, `EnteringStandby`, `Pending`…
-    pub lifecycle_state: String,
+    pub lifecycle_state: LifecycleState,
     /// `Healthy` or `Unhealthy` (Auto Scaling's view; with `HealthCheckType: ELB` it follows
     /// the load balancer's health checks).
-    pub health_status: String,
+    pub health_status: HealthStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -472,10 +484,10 @@ pub struct AsgInfo {
 }
 
 impl AsgInfo {
-    pub fn ids_in(&self, state: &str) -> Vec<String> {
+    pub fn ids_in(&self, state: &LifecycleState) -> Vec<String> {
         self.instances
             .iter()
-            .filter(|i| i.lifecycle_state == state)
+            .filter(|i| i.lifecycle_state == *state)
             .map(|i| i.id.clone())
             .collect()
     }

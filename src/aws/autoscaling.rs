@@ -45,11 +45,10 @@ impl Scaling for AutoScaling {
                 .iter()
                 .map(|i| AsgInstance {
                     id: i.instance_id().unwrap_or_default().to_string(),
-                    lifecycle_state: i
-                        .lifecycle_state()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    health_status: i.health_status().unwrap_or_default().to_string(),
+                    lifecycle_state: LifecycleState::from_aws(
+                        i.lifecycle_state().map(|s| s.as_str()).unwrap_or_default(),
+                    ),
+                    health_status: HealthStatus::from_aws(i.health_status().unwrap_or_default()),
                 })
                 .collect(),
             suspended_processes: g

@@ -145,10 +145,9 @@ impl Stacks for CloudFormation {
                         .filter(|p| !p.is_empty())
                         .map(str::to_string),
                     resource_type: r.resource_type().unwrap_or_default().to_string(),
-                    status: r
-                        .resource_status()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
+                    status: ResourceStatus::from_aws(
+                        r.resource_status().map(|s| s.as_str()).unwrap_or_default(),
+                    ),
                 });
             }
         }

@@ -53,7 +53,7 @@ fn db_snapshot(s: &aws_sdk_rds::types::DbSnapshot) -> DbSnapshot {
     DbSnapshot {
         id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
         instance_id: s.db_instance_identifier().unwrap_or_default().to_string(),
-        status: s.status().unwrap_or_default().to_string(),
+        status: SnapshotStatus::from_aws(s.status().unwrap_or_default()),
         tags: rds_tags(s.tag_list()),
         created: s
             .snapshot_create_time()
@@ -68,7 +68,7 @@ fn db_cluster_snapshot(s: &aws_sdk_rds::types::DbClusterSnapshot) -> DbSnapshot 
             .unwrap_or_default()
             .to_string(),
         instance_id: s.db_cluster_identifier().unwrap_or_default().to_string(),
-        status: s.status().unwrap_or_default().to_string(),
+        status: SnapshotStatus::from_aws(s.status().unwrap_or_default()),
         tags: rds_tags(s.tag_list()),
         created: s
             .snapshot_create_time()
@@ -112,7 +112,7 @@ impl aws_sdk_rds::config::Intercept for ServerDate {
 fn db_cluster(c: &aws_sdk_rds::types::DbCluster) -> DbCluster {
     DbCluster {
         id: c.db_cluster_identifier().unwrap_or_default().to_string(),
-        status: c.status().unwrap_or_default().to_string(),
+        status: DbStatus::from_aws(c.status().unwrap_or_default()),
         engine: c.engine().unwrap_or_default().to_string(),
         engine_mode: c.engine_mode().unwrap_or("provisioned").to_string(),
         latest_restorable_time: c
@@ -155,7 +155,7 @@ impl Databases for Rds {
         {
             Ok(out) => Ok(out.db_instances().first().map(|db| DbInstance {
                 id: db.db_instance_identifier().unwrap_or_default().to_string(),
-                status: db.db_instance_status().unwrap_or_default().to_string(),
+                status: DbStatus::from_aws(db.db_instance_status().unwrap_or_default()),
                 engine: db.engine().unwrap_or_default().to_string(),
                 endpoint: db.endpoint().and_then(|e| e.address()).map(str::to_string),
                 deletion_protection: db.deletion_protection().unwrap_or(false),

@@ -500,7 +500,7 @@ impl CloneEngine {
                         what: format!("database {}", d.source_instance),
                     })
                 }
-                Some(status) if status != "available" => {
+                Some(status) if !status.is_available() => {
                     return Err(PreflightError::DatabaseNotAvailable {
                         id: d.source_instance.clone(),
                         status,
@@ -838,11 +838,11 @@ impl CloneEngine {
                     .await
                     .map_err(StepError::port(step))?
                     .ok_or_else(|| refuse(format!("Auto Scaling group {group} disappeared")))?;
-                let ids = info.ids_in("InService");
+                let ids = info.ids_in(&crate::ports::LifecycleState::InService);
                 let pending: Vec<String> = info
                     .instances
                     .iter()
-                    .filter(|i| i.lifecycle_state.starts_with("Pending"))
+                    .filter(|i| i.lifecycle_state.is_pending())
                     .map(|i| format!("{} ({})", i.id, i.lifecycle_state))
                     .collect();
                 if ids.is_empty() && pending.is_empty() {
@@ -893,7 +893,7 @@ impl CloneEngine {
                         .await
                         .map_err(StepError::port(step))?;
                 }
-                self.wait_for_lifecycle(group, &ids, "Standby")
+                self.wait_for_lifecycle(group, &ids, crate::ports::LifecycleState::Standby)
                     .await
                     .map_err(StepError::wait(step))?;
                 events.done(step, Some(group), "instances in Standby");
@@ -984,11 +984,18 @@ impl CloneEngine {
         );
         wait_until(&what, self.settings.snapshot_timeout, || async {
             Ok(match snapshots.describe(id).await? {
-                Some(s) if s.status == "available" => Poll::Ready(()),
-                Some(s) if s.status == "failed" || s.status == "deleted" => {
+                Some(s) if s.status == crate::ports::SnapshotStatus::Available => Poll::Ready(()),
+                // Failed, or being deleted (by someone else): it will never be available.
+                Some(s)
+                    if matches!(
+                        s.status,
+                        crate::ports::SnapshotStatus::Failed
+                            | crate::ports::SnapshotStatus::Deleting
+                    ) || s.status == "deleted" =>
+                {
                     Poll::Failed(format!("snapshot status {}", s.status))
                 }
-                Some(s) => Poll::Pending(s.status),
+                Some(s) => Poll::Pending(s.status.to_string()),
                 None => Poll::Pending("not visible yet".into()),
             })
         })
@@ -1007,7 +1014,7 @@ impl CloneEngine {
         wait_until(&what, self.settings.stack_timeout, || async {
             Ok(match stacks.describe_stack(name).await? {
                 None => Poll::Ready(None),
-                Some(s) if s.status.to_string() == "DELETE_FAILED" => Poll::Ready(Some(
+                Some(s) if s.status == crate::ports::StackStatus::DeleteFailed => Poll::Ready(Some(
                     s.status_reason.unwrap_or_else(|| "DELETE_FAILED".into()),
                 )),
                 Some(s) => Poll::Pending(s.status.to_string()),
@@ -1022,12 +1029,12 @@ impl CloneEngine {
         &self,
         group: &str,
         ids: &[String],
-        state: &str,
+        state: crate::ports::LifecycleState,
     ) -> Result<(), crate::retry::WaitError> {
         let what = format!("instances {} of {group} to be {state}", ids.join(", "));
         wait_until(&what, self.settings.standby_timeout, || async {
             let info = self.cloud.scaling.describe_group(group).await?;
-            let there = info.map(|i| i.ids_in(state)).unwrap_or_default();
+            let there = info.map(|i| i.ids_in(&state)).unwrap_or_default();
             Ok(if ids.iter().all(|id| there.contains(id)) {
                 Poll::Ready(())
             } else {
@@ -1142,7 +1149,7 @@ impl CloneEngine {
         let still: Vec<String> = r
             .instance_ids
             .iter()
-            .filter(|id| state_of(id).as_deref() == Some("Standby"))
+            .filter(|id| state_of(id) == Some(crate::ports::LifecycleState::Standby))
             .cloned()
             .collect();
         let needed = info.desired_capacity + still.len() as i32;
@@ -1228,10 +1235,10 @@ impl CloneEngine {
                 let state = info
                     .as_ref()
                     .and_then(|i| i.instances.iter().find(|x| &x.id == id))
-                    .map(|x| x.lifecycle_state.as_str());
+                    .map(|x| &x.lifecycle_state);
                 match state {
-                    None | Some("InService") => {}
-                    Some("Pending:Wait") => held.push(id.clone()),
+                    None | Some(crate::ports::LifecycleState::InService) => {}
+                    Some(crate::ports::LifecycleState::PendingWait) => held.push(id.clone()),
                     Some(other) => waiting.push(format!("{id} {other}")),
                 }
             }
@@ -1590,7 +1597,7 @@ impl CloneEngine {
                         "latest restorable time {}",
                         latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                     )),
-                    None => Poll::Pending(c.status),
+                    None => Poll::Pending(c.status.to_string()),
                 },
             })
         })
@@ -1959,10 +1966,10 @@ impl CloneEngine {
                 Some(r) if r.is_created() => {
                     Poll::Ready(r.physical_id.clone().expect("created resources have an id"))
                 }
-                Some(r) if r.status.contains("FAILED") => {
+                Some(r) if r.status.is_failed() => {
                     Poll::Failed(format!("{logical_id} is {}", r.status))
                 }
-                Some(r) => Poll::Pending(r.status.clone()),
+                Some(r) => Poll::Pending(r.status.to_string()),
                 None => Poll::Pending("not started".into()),
             })
         })

@@ -17,12 +17,15 @@ use crate::model::{
     self, EnvName, RunId, TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION, TAG_PROTECTED,
     TAG_RUN,
 };
-use crate::ports::{DbKind, DnsRecord, HostedZone, PortError, StackInfo};
+use crate::ports::{
+    DbKind, DbStatus, DnsRecord, HostedZone, LifecycleState, PortError, ResourceStatus, StackInfo,
+};
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
 
 use super::clone::{CloneEngine, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord};
 use super::plan::{ClonePlan, CloneRequest};
+use super::record::RunRecord;
 use super::resource::ResourceRef;
 use super::{PreflightError, StepError};
 
@@ -70,7 +73,6 @@ pub struct DnsSwap {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationState {
     pub run_id: String,
-    pub command: String,
     pub env: String,
     pub source_stack: String,
     pub target_stack: String,
@@ -263,28 +265,9 @@ pub fn swap_allowance(databases: usize) -> std::time::Duration {
     std::time::Duration::from_secs(5 * 60 + 20 * 60 * databases.max(1) as u64)
 }
 
-/// Database statuses RDS leaves by itself (a change in flight); any other status but
-/// `available` (stopped, failed, storage-full, …) needs an operator.
-fn settles_by_itself(status: &str) -> bool {
-    matches!(
-        status,
-        "renaming"
-            | "modifying"
-            | "rebooting"
-            | "creating"
-            | "backing-up"
-            | "starting"
-            | "maintenance"
-            | "upgrading"
-            | "resetting-master-credentials"
-            | "storage-optimization"
-    ) || status.starts_with("configuring-")
-}
-
 fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
-    let value = serde_json::to_value(state).expect("state serializes");
-    store
-        .save(&state.run_id, &value)
+    RunRecord::Migrate(state.clone())
+        .save(store)
         .map_err(|e| StepError::Refused {
             step: "state".into(),
             message: format!(
@@ -293,13 +276,16 @@ fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
         })
 }
 
+/// The state of migration `run_id`; None if the store has no record of the run, an error if
+/// the run is a clone.
 pub fn load(store: &dyn RunStore, run_id: &str) -> Result<Option<MigrationState>, String> {
-    match store.load(run_id) {
-        Ok(Some(v)) => serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| format!("the state of run {run_id} is unreadable: {e}")),
-        Ok(None) => Ok(None),
-        Err(e) => Err(format!("cannot read the state of run {run_id}: {e}")),
+    match RunRecord::load(store, run_id)? {
+        Some(RunRecord::Migrate(state)) => Ok(Some(state)),
+        Some(RunRecord::Clone(_)) => Err(format!(
+            "run {run_id} is a clone, not a migration; use `envclone abort {run_id}` or \
+             `envclone resume {run_id}`"
+        )),
+        None => Ok(None),
     }
 }
 
@@ -394,7 +380,6 @@ impl CloneEngine {
         let clone = &plan.clone;
         let state = MigrationState {
             run_id: clone.run_id.to_string(),
-            command: "migrate".into(),
             env: clone.source_env.clone(),
             source_stack: clone.source_stack.clone(),
             target_stack: clone.target_stack.clone(),
@@ -720,7 +705,7 @@ impl CloneEngine {
                 .await
                 .map_err(StepError::port(step))?
                 .ok_or_else(|| refuse(format!("Auto Scaling group {} is gone", r.group)))?;
-            let standby = info.ids_in("Standby");
+            let standby = info.ids_in(&LifecycleState::Standby);
             if let Some(id) = r.instance_ids.iter().find(|id| !standby.contains(id)) {
                 return Err(refuse(format!(
                     "instance {id} of {} left Standby; someone returned it to service",
@@ -744,7 +729,7 @@ impl CloneEngine {
                     .await
                     .map_err(StepError::port(step))?;
                 match status {
-                    Some(status) if status == "available" => {}
+                    Some(status) if status.is_available() => {}
                     Some(status) => {
                         return Err(refuse(format!("database {id} is {status}, not available")))
                     }
@@ -906,8 +891,8 @@ impl CloneEngine {
             for (i, id) in ids.iter().enumerate() {
                 match dbs.status_of(d.kind, id).await? {
                     None => {}
-                    Some(status) if status == "available" => exists[i] = true,
-                    Some(status) if settles_by_itself(&status) => {
+                    Some(status) if status.is_available() => exists[i] = true,
+                    Some(status) if status.settles_by_itself() => {
                         exists[i] = true;
                         moving.push(format!("{id} is {status}"));
                     }
@@ -944,7 +929,7 @@ impl CloneEngine {
         let to_status = retry(|| dbs.status_of(kind, to))
             .await
             .map_err(StepError::port("swap"))?;
-        Ok(from_status.as_deref() == Some("renaming")
+        Ok(from_status == Some(DbStatus::Renaming)
             || (from_status.is_none() && to_status.is_some()))
     }
 
@@ -953,8 +938,8 @@ impl CloneEngine {
         let what = format!("database {id} {why} to be available");
         wait_until(&what, self.settings.verify_timeout, || async {
             Ok(match dbs.status_of(kind, id).await? {
-                Some(status) if status == "available" => Poll::Ready(()),
-                Some(status) => Poll::Pending(status),
+                Some(status) if status.is_available() => Poll::Ready(()),
+                Some(status) => Poll::Pending(status.to_string()),
                 None => Poll::Pending("not visible yet".into()),
             })
         })
@@ -1340,8 +1325,8 @@ impl CloneEngine {
             let what = format!("database {id} to accept its deletion protection back off");
             wait_until(&what, self.settings.verify_timeout, || async {
                 match dbs.status_of(*kind, id).await? {
-                    Some(status) if status == "available" => {}
-                    Some(status) => return Ok(Poll::Pending(status)),
+                    Some(status) if status.is_available() => {}
+                    Some(status) => return Ok(Poll::Pending(status.to_string())),
                     None => return Ok(Poll::Failed(format!("database {id} is gone"))),
                 }
                 Ok(match dbs.protect(*kind, id, false).await {
@@ -1675,9 +1660,9 @@ impl CloneEngine {
                 let status = retry(|| dbs.status_of(kind, id))
                     .await
                     .map_err(StepError::port(step))?;
-                match status.as_deref() {
+                match status {
                     None => return Ok(false),
-                    Some("deleting") => {}
+                    Some(DbStatus::Deleting) => {}
                     Some(_) => return Err(StepError::port(step)(e)),
                 }
             }
@@ -1686,7 +1671,7 @@ impl CloneEngine {
         wait_until(&what, self.settings.stack_timeout, || async {
             Ok(match dbs.status_of(kind, id).await? {
                 None => Poll::Ready(()),
-                Some(status) => Poll::Pending(status),
+                Some(status) => Poll::Pending(status.to_string()),
             })
         })
         .await
@@ -1746,13 +1731,13 @@ impl CloneEngine {
                 .map_err(StepError::port(step))?;
             let retain: Vec<String> = after
                 .iter()
-                .filter(|r| r.status == "DELETE_FAILED")
+                .filter(|r| r.status == ResourceStatus::DeleteFailed)
                 .map(|r| r.logical_id.clone())
                 .collect();
             let unexpected: Vec<&String> = after
                 .iter()
                 .filter(|r| {
-                    r.status == "DELETE_FAILED"
+                    r.status == ResourceStatus::DeleteFailed
                         && r.resource_type != DB_INSTANCE
                         && r.resource_type != DB_CLUSTER
                         && r.resource_type != BUCKET
@@ -1779,7 +1764,7 @@ impl CloneEngine {
             );
             for r in after
                 .iter()
-                .filter(|r| r.resource_type == BUCKET && r.status == "DELETE_FAILED")
+                .filter(|r| r.resource_type == BUCKET && r.status == ResourceStatus::DeleteFailed)
             {
                 if let Some(b) = &r.physical_id {
                     state.kept.push(format!(

@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod migrate;
 pub mod ops;
 pub mod plan;
+pub mod record;
 pub mod recovery;
 pub mod resource;
 pub mod resources;
@@ -94,7 +95,10 @@ pub enum PreflightError {
     #[error("{what} does not exist; the source stack refers to it — repair the source first")]
     SourceMissing { what: String },
     #[error("database {id} is {status}, not available; snapshots need an available instance — wait for it or fix it")]
-    DatabaseNotAvailable { id: String, status: String },
+    DatabaseNotAvailable {
+        id: String,
+        status: crate::ports::DbStatus,
+    },
     #[error(
         "environment {env} has a migration swapped but not finalized (run {run_id}; database \
          {database} carries envclone:open-migration): finish it with `envclone finalize {run_id}` \

@@ -120,7 +120,7 @@ impl CloneEngine {
                     step: step.into(),
                     message: format!("Auto Scaling group {group} does not exist"),
                 })?;
-            let ids = info.ids_in("Standby");
+            let ids = info.ids_in(&crate::ports::LifecycleState::Standby);
             if !ids.is_empty() {
                 events.start(
                     step,
@@ -132,7 +132,7 @@ impl CloneEngine {
                         .await
                         .map_err(StepError::port(step))?;
                 }
-                self.wait_for_lifecycle(group, &ids, "InService")
+                self.wait_for_lifecycle(group, &ids, crate::ports::LifecycleState::InService)
                     .await
                     .map_err(StepError::wait(step))?;
             }

@@ -19,6 +19,7 @@ use super::clone::{
     CloneEngine, CloneFailure, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord,
 };
 use super::plan::{BucketPlan, ClonePlan, DatabasePlan, TemplateStaging, MASK};
+use super::record::RunRecord;
 use super::resource::{self, Doomed, RefKind, Removal, ResourceRef, RunScope};
 use super::resources;
 use super::{deletion, StepError};
@@ -175,7 +176,6 @@ impl RunResources {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloneRecord {
     pub run_id: String,
-    pub command: String,
     pub env: String,
     pub target_stack: String,
     pub started_at: String,
@@ -189,22 +189,14 @@ pub struct CloneRecord {
 }
 
 fn save(store: &dyn RunStore, record: &CloneRecord) -> Result<(), String> {
-    let value = serde_json::to_value(record).expect("records serialize");
-    store
-        .save(&record.run_id, &value)
+    RunRecord::Clone(record.clone())
+        .save(store)
         .map_err(|e| format!("could not record run {} ({e})", record.run_id))
 }
 
+/// The record of clone run `run_id`; None if there is none or the run is a migration.
 pub fn load(store: &dyn RunStore, run_id: &str) -> Result<Option<CloneRecord>, String> {
-    match store.load(run_id) {
-        Ok(Some(v)) if v.get("command").and_then(|c| c.as_str()) == Some("clone") => {
-            serde_json::from_value(v)
-                .map(Some)
-                .map_err(|e| format!("the record of run {run_id} is unreadable: {e}"))
-        }
-        Ok(_) => Ok(None),
-        Err(e) => Err(format!("cannot read the record of run {run_id}: {e}")),
-    }
+    Ok(RunRecord::load(store, run_id)?.and_then(RunRecord::into_clone))
 }
 
 impl CloneEngine {
@@ -220,7 +212,6 @@ impl CloneEngine {
     ) -> Result<CloneReport, Box<CloneFailure>> {
         let record = prior.unwrap_or_else(|| CloneRecord {
             run_id: plan.run_id.to_string(),
-            command: "clone".into(),
             env: plan.source_env.clone(),
             target_stack: plan.target_stack.clone(),
             started_at: self.cloud.clock.now().to_rfc3339(),

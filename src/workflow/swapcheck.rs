@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::contract::{Contract, Template, ASG, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
+use crate::ports::{HealthStatus, LifecycleState};
 use crate::retry::{retry, wait_until, Poll};
 
 use super::clone::CloneEngine;
@@ -273,8 +274,8 @@ impl CloneEngine {
             let result = wait_until(&what, timeout, || async {
                 Ok(
                     match cloud.databases.status_of(d.kind, &d.source_id).await? {
-                        Some(status) if status == "available" => Poll::Ready(()),
-                        Some(status) => Poll::Pending(status),
+                        Some(status) if status.is_available() => Poll::Ready(()),
+                        Some(status) => Poll::Pending(status.to_string()),
                         None => Poll::Pending("not found".into()),
                     },
                 )
@@ -349,7 +350,10 @@ impl CloneEngine {
             let healthy = info
                 .instances
                 .iter()
-                .filter(|i| i.lifecycle_state == "InService" && i.health_status == "Healthy")
+                .filter(|i| {
+                    i.lifecycle_state == LifecycleState::InService
+                        && i.health_status == HealthStatus::Healthy
+                })
                 .count() as i32;
             let state = format!(
                 "{healthy} of {} desired InService and Healthy ({})",

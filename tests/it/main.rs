@@ -20,6 +20,7 @@ mod fake_migrate;
 mod fake_names;
 mod fake_recovery;
 mod fake_staging;
+mod fake_statuses;
 mod fake_swap;
 mod fake_swapcheck;
 mod fake_table_clone;

@@ -40,7 +40,7 @@ async fn delete_snapshot_when_done(
     let what = format!("{} {id} to finish before deleting it", kind.snapshot_noun());
     wait_until(&what, engine.settings.snapshot_timeout, || async {
         Ok(match snapshots.describe(id).await? {
-            Some(s) if s.status == "creating" => Poll::Pending(s.status),
+            Some(s) if s.status.in_progress() => Poll::Pending(s.status.to_string()),
             _ => Poll::Ready(()),
         })
     })
@@ -369,8 +369,8 @@ impl super::super::resource::ResourceKind for Database {
             let what = format!("database {id} to be available");
             let status = wait_until(&what, timeout, || async {
                 Ok(match cloud.databases.status_of(kind, &id).await? {
-                    Some(status) if status == "available" => Poll::Ready(status),
-                    Some(status) => Poll::Pending(status),
+                    Some(status) if status.is_available() => Poll::Ready(status),
+                    Some(status) => Poll::Pending(status.to_string()),
                     None => Poll::Pending("not found".into()),
                 })
             })
@@ -379,7 +379,7 @@ impl super::super::resource::ResourceKind for Database {
                 check: format!("database {id}"),
                 ok: status.is_ok(),
                 detail: match status {
-                    Ok(s) => s,
+                    Ok(s) => s.to_string(),
                     Err(e) => e.to_string(),
                 },
             });

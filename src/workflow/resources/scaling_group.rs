@@ -80,7 +80,7 @@ impl ResourceKind for ScalingGroup {
                 let info = cloud.scaling.describe_group(&group).await?;
                 Ok(match info {
                     Some(i) => {
-                        let n = i.ids_in("InService").len() as i32;
+                        let n = i.ids_in(&crate::ports::LifecycleState::InService).len() as i32;
                         if n >= i.desired_capacity {
                             Poll::Ready(format!("{n} of {} desired InService", i.desired_capacity))
                         } else {

@@ -1,0 +1,351 @@
+//! A run's record in the run store, as one tagged enum: a clone run or a migration.
+//!
+//! The tag is the record's `command` field (`"clone"` or `"migrate"`), which every envclone
+//! has written since run records exist (clone runs since crash safety, migrations since
+//! `migrate`), so a record of an older version reads as it is; the fields added since are
+//! `#[serde(default)]` in their structs. A record whose `command` is missing or names another
+//! kind is refused with what was found, never guessed at.
+
+use serde::Serialize;
+
+use crate::journal::RunStore;
+
+use super::migrate::MigrationState;
+use super::recovery::CloneRecord;
+
+/// What the run store holds for one run. (One is loaded per command: the variants' sizes do
+/// not matter, and unboxed they match by value.)
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum RunRecord {
+    /// `envclone clone` (and `resume` / `abort` of one).
+    Clone(CloneRecord),
+    /// `envclone migrate` (and `finalize`, `resume`, `abort` of one).
+    Migrate(MigrationState),
+}
+
+/// The `command` values a record may carry.
+const KINDS: [&str; 2] = ["clone", "migrate"];
+
+impl RunRecord {
+    /// The record of `run_id`, None if the store has none.
+    pub fn load(store: &dyn RunStore, run_id: &str) -> Result<Option<RunRecord>, String> {
+        match store.load(run_id) {
+            Ok(Some(value)) => RunRecord::from_value(run_id, value).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(format!("cannot read the record of run {run_id}: {e}")),
+        }
+    }
+
+    /// Reads a stored record (of this version or an older one).
+    pub fn from_value(run_id: &str, value: serde_json::Value) -> Result<RunRecord, String> {
+        let kind = value
+            .get("command")
+            .and_then(|c| c.as_str())
+            .map(str::to_string);
+        // Each kind is read from the JSON value itself, not through serde's internally tagged
+        // enum: that buffers the record and cannot read back map keys that are numbers (a
+        // copied bucket's record keeps a u16-keyed map, `"105"` in JSON), which serde_json
+        // reads directly.
+        let unreadable = |kind: &str, e: serde_json::Error| {
+            format!("the record of run {run_id} ({kind}) is unreadable: {e}")
+        };
+        match kind.as_deref() {
+            Some("clone") => serde_json::from_value(value)
+                .map(RunRecord::Clone)
+                .map_err(|e| unreadable("clone", e)),
+            Some("migrate") => serde_json::from_value(value)
+                .map(RunRecord::Migrate)
+                .map_err(|e| unreadable("migrate", e)),
+            found => Err(format!(
+                "the record of run {run_id} is not one envclone can read: its `command` is {}, \
+                 expected \"clone\" or \"migrate\"; it was written by another program or a \
+                 newer envclone — use that, or move the record out of the state directory",
+                found.map_or_else(|| "missing".to_string(), |k| format!("{k:?}"))
+            )),
+        }
+    }
+
+    /// Writes the record (replacing the run's previous one).
+    pub fn save(&self, store: &dyn RunStore) -> std::io::Result<()> {
+        let value = serde_json::to_value(self).expect("run records serialize");
+        store.save(self.run_id(), &value)
+    }
+
+    /// `clone` or `migrate`, as the record names it.
+    pub fn command(&self) -> &'static str {
+        match self {
+            RunRecord::Clone(_) => KINDS[0],
+            RunRecord::Migrate(_) => KINDS[1],
+        }
+    }
+
+    pub fn run_id(&self) -> &str {
+        match self {
+            RunRecord::Clone(r) => &r.run_id,
+            RunRecord::Migrate(m) => &m.run_id,
+        }
+    }
+
+    /// The environment the run started from.
+    pub fn env(&self) -> &str {
+        match self {
+            RunRecord::Clone(r) => &r.env,
+            RunRecord::Migrate(m) => &m.env,
+        }
+    }
+
+    pub fn target_stack(&self) -> &str {
+        match self {
+            RunRecord::Clone(r) => &r.target_stack,
+            RunRecord::Migrate(m) => &m.target_stack,
+        }
+    }
+
+    pub fn started_at(&self) -> &str {
+        match self {
+            RunRecord::Clone(r) => &r.started_at,
+            RunRecord::Migrate(m) => &m.started_at,
+        }
+    }
+
+    /// The phase as the record spells it (`running`, `swapped`, …).
+    pub fn phase(&self) -> String {
+        let phase = match self {
+            RunRecord::Clone(r) => serde_json::to_value(r.phase),
+            RunRecord::Migrate(m) => serde_json::to_value(m.phase),
+        };
+        match phase.expect("phases serialize") {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        }
+    }
+
+    /// What the run left half done: a clone still `running` (the source may be in Standby,
+    /// the clone half made), a migration neither finalized nor aborted. None when it finished.
+    pub fn left_part_way(&self) -> Option<String> {
+        use super::migrate::MigratePhase;
+        use super::recovery::ClonePhase;
+        match self {
+            RunRecord::Migrate(m)
+                if !matches!(m.phase, MigratePhase::Finalized | MigratePhase::Aborted) =>
+            {
+                Some(format!(
+                    "its migration of {} stopped at phase {}",
+                    m.env,
+                    self.phase()
+                ))
+            }
+            RunRecord::Clone(r) if r.phase == ClonePhase::Running => Some(format!(
+                "its clone of {} stopped while running (the source may be in Standby, the clone \
+                 half made)",
+                r.env
+            )),
+            _ => None,
+        }
+    }
+
+    pub fn into_clone(self) -> Option<CloneRecord> {
+        match self {
+            RunRecord::Clone(r) => Some(r),
+            RunRecord::Migrate(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::MemoryRunStore;
+    use crate::workflow::migrate::MigratePhase;
+    use crate::workflow::recovery::ClonePhase;
+
+    /// A clone record as envclone wrote it before `creating`, and before the plan's
+    /// `extra_hooks`, `skip_archived`, `template_staging`, `noecho` and `inventory` existed.
+    const OLD_CLONE: &str = r#"{
+        "run_id": "20261121231500-00af",
+        "command": "clone",
+        "env": "prod",
+        "target_stack": "staging-test",
+        "started_at": "2026-11-21T23:15:00Z",
+        "phase": "running",
+        "plan": {
+            "source_env": "prod",
+            "source_stack": "prod",
+            "target_env": "staging-test",
+            "target_stack": "staging-test",
+            "template_origin": "stack prod",
+            "template_body": "Resources: {}",
+            "parameters": {"EnvironmentName": "staging-test"},
+            "databases": [],
+            "buckets": [],
+            "scaling_groups": ["prod-web"],
+            "standby": true,
+            "tags": {"envclone:run": "20261121231500-00af"},
+            "capabilities": []
+        },
+        "standby": [{
+            "group": "prod-web",
+            "instance_ids": ["i-0123456789abcdef0"],
+            "original_min_size": 1,
+            "original_desired": 2
+        }],
+        "left_behind": ["DB snapshot envclone-20261121231500-00af-prod-db"]
+    }"#;
+
+    /// A migration record as envclone wrote it before `bucket_records`, `plan`,
+    /// `protection_to_restore`, `old_stack_protected`, `never_swapped`, `creating` and
+    /// `swapped_at` existed (and before a database's `kind`).
+    const OLD_MIGRATION: &str = r#"{
+        "run_id": "20261121231500-00b0",
+        "command": "migrate",
+        "env": "prod",
+        "source_stack": "prod",
+        "target_stack": "prod-20261121231500-00b0",
+        "started_at": "2026-11-21T23:15:00Z",
+        "phase": "swapped",
+        "standby": [],
+        "databases": [{
+            "logical_id": "Database",
+            "source_id": "prod-db",
+            "old_id": "prod-db-old-20261121231500",
+            "clone_id": "prod-20261121231500-00b0-db"
+        }],
+        "dns": null,
+        "buckets": [["prod-uploads", "prod-20261121231500-00b0-uploads"]],
+        "created": ["stack prod-20261121231500-00b0"],
+        "kept": []
+    }"#;
+
+    fn stored(json: &str) -> MemoryRunStore {
+        let store = MemoryRunStore::default();
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        let run = value["run_id"].as_str().unwrap().to_string();
+        store.save(&run, &value).unwrap();
+        store
+    }
+
+    #[test]
+    fn an_old_clone_record_reads_as_a_clone() {
+        let store = stored(OLD_CLONE);
+        let record = RunRecord::load(&store, "20261121231500-00af")
+            .unwrap()
+            .expect("recorded");
+        assert_eq!(record.command(), "clone");
+        assert_eq!(record.phase(), "running");
+        assert_eq!(
+            record.left_part_way().as_deref(),
+            Some(
+                "its clone of prod stopped while running (the source may be in Standby, the \
+                 clone half made)"
+            )
+        );
+        let RunRecord::Clone(clone) = record else {
+            panic!("a clone record read as {record:?}");
+        };
+        assert_eq!(clone.phase, ClonePhase::Running);
+        assert_eq!(clone.creating, Vec::<String>::new());
+        assert_eq!(clone.standby[0].original_max_size, None);
+        assert_eq!(clone.plan.scaling_groups, ["prod-web"]);
+        assert_eq!(
+            crate::workflow::resource::join(&clone.left_behind, ", "),
+            "DB snapshot envclone-20261121231500-00af-prod-db"
+        );
+    }
+
+    #[test]
+    fn an_old_migration_record_reads_as_a_migration() {
+        let store = stored(OLD_MIGRATION);
+        let record = RunRecord::load(&store, "20261121231500-00b0")
+            .unwrap()
+            .expect("recorded");
+        assert_eq!(record.command(), "migrate");
+        assert_eq!(
+            record.left_part_way().as_deref(),
+            Some("its migration of prod stopped at phase swapped")
+        );
+        let RunRecord::Migrate(m) = record else {
+            panic!("a migration record read as {record:?}");
+        };
+        assert_eq!(m.phase, MigratePhase::Swapped);
+        assert_eq!(m.databases[0].kind, crate::ports::DbKind::Instance);
+        assert!(!m.never_swapped && !m.old_stack_protected);
+        assert_eq!(m.plan, None);
+        assert_eq!(m.swapped_at, None);
+    }
+
+    /// A record is written with its tag and reads back the same.
+    #[test]
+    fn a_record_reads_back_as_written() {
+        for json in [OLD_CLONE, OLD_MIGRATION] {
+            let record = RunRecord::from_value("r", serde_json::from_str(json).unwrap()).unwrap();
+            let store = MemoryRunStore::default();
+            record.save(&store).unwrap();
+            let value = store.load(record.run_id()).unwrap().unwrap();
+            assert_eq!(value["command"], record.command());
+            assert_eq!(
+                RunRecord::load(&store, record.run_id()).unwrap(),
+                Some(record)
+            );
+        }
+    }
+
+    /// A migration of this version, with what its copied buckets held: the partitions' map is
+    /// keyed by numbers, written as JSON strings (`"105"`), and must read back. (It did not
+    /// through serde's internally tagged enum: fake_aurora's finalize test caught that.)
+    #[test]
+    fn a_migration_with_bucket_records_reads_back() {
+        let mut value: serde_json::Value = serde_json::from_str(OLD_MIGRATION).unwrap();
+        value["bucket_records"] = serde_json::json!([
+            {"objects": 3, "partitions": {"7": [1, "0a"], "105": [2, "ff01"]}}
+        ]);
+        value["never_swapped"] = true.into();
+        value["swapped_at"] = "2026-11-21T23:40:00Z".into();
+        let record = RunRecord::from_value("20261121231500-00b0", value).unwrap();
+        let RunRecord::Migrate(m) = &record else {
+            panic!("read as {record:?}");
+        };
+        assert_eq!(
+            m.bucket_records[0].partitions,
+            std::collections::BTreeMap::from([
+                (7, (1, "0a".to_string())),
+                (105, (2, "ff01".to_string()))
+            ])
+        );
+        assert!(m.never_swapped);
+        let store = MemoryRunStore::default();
+        record.save(&store).unwrap();
+        assert_eq!(
+            RunRecord::load(&store, "20261121231500-00b0").unwrap(),
+            Some(record)
+        );
+    }
+
+    /// A record of another kind (or of none) is refused naming what it found, not read as
+    /// whichever struct happens to accept its fields.
+    #[test]
+    fn a_record_of_a_wrong_kind_is_refused() {
+        let mut value: serde_json::Value = serde_json::from_str(OLD_MIGRATION).unwrap();
+        value["command"] = "destroy".into();
+        let err = RunRecord::from_value("20261121231500-00b0", value.clone()).unwrap_err();
+        assert!(
+            err.contains("run 20261121231500-00b0")
+                && err.contains("its `command` is \"destroy\", expected \"clone\" or \"migrate\""),
+            "{err}"
+        );
+        value.as_object_mut().unwrap().remove("command");
+        let err = RunRecord::from_value("20261121231500-00b0", value).unwrap_err();
+        assert!(err.contains("its `command` is missing"), "{err}");
+        // A migration's fields under the clone tag: refused, naming the field it lacks.
+        let mut value: serde_json::Value = serde_json::from_str(OLD_MIGRATION).unwrap();
+        value["command"] = "clone".into();
+        value["phase"] = "running".into();
+        let err = RunRecord::from_value("20261121231500-00b0", value).unwrap_err();
+        assert!(
+            err.contains("the record of run 20261121231500-00b0 (clone) is unreadable")
+                && err.contains("missing field `plan`"),
+            "{err}"
+        );
+    }
+}
