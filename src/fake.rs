@@ -37,7 +37,15 @@ pub const REGION: &str = "us-east-1";
 /// How long things take in the fake.
 #[derive(Debug, Clone)]
 pub struct Timings {
+    /// A DB or cluster snapshot from its request to `available` (AWS: minutes to hours, by
+    /// the data changed since the last snapshot; 40 minutes is usual for a large database).
     pub snapshot: Duration,
+    /// A snapshot from its request to the moment its point in time is fixed: RDS then reports
+    /// its `SnapshotCreateTime` while it stays `creating` ("Creating a DB snapshot for a
+    /// Single-AZ DB instance": the I/O suspension lasts "from a few seconds to a few
+    /// minutes"; "Create Amazon EBS snapshots": "the point-in-time snapshot is created
+    /// immediately").
+    pub snapshot_point: Duration,
     pub db_create: Duration,
     /// Between one stack resource and the next.
     pub stack_resource: Duration,
@@ -67,6 +75,7 @@ impl Default for Timings {
     fn default() -> Self {
         Timings {
             snapshot: Duration::from_secs(300),
+            snapshot_point: Duration::from_secs(5),
             db_create: Duration::from_secs(600),
             stack_resource: Duration::from_secs(10),
             call_latency: Duration::from_millis(20),
@@ -349,6 +358,8 @@ struct FakeDb {
 #[derive(Debug, Clone)]
 struct FakeSnapshot {
     instance_id: String,
+    /// When its point in time is fixed: `SnapshotCreateTime` shows from then on.
+    point_at: Instant,
     ready_at: Instant,
     tags: BTreeMap<String, String>,
     created: chrono::DateTime<chrono::Utc>,
@@ -1437,7 +1448,9 @@ fn snapshot_view(id: &str, sn: &FakeSnapshot) -> DbSnapshot {
         }
         .into(),
         tags: sn.tags.clone(),
-        created: Some(sn.created),
+        // SnapshotCreateTime is reported once RDS has taken the snapshot's point (the
+        // request's moment), long before the snapshot is available.
+        created: (Instant::now() >= sn.point_at).then_some(sn.created),
     }
 }
 
@@ -1711,6 +1724,7 @@ fn final_snapshot(
     );
     let snapshot = FakeSnapshot {
         instance_id: r.physical_id.clone(),
+        point_at: Instant::now(),
         ready_at: Instant::now(),
         tags,
         created: aws_now(t),
@@ -2461,6 +2475,7 @@ impl Databases for FakeAws {
             snapshot_id.to_string(),
             FakeSnapshot {
                 instance_id: instance_id.to_string(),
+                point_at: now + self.timings.snapshot_point.min(self.timings.snapshot),
                 ready_at: now + self.timings.snapshot,
                 tags: tags.clone(),
                 created: aws_now(&self.timings),
@@ -2625,6 +2640,7 @@ impl Databases for FakeAws {
             snapshot_id.to_string(),
             FakeSnapshot {
                 instance_id: cluster_id.to_string(),
+                point_at: now + self.timings.snapshot_point.min(self.timings.snapshot),
                 ready_at: now + self.timings.snapshot,
                 tags: tags.clone(),
                 created: aws_now(&self.timings),

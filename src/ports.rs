@@ -219,7 +219,40 @@ pub struct DbSnapshot {
     pub instance_id: String,
     pub status: String,
     pub tags: BTreeMap<String, String>,
+    /// `SnapshotCreateTime`: "Specifies when the snapshot was taken in Coordinated Universal
+    /// Time (UTC)" (RDS API Reference, DBSnapshot / DBClusterSnapshot); absent until RDS has
+    /// taken it.
     pub created: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl DbSnapshot {
+    /// The moment whose data the snapshot holds, once that moment is fixed — long before the
+    /// snapshot is `available`: Some(`SnapshotCreateTime`) while the snapshot is `creating` or
+    /// `available` and RDS reports that time; None before, and for a failed or deleted one.
+    ///
+    /// What this rests on (AWS documentation, checked 2026-12-01):
+    /// - "Create Amazon EBS snapshots" (EBS User Guide): snapshots "occur asynchronously; the
+    ///   point-in-time snapshot is created immediately, but the status of the snapshot is
+    ///   `pending` until the snapshot is complete"; the volume can be used meanwhile and the
+    ///   snapshot holds only the data written before it was requested. RDS for MySQL,
+    ///   MariaDB, PostgreSQL, Oracle and SQL Server stores on EBS.
+    /// - "Creating a DB snapshot for a Single-AZ DB instance" (RDS User Guide,
+    ///   USER_CreateSnapshot): "Creating this DB snapshot on a Single-AZ DB instance results in
+    ///   a brief I/O suspension that can last from a few seconds to a few minutes"; Multi-AZ
+    ///   (MariaDB, MySQL, Oracle, PostgreSQL) takes it from the standby without suspension.
+    ///   RDS reports no end of that suspension: writes it holds land after the snapshot's
+    ///   point, so they cannot get into it.
+    /// - `SnapshotCreateTime` (DBSnapshot, DBClusterSnapshot): "when the snapshot was taken".
+    ///   The RDS pages do not say in so many words that writes after the request are
+    ///   excluded; envclone relies on the EBS statement plus this field. Aurora cluster
+    ///   snapshots ("Creating a DB cluster snapshot", Aurora User Guide) are taken of the
+    ///   cluster volume at a point in time without an I/O suspension.
+    pub fn point_fixed_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self.status.as_str() {
+            "creating" | "available" => self.created,
+            _ => None,
+        }
+    }
 }
 
 /// An Aurora DB cluster.

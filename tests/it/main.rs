@@ -8,6 +8,7 @@ mod e2e_dynamodb;
 mod e2e_iam;
 mod e2e_staging;
 mod e2e_swap;
+mod fake_asof;
 mod fake_aurora;
 mod fake_buckets;
 mod fake_clone;
