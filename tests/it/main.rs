@@ -2,6 +2,7 @@
 //! and end-to-end runs of the built `envclone` against the moto stand-in.
 
 mod e2e;
+mod e2e_asof;
 mod e2e_buckets;
 mod e2e_corpus;
 mod e2e_dynamodb;
