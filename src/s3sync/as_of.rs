@@ -84,6 +84,8 @@ pub(super) struct AsOfLister {
     started: bool,
     finished: bool,
     page: VecDeque<ObjectVersion>,
+    /// The last key of the pages listed so far, to check the order across pages.
+    last_listed: Option<String>,
     current: Option<KeyChoice>,
     /// Keys whose state at T could not be told, reported at the end.
     pub(super) unknown: Vec<SyncError>,
@@ -105,6 +107,7 @@ impl AsOfLister {
             started: false,
             finished: false,
             page: VecDeque::new(),
+            last_listed: None,
             current: None,
             unknown: Vec::new(),
         }
@@ -151,14 +154,24 @@ impl AsOfLister {
                 })
             }
         };
-        if let (Some(last), Some(first)) = (self.page.back(), page.versions.first()) {
-            if first.key < last.key {
+        // A merge-join of an unsorted listing would copy and delete the wrong objects.
+        let keys = self
+            .last_listed
+            .iter()
+            .chain(page.versions.iter().map(|v| &v.key));
+        let mut previous: Option<&String> = None;
+        for key in keys {
+            if let Some(p) = previous.filter(|p| key < *p) {
                 return Err(SyncError::Unsorted {
                     path: self.path.to_string(),
-                    previous: last.key.clone(),
-                    key: first.key.clone(),
+                    previous: p.clone(),
+                    key: key.clone(),
                 });
             }
+            previous = Some(key);
+        }
+        if let Some(last) = page.versions.last() {
+            self.last_listed = Some(last.key.clone());
         }
         self.finished = page.next.is_none() || page.versions.is_empty();
         self.marker = page.next;
