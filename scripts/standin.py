@@ -134,7 +134,7 @@ class Settings:
         # point-in-time snapshot is created immediately"); moto reports SnapshotCreateTime from
         # the request, as AWS does once the point is fixed. Longer than the RDS delay, so a test
         # can see a source back in service while its snapshot is still being made.
-        self.snapshot_delay = float(os.environ.get("ENVCLONE_STANDIN_SNAPSHOT_DELAY", "4.0"))
+        self.snapshot_delay = float(os.environ.get("ENVCLONE_STANDIN_SNAPSHOT_DELAY", "3.0"))
         # How far an Aurora cluster's LatestRestorableTime trails the clock (AWS: seconds to
         # ~5 minutes).
         self.restorable_lag = float(os.environ.get("ENVCLONE_STANDIN_RESTORABLE_LAG", "3"))
@@ -2593,7 +2593,7 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
                 SETTINGS.faults.clear()
             SETTINGS.rename_delay = float(os.environ.get("ENVCLONE_STANDIN_RENAME_DELAY", "4"))
             SETTINGS.rds_delay = float(os.environ.get("ENVCLONE_STANDIN_RDS_DELAY", "2.0"))
-            SETTINGS.snapshot_delay = float(os.environ.get("ENVCLONE_STANDIN_SNAPSHOT_DELAY", "4.0"))
+            SETTINGS.snapshot_delay = float(os.environ.get("ENVCLONE_STANDIN_SNAPSHOT_DELAY", "3.0"))
             SETTINGS.restorable_lag = float(os.environ.get("ENVCLONE_STANDIN_RESTORABLE_LAG", "3"))
             return _json_reply(start_response, "200 OK", {"reset": True})
     except (ValueError, KeyError, TypeError) as exc:

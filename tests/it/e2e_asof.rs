@@ -13,7 +13,7 @@ use envclone::workflow::resources::wait_snapshot_point_fixed;
 use crate::e2e::{describe_bucket, s3 as s3_client, text, StandIn};
 
 /// Through the real RDS adapter: the wait returns while the snapshot is still `creating`
-/// (the stand-in keeps it so for its snapshot delay, 4 s by default), with SnapshotCreateTime
+/// (the stand-in keeps it so for its snapshot delay, 3 s by default), with SnapshotCreateTime
 /// as T_snapshot; the snapshot becomes available afterwards.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_snapshot_point_is_fixed_before_the_snapshot_is_available() {
