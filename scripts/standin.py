@@ -128,6 +128,13 @@ class Settings:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.rds_delay = float(os.environ.get("ENVCLONE_STANDIN_RDS_DELAY", "2.0"))
+        # How long a DB snapshot or DB cluster snapshot stays `creating` before `available`.
+        # AWS: minutes to hours, while its point in time is fixed within seconds of the request
+        # and SnapshotCreateTime is reported from then on ("Create Amazon EBS snapshots": "the
+        # point-in-time snapshot is created immediately"); moto reports SnapshotCreateTime from
+        # the request, as AWS does once the point is fixed. Longer than the RDS delay, so a test
+        # can see a source back in service while its snapshot is still being made.
+        self.snapshot_delay = float(os.environ.get("ENVCLONE_STANDIN_SNAPSHOT_DELAY", "3.0"))
         # How far an Aurora cluster's LatestRestorableTime trails the clock (AWS: seconds to
         # ~5 minutes).
         self.restorable_lag = float(os.environ.get("ENVCLONE_STANDIN_RESTORABLE_LAG", "3"))
@@ -168,6 +175,10 @@ class _TimedStatus:
 
     _slot = "_envclone_status"
 
+    def __init__(self, delay: Callable[[], float] | None = None) -> None:
+        # Seconds a transient status lasts; the RDS delay unless given (snapshots).
+        self._delay = delay or (lambda: SETTINGS.rds_delay)
+
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
             return self
@@ -178,7 +189,7 @@ class _TimedStatus:
             return "renaming"  # until `_settle_renames` applies it, however long that takes
         value, since = state
         final = _SETTLES_INTO.get(value)
-        if final is not None and time.monotonic() - since >= SETTINGS.rds_delay:
+        if final is not None and time.monotonic() - since >= self._delay():
             obj.__dict__[self._slot] = (final, time.monotonic())
             return final
         return value
@@ -282,7 +293,7 @@ def _reset_renames() -> None:
 
 def _install_rds_time() -> None:
     rds_models.DBInstance.status = _TimedStatus()
-    rds_models.DBSnapshot.status = _TimedStatus()
+    rds_models.DBSnapshot.status = _TimedStatus(lambda: SETTINGS.snapshot_delay)
     backend_cls = rds_models.RDSBackend
 
     orig_create_snapshot = backend_cls.create_db_snapshot
@@ -539,7 +550,7 @@ def _clone_group_size(backend: Any, cluster: Any) -> int:
 def _install_rds_clusters() -> None:
     cluster_cls = rds_models.DBCluster
     cluster_cls.status = _TimedStatus()
-    rds_models.DBClusterSnapshot.status = _TimedStatus()
+    rds_models.DBClusterSnapshot.status = _TimedStatus(lambda: SETTINGS.snapshot_delay)
     orig_init = cluster_cls.__init__
 
     @functools.wraps(orig_init)
@@ -2557,31 +2568,20 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
                 SETTINGS.faults[:] = [r for r in SETTINGS.faults if r.id != rule_id]
                 rules = [r.to_json() for r in SETTINGS.faults]
             return _json_reply(start_response, "200 OK", {"rules": rules})
-        if path == "rds-delay":
+        # Delays set at run time: endpoint -> the setting it changes.
+        delay_settings = {"rds-delay": "rds_delay", "snapshot-delay": "snapshot_delay", "rename-delay": "rename_delay", "restorable-lag": "restorable_lag"}
+        if path in delay_settings:
+            name = delay_settings[path]
             if method in ("POST", "PUT"):
                 seconds = float(_read_json(environ)["seconds"])
                 if seconds < 0:
                     raise ValueError("seconds must be >= 0")
-                SETTINGS.rds_delay = seconds
-            return _json_reply(start_response, "200 OK", {"seconds": SETTINGS.rds_delay})
-        if path == "rename-delay":
-            if method in ("POST", "PUT"):
-                seconds = float(_read_json(environ)["seconds"])
-                if seconds < 0:
-                    raise ValueError("seconds must be >= 0")
-                SETTINGS.rename_delay = seconds
-            return _json_reply(start_response, "200 OK", {"seconds": SETTINGS.rename_delay})
+                setattr(SETTINGS, name, seconds)
+            return _json_reply(start_response, "200 OK", {"seconds": getattr(SETTINGS, name)})
         if path == "rds/restored" and method == "GET":
             return _json_reply(start_response, "200 OK", restored_instances())
         if path == "rds/restored-clusters" and method == "GET":
             return _json_reply(start_response, "200 OK", restored_clusters())
-        if path == "restorable-lag":
-            if method in ("POST", "PUT"):
-                seconds = float(_read_json(environ)["seconds"])
-                if seconds < 0:
-                    raise ValueError("seconds must be >= 0")
-                SETTINGS.restorable_lag = seconds
-            return _json_reply(start_response, "200 OK", {"seconds": SETTINGS.restorable_lag})
         if path == "reset" and method == "POST":
             # Everything back to a fresh start: moto's state, the fault rules, the RDS delay.
             from moto.moto_api import _internal as moto_api_internal
@@ -2593,6 +2593,7 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
                 SETTINGS.faults.clear()
             SETTINGS.rename_delay = float(os.environ.get("ENVCLONE_STANDIN_RENAME_DELAY", "4"))
             SETTINGS.rds_delay = float(os.environ.get("ENVCLONE_STANDIN_RDS_DELAY", "2.0"))
+            SETTINGS.snapshot_delay = float(os.environ.get("ENVCLONE_STANDIN_SNAPSHOT_DELAY", "3.0"))
             SETTINGS.restorable_lag = float(os.environ.get("ENVCLONE_STANDIN_RESTORABLE_LAG", "3"))
             return _json_reply(start_response, "200 OK", {"reset": True})
     except (ValueError, KeyError, TypeError) as exc:

@@ -462,6 +462,13 @@ pub enum InputError {
     VerifyDryRun,
     #[error("--engine batch needs {0}")]
     BatchInput(String),
+    #[error(
+        "--as-of {0:?} is not an RFC 3339 time on a whole second: write e.g. \
+         2026-12-01T10:00:08Z (S3 lists LastModified in whole seconds)"
+    )]
+    AsOfFormat(String),
+    #[error("--as-of works with --engine local only (the batch manifest names current objects)")]
+    AsOfBatch,
 }
 
 #[derive(Debug, Subcommand)]
@@ -514,6 +521,13 @@ pub struct SyncArgs {
     /// Operations, for buckets beyond one machine's reach (hundreds of millions of objects).
     #[arg(long, value_enum, default_value_t = Engine::Local)]
     pub engine: Engine,
+    /// Copy SRC as it was at this moment (RFC 3339, a whole second, S3's clock) instead of as
+    /// it is: each key's newest version written at or before it, copied by version id; keys
+    /// absent then are absent from the copy (with --delete, removed from DST). SRC must have
+    /// versioning enabled. --verify then compares with SRC as of that moment, so later writes
+    /// to SRC are no differences.
+    #[arg(long, value_name = "RFC3339")]
+    pub as_of: Option<String>,
     /// With --engine batch: the IAM role S3 Batch Operations assumes.
     #[arg(long, value_name = "ARN")]
     pub batch_role: Option<String>,
@@ -588,6 +602,9 @@ pub enum S3Request {
 impl S3Command {
     pub fn into_request(self) -> Result<S3Request, InputError> {
         match self {
+            S3Command::Sync(args) if args.engine == Engine::Batch && args.as_of.is_some() => {
+                Err(InputError::AsOfBatch)
+            }
             S3Command::Sync(args) if args.engine == Engine::Batch => {
                 let role = args.batch_role.clone().ok_or_else(|| {
                     InputError::BatchInput(
@@ -641,6 +658,7 @@ impl SyncArgs {
         if self.verify && self.dry_run {
             return Err(InputError::VerifyDryRun);
         }
+        let as_of = self.as_of.as_deref().map(parse_as_of).transpose()?;
         Ok(SyncRequest {
             source,
             target,
@@ -653,11 +671,24 @@ impl SyncArgs {
                     SseArg::Keep => crate::s3sync::SseMode::Keep,
                     SseArg::DestinationDefault => crate::s3sync::SseMode::DestinationDefault,
                 },
+                as_of,
                 ..crate::s3sync::SyncOptions::default()
             },
             verify: self.verify,
         })
     }
+}
+
+/// `--as-of`: an RFC 3339 time on a whole second (a fraction could not be told apart in
+/// S3's LastModified, which has whole seconds).
+fn parse_as_of(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, InputError> {
+    let t = chrono::DateTime::parse_from_rfc3339(raw)
+        .map_err(|_| InputError::AsOfFormat(raw.to_string()))?
+        .with_timezone(&chrono::Utc);
+    if t.timestamp_subsec_nanos() != 0 {
+        return Err(InputError::AsOfFormat(raw.to_string()));
+    }
+    Ok(t)
 }
 
 /// A validated clone request with how to run it.
@@ -920,6 +951,7 @@ mod tests {
             verify: false,
             sse: SseArg::Keep,
             engine: Engine::Local,
+            as_of: None,
             batch_role: None,
             batch_reports: None,
         }
@@ -959,5 +991,27 @@ mod tests {
         a.verify = true;
         a.dry_run = true;
         assert!(matches!(a.into_request(), Err(InputError::VerifyDryRun)));
+    }
+
+    #[test]
+    fn as_of_takes_a_whole_second_in_rfc_3339() {
+        let mut a = args("s3://bk1", "s3://bk2");
+        a.as_of = Some("2026-12-01T11:00:08+01:00".into());
+        let r = a.into_request().unwrap();
+        assert_eq!(
+            r.options.as_of.map(|t| t.to_rfc3339()),
+            Some("2026-12-01T10:00:08+00:00".to_string())
+        );
+        for bad in ["2026-12-01T10:00:08.500Z", "yesterday", "2026-12-01"] {
+            let mut a = args("s3://bk1", "s3://bk2");
+            a.as_of = Some(bad.into());
+            let err = a.into_request().unwrap_err();
+            assert!(matches!(err, InputError::AsOfFormat(_)), "{bad}: {err}");
+        }
+        let mut a = args("s3://bk1", "s3://bk2");
+        a.as_of = Some("2026-12-01T10:00:08Z".into());
+        a.engine = Engine::Batch;
+        let err = S3Command::Sync(a).into_request().unwrap_err();
+        assert!(matches!(err, InputError::AsOfBatch), "{err}");
     }
 }

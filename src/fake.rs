@@ -37,7 +37,15 @@ pub const REGION: &str = "us-east-1";
 /// How long things take in the fake.
 #[derive(Debug, Clone)]
 pub struct Timings {
+    /// A DB or cluster snapshot from its request to `available` (AWS: minutes to hours, by
+    /// the data changed since the last snapshot; 40 minutes is usual for a large database).
     pub snapshot: Duration,
+    /// A snapshot from its request to the moment its point in time is fixed: RDS then reports
+    /// its `SnapshotCreateTime` while it stays `creating` ("Creating a DB snapshot for a
+    /// Single-AZ DB instance": the I/O suspension lasts "from a few seconds to a few
+    /// minutes"; "Create Amazon EBS snapshots": "the point-in-time snapshot is created
+    /// immediately").
+    pub snapshot_point: Duration,
     pub db_create: Duration,
     /// Between one stack resource and the next.
     pub stack_resource: Duration,
@@ -67,6 +75,7 @@ impl Default for Timings {
     fn default() -> Self {
         Timings {
             snapshot: Duration::from_secs(300),
+            snapshot_point: Duration::from_secs(5),
             db_create: Duration::from_secs(600),
             stack_resource: Duration::from_secs(10),
             call_latency: Duration::from_millis(20),
@@ -196,6 +205,16 @@ struct FakeVersion {
     version_id: String,
     /// None: a delete marker.
     object: Option<FakeObject>,
+    /// When it was written (a delete marker: when the DeleteObject was made), on AWS's clock.
+    last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// LastModified as S3 lists it (ListObjectsV2, ListObjectVersions, the `Last-Modified`
+/// header): whole seconds ("2026-12-01T10:00:07.000Z"); two writes within one second carry
+/// the same time. Modelled as truncation (S3 does not document whether it rounds; envclone's
+/// as-of point is chosen to be safe either way: `s3sync::as_of_point`).
+fn listed_time(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
 }
 
 impl FakeBucket {
@@ -210,9 +229,16 @@ impl FakeBucket {
         }
     }
 
+    /// A new version id. S3's are opaque strings in no order ("Retaining multiple versions of
+    /// objects with S3 Versioning": "Version IDs are Unicode, UTF-8 encoded, URL-ready, opaque
+    /// strings"), so the fake's are scrambled: nothing may sort versions by their ids.
     fn new_version_id(&mut self) -> String {
         self.versions.next_id += 1;
-        format!("v{:08}", self.versions.next_id)
+        let mut x = self.versions.next_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        x ^= x >> 31;
+        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x ^= x >> 29;
+        format!("{x:016x}.{}", self.versions.next_id % 7)
     }
 
     /// Moves the current version of `key` (if any) to the noncurrent versions.
@@ -223,10 +249,12 @@ impl FakeBucket {
                 .current
                 .remove(key)
                 .unwrap_or_else(|| "null".into());
+            let last_modified = old.last_modified;
             self.versions.noncurrent.push(FakeVersion {
                 key: key.to_string(),
                 version_id,
                 object: Some(old),
+                last_modified,
             });
         }
     }
@@ -241,8 +269,8 @@ impl FakeBucket {
         self.objects.insert(key.to_string(), object);
     }
 
-    /// A DeleteObject(s) of `key` without a version id.
-    fn delete_key(&mut self, key: &str) {
+    /// A DeleteObject(s) of `key` without a version id, at `now` (AWS's clock).
+    fn delete_key(&mut self, key: &str, now: chrono::DateTime<chrono::Utc>) {
         if self.versions.enabled {
             self.retire_current(key);
             let version_id = self.new_version_id();
@@ -250,6 +278,7 @@ impl FakeBucket {
                 key: key.to_string(),
                 version_id,
                 object: None,
+                last_modified: now,
             });
         } else {
             self.objects.remove(key);
@@ -289,39 +318,72 @@ impl FakeBucket {
 
     /// Every version and delete marker, as ListObjectVersions orders them: by key, newest
     /// first.
+    /// (The newest entry of each key is its latest: the current version, or a delete marker
+    /// hiding the key.)
     fn all_versions(&self) -> Vec<ObjectVersion> {
+        fn entry(
+            key: &str,
+            version_id: &str,
+            o: Option<&FakeObject>,
+            at: chrono::DateTime<chrono::Utc>,
+        ) -> ObjectVersion {
+            ObjectVersion {
+                key: key.to_string(),
+                version_id: version_id.to_string(),
+                delete_marker: o.is_none(),
+                last_modified: listed_time(at),
+                is_latest: false,
+                size: o.map_or(0, |o| o.data.len() as u64),
+                etag: o.map(|o| o.etag.clone()).unwrap_or_default(),
+                storage_class: o.and_then(|o| o.head.storage_class.clone()),
+                checksum_algorithm: o
+                    .and_then(|o| o.head.checksum.as_ref().map(|c| c.algorithm.clone())),
+            }
+        }
         let mut all: Vec<(String, usize, ObjectVersion)> = Vec::new();
-        for key in self.objects.keys() {
+        for (key, o) in &self.objects {
             let version_id = self
                 .versions
                 .current
                 .get(key)
-                .cloned()
-                .unwrap_or_else(|| "null".into());
+                .map_or("null", String::as_str);
             all.push((
                 key.clone(),
                 0,
-                ObjectVersion {
-                    key: key.clone(),
-                    version_id,
-                    delete_marker: false,
-                },
+                entry(key, version_id, Some(o), o.last_modified),
             ));
         }
         let n = self.versions.noncurrent.len();
         for (i, v) in self.versions.noncurrent.iter().enumerate() {
-            all.push((
-                v.key.clone(),
-                n - i,
-                ObjectVersion {
-                    key: v.key.clone(),
-                    version_id: v.version_id.clone(),
-                    delete_marker: v.object.is_none(),
-                },
-            ));
+            let e = entry(&v.key, &v.version_id, v.object.as_ref(), v.last_modified);
+            all.push((v.key.clone(), n - i, e));
         }
         all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-        all.into_iter().map(|(_, _, v)| v).collect()
+        let mut out: Vec<ObjectVersion> = Vec::with_capacity(all.len());
+        for (_, _, mut v) in all {
+            v.is_latest = out.last().is_none_or(|p| p.key != v.key);
+            out.push(v);
+        }
+        out
+    }
+
+    /// Version `version_id` of `key`: Some(None) for a delete marker, None if there is none.
+    fn version(&self, key: &str, version_id: &str) -> Option<Option<&FakeObject>> {
+        if let Some(o) = self.objects.get(key) {
+            let current = self
+                .versions
+                .current
+                .get(key)
+                .map_or("null", String::as_str);
+            if current == version_id {
+                return Some(Some(o));
+            }
+        }
+        self.versions
+            .noncurrent
+            .iter()
+            .find(|v| v.key == key && v.version_id == version_id)
+            .map(|v| v.object.as_ref())
     }
 
     /// Whether DeleteBucket may delete it: no object, no version, no delete marker.
@@ -349,6 +411,8 @@ struct FakeDb {
 #[derive(Debug, Clone)]
 struct FakeSnapshot {
     instance_id: String,
+    /// When its point in time is fixed: `SnapshotCreateTime` shows from then on.
+    point_at: Instant,
     ready_at: Instant,
     tags: BTreeMap<String, String>,
     created: chrono::DateTime<chrono::Utc>,
@@ -1458,7 +1522,9 @@ fn snapshot_view(id: &str, sn: &FakeSnapshot) -> DbSnapshot {
             SnapshotStatus::Creating
         },
         tags: sn.tags.clone(),
-        created: Some(sn.created),
+        // SnapshotCreateTime is reported once RDS has taken the snapshot's point (the
+        // request's moment), long before the snapshot is available.
+        created: (Instant::now() >= sn.point_at).then_some(sn.created),
     }
 }
 
@@ -1732,6 +1798,7 @@ fn final_snapshot(
     );
     let snapshot = FakeSnapshot {
         instance_id: r.physical_id.clone(),
+        point_at: Instant::now(),
         ready_at: Instant::now(),
         tags,
         created: aws_now(t),
@@ -2477,6 +2544,7 @@ impl Databases for FakeAws {
             snapshot_id.to_string(),
             FakeSnapshot {
                 instance_id: instance_id.to_string(),
+                point_at: now + self.timings.snapshot_point.min(self.timings.snapshot),
                 ready_at: now + self.timings.snapshot,
                 tags: tags.clone(),
                 created: aws_now(&self.timings),
@@ -2641,6 +2709,7 @@ impl Databases for FakeAws {
             snapshot_id.to_string(),
             FakeSnapshot {
                 instance_id: cluster_id.to_string(),
+                point_at: now + self.timings.snapshot_point.min(self.timings.snapshot),
                 ready_at: now + self.timings.snapshot,
                 tags: tags.clone(),
                 created: aws_now(&self.timings),
@@ -3027,6 +3096,46 @@ impl FakeAws {
                 what: format!("s3://{bucket}/{key}"),
             })
     }
+
+    /// Version `version` of an object (None: the current one), as `operation` reads it: a
+    /// delete marker's version id is refused — HeadObject and GetObject answer 405
+    /// MethodNotAllowed ("If the specified version is a delete marker, the response returns a
+    /// 405 Method Not Allowed error", GetObject/HeadObject API), CopyObject and UploadPartCopy
+    /// 400 InvalidRequest ("The source of a copy request may not specifically refer to a
+    /// delete marker by version id"); an unknown version id is NoSuchVersion (404).
+    fn get_object_version(
+        &self,
+        operation: &str,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> PortResult<FakeObject> {
+        let Some(version) = version else {
+            return self.get_object(bucket, key);
+        };
+        let s = self.lock();
+        match Self::bucket(&s, bucket)?.version(key, version) {
+            Some(Some(o)) => Ok(o.clone()),
+            Some(None) if operation.contains("Copy") => Err(PortError::failed(
+                operation,
+                format!(
+                    "s3://{bucket}/{key}?versionId={version}: InvalidRequest (HTTP 400): The \
+                     source of a copy request may not specifically refer to a delete marker by \
+                     version id."
+                ),
+            )),
+            Some(None) => Err(PortError::failed(
+                operation,
+                format!(
+                    "s3://{bucket}/{key}?versionId={version}: MethodNotAllowed (HTTP 405): The \
+                     specified method is not allowed against this resource."
+                ),
+            )),
+            None => Err(PortError::NotFound {
+                what: format!("s3://{bucket}/{key}?versionId={version} (NoSuchVersion)"),
+            }),
+        }
+    }
 }
 
 #[async_trait]
@@ -3105,6 +3214,7 @@ impl ObjectStore for FakeAws {
                 storage_class: o.head.storage_class.clone(),
                 restored: o.restored,
                 checksum_algorithm: o.head.checksum.as_ref().map(|c| c.algorithm.clone()),
+                version_id: None,
             });
         }
         Ok(ListPage {
@@ -3113,14 +3223,15 @@ impl ObjectStore for FakeAws {
         })
     }
 
-    async fn head_object(
+    async fn head_object_version(
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
         part_number: Option<u32>,
     ) -> PortResult<ObjectHead> {
         self.call("s3:HeadObject", false).await?;
-        let o = self.get_object(bucket, key)?;
+        let o = self.get_object_version("s3:HeadObject", bucket, key, version)?;
         if o.customer_key {
             // A HEAD of an SSE-C object without the key's headers: 400, no body to explain.
             return Err(PortError::failed(
@@ -3144,22 +3255,30 @@ impl ObjectStore for FakeAws {
         Ok(head)
     }
 
-    async fn object_tags(&self, bucket: &str, key: &str) -> PortResult<BTreeMap<String, String>> {
+    async fn object_tags_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> PortResult<BTreeMap<String, String>> {
         self.call("s3:GetObjectTagging", false).await?;
-        Ok(self.get_object(bucket, key)?.tags)
+        Ok(self
+            .get_object_version("s3:GetObjectTagging", bucket, key, version)?
+            .tags)
     }
 
-    async fn copy_object(
+    async fn copy_object_version(
         &self,
         src_bucket: &str,
         src_key: &str,
+        src_version: Option<&str>,
         dst_bucket: &str,
         dst_key: &str,
         request: &CopyRequest,
     ) -> PortResult<CopiedObject> {
         self.call("s3:CopyObject", true).await?;
         tokio::time::sleep(self.timings.copy_latency).await;
-        let o = self.get_object(src_bucket, src_key)?;
+        let o = self.get_object_version("s3:CopyObject", src_bucket, src_key, src_version)?;
         Self::readable("s3:CopyObject", src_bucket, src_key, &o)?;
         let mut s = self.lock();
         if !s.buckets.contains_key(dst_bucket) {
@@ -3267,10 +3386,9 @@ impl ObjectStore for FakeAws {
         Ok(id)
     }
 
-    async fn upload_part_copy(
+    async fn upload_part_copy_version(
         &self,
-        src_bucket: &str,
-        src_key: &str,
+        (src_bucket, src_key, src_version): (&str, &str, Option<&str>),
         _dst_bucket: &str,
         _dst_key: &str,
         upload_id: &str,
@@ -3280,7 +3398,7 @@ impl ObjectStore for FakeAws {
     ) -> PortResult<CopiedPart> {
         self.call("s3:UploadPartCopy", true).await?;
         tokio::time::sleep(self.timings.copy_latency).await;
-        let o = self.get_object(src_bucket, src_key)?;
+        let o = self.get_object_version("s3:UploadPartCopy", src_bucket, src_key, src_version)?;
         Self::readable("s3:UploadPartCopy", src_bucket, src_key, &o)?;
         let len = o.data.len() as u64;
         let bytes = if len == 0 {
@@ -3442,14 +3560,24 @@ impl ObjectStore for FakeAws {
             // What S3 answers for an empty request or more than 1,000 keys.
             return Err(PortError::failed("s3:DeleteObjects", "MalformedXML"));
         }
+        let now = aws_now(&self.timings);
         let mut s = self.lock();
         Self::bucket(&s, bucket)?;
         let b = s.buckets.get_mut(bucket).expect("checked above");
         for key in keys {
-            b.delete_key(key);
+            b.delete_key(key, now);
         }
         s.delete_batches.push(keys.len());
         Ok(())
+    }
+
+    async fn versioning(&self, bucket: &str) -> PortResult<Option<String>> {
+        self.call("s3:GetBucketVersioning", false).await?;
+        let s = self.lock();
+        Ok(Self::bucket(&s, bucket)?
+            .versions
+            .enabled
+            .then(|| "Enabled".to_string()))
     }
 
     async fn list_versions_page(
@@ -3537,8 +3665,9 @@ impl ObjectStore for FakeAws {
 
     async fn delete_object(&self, bucket: &str, key: &str) -> PortResult<()> {
         self.call("s3:DeleteObject", true).await?;
+        let now = aws_now(&self.timings);
         if let Some(b) = self.lock().buckets.get_mut(bucket) {
-            b.delete_key(key);
+            b.delete_key(key, now);
         }
         Ok(())
     }
@@ -3563,9 +3692,14 @@ impl ObjectStore for FakeAws {
         }
     }
 
-    async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String> {
+    async fn content_md5_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> PortResult<String> {
         self.call("s3:GetObject", false).await?;
-        let o = self.get_object(bucket, key)?;
+        let o = self.get_object_version("s3:GetObject", bucket, key, version)?;
         Self::readable("s3:GetObject", bucket, key, &o)?;
         Ok(md5_hex(&o.data))
     }

@@ -231,7 +231,40 @@ pub struct DbSnapshot {
     pub instance_id: String,
     pub status: SnapshotStatus,
     pub tags: BTreeMap<String, String>,
+    /// `SnapshotCreateTime`: "Specifies when the snapshot was taken in Coordinated Universal
+    /// Time (UTC)" (RDS API Reference, DBSnapshot / DBClusterSnapshot); absent until RDS has
+    /// taken it.
     pub created: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl DbSnapshot {
+    /// The moment whose data the snapshot holds, once that moment is fixed — long before the
+    /// snapshot is `available`: Some(`SnapshotCreateTime`) while the snapshot is `creating` or
+    /// `available` and RDS reports that time; None before, and for a failed or deleted one.
+    ///
+    /// What this rests on (AWS documentation, checked 2026-12-01):
+    /// - "Create Amazon EBS snapshots" (EBS User Guide): snapshots "occur asynchronously; the
+    ///   point-in-time snapshot is created immediately, but the status of the snapshot is
+    ///   `pending` until the snapshot is complete"; the volume can be used meanwhile and the
+    ///   snapshot holds only the data written before it was requested. RDS for MySQL,
+    ///   MariaDB, PostgreSQL, Oracle and SQL Server stores on EBS.
+    /// - "Creating a DB snapshot for a Single-AZ DB instance" (RDS User Guide,
+    ///   USER_CreateSnapshot): "Creating this DB snapshot on a Single-AZ DB instance results in
+    ///   a brief I/O suspension that can last from a few seconds to a few minutes"; Multi-AZ
+    ///   (MariaDB, MySQL, Oracle, PostgreSQL) takes it from the standby without suspension.
+    ///   RDS reports no end of that suspension: writes it holds land after the snapshot's
+    ///   point, so they cannot get into it.
+    /// - `SnapshotCreateTime` (DBSnapshot, DBClusterSnapshot): "when the snapshot was taken".
+    ///   The RDS pages do not say in so many words that writes after the request are
+    ///   excluded; envclone relies on the EBS statement plus this field. Aurora cluster
+    ///   snapshots ("Creating a DB cluster snapshot", Aurora User Guide) are taken of the
+    ///   cluster volume at a point in time without an I/O suspension.
+    pub fn point_fixed_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self.status.as_str() {
+            "creating" | "available" => self.created,
+            _ => None,
+        }
+    }
 }
 
 /// An Aurora DB cluster.
@@ -534,6 +567,9 @@ pub struct ObjectSummary {
     /// (`ChecksumAlgorithm`); None when it has none (objects written before S3 added a default
     /// CRC64NVME to every upload, or by servers that keep none).
     pub checksum_algorithm: Option<String>,
+    /// The version a copy or a comparison reads (a copy as of a moment T: the version current
+    /// then); None: the current version, as ListObjectsV2 lists it.
+    pub version_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -549,6 +585,19 @@ pub struct ObjectVersion {
     pub key: String,
     pub version_id: String,
     pub delete_marker: bool,
+    /// When the version (or delete marker) was written, on S3's clock, in whole seconds:
+    /// ListObjectVersions' `LastModified` has a resolution of one second (the time is
+    /// `2026-12-01T10:00:07.000Z`), so versions written within one second are told apart only
+    /// by their order in the listing (newest first).
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+    /// The current version of its key (`IsLatest`).
+    pub is_latest: bool,
+    /// Of a version (a delete marker has none): its size, ETag (quotes removed), storage
+    /// class (None for STANDARD) and checksum algorithm, as in `ObjectSummary`.
+    pub size: u64,
+    pub etag: String,
+    pub storage_class: Option<String>,
+    pub checksum_algorithm: Option<String>,
 }
 
 /// A page of ListObjectVersions; `next` is the (key, version id) marker of the next page.
@@ -720,14 +769,52 @@ pub trait ObjectStore: Send + Sync {
         bucket: &str,
         key: &str,
         part_number: Option<u32>,
+    ) -> PortResult<ObjectHead> {
+        self.head_object_version(bucket, key, None, part_number)
+            .await
+    }
+    /// HeadObject of version `version` (None: the current one). A delete marker's version id
+    /// is refused (405 MethodNotAllowed on S3), an unknown one is NotFound (NoSuchVersion).
+    async fn head_object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        part_number: Option<u32>,
     ) -> PortResult<ObjectHead>;
-    async fn object_tags(&self, bucket: &str, key: &str) -> PortResult<BTreeMap<String, String>>;
+    async fn object_tags(&self, bucket: &str, key: &str) -> PortResult<BTreeMap<String, String>> {
+        self.object_tags_version(bucket, key, None).await
+    }
+    /// GetObjectTagging of version `version` (None: the current one).
+    async fn object_tags_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> PortResult<BTreeMap<String, String>>;
     /// Server-side copy of a whole object (≤ 5 GiB on AWS) keeping its metadata and tags,
     /// written as `request` says (storage class, encryption, checksum algorithm).
     async fn copy_object(
         &self,
         src_bucket: &str,
         src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        request: &CopyRequest,
+    ) -> PortResult<CopiedObject> {
+        self.copy_object_version(src_bucket, src_key, None, dst_bucket, dst_key, request)
+            .await
+    }
+    /// `copy_object` of version `src_version` of the source (None: the current one): CopySource
+    /// `bucket/key?versionId=<id>` (CopyObject API: "To copy a specific version of an object,
+    /// append ?versionId=<version-id> to the value"). A delete marker's version id is refused
+    /// (400 InvalidRequest).
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_object_version(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        src_version: Option<&str>,
         dst_bucket: &str,
         dst_key: &str,
         request: &CopyRequest,
@@ -758,6 +845,22 @@ pub trait ObjectStore: Send + Sync {
         part: u32,
         first: u64,
         last: u64,
+    ) -> PortResult<CopiedPart> {
+        let source = (src_bucket, src_key, None);
+        self.upload_part_copy_version(source, dst_bucket, dst_key, upload_id, part, first, last)
+            .await
+    }
+    /// `upload_part_copy` from `source` = (bucket, key, version id; None: the current one).
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_part_copy_version(
+        &self,
+        source: (&str, &str, Option<&str>),
+        dst_bucket: &str,
+        dst_key: &str,
+        upload_id: &str,
+        part: u32,
+        first: u64,
+        last: u64,
     ) -> PortResult<CopiedPart>;
     /// Completes the upload with its parts in order (part numbers 1..), each with its ETag and
     /// checksum as UploadPartCopy returned them. Returns the object's ETag.
@@ -772,6 +875,10 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes `keys` (at most 1,000: one DeleteObjects request). Keys already gone count as
     /// deleted; any key S3 refused fails the call.
     async fn delete_objects(&self, bucket: &str, keys: &[String]) -> PortResult<()>;
+    /// The bucket's versioning status (GetBucketVersioning): Some(`Enabled`) or
+    /// Some(`Suspended`); None for a bucket that never had versioning enabled (S3 then
+    /// answers no `Status`).
+    async fn versioning(&self, bucket: &str) -> PortResult<Option<String>>;
     /// A page (≤ 1,000) of every object version and delete marker of the bucket
     /// (ListObjectVersions), after the (key, version id) `marker`.
     async fn list_versions_page(
@@ -799,7 +906,16 @@ pub trait ObjectStore: Send + Sync {
     async fn delete_bucket(&self, bucket: &str) -> PortResult<()>;
     /// MD5 of the object's bytes (read through this process). Only for verifying copies whose
     /// ETags cannot be compared; never on the copy path.
-    async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String>;
+    async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String> {
+        self.content_md5_version(bucket, key, None).await
+    }
+    /// `content_md5` of version `version` (None: the current one).
+    async fn content_md5_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> PortResult<String>;
     /// Gives `target` (a bucket envclone just created) `source`'s configuration: versioning,
     /// default encryption, public access block, ownership controls, CORS, lifecycle, tags
     /// (merged under `target`'s own, which win) and the bucket policy with `source`'s ARNs

@@ -97,11 +97,14 @@ pub async fn verify(
     store: Arc<dyn ObjectStore>,
     request: &SyncRequest,
 ) -> Result<VerifyReport, S3CmdError> {
-    let report = s3sync::verify(
+    // As of the sync's moment when it had one: later writes to the source are no differences.
+    let report = s3sync::verify_as_of(
         store,
         &request.source,
         &request.target,
         request.options.concurrency,
+        false,
+        request.options.as_of,
     )
     .await
     .map_err(|error| request.error(error))?;

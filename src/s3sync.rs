@@ -22,6 +22,9 @@ use crate::ports::{
 };
 use crate::retry::retry;
 
+mod as_of;
+pub use as_of::{as_of_point, AsOfPoint};
+
 /// AWS's limits for a single CopyObject and for multipart parts.
 pub const AWS_COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
 const MIN_PART: u64 = 5 * 1024 * 1024;
@@ -71,6 +74,11 @@ pub struct SyncOptions {
     pub skip_archived: bool,
     /// Which encryption copies get.
     pub sse: SseMode,
+    /// Copy the source as it was at this moment (S3's clock) instead of as it is: each key's
+    /// newest version whose LastModified is at or before it, read by version id; keys absent
+    /// then (never written yet, or hidden by a delete marker) count as absent, so `delete`
+    /// removes their copies. Needs a versioned source (see [`as_of_point`] for choosing it).
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Which server-side encryption a copy gets.
@@ -101,6 +109,7 @@ impl Default for SyncOptions {
             dry_run: false,
             skip_archived: false,
             sse: SseMode::Keep,
+            as_of: None,
         }
     }
 }
@@ -289,6 +298,23 @@ pub enum SyncError {
         first: String,
         #[source]
         source: PortError,
+    },
+    #[error(
+        "s3://{bucket} does not keep object versions (versioning {status}): it cannot be copied \
+         as of a past moment, since an overwrite or a delete leaves nothing of what was there. \
+         Enable versioning (aws s3api put-bucket-versioning --versioning-configuration \
+         Status=Enabled) before the moment to copy, or copy it as it is (without --as-of)"
+    )]
+    NotVersioned { bucket: String, status: String },
+    #[error(
+        "s3://{bucket}/{key}: what it held as of {as_of} cannot be told: {why}. Nothing was \
+         copied for this key; copy it by hand once you know which version is right"
+    )]
+    AsOfUnknown {
+        bucket: String,
+        key: String,
+        as_of: String,
+        why: String,
     },
     #[error("{first} (and {more} more failure(s); re-run to retry only what is still missing)")]
     Several { first: Box<SyncError>, more: u64 },
@@ -830,7 +856,7 @@ enum Joined {
 /// Walks both listings in key order (S3 lists in UTF-8 byte order, which is `str`'s order).
 /// Keys are compared relative to each side's prefix. Holds a few pages per side at most.
 struct MergeJoin {
-    left: Lister,
+    left: SourceListing,
     right: Lister,
     src_prefix: usize,
     dst_prefix: usize,
@@ -842,15 +868,54 @@ fn relative(key: &str, prefix: usize) -> &str {
     key.get(prefix..).unwrap_or(key)
 }
 
+/// The source side of a merge-join: the bucket as it is (ListObjectsV2), or as it was at a
+/// moment T (from its versions).
+enum SourceListing {
+    Current(Lister),
+    AsOf(Box<as_of::AsOfLister>),
+}
+
+impl SourceListing {
+    async fn next(&mut self) -> Result<Option<ObjectSummary>, SyncError> {
+        match self {
+            SourceListing::Current(l) => l.next().await,
+            SourceListing::AsOf(l) => l.next().await,
+        }
+    }
+
+    /// Keys whose state at T could not be told (only as of T).
+    fn unknown(&mut self) -> Vec<SyncError> {
+        match self {
+            SourceListing::Current(_) => Vec::new(),
+            SourceListing::AsOf(l) => std::mem::take(&mut l.unknown),
+        }
+    }
+}
+
 impl MergeJoin {
     fn new(
         store: &Arc<dyn ObjectStore>,
         src: &BucketPath,
         dst: &BucketPath,
         progress: &Arc<SyncProgress>,
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Self {
+        let left = match as_of {
+            None => SourceListing::Current(Lister::spawn(
+                store.clone(),
+                src.clone(),
+                progress.clone(),
+                Side::Source,
+            )),
+            Some(t) => SourceListing::AsOf(Box::new(as_of::AsOfLister::new(
+                store.clone(),
+                src.clone(),
+                t,
+                progress.clone(),
+            ))),
+        };
         MergeJoin {
-            left: Lister::spawn(store.clone(), src.clone(), progress.clone(), Side::Source),
+            left,
             right: Lister::spawn(store.clone(), dst.clone(), progress.clone(), Side::Target),
             src_prefix: src.prefix.len(),
             dst_prefix: dst.prefix.len(),
@@ -936,10 +1001,11 @@ async fn compare_content(
     dst_bucket: &str,
     d: &ObjectSummary,
 ) -> Result<(Content, ObjectHead, ObjectHead), SyncError> {
-    let (sh, dh) = ask_both([(src_bucket, &s.key), (dst_bucket, &d.key)], |b, k| {
-        store.head_object(b, k, None)
-    })
-    .await?;
+    let pair = [
+        (src_bucket, s.key.as_str(), s.version_id.as_deref()),
+        (dst_bucket, d.key.as_str(), None),
+    ];
+    let (sh, dh) = ask_both(pair, |b, k, v| store.head_object_version(b, k, v, None)).await?;
     let content = if etag_is_md5(&s.etag, &sh) && etag_is_md5(&d.etag, &dh) {
         Content::Differs(format!(
             "ETag {} in the source, {} in the target",
@@ -963,16 +1029,16 @@ async fn compare_content(
 /// One question (with retries) asked of two objects at once — the source's and the target's;
 /// a failure names the object.
 async fn ask_both<'a, T, Fut>(
-    pair: [(&'a str, &'a str); 2],
-    ask: impl Fn(&'a str, &'a str) -> Fut,
+    pair: [(&'a str, &'a str, Option<&'a str>); 2],
+    ask: impl Fn(&'a str, &'a str, Option<&'a str>) -> Fut,
 ) -> Result<(T, T), SyncError>
 where
     Fut: std::future::Future<Output = Result<T, PortError>>,
 {
-    let one = |(bucket, key): (&'a str, &'a str)| {
+    let one = |(bucket, key, version): (&'a str, &'a str, Option<&'a str>)| {
         let ask = &ask;
         async move {
-            retry(|| ask(bucket, key))
+            retry(|| ask(bucket, key, version))
                 .await
                 .map_err(|source| SyncError::Copy {
                     bucket: bucket.to_string(),
@@ -1209,7 +1275,7 @@ pub async fn sync_with(
 ) -> Result<SyncStats, SyncError> {
     let mut stats = SyncStats::default();
     let concurrency = options.concurrency.max(1);
-    let mut join = MergeJoin::new(&store, src, dst, progress);
+    let mut join = MergeJoin::new(&store, src, dst, progress, options.as_of);
     let context = Arc::new(CopyContext {
         store,
         src: src.clone(),
@@ -1328,6 +1394,9 @@ pub async fn sync_with(
     .await;
     progress.listing_done.store(true, Relaxed);
     stats.listed = progress.source_listed.load(Relaxed);
+    for e in join.left.unknown() {
+        failures.push(e);
+    }
     if result.is_ok() && failures.first.is_none() && !deletes.is_empty() {
         tasks.spawn(context.clone().delete(deletes));
     }
@@ -1445,7 +1514,9 @@ async fn copy_whole(
     let (src_bucket, dst_bucket) = (&context.src.bucket, &context.dst.bucket);
     let keep = context.options.sse == SseMode::Keep;
     let source_encryption = || async {
-        let head = retry(|| store.head_object(src_bucket, &object.key, None)).await?;
+        let version = object.version_id.as_deref();
+        let head =
+            retry(|| store.head_object_version(src_bucket, &object.key, version, None)).await?;
         if head.encryption.as_ref().is_some_and(|e| e.is_kms()) {
             context.encrypted_seen.store(true, Relaxed);
         }
@@ -1458,8 +1529,18 @@ async fn copy_whole(
             checksum_algorithm: copy_checksum(object),
         };
         async move {
-            retry(|| store.copy_object(src_bucket, &object.key, dst_bucket, dst_key, &request))
-                .await
+            let version = object.version_id.as_deref();
+            retry(|| {
+                store.copy_object_version(
+                    src_bucket,
+                    &object.key,
+                    version,
+                    dst_bucket,
+                    dst_key,
+                    &request,
+                )
+            })
+            .await
         }
     };
     if keep && context.encrypted_seen.load(Relaxed) {
@@ -1544,19 +1625,22 @@ async fn copy_parts(
     stop: Option<&AtomicBool>,
 ) -> Result<(String, bool), PortError> {
     let source_parts = multipart_parts(&object.etag);
+    let version = object.version_id.as_deref();
     // The object's headers, its first part's size and its tags, asked at once.
     let first_part = async {
         match source_parts {
-            Some(_) => retry(|| store.head_object(src_bucket, &object.key, Some(1)))
-                .await
-                .map(|h| Some(h.size)),
+            Some(_) => {
+                retry(|| store.head_object_version(src_bucket, &object.key, version, Some(1)))
+                    .await
+                    .map(|h| Some(h.size))
+            }
             None => Ok(None),
         }
     };
     let (mut head, first_part, tags) = tokio::try_join!(
-        retry(|| store.head_object(src_bucket, &object.key, None)),
+        retry(|| store.head_object_version(src_bucket, &object.key, version, None)),
         first_part,
-        retry(|| store.object_tags(src_bucket, &object.key)),
+        retry(|| store.object_tags_version(src_bucket, &object.key, version)),
     )?;
     if head.storage_class.is_none() {
         head.storage_class = object.storage_class.clone();
@@ -1596,9 +1680,8 @@ async fn copy_parts(
     let parts = futures::stream::iter(layout.into_iter().zip(1u32..).map(
         |((first, last), part)| async move {
             retry(|| {
-                store.upload_part_copy(
-                    src_bucket,
-                    &object.key,
+                store.upload_part_copy_version(
+                    (src_bucket, &object.key, version),
                     dst_bucket,
                     dst_key,
                     upload_id,
@@ -1716,6 +1799,21 @@ pub async fn verify_with(
     concurrency: usize,
     skip_archived: bool,
 ) -> Result<VerifyReport, SyncError> {
+    verify_as_of(store, src, dst, concurrency, skip_archived, None).await
+}
+
+/// `verify_with`, comparing the target with the source as it was at `as_of` (each key's
+/// newest version at or before it, read by version id; see `SyncOptions::as_of`): writes to
+/// the source after that moment are no differences. A key whose state then cannot be told
+/// fails the verification.
+pub async fn verify_as_of(
+    store: Arc<dyn ObjectStore>,
+    src: &BucketPath,
+    dst: &BucketPath,
+    concurrency: usize,
+    skip_archived: bool,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<VerifyReport, SyncError> {
     let mut report = VerifyReport {
         source: src.to_string(),
         target: dst.to_string(),
@@ -1723,7 +1821,7 @@ pub async fn verify_with(
     };
     let mut checks = FuturesUnordered::new();
     let progress = Arc::new(SyncProgress::default());
-    let mut join = MergeJoin::new(&store, src, dst, &progress);
+    let mut join = MergeJoin::new(&store, src, dst, &progress, as_of);
     while let Some(joined) = join.next().await? {
         if crate::retry::stopped() {
             return Err(SyncError::Stopped);
@@ -1768,6 +1866,9 @@ pub async fn verify_with(
     while let Some(done) = checks.next().await {
         report.record(done?);
     }
+    if let Some(e) = join.left.unknown().into_iter().next() {
+        return Err(e);
+    }
     report.mismatches.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(report)
 }
@@ -1779,7 +1880,10 @@ async fn compare_pair(
     dst_bucket: &str,
     d: &ObjectSummary,
 ) -> Result<(Option<Mismatch>, ComparedBy), SyncError> {
-    let pair = [(src_bucket, s.key.as_str()), (dst_bucket, d.key.as_str())];
+    let pair = [
+        (src_bucket, s.key.as_str(), s.version_id.as_deref()),
+        (dst_bucket, d.key.as_str(), None),
+    ];
     let mismatch = |problem: String| Mismatch {
         key: s.key.clone(),
         problem,
@@ -1803,7 +1907,10 @@ async fn compare_pair(
             Content::Unknown => {
                 // No checksum on both sides: the bytes, read through this process.
                 by = ComparedBy::Content;
-                let (a, b) = ask_both(pair, |bucket, key| store.content_md5(bucket, key)).await?;
+                let (a, b) = ask_both(pair, |bucket, key, version| {
+                    store.content_md5_version(bucket, key, version)
+                })
+                .await?;
                 if a != b {
                     return Ok((
                         Some(mismatch(format!(
@@ -1818,12 +1925,20 @@ async fn compare_pair(
     }
     let (sh, dh) = match heads {
         Some(heads) => heads,
-        None => ask_both(pair, |bucket, key| store.head_object(bucket, key, None)).await?,
+        None => {
+            ask_both(pair, |bucket, key, version| {
+                store.head_object_version(bucket, key, version, None)
+            })
+            .await?
+        }
     };
     if let Some(problem) = header_difference(&sh, &dh) {
         return Ok((Some(mismatch(problem)), by));
     }
-    let (st, dt) = ask_both(pair, |bucket, key| store.object_tags(bucket, key)).await?;
+    let (st, dt) = ask_both(pair, |bucket, key, version| {
+        store.object_tags_version(bucket, key, version)
+    })
+    .await?;
     if st != dt {
         return Ok((
             Some(mismatch(format!(
@@ -1977,7 +2092,7 @@ pub async fn record_copied(
     skip_archived: bool,
 ) -> Result<CopiedRecord, SyncError> {
     let progress = Arc::new(SyncProgress::default());
-    let mut join = MergeJoin::new(&store, src, dst, &progress);
+    let mut join = MergeJoin::new(&store, src, dst, &progress, None);
     let mut builder = RecordBuilder::default();
     while let Some(joined) = join.next().await? {
         if let Joined::Both(s, d) = joined {
@@ -2030,7 +2145,7 @@ pub async fn changed_since(
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
-    let mut join = MergeJoin::new(&store, src, dst, &progress);
+    let mut join = MergeJoin::new(&store, src, dst, &progress, None);
     while let Some(joined) = join.next().await? {
         match joined {
             Joined::OnlySource(s) | Joined::Both(s, _) if skip_archived && is_archived(&s) => {}

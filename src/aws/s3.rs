@@ -47,8 +47,14 @@ const COPY_SOURCE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
-fn copy_source(bucket: &str, key: &str) -> String {
-    format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE))
+/// `x-amz-copy-source` of `key` (a version of it: "To copy a specific version of an object,
+/// append `?versionId=<version-id>` to the value", CopyObject API).
+fn copy_source(bucket: &str, key: &str, version: Option<&str>) -> String {
+    let source = format!("{bucket}/{}", utf8_percent_encode(key, COPY_SOURCE));
+    match version {
+        Some(v) => format!("{source}?versionId={}", utf8_percent_encode(v, COPY_SOURCE)),
+        None => source,
+    }
 }
 
 fn unquote(etag: &str) -> String {
@@ -636,6 +642,7 @@ impl ObjectStore for S3 {
                         .checksum_algorithm()
                         .first()
                         .map(|a| a.as_str().to_string()),
+                    version_id: None,
                 })
                 .collect(),
             next_token: if out.is_truncated() == Some(true) {
@@ -646,10 +653,11 @@ impl ObjectStore for S3 {
         })
     }
 
-    async fn head_object(
+    async fn head_object_version(
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
         part_number: Option<u32>,
     ) -> PortResult<ObjectHead> {
         let out = self
@@ -657,6 +665,7 @@ impl ObjectStore for S3 {
             .head_object()
             .bucket(bucket)
             .key(key)
+            .set_version_id(version.map(str::to_string))
             .set_part_number(part_number.map(|n| n as i32))
             // Without it HeadObject leaves the x-amz-checksum-* headers out ("Checking object
             // integrity"; HeadObject API, x-amz-checksum-mode). For an SSE-KMS object it needs
@@ -708,12 +717,18 @@ impl ObjectStore for S3 {
         })
     }
 
-    async fn object_tags(&self, bucket: &str, key: &str) -> PortResult<BTreeMap<String, String>> {
+    async fn object_tags_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> PortResult<BTreeMap<String, String>> {
         let out = self
             .client
             .get_object_tagging()
             .bucket(bucket)
             .key(key)
+            .set_version_id(version.map(str::to_string))
             .send()
             .await
             .map_err(|e| port_error("s3:GetObjectTagging", &format!("s3://{bucket}/{key}"), e))?;
@@ -724,10 +739,11 @@ impl ObjectStore for S3 {
             .collect())
     }
 
-    async fn copy_object(
+    async fn copy_object_version(
         &self,
         src_bucket: &str,
         src_key: &str,
+        src_version: Option<&str>,
         dst_bucket: &str,
         dst_key: &str,
         request: &CopyRequest,
@@ -742,7 +758,7 @@ impl ObjectStore for S3 {
             .copy_object()
             .bucket(dst_bucket)
             .key(dst_key)
-            .copy_source(copy_source(src_bucket, src_key))
+            .copy_source(copy_source(src_bucket, src_key, src_version))
             .metadata_directive(MetadataDirective::Copy)
             .tagging_directive(TaggingDirective::Copy)
             .set_storage_class(request.storage_class.as_deref().map(StorageClass::from))
@@ -834,10 +850,9 @@ impl ObjectStore for S3 {
         })
     }
 
-    async fn upload_part_copy(
+    async fn upload_part_copy_version(
         &self,
-        src_bucket: &str,
-        src_key: &str,
+        (src_bucket, src_key, src_version): (&str, &str, Option<&str>),
         dst_bucket: &str,
         dst_key: &str,
         upload_id: &str,
@@ -852,7 +867,7 @@ impl ObjectStore for S3 {
             .key(dst_key)
             .upload_id(upload_id)
             .part_number(part as i32)
-            .copy_source(copy_source(src_bucket, src_key))
+            .copy_source(copy_source(src_bucket, src_key, src_version))
             .copy_source_range(format!("bytes={first}-{last}"))
             .send()
             .await
@@ -958,6 +973,17 @@ impl ObjectStore for S3 {
         self.delete_identified(bucket, &ids).await
     }
 
+    async fn versioning(&self, bucket: &str) -> PortResult<Option<String>> {
+        let out = self
+            .client
+            .get_bucket_versioning()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| port_error("s3:GetBucketVersioning", &format!("bucket {bucket}"), e))?;
+        Ok(out.status().map(|s| s.as_str().to_string()))
+    }
+
     async fn list_versions_page(
         &self,
         bucket: &str,
@@ -976,6 +1002,10 @@ impl ObjectStore for S3 {
             .send()
             .await
             .map_err(|e| port_error("s3:ListObjectVersions", &format!("bucket {bucket}"), e))?;
+        let time = |t: Option<&aws_sdk_s3::primitives::DateTime>| {
+            t.and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                .unwrap_or_default()
+        };
         let mut versions: Vec<ObjectVersion> = out
             .versions()
             .iter()
@@ -983,14 +1013,42 @@ impl ObjectStore for S3 {
                 key: v.key().unwrap_or_default().to_string(),
                 version_id: v.version_id().unwrap_or("null").to_string(),
                 delete_marker: false,
+                last_modified: time(v.last_modified()),
+                is_latest: v.is_latest() == Some(true),
+                size: v.size().unwrap_or_default().max(0) as u64,
+                etag: unquote(v.e_tag().unwrap_or_default()),
+                storage_class: v
+                    .storage_class()
+                    .map(|c| c.as_str().to_string())
+                    .filter(|c| c != "STANDARD"),
+                checksum_algorithm: v
+                    .checksum_algorithm()
+                    .first()
+                    .map(|a| a.as_str().to_string()),
             })
             .chain(out.delete_markers().iter().map(|m| ObjectVersion {
                 key: m.key().unwrap_or_default().to_string(),
                 version_id: m.version_id().unwrap_or("null").to_string(),
                 delete_marker: true,
+                last_modified: time(m.last_modified()),
+                is_latest: m.is_latest() == Some(true),
+                size: 0,
+                etag: String::new(),
+                storage_class: None,
+                checksum_algorithm: None,
             }))
             .collect();
-        versions.sort_by(|a, b| a.key.cmp(&b.key));
+        // S3 sends versions and delete markers interleaved, by key and newest first; the SDK
+        // hands them over as two lists. Put back: by key, the current entry first, then by
+        // LastModified, newest first (the sort is stable: each list keeps S3's order). Two
+        // entries of one key within the same second, one a version and one a delete marker,
+        // cannot be ordered again from what the SDK keeps (see `s3sync::as_of`).
+        versions.sort_by(|a, b| {
+            a.key
+                .cmp(&b.key)
+                .then(b.is_latest.cmp(&a.is_latest))
+                .then(b.last_modified.cmp(&a.last_modified))
+        });
         let next = match (out.is_truncated(), out.next_key_marker()) {
             (Some(true), Some(key)) => Some((
                 key.to_string(),
@@ -1102,7 +1160,12 @@ impl ObjectStore for S3 {
         Ok(())
     }
 
-    async fn content_md5(&self, bucket: &str, key: &str) -> PortResult<String> {
+    async fn content_md5_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> PortResult<String> {
         use md5::{Digest, Md5};
         let what = format!("s3://{bucket}/{key}");
         let out = self
@@ -1110,6 +1173,7 @@ impl ObjectStore for S3 {
             .get_object()
             .bucket(bucket)
             .key(key)
+            .set_version_id(version.map(str::to_string))
             .send()
             .await
             .map_err(|e| port_error("s3:GetObject", &what, e))?;

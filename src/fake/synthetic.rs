@@ -39,6 +39,7 @@ impl SyntheticBuckets {
                     storage_class: None,
                     restored: false,
                     checksum_algorithm: None,
+                    version_id: None,
                 });
             }
             if target && extra {
@@ -49,6 +50,7 @@ impl SyntheticBuckets {
                     storage_class: None,
                     restored: false,
                     checksum_algorithm: None,
+                    version_id: None,
                 });
             }
             i += 1;
@@ -126,10 +128,11 @@ impl ObjectStore for SyntheticBuckets {
             next_token: (next < self.objects).then(|| next.to_string()),
         })
     }
-    async fn head_object(
+    async fn head_object_version(
         &self,
         bucket: &str,
         key: &str,
+        _version: Option<&str>,
         _part_number: Option<u32>,
     ) -> PortResult<ObjectHead> {
         // Asked for the objects whose ETags differ (the 1% changed): plain MD5-like ETags, no
@@ -149,17 +152,19 @@ impl ObjectStore for SyntheticBuckets {
             ..ObjectHead::default()
         })
     }
-    async fn object_tags(
+    async fn object_tags_version(
         &self,
         _bucket: &str,
         _key: &str,
+        _version: Option<&str>,
     ) -> PortResult<std::collections::BTreeMap<String, String>> {
         Err(Self::unsupported("s3:GetObjectTagging"))
     }
-    async fn copy_object(
+    async fn copy_object_version(
         &self,
         _src_bucket: &str,
         src_key: &str,
+        _src_version: Option<&str>,
         _dst_bucket: &str,
         _dst_key: &str,
         _request: &crate::ports::CopyRequest,
@@ -179,10 +184,9 @@ impl ObjectStore for SyntheticBuckets {
     ) -> PortResult<String> {
         Err(Self::unsupported("s3:CreateMultipartUpload"))
     }
-    async fn upload_part_copy(
+    async fn upload_part_copy_version(
         &self,
-        _src_bucket: &str,
-        _src_key: &str,
+        _source: (&str, &str, Option<&str>),
         _dst_bucket: &str,
         _dst_key: &str,
         _upload_id: &str,
@@ -233,7 +237,12 @@ impl ObjectStore for SyntheticBuckets {
         }
         Ok(())
     }
-    async fn content_md5(&self, _bucket: &str, _key: &str) -> PortResult<String> {
+    async fn content_md5_version(
+        &self,
+        _bucket: &str,
+        _key: &str,
+        _version: Option<&str>,
+    ) -> PortResult<String> {
         Err(Self::unsupported("s3:GetObject"))
     }
     async fn copy_bucket_configuration(
@@ -241,6 +250,9 @@ impl ObjectStore for SyntheticBuckets {
         _source: &str,
         _target: &str,
     ) -> PortResult<crate::ports::BucketConfigReport> {
+        Err(Self::unsupported("s3:GetBucketVersioning"))
+    }
+    async fn versioning(&self, _bucket: &str) -> PortResult<Option<String>> {
         Err(Self::unsupported("s3:GetBucketVersioning"))
     }
     async fn list_versions_page(

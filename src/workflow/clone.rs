@@ -1014,9 +1014,9 @@ impl CloneEngine {
         wait_until(&what, self.settings.stack_timeout, || async {
             Ok(match stacks.describe_stack(name).await? {
                 None => Poll::Ready(None),
-                Some(s) if s.status == crate::ports::StackStatus::DeleteFailed => Poll::Ready(Some(
-                    s.status_reason.unwrap_or_else(|| "DELETE_FAILED".into()),
-                )),
+                Some(s) if s.status == crate::ports::StackStatus::DeleteFailed => Poll::Ready(
+                    Some(s.status_reason.unwrap_or_else(|| "DELETE_FAILED".into())),
+                ),
                 Some(s) => Poll::Pending(s.status.to_string()),
             })
         })

@@ -21,7 +21,7 @@ pub(crate) fn aurora_prod() -> Scenario {
     aurora_prod_with(timings())
 }
 
-fn aurora_prod_with(timings: envclone::fake::Timings) -> Scenario {
+pub(crate) fn aurora_prod_with(timings: envclone::fake::Timings) -> Scenario {
     let s = Scenario::new(timings);
     s.fake.deploy_now(
         "prod",

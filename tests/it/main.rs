@@ -2,12 +2,14 @@
 //! and end-to-end runs of the built `envclone` against the moto stand-in.
 
 mod e2e;
+mod e2e_asof;
 mod e2e_buckets;
 mod e2e_corpus;
 mod e2e_dynamodb;
 mod e2e_iam;
 mod e2e_staging;
 mod e2e_swap;
+mod fake_asof;
 mod fake_aurora;
 mod fake_buckets;
 mod fake_clone;

@@ -4,8 +4,8 @@
 use crate::contract::{Contract, Template, DB_INSTANCE};
 use crate::model::TAG_RUN;
 use crate::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY};
-use crate::ports::{DbKind, PortError, StackInfo};
-use crate::retry::{retry, wait_until, Poll};
+use crate::ports::{Databases, DbKind, PortError, StackInfo};
+use crate::retry::{retry, wait_until, Poll, WaitError};
 use crate::s3sync::VerifyReport;
 
 use super::super::clone::{CheckResult, CloneEngine};
@@ -28,6 +28,44 @@ pub fn snapshot_kind(kind: DbKind) -> RefKind {
         DbKind::Instance => SNAPSHOT,
         DbKind::Cluster => CLUSTER_SNAPSHOT,
     }
+}
+
+/// Waits until the point in time of snapshot `id` of `source` is fixed and returns it
+/// (T_snapshot, its `SnapshotCreateTime`): from then on writes to the source cannot get into
+/// the snapshot, so the source may serve again while the snapshot goes on to `available`
+/// (minutes to hours). What this rests on: [`crate::ports::DbSnapshot::point_fixed_at`].
+/// A snapshot that fails or is deleted meanwhile fails the wait; one not visible yet (RDS's
+/// eventual consistency right after CreateDBSnapshot) is waited for.
+pub async fn wait_snapshot_point_fixed(
+    dbs: &(dyn Databases + 'static),
+    kind: DbKind,
+    id: &str,
+    source: &str,
+    timeout: std::time::Duration,
+) -> Result<chrono::DateTime<chrono::Utc>, WaitError> {
+    let snapshots = dbs.snapshots(kind);
+    let what = format!(
+        "{} {id} of {source} to have its point in time fixed (SnapshotCreateTime set)",
+        kind.snapshot_noun()
+    );
+    wait_until(&what, timeout, || async {
+        Ok(match snapshots.describe(id).await? {
+            Some(s) => match s.point_fixed_at() {
+                Some(at) => Poll::Ready(at),
+                None if s.status == "creating" => {
+                    Poll::Pending("creating, no SnapshotCreateTime yet".into())
+                }
+                None if s.status == "available" => Poll::Failed(
+                    "available but without a SnapshotCreateTime: RDS did not say when it was \
+                     taken; use the snapshot only once it is available (the whole copy)"
+                        .into(),
+                ),
+                None => Poll::Failed(format!("snapshot status {}", s.status)),
+            },
+            None => Poll::Pending("not visible yet".into()),
+        })
+    })
+    .await
 }
 
 /// Deletes a snapshot once it is no longer being taken (one in progress cannot be deleted).

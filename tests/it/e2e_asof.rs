@@ -1,0 +1,217 @@
+//! Issue 13 foundations on the stand-in: a snapshot's point in time is fixed (SnapshotCreateTime
+//! set, still `creating`) before it is available, and `envclone s3 sync --as-of` copies a
+//! versioned bucket as it was at T.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use envclone::ports::DbKind;
+use envclone::s3sync::as_of_point;
+use envclone::workflow::resources::wait_snapshot_point_fixed;
+
+use crate::e2e::{describe_bucket, s3 as s3_client, text, StandIn};
+
+/// Through the real RDS adapter: the wait returns while the snapshot is still `creating`
+/// (the stand-in keeps it so for its snapshot delay, 3 s by default), with SnapshotCreateTime
+/// as T_snapshot; the snapshot becomes available afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_snapshot_point_is_fixed_before_the_snapshot_is_available() {
+    let standin = StandIn::start();
+    let config = standin.sdk().await;
+    let rds = aws_sdk_rds::Client::new(&config);
+    rds.create_db_instance()
+        .db_instance_identifier("asof-db")
+        .engine("mysql")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123")
+        .send()
+        .await
+        .unwrap();
+    let cloud =
+        envclone::aws::cloud_from(&config, std::sync::Arc::new(envclone::ports::SystemClock));
+    let dbs = cloud.databases;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dbs.status_of(DbKind::Instance, "asof-db").await.unwrap() != Some("available".into()) {
+        assert!(Instant::now() < deadline, "the DB never became available");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let asked = chrono::Utc::now();
+    rds.create_db_snapshot()
+        .db_instance_identifier("asof-db")
+        .db_snapshot_identifier("asof-snap")
+        .send()
+        .await
+        .unwrap();
+    let t = wait_snapshot_point_fixed(
+        dbs.as_ref(),
+        DbKind::Instance,
+        "asof-snap",
+        "asof-db",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert!(
+        (t - asked).num_seconds().abs() <= 2,
+        "T_snapshot {t}, asked {asked}"
+    );
+    let snap = dbs.describe_snapshot("asof-snap").await.unwrap().unwrap();
+    assert_eq!(
+        snap.status, "creating",
+        "the point is fixed while the snapshot is still being made"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = dbs.describe_snapshot("asof-snap").await.unwrap().unwrap();
+        if s.status == "available" {
+            assert_eq!(s.point_fixed_at(), Some(t));
+            break;
+        }
+        assert!(Instant::now() < deadline, "never available: {}", s.status);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+const SRC: &str = "e2e-asof-source";
+const DST: &str = "e2e-asof-target";
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.as_bytes().to_vec()))
+        .content_type("text/plain")
+        .tagging("written=by-e2e")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    s3.delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The object's bytes. Read without checking the response checksum: moto 5.2.5 without its
+/// optional CRT labels a CRC32 value `x-amz-checksum-crc64nvme` (STANDIN.md, "SSE-KMS
+/// ETags"), which the SDK would refuse for any copy made with the CRC64NVME envclone asks for.
+async fn body(config: &aws_config::SdkConfig, bucket: &str, key: &str) -> String {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
+            .build(),
+    );
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap()
+}
+
+/// The same scenario as the fake's (fake_asof::buckets): overwrite, delete and create after T
+/// are absent from the copy, and so is a key that had only a delete marker at T; the
+/// verification as of T passes although the source changed after T.
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_sync_as_of_copies_a_versioned_bucket_as_it_was_at_t() {
+    let standin = StandIn::start();
+    let config = standin.sdk().await;
+    let s3 = s3_client(&config);
+    for b in [SRC, DST] {
+        s3.create_bucket().bucket(b).send().await.unwrap();
+    }
+    s3.put_bucket_versioning()
+        .bucket(SRC)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    put(&s3, SRC, "overwritten", "as of T").await;
+    put(&s3, SRC, "deleted-after", "there at T").await;
+    put(&s3, SRC, "kept", "never touched").await;
+    put(&s3, SRC, "deleted-before", "gone before T").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    delete(&s3, SRC, "deleted-before").await;
+    delete(&s3, SRC, "only-a-marker").await;
+    // The quiet period, T on a second boundary inside it (the stand-in runs on this clock).
+    let point = as_of_point(chrono::Utc::now(), Duration::ZERO);
+    let quiet = (point.quiet_until - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(quiet + Duration::from_millis(50)).await;
+    put(&s3, SRC, "overwritten", "after T").await;
+    delete(&s3, SRC, "deleted-after").await;
+    put(&s3, SRC, "created-after", "not there at T").await;
+    put(&s3, SRC, "only-a-marker", "written after T").await;
+    put(&s3, DST, "deleted-before", "stale").await;
+    put(&s3, DST, "created-after", "stale").await;
+
+    let state = tempfile::tempdir().unwrap();
+    let t = point.t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (src, dst) = (format!("s3://{SRC}"), format!("s3://{DST}"));
+    let out = standin.envclone(
+        state.path(),
+        &[
+            "s3", "sync", &src, &dst, "--delete", "--verify", "--as-of", &t,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let copied = describe_bucket(&s3, DST).await;
+    assert_eq!(
+        copied.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["deleted-after", "kept", "overwritten"],
+        "{copied:?}"
+    );
+    assert_eq!(body(&config, DST, "overwritten").await, "as of T");
+    assert_eq!(body(&config, DST, "deleted-after").await, "there at T");
+    let tags = s3
+        .get_object_tagging()
+        .bucket(DST)
+        .key("overwritten")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tag_set().len(), 1, "the version's tags came along");
+
+    // Without --as-of the same verification fails: the source has moved on since T.
+    let out = standin.envclone(state.path(), &["s3", "sync", &src, &dst, "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("would copy") && stdout.contains("created-after"),
+        "{stdout}"
+    );
+
+    // A source without versioning is refused, naming the fix.
+    s3.create_bucket()
+        .bucket("e2e-asof-other")
+        .send()
+        .await
+        .unwrap();
+    let out = standin.envclone(
+        state.path(),
+        &["s3", "sync", &dst, "s3://e2e-asof-other", "--as-of", &t],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("put-bucket-versioning"),
+        "{}",
+        text(&out)
+    );
+}
