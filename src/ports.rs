@@ -5,6 +5,7 @@
 //! keeps what the caller needs to decide (not found, already exists, retryable) and the
 //! service's own message.
 
+pub mod batch;
 pub mod tables;
 
 use std::collections::BTreeMap;
@@ -1126,4 +1127,6 @@ pub struct Cloud {
     pub clock: std::sync::Arc<dyn Clock>,
     /// DynamoDB tables.
     pub tables: std::sync::Arc<dyn tables::Tables>,
+    /// S3 Batch Operations jobs (S3 Control).
+    pub jobs: std::sync::Arc<dyn batch::BatchJobs>,
 }
