@@ -1,6 +1,6 @@
 //! `envclone s3 …`: the bucket copy engine (`s3sync`) as commands of their own — the typed sync
 //! request, the sync and its verification with their errors, the S3 Batch Operations job of
-//! `--engine batch --dry-run`, and a hidden memory benchmark (`envclone s3 diff-bench`) that runs
+//! `--engine batch --dry-run` (the real run is `s3batch`), and a hidden memory benchmark (`envclone s3 diff-bench`) that runs
 //! the same engine over two generated listings. The flags are parsed by `cli`, connected and
 //! printed by `app` and `printer`, like every other command.
 
@@ -17,12 +17,15 @@ use crate::s3sync::{
 
 #[derive(Debug, Error)]
 pub enum S3CmdError {
+    #[error(transparent)]
+    Batch(#[from] crate::s3batch::BatchError),
     #[error(
-        "--engine batch creates the job through the S3 Control API, which this build does not \
-         call yet; run it with --dry-run to get the job, create it with `aws s3control \
-         create-job`, or use --engine local"
+        "interrupted (Ctrl-C): batch job {job_id} keeps running in account {account}; follow \
+         it with `envclone s3 job status {job_id} --account {account}`, cancel it with \
+         `envclone s3 job cancel {job_id} --account {account}`; re-running the same sync \
+         picks the job up (it is journaled) instead of starting another"
     )]
-    BatchUnavailable,
+    BatchInterrupted { job_id: String, account: String },
     #[error("s3 sync {source_path} → {target_path}: {error}")]
     Sync {
         source_path: String,
@@ -46,7 +49,7 @@ impl S3CmdError {
     /// bucket that does not exist. Anything else is a failure (1).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            S3CmdError::BatchUnavailable => true,
+            S3CmdError::Batch(e) => e.is_bad_input(),
             S3CmdError::Sync { error, .. } => matches!(**error, SyncError::MissingBucket { .. }),
             _ => false,
         }
@@ -266,7 +269,7 @@ mod tests {
             }),
         };
         assert!(!failed.is_bad_input());
-        assert!(S3CmdError::BatchUnavailable.is_bad_input());
+        assert!(S3CmdError::Batch(crate::s3batch::BatchError::RoleArn("x".into())).is_bad_input());
         assert!(!S3CmdError::Interrupted.is_bad_input());
     }
 }
