@@ -1428,12 +1428,6 @@ async fn s3(
             copy_limit,
         } => {
             let cloud = root.connect().await?;
-            if request.options.dry_run {
-                let job =
-                    crate::s3cmd::batch_job(&*cloud.objects, &request, &role, &reports).await?;
-                root.printer.batch_job(&job);
-                return Ok(());
-            }
             let batch = crate::s3batch::BatchRequest {
                 source: request.source.clone(),
                 target: request.target.clone(),
@@ -1444,6 +1438,11 @@ async fn s3(
                 copy_limit,
                 poll,
             };
+            if request.options.dry_run {
+                let job = crate::s3cmd::batch_job(cloud.objects.clone(), &batch).await?;
+                root.printer.batch_job(&job);
+                return Ok(());
+            }
             s3_batch(root, cloud, &batch, shutdown).await
         }
         S3Request::JobStatus { account, id } => {
@@ -1454,6 +1453,22 @@ async fn s3(
                 .await
                 .map_err(job_error(format!("batch job {id} (account {account})")))?;
             root.printer.batch_job(&serde_json::json!({ "job": info }));
+            Ok(())
+        }
+        S3Request::JobList { account } => {
+            let cloud = root.connect().await?;
+            let jobs = cloud
+                .jobs
+                .list_jobs(&account)
+                .await
+                .map_err(job_error(format!("the batch jobs of account {account}")))?;
+            let jobs: Vec<serde_json::Value> = jobs
+                .iter()
+                .map(|j| {
+                    serde_json::json!({"id": j.id, "status": j.status, "description": j.description})
+                })
+                .collect();
+            root.printer.batch_job(&serde_json::json!({ "jobs": jobs }));
             Ok(())
         }
         S3Request::JobCancel { account, id } => {

@@ -491,6 +491,13 @@ pub enum JobCommand {
     Status(JobArgs),
     /// UpdateJobStatus to Cancelled: tasks already run stay done, no new one starts.
     Cancel(JobArgs),
+    /// ListJobs: the account's jobs (AWS keeps them 90 days); envclone's carry their run's
+    /// client token in their description.
+    List {
+        /// The AWS account whose jobs to list.
+        #[arg(long, value_name = "ACCOUNT_ID")]
+        account: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -622,6 +629,10 @@ pub enum S3Request {
         account: String,
         id: String,
     },
+    /// `s3 job list --account A`.
+    JobList {
+        account: String,
+    },
     #[cfg(any(test, feature = "fake"))]
     DiffBench {
         objects: u64,
@@ -680,6 +691,7 @@ impl S3Command {
                 account: a.account,
                 id: a.id,
             }),
+            S3Command::Job(JobCommand::List { account }) => Ok(S3Request::JobList { account }),
             S3Command::Sync(args) => Ok(S3Request::Sync(args.into_request()?)),
             #[cfg(any(test, feature = "fake"))]
             S3Command::DiffBench { objects } => Ok(S3Request::DiffBench { objects }),

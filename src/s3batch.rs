@@ -51,6 +51,15 @@ pub enum BatchError {
         target_path: String,
         source_prefix: String,
     },
+    #[error(
+        "--batch-reports {reports} is inside {source_path} or {target_path}: the manifest and \
+         the reports would be copied or found extra; put them in another bucket or prefix"
+    )]
+    ReportsInside {
+        reports: String,
+        source_path: String,
+        target_path: String,
+    },
     #[error("{what}: {source}")]
     Port { what: String, source: PortError },
     #[error(transparent)]
@@ -89,7 +98,10 @@ pub enum BatchError {
 impl BatchError {
     /// Refused before anything was changed.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, BatchError::RoleArn(_) | BatchError::Prefixes { .. })
+        matches!(
+            self,
+            BatchError::RoleArn(_) | BatchError::Prefixes { .. } | BatchError::ReportsInside { .. }
+        )
     }
 }
 
@@ -133,6 +145,22 @@ impl BatchRequest {
                 target_path: self.target.to_string(),
                 source_prefix: self.source.prefix.clone(),
             })
+    }
+
+    /// The reports location must be outside both paths: the manifest, the journal and the
+    /// reports would otherwise be copied, or found extra in the target.
+    pub fn check_reports(&self) -> Result<(), BatchError> {
+        let inside = |p: &BucketPath| {
+            p.bucket == self.reports.bucket && self.reports.prefix.starts_with(&p.prefix)
+        };
+        if inside(&self.source) || inside(&self.target) {
+            return Err(BatchError::ReportsInside {
+                reports: self.reports.to_string(),
+                source_path: self.source.to_string(),
+                target_path: self.target.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// The journal of this source → target pair (one job at a time per pair).
@@ -352,6 +380,59 @@ fn description(request: &BatchRequest, token: &str) -> String {
     text.chars().take(DESCRIPTION_MAX).collect()
 }
 
+/// What a job is to copy: the manifest of what differs, and what it leaves to the local engine.
+#[derive(Debug, Clone, Default)]
+pub struct Manifest {
+    /// `Bucket,Key` lines.
+    pub csv: String,
+    pub tasks: u64,
+    pub bytes: u64,
+    /// Over the copy limit: for the local engine.
+    pub over_limit: Vec<String>,
+    /// In the target, not in the source (for --delete).
+    pub extra: Vec<String>,
+}
+
+/// Diffs `source` and `target` as the local engine does (a dry run of it) into a manifest.
+pub async fn diff_manifest(
+    store: &Arc<dyn ObjectStore>,
+    source: &BucketPath,
+    target: &BucketPath,
+    options: &s3sync::SyncOptions,
+    copy_limit: u64,
+) -> Result<Manifest, SyncError> {
+    let mut m = Manifest::default();
+    let options = s3sync::SyncOptions {
+        dry_run: true,
+        ..options.clone()
+    };
+    let progress = Arc::new(SyncProgress::default());
+    let bucket = source.bucket.clone();
+    s3sync::sync_with(
+        store.clone(),
+        source,
+        target,
+        &options,
+        &progress,
+        &mut |p| match p {
+            Planned::Copy {
+                source_key, size, ..
+            } => {
+                if size > copy_limit {
+                    m.over_limit.push(source_key.to_string());
+                } else {
+                    m.tasks += 1;
+                    m.bytes += size;
+                    m.csv.push_str(&manifest_line(&bucket, source_key));
+                }
+            }
+            Planned::Delete { target_key } => m.extra.push(target_key.to_string()),
+        },
+    )
+    .await?;
+    Ok(m)
+}
+
 /// Diffs, writes the manifest and the journal: a new run.
 async fn start_run(
     store: &Arc<dyn ObjectStore>,
@@ -368,42 +449,24 @@ async fn start_run(
         now.timestamp_subsec_nanos()
     );
     let dir = format!("{}envclone-batch/{token}", request.reports.prefix);
-    let mut manifest = String::new();
-    let mut over_limit = Vec::new();
-    let mut tasks = 0u64;
-    let mut extra = Vec::new();
-    let options = s3sync::SyncOptions {
-        dry_run: true,
-        ..request.options.clone()
-    };
-    let progress = Arc::new(SyncProgress::default());
-    let limit = request.copy_limit;
-    let bucket = request.source.bucket.clone();
-    s3sync::sync_with(
-        store.clone(),
+    let Manifest {
+        csv: manifest,
+        tasks,
+        over_limit,
+        extra,
+        ..
+    } = diff_manifest(
+        store,
         &request.source,
         &request.target,
-        &options,
-        &progress,
-        &mut |p| match p {
-            Planned::Copy {
-                source_key, size, ..
-            } => {
-                if size > limit {
-                    over_limit.push(source_key.to_string());
-                } else {
-                    tasks += 1;
-                    manifest.push_str(&manifest_line(&bucket, source_key));
-                }
-            }
-            Planned::Delete { target_key } => extra.push(target_key.to_string()),
-        },
+        &request.options,
+        request.copy_limit,
     )
     .await?;
     let manifest_key = format!("{dir}/manifest.csv");
     let reports = &request.reports.bucket;
     let manifest_etag = if tasks > 0 {
-        let body = manifest.into_bytes();
+        let body = manifest.clone().into_bytes();
         let etag = crate::retry::retry(|| {
             store.put_small_object(reports, &manifest_key, body.clone(), None)
         })
@@ -562,6 +625,7 @@ pub async fn run(
 ) -> Result<BatchOutcome, BatchError> {
     let account = request.account_id()?;
     request.target_key_prefix()?;
+    request.check_reports()?;
     let reports = &request.reports.bucket;
     let journal_key = request.journal_key();
     let (mut journal, resumed) = match read_journal(&*store, reports, &journal_key).await? {
@@ -751,5 +815,14 @@ mod tests {
         assert!(r.target_key_prefix().unwrap_err().is_bad_input());
         r.target.prefix = "copy/photos/".into();
         assert_eq!(r.target_key_prefix().unwrap(), "copy/");
+        // The reports may not sit inside either path.
+        assert!(r.check_reports().is_ok());
+        r.reports = BucketPath {
+            bucket: "b".into(),
+            prefix: "copy/photos/reports/".into(),
+        };
+        assert!(r.check_reports().unwrap_err().is_bad_input());
+        r.reports.prefix = "reports/".into();
+        assert!(r.check_reports().is_ok());
     }
 }
