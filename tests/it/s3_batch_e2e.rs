@@ -225,3 +225,103 @@ async fn a_batch_sync_survives_kill_9_reuses_its_job_recopies_failures_and_verif
         .collect();
     assert_eq!(manifests.len(), 1, "{manifests:?}");
 }
+
+/// Ctrl-C (SIGINT) while the job runs: envclone exits naming the job and how to follow or
+/// cancel it, the job keeps running on the stand-in, and `s3 job status` / `s3 job cancel`
+/// reach it.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_leaves_the_job_running_and_says_how_to_follow_or_cancel_it() {
+    let standin = StandIn::start();
+    let config = standin.sdk().await;
+    let s3 = s3_client(&config);
+    for b in [SRC, DST, REPORTS] {
+        s3.create_bucket().bucket(b).send().await.unwrap();
+    }
+    for i in 0..40 {
+        s3.put_object()
+            .bucket(SRC)
+            .key(key(i))
+            .body(ByteStream::from(format!("object {i}").into_bytes()))
+            .send()
+            .await
+            .unwrap();
+    }
+    // 40 tasks of 0.5 s: the job is still Active when the run is interrupted.
+    control(
+        &standin,
+        Some(serde_json::json!({"task_seconds": 0.5, "start_seconds": 0.3})),
+    )
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    let run = batch_args(&standin, state.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let jobs = control(&standin, None).await["jobs"].clone();
+        if let Some(j) = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["status"] == "Active")
+        {
+            break j["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no job became Active: {jobs}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Give the run time to have read the job's id from CreateJob's answer.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        format!("batch job {job} keeps running"),
+        format!("envclone s3 job status {job} --account 123456789012"),
+        format!("envclone s3 job cancel {job} --account 123456789012"),
+    ] {
+        assert!(said.contains(&expected), "{expected:?} in {}", text(&out));
+    }
+    let status = standin.envclone(
+        state.path(),
+        &[
+            "--output",
+            "json",
+            "s3",
+            "job",
+            "status",
+            &job,
+            "--account",
+            "123456789012",
+        ],
+    );
+    assert!(status.status.success(), "{}", text(&status));
+    let described: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(described["job"]["status"], "Active", "{described}");
+    let cancel = standin.envclone(
+        state.path(),
+        &["s3", "job", "cancel", &job, "--account", "123456789012"],
+    );
+    assert!(cancel.status.success(), "{}", text(&cancel));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = control(&standin, None).await["jobs"].clone();
+        if jobs[0]["status"] == "Cancelled" {
+            assert!(jobs[0]["succeeded"].as_u64().unwrap() < 40, "{jobs}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job was not cancelled: {jobs}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
