@@ -658,11 +658,11 @@ pub async fn run(
         let info = wait_for_job(&*jobs, &account, &id, request.poll, events).await?;
         outcome.job_succeeded = info.succeeded;
         outcome.job_failed = info.failed;
-        // A job that ended without running its tasks (manifest unreadable, cancelled) leaves
-        // the copy to be decided by the operator, not silently to this machine.
-        if info.status != JobStatus::Complete && info.succeeded + info.failed == 0
-            || info.status == JobStatus::Cancelled
-        {
+        // A job that did not complete (cancelled; failed on its manifest or past the failure
+        // threshold, with tasks never attempted and so in no report) leaves the rest to the
+        // operator, not silently to this machine: what it copied stays, and a re-run diffs
+        // again into a new job.
+        if info.status != JobStatus::Complete {
             let reasons = if info.failure_reasons.is_empty() {
                 String::new()
             } else {

@@ -278,3 +278,39 @@ async fn a_job_that_ends_without_copying_ends_the_run_naming_it() {
     assert_ne!(outcome.job_id.as_deref(), Some(id.as_str()));
     assert!(outcome.verification.is_equal());
 }
+
+/// Past the failure threshold (over 50% of at least 1,000 tasks failed) the job fails with
+/// tasks never attempted: the run ends naming the job and its reason instead of re-copying
+/// the whole bucket on this machine.
+#[tokio::test(start_paused = true)]
+async fn a_job_failed_past_the_threshold_ends_the_run_with_its_reason() {
+    let fake = FakeAws::new(timings());
+    for b in [SRC, DST, REPORTS] {
+        fake.create_bucket_now(b);
+    }
+    let keys: Vec<String> = (0..1500).map(|i| format!("k/{i:04}")).collect();
+    for k in &keys {
+        fake.put_object(SRC, k, k.as_bytes(), ObjectHead::default(), &[]);
+    }
+    let failing: Vec<&str> = keys
+        .iter()
+        .step_by(3)
+        .chain(keys.iter().skip(1).step_by(3))
+        .map(String::as_str)
+        .collect();
+    fake.fail_batch_tasks(SRC, &failing);
+    let store: Arc<dyn ObjectStore> = Arc::new(fake.clone());
+    let jobs: Arc<dyn BatchJobs> = Arc::new(fake.clone());
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let error = run(&store, &jobs, &request(LIMIT), &events)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("Failed") && text.contains("JobFailureThresholdExceeded"),
+        "{text}"
+    );
+    let job = &fake.batch_jobs()[0].info;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(job.succeeded + job.failed < 1500, "{job:?}");
+}
