@@ -53,6 +53,7 @@ import threading
 import time
 import uuid
 from typing import Any, Callable
+import urllib.parse
 from urllib.parse import parse_qs
 
 PINNED_MOTO_VERSION = "5.2.5"
@@ -2582,6 +2583,23 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
             return _json_reply(start_response, "200 OK", restored_instances())
         if path == "rds/restored-clusters" and method == "GET":
             return _json_reply(start_response, "200 OK", restored_clusters())
+        if path == "batch":
+            # S3 Batch Operations knobs: {"copy_limit": bytes, "fail_keys": [...],
+            # "task_seconds": s, "start_seconds": s}; GET also lists the jobs.
+            if method in ("POST", "PUT"):
+                spec = _read_json(environ)
+                with BATCH_LOCK:
+                    if "copy_limit" in spec:
+                        BATCH.copy_limit = int(spec["copy_limit"])
+                    if "fail_keys" in spec:
+                        BATCH.fail_keys = set(spec["fail_keys"])
+                    if "task_seconds" in spec:
+                        BATCH.task_seconds = float(spec["task_seconds"])
+                    if "start_seconds" in spec:
+                        BATCH.start_seconds = float(spec["start_seconds"])
+            with BATCH_LOCK:
+                jobs = [{k: j[k] for k in ("id", "token", "status", "total", "succeeded", "failed", "description")} for j in BATCH_JOBS.values()]
+                return _json_reply(start_response, "200 OK", {**BATCH.to_json(), "jobs": jobs})
         if path == "reset" and method == "POST":
             # Everything back to a fresh start: moto's state, the fault rules, the RDS delay.
             from moto.moto_api import _internal as moto_api_internal
@@ -2591,6 +2609,9 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
                 _reset_renames()
             with SETTINGS.lock:
                 SETTINGS.faults.clear()
+            with BATCH_LOCK:
+                BATCH_JOBS.clear()
+                BATCH.reset()
             SETTINGS.rename_delay = float(os.environ.get("ENVCLONE_STANDIN_RENAME_DELAY", "4"))
             SETTINGS.rds_delay = float(os.environ.get("ENVCLONE_STANDIN_RDS_DELAY", "2.0"))
             SETTINGS.snapshot_delay = float(os.environ.get("ENVCLONE_STANDIN_SNAPSHOT_DELAY", "3.0"))
@@ -2599,6 +2620,305 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
     except (ValueError, KeyError, TypeError) as exc:
         return _json_reply(start_response, "400 Bad Request", {"error": f"{type(exc).__name__}: {exc}"})
     return _json_reply(start_response, "404 Not Found", {"error": f"no control endpoint {method} {CONTROL_PREFIX}{path}"})
+
+
+# ============================================================== S3 Batch Operations (S3 Control)
+#
+# moto has no S3 Batch Operations. The S3 Control API's job calls (REST-XML under
+# /v20180820/jobs, account in the x-amz-account-id header; "Amazon S3 API Reference", S3
+# Control: CreateJob, DescribeJob, ListJobs, UpdateJobStatus) are answered here over moto's
+# own S3: a job goes New -> Preparing -> Ready -> Active -> Complete (or Cancelling ->
+# Cancelled, Failing -> Failed) in a background thread, copying the manifest's objects with
+# moto's CopyObject over a few seconds, and writes its completion report as AWS does
+# ("Examples: S3 Batch Operations completion reports": <prefix>/job-<id>/manifest.json and the
+# failed tasks' CSV under <prefix>/job-<id>/results/). Knobs (environment, or the control API
+# /envclone-standin/batch): ENVCLONE_STANDIN_BATCH_COPY_LIMIT (the largest object a task copies,
+# AWS: 5 GiB, CopyObject's limit), ENVCLONE_STANDIN_BATCH_FAIL_KEYS (comma-separated keys whose
+# task fails with AccessDenied), ENVCLONE_STANDIN_BATCH_TASK_SECONDS (per task),
+# ENVCLONE_STANDIN_BATCH_START_SECONDS (New to Active).
+
+BATCH_LOCK = threading.Lock()
+BATCH_JOBS: dict[str, dict[str, Any]] = {}
+_S3C_NS = "http://awss3control.amazonaws.com/doc/2018-08-20/"
+
+
+class BatchSettings:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.copy_limit = int(os.environ.get("ENVCLONE_STANDIN_BATCH_COPY_LIMIT", str(5 * 1024**3)))
+        keys = os.environ.get("ENVCLONE_STANDIN_BATCH_FAIL_KEYS", "")
+        self.fail_keys = {k for k in keys.split(",") if k}
+        self.task_seconds = float(os.environ.get("ENVCLONE_STANDIN_BATCH_TASK_SECONDS", "0.002"))
+        self.start_seconds = float(os.environ.get("ENVCLONE_STANDIN_BATCH_START_SECONDS", "1.5"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "copy_limit": self.copy_limit,
+            "fail_keys": sorted(self.fail_keys),
+            "task_seconds": self.task_seconds,
+            "start_seconds": self.start_seconds,
+        }
+
+
+BATCH = BatchSettings()
+
+
+def _s3c_reply(start_response: Callable[..., Any], status: str, root: str, inner: str) -> list[bytes]:
+    body = f'<?xml version="1.0" encoding="UTF-8"?>\n<{root} xmlns="{_S3C_NS}">{inner}</{root}>'.encode()
+    request_id = str(uuid.uuid4())
+    start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body))), ("x-amz-request-id", request_id)])
+    return [body]
+
+
+def _s3c_error(start_response: Callable[..., Any], status: int, code: str, message: str) -> list[bytes]:
+    info = RequestInfo("s3control", "Jobs", "rest-xml")
+    status_line, headers, body = error_response(info, "POST", status, code, message)
+    start_response(status_line, headers)
+    return [body]
+
+
+def _s3_backend(account: str) -> Any:
+    return s3_models.s3_backends[account]["aws"]
+
+
+def _job_xml(job: dict[str, Any]) -> str:
+    e = _xml_escape
+    progress = ""
+    if job["total"] is not None:
+        progress = (
+            f"<ProgressSummary><TotalNumberOfTasks>{job['total']}</TotalNumberOfTasks>"
+            f"<NumberOfTasksSucceeded>{job['succeeded']}</NumberOfTasksSucceeded>"
+            f"<NumberOfTasksFailed>{job['failed']}</NumberOfTasksFailed></ProgressSummary>"
+        )
+    reasons = "".join(
+        f"<member><FailureCode>{e(code)}</FailureCode><FailureReason>{e(reason)}</FailureReason></member>"
+        for code, reason in job["failure_reasons"]
+    )
+    return (
+        f"<JobId>{job['id']}</JobId><ConfirmationRequired>{str(job['confirmation_required']).lower()}</ConfirmationRequired>"
+        f"<Description>{e(job['description'])}</Description>"
+        f"<JobArn>arn:aws:s3:us-east-1:{job['account']}:job/{job['id']}</JobArn>"
+        f"<Status>{job['status']}</Status><Priority>{job['priority']}</Priority>{progress}"
+        + (f"<FailureReasons>{reasons}</FailureReasons>" if reasons else "")
+        + f"<Report><Bucket>{e(job['report_bucket_arn'])}</Bucket><Format>Report_CSV_20180820</Format>"
+        f"<Enabled>true</Enabled><Prefix>{e(job['report_prefix'])}</Prefix><ReportScope>{job['report_scope']}</ReportScope></Report>"
+        f"<CreationTime>{job['created']}</CreationTime><RoleArn>{e(job['role'])}</RoleArn>"
+    )
+
+
+def _set_job(job_id: str, **changes: Any) -> dict[str, Any]:
+    with BATCH_LOCK:
+        job = BATCH_JOBS[job_id]
+        job.update(changes)
+        return dict(job)
+
+
+def _run_job(job_id: str) -> None:
+    """The job's life, in a thread: start-up, the manifest, each task, the report."""
+    with BATCH_LOCK:
+        job = dict(BATCH_JOBS[job_id])
+        settings = BATCH.to_json()
+    backend = _s3_backend(job["account"])
+    fail_keys = set(settings["fail_keys"])
+    for status in ("Preparing", "Ready", "Active"):
+        time.sleep(settings["start_seconds"] / 3)
+        if BATCH_JOBS[job_id]["cancel"]:
+            _set_job(job_id, status="Cancelled")
+            return
+        if status == "Ready":
+            # Preparing reads the manifest: it must exist with the ETag CreateJob named.
+            try:
+                with MOTO_LOCK:
+                    manifest = backend.get_object(job["manifest_bucket"], job["manifest_key"])
+                    data = manifest.value if manifest is not None else None
+                    etag = manifest.etag.strip('"') if manifest is not None else None
+            except Exception as exc:  # noqa: BLE001 - a missing bucket fails the job
+                data, etag = None, str(exc)
+            if data is None or etag != job["manifest_etag"].strip('"'):
+                why = "the manifest does not exist" if data is None else f"the manifest's ETag is {etag}, not {job['manifest_etag']}"
+                _set_job(job_id, status="Failed", failure_reasons=[("ManifestReadFailure", why)])
+                return
+            tasks = []
+            for line in data.decode("utf-8").splitlines():
+                if line.strip():
+                    bucket, _, key = line.partition(",")
+                    tasks.append((bucket, urllib.parse.unquote(key)))
+            _set_job(job_id, total=len(tasks))
+        _set_job(job_id, status=status)
+    failures: list[tuple[str, str, int, str, str]] = []
+    done = failed = 0
+    end = "Complete"
+    for bucket, key in tasks:
+        if BATCH_JOBS[job_id]["cancel"]:
+            end = "Cancelled"
+            _set_job(job_id, status="Cancelling")
+            break
+        time.sleep(settings["task_seconds"])
+        outcome: tuple[int, str, str] | None = None
+        try:
+            with MOTO_LOCK:
+                src = backend.get_object(bucket, key)
+                if key in fail_keys:
+                    outcome = (403, "AccessDenied", "Access Denied")
+                elif src is None:
+                    outcome = (404, "NoSuchKey", "The specified key does not exist.")
+                elif src.size > settings["copy_limit"]:
+                    # S3PutObjectCopy is a CopyObject: "objects up to 5 GB in size".
+                    outcome = (400, "InvalidRequest", f"The specified copy source is larger than the maximum allowable size for a copy source: {settings['copy_limit']}")
+                else:
+                    backend.copy_object(src, job["target_bucket"], job["target_prefix"] + key)
+        except Exception as exc:  # noqa: BLE001 - the task fails, the job goes on
+            outcome = (500, "InternalError", str(exc))
+        done += 1
+        with BATCH_LOCK:
+            if outcome is None:
+                BATCH_JOBS[job_id]["succeeded"] += 1
+            else:
+                BATCH_JOBS[job_id]["failed"] += 1
+                failed += 1
+                failures.append((bucket, key, *outcome))
+        # "If the job's task failure rate exceeds 50 percent after at least 1,000 tasks have
+        # been attempted, the job fails."
+        if done >= 1000 and failed * 2 > done:
+            end = "Failed"
+            _set_job(job_id, status="Failing", failure_reasons=[("JobFailureThresholdExceeded", f"{failed} of {done} tasks failed")])
+            break
+    if done > 0:
+        _write_report(job, job_id, failures, backend)
+    _set_job(job_id, status=end, terminated=_rfc3339(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)))
+
+
+def _write_report(job: dict[str, Any], job_id: str, failures: list[tuple[str, str, int, str, str]], backend: Any) -> None:
+    bucket = job["report_bucket_arn"].split(":::", 1)[-1]
+    base = f"{job['report_prefix'].rstrip('/')}/job-{job_id}"
+    results = []
+    import hashlib
+
+    if failures:
+        rows = io.StringIO()
+        for b, k, status, code, message in failures:
+            quoted = message.replace('"', '""')
+            rows.write(f"{b},{urllib.parse.quote(k, safe='')},,failed,{status},{code},\"{quoted}\"\n")
+        data = rows.getvalue().encode()
+        md5 = hashlib.md5(data).hexdigest()
+        key = f"{base}/results/{hashlib.sha1(data).hexdigest()}.csv"
+        with MOTO_LOCK:
+            backend.put_object(bucket, key, data)
+        results.append({"TaskExecutionStatus": "failed", "Bucket": bucket, "MD5Checksum": md5, "Key": key})
+    manifest = {
+        "Format": "Report_CSV_20180820",
+        "ReportCreationDate": _rfc3339(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)),
+        "Results": results,
+        "ReportSchema": "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage",
+    }
+    with MOTO_LOCK:
+        backend.put_object(bucket, f"{base}/manifest.json", json.dumps(manifest).encode())
+
+
+def s3_control_jobs(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    import xml.etree.ElementTree as ET
+
+    method = environ.get("REQUEST_METHOD", "GET").upper()
+    path = environ.get("PATH_INFO", "")
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    account = environ.get("HTTP_X_AMZ_ACCOUNT_ID", "")
+    if not re.fullmatch(r"\d{12}", account):
+        return _s3c_error(start_response, 400, "InvalidRequest", "x-amz-account-id must be a 12-digit account id")
+    rest = path[len("/v20180820/jobs") :].strip("/")
+    if rest == "" and method == "POST":
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        root = ET.fromstring(raw)
+        ns = {"c": _S3C_NS}
+
+        def text(p: str) -> str | None:
+            return _find(root, p, ns)
+
+        token = text("ClientRequestToken") or ""
+        with BATCH_LOCK:
+            # CreateJob is idempotent on ClientRequestToken.
+            for job in BATCH_JOBS.values():
+                if job["account"] == account and job["token"] == token:
+                    return _s3c_reply(start_response, "200 OK", "CreateJobResult", f"<JobId>{job['id']}</JobId>")
+        copy = "Operation/S3PutObjectCopy"
+        if _find(root, copy + "/TargetResource", ns) is None:
+            return _s3c_error(start_response, 400, "InvalidRequest", "the stand-in runs S3PutObjectCopy jobs only")
+        role = text("RoleArn")
+        priority = text("Priority")
+        if not role or priority is None or int(priority) < 0:
+            return _s3c_error(start_response, 400, "InvalidRequest", "RoleArn and a Priority of 0 or more are required")
+        manifest_arn = text("Manifest/Location/ObjectArn") or ""
+        manifest_bucket, _, manifest_key = manifest_arn.split(":::", 1)[-1].partition("/")
+        job_id = str(uuid.uuid4())
+        job = {
+            "id": job_id,
+            "account": account,
+            "token": token,
+            "description": text("Description") or "",
+            "priority": int(priority),
+            "role": role,
+            "confirmation_required": (text("ConfirmationRequired") or "true") == "true",
+            "status": "New",
+            "total": None,
+            "succeeded": 0,
+            "failed": 0,
+            "failure_reasons": [],
+            "manifest_bucket": manifest_bucket,
+            "manifest_key": manifest_key,
+            "manifest_etag": text("Manifest/Location/ETag") or "",
+            "target_bucket": (text(copy + "/TargetResource") or "").split(":::", 1)[-1],
+            "target_prefix": text(copy + "/TargetKeyPrefix") or "",
+            "report_bucket_arn": text("Report/Bucket") or "",
+            "report_prefix": text("Report/Prefix") or "",
+            "report_scope": text("Report/ReportScope") or "AllTasks",
+            "created": _rfc3339(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)),
+            "cancel": False,
+        }
+        if job["confirmation_required"]:
+            return _s3c_error(start_response, 400, "InvalidRequest", "the stand-in runs jobs created with ConfirmationRequired=false only")
+        with BATCH_LOCK:
+            BATCH_JOBS[job_id] = job
+        threading.Thread(target=_run_job, args=(job_id,), daemon=True, name=f"batch-{job_id}").start()
+        _log(f"batch job {job_id} created ({token})")
+        return _s3c_reply(start_response, "200 OK", "CreateJobResult", f"<JobId>{job_id}</JobId>")
+    if rest == "" and method == "GET":
+        with BATCH_LOCK:
+            jobs = sorted((dict(j) for j in BATCH_JOBS.values() if j["account"] == account), key=lambda j: j["created"])
+        wanted = set(query.get("jobStatuses", []))
+        members = "".join(
+            f"<member><JobId>{j['id']}</JobId><Description>{_xml_escape(j['description'])}</Description>"
+            f"<Operation>S3PutObjectCopy</Operation><Priority>{j['priority']}</Priority><Status>{j['status']}</Status>"
+            f"<CreationTime>{j['created']}</CreationTime></member>"
+            for j in jobs
+            if not wanted or j["status"] in wanted
+        )
+        return _s3c_reply(start_response, "200 OK", "ListJobsResult", f"<Jobs>{members}</Jobs>")
+    job_id, _, action = rest.partition("/")
+    with BATCH_LOCK:
+        job = BATCH_JOBS.get(job_id)
+        job = dict(job) if job is not None and job["account"] == account else None
+    if job is None:
+        return _s3c_error(start_response, 404, "NotFoundException", f"Job {job_id} not found in account {account}")
+    if action == "" and method == "GET":
+        return _s3c_reply(start_response, "200 OK", "DescribeJobResult", f"<Job>{_job_xml(job)}</Job>")
+    if action == "status" and method == "POST":
+        requested = (query.get("requestedJobStatus") or [""])[0]
+        if requested != "Cancelled":
+            return _s3c_error(start_response, 400, "InvalidRequest", "the stand-in supports requestedJobStatus=Cancelled only")
+        if job["status"] in ("Complete", "Cancelled", "Failed"):
+            return _s3c_error(start_response, 400, "JobStatusException", f"Job {job_id} is {job['status']} and cannot be cancelled")
+        job = _set_job(job_id, cancel=True)
+        return _s3c_reply(start_response, "200 OK", "UpdateJobStatusResult", f"<JobId>{job_id}</JobId><Status>{job['status']}</Status>")
+    return _s3c_error(start_response, 400, "InvalidRequest", f"the stand-in does not answer {method} {path}")
+
+
+def _find(root: Any, path: str, ns: dict[str, str]) -> str | None:
+    node = root.find("/".join(f"c:{x}" for x in path.split("/")), ns)
+    if node is None:
+        # Requests without the namespace.
+        node = root.find(path)
+    return None if node is None else (node.text or "")
 
 
 class StandinApp:
@@ -2624,6 +2944,8 @@ class StandinApp:
             response = self._fault(identify(environ), environ, start_response)
             if response is not None:
                 return response
+        if path.startswith("/v20180820/jobs"):
+            return s3_control_jobs(environ, start_response)
         with MOTO_LOCK:
             _settle_renames()
             return self.moto_app(environ, start_response)

@@ -1403,13 +1403,70 @@ async fn s3(
             request,
             role,
             reports,
+            priority,
+            poll,
+            copy_limit,
         } => {
-            if !request.options.dry_run {
-                return Err(S3CmdError::BatchUnavailable.into());
-            }
             let cloud = root.connect().await?;
-            let job = crate::s3cmd::batch_job(&*cloud.objects, &request, &role, &reports).await?;
-            root.printer.batch_job(&job);
+            let batch = crate::s3batch::BatchRequest {
+                source: request.source.clone(),
+                target: request.target.clone(),
+                options: request.options.clone(),
+                role_arn: role,
+                reports,
+                priority,
+                copy_limit,
+                poll,
+            };
+            if request.options.dry_run {
+                let job = crate::s3cmd::batch_job(cloud.objects.clone(), &batch).await?;
+                root.printer.batch_job(&job);
+                return Ok(());
+            }
+            s3_batch(root, cloud, &batch, shutdown).await
+        }
+        S3Request::JobStatus { account, id } => {
+            let cloud = root.connect().await?;
+            let info = cloud
+                .jobs
+                .describe_job(&account, &id)
+                .await
+                .map_err(job_error(format!("batch job {id} (account {account})")))?;
+            root.printer.batch_job(&serde_json::json!({ "job": info }));
+            Ok(())
+        }
+        S3Request::JobList { account } => {
+            let cloud = root.connect().await?;
+            let jobs = cloud
+                .jobs
+                .list_jobs(&account)
+                .await
+                .map_err(job_error(format!("the batch jobs of account {account}")))?;
+            let jobs: Vec<serde_json::Value> = jobs
+                .iter()
+                .map(|j| {
+                    serde_json::json!({"id": j.id, "status": j.status, "description": j.description})
+                })
+                .collect();
+            root.printer.batch_job(&serde_json::json!({ "jobs": jobs }));
+            Ok(())
+        }
+        S3Request::JobCancel { account, id } => {
+            let cloud = root.connect().await?;
+            cloud
+                .jobs
+                .cancel_job(&account, &id)
+                .await
+                .map_err(|source| {
+                    S3CmdError::from(crate::s3batch::BatchError::Port {
+                        what: format!("cancelling batch job {id} (account {account})"),
+                        source,
+                    })
+                })?;
+            root.printer.note(format_args!(
+                "batch job {id} is being cancelled (tasks already run stay done); follow it \
+                 with `envclone s3 job status {id} --account {account}`"
+            ));
             Ok(())
         }
         S3Request::Sync(request) => {
@@ -1425,6 +1482,61 @@ async fn s3(
             root.printer.diff_bench(&bench);
             Ok(())
         }
+    }
+}
+
+/// A failed S3 Control call of `s3 job status|cancel`, naming the job.
+fn job_error(what: String) -> impl FnOnce(crate::ports::PortError) -> S3CmdError {
+    move |source| crate::s3batch::BatchError::Port { what, source }.into()
+}
+
+/// `s3 sync --engine batch`: the job, its progress as events, the local re-copy and the
+/// verification. Ctrl-C leaves the job running and says how to follow or cancel it.
+async fn s3_batch(
+    root: &Root,
+    cloud: Cloud,
+    request: &crate::s3batch::BatchRequest,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
+    let account = request.account_id().map_err(S3CmdError::from)?;
+    let job_id = Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = job_id.clone();
+    let printer = root.printer;
+    let mut events = move |e: crate::s3batch::BatchEvent| {
+        use crate::s3batch::BatchEvent;
+        if let BatchEvent::JobCreated { job_id, .. } | BatchEvent::JobResumed { job_id, .. } = &e {
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(job_id.clone());
+        }
+        printer.batch_event(&e);
+    };
+    let run = crate::s3batch::run(
+        cloud.objects.clone(),
+        cloud.jobs.clone(),
+        request,
+        root.clock.now(),
+        &mut events,
+    );
+    let outcome = tokio::select! {
+        outcome = run => outcome.map_err(S3CmdError::from)?,
+        () = shutdown => {
+            let job = job_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            return Err(match job {
+                Some(job_id) => S3CmdError::BatchInterrupted { job_id, account },
+                None => S3CmdError::Interrupted,
+            }
+            .into());
+        }
+    };
+    printer.batch_outcome(&outcome);
+    if outcome.verification.is_equal() {
+        Ok(())
+    } else {
+        Err(S3CmdError::Verification {
+            source_path: request.source.to_string(),
+            target_path: request.target.to_string(),
+            count: outcome.verification.mismatches.len(),
+        }
+        .into())
     }
 }
 
@@ -1516,7 +1628,8 @@ mod tests {
         }
         .into();
         assert_eq!(overlap.exit_code(), EXIT_BAD_INPUT);
-        let batch: AppError = S3CmdError::BatchUnavailable.into();
+        let batch: AppError =
+            S3CmdError::Batch(crate::s3batch::BatchError::RoleArn("x".into())).into();
         assert_eq!(batch.exit_code(), EXIT_BAD_INPUT);
         let missing: AppError = S3CmdError::Sync {
             source_path: "s3://a/".into(),

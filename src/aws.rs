@@ -27,6 +27,7 @@ mod http_probe;
 mod rds;
 mod route53;
 mod s3;
+mod s3control;
 mod shell_hooks;
 
 pub use autoscaling::AutoScaling;
@@ -36,6 +37,7 @@ pub use http_probe::Http;
 pub use rds::Rds;
 pub use route53::Route53;
 pub use s3::S3;
+pub use s3control::S3Control;
 pub use shell_hooks::ShellHooks;
 
 #[derive(Debug, Error)]
@@ -101,6 +103,7 @@ pub fn cloud_from(config: &SdkConfig, clock: Arc<dyn Clock>) -> Cloud {
         hooks: Arc::new(ShellHooks),
         clock,
         tables: Arc::new(dynamodb::DynamoDb::new(config, &calls)),
+        jobs: Arc::new(S3Control::new(config, &calls)),
     }
 }
 

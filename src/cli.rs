@@ -478,6 +478,9 @@ pub enum S3Command {
     /// A re-run copies only what differs (size and ETag). A prefix is a folder:
     /// `s3://a/photos` syncs the keys under `photos/`.
     Sync(SyncArgs),
+    /// S3 Batch Operations jobs of `s3 sync --engine batch`: follow or cancel one.
+    #[command(subcommand)]
+    Job(JobCommand),
     /// Peak memory of the diff of two generated listings of N objects each (1% changed, 1%
     /// missing, 1% extra); nothing leaves this process.
     /// Built only with the `fake` feature: the generated listings are test material.
@@ -487,6 +490,30 @@ pub enum S3Command {
         #[arg(long, default_value_t = 1_000_000)]
         objects: u64,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// DescribeJob: the job's status, progress counters and failure reasons.
+    Status(JobArgs),
+    /// UpdateJobStatus to Cancelled: tasks already run stay done, no new one starts.
+    Cancel(JobArgs),
+    /// ListJobs: the account's jobs (AWS keeps them 90 days); envclone's carry their run's
+    /// client token in their description.
+    List {
+        /// The AWS account whose jobs to list.
+        #[arg(long, value_name = "ACCOUNT_ID")]
+        account: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job id (`s3 sync --engine batch` prints it).
+    pub id: String,
+    /// The AWS account the job runs in (the account of its --batch-role).
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    pub account: String,
 }
 
 #[derive(Debug, Args)]
@@ -534,6 +561,16 @@ pub struct SyncArgs {
     /// With --engine batch: where the manifest and the completion report go (s3://BUCKET/PREFIX).
     #[arg(long, value_name = "S3_URL")]
     pub batch_reports: Option<String>,
+    /// With --engine batch: the job's priority (higher runs first among the account's jobs).
+    #[arg(long, default_value_t = 10)]
+    pub batch_priority: i32,
+    /// With --engine batch: how often the job's progress is read (DescribeJob).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub batch_poll: String,
+    /// With --engine batch: objects over this many bytes stay out of the job and are copied by
+    /// the local engine (AWS's CopyObject limit, 5 GiB; smaller only against a stand-in).
+    #[arg(long, hide = true, default_value_t = crate::s3sync::AWS_COPY_LIMIT)]
+    pub batch_copy_limit: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -592,6 +629,23 @@ pub enum S3Request {
         request: SyncRequest,
         role: String,
         reports: BucketPath,
+        priority: i32,
+        poll: std::time::Duration,
+        copy_limit: u64,
+    },
+    /// `s3 job status ID --account A`.
+    JobStatus {
+        account: String,
+        id: String,
+    },
+    /// `s3 job cancel ID --account A`.
+    JobCancel {
+        account: String,
+        id: String,
+    },
+    /// `s3 job list --account A`.
+    JobList {
+        account: String,
     },
     #[cfg(any(test, feature = "fake"))]
     DiffBench {
@@ -622,12 +676,39 @@ impl S3Command {
                                 .into(),
                         )
                     })?;
+                if args.batch_priority < 0 {
+                    return Err(InputError::BatchInput(
+                        "a --batch-priority of 0 or more (CreateJob's Priority)".into(),
+                    ));
+                }
+                let poll = humantime::parse_duration(&args.batch_poll)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        InputError::BatchInput(format!(
+                            "--batch-poll as a duration such as 10s (not {:?})",
+                            args.batch_poll
+                        ))
+                    })?;
+                let (priority, copy_limit) = (args.batch_priority, args.batch_copy_limit);
                 Ok(S3Request::Batch {
                     request: args.into_request()?,
                     role,
                     reports,
+                    priority,
+                    poll,
+                    copy_limit,
                 })
             }
+            S3Command::Job(JobCommand::Status(a)) => Ok(S3Request::JobStatus {
+                account: a.account,
+                id: a.id,
+            }),
+            S3Command::Job(JobCommand::Cancel(a)) => Ok(S3Request::JobCancel {
+                account: a.account,
+                id: a.id,
+            }),
+            S3Command::Job(JobCommand::List { account }) => Ok(S3Request::JobList { account }),
             S3Command::Sync(args) => Ok(S3Request::Sync(args.into_request()?)),
             #[cfg(any(test, feature = "fake"))]
             S3Command::DiffBench { objects } => Ok(S3Request::DiffBench { objects }),
@@ -954,6 +1035,9 @@ mod tests {
             as_of: None,
             batch_role: None,
             batch_reports: None,
+            batch_priority: 10,
+            batch_poll: "10s".into(),
+            batch_copy_limit: crate::s3sync::AWS_COPY_LIMIT,
         }
     }
 

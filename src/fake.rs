@@ -7,6 +7,7 @@
 //! material lives in its submodules: the event collector, the in-memory run store, the
 //! generated listings of `s3 diff-bench`.
 
+pub mod batch;
 mod clock;
 mod collector;
 mod run_store;
@@ -632,6 +633,8 @@ struct State {
     create_stack_sources: Vec<(String, Option<String>)>,
     /// DynamoDB tables (`fake/dynamodb.rs`).
     tables: dynamodb::TablesState,
+    /// S3 Batch Operations jobs (`fake/batch.rs`).
+    batch: batch::BatchState,
 }
 
 /// A call between its request and its answer; notes itself abandoned if dropped there.
@@ -681,6 +684,7 @@ impl FakeAws {
             hooks: Arc::new(self.clone()),
             clock: Arc::new(FakeClock),
             tables: Arc::new(self.clone()),
+            jobs: Arc::new(self.clone()),
         }
     }
 

@@ -197,6 +197,12 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
         "s3:DeleteObjects",
         &["s3:DeleteObject", "s3:DeleteObjectVersion"],
     ),
+    // S3 Batch Operations (`s3 sync --engine batch`, `s3 job`): CreateJob passes the job's
+    // role ("Granting permissions for Batch Operations": iam:PassRole).
+    ("s3:CreateJob", &["s3:CreateJob", "iam:PassRole"]),
+    ("s3:DescribeJob", &["s3:DescribeJob"]),
+    ("s3:ListJobs", &["s3:ListJobs"]),
+    ("s3:UpdateJobStatus", &["s3:UpdateJobStatus"]),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -241,6 +247,8 @@ const READ: &[&str] = &[
     "s3:GetBucketPolicy",
     "s3:GetBucketNotification",
     "s3:GetReplicationConfiguration",
+    "s3:DescribeJob",
+    "s3:ListJobs",
 ];
 
 /// Creating what a run makes: CloudFormation, RDS and DynamoDB check the tags given on
@@ -269,6 +277,8 @@ const WRITE: &[&str] = &[
     "s3:PutObject",
     "s3:PutObjectTagging",
     "s3:AbortMultipartUpload",
+    "s3:CreateJob",
+    "s3:UpdateJobStatus",
     "autoscaling:EnterStandby",
     "autoscaling:ExitStandby",
     "autoscaling:UpdateAutoScalingGroup",
@@ -325,6 +335,14 @@ pub fn policy(scope: Scope) -> Value {
         statement("EnvcloneWrite", WRITE, None),
         statement("EnvcloneDeleteOwn", DELETE_OWN, Some(tagged_resource)),
         statement("EnvcloneDeleteOwnBuckets", DELETE_S3, None),
+        // The batch job's role, passed to S3 Batch Operations only.
+        statement(
+            "EnvclonePassBatchRole",
+            &["iam:PassRole"],
+            Some(
+                json!({"StringEquals": {"iam:PassedToService": "batchoperations.s3.amazonaws.com"}}),
+            ),
+        ),
     ];
     if scope != Scope::Clone {
         statements.push(statement("EnvcloneMigrateSwapAndFinalize", MIGRATE, None));

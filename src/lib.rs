@@ -21,6 +21,7 @@ pub mod model;
 pub mod ports;
 pub mod printer;
 pub mod retry;
+pub mod s3batch;
 pub mod s3cmd;
 pub mod s3sync;
 pub mod template_eval;

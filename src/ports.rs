@@ -5,6 +5,7 @@
 //! keeps what the caller needs to decide (not found, already exists, retryable) and the
 //! service's own message.
 
+pub mod batch;
 pub mod status;
 pub mod tables;
 
@@ -1254,4 +1255,6 @@ pub struct Cloud {
     pub clock: std::sync::Arc<dyn Clock>,
     /// DynamoDB tables.
     pub tables: std::sync::Arc<dyn tables::Tables>,
+    /// S3 Batch Operations jobs (S3 Control).
+    pub jobs: std::sync::Arc<dyn batch::BatchJobs>,
 }

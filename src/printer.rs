@@ -680,6 +680,54 @@ impl Printer {
         );
     }
 
+    /// A step of `s3 sync --engine batch`: a JSON line on stdout, or a line on stderr.
+    pub fn batch_event(&self, event: &crate::s3batch::BatchEvent) {
+        use crate::s3batch::BatchEvent;
+        match self.output {
+            Output::Json => println!("{}", serde_json::json!({"type": "batch", "event": event})),
+            Output::Text => match event {
+                BatchEvent::Progress {
+                    job_id,
+                    status,
+                    total,
+                    succeeded,
+                    failed,
+                } => eprintln!(
+                    "batch job {job_id}: {status}, {succeeded} copied, {failed} failed of {}",
+                    total.map_or("?".to_string(), |t| t.to_string())
+                ),
+                other => eprintln!(
+                    "batch: {}",
+                    serde_json::to_string(other).expect("events serialize")
+                ),
+            },
+        }
+    }
+
+    /// The end of `s3 sync --engine batch`.
+    pub fn batch_outcome(&self, outcome: &crate::s3batch::BatchOutcome) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"type": "batch-report", "report": outcome})
+            ),
+            Output::Text => {
+                println!(
+                    "batch job {}: {} task(s), {} copied, {} failed; local engine: {} copied \
+                     ({} failed task(s), {} over the copy limit)",
+                    outcome.job_id.as_deref().unwrap_or("(none needed)"),
+                    outcome.tasks,
+                    outcome.job_succeeded,
+                    outcome.job_failed,
+                    outcome.local.copied,
+                    outcome.failed_keys.len(),
+                    outcome.over_limit.len()
+                );
+                self.sync_verification(&outcome.verification);
+            }
+        }
+    }
+
     /// `s3 diff-bench`.
     pub fn diff_bench(&self, bench: &DiffBench) {
         let DiffBench {

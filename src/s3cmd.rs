@@ -1,6 +1,6 @@
 //! `envclone s3 …`: the bucket copy engine (`s3sync`) as commands of their own — the typed sync
 //! request, the sync and its verification with their errors, the S3 Batch Operations job of
-//! `--engine batch --dry-run`, and a hidden memory benchmark (`envclone s3 diff-bench`) that runs
+//! `--engine batch --dry-run` (the real run is `s3batch`), and a hidden memory benchmark (`envclone s3 diff-bench`) that runs
 //! the same engine over two generated listings. The flags are parsed by `cli`, connected and
 //! printed by `app` and `printer`, like every other command.
 
@@ -12,17 +12,19 @@ use thiserror::Error;
 use crate::ports::*;
 use crate::s3sync::{
     self, BucketPath, Planned, SyncError, SyncOptions, SyncProgress, SyncStats, VerifyReport,
-    AWS_COPY_LIMIT,
 };
 
 #[derive(Debug, Error)]
 pub enum S3CmdError {
+    #[error(transparent)]
+    Batch(#[from] crate::s3batch::BatchError),
     #[error(
-        "--engine batch creates the job through the S3 Control API, which this build does not \
-         call yet; run it with --dry-run to get the job, create it with `aws s3control \
-         create-job`, or use --engine local"
+        "interrupted (Ctrl-C): batch job {job_id} keeps running in account {account}; follow \
+         it with `envclone s3 job status {job_id} --account {account}`, cancel it with \
+         `envclone s3 job cancel {job_id} --account {account}`; re-running the same sync \
+         picks the job up (it is journaled) instead of starting another"
     )]
-    BatchUnavailable,
+    BatchInterrupted { job_id: String, account: String },
     #[error("s3 sync {source_path} → {target_path}: {error}")]
     Sync {
         source_path: String,
@@ -46,7 +48,7 @@ impl S3CmdError {
     /// bucket that does not exist. Anything else is a failure (1).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            S3CmdError::BatchUnavailable => true,
+            S3CmdError::Batch(e) => e.is_bad_input(),
             S3CmdError::Sync { error, .. } => matches!(**error, SyncError::MissingBucket { .. }),
             _ => false,
         }
@@ -120,83 +122,69 @@ pub fn verification_error(request: &SyncRequest, report: &VerifyReport) -> Optio
     })
 }
 
-/// What `--engine batch --dry-run` prints: the manifest to write and the S3 Batch Operations
-/// job to create (S3PutObjectCopy keeps metadata and tags; objects over 5 GiB, which
-/// PutObjectCopy cannot copy, are listed for the local engine's UploadPartCopy).
+/// What `--engine batch --dry-run` prints: the manifest of what differs (as a real run writes
+/// it, diffed like the local engine) and the S3 Batch Operations job a real run creates
+/// (S3PutObjectCopy keeps metadata and tags; objects over the copy limit, which CopyObject
+/// cannot copy, are left to the local engine).
 pub async fn batch_job(
-    store: &dyn ObjectStore,
-    request: &SyncRequest,
-    role: &str,
-    reports: &BucketPath,
+    store: Arc<dyn ObjectStore>,
+    request: &crate::s3batch::BatchRequest,
 ) -> Result<serde_json::Value, S3CmdError> {
-    let mut token = None;
-    let (mut objects, mut bytes) = (0u64, 0u64);
-    let mut too_large = Vec::new();
-    loop {
-        let page = crate::retry::retry(|| {
-            store.list_page(
-                &request.source.bucket,
-                &request.source.prefix,
-                token.clone(),
-            )
-        })
-        .await
-        .map_err(|source| {
-            request.error(SyncError::List {
-                path: request.source.to_string(),
-                source,
-            })
-        })?;
-        for o in &page.objects {
-            if o.size > AWS_COPY_LIMIT {
-                too_large.push(o.key.clone());
-            } else {
-                objects += 1;
-                bytes += o.size;
-            }
-        }
-        token = page.next_token;
-        if token.is_none() {
-            break;
-        }
-    }
-    let run = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
-    let manifest_key = format!("{}envclone-batch-{run}/manifest.csv", reports.prefix);
+    request.check_reports()?;
+    let target_key_prefix = request.target_key_prefix()?;
+    let manifest = crate::s3batch::diff_manifest(
+        &store,
+        &request.source,
+        &request.target,
+        &request.options,
+        request.copy_limit,
+    )
+    .await
+    .map_err(|error| S3CmdError::Sync {
+        source_path: request.source.to_string(),
+        target_path: request.target.to_string(),
+        error: Box::new(error),
+    })?;
+    let dir = format!(
+        "{}envclone-batch/<client token of the run>",
+        request.reports.prefix
+    );
     Ok(serde_json::json!({
         "manifest": {
-            "location": format!("s3://{}/{manifest_key}", reports.bucket),
+            "location": format!("s3://{}/{dir}/manifest.csv", request.reports.bucket),
             "format": "S3BatchOperations_CSV_20180820 (Bucket,Key; keys URL-encoded)",
-            "objects": objects,
-            "bytes": bytes,
+            "objects": manifest.tasks,
+            "bytes": manifest.bytes,
         },
+        "journal": format!("s3://{}/{}", request.reports.bucket, request.journal_key()),
         "create_job": {
-            "ConfirmationRequired": true,
-            "Priority": 10,
-            "RoleArn": role,
-            "ClientRequestToken": format!("envclone-batch-{run}"),
-            "Description": format!("envclone s3 sync {} {}", request.source, request.target),
+            "AccountId": request.account_id()?,
+            "ConfirmationRequired": false,
+            "Priority": request.priority,
+            "RoleArn": request.role_arn,
+            "Description": format!("envclone <client token> {} -> {}", request.source, request.target),
             "Operation": {"S3PutObjectCopy": {
                 "TargetResource": format!("arn:aws:s3:::{}", request.target.bucket),
-                "TargetKeyPrefix": request.target.prefix,
+                "TargetKeyPrefix": target_key_prefix,
                 "MetadataDirective": "COPY",
             }},
             "Manifest": {
                 "Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"]},
                 "Location": {
-                    "ObjectArn": format!("arn:aws:s3:::{}/{manifest_key}", reports.bucket),
+                    "ObjectArn": format!("arn:aws:s3:::{}/{dir}/manifest.csv", request.reports.bucket),
                     "ETag": "<ETag of the manifest once written>",
                 },
             },
             "Report": {
-                "Bucket": format!("arn:aws:s3:::{}", reports.bucket),
-                "Prefix": format!("{}envclone-batch-{run}/report", reports.prefix),
+                "Bucket": format!("arn:aws:s3:::{}", request.reports.bucket),
+                "Prefix": format!("{dir}/report"),
                 "Format": "Report_CSV_20180820",
                 "Enabled": true,
-                "ReportScope": "AllTasks",
+                "ReportScope": "FailedTasksOnly",
             },
         },
-        "copied_separately_over_5_gib": too_large,
-        "note": "S3 Batch Operations copies every object of the manifest (no diff); objects over 5 GiB need the local engine (UploadPartCopy)",
+        "copied_locally_over_the_copy_limit": manifest.over_limit,
+        "deleted_locally_with_delete": manifest.extra.len(),
     }))
 }
 
@@ -269,7 +257,7 @@ mod tests {
             }),
         };
         assert!(!failed.is_bad_input());
-        assert!(S3CmdError::BatchUnavailable.is_bad_input());
+        assert!(S3CmdError::Batch(crate::s3batch::BatchError::RoleArn("x".into())).is_bad_input());
         assert!(!S3CmdError::Interrupted.is_bad_input());
     }
 }

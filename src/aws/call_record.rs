@@ -30,6 +30,9 @@ pub fn iam_prefix(sdk_service: &str) -> Option<&'static str> {
         "CloudFormation" => "cloudformation",
         "RDS" => "rds",
         "S3" => "s3",
+        // S3 Batch Operations' actions are s3:CreateJob, s3:DescribeJob … (IAM's "Actions
+        // defined by Amazon S3").
+        "S3 Control" => "s3",
         "Auto Scaling" => "autoscaling",
         "Route 53" => "route53",
         "DynamoDB" => "dynamodb",

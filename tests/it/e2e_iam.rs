@@ -196,6 +196,47 @@ async fn the_policy_grants_every_call_the_commands_make_on_the_stand_in() {
         text(&refused)
     );
     other(&sync);
+    // S3 Batch Operations: the same copy through a job, then the job looked at, listed, and
+    // (finished) refused a cancel, which still makes the call.
+    for bucket in ["envclone-iam-batch", "envclone-iam-reports"] {
+        s3c.create_bucket().bucket(bucket).send().await.unwrap();
+    }
+    let batch = other(&[
+        "--output",
+        "json",
+        "s3",
+        "sync",
+        &format!("s3://{archive}"),
+        "s3://envclone-iam-batch",
+        "--engine",
+        "batch",
+        "--batch-role",
+        "arn:aws:iam::123456789012:role/envclone-batch",
+        "--batch-reports",
+        "s3://envclone-iam-reports/batch",
+        "--batch-poll",
+        "200ms",
+    ]);
+    let job = String::from_utf8_lossy(&batch.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|l| l["event"]["job_id"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no batch job: {}", text(&batch)));
+    let account = ["--account", "123456789012"];
+    other(&[&["s3", "job", "status", &job][..], &account].concat());
+    other(&[&["s3", "job", "list"][..], &account].concat());
+    let cancel = envclone(
+        &standin,
+        state,
+        &other_calls,
+        &[&["s3", "job", "cancel", &job][..], &account].concat(),
+    );
+    assert!(
+        !cancel.status.success()
+            && String::from_utf8_lossy(&cancel.stderr).contains("JobStatusException"),
+        "a finished job cannot be cancelled: {}",
+        text(&cancel)
+    );
     other(&["destroy", "orders-test", "--yes"]);
     std::thread::sleep(Duration::from_secs(2));
     let gc = other(&["gc", "--yes"]);

@@ -27,6 +27,8 @@ mod fake_swap;
 mod fake_swapcheck;
 mod fake_table_clone;
 mod layout;
+mod s3_batch;
+mod s3_batch_e2e;
 mod s3_e2e;
 mod s3_encrypted;
 mod s3_sync;

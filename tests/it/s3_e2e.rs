@@ -221,17 +221,20 @@ async fn s3_sync_copies_tricky_keys_and_multipart_objects_deletes_extras_and_re_
     }
     assert_eq!(contents(&s3, DST).await, before);
 
-    // S3 Batch Operations: the dry run prints the manifest and the job; without --dry-run the
-    // job is not created by this build (exit 2, nothing changed).
+    // S3 Batch Operations: the dry run prints the manifest of what differs and the job (a real
+    // run is tests/it/s3_batch_e2e.rs). Issue 14 part 1 changed this: the dry run listed every
+    // object (no diff) and a real run was refused; now the manifest is the diff and a role
+    // that is no role ARN is what is refused (exit 2, nothing changed).
     let batch = [
         "--engine",
         "batch",
         "--batch-role",
         "arn:aws:iam::123456789012:role/batch",
         "--batch-reports",
-        "s3://e2e-sync-target/reports",
+        "s3://e2e-sync-source-reports/reports",
     ];
-    let mut args = vec!["s3", "sync", &src, &dst, "--dry-run"];
+    let fresh = format!("s3://{DST}/fresh");
+    let mut args = vec!["s3", "sync", &src, &fresh, "--dry-run"];
     args.extend(batch);
     let out = standin.envclone(state.path(), &args);
     assert!(out.status.success(), "{}", text(&out));
@@ -242,13 +245,39 @@ async fn s3_sync_copies_tricky_keys_and_multipart_objects_deletes_extras_and_re_
         format!("arn:aws:s3:::{DST}")
     );
     assert_eq!(
+        job["create_job"]["Operation"]["S3PutObjectCopy"]["TargetKeyPrefix"],
+        "fresh/"
+    );
+    assert_eq!(
         job["create_job"]["RoleArn"],
         "arn:aws:iam::123456789012:role/batch"
     );
-    let mut args = vec!["s3", "sync", &src, &dst];
+    // Already in sync: nothing for a job.
+    let mut args = vec!["s3", "sync", &src, &dst, "--dry-run"];
     args.extend(batch);
     let out = standin.envclone(state.path(), &args);
+    assert!(out.status.success(), "{}", text(&out));
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["manifest"]["objects"], 0, "{job}");
+    let args = vec![
+        "s3",
+        "sync",
+        &src,
+        &dst,
+        "--engine",
+        "batch",
+        "--batch-role",
+        "arn:aws:iam::123456789012:user/me",
+        "--batch-reports",
+        "s3://e2e-sync-source-reports/reports",
+    ];
+    let out = standin.envclone(state.path(), &args);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not an IAM role ARN"),
+        "{}",
+        text(&out)
+    );
     let out = standin.envclone(
         state.path(),
         &["s3", "sync", &src, &dst, "--engine", "batch", "--dry-run"],

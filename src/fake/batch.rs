@@ -1,0 +1,448 @@
+//! S3 Batch Operations in the fake: the jobs of the S3 Control API over the fake's own S3,
+//! modelled on "S3 Batch Operations" (User Guide) and the CreateJob / DescribeJob / ListJobs /
+//! UpdateJobStatus API pages:
+//!
+//! - a job goes New → Preparing (reads the manifest, counts its tasks) → Ready → Active →
+//!   Complete, or Cancelling → Cancelled when cancelled, or Failing → Failed ("Job statuses");
+//!   starting takes minutes (`BatchTimings`), the copies then go at a steady rate;
+//! - CreateJob is idempotent on ClientRequestToken: the same token gives back the same job;
+//! - the manifest is read as CreateJob names it, and its ETag must match ("Specifying a
+//!   manifest": the job fails otherwise); its keys are URL-encoded (S3BatchOperations_CSV_20180820);
+//! - S3PutObjectCopy is a CopyObject per task, so an object over 5 GiB fails its task
+//!   ("Copy objects": "objects up to 5 GB in size"; CopyObject: InvalidRequest);
+//! - a job whose failure rate passes 50% once 1,000 tasks have run fails ("Tracking job
+//!   failure": the failure threshold);
+//! - the completion report ("S3 Batch Operations completion reports") goes to
+//!   `<prefix>/job-<id>/manifest.json` with the failed tasks' CSV under
+//!   `<prefix>/job-<id>/results/`, written once at least one task ran, for jobs Complete,
+//!   Failed or Cancelled.
+//!
+//! The job's copies appear in the fake's call log as `s3:CopyObject`, as they do in CloudTrail
+//! (made by the job's role).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{md5_hex, FakeAws, ACCOUNT};
+use crate::ports::batch::*;
+use crate::ports::*;
+
+/// AWS's limit for one CopyObject, which S3PutObjectCopy is.
+pub const BATCH_COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// How long a job takes in the fake.
+#[derive(Debug, Clone)]
+pub struct BatchTimings {
+    /// New → Preparing.
+    pub new: Duration,
+    /// Preparing (reading the manifest) → Ready.
+    pub preparing: Duration,
+    /// Ready → Active (the job waits for capacity by priority).
+    pub ready: Duration,
+    /// Each task once Active.
+    pub per_task: Duration,
+}
+
+impl Default for BatchTimings {
+    fn default() -> Self {
+        // "Jobs typically start within minutes" (S3 Batch Operations FAQ); a few minutes of
+        // New/Preparing/Ready is what a small job shows.
+        BatchTimings {
+            new: Duration::from_secs(20),
+            preparing: Duration::from_secs(60),
+            ready: Duration::from_secs(40),
+            per_task: Duration::from_millis(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeJob {
+    pub request: CopyJobRequest,
+    pub info: JobInfo,
+    cancel_requested: bool,
+}
+
+/// The jobs of the fake's account and what tests arm.
+#[derive(Debug, Default)]
+pub struct BatchState {
+    jobs: Vec<FakeJob>,
+    next: u64,
+    /// Keys (source bucket, key) whose task fails with AccessDenied.
+    failing_keys: BTreeSet<(String, String)>,
+    /// The copy limit (AWS: 5 GiB); smaller in tests.
+    copy_limit: Option<u64>,
+    timings: Option<BatchTimings>,
+}
+
+impl FakeAws {
+    /// The task of each of these keys of `bucket` fails with AccessDenied (as when the job's
+    /// role may not read it).
+    pub fn fail_batch_tasks(&self, bucket: &str, keys: &[&str]) {
+        let mut s = self.lock();
+        for k in keys {
+            s.batch
+                .failing_keys
+                .insert((bucket.to_string(), k.to_string()));
+        }
+    }
+
+    /// The largest object a task copies (AWS: 5 GiB), made small for tests.
+    pub fn set_batch_copy_limit(&self, bytes: u64) {
+        self.lock().batch.copy_limit = Some(bytes);
+    }
+
+    pub fn set_batch_timings(&self, timings: BatchTimings) {
+        self.lock().batch.timings = Some(timings);
+    }
+
+    /// Every job created, oldest first.
+    pub fn batch_jobs(&self) -> Vec<FakeJob> {
+        self.lock().batch.jobs.clone()
+    }
+
+    fn job_mut<'a>(s: &'a mut super::State, id: &str) -> Option<&'a mut FakeJob> {
+        s.batch.jobs.iter_mut().find(|j| j.info.id == id)
+    }
+
+    fn set_status(&self, id: &str, status: JobStatus) {
+        if let Some(j) = Self::job_mut(&mut self.lock(), id) {
+            j.info.status = status;
+        }
+    }
+
+    fn cancel_requested(&self, id: &str) -> bool {
+        let mut s = self.lock();
+        Self::job_mut(&mut s, id).is_some_and(|j| j.cancel_requested)
+    }
+
+    /// Runs a job from New to its end.
+    async fn run_job(self, id: String) {
+        let timings = self.lock().batch.timings.clone().unwrap_or_default();
+        let request = match Self::job_mut(&mut self.lock(), &id) {
+            Some(j) => j.request.clone(),
+            None => return,
+        };
+        // Each stage before Active ends early when the job is cancelled: no task ran, so no
+        // report is written.
+        let mut tasks = Vec::new();
+        for (wait, next) in [
+            (timings.new, JobStatus::Preparing),
+            (timings.preparing, JobStatus::Ready),
+            (timings.ready, JobStatus::Active),
+        ] {
+            tokio::time::sleep(wait).await;
+            if self.cancel_requested(&id) {
+                self.set_status(&id, JobStatus::Cancelled);
+                return;
+            }
+            if next == JobStatus::Ready {
+                match self.read_manifest(&request) {
+                    Ok(rows) => tasks = rows,
+                    Err(reason) => {
+                        let mut s = self.lock();
+                        if let Some(j) = Self::job_mut(&mut s, &id) {
+                            j.info.status = JobStatus::Failed;
+                            j.info.failure_reasons.push(reason);
+                        }
+                        return;
+                    }
+                }
+                if let Some(j) = Self::job_mut(&mut self.lock(), &id) {
+                    j.info.total_tasks = Some(tasks.len() as u64);
+                }
+            }
+            self.set_status(&id, next);
+        }
+        let limit = self.lock().batch.copy_limit.unwrap_or(BATCH_COPY_LIMIT);
+        let mut failures: Vec<(String, String, u16, &'static str, String)> = Vec::new();
+        let (mut done, mut failed) = (0u64, 0u64);
+        let mut end = JobStatus::Complete;
+        for (bucket, key) in &tasks {
+            if self.cancel_requested(&id) {
+                end = JobStatus::Cancelled;
+                self.set_status(&id, JobStatus::Cancelling);
+                break;
+            }
+            tokio::time::sleep(timings.per_task).await;
+            let outcome = self.run_task(&request, bucket, key, limit).await;
+            done += 1;
+            {
+                let mut s = self.lock();
+                let j = Self::job_mut(&mut s, &id).expect("jobs are never removed");
+                match outcome {
+                    Ok(()) => j.info.succeeded += 1,
+                    Err((status, code, message)) => {
+                        j.info.failed += 1;
+                        failed += 1;
+                        failures.push((bucket.clone(), key.clone(), status, code, message));
+                    }
+                }
+            }
+            // "If the job's task failure rate exceeds 50 percent after at least 1,000 tasks
+            // have been attempted, the job fails" (Tracking job failure).
+            if done >= 1000 && failed * 2 > done {
+                end = JobStatus::Failed;
+                self.set_status(&id, JobStatus::Failing);
+                let mut s = self.lock();
+                let j = Self::job_mut(&mut s, &id).expect("jobs are never removed");
+                j.info.failure_reasons.push(format!(
+                    "JobFailureThresholdExceeded: {failed} of {done} tasks failed"
+                ));
+                break;
+            }
+        }
+        if done > 0 {
+            self.write_report(&request, &id, &failures);
+        }
+        self.set_status(&id, end);
+    }
+
+    /// The manifest's (bucket, key) rows, or why the job fails.
+    fn read_manifest(&self, r: &CopyJobRequest) -> Result<Vec<(String, String)>, String> {
+        let object = self
+            .object(&r.manifest_bucket, &r.manifest_key)
+            .ok_or_else(|| {
+                format!(
+                    "ManifestNotFound: s3://{}/{} does not exist",
+                    r.manifest_bucket, r.manifest_key
+                )
+            })?;
+        if object.etag.trim_matches('"') != r.manifest_etag.trim_matches('"') {
+            return Err(format!(
+                "ManifestETagMismatch: the manifest's ETag is {}, the job names {}",
+                object.etag, r.manifest_etag
+            ));
+        }
+        let text = String::from_utf8_lossy(&object.data).to_string();
+        let mut rows = Vec::new();
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+            let (bucket, key) = line
+                .split_once(',')
+                .ok_or_else(|| format!("InvalidManifest: line {} has no Key field", n + 1))?;
+            let key = percent_encoding::percent_decode_str(key)
+                .decode_utf8()
+                .map_err(|_| format!("InvalidManifest: line {} is not URL-encoded UTF-8", n + 1))?
+                .to_string();
+            rows.push((bucket.to_string(), key));
+        }
+        Ok(rows)
+    }
+
+    /// One S3PutObjectCopy task: a CopyObject to `TargetKeyPrefix + key`.
+    async fn run_task(
+        &self,
+        r: &CopyJobRequest,
+        bucket: &str,
+        key: &str,
+        limit: u64,
+    ) -> Result<(), (u16, &'static str, String)> {
+        let armed = self
+            .lock()
+            .batch
+            .failing_keys
+            .contains(&(bucket.to_string(), key.to_string()));
+        if armed {
+            return Err((403, "AccessDenied", "Access Denied".into()));
+        }
+        let Some(source) = self.object(bucket, key) else {
+            return Err((404, "NoSuchKey", "The specified key does not exist.".into()));
+        };
+        if source.head.size > limit {
+            return Err((
+                400,
+                "InvalidRequest",
+                format!(
+                    "The specified copy source is larger than the maximum allowable size for \
+                     a copy source: {limit}"
+                ),
+            ));
+        }
+        let target_key = format!("{}{key}", r.target_key_prefix);
+        <FakeAws as ObjectStore>::copy_object(
+            self,
+            bucket,
+            key,
+            &r.target_bucket,
+            &target_key,
+            &CopyRequest::default(),
+        )
+        .await
+        .map(drop)
+        .map_err(|e| (500, "InternalError", e.to_string()))
+    }
+
+    /// The completion report of the failed tasks, as AWS lays it out.
+    fn write_report(
+        &self,
+        r: &CopyJobRequest,
+        id: &str,
+        failures: &[(String, String, u16, &'static str, String)],
+    ) {
+        let encode = |k: &str| {
+            percent_encoding::utf8_percent_encode(k, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let dir = format!("{}/job-{id}", r.report_prefix.trim_end_matches('/'));
+        let mut results = Vec::new();
+        if !failures.is_empty() {
+            let csv: String = failures
+                .iter()
+                .map(|(bucket, key, status, code, message)| {
+                    format!(
+                        "{bucket},{},,failed,{status},{code},\"{}\"\n",
+                        encode(key),
+                        message.replace('"', "\"\"")
+                    )
+                })
+                .collect();
+            let key = format!("{dir}/results/{}.csv", md5_hex(csv.as_bytes()));
+            self.put_object(
+                &r.report_bucket,
+                &key,
+                csv.as_bytes(),
+                ObjectHead::default(),
+                &[],
+            );
+            results.push(serde_json::json!({
+                "TaskExecutionStatus": "failed",
+                "Bucket": r.report_bucket,
+                "MD5Checksum": md5_hex(csv.as_bytes()),
+                "Key": key,
+            }));
+        }
+        let manifest = serde_json::json!({
+            "Format": "Report_CSV_20180820",
+            "ReportCreationDate": super::aws_now(&self.timings).to_rfc3339(),
+            "Results": results,
+            "ReportSchema": "Bucket, Key, VersionId, TaskStatus, ErrorCode, HTTPStatusCode, ResultMessage",
+        });
+        self.put_object(
+            &r.report_bucket,
+            &format!("{dir}/manifest.json"),
+            manifest.to_string().as_bytes(),
+            ObjectHead::default(),
+            &[],
+        );
+    }
+
+    fn account(operation: &str, account_id: &str) -> PortResult<()> {
+        if account_id == ACCOUNT {
+            Ok(())
+        } else {
+            Err(PortError::failed(
+                operation,
+                format!(
+                    "AccessDenied (HTTP 403): account {account_id} is not the caller's ({ACCOUNT})"
+                ),
+            ))
+        }
+    }
+}
+
+#[async_trait]
+impl BatchJobs for FakeAws {
+    async fn create_copy_job(&self, r: &CopyJobRequest) -> PortResult<String> {
+        const OP: &str = "s3:CreateJob";
+        self.call(OP, true).await?;
+        Self::account(OP, &r.account_id)?;
+        if r.role_arn.is_empty() || !(0..=i32::MAX).contains(&r.priority) {
+            return Err(PortError::failed(
+                OP,
+                "InvalidRequest (HTTP 400): RoleArn and a Priority of 0 or more are required",
+            ));
+        }
+        let id = {
+            let mut s = self.lock();
+            // "ClientRequestToken: An idempotency token to ensure that you don't accidentally
+            // submit the same request twice" (CreateJob).
+            if let Some(j) = s
+                .batch
+                .jobs
+                .iter()
+                .find(|j| j.request.client_token == r.client_token)
+            {
+                return Ok(j.info.id.clone());
+            }
+            s.batch.next += 1;
+            let id = format!("{:08x}-0000-4000-8000-{:012x}", s.batch.next, s.batch.next);
+            s.batch.jobs.push(FakeJob {
+                request: r.clone(),
+                info: JobInfo {
+                    id: id.clone(),
+                    status: JobStatus::New,
+                    description: r.description.clone(),
+                    priority: r.priority,
+                    total_tasks: None,
+                    succeeded: 0,
+                    failed: 0,
+                    failure_reasons: Vec::new(),
+                    report_bucket: Some(r.report_bucket.clone()),
+                    report_prefix: Some(r.report_prefix.clone()),
+                },
+                cancel_requested: false,
+            });
+            id
+        };
+        tokio::spawn(self.clone().run_job(id.clone()));
+        Ok(id)
+    }
+
+    async fn describe_job(&self, account_id: &str, id: &str) -> PortResult<JobInfo> {
+        const OP: &str = "s3:DescribeJob";
+        self.call(OP, false).await?;
+        Self::account(OP, account_id)?;
+        let mut s = self.lock();
+        Self::job_mut(&mut s, id)
+            .map(|j| j.info.clone())
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("batch job {id}"),
+            })
+    }
+
+    async fn list_jobs(&self, account_id: &str) -> PortResult<Vec<JobSummary>> {
+        const OP: &str = "s3:ListJobs";
+        self.call(OP, false).await?;
+        Self::account(OP, account_id)?;
+        Ok(self
+            .lock()
+            .batch
+            .jobs
+            .iter()
+            .map(|j| JobSummary {
+                id: j.info.id.clone(),
+                status: j.info.status,
+                description: j.info.description.clone(),
+            })
+            .collect())
+    }
+
+    async fn cancel_job(&self, account_id: &str, id: &str) -> PortResult<()> {
+        const OP: &str = "s3:UpdateJobStatus";
+        self.call(OP, true).await?;
+        Self::account(OP, account_id)?;
+        let mut s = self.lock();
+        let j = Self::job_mut(&mut s, id).ok_or_else(|| PortError::NotFound {
+            what: format!("batch job {id}"),
+        })?;
+        // A finished job cannot change status (UpdateJobStatus: JobStatusException).
+        if j.info.status.is_terminal() {
+            return Err(PortError::failed(
+                OP,
+                format!(
+                    "JobStatusException (HTTP 400): batch job {id} is {} and cannot be cancelled",
+                    j.info.status
+                ),
+            ));
+        }
+        j.cancel_requested = true;
+        if matches!(
+            j.info.status,
+            JobStatus::New | JobStatus::Preparing | JobStatus::Ready | JobStatus::Suspended
+        ) {
+            j.info.status = JobStatus::Cancelling;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,828 @@
+//! `envclone s3 sync --engine batch`: the copy handed to S3 Batch Operations, for buckets
+//! beyond one machine's reach. The engine diffs the two paths (as the local engine does),
+//! writes a CSV manifest of what differs next to the reports, creates an S3PutObjectCopy job,
+//! follows it with DescribeJob, reads its completion report, re-copies with the local engine
+//! what the job did not copy (its failed tasks, and the objects over CopyObject's 5 GiB limit,
+//! which were never in the manifest), then verifies the target object for object.
+//!
+//! The run is journaled in the reports location before the job is created: a re-run after a
+//! crash (kill -9, a lost machine) finds the job by its client token (the journal's job id, else
+//! ListJobs, else CreateJob again with the same token, which CreateJob answers with the same
+//! job) instead of starting a second one. Knows no SDK: only the ports.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ports::batch::*;
+use crate::ports::*;
+use crate::s3sync::{self, BucketPath, Planned, SyncError, SyncProgress, SyncStats, VerifyReport};
+
+/// Characters written as they are in a manifest key: everything else is percent-encoded
+/// ("Specifying a manifest": "Object keys must be URL-encoded").
+const KEY_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// CreateJob's Description is at most 256 characters.
+const DESCRIPTION_MAX: usize = 256;
+
+#[derive(Debug, Error)]
+pub enum BatchError {
+    #[error(
+        "--batch-role {0:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME): the job \
+         runs in the role's account"
+    )]
+    RoleArn(String),
+    #[error(
+        "{source_path} → {target_path}: a batch job copies KEY to TargetKeyPrefix + KEY and \
+         cannot strip the source prefix; the target prefix must end with the source prefix \
+         ({source_prefix:?}), or use --engine local"
+    )]
+    Prefixes {
+        source_path: String,
+        target_path: String,
+        source_prefix: String,
+    },
+    #[error(
+        "--batch-reports {reports} is inside {source_path} or {target_path}: the manifest and \
+         the reports would be copied or found extra; put them in another bucket or prefix"
+    )]
+    ReportsInside {
+        reports: String,
+        source_path: String,
+        target_path: String,
+    },
+    #[error("{what}: {source}")]
+    Port { what: String, source: PortError },
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(
+        "the journal s3://{bucket}/{key} is unreadable ({reason}); remove it to start a new job \
+         (check first that no job of it is still running: envclone s3 job status)"
+    )]
+    Journal {
+        bucket: String,
+        key: String,
+        reason: String,
+    },
+    #[error(
+        "batch job {id} ended {status}{reasons}; nothing more was copied: look at the job \
+         (envclone s3 job status {id} --account {account}), fix the cause, and re-run (a \
+         re-run starts a new job)"
+    )]
+    JobEnded {
+        id: String,
+        status: JobStatus,
+        account: String,
+        reasons: String,
+    },
+    #[error(
+        "the completion report of batch job {id} is unreadable ({reason}): s3://{bucket}/{key}"
+    )]
+    Report {
+        id: String,
+        bucket: String,
+        key: String,
+        reason: String,
+    },
+}
+
+impl BatchError {
+    /// Refused before anything was changed.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            BatchError::RoleArn(_) | BatchError::Prefixes { .. } | BatchError::ReportsInside { .. }
+        )
+    }
+}
+
+fn port(what: impl Into<String>) -> impl FnOnce(PortError) -> BatchError {
+    let what = what.into();
+    move |source| BatchError::Port { what, source }
+}
+
+/// A validated batch sync.
+#[derive(Debug, Clone)]
+pub struct BatchRequest {
+    pub source: BucketPath,
+    pub target: BucketPath,
+    pub options: s3sync::SyncOptions,
+    pub role_arn: String,
+    /// Where the journal, the manifest and the completion reports go.
+    pub reports: BucketPath,
+    pub priority: i32,
+    /// Objects over this size are left out of the manifest and copied by the local engine
+    /// (AWS: 5 GiB, CopyObject's limit).
+    pub copy_limit: u64,
+    /// Between two DescribeJob.
+    pub poll: Duration,
+}
+
+impl BatchRequest {
+    /// The account the job runs in: the role's.
+    pub fn account_id(&self) -> Result<String, BatchError> {
+        account_of_role(&self.role_arn)
+    }
+
+    /// S3PutObjectCopy's TargetKeyPrefix: the copy of KEY is TargetKeyPrefix + KEY, so the
+    /// target prefix must be something followed by the source prefix.
+    pub fn target_key_prefix(&self) -> Result<String, BatchError> {
+        self.target
+            .prefix
+            .strip_suffix(&self.source.prefix)
+            .map(str::to_string)
+            .ok_or_else(|| BatchError::Prefixes {
+                source_path: self.source.to_string(),
+                target_path: self.target.to_string(),
+                source_prefix: self.source.prefix.clone(),
+            })
+    }
+
+    /// The reports location must be outside both paths: the manifest, the journal and the
+    /// reports would otherwise be copied, or found extra in the target.
+    pub fn check_reports(&self) -> Result<(), BatchError> {
+        let inside = |p: &BucketPath| {
+            p.bucket == self.reports.bucket && self.reports.prefix.starts_with(&p.prefix)
+        };
+        if inside(&self.source) || inside(&self.target) {
+            return Err(BatchError::ReportsInside {
+                reports: self.reports.to_string(),
+                source_path: self.source.to_string(),
+                target_path: self.target.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The journal of this source → target pair (one job at a time per pair).
+    pub fn journal_key(&self) -> String {
+        format!(
+            "{}envclone-batch/{}/journal.json",
+            self.reports.prefix,
+            self.pair_hash()
+        )
+    }
+
+    fn pair_hash(&self) -> String {
+        let digest = Md5::digest(format!("{}\n{}", self.source, self.target).as_bytes());
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// `arn:aws:iam::123456789012:role/name` → `123456789012`.
+pub fn account_of_role(arn: &str) -> Result<String, BatchError> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.as_slice() {
+        ["arn", _, "iam", "", account, resource]
+            if account.len() == 12
+                && account.chars().all(|c| c.is_ascii_digit())
+                && resource.starts_with("role/") =>
+        {
+            Ok(account.to_string())
+        }
+        _ => Err(BatchError::RoleArn(arn.to_string())),
+    }
+}
+
+/// The journal: written before CreateJob, updated with the job's id, marked done once the
+/// target is verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Journal {
+    pub client_token: String,
+    pub manifest_key: String,
+    pub manifest_etag: String,
+    pub report_prefix: String,
+    pub tasks: u64,
+    /// Left out of the manifest (over the copy limit): the local engine copies them.
+    pub over_limit: Vec<String>,
+    /// With --delete: the target's keys the source does not have (a job copies, it does not
+    /// delete).
+    #[serde(default)]
+    pub extra: Vec<String>,
+    pub job_id: Option<String>,
+    pub done: bool,
+}
+
+/// What the engine tells as it goes (printed as JSON events with `--output json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "batch", rename_all = "snake_case")]
+pub enum BatchEvent {
+    /// The diff found nothing for a job to copy.
+    NothingForAJob { over_limit: u64 },
+    ManifestWritten {
+        location: String,
+        tasks: u64,
+        over_limit: u64,
+    },
+    JobCreated {
+        job_id: String,
+        client_token: String,
+    },
+    /// A re-run found the job of an unfinished run.
+    JobResumed {
+        job_id: String,
+        client_token: String,
+        how: &'static str,
+    },
+    Progress {
+        job_id: String,
+        status: JobStatus,
+        total: Option<u64>,
+        succeeded: u64,
+        failed: u64,
+    },
+    /// What the local engine is to re-copy: the job's failed tasks and the objects over the limit.
+    Recopy {
+        failed: Vec<String>,
+        over_limit: Vec<String>,
+    },
+}
+
+/// The outcome of a batch sync.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchOutcome {
+    pub job_id: Option<String>,
+    pub account_id: String,
+    pub tasks: u64,
+    pub job_succeeded: u64,
+    pub job_failed: u64,
+    /// Keys of the failed tasks, from the completion report.
+    pub failed_keys: Vec<String>,
+    pub over_limit: Vec<String>,
+    /// The local engine's passes after the job: the re-copies, and the deletes of --delete.
+    pub local: SyncStats,
+    pub verification: VerifyReport,
+}
+
+/// A manifest line: `bucket,key` with the key URL-encoded.
+pub fn manifest_line(bucket: &str, key: &str) -> String {
+    format!(
+        "{bucket},{}\n",
+        percent_encoding::utf8_percent_encode(key, KEY_SET)
+    )
+}
+
+/// The (bucket, key) of each failed task of a completion report's CSV ("S3 Batch Operations
+/// completion reports": Bucket, Key (URL-encoded), VersionId, TaskStatus, …).
+pub fn failed_tasks(csv: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (n, line) in csv
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let mut fields = line.splitn(5, ',');
+        let (Some(bucket), Some(key), Some(_version), Some(status)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(format!("line {} has fewer than 4 fields: {line:?}", n + 1));
+        };
+        if status != "failed" {
+            continue;
+        }
+        let key = percent_encoding::percent_decode_str(key)
+            .decode_utf8()
+            .map_err(|_| format!("line {}: the key is not URL-encoded UTF-8", n + 1))?;
+        out.push((bucket.to_string(), key.to_string()));
+    }
+    Ok(out)
+}
+
+/// The keys of the failed tasks of job `id`, from its completion report (`manifest.json`
+/// listing the result files; only those of failed tasks are read).
+pub async fn report_failures(
+    store: &dyn ObjectStore,
+    id: &str,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, BatchError> {
+    let key = format!("{}/job-{id}/manifest.json", prefix.trim_end_matches('/'));
+    let error = |key: &str, reason: String| BatchError::Report {
+        id: id.to_string(),
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        reason,
+    };
+    let manifest = crate::retry::retry(|| store.get_small_object(bucket, &key))
+        .await
+        .map_err(|e| error(&key, e.to_string()))?
+        .ok_or_else(|| error(&key, "it does not exist".into()))?;
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.body)
+        .map_err(|e| error(&key, format!("not JSON: {e}")))?;
+    let results = manifest["Results"]
+        .as_array()
+        .ok_or_else(|| error(&key, "no Results list".into()))?;
+    let mut keys = Vec::new();
+    for r in results {
+        if r["TaskExecutionStatus"] != "failed" {
+            continue;
+        }
+        let (Some(b), Some(k)) = (r["Bucket"].as_str(), r["Key"].as_str()) else {
+            return Err(error(&key, format!("a result without Bucket/Key: {r}")));
+        };
+        let csv = crate::retry::retry(|| store.get_small_object(b, k))
+            .await
+            .map_err(|e| error(k, e.to_string()))?
+            .ok_or_else(|| error(k, "it does not exist".into()))?;
+        let rows = failed_tasks(&String::from_utf8_lossy(&csv.body)).map_err(|e| error(k, e))?;
+        keys.extend(rows.into_iter().map(|(_, key)| key));
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}
+
+async fn read_journal(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<Journal>, BatchError> {
+    let Some(object) = crate::retry::retry(|| store.get_small_object(bucket, key))
+        .await
+        .map_err(port(format!("reading the journal s3://{bucket}/{key}")))?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&object.body)
+        .map(Some)
+        .map_err(|e| BatchError::Journal {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+async fn write_journal(
+    store: &dyn ObjectStore,
+    bucket: &str,
+    key: &str,
+    journal: &Journal,
+) -> Result<(), BatchError> {
+    let body = serde_json::to_vec_pretty(journal).expect("the journal serializes");
+    crate::retry::retry(|| store.put_small_object(bucket, key, body.clone(), None))
+        .await
+        .map_err(port(format!("writing the journal s3://{bucket}/{key}")))?;
+    Ok(())
+}
+
+/// The job's description: names the run's token, which ListJobs shows (it has no token).
+fn description(request: &BatchRequest, token: &str) -> String {
+    let text = format!("envclone {token} {} -> {}", request.source, request.target);
+    text.chars().take(DESCRIPTION_MAX).collect()
+}
+
+/// What a job is to copy: the manifest of what differs, and what it leaves to the local engine.
+#[derive(Debug, Clone, Default)]
+pub struct Manifest {
+    /// `Bucket,Key` lines.
+    pub csv: String,
+    pub tasks: u64,
+    pub bytes: u64,
+    /// Over the copy limit: for the local engine.
+    pub over_limit: Vec<String>,
+    /// In the target, not in the source (for --delete).
+    pub extra: Vec<String>,
+}
+
+/// Diffs `source` and `target` as the local engine does (a dry run of it) into a manifest.
+pub async fn diff_manifest(
+    store: &Arc<dyn ObjectStore>,
+    source: &BucketPath,
+    target: &BucketPath,
+    options: &s3sync::SyncOptions,
+    copy_limit: u64,
+) -> Result<Manifest, SyncError> {
+    let mut m = Manifest::default();
+    let options = s3sync::SyncOptions {
+        dry_run: true,
+        ..options.clone()
+    };
+    let progress = Arc::new(SyncProgress::default());
+    let bucket = source.bucket.clone();
+    s3sync::sync_with(
+        store.clone(),
+        source,
+        target,
+        &options,
+        &progress,
+        &mut |p| match p {
+            Planned::Copy {
+                source_key, size, ..
+            } => {
+                if size > copy_limit {
+                    m.over_limit.push(source_key.to_string());
+                } else {
+                    m.tasks += 1;
+                    m.bytes += size;
+                    m.csv.push_str(&manifest_line(&bucket, source_key));
+                }
+            }
+            Planned::Delete { target_key } => m.extra.push(target_key.to_string()),
+        },
+    )
+    .await?;
+    Ok(m)
+}
+
+/// Diffs, writes the manifest and the journal: a new run.
+async fn start_run(
+    store: &Arc<dyn ObjectStore>,
+    request: &BatchRequest,
+    now: chrono::DateTime<chrono::Utc>,
+    events: &mut (dyn FnMut(BatchEvent) + Send),
+) -> Result<Journal, BatchError> {
+    // Unique per run (two runs in one second included): the token is what CreateJob is
+    // idempotent on.
+    let token = format!(
+        "envclone-{}-{}-{:09}",
+        request.pair_hash(),
+        now.format("%Y%m%dT%H%M%S"),
+        now.timestamp_subsec_nanos()
+    );
+    let dir = format!("{}envclone-batch/{token}", request.reports.prefix);
+    let Manifest {
+        csv: manifest,
+        tasks,
+        over_limit,
+        extra,
+        ..
+    } = diff_manifest(
+        store,
+        &request.source,
+        &request.target,
+        &request.options,
+        request.copy_limit,
+    )
+    .await?;
+    let manifest_key = format!("{dir}/manifest.csv");
+    let reports = &request.reports.bucket;
+    let manifest_etag = if tasks > 0 {
+        let body = manifest.clone().into_bytes();
+        let etag = crate::retry::retry(|| {
+            store.put_small_object(reports, &manifest_key, body.clone(), None)
+        })
+        .await
+        .map_err(port(format!(
+            "writing the manifest s3://{reports}/{manifest_key}"
+        )))?;
+        events(BatchEvent::ManifestWritten {
+            location: format!("s3://{reports}/{manifest_key}"),
+            tasks,
+            over_limit: over_limit.len() as u64,
+        });
+        etag
+    } else {
+        events(BatchEvent::NothingForAJob {
+            over_limit: over_limit.len() as u64,
+        });
+        String::new()
+    };
+    let journal = Journal {
+        client_token: token,
+        manifest_key,
+        manifest_etag,
+        report_prefix: format!("{dir}/report"),
+        tasks,
+        over_limit,
+        extra,
+        job_id: None,
+        done: false,
+    };
+    write_journal(&**store, reports, &request.journal_key(), &journal).await?;
+    Ok(journal)
+}
+
+/// The job of `journal`: its recorded id, else the one ListJobs shows with the run's token,
+/// else a CreateJob with the run's token (which returns the job that token created, if any).
+async fn find_or_create_job(
+    store: &Arc<dyn ObjectStore>,
+    jobs: &dyn BatchJobs,
+    request: &BatchRequest,
+    account: &str,
+    journal: &mut Journal,
+    resumed: bool,
+    events: &mut (dyn FnMut(BatchEvent) + Send),
+) -> Result<String, BatchError> {
+    if let Some(id) = &journal.job_id {
+        events(BatchEvent::JobResumed {
+            job_id: id.clone(),
+            client_token: journal.client_token.clone(),
+            how: "journal",
+        });
+        return Ok(id.clone());
+    }
+    if resumed {
+        let listed = crate::retry::retry(|| jobs.list_jobs(account))
+            .await
+            .map_err(port(format!("listing the batch jobs of account {account}")))?;
+        if let Some(job) = listed
+            .iter()
+            .find(|j| j.description.split(' ').nth(1) == Some(journal.client_token.as_str()))
+        {
+            events(BatchEvent::JobResumed {
+                job_id: job.id.clone(),
+                client_token: journal.client_token.clone(),
+                how: "ListJobs",
+            });
+            return record_job(store, request, journal, &job.id).await;
+        }
+    }
+    let create = CopyJobRequest {
+        account_id: account.to_string(),
+        client_token: journal.client_token.clone(),
+        description: description(request, &journal.client_token),
+        role_arn: request.role_arn.clone(),
+        priority: request.priority,
+        manifest_bucket: request.reports.bucket.clone(),
+        manifest_key: journal.manifest_key.clone(),
+        manifest_etag: journal.manifest_etag.clone(),
+        target_bucket: request.target.bucket.clone(),
+        target_key_prefix: request.target_key_prefix()?,
+        report_bucket: request.reports.bucket.clone(),
+        report_prefix: journal.report_prefix.clone(),
+    };
+    // Retried with the same token: a CreateJob whose answer was lost is answered again with
+    // the same job.
+    let id = crate::retry::retry(|| jobs.create_copy_job(&create))
+        .await
+        .map_err(port(format!(
+            "creating the batch job (manifest s3://{}/{})",
+            request.reports.bucket, journal.manifest_key
+        )))?;
+    events(BatchEvent::JobCreated {
+        job_id: id.clone(),
+        client_token: journal.client_token.clone(),
+    });
+    record_job(store, request, journal, &id).await
+}
+
+/// Notes the job's id in the journal.
+async fn record_job(
+    store: &Arc<dyn ObjectStore>,
+    request: &BatchRequest,
+    journal: &mut Journal,
+    id: &str,
+) -> Result<String, BatchError> {
+    journal.job_id = Some(id.to_string());
+    write_journal(
+        &**store,
+        &request.reports.bucket,
+        &request.journal_key(),
+        journal,
+    )
+    .await?;
+    Ok(id.to_string())
+}
+
+/// Follows the job with DescribeJob until it ends, telling each change.
+pub async fn wait_for_job(
+    jobs: &dyn BatchJobs,
+    account: &str,
+    id: &str,
+    poll: Duration,
+    events: &mut (dyn FnMut(BatchEvent) + Send),
+) -> Result<JobInfo, BatchError> {
+    let mut last: Option<(JobStatus, Option<u64>, u64, u64)> = None;
+    loop {
+        let info = crate::retry::retry(|| jobs.describe_job(account, id))
+            .await
+            .map_err(port(format!("batch job {id} (account {account})")))?;
+        let now = (info.status, info.total_tasks, info.succeeded, info.failed);
+        if last != Some(now) {
+            events(BatchEvent::Progress {
+                job_id: id.to_string(),
+                status: info.status,
+                total: info.total_tasks,
+                succeeded: info.succeeded,
+                failed: info.failed,
+            });
+            last = Some(now);
+        }
+        if info.status.is_terminal() {
+            return Ok(info);
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// The batch sync: a job for what differs, the local engine for what it did not copy, then
+/// the verification. `job_started` is told the job's id as soon as it is known (for Ctrl-C).
+pub async fn run(
+    store: Arc<dyn ObjectStore>,
+    jobs: Arc<dyn BatchJobs>,
+    request: &BatchRequest,
+    now: chrono::DateTime<chrono::Utc>,
+    events: &mut (dyn FnMut(BatchEvent) + Send),
+) -> Result<BatchOutcome, BatchError> {
+    let account = request.account_id()?;
+    request.target_key_prefix()?;
+    request.check_reports()?;
+    let reports = &request.reports.bucket;
+    let journal_key = request.journal_key();
+    let (mut journal, resumed) = match read_journal(&*store, reports, &journal_key).await? {
+        Some(j) if !j.done => (j, true),
+        _ => (start_run(&store, request, now, events).await?, false),
+    };
+    let mut outcome = BatchOutcome {
+        job_id: None,
+        account_id: account.clone(),
+        tasks: journal.tasks,
+        job_succeeded: 0,
+        job_failed: 0,
+        failed_keys: Vec::new(),
+        over_limit: journal.over_limit.clone(),
+        local: SyncStats::default(),
+        verification: VerifyReport::default(),
+    };
+    if journal.tasks > 0 {
+        let id = find_or_create_job(
+            &store,
+            &*jobs,
+            request,
+            &account,
+            &mut journal,
+            resumed,
+            events,
+        )
+        .await?;
+        outcome.job_id = Some(id.clone());
+        let info = wait_for_job(&*jobs, &account, &id, request.poll, events).await?;
+        outcome.job_succeeded = info.succeeded;
+        outcome.job_failed = info.failed;
+        // A job that did not complete (cancelled; failed on its manifest or past the failure
+        // threshold, with tasks never attempted and so in no report) leaves the rest to the
+        // operator, not silently to this machine: what it copied stays, and a re-run diffs
+        // again into a new job.
+        if info.status != JobStatus::Complete {
+            let reasons = if info.failure_reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", info.failure_reasons.join("; "))
+            };
+            // That run is over: a re-run starts a new one (new manifest, new token).
+            journal.done = true;
+            write_journal(&*store, reports, &journal_key, &journal).await?;
+            return Err(BatchError::JobEnded {
+                id,
+                status: info.status,
+                account,
+                reasons,
+            });
+        }
+        if info.failed > 0 {
+            let bucket = info.report_bucket.as_deref().unwrap_or(reports);
+            let prefix = info
+                .report_prefix
+                .as_deref()
+                .unwrap_or(&journal.report_prefix);
+            outcome.failed_keys = report_failures(&*store, &id, bucket, prefix).await?;
+        }
+    }
+    events(BatchEvent::Recopy {
+        failed: outcome.failed_keys.clone(),
+        over_limit: outcome.over_limit.clone(),
+    });
+    // The local engine copies exactly the re-copy list, not "whatever differs": a job's
+    // copy of a multipart object is single-part (S3PutObjectCopy is CopyObject), so its ETag
+    // differs from the source's and a full diff could not tell it from a change without
+    // reading it; the verification below compares such objects by content.
+    for key in recopy_list(&outcome) {
+        let stats = recopy(&store, request, &key).await?;
+        add_stats(&mut outcome.local, &stats);
+    }
+    if request.options.delete {
+        for batch in journal.extra.chunks(s3sync::DELETE_BATCH) {
+            crate::retry::retry(|| store.delete_objects(&request.target.bucket, batch))
+                .await
+                .map_err(port(format!(
+                    "deleting {} object(s) of {} that {} does not have",
+                    batch.len(),
+                    request.target,
+                    request.source
+                )))?;
+            outcome.local.deleted += batch.len() as u64;
+        }
+    }
+    outcome.verification = s3sync::verify_with(
+        store.clone(),
+        &request.source,
+        &request.target,
+        request.options.concurrency,
+        request.options.skip_archived,
+    )
+    .await?;
+    if outcome.verification.is_equal() {
+        journal.done = true;
+        write_journal(&*store, reports, &journal_key, &journal).await?;
+    }
+    Ok(outcome)
+}
+
+/// The local engine's copy of one source key (a sync of the paths the key names, so its
+/// target key, part layout, headers, tags and encryption are the local engine's).
+async fn recopy(
+    store: &Arc<dyn ObjectStore>,
+    request: &BatchRequest,
+    key: &str,
+) -> Result<SyncStats, BatchError> {
+    let relative = key.strip_prefix(&request.source.prefix).unwrap_or(key);
+    let source = BucketPath {
+        bucket: request.source.bucket.clone(),
+        prefix: key.to_string(),
+    };
+    let target = BucketPath {
+        bucket: request.target.bucket.clone(),
+        prefix: format!("{}{relative}", request.target.prefix),
+    };
+    // Keys that merely start with this one are synced too (and copied only if they differ).
+    let options = s3sync::SyncOptions {
+        delete: false,
+        dry_run: false,
+        ..request.options.clone()
+    };
+    Ok(s3sync::sync(store.clone(), &source, &target, &options).await?)
+}
+
+fn add_stats(total: &mut SyncStats, more: &SyncStats) {
+    total.listed += more.listed;
+    total.copied += more.copied;
+    total.copied_bytes += more.copied_bytes;
+    total.multipart_copies += more.multipart_copies;
+    total.unchanged += more.unchanged;
+}
+
+/// The keys the local engine is expected to copy after the job: the failed tasks and the
+/// objects over the limit, each once.
+pub fn recopy_list(outcome: &BatchOutcome) -> BTreeSet<String> {
+    outcome
+        .failed_keys
+        .iter()
+        .chain(&outcome.over_limit)
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_keys_are_url_encoded_and_report_keys_decoded() {
+        let line = manifest_line("src", "photos/a b,c+ü.jpg");
+        assert_eq!(line, "src,photos/a%20b%2Cc%2B%C3%BC.jpg\n");
+        let report =
+            "src,photos/a%20b%2Cc%2B%C3%BC.jpg,,failed,403,AccessDenied,\"Access Denied\"\n\
+                      src,ok.txt,,succeeded,200,,Successful\n";
+        assert_eq!(
+            failed_tasks(report).unwrap(),
+            vec![("src".to_string(), "photos/a b,c+ü.jpg".to_string())]
+        );
+        assert!(failed_tasks("src\n").is_err());
+    }
+
+    #[test]
+    fn the_account_is_the_roles_and_prefixes_must_line_up() {
+        assert_eq!(
+            account_of_role("arn:aws:iam::123456789012:role/batch").unwrap(),
+            "123456789012"
+        );
+        assert!(account_of_role("arn:aws:iam::1234:role/batch").is_err());
+        assert!(account_of_role("arn:aws:iam::123456789012:user/me").is_err());
+        let mut r = BatchRequest {
+            source: BucketPath::bucket("a"),
+            target: BucketPath {
+                bucket: "b".into(),
+                prefix: "copy/".into(),
+            },
+            options: Default::default(),
+            role_arn: "arn:aws:iam::123456789012:role/batch".into(),
+            reports: BucketPath::bucket("r"),
+            priority: 10,
+            copy_limit: s3sync::AWS_COPY_LIMIT,
+            poll: Duration::from_secs(1),
+        };
+        assert_eq!(r.target_key_prefix().unwrap(), "copy/");
+        r.source.prefix = "photos/".into();
+        assert!(r.target_key_prefix().unwrap_err().is_bad_input());
+        r.target.prefix = "copy/photos/".into();
+        assert_eq!(r.target_key_prefix().unwrap(), "copy/");
+        // The reports may not sit inside either path.
+        assert!(r.check_reports().is_ok());
+        r.reports = BucketPath {
+            bucket: "b".into(),
+            prefix: "copy/photos/reports/".into(),
+        };
+        assert!(r.check_reports().unwrap_err().is_bad_input());
+        r.reports.prefix = "reports/".into();
+        assert!(r.check_reports().is_ok());
+    }
+}

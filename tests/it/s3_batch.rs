@@ -1,0 +1,316 @@
+//! `s3 sync --engine batch` on the in-memory fake (paused clock): the job copies what differs,
+//! the local engine re-copies the tasks the completion report lists as failed and the objects
+//! over the copy limit, the target is verified; a re-run after a crash finds the same job
+//! (by the journal, by ListJobs) instead of creating a second one. Issue 14 part 1: before,
+//! `--engine batch` refused to run, so each of these failed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use envclone::fake::batch::BATCH_COPY_LIMIT;
+use envclone::fake::FakeAws;
+use envclone::ports::batch::{BatchJobs, CopyJobRequest, JobStatus};
+use envclone::ports::{ObjectHead, ObjectStore};
+use envclone::s3batch::{self, BatchError, BatchEvent, BatchRequest};
+use envclone::s3sync::{BucketPath, SyncOptions};
+
+use crate::support::{fill, timings};
+
+const SRC: &str = "batch-source";
+const DST: &str = "batch-target";
+const REPORTS: &str = "batch-reports";
+const ACCOUNT: &str = "123456789012";
+/// Between the test objects: `large-single.bin` (12 KiB) is over it.
+const LIMIT: u64 = 10 * 1024;
+const FAILING: [&str; 3] = ["data/003.bin", "with space.txt", "日本語/ファイル.txt"];
+
+fn setup() -> (FakeAws, Arc<dyn ObjectStore>, Arc<dyn BatchJobs>) {
+    let fake = FakeAws::new(timings());
+    for b in [SRC, DST, REPORTS] {
+        fake.create_bucket_now(b);
+    }
+    fill(&fake, SRC);
+    // Already there and equal: not in the manifest.
+    fake.put_object(
+        DST,
+        "data/000.bin",
+        b"payload 0",
+        ObjectHead::default(),
+        &[],
+    );
+    let store: Arc<dyn ObjectStore> = Arc::new(fake.clone());
+    let jobs: Arc<dyn BatchJobs> = Arc::new(fake.clone());
+    (fake, store, jobs)
+}
+
+fn request(copy_limit: u64) -> BatchRequest {
+    BatchRequest {
+        source: BucketPath::bucket(SRC),
+        target: BucketPath::bucket(DST),
+        options: SyncOptions {
+            concurrency: 8,
+            multipart_threshold: 8 * 1024,
+            ..SyncOptions::default()
+        },
+        role_arn: format!("arn:aws:iam::{ACCOUNT}:role/batch-copy"),
+        reports: BucketPath {
+            bucket: REPORTS.into(),
+            prefix: "envclone/".into(),
+        },
+        priority: 10,
+        copy_limit,
+        poll: Duration::from_secs(5),
+    }
+}
+
+async fn run(
+    store: &Arc<dyn ObjectStore>,
+    jobs: &Arc<dyn BatchJobs>,
+    r: &BatchRequest,
+    events: &Arc<Mutex<Vec<BatchEvent>>>,
+) -> Result<s3batch::BatchOutcome, BatchError> {
+    let seen = events.clone();
+    s3batch::run(
+        store.clone(),
+        jobs.clone(),
+        r,
+        chrono::Utc::now(),
+        &mut move |e| seen.lock().unwrap().push(e),
+    )
+    .await
+}
+
+fn sorted(keys: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_job_copies_the_rest_is_recopied_locally_and_the_target_verifies() {
+    let (fake, store, jobs) = setup();
+    fake.fail_batch_tasks(SRC, &FAILING);
+    fake.set_batch_copy_limit(LIMIT);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let outcome = run(&store, &jobs, &request(LIMIT), &events).await.unwrap();
+
+    let source_objects = fake.object_keys(SRC).len() as u64;
+    // Everything but the object already there and the one over the limit went to the job.
+    assert_eq!(outcome.tasks, source_objects - 2);
+    assert_eq!(outcome.job_failed, 3);
+    assert_eq!(outcome.job_succeeded, source_objects - 2 - 3);
+    assert_eq!(outcome.failed_keys, sorted(&FAILING));
+    assert_eq!(outcome.over_limit, vec!["large-single.bin".to_string()]);
+    // The local engine copied exactly the re-copy list.
+    assert_eq!(s3batch::recopy_list(&outcome).len(), 4);
+    assert_eq!(outcome.local.copied, 4);
+    assert!(
+        outcome.verification.is_equal(),
+        "{:?}",
+        outcome.verification.mismatches
+    );
+    assert_eq!(fake.object_keys(DST), fake.object_keys(SRC));
+    let jobs_made = fake.batch_jobs();
+    assert_eq!(jobs_made.len(), 1);
+    assert_eq!(jobs_made[0].info.status, JobStatus::Complete);
+    // The job's progress went through AWS's states, in order.
+    let statuses: Vec<JobStatus> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            BatchEvent::Progress { status, .. } => Some(*status),
+            _ => None,
+        })
+        .collect();
+    let mut distinct = statuses.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct,
+        vec![
+            JobStatus::New,
+            JobStatus::Preparing,
+            JobStatus::Ready,
+            JobStatus::Active,
+            JobStatus::Complete
+        ]
+    );
+}
+
+/// With AWS's limit in the engine, the object the (small-limit) job cannot copy fails its task
+/// like a CopyObject over 5 GiB and is re-copied from the report.
+#[tokio::test(start_paused = true)]
+async fn an_object_the_job_refuses_as_too_large_is_recopied_from_the_report() {
+    let (fake, store, jobs) = setup();
+    fake.set_batch_copy_limit(LIMIT);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let outcome = run(&store, &jobs, &request(BATCH_COPY_LIMIT), &events)
+        .await
+        .unwrap();
+    assert!(outcome.over_limit.is_empty());
+    assert_eq!(outcome.failed_keys, vec!["large-single.bin".to_string()]);
+    assert_eq!(outcome.local.copied, 1);
+    assert!(outcome.verification.is_equal());
+}
+
+/// kill -9 during the job: the re-run reads the journal and follows the same job.
+#[tokio::test(start_paused = true)]
+async fn a_rerun_after_a_crash_follows_the_same_job() {
+    let (fake, store, jobs) = setup();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let r = request(LIMIT);
+    // The job takes minutes to start: the run is dropped while it waits.
+    let crashed = tokio::time::timeout(Duration::from_secs(30), run(&store, &jobs, &r, &events));
+    assert!(crashed.await.is_err(), "the run should still be waiting");
+    let first = fake.batch_jobs()[0].info.id.clone();
+
+    let outcome = run(&store, &jobs, &r, &events).await.unwrap();
+    assert_eq!(outcome.job_id.as_deref(), Some(first.as_str()));
+    assert_eq!(fake.batch_jobs().len(), 1);
+    assert!(events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, BatchEvent::JobResumed { how: "journal", .. })));
+    assert!(outcome.verification.is_equal());
+    // Done: the next sync is a new run with a new job. Only the multipart object is in it:
+    // the job's copy of it is single-part (S3PutObjectCopy is CopyObject), so its ETag differs
+    // and, the source having no checksum, the diff cannot tell it unchanged without reading
+    // it (the local engine never skips on a guess).
+    let again = run(&store, &jobs, &r, &events).await.unwrap();
+    assert_eq!(again.tasks, 1);
+    assert_ne!(again.job_id.as_deref(), Some(first.as_str()));
+    assert_eq!(fake.batch_jobs().len(), 2);
+}
+
+/// Killed between CreateJob and the journal's update: the re-run finds the job with ListJobs
+/// by the run's client token.
+#[tokio::test(start_paused = true)]
+async fn a_job_the_journal_missed_is_found_by_its_client_token() {
+    let (fake, store, jobs) = setup();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let r = request(LIMIT);
+    let crashed = tokio::time::timeout(Duration::from_secs(30), run(&store, &jobs, &r, &events));
+    assert!(crashed.await.is_err());
+    // Rewrite the journal as it was before CreateJob answered.
+    let journal_key = r.journal_key();
+    let body = fake.object(REPORTS, &journal_key).unwrap().data;
+    let mut journal: s3batch::Journal = serde_json::from_slice(&body).unwrap();
+    journal.job_id = None;
+    store
+        .put_small_object(
+            REPORTS,
+            &journal_key,
+            serde_json::to_vec(&journal).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+
+    let outcome = run(&store, &jobs, &r, &events).await.unwrap();
+    assert_eq!(fake.batch_jobs().len(), 1);
+    assert_eq!(outcome.job_id, Some(fake.batch_jobs()[0].info.id.clone()));
+    assert!(events.lock().unwrap().iter().any(|e| matches!(
+        e,
+        BatchEvent::JobResumed {
+            how: "ListJobs",
+            ..
+        }
+    )));
+}
+
+/// CreateJob is idempotent on ClientRequestToken (the fake as AWS documents it).
+#[tokio::test(start_paused = true)]
+async fn create_job_with_the_same_token_gives_the_same_job() {
+    let (fake, store, jobs) = setup();
+    let etag = store
+        .put_small_object(REPORTS, "m.csv", b"batch-source,empty\n".to_vec(), None)
+        .await
+        .unwrap();
+    let create = CopyJobRequest {
+        account_id: ACCOUNT.into(),
+        client_token: "token-1".into(),
+        description: "d".into(),
+        role_arn: format!("arn:aws:iam::{ACCOUNT}:role/r"),
+        priority: 1,
+        manifest_bucket: REPORTS.into(),
+        manifest_key: "m.csv".into(),
+        manifest_etag: etag,
+        target_bucket: DST.into(),
+        target_key_prefix: String::new(),
+        report_bucket: REPORTS.into(),
+        report_prefix: "r".into(),
+    };
+    let a = jobs.create_copy_job(&create).await.unwrap();
+    let b = jobs.create_copy_job(&create).await.unwrap();
+    assert_eq!(a, b);
+    let other = jobs
+        .create_copy_job(&CopyJobRequest {
+            client_token: "token-2".into(),
+            ..create
+        })
+        .await
+        .unwrap();
+    assert_ne!(a, other);
+    assert_eq!(fake.batch_jobs().len(), 2);
+}
+
+/// A cancelled job is not taken over silently by the local engine: the run ends naming the
+/// job, and the next run starts a new job.
+#[tokio::test(start_paused = true)]
+async fn a_job_that_ends_without_copying_ends_the_run_naming_it() {
+    let (fake, store, jobs) = setup();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let r = request(LIMIT);
+    let crashed = tokio::time::timeout(Duration::from_secs(10), run(&store, &jobs, &r, &events));
+    assert!(crashed.await.is_err());
+    let id = fake.batch_jobs()[0].info.id.clone();
+    jobs.cancel_job(ACCOUNT, &id).await.unwrap();
+    let error = run(&store, &jobs, &r, &events).await.unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains(&id) && text.contains("Cancelled"), "{text}");
+    // Nothing was copied: no task ran.
+    assert_eq!(fake.object_keys(DST), vec!["data/000.bin".to_string()]);
+    // A finished job cannot be cancelled again (JobStatusException).
+    assert!(jobs.cancel_job(ACCOUNT, &id).await.is_err());
+    let outcome = run(&store, &jobs, &r, &events).await.unwrap();
+    assert_eq!(fake.batch_jobs().len(), 2);
+    assert_ne!(outcome.job_id.as_deref(), Some(id.as_str()));
+    assert!(outcome.verification.is_equal());
+}
+
+/// Past the failure threshold (over 50% of at least 1,000 tasks failed) the job fails with
+/// tasks never attempted: the run ends naming the job and its reason instead of re-copying
+/// the whole bucket on this machine.
+#[tokio::test(start_paused = true)]
+async fn a_job_failed_past_the_threshold_ends_the_run_with_its_reason() {
+    let fake = FakeAws::new(timings());
+    for b in [SRC, DST, REPORTS] {
+        fake.create_bucket_now(b);
+    }
+    let keys: Vec<String> = (0..1500).map(|i| format!("k/{i:04}")).collect();
+    for k in &keys {
+        fake.put_object(SRC, k, k.as_bytes(), ObjectHead::default(), &[]);
+    }
+    let failing: Vec<&str> = keys
+        .iter()
+        .step_by(3)
+        .chain(keys.iter().skip(1).step_by(3))
+        .map(String::as_str)
+        .collect();
+    fake.fail_batch_tasks(SRC, &failing);
+    let store: Arc<dyn ObjectStore> = Arc::new(fake.clone());
+    let jobs: Arc<dyn BatchJobs> = Arc::new(fake.clone());
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let error = run(&store, &jobs, &request(LIMIT), &events)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("Failed") && text.contains("JobFailureThresholdExceeded"),
+        "{text}"
+    );
+    let job = &fake.batch_jobs()[0].info;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(job.succeeded + job.failed < 1500, "{job:?}");
+}
