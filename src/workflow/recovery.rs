@@ -315,11 +315,16 @@ impl CloneEngine {
                 step: "standby.exit".into(),
                 message,
             })?;
-        let mut removed = Vec::new();
+        // A job still copying would write into the buckets about to be emptied (and, with
+        // --keep, into what is kept): cancelled first, whatever is kept.
+        let mut removed =
+            super::batchcopy::cancel_jobs(self, &record.run_id, &record.plan, events).await?;
         let mut left = Vec::new();
         if !keep {
             let what = RunResources::of_plan(&record.run_id, &record.plan, &record.creating);
-            (removed, left) = self.remove_run_resources(&what, events).await?;
+            let (gone, remains) = self.remove_run_resources(&what, events).await?;
+            removed.extend(gone);
+            left = remains;
         }
         record.phase = ClonePhase::Aborted;
         record.left_behind = left.clone();

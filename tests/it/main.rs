@@ -11,6 +11,7 @@ mod e2e_staging;
 mod e2e_swap;
 mod fake_asof;
 mod fake_aurora;
+mod fake_batch_clone;
 mod fake_buckets;
 mod fake_clone;
 mod fake_deletion;
