@@ -26,7 +26,7 @@ use crate::s3sync::{BucketPath, SyncOptions, SyncStats};
 
 use super::clone::CloneEngine;
 use super::plan::{BucketPlan, BucketTarget, ClonePlan};
-use super::recovery::PlanRecord;
+use super::recovery::RunResources;
 use super::resource::{ResourceRef, BATCH_JOB};
 use super::{PreflightError, StepError};
 
@@ -320,24 +320,25 @@ async fn job_of(
         .map(|j| j.id))
 }
 
-/// Abort: cancels (UpdateJobStatus Cancelled) each job of the run still running, and waits
+/// Abort (of a clone, of a migrate never swapped): cancels (UpdateJobStatus Cancelled) each
+/// job of the run still running, and waits
 /// until it is Cancelled, so nothing writes into the buckets abort then empties. Returns the
 /// jobs cancelled.
 pub async fn cancel_jobs(
     engine: &CloneEngine,
-    run_id: &str,
-    plan: &PlanRecord,
+    run: &RunResources,
     events: &Emitter,
 ) -> Result<Vec<ResourceRef>, StepError> {
     let step = "abort";
     let cloud = &engine.cloud;
+    let (run_id, stack) = (run.run_id.as_str(), &run.stack);
     let mut cancelled = Vec::new();
-    for b in &plan.buckets {
+    for b in &run.batch_buckets {
         let Some(batch) = &b.batch else { continue };
         let target = match &b.target {
             BucketTarget::Created { name, .. } => Some(name.clone()),
             BucketTarget::StackOwned { .. } => {
-                match retry(|| cloud.stacks.resources(&plan.target_stack)).await {
+                match retry(|| cloud.stacks.resources(stack)).await {
                     Ok(resources) => resources
                         .into_iter()
                         .find(|r| r.logical_id == b.logical_id)

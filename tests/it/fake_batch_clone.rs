@@ -355,3 +355,58 @@ fn the_contract_takes_engine_local_or_batch_only() {
     let err = with("turbo").unwrap_err().to_string();
     assert!(err.contains("turbo") && err.contains("batch"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn aborting_a_migrate_cancels_its_running_job() {
+    let v2 = include_str!("../../stacks/webapp-v2.yaml").replace(
+        "Reports: { bucket_parameter: ReportsBucketName }",
+        "Reports: { bucket_parameter: ReportsBucketName, engine: batch }",
+    );
+    let (mut s, _) = crate::fake_migrate::prod().await;
+    s.fake.create_bucket_now(BATCH_REPORTS);
+    s.engine.settings.batch = BatchSettings {
+        role_arn: Some(ROLE.into()),
+        reports: Some(BucketPath::bucket(BATCH_REPORTS)),
+        ..BatchSettings::default()
+    };
+    let request = envclone::workflow::migrate::MigrateRequest {
+        env: "prod".into(),
+        template: ("webapp-v2-batch.yaml".into(), v2),
+        parameter_overrides: Default::default(),
+        config: post_swap_hook_config(),
+    };
+    let plan = s
+        .engine
+        .preflight_migrate(&request, run_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = MemoryRunStore::default();
+    let active = async {
+        while !s
+            .fake
+            .batch_jobs()
+            .iter()
+            .any(|j| j.info.status == JobStatus::Active)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        biased;
+        () = active => {}
+        _ = s.engine.migrate(&plan, &store, &s.emitter, std::future::pending()) => {
+            panic!("the migrate ended before its job was active");
+        }
+    }
+    let mut state = envclone::workflow::migrate::load(&store, run_id().as_str())
+        .unwrap()
+        .unwrap();
+    s.engine
+        .abort_migration(&mut state, &store, &s.emitter)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let jobs = s.fake.batch_jobs();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].info.status, JobStatus::Cancelled);
+    assert_source_in_service(&s, "after the migrate's abort");
+}
