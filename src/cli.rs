@@ -1030,6 +1030,53 @@ mod tests {
         assert!(err.contains("environment name \"Bad_Name\""), "{err}");
     }
 
+    /// Issue 14 part 1: `clone`/`migrate --engine batch` and the job's settings.
+    #[test]
+    fn clone_and_migrate_take_the_batch_engine_and_its_settings() {
+        let clone = |extra: &[&str]| {
+            let mut argv = vec!["envclone", "clone", "prod", "exp-a"];
+            argv.extend_from_slice(extra);
+            let Command::Clone(args) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!()
+            };
+            args.into_command(chrono::Utc::now())
+        };
+        let c = clone(&[
+            "--engine",
+            "batch",
+            "--batch-role",
+            "arn:aws:iam::123456789012:role/b",
+            "--batch-reports",
+            "s3://ops/envclone",
+        ])
+        .unwrap();
+        assert!(c.batch.all);
+        assert_eq!(c.batch.reports.unwrap().prefix, "envclone/");
+        // Without --engine batch, only the contract's { engine: batch } buckets use a job.
+        assert!(!clone(&[]).unwrap().batch.all);
+        for bad in [
+            &["--batch-reports", "ops/envclone"][..],
+            &["--batch-poll", "0s"],
+            &["--batch-priority=-1"],
+        ] {
+            assert!(clone(bad).is_err(), "{bad:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "envclone",
+            "migrate",
+            "prod",
+            "--template",
+            "v2.yaml",
+            "--engine",
+            "batch",
+        ])
+        .unwrap();
+        let Command::Migrate(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.batch.engine, Engine::Batch);
+    }
+
     #[test]
     fn s3_urls_parse_into_bucket_and_folder_prefix() {
         let p = parse_s3_url("s3://my-bucket").unwrap();

@@ -74,6 +74,19 @@ async fn a_contract_bucket_with_engine_batch_clones_end_to_end() {
         "--batch-poll",
         "300ms",
     ];
+    // Without a role and a reports location: refused before any change, naming the bucket.
+    let before = world(&config).await;
+    let refused = standin.envclone(state.path(), &["clone", "prod", "exp-b", "--yes"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("bucket Reports (s3://{reports})"))
+            && stderr.contains("--batch-role and --batch-reports were not given"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(world(&config).await, before, "nothing changed");
+
     // The plan shows the job.
     let plan = standin.envclone(
         state.path(),
