@@ -505,7 +505,8 @@ async fn clone(
         command.multipart_threshold,
         command.skip_archived,
     );
-    let run = Prepared::new(root, cloud, &command.request.source, copy, command.dry_run).await;
+    let mut run = Prepared::new(root, cloud, &command.request.source, copy, command.dry_run).await;
+    run.engine.settings.batch = command.batch.clone();
     let key = run.lock_key("clone", command.break_lock);
     locked(root, &run.shared, key, async |lease| {
         let shutdown = lease.until_stopped(shutdown);
@@ -635,7 +636,8 @@ async fn migrate(
         command.multipart_threshold,
         command.skip_archived,
     );
-    let run = Prepared::new(root, cloud, &command.request.env, copy, command.dry_run).await;
+    let mut run = Prepared::new(root, cloud, &command.request.env, copy, command.dry_run).await;
+    run.engine.settings.batch = command.batch.clone();
     let key = run.lock_key("migrate", command.break_lock);
     locked(root, &run.shared, key, async |lease| {
         let stop = lease.stop_flag();
@@ -1417,6 +1419,7 @@ async fn s3(
                 priority,
                 copy_limit,
                 poll,
+                token_stem: None,
             };
             if request.options.dry_run {
                 let job = crate::s3cmd::batch_job(cloud.objects.clone(), &batch).await?;

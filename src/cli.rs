@@ -207,6 +207,8 @@ pub struct MigrateArgs {
     /// preflight refuses when a source bucket holds any.
     #[arg(long)]
     pub skip_archived: bool,
+    #[command(flatten)]
+    pub batch: BatchArgs,
 }
 
 /// A validated migrate request with how to run it.
@@ -222,6 +224,8 @@ pub struct MigrateCommand {
     pub multipart_threshold: u64,
     pub concurrency: usize,
     pub skip_archived: bool,
+    /// `--engine batch` and the jobs' settings.
+    pub batch: crate::workflow::batchcopy::BatchSettings,
 }
 
 /// The end of the migration window `HH:MM-HH:MM` (wall-clock time in `tz`) that contains `now`,
@@ -352,6 +356,7 @@ impl MigrateArgs {
             multipart_threshold: self.multipart_threshold,
             concurrency: self.concurrency,
             skip_archived: self.skip_archived,
+            batch: self.batch.settings()?,
         })
     }
 }
@@ -404,6 +409,8 @@ pub struct CloneArgs {
     /// preflight refuses when a source bucket holds any.
     #[arg(long)]
     pub skip_archived: bool,
+    #[command(flatten)]
+    pub batch: BatchArgs,
 }
 
 #[derive(Debug, Error)]
@@ -544,10 +551,6 @@ pub struct SyncArgs {
     /// what a plain CopyObject gives).
     #[arg(long, value_enum, default_value_t = SseArg::Keep)]
     pub sse: SseArg,
-    /// `local`: this process copies (server-side). `batch`: hand the copy to S3 Batch
-    /// Operations, for buckets beyond one machine's reach (hundreds of millions of objects).
-    #[arg(long, value_enum, default_value_t = Engine::Local)]
-    pub engine: Engine,
     /// Copy SRC as it was at this moment (RFC 3339, a whole second, S3's clock) instead of as
     /// it is: each key's newest version written at or before it, copied by version id; keys
     /// absent then are absent from the copy (with --delete, removed from DST). SRC must have
@@ -555,6 +558,19 @@ pub struct SyncArgs {
     /// to SRC are no differences.
     #[arg(long, value_name = "RFC3339")]
     pub as_of: Option<String>,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+}
+
+/// How bucket copies run: `--engine` and the S3 Batch Operations job's settings (`s3 sync`,
+/// `clone`, `migrate`).
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    /// `local`: this process copies (server-side). `batch`: hand the copy to S3 Batch
+    /// Operations, for buckets beyond one machine's reach (hundreds of millions of objects;
+    /// with clone and migrate: every bucket of the contract, like `{ engine: batch }`).
+    #[arg(long, value_enum, default_value_t = Engine::Local)]
+    pub engine: Engine,
     /// With --engine batch: the IAM role S3 Batch Operations assumes.
     #[arg(long, value_name = "ARN")]
     pub batch_role: Option<String>,
@@ -571,6 +587,40 @@ pub struct SyncArgs {
     /// the local engine (AWS's CopyObject limit, 5 GiB; smaller only against a stand-in).
     #[arg(long, hide = true, default_value_t = crate::s3sync::AWS_COPY_LIMIT)]
     pub batch_copy_limit: u64,
+}
+
+impl BatchArgs {
+    /// The validated settings (the role and the reports location stay optional: a clone
+    /// needs them only for a bucket a job copies).
+    pub fn settings(&self) -> Result<crate::workflow::batchcopy::BatchSettings, InputError> {
+        let reports = self
+            .batch_reports
+            .as_deref()
+            .map(parse_s3_url)
+            .transpose()?;
+        if self.batch_priority < 0 {
+            return Err(InputError::BatchInput(
+                "a --batch-priority of 0 or more (CreateJob's Priority)".into(),
+            ));
+        }
+        let poll = humantime::parse_duration(&self.batch_poll)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                InputError::BatchInput(format!(
+                    "--batch-poll as a duration such as 10s (not {:?})",
+                    self.batch_poll
+                ))
+            })?;
+        Ok(crate::workflow::batchcopy::BatchSettings {
+            all: self.engine == Engine::Batch,
+            role_arn: self.batch_role.clone(),
+            reports,
+            priority: self.batch_priority,
+            poll,
+            copy_limit: self.batch_copy_limit,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -656,41 +706,24 @@ pub enum S3Request {
 impl S3Command {
     pub fn into_request(self) -> Result<S3Request, InputError> {
         match self {
-            S3Command::Sync(args) if args.engine == Engine::Batch && args.as_of.is_some() => {
+            S3Command::Sync(args) if args.batch.engine == Engine::Batch && args.as_of.is_some() => {
                 Err(InputError::AsOfBatch)
             }
-            S3Command::Sync(args) if args.engine == Engine::Batch => {
-                let role = args.batch_role.clone().ok_or_else(|| {
+            S3Command::Sync(args) if args.batch.engine == Engine::Batch => {
+                let settings = args.batch.settings()?;
+                let role = settings.role_arn.ok_or_else(|| {
                     InputError::BatchInput(
                         "--batch-role ARN (the role S3 Batch Operations assumes)".into(),
                     )
                 })?;
-                let reports = args
-                    .batch_reports
-                    .as_deref()
-                    .map(parse_s3_url)
-                    .transpose()?
-                    .ok_or_else(|| {
-                        InputError::BatchInput(
-                            "--batch-reports s3://BUCKET/PREFIX (manifest and completion report)"
-                                .into(),
-                        )
-                    })?;
-                if args.batch_priority < 0 {
-                    return Err(InputError::BatchInput(
-                        "a --batch-priority of 0 or more (CreateJob's Priority)".into(),
-                    ));
-                }
-                let poll = humantime::parse_duration(&args.batch_poll)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| {
-                        InputError::BatchInput(format!(
-                            "--batch-poll as a duration such as 10s (not {:?})",
-                            args.batch_poll
-                        ))
-                    })?;
-                let (priority, copy_limit) = (args.batch_priority, args.batch_copy_limit);
+                let reports = settings.reports.ok_or_else(|| {
+                    InputError::BatchInput(
+                        "--batch-reports s3://BUCKET/PREFIX (manifest and completion report)"
+                            .into(),
+                    )
+                })?;
+                let (priority, poll, copy_limit) =
+                    (settings.priority, settings.poll, settings.copy_limit);
                 Ok(S3Request::Batch {
                     request: args.into_request()?,
                     role,
@@ -782,6 +815,8 @@ pub struct CloneCommand {
     pub multipart_threshold: u64,
     pub concurrency: usize,
     pub skip_archived: bool,
+    /// `--engine batch` and the jobs' settings.
+    pub batch: crate::workflow::batchcopy::BatchSettings,
 }
 
 pub fn parse_parameters(raw: &[String]) -> Result<BTreeMap<String, String>, InputError> {
@@ -842,6 +877,7 @@ impl CloneArgs {
             multipart_threshold: self.multipart_threshold,
             concurrency: self.concurrency,
             skip_archived: self.skip_archived,
+            batch: self.batch.settings()?,
         })
     }
 }
@@ -994,6 +1030,53 @@ mod tests {
         assert!(err.contains("environment name \"Bad_Name\""), "{err}");
     }
 
+    /// Issue 14 part 1: `clone`/`migrate --engine batch` and the job's settings.
+    #[test]
+    fn clone_and_migrate_take_the_batch_engine_and_its_settings() {
+        let clone = |extra: &[&str]| {
+            let mut argv = vec!["envclone", "clone", "prod", "exp-a"];
+            argv.extend_from_slice(extra);
+            let Command::Clone(args) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!()
+            };
+            args.into_command(chrono::Utc::now())
+        };
+        let c = clone(&[
+            "--engine",
+            "batch",
+            "--batch-role",
+            "arn:aws:iam::123456789012:role/b",
+            "--batch-reports",
+            "s3://ops/envclone",
+        ])
+        .unwrap();
+        assert!(c.batch.all);
+        assert_eq!(c.batch.reports.unwrap().prefix, "envclone/");
+        // Without --engine batch, only the contract's { engine: batch } buckets use a job.
+        assert!(!clone(&[]).unwrap().batch.all);
+        for bad in [
+            &["--batch-reports", "ops/envclone"][..],
+            &["--batch-poll", "0s"],
+            &["--batch-priority=-1"],
+        ] {
+            assert!(clone(bad).is_err(), "{bad:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "envclone",
+            "migrate",
+            "prod",
+            "--template",
+            "v2.yaml",
+            "--engine",
+            "batch",
+        ])
+        .unwrap();
+        let Command::Migrate(args) = cli.command else {
+            panic!()
+        };
+        assert_eq!(args.batch.engine, Engine::Batch);
+    }
+
     #[test]
     fn s3_urls_parse_into_bucket_and_folder_prefix() {
         let p = parse_s3_url("s3://my-bucket").unwrap();
@@ -1031,13 +1114,15 @@ mod tests {
             multipart_threshold: crate::s3sync::AWS_COPY_LIMIT,
             verify: false,
             sse: SseArg::Keep,
-            engine: Engine::Local,
             as_of: None,
-            batch_role: None,
-            batch_reports: None,
-            batch_priority: 10,
-            batch_poll: "10s".into(),
-            batch_copy_limit: crate::s3sync::AWS_COPY_LIMIT,
+            batch: BatchArgs {
+                engine: Engine::Local,
+                batch_role: None,
+                batch_reports: None,
+                batch_priority: 10,
+                batch_poll: "10s".into(),
+                batch_copy_limit: crate::s3sync::AWS_COPY_LIMIT,
+            },
         }
     }
 
@@ -1094,7 +1179,7 @@ mod tests {
         }
         let mut a = args("s3://bk1", "s3://bk2");
         a.as_of = Some("2026-12-01T10:00:08Z".into());
-        a.engine = Engine::Batch;
+        a.batch.engine = Engine::Batch;
         let err = S3Command::Sync(a).into_request().unwrap_err();
         assert!(matches!(err, InputError::AsOfBatch), "{err}");
     }

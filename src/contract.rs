@@ -438,6 +438,9 @@ pub struct Contract {
     pub environment_parameter: Option<String>,
     pub databases: Vec<DatabaseSpec>,
     pub buckets: Vec<BucketSpec>,
+    /// The logical ids of the buckets the contract asks S3 Batch Operations to copy
+    /// (`{ engine: batch }`).
+    pub batch_buckets: Vec<String>,
     pub tables: Vec<TableSpec>,
     pub entry_dns: Option<EntryDns>,
     pub verify: Vec<VerifyCheck>,
@@ -542,6 +545,18 @@ struct RawDatabase {
 struct RawBucket {
     #[serde(default)]
     bucket_parameter: Option<String>,
+    #[serde(default)]
+    engine: Option<BucketEngine>,
+}
+
+/// How a contract bucket is copied (`engine:` of a bucket under `buckets:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BucketEngine {
+    /// This process copies (server-side CopyObject / UploadPartCopy): the default.
+    Local,
+    /// An S3 Batch Operations job copies (S3PutObjectCopy), for buckets beyond one machine.
+    Batch,
 }
 
 #[derive(Deserialize, Default)]
@@ -690,7 +705,11 @@ impl Contract {
         }
 
         let mut buckets = Vec::new();
+        let mut batch_buckets = Vec::new();
         for (logical_id, bucket) in raw.buckets {
+            if bucket.engine == Some(BucketEngine::Batch) {
+                batch_buckets.push(logical_id.clone());
+            }
             match bucket.bucket_parameter {
                 Some(parameter) => {
                     if !params.contains_key(&parameter) {
@@ -860,6 +879,7 @@ impl Contract {
             environment_parameter: raw.environment_parameter,
             databases,
             buckets,
+            batch_buckets,
             tables,
             entry_dns: raw.entry_dns,
             verify,

@@ -125,6 +125,10 @@ pub struct BatchRequest {
     pub copy_limit: u64,
     /// Between two DescribeJob.
     pub poll: Duration,
+    /// The client token's stem, when the caller derives it (a clone: from its run id and the
+    /// bucket); a new job's token is then `STEM-N`, N one more than the previous finished
+    /// job of this pair with that stem. None: from the start time.
+    pub token_stem: Option<String>,
 }
 
 impl BatchRequest {
@@ -341,7 +345,7 @@ pub async fn report_failures(
     Ok(keys)
 }
 
-async fn read_journal(
+pub async fn read_journal(
     store: &dyn ObjectStore,
     bucket: &str,
     key: &str,
@@ -433,21 +437,43 @@ pub async fn diff_manifest(
     Ok(m)
 }
 
+/// CreateJob's ClientToken is 1 to 64 characters (S3 Control API Reference, CreateJob).
+pub const CLIENT_TOKEN_MAX: usize = 64;
+
+/// The token of a new run of this pair, unique per run: CreateJob is idempotent on it, so a
+/// token reused after a finished job would answer with that old job. With a stem: `STEM-N`,
+/// N one more than the previous finished run's; else from the start time (two runs in one
+/// second included).
+fn new_token(
+    request: &BatchRequest,
+    previous: Option<&Journal>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    match &request.token_stem {
+        Some(stem) => {
+            let n = previous
+                .and_then(|p| p.client_token.strip_prefix(stem.as_str()))
+                .and_then(|rest| rest.strip_prefix('-'))
+                .and_then(|n| n.parse::<u32>().ok())
+                .map_or(1, |n| n + 1);
+            format!("{stem}-{n}")
+        }
+        None => format!(
+            "envclone-{}-{}-{:09}",
+            request.pair_hash(),
+            now.format("%Y%m%dT%H%M%S"),
+            now.timestamp_subsec_nanos()
+        ),
+    }
+}
+
 /// Diffs, writes the manifest and the journal: a new run.
 async fn start_run(
     store: &Arc<dyn ObjectStore>,
     request: &BatchRequest,
-    now: chrono::DateTime<chrono::Utc>,
+    token: String,
     events: &mut (dyn FnMut(BatchEvent) + Send),
 ) -> Result<Journal, BatchError> {
-    // Unique per run (two runs in one second included): the token is what CreateJob is
-    // idempotent on.
-    let token = format!(
-        "envclone-{}-{}-{:09}",
-        request.pair_hash(),
-        now.format("%Y%m%dT%H%M%S"),
-        now.timestamp_subsec_nanos()
-    );
     let dir = format!("{}envclone-batch/{token}", request.reports.prefix);
     let Manifest {
         csv: manifest,
@@ -630,7 +656,10 @@ pub async fn run(
     let journal_key = request.journal_key();
     let (mut journal, resumed) = match read_journal(&*store, reports, &journal_key).await? {
         Some(j) if !j.done => (j, true),
-        _ => (start_run(&store, request, now, events).await?, false),
+        previous => {
+            let token = new_token(request, previous.as_ref(), now);
+            (start_run(&store, request, token, events).await?, false)
+        }
     };
     let mut outcome = BatchOutcome {
         job_id: None,
@@ -809,6 +838,7 @@ mod tests {
             priority: 10,
             copy_limit: s3sync::AWS_COPY_LIMIT,
             poll: Duration::from_secs(1),
+            token_stem: None,
         };
         assert_eq!(r.target_key_prefix().unwrap(), "copy/");
         r.source.prefix = "photos/".into();

@@ -53,6 +53,8 @@ pub struct Settings {
     /// limit is staged there (under `<prefix>/staging/<run>/`) instead of in a bucket of the
     /// run's own.
     pub state_bucket: Option<(String, String)>,
+    /// `--engine batch` and the jobs' role and reports location.
+    pub batch: super::batchcopy::BatchSettings,
 }
 
 impl Default for Settings {
@@ -67,6 +69,7 @@ impl Default for Settings {
             verify_concurrency: 32,
             precopy: true,
             state_bucket: None,
+            batch: Default::default(),
         }
     }
 }
@@ -470,6 +473,7 @@ impl CloneEngine {
             None => source.template.clone(),
         };
         let mut plan = build_plan(request, &source, template, run_id)?;
+        super::batchcopy::plan_batch(&mut plan, &self.settings.batch)?;
         let cloud = &self.cloud;
         plan.template_staging = self.template_staging(&plan, &source).await?;
 
@@ -1675,14 +1679,20 @@ impl CloneEngine {
             skip_archived: plan.skip_archived || self.settings.sync.skip_archived,
             ..self.settings.sync.clone()
         };
-        let stats = s3sync::sync(
-            self.cloud.objects.clone(),
-            &BucketPath::bucket(source),
-            &BucketPath::bucket(target),
-            &options,
-        )
-        .await
-        .map_err(StepError::sync(step))?;
+        let batch = plan.buckets.iter().find(|b| b.logical_id == logical_id);
+        let stats = if let Some(batch) = batch.and_then(|b| b.batch.as_ref()) {
+            let pair = (logical_id, source, target);
+            super::batchcopy::copy(self, plan, pair, batch, options, events).await?
+        } else {
+            s3sync::sync(
+                self.cloud.objects.clone(),
+                &BucketPath::bucket(source),
+                &BucketPath::bucket(target),
+                &options,
+            )
+            .await
+            .map_err(StepError::sync(step))?
+        };
         events.done(
             step,
             Some(target),

@@ -254,6 +254,8 @@ impl CloneEngine {
             creating: Vec::new(),
             // Staged only for the seconds of CreateStack: what a crashed run left is gc's.
             staged_templates: Vec::new(),
+            // Its copies ended with the run that made it.
+            batch_buckets: Vec::new(),
         };
         events.start("destroy", Some(&e.stack), format!("destroying {}", e.name));
         let (removed, left) = self.remove_run_resources(&resources, events).await?;

@@ -2,6 +2,7 @@
 //!
 //! Plain Rust over the `ports` traits; no AWS SDK type appears here.
 
+pub mod batchcopy;
 pub mod clone;
 pub mod deletion;
 pub mod dynamodb;

@@ -132,6 +132,9 @@ pub struct BucketPlan {
     pub logical_id: String,
     pub source_bucket: String,
     pub target: BucketTarget,
+    /// Copied by S3 Batch Operations jobs (set at preflight); None: by the local engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<super::batchcopy::BatchCopy>,
 }
 
 /// Where a run puts a template too large for CreateStack's `TemplateBody` (51,200 bytes), so
@@ -574,6 +577,7 @@ pub fn build_plan(
             logical_id: spec.logical_id().to_string(),
             source_bucket,
             target,
+            batch: None,
         });
     }
 

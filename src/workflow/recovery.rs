@@ -145,6 +145,9 @@ pub struct RunResources {
     pub creating: Vec<String>,
     /// The template the run put in S3 for CreateStack (a bucket of its own is in `artifacts`).
     pub staged_templates: Vec<TemplateStaging>,
+    /// The buckets its plan copies by S3 Batch Operations jobs: a job of the run still running
+    /// is cancelled before anything is removed.
+    pub batch_buckets: Vec<BucketPlan>,
 }
 
 impl RunResources {
@@ -168,6 +171,12 @@ impl RunResources {
             artifacts,
             creating: creating.to_vec(),
             staged_templates: plan.template_staging.iter().cloned().collect(),
+            batch_buckets: plan
+                .buckets
+                .iter()
+                .filter(|b| b.batch.is_some())
+                .cloned()
+                .collect(),
         }
     }
 }
@@ -363,7 +372,11 @@ impl CloneEngine {
         events: &Emitter,
     ) -> Result<(Vec<ResourceRef>, Vec<ResourceRef>), StepError> {
         let step = "abort";
-        let mut out = Removal::default();
+        // A job still copying would write into the buckets about to be emptied.
+        let mut out = Removal {
+            removed: super::batchcopy::cancel_jobs(self, res, events).await?,
+            ..Removal::default()
+        };
         let run = res.run_id.clone();
         let ours = |tags: &BTreeMap<String, String>| tags.get(TAG_RUN) == Some(&run);
         let stacks = &self.cloud.stacks;

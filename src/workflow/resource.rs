@@ -83,6 +83,8 @@ impl RefKind {
 pub const STACK: RefKind = RefKind::new("stack");
 /// A template a run put in S3 for CreateStack (`s3://bucket/key`).
 pub const STAGED_TEMPLATE: RefKind = RefKind::new("staged template");
+/// An S3 Batch Operations job a run created (its job id): abort cancels a running one.
+pub const BATCH_JOB: RefKind = RefKind::new("batch job");
 
 /// Something a run made (or found), by kind and identifier; `note` says why it is listed
 /// (left: why it was not removed; removed: how it came to be).
@@ -185,7 +187,7 @@ pub fn join(refs: &[ResourceRef], separator: &str) -> String {
 
 /// Every noun a reference may start with: the engine's own and those of every kind.
 pub fn known_ref_kinds() -> Vec<RefKind> {
-    [STACK, STAGED_TEMPLATE]
+    [STACK, STAGED_TEMPLATE, BATCH_JOB]
         .into_iter()
         .chain(KINDS.iter().flat_map(|k| k.ref_kinds().iter().cloned()))
         .collect()

@@ -3,6 +3,7 @@
 
 mod e2e;
 mod e2e_asof;
+mod e2e_batch_clone;
 mod e2e_buckets;
 mod e2e_corpus;
 mod e2e_dynamodb;
@@ -11,6 +12,7 @@ mod e2e_staging;
 mod e2e_swap;
 mod fake_asof;
 mod fake_aurora;
+mod fake_batch_clone;
 mod fake_buckets;
 mod fake_clone;
 mod fake_deletion;

@@ -60,6 +60,7 @@ fn request(copy_limit: u64) -> BatchRequest {
         priority: 10,
         copy_limit,
         poll: Duration::from_secs(5),
+        token_stem: None,
     }
 }
 

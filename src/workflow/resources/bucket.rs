@@ -13,7 +13,7 @@ use crate::retry::retry;
 use crate::s3sync::{self, BucketPath, VerifyReport};
 
 use super::super::clone::{CheckResult, CloneEngine};
-use super::super::plan::{BucketTarget, ClonePlan};
+use super::super::plan::{BucketPlan, BucketTarget, ClonePlan};
 use super::super::recovery::PlanRecord;
 use super::super::resource::{
     Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceKind, ResourceRef,
@@ -55,6 +55,13 @@ async fn copy_parameter_buckets(
         BucketTarget::StackOwned { .. } => None,
     });
     futures::future::try_join_all(copies).await
+}
+
+/// The plan's words for the job that copies `b`, if a job does.
+fn batch_note(plan: &ClonePlan, b: &BucketPlan) -> String {
+    b.batch.as_ref().map_or(String::new(), |batch| {
+        batch.plan_note(plan.run_id.as_str(), &b.logical_id)
+    })
 }
 
 /// Deletes every object version and delete marker of a bucket (see
@@ -114,20 +121,22 @@ impl ResourceKind for Bucket {
                     Some(format!("create bucket {name} (tagged envclone:run={run})"))
                 }
                 (BucketTarget::Created { name, .. }, PlanStage::Copy) => Some(format!(
-                    "copy the objects of bucket {} into {name} (server-side{})",
+                    "copy the objects of bucket {} into {name} (server-side{}{})",
                     b.source_bucket,
-                    plan.copy_note(&b.source_bucket)
+                    plan.copy_note(&b.source_bucket),
+                    batch_note(plan, b)
                 )),
                 (BucketTarget::StackOwned { predicted_name }, PlanStage::AfterStack) => {
                     Some(format!(
                         "as soon as the stack has created {} ({}), copy the objects of bucket {} \
-                         into it (server-side{})",
+                         into it (server-side{}{})",
                         b.logical_id,
                         predicted_name
                             .as_deref()
                             .unwrap_or("name chosen by CloudFormation"),
                         b.source_bucket,
-                        plan.copy_note(&b.source_bucket)
+                        plan.copy_note(&b.source_bucket),
+                        batch_note(plan, b)
                     ))
                 }
                 _ => None,

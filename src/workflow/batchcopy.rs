@@ -1,0 +1,429 @@
+//! A clone's bucket copies through S3 Batch Operations: a contract bucket `{ engine: batch }`,
+//! or every bucket with `clone`/`migrate --engine batch`. The copy is [`crate::s3batch::run`]
+//! (manifest of what differs, an S3PutObjectCopy job, the failed and over-limit keys re-copied
+//! by the local engine, the target verified), with a client token derived from the run id and
+//! the bucket, and the run's journal in the reports location keyed by the source → target pair:
+//! the target is a bucket of this run, so a `resume` finds the job of its own interrupted copy
+//! (and only it), and `abort` finds it to cancel it before the buckets are removed.
+//!
+//! Where the role and the reports location come from: the operator's command line
+//! (`--batch-role`, `--batch-reports`), not the contract. They belong to an account (the role
+//! is IAM's, the reports bucket the account's), and the contract travels with the template to
+//! every account it is deployed in; they are recorded with the run's plan, so `resume` and
+//! `abort` use the same ones.
+
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+
+use crate::events::Emitter;
+use crate::ports::batch::BatchJobs;
+use crate::ports::PortError;
+use crate::retry::retry;
+use crate::s3batch::{self, BatchEvent, BatchRequest};
+use crate::s3sync::{BucketPath, SyncOptions, SyncStats};
+
+use super::clone::CloneEngine;
+use super::plan::{BucketPlan, BucketTarget, ClonePlan};
+use super::recovery::RunResources;
+use super::resource::{ResourceRef, BATCH_JOB};
+use super::{PreflightError, StepError};
+
+/// How long abort waits for a cancelled job to leave Cancelling (it finishes the tasks in
+/// flight first: "Cancelling a job", S3 User Guide); the buckets are emptied only after.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// What the operator gave for the batch copies of a clone or migrate.
+#[derive(Debug, Clone)]
+pub struct BatchSettings {
+    /// `--engine batch`: every bucket of the contract.
+    pub all: bool,
+    /// `--batch-role`: the IAM role the jobs assume (its account runs them).
+    pub role_arn: Option<String>,
+    /// `--batch-reports`: where the journals, manifests and completion reports go.
+    pub reports: Option<BucketPath>,
+    pub priority: i32,
+    /// Between two DescribeJob.
+    pub poll: Duration,
+    /// Objects over this size stay out of a job (CopyObject's 5 GiB) and are copied locally.
+    pub copy_limit: u64,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            all: false,
+            role_arn: None,
+            reports: None,
+            priority: 10,
+            poll: Duration::from_secs(10),
+            copy_limit: crate::s3sync::AWS_COPY_LIMIT,
+        }
+    }
+}
+
+/// A bucket of the plan copied by S3 Batch Operations: what its jobs are given (recorded with
+/// the plan, so a resume and an abort use the same).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCopy {
+    pub role_arn: String,
+    pub reports_bucket: String,
+    pub reports_prefix: String,
+    pub priority: i32,
+    pub copy_limit: u64,
+    /// Why this bucket is copied by a job (`--engine batch`, or its contract entry).
+    pub chosen_by: String,
+}
+
+impl BatchCopy {
+    fn reports(&self) -> BucketPath {
+        BucketPath {
+            bucket: self.reports_bucket.clone(),
+            prefix: self.reports_prefix.clone(),
+        }
+    }
+
+    /// The request of `s3batch::run` for the copy of `source` into `target` of run `run_id`.
+    pub fn request(
+        &self,
+        run_id: &str,
+        logical_id: &str,
+        (source, target): (&str, &str),
+        options: SyncOptions,
+        poll: Duration,
+    ) -> BatchRequest {
+        BatchRequest {
+            source: BucketPath::bucket(source),
+            target: BucketPath::bucket(target),
+            options,
+            role_arn: self.role_arn.clone(),
+            reports: self.reports(),
+            priority: self.priority,
+            copy_limit: self.copy_limit,
+            poll,
+            token_stem: Some(token_stem(run_id, logical_id)),
+        }
+    }
+
+    /// The plan's words for the job a copy creates.
+    pub fn plan_note(&self, run_id: &str, logical_id: &str) -> String {
+        let stem = token_stem(run_id, logical_id);
+        let dir = format!(
+            "s3://{}/{}envclone-batch/{stem}-N",
+            self.reports_bucket, self.reports_prefix
+        );
+        format!(
+            "; by an S3 Batch Operations job ({}): S3PutObjectCopy of the objects that differ, \
+             manifest {dir}/manifest.csv, role {}, priority {}, completion report of the failed \
+             tasks under {dir}/report, client token {stem}-N (N = 1 for the first job of the \
+             bucket); the failed keys and the objects over {} bytes are copied by envclone, then \
+             the bucket is verified object for object",
+            self.chosen_by, self.role_arn, self.priority, self.copy_limit
+        )
+    }
+}
+
+/// The stem of the client tokens of a run's jobs for one bucket: the run id and a hash of
+/// the bucket's logical id (CreateJob's ClientToken is at most 64 characters).
+pub fn token_stem(run_id: &str, logical_id: &str) -> String {
+    let digest = Md5::digest(logical_id.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let stem = format!("envclone-{run_id}-{hash}");
+    debug_assert!(stem.len() + 11 <= s3batch::CLIENT_TOKEN_MAX);
+    stem
+}
+
+fn refuse(b: &BucketPlan, chosen_by: &str, what: String) -> PreflightError {
+    PreflightError::Unsupported {
+        what: format!(
+            "bucket {} (s3://{}) is to be copied by S3 Batch Operations ({chosen_by}), but \
+             {what}; nothing was changed",
+            b.logical_id, b.source_bucket
+        ),
+    }
+}
+
+/// Preflight: which buckets a job copies (`--engine batch`, or `{ engine: batch }` in the
+/// contract) and with what. Refuses, before any change and naming the bucket, one without a
+/// role or a reports location, a role that is not a role ARN, or reports inside the bucket.
+pub fn plan_batch(plan: &mut ClonePlan, settings: &BatchSettings) -> Result<(), PreflightError> {
+    let listed = plan.contract.batch_buckets.clone();
+    for b in &mut plan.buckets {
+        let chosen_by = if settings.all {
+            "--engine batch".to_string()
+        } else if listed.contains(&b.logical_id) {
+            format!("{{ engine: batch }} in its contract entry {}", b.logical_id)
+        } else {
+            continue;
+        };
+        let (Some(role), Some(reports)) = (&settings.role_arn, &settings.reports) else {
+            let missing = match (&settings.role_arn, &settings.reports) {
+                (None, None) => "--batch-role and --batch-reports were",
+                (None, _) => "--batch-role was",
+                _ => "--batch-reports was",
+            };
+            return Err(refuse(
+                b,
+                &chosen_by,
+                format!(
+                    "{missing} not given: pass --batch-role arn:aws:iam::ACCOUNT:role/NAME (the \
+                     role the job assumes) and --batch-reports s3://BUCKET/PREFIX (its manifest \
+                     and completion report, outside the buckets copied), or leave the bucket to \
+                     the local engine"
+                ),
+            ));
+        };
+        s3batch::account_of_role(role).map_err(|e| refuse(b, &chosen_by, e.to_string()))?;
+        let target = match &b.target {
+            BucketTarget::Created { name, .. } => Some(name.clone()),
+            BucketTarget::StackOwned { predicted_name } => predicted_name.clone(),
+        };
+        for inside in std::iter::once(&b.source_bucket).chain(target.as_ref()) {
+            if reports.bucket == *inside {
+                return Err(refuse(
+                    b,
+                    &chosen_by,
+                    format!(
+                        "--batch-reports {reports} is in bucket {inside}, \
+                         which the copy reads or writes: its manifest and reports would be \
+                         copied, or found extra; put them in another bucket"
+                    ),
+                ));
+            }
+        }
+        b.batch = Some(BatchCopy {
+            role_arn: role.clone(),
+            reports_bucket: reports.bucket.clone(),
+            reports_prefix: reports.prefix.clone(),
+            priority: settings.priority,
+            copy_limit: settings.copy_limit,
+            chosen_by,
+        });
+    }
+    Ok(())
+}
+
+/// The copy of `source` into `target` (a bucket of the run) by a job: `s3batch::run`, told as
+/// the run's events. Returns what it copied, in the local engine's terms.
+pub(crate) async fn copy(
+    engine: &CloneEngine,
+    plan: &ClonePlan,
+    (logical_id, source, target): (&str, &str, &str),
+    batch: &BatchCopy,
+    options: SyncOptions,
+    events: &Emitter,
+) -> Result<SyncStats, StepError> {
+    let step = "bucket.batch";
+    let request = batch.request(
+        plan.run_id.as_str(),
+        logical_id,
+        (source, target),
+        options,
+        engine.settings.batch.poll,
+    );
+    let mut tell = |e: BatchEvent| {
+        let message = match e {
+            BatchEvent::NothingForAJob { over_limit } => format!(
+                "nothing differs for a job to copy ({over_limit} object(s) over the job's limit)"
+            ),
+            BatchEvent::ManifestWritten {
+                location,
+                tasks,
+                over_limit,
+            } => format!(
+                "manifest {location}: {tasks} object(s) for the job, {over_limit} over its limit"
+            ),
+            BatchEvent::JobCreated {
+                job_id,
+                client_token,
+            } => format!("batch job {job_id} created (client token {client_token})"),
+            BatchEvent::JobResumed {
+                job_id,
+                client_token,
+                how,
+            } => format!(
+                "batch job {job_id} of the interrupted copy found ({how}; client token \
+                 {client_token}): following it, no second job"
+            ),
+            BatchEvent::Progress {
+                job_id,
+                status,
+                total,
+                succeeded,
+                failed,
+            } => format!(
+                "batch job {job_id} {status}: {succeeded} succeeded, {failed} failed of {}",
+                total.map_or("?".to_string(), |t| t.to_string())
+            ),
+            BatchEvent::Recopy { failed, over_limit } => format!(
+                "re-copying locally {} failed task(s) and {} object(s) over the job's limit",
+                failed.len(),
+                over_limit.len()
+            ),
+        };
+        events.info(step, Some(target), message);
+    };
+    let now = engine.cloud.clock.now();
+    let outcome = s3batch::run(
+        engine.cloud.objects.clone(),
+        engine.cloud.jobs.clone(),
+        &request,
+        now,
+        &mut tell,
+    )
+    .await
+    .map_err(|e| StepError::Refused {
+        step: step.into(),
+        message: format!("s3://{source} → s3://{target}: {e}"),
+    })?;
+    let v = &outcome.verification;
+    if !v.is_equal() {
+        let first: Vec<String> = v
+            .mismatches
+            .iter()
+            .take(5)
+            .map(|m| format!("{:?}: {}", m.key, m.problem))
+            .collect();
+        return Err(StepError::Verification(format!(
+            "bucket {target} after batch job {}: {} difference(s) with {source}, e.g. {}",
+            outcome.job_id.as_deref().unwrap_or("(none needed)"),
+            v.mismatches.len(),
+            first.join("; ")
+        )));
+    }
+    let copied = outcome.job_succeeded + outcome.local.copied;
+    Ok(SyncStats {
+        listed: v.compared,
+        copied,
+        copied_bytes: outcome.local.copied_bytes,
+        multipart_copies: outcome.local.multipart_copies,
+        unchanged: v.compared.saturating_sub(copied),
+        deleted: outcome.local.deleted,
+        ..SyncStats::default()
+    })
+}
+
+/// The job of a journal: its recorded id, else the one ListJobs shows with its token.
+async fn job_of(
+    jobs: &dyn BatchJobs,
+    account: &str,
+    journal: &s3batch::Journal,
+) -> Result<Option<String>, PortError> {
+    if let Some(id) = &journal.job_id {
+        return Ok(Some(id.clone()));
+    }
+    let listed = retry(|| jobs.list_jobs(account)).await?;
+    Ok(listed
+        .into_iter()
+        .find(|j| j.description.split(' ').nth(1) == Some(journal.client_token.as_str()))
+        .map(|j| j.id))
+}
+
+/// Abort (of a clone, of a migrate never swapped): cancels (UpdateJobStatus Cancelled) each
+/// job of the run still running, and waits
+/// until it is Cancelled, so nothing writes into the buckets abort then empties. Returns the
+/// jobs cancelled.
+pub async fn cancel_jobs(
+    engine: &CloneEngine,
+    run: &RunResources,
+    events: &Emitter,
+) -> Result<Vec<ResourceRef>, StepError> {
+    let step = "abort";
+    let cloud = &engine.cloud;
+    let (run_id, stack) = (run.run_id.as_str(), &run.stack);
+    let mut cancelled = Vec::new();
+    for b in &run.batch_buckets {
+        let Some(batch) = &b.batch else { continue };
+        let target = match &b.target {
+            BucketTarget::Created { name, .. } => Some(name.clone()),
+            BucketTarget::StackOwned { .. } => {
+                match retry(|| cloud.stacks.resources(stack)).await {
+                    Ok(resources) => resources
+                        .into_iter()
+                        .find(|r| r.logical_id == b.logical_id)
+                        .and_then(|r| r.physical_id),
+                    Err(PortError::NotFound { .. }) => None,
+                    Err(e) => return Err(StepError::port(step)(e)),
+                }
+            }
+        };
+        let Some(target) = target else { continue };
+        let request = batch.request(
+            run_id,
+            &b.logical_id,
+            (&b.source_bucket, &target),
+            SyncOptions::default(),
+            engine.settings.batch.poll,
+        );
+        let journal = s3batch::read_journal(
+            cloud.objects.as_ref(),
+            &batch.reports_bucket,
+            &request.journal_key(),
+        )
+        .await
+        .map_err(|e| StepError::Refused {
+            step: step.into(),
+            message: e.to_string(),
+        })?;
+        let Some(journal) = journal.filter(|j| !j.done) else {
+            continue;
+        };
+        let account =
+            s3batch::account_of_role(&batch.role_arn).map_err(|e| StepError::Refused {
+                step: step.into(),
+                message: e.to_string(),
+            })?;
+        let Some(id) = job_of(cloud.jobs.as_ref(), &account, &journal)
+            .await
+            .map_err(StepError::port(step))?
+        else {
+            continue;
+        };
+        let info = retry(|| cloud.jobs.describe_job(&account, &id))
+            .await
+            .map_err(StepError::port(step))?;
+        if info.status.is_terminal() {
+            continue;
+        }
+        events.start(
+            step,
+            Some(&id),
+            format!(
+                "cancelling batch job {id} ({}, copying into {target})",
+                info.status
+            ),
+        );
+        retry(|| cloud.jobs.cancel_job(&account, &id))
+            .await
+            .map_err(StepError::port(step))?;
+        let started = tokio::time::Instant::now();
+        loop {
+            let info = retry(|| cloud.jobs.describe_job(&account, &id))
+                .await
+                .map_err(StepError::port(step))?;
+            if info.status.is_terminal() {
+                events.done(step, Some(&id), format!("batch job {id} {}", info.status));
+                cancelled.push(ResourceRef::new(BATCH_JOB, id.clone()).with_note(format!(
+                    "{} (it was copying s3://{} into {target})",
+                    info.status, b.source_bucket
+                )));
+                break;
+            }
+            if started.elapsed() > CANCEL_TIMEOUT {
+                return Err(StepError::Refused {
+                    step: step.into(),
+                    message: format!(
+                        "batch job {id} (account {account}) is still {} {} min after it was \
+                         cancelled; bucket {target} is left as it is: follow it with \
+                         `envclone s3 job status {id} --account {account}`, then abort again",
+                        info.status,
+                        CANCEL_TIMEOUT.as_secs() / 60
+                    ),
+                });
+            }
+            tokio::time::sleep(engine.settings.batch.poll).await;
+        }
+    }
+    Ok(cancelled)
+}
