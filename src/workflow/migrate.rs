@@ -10,15 +10,15 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{Contract, BUCKET, DB_CLUSTER, DB_INSTANCE};
+use crate::contract::Contract;
 use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{
     self, EnvName, RunId, TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION, TAG_PROTECTED,
-    TAG_RUN,
 };
 use crate::ports::{
     DbKind, DbStatus, DnsRecord, HostedZone, LifecycleState, PortError, ResourceStatus, StackInfo,
+    StackResource,
 };
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
@@ -26,7 +26,7 @@ use crate::s3sync::{self, BucketPath};
 use super::clone::{CloneEngine, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord};
 use super::plan::{ClonePlan, CloneRequest};
 use super::record::RunRecord;
-use super::resource::ResourceRef;
+use super::resource::{self, ResourceRef, KINDS};
 use super::{PreflightError, StepError};
 
 /// Where a migration stands. Recorded before and after each change.
@@ -265,7 +265,7 @@ pub fn swap_allowance(databases: usize) -> std::time::Duration {
     std::time::Duration::from_secs(5 * 60 + 20 * 60 * databases.max(1) as u64)
 }
 
-fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
+pub(super) fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
     RunRecord::Migrate(state.clone())
         .save(store)
         .map_err(|e| StepError::Refused {
@@ -933,7 +933,12 @@ impl CloneEngine {
             || (from_status.is_none() && to_status.is_some()))
     }
 
-    async fn wait_db_available(&self, kind: DbKind, id: &str, why: &str) -> Result<(), StepError> {
+    pub(super) async fn wait_db_available(
+        &self,
+        kind: DbKind,
+        id: &str,
+        why: &str,
+    ) -> Result<(), StepError> {
         let dbs = &self.cloud.databases;
         let what = format!("database {id} {why} to be available");
         wait_until(&what, self.settings.verify_timeout, || async {
@@ -1205,7 +1210,6 @@ impl CloneEngine {
                 ),
             });
         }
-        let cloud = &self.cloud;
         // Before anything changes: the old environment may be deleted at all, and what the
         // cloning contract does not cover stays.
         let kept = self.finalize_preflight(state).await?;
@@ -1213,7 +1217,9 @@ impl CloneEngine {
         // continues where it stopped.
         if state.phase == MigratePhase::Swapped {
             self.wait_out_old_entry_record(state, events).await?;
-            self.check_buckets_before_finalize(state, events).await?;
+            for kind in KINDS {
+                kind.finalize_check(self, state, events).await?;
+            }
         }
         for k in kept {
             if !state.kept.contains(&k) {
@@ -1223,122 +1229,16 @@ impl CloneEngine {
         state.phase = MigratePhase::Finalizing;
         save(store, state)?;
 
-        let dbs = &cloud.databases;
-        for d in &state.databases {
-            let final_snapshot = model::snapshot_id(
-                &RunId::from_existing(&state.run_id),
-                &format!("final-{}", d.old_id),
-            )
-            .map_err(|e| StepError::Refused {
-                step: step.into(),
-                message: e.to_string(),
-            })?;
-            let old = retry(|| dbs.state_of(d.kind, &d.old_id))
-                .await
-                .map_err(StepError::port(step))?;
-            if let Some(old) = &old {
-                let tags = BTreeMap::from([(TAG_RUN.to_string(), state.run_id.clone())]);
-                events.start(
-                    step,
-                    Some(&final_snapshot),
-                    format!("final snapshot of {} as {final_snapshot}", d.old_id),
-                );
-                let snapshots = dbs.snapshots(d.kind);
-                match retry(|| snapshots.create(&d.old_id, &final_snapshot, &tags)).await {
-                    Ok(()) | Err(PortError::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(StepError::port(step)(e)),
-                }
-                self.wait_snapshot_available(d.kind, &final_snapshot, &d.old_id, step)
-                    .await?;
-                state.kept.push(format!(
-                    "{} {final_snapshot} (final snapshot of the old database {})",
-                    d.kind.snapshot_noun(),
-                    d.old_id
-                ));
-                events.done(step, Some(&final_snapshot), "available (kept)");
-                // The old database keeps the source's deletion protection through the rename;
-                // finalizing is the consent to delete it (its final snapshot is kept). Checked
-                // before anything is deleted, so a cluster is never left without instances.
-                if old.deletion_protection {
-                    self.wait_db_available(
-                        d.kind,
-                        &d.old_id,
-                        "(before lifting its deletion protection)",
-                    )
-                    .await?;
-                    retry(|| dbs.protect(d.kind, &d.old_id, false))
-                        .await
-                        .map_err(StepError::port(step))?;
-                    self.wait_db_available(d.kind, &d.old_id, "(deletion protection lifted)")
-                        .await?;
-                }
-                // An Aurora cluster is deleted once its instances are gone.
-                for member in &old.members {
-                    self.delete_db_and_wait(DbKind::Instance, member, step)
-                        .await?;
-                }
-            }
-            // The renamed old database lives in the old stack's subnets: it goes first, or
-            // the old stack's network could not be deleted. Its final snapshot is kept.
-            if self.delete_db_and_wait(d.kind, &d.old_id, step).await? {
-                events.done(
-                    step,
-                    Some(&d.old_id),
-                    "old database deleted (its final snapshot is kept)",
-                );
-            }
-        }
-        save(store, state)?;
-
-        for d in state.databases.clone() {
-            self.wait_db_available(
-                d.kind,
-                &d.source_id,
-                "(before enabling deletion protection)",
-            )
-            .await?;
-            let live = retry(|| dbs.state_of(d.kind, &d.source_id))
-                .await
-                .map_err(StepError::port(step))?
-                .ok_or_else(|| StepError::Refused {
-                    step: step.into(),
-                    message: format!("the live database {} is missing", d.source_id),
-                })?;
-            if !live.deletion_protection {
-                let entry = (d.kind, d.source_id.clone());
-                if !state.protection_to_restore.contains(&entry) {
-                    state.protection_to_restore.push(entry);
-                    save(store, state)?;
-                }
-                retry(|| dbs.protect(d.kind, &d.source_id, true))
-                    .await
-                    .map_err(StepError::port(step))?;
-                self.wait_db_available(d.kind, &d.source_id, "(deletion protection on)")
-                    .await?;
-            }
+        // Each kind deals with its resources of the old environment (a database: final
+        // snapshot, the renamed old one deleted, the live one protected).
+        for kind in KINDS {
+            kind.finalize_old(self, state, store, events).await?;
         }
 
         let deleted = self.delete_old_stack(state, events).await;
-        // Protection goes back to what it was whatever happened above. The instance may be
-        // busy for a while (a backup that the stack deletion started), so this waits.
-        for (kind, id) in &state.protection_to_restore.clone() {
-            let what = format!("database {id} to accept its deletion protection back off");
-            wait_until(&what, self.settings.verify_timeout, || async {
-                match dbs.status_of(*kind, id).await? {
-                    Some(status) if status.is_available() => {}
-                    Some(status) => return Ok(Poll::Pending(status.to_string())),
-                    None => return Ok(Poll::Failed(format!("database {id} is gone"))),
-                }
-                Ok(match dbs.protect(*kind, id, false).await {
-                    Ok(()) => Poll::Ready(()),
-                    Err(e) if e.is_retryable() => Poll::Pending(e.to_string()),
-                    Err(e) => Poll::Failed(e.to_string()),
-                })
-            })
-            .await
-            .map_err(StepError::wait(step))?;
-            self.wait_db_available(*kind, id, "(deletion protection restored)")
-                .await?;
+        // What finalize set on the live resources goes back whatever happened above.
+        for kind in KINDS {
+            kind.finalize_restore(self, state).await?;
         }
         state.protection_to_restore.clear();
         save(store, state)?;
@@ -1426,8 +1326,8 @@ impl CloneEngine {
         let mut kept = Vec::new();
         let mut unprotected = Vec::new();
         for r in &resources {
-            // The contract's databases are handled by finalize itself.
-            if r.resource_type == DB_INSTANCE || r.resource_type == DB_CLUSTER {
+            // What the swap renamed (the contract's databases) finalize handles itself.
+            if resource::of_type(&r.resource_type).is_some_and(|k| k.swapped()) {
                 continue;
             }
             let Some(physical) = &r.physical_id else {
@@ -1501,80 +1401,6 @@ impl CloneEngine {
         Ok(out)
     }
 
-    /// Finalize's bucket re-check: every object of the old environment's buckets must have
-    /// its copy in the new environment — judged against what the clone's verification
-    /// recorded, not against the new buckets as they are now. After the swap the new
-    /// environment serves and writes: an object it has since overwritten or deleted was copied
-    /// (verified at clone time) and its change is the application's, not a lost copy. What
-    /// blocks finalize is an object of the OLD bucket whose copy never happened: written (or
-    /// rewritten) there after the verification — e.g. by a background job on an instance in
-    /// Standby — and not in the new bucket with the same size and ETag.
-    async fn check_buckets_before_finalize(
-        &self,
-        state: &MigrationState,
-        events: &Emitter,
-    ) -> Result<(), StepError> {
-        let step = "finalize";
-        // Archived objects that `--skip-archived` left out of the copies are not expected in the
-        // new buckets; they stay in the old ones (finalize never empties a bucket: a non-empty
-        // one of the old stack is kept).
-        let skip_archived = state.plan.as_ref().is_some_and(|p| p.skip_archived);
-        for (i, (source, target)) in state.buckets.iter().enumerate() {
-            let (src, dst) = (BucketPath::bucket(source), BucketPath::bucket(target));
-            let missing = match state.bucket_records.get(i) {
-                Some(record) => s3sync::changed_since(
-                    self.cloud.objects.clone(),
-                    &src,
-                    &dst,
-                    record,
-                    skip_archived,
-                )
-                .await
-                .map_err(StepError::sync(step))?,
-                None => {
-                    // A run recorded by an envclone without the record: the new bucket must
-                    // hold every object of the old one (its own changes show as differences).
-                    let report = s3sync::verify_with(
-                        self.cloud.objects.clone(),
-                        &src,
-                        &dst,
-                        self.settings.verify_concurrency,
-                        skip_archived,
-                    )
-                    .await
-                    .map_err(StepError::sync(step))?;
-                    report
-                        .mismatches
-                        .into_iter()
-                        .filter(|m| !m.problem.starts_with("in the target but not in the source"))
-                        .collect()
-                }
-            };
-            if let Some(first) = missing.first() {
-                return Err(StepError::Refused {
-                    step: step.into(),
-                    message: format!(
-                        "{target} lacks {} object(s) of the old environment's {source} that \
-                         were never copied (e.g. {:?}: {}); copy them into {target} (e.g. \
-                         `aws s3 cp s3://{source}/KEY s3://{target}/KEY` for each, or \
-                         `envclone s3 sync` of their prefix) and run `envclone finalize {}` \
-                         again; nothing was deleted",
-                        missing.len(),
-                        first.key,
-                        first.problem,
-                        state.run_id
-                    ),
-                });
-            }
-            events.done(
-                step,
-                Some(target),
-                format!("holds every object of {source} that the old environment wrote"),
-            );
-        }
-        Ok(())
-    }
-
     /// Turns termination protection on for the old stack before the swap: from the first
     /// rename on, its record of each database names the live one, and a plain `delete-stack`
     /// would delete it. Finalize lifts it (that is the consent to delete); abort restores it.
@@ -1645,7 +1471,7 @@ impl CloneEngine {
 
     /// Deletes a database without a final snapshot and waits until it is gone; false if it
     /// was already gone.
-    async fn delete_db_and_wait(
+    pub(super) async fn delete_db_and_wait(
         &self,
         kind: DbKind,
         id: &str,
@@ -1729,21 +1555,21 @@ impl CloneEngine {
             let after = retry(|| stacks.resources(&name))
                 .await
                 .map_err(StepError::port(step))?;
-            let retain: Vec<String> = after
+            let failed_here: Vec<&StackResource> = after
                 .iter()
                 .filter(|r| r.status == ResourceStatus::DeleteFailed)
-                .map(|r| r.logical_id.clone())
                 .collect();
-            let unexpected: Vec<&String> = after
-                .iter()
-                .filter(|r| {
-                    r.status == ResourceStatus::DeleteFailed
-                        && r.resource_type != DB_INSTANCE
-                        && r.resource_type != DB_CLUSTER
-                        && r.resource_type != BUCKET
-                })
-                .map(|r| &r.logical_id)
-                .collect();
+            let retain: Vec<String> = failed_here.iter().map(|r| r.logical_id.clone()).collect();
+            // Each kind says whether its failure is expected, and what retaining it keeps.
+            let mut unexpected: Vec<&String> = Vec::new();
+            let mut kept = Vec::new();
+            for r in &failed_here {
+                match resource::of_type(&r.resource_type).and_then(|k| k.finalize_delete_failed(r))
+                {
+                    Some(k) => kept.extend(k),
+                    None => unexpected.push(&r.logical_id),
+                }
+            }
             if !unexpected.is_empty() {
                 return Err(StepError::Refused {
                     step: step.into(),
@@ -1762,17 +1588,7 @@ impl CloneEngine {
                     retain.join(", ")
                 ),
             );
-            for r in after
-                .iter()
-                .filter(|r| r.resource_type == BUCKET && r.status == ResourceStatus::DeleteFailed)
-            {
-                if let Some(b) = &r.physical_id {
-                    state.kept.push(format!(
-                        "bucket {b} (the old environment's {}; delete it when no longer needed)",
-                        r.logical_id
-                    ));
-                }
-            }
+            state.kept.extend(kept);
             retry(|| stacks.delete_stack(&name, &retain))
                 .await
                 .map_err(StepError::port(step))?;

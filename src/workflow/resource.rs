@@ -19,7 +19,11 @@
 //!    run of a plan makes (`artifacts`, `artifacts_of_stack`), how to verify it (`verify`),
 //!    how to remove an artifact (`remove`), what to do around the deletion of a stack holding
 //!    one (`before_stack_delete`, `after_stack_delete`), and whether finalize handles it
-//!    (`finalize_handles`; if not, finalize retains it);
+//!    (`finalize_handles`; if not, finalize retains it) and how: its checks before the point
+//!    of no return (`finalize_check`), what it does with the old environment's resources before
+//!    the old stack is deleted and undoes after (`finalize_old`, `finalize_restore`), whether
+//!    the old stack's records of it name what the swap made live (`swapped`), and what a failed
+//!    deletion of one by the old stack means (`finalize_delete_failed`);
 //! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in [`KINDS`];
 //! 3. its adapter (`src/aws/<service>.rs`) and the port it implements.
 //!
@@ -39,7 +43,9 @@
 //! fields of the databases and buckets (`DatabasePlan`, `BucketPlan`, `scaling_groups`, filled
 //! in `plan::build_plan`) and the engine functions the bucket and database kinds call in
 //! `clone.rs` (`create_parameter_buckets`, `copy_bucket`, `database_artifact`), Standby, the
-//! swap and finalize in `migrate.rs`, and the port's field in `ports::Cloud`.
+//! swap in `migrate.rs` and migrate's state (`MigrationState::databases`, `buckets`, which
+//! the database and bucket kinds' finalize hooks read), and the port's field in
+//! `ports::Cloud`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -55,9 +61,11 @@ use crate::s3sync::VerifyReport;
 use crate::events::Emitter;
 
 use super::clone::{BucketOutcome, CheckResult, Checkpoint, CloneEngine, CopyOutcome, Created};
+use super::migrate::MigrationState;
 use super::plan::{ClonePlan, SourceEnv};
 use super::recovery::PlanRecord;
 use super::{PreflightError, StepError};
+use crate::journal::RunStore;
 
 pub use super::resources::KINDS;
 
@@ -449,6 +457,57 @@ pub trait ResourceKind: Send + Sync {
         _reports: &mut Vec<VerifyReport>,
     ) -> Result<(), StepError> {
         Ok(())
+    }
+
+    /// Whether the swap renames this kind's resources of the old stack into the new ones'
+    /// identifiers (a database), so the old stack's records of them name what serves after
+    /// the swap: finalize deals with them itself (`finalize_old`) and does not ask for their
+    /// DeletionPolicy (`finalize_preflight`).
+    fn swapped(&self) -> bool {
+        false
+    }
+
+    /// Finalize, before its point of no return: the old environment's resources of this kind
+    /// may go (a bucket: every object the old environment wrote has its copy in the new one).
+    /// A refusal says what to do; nothing was deleted.
+    async fn finalize_check(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+        _events: &Emitter,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Finalize, before the old stack is deleted: deals with the old environment's resources
+    /// of this kind (a database: final snapshot kept, the renamed old one deleted, the live
+    /// one protected from the old stack's deletion — recorded in `state` before, and `store`d).
+    async fn finalize_old(
+        &self,
+        _engine: &CloneEngine,
+        _state: &mut MigrationState,
+        _store: &dyn RunStore,
+        _events: &Emitter,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Finalize, after the old stack's deletion whatever its outcome: undoes what
+    /// `finalize_old` set on the live resources (a database's deletion protection).
+    async fn finalize_restore(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Finalize, when the old stack's deletion failed on `r`, one of this kind's resources
+    /// (DELETE_FAILED): None if that is not expected (finalize stops and says so); else the
+    /// deletion is retried retaining it, and Some(kept) is what the report lists as kept, if
+    /// anything (a bucket still holding the old data).
+    fn finalize_delete_failed(&self, _r: &StackResource) -> Option<Option<String>> {
+        None
     }
 
     /// Removes one artifact of a run (`what`, of one of `ref_kinds`) if it carries the run's

@@ -2,14 +2,19 @@
 //! the final snapshot CloudFormation takes when it deletes a database of the clone stack.
 
 use crate::contract::{Contract, Template, DB_INSTANCE};
-use crate::model::TAG_RUN;
+use std::collections::BTreeMap;
+
+use crate::events::Emitter;
+use crate::journal::RunStore;
+use crate::model::{self, RunId, TAG_RUN};
 use crate::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY};
-use crate::ports::{Databases, DbKind, PortError, StackInfo};
+use crate::ports::{Databases, DbKind, PortError, StackInfo, StackResource};
 use crate::retry::{retry, wait_until, Poll, WaitError};
 use crate::s3sync::VerifyReport;
 
 use super::super::clone::{CheckResult, CloneEngine};
 use super::super::deletion;
+use super::super::migrate::{save, DbSwap, MigrationState};
 use super::super::plan::ClonePlan;
 use super::super::recovery::PlanRecord;
 use super::super::resource::{
@@ -423,6 +428,173 @@ impl super::super::resource::ResourceKind for Database {
             });
         }
         Ok(())
+    }
+
+    fn swapped(&self) -> bool {
+        true
+    }
+
+    /// For each swapped database of this kind: a final snapshot of the old one (kept), its
+    /// deletion protection lifted (finalizing is the consent), its members then itself deleted
+    /// — it lives in the old stack's subnets, so it goes first; then the live one protected,
+    /// since the old stack's record names its identifier.
+    async fn finalize_old(
+        &self,
+        engine: &CloneEngine,
+        state: &mut MigrationState,
+        store: &dyn RunStore,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "finalize";
+        let dbs = &engine.cloud.databases;
+        let mine: Vec<DbSwap> = state
+            .databases
+            .iter()
+            .filter(|d| d.kind == self.kind)
+            .cloned()
+            .collect();
+        for d in &mine {
+            let final_snapshot = model::snapshot_id(
+                &RunId::from_existing(&state.run_id),
+                &format!("final-{}", d.old_id),
+            )
+            .map_err(|e| StepError::Refused {
+                step: step.into(),
+                message: e.to_string(),
+            })?;
+            let old = retry(|| dbs.state_of(d.kind, &d.old_id))
+                .await
+                .map_err(StepError::port(step))?;
+            if let Some(old) = &old {
+                let tags = BTreeMap::from([(TAG_RUN.to_string(), state.run_id.clone())]);
+                events.start(
+                    step,
+                    Some(&final_snapshot),
+                    format!("final snapshot of {} as {final_snapshot}", d.old_id),
+                );
+                let snapshots = dbs.snapshots(d.kind);
+                match retry(|| snapshots.create(&d.old_id, &final_snapshot, &tags)).await {
+                    Ok(()) | Err(PortError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(StepError::port(step)(e)),
+                }
+                engine
+                    .wait_snapshot_available(d.kind, &final_snapshot, &d.old_id, step)
+                    .await?;
+                state.kept.push(format!(
+                    "{} {final_snapshot} (final snapshot of the old database {})",
+                    d.kind.snapshot_noun(),
+                    d.old_id
+                ));
+                events.done(step, Some(&final_snapshot), "available (kept)");
+                // The old database keeps the source's deletion protection through the rename;
+                // finalizing is the consent to delete it (its final snapshot is kept). Checked
+                // before anything is deleted, so a cluster is never left without instances.
+                if old.deletion_protection {
+                    engine
+                        .wait_db_available(
+                            d.kind,
+                            &d.old_id,
+                            "(before lifting its deletion protection)",
+                        )
+                        .await?;
+                    retry(|| dbs.protect(d.kind, &d.old_id, false))
+                        .await
+                        .map_err(StepError::port(step))?;
+                    engine
+                        .wait_db_available(d.kind, &d.old_id, "(deletion protection lifted)")
+                        .await?;
+                }
+                // An Aurora cluster is deleted once its instances are gone.
+                for member in &old.members {
+                    engine
+                        .delete_db_and_wait(DbKind::Instance, member, step)
+                        .await?;
+                }
+            }
+            // The renamed old database lives in the old stack's subnets: it goes first, or
+            // the old stack's network could not be deleted. Its final snapshot is kept.
+            if engine.delete_db_and_wait(d.kind, &d.old_id, step).await? {
+                events.done(
+                    step,
+                    Some(&d.old_id),
+                    "old database deleted (its final snapshot is kept)",
+                );
+            }
+        }
+        save(store, state)?;
+
+        for d in &mine {
+            engine
+                .wait_db_available(
+                    d.kind,
+                    &d.source_id,
+                    "(before enabling deletion protection)",
+                )
+                .await?;
+            let live = retry(|| dbs.state_of(d.kind, &d.source_id))
+                .await
+                .map_err(StepError::port(step))?
+                .ok_or_else(|| StepError::Refused {
+                    step: step.into(),
+                    message: format!("the live database {} is missing", d.source_id),
+                })?;
+            if !live.deletion_protection {
+                let entry = (d.kind, d.source_id.clone());
+                if !state.protection_to_restore.contains(&entry) {
+                    state.protection_to_restore.push(entry);
+                    save(store, state)?;
+                }
+                retry(|| dbs.protect(d.kind, &d.source_id, true))
+                    .await
+                    .map_err(StepError::port(step))?;
+                engine
+                    .wait_db_available(d.kind, &d.source_id, "(deletion protection on)")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The deletion protection `finalize_old` turned on goes back off. The instance may be
+    /// busy for a while (a backup that the stack deletion started), so this waits.
+    async fn finalize_restore(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+    ) -> Result<(), StepError> {
+        let step = "finalize";
+        let dbs = &engine.cloud.databases;
+        for (kind, id) in state
+            .protection_to_restore
+            .iter()
+            .filter(|(k, _)| *k == self.kind)
+        {
+            let what = format!("database {id} to accept its deletion protection back off");
+            wait_until(&what, engine.settings.verify_timeout, || async {
+                match dbs.status_of(*kind, id).await? {
+                    Some(status) if status.is_available() => {}
+                    Some(status) => return Ok(Poll::Pending(status.to_string())),
+                    None => return Ok(Poll::Failed(format!("database {id} is gone"))),
+                }
+                Ok(match dbs.protect(*kind, id, false).await {
+                    Ok(()) => Poll::Ready(()),
+                    Err(e) if e.is_retryable() => Poll::Pending(e.to_string()),
+                    Err(e) => Poll::Failed(e.to_string()),
+                })
+            })
+            .await
+            .map_err(StepError::wait(step))?;
+            engine
+                .wait_db_available(*kind, id, "(deletion protection restored)")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The old stack's record names the live database, protected: its deletion fails, and is
+    /// retained.
+    fn finalize_delete_failed(&self, _r: &StackResource) -> Option<Option<String>> {
+        Some(None)
     }
 }
 
