@@ -13,9 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::contract::Contract;
 use crate::events::Emitter;
 use crate::journal::RunStore;
-use crate::model::{
-    self, EnvName, RunId, TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION, TAG_PROTECTED,
-};
+use crate::model::{self, EnvName, RunId, TAG_PROTECTED};
 use crate::ports::{
     DbKind, DbStatus, DnsRecord, HostedZone, LifecycleState, PortError, ResourceStatus, StackInfo,
     StackResource,
@@ -763,67 +761,23 @@ impl CloneEngine {
         Ok((new_stack, entry))
     }
 
-    /// Renames each database and moves the entry record, forward or back. Each move is chosen
-    /// from what exists now, so it can be re-run after any stop.
+    /// Each kind swaps its resources (`ResourceKind::swap`: the databases renamed) and the
+    /// entry record moves, forward or back. Each move is chosen from what exists now, so it can
+    /// be re-run after any stop.
     pub async fn swap(
         &self,
         state: &MigrationState,
         direction: Direction,
         events: &Emitter,
     ) -> Result<(), StepError> {
-        let step = "swap";
-        let dbs = &self.cloud.databases;
         if direction == Direction::Back {
             self.move_dns(state, direction, events).await?;
         }
         if direction == Direction::Forward {
             self.mark_open_migration(state).await?;
         }
-        for d in &state.databases {
-            loop {
-                let exists = self.settled_identifiers(d).await?;
-                match swap_step(d, exists, direction) {
-                    SwapStep::Done => break,
-                    SwapStep::Inconsistent(seen) => {
-                        return Err(StepError::Refused {
-                            step: step.into(),
-                            message: format!(
-                                "database {}: unexpected identifiers ({seen}); fix by hand",
-                                d.logical_id
-                            ),
-                        })
-                    }
-                    SwapStep::Rename { from, to } => {
-                        events.start(
-                            step,
-                            Some(&from),
-                            format!("renaming database {from} to {to}"),
-                        );
-                        if let Err(e) = retry(|| dbs.rename(d.kind, &from, &to)).await {
-                            // A lost response (or a retry of a call that reached AWS) leaves
-                            // the rename under way: RDS then refuses the repeat because the
-                            // database is `renaming`. Only a rename that did not start fails.
-                            if !self.rename_under_way(d.kind, &from, &to).await? {
-                                return Err(StepError::port(step)(e));
-                            }
-                        }
-                        self.wait_db_available(d.kind, &to, &format!("(renamed from {from})"))
-                            .await?;
-                        events.done(step, Some(&to), "renamed");
-                    }
-                }
-            }
-            if direction == Direction::Forward {
-                // Where CloudFormation's record and the live name part ways, say so on the
-                // instance itself (status and verify report it as drift).
-                let tags = BTreeMap::from([
-                    (TAG_CFN_IDENTIFIER.to_string(), d.clone_id.clone()),
-                    (TAG_MIGRATED_BY.to_string(), state.run_id.clone()),
-                ]);
-                retry(|| dbs.tag(d.kind, &d.source_id, &tags))
-                    .await
-                    .map_err(StepError::port(step))?;
-            }
+        for kind in KINDS {
+            kind.swap(self, state, direction, events).await?;
         }
         if direction == Direction::Forward {
             self.move_dns(state, direction, events).await?;
@@ -831,106 +785,25 @@ impl CloneEngine {
         Ok(())
     }
 
-    /// Before the first rename, both databases of each swap are tagged
-    /// `envclone:open-migration=<run>`: whichever identifier they end up under while the swap
-    /// is open, clone, migrate and destroy of the environment see it (from any machine) and
-    /// refuse. Abort and finalize remove the tag once the swap is settled either way.
+    /// Before the swap's first move, each kind marks its resources of the swap as part of an
+    /// open migration (`ResourceKind::mark_open_migration`).
     async fn mark_open_migration(&self, state: &MigrationState) -> Result<(), StepError> {
-        let dbs = &self.cloud.databases;
-        let tags = BTreeMap::from([(TAG_OPEN_MIGRATION.to_string(), state.run_id.clone())]);
-        for d in &state.databases {
-            self.settled_identifiers(d).await?;
-            for id in [&d.source_id, &d.old_id, &d.clone_id] {
-                match retry(|| dbs.tag(d.kind, id, &tags)).await {
-                    Ok(()) | Err(PortError::NotFound { .. }) => {}
-                    Err(e) => return Err(StepError::port("swap")(e)),
-                }
-            }
+        for kind in KINDS {
+            kind.mark_open_migration(self, state, true, "swap").await?;
         }
         Ok(())
     }
 
-    /// Removes the open-migration tag from every database of the swap that exists.
+    /// Removes the open-migration marks once the swap is settled either way.
     async fn clear_open_migration(
         &self,
         state: &MigrationState,
         step: &str,
     ) -> Result<(), StepError> {
-        let dbs = &self.cloud.databases;
-        let keys = [TAG_OPEN_MIGRATION.to_string()];
-        for d in &state.databases {
-            for id in [&d.source_id, &d.old_id, &d.clone_id] {
-                match retry(|| dbs.untag(d.kind, id, &keys)).await {
-                    Ok(()) | Err(PortError::NotFound { .. }) => {}
-                    Err(e) => return Err(StepError::port(step)(e)),
-                }
-            }
+        for kind in KINDS {
+            kind.mark_open_migration(self, state, false, step).await?;
         }
         Ok(())
-    }
-
-    /// Which of (source_id, old_id, clone_id) name a database, read only once none of them is
-    /// mid-change.
-    ///
-    /// RDS renames take minutes, and meanwhile the database answers to its OLD identifier with
-    /// status `renaming` ("Renaming a DB instance", USER_RenameInstance; ModifyDBCluster
-    /// `NewDBClusterIdentifier` likewise). A swap resumed, aborted or retried while a rename is
-    /// in flight would otherwise see the old name "exist", rename it again or call the swap
-    /// done while the database is still moving. So the next step is chosen only on settled
-    /// state: every identifier absent or `available`.
-    async fn settled_identifiers(&self, d: &DbSwap) -> Result<(bool, bool, bool), StepError> {
-        let dbs = &self.cloud.databases;
-        let ids = [&d.source_id, &d.old_id, &d.clone_id];
-        let what = format!(
-            "databases {}, {} and {} to settle (no rename or modification in flight)",
-            d.source_id, d.old_id, d.clone_id
-        );
-        wait_until(&what, self.settings.verify_timeout, || async {
-            let mut exists = [false; 3];
-            let mut moving = Vec::new();
-            for (i, id) in ids.iter().enumerate() {
-                match dbs.status_of(d.kind, id).await? {
-                    None => {}
-                    Some(status) if status.is_available() => exists[i] = true,
-                    Some(status) if status.settles_by_itself() => {
-                        exists[i] = true;
-                        moving.push(format!("{id} is {status}"));
-                    }
-                    Some(status) => {
-                        return Ok(Poll::Failed(format!(
-                            "database {id} is {status}, a state it does not leave by itself; \
-                             bring it back to available, then run the command again"
-                        )))
-                    }
-                }
-            }
-            Ok(if moving.is_empty() {
-                Poll::Ready((exists[0], exists[1], exists[2]))
-            } else {
-                Poll::Pending(moving.join(", "))
-            })
-        })
-        .await
-        .map_err(StepError::wait("swap"))
-    }
-
-    /// After a rename call failed: whether the rename is under way anyway (the call reached
-    /// AWS and only its answer was lost, or a retry repeated a call that had worked).
-    async fn rename_under_way(
-        &self,
-        kind: DbKind,
-        from: &str,
-        to: &str,
-    ) -> Result<bool, StepError> {
-        let dbs = &self.cloud.databases;
-        let from_status = retry(|| dbs.status_of(kind, from))
-            .await
-            .map_err(StepError::port("swap"))?;
-        let to_status = retry(|| dbs.status_of(kind, to))
-            .await
-            .map_err(StepError::port("swap"))?;
-        Ok(from_status == Some(DbStatus::Renaming)
-            || (from_status.is_none() && to_status.is_some()))
     }
 
     pub(super) async fn wait_db_available(

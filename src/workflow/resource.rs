@@ -23,7 +23,9 @@
 //!    of no return (`finalize_check`), what it does with the old environment's resources before
 //!    the old stack is deleted and undoes after (`finalize_old`, `finalize_restore`), whether
 //!    the old stack's records of it name what the swap made live (`swapped`), and what a failed
-//!    deletion of one by the old stack means (`finalize_delete_failed`);
+//!    deletion of one by the old stack means (`finalize_delete_failed`); for migrate, how the
+//!    swap moves it (`swap`, forward and back, each move chosen by the pure `migrate::swap_step`
+//!    from what exists) and marks it while the swap is open (`mark_open_migration`);
 //! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in [`KINDS`];
 //! 3. its adapter (`src/aws/<service>.rs`) and the port it implements.
 //!
@@ -42,10 +44,11 @@
 //! sections (`contract.rs` parses `databases:`, `buckets:`, `tables:`), the plan's per-kind
 //! fields of the databases and buckets (`DatabasePlan`, `BucketPlan`, `scaling_groups`, filled
 //! in `plan::build_plan`) and the engine functions the bucket and database kinds call in
-//! `clone.rs` (`create_parameter_buckets`, `copy_bucket`, `database_artifact`), Standby, the
-//! swap in `migrate.rs` and migrate's state (`MigrationState::databases`, `buckets`, which
-//! the database and bucket kinds' finalize hooks read), and the port's field in
-//! `ports::Cloud`.
+//! `clone.rs` (`create_parameter_buckets`, `copy_bucket`, `database_artifact`), Standby,
+//! migrate's state (`MigrationState::databases`, `buckets`, which the database and bucket
+//! kinds' swap and finalize hooks read; `preflight_migrate` builds the databases' `DbSwap`s),
+//! the databases named by migrate's guardrails, post-swap hook environment and abort
+//! messages and by `swapcheck.rs`, and the port's field in `ports::Cloud`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -61,7 +64,7 @@ use crate::s3sync::VerifyReport;
 use crate::events::Emitter;
 
 use super::clone::{BucketOutcome, CheckResult, Checkpoint, CloneEngine, CopyOutcome, Created};
-use super::migrate::MigrationState;
+use super::migrate::{Direction, MigrationState};
 use super::plan::{ClonePlan, SourceEnv};
 use super::recovery::PlanRecord;
 use super::{PreflightError, StepError};
@@ -455,6 +458,35 @@ pub trait ResourceKind: Send + Sync {
         _env: &Checked<'_>,
         _checks: &mut Vec<CheckResult>,
         _reports: &mut Vec<VerifyReport>,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// The swap (migrate; back again in abort): moves this kind's resources of the new
+    /// environment to the identifiers clients use (`Direction::Forward`), or back, each move
+    /// chosen from what exists now (`migrate::swap_step`, a pure function), so it can be re-run
+    /// after any stop. Forward also marks what now serves with the identifier CloudFormation's
+    /// record names. A kind that cannot be swapped refuses the migration in
+    /// `migrate_refusal` instead.
+    async fn swap(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+        _direction: Direction,
+        _events: &Emitter,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Marks (`open`: before the swap's first move) or unmarks (once the swap is settled
+    /// either way) this kind's resources of the swap as part of an open migration, so clone,
+    /// migrate and destroy refuse them under whichever identifier they are.
+    async fn mark_open_migration(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+        _open: bool,
+        _step: &str,
     ) -> Result<(), StepError> {
         Ok(())
     }

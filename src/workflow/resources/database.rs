@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{self, RunId, TAG_RUN};
-use crate::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY};
-use crate::ports::{Databases, DbKind, PortError, StackInfo, StackResource};
+use crate::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION};
+use crate::ports::{Databases, DbKind, DbStatus, PortError, StackInfo, StackResource};
 use crate::retry::{retry, wait_until, Poll, WaitError};
 use crate::s3sync::VerifyReport;
 
 use super::super::clone::{CheckResult, CloneEngine};
 use super::super::deletion;
-use super::super::migrate::{save, DbSwap, MigrationState};
+use super::super::migrate::{save, swap_step, DbSwap, Direction, MigrationState, SwapStep};
 use super::super::plan::ClonePlan;
 use super::super::recovery::PlanRecord;
 use super::super::resource::{
@@ -596,6 +596,119 @@ impl super::super::resource::ResourceKind for Database {
     fn finalize_delete_failed(&self, _r: &StackResource) -> Option<Option<String>> {
         Some(None)
     }
+
+    /// Renames each database of this kind, one move at a time (`swap_step`), each chosen only
+    /// once its identifiers are settled; forward, tags the live one with CloudFormation's
+    /// identifier and the run.
+    async fn swap(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+        direction: Direction,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "swap";
+        let dbs = &engine.cloud.databases;
+        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+            loop {
+                let exists = settled_identifiers(engine, d).await?;
+                match swap_step(d, exists, direction) {
+                    SwapStep::Done => break,
+                    SwapStep::Inconsistent(seen) => {
+                        return Err(StepError::Refused {
+                            step: step.into(),
+                            message: format!(
+                                "database {}: unexpected identifiers ({seen}); fix by hand",
+                                d.logical_id
+                            ),
+                        })
+                    }
+                    SwapStep::Rename { from, to } => {
+                        events.start(
+                            step,
+                            Some(&from),
+                            format!("renaming database {from} to {to}"),
+                        );
+                        if let Err(e) = retry(|| dbs.rename(d.kind, &from, &to)).await {
+                            // A lost response (or a retry of a call that reached AWS) leaves
+                            // the rename under way: RDS then refuses the repeat because the
+                            // database is `renaming`. Only a rename that did not start fails.
+                            if !rename_under_way(engine, d.kind, &from, &to).await? {
+                                return Err(StepError::port(step)(e));
+                            }
+                        }
+                        engine
+                            .wait_db_available(d.kind, &to, &format!("(renamed from {from})"))
+                            .await?;
+                        events.done(step, Some(&to), "renamed");
+                    }
+                }
+            }
+            if direction == Direction::Forward {
+                // Where CloudFormation's record and the live name part ways, say so on the
+                // instance itself (status and verify report it as drift).
+                let tags = BTreeMap::from([
+                    (TAG_CFN_IDENTIFIER.to_string(), d.clone_id.clone()),
+                    (TAG_MIGRATED_BY.to_string(), state.run_id.clone()),
+                ]);
+                retry(|| dbs.tag(d.kind, &d.source_id, &tags))
+                    .await
+                    .map_err(StepError::port(step))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Both databases of each swap are tagged `envclone:open-migration=<run>` (after their
+    /// identifiers settle), or untagged: whichever identifier they are under while the swap is
+    /// open, clone, migrate and destroy of the environment see it (from any machine) and
+    /// refuse.
+    async fn mark_open_migration(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+        open: bool,
+        step: &str,
+    ) -> Result<(), StepError> {
+        let dbs = &engine.cloud.databases;
+        let tags = BTreeMap::from([(TAG_OPEN_MIGRATION.to_string(), state.run_id.clone())]);
+        let keys = [TAG_OPEN_MIGRATION.to_string()];
+        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+            if open {
+                settled_identifiers(engine, d).await?;
+            }
+            for id in [&d.source_id, &d.old_id, &d.clone_id] {
+                let marked = if open {
+                    retry(|| dbs.tag(d.kind, id, &tags)).await
+                } else {
+                    retry(|| dbs.untag(d.kind, id, &keys)).await
+                };
+                match marked {
+                    Ok(()) | Err(PortError::NotFound { .. }) => {}
+                    Err(e) => return Err(StepError::port(step)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// After a rename call failed: whether the rename is under way anyway (the call reached AWS
+/// and only its answer was lost, or a retry repeated a call that had worked).
+async fn rename_under_way(
+    engine: &CloneEngine,
+    kind: DbKind,
+    from: &str,
+    to: &str,
+) -> Result<bool, StepError> {
+    let dbs = &engine.cloud.databases;
+    let from_status = retry(|| dbs.status_of(kind, from))
+        .await
+        .map_err(StepError::port("swap"))?;
+    let to_status = retry(|| dbs.status_of(kind, to))
+        .await
+        .map_err(StepError::port("swap"))?;
+    Ok(from_status == Some(DbStatus::Renaming) || (from_status.is_none() && to_status.is_some()))
 }
 
 /// The database that envclone migrate renamed away from `recorded` (the identifier
@@ -637,4 +750,52 @@ async fn renamed_by_migrate(
              {TAG_MIGRATED_BY}={run}; envclone renames one"
         )),
     })
+}
+
+/// Which of (source_id, old_id, clone_id) name a database, read only once none of them is
+/// mid-change.
+///
+/// RDS renames take minutes, and meanwhile the database answers to its OLD identifier with
+/// status `renaming` ("Renaming a DB instance", USER_RenameInstance; ModifyDBCluster
+/// `NewDBClusterIdentifier` likewise). A swap resumed, aborted or retried while a rename is
+/// in flight would otherwise see the old name "exist", rename it again or call the swap
+/// done while the database is still moving. So the next step is chosen only on settled
+/// state: every identifier absent or `available`.
+async fn settled_identifiers(
+    engine: &CloneEngine,
+    d: &DbSwap,
+) -> Result<(bool, bool, bool), StepError> {
+    let dbs = &engine.cloud.databases;
+    let ids = [&d.source_id, &d.old_id, &d.clone_id];
+    let what = format!(
+        "databases {}, {} and {} to settle (no rename or modification in flight)",
+        d.source_id, d.old_id, d.clone_id
+    );
+    wait_until(&what, engine.settings.verify_timeout, || async {
+        let mut exists = [false; 3];
+        let mut moving = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            match dbs.status_of(d.kind, id).await? {
+                None => {}
+                Some(status) if status.is_available() => exists[i] = true,
+                Some(status) if status.settles_by_itself() => {
+                    exists[i] = true;
+                    moving.push(format!("{id} is {status}"));
+                }
+                Some(status) => {
+                    return Ok(Poll::Failed(format!(
+                        "database {id} is {status}, a state it does not leave by itself; \
+                         bring it back to available, then run the command again"
+                    )))
+                }
+            }
+        }
+        Ok(if moving.is_empty() {
+            Poll::Ready((exists[0], exists[1], exists[2]))
+        } else {
+            Poll::Pending(moving.join(", "))
+        })
+    })
+    .await
+    .map_err(StepError::wait("swap"))
 }
