@@ -174,15 +174,12 @@ pub struct MigrateRequest {
     pub config: std::sync::Arc<crate::config::Config>,
 }
 
-/// Refuses a migration whose new template's contract lists a DynamoDB table not marked
-/// `shared` (issue 12). Migrate swaps names, and DynamoDB has no rename (UpdateTable changes
-/// neither TableName nor key; a new name is a new table): the new stack's table would be a copy
-/// taken at the snapshot moment, and every write to the old table after it would be lost at
-/// the swap. Only a table both stacks receive by a parameter (`shared: true`) passes over.
-/// Checked before the clone's preflight, on the template with envclone.toml's contract for the
-/// environment, so it is the first refusal the operator reads; a template or contract that does
-/// not read is left to the clone's preflight to report.
-fn refuse_unshared_tables(request: &MigrateRequest) -> Result<(), PreflightError> {
+/// Refuses a migration whose new template's contract lists what migrate cannot move
+/// (`ResourceKind::migrate_refusal`: a DynamoDB table not marked `shared`). Checked before the
+/// clone's preflight, on the template with envclone.toml's contract for the environment, so it
+/// is the first refusal the operator reads; a template or contract that does not read is left
+/// to the clone's preflight to report.
+fn refuse_unmovable(request: &MigrateRequest) -> Result<(), PreflightError> {
     let (origin, body) = &request.template;
     let Ok(template) = crate::contract::Template::parse(origin, body) else {
         return Ok(());
@@ -193,40 +190,13 @@ fn refuse_unshared_tables(request: &MigrateRequest) -> Result<(), PreflightError
     let Ok(contract) = Contract::from_template(&template) else {
         return Ok(());
     };
-    let unshared: Vec<String> = contract
-        .tables
+    match KINDS
         .iter()
-        .filter(|t| !t.shared())
-        .map(|t| match t {
-            crate::contract::TableSpec::StackOwned { logical_id } => {
-                format!("{logical_id} (created by the stack)")
-            }
-            crate::contract::TableSpec::ByParameter {
-                logical_id,
-                parameter,
-                ..
-            } => format!("{logical_id} (passed in by parameter {parameter})"),
-        })
-        .collect();
-    if unshared.is_empty() {
-        return Ok(());
+        .find_map(|k| k.migrate_refusal(&contract, &request.env, origin))
+    {
+        Some(what) => Err(PreflightError::Unsupported { what }),
+        None => Ok(()),
     }
-    Err(PreflightError::Unsupported {
-        what: format!(
-            "migrate cannot move environment {env}'s DynamoDB table(s) {tables} listed in the \
-             contract of {origin}: migrate swaps names, and a DynamoDB table cannot be renamed \
-             (DynamoDB has no rename; a table under a new name is another table), so the new \
-             stack would get a copy as of the snapshot and every write to the old table after \
-             it would be lost at the swap; nothing was changed. Either let the new stack receive \
-             the same table: declare a parameter for the table's name in {origin}, use it \
-             wherever the table is named, and mark it `{{ table_parameter: <parameter>, shared: \
-             true }}` under Metadata.envclone.tables; or move it from tables to ignore: (with \
-             a reason) and move its items by hand after the swap (ExportTableToPointInTime to S3, \
-             then ImportTable into the new stack's table)",
-            env = request.env,
-            tables = unshared.join(", "),
-        ),
-    })
 }
 
 /// The temporary name of the new environment while it is built: `<env>-m<4 hex of the run>`.
@@ -296,7 +266,7 @@ impl CloneEngine {
         run_id: RunId,
     ) -> Result<MigratePlan, PreflightError> {
         let target = temporary_name(&request.env, &run_id)?;
-        refuse_unshared_tables(request)?;
+        refuse_unmovable(request)?;
         let clone_request = CloneRequest {
             source: request.env.clone(),
             target,

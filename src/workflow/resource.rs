@@ -25,7 +25,9 @@
 //!    the old stack's records of it name what the swap made live (`swapped`), and what a failed
 //!    deletion of one by the old stack means (`finalize_delete_failed`); for migrate, how the
 //!    swap moves it (`swap`, forward and back, each move chosen by the pure `migrate::swap_step`
-//!    from what exists) and marks it while the swap is open (`mark_open_migration`);
+//!    from what exists) and marks it while the swap is open (`mark_open_migration`), why
+//!    migrate cannot move it (`migrate_refusal`: a DynamoDB table not `shared`), and what shows
+//!    that one of a migration's temporary stack served (`served_as`, for destroy);
 //! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in [`KINDS`];
 //! 3. its adapter (`src/aws/<service>.rs`) and the port it implements.
 //!
@@ -489,6 +491,25 @@ pub trait ResourceKind: Send + Sync {
         _step: &str,
     ) -> Result<(), StepError> {
         Ok(())
+    }
+
+    /// Why `envclone migrate` cannot move this kind's resources of `contract` (the new
+    /// template's, from `origin`) for environment `env`, in words for the operator (what to do
+    /// instead); None when it can. Checked before anything else of the migration.
+    fn migrate_refusal(&self, _contract: &Contract, _env: &str, _origin: &str) -> Option<String> {
+        None
+    }
+
+    /// What shows that `r`, one of this kind's resources of a migration's temporary stack,
+    /// served as environment `env` (the swap renamed or marked it); None if nothing does
+    /// (destroy may then remove the stack like a clone's).
+    async fn served_as(
+        &self,
+        _engine: &CloneEngine,
+        _r: &StackResource,
+        _env: &str,
+    ) -> Result<Option<String>, crate::ports::PortError> {
+        Ok(None)
     }
 
     /// Whether the swap renames this kind's resources of the old stack into the new ones'

@@ -659,6 +659,38 @@ impl super::super::resource::ResourceKind for Database {
         Ok(())
     }
 
+    /// The database is missing under the identifier CloudFormation's record names (the swap
+    /// renamed it into the environment's), or carries `envclone:migrated-by` (the swap puts
+    /// it there, and it stays through a swap back).
+    async fn served_as(
+        &self,
+        engine: &CloneEngine,
+        r: &StackResource,
+        env: &str,
+    ) -> Result<Option<String>, PortError> {
+        let Some(id) = r.physical_id.as_deref() else {
+            return Ok(None);
+        };
+        let dbs = &engine.cloud.databases;
+        let tags = match self.kind {
+            DbKind::Instance => retry(|| dbs.describe_instance(id)).await?.map(|d| d.tags),
+            DbKind::Cluster => retry(|| dbs.describe_cluster(id)).await?.map(|c| c.tags),
+        };
+        Ok(match tags {
+            None => Some(format!(
+                "no database {id} exists, which CloudFormation's record of its {} names: the \
+                 swap renamed it into {env}'s identifier",
+                r.logical_id
+            )),
+            Some(tags) => tags.get(TAG_MIGRATED_BY).map(|run| {
+                format!(
+                    "its database {id} carries {TAG_MIGRATED_BY}={run}: it served as {env} after \
+                     the swap and may hold writes made since"
+                )
+            }),
+        })
+    }
+
     /// Both databases of each swap are tagged `envclone:open-migration=<run>` (after their
     /// identifiers settle), or untagged: whichever identifier they are under while the swap is
     /// open, clone, migrate and destroy of the environment see it (from any machine) and
