@@ -25,7 +25,8 @@
 //!    the old stack's records of it name what the swap made live (`swapped`), and what a failed
 //!    deletion of one by the old stack means (`finalize_delete_failed`); for migrate, how the
 //!    swap moves it (`swap`, forward and back, each move chosen by the pure `migrate::swap_step`
-//!    from what exists) and marks it while the swap is open (`mark_open_migration`), why
+//!    from what exists), marks it while the swap is open (`mark_open_migration`) and checks it
+//!    on the live environment after the swap (`check_after_swap`), why
 //!    migrate cannot move it (`migrate_refusal`: a DynamoDB table not `shared`), and what shows
 //!    that one of a migration's temporary stack served (`served_as`, for destroy);
 //! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in [`KINDS`];
@@ -50,7 +51,8 @@
 //! migrate's state (`MigrationState::databases`, `buckets`, which the database and bucket
 //! kinds' swap and finalize hooks read; `preflight_migrate` builds the databases' `DbSwap`s),
 //! the databases named by migrate's guardrails, post-swap hook environment and abort
-//! messages and by `swapcheck.rs`, and the port's field in `ports::Cloud`.
+//! messages, `swapcheck.rs`'s scan of the template for references to the renamed databases
+//! (`endpoint_references`), and the port's field in `ports::Cloud`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -476,6 +478,23 @@ pub trait ResourceKind: Send + Sync {
         _state: &MigrationState,
         _direction: Direction,
         _events: &Emitter,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// After migrate's swap, on the live environment (`resources`: the new stack's): waits,
+    /// at most `timeout` each (the environment is live: a long wait is an outage), until this
+    /// kind's resources answer (a database available at the identifier clients use, a group's
+    /// instances InService and Healthy). Each failure goes to `failures` (the swap then swaps
+    /// back); what passes may be told to `events` under step `verify.after_swap`.
+    async fn check_after_swap(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+        _resources: &[StackResource],
+        _timeout: std::time::Duration,
+        _events: &Emitter,
+        _failures: &mut Vec<String>,
     ) -> Result<(), StepError> {
         Ok(())
     }

@@ -691,6 +691,35 @@ impl super::super::resource::ResourceKind for Database {
         })
     }
 
+    /// The identifier clients use answers, available (a rename leaves it `renaming` for
+    /// minutes on AWS: "Renaming a DB instance").
+    async fn check_after_swap(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+        _resources: &[StackResource],
+        timeout: std::time::Duration,
+        _events: &Emitter,
+        failures: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        let dbs = &engine.cloud.databases;
+        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+            let what = format!("database {} to be available after the swap", d.source_id);
+            let result = wait_until(&what, timeout, || async {
+                Ok(match dbs.status_of(d.kind, &d.source_id).await? {
+                    Some(status) if status.is_available() => Poll::Ready(()),
+                    Some(status) => Poll::Pending(status.to_string()),
+                    None => Poll::Pending("not found".into()),
+                })
+            })
+            .await;
+            if let Err(e) = result {
+                failures.push(e.to_string());
+            }
+        }
+        Ok(())
+    }
+
     /// Both databases of each swap are tagged `envclone:open-migration=<run>` (after their
     /// identifiers settle), or untagged: whichever identifier they are under while the swap is
     /// open, clone, migrate and destroy of the environment see it (from any machine) and
