@@ -4,11 +4,10 @@
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::contract::{Contract, Template, DB_CLUSTER, DB_INSTANCE};
+use crate::contract::{Contract, Template};
 use crate::events::Emitter;
 use crate::model::{
-    RunId, TAG_ENVIRONMENT, TAG_EXPIRES_AT, TAG_MIGRATED_BY, TAG_OWNER, TAG_PROTECTED, TAG_RUN,
-    TAG_SOURCE,
+    RunId, TAG_ENVIRONMENT, TAG_EXPIRES_AT, TAG_OWNER, TAG_PROTECTED, TAG_RUN, TAG_SOURCE,
 };
 use crate::ports::{PortError, StackInfo};
 use crate::retry::retry;
@@ -183,38 +182,12 @@ impl CloneEngine {
         let resources = retry(|| self.cloud.stacks.resources(&stack.name))
             .await
             .map_err(aws)?;
-        let dbs = &self.cloud.databases;
         for r in &resources {
-            let Some(id) = r.physical_id.as_deref() else {
+            let Some(kind) = resource::of_type(&r.resource_type) else {
                 continue;
             };
-            let tags = match r.resource_type.as_str() {
-                DB_INSTANCE => retry(|| dbs.describe_instance(id))
-                    .await
-                    .map_err(aws)?
-                    .map(|d| d.tags),
-                DB_CLUSTER => retry(|| dbs.describe_cluster(id))
-                    .await
-                    .map_err(aws)?
-                    .map(|c| c.tags),
-                _ => continue,
-            };
-            match tags {
-                None => {
-                    return Ok(Err(format!(
-                        "no database {id} exists, which CloudFormation's record of its {} names: \
-                         the swap renamed it into {}'s identifier",
-                        r.logical_id, e.name
-                    )))
-                }
-                Some(tags) if tags.contains_key(TAG_MIGRATED_BY) => {
-                    return Ok(Err(format!(
-                        "its database {id} carries {TAG_MIGRATED_BY}={}: it served as {} after \
-                         the swap and may hold writes made since",
-                        tags[TAG_MIGRATED_BY], e.name
-                    )))
-                }
-                Some(_) => {}
+            if let Some(why) = kind.served_as(self, r, &e.name).await.map_err(aws)? {
+                return Ok(Err(why));
             }
         }
         Ok(Ok(()))

@@ -10,15 +10,13 @@ use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{Contract, BUCKET, DB_CLUSTER, DB_INSTANCE};
+use crate::contract::Contract;
 use crate::events::Emitter;
 use crate::journal::RunStore;
-use crate::model::{
-    self, EnvName, RunId, TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION, TAG_PROTECTED,
-    TAG_RUN,
-};
+use crate::model::{self, EnvName, RunId, TAG_PROTECTED};
 use crate::ports::{
     DbKind, DbStatus, DnsRecord, HostedZone, LifecycleState, PortError, ResourceStatus, StackInfo,
+    StackResource,
 };
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
@@ -26,7 +24,7 @@ use crate::s3sync::{self, BucketPath};
 use super::clone::{CloneEngine, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord};
 use super::plan::{ClonePlan, CloneRequest};
 use super::record::RunRecord;
-use super::resource::ResourceRef;
+use super::resource::{self, ResourceRef, KINDS};
 use super::{PreflightError, StepError};
 
 /// Where a migration stands. Recorded before and after each change.
@@ -176,15 +174,12 @@ pub struct MigrateRequest {
     pub config: std::sync::Arc<crate::config::Config>,
 }
 
-/// Refuses a migration whose new template's contract lists a DynamoDB table not marked
-/// `shared` (issue 12). Migrate swaps names, and DynamoDB has no rename (UpdateTable changes
-/// neither TableName nor key; a new name is a new table): the new stack's table would be a copy
-/// taken at the snapshot moment, and every write to the old table after it would be lost at
-/// the swap. Only a table both stacks receive by a parameter (`shared: true`) passes over.
-/// Checked before the clone's preflight, on the template with envclone.toml's contract for the
-/// environment, so it is the first refusal the operator reads; a template or contract that does
-/// not read is left to the clone's preflight to report.
-fn refuse_unshared_tables(request: &MigrateRequest) -> Result<(), PreflightError> {
+/// Refuses a migration whose new template's contract lists what migrate cannot move
+/// (`ResourceKind::migrate_refusal`: a DynamoDB table not marked `shared`). Checked before the
+/// clone's preflight, on the template with envclone.toml's contract for the environment, so it
+/// is the first refusal the operator reads; a template or contract that does not read is left
+/// to the clone's preflight to report.
+fn refuse_unmovable(request: &MigrateRequest) -> Result<(), PreflightError> {
     let (origin, body) = &request.template;
     let Ok(template) = crate::contract::Template::parse(origin, body) else {
         return Ok(());
@@ -195,40 +190,13 @@ fn refuse_unshared_tables(request: &MigrateRequest) -> Result<(), PreflightError
     let Ok(contract) = Contract::from_template(&template) else {
         return Ok(());
     };
-    let unshared: Vec<String> = contract
-        .tables
+    match KINDS
         .iter()
-        .filter(|t| !t.shared())
-        .map(|t| match t {
-            crate::contract::TableSpec::StackOwned { logical_id } => {
-                format!("{logical_id} (created by the stack)")
-            }
-            crate::contract::TableSpec::ByParameter {
-                logical_id,
-                parameter,
-                ..
-            } => format!("{logical_id} (passed in by parameter {parameter})"),
-        })
-        .collect();
-    if unshared.is_empty() {
-        return Ok(());
+        .find_map(|k| k.migrate_refusal(&contract, &request.env, origin))
+    {
+        Some(what) => Err(PreflightError::Unsupported { what }),
+        None => Ok(()),
     }
-    Err(PreflightError::Unsupported {
-        what: format!(
-            "migrate cannot move environment {env}'s DynamoDB table(s) {tables} listed in the \
-             contract of {origin}: migrate swaps names, and a DynamoDB table cannot be renamed \
-             (DynamoDB has no rename; a table under a new name is another table), so the new \
-             stack would get a copy as of the snapshot and every write to the old table after \
-             it would be lost at the swap; nothing was changed. Either let the new stack receive \
-             the same table: declare a parameter for the table's name in {origin}, use it \
-             wherever the table is named, and mark it `{{ table_parameter: <parameter>, shared: \
-             true }}` under Metadata.envclone.tables; or move it from tables to ignore: (with \
-             a reason) and move its items by hand after the swap (ExportTableToPointInTime to S3, \
-             then ImportTable into the new stack's table)",
-            env = request.env,
-            tables = unshared.join(", "),
-        ),
-    })
 }
 
 /// The temporary name of the new environment while it is built: `<env>-m<4 hex of the run>`.
@@ -265,7 +233,7 @@ pub fn swap_allowance(databases: usize) -> std::time::Duration {
     std::time::Duration::from_secs(5 * 60 + 20 * 60 * databases.max(1) as u64)
 }
 
-fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
+pub(super) fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
     RunRecord::Migrate(state.clone())
         .save(store)
         .map_err(|e| StepError::Refused {
@@ -298,7 +266,7 @@ impl CloneEngine {
         run_id: RunId,
     ) -> Result<MigratePlan, PreflightError> {
         let target = temporary_name(&request.env, &run_id)?;
-        refuse_unshared_tables(request)?;
+        refuse_unmovable(request)?;
         let clone_request = CloneRequest {
             source: request.env.clone(),
             target,
@@ -763,67 +731,23 @@ impl CloneEngine {
         Ok((new_stack, entry))
     }
 
-    /// Renames each database and moves the entry record, forward or back. Each move is chosen
-    /// from what exists now, so it can be re-run after any stop.
+    /// Each kind swaps its resources (`ResourceKind::swap`: the databases renamed) and the
+    /// entry record moves, forward or back. Each move is chosen from what exists now, so it can
+    /// be re-run after any stop.
     pub async fn swap(
         &self,
         state: &MigrationState,
         direction: Direction,
         events: &Emitter,
     ) -> Result<(), StepError> {
-        let step = "swap";
-        let dbs = &self.cloud.databases;
         if direction == Direction::Back {
             self.move_dns(state, direction, events).await?;
         }
         if direction == Direction::Forward {
             self.mark_open_migration(state).await?;
         }
-        for d in &state.databases {
-            loop {
-                let exists = self.settled_identifiers(d).await?;
-                match swap_step(d, exists, direction) {
-                    SwapStep::Done => break,
-                    SwapStep::Inconsistent(seen) => {
-                        return Err(StepError::Refused {
-                            step: step.into(),
-                            message: format!(
-                                "database {}: unexpected identifiers ({seen}); fix by hand",
-                                d.logical_id
-                            ),
-                        })
-                    }
-                    SwapStep::Rename { from, to } => {
-                        events.start(
-                            step,
-                            Some(&from),
-                            format!("renaming database {from} to {to}"),
-                        );
-                        if let Err(e) = retry(|| dbs.rename(d.kind, &from, &to)).await {
-                            // A lost response (or a retry of a call that reached AWS) leaves
-                            // the rename under way: RDS then refuses the repeat because the
-                            // database is `renaming`. Only a rename that did not start fails.
-                            if !self.rename_under_way(d.kind, &from, &to).await? {
-                                return Err(StepError::port(step)(e));
-                            }
-                        }
-                        self.wait_db_available(d.kind, &to, &format!("(renamed from {from})"))
-                            .await?;
-                        events.done(step, Some(&to), "renamed");
-                    }
-                }
-            }
-            if direction == Direction::Forward {
-                // Where CloudFormation's record and the live name part ways, say so on the
-                // instance itself (status and verify report it as drift).
-                let tags = BTreeMap::from([
-                    (TAG_CFN_IDENTIFIER.to_string(), d.clone_id.clone()),
-                    (TAG_MIGRATED_BY.to_string(), state.run_id.clone()),
-                ]);
-                retry(|| dbs.tag(d.kind, &d.source_id, &tags))
-                    .await
-                    .map_err(StepError::port(step))?;
-            }
+        for kind in KINDS {
+            kind.swap(self, state, direction, events).await?;
         }
         if direction == Direction::Forward {
             self.move_dns(state, direction, events).await?;
@@ -831,109 +755,33 @@ impl CloneEngine {
         Ok(())
     }
 
-    /// Before the first rename, both databases of each swap are tagged
-    /// `envclone:open-migration=<run>`: whichever identifier they end up under while the swap
-    /// is open, clone, migrate and destroy of the environment see it (from any machine) and
-    /// refuse. Abort and finalize remove the tag once the swap is settled either way.
+    /// Before the swap's first move, each kind marks its resources of the swap as part of an
+    /// open migration (`ResourceKind::mark_open_migration`).
     async fn mark_open_migration(&self, state: &MigrationState) -> Result<(), StepError> {
-        let dbs = &self.cloud.databases;
-        let tags = BTreeMap::from([(TAG_OPEN_MIGRATION.to_string(), state.run_id.clone())]);
-        for d in &state.databases {
-            self.settled_identifiers(d).await?;
-            for id in [&d.source_id, &d.old_id, &d.clone_id] {
-                match retry(|| dbs.tag(d.kind, id, &tags)).await {
-                    Ok(()) | Err(PortError::NotFound { .. }) => {}
-                    Err(e) => return Err(StepError::port("swap")(e)),
-                }
-            }
+        for kind in KINDS {
+            kind.mark_open_migration(self, state, true, "swap").await?;
         }
         Ok(())
     }
 
-    /// Removes the open-migration tag from every database of the swap that exists.
+    /// Removes the open-migration marks once the swap is settled either way.
     async fn clear_open_migration(
         &self,
         state: &MigrationState,
         step: &str,
     ) -> Result<(), StepError> {
-        let dbs = &self.cloud.databases;
-        let keys = [TAG_OPEN_MIGRATION.to_string()];
-        for d in &state.databases {
-            for id in [&d.source_id, &d.old_id, &d.clone_id] {
-                match retry(|| dbs.untag(d.kind, id, &keys)).await {
-                    Ok(()) | Err(PortError::NotFound { .. }) => {}
-                    Err(e) => return Err(StepError::port(step)(e)),
-                }
-            }
+        for kind in KINDS {
+            kind.mark_open_migration(self, state, false, step).await?;
         }
         Ok(())
     }
 
-    /// Which of (source_id, old_id, clone_id) name a database, read only once none of them is
-    /// mid-change.
-    ///
-    /// RDS renames take minutes, and meanwhile the database answers to its OLD identifier with
-    /// status `renaming` ("Renaming a DB instance", USER_RenameInstance; ModifyDBCluster
-    /// `NewDBClusterIdentifier` likewise). A swap resumed, aborted or retried while a rename is
-    /// in flight would otherwise see the old name "exist", rename it again or call the swap
-    /// done while the database is still moving. So the next step is chosen only on settled
-    /// state: every identifier absent or `available`.
-    async fn settled_identifiers(&self, d: &DbSwap) -> Result<(bool, bool, bool), StepError> {
-        let dbs = &self.cloud.databases;
-        let ids = [&d.source_id, &d.old_id, &d.clone_id];
-        let what = format!(
-            "databases {}, {} and {} to settle (no rename or modification in flight)",
-            d.source_id, d.old_id, d.clone_id
-        );
-        wait_until(&what, self.settings.verify_timeout, || async {
-            let mut exists = [false; 3];
-            let mut moving = Vec::new();
-            for (i, id) in ids.iter().enumerate() {
-                match dbs.status_of(d.kind, id).await? {
-                    None => {}
-                    Some(status) if status.is_available() => exists[i] = true,
-                    Some(status) if status.settles_by_itself() => {
-                        exists[i] = true;
-                        moving.push(format!("{id} is {status}"));
-                    }
-                    Some(status) => {
-                        return Ok(Poll::Failed(format!(
-                            "database {id} is {status}, a state it does not leave by itself; \
-                             bring it back to available, then run the command again"
-                        )))
-                    }
-                }
-            }
-            Ok(if moving.is_empty() {
-                Poll::Ready((exists[0], exists[1], exists[2]))
-            } else {
-                Poll::Pending(moving.join(", "))
-            })
-        })
-        .await
-        .map_err(StepError::wait("swap"))
-    }
-
-    /// After a rename call failed: whether the rename is under way anyway (the call reached
-    /// AWS and only its answer was lost, or a retry repeated a call that had worked).
-    async fn rename_under_way(
+    pub(super) async fn wait_db_available(
         &self,
         kind: DbKind,
-        from: &str,
-        to: &str,
-    ) -> Result<bool, StepError> {
-        let dbs = &self.cloud.databases;
-        let from_status = retry(|| dbs.status_of(kind, from))
-            .await
-            .map_err(StepError::port("swap"))?;
-        let to_status = retry(|| dbs.status_of(kind, to))
-            .await
-            .map_err(StepError::port("swap"))?;
-        Ok(from_status == Some(DbStatus::Renaming)
-            || (from_status.is_none() && to_status.is_some()))
-    }
-
-    async fn wait_db_available(&self, kind: DbKind, id: &str, why: &str) -> Result<(), StepError> {
+        id: &str,
+        why: &str,
+    ) -> Result<(), StepError> {
         let dbs = &self.cloud.databases;
         let what = format!("database {id} {why} to be available");
         wait_until(&what, self.settings.verify_timeout, || async {
@@ -1205,7 +1053,6 @@ impl CloneEngine {
                 ),
             });
         }
-        let cloud = &self.cloud;
         // Before anything changes: the old environment may be deleted at all, and what the
         // cloning contract does not cover stays.
         let kept = self.finalize_preflight(state).await?;
@@ -1213,7 +1060,9 @@ impl CloneEngine {
         // continues where it stopped.
         if state.phase == MigratePhase::Swapped {
             self.wait_out_old_entry_record(state, events).await?;
-            self.check_buckets_before_finalize(state, events).await?;
+            for kind in KINDS {
+                kind.finalize_check(self, state, events).await?;
+            }
         }
         for k in kept {
             if !state.kept.contains(&k) {
@@ -1223,122 +1072,16 @@ impl CloneEngine {
         state.phase = MigratePhase::Finalizing;
         save(store, state)?;
 
-        let dbs = &cloud.databases;
-        for d in &state.databases {
-            let final_snapshot = model::snapshot_id(
-                &RunId::from_existing(&state.run_id),
-                &format!("final-{}", d.old_id),
-            )
-            .map_err(|e| StepError::Refused {
-                step: step.into(),
-                message: e.to_string(),
-            })?;
-            let old = retry(|| dbs.state_of(d.kind, &d.old_id))
-                .await
-                .map_err(StepError::port(step))?;
-            if let Some(old) = &old {
-                let tags = BTreeMap::from([(TAG_RUN.to_string(), state.run_id.clone())]);
-                events.start(
-                    step,
-                    Some(&final_snapshot),
-                    format!("final snapshot of {} as {final_snapshot}", d.old_id),
-                );
-                let snapshots = dbs.snapshots(d.kind);
-                match retry(|| snapshots.create(&d.old_id, &final_snapshot, &tags)).await {
-                    Ok(()) | Err(PortError::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(StepError::port(step)(e)),
-                }
-                self.wait_snapshot_available(d.kind, &final_snapshot, &d.old_id, step)
-                    .await?;
-                state.kept.push(format!(
-                    "{} {final_snapshot} (final snapshot of the old database {})",
-                    d.kind.snapshot_noun(),
-                    d.old_id
-                ));
-                events.done(step, Some(&final_snapshot), "available (kept)");
-                // The old database keeps the source's deletion protection through the rename;
-                // finalizing is the consent to delete it (its final snapshot is kept). Checked
-                // before anything is deleted, so a cluster is never left without instances.
-                if old.deletion_protection {
-                    self.wait_db_available(
-                        d.kind,
-                        &d.old_id,
-                        "(before lifting its deletion protection)",
-                    )
-                    .await?;
-                    retry(|| dbs.protect(d.kind, &d.old_id, false))
-                        .await
-                        .map_err(StepError::port(step))?;
-                    self.wait_db_available(d.kind, &d.old_id, "(deletion protection lifted)")
-                        .await?;
-                }
-                // An Aurora cluster is deleted once its instances are gone.
-                for member in &old.members {
-                    self.delete_db_and_wait(DbKind::Instance, member, step)
-                        .await?;
-                }
-            }
-            // The renamed old database lives in the old stack's subnets: it goes first, or
-            // the old stack's network could not be deleted. Its final snapshot is kept.
-            if self.delete_db_and_wait(d.kind, &d.old_id, step).await? {
-                events.done(
-                    step,
-                    Some(&d.old_id),
-                    "old database deleted (its final snapshot is kept)",
-                );
-            }
-        }
-        save(store, state)?;
-
-        for d in state.databases.clone() {
-            self.wait_db_available(
-                d.kind,
-                &d.source_id,
-                "(before enabling deletion protection)",
-            )
-            .await?;
-            let live = retry(|| dbs.state_of(d.kind, &d.source_id))
-                .await
-                .map_err(StepError::port(step))?
-                .ok_or_else(|| StepError::Refused {
-                    step: step.into(),
-                    message: format!("the live database {} is missing", d.source_id),
-                })?;
-            if !live.deletion_protection {
-                let entry = (d.kind, d.source_id.clone());
-                if !state.protection_to_restore.contains(&entry) {
-                    state.protection_to_restore.push(entry);
-                    save(store, state)?;
-                }
-                retry(|| dbs.protect(d.kind, &d.source_id, true))
-                    .await
-                    .map_err(StepError::port(step))?;
-                self.wait_db_available(d.kind, &d.source_id, "(deletion protection on)")
-                    .await?;
-            }
+        // Each kind deals with its resources of the old environment (a database: final
+        // snapshot, the renamed old one deleted, the live one protected).
+        for kind in KINDS {
+            kind.finalize_old(self, state, store, events).await?;
         }
 
         let deleted = self.delete_old_stack(state, events).await;
-        // Protection goes back to what it was whatever happened above. The instance may be
-        // busy for a while (a backup that the stack deletion started), so this waits.
-        for (kind, id) in &state.protection_to_restore.clone() {
-            let what = format!("database {id} to accept its deletion protection back off");
-            wait_until(&what, self.settings.verify_timeout, || async {
-                match dbs.status_of(*kind, id).await? {
-                    Some(status) if status.is_available() => {}
-                    Some(status) => return Ok(Poll::Pending(status.to_string())),
-                    None => return Ok(Poll::Failed(format!("database {id} is gone"))),
-                }
-                Ok(match dbs.protect(*kind, id, false).await {
-                    Ok(()) => Poll::Ready(()),
-                    Err(e) if e.is_retryable() => Poll::Pending(e.to_string()),
-                    Err(e) => Poll::Failed(e.to_string()),
-                })
-            })
-            .await
-            .map_err(StepError::wait(step))?;
-            self.wait_db_available(*kind, id, "(deletion protection restored)")
-                .await?;
+        // What finalize set on the live resources goes back whatever happened above.
+        for kind in KINDS {
+            kind.finalize_restore(self, state).await?;
         }
         state.protection_to_restore.clear();
         save(store, state)?;
@@ -1426,8 +1169,8 @@ impl CloneEngine {
         let mut kept = Vec::new();
         let mut unprotected = Vec::new();
         for r in &resources {
-            // The contract's databases are handled by finalize itself.
-            if r.resource_type == DB_INSTANCE || r.resource_type == DB_CLUSTER {
+            // What the swap renamed (the contract's databases) finalize handles itself.
+            if resource::of_type(&r.resource_type).is_some_and(|k| k.swapped()) {
                 continue;
             }
             let Some(physical) = &r.physical_id else {
@@ -1501,80 +1244,6 @@ impl CloneEngine {
         Ok(out)
     }
 
-    /// Finalize's bucket re-check: every object of the old environment's buckets must have
-    /// its copy in the new environment — judged against what the clone's verification
-    /// recorded, not against the new buckets as they are now. After the swap the new
-    /// environment serves and writes: an object it has since overwritten or deleted was copied
-    /// (verified at clone time) and its change is the application's, not a lost copy. What
-    /// blocks finalize is an object of the OLD bucket whose copy never happened: written (or
-    /// rewritten) there after the verification — e.g. by a background job on an instance in
-    /// Standby — and not in the new bucket with the same size and ETag.
-    async fn check_buckets_before_finalize(
-        &self,
-        state: &MigrationState,
-        events: &Emitter,
-    ) -> Result<(), StepError> {
-        let step = "finalize";
-        // Archived objects that `--skip-archived` left out of the copies are not expected in the
-        // new buckets; they stay in the old ones (finalize never empties a bucket: a non-empty
-        // one of the old stack is kept).
-        let skip_archived = state.plan.as_ref().is_some_and(|p| p.skip_archived);
-        for (i, (source, target)) in state.buckets.iter().enumerate() {
-            let (src, dst) = (BucketPath::bucket(source), BucketPath::bucket(target));
-            let missing = match state.bucket_records.get(i) {
-                Some(record) => s3sync::changed_since(
-                    self.cloud.objects.clone(),
-                    &src,
-                    &dst,
-                    record,
-                    skip_archived,
-                )
-                .await
-                .map_err(StepError::sync(step))?,
-                None => {
-                    // A run recorded by an envclone without the record: the new bucket must
-                    // hold every object of the old one (its own changes show as differences).
-                    let report = s3sync::verify_with(
-                        self.cloud.objects.clone(),
-                        &src,
-                        &dst,
-                        self.settings.verify_concurrency,
-                        skip_archived,
-                    )
-                    .await
-                    .map_err(StepError::sync(step))?;
-                    report
-                        .mismatches
-                        .into_iter()
-                        .filter(|m| !m.problem.starts_with("in the target but not in the source"))
-                        .collect()
-                }
-            };
-            if let Some(first) = missing.first() {
-                return Err(StepError::Refused {
-                    step: step.into(),
-                    message: format!(
-                        "{target} lacks {} object(s) of the old environment's {source} that \
-                         were never copied (e.g. {:?}: {}); copy them into {target} (e.g. \
-                         `aws s3 cp s3://{source}/KEY s3://{target}/KEY` for each, or \
-                         `envclone s3 sync` of their prefix) and run `envclone finalize {}` \
-                         again; nothing was deleted",
-                        missing.len(),
-                        first.key,
-                        first.problem,
-                        state.run_id
-                    ),
-                });
-            }
-            events.done(
-                step,
-                Some(target),
-                format!("holds every object of {source} that the old environment wrote"),
-            );
-        }
-        Ok(())
-    }
-
     /// Turns termination protection on for the old stack before the swap: from the first
     /// rename on, its record of each database names the live one, and a plain `delete-stack`
     /// would delete it. Finalize lifts it (that is the consent to delete); abort restores it.
@@ -1645,7 +1314,7 @@ impl CloneEngine {
 
     /// Deletes a database without a final snapshot and waits until it is gone; false if it
     /// was already gone.
-    async fn delete_db_and_wait(
+    pub(super) async fn delete_db_and_wait(
         &self,
         kind: DbKind,
         id: &str,
@@ -1729,21 +1398,21 @@ impl CloneEngine {
             let after = retry(|| stacks.resources(&name))
                 .await
                 .map_err(StepError::port(step))?;
-            let retain: Vec<String> = after
+            let failed_here: Vec<&StackResource> = after
                 .iter()
                 .filter(|r| r.status == ResourceStatus::DeleteFailed)
-                .map(|r| r.logical_id.clone())
                 .collect();
-            let unexpected: Vec<&String> = after
-                .iter()
-                .filter(|r| {
-                    r.status == ResourceStatus::DeleteFailed
-                        && r.resource_type != DB_INSTANCE
-                        && r.resource_type != DB_CLUSTER
-                        && r.resource_type != BUCKET
-                })
-                .map(|r| &r.logical_id)
-                .collect();
+            let retain: Vec<String> = failed_here.iter().map(|r| r.logical_id.clone()).collect();
+            // Each kind says whether its failure is expected, and what retaining it keeps.
+            let mut unexpected: Vec<&String> = Vec::new();
+            let mut kept = Vec::new();
+            for r in &failed_here {
+                match resource::of_type(&r.resource_type).and_then(|k| k.finalize_delete_failed(r))
+                {
+                    Some(k) => kept.extend(k),
+                    None => unexpected.push(&r.logical_id),
+                }
+            }
             if !unexpected.is_empty() {
                 return Err(StepError::Refused {
                     step: step.into(),
@@ -1762,17 +1431,7 @@ impl CloneEngine {
                     retain.join(", ")
                 ),
             );
-            for r in after
-                .iter()
-                .filter(|r| r.resource_type == BUCKET && r.status == ResourceStatus::DeleteFailed)
-            {
-                if let Some(b) = &r.physical_id {
-                    state.kept.push(format!(
-                        "bucket {b} (the old environment's {}; delete it when no longer needed)",
-                        r.logical_id
-                    ));
-                }
-            }
+            state.kept.extend(kept);
             retry(|| stacks.delete_stack(&name, &retain))
                 .await
                 .map_err(StepError::port(step))?;

@@ -19,7 +19,16 @@
 //!    run of a plan makes (`artifacts`, `artifacts_of_stack`), how to verify it (`verify`),
 //!    how to remove an artifact (`remove`), what to do around the deletion of a stack holding
 //!    one (`before_stack_delete`, `after_stack_delete`), and whether finalize handles it
-//!    (`finalize_handles`; if not, finalize retains it);
+//!    (`finalize_handles`; if not, finalize retains it) and how: its checks before the point
+//!    of no return (`finalize_check`), what it does with the old environment's resources before
+//!    the old stack is deleted and undoes after (`finalize_old`, `finalize_restore`), whether
+//!    the old stack's records of it name what the swap made live (`swapped`), and what a failed
+//!    deletion of one by the old stack means (`finalize_delete_failed`); for migrate, how the
+//!    swap moves it (`swap`, forward and back, each move chosen by the pure `migrate::swap_step`
+//!    from what exists), marks it while the swap is open (`mark_open_migration`) and checks it
+//!    on the live environment after the swap (`check_after_swap`), why
+//!    migrate cannot move it (`migrate_refusal`: a DynamoDB table not `shared`), and what shows
+//!    that one of a migration's temporary stack served (`served_as`, for destroy);
 //! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in [`KINDS`];
 //! 3. its adapter (`src/aws/<service>.rs`) and the port it implements.
 //!
@@ -38,8 +47,12 @@
 //! sections (`contract.rs` parses `databases:`, `buckets:`, `tables:`), the plan's per-kind
 //! fields of the databases and buckets (`DatabasePlan`, `BucketPlan`, `scaling_groups`, filled
 //! in `plan::build_plan`) and the engine functions the bucket and database kinds call in
-//! `clone.rs` (`create_parameter_buckets`, `copy_bucket`, `database_artifact`), Standby, the
-//! swap and finalize in `migrate.rs`, and the port's field in `ports::Cloud`.
+//! `clone.rs` (`create_parameter_buckets`, `copy_bucket`, `database_artifact`), Standby,
+//! migrate's state (`MigrationState::databases`, `buckets`, which the database and bucket
+//! kinds' swap and finalize hooks read; `preflight_migrate` builds the databases' `DbSwap`s),
+//! the databases named by migrate's guardrails, post-swap hook environment and abort
+//! messages, `swapcheck.rs`'s scan of the template for references to the renamed databases
+//! (`endpoint_references`), and the port's field in `ports::Cloud`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -55,9 +68,11 @@ use crate::s3sync::VerifyReport;
 use crate::events::Emitter;
 
 use super::clone::{BucketOutcome, CheckResult, Checkpoint, CloneEngine, CopyOutcome, Created};
+use super::migrate::{Direction, MigrationState};
 use super::plan::{ClonePlan, SourceEnv};
 use super::recovery::PlanRecord;
 use super::{PreflightError, StepError};
+use crate::journal::RunStore;
 
 pub use super::resources::KINDS;
 
@@ -451,6 +466,122 @@ pub trait ResourceKind: Send + Sync {
         _reports: &mut Vec<VerifyReport>,
     ) -> Result<(), StepError> {
         Ok(())
+    }
+
+    /// The swap (migrate; back again in abort): moves this kind's resources of the new
+    /// environment to the identifiers clients use (`Direction::Forward`), or back, each move
+    /// chosen from what exists now (`migrate::swap_step`, a pure function), so it can be re-run
+    /// after any stop. Forward also marks what now serves with the identifier CloudFormation's
+    /// record names. A kind that cannot be swapped refuses the migration in
+    /// `migrate_refusal` instead.
+    async fn swap(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+        _direction: Direction,
+        _events: &Emitter,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// After migrate's swap, on the live environment (`resources`: the new stack's): waits,
+    /// at most `timeout` each (the environment is live: a long wait is an outage), until this
+    /// kind's resources answer (a database available at the identifier clients use, a group's
+    /// instances InService and Healthy). Each failure goes to `failures` (the swap then swaps
+    /// back); what passes may be told to `events` under step `verify.after_swap`.
+    async fn check_after_swap(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+        _resources: &[StackResource],
+        _timeout: std::time::Duration,
+        _events: &Emitter,
+        _failures: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Marks (`open`: before the swap's first move) or unmarks (once the swap is settled
+    /// either way) this kind's resources of the swap as part of an open migration, so clone,
+    /// migrate and destroy refuse them under whichever identifier they are.
+    async fn mark_open_migration(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+        _open: bool,
+        _step: &str,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Why `envclone migrate` cannot move this kind's resources of `contract` (the new
+    /// template's, from `origin`) for environment `env`, in words for the operator (what to do
+    /// instead); None when it can. Checked before anything else of the migration.
+    fn migrate_refusal(&self, _contract: &Contract, _env: &str, _origin: &str) -> Option<String> {
+        None
+    }
+
+    /// What shows that `r`, one of this kind's resources of a migration's temporary stack,
+    /// served as environment `env` (the swap renamed or marked it); None if nothing does
+    /// (destroy may then remove the stack like a clone's).
+    async fn served_as(
+        &self,
+        _engine: &CloneEngine,
+        _r: &StackResource,
+        _env: &str,
+    ) -> Result<Option<String>, crate::ports::PortError> {
+        Ok(None)
+    }
+
+    /// Whether the swap renames this kind's resources of the old stack into the new ones'
+    /// identifiers (a database), so the old stack's records of them name what serves after
+    /// the swap: finalize deals with them itself (`finalize_old`) and does not ask for their
+    /// DeletionPolicy (`finalize_preflight`).
+    fn swapped(&self) -> bool {
+        false
+    }
+
+    /// Finalize, before its point of no return: the old environment's resources of this kind
+    /// may go (a bucket: every object the old environment wrote has its copy in the new one).
+    /// A refusal says what to do; nothing was deleted.
+    async fn finalize_check(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+        _events: &Emitter,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Finalize, before the old stack is deleted: deals with the old environment's resources
+    /// of this kind (a database: final snapshot kept, the renamed old one deleted, the live
+    /// one protected from the old stack's deletion — recorded in `state` before, and `store`d).
+    async fn finalize_old(
+        &self,
+        _engine: &CloneEngine,
+        _state: &mut MigrationState,
+        _store: &dyn RunStore,
+        _events: &Emitter,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Finalize, after the old stack's deletion whatever its outcome: undoes what
+    /// `finalize_old` set on the live resources (a database's deletion protection).
+    async fn finalize_restore(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Finalize, when the old stack's deletion failed on `r`, one of this kind's resources
+    /// (DELETE_FAILED): None if that is not expected (finalize stops and says so); else the
+    /// deletion is retried retaining it, and Some(kept) is what the report lists as kept, if
+    /// anything (a bucket still holding the old data).
+    fn finalize_delete_failed(&self, _r: &StackResource) -> Option<Option<String>> {
+        None
     }
 
     /// Removes one artifact of a run (`what`, of one of `ref_kinds`) if it carries the run's

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::contract::{Contract, Template, ASG, DB_CLUSTER, DB_INSTANCE};
+use crate::contract::{Contract, Template, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::ports::{HealthStatus, LifecycleState};
 use crate::retry::{retry, wait_until, Poll};
 
 use super::clone::CloneEngine;
 use super::migrate::MigrationState;
+use super::resource::KINDS;
 use super::StepError;
 
 /// One place where a template hands a database's pre-swap name to something that outlives the
@@ -267,25 +268,6 @@ impl CloneEngine {
             }
         }
 
-        // The identifier clients use answers, available (a rename leaves it `renaming` for
-        // minutes on AWS: "Renaming a DB instance").
-        for d in &state.databases {
-            let what = format!("database {} to be available after the swap", d.source_id);
-            let result = wait_until(&what, timeout, || async {
-                Ok(
-                    match cloud.databases.status_of(d.kind, &d.source_id).await? {
-                        Some(status) if status.is_available() => Poll::Ready(()),
-                        Some(status) => Poll::Pending(status.to_string()),
-                        None => Poll::Pending("not found".into()),
-                    },
-                )
-            })
-            .await;
-            if let Err(e) = result {
-                failures.push(e.to_string());
-            }
-        }
-
         for check in &contract.verify {
             let crate::contract::VerifyCheck::HttpOutput(output) = check;
             let Some(url) = stack.outputs.get(output).cloned() else {
@@ -310,16 +292,9 @@ impl CloneEngine {
         let resources = retry(|| cloud.stacks.resources(&state.target_stack))
             .await
             .map_err(StepError::port(step))?;
-        for group in resources
-            .iter()
-            .filter(|r| r.resource_type == ASG)
-            .filter_map(|r| r.physical_id.clone())
-        {
-            let result = self.wait_group_healthy(&group, timeout).await;
-            match result {
-                Ok(detail) => events.done(step, Some(&group), detail),
-                Err(e) => failures.push(e),
-            }
+        for kind in KINDS {
+            kind.check_after_swap(self, state, &resources, timeout, events, &mut failures)
+                .await?;
         }
 
         if failures.is_empty() {
@@ -340,7 +315,11 @@ impl CloneEngine {
     /// Waits until `group` has at least its desired capacity InService and Healthy (Auto
     /// Scaling's HealthStatus, which with `HealthCheckType: ELB` follows the load balancer's
     /// target health: DescribeAutoScalingGroups, Instance.HealthStatus).
-    async fn wait_group_healthy(&self, group: &str, timeout: Duration) -> Result<String, String> {
+    pub(super) async fn wait_group_healthy(
+        &self,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
         let scaling = &self.cloud.scaling;
         let what = format!("instances of {group} to be InService and Healthy");
         wait_until(&what, timeout, || async {

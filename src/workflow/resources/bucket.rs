@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::contract::{BucketSpec, Contract, Template, BUCKET as BUCKET_TYPE};
+use crate::events::Emitter;
 use crate::model::TAG_RUN;
-use crate::ports::{PortError, StackInfo};
+use crate::ports::{PortError, StackInfo, StackResource};
 use crate::retry::retry;
 use crate::s3sync::{self, BucketPath, VerifyReport};
 
 use super::super::clone::{CheckResult, CloneEngine};
+use super::super::migrate::MigrationState;
 use super::super::plan::{BucketPlan, BucketTarget, ClonePlan};
 use super::super::recovery::PlanRecord;
 use super::super::resource::{
@@ -326,5 +328,91 @@ impl ResourceKind for Bucket {
             reports.push(report);
         }
         Ok(())
+    }
+
+    /// Every object of the old environment's buckets must have its copy in the new
+    /// environment — judged against what the clone's verification recorded, not against the
+    /// new buckets as they are now. After the swap the new environment serves and writes: an
+    /// object it has since overwritten or deleted was copied (verified at clone time) and its
+    /// change is the application's, not a lost copy. What blocks finalize is an object of the
+    /// OLD bucket whose copy never happened: written (or rewritten) there after the
+    /// verification — e.g. by a background job on an instance in Standby — and not in the new
+    /// bucket with the same size and ETag.
+    async fn finalize_check(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "finalize";
+        // Archived objects that `--skip-archived` left out of the copies are not expected in the
+        // new buckets; they stay in the old ones (finalize never empties a bucket: a non-empty
+        // one of the old stack is kept).
+        let skip_archived = state.plan.as_ref().is_some_and(|p| p.skip_archived);
+        for (i, (source, target)) in state.buckets.iter().enumerate() {
+            let (src, dst) = (BucketPath::bucket(source), BucketPath::bucket(target));
+            let missing = match state.bucket_records.get(i) {
+                Some(record) => s3sync::changed_since(
+                    engine.cloud.objects.clone(),
+                    &src,
+                    &dst,
+                    record,
+                    skip_archived,
+                )
+                .await
+                .map_err(StepError::sync(step))?,
+                None => {
+                    // A run recorded by an envclone without the record: the new bucket must
+                    // hold every object of the old one (its own changes show as differences).
+                    let report = s3sync::verify_with(
+                        engine.cloud.objects.clone(),
+                        &src,
+                        &dst,
+                        engine.settings.verify_concurrency,
+                        skip_archived,
+                    )
+                    .await
+                    .map_err(StepError::sync(step))?;
+                    report
+                        .mismatches
+                        .into_iter()
+                        .filter(|m| !m.problem.starts_with("in the target but not in the source"))
+                        .collect()
+                }
+            };
+            if let Some(first) = missing.first() {
+                return Err(StepError::Refused {
+                    step: step.into(),
+                    message: format!(
+                        "{target} lacks {} object(s) of the old environment's {source} that \
+                         were never copied (e.g. {:?}: {}); copy them into {target} (e.g. \
+                         `aws s3 cp s3://{source}/KEY s3://{target}/KEY` for each, or \
+                         `envclone s3 sync` of their prefix) and run `envclone finalize {}` \
+                         again; nothing was deleted",
+                        missing.len(),
+                        first.key,
+                        first.problem,
+                        state.run_id
+                    ),
+                });
+            }
+            events.done(
+                step,
+                Some(target),
+                format!("holds every object of {source} that the old environment wrote"),
+            );
+        }
+        Ok(())
+    }
+
+    /// S3 refuses to delete a bucket that holds objects (DeleteBucket: BucketNotEmpty), and
+    /// finalize never empties one: the old environment's bucket is retained and kept.
+    fn finalize_delete_failed(&self, r: &StackResource) -> Option<Option<String>> {
+        Some(r.physical_id.as_ref().map(|b| {
+            format!(
+                "bucket {b} (the old environment's {}; delete it when no longer needed)",
+                r.logical_id
+            )
+        }))
     }
 }

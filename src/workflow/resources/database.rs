@@ -2,14 +2,19 @@
 //! the final snapshot CloudFormation takes when it deletes a database of the clone stack.
 
 use crate::contract::{Contract, Template, DB_INSTANCE};
-use crate::model::TAG_RUN;
-use crate::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY};
-use crate::ports::{Databases, DbKind, PortError, StackInfo};
+use std::collections::BTreeMap;
+
+use crate::events::Emitter;
+use crate::journal::RunStore;
+use crate::model::{self, RunId, TAG_RUN};
+use crate::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION};
+use crate::ports::{Databases, DbKind, DbStatus, PortError, StackInfo, StackResource};
 use crate::retry::{retry, wait_until, Poll, WaitError};
 use crate::s3sync::VerifyReport;
 
 use super::super::clone::{CheckResult, CloneEngine};
 use super::super::deletion;
+use super::super::migrate::{save, swap_step, DbSwap, Direction, MigrationState, SwapStep};
 use super::super::plan::ClonePlan;
 use super::super::recovery::PlanRecord;
 use super::super::resource::{
@@ -424,6 +429,347 @@ impl super::super::resource::ResourceKind for Database {
         }
         Ok(())
     }
+
+    fn swapped(&self) -> bool {
+        true
+    }
+
+    /// For each swapped database of this kind: a final snapshot of the old one (kept), its
+    /// deletion protection lifted (finalizing is the consent), its members then itself deleted
+    /// — it lives in the old stack's subnets, so it goes first; then the live one protected,
+    /// since the old stack's record names its identifier.
+    async fn finalize_old(
+        &self,
+        engine: &CloneEngine,
+        state: &mut MigrationState,
+        store: &dyn RunStore,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "finalize";
+        let dbs = &engine.cloud.databases;
+        let mine: Vec<DbSwap> = state
+            .databases
+            .iter()
+            .filter(|d| d.kind == self.kind)
+            .cloned()
+            .collect();
+        for d in &mine {
+            let final_snapshot = model::snapshot_id(
+                &RunId::from_existing(&state.run_id),
+                &format!("final-{}", d.old_id),
+            )
+            .map_err(|e| StepError::Refused {
+                step: step.into(),
+                message: e.to_string(),
+            })?;
+            let old = retry(|| dbs.state_of(d.kind, &d.old_id))
+                .await
+                .map_err(StepError::port(step))?;
+            if let Some(old) = &old {
+                let tags = BTreeMap::from([(TAG_RUN.to_string(), state.run_id.clone())]);
+                events.start(
+                    step,
+                    Some(&final_snapshot),
+                    format!("final snapshot of {} as {final_snapshot}", d.old_id),
+                );
+                let snapshots = dbs.snapshots(d.kind);
+                match retry(|| snapshots.create(&d.old_id, &final_snapshot, &tags)).await {
+                    Ok(()) | Err(PortError::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(StepError::port(step)(e)),
+                }
+                engine
+                    .wait_snapshot_available(d.kind, &final_snapshot, &d.old_id, step)
+                    .await?;
+                state.kept.push(format!(
+                    "{} {final_snapshot} (final snapshot of the old database {})",
+                    d.kind.snapshot_noun(),
+                    d.old_id
+                ));
+                events.done(step, Some(&final_snapshot), "available (kept)");
+                // The old database keeps the source's deletion protection through the rename;
+                // finalizing is the consent to delete it (its final snapshot is kept). Checked
+                // before anything is deleted, so a cluster is never left without instances.
+                if old.deletion_protection {
+                    engine
+                        .wait_db_available(
+                            d.kind,
+                            &d.old_id,
+                            "(before lifting its deletion protection)",
+                        )
+                        .await?;
+                    retry(|| dbs.protect(d.kind, &d.old_id, false))
+                        .await
+                        .map_err(StepError::port(step))?;
+                    engine
+                        .wait_db_available(d.kind, &d.old_id, "(deletion protection lifted)")
+                        .await?;
+                }
+                // An Aurora cluster is deleted once its instances are gone.
+                for member in &old.members {
+                    engine
+                        .delete_db_and_wait(DbKind::Instance, member, step)
+                        .await?;
+                }
+            }
+            // The renamed old database lives in the old stack's subnets: it goes first, or
+            // the old stack's network could not be deleted. Its final snapshot is kept.
+            if engine.delete_db_and_wait(d.kind, &d.old_id, step).await? {
+                events.done(
+                    step,
+                    Some(&d.old_id),
+                    "old database deleted (its final snapshot is kept)",
+                );
+            }
+        }
+        save(store, state)?;
+
+        for d in &mine {
+            engine
+                .wait_db_available(
+                    d.kind,
+                    &d.source_id,
+                    "(before enabling deletion protection)",
+                )
+                .await?;
+            let live = retry(|| dbs.state_of(d.kind, &d.source_id))
+                .await
+                .map_err(StepError::port(step))?
+                .ok_or_else(|| StepError::Refused {
+                    step: step.into(),
+                    message: format!("the live database {} is missing", d.source_id),
+                })?;
+            if !live.deletion_protection {
+                let entry = (d.kind, d.source_id.clone());
+                if !state.protection_to_restore.contains(&entry) {
+                    state.protection_to_restore.push(entry);
+                    save(store, state)?;
+                }
+                retry(|| dbs.protect(d.kind, &d.source_id, true))
+                    .await
+                    .map_err(StepError::port(step))?;
+                engine
+                    .wait_db_available(d.kind, &d.source_id, "(deletion protection on)")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The deletion protection `finalize_old` turned on goes back off. The instance may be
+    /// busy for a while (a backup that the stack deletion started), so this waits.
+    async fn finalize_restore(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+    ) -> Result<(), StepError> {
+        let step = "finalize";
+        let dbs = &engine.cloud.databases;
+        for (kind, id) in state
+            .protection_to_restore
+            .iter()
+            .filter(|(k, _)| *k == self.kind)
+        {
+            let what = format!("database {id} to accept its deletion protection back off");
+            wait_until(&what, engine.settings.verify_timeout, || async {
+                match dbs.status_of(*kind, id).await? {
+                    Some(status) if status.is_available() => {}
+                    Some(status) => return Ok(Poll::Pending(status.to_string())),
+                    None => return Ok(Poll::Failed(format!("database {id} is gone"))),
+                }
+                Ok(match dbs.protect(*kind, id, false).await {
+                    Ok(()) => Poll::Ready(()),
+                    Err(e) if e.is_retryable() => Poll::Pending(e.to_string()),
+                    Err(e) => Poll::Failed(e.to_string()),
+                })
+            })
+            .await
+            .map_err(StepError::wait(step))?;
+            engine
+                .wait_db_available(*kind, id, "(deletion protection restored)")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The old stack's record names the live database, protected: its deletion fails, and is
+    /// retained.
+    fn finalize_delete_failed(&self, _r: &StackResource) -> Option<Option<String>> {
+        Some(None)
+    }
+
+    /// Renames each database of this kind, one move at a time (`swap_step`), each chosen only
+    /// once its identifiers are settled; forward, tags the live one with CloudFormation's
+    /// identifier and the run.
+    async fn swap(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+        direction: Direction,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "swap";
+        let dbs = &engine.cloud.databases;
+        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+            loop {
+                let exists = settled_identifiers(engine, d).await?;
+                match swap_step(d, exists, direction) {
+                    SwapStep::Done => break,
+                    SwapStep::Inconsistent(seen) => {
+                        return Err(StepError::Refused {
+                            step: step.into(),
+                            message: format!(
+                                "database {}: unexpected identifiers ({seen}); fix by hand",
+                                d.logical_id
+                            ),
+                        })
+                    }
+                    SwapStep::Rename { from, to } => {
+                        events.start(
+                            step,
+                            Some(&from),
+                            format!("renaming database {from} to {to}"),
+                        );
+                        if let Err(e) = retry(|| dbs.rename(d.kind, &from, &to)).await {
+                            // A lost response (or a retry of a call that reached AWS) leaves
+                            // the rename under way: RDS then refuses the repeat because the
+                            // database is `renaming`. Only a rename that did not start fails.
+                            if !rename_under_way(engine, d.kind, &from, &to).await? {
+                                return Err(StepError::port(step)(e));
+                            }
+                        }
+                        engine
+                            .wait_db_available(d.kind, &to, &format!("(renamed from {from})"))
+                            .await?;
+                        events.done(step, Some(&to), "renamed");
+                    }
+                }
+            }
+            if direction == Direction::Forward {
+                // Where CloudFormation's record and the live name part ways, say so on the
+                // instance itself (status and verify report it as drift).
+                let tags = BTreeMap::from([
+                    (TAG_CFN_IDENTIFIER.to_string(), d.clone_id.clone()),
+                    (TAG_MIGRATED_BY.to_string(), state.run_id.clone()),
+                ]);
+                retry(|| dbs.tag(d.kind, &d.source_id, &tags))
+                    .await
+                    .map_err(StepError::port(step))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The database is missing under the identifier CloudFormation's record names (the swap
+    /// renamed it into the environment's), or carries `envclone:migrated-by` (the swap puts
+    /// it there, and it stays through a swap back).
+    async fn served_as(
+        &self,
+        engine: &CloneEngine,
+        r: &StackResource,
+        env: &str,
+    ) -> Result<Option<String>, PortError> {
+        let Some(id) = r.physical_id.as_deref() else {
+            return Ok(None);
+        };
+        let dbs = &engine.cloud.databases;
+        let tags = match self.kind {
+            DbKind::Instance => retry(|| dbs.describe_instance(id)).await?.map(|d| d.tags),
+            DbKind::Cluster => retry(|| dbs.describe_cluster(id)).await?.map(|c| c.tags),
+        };
+        Ok(match tags {
+            None => Some(format!(
+                "no database {id} exists, which CloudFormation's record of its {} names: the \
+                 swap renamed it into {env}'s identifier",
+                r.logical_id
+            )),
+            Some(tags) => tags.get(TAG_MIGRATED_BY).map(|run| {
+                format!(
+                    "its database {id} carries {TAG_MIGRATED_BY}={run}: it served as {env} after \
+                     the swap and may hold writes made since"
+                )
+            }),
+        })
+    }
+
+    /// The identifier clients use answers, available (a rename leaves it `renaming` for
+    /// minutes on AWS: "Renaming a DB instance").
+    async fn check_after_swap(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+        _resources: &[StackResource],
+        timeout: std::time::Duration,
+        _events: &Emitter,
+        failures: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        let dbs = &engine.cloud.databases;
+        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+            let what = format!("database {} to be available after the swap", d.source_id);
+            let result = wait_until(&what, timeout, || async {
+                Ok(match dbs.status_of(d.kind, &d.source_id).await? {
+                    Some(status) if status.is_available() => Poll::Ready(()),
+                    Some(status) => Poll::Pending(status.to_string()),
+                    None => Poll::Pending("not found".into()),
+                })
+            })
+            .await;
+            if let Err(e) = result {
+                failures.push(e.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Both databases of each swap are tagged `envclone:open-migration=<run>` (after their
+    /// identifiers settle), or untagged: whichever identifier they are under while the swap is
+    /// open, clone, migrate and destroy of the environment see it (from any machine) and
+    /// refuse.
+    async fn mark_open_migration(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+        open: bool,
+        step: &str,
+    ) -> Result<(), StepError> {
+        let dbs = &engine.cloud.databases;
+        let tags = BTreeMap::from([(TAG_OPEN_MIGRATION.to_string(), state.run_id.clone())]);
+        let keys = [TAG_OPEN_MIGRATION.to_string()];
+        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+            if open {
+                settled_identifiers(engine, d).await?;
+            }
+            for id in [&d.source_id, &d.old_id, &d.clone_id] {
+                let marked = if open {
+                    retry(|| dbs.tag(d.kind, id, &tags)).await
+                } else {
+                    retry(|| dbs.untag(d.kind, id, &keys)).await
+                };
+                match marked {
+                    Ok(()) | Err(PortError::NotFound { .. }) => {}
+                    Err(e) => return Err(StepError::port(step)(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// After a rename call failed: whether the rename is under way anyway (the call reached AWS
+/// and only its answer was lost, or a retry repeated a call that had worked).
+async fn rename_under_way(
+    engine: &CloneEngine,
+    kind: DbKind,
+    from: &str,
+    to: &str,
+) -> Result<bool, StepError> {
+    let dbs = &engine.cloud.databases;
+    let from_status = retry(|| dbs.status_of(kind, from))
+        .await
+        .map_err(StepError::port("swap"))?;
+    let to_status = retry(|| dbs.status_of(kind, to))
+        .await
+        .map_err(StepError::port("swap"))?;
+    Ok(from_status == Some(DbStatus::Renaming) || (from_status.is_none() && to_status.is_some()))
 }
 
 /// The database that envclone migrate renamed away from `recorded` (the identifier
@@ -465,4 +811,52 @@ async fn renamed_by_migrate(
              {TAG_MIGRATED_BY}={run}; envclone renames one"
         )),
     })
+}
+
+/// Which of (source_id, old_id, clone_id) name a database, read only once none of them is
+/// mid-change.
+///
+/// RDS renames take minutes, and meanwhile the database answers to its OLD identifier with
+/// status `renaming` ("Renaming a DB instance", USER_RenameInstance; ModifyDBCluster
+/// `NewDBClusterIdentifier` likewise). A swap resumed, aborted or retried while a rename is
+/// in flight would otherwise see the old name "exist", rename it again or call the swap
+/// done while the database is still moving. So the next step is chosen only on settled
+/// state: every identifier absent or `available`.
+async fn settled_identifiers(
+    engine: &CloneEngine,
+    d: &DbSwap,
+) -> Result<(bool, bool, bool), StepError> {
+    let dbs = &engine.cloud.databases;
+    let ids = [&d.source_id, &d.old_id, &d.clone_id];
+    let what = format!(
+        "databases {}, {} and {} to settle (no rename or modification in flight)",
+        d.source_id, d.old_id, d.clone_id
+    );
+    wait_until(&what, engine.settings.verify_timeout, || async {
+        let mut exists = [false; 3];
+        let mut moving = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            match dbs.status_of(d.kind, id).await? {
+                None => {}
+                Some(status) if status.is_available() => exists[i] = true,
+                Some(status) if status.settles_by_itself() => {
+                    exists[i] = true;
+                    moving.push(format!("{id} is {status}"));
+                }
+                Some(status) => {
+                    return Ok(Poll::Failed(format!(
+                        "database {id} is {status}, a state it does not leave by itself; \
+                         bring it back to available, then run the command again"
+                    )))
+                }
+            }
+        }
+        Ok(if moving.is_empty() {
+            Poll::Ready((exists[0], exists[1], exists[2]))
+        } else {
+            Poll::Pending(moving.join(", "))
+        })
+    })
+    .await
+    .map_err(StepError::wait("swap"))
 }

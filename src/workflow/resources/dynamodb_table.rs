@@ -524,6 +524,45 @@ impl ResourceKind for DynamoDbTable {
         }
         Ok(())
     }
+
+    /// A table not marked `shared` (issue 12). Migrate swaps names, and DynamoDB has no rename
+    /// (UpdateTable changes neither TableName nor key; a new name is a new table): the new
+    /// stack's table would be a copy taken at the snapshot moment, and every write to the old
+    /// table after it would be lost at the swap. Only a table both stacks receive by a
+    /// parameter (`shared: true`) passes over.
+    fn migrate_refusal(&self, contract: &Contract, env: &str, origin: &str) -> Option<String> {
+        let unshared: Vec<String> = contract
+            .tables
+            .iter()
+            .filter(|t| !t.shared())
+            .map(|t| match t {
+                Listed::StackOwned { logical_id } => {
+                    format!("{logical_id} (created by the stack)")
+                }
+                Listed::ByParameter {
+                    logical_id,
+                    parameter,
+                    ..
+                } => format!("{logical_id} (passed in by parameter {parameter})"),
+            })
+            .collect();
+        if unshared.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "migrate cannot move environment {env}'s DynamoDB table(s) {tables} listed in the \
+             contract of {origin}: migrate swaps names, and a DynamoDB table cannot be renamed \
+             (DynamoDB has no rename; a table under a new name is another table), so the new \
+             stack would get a copy as of the snapshot and every write to the old table after \
+             it would be lost at the swap; nothing was changed. Either let the new stack receive \
+             the same table: declare a parameter for the table's name in {origin}, use it \
+             wherever the table is named, and mark it `{{ table_parameter: <parameter>, shared: \
+             true }}` under Metadata.envclone.tables; or move it from tables to ignore: (with \
+             a reason) and move its items by hand after the swap (ExportTableToPointInTime to S3, \
+             then ImportTable into the new stack's table)",
+            tables = unshared.join(", "),
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //! removing them (abort, destroy, a migrate that never swapped), the work around the deletion
 //! of a clone stack (emptying buckets, removing the final snapshots CloudFormation takes),
 //! verification, the plan's steps, the parameters envclone gives the clone stack, the
-//! inventory's classification of the types each kind covers, and whether finalize retains
-//! them.
+//! inventory's classification of the types each kind covers, and finalize (whether it retains
+//! them, or what each kind does with the old environment's resources).
 
 mod aurora_cluster;
 mod bucket;

@@ -7,11 +7,13 @@
 use async_trait::async_trait;
 
 use crate::contract::{Contract, ASG};
-use crate::ports::StackInfo;
+use crate::events::Emitter;
+use crate::ports::{StackInfo, StackResource};
 use crate::retry::{wait_until, Poll};
 use crate::s3sync::VerifyReport;
 
 use super::super::clone::{CheckResult, CloneEngine};
+use super::super::migrate::MigrationState;
 use super::super::plan::ClonePlan;
 use super::super::recovery::PlanRecord;
 use super::super::resource::{
@@ -117,6 +119,29 @@ impl ResourceKind for ScalingGroup {
                  is not one a run records (a bug: report it)"
             ),
         })
+    }
+
+    /// Every group of the new stack has its desired number of instances InService and Healthy.
+    async fn check_after_swap(
+        &self,
+        engine: &CloneEngine,
+        _state: &MigrationState,
+        resources: &[StackResource],
+        timeout: std::time::Duration,
+        events: &Emitter,
+        failures: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        for group in resources
+            .iter()
+            .filter(|r| r.resource_type == ASG)
+            .filter_map(|r| r.physical_id.clone())
+        {
+            match engine.wait_group_healthy(&group, timeout).await {
+                Ok(detail) => events.done("verify.after_swap", Some(&group), detail),
+                Err(e) => failures.push(e),
+            }
+        }
+        Ok(())
     }
 }
 
