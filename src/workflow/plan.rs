@@ -132,6 +132,10 @@ pub struct BucketPlan {
     pub logical_id: String,
     pub source_bucket: String,
     pub target: BucketTarget,
+    /// The source keeps versions (GetBucketVersioning `Enabled`, read at preflight): a clone
+    /// copies it as of T after the source serves again, so it does not hold the window.
+    #[serde(default)]
+    pub versioned: bool,
 }
 
 /// Where a run puts a template too large for CreateStack's `TemplateBody` (51,200 bytes), so
@@ -382,6 +386,7 @@ impl ClonePlan {
             }
         ));
         if self.standby {
+            steps.push(super::window::plan_step(self));
             steps.extend(of(PlanStage::Resume));
         }
         steps
@@ -574,6 +579,7 @@ pub fn build_plan(
             logical_id: spec.logical_id().to_string(),
             source_bucket,
             target,
+            versioned: false,
         });
     }
 
