@@ -90,6 +90,20 @@ async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
         .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
 }
 
+/// PutBucketVersioning Enabled.
+async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
     s3.delete_object()
         .bucket(bucket)
@@ -132,16 +146,7 @@ async fn s3_sync_as_of_copies_a_versioned_bucket_as_it_was_at_t() {
     for b in [SRC, DST] {
         s3.create_bucket().bucket(b).send().await.unwrap();
     }
-    s3.put_bucket_versioning()
-        .bucket(SRC)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    enable_versioning(&s3, SRC).await;
     put(&s3, SRC, "overwritten", "as of T").await;
     put(&s3, SRC, "deleted-after", "there at T").await;
     put(&s3, SRC, "kept", "never touched").await;
@@ -239,16 +244,7 @@ async fn a_clone_returns_the_source_to_service_before_its_snapshot_is_available(
     let uploads = crate::e2e::physical_id(&config, "prod", "Uploads").await;
     let s3 = s3_client(&config);
     for bucket in [&reports, &uploads] {
-        s3.put_bucket_versioning()
-            .bucket(bucket.as_str())
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        enable_versioning(&s3, bucket).await;
     }
     let state = tempfile::tempdir().unwrap();
     let out = standin.envclone(

@@ -286,7 +286,7 @@ async fn a_crash_after_every_call_past_the_window_then_abort_or_resume() {
             .unwrap_or_else(|e| panic!("crash after call {n}: abort failed: {e}"));
         assert_eq!(record.phase, ClonePhase::Aborted);
         assert_source_in_service(&s, &format!("abort after call {n}"));
-        assert_nothing_left(&s, &format!("abort after call {n}"));
+        crate::fake_recovery::assert_nothing_of_the_run_left(&s, &format!("abort after call {n}"));
 
         let s = prod(timings(), true, 0);
         let store = MemoryRunStore::default();
@@ -352,7 +352,7 @@ async fn ctrl_c_after_the_window_leaves_the_source_serving() {
         .abort_clone(&mut record, &store, &s.emitter, false)
         .await
         .unwrap();
-    assert_nothing_left(&s, "abort after Ctrl-C");
+    crate::fake_recovery::assert_nothing_of_the_run_left(&s, "abort after Ctrl-C");
 }
 
 /// Issue 13: `migrate` keeps the source in Standby through the swap, whatever the plan holds
@@ -380,24 +380,4 @@ async fn migrate_keeps_the_source_in_standby_through_the_swap() {
         .events()
         .iter()
         .any(|e| e.step == "window" && e.message.contains("migrate keeps the source in Standby")));
-}
-
-fn assert_nothing_left(s: &Scenario, context: &str) {
-    assert_eq!(
-        s.fake.live_stack_names(),
-        vec!["prod".to_string()],
-        "{context}"
-    );
-    let buckets: Vec<String> = s
-        .fake
-        .bucket_names()
-        .into_iter()
-        .filter(|b| b.starts_with("staging-test"))
-        .collect();
-    assert!(buckets.is_empty(), "{context}: {buckets:?}");
-    assert!(
-        s.fake.snapshot_ids().is_empty(),
-        "{context}: {:?}",
-        s.fake.snapshot_ids()
-    );
 }
