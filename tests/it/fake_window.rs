@@ -381,3 +381,49 @@ async fn migrate_keeps_the_source_in_standby_through_the_swap() {
         .iter()
         .any(|e| e.step == "window" && e.message.contains("migrate keeps the source in Standby")));
 }
+
+/// `scripts/bench-standby`: today's window (a bucket the stack owns keeps no versions, so the
+/// source stays in Standby until the clone is verified) against the new one (both buckets
+/// versioned), for three sizes of database (minutes until its snapshot is available) and
+/// buckets (objects added to each), on the fake's AWS-like timings and paused clock.
+#[tokio::test(start_paused = true)]
+#[ignore = "a benchmark: run by scripts/bench-standby"]
+async fn bench_standby() {
+    println!(
+        "{:>16} {:>14} {:>18} {:>16}",
+        "snapshot (min)", "objects/bucket", "today's window (s)", "new window (s)"
+    );
+    for (minutes, extra) in [(20, 100), (60, 1_000), (200, 10_000)] {
+        let mut row = Vec::new();
+        for versioned in [false, true] {
+            let s = Scenario::new(big(minutes));
+            s.deploy_prod(WEBAPP);
+            if versioned {
+                s.fake.enable_versioning(UPLOADS);
+                s.fake.enable_versioning(REPORTS);
+            }
+            for i in 0..extra {
+                for b in [REPORTS, UPLOADS] {
+                    let key = format!("bulk/{i:06}");
+                    s.fake
+                        .put_object(b, &key, key.as_bytes(), ObjectHead::default(), &[]);
+                }
+            }
+            let (report, entered, exited) = window_of(&s).await;
+            assert!(report.verification.iter().all(|c| c.ok));
+            row.push(secs(exited - entered));
+        }
+        let objects = s_objects(extra);
+        println!(
+            "{minutes:>16} {objects:>14} {:>18.1} {:>16.1}",
+            row[0], row[1]
+        );
+    }
+}
+
+/// The objects in each bucket: the reference fill and `extra`.
+fn s_objects(extra: usize) -> usize {
+    let s = Scenario::new(timings());
+    s.deploy_prod(WEBAPP);
+    s.fake.object_keys(UPLOADS).len() + extra
+}
