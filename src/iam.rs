@@ -170,9 +170,17 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
         "s3:GetBucketReplication",
         &["s3:GetReplicationConfiguration"],
     ),
-    ("s3:HeadObject", &["s3:GetObject"]),
+    // A clone reads a versioned source as of T by version id (HeadObject, GetObjectTagging,
+    // the copy source `?versionId=`): S3 then authorizes s3:GetObjectVersion and
+    // s3:GetObjectVersionTagging instead ("Actions, resources, and condition keys for Amazon
+    // S3"; CopyObject API Reference, Permissions). The operation is the same either way, so
+    // both are mapped.
+    ("s3:HeadObject", &["s3:GetObject", "s3:GetObjectVersion"]),
     ("s3:GetObject", &["s3:GetObject"]),
-    ("s3:GetObjectTagging", &["s3:GetObjectTagging"]),
+    (
+        "s3:GetObjectTagging",
+        &["s3:GetObjectTagging", "s3:GetObjectVersionTagging"],
+    ),
     ("s3:PutObject", &["s3:PutObject"]),
     // A copy reads the source (object and tags) and writes the target (object and tags).
     (
@@ -180,6 +188,8 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
         &[
             "s3:GetObject",
             "s3:GetObjectTagging",
+            "s3:GetObjectVersion",
+            "s3:GetObjectVersionTagging",
             "s3:PutObject",
             "s3:PutObjectTagging",
         ],
@@ -188,7 +198,10 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
         "s3:CreateMultipartUpload",
         &["s3:PutObject", "s3:PutObjectTagging"],
     ),
-    ("s3:UploadPartCopy", &["s3:GetObject", "s3:PutObject"]),
+    (
+        "s3:UploadPartCopy",
+        &["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+    ),
     ("s3:CompleteMultipartUpload", &["s3:PutObject"]),
     ("s3:AbortMultipartUpload", &["s3:AbortMultipartUpload"]),
     ("s3:DeleteObject", &["s3:DeleteObject"]),
@@ -238,6 +251,8 @@ const READ: &[&str] = &[
     "s3:GetBucketTagging",
     "s3:GetObject",
     "s3:GetObjectTagging",
+    "s3:GetObjectVersion",
+    "s3:GetObjectVersionTagging",
     "s3:GetBucketVersioning",
     "s3:GetBucketPublicAccessBlock",
     "s3:GetBucketOwnershipControls",

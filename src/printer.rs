@@ -193,6 +193,27 @@ impl Printer {
                     report.source, report.target, report.run_id
                 );
                 println!("  stack:     {}", report.stack_id);
+                if let Some(w) = &report.window {
+                    let secs = |t: &chrono::DateTime<chrono::Utc>| {
+                        t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    };
+                    println!("  as of:     T = {}", secs(&w.t));
+                    println!(
+                        "  window:    Standby {} → {}{}",
+                        secs(&w.entered),
+                        w.exited
+                            .as_ref()
+                            .map_or_else(|| "still in Standby".into(), secs),
+                        w.seconds
+                            .map_or_else(String::new, |s| format!(" ({s:.1} s out of service)"))
+                    );
+                    for i in &w.inside {
+                        println!("    inside:  {i}");
+                    }
+                    for i in &w.whole {
+                        println!("    held by: {i}");
+                    }
+                }
                 for s in &report.snapshots {
                     println!("  database:  from {s}");
                 }
@@ -204,8 +225,13 @@ impl Printer {
                         b.stats.copied + b.precopy.as_ref().map_or(0, |p| p.copied),
                         b.stats.copied_bytes + b.precopy.as_ref().map_or(0, |p| p.copied_bytes),
                         match &b.precopy {
+                            Some(p) if b.as_of.is_some() => format!(
+                                "; {} before Standby, {} as of T after it",
+                                p.copied, b.stats.copied
+                            ),
                             Some(p) =>
                                 format!("; {} before Standby, {} during", p.copied, b.stats.copied),
+                            None if b.as_of.is_some() => "; as of T, after Standby".to_string(),
                             None => String::new(),
                         }
                     );

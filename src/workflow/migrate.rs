@@ -467,12 +467,16 @@ impl CloneEngine {
                         }
                         s.creating.push(name.to_string());
                     }
+                    // Migrate keeps its source in Standby through the swap (no early end of
+                    // the window): nothing of T to resume by.
+                    Progress::Window(_) => {}
                 }
                 save(store, &s).map_err(|e| e.to_string())
             };
             let execution = Execution {
                 after: StandbyAfter::Keep,
                 prior_standby: state.standby.clone(),
+                prior_window: None,
                 checkpoint: &checkpoint,
             };
             let outcome = self

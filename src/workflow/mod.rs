@@ -18,6 +18,7 @@ pub mod recovery;
 pub mod resource;
 pub mod resources;
 pub mod swapcheck;
+pub mod window;
 
 use thiserror::Error;
 

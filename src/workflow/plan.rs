@@ -135,6 +135,10 @@ pub struct BucketPlan {
     /// Copied by S3 Batch Operations jobs (set at preflight); None: by the local engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<super::batchcopy::BatchCopy>,
+    /// The source keeps versions (GetBucketVersioning `Enabled`, read at preflight): a clone
+    /// copies it as of T after the source serves again, so it does not hold the window.
+    #[serde(default)]
+    pub versioned: bool,
 }
 
 /// Where a run puts a template too large for CreateStack's `TemplateBody` (51,200 bytes), so
@@ -385,6 +389,7 @@ impl ClonePlan {
             }
         ));
         if self.standby {
+            steps.push(super::window::plan_step(self));
             steps.extend(of(PlanStage::Resume));
         }
         steps
@@ -578,6 +583,7 @@ pub fn build_plan(
             source_bucket,
             target,
             batch: None,
+            versioned: false,
         });
     }
 

@@ -195,6 +195,10 @@ pub struct CloneRecord {
     #[serde(default)]
     pub creating: Vec<String>,
     pub left_behind: Vec<ResourceRef>,
+    /// The window's T (a resumed run reuses it) and when the source returned to service, if
+    /// before the end of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<super::window::WindowMark>,
 }
 
 fn save(store: &dyn RunStore, record: &CloneRecord) -> Result<(), String> {
@@ -229,8 +233,10 @@ impl CloneEngine {
             standby: Vec::new(),
             creating: Vec::new(),
             left_behind: Vec::new(),
+            window: None,
         });
         let prior_standby = record.standby.clone();
+        let prior_window = record.window;
         let record = std::sync::Mutex::new(CloneRecord {
             phase: ClonePhase::Running,
             ..record
@@ -256,12 +262,14 @@ impl CloneEngine {
                         r.creating.push(name.to_string());
                     }
                 }
+                Progress::Window(mark) => r.window = Some(*mark),
             }
             save(store, &r)
         };
         let execution = Execution {
             after: StandbyAfter::Exit,
             prior_standby,
+            prior_window,
             checkpoint: &checkpoint,
         };
         let outcome = self.execute_with(plan, events, shutdown, execution).await;

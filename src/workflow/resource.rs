@@ -71,6 +71,7 @@ use super::clone::{BucketOutcome, CheckResult, Checkpoint, CloneEngine, CopyOutc
 use super::migrate::{Direction, MigrationState};
 use super::plan::{ClonePlan, SourceEnv};
 use super::recovery::PlanRecord;
+use super::window::{QuietWindow, WindowNeeds};
 use super::{PreflightError, StepError};
 use crate::journal::RunStore;
 
@@ -262,6 +263,9 @@ pub struct Checked<'a> {
     pub resources: &'a [StackResource],
     /// (source, target) buckets to compare object for object.
     pub bucket_pairs: &'a [(String, String)],
+    /// Targets copied as of a moment (a versioned source, after the window): compared with
+    /// the source as of it.
+    pub bucket_as_of: &'a [(String, chrono::DateTime<chrono::Utc>)],
     /// Archived source objects were left out of the copy (`--skip-archived`).
     pub skip_archived: bool,
     /// What the run copied of the kinds without a field of their own in the report (a
@@ -281,6 +285,9 @@ pub struct CopyRun<'a> {
     pub created: &'a Created,
     /// Told before a change that abort could not otherwise find (an untagged bucket).
     pub checkpoint: Checkpoint<'a>,
+    /// The source's quiet window (clone): T, and the signal a kind fires when work it must
+    /// do inside the window is done (`ResourceKind::window_needs`).
+    pub window: &'a QuietWindow,
 }
 
 /// What one copy of a kind produced, for the clone's report. The databases and buckets keep
@@ -385,6 +392,21 @@ pub trait ResourceKind: Send + Sync {
     /// `--dry-run`).
     fn plan_steps(&self, _plan: &ClonePlan, _stage: PlanStage) -> Vec<String> {
         Vec::new()
+    }
+
+    /// What this kind's resources of `plan` need of the source's quiet window in a clone
+    /// (`workflow::window`): work it does inside the window, named, for which it calls
+    /// `run.window.done(name)` when done; resources that need the source quiet until the
+    /// clone stack exists. By default a kind needs the whole window (today's: Standby until
+    /// the clone is verified).
+    fn window_needs(&self, _plan: &ClonePlan) -> WindowNeeds {
+        WindowNeeds {
+            inside: Vec::new(),
+            whole: vec![format!(
+                "the {} kind does not say when it no longer needs the source quiet",
+                self.name()
+            )],
+        }
     }
 
     /// Quick creation, before anything is copied, of what the clone stack will be given (a

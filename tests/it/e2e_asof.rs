@@ -90,6 +90,20 @@ async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
         .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
 }
 
+/// PutBucketVersioning Enabled.
+async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
     s3.delete_object()
         .bucket(bucket)
@@ -132,16 +146,7 @@ async fn s3_sync_as_of_copies_a_versioned_bucket_as_it_was_at_t() {
     for b in [SRC, DST] {
         s3.create_bucket().bucket(b).send().await.unwrap();
     }
-    s3.put_bucket_versioning()
-        .bucket(SRC)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    enable_versioning(&s3, SRC).await;
     put(&s3, SRC, "overwritten", "as of T").await;
     put(&s3, SRC, "deleted-after", "there at T").await;
     put(&s3, SRC, "kept", "never touched").await;
@@ -214,4 +219,75 @@ async fn s3_sync_as_of_copies_a_versioned_bucket_as_it_was_at_t() {
         "{}",
         text(&out)
     );
+}
+
+/// Issue 13, "the stand-in lets the end-to-end test observe the order": a real `envclone
+/// clone` of `prod` (both buckets versioned, snapshots `creating` for 8 s) returns the source's
+/// instances to service before its snapshot is `available`, by the times of its JSON events,
+/// and its report gives T and the window's length.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clone_returns_the_source_to_service_before_its_snapshot_is_available() {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    let http = reqwest::Client::new();
+    http.post(format!("{}/envclone-standin/snapshot-delay", standin.url))
+        .header("content-type", "application/json")
+        .body(r#"{"seconds": 8}"#)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let source = crate::e2e::stack(&config, "prod").await;
+    let reports = crate::e2e::params(&source)["ReportsBucketName"].clone();
+    let uploads = crate::e2e::physical_id(&config, "prod", "Uploads").await;
+    let s3 = s3_client(&config);
+    for bucket in [&reports, &uploads] {
+        enable_versioning(&s3, bucket).await;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state.path(),
+        &["--output", "json", "clone", "prod", "staging-test", "--yes"],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let time_of = |step: &str, message: &dyn Fn(&str) -> bool| -> chrono::DateTime<chrono::Utc> {
+        let e = lines
+            .iter()
+            .filter(|l| l["type"] == "event")
+            .map(|l| &l["event"])
+            .find(|e| {
+                e["step"] == step
+                    && e["phase"] == "done"
+                    && message(e["message"].as_str().unwrap_or(""))
+            })
+            .unwrap_or_else(|| panic!("no such {step} event: {}", text(&out)));
+        e["time"].as_str().unwrap().parse().unwrap()
+    };
+    let back = time_of("standby.exit", &|m| m == "back in service");
+    let point = time_of("snapshot", &|m| m.starts_with("point in time fixed"));
+    let available = time_of("snapshot", &|m| m == "available");
+    assert!(
+        point <= back && back < available,
+        "point fixed {point}, source back in service {back}, snapshot available {available}"
+    );
+    let report = lines
+        .iter()
+        .find(|l| l["type"] == "report")
+        .expect("a report")["report"]
+        .clone();
+    let window = &report["window"];
+    assert!(window["t"].is_string(), "{report}");
+    let seconds = window["seconds"].as_f64().expect("window length");
+    assert!(seconds > 0.0, "{window}");
+    assert!(window["whole"].as_array().unwrap().is_empty(), "{window}");
+    // The source's instances are in service now.
+    let fleet = crate::e2e::physical_id(&config, "prod", "WebGroup").await;
+    let (_, _, states) = crate::e2e::group_state(&config, &fleet).await;
+    assert!(states.iter().all(|s| s == "InService"), "{states:?}");
 }

@@ -8,7 +8,7 @@ use envclone::workflow::recovery::{self, ClonePhase};
 
 use crate::support::*;
 
-fn assert_nothing_of_the_run_left(s: &Scenario, context: &str) {
+pub(crate) fn assert_nothing_of_the_run_left(s: &Scenario, context: &str) {
     assert_eq!(
         s.fake.live_stack_names(),
         vec!["prod".to_string()],

@@ -49,10 +49,29 @@ async fn copy_parameter_buckets(
                     format!("bulk copy of s3://{} before Standby", b.source_bucket),
                 );
             }
-            engine
-                .copy_bucket(plan, &b.logical_id, &b.source_bucket, name, events)
-                .await
-                .map(Outcome::Bucket)
+            // A versioned source is copied as of T (it does not hold the window); one that
+            // keeps no versions is copied now, inside the window, and compared before the
+            // window closes (the source writes again after).
+            let as_of = if b.versioned {
+                run.window.as_of()
+            } else {
+                None
+            };
+            let outcome = engine
+                .copy_bucket(plan, &b.logical_id, &b.source_bucket, name, events, as_of)
+                .await?;
+            if !precopy && !b.versioned && run.window.closes_early() {
+                let (check, report) =
+                    compare(engine, &b.source_bucket, name, plan.skip_archived, None).await?;
+                run.window
+                    .record_verified((b.source_bucket.clone(), name.clone()), check, report);
+                run.window
+                    .done(&crate::workflow::window::unversioned_bucket_item(
+                        &b.source_bucket,
+                        name,
+                    ));
+            }
+            Ok(Outcome::Bucket(outcome))
         }),
         BucketTarget::StackOwned { .. } => None,
     });
@@ -64,6 +83,75 @@ fn batch_note(plan: &ClonePlan, b: &BucketPlan) -> String {
     b.batch.as_ref().map_or(String::new(), |batch| {
         batch.plan_note(plan.run_id.as_str(), &b.logical_id)
     })
+}
+
+/// Compares bucket `target` with `source` (as of `as_of`, when given): the check and its
+/// report.
+async fn compare(
+    engine: &CloneEngine,
+    source: &str,
+    target: &str,
+    skip_archived: bool,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(CheckResult, VerifyReport), StepError> {
+    let report = s3sync::verify_as_of(
+        engine.cloud.objects.clone(),
+        &BucketPath::bucket(source),
+        &BucketPath::bucket(target),
+        engine.settings.verify_concurrency,
+        skip_archived,
+        as_of,
+    )
+    .await
+    .map_err(StepError::sync("verify"))?;
+    let skipped = if report.skipped_archived > 0 {
+        format!(
+            "; {} archived object(s) not compared (left out by --skip-archived)",
+            report.skipped_archived
+        )
+    } else {
+        String::new()
+    };
+    let as_of_note = as_of.map_or_else(String::new, |t| {
+        format!(
+            "; source as of {} (later writes to it are not differences)",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )
+    });
+    let detail = if report.is_equal() {
+        format!(
+            "{} object(s) equal (key, size, ETag, content type, metadata, tags){}{skipped}{as_of_note}",
+            report.compared,
+            if report.compared_by_content > 0 {
+                format!(
+                    "; {} compared by content (different part layouts)",
+                    report.compared_by_content
+                )
+            } else {
+                String::new()
+            }
+        )
+    } else {
+        let first: Vec<String> = report
+            .mismatches
+            .iter()
+            .take(5)
+            .map(|m| format!("{:?}: {}", m.key, m.problem))
+            .collect();
+        format!(
+            "{} difference(s), e.g. {}{skipped}{as_of_note}",
+            report.mismatches.len(),
+            first.join("; ")
+        )
+    };
+    Ok((
+        CheckResult {
+            check: format!("bucket {target} = {source}"),
+            ok: report.is_equal(),
+            detail,
+        },
+        report,
+    ))
 }
 
 /// Deletes every object version and delete marker of a bucket (see
@@ -110,6 +198,35 @@ impl ResourceKind for Bucket {
                 BucketSpec::StackOwned { .. } => None,
             })
             .collect()
+    }
+
+    /// A bucket that keeps versions is copied as of T after the window; one that keeps none
+    /// holds it: passed by parameter, until its delta is copied and compared; owned by the
+    /// stack, until the stack exists (the whole window).
+    fn window_needs(&self, plan: &ClonePlan) -> crate::workflow::window::WindowNeeds {
+        let mut out = crate::workflow::window::WindowNeeds::default();
+        for b in plan.buckets.iter().filter(|b| !b.versioned) {
+            match &b.target {
+                BucketTarget::Created { name, .. } => {
+                    out.inside
+                        .push(crate::workflow::window::unversioned_bucket_item(
+                            &b.source_bucket,
+                            name,
+                        ))
+                }
+                BucketTarget::StackOwned { .. } if b.batch.is_some() => out.whole.push(format!(
+                    "bucket {}: its copy {} is created by the stack and filled by an S3 Batch \
+                     Operations job, which copies current versions, not those at T",
+                    b.source_bucket, b.logical_id
+                )),
+                BucketTarget::StackOwned { .. } => out.whole.push(format!(
+                    "bucket {} keeps no versions and its copy {} is created by the stack \
+                     (enable versioning on it to copy it as of T after the source serves)",
+                    b.source_bucket, b.logical_id
+                )),
+            }
+        }
+        out
     }
 
     /// Creating each bucket passed by parameter, copying into it with the snapshots, and
@@ -184,8 +301,13 @@ impl ResourceKind for Bucket {
         let fills = plan.buckets.iter().filter_map(|b| match &b.target {
             BucketTarget::StackOwned { .. } => Some(async {
                 let name = engine.wait_for_stack_bucket(plan, &b.logical_id).await?;
+                let as_of = if b.versioned {
+                    run.window.as_of()
+                } else {
+                    None
+                };
                 engine
-                    .copy_bucket(plan, &b.logical_id, &b.source_bucket, &name, events)
+                    .copy_bucket(plan, &b.logical_id, &b.source_bucket, &name, events, as_of)
                     .await
                     .map(Outcome::Bucket)
             }),
@@ -274,57 +396,14 @@ impl ResourceKind for Bucket {
         checks: &mut Vec<CheckResult>,
         reports: &mut Vec<VerifyReport>,
     ) -> Result<(), StepError> {
-        let step = "verify";
-        let cloud = &engine.cloud;
         for (source, target) in env.bucket_pairs {
-            let report = s3sync::verify_with(
-                cloud.objects.clone(),
-                &BucketPath::bucket(source),
-                &BucketPath::bucket(target),
-                engine.settings.verify_concurrency,
-                env.skip_archived,
-            )
-            .await
-            .map_err(StepError::sync(step))?;
-            let skipped = if report.skipped_archived > 0 {
-                format!(
-                    "; {} archived object(s) not compared (left out by --skip-archived)",
-                    report.skipped_archived
-                )
-            } else {
-                String::new()
-            };
-            let detail = if report.is_equal() {
-                format!(
-                    "{} object(s) equal (key, size, ETag, content type, metadata, tags){}{skipped}",
-                    report.compared,
-                    if report.compared_by_content > 0 {
-                        format!(
-                            "; {} compared by content (different part layouts)",
-                            report.compared_by_content
-                        )
-                    } else {
-                        String::new()
-                    }
-                )
-            } else {
-                let first: Vec<String> = report
-                    .mismatches
-                    .iter()
-                    .take(5)
-                    .map(|m| format!("{:?}: {}", m.key, m.problem))
-                    .collect();
-                format!(
-                    "{} difference(s), e.g. {}{skipped}",
-                    report.mismatches.len(),
-                    first.join("; ")
-                )
-            };
-            checks.push(CheckResult {
-                check: format!("bucket {target} = {source}"),
-                ok: report.is_equal(),
-                detail,
-            });
+            let as_of = env
+                .bucket_as_of
+                .iter()
+                .find(|(t, _)| t == target)
+                .map(|(_, at)| *at);
+            let (check, report) = compare(engine, source, target, env.skip_archived, as_of).await?;
+            checks.push(check);
             reports.push(report);
         }
         Ok(())

@@ -165,6 +165,27 @@ impl super::super::resource::ResourceKind for Database {
             .collect()
     }
 
+    /// A snapshot holds the window until its point in time is fixed (not until it is
+    /// available); an Aurora copy-on-write clone point keeps the whole window (the stack
+    /// clones at the latest restorable time, later than T).
+    fn window_needs(&self, plan: &ClonePlan) -> crate::workflow::window::WindowNeeds {
+        let mut out = crate::workflow::window::WindowNeeds::default();
+        for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
+            if d.copy_on_write.is_some() {
+                out.whole.push(format!(
+                    "Aurora cluster {} is cloned copy-on-write by the stack, at its latest                      restorable time",
+                    d.source_instance
+                ));
+            } else {
+                out.inside.push(crate::workflow::window::snapshot_item(
+                    d.kind.snapshot_noun(),
+                    &d.snapshot_id,
+                ));
+            }
+        }
+        out
+    }
+
     /// What the stack restores each database of this kind from (`database_artifact`), made in
     /// parallel, and its parameters.
     async fn before_stack(&self, run: &CopyRun<'_>) -> Result<BeforeStack, StepError> {
@@ -177,7 +198,7 @@ impl super::super::resource::ResourceKind for Database {
                 .map(|(position, d)| async move {
                     let artifact = run
                         .engine
-                        .database_artifact(run.plan, d, run.events, run.created)
+                        .database_artifact(run.plan, d, run.events, run.created, run.window)
                         .await?;
                     Ok::<_, StepError>((position, artifact))
                 }),

@@ -243,6 +243,25 @@ async fn create(run: &CopyRun<'_>, source: &str, target: &str) -> Result<(), Ste
 
 #[async_trait]
 impl ResourceKind for DynamoDbTable {
+    /// Every table keeps the whole window: its copy (a consistent Scan) and its verification
+    /// read the live table, and DynamoDB has no read as of a moment the verification could
+    /// use once the source writes again.
+    fn window_needs(&self, plan: &ClonePlan) -> crate::workflow::window::WindowNeeds {
+        crate::workflow::window::WindowNeeds {
+            inside: Vec::new(),
+            whole: plan
+                .contract
+                .tables
+                .iter()
+                .map(|t| {
+                    format!(
+                        "DynamoDB table {} is copied and compared from the live table                          (DynamoDB reads no earlier state)",
+                        t.logical_id()
+                    )
+                })
+                .collect(),
+        }
+    }
     fn name(&self) -> &'static str {
         "dynamodb-table"
     }

@@ -26,6 +26,10 @@ pub struct ScalingGroup;
 
 #[async_trait]
 impl ResourceKind for ScalingGroup {
+    /// The groups are what is put into Standby: they hold nothing the window waits for.
+    fn window_needs(&self, _plan: &ClonePlan) -> crate::workflow::window::WindowNeeds {
+        crate::workflow::window::WindowNeeds::default()
+    }
     fn name(&self) -> &'static str {
         "auto-scaling-group"
     }
