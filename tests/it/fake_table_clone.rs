@@ -322,3 +322,49 @@ async fn an_unlisted_table_is_refused_unless_ignored_and_then_created_empty() {
     assert_eq!(s.fake.table_items("staging-orders"), Some(vec![]));
     assert_eq!(s.fake.table_items("prod-orders").unwrap().len(), 10);
 }
+
+/// Issue 12 (left open last session: "no template-vs-source spec check at preflight for a
+/// stack-created table"): a clone onto a template whose table keys its items otherwise than the
+/// source's (here the sort key `sk` turned from a number into a string) is refused by preflight,
+/// naming the table, both keys and the fix, before any change. Failed before the check: the
+/// plan passed, and the run stopped only at the copy, after Standby, the snapshot and the stack.
+#[tokio::test(start_paused = true)]
+async fn a_template_that_keys_the_table_otherwise_is_refused_before_any_change() {
+    let source_template = template("Orders: {}", true);
+    let s = prod_with_orders(&source_template, true, 10).await;
+    let calls = s.fake.mutating_calls().len();
+    let retyped = source_template.replacen(
+        "{ AttributeName: sk, AttributeType: N }",
+        "{ AttributeName: sk, AttributeType: S }",
+        1,
+    );
+    assert_ne!(retyped, source_template);
+    let mut request = s.request("staging");
+    request.template = Some(("webapp-v2.yaml".into(), retyped));
+
+    let err = s
+        .engine
+        .preflight(&request, run_id())
+        .await
+        .expect_err("the clone's table would refuse the source's items")
+        .to_string();
+
+    for what in [
+        "prod-orders",
+        "staging-orders",
+        "sk (N) RANGE",
+        "sk (S) RANGE",
+        "nothing was changed",
+    ] {
+        assert!(err.contains(what), "{what}: {err}");
+    }
+    assert_eq!(s.fake.mutating_calls().len(), calls, "no change at all");
+
+    // The same template with the source's key types passes (the check is not a blanket refusal).
+    let mut same = s.request("staging");
+    same.template = Some(("webapp-v2.yaml".into(), source_template));
+    s.engine
+        .preflight(&same, run_id())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -23,9 +23,11 @@ use crate::model::TAG_ENVIRONMENT;
 use crate::ports::{PortError, StackInfo, StackResource};
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::VerifyReport;
+use crate::template_eval::{Evaluated, Evaluator};
 
 use super::super::clone::{CheckResult, CloneEngine, CopyOutcome};
 use super::super::dynamodb::{self as tables, CopyOptions, CopyReport, TableSpec, TABLE_TYPE};
+use super::super::fixednames::created_by_template;
 use super::super::plan::{ClonePlan, SourceEnv};
 use super::super::recovery::PlanRecord;
 use super::super::resource::{
@@ -40,6 +42,47 @@ pub const TABLE: RefKind = RefKind::new("DynamoDB table");
 /// How long a global index of a copied table may lag behind its table when verified
 /// ("Global secondary indexes": updated asynchronously, eventually consistent).
 const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The table the clone stack will create for `logical_id`, as its template declares it with the
+/// clone's parameters, checked against the source table `source_table` before any change: the
+/// same primary key and no attribute keyed by another type (DynamoDB would refuse every item
+/// of the copy, after Standby, the snapshots and the stack). Properties the evaluator cannot
+/// know here (`Fn::GetAtt`, an import) leave the check to the copy, which makes it again.
+fn check_stack_table(
+    source: &SourceEnv,
+    plan: &ClonePlan,
+    logical_id: &str,
+    source_table: &tables::TableInfo,
+) -> Result<(), PreflightError> {
+    let (account, region) = source.account_and_region();
+    let parameters = Evaluator::effective_parameters(&plan.template, &plan.parameters);
+    let ev = Evaluator {
+        template: &plan.template,
+        parameters: &parameters,
+        stack_name: &plan.target_stack,
+        account_id: &account,
+        region: &region,
+        resource_refs: BTreeMap::new(),
+    };
+    if !created_by_template(&ev, logical_id) {
+        return Ok(());
+    }
+    let name = ev
+        .property(logical_id, "TableName")
+        .unwrap_or_else(|| format!("{} ({logical_id})", plan.target_stack));
+    let Some(Evaluated::Value(properties)) = plan.template.value["Resources"][logical_id]
+        .get("Properties")
+        .and_then(|p| ev.eval(p))
+    else {
+        return Ok(());
+    };
+    let Ok(spec) = tables::spec_from_template(&name, &properties) else {
+        return Ok(());
+    };
+    tables::check_target_spec(source_table, &spec).map_err(|e| PreflightError::Unsupported {
+        what: format!("{e} (table {logical_id} of the clone's template); nothing was changed"),
+    })
+}
 
 /// The DynamoDB table kind.
 pub struct DynamoDbTable;
@@ -326,11 +369,14 @@ impl ResourceKind for DynamoDbTable {
                         logical_id: t.logical_id().to_string(),
                     }
                 })?;
-            tables::check_source(port, &name, &CopyOptions::default())
+            let info = tables::check_source(port, &name, &CopyOptions::default())
                 .await
                 .map_err(|e| PreflightError::Unsupported {
                     what: format!("{e}; nothing was changed"),
                 })?;
+            if let Listed::StackOwned { logical_id } = t {
+                check_stack_table(source, plan, logical_id, &info)?;
+            }
         }
         for (_, parameter) in created {
             let Some(target) = plan.parameters.get(parameter) else {
