@@ -2323,13 +2323,15 @@ impl CloneEngine {
     }
 
     /// Checks an environment: its stack usable, its databases available, each (source, target)
-    /// bucket pair equal object for object, its instances in service, the contract's HTTP
-    /// checks. Appends one result per check; errors only when a check cannot be made at all.
+    /// bucket pair equal object for object, each of `copies` compared by its kind, its
+    /// instances in service, the contract's HTTP checks. Appends one result per check; errors
+    /// only when a check cannot be made at all.
     pub async fn check_environment(
         &self,
         stack_name: &str,
         contract: &crate::contract::Contract,
         bucket_pairs: &[(String, String)],
+        copies: &[CopyOutcome],
         checks: &mut Vec<CheckResult>,
     ) -> Result<Vec<VerifyReport>, StepError> {
         let skip_archived = self.settings.sync.skip_archived;
@@ -2337,7 +2339,7 @@ impl CloneEngine {
             stack_name,
             contract,
             (bucket_pairs, &[]),
-            &[],
+            copies,
             checks,
             skip_archived,
         )

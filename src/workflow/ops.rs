@@ -10,6 +10,7 @@ use crate::template_eval::Evaluator;
 
 use super::clone::{CheckResult, CloneEngine, StandbyRecord, SCALING_PROCESSES, STANDBY_BATCH};
 use super::plan::SourceEnv;
+use super::resource::KINDS;
 use super::{PreflightError, StepError};
 
 /// The buckets of an environment by contract logical id (stack-owned: the stack's bucket;
@@ -76,8 +77,12 @@ impl CloneEngine {
                 }),
             }
         }
+        let copies: Vec<_> = KINDS
+            .iter()
+            .flat_map(|kind| kind.paired_copies(&contract, &source, &target, &mut checks))
+            .collect();
         let reports = self
-            .check_environment(&target.stack.name, &contract, &pairs, &mut checks)
+            .check_environment(&target.stack.name, &contract, &pairs, &copies, &mut checks)
             .await?;
         Ok((checks, reports))
     }

@@ -477,6 +477,20 @@ pub trait ResourceKind: Send + Sync {
         Ok(())
     }
 
+    /// What of this kind `target` holds as a copy of `source`'s (`envclone verify ENV
+    /// --against SRC`, with no run at hand), paired by the contract from both stacks, for
+    /// `verify` to compare (`Checked::copies`); a resource `target` has and `source` lacks is
+    /// a failed check in `checks`. The buckets pair in `verify_env` itself (their own field).
+    fn paired_copies(
+        &self,
+        _contract: &Contract,
+        _source: &SourceEnv,
+        _target: &SourceEnv,
+        _checks: &mut Vec<CheckResult>,
+    ) -> Vec<CopyOutcome> {
+        Vec::new()
+    }
+
     /// Verifies the environment's resources of this kind (after a clone, after migrate's
     /// swap, `envclone check`): one result per check in `checks`; a bucket comparison's full
     /// report in `reports`. Errors only when a check cannot be made at all.

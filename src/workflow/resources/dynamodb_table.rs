@@ -541,6 +541,40 @@ impl ResourceKind for DynamoDbTable {
         Ok(())
     }
 
+    /// Each listed table of `target` with `source`'s of the same logical id (a table both
+    /// stacks receive by parameter, `shared`, is the same table and not compared with itself).
+    fn paired_copies(
+        &self,
+        contract: &Contract,
+        source: &SourceEnv,
+        target: &SourceEnv,
+        checks: &mut Vec<CheckResult>,
+    ) -> Vec<CopyOutcome> {
+        let mut out = Vec::new();
+        for t in &contract.tables {
+            let id = t.logical_id();
+            let Some(to) = source_table(t, &target.stack.parameters, &target.resources) else {
+                continue;
+            };
+            match source_table(t, &source.stack.parameters, &source.resources) {
+                Some(from) if from == to => {}
+                Some(from) => out.push(CopyOutcome {
+                    kind: self.name().to_string(),
+                    logical_id: id.to_string(),
+                    source: from,
+                    target: to,
+                    detail: String::new(),
+                }),
+                None => checks.push(CheckResult {
+                    check: format!("DynamoDB table {to}"),
+                    ok: false,
+                    detail: format!("{} has no table {id} to compare with", source.stack.name),
+                }),
+            }
+        }
+        out
+    }
+
     /// Each table the run copied: both tables' items compared whole, the target's global
     /// indexes queried.
     async fn verify(
