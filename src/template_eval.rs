@@ -309,6 +309,34 @@ fn sub_mentions(text: &str, name: &str) -> bool {
     text.contains(&format!("${{{name}}}"))
 }
 
+/// The text of a `Fn::Sub` and its local variables (`Fn::Sub: [text, {Var: value}]`).
+pub(crate) fn sub_argument(arg: &Value) -> (&str, Option<&serde_json::Map<String, Value>>) {
+    match arg {
+        Value::String(s) => (s.as_str(), None),
+        Value::Array(a) => (
+            a.first().and_then(Value::as_str).unwrap_or(""),
+            a.get(1).and_then(Value::as_object),
+        ),
+        _ => ("", None),
+    }
+}
+
+/// The `${Name}` variables of a `Fn::Sub` string (`${!Literal}` is text).
+pub(crate) fn sub_variables(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else { break };
+        let name = after[..end].trim();
+        if !name.starts_with('!') {
+            out.push(name);
+        }
+        rest = &after[end + 1..];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,125 +14,24 @@
 
 use std::time::Duration;
 
-use md5::{Digest, Md5};
-use serde::{Deserialize, Serialize};
-
 use crate::events::Emitter;
 use crate::ports::batch::BatchJobs;
 use crate::ports::PortError;
 use crate::retry::retry;
-use crate::s3batch::{self, BatchEvent, BatchRequest};
-use crate::s3sync::{BucketPath, SyncOptions, SyncStats};
+use crate::s3batch::{self, BatchEvent};
+use crate::s3sync::{SyncOptions, SyncStats};
 
-use super::clone::CloneEngine;
+pub use super::engine::BatchSettings;
+use super::engine::CloneEngine;
+pub use super::plan::{token_stem, BatchCopy};
 use super::plan::{BucketPlan, BucketTarget, ClonePlan};
-use super::recovery::RunResources;
-use super::resource::{ResourceRef, BATCH_JOB};
+use super::record::RunResources;
+use super::refs::{ResourceRef, BATCH_JOB};
 use super::{PreflightError, StepError};
 
 /// How long abort waits for a cancelled job to leave Cancelling (it finishes the tasks in
 /// flight first: "Cancelling a job", S3 User Guide); the buckets are emptied only after.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-
-/// What the operator gave for the batch copies of a clone or migrate.
-#[derive(Debug, Clone)]
-pub struct BatchSettings {
-    /// `--engine batch`: every bucket of the contract.
-    pub all: bool,
-    /// `--batch-role`: the IAM role the jobs assume (its account runs them).
-    pub role_arn: Option<String>,
-    /// `--batch-reports`: where the journals, manifests and completion reports go.
-    pub reports: Option<BucketPath>,
-    pub priority: i32,
-    /// Between two DescribeJob.
-    pub poll: Duration,
-    /// Objects over this size stay out of a job (CopyObject's 5 GiB) and are copied locally.
-    pub copy_limit: u64,
-}
-
-impl Default for BatchSettings {
-    fn default() -> Self {
-        BatchSettings {
-            all: false,
-            role_arn: None,
-            reports: None,
-            priority: 10,
-            poll: Duration::from_secs(10),
-            copy_limit: crate::s3sync::AWS_COPY_LIMIT,
-        }
-    }
-}
-
-/// A bucket of the plan copied by S3 Batch Operations: what its jobs are given (recorded with
-/// the plan, so a resume and an abort use the same).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchCopy {
-    pub role_arn: String,
-    pub reports_bucket: String,
-    pub reports_prefix: String,
-    pub priority: i32,
-    pub copy_limit: u64,
-    /// Why this bucket is copied by a job (`--engine batch`, or its contract entry).
-    pub chosen_by: String,
-}
-
-impl BatchCopy {
-    fn reports(&self) -> BucketPath {
-        BucketPath {
-            bucket: self.reports_bucket.clone(),
-            prefix: self.reports_prefix.clone(),
-        }
-    }
-
-    /// The request of `s3batch::run` for the copy of `source` into `target` of run `run_id`.
-    pub fn request(
-        &self,
-        run_id: &str,
-        logical_id: &str,
-        (source, target): (&str, &str),
-        options: SyncOptions,
-        poll: Duration,
-    ) -> BatchRequest {
-        BatchRequest {
-            source: BucketPath::bucket(source),
-            target: BucketPath::bucket(target),
-            options,
-            role_arn: self.role_arn.clone(),
-            reports: self.reports(),
-            priority: self.priority,
-            copy_limit: self.copy_limit,
-            poll,
-            token_stem: Some(token_stem(run_id, logical_id)),
-        }
-    }
-
-    /// The plan's words for the job a copy creates.
-    pub fn plan_note(&self, run_id: &str, logical_id: &str) -> String {
-        let stem = token_stem(run_id, logical_id);
-        let dir = format!(
-            "s3://{}/{}envclone-batch/{stem}-N",
-            self.reports_bucket, self.reports_prefix
-        );
-        format!(
-            "; by an S3 Batch Operations job ({}): S3PutObjectCopy of the objects that differ, \
-             manifest {dir}/manifest.csv, role {}, priority {}, completion report of the failed \
-             tasks under {dir}/report, client token {stem}-N (N = 1 for the first job of the \
-             bucket); the failed keys and the objects over {} bytes are copied by envclone, then \
-             the bucket is verified object for object",
-            self.chosen_by, self.role_arn, self.priority, self.copy_limit
-        )
-    }
-}
-
-/// The stem of the client tokens of a run's jobs for one bucket: the run id and a hash of
-/// the bucket's logical id (CreateJob's ClientToken is at most 64 characters).
-pub fn token_stem(run_id: &str, logical_id: &str) -> String {
-    let digest = Md5::digest(logical_id.as_bytes());
-    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    let stem = format!("envclone-{run_id}-{hash}");
-    debug_assert!(stem.len() + 11 <= s3batch::CLIENT_TOKEN_MAX);
-    stem
-}
 
 fn refuse(b: &BucketPlan, chosen_by: &str, what: String) -> PreflightError {
     PreflightError::Unsupported {

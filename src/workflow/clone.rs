@@ -8,23 +8,29 @@ use std::time::Duration;
 use futures::future::{try_join, try_join_all};
 use serde::Serialize;
 
-use crate::contract::{Template, VerifyCheck, ASG, BUCKET, DB_CLUSTER, DB_INSTANCE};
+use crate::contract::{Template, VerifyCheck, ASG, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
 use crate::model::{RunId, TAG_CFN_IDENTIFIER, TAG_ENVIRONMENT, TAG_OPEN_MIGRATION, TAG_RUN};
 use crate::ports::{
-    Cloud, CreateStackRequest, DbCluster, DbKind, DnsRecord, PortError, StackInfo, StackResource,
-    StackStatus, TemplateSource, TEMPLATE_BODY_MAX,
+    CreateStackRequest, DbKind, DnsRecord, PortError, StackInfo, StackResource, StackStatus,
+    TemplateSource, TEMPLATE_BODY_MAX,
 };
 use crate::retry::{retry, wait_until, Poll};
-use crate::s3sync::{self, BucketPath, SyncOptions, SyncStats, VerifyReport};
+use crate::s3sync::{self, VerifyReport};
 
 use super::plan::{
-    build_plan, BucketTarget, ClonePlan, CloneRequest, DatabasePlan, NestedResource, SourceEnv,
-    TemplateStaging, NESTED_STACK, PURPOSE_TEMPLATE_STAGING, STAGING_BUCKET_PREFIX, TAG_PURPOSE,
+    BucketTarget, ClonePlan, CloneRequest, NestedResource, SourceEnv, TemplateStaging,
+    NESTED_STACK, PURPOSE_TEMPLATE_STAGING, STAGING_BUCKET_PREFIX, TAG_PURPOSE,
 };
+use super::planner::build_plan;
 use super::resource::{self, Checked, CopyRun, Outcome, ResourceRef};
 use super::resources;
 use super::window::{QuietWindow, WindowMark, WindowReport};
+
+pub use super::engine::{
+    BucketOutcome, CheckResult, Checkpoint, CloneEngine, CopyOutcome, Created, Progress, Settings,
+    StandbyRecord,
+};
 use super::{PreflightError, StepError};
 
 /// The reference of a template a run staged in S3.
@@ -33,46 +39,6 @@ pub fn staged_template(st: &TemplateStaging) -> ResourceRef {
         resource::STAGED_TEMPLATE,
         format!("s3://{}/{}", st.bucket, st.key),
     )
-}
-
-/// How long each wait may take, and how copies run.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub standby_timeout: Duration,
-    pub snapshot_timeout: Duration,
-    pub stack_timeout: Duration,
-    pub verify_timeout: Duration,
-    /// How long each check of the live environment after migrate's swap may take before the
-    /// swap is undone (the environment serves from the new stack meanwhile: a long wait is an
-    /// outage).
-    pub post_swap_timeout: Duration,
-    pub sync: SyncOptions,
-    pub verify_concurrency: usize,
-    /// Copy the buckets passed by parameter before Standby, so Standby copies only the delta.
-    pub precopy: bool,
-    /// The `--state` bucket and prefix, when given: a template over CreateStack's TemplateBody
-    /// limit is staged there (under `<prefix>/staging/<run>/`) instead of in a bucket of the
-    /// run's own.
-    pub state_bucket: Option<(String, String)>,
-    /// `--engine batch` and the jobs' role and reports location.
-    pub batch: super::batchcopy::BatchSettings,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            standby_timeout: Duration::from_secs(15 * 60),
-            snapshot_timeout: Duration::from_secs(4 * 3600),
-            stack_timeout: Duration::from_secs(2 * 3600),
-            verify_timeout: Duration::from_secs(20 * 60),
-            post_swap_timeout: Duration::from_secs(5 * 60),
-            sync: SyncOptions::default(),
-            verify_concurrency: 32,
-            precopy: true,
-            state_bucket: None,
-            batch: Default::default(),
-        }
-    }
 }
 
 /// How far this machine's clock may be from S3's when T is picked (`s3sync::as_of_point`):
@@ -88,22 +54,6 @@ pub enum StandbyAfter {
     Keep,
 }
 
-/// Records what is about to be put into Standby, before the call (so a crash right after it
-/// still knows what to return to service). An error stops the run before that change.
-pub type Checkpoint<'a> = &'a (dyn Fn(Progress<'_>) -> Result<(), String> + Sync);
-
-/// What a run is about to change, reported to its checkpoint before the call.
-#[derive(Debug, Clone, Copy)]
-pub enum Progress<'a> {
-    /// These instances (all the run has put into Standby so far) are about to be.
-    Standby(&'a [StandbyRecord]),
-    /// This bucket is about to be created (it is tagged in a second call: a crash between the
-    /// two leaves it untagged, and this record is how abort knows it anyway).
-    CreatingBucket(&'a str),
-    /// The window's T was fixed (a resumed run reuses it), or the window ended.
-    Window(&'a WindowMark),
-}
-
 /// How `execute_with` runs.
 pub struct Execution<'a> {
     pub after: StandbyAfter,
@@ -112,24 +62,6 @@ pub struct Execution<'a> {
     /// The window of an earlier attempt of the same run (resume): its T is reused.
     pub prior_window: Option<WindowMark>,
     pub checkpoint: Checkpoint<'a>,
-}
-
-/// Instances a run put into Standby, and the group's MinSize before (lowered when Standby
-/// would take desired capacity below it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct StandbyRecord {
-    pub group: String,
-    pub instance_ids: Vec<String>,
-    pub original_min_size: i32,
-    pub original_desired: i32,
-    /// MaxSize before the run: ExitStandby may need it raised (it adds the instances back to
-    /// the desired capacity), and it is put back.
-    #[serde(default)]
-    pub original_max_size: Option<i32>,
-    /// Scaling processes this run suspended, and resumes. Those the operator had suspended
-    /// before are not listed: they stay suspended.
-    #[serde(default)]
-    pub suspended_by_run: Vec<String>,
 }
 
 /// The scaling processes that launch, terminate or replace instances on their own while the
@@ -154,52 +86,6 @@ pub const STANDBY_BATCH: usize = 20;
 /// before envclone stops waiting for it and reports it: the hook's own timeout (an hour by
 /// default) decides its fate, not envclone.
 pub const LIFECYCLE_HOOK_GRACE: Duration = Duration::from_secs(5 * 60);
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckResult {
-    pub check: String,
-    pub ok: bool,
-    pub detail: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BucketOutcome {
-    pub logical_id: String,
-    pub source: String,
-    pub target: String,
-    /// The copy made during Standby (after a pre-copy: only the delta).
-    pub stats: SyncStats,
-    /// The bulk copy made before Standby, if any.
-    pub precopy: Option<SyncStats>,
-    /// The source was copied as it was at this moment (T: a versioned source, copied after the
-    /// source returned to service).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// A copy of a kind without a field of its own in the report (a DynamoDB table): what was
-/// copied into what, and what the copy did.
-#[derive(Debug, Clone, Serialize)]
-pub struct CopyOutcome {
-    /// The kind's name (`ResourceKind::name`), which verifies it.
-    pub kind: String,
-    pub logical_id: String,
-    pub source: String,
-    pub target: String,
-    /// What the copy did, in words (`1000 item(s) copied, …`).
-    pub detail: String,
-}
-
-/// AWS allows 15 copy-on-write clones of one Aurora cluster.
-const MAX_COPY_ON_WRITE_CLONES: usize = 15;
-
-/// What the clone stack restores one database from.
-pub(crate) struct DatabaseArtifact {
-    /// For the report: `DB snapshot <id>`, `DB cluster snapshot <id>` or the clone point.
-    pub label: String,
-    /// The database's parameters of the clone stack.
-    pub parameters: BTreeMap<String, String>,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CloneReport {
@@ -233,40 +119,6 @@ pub struct CloneFailure {
     /// Whether the source's instances are back in service; if not, what is still in Standby.
     pub source_restored: Result<(), String>,
     pub verification: Vec<CheckResult>,
-}
-
-/// Resources created so far, for the failure report.
-#[derive(Default)]
-pub struct Created(std::sync::Mutex<Vec<ResourceRef>>);
-
-impl Created {
-    pub fn add(&self, what: ResourceRef) {
-        let mut list = self.0.lock().expect("created lock");
-        if !list.iter().any(|w| w.same(&what)) {
-            list.push(what);
-        }
-    }
-    fn list(&self) -> Vec<ResourceRef> {
-        self.0.lock().expect("created lock").clone()
-    }
-    pub fn contains(&self, what: &ResourceRef) -> bool {
-        self.0
-            .lock()
-            .expect("created lock")
-            .iter()
-            .any(|w| w.same(what))
-    }
-    fn remove(&self, what: &ResourceRef) {
-        self.0
-            .lock()
-            .expect("created lock")
-            .retain(|w| !w.same(what));
-    }
-}
-
-pub struct CloneEngine {
-    pub cloud: Cloud,
-    pub settings: Settings,
 }
 
 impl CloneEngine {
@@ -359,7 +211,7 @@ impl CloneEngine {
             .iter()
             .filter(|n| {
                 let t = n.resource.resource_type.as_str();
-                resource::of_type(t).is_some() || t == ASG
+                resources::of_type(t).is_some() || t == ASG
             })
             .map(|n| {
                 format!(
@@ -609,7 +461,7 @@ impl CloneEngine {
                 found: plan.archived,
             });
         }
-        for kind in resource::KINDS {
+        for kind in resources::KINDS {
             kind.preflight(self, &source, &plan).await?;
         }
         Ok(plan)
@@ -651,7 +503,7 @@ impl CloneEngine {
         let checkpoint = execution.checkpoint;
         let created = Created::default();
         let dns_before = self.entry_dns_records(plan).await;
-        let needs = super::window::needs_of(plan);
+        let needs = super::planner::needs_of(plan);
         // The window closes before the clone is verified only in a clone (migrate keeps its
         // source in Standby through the swap: its promise is that no write is lost between
         // the copy and the swap), with Standby, and when nothing needs the whole window.
@@ -1185,61 +1037,6 @@ impl CloneEngine {
         Ok(())
     }
 
-    /// Waits until snapshot `id` of database `instance` is available (or fails for good).
-    pub async fn wait_snapshot_available(
-        &self,
-        kind: DbKind,
-        id: &str,
-        instance: &str,
-        step: &str,
-    ) -> Result<(), StepError> {
-        let snapshots = self.cloud.databases.snapshots(kind);
-        let what = format!(
-            "{} {id} of {instance} to be available",
-            kind.snapshot_noun()
-        );
-        wait_until(&what, self.settings.snapshot_timeout, || async {
-            Ok(match snapshots.describe(id).await? {
-                Some(s) if s.status == crate::ports::SnapshotStatus::Available => Poll::Ready(()),
-                // Failed, or being deleted (by someone else): it will never be available.
-                Some(s)
-                    if matches!(
-                        s.status,
-                        crate::ports::SnapshotStatus::Failed
-                            | crate::ports::SnapshotStatus::Deleting
-                    ) || s.status == "deleted" =>
-                {
-                    Poll::Failed(format!("snapshot status {}", s.status))
-                }
-                Some(s) => Poll::Pending(s.status.to_string()),
-                None => Poll::Pending("not visible yet".into()),
-            })
-        })
-        .await
-        .map_err(StepError::wait(step))
-    }
-
-    /// Waits for a stack deletion to end; Some(reason) if it ended DELETE_FAILED.
-    pub async fn wait_stack_deleted(
-        &self,
-        name: &str,
-        step: &str,
-    ) -> Result<Option<String>, StepError> {
-        let stacks = &self.cloud.stacks;
-        let what = format!("stack {name} to be deleted");
-        wait_until(&what, self.settings.stack_timeout, || async {
-            Ok(match stacks.describe_stack(name).await? {
-                None => Poll::Ready(None),
-                Some(s) if s.status == crate::ports::StackStatus::DeleteFailed => Poll::Ready(
-                    Some(s.status_reason.unwrap_or_else(|| "DELETE_FAILED".into())),
-                ),
-                Some(s) => Poll::Pending(s.status.to_string()),
-            })
-        })
-        .await
-        .map_err(StepError::wait(step))
-    }
-
     /// Waits until every instance of `ids` in `group` is in lifecycle state `state`.
     pub async fn wait_for_lifecycle(
         &self,
@@ -1477,115 +1274,6 @@ impl CloneEngine {
         .await
     }
 
-    /// Creates (or, on a re-run, finds as this run's) the buckets passed by parameter.
-    pub(crate) async fn create_parameter_buckets(
-        &self,
-        plan: &ClonePlan,
-        events: &Emitter,
-        created: &Created,
-        checkpoint: Checkpoint<'_>,
-    ) -> Result<(), StepError> {
-        for b in &plan.buckets {
-            if let BucketTarget::Created { name, .. } = &b.target {
-                // Created and configured by this process already (migrate and clone call this
-                // again after the pre-copy): not again. In us-east-1 S3 answers a CreateBucket
-                // of a bucket one owns with 200 (S3 API Reference, CreateBucket,
-                // BucketAlreadyOwnedByYou), and the tags put after it would replace the ones
-                // merged from the source. A resumed run (another process) creates and
-                // configures again, which ends the same.
-                if created.contains(&ResourceRef::new(resources::BUCKET, name.clone())) {
-                    continue;
-                }
-                let step = "bucket.create";
-                events.start(step, Some(name), format!("creating bucket {name}"));
-                self.create_run_bucket(plan, name, &plan.tags, step, created, checkpoint)
-                    .await?;
-                events.done(step, Some(name), "created");
-                self.copy_bucket_configuration(&b.source_bucket, name, events)
-                    .await?;
-            }
-        }
-
-        Ok(())
-    }
-
-    /// Creates bucket `name` for the run, recorded (checkpoint) before the call so abort removes
-    /// it even if the run dies before it is tagged. An existing bucket is reused only if it
-    /// carries the run's tag (a re-run of this step).
-    async fn create_run_bucket(
-        &self,
-        plan: &ClonePlan,
-        name: &str,
-        tags: &BTreeMap<String, String>,
-        step: &str,
-        created: &Created,
-        checkpoint: Checkpoint<'_>,
-    ) -> Result<(), StepError> {
-        let objects = &self.cloud.objects;
-        checkpoint(Progress::CreatingBucket(name)).map_err(|message| StepError::Refused {
-            step: step.into(),
-            message: format!("{message}; stopping before creating bucket {name}"),
-        })?;
-        match retry(|| objects.create_bucket(name, tags)).await {
-            Ok(()) => {}
-            Err(PortError::AlreadyExists { .. }) => {
-                let found = retry(|| objects.bucket_tags(name))
-                    .await
-                    .map_err(StepError::port(step))?
-                    .unwrap_or_default();
-                if found.get(TAG_RUN) != Some(&plan.run_id.to_string()) {
-                    return Err(StepError::Refused {
-                        step: step.into(),
-                        message: format!(
-                            "bucket {name} exists and was not created by run {}; delete it if \
-                             it is a leftover of yours, or choose another name",
-                            plan.run_id
-                        ),
-                    });
-                }
-            }
-            Err(e) => return Err(StepError::port(step)(e)),
-        }
-        created.add(ResourceRef::new(resources::BUCKET, name));
-        Ok(())
-    }
-
-    /// Gives a bucket envclone created its source's configuration (issue 11, item 9); says
-    /// what was carried and warns of each thing that was not, with what to do.
-    async fn copy_bucket_configuration(
-        &self,
-        source: &str,
-        target: &str,
-        events: &Emitter,
-    ) -> Result<(), StepError> {
-        let step = "bucket.configuration";
-        events.start(
-            step,
-            Some(target),
-            format!("copying the configuration of bucket {source}"),
-        );
-        let report = retry(|| self.cloud.objects.copy_bucket_configuration(source, target))
-            .await
-            .map_err(StepError::port(step))?;
-        for what in &report.not_carried {
-            events.warn(
-                step,
-                Some(target),
-                format!("not carried from bucket {source} to bucket {target}: {what}"),
-            );
-        }
-        events.done(
-            step,
-            Some(target),
-            if report.carried.is_empty() {
-                format!("bucket {source} has no configuration to carry")
-            } else {
-                format!("carried from {source}: {}", report.carried.join(", "))
-            },
-        );
-        Ok(())
-    }
-
     /// The kinds' bulk copies made while the source still serves (`ResourceKind::precopy`),
     /// so that the copy made during Standby is only the delta: the time out of service does
     /// not grow with the size of what they copy.
@@ -1605,7 +1293,7 @@ impl CloneEngine {
             checkpoint,
             window: &whole,
         };
-        let all = try_join_all(resource::KINDS.iter().map(|k| k.precopy(&run))).await?;
+        let all = try_join_all(resources::KINDS.iter().map(|k| k.precopy(&run))).await?;
         Ok(all.into_iter().flatten().collect())
     }
 
@@ -1631,7 +1319,7 @@ impl CloneEngine {
             checkpoint,
             window,
         };
-        let kinds = resource::KINDS;
+        let kinds = resources::KINDS;
         // What the stack is given is created first (quick calls) so the stack, created
         // later, can already refer to it (already there when pre-copied: reused).
         for kind in kinds {
@@ -1682,297 +1370,6 @@ impl CloneEngine {
             inventory: plan.inventory.clone(),
             copies,
             window: None,
-        })
-    }
-
-    /// What the clone stack restores database `d` from, made while the source is quiet: a
-    /// snapshot, or for an Aurora cluster whose template can take one, a copy-on-write clone
-    /// point (falling back to a cluster snapshot where the cluster cannot be cloned).
-    pub(crate) async fn database_artifact(
-        &self,
-        plan: &ClonePlan,
-        d: &DatabasePlan,
-        events: &Emitter,
-        created: &Created,
-        window: &QuietWindow,
-    ) -> Result<DatabaseArtifact, StepError> {
-        if let (DbKind::Cluster, Some(cow)) = (d.kind, &d.copy_on_write) {
-            // One description serves both the check and the clone point's AWS time.
-            let dbs = &self.cloud.databases;
-            let cluster = retry(|| dbs.describe_cluster(&d.source_instance))
-                .await
-                .map_err(StepError::port("snapshot"))?
-                .ok_or_else(|| StepError::Refused {
-                    step: "snapshot".into(),
-                    message: format!("Aurora cluster {} no longer exists", d.source_instance),
-                })?;
-            match self.copy_on_write_refusal(&cluster).await? {
-                None => {
-                    // Without Standby the source keeps writing: no point is "after the
-                    // writes", so the clone is taken at whatever is restorable then.
-                    let label = if plan.standby {
-                        let at = self.copy_on_write_point(&cluster, events).await?;
-                        let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-                        format!(
-                            "copy-on-write clone of {} (restorable past {at})",
-                            d.source_instance
-                        )
-                    } else {
-                        format!(
-                            "copy-on-write clone of {} (latest restorable time; crash-consistent)",
-                            d.source_instance
-                        )
-                    };
-                    return Ok(DatabaseArtifact {
-                        label,
-                        parameters: BTreeMap::from([
-                            (
-                                cow.source_cluster_parameter.clone(),
-                                d.source_instance.clone(),
-                            ),
-                            (d.snapshot_parameter.clone(), String::new()),
-                        ]),
-                    });
-                }
-                Some(reason) => events.warn(
-                    "snapshot",
-                    Some(&d.source_instance),
-                    format!(
-                        "Aurora cluster {} cannot be cloned copy-on-write ({reason}); taking \
-                         cluster snapshot {} instead (slower to take and to restore)",
-                        d.source_instance, d.snapshot_id
-                    ),
-                ),
-            }
-        }
-        let id = self.snapshot(plan, d, events, created, window).await?;
-        let label = format!("{} {id}", d.kind.snapshot_noun());
-        let mut parameters = BTreeMap::from([(d.snapshot_parameter.clone(), id)]);
-        if let Some(cow) = &d.copy_on_write {
-            parameters.insert(cow.source_cluster_parameter.clone(), String::new());
-        }
-        Ok(DatabaseArtifact { label, parameters })
-    }
-
-    /// Why `cluster` cannot be cloned copy-on-write, if it cannot.
-    async fn copy_on_write_refusal(
-        &self,
-        cluster: &DbCluster,
-    ) -> Result<Option<String>, StepError> {
-        let step = "snapshot";
-        let dbs = &self.cloud.databases;
-        if cluster.engine_mode == "serverless" {
-            return Ok(Some(
-                "Aurora Serverless v1 clusters cannot be cloned copy-on-write".into(),
-            ));
-        }
-        if let Some(group) = &cluster.clone_group_id {
-            let members = retry(|| dbs.clusters_in_clone_group(group))
-                .await
-                .map_err(StepError::port(step))?;
-            // The group holds the source and its clones; AWS allows 15 clones.
-            if members > MAX_COPY_ON_WRITE_CLONES {
-                return Ok(Some(format!(
-                    "its clone group {group} already holds {} clones, AWS's limit is \
-                     {MAX_COPY_ON_WRITE_CLONES}",
-                    members - 1
-                )));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Waits until cluster `id` can be restored to now (the source is in Standby and quiesced,
-    /// so nothing is written after now). A copy-on-write clone is always made at the latest
-    /// restorable time (AWS takes no RestoreToTime with copy-on-write), which trails the present
-    /// by up to minutes: once it has passed now, the clone the stack makes — while the source
-    /// is still in Standby — holds every write made before Standby.
-    /// `cluster` was described after writes stopped.
-    async fn copy_on_write_point(
-        &self,
-        cluster: &DbCluster,
-        events: &Emitter,
-    ) -> Result<chrono::DateTime<chrono::Utc>, StepError> {
-        let step = "snapshot";
-        let dbs = &self.cloud.databases;
-        let id = cluster.id.as_str();
-        let local = self.cloud.clock.now();
-        // AWS's clock may run ahead of this machine's: the point must not fall before the
-        // moment writes stopped on AWS's clock either. Its answer came after that moment.
-        let reference = cluster.server_time.map_or(local, |aws| aws.max(local));
-        // Whole seconds (the Date header's precision): round up, one second more.
-        let at =
-            chrono::DateTime::from_timestamp(reference.timestamp() + 2, 0).unwrap_or(reference);
-        let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        events.start(
-            step,
-            Some(id),
-            format!("copy-on-write clone point of Aurora cluster {id}: {stamp}"),
-        );
-        let what = format!("Aurora cluster {id} to be restorable to {stamp}");
-        wait_until(&what, self.settings.snapshot_timeout, || async {
-            Ok(match dbs.describe_cluster(id).await? {
-                None => Poll::Failed(format!("cluster {id} no longer exists")),
-                Some(c) => match c.latest_restorable_time {
-                    Some(latest) if latest >= at => Poll::Ready(()),
-                    Some(latest) => Poll::Pending(format!(
-                        "latest restorable time {}",
-                        latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    )),
-                    None => Poll::Pending(c.status.to_string()),
-                },
-            })
-        })
-        .await
-        .map_err(StepError::wait(step))?;
-        events.done(step, Some(id), format!("restorable to {stamp}"));
-        Ok(at)
-    }
-
-    async fn snapshot(
-        &self,
-        plan: &ClonePlan,
-        d: &DatabasePlan,
-        events: &Emitter,
-        created: &Created,
-        window: &QuietWindow,
-    ) -> Result<String, StepError> {
-        let step = "snapshot";
-        let (instance, snapshot_id) = (d.source_instance.as_str(), d.snapshot_id.as_str());
-        let snapshots = self.cloud.databases.snapshots(d.kind);
-        events.start(
-            step,
-            Some(snapshot_id),
-            format!("snapshotting {instance} as {snapshot_id}"),
-        );
-        match retry(|| snapshots.create(instance, snapshot_id, &plan.tags)).await {
-            Ok(()) => {}
-            Err(crate::ports::PortError::AlreadyExists { .. }) => {
-                let existing = retry(|| snapshots.describe(snapshot_id))
-                    .await
-                    .map_err(StepError::port(step))?;
-                let ours = existing
-                    .as_ref()
-                    .is_some_and(|s| s.tags.get(TAG_RUN) == Some(&plan.run_id.to_string()));
-                if !ours {
-                    return Err(StepError::Refused {
-                        step: step.into(),
-                        message: format!(
-                            "snapshot {snapshot_id} exists and was not made by run {}",
-                            plan.run_id
-                        ),
-                    });
-                }
-            }
-            Err(e) => return Err(StepError::port(step)(e)),
-        }
-        created.add(ResourceRef::new(
-            resources::snapshot_kind(d.kind),
-            snapshot_id,
-        ));
-        if window.closes_early() {
-            // The window waits for the snapshot's point in time, not for the whole copy
-            // (`resources::wait_snapshot_point_fixed` says what this rests on).
-            let at = resources::wait_snapshot_point_fixed(
-                self.cloud.databases.as_ref(),
-                d.kind,
-                snapshot_id,
-                instance,
-                self.settings.snapshot_timeout,
-            )
-            .await
-            .map_err(StepError::wait(step))?;
-            events.done(
-                step,
-                Some(snapshot_id),
-                format!(
-                    "point in time fixed at {} (SnapshotCreateTime); the source may serve again \
-                     while the snapshot becomes available",
-                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                ),
-            );
-            window.done(&super::window::snapshot_item(
-                d.kind.snapshot_noun(),
-                snapshot_id,
-            ));
-        }
-        self.wait_snapshot_available(d.kind, snapshot_id, instance, step)
-            .await?;
-        events.done(step, Some(snapshot_id), "available");
-        Ok(snapshot_id.to_string())
-    }
-
-    pub(crate) async fn copy_bucket(
-        &self,
-        plan: &ClonePlan,
-        logical_id: &str,
-        source: &str,
-        target: &str,
-        events: &Emitter,
-        as_of: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Result<BucketOutcome, StepError> {
-        let step = "bucket.copy";
-        events.start(
-            step,
-            Some(target),
-            match as_of {
-                None => format!("copying s3://{source} into s3://{target}"),
-                Some(t) => format!(
-                    "copying s3://{source} as of {} (its versions at or before T) into s3://{target}",
-                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                ),
-            },
-        );
-        // Every target is a bucket this run made (passed in, or the clone stack's own): it
-        // mirrors its source, so an object deleted from the source since the pre-copy is
-        // deleted from it too (else verification would find it "in the target only").
-        let options = SyncOptions {
-            delete: true,
-            skip_archived: plan.skip_archived || self.settings.sync.skip_archived,
-            as_of,
-            ..self.settings.sync.clone()
-        };
-        let batch = plan.buckets.iter().find(|b| b.logical_id == logical_id);
-        let stats = if let Some(batch) = batch.and_then(|b| b.batch.as_ref()) {
-            let pair = (logical_id, source, target);
-            super::batchcopy::copy(self, plan, pair, batch, options, events).await?
-        } else {
-            s3sync::sync(
-                self.cloud.objects.clone(),
-                &BucketPath::bucket(source),
-                &BucketPath::bucket(target),
-                &options,
-            )
-            .await
-            .map_err(StepError::sync(step))?
-        };
-        events.done(
-            step,
-            Some(target),
-            format!(
-                "{} object(s) listed, {} copied ({} bytes, {} in parts), {} already there{}",
-                stats.listed,
-                stats.copied,
-                stats.copied_bytes,
-                stats.multipart_copies,
-                stats.unchanged,
-                if stats.skipped_archived > 0 {
-                    format!(
-                        ", {} archived ({} bytes) left out (--skip-archived)",
-                        stats.skipped_archived, stats.skipped_archived_bytes
-                    )
-                } else {
-                    String::new()
-                }
-            ),
-        );
-        Ok(BucketOutcome {
-            logical_id: logical_id.to_string(),
-            source: source.to_string(),
-            target: target.to_string(),
-            stats,
-            precopy: None,
-            as_of,
         })
     }
 
@@ -2042,7 +1439,7 @@ impl CloneEngine {
         };
         created.add(ResourceRef::new(resource::STACK, plan.target_stack.clone()));
 
-        let fills = try_join_all(resource::KINDS.iter().map(|k| k.after_stack(run)));
+        let fills = try_join_all(resources::KINDS.iter().map(|k| k.after_stack(run)));
         let complete = async {
             let what = format!("stack {} to be CREATE_COMPLETE", plan.target_stack);
             wait_until(&what, self.settings.stack_timeout, || async {
@@ -2201,46 +1598,6 @@ impl CloneEngine {
         }))
     }
 
-    pub(crate) async fn wait_for_stack_bucket(
-        &self,
-        plan: &ClonePlan,
-        logical_id: &str,
-    ) -> Result<String, StepError> {
-        self.wait_for_stack_resource(plan, logical_id, (BUCKET, "bucket"), "bucket.copy")
-            .await
-    }
-
-    /// Waits until the clone stack has created its resource `logical_id` of `resource_type`
-    /// (a `noun` for the message); returns its physical id.
-    pub(crate) async fn wait_for_stack_resource(
-        &self,
-        plan: &ClonePlan,
-        logical_id: &str,
-        (resource_type, noun): (&str, &str),
-        step: &'static str,
-    ) -> Result<String, StepError> {
-        let stacks = &self.cloud.stacks;
-        let what = format!("stack {} to create {noun} {logical_id}", plan.target_stack);
-        wait_until(&what, self.settings.stack_timeout, || async {
-            let resources = stacks.resources(&plan.target_stack).await?;
-            let r = resources
-                .iter()
-                .find(|r| r.logical_id == logical_id && r.resource_type == resource_type);
-            Ok(match r {
-                Some(r) if r.is_created() => {
-                    Poll::Ready(r.physical_id.clone().expect("created resources have an id"))
-                }
-                Some(r) if r.status.is_failed() => {
-                    Poll::Failed(format!("{logical_id} is {}", r.status))
-                }
-                Some(r) => Poll::Pending(r.status.to_string()),
-                None => Poll::Pending("not started".into()),
-            })
-        })
-        .await
-        .map_err(StepError::wait(step))
-    }
-
     /// Step 6: the clone stack complete, its databases available, every bucket equal to its
     /// source, its instances in service, the template's HTTP checks.
     async fn verify_clone(
@@ -2395,7 +1752,7 @@ async fn verify_report(
     let timeout = engine.settings.verify_timeout;
     let (contract, stack) = (env.contract, env.stack);
     let mut reports = Vec::new();
-    for kind in resource::KINDS {
+    for kind in resources::KINDS {
         kind.verify(engine, env, checks, &mut reports).await?;
     }
 

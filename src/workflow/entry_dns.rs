@@ -10,7 +10,7 @@ use crate::contract::EntryDns;
 use crate::ports::{AliasTarget, DnsRecord, HostedZone, PortError, Routing};
 use crate::retry::retry;
 
-use super::clone::CloneEngine;
+use super::engine::CloneEngine;
 use super::{PreflightError, StepError};
 
 /// What Route 53 uses as the TTL of an alias record to a load balancer: the target's, 60
@@ -172,7 +172,7 @@ impl CloneEngine {
     /// Waits until the swap is a TTL old, or refuses with the time left (see `MAX_TTL_WAIT`).
     pub(super) async fn wait_out_old_entry_record(
         &self,
-        state: &super::migrate::MigrationState,
+        state: &super::record::MigrationState,
         events: &crate::events::Emitter,
     ) -> Result<(), StepError> {
         let step = "finalize";

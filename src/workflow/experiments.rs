@@ -15,7 +15,8 @@ use crate::retry::retry;
 use super::clone::CloneEngine;
 use super::plan::{PURPOSE_TEMPLATE_STAGING, STAGING_BUCKET_PREFIX, TAG_PURPOSE};
 use super::recovery::RunResources;
-use super::resource::{self, ResourceRef, KINDS};
+use super::resource::{self, ResourceRef};
+use super::resources::{self, KINDS};
 use super::StepError;
 
 /// One environment envclone created.
@@ -183,7 +184,7 @@ impl CloneEngine {
             .await
             .map_err(aws)?;
         for r in &resources {
-            let Some(kind) = resource::of_type(&r.resource_type) else {
+            let Some(kind) = resources::of_type(&r.resource_type) else {
                 continue;
             };
             if let Some(why) = kind.served_as(self, r, &e.name).await.map_err(aws)? {

@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use crate::template_eval::Evaluator;
 
-use super::swapcheck::{sub_argument, sub_variables};
+use crate::template_eval::{sub_argument, sub_variables};
 
 /// How names of one kind compare.
 #[derive(Clone, Copy, PartialEq, Eq)]

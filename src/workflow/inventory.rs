@@ -30,7 +30,9 @@ use std::collections::BTreeSet;
 use crate::contract::{Contract, Template};
 
 use super::deletion;
-use super::resource::{self, ResourceKind};
+pub use super::plan::{Ignored, Inventory, Uncovered};
+use super::resource::ResourceKind;
+use super::resources::{self, KINDS};
 
 /// Types that hold nothing a clone would miss: the clone stack recreates each from the
 /// template's properties alone (CloudFormation User Guide, "AWS resource and property types
@@ -147,7 +149,7 @@ pub const STATELESS_TYPES: &[&str] = &[
 /// The types the contract covers when it lists them, with what a clone of one it does not
 /// list lacks: those of the resource kinds (`ResourceKind::stack_types`).
 fn contract_type(resource_type: &str) -> Option<(&'static dyn ResourceKind, &'static str)> {
-    let kind = resource::of_type(resource_type)?;
+    let kind = resources::of_type(resource_type)?;
     let (_, loses) = kind
         .stack_types()
         .iter()
@@ -214,71 +216,10 @@ pub fn finalize_loss(resource_type: &str) -> Option<&'static str> {
 /// The logical ids the contract copies: its databases, the instances of its clusters, its
 /// buckets.
 pub fn copied_ids(template: &Template, contract: &Contract) -> BTreeSet<String> {
-    resource::KINDS
+    KINDS
         .iter()
         .flat_map(|k| k.copied_ids(template, contract))
         .collect()
-}
-
-/// A resource the clone creates without its data.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Uncovered {
-    pub logical_id: String,
-    pub resource_type: String,
-    /// What the clone's lacks.
-    pub loses: String,
-}
-
-impl std::fmt::Display for Uncovered {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: the clone's would start without {}",
-            self.resource_type, self.logical_id, self.loses
-        )
-    }
-}
-
-/// A stateful resource the contract's `ignore:` accepts creating empty.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Ignored {
-    pub logical_id: String,
-    pub resource_type: String,
-    pub reason: String,
-}
-
-/// The classification of the resources a clone creates.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Inventory {
-    pub copied: Vec<String>,
-    /// Logical ids of the stateless resources, created empty by design.
-    pub stateless: Vec<String>,
-    /// Not covered and listed under `ignore:`: created empty, with the operator's reason.
-    pub ignored: Vec<Ignored>,
-    /// Not covered and not ignored: the clone is refused.
-    pub uncovered: Vec<Uncovered>,
-}
-
-impl Inventory {
-    /// What the clone stack creates empty, for the plan and the report: the stateless
-    /// resources (by count) and the ignored ones (each by name, with its reason).
-    pub fn created_empty(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if !self.stateless.is_empty() {
-            out.push(format!(
-                "created empty by design: {} stateless resource(s) the template alone defines \
-                 (networking, IAM, load balancing, launch templates…)",
-                self.stateless.len()
-            ));
-        }
-        for i in &self.ignored {
-            out.push(format!(
-                "created EMPTY, not copied: {} {} (contract ignore: {})",
-                i.resource_type, i.logical_id, i.reason
-            ));
-        }
-        out
-    }
 }
 
 /// Classifies `resources` (logical id, type) — those the clone stack creates — under
@@ -395,7 +336,7 @@ Resources:
             assert!(deletion::stateful(ty).is_none(), "{ty} is on both lists");
             assert!(contract_type(ty).is_none(), "{ty}");
         }
-        for kind in resource::KINDS {
+        for kind in KINDS {
             for (ty, _) in kind.stack_types() {
                 assert!(deletion::stateful(ty).is_none(), "{ty}");
             }

@@ -8,8 +8,6 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use serde::{Deserialize, Serialize};
-
 use crate::contract::Contract;
 use crate::events::Emitter;
 use crate::journal::RunStore;
@@ -21,147 +19,15 @@ use crate::ports::{
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
 
-use super::clone::{CloneEngine, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord};
+use super::clone::{CloneEngine, CloneReport, Execution, Progress, StandbyAfter};
 use super::plan::{ClonePlan, CloneRequest};
+pub(super) use super::record::save;
 use super::record::RunRecord;
-use super::resource::{self, ResourceRef, KINDS};
+pub use super::record::{DbSwap, DnsSwap, MigratePhase, MigrationState};
+use super::resource::ResourceRef;
+use super::resources::{self, KINDS};
+pub use super::swap::{swap_step, Direction, SwapStep};
 use super::{PreflightError, StepError};
-
-/// Where a migration stands. Recorded before and after each change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MigratePhase {
-    Cloning,
-    /// The clone is verified; the source is in Standby; nothing swapped yet.
-    Cloned,
-    Swapping,
-    /// Identifiers and DNS point at the new environment; the old one is out of service.
-    Swapped,
-    Finalizing,
-    /// The old environment is deleted: the point of no return has passed.
-    Finalized,
-    /// Swapped back (or never swapped); the source is back in service.
-    Aborted,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DbSwap {
-    pub logical_id: String,
-    /// The identifier clients use: the source's before the swap, the clone's after.
-    pub source_id: String,
-    /// Where the source's database goes during the swap (`<id>-old-<stamp>`).
-    pub old_id: String,
-    /// The identifier the clone stack created its database with (and CloudFormation's record).
-    pub clone_id: String,
-    /// A DB instance, or an Aurora cluster (renamed as a whole; its instances keep their names).
-    #[serde(default)]
-    pub kind: DbKind,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DnsSwap {
-    /// The hosted zone's id (a run recorded by an older envclone has its name: resolved by
-    /// name then).
-    pub zone: String,
-    pub before: DnsRecord,
-    pub after: DnsRecord,
-}
-
-/// Everything needed to finish or undo a migration, kept in the run store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MigrationState {
-    pub run_id: String,
-    pub env: String,
-    pub source_stack: String,
-    pub target_stack: String,
-    pub started_at: String,
-    pub phase: MigratePhase,
-    pub standby: Vec<StandbyRecord>,
-    pub databases: Vec<DbSwap>,
-    pub dns: Option<DnsSwap>,
-    /// (source bucket, new environment's bucket) pairs, re-verified before finalize.
-    pub buckets: Vec<(String, String)>,
-    /// What each source bucket held, copied and verified, when the clone was verified (the
-    /// same order as `buckets`): finalize compares the old buckets with this, not with the new
-    /// ones, which the new environment may have changed since the swap. Empty in the state of
-    /// an older envclone: finalize then compares with the new buckets as before.
-    #[serde(default)]
-    pub bucket_records: Vec<s3sync::CopiedRecord>,
-    /// Resources of the run that exist, for status and abort.
-    pub created: Vec<ResourceRef>,
-    /// Kept on purpose by finalize (final snapshots, buckets holding the old data).
-    pub kept: Vec<String>,
-    /// The clone's plan, so an interrupted migration can be resumed.
-    #[serde(default)]
-    pub plan: Option<super::recovery::PlanRecord>,
-    /// Live databases whose deletion protection finalize turned on and must turn off again
-    /// (recorded before it does, so an interrupted finalize restores them too).
-    #[serde(default)]
-    pub protection_to_restore: Vec<(DbKind, String)>,
-    /// envclone turned the old stack's termination protection on for the swap (recorded
-    /// before it did); abort turns it off again.
-    #[serde(default)]
-    pub old_stack_protected: bool,
-    /// True from the start of the run until the swap's first step (recorded before it): the
-    /// new environment never served, holds nothing of its own, and `abort` removes it with
-    /// everything else the run made. False in a record that predates this field, so its
-    /// abort keeps the new environment as it always did.
-    #[serde(default)]
-    pub never_swapped: bool,
-    /// Buckets whose creation the run started (recorded before the call), for `abort`.
-    #[serde(default)]
-    pub creating: Vec<String>,
-    /// When the swap was complete (RFC 3339): resolvers may answer with the old entry record
-    /// for its TTL after that, so finalize waits for it before deleting the old environment.
-    #[serde(default)]
-    pub swapped_at: Option<String>,
-}
-
-/// One move of the swap, chosen from which identifiers exist.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SwapStep {
-    Rename {
-        from: String,
-        to: String,
-    },
-    Done,
-    /// A combination no swap step produces: someone else renamed or deleted something.
-    Inconsistent(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Forward,
-    Back,
-}
-
-/// The next rename for one database. `exists` tells whether (source_id, old_id, clone_id)
-/// currently name an instance.
-pub fn swap_step(db: &DbSwap, exists: (bool, bool, bool), direction: Direction) -> SwapStep {
-    let rename = |from: &str, to: &str| SwapStep::Rename {
-        from: from.to_string(),
-        to: to.to_string(),
-    };
-    match (direction, exists) {
-        // Forward: source → old, then clone → source.
-        (Direction::Forward, (true, false, true)) => rename(&db.source_id, &db.old_id),
-        (Direction::Forward, (false, true, true)) => rename(&db.clone_id, &db.source_id),
-        (Direction::Forward, (true, true, false)) => SwapStep::Done,
-        // Back: the clone (at source_id) → clone_id, then old → source.
-        (Direction::Back, (true, true, false)) => rename(&db.source_id, &db.clone_id),
-        (Direction::Back, (false, true, true)) => rename(&db.old_id, &db.source_id),
-        (Direction::Back, (true, false, true)) => SwapStep::Done,
-        (_, (s, o, c)) => SwapStep::Inconsistent(format!(
-            "{} {}, {} {}, {} {}",
-            db.source_id,
-            if s { "exists" } else { "missing" },
-            db.old_id,
-            if o { "exists" } else { "missing" },
-            db.clone_id,
-            if c { "exists" } else { "missing" },
-        )),
-    }
-}
 
 /// A migration as the user asked for it.
 #[derive(Debug, Clone)]
@@ -231,17 +97,6 @@ pub struct MigratePlan {
 /// "effective in about 10 minutes" on AWS (USER_RenameInstance), plus DNS and the checks.
 pub fn swap_allowance(databases: usize) -> std::time::Duration {
     std::time::Duration::from_secs(5 * 60 + 20 * 60 * databases.max(1) as u64)
-}
-
-pub(super) fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
-    RunRecord::Migrate(state.clone())
-        .save(store)
-        .map_err(|e| StepError::Refused {
-            step: "state".into(),
-            message: format!(
-                "could not record the run's state ({e}); stopping before any further change"
-            ),
-        })
 }
 
 /// The state of migration `run_id`; None if the store has no record of the run, an error if
@@ -1174,7 +1029,7 @@ impl CloneEngine {
         let mut unprotected = Vec::new();
         for r in &resources {
             // What the swap renamed (the contract's databases) finalize handles itself.
-            if resource::of_type(&r.resource_type).is_some_and(|k| k.swapped()) {
+            if resources::of_type(&r.resource_type).is_some_and(|k| k.swapped()) {
                 continue;
             }
             let Some(physical) = &r.physical_id else {
@@ -1411,7 +1266,7 @@ impl CloneEngine {
             let mut unexpected: Vec<&String> = Vec::new();
             let mut kept = Vec::new();
             for r in &failed_here {
-                match resource::of_type(&r.resource_type).and_then(|k| k.finalize_delete_failed(r))
+                match resources::of_type(&r.resource_type).and_then(|k| k.finalize_delete_failed(r))
                 {
                     Some(k) => kept.extend(k),
                     None => unexpected.push(&r.logical_id),
@@ -1462,52 +1317,6 @@ pub struct MigrateFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn db() -> DbSwap {
-        DbSwap {
-            logical_id: "Database".into(),
-            source_id: "prod-db".into(),
-            old_id: "prod-db-old-1".into(),
-            clone_id: "prod-m1234-db".into(),
-            kind: DbKind::Instance,
-        }
-    }
-
-    #[test]
-    fn the_swap_goes_forward_and_back_from_any_point() {
-        use Direction::*;
-        let d = db();
-        let r = |from: &str, to: &str| SwapStep::Rename {
-            from: from.into(),
-            to: to.into(),
-        };
-        assert_eq!(
-            swap_step(&d, (true, false, true), Forward),
-            r("prod-db", "prod-db-old-1")
-        );
-        assert_eq!(
-            swap_step(&d, (false, true, true), Forward),
-            r("prod-m1234-db", "prod-db")
-        );
-        assert_eq!(swap_step(&d, (true, true, false), Forward), SwapStep::Done);
-        assert_eq!(
-            swap_step(&d, (true, true, false), Back),
-            r("prod-db", "prod-m1234-db")
-        );
-        assert_eq!(
-            swap_step(&d, (false, true, true), Back),
-            r("prod-db-old-1", "prod-db")
-        );
-        assert_eq!(swap_step(&d, (true, false, true), Back), SwapStep::Done);
-        assert!(matches!(
-            swap_step(&d, (false, false, true), Forward),
-            SwapStep::Inconsistent(_)
-        ));
-        assert!(matches!(
-            swap_step(&d, (true, true, true), Back),
-            SwapStep::Inconsistent(_)
-        ));
-    }
 
     #[test]
     fn temporary_names_fit_the_rules() {

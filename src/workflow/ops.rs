@@ -10,7 +10,7 @@ use crate::template_eval::Evaluator;
 
 use super::clone::{CheckResult, CloneEngine, StandbyRecord, SCALING_PROCESSES, STANDBY_BATCH};
 use super::plan::SourceEnv;
-use super::resource::KINDS;
+use super::resources::KINDS;
 use super::{PreflightError, StepError};
 
 /// The buckets of an environment by contract logical id (stack-owned: the stack's bucket;

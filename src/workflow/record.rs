@@ -5,13 +5,25 @@
 //! `migrate`), so a record of an older version reads as it is; the fields added since are
 //! `#[serde(default)]` in their structs. A record whose `command` is missing or names another
 //! kind is refused with what was found, never guessed at.
+//!
+//! The records themselves are here too, below the resource kinds that read them: a clone's
+//! (`CloneRecord`, with its `PlanRecord`), a migration's (`MigrationState`, with its `DbSwap`s),
+//! and what a run made by its recorded plan (`RunResources`, built in `recovery`).
 
-use serde::Serialize;
+use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{Contract, Template};
 use crate::journal::RunStore;
+use crate::model::{EnvName, RunId};
+use crate::ports::{DbKind, DnsRecord};
+use crate::s3sync;
 
-use super::migrate::MigrationState;
-use super::recovery::CloneRecord;
+use super::engine::{StandbyRecord, WindowMark};
+use super::plan::{BucketPlan, ClonePlan, DatabasePlan, TemplateStaging, MASK};
+use super::refs::ResourceRef;
+use super::StepError;
 
 /// What the run store holds for one run. (One is loaded per command: the variants' sizes do
 /// not matter, and unboxed they match by value.)
@@ -125,8 +137,6 @@ impl RunRecord {
     /// What the run left half done: a clone still `running` (the source may be in Standby,
     /// the clone half made), a migration neither finalized nor aborted. None when it finished.
     pub fn left_part_way(&self) -> Option<String> {
-        use super::migrate::MigratePhase;
-        use super::recovery::ClonePhase;
         match self {
             RunRecord::Migrate(m)
                 if !matches!(m.phase, MigratePhase::Finalized | MigratePhase::Aborted) =>
@@ -154,12 +164,257 @@ impl RunRecord {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClonePhase {
+    Running,
+    Succeeded,
+    /// Stopped by an error or Ctrl-C: the source was returned to service; what the run made
+    /// is in `left_behind`.
+    Failed,
+    Aborted,
+}
+
+/// The plan as stored: everything needed to resume, NoEcho values masked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    pub source_env: String,
+    pub source_stack: String,
+    pub target_env: String,
+    pub target_stack: String,
+    pub template_origin: String,
+    pub template_body: String,
+    pub parameters: BTreeMap<String, String>,
+    pub databases: Vec<DatabasePlan>,
+    pub buckets: Vec<BucketPlan>,
+    pub scaling_groups: Vec<String>,
+    pub standby: bool,
+    pub tags: BTreeMap<String, String>,
+    pub capabilities: Vec<String>,
+    /// Hooks from `envclone.toml`, run after the contract's own.
+    #[serde(default)]
+    pub extra_hooks: crate::contract::Hooks,
+    /// `--skip-archived` was given: a resume leaves archived objects out too.
+    #[serde(default)]
+    pub skip_archived: bool,
+    /// Where the template is put for CreateStack when it is over the TemplateBody limit.
+    #[serde(default)]
+    pub template_staging: Option<TemplateStaging>,
+    #[serde(default)]
+    pub noecho: Vec<super::plan::NoEchoParameter>,
+    /// What the clone stack creates, classified at preflight (absent in older records).
+    #[serde(default)]
+    pub inventory: super::plan::Inventory,
+}
+
+impl PlanRecord {
+    pub fn from_plan(plan: &ClonePlan) -> Self {
+        PlanRecord {
+            source_env: plan.source_env.clone(),
+            source_stack: plan.source_stack.clone(),
+            target_env: plan.target_env.to_string(),
+            target_stack: plan.target_stack.clone(),
+            template_origin: plan.template.origin.clone(),
+            template_body: plan.template.body.clone(),
+            parameters: plan.display_parameters(),
+            databases: plan.databases.clone(),
+            buckets: plan.buckets.clone(),
+            scaling_groups: plan.scaling_groups.clone(),
+            standby: plan.standby,
+            tags: plan.tags.clone(),
+            capabilities: plan.capabilities.clone(),
+            extra_hooks: plan.extra_hooks.clone(),
+            skip_archived: plan.skip_archived,
+            template_staging: plan.template_staging.clone(),
+            noecho: plan.noecho.clone(),
+            inventory: plan.inventory.clone(),
+        }
+    }
+
+    pub fn to_plan(&self, run_id: &str) -> Result<ClonePlan, String> {
+        let template = Template::parse(&self.template_origin, &self.template_body)
+            .map_err(|e| e.to_string())?;
+        let mut contract = Contract::from_template(&template).map_err(|e| e.to_string())?;
+        contract.hooks.append(&self.extra_hooks);
+        let masked: Vec<&String> = self
+            .parameters
+            .iter()
+            .filter(|(_, v)| v.as_str() == MASK)
+            .map(|(k, _)| k)
+            .collect();
+        if !masked.is_empty() {
+            return Err(format!(
+                "the run passed NoEcho parameter(s) {masked:?}, which are never recorded; it cannot \
+                 be resumed — abort it and start a new clone"
+            ));
+        }
+        Ok(ClonePlan {
+            run_id: RunId::from_existing(run_id),
+            source_env: self.source_env.clone(),
+            source_stack: self.source_stack.clone(),
+            target_env: EnvName::parse(&self.target_env).map_err(|e| e.to_string())?,
+            target_stack: self.target_stack.clone(),
+            template,
+            contract,
+            parameters: self.parameters.clone(),
+            databases: self.databases.clone(),
+            buckets: self.buckets.clone(),
+            scaling_groups: self.scaling_groups.clone(),
+            standby: self.standby,
+            tags: self.tags.clone(),
+            capabilities: self.capabilities.clone(),
+            extra_hooks: self.extra_hooks.clone(),
+            skip_archived: self.skip_archived,
+            archived: Vec::new(),
+            template_staging: self.template_staging.clone(),
+            noecho: self.noecho.clone(),
+            inventory: self.inventory.clone(),
+        })
+    }
+}
+
+/// What a run created, to be removed (abort, destroy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResources {
+    pub run_id: String,
+    pub stack: String,
+    /// What the run made outside its stack, by kind (`ResourceKind::artifacts`): the buckets it
+    /// created, the snapshots it took, the bucket it staged its template in.
+    pub artifacts: Vec<ResourceRef>,
+    /// Buckets it recorded before creating them (untagged if it died right after).
+    pub creating: Vec<String>,
+    /// The template the run put in S3 for CreateStack (a bucket of its own is in `artifacts`).
+    pub staged_templates: Vec<TemplateStaging>,
+    /// The buckets its plan copies by S3 Batch Operations jobs: a job of the run still running
+    /// is cancelled before anything is removed.
+    pub batch_buckets: Vec<BucketPlan>,
+}
+
+/// A clone run as recorded in the run store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneRecord {
+    pub run_id: String,
+    pub env: String,
+    pub target_stack: String,
+    pub started_at: String,
+    pub phase: ClonePhase,
+    pub plan: PlanRecord,
+    pub standby: Vec<StandbyRecord>,
+    /// Buckets whose creation the run started (recorded before the call).
+    #[serde(default)]
+    pub creating: Vec<String>,
+    pub left_behind: Vec<ResourceRef>,
+    /// The window's T (a resumed run reuses it) and when the source returned to service, if
+    /// before the end of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowMark>,
+}
+
+/// Where a migration stands. Recorded before and after each change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigratePhase {
+    Cloning,
+    /// The clone is verified; the source is in Standby; nothing swapped yet.
+    Cloned,
+    Swapping,
+    /// Identifiers and DNS point at the new environment; the old one is out of service.
+    Swapped,
+    Finalizing,
+    /// The old environment is deleted: the point of no return has passed.
+    Finalized,
+    /// Swapped back (or never swapped); the source is back in service.
+    Aborted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbSwap {
+    pub logical_id: String,
+    /// The identifier clients use: the source's before the swap, the clone's after.
+    pub source_id: String,
+    /// Where the source's database goes during the swap (`<id>-old-<stamp>`).
+    pub old_id: String,
+    /// The identifier the clone stack created its database with (and CloudFormation's record).
+    pub clone_id: String,
+    /// A DB instance, or an Aurora cluster (renamed as a whole; its instances keep their names).
+    #[serde(default)]
+    pub kind: DbKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSwap {
+    /// The hosted zone's id (a run recorded by an older envclone has its name: resolved by
+    /// name then).
+    pub zone: String,
+    pub before: DnsRecord,
+    pub after: DnsRecord,
+}
+
+/// Everything needed to finish or undo a migration, kept in the run store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationState {
+    pub run_id: String,
+    pub env: String,
+    pub source_stack: String,
+    pub target_stack: String,
+    pub started_at: String,
+    pub phase: MigratePhase,
+    pub standby: Vec<StandbyRecord>,
+    pub databases: Vec<DbSwap>,
+    pub dns: Option<DnsSwap>,
+    /// (source bucket, new environment's bucket) pairs, re-verified before finalize.
+    pub buckets: Vec<(String, String)>,
+    /// What each source bucket held, copied and verified, when the clone was verified (the
+    /// same order as `buckets`): finalize compares the old buckets with this, not with the new
+    /// ones, which the new environment may have changed since the swap. Empty in the state of
+    /// an older envclone: finalize then compares with the new buckets as before.
+    #[serde(default)]
+    pub bucket_records: Vec<s3sync::CopiedRecord>,
+    /// Resources of the run that exist, for status and abort.
+    pub created: Vec<ResourceRef>,
+    /// Kept on purpose by finalize (final snapshots, buckets holding the old data).
+    pub kept: Vec<String>,
+    /// The clone's plan, so an interrupted migration can be resumed.
+    #[serde(default)]
+    pub plan: Option<PlanRecord>,
+    /// Live databases whose deletion protection finalize turned on and must turn off again
+    /// (recorded before it does, so an interrupted finalize restores them too).
+    #[serde(default)]
+    pub protection_to_restore: Vec<(DbKind, String)>,
+    /// envclone turned the old stack's termination protection on for the swap (recorded
+    /// before it did); abort turns it off again.
+    #[serde(default)]
+    pub old_stack_protected: bool,
+    /// True from the start of the run until the swap's first step (recorded before it): the
+    /// new environment never served, holds nothing of its own, and `abort` removes it with
+    /// everything else the run made. False in a record that predates this field, so its
+    /// abort keeps the new environment as it always did.
+    #[serde(default)]
+    pub never_swapped: bool,
+    /// Buckets whose creation the run started (recorded before the call), for `abort`.
+    #[serde(default)]
+    pub creating: Vec<String>,
+    /// When the swap was complete (RFC 3339): resolvers may answer with the old entry record
+    /// for its TTL after that, so finalize waits for it before deleting the old environment.
+    #[serde(default)]
+    pub swapped_at: Option<String>,
+}
+
+pub(super) fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
+    RunRecord::Migrate(state.clone())
+        .save(store)
+        .map_err(|e| StepError::Refused {
+            step: "state".into(),
+            message: format!(
+                "could not record the run's state ({e}); stopping before any further change"
+            ),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fake::MemoryRunStore;
-    use crate::workflow::migrate::MigratePhase;
-    use crate::workflow::recovery::ClonePhase;
 
     /// A clone record as envclone wrote it before `creating`, and before the plan's
     /// `extra_hooks`, `skip_archived`, `template_staging`, `noecho` and `inventory` existed.

@@ -6,149 +6,20 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use serde::{Deserialize, Serialize};
-
-use crate::contract::{Contract, Template};
+use crate::contract::Template;
 use crate::events::Emitter;
 use crate::journal::RunStore;
-use crate::model::{EnvName, RunId, TAG_RUN};
+use crate::model::TAG_RUN;
 use crate::ports::{PortError, StackResource};
 use crate::retry::retry;
 
-use super::clone::{
-    CloneEngine, CloneFailure, CloneReport, Execution, Progress, StandbyAfter, StandbyRecord,
-};
-use super::plan::{BucketPlan, ClonePlan, DatabasePlan, TemplateStaging, MASK};
+use super::clone::{CloneEngine, CloneFailure, CloneReport, Execution, Progress, StandbyAfter};
+use super::plan::ClonePlan;
 use super::record::RunRecord;
+pub use super::record::{ClonePhase, CloneRecord, PlanRecord, RunResources};
 use super::resource::{self, Doomed, RefKind, Removal, ResourceRef, RunScope};
 use super::resources;
 use super::{deletion, StepError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClonePhase {
-    Running,
-    Succeeded,
-    /// Stopped by an error or Ctrl-C: the source was returned to service; what the run made
-    /// is in `left_behind`.
-    Failed,
-    Aborted,
-}
-
-/// The plan as stored: everything needed to resume, NoEcho values masked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanRecord {
-    pub source_env: String,
-    pub source_stack: String,
-    pub target_env: String,
-    pub target_stack: String,
-    pub template_origin: String,
-    pub template_body: String,
-    pub parameters: BTreeMap<String, String>,
-    pub databases: Vec<DatabasePlan>,
-    pub buckets: Vec<BucketPlan>,
-    pub scaling_groups: Vec<String>,
-    pub standby: bool,
-    pub tags: BTreeMap<String, String>,
-    pub capabilities: Vec<String>,
-    /// Hooks from `envclone.toml`, run after the contract's own.
-    #[serde(default)]
-    pub extra_hooks: crate::contract::Hooks,
-    /// `--skip-archived` was given: a resume leaves archived objects out too.
-    #[serde(default)]
-    pub skip_archived: bool,
-    /// Where the template is put for CreateStack when it is over the TemplateBody limit.
-    #[serde(default)]
-    pub template_staging: Option<TemplateStaging>,
-    #[serde(default)]
-    pub noecho: Vec<super::plan::NoEchoParameter>,
-    /// What the clone stack creates, classified at preflight (absent in older records).
-    #[serde(default)]
-    pub inventory: super::inventory::Inventory,
-}
-
-impl PlanRecord {
-    pub fn from_plan(plan: &ClonePlan) -> Self {
-        PlanRecord {
-            source_env: plan.source_env.clone(),
-            source_stack: plan.source_stack.clone(),
-            target_env: plan.target_env.to_string(),
-            target_stack: plan.target_stack.clone(),
-            template_origin: plan.template.origin.clone(),
-            template_body: plan.template.body.clone(),
-            parameters: plan.display_parameters(),
-            databases: plan.databases.clone(),
-            buckets: plan.buckets.clone(),
-            scaling_groups: plan.scaling_groups.clone(),
-            standby: plan.standby,
-            tags: plan.tags.clone(),
-            capabilities: plan.capabilities.clone(),
-            extra_hooks: plan.extra_hooks.clone(),
-            skip_archived: plan.skip_archived,
-            template_staging: plan.template_staging.clone(),
-            noecho: plan.noecho.clone(),
-            inventory: plan.inventory.clone(),
-        }
-    }
-
-    pub fn to_plan(&self, run_id: &str) -> Result<ClonePlan, String> {
-        let template = Template::parse(&self.template_origin, &self.template_body)
-            .map_err(|e| e.to_string())?;
-        let mut contract = Contract::from_template(&template).map_err(|e| e.to_string())?;
-        contract.hooks.append(&self.extra_hooks);
-        let masked: Vec<&String> = self
-            .parameters
-            .iter()
-            .filter(|(_, v)| v.as_str() == MASK)
-            .map(|(k, _)| k)
-            .collect();
-        if !masked.is_empty() {
-            return Err(format!(
-                "the run passed NoEcho parameter(s) {masked:?}, which are never recorded; it cannot \
-                 be resumed — abort it and start a new clone"
-            ));
-        }
-        Ok(ClonePlan {
-            run_id: RunId::from_existing(run_id),
-            source_env: self.source_env.clone(),
-            source_stack: self.source_stack.clone(),
-            target_env: EnvName::parse(&self.target_env).map_err(|e| e.to_string())?,
-            target_stack: self.target_stack.clone(),
-            template,
-            contract,
-            parameters: self.parameters.clone(),
-            databases: self.databases.clone(),
-            buckets: self.buckets.clone(),
-            scaling_groups: self.scaling_groups.clone(),
-            standby: self.standby,
-            tags: self.tags.clone(),
-            capabilities: self.capabilities.clone(),
-            extra_hooks: self.extra_hooks.clone(),
-            skip_archived: self.skip_archived,
-            archived: Vec::new(),
-            template_staging: self.template_staging.clone(),
-            noecho: self.noecho.clone(),
-            inventory: self.inventory.clone(),
-        })
-    }
-}
-
-/// What a run created, to be removed (abort, destroy).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunResources {
-    pub run_id: String,
-    pub stack: String,
-    /// What the run made outside its stack, by kind (`ResourceKind::artifacts`): the buckets it
-    /// created, the snapshots it took, the bucket it staged its template in.
-    pub artifacts: Vec<ResourceRef>,
-    /// Buckets it recorded before creating them (untagged if it died right after).
-    pub creating: Vec<String>,
-    /// The template the run put in S3 for CreateStack (a bucket of its own is in `artifacts`).
-    pub staged_templates: Vec<TemplateStaging>,
-    /// The buckets its plan copies by S3 Batch Operations jobs: a job of the run still running
-    /// is cancelled before anything is removed.
-    pub batch_buckets: Vec<BucketPlan>,
-}
 
 impl RunResources {
     /// What a run made by its recorded plan: the target stack, what each kind makes (the
@@ -160,7 +31,7 @@ impl RunResources {
             .iter()
             .filter(|st| st.own_bucket)
             .map(|st| ResourceRef::new(resources::BUCKET, st.bucket.clone()));
-        let artifacts: Vec<ResourceRef> = resource::KINDS
+        let artifacts: Vec<ResourceRef> = resources::KINDS
             .iter()
             .flat_map(|k| k.artifacts(plan))
             .chain(staging_buckets)
@@ -179,26 +50,6 @@ impl RunResources {
                 .collect(),
         }
     }
-}
-
-/// A clone run as recorded in the run store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CloneRecord {
-    pub run_id: String,
-    pub env: String,
-    pub target_stack: String,
-    pub started_at: String,
-    pub phase: ClonePhase,
-    pub plan: PlanRecord,
-    pub standby: Vec<StandbyRecord>,
-    /// Buckets whose creation the run started (recorded before the call).
-    #[serde(default)]
-    pub creating: Vec<String>,
-    pub left_behind: Vec<ResourceRef>,
-    /// The window's T (a resumed run reuses it) and when the source returned to service, if
-    /// before the end of the run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<super::window::WindowMark>,
 }
 
 fn save(store: &dyn RunStore, record: &CloneRecord) -> Result<(), String> {
@@ -430,7 +281,7 @@ impl CloneEngine {
                     .collect();
                 // Each kind's resources of the stack, and what each needs after the deletion.
                 let mut prepared = Vec::new();
-                for kind in resource::KINDS {
+                for kind in resources::KINDS {
                     let doomed: Vec<Doomed<'_>> = resources
                         .iter()
                         .filter(|r| {
@@ -508,7 +359,7 @@ impl CloneEngine {
         scope: RunScope<'_>,
         out: &mut Removal,
     ) -> Result<(), StepError> {
-        match resource::maker_of(&what.kind) {
+        match resources::maker_of(&what.kind) {
             Some(kind) => kind.remove(self, what, scope, out).await,
             None => Err(StepError::Refused {
                 step: "abort".into(),

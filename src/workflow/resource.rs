@@ -54,9 +54,7 @@
 //! messages, `swapcheck.rs`'s scan of the template for references to the renamed databases
 //! (`endpoint_references`), and the port's field in `ports::Cloud`.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
 
 use async_trait::async_trait;
 
@@ -67,160 +65,15 @@ use crate::s3sync::VerifyReport;
 
 use crate::events::Emitter;
 
-use super::clone::{BucketOutcome, CheckResult, Checkpoint, CloneEngine, CopyOutcome, Created};
-use super::migrate::{Direction, MigrationState};
+use super::engine::{BucketOutcome, CheckResult, Checkpoint, CloneEngine, CopyOutcome, Created};
 use super::plan::{ClonePlan, SourceEnv};
-use super::recovery::PlanRecord;
+use super::record::{MigrationState, PlanRecord};
+use super::swap::Direction;
 use super::window::{QuietWindow, WindowNeeds};
 use super::{PreflightError, StepError};
 use crate::journal::RunStore;
 
-pub use super::resources::KINDS;
-
-/// What a reference names: `bucket`, `DB snapshot`, `stack`. A kind declares the nouns of what
-/// it makes (`ResourceKind::ref_kinds`); a CloudFormation resource type is one too (what a
-/// stack's DeletionPolicy kept).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RefKind(Cow<'static, str>);
-
-impl RefKind {
-    pub const fn new(noun: &'static str) -> Self {
-        RefKind(Cow::Borrowed(noun))
-    }
-    pub fn resource_type(resource_type: &str) -> Self {
-        RefKind(Cow::Owned(resource_type.to_string()))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The clone stack a run creates.
-pub const STACK: RefKind = RefKind::new("stack");
-/// A template a run put in S3 for CreateStack (`s3://bucket/key`).
-pub const STAGED_TEMPLATE: RefKind = RefKind::new("staged template");
-/// An S3 Batch Operations job a run created (its job id): abort cancels a running one.
-pub const BATCH_JOB: RefKind = RefKind::new("batch job");
-
-/// Something a run made (or found), by kind and identifier; `note` says why it is listed
-/// (left: why it was not removed; removed: how it came to be).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ResourceRef {
-    pub kind: RefKind,
-    pub id: String,
-    pub note: Option<String>,
-}
-
-impl ResourceRef {
-    pub fn new(kind: RefKind, id: impl Into<String>) -> Self {
-        ResourceRef {
-            kind,
-            id: id.into(),
-            note: None,
-        }
-    }
-
-    pub fn with_note(mut self, note: impl Into<String>) -> Self {
-        self.note = Some(note.into());
-        self
-    }
-
-    /// The same resource (kind and identifier), whatever the notes.
-    pub fn same(&self, other: &ResourceRef) -> bool {
-        self.kind == other.kind && self.id == other.id
-    }
-
-    /// Reads the text form back (`KIND ID` or `KIND ID (NOTE)`). The kind is the longest
-    /// known noun the text starts with ([`known_ref_kinds`]), else its first word (a
-    /// CloudFormation type).
-    pub fn parse(text: &str) -> Self {
-        let known = known_ref_kinds();
-        let kind = known
-            .iter()
-            .filter(|k| {
-                text.strip_prefix(k.as_str())
-                    .is_some_and(|rest| rest.starts_with(' '))
-            })
-            .max_by_key(|k| k.as_str().len())
-            .cloned()
-            .unwrap_or_else(|| RefKind::resource_type(text.split(' ').next().unwrap_or_default()));
-        let rest = text[kind.as_str().len()..].trim_start();
-        // The note is the parenthesised tail; identifiers hold no " (".
-        match rest.split_once(" (") {
-            Some((id, note)) if note.ends_with(')') => ResourceRef {
-                kind,
-                id: id.to_string(),
-                note: Some(note[..note.len() - 1].to_string()),
-            },
-            _ => ResourceRef::new(kind, rest),
-        }
-    }
-}
-
-impl fmt::Display for ResourceRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.kind.as_str(), self.id)?;
-        if let Some(note) = &self.note {
-            write!(f, " ({note})")?;
-        }
-        Ok(())
-    }
-}
-
-/// Compares the text form (tests and messages compare with what the report prints).
-impl PartialEq<str> for ResourceRef {
-    fn eq(&self, other: &str) -> bool {
-        other == self.to_string().as_str()
-    }
-}
-
-impl PartialEq<&str> for ResourceRef {
-    fn eq(&self, other: &&str) -> bool {
-        self == *other
-    }
-}
-
-impl serde::Serialize for ResourceRef {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ResourceRef {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = <Cow<'de, str>>::deserialize(d)?;
-        Ok(ResourceRef::parse(&text))
-    }
-}
-
-/// `a, b, c` (or with another separator): a list of references for a message.
-pub fn join(refs: &[ResourceRef], separator: &str) -> String {
-    refs.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(separator)
-}
-
-/// Every noun a reference may start with: the engine's own and those of every kind.
-pub fn known_ref_kinds() -> Vec<RefKind> {
-    [STACK, STAGED_TEMPLATE, BATCH_JOB]
-        .into_iter()
-        .chain(KINDS.iter().flat_map(|k| k.ref_kinds().iter().cloned()))
-        .collect()
-}
-
-/// The kind that makes references of `kind`, if any does.
-pub fn maker_of(kind: &RefKind) -> Option<&'static dyn ResourceKind> {
-    KINDS.iter().copied().find(|k| k.ref_kinds().contains(kind))
-}
-
-/// The kind covering a CloudFormation resource type, if any does.
-pub fn of_type(resource_type: &str) -> Option<&'static dyn ResourceKind> {
-    KINDS
-        .iter()
-        .copied()
-        .find(|k| k.stack_types().iter().any(|(t, _)| *t == resource_type))
-}
+pub use super::refs::{join, RefKind, ResourceRef, BATCH_JOB, STACK, STAGED_TEMPLATE};
 
 /// What removing a run's resources did: what is gone, what remains and why.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -630,52 +483,4 @@ pub trait ResourceKind: Send + Sync {
         run: RunScope<'_>,
         out: &mut Removal,
     ) -> Result<(), StepError>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references_read_back_as_written() {
-        for text in [
-            "bucket staging-test-uploads",
-            "DB snapshot envclone-20261121231500-00af-prod-db",
-            "DB cluster snapshot envclone-20261121231500-00af-prod-aurora",
-            "stack exp-a (not tagged envclone:run=20261121231500-00af; not deleted)",
-            "staged template s3://envclone-tpl-1/t.yaml",
-            "AWS::S3::Bucket Logs exp-a-logs (kept by its DeletionPolicy Retain when stack exp-a \
-             was deleted; delete it yourself if it is not needed)",
-        ] {
-            let r = ResourceRef::parse(text);
-            assert_eq!(r.to_string(), text);
-            let json = serde_json::to_value(&r).unwrap();
-            assert_eq!(json, serde_json::Value::String(text.to_string()));
-            assert_eq!(serde_json::from_value::<ResourceRef>(json).unwrap(), r);
-        }
-        let r = ResourceRef::parse("DB cluster snapshot x (in progress)");
-        assert_eq!(r.kind.as_str(), "DB cluster snapshot");
-        assert_eq!(r.id, "x");
-        assert_eq!(r.note.as_deref(), Some("in progress"));
-        let r = ResourceRef::parse("AWS::S3::Bucket Logs exp-a-logs (kept)");
-        assert_eq!(r.kind, RefKind::resource_type("AWS::S3::Bucket"));
-        assert_eq!(r.id, "Logs exp-a-logs");
-    }
-
-    #[test]
-    fn every_ref_kind_has_one_maker() {
-        let kinds = known_ref_kinds();
-        for k in &kinds {
-            assert_eq!(kinds.iter().filter(|o| *o == k).count(), 1, "{k:?}");
-        }
-        for kind in KINDS {
-            for r in kind.ref_kinds() {
-                assert_eq!(maker_of(r).map(|m| m.name()), Some(kind.name()));
-            }
-            for (t, _) in kind.stack_types() {
-                assert_eq!(of_type(t).map(|m| m.name()), Some(kind.name()), "{t}");
-            }
-        }
-        assert!(maker_of(&STACK).is_none());
-    }
 }

@@ -16,10 +16,11 @@ use crate::events::Emitter;
 use crate::ports::{HealthStatus, LifecycleState};
 use crate::retry::{retry, wait_until, Poll};
 
-use super::clone::CloneEngine;
-use super::migrate::MigrationState;
-use super::resource::KINDS;
+use super::engine::CloneEngine;
+use super::record::MigrationState;
+use super::resources::KINDS;
 use super::StepError;
+use crate::template_eval::{sub_argument, sub_variables};
 
 /// One place where a template hands a database's pre-swap name to something that outlives the
 /// stack's creation (user data, a config file, an output, a parameter store value…).
@@ -149,34 +150,6 @@ fn scan(v: &Value, path: &str, dbs: &[String], out: &mut Vec<EndpointReference>)
         }
         _ => {}
     }
-}
-
-/// The text of a `Fn::Sub` and its local variables (`Fn::Sub: [text, {Var: value}]`).
-pub(crate) fn sub_argument(arg: &Value) -> (&str, Option<&serde_json::Map<String, Value>>) {
-    match arg {
-        Value::String(s) => (s.as_str(), None),
-        Value::Array(a) => (
-            a.first().and_then(Value::as_str).unwrap_or(""),
-            a.get(1).and_then(Value::as_object),
-        ),
-        _ => ("", None),
-    }
-}
-
-/// The `${Name}` variables of a `Fn::Sub` string (`${!Literal}` is text).
-pub(crate) fn sub_variables(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else { break };
-        let name = after[..end].trim();
-        if !name.starts_with('!') {
-            out.push(name);
-        }
-        rest = &after[end + 1..];
-    }
-    out
 }
 
 /// The preflight refusal for `references` (none: Ok). With a `post_swap` hook configured the

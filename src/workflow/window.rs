@@ -25,9 +25,8 @@ use tokio::sync::watch;
 
 use crate::s3sync::{AsOfPoint, VerifyReport};
 
-use super::clone::CheckResult;
-use super::plan::ClonePlan;
-use super::resource::KINDS;
+use super::engine::CheckResult;
+pub use super::engine::WindowMark;
 
 /// What one kind's resources of a plan need of the window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,53 +39,6 @@ pub struct WindowNeeds {
     pub whole: Vec<String>,
 }
 
-/// The window of a plan, from every kind's needs.
-pub fn needs_of(plan: &ClonePlan) -> WindowNeeds {
-    let mut out = WindowNeeds::default();
-    for kind in KINDS {
-        let n = kind.window_needs(plan);
-        out.inside.extend(n.inside);
-        out.whole.extend(n.whole);
-    }
-    out
-}
-
-/// The plan's words on the window (`plan clone`, `--dry-run`).
-pub fn plan_step(plan: &ClonePlan) -> String {
-    let needs = needs_of(plan);
-    if !needs.whole.is_empty() {
-        return format!(
-            "the source stays in Standby until the clone is verified, because {}",
-            needs.whole.join("; ")
-        );
-    }
-    format!(
-        "fix T (the first whole second after the quiesce, S3's LastModified resolution) and \
-         return the source to service once {} — not when the snapshots are available: the \
-         time out of service does not grow with the size of the databases or of the versioned \
-         buckets{}",
-        if needs.inside.is_empty() {
-            "T has passed".to_string()
-        } else {
-            needs.inside.join("; ")
-        },
-        {
-            let unversioned: Vec<&String> = needs
-                .inside
-                .iter()
-                .filter(|i| i.contains("keeps no versions"))
-                .collect();
-            if unversioned.is_empty() {
-                String::new()
-            } else {
-                " (enabling versioning on a bucket removes it from the window: it is then \
-                 copied as of T after the source serves again)"
-                    .to_string()
-            }
-        }
-    )
-}
-
 /// The window's item of a snapshot: its point in time fixed.
 pub fn snapshot_item(noun: &str, id: &str) -> String {
     format!("{noun} {id}: point in time fixed (SnapshotCreateTime set)")
@@ -95,25 +47,6 @@ pub fn snapshot_item(noun: &str, id: &str) -> String {
 /// The window's item of a bucket passed by parameter that keeps no versions.
 pub fn unversioned_bucket_item(source: &str, target: &str) -> String {
     format!("bucket {source} (keeps no versions): its delta copied into {target} and compared")
-}
-
-/// What a run recorded of its window (the run record), so a resumed run reuses T.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub struct WindowMark {
-    pub t: DateTime<Utc>,
-    pub quiet_until: DateTime<Utc>,
-    /// When the source was returned to service before the clone was verified, if it was.
-    #[serde(default)]
-    pub ended: Option<DateTime<Utc>>,
-}
-
-impl WindowMark {
-    pub fn point(&self) -> AsOfPoint {
-        AsOfPoint {
-            t: self.t,
-            quiet_until: self.quiet_until,
-        }
-    }
 }
 
 /// What the report says of the window.

@@ -11,12 +11,13 @@ use crate::events::Emitter;
 use crate::model::TAG_RUN;
 use crate::ports::{PortError, StackInfo, StackResource};
 use crate::retry::retry;
-use crate::s3sync::{self, BucketPath, VerifyReport};
+use crate::s3sync::{self, BucketPath, SyncOptions, VerifyReport};
 
-use super::super::clone::{CheckResult, CloneEngine};
-use super::super::migrate::MigrationState;
+use super::super::engine::{
+    BucketOutcome, CheckResult, Checkpoint, CloneEngine, Created, Progress,
+};
 use super::super::plan::{BucketPlan, BucketTarget, ClonePlan};
-use super::super::recovery::PlanRecord;
+use super::super::record::{MigrationState, PlanRecord};
 use super::super::resource::{
     Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceKind, ResourceRef,
     RunScope,
@@ -493,5 +494,200 @@ impl ResourceKind for Bucket {
                 r.logical_id
             )
         }))
+    }
+}
+
+/// The engine's work for the buckets: creating those passed by parameter, copying one.
+impl CloneEngine {
+    /// Creates (or, on a re-run, finds as this run's) the buckets passed by parameter.
+    pub(crate) async fn create_parameter_buckets(
+        &self,
+        plan: &ClonePlan,
+        events: &Emitter,
+        created: &Created,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), StepError> {
+        for b in &plan.buckets {
+            if let BucketTarget::Created { name, .. } = &b.target {
+                // Created and configured by this process already (migrate and clone call this
+                // again after the pre-copy): not again. In us-east-1 S3 answers a CreateBucket
+                // of a bucket one owns with 200 (S3 API Reference, CreateBucket,
+                // BucketAlreadyOwnedByYou), and the tags put after it would replace the ones
+                // merged from the source. A resumed run (another process) creates and
+                // configures again, which ends the same.
+                if created.contains(&ResourceRef::new(BUCKET, name.clone())) {
+                    continue;
+                }
+                let step = "bucket.create";
+                events.start(step, Some(name), format!("creating bucket {name}"));
+                self.create_run_bucket(plan, name, &plan.tags, step, created, checkpoint)
+                    .await?;
+                events.done(step, Some(name), "created");
+                self.copy_bucket_configuration(&b.source_bucket, name, events)
+                    .await?;
+            }
+        }
+
+        Ok(())
+    }
+
+    /// Creates bucket `name` for the run, recorded (checkpoint) before the call so abort removes
+    /// it even if the run dies before it is tagged. An existing bucket is reused only if it
+    /// carries the run's tag (a re-run of this step).
+    pub(crate) async fn create_run_bucket(
+        &self,
+        plan: &ClonePlan,
+        name: &str,
+        tags: &BTreeMap<String, String>,
+        step: &str,
+        created: &Created,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<(), StepError> {
+        let objects = &self.cloud.objects;
+        checkpoint(Progress::CreatingBucket(name)).map_err(|message| StepError::Refused {
+            step: step.into(),
+            message: format!("{message}; stopping before creating bucket {name}"),
+        })?;
+        match retry(|| objects.create_bucket(name, tags)).await {
+            Ok(()) => {}
+            Err(PortError::AlreadyExists { .. }) => {
+                let found = retry(|| objects.bucket_tags(name))
+                    .await
+                    .map_err(StepError::port(step))?
+                    .unwrap_or_default();
+                if found.get(TAG_RUN) != Some(&plan.run_id.to_string()) {
+                    return Err(StepError::Refused {
+                        step: step.into(),
+                        message: format!(
+                            "bucket {name} exists and was not created by run {}; delete it if \
+                             it is a leftover of yours, or choose another name",
+                            plan.run_id
+                        ),
+                    });
+                }
+            }
+            Err(e) => return Err(StepError::port(step)(e)),
+        }
+        created.add(ResourceRef::new(BUCKET, name));
+        Ok(())
+    }
+
+    /// Gives a bucket envclone created its source's configuration (issue 11, item 9); says
+    /// what was carried and warns of each thing that was not, with what to do.
+    async fn copy_bucket_configuration(
+        &self,
+        source: &str,
+        target: &str,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let step = "bucket.configuration";
+        events.start(
+            step,
+            Some(target),
+            format!("copying the configuration of bucket {source}"),
+        );
+        let report = retry(|| self.cloud.objects.copy_bucket_configuration(source, target))
+            .await
+            .map_err(StepError::port(step))?;
+        for what in &report.not_carried {
+            events.warn(
+                step,
+                Some(target),
+                format!("not carried from bucket {source} to bucket {target}: {what}"),
+            );
+        }
+        events.done(
+            step,
+            Some(target),
+            if report.carried.is_empty() {
+                format!("bucket {source} has no configuration to carry")
+            } else {
+                format!("carried from {source}: {}", report.carried.join(", "))
+            },
+        );
+        Ok(())
+    }
+
+    pub(crate) async fn copy_bucket(
+        &self,
+        plan: &ClonePlan,
+        logical_id: &str,
+        source: &str,
+        target: &str,
+        events: &Emitter,
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<BucketOutcome, StepError> {
+        let step = "bucket.copy";
+        events.start(
+            step,
+            Some(target),
+            match as_of {
+                None => format!("copying s3://{source} into s3://{target}"),
+                Some(t) => format!(
+                    "copying s3://{source} as of {} (its versions at or before T) into s3://{target}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            },
+        );
+        // Every target is a bucket this run made (passed in, or the clone stack's own): it
+        // mirrors its source, so an object deleted from the source since the pre-copy is
+        // deleted from it too (else verification would find it "in the target only").
+        let options = SyncOptions {
+            delete: true,
+            skip_archived: plan.skip_archived || self.settings.sync.skip_archived,
+            as_of,
+            ..self.settings.sync.clone()
+        };
+        let batch = plan.buckets.iter().find(|b| b.logical_id == logical_id);
+        let stats = if let Some(batch) = batch.and_then(|b| b.batch.as_ref()) {
+            let pair = (logical_id, source, target);
+            super::super::batchcopy::copy(self, plan, pair, batch, options, events).await?
+        } else {
+            s3sync::sync(
+                self.cloud.objects.clone(),
+                &BucketPath::bucket(source),
+                &BucketPath::bucket(target),
+                &options,
+            )
+            .await
+            .map_err(StepError::sync(step))?
+        };
+        events.done(
+            step,
+            Some(target),
+            format!(
+                "{} object(s) listed, {} copied ({} bytes, {} in parts), {} already there{}",
+                stats.listed,
+                stats.copied,
+                stats.copied_bytes,
+                stats.multipart_copies,
+                stats.unchanged,
+                if stats.skipped_archived > 0 {
+                    format!(
+                        ", {} archived ({} bytes) left out (--skip-archived)",
+                        stats.skipped_archived, stats.skipped_archived_bytes
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        );
+        Ok(BucketOutcome {
+            logical_id: logical_id.to_string(),
+            source: source.to_string(),
+            target: target.to_string(),
+            stats,
+            precopy: None,
+            as_of,
+        })
+    }
+
+    pub(crate) async fn wait_for_stack_bucket(
+        &self,
+        plan: &ClonePlan,
+        logical_id: &str,
+    ) -> Result<String, StepError> {
+        self.wait_for_stack_resource(plan, logical_id, (BUCKET_TYPE, "bucket"), "bucket.copy")
+            .await
     }
 }

@@ -8,19 +8,20 @@ use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{self, RunId, TAG_RUN};
 use crate::model::{TAG_CFN_IDENTIFIER, TAG_MIGRATED_BY, TAG_OPEN_MIGRATION};
-use crate::ports::{Databases, DbKind, DbStatus, PortError, StackInfo, StackResource};
+use crate::ports::{Databases, DbCluster, DbKind, DbStatus, PortError, StackInfo, StackResource};
 use crate::retry::{retry, wait_until, Poll, WaitError};
 use crate::s3sync::VerifyReport;
 
-use super::super::clone::{CheckResult, CloneEngine};
 use super::super::deletion;
-use super::super::migrate::{save, swap_step, DbSwap, Direction, MigrationState, SwapStep};
-use super::super::plan::ClonePlan;
-use super::super::recovery::PlanRecord;
+use super::super::engine::{CheckResult, CloneEngine, Created};
+use super::super::plan::{ClonePlan, DatabasePlan};
+use super::super::record::{save, DbSwap, MigrationState, PlanRecord};
 use super::super::resource::{
     BeforeStack, Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceRef,
     RunScope,
 };
+use super::super::swap::{swap_step, Direction, SwapStep};
+use super::super::window::QuietWindow;
 use super::super::StepError;
 
 /// A DB snapshot (of an instance).
@@ -880,4 +881,232 @@ async fn settled_identifiers(
     })
     .await
     .map_err(StepError::wait("swap"))
+}
+
+/// AWS allows 15 copy-on-write clones of one Aurora cluster.
+const MAX_COPY_ON_WRITE_CLONES: usize = 15;
+
+/// What the clone stack restores one database from.
+pub(crate) struct DatabaseArtifact {
+    /// For the report: `DB snapshot <id>`, `DB cluster snapshot <id>` or the clone point.
+    pub label: String,
+    /// The database's parameters of the clone stack.
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// The engine's work for the databases: what the clone stack restores each from.
+impl CloneEngine {
+    /// What the clone stack restores database `d` from, made while the source is quiet: a
+    /// snapshot, or for an Aurora cluster whose template can take one, a copy-on-write clone
+    /// point (falling back to a cluster snapshot where the cluster cannot be cloned).
+    pub(crate) async fn database_artifact(
+        &self,
+        plan: &ClonePlan,
+        d: &DatabasePlan,
+        events: &Emitter,
+        created: &Created,
+        window: &QuietWindow,
+    ) -> Result<DatabaseArtifact, StepError> {
+        if let (DbKind::Cluster, Some(cow)) = (d.kind, &d.copy_on_write) {
+            // One description serves both the check and the clone point's AWS time.
+            let dbs = &self.cloud.databases;
+            let cluster = retry(|| dbs.describe_cluster(&d.source_instance))
+                .await
+                .map_err(StepError::port("snapshot"))?
+                .ok_or_else(|| StepError::Refused {
+                    step: "snapshot".into(),
+                    message: format!("Aurora cluster {} no longer exists", d.source_instance),
+                })?;
+            match self.copy_on_write_refusal(&cluster).await? {
+                None => {
+                    // Without Standby the source keeps writing: no point is "after the
+                    // writes", so the clone is taken at whatever is restorable then.
+                    let label = if plan.standby {
+                        let at = self.copy_on_write_point(&cluster, events).await?;
+                        let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                        format!(
+                            "copy-on-write clone of {} (restorable past {at})",
+                            d.source_instance
+                        )
+                    } else {
+                        format!(
+                            "copy-on-write clone of {} (latest restorable time; crash-consistent)",
+                            d.source_instance
+                        )
+                    };
+                    return Ok(DatabaseArtifact {
+                        label,
+                        parameters: BTreeMap::from([
+                            (
+                                cow.source_cluster_parameter.clone(),
+                                d.source_instance.clone(),
+                            ),
+                            (d.snapshot_parameter.clone(), String::new()),
+                        ]),
+                    });
+                }
+                Some(reason) => events.warn(
+                    "snapshot",
+                    Some(&d.source_instance),
+                    format!(
+                        "Aurora cluster {} cannot be cloned copy-on-write ({reason}); taking \
+                         cluster snapshot {} instead (slower to take and to restore)",
+                        d.source_instance, d.snapshot_id
+                    ),
+                ),
+            }
+        }
+        let id = self.snapshot(plan, d, events, created, window).await?;
+        let label = format!("{} {id}", d.kind.snapshot_noun());
+        let mut parameters = BTreeMap::from([(d.snapshot_parameter.clone(), id)]);
+        if let Some(cow) = &d.copy_on_write {
+            parameters.insert(cow.source_cluster_parameter.clone(), String::new());
+        }
+        Ok(DatabaseArtifact { label, parameters })
+    }
+
+    /// Why `cluster` cannot be cloned copy-on-write, if it cannot.
+    async fn copy_on_write_refusal(
+        &self,
+        cluster: &DbCluster,
+    ) -> Result<Option<String>, StepError> {
+        let step = "snapshot";
+        let dbs = &self.cloud.databases;
+        if cluster.engine_mode == "serverless" {
+            return Ok(Some(
+                "Aurora Serverless v1 clusters cannot be cloned copy-on-write".into(),
+            ));
+        }
+        if let Some(group) = &cluster.clone_group_id {
+            let members = retry(|| dbs.clusters_in_clone_group(group))
+                .await
+                .map_err(StepError::port(step))?;
+            // The group holds the source and its clones; AWS allows 15 clones.
+            if members > MAX_COPY_ON_WRITE_CLONES {
+                return Ok(Some(format!(
+                    "its clone group {group} already holds {} clones, AWS's limit is \
+                     {MAX_COPY_ON_WRITE_CLONES}",
+                    members - 1
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits until cluster `id` can be restored to now (the source is in Standby and quiesced,
+    /// so nothing is written after now). A copy-on-write clone is always made at the latest
+    /// restorable time (AWS takes no RestoreToTime with copy-on-write), which trails the present
+    /// by up to minutes: once it has passed now, the clone the stack makes — while the source
+    /// is still in Standby — holds every write made before Standby.
+    /// `cluster` was described after writes stopped.
+    async fn copy_on_write_point(
+        &self,
+        cluster: &DbCluster,
+        events: &Emitter,
+    ) -> Result<chrono::DateTime<chrono::Utc>, StepError> {
+        let step = "snapshot";
+        let dbs = &self.cloud.databases;
+        let id = cluster.id.as_str();
+        let local = self.cloud.clock.now();
+        // AWS's clock may run ahead of this machine's: the point must not fall before the
+        // moment writes stopped on AWS's clock either. Its answer came after that moment.
+        let reference = cluster.server_time.map_or(local, |aws| aws.max(local));
+        // Whole seconds (the Date header's precision): round up, one second more.
+        let at =
+            chrono::DateTime::from_timestamp(reference.timestamp() + 2, 0).unwrap_or(reference);
+        let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        events.start(
+            step,
+            Some(id),
+            format!("copy-on-write clone point of Aurora cluster {id}: {stamp}"),
+        );
+        let what = format!("Aurora cluster {id} to be restorable to {stamp}");
+        wait_until(&what, self.settings.snapshot_timeout, || async {
+            Ok(match dbs.describe_cluster(id).await? {
+                None => Poll::Failed(format!("cluster {id} no longer exists")),
+                Some(c) => match c.latest_restorable_time {
+                    Some(latest) if latest >= at => Poll::Ready(()),
+                    Some(latest) => Poll::Pending(format!(
+                        "latest restorable time {}",
+                        latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    )),
+                    None => Poll::Pending(c.status.to_string()),
+                },
+            })
+        })
+        .await
+        .map_err(StepError::wait(step))?;
+        events.done(step, Some(id), format!("restorable to {stamp}"));
+        Ok(at)
+    }
+
+    async fn snapshot(
+        &self,
+        plan: &ClonePlan,
+        d: &DatabasePlan,
+        events: &Emitter,
+        created: &Created,
+        window: &QuietWindow,
+    ) -> Result<String, StepError> {
+        let step = "snapshot";
+        let (instance, snapshot_id) = (d.source_instance.as_str(), d.snapshot_id.as_str());
+        let snapshots = self.cloud.databases.snapshots(d.kind);
+        events.start(
+            step,
+            Some(snapshot_id),
+            format!("snapshotting {instance} as {snapshot_id}"),
+        );
+        match retry(|| snapshots.create(instance, snapshot_id, &plan.tags)).await {
+            Ok(()) => {}
+            Err(crate::ports::PortError::AlreadyExists { .. }) => {
+                let existing = retry(|| snapshots.describe(snapshot_id))
+                    .await
+                    .map_err(StepError::port(step))?;
+                let ours = existing
+                    .as_ref()
+                    .is_some_and(|s| s.tags.get(TAG_RUN) == Some(&plan.run_id.to_string()));
+                if !ours {
+                    return Err(StepError::Refused {
+                        step: step.into(),
+                        message: format!(
+                            "snapshot {snapshot_id} exists and was not made by run {}",
+                            plan.run_id
+                        ),
+                    });
+                }
+            }
+            Err(e) => return Err(StepError::port(step)(e)),
+        }
+        created.add(ResourceRef::new(snapshot_kind(d.kind), snapshot_id));
+        if window.closes_early() {
+            // The window waits for the snapshot's point in time, not for the whole copy
+            // (`resources::wait_snapshot_point_fixed` says what this rests on).
+            let at = wait_snapshot_point_fixed(
+                self.cloud.databases.as_ref(),
+                d.kind,
+                snapshot_id,
+                instance,
+                self.settings.snapshot_timeout,
+            )
+            .await
+            .map_err(StepError::wait(step))?;
+            events.done(
+                step,
+                Some(snapshot_id),
+                format!(
+                    "point in time fixed at {} (SnapshotCreateTime); the source may serve again \
+                     while the snapshot becomes available",
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            );
+            window.done(&super::super::window::snapshot_item(
+                d.kind.snapshot_noun(),
+                snapshot_id,
+            ));
+        }
+        self.wait_snapshot_available(d.kind, snapshot_id, instance, step)
+            .await?;
+        events.done(step, Some(snapshot_id), "available");
+        Ok(snapshot_id.to_string())
+    }
 }

@@ -25,11 +25,11 @@ use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::VerifyReport;
 use crate::template_eval::{Evaluated, Evaluator};
 
-use super::super::clone::{CheckResult, CloneEngine, CopyOutcome};
 use super::super::dynamodb::{self as tables, CopyOptions, CopyReport, TableSpec, TABLE_TYPE};
+use super::super::engine::{CheckResult, CloneEngine, CopyOutcome};
 use super::super::fixednames::created_by_template;
 use super::super::plan::{ClonePlan, SourceEnv};
-use super::super::recovery::PlanRecord;
+use super::super::record::PlanRecord;
 use super::super::resource::{
     BeforeStack, Checked, CopyRun, Outcome, PlanStage, RefKind, Removal, ResourceKind, ResourceRef,
     RunScope,

@@ -12,10 +12,9 @@ use crate::ports::{StackInfo, StackResource};
 use crate::retry::{wait_until, Poll};
 use crate::s3sync::VerifyReport;
 
-use super::super::clone::{CheckResult, CloneEngine};
-use super::super::migrate::MigrationState;
+use super::super::engine::{CheckResult, CloneEngine};
 use super::super::plan::ClonePlan;
-use super::super::recovery::PlanRecord;
+use super::super::record::{MigrationState, PlanRecord};
 use super::super::resource::{
     Checked, PlanStage, RefKind, Removal, ResourceKind, ResourceRef, RunScope,
 };
