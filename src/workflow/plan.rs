@@ -116,6 +116,10 @@ pub struct DatabasePlan {
     /// them.
     #[serde(default)]
     pub target_members: Vec<String>,
+    /// Restored by the stack to the run's T from the source (point-in-time restore): no
+    /// snapshot, not in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<crate::contract::PointInTimeParameters>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -599,7 +603,17 @@ pub fn build_plan(
         let snapshot_id = model::snapshot_id(&run_id, &source_instance)?;
         // Until the run knows which artifact it made (a copy-on-write point or a snapshot), the
         // parameters name the snapshot; the run sets the final values (`artifact_parameters`).
-        parameters.insert(spec.snapshot_parameter.clone(), snapshot_id.clone());
+        match &spec.point_in_time {
+            // Restored to T from the source: no snapshot; the run gives T.
+            Some(p) => {
+                parameters.insert(spec.snapshot_parameter.clone(), String::new());
+                parameters.insert(p.source_parameter.clone(), source_instance.clone());
+                parameters.insert(p.time_parameter.clone(), String::new());
+            }
+            None => {
+                parameters.insert(spec.snapshot_parameter.clone(), snapshot_id.clone());
+            }
+        }
         databases.push(DatabasePlan {
             logical_id: spec.logical_id.clone(),
             source_instance,
@@ -613,6 +627,7 @@ pub fn build_plan(
                 DbKind::Instance
             },
             copy_on_write: spec.copy_on_write.clone(),
+            point_in_time: spec.point_in_time.clone(),
         });
     }
 

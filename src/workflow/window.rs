@@ -38,6 +38,9 @@ pub struct WindowNeeds {
     /// Resources that need the source quiet until the clone stack exists, each with why: any
     /// keeps the source in Standby until the clone is verified.
     pub whole: Vec<String>,
+    /// Resources copied as of T that the window does not wait for at all (a database restored
+    /// to T by point-in-time restore), each with how.
+    pub outside: Vec<String>,
 }
 
 /// The window of a plan, from every kind's needs.
@@ -47,6 +50,7 @@ pub fn needs_of(plan: &ClonePlan) -> WindowNeeds {
         let n = kind.window_needs(plan);
         out.inside.extend(n.inside);
         out.whole.extend(n.whole);
+        out.outside.extend(n.outside);
     }
     out
 }
@@ -64,7 +68,7 @@ pub fn plan_step(plan: &ClonePlan) -> String {
         "fix T (the first whole second after the quiesce, S3's LastModified resolution) and \
          return the source to service once {} — not when the snapshots are available: the \
          time out of service does not grow with the size of the databases or of the versioned \
-         buckets{}",
+         buckets{}{}",
         if needs.inside.is_empty() {
             "T has passed".to_string()
         } else {
@@ -83,7 +87,20 @@ pub fn plan_step(plan: &ClonePlan) -> String {
                  copied as of T after the source serves again)"
                     .to_string()
             }
+        },
+        if needs.outside.is_empty() {
+            String::new()
+        } else {
+            format!("; not in the window: {}", needs.outside.join("; "))
         }
+    )
+}
+
+/// The window's line of a database restored to T by point-in-time restore: not in it.
+pub fn point_in_time_item(noun: &str, source: &str) -> String {
+    format!(
+        "{noun} {source}: restored to T by point-in-time restore once its latest restorable \
+         time passes T, after the source serves again (no snapshot)"
     )
 }
 
@@ -130,6 +147,9 @@ pub struct WindowReport {
     pub inside: Vec<String>,
     /// Why the window lasted until the clone was verified, if it did.
     pub whole: Vec<String>,
+    /// What was copied as of T without the window waiting for it (point-in-time restores).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside: Vec<String>,
 }
 
 /// A bucket compared inside the window: (source, target), the check and its report.
@@ -142,6 +162,9 @@ pub type AsOfTargets = [(String, DateTime<Utc>)];
 /// stage fires when it may close, and T.
 pub struct QuietWindow {
     as_of: Option<AsOfPoint>,
+    /// The run's T whether or not the window closes early (a point-in-time restore targets
+    /// it); None without Standby.
+    moment: Option<DateTime<Utc>>,
     /// Whether the window may close before the clone is verified (clone, with Standby, and
     /// no resource needing the whole window).
     early: bool,
@@ -163,6 +186,7 @@ impl QuietWindow {
         let (released, _) = watch::channel(false);
         let w = QuietWindow {
             as_of,
+            moment: as_of.map(|p| p.t),
             early,
             pending: Mutex::new(inside.into_iter().collect()),
             released,
@@ -175,6 +199,18 @@ impl QuietWindow {
     /// T, when the clone is taken as of a moment (copies of versioned buckets read as of it).
     pub fn as_of(&self) -> Option<DateTime<Utc>> {
         self.as_of.map(|p| p.t)
+    }
+
+    /// The same window, at the run's T `moment` (a whole window knows T too: migrate and a
+    /// window held whole restore databases to it).
+    pub fn at(mut self, moment: Option<DateTime<Utc>>) -> Self {
+        self.moment = moment.or(self.moment);
+        self
+    }
+
+    /// The run's T (None: the run has no Standby, so no moment of quiet).
+    pub fn moment(&self) -> Option<DateTime<Utc>> {
+        self.moment
     }
 
     /// Whether the window closes before the clone is verified (work inside it must then be

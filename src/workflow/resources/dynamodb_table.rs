@@ -260,6 +260,7 @@ impl ResourceKind for DynamoDbTable {
                     )
                 })
                 .collect(),
+            outside: Vec::new(),
         }
     }
     fn name(&self) -> &'static str {
