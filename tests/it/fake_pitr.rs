@@ -236,58 +236,53 @@ async fn the_fake_refuses_a_restore_time_after_the_latest_restorable_time() {
         latest < now && now - latest <= chrono::Duration::minutes(5),
         "{latest} vs {now}"
     );
-    let template = with_pitr(WEBAPP);
-    s.fake.deploy_now(
-        "restored",
-        &template,
-        &[
-            ("EnvironmentName", "restored"),
-            ("ReportsBucketName", REPORTS),
-            ("RestoreSource", SOURCE_DB),
-            ("RestoreTime", &stamp(now)),
-        ],
-    );
-    let stack = s
-        .engine
-        .cloud
-        .stacks
-        .describe_stack("restored")
-        .await
-        .unwrap()
-        .unwrap();
-    let reason = stack.status_reason.unwrap_or_default();
+    let reason = restore_outcome(&s, "restored", &stamp(now)).await;
     assert!(
         reason.contains("InvalidRestoreFault") && reason.contains("latest restorable time"),
-        "{:?}: {reason}",
-        stack.status
+        "{reason}"
+    );
+    // At the latest restorable time itself, the restore is made.
+    let made = restore_outcome(&s, "restored1", &stamp(latest)).await;
+    assert!(
+        made.starts_with("InProgress") || made.starts_with("CreateComplete"),
+        "{made}"
+    );
+    assert_eq!(
+        s.fake.db_restored_from("restored1-db").as_deref(),
+        Some(format!("point-in-time restore of {SOURCE_DB} at {}", stamp(latest)).as_str())
     );
     // Without automated backups, no point-in-time restore at all.
     s.fake.set_backup_retention(SOURCE_DB, 0);
+    let reason = restore_outcome(&s, "restored2", &stamp(latest)).await;
+    assert!(reason.contains("PointInTimeRestoreNotEnabled"), "{reason}");
+}
+
+/// Deploys the PITR template as `name`, restoring prod-db to `time`: the stack's status and
+/// reason.
+async fn restore_outcome(s: &Scenario, name: &str, time: &str) -> String {
     s.fake.deploy_now(
-        "restored2",
-        &template,
+        name,
+        &with_pitr(WEBAPP),
         &[
-            ("EnvironmentName", "restored2"),
+            ("EnvironmentName", name),
             ("ReportsBucketName", REPORTS),
             ("RestoreSource", SOURCE_DB),
-            ("RestoreTime", &stamp(latest)),
+            ("RestoreTime", time),
         ],
     );
     let stack = s
         .engine
         .cloud
         .stacks
-        .describe_stack("restored2")
+        .describe_stack(name)
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        stack
-            .status_reason
-            .as_deref()
-            .is_some_and(|r| r.contains("PointInTimeRestoreNotEnabled")),
-        "{stack:?}"
-    );
+    format!(
+        "{:?}: {}",
+        stack.status,
+        stack.status_reason.unwrap_or_default()
+    )
 }
 
 /// Issue 13, item 1: a source without automated backups is refused before any change (exit
@@ -413,4 +408,124 @@ async fn migrate_restores_the_new_database_to_the_standby_moment() {
         "{restored}"
     );
     assert_eq!(s.fake.db_data_version(&d.source_id), Some(version));
+}
+
+/// aurora.yaml restoring its cluster to a point in time (full copy at `RestoreToTime`) instead
+/// of cloning it copy-on-write at its latest restorable time.
+fn aurora_with_pitr() -> String {
+    let mut out = crate::fake_aurora::AURORA.to_string();
+    for (from, to) in [
+        (
+            "        source_cluster_parameter: SourceClusterIdentifier\n",
+            "        restore_source_parameter: SourceClusterIdentifier\n        \
+             restore_time_parameter: RestoreToTime\n",
+        ),
+        (
+            "\n  ClusterSnapshotIdentifier:\n",
+            "\n  RestoreToTime:\n    Type: String\n    Default: \"\"\n  ClusterSnapshotIdentifier:\n",
+        ),
+        (
+            "      RestoreType: !If [IsClone, copy-on-write, !Ref \"AWS::NoValue\"]\n\
+             \x20     UseLatestRestorableTime: !If [IsClone, true, !Ref \"AWS::NoValue\"]\n",
+            "      RestoreType: !If [IsClone, full-copy, !Ref \"AWS::NoValue\"]\n\
+             \x20     RestoreToTime: !If [IsClone, !Ref RestoreToTime, !Ref \"AWS::NoValue\"]\n",
+        ),
+    ] {
+        assert!(out.contains(from), "aurora.yaml has {from:?}");
+        out = out.replace(from, to);
+    }
+    out
+}
+
+/// Issue 13, item 1, Aurora: a cluster restored to T (`RestoreToTime`, full copy) is not in the
+/// window either — where a copy-on-write clone keeps the source in Standby until the clone
+/// point is restorable (minutes), the source is out of service for seconds here; the clone
+/// holds the writes before T and none after.
+#[tokio::test(start_paused = true)]
+async fn an_aurora_cluster_restored_to_t_is_not_in_the_window() {
+    let s = Scenario::new(timings());
+    s.fake.deploy_now(
+        "prod",
+        &aurora_with_pitr(),
+        &[("EnvironmentName", "prod"), ("DesiredCapacity", "3")],
+    );
+    let uploads = "prod-uploads-123456789012";
+    fill(&s.fake, uploads);
+    s.fake.enable_versioning(uploads);
+    let cluster = crate::fake_aurora::SOURCE_CLUSTER;
+    s.fake.write_to_cluster(cluster);
+    let (writer, version_at_standby) = crate::fake_aurora::app_writer_with(
+        &s,
+        |f| {
+            f.write_to_cluster(crate::fake_aurora::SOURCE_CLUSTER);
+        },
+        |f| f.cluster_data_version(crate::fake_aurora::SOURCE_CLUSTER),
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let report = clone_to_end(&s, &MemoryRunStore::default(), "staging-test").await;
+    let (entered, exited) = standby_span(&s);
+    let clone_version = s.fake.cluster_data_version("staging-test-cluster").unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    writer.abort();
+    assert!(
+        exited - entered < Duration::from_secs(60),
+        "out of service {:?}",
+        exited - entered
+    );
+    let t = stamp(report.window.as_ref().expect("window").t);
+    assert_eq!(
+        report.snapshots,
+        vec![format!(
+            "restored to {t} from {cluster} (point-in-time restore)"
+        )]
+    );
+    assert!(s.fake.cluster_snapshot_ids().is_empty());
+    let restored = s
+        .fake
+        .cluster_restored_from("staging-test-cluster")
+        .unwrap();
+    assert!(
+        restored.starts_with(&format!("full copy of {cluster} at ")),
+        "{restored}"
+    );
+    assert_eq!(
+        Some(clone_version),
+        *version_at_standby.lock().unwrap(),
+        "the writes before T, none after"
+    );
+    assert!(s.fake.cluster_data_version(cluster).unwrap() > clone_version);
+}
+
+/// Without Standby there is no quiet moment: the database is restored to the whole second
+/// before the copy started, and the report says it is crash-consistent.
+#[tokio::test(start_paused = true)]
+async fn without_standby_the_restore_is_crash_consistent() {
+    let s = prod();
+    let request = envclone::workflow::plan::CloneRequest {
+        standby: false,
+        ..s.request("staging-test")
+    };
+    let plan = s.engine.preflight(&request, run_id()).await.unwrap();
+    let report = s
+        .engine
+        .run_clone(
+            &plan,
+            &MemoryRunStore::default(),
+            &s.emitter,
+            std::future::pending(),
+            None,
+        )
+        .await
+        .unwrap_or_else(|f| panic!("clone failed: {}", f.error));
+    assert!(report.window.is_none());
+    assert_eq!(report.snapshots.len(), 1);
+    assert!(
+        report.snapshots[0].starts_with("restored to ")
+            && report.snapshots[0].ends_with(&format!(
+                "from {SOURCE_DB} (point-in-time restore; crash-consistent)"
+            )),
+        "{:?}",
+        report.snapshots
+    );
+    assert!(s.fake.snapshot_ids().is_empty());
 }
