@@ -11,7 +11,9 @@ moto internals each one touches, in tests/it/STANDIN.md):
 
 * RDS statuses that take time (creating/modifying/renaming/backing-up... -> available), and the
   state checks AWS makes on them;
-* CloudFormation restoring an AWS::RDS::DBInstance from DBSnapshotIdentifier, failing and
+* CloudFormation restoring an AWS::RDS::DBInstance from DBSnapshotIdentifier or to a point in
+  time (SourceDBInstanceIdentifier + RestoreTime; moto made a read replica), an instance's
+  LatestRestorableTime that trails the clock (none without automated backups), failing and
   rolling back stacks whose resources fail, waiting for the DB before CREATE_COMPLETE, and the
   ClientRequestToken idempotency of CreateStack;
 * CloudFormation deleting stacks as AWS does: DELETE_FAILED instead of an HTTP error,
@@ -457,7 +459,9 @@ def _require_snapshot_available(backend: Any, snapshot_id: str) -> None:
 
 
 def restored_instances() -> dict[str, str]:
-    """{current instance id: snapshot id} for every instance restored from a DB snapshot."""
+    """{current instance id: snapshot id} for every instance restored from a DB snapshot, and
+    {current instance id: "point-in-time restore of <source> at <time>"} for one restored to a
+    point in time."""
     result: dict[str, str] = {}
     for account_backends in list(rds_models.rds_backends.values()):
         for backend in list(account_backends.values()):
@@ -466,6 +470,81 @@ def restored_instances() -> dict[str, str]:
                 if snapshot:
                     result[instance_id] = snapshot
     return result
+
+
+# ============================================================ RDS: point-in-time restore
+
+
+def _instance_latest_restorable_time(database: Any) -> datetime.datetime | None:
+    """Now minus the restorable lag, never before the instance existed; none while it is being
+    created and none without automated backups (BackupRetentionPeriod 0: no point-in-time
+    restore). moto answered now, always."""
+    if database.status == "creating" or not int(database.backup_retention_period or 0):
+        return None
+    from moto.core.utils import utcnow
+
+    latest = utcnow() - datetime.timedelta(seconds=SETTINGS.restorable_lag)
+    return max(latest, database.created)
+
+
+# Request arguments of RestoreDBInstanceToPointInTime that are not settings of the new instance.
+_PIT_ARGUMENTS = (
+    "source_db_instance_identifier",
+    "target_db_instance_identifier",
+    "source_dbi_resource_id",
+    "source_db_instance_automated_backups_arn",
+)
+
+
+def _install_rds_point_in_time() -> None:
+    rds_models.DBInstance.latest_restorable_time = property(_instance_latest_restorable_time)
+    backend_cls = rds_models.RDSBackend
+    orig_restore_pit = backend_cls.restore_db_instance_to_point_in_time
+
+    @functools.wraps(orig_restore_pit)
+    def restore_db_instance_to_point_in_time(self, source_db_identifier, target_db_identifier, overrides):  # type: ignore[no-untyped-def]
+        # moto ignored RestoreTime and UseLatestRestorableTime and the source's backups.
+        overrides = {key: value for key, value in dict(overrides or {}).items() if key not in _PIT_ARGUMENTS and value is not None}
+        restore_time = overrides.pop("restore_time", None)
+        use_latest = _truthy(overrides.pop("use_latest_restorable_time", None))
+        if restore_time not in (None, "") and use_latest:
+            raise RDSClientError("InvalidParameterCombination", "Cannot specify both RestoreTime and UseLatestRestorableTime")
+        if restore_time in (None, "") and not use_latest:
+            raise RDSClientError("InvalidParameterCombination", "Either RestoreTime or UseLatestRestorableTime must be specified.")
+        source_id = str(source_db_identifier or "").lower()
+        source = self.databases.get(source_id)
+        if source is None:
+            raise rds_exceptions.DBInstanceNotFoundError(source_id)
+        target = str(target_db_identifier or "").lower()
+        if target in self.databases:
+            raise RDSClientError("DBInstanceAlreadyExists", f"DB instance already exists: {target}")
+        if not int(source.backup_retention_period or 0):
+            raise RDSClientError(
+                "PointInTimeRestoreNotEnabled",
+                f"SourceDBInstanceIdentifier {source_id} refers to a DB instance with BackupRetentionPeriod equal to 0.",
+            )
+        latest = _instance_latest_restorable_time(source)
+        if latest is None:
+            raise RDSClientError("InvalidDBInstanceState", f"DB instance {source_id} is not available.")
+        moment = latest if use_latest else _parse_restore_time(restore_time)
+        if moment > latest:
+            raise RDSClientError(
+                "InvalidRestoreFault",
+                f"The restore time {_rfc3339(moment)} is after the latest restorable time "
+                f"{_rfc3339(latest)} of DB instance {source_id}.",
+            )
+        if moment < source.created.replace(microsecond=0):
+            raise RDSClientError(
+                "InvalidRestoreFault",
+                f"The restore time {_rfc3339(moment)} is before DB instance {source_id} existed.",
+            )
+        database = orig_restore_pit(self, source_id, target, overrides)
+        # moto copied the source's tags and settings; AWS takes tags from the request.
+        database.tags = list(overrides.get("tags") or [])
+        database.__dict__["_envclone_restored_from"] = f"point-in-time restore of {source_id} at {_rfc3339(moment)}"
+        return database
+
+    backend_cls.restore_db_instance_to_point_in_time = restore_db_instance_to_point_in_time
 
 
 # ===================================================================== RDS: Aurora clusters
@@ -799,8 +878,9 @@ _RESTORE_OVERRIDES = {
 }
 
 
-def _restore_from_cloudformation(resource_name: str, properties: dict[str, Any], account_id: str, region_name: str) -> Any:
-    backend = rds_models.rds_backends[account_id][region_name]
+def _restore_overrides(resource_name: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """What an AWS::RDS::DBInstance restored from a snapshot or to a point in time takes from
+    its template (_RESTORE_OVERRIDES, subnet group, security groups)."""
     overrides: dict[str, Any] = {"db_instance_identifier": resource_name.replace("_", "-").lower()}
     for prop, key in _RESTORE_OVERRIDES.items():
         if properties.get(prop) not in (None, ""):
@@ -816,6 +896,26 @@ def _restore_from_cloudformation(resource_name: str, properties: dict[str, Any],
     security_groups = properties.get("VPCSecurityGroups") or properties.get("VpcSecurityGroupIds")
     if security_groups:
         overrides["vpc_security_group_ids"] = list(security_groups)
+    return overrides
+
+
+def _restore_to_point_in_time_from_cloudformation(resource_name: str, properties: dict[str, Any], account_id: str, region_name: str) -> Any:
+    """AWS::RDS::DBInstance with SourceDBInstanceIdentifier and RestoreTime (or
+    UseLatestRestorableTime): CloudFormation's RDS handler calls RestoreDBInstanceToPointInTime
+    (moto's template path made a read replica instead)."""
+    backend = rds_models.rds_backends[account_id][region_name]
+    overrides = _restore_overrides(resource_name, properties)
+    target = overrides.pop("db_instance_identifier")
+    overrides["restore_time"] = properties.get("RestoreTime")
+    overrides["use_latest_restorable_time"] = properties.get("UseLatestRestorableTime")
+    database = backend.restore_db_instance_to_point_in_time(str(properties["SourceDBInstanceIdentifier"]), target, overrides)
+    database.tags = list(properties.get("Tags") or [])
+    return database
+
+
+def _restore_from_cloudformation(resource_name: str, properties: dict[str, Any], account_id: str, region_name: str) -> Any:
+    backend = rds_models.rds_backends[account_id][region_name]
+    overrides = _restore_overrides(resource_name, properties)
     # Instances created from templates keep AllocatedStorage as the template's string; RDS
     # compares it with the requested size as a number.
     snapshot = backend.database_snapshots.get(properties["DBSnapshotIdentifier"])
@@ -1043,6 +1143,8 @@ def _install_cloudformation() -> None:
             return _create_cluster_instance_from_cloudformation(resource_name, properties, account_id, region_name, kwargs.get("LogicalId"))
         if properties.get("DBSnapshotIdentifier"):
             return _restore_from_cloudformation(resource_name, properties, account_id, region_name)
+        if properties.get("SourceDBInstanceIdentifier") and (properties.get("RestoreTime") or _truthy(properties.get("UseLatestRestorableTime"))):
+            return _restore_to_point_in_time_from_cloudformation(resource_name, properties, account_id, region_name)
         if isinstance(properties.get("AllocatedStorage"), str) and properties["AllocatedStorage"].isdigit():
             # RDS keeps storage as a number; moto keeps the template's string, which breaks a
             # later restore's size comparison.
@@ -3400,6 +3502,7 @@ def _install_public_templates() -> None:
 
 def install_corrections() -> None:
     _install_rds_time()
+    _install_rds_point_in_time()
     _install_rds_clusters()
     _install_cloudformation_clusters()
     _install_cloudformation()

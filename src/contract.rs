@@ -327,6 +327,22 @@ pub struct DatabaseSpec {
     pub is_cluster: bool,
     /// An Aurora cluster the template can create as a copy-on-write clone.
     pub copy_on_write: Option<CopyOnWriteParameters>,
+    /// A database the template can create by point-in-time restore of the source (issue 13):
+    /// restored to the window's moment T, it takes no snapshot and does not hold the window.
+    pub point_in_time: Option<PointInTimeParameters>,
+}
+
+/// The parameters through which a template creates its database by point-in-time restore of
+/// the source: for an `AWS::RDS::DBInstance` its `SourceDBInstanceIdentifier` and
+/// `RestoreTime`, for an `AWS::RDS::DBCluster` its `SourceDBClusterIdentifier` and
+/// `RestoreToTime` (with `RestoreType` full-copy, which the template sets: AWS takes no
+/// `RestoreToTime` with copy-on-write).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointInTimeParameters {
+    /// Receives the source database's identifier (`restore_source_parameter`).
+    pub source_parameter: String,
+    /// Receives T, ISO 8601 UTC (`restore_time_parameter`).
+    pub time_parameter: String,
 }
 
 /// The parameter through which a template creates its cluster as a copy-on-write clone
@@ -538,6 +554,10 @@ struct RawDatabase {
     snapshot_parameter: Option<String>,
     #[serde(default)]
     source_cluster_parameter: Option<String>,
+    #[serde(default)]
+    restore_source_parameter: Option<String>,
+    #[serde(default)]
+    restore_time_parameter: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -681,11 +701,46 @@ impl Contract {
                     ))
                 }
             };
+            let point_in_time = match (db.restore_source_parameter, db.restore_time_parameter) {
+                (None, None) => None,
+                (Some(source_parameter), Some(time_parameter)) => {
+                    for p in [&source_parameter, &time_parameter] {
+                        if !params.contains_key(p) {
+                            return Err(inconsistent(
+                                format!("database {logical_id:?} names {p:?} for its point-in-time restore, which is not a parameter of the template"),
+                                format!("declare {p} under Parameters with Default \"\""),
+                            ));
+                        }
+                    }
+                    if copy_on_write.is_some() {
+                        return Err(inconsistent(
+                            format!("database {logical_id:?} names both source_cluster_parameter (a copy-on-write clone) and a point-in-time restore: both set its SourceDBClusterIdentifier"),
+                            format!("keep one: restore_source_parameter/restore_time_parameter (restored to T, out of the window) or source_cluster_parameter (cloned in Standby at its latest restorable time) in {logical_id}"),
+                        ));
+                    }
+                    Some(PointInTimeParameters {
+                        source_parameter,
+                        time_parameter,
+                    })
+                }
+                (source, _) => {
+                    let (given, missing) = if source.is_some() {
+                        ("restore_source_parameter", "restore_time_parameter")
+                    } else {
+                        ("restore_time_parameter", "restore_source_parameter")
+                    };
+                    return Err(inconsistent(
+                        format!("database {logical_id:?} gives {given} without {missing}: a point-in-time restore needs both the source and the time"),
+                        format!("add {missing} to Metadata.envclone.databases.{logical_id}, or remove {given}"),
+                    ));
+                }
+            };
             databases.push(DatabaseSpec {
                 logical_id,
                 snapshot_parameter,
                 is_cluster: ty == DB_CLUSTER,
                 copy_on_write,
+                point_in_time,
             });
         }
         // Instances that belong to a listed cluster are restored with it; a read replica of a
@@ -959,6 +1014,7 @@ Outputs:
                 snapshot_parameter: "DBSnapshotIdentifier".into(),
                 is_cluster: false,
                 copy_on_write: None,
+                point_in_time: None,
             }]
         );
         assert_eq!(c.buckets.len(), 2);
@@ -1088,6 +1144,7 @@ Outputs:
                 copy_on_write: Some(CopyOnWriteParameters {
                     source_cluster_parameter: "SourceClusterIdentifier".into(),
                 }),
+                point_in_time: None,
             }],
             "the writer instance belongs to the cluster and is not listed"
         );
@@ -1102,6 +1159,56 @@ Outputs:
              source_cluster_parameter: DBSnapshotIdentifier }",
         );
         assert!(contract_error(&on_instance).contains("only an AWS::RDS::DBCluster"));
+    }
+
+    /// Issue 13, item 1 (point-in-time restore instead of a snapshot): a database names the
+    /// parameters that receive the source and T; both, declared, and not with copy-on-write.
+    /// Before, `restore_source_parameter` was an unknown field (Malformed).
+    #[test]
+    fn a_database_restored_to_a_point_in_time_names_both_parameters() {
+        let pitr = GOOD
+            .replace(
+                "Database: { snapshot_parameter: DBSnapshotIdentifier }",
+                "Database: { snapshot_parameter: DBSnapshotIdentifier, \
+                 restore_source_parameter: RestoreSource, restore_time_parameter: RestoreTime }",
+            )
+            .replace(
+                "  Count: { Type: Number, Default: 2 }\n",
+                "  Count: { Type: Number, Default: 2 }\n  RestoreSource: { Type: String, Default: \"\" }\n  RestoreTime: { Type: String, Default: \"\" }\n",
+            );
+        let t = Template::parse("pitr.yaml", &pitr).unwrap();
+        let c = Contract::from_template(&t).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.databases[0].point_in_time,
+            Some(PointInTimeParameters {
+                source_parameter: "RestoreSource".into(),
+                time_parameter: "RestoreTime".into(),
+            })
+        );
+        let half = pitr.replace(", restore_time_parameter: RestoreTime", "");
+        let e = contract_error(&half);
+        assert!(
+            e.contains("gives restore_source_parameter without restore_time_parameter")
+                && e.contains("Metadata.envclone.databases.Database"),
+            "{e}"
+        );
+        let undeclared = pitr.replace(
+            "restore_time_parameter: RestoreTime",
+            "restore_time_parameter: At",
+        );
+        let e = contract_error(&undeclared);
+        assert!(
+            e.contains("\"At\" for its point-in-time restore, which is not a parameter")
+                && e.contains("declare At"),
+            "{e}"
+        );
+        let aurora = include_str!("../stacks/aurora.yaml").replace(
+            "source_cluster_parameter: SourceClusterIdentifier",
+            "source_cluster_parameter: SourceClusterIdentifier\n        \
+             restore_source_parameter: SourceClusterIdentifier\n        \
+             restore_time_parameter: ClusterSnapshotIdentifier",
+        );
+        assert!(contract_error(&aurora).contains("keep one"));
     }
 
     /// Issue 15, item 5: most public templates take no environment name (before, a contract

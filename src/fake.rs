@@ -67,6 +67,12 @@ pub struct Timings {
     pub min_part_size: u64,
     /// How far an Aurora cluster's latest restorable time trails now (AWS: up to ~5 minutes).
     pub restorable_lag: Duration,
+    /// A DB instance's `LatestRestorableTime` advances in steps of this, so it trails now by
+    /// up to that much: RDS "uploads transaction logs for DB instances to Amazon S3 every five
+    /// minutes", and "the latest restorable time for a DB instance is typically within 5
+    /// minutes of the current time" ("Introduction to backups"; "Restoring a DB instance to a
+    /// specified time", RDS User Guide).
+    pub restorable_step: Duration,
     /// How far AWS's clock runs ahead of this machine's (the times RDS reports and its
     /// responses' `Date`).
     pub aws_clock_ahead: Duration,
@@ -87,6 +93,7 @@ impl Default for Timings {
             copy_latency: Duration::from_millis(50),
             min_part_size: 5 * 1024 * 1024,
             restorable_lag: Duration::from_secs(300),
+            restorable_step: Duration::from_secs(300),
             aws_clock_ahead: Duration::ZERO,
         }
     }
@@ -407,6 +414,38 @@ struct FakeDb {
     cluster: Option<String>,
     /// A rename in flight: the identifier the instance moves to at `ready_at`.
     pending_rename: Option<String>,
+    /// (AWS time, data version) of the instance's creation and of every write since, as a
+    /// cluster's: a point-in-time restore gets the version of its moment.
+    writes: Vec<(chrono::DateTime<chrono::Utc>, u64)>,
+    /// `BackupRetentionPeriod` (days; 0: no automated backups, no point-in-time restore).
+    backup_retention: i32,
+}
+
+/// The data version a history of writes held at `at`.
+fn version_at(
+    writes: &[(chrono::DateTime<chrono::Utc>, u64)],
+    at: chrono::DateTime<chrono::Utc>,
+) -> u64 {
+    writes
+        .iter()
+        .take_while(|(t, _)| *t <= at)
+        .last()
+        .map_or(0, |(_, v)| *v)
+}
+
+/// A DB instance's `LatestRestorableTime` at AWS time `now`: the last whole step of
+/// `Timings::restorable_step` (the last transaction-log upload), None without backups.
+fn instance_restorable(
+    db: &FakeDb,
+    now: chrono::DateTime<chrono::Utc>,
+    t: &Timings,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    if db.backup_retention <= 0 {
+        return None;
+    }
+    let step = t.restorable_step.as_millis().max(1) as i64;
+    let ms = now.timestamp_millis();
+    chrono::DateTime::from_timestamp_millis(ms - ms.rem_euclid(step))
 }
 
 #[derive(Debug, Clone)]
@@ -442,11 +481,7 @@ struct FakeCluster {
 
 impl FakeCluster {
     fn version_at(&self, at: chrono::DateTime<chrono::Utc>) -> u64 {
-        self.writes
-            .iter()
-            .take_while(|(t, _)| *t <= at)
-            .last()
-            .map_or(0, |(_, v)| *v)
+        version_at(&self.writes, at)
     }
 
     fn version(&self) -> u64 {
@@ -1221,6 +1256,37 @@ impl FakeAws {
         version
     }
 
+    /// An application write to DB instance `id`; returns the data version it made.
+    pub fn write_to_db(&self, id: &str) -> u64 {
+        let mut s = self.lock();
+        let db = s.dbs.get_mut(id).expect("instance exists");
+        let version = db.writes.last().map_or(0, |(_, v)| *v) + 1;
+        db.writes.push((aws_now(&self.timings), version));
+        version
+    }
+
+    /// The data version DB instance `id` holds.
+    pub fn db_data_version(&self, id: &str) -> Option<u64> {
+        Some(
+            self.lock()
+                .dbs
+                .get(id)?
+                .writes
+                .last()
+                .map_or(0, |(_, v)| *v),
+        )
+    }
+
+    /// Sets `BackupRetentionPeriod` of DB instance `id` (0 turns automated backups off), as
+    /// its owner would with ModifyDBInstance.
+    pub fn set_backup_retention(&self, id: &str, days: i32) {
+        self.lock()
+            .dbs
+            .get_mut(id)
+            .expect("instance exists")
+            .backup_retention = days;
+    }
+
     /// The data version cluster `id` holds.
     pub fn cluster_data_version(&self, id: &str) -> Option<u64> {
         Some(self.lock().clusters.get(id)?.version())
@@ -1530,6 +1596,86 @@ fn snapshot_view(id: &str, sn: &FakeSnapshot) -> DbSnapshot {
         // request's moment), long before the snapshot is available.
         created: (Instant::now() >= sn.point_at).then_some(sn.created),
     }
+}
+
+/// A DB instance CloudFormation's AWS::RDS::DBInstance restores to a point in time: with
+/// `SourceDBInstanceIdentifier` and `RestoreTime` (or `UseLatestRestorableTime`) the RDS
+/// resource handler calls RestoreDBInstanceToPointInTime. Some((how, data version at that
+/// time)), None for any other instance (a new one, a snapshot's, a read replica — not
+/// modelled), or RDS's refusal: `PointInTimeRestoreNotEnabled` for a source without automated
+/// backups (BackupRetentionPeriod 0), `InvalidRestoreFault` for a time after the source's
+/// `LatestRestorableTime` ("You can restore to any point in time before the time identified by
+/// the LatestRestorableTime property", RestoreDBInstanceToPointInTime).
+fn instance_point_in_time(
+    s: &State,
+    ev: &Evaluator,
+    logical_id: &str,
+    from_snapshot: bool,
+    t: &Timings,
+) -> Result<Option<(String, u64)>, String> {
+    let prop = |p: &str| ev.property(logical_id, p);
+    let (time, use_latest) = (
+        prop("RestoreTime"),
+        prop("UseLatestRestorableTime").as_deref() == Some("true"),
+    );
+    let Some(source_id) = prop("SourceDBInstanceIdentifier") else {
+        return match time {
+            Some(_) => Err("InvalidParameterCombination: RestoreTime needs a \
+                 SourceDBInstanceIdentifier"
+                .into()),
+            None => Ok(None),
+        };
+    };
+    if time.is_none() && !use_latest {
+        return Ok(None);
+    }
+    if from_snapshot {
+        return Err(
+            "InvalidParameterCombination: DBSnapshotIdentifier cannot be given with \
+             SourceDBInstanceIdentifier and RestoreTime"
+                .into(),
+        );
+    }
+    let source = s
+        .dbs
+        .get(&source_id)
+        .ok_or_else(|| format!("DBInstanceNotFound: DBInstance {source_id} not found"))?;
+    let Some(latest) = instance_restorable(source, aws_now(t), t) else {
+        return Err(format!(
+            "PointInTimeRestoreNotEnabled: SourceDBInstanceIdentifier {source_id} refers to a DB \
+             instance with BackupRetentionPeriod equal to 0"
+        ));
+    };
+    let at = match time {
+        Some(_) if use_latest => {
+            return Err(
+                "InvalidParameterCombination: RestoreTime and UseLatestRestorableTime \
+                 are exclusive"
+                    .into(),
+            )
+        }
+        Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
+            .map_err(|_| {
+                format!("InvalidParameterValue: RestoreTime {text:?} is not ISO 8601 UTC")
+            })?
+            .with_timezone(&chrono::Utc),
+        None => latest,
+    };
+    if at > latest {
+        return Err(format!(
+            "InvalidRestoreFault: the restore time {} is after DB instance {source_id}'s latest \
+             restorable time {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
+    Ok(Some((
+        format!(
+            "point-in-time restore of {source_id} at {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        version_at(&source.writes, at),
+    )))
 }
 
 /// A cluster as CloudFormation's AWS::RDS::DBCluster makes it: a copy-on-write (or full-copy)
@@ -1924,16 +2070,34 @@ fn instantiate(
                     .unwrap_or_else(|| {
                         format!("{}-{}-{suffix}", request.name, logical_id.to_lowercase())
                     });
-                let restored_from = ev.property(&logical_id, "DBSnapshotIdentifier");
+                let mut restored_from = ev.property(&logical_id, "DBSnapshotIdentifier");
+                let mut data_version = 0;
                 if let Some(snap) = &restored_from {
-                    let ok = s.snapshots.get(snap).is_some_and(|sn| sn.ready_at <= now);
-                    if !ok {
-                        failure = Some(format!(
-                            "{logical_id}: DBSnapshot {snap} not found or not available"
-                        ));
+                    match s.snapshots.get(snap).filter(|sn| sn.ready_at <= now) {
+                        Some(sn) => data_version = sn.data_version,
+                        None => {
+                            failure = Some(format!(
+                                "{logical_id}: DBSnapshot {snap} not found or not available"
+                            ));
+                            break;
+                        }
+                    }
+                }
+                match instance_point_in_time(s, &ev, &logical_id, restored_from.is_some(), t) {
+                    Ok(None) => {}
+                    Ok(Some((from, version))) => {
+                        restored_from = Some(from);
+                        data_version = version;
+                    }
+                    Err(reason) => {
+                        failure = Some(format!("{logical_id}: {reason}"));
                         break;
                     }
                 }
+                let backup_retention = ev
+                    .property(&logical_id, "BackupRetentionPeriod")
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(1);
                 if s.db_id_taken(&db_id) {
                     failure = Some(format!("{logical_id}: DBInstanceAlreadyExists {db_id}"));
                     break;
@@ -1962,6 +2126,8 @@ fn instantiate(
                         tags: BTreeMap::new(),
                         cluster,
                         pending_rename: None,
+                        writes: vec![(aws_now(t), data_version)],
+                        backup_retention,
                     },
                 );
                 refs.insert(
@@ -2520,6 +2686,10 @@ impl Databases for FakeAws {
             endpoint: Some(format!("{}.fake.rds.amazonaws.com", db.id)),
             deletion_protection: db.deletion_protection,
             tags: db.tags.clone(),
+            backup_retention_period: db.backup_retention,
+            latest_restorable_time: (now >= db.ready_at)
+                .then(|| instance_restorable(db, aws_now(&self.timings), &self.timings))
+                .flatten(),
         }))
     }
 
@@ -2532,12 +2702,15 @@ impl Databases for FakeAws {
         self.call("rds:CreateDBSnapshot", true).await?;
         let now = Instant::now();
         let mut s = self.lock();
-        if s.dbs.get(instance_id).is_none_or(|db| db.ready_at > now) {
-            return Err(PortError::failed(
-                "rds:CreateDBSnapshot",
-                format!("InvalidDBInstanceState: {instance_id} is not available"),
-            ));
-        }
+        let version = match s.dbs.get(instance_id) {
+            Some(db) if db.ready_at <= now => db.writes.last().map_or(0, |(_, v)| *v),
+            _ => {
+                return Err(PortError::failed(
+                    "rds:CreateDBSnapshot",
+                    format!("InvalidDBInstanceState: {instance_id} is not available"),
+                ))
+            }
+        };
         if s.snapshots.contains_key(snapshot_id) {
             return Err(PortError::AlreadyExists {
                 what: format!("DB snapshot {snapshot_id}"),
@@ -2552,7 +2725,7 @@ impl Databases for FakeAws {
                 ready_at: now + self.timings.snapshot,
                 tags: tags.clone(),
                 created: aws_now(&self.timings),
-                data_version: 0,
+                data_version: version,
             },
         );
         Ok(())
@@ -2669,6 +2842,7 @@ impl Databases for FakeAws {
                     .filter(|d| d.cluster.as_deref() == Some(id))
                     .map(|d| d.id.clone())
                     .collect(),
+                backup_retention_period: 1,
                 deletion_protection: c.deletion_protection,
                 tags: c.tags.clone(),
             }

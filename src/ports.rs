@@ -224,6 +224,13 @@ pub struct DbInstance {
     pub endpoint: Option<String>,
     pub deletion_protection: bool,
     pub tags: BTreeMap<String, String>,
+    /// `BackupRetentionPeriod`: days of automated backups; 0 means none, and then no
+    /// point-in-time restore ("Introduction to backups", RDS User Guide).
+    pub backup_retention_period: i32,
+    /// `LatestRestorableTime`: the latest time a point-in-time restore can target
+    /// (RestoreDBInstanceToPointInTime: "You can restore to any point in time before the time
+    /// identified by the LatestRestorableTime property"); absent without automated backups.
+    pub latest_restorable_time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +295,8 @@ pub struct DbCluster {
     pub endpoint: Option<String>,
     /// Identifiers of the cluster's DB instances.
     pub members: Vec<String>,
+    /// `BackupRetentionPeriod` in days (Aurora keeps at least 1).
+    pub backup_retention_period: i32,
     pub deletion_protection: bool,
     pub tags: BTreeMap<String, String>,
 }

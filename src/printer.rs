@@ -213,6 +213,9 @@ impl Printer {
                     for i in &w.whole {
                         println!("    held by: {i}");
                     }
+                    for i in &w.outside {
+                        println!("    not in it: {i}");
+                    }
                 }
                 for s in &report.snapshots {
                     println!("  database:  from {s}");

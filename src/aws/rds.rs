@@ -126,6 +126,7 @@ fn db_cluster(c: &aws_sdk_rds::types::DbCluster) -> DbCluster {
             .iter()
             .filter_map(|m| m.db_instance_identifier().map(str::to_string))
             .collect(),
+        backup_retention_period: c.backup_retention_period().unwrap_or(0),
         deletion_protection: c.deletion_protection().unwrap_or(false),
         tags: rds_tags(c.tag_list()),
     }
@@ -160,6 +161,10 @@ impl Databases for Rds {
                 endpoint: db.endpoint().and_then(|e| e.address()).map(str::to_string),
                 deletion_protection: db.deletion_protection().unwrap_or(false),
                 tags: rds_tags(db.tag_list()),
+                backup_retention_period: db.backup_retention_period().unwrap_or(0),
+                latest_restorable_time: db
+                    .latest_restorable_time()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
             })),
             Err(e) => match port_error("rds:DescribeDBInstances", &what, e) {
                 PortError::NotFound { .. } => Ok(None),

@@ -658,7 +658,8 @@ impl CloneEngine {
                 QuietWindow::new(Some(m.point()), true, needs.inside.clone())
             }
             _ => QuietWindow::whole(),
-        };
+        }
+        .at(mark.map(|m| m.t));
 
         // The window closes while the copy goes on: once the kinds have done what they do
         // inside it and the quiet period around T is over, the source returns to service.
@@ -787,6 +788,7 @@ impl CloneEngine {
             } else {
                 needs.whole.clone()
             },
+            outside: needs.outside.clone(),
         });
         match outcome {
             Ok(mut report) => {

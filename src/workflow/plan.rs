@@ -115,6 +115,10 @@ pub struct DatabasePlan {
     /// them.
     #[serde(default)]
     pub target_members: Vec<String>,
+    /// Restored by the stack to the run's T from the source (point-in-time restore): no
+    /// snapshot, not in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_in_time: Option<crate::contract::PointInTimeParameters>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]

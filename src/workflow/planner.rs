@@ -303,7 +303,17 @@ pub fn build_plan(
         let snapshot_id = model::snapshot_id(&run_id, &source_instance)?;
         // Until the run knows which artifact it made (a copy-on-write point or a snapshot), the
         // parameters name the snapshot; the run sets the final values (`artifact_parameters`).
-        parameters.insert(spec.snapshot_parameter.clone(), snapshot_id.clone());
+        match &spec.point_in_time {
+            // Restored to T from the source: no snapshot; the run gives T.
+            Some(p) => {
+                parameters.insert(spec.snapshot_parameter.clone(), String::new());
+                parameters.insert(p.source_parameter.clone(), source_instance.clone());
+                parameters.insert(p.time_parameter.clone(), String::new());
+            }
+            None => {
+                parameters.insert(spec.snapshot_parameter.clone(), snapshot_id.clone());
+            }
+        }
         databases.push(DatabasePlan {
             logical_id: spec.logical_id.clone(),
             source_instance,
@@ -317,6 +327,7 @@ pub fn build_plan(
                 DbKind::Instance
             },
             copy_on_write: spec.copy_on_write.clone(),
+            point_in_time: spec.point_in_time.clone(),
         });
     }
 
@@ -537,6 +548,7 @@ pub fn needs_of(plan: &ClonePlan) -> WindowNeeds {
         let n = kind.window_needs(plan);
         out.inside.extend(n.inside);
         out.whole.extend(n.whole);
+        out.outside.extend(n.outside);
     }
     out
 }
@@ -554,7 +566,7 @@ pub fn plan_step(plan: &ClonePlan) -> String {
         "fix T (the first whole second after the quiesce, S3's LastModified resolution) and \
          return the source to service once {} — not when the snapshots are available: the \
          time out of service does not grow with the size of the databases or of the versioned \
-         buckets{}",
+         buckets{}{}",
         if needs.inside.is_empty() {
             "T has passed".to_string()
         } else {
@@ -573,6 +585,11 @@ pub fn plan_step(plan: &ClonePlan) -> String {
                  copied as of T after the source serves again)"
                     .to_string()
             }
+        },
+        if needs.outside.is_empty() {
+            String::new()
+        } else {
+            format!("; not in the window: {}", needs.outside.join("; "))
         }
     )
 }

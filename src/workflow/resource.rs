@@ -259,6 +259,7 @@ pub trait ResourceKind: Send + Sync {
                 "the {} kind does not say when it no longer needs the source quiet",
                 self.name()
             )],
+            outside: Vec::new(),
         }
     }
 

@@ -37,6 +37,17 @@ pub struct WindowNeeds {
     /// Resources that need the source quiet until the clone stack exists, each with why: any
     /// keeps the source in Standby until the clone is verified.
     pub whole: Vec<String>,
+    /// Resources copied as of T that the window does not wait for at all (a database restored
+    /// to T by point-in-time restore), each with how.
+    pub outside: Vec<String>,
+}
+
+/// The window's line of a database restored to T by point-in-time restore: not in it.
+pub fn point_in_time_item(noun: &str, source: &str) -> String {
+    format!(
+        "{noun} {source}: restored to T by point-in-time restore once its latest restorable \
+         time passes T, after the source serves again (no snapshot)"
+    )
 }
 
 /// The window's item of a snapshot: its point in time fixed.
@@ -63,6 +74,9 @@ pub struct WindowReport {
     pub inside: Vec<String>,
     /// Why the window lasted until the clone was verified, if it did.
     pub whole: Vec<String>,
+    /// What was copied as of T without the window waiting for it (point-in-time restores).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside: Vec<String>,
 }
 
 /// A bucket compared inside the window: (source, target), the check and its report.
@@ -75,6 +89,9 @@ pub type AsOfTargets = [(String, DateTime<Utc>)];
 /// stage fires when it may close, and T.
 pub struct QuietWindow {
     as_of: Option<AsOfPoint>,
+    /// The run's T whether or not the window closes early (a point-in-time restore targets
+    /// it); None without Standby.
+    moment: Option<DateTime<Utc>>,
     /// Whether the window may close before the clone is verified (clone, with Standby, and
     /// no resource needing the whole window).
     early: bool,
@@ -96,6 +113,7 @@ impl QuietWindow {
         let (released, _) = watch::channel(false);
         let w = QuietWindow {
             as_of,
+            moment: as_of.map(|p| p.t),
             early,
             pending: Mutex::new(inside.into_iter().collect()),
             released,
@@ -108,6 +126,18 @@ impl QuietWindow {
     /// T, when the clone is taken as of a moment (copies of versioned buckets read as of it).
     pub fn as_of(&self) -> Option<DateTime<Utc>> {
         self.as_of.map(|p| p.t)
+    }
+
+    /// The same window, at the run's T `moment` (a whole window knows T too: migrate and a
+    /// window held whole restore databases to it).
+    pub fn at(mut self, moment: Option<DateTime<Utc>>) -> Self {
+        self.moment = moment.or(self.moment);
+        self
+    }
+
+    /// The run's T (None: the run has no Standby, so no moment of quiet).
+    pub fn moment(&self) -> Option<DateTime<Utc>> {
+        self.moment
     }
 
     /// Whether the window closes before the clone is verified (work inside it must then be

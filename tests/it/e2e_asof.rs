@@ -90,8 +90,64 @@ async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
         .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
 }
 
+/// POSTs `body` to the stand-in's control route `/envclone-standin/<route>` (STANDIN.md).
+pub(crate) async fn control(standin: &StandIn, route: &str, body: &str) {
+    reqwest::Client::new()
+        .post(format!("{}/envclone-standin/{route}", standin.url))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+}
+
+/// Runs `envclone --output json clone prod staging-test --yes` on the stand-in; panics unless it
+/// succeeds; returns its JSON lines.
+pub(crate) fn clone_prod_json(standin: &StandIn) -> Vec<serde_json::Value> {
+    let state = tempfile::tempdir().unwrap();
+    let out = standin.envclone(
+        state.path(),
+        &["--output", "json", "clone", "prod", "staging-test", "--yes"],
+    );
+    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The time of the first `done` event of `step` whose message passes `message`.
+pub(crate) fn done_at(
+    lines: &[serde_json::Value],
+    step: &str,
+    message: &dyn Fn(&str) -> bool,
+) -> chrono::DateTime<chrono::Utc> {
+    let e = lines
+        .iter()
+        .filter(|l| l["type"] == "event")
+        .map(|l| &l["event"])
+        .find(|e| {
+            e["step"] == step
+                && e["phase"] == "done"
+                && message(e["message"].as_str().unwrap_or(""))
+        })
+        .unwrap_or_else(|| panic!("no such {step} event: {lines:?}"));
+    e["time"].as_str().unwrap().parse().unwrap()
+}
+
+/// The report of a run's JSON lines.
+pub(crate) fn report_of(lines: &[serde_json::Value]) -> serde_json::Value {
+    lines
+        .iter()
+        .find(|l| l["type"] == "report")
+        .expect("a report")["report"]
+        .clone()
+}
+
 /// PutBucketVersioning Enabled.
-async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
+pub(crate) async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
     s3.put_bucket_versioning()
         .bucket(bucket)
         .versioning_configuration(
@@ -230,15 +286,7 @@ async fn a_clone_returns_the_source_to_service_before_its_snapshot_is_available(
     let standin = StandIn::start();
     standin.seed("prod", "stacks/webapp.yaml", &[]);
     let config = standin.sdk().await;
-    let http = reqwest::Client::new();
-    http.post(format!("{}/envclone-standin/snapshot-delay", standin.url))
-        .header("content-type", "application/json")
-        .body(r#"{"seconds": 8}"#)
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    control(&standin, "snapshot-delay", r#"{"seconds": 8}"#).await;
     let source = crate::e2e::stack(&config, "prod").await;
     let reports = crate::e2e::params(&source)["ReportsBucketName"].clone();
     let uploads = crate::e2e::physical_id(&config, "prod", "Uploads").await;
@@ -246,41 +294,17 @@ async fn a_clone_returns_the_source_to_service_before_its_snapshot_is_available(
     for bucket in [&reports, &uploads] {
         enable_versioning(&s3, bucket).await;
     }
-    let state = tempfile::tempdir().unwrap();
-    let out = standin.envclone(
-        state.path(),
-        &["--output", "json", "clone", "prod", "staging-test", "--yes"],
-    );
-    assert!(out.status.success(), "{}\n{}", text(&out), standin.log());
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let time_of = |step: &str, message: &dyn Fn(&str) -> bool| -> chrono::DateTime<chrono::Utc> {
-        let e = lines
-            .iter()
-            .filter(|l| l["type"] == "event")
-            .map(|l| &l["event"])
-            .find(|e| {
-                e["step"] == step
-                    && e["phase"] == "done"
-                    && message(e["message"].as_str().unwrap_or(""))
-            })
-            .unwrap_or_else(|| panic!("no such {step} event: {}", text(&out)));
-        e["time"].as_str().unwrap().parse().unwrap()
-    };
-    let back = time_of("standby.exit", &|m| m == "back in service");
-    let point = time_of("snapshot", &|m| m.starts_with("point in time fixed"));
-    let available = time_of("snapshot", &|m| m == "available");
+    let lines = clone_prod_json(&standin);
+    let back = done_at(&lines, "standby.exit", &|m| m == "back in service");
+    let point = done_at(&lines, "snapshot", &|m| {
+        m.starts_with("point in time fixed")
+    });
+    let available = done_at(&lines, "snapshot", &|m| m == "available");
     assert!(
         point <= back && back < available,
         "point fixed {point}, source back in service {back}, snapshot available {available}"
     );
-    let report = lines
-        .iter()
-        .find(|l| l["type"] == "report")
-        .expect("a report")["report"]
-        .clone();
+    let report = report_of(&lines);
     let window = &report["window"];
     assert!(window["t"].is_string(), "{report}");
     let seconds = window["seconds"].as_f64().expect("window length");

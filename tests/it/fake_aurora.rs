@@ -38,6 +38,23 @@ pub(crate) fn aurora_prod_with(timings: envclone::fake::Timings) -> Scenario {
 /// instance InService), and stops while it is in Standby. Also returns the cluster's data
 /// version when the application first found the source out of service.
 fn app_writer(s: &Scenario) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Option<u64>>>) {
+    app_writer_with(
+        s,
+        |f| {
+            f.write_to_cluster(SOURCE_CLUSTER);
+        },
+        |f| f.cluster_data_version(SOURCE_CLUSTER),
+    )
+}
+
+/// The application: `write`s every 7 s while the source serves (an instance InService), and
+/// stops while it is in Standby. Also returns the data `version` it found when it first saw the
+/// source out of service.
+pub(crate) fn app_writer_with(
+    s: &Scenario,
+    write: fn(&envclone::fake::FakeAws),
+    version: fn(&envclone::fake::FakeAws) -> Option<u64>,
+) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Option<u64>>>) {
     let fake = s.fake.clone();
     let group = s.source_group().name;
     let at_standby = Arc::new(Mutex::new(None));
@@ -49,11 +66,11 @@ fn app_writer(s: &Scenario) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Option<u6
                 .group(&group)
                 .is_some_and(|g| g.instances.iter().any(|i| i.lifecycle_state == "InService"));
             if serving {
-                fake.write_to_cluster(SOURCE_CLUSTER);
+                write(&fake);
             } else {
                 let mut seen = seen.lock().unwrap();
                 if seen.is_none() {
-                    *seen = fake.cluster_data_version(SOURCE_CLUSTER);
+                    *seen = version(&fake);
                 }
             }
         }

@@ -11,7 +11,7 @@ use envclone::workflow::migrate::{MigratePhase, MigrateRequest, MigrationState};
 
 use crate::support::*;
 
-const V2: &str = include_str!("../../stacks/webapp-v2.yaml");
+pub(crate) const V2: &str = include_str!("../../stacks/webapp-v2.yaml");
 pub(crate) const ZONE: &str = "envclone-demo.example.";
 pub(crate) const ENTRY: &str = "app.envclone-demo.example.";
 

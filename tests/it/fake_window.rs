@@ -49,7 +49,7 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// The time of the first call of `operation` (fake's clock, since the start).
-fn first_call(s: &Scenario, operation: &str) -> Option<Duration> {
+pub(crate) fn first_call(s: &Scenario, operation: &str) -> Option<Duration> {
     s.fake
         .calls()
         .into_iter()

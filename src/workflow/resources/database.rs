@@ -157,13 +157,33 @@ impl super::super::resource::ResourceKind for Database {
             .iter()
             .filter(|d| d.is_cluster == (self.kind == DbKind::Cluster))
             .flat_map(|d| {
-                std::iter::once(d.snapshot_parameter.clone()).chain(
-                    d.copy_on_write
-                        .as_ref()
-                        .map(|c| c.source_cluster_parameter.clone()),
-                )
+                std::iter::once(d.snapshot_parameter.clone())
+                    .chain(
+                        d.copy_on_write
+                            .as_ref()
+                            .map(|c| c.source_cluster_parameter.clone()),
+                    )
+                    .chain(
+                        d.point_in_time
+                            .iter()
+                            .flat_map(|p| [p.source_parameter.clone(), p.time_parameter.clone()]),
+                    )
             })
             .collect()
+    }
+
+    /// A database restored to a point in time: its template really restores from the two
+    /// parameters, and its source keeps automated backups.
+    async fn preflight(
+        &self,
+        engine: &CloneEngine,
+        source: &crate::workflow::plan::SourceEnv,
+        plan: &ClonePlan,
+    ) -> Result<(), crate::workflow::PreflightError> {
+        for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
+            super::point_in_time::preflight(engine, source, plan, d).await?;
+        }
+        Ok(())
     }
 
     /// A snapshot holds the window until its point in time is fixed (not until it is
@@ -172,7 +192,16 @@ impl super::super::resource::ResourceKind for Database {
     fn window_needs(&self, plan: &ClonePlan) -> crate::workflow::window::WindowNeeds {
         let mut out = crate::workflow::window::WindowNeeds::default();
         for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
-            if d.copy_on_write.is_some() {
+            if d.point_in_time.is_some() {
+                out.outside
+                    .push(crate::workflow::window::point_in_time_item(
+                        match d.kind {
+                            DbKind::Instance => "database",
+                            DbKind::Cluster => "Aurora cluster",
+                        },
+                        &d.source_instance,
+                    ));
+            } else if d.copy_on_write.is_some() {
                 out.whole.push(format!(
                     "Aurora cluster {} is cloned copy-on-write by the stack, at its latest                      restorable time",
                     d.source_instance
@@ -197,21 +226,25 @@ impl super::super::resource::ResourceKind for Database {
                 .enumerate()
                 .filter(|(_, d)| d.kind == self.kind)
                 .map(|(position, d)| async move {
+                    if d.point_in_time.is_some() {
+                        let made = super::point_in_time::restore_point(
+                            run.engine, run.plan, d, run.events, run.window,
+                        )
+                        .await?;
+                        return Ok::<_, StepError>((position, made));
+                    }
                     let artifact = run
                         .engine
                         .database_artifact(run.plan, d, run.events, run.created, run.window)
                         .await?;
-                    Ok::<_, StepError>((position, artifact))
+                    Ok::<_, StepError>((position, (artifact.label, artifact.parameters)))
                 }),
         )
         .await?;
         let mut out = BeforeStack::default();
-        for (position, artifact) in made {
-            out.parameters.extend(artifact.parameters);
-            out.outcomes.push(Outcome::Snapshot {
-                position,
-                label: artifact.label,
-            });
+        for (position, (label, parameters)) in made {
+            out.parameters.extend(parameters);
+            out.outcomes.push(Outcome::Snapshot { position, label });
         }
         Ok(out)
     }
@@ -226,6 +259,17 @@ impl super::super::resource::ResourceKind for Database {
             .iter()
             .filter(|d| d.kind == self.kind)
             .map(|d| match (d.kind, &d.copy_on_write) {
+                _ if d.point_in_time.is_some() => format!(
+                    "restore {} {} to T from {} (point-in-time restore by the clone stack, no \
+                     snapshot): once the source serves again, wait until its latest restorable \
+                     time passes T (RDS: typically within 5 minutes)",
+                    match d.kind {
+                        DbKind::Instance => "database",
+                        DbKind::Cluster => "Aurora cluster",
+                    },
+                    d.logical_id,
+                    d.source_instance
+                ),
                 (DbKind::Instance, _) => format!(
                     "snapshot database {} as {}",
                     d.source_instance, d.snapshot_id
@@ -247,7 +291,7 @@ impl super::super::resource::ResourceKind for Database {
     fn artifacts(&self, plan: &PlanRecord) -> Vec<ResourceRef> {
         plan.databases
             .iter()
-            .filter(|d| d.kind == self.kind)
+            .filter(|d| d.kind == self.kind && d.point_in_time.is_none())
             .map(|d| ResourceRef::new(snapshot_kind(self.kind), d.snapshot_id.clone()))
             .collect()
     }

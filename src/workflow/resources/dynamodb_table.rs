@@ -303,6 +303,7 @@ impl ResourceKind for DynamoDbTable {
                     )
                 })
                 .collect(),
+            outside: Vec::new(),
         }
     }
     fn name(&self) -> &'static str {

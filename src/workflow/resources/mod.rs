@@ -14,6 +14,7 @@ mod aurora_cluster;
 mod bucket;
 mod database;
 mod dynamodb_table;
+mod point_in_time;
 mod rds_instance;
 mod scaling_group;
 
