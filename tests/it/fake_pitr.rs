@@ -2,9 +2,10 @@
 //! database whose template takes `SourceDBInstanceIdentifier` + `RestoreTime` is restored by the
 //! clone stack to the run's moment T from the source itself. It takes no snapshot, so it holds
 //! none of the source's time out of service; the run waits, after the window, until the
-//! source's `LatestRestorableTime` has passed T. Written before the feature: the contract
-//! refused `restore_source_parameter` (an unknown field), so every test here failed at
-//! preflight.
+//! source's `LatestRestorableTime` has passed T. Written before the feature, against a contract
+//! that refused `restore_source_parameter` (an unknown field: every test here stops at
+//! preflight on it) and a fake without an instance's data history or LatestRestorableTime;
+//! they were not run against the old code (it lacks the fake calls they make).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
