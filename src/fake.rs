@@ -434,7 +434,8 @@ fn version_at(
 }
 
 /// A DB instance's `LatestRestorableTime` at AWS time `now`: the last whole step of
-/// `Timings::restorable_step` (the last transaction-log upload), None without backups.
+/// `Timings::restorable_step` (the last transaction-log upload), None without backups or
+/// before the first upload since the instance was made.
 fn instance_restorable(
     db: &FakeDb,
     now: chrono::DateTime<chrono::Utc>,
@@ -445,7 +446,11 @@ fn instance_restorable(
     }
     let step = t.restorable_step.as_millis().max(1) as i64;
     let ms = now.timestamp_millis();
-    chrono::DateTime::from_timestamp_millis(ms - ms.rem_euclid(step))
+    let latest = chrono::DateTime::from_timestamp_millis(ms - ms.rem_euclid(step))?;
+    // None until the first upload after the instance was made (AWS shows no
+    // LatestRestorableTime before its first backup).
+    let created = db.writes.first().map_or(latest, |(t, _)| *t);
+    (latest >= created).then_some(latest)
 }
 
 #[derive(Debug, Clone)]
@@ -1661,6 +1666,15 @@ fn instance_point_in_time(
             .with_timezone(&chrono::Utc),
         None => latest,
     };
+    let earliest = source.writes.first().map(|(t, _)| *t).unwrap_or(latest);
+    if at < earliest {
+        return Err(format!(
+            "InvalidRestoreFault: the restore time {} is before DB instance {source_id}'s \
+             earliest restorable time {}",
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            earliest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ));
+    }
     if at > latest {
         return Err(format!(
             "InvalidRestoreFault: the restore time {} is after DB instance {source_id}'s latest \

@@ -2,9 +2,10 @@
 //! database whose template takes `SourceDBInstanceIdentifier` + `RestoreTime` is restored by the
 //! clone stack to the run's moment T from the source itself. It takes no snapshot, so it holds
 //! none of the source's time out of service; the run waits, after the window, until the
-//! source's `LatestRestorableTime` has passed T. Written before the feature: the contract
-//! refused `restore_source_parameter` (an unknown field), so every test here failed at
-//! preflight.
+//! source's `LatestRestorableTime` has passed T. Written before the feature, against a contract
+//! that refused `restore_source_parameter` (an unknown field: every test here stops at
+//! preflight on it) and a fake without an instance's data history or LatestRestorableTime;
+//! they were not run against the old code (it lacks the fake calls they make).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -220,8 +221,9 @@ async fn a_pitr_clone_holds_the_source_seconds_and_restores_the_database_to_t() 
 async fn the_fake_refuses_a_restore_time_after_the_latest_restorable_time() {
     let s = Scenario::new(timings());
     s.deploy_prod(&with_pitr(WEBAPP));
-    // Off a step boundary: the latest restorable time is behind now.
-    tokio::time::sleep(Duration::from_secs(100)).await;
+    // Past the first log upload since the instance was made, off a step boundary: the latest
+    // restorable time is behind now.
+    tokio::time::sleep(Duration::from_secs(400)).await;
     let db = s
         .engine
         .cloud
@@ -501,6 +503,8 @@ async fn an_aurora_cluster_restored_to_t_is_not_in_the_window() {
 #[tokio::test(start_paused = true)]
 async fn without_standby_the_restore_is_crash_consistent() {
     let s = prod();
+    // The source has served a while: the second T falls in is one it existed in.
+    tokio::time::sleep(Duration::from_secs(60)).await;
     let request = envclone::workflow::plan::CloneRequest {
         standby: false,
         ..s.request("staging-test")
@@ -528,4 +532,45 @@ async fn without_standby_the_restore_is_crash_consistent() {
         report.snapshots
     );
     assert!(s.fake.snapshot_ids().is_empty());
+}
+
+/// Backups turned off while the run waits for the latest restorable time (RDS deletes the
+/// automated backups, so T can no longer be restored): the wait fails at once, naming the
+/// database and what to do, and the source is in service.
+#[tokio::test(start_paused = true)]
+async fn backups_turned_off_during_the_run_fail_the_wait_at_once() {
+    let s = prod();
+    s.fake.on_call("autoscaling:ExitStandby", |f| {
+        f.set_backup_retention(SOURCE_DB, 0)
+    });
+    let plan = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let failure = s
+        .engine
+        .run_clone(
+            &plan,
+            &MemoryRunStore::default(),
+            &s.emitter,
+            std::future::pending(),
+            None,
+        )
+        .await
+        .expect_err("no backups, no restore to T");
+    let message = failure.error.to_string();
+    assert!(
+        message.contains("database prod-db's automated backups were turned off")
+            && message.contains("envclone abort"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5 * 60),
+        "failed at once, not at the deadline: {:?}",
+        started.elapsed()
+    );
+    assert!(first_call(&s, "cloudformation:CreateStack").is_none());
+    assert_source_in_service(&s, "after the failure");
 }

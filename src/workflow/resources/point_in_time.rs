@@ -224,23 +224,30 @@ pub async fn restore_point(
     let dbs = &engine.cloud.databases;
     let what = format!("the latest restorable time of database {source} to reach T = {at}");
     let reached = wait_until(&what, RESTORABLE_DEADLINE, || async {
-        let latest = match d.kind {
+        let seen = match d.kind {
             DbKind::Instance => dbs
                 .describe_instance(source)
                 .await?
-                .map(|i| i.latest_restorable_time),
+                .map(|i| (i.latest_restorable_time, i.backup_retention_period)),
             DbKind::Cluster => dbs
                 .describe_cluster(source)
                 .await?
-                .map(|c| c.latest_restorable_time),
+                .map(|c| (c.latest_restorable_time, c.backup_retention_period)),
         };
-        Ok(match latest {
+        Ok(match seen {
             None => Poll::Failed(format!("database {source} no longer exists")),
-            Some(Some(latest)) if latest >= t => Poll::Ready(latest),
-            Some(Some(latest)) => {
+            Some((_, days)) if days <= 0 => Poll::Failed(format!(
+                "database {source}'s automated backups were turned off (BackupRetentionPeriod \
+                 {days}) since preflight, which deletes its restorable history: it can no longer \
+                 be restored to T. Run `envclone abort {run}`, turn the backups back on and clone \
+                 again once its latest restorable time shows",
+                run = plan.run_id
+            )),
+            Some((Some(latest), _)) if latest >= t => Poll::Ready(latest),
+            Some((Some(latest), _)) => {
                 Poll::Pending(format!("latest restorable time {}", stamp(latest)))
             }
-            Some(None) => {
+            Some((None, _)) => {
                 Poll::Pending("no latest restorable time (automated backups off?)".into())
             }
         })
