@@ -965,7 +965,7 @@ impl CloneEngine {
     /// - the old stack's termination protection, if on, is the one envclone set for the swap
     ///   (an operator's own is their refusal until they lift it);
     /// - every resource of the old stack that holds state the cloning contract does not cover
-    ///   (`deletion::STATEFUL_TYPES`: KMS keys, tables, file systems, secrets, log groups…; or
+    ///   (`inventory::not_covered`: KMS keys, file systems, secrets, log groups…; or
     ///   of a type on neither of `inventory`'s lists, custom resources among them) has
     ///   `DeletionPolicy: Retain` in the old stack's template, so CloudFormation keeps it —
     ///   those the contract's `ignore:` let the clone create empty too: ignoring one lets the
@@ -1146,27 +1146,16 @@ impl CloneEngine {
         Ok(())
     }
 
-    /// `ENVCLONE_DATABASE_<logical id>` (the identifier clients use) and `…_ENDPOINT` (its
-    /// host name) of each database, as they are now.
+    /// What the `post_swap` hooks are given of the live environment: each kind's
+    /// (`ResourceKind::post_swap_environment`; the databases: `ENVCLONE_DATABASE_<logical id>`,
+    /// the identifier clients use, and `…_ENDPOINT`, its host name, as they are now).
     async fn live_databases(
         &self,
         state: &MigrationState,
     ) -> Result<BTreeMap<String, String>, StepError> {
         let mut env = BTreeMap::new();
-        for d in &state.databases {
-            let live = retry(|| self.cloud.databases.state_of(d.kind, &d.source_id))
-                .await
-                .map_err(StepError::port("hook.post_swap"))?;
-            env.insert(
-                format!("ENVCLONE_DATABASE_{}", d.logical_id),
-                d.source_id.clone(),
-            );
-            if let Some(endpoint) = live.and_then(|l| l.endpoint) {
-                env.insert(
-                    format!("ENVCLONE_DATABASE_{}_ENDPOINT", d.logical_id),
-                    endpoint,
-                );
-            }
+        for kind in KINDS {
+            kind.post_swap_environment(self, state, &mut env).await?;
         }
         Ok(env)
     }
