@@ -13,8 +13,7 @@ use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{self, EnvName, RunId, TAG_PROTECTED};
 use crate::ports::{
-    DbKind, DbStatus, DnsRecord, HostedZone, LifecycleState, PortError, ResourceStatus, StackInfo,
-    StackResource,
+    DbKind, DnsRecord, HostedZone, LifecycleState, ResourceStatus, StackInfo, StackResource,
 };
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
@@ -1158,42 +1157,6 @@ impl CloneEngine {
             kind.post_swap_environment(self, state, &mut env).await?;
         }
         Ok(env)
-    }
-
-    /// Deletes a database without a final snapshot and waits until it is gone; false if it
-    /// was already gone.
-    pub(super) async fn delete_db_and_wait(
-        &self,
-        kind: DbKind,
-        id: &str,
-        step: &str,
-    ) -> Result<bool, StepError> {
-        let dbs = &self.cloud.databases;
-        match retry(|| dbs.delete(kind, id)).await {
-            Ok(()) => {}
-            Err(PortError::NotFound { .. }) => return Ok(false),
-            Err(e) => {
-                // Already being deleted (an interrupted finalize): wait for it like the first time.
-                let status = retry(|| dbs.status_of(kind, id))
-                    .await
-                    .map_err(StepError::port(step))?;
-                match status {
-                    None => return Ok(false),
-                    Some(DbStatus::Deleting) => {}
-                    Some(_) => return Err(StepError::port(step)(e)),
-                }
-            }
-        }
-        let what = format!("database {id} to be deleted");
-        wait_until(&what, self.settings.stack_timeout, || async {
-            Ok(match dbs.status_of(kind, id).await? {
-                None => Poll::Ready(()),
-                Some(status) => Poll::Pending(status.to_string()),
-            })
-        })
-        .await
-        .map_err(StepError::wait(step))?;
-        Ok(true)
     }
 
     async fn delete_old_stack(
