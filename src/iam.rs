@@ -5,11 +5,53 @@
 //! SDK interceptor; to a file with `ENVCLONE_RECORD_CALLS`). The end-to-end test
 //! `e2e_iam` runs every command on the stand-in with it and checks each call made maps here and
 //! each of its actions is in the policy (the clone-scope one for the calls of `clone`).
+//!
+//! The operations a resource kind alone calls (the DynamoDB table kind's) are declared by the
+//! kind (`ResourceKind::iam_operations`) and collected here from `KINDS`: a new kind does not
+//! touch this file.
 
 use serde_json::{json, Value};
 
-/// Each operation the adapters call, and the IAM actions it needs.
-pub const OPERATIONS: &[(&str, &[&str])] = &[
+use crate::workflow::resource::Grant;
+use crate::workflow::resources::KINDS;
+
+/// Each operation the adapters call, and the IAM actions it needs: the engine's own
+/// ([`ENGINE_OPERATIONS`]) and every kind's.
+pub fn operations() -> Vec<(&'static str, &'static [&'static str])> {
+    ENGINE_OPERATIONS
+        .iter()
+        .copied()
+        .chain(
+            KINDS
+                .iter()
+                .flat_map(|k| k.iam_operations())
+                .map(|o| (o.operation, o.actions)),
+        )
+        .collect()
+}
+
+/// The actions the kinds need that the policy grants as `grant`.
+fn kinds_actions(grant: Grant) -> impl Iterator<Item = &'static str> {
+    KINDS
+        .iter()
+        .flat_map(|k| k.iam_operations())
+        .filter(move |o| o.grant == grant)
+        .flat_map(|o| o.actions.iter().copied())
+}
+
+/// `engine`'s actions, then those the kinds need granted as `grant`.
+fn with_kinds(engine: &[&'static str], grant: Grant) -> Vec<&'static str> {
+    let mut out = engine.to_vec();
+    for a in kinds_actions(grant) {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// Each operation the engine's adapters call (not a kind's alone), and the IAM actions it needs.
+pub const ENGINE_OPERATIONS: &[(&str, &[&str])] = &[
     (
         "cloudformation:DescribeStacks",
         &["cloudformation:DescribeStacks"],
@@ -99,24 +141,6 @@ pub const OPERATIONS: &[(&str, &[&str])] = &[
     ),
     ("route53:GetChange", &["route53:GetChange"]),
     ("route53:GetHostedZone", &["route53:GetHostedZone"]),
-    // DynamoDB tables (the `dynamodb_table` kind): the source read by a consistent Scan, a
-    // table passed by parameter created with the run's tags ("Tagging resources in DynamoDB":
-    // CreateTable with Tags needs dynamodb:TagResource too), its items written by
-    // BatchWriteItem, the copy's global indexes queried by verify, and the run's table deleted
-    // by abort and destroy after its tags are read.
-    ("dynamodb:DescribeTable", &["dynamodb:DescribeTable"]),
-    ("dynamodb:Scan", &["dynamodb:Scan"]),
-    ("dynamodb:Query", &["dynamodb:Query"]),
-    (
-        "dynamodb:ListTagsOfResource",
-        &["dynamodb:ListTagsOfResource"],
-    ),
-    (
-        "dynamodb:CreateTable",
-        &["dynamodb:CreateTable", "dynamodb:TagResource"],
-    ),
-    ("dynamodb:BatchWriteItem", &["dynamodb:BatchWriteItem"]),
-    ("dynamodb:DeleteTable", &["dynamodb:DeleteTable"]),
     // S3's API operations and IAM actions differ in name.
     ("s3:HeadBucket", &["s3:ListBucket"]),
     // gc looks for the template staging buckets crashed runs left (`envclone-tpl-…`).
@@ -241,10 +265,6 @@ const READ: &[&str] = &[
     "route53:ListResourceRecordSets",
     "route53:GetChange",
     "route53:GetHostedZone",
-    "dynamodb:DescribeTable",
-    "dynamodb:Scan",
-    "dynamodb:Query",
-    "dynamodb:ListTagsOfResource",
     "s3:ListBucket",
     "s3:ListAllMyBuckets",
     "s3:ListBucketVersions",
@@ -266,11 +286,9 @@ const READ: &[&str] = &[
     "s3:ListJobs",
 ];
 
-/// Creating what a run makes: CloudFormation, RDS and DynamoDB check the tags given on
-/// creation.
+/// Creating what a run makes: CloudFormation and RDS (and DynamoDB, the table kind's
+/// `Grant::CreateTagged`) check the tags given on creation.
 const CREATE_TAGGED: &[&str] = &[
-    "dynamodb:CreateTable",
-    "dynamodb:TagResource",
     "cloudformation:CreateStack",
     "cloudformation:TagResource",
     "rds:CreateDBSnapshot",
@@ -301,13 +319,9 @@ const WRITE: &[&str] = &[
     "autoscaling:ResumeProcesses",
 ];
 
-/// Removing what a run made (abort, destroy, gc), and writing the items of its tables (one it
-/// created, or one its clone stack created: CloudFormation gives the stack's tags to the
-/// table): only resources tagged `envclone:run` (DynamoDB authorizes BatchWriteItem and
-/// DeleteTable by `aws:ResourceTag`, "Using attribute-based access control with DynamoDB").
+/// Removing what a run made (abort, destroy, gc), and (a kind's `Grant::TaggedResource`)
+/// writing into what it made: only resources tagged `envclone:run`.
 const DELETE_OWN: &[&str] = &[
-    "dynamodb:BatchWriteItem",
-    "dynamodb:DeleteTable",
     "cloudformation:DeleteStack",
     "rds:DeleteDBSnapshot",
     "rds:DeleteDBClusterSnapshot",
@@ -345,10 +359,18 @@ pub fn policy(scope: Scope) -> Value {
     let tagged_request = json!({"Null": {"aws:RequestTag/envclone:run": "false"}});
     let tagged_resource = json!({"Null": {"aws:ResourceTag/envclone:run": "false"}});
     let mut statements = vec![
-        statement("EnvcloneRead", READ, None),
-        statement("EnvcloneCreateTagged", CREATE_TAGGED, Some(tagged_request)),
+        statement("EnvcloneRead", &with_kinds(READ, Grant::Read), None),
+        statement(
+            "EnvcloneCreateTagged",
+            &with_kinds(CREATE_TAGGED, Grant::CreateTagged),
+            Some(tagged_request),
+        ),
         statement("EnvcloneWrite", WRITE, None),
-        statement("EnvcloneDeleteOwn", DELETE_OWN, Some(tagged_resource)),
+        statement(
+            "EnvcloneDeleteOwn",
+            &with_kinds(DELETE_OWN, Grant::TaggedResource),
+            Some(tagged_resource),
+        ),
         statement("EnvcloneDeleteOwnBuckets", DELETE_S3, None),
         // The batch job's role, passed to S3 Batch Operations only.
         statement(
@@ -386,10 +408,10 @@ mod tests {
     fn every_mapped_operation_is_granted_by_the_policy() {
         let all = granted(&policy(Scope::All));
         let mut seen = std::collections::BTreeSet::new();
-        for (op, actions) in OPERATIONS {
+        for (op, actions) in operations() {
             assert!(seen.insert(op), "{op} is mapped twice");
             assert!(!actions.is_empty(), "{op} maps to no IAM action");
-            for a in *actions {
+            for a in actions {
                 assert!(
                     all.iter().any(|g| g == a),
                     "{op} needs {a}, which the policy lacks"

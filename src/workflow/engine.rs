@@ -4,7 +4,7 @@
 //! ([`Created`]) and the checkpoint it reports to before a change ([`Checkpoint`], [`Progress`],
 //! with what it records of the source's Standby and window: [`StandbyRecord`], [`WindowMark`]),
 //! and the waits any phase or kind uses (a snapshot available, a stack deleted, a resource of
-//! the clone stack created).
+//! the clone stack created, a group's instances healthy, a database deleted).
 //!
 //! It names no resource kind and no phase: the kinds (`resources/`) and the phases (`clone`,
 //! `migrate`, `recovery`…) are above it (`scripts/import-graph --strict`).
@@ -14,7 +14,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ports::{Cloud, DbKind};
+use crate::ports::{Cloud, DbKind, DbStatus, HealthStatus, LifecycleState, PortError};
+use crate::retry::retry;
 use crate::retry::{wait_until, Poll};
 use crate::s3sync::{AsOfPoint, BucketPath, SyncOptions, SyncStats};
 
@@ -298,5 +299,82 @@ impl CloneEngine {
         })
         .await
         .map_err(StepError::wait(step))
+    }
+
+    /// Waits until `group` has at least its desired capacity InService and Healthy (Auto
+    /// Scaling's HealthStatus, which with `HealthCheckType: ELB` follows the load balancer's
+    /// target health: DescribeAutoScalingGroups, Instance.HealthStatus).
+    pub(super) async fn wait_group_healthy(
+        &self,
+        group: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let scaling = &self.cloud.scaling;
+        let what = format!("instances of {group} to be InService and Healthy");
+        wait_until(&what, timeout, || async {
+            let Some(info) = scaling.describe_group(group).await? else {
+                return Ok(Poll::Pending("group not found".into()));
+            };
+            let healthy = info
+                .instances
+                .iter()
+                .filter(|i| {
+                    i.lifecycle_state == LifecycleState::InService
+                        && i.health_status == HealthStatus::Healthy
+                })
+                .count() as i32;
+            let state = format!(
+                "{healthy} of {} desired InService and Healthy ({})",
+                info.desired_capacity,
+                info.instances
+                    .iter()
+                    .map(|i| format!("{} {} {}", i.id, i.lifecycle_state, i.health_status))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(if healthy >= info.desired_capacity {
+                Poll::Ready(state)
+            } else {
+                Poll::Pending(state)
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())
+    }
+
+    /// Deletes a database without a final snapshot and waits until it is gone; false if it
+    /// was already gone.
+    pub(super) async fn delete_db_and_wait(
+        &self,
+        kind: DbKind,
+        id: &str,
+        step: &str,
+    ) -> Result<bool, StepError> {
+        let dbs = &self.cloud.databases;
+        match retry(|| dbs.delete(kind, id)).await {
+            Ok(()) => {}
+            Err(PortError::NotFound { .. }) => return Ok(false),
+            Err(e) => {
+                // Already being deleted (an interrupted finalize): wait for it like the first time.
+                let status = retry(|| dbs.status_of(kind, id))
+                    .await
+                    .map_err(StepError::port(step))?;
+                match status {
+                    None => return Ok(false),
+                    Some(DbStatus::Deleting) => {}
+                    Some(_) => return Err(StepError::port(step)(e)),
+                }
+            }
+        }
+        let what = format!("database {id} to be deleted");
+        wait_until(&what, self.settings.stack_timeout, || async {
+            Ok(match dbs.status_of(kind, id).await? {
+                None => Poll::Ready(()),
+                Some(status) => Poll::Pending(status.to_string()),
+            })
+        })
+        .await
+        .map_err(StepError::wait(step))?;
+        Ok(true)
     }
 }

@@ -5,9 +5,10 @@
 //! - **Stateless**: a known list of types the clone stack recreates from the template alone —
 //!   networking, IAM, load balancing, launch templates, Auto Scaling groups, DNS records…
 //!   Created empty by design: there is nothing in them to copy.
-//! - **Stateful, not covered**: a type of `deletion::STATEFUL_TYPES` (the single list of state
-//!   envclone does not copy — KMS keys, tables, file systems, queues, secrets, log groups…), or
-//!   a database or bucket the contract does not list. The clone's would start empty.
+//! - **Stateful, not covered**: a type of `deletion::STATEFUL_TYPES` that no resource kind
+//!   covers (`not_covered`, derived: that list minus every kind's types — KMS keys, file
+//!   systems, queues, secrets, log groups…), or a database, bucket or table the contract does
+//!   not list. The clone's would start empty.
 //! - **Unknown**: a type on neither list, custom resources (`Custom::*`,
 //!   `AWS::CloudFormation::CustomResource`: what their handler makes cannot be judged) among
 //!   them. Treated as not covered: an operator expects no silent data loss, and a type envclone
@@ -157,6 +158,17 @@ fn contract_type(resource_type: &str) -> Option<(&'static dyn ResourceKind, &'st
     Some((kind, loses))
 }
 
+/// The stateful types no resource kind covers, with what a clone (or a deletion) of one lacks:
+/// `deletion::STATEFUL_TYPES` minus every kind's `stack_types`. Derived, so a kind added for a
+/// type (the DynamoDB table) takes it out of this list without an edit to `deletion.rs`.
+pub fn not_covered() -> Vec<(&'static str, &'static str)> {
+    deletion::STATEFUL_TYPES
+        .iter()
+        .copied()
+        .filter(|(t, _)| resources::of_type(t).is_none())
+        .collect()
+}
+
 /// What the clone lacks of a resource of a type envclone has not judged.
 const UNKNOWN_LOSS: &str =
     "whatever it holds: envclone does not know this type, which may hold state";
@@ -195,7 +207,7 @@ pub fn classify(logical_id: &str, resource_type: &str, copied: &BTreeSet<String>
         Coverage::Stateless
     } else if let Some((_, loses)) = contract_type(resource_type) {
         Coverage::Stateful(loses)
-    } else if let Some(loses) = deletion::stateful(resource_type) {
+    } else if let Some((_, loses)) = not_covered().into_iter().find(|(t, _)| *t == resource_type) {
         Coverage::Stateful(loses)
     } else {
         Coverage::Unknown
@@ -336,9 +348,10 @@ Resources:
             assert!(deletion::stateful(ty).is_none(), "{ty} is on both lists");
             assert!(contract_type(ty).is_none(), "{ty}");
         }
+        let not_covered = not_covered();
         for kind in KINDS {
             for (ty, _) in kind.stack_types() {
-                assert!(deletion::stateful(ty).is_none(), "{ty}");
+                assert!(!not_covered.iter().any(|(t, _)| t == ty), "{ty}");
             }
         }
         assert_eq!(
@@ -349,6 +362,53 @@ Resources:
         assert_eq!(finalize_loss("AWS::EC2::VPC"), None);
         assert_eq!(finalize_loss(BUCKET), None);
         assert_eq!(finalize_loss(DB_CLUSTER), None);
+    }
+
+    /// Issue 12, "a new type in three files": what no kind covers is derived from the kinds,
+    /// not kept by hand beside them. Every kind's stack type is copied when the contract lists
+    /// it and lacks what the kind says when it does not, and is not in the derived list; every
+    /// stateful type is either covered by one kind or not covered, never both; and a type a
+    /// kind was added for (`AWS::DynamoDB::Table`) stays on `deletion::STATEFUL_TYPES`, taken
+    /// out of what is not covered by the kind alone. (Failed before: the table had to be
+    /// deleted from `STATEFUL_TYPES` when its kind was added, and `not_covered` did not exist.)
+    #[test]
+    fn what_no_kind_covers_is_derived_from_the_kinds() {
+        let not_covered = not_covered();
+        let listed = |ty: &str| not_covered.iter().any(|(t, _)| *t == ty);
+        for kind in KINDS {
+            for (ty, loses) in kind.stack_types() {
+                let copied = BTreeSet::from(["R".to_string()]);
+                assert_eq!(classify("R", ty, &copied), Coverage::Copied, "{ty}");
+                assert_eq!(
+                    classify("R", ty, &BTreeSet::new()),
+                    Coverage::Stateful(loses),
+                    "{ty}"
+                );
+                assert!(
+                    !listed(ty),
+                    "{ty} is covered by {} and listed as not covered",
+                    kind.name()
+                );
+                assert_eq!(resources::of_type(ty).map(|k| k.name()), Some(kind.name()));
+            }
+        }
+        for (ty, loses) in deletion::STATEFUL_TYPES {
+            let covered = resources::of_type(ty).is_some();
+            assert_ne!(
+                covered,
+                listed(ty),
+                "{ty}: covered and not covered, or neither"
+            );
+            if !covered {
+                assert_eq!(
+                    classify("R", ty, &BTreeSet::new()),
+                    Coverage::Stateful(loses)
+                );
+            }
+        }
+        assert!(deletion::stateful("AWS::DynamoDB::Table").is_some());
+        assert!(!listed("AWS::DynamoDB::Table"));
+        assert!(listed("AWS::EFS::FileSystem"));
     }
 
     /// Issue 15: AWS's WebApp sample (tests/fixtures/real/webapp.json). What a clone of it

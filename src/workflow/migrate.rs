@@ -13,8 +13,7 @@ use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{self, EnvName, RunId, TAG_PROTECTED};
 use crate::ports::{
-    DbKind, DbStatus, DnsRecord, HostedZone, LifecycleState, PortError, ResourceStatus, StackInfo,
-    StackResource,
+    DbKind, DnsRecord, HostedZone, LifecycleState, ResourceStatus, StackInfo, StackResource,
 };
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
@@ -965,7 +964,7 @@ impl CloneEngine {
     /// - the old stack's termination protection, if on, is the one envclone set for the swap
     ///   (an operator's own is their refusal until they lift it);
     /// - every resource of the old stack that holds state the cloning contract does not cover
-    ///   (`deletion::STATEFUL_TYPES`: KMS keys, tables, file systems, secrets, log groups…; or
+    ///   (`inventory::not_covered`: KMS keys, file systems, secrets, log groups…; or
     ///   of a type on neither of `inventory`'s lists, custom resources among them) has
     ///   `DeletionPolicy: Retain` in the old stack's template, so CloudFormation keeps it —
     ///   those the contract's `ignore:` let the clone create empty too: ignoring one lets the
@@ -1146,65 +1145,18 @@ impl CloneEngine {
         Ok(())
     }
 
-    /// `ENVCLONE_DATABASE_<logical id>` (the identifier clients use) and `…_ENDPOINT` (its
-    /// host name) of each database, as they are now.
+    /// What the `post_swap` hooks are given of the live environment: each kind's
+    /// (`ResourceKind::post_swap_environment`; the databases: `ENVCLONE_DATABASE_<logical id>`,
+    /// the identifier clients use, and `…_ENDPOINT`, its host name, as they are now).
     async fn live_databases(
         &self,
         state: &MigrationState,
     ) -> Result<BTreeMap<String, String>, StepError> {
         let mut env = BTreeMap::new();
-        for d in &state.databases {
-            let live = retry(|| self.cloud.databases.state_of(d.kind, &d.source_id))
-                .await
-                .map_err(StepError::port("hook.post_swap"))?;
-            env.insert(
-                format!("ENVCLONE_DATABASE_{}", d.logical_id),
-                d.source_id.clone(),
-            );
-            if let Some(endpoint) = live.and_then(|l| l.endpoint) {
-                env.insert(
-                    format!("ENVCLONE_DATABASE_{}_ENDPOINT", d.logical_id),
-                    endpoint,
-                );
-            }
+        for kind in KINDS {
+            kind.post_swap_environment(self, state, &mut env).await?;
         }
         Ok(env)
-    }
-
-    /// Deletes a database without a final snapshot and waits until it is gone; false if it
-    /// was already gone.
-    pub(super) async fn delete_db_and_wait(
-        &self,
-        kind: DbKind,
-        id: &str,
-        step: &str,
-    ) -> Result<bool, StepError> {
-        let dbs = &self.cloud.databases;
-        match retry(|| dbs.delete(kind, id)).await {
-            Ok(()) => {}
-            Err(PortError::NotFound { .. }) => return Ok(false),
-            Err(e) => {
-                // Already being deleted (an interrupted finalize): wait for it like the first time.
-                let status = retry(|| dbs.status_of(kind, id))
-                    .await
-                    .map_err(StepError::port(step))?;
-                match status {
-                    None => return Ok(false),
-                    Some(DbStatus::Deleting) => {}
-                    Some(_) => return Err(StepError::port(step)(e)),
-                }
-            }
-        }
-        let what = format!("database {id} to be deleted");
-        wait_until(&what, self.settings.stack_timeout, || async {
-            Ok(match dbs.status_of(kind, id).await? {
-                None => Poll::Ready(()),
-                Some(status) => Poll::Pending(status.to_string()),
-            })
-        })
-        .await
-        .map_err(StepError::wait(step))?;
-        Ok(true)
     }
 
     async fn delete_old_stack(

@@ -1,20 +1,31 @@
 //! One model of the stateful resources envclone copies: each kind (an RDS instance, an Aurora
 //! cluster, an S3 bucket, a DynamoDB table, an Auto Scaling group) is one module under
-//! `resources/` implementing [`ResourceKind`], and the phases loop over [`kinds`] instead of naming resource types.
+//! `resources/` implementing [`ResourceKind`], and the phases loop over `resources::KINDS`
+//! instead of naming resource types.
 //!
 //! What a run makes outside its clone stack (a snapshot, a bucket it creates, a staged
-//! template) is named by a typed [`ResourceRef`]: the kind of thing and its identifier, plus a
-//! note (why it was left, how it came to be). The failure report, the run records and the
-//! removal lists of abort, destroy and migrate carry them; they serialize as the text they
-//! always had (`"DB snapshot envclone-…"`), so records written before read back unchanged.
+//! template) is named by a typed [`ResourceRef`] (`refs.rs`, re-exported here): the kind of
+//! thing and its identifier, plus a note (why it was left, how it came to be).
+//!
+//! Layers (`scripts/import-graph --strict` fails on a cycle): this trait is above what its
+//! signatures name — `refs`, `engine` (`CloneEngine`, its outcomes, checkpoint and waits),
+//! `plan` (the plan's types), `record` (the run records), `swap`, `window` — and below the
+//! kinds (`resources/`), whose registry answers which kind covers a type or made a reference
+//! (`resources::of_type`, `maker_of`); the phases (`planner`, `inventory`, `clone`,
+//! `recovery`, `migrate`…) are above the kinds.
 //!
 //! # Adding a kind
 //!
-//! A new kind of resource (a DynamoDB table, say) touches:
+//! A new kind of resource (a DynamoDB table, say) touches, outside tests and the stand-in:
 //!
 //! 1. `src/workflow/resources/<kind>.rs`: a unit struct implementing [`ResourceKind`]: the
 //!    CloudFormation types it covers (`stack_types`; the inventory then counts a listed one as
-//!    copied), the nouns of what it makes (`ref_kinds`), the parameters envclone gives the
+//!    copied, and one the contract does not list as not copied, with what it lacks — it leaves
+//!    `inventory::not_covered`, which is derived, so `deletion::STATEFUL_TYPES` is not
+//!    edited), the nouns of what it makes (`ref_kinds`; read back from the text form without
+//!    the registry: an identifier without spaces), the AWS operations it alone calls with
+//!    their IAM actions and grant (`iam_operations`; `iam.rs` collects them, `e2e_iam` checks
+//!    every call is granted), the parameters envclone gives the
 //!    clone stack for it (`given_parameters`), its plan steps (`plan_steps`), the artifacts a
 //!    run of a plan makes (`artifacts`, `artifacts_of_stack`), how to verify it (`verify`),
 //!    how to remove an artifact (`remove`), what to do around the deletion of a stack holding
@@ -24,13 +35,16 @@
 //!    the old stack is deleted and undoes after (`finalize_old`, `finalize_restore`), whether
 //!    the old stack's records of it name what the swap made live (`swapped`), and what a failed
 //!    deletion of one by the old stack means (`finalize_delete_failed`); for migrate, how the
-//!    swap moves it (`swap`, forward and back, each move chosen by the pure `migrate::swap_step`
+//!    swap moves it (`swap`, forward and back, each move chosen by the pure `swap::swap_step`
 //!    from what exists), marks it while the swap is open (`mark_open_migration`) and checks it
 //!    on the live environment after the swap (`check_after_swap`), why
 //!    migrate cannot move it (`migrate_refusal`: a DynamoDB table not `shared`), and what shows
 //!    that one of a migration's temporary stack served (`served_as`, for destroy);
-//! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in [`KINDS`];
-//! 3. its adapter (`src/aws/<service>.rs`) and the port it implements.
+//! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in `KINDS`;
+//! 3. for a service envclone does not call yet: its port (`src/ports/<service>.rs` and its
+//!    field in `ports::Cloud`), its adapter (`src/aws/<service>.rs`, built in `aws.rs`) and its
+//!    fake (`src/fake/<service>.rs`) — the DynamoDB table needed these; a kind over a service
+//!    already there does not.
 //!
 //! The copy stage is behind the trait too: `clone_and_verify` has each kind `prepare` (create
 //! what the stack is given), then runs `before_stack` of every kind in parallel (snapshots,
@@ -40,18 +54,18 @@
 //! `precopy` is the bulk copy before Standby. A kind reports in `CloneReport::copies` (the
 //! databases and buckets keep `snapshots` and `buckets`) and verifies from `Checked::copies`.
 //! `planned_parameters` puts the names of what it will create in the plan; `preflight` checks
-//! its resources before any change. The DynamoDB table kind (`resources/dynamodb_table.rs`)
-//! was added this way: that file and one entry in `KINDS`.
+//! its resources before any change. The bucket and database kinds' copies run on the engine
+//! from their own files (`create_parameter_buckets`, `copy_bucket` in `resources/bucket.rs`;
+//! `database_artifact`, the snapshots in `resources/database.rs`).
 //!
 //! Not yet behind the trait, so an existing kind's change may still touch them: the contract's
 //! sections (`contract.rs` parses `databases:`, `buckets:`, `tables:`), the plan's per-kind
 //! fields of the databases and buckets (`DatabasePlan`, `BucketPlan`, `scaling_groups`, filled
-//! in `plan::build_plan`) and the engine functions the bucket and database kinds call in
-//! `clone.rs` (`create_parameter_buckets`, `copy_bucket`, `database_artifact`), Standby,
-//! migrate's state (`MigrationState::databases`, `buckets`, which the database and bucket
-//! kinds' swap and finalize hooks read; `preflight_migrate` builds the databases' `DbSwap`s),
-//! the databases named by migrate's guardrails, post-swap hook environment and abort
-//! messages, `swapcheck.rs`'s scan of the template for references to the renamed databases
+//! in `planner::build_plan`), Standby, migrate's state (`MigrationState::databases`,
+//! `buckets`, which the database and bucket kinds' swap and finalize hooks read;
+//! `preflight_migrate` builds the databases' `DbSwap`s), the databases named by migrate's
+//! guardrails, `swap_allowance` and abort messages,
+//! `swapcheck.rs`'s scan of the template for references to the renamed databases
 //! (`endpoint_references`), and the port's field in `ports::Cloud`.
 
 use std::collections::BTreeMap;
@@ -181,6 +195,28 @@ pub enum PlanStage {
     Resume,
 }
 
+/// How the least-privilege policy (`envclone iam-policy`, `crate::iam`) grants an IAM action
+/// a kind needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Reading, on any resource (the source is not tagged).
+    Read,
+    /// Creating, only with the run's tag in the request (`aws:RequestTag/envclone:run`).
+    CreateTagged,
+    /// Writing into or removing, only what carries the run's tag
+    /// (`aws:ResourceTag/envclone:run`).
+    TaggedResource,
+}
+
+/// An AWS API operation a kind's adapter calls (`dynamodb:Scan`, as the SDK's call record
+/// names it), the IAM actions it needs, and how the policy grants them.
+#[derive(Debug, Clone, Copy)]
+pub struct IamOperation {
+    pub operation: &'static str,
+    pub actions: &'static [&'static str],
+    pub grant: Grant,
+}
+
 /// One kind of stateful resource. See the module doc for what a new kind touches.
 #[async_trait]
 pub trait ResourceKind: Send + Sync {
@@ -193,6 +229,11 @@ pub trait ResourceKind: Send + Sync {
 
     /// The nouns of the references this kind makes outside a stack (`DB snapshot`).
     fn ref_kinds(&self) -> &'static [RefKind];
+    /// The AWS operations this kind alone calls, with their IAM actions: `iam.rs` maps and
+    /// grants them with the engine's own (`e2e_iam` checks every call made is granted).
+    fn iam_operations(&self) -> &'static [IamOperation] {
+        &[]
+    }
 
     /// Whether finalize deals with this kind's resources of the old stack itself (a database:
     /// its final snapshot kept; a bucket: S3 refuses to delete one that holds objects). A kind
@@ -387,6 +428,18 @@ pub trait ResourceKind: Send + Sync {
         _timeout: std::time::Duration,
         _events: &Emitter,
         _failures: &mut Vec<String>,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// The environment the `post_swap` hooks are given for this kind's resources of the swap,
+    /// as they are live after it (a database: `ENVCLONE_DATABASE_<LogicalId>` its identifier,
+    /// `…_ENDPOINT` its endpoint).
+    async fn post_swap_environment(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+        _env: &mut BTreeMap<String, String>,
     ) -> Result<(), StepError> {
         Ok(())
     }

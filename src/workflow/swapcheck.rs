@@ -7,13 +7,10 @@
 //! contract's `verify` checks run again against the live environment and the new stack's
 //! instances must be InService and Healthy; a failure makes the swap fail, which swaps back.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
 use crate::contract::{Contract, Template, DB_CLUSTER, DB_INSTANCE};
 use crate::events::Emitter;
-use crate::ports::{HealthStatus, LifecycleState};
 use crate::retry::{retry, wait_until, Poll};
 
 use super::engine::CloneEngine;
@@ -283,47 +280,6 @@ impl CloneEngine {
                 failures.join("; ")
             )))
         }
-    }
-
-    /// Waits until `group` has at least its desired capacity InService and Healthy (Auto
-    /// Scaling's HealthStatus, which with `HealthCheckType: ELB` follows the load balancer's
-    /// target health: DescribeAutoScalingGroups, Instance.HealthStatus).
-    pub(super) async fn wait_group_healthy(
-        &self,
-        group: &str,
-        timeout: Duration,
-    ) -> Result<String, String> {
-        let scaling = &self.cloud.scaling;
-        let what = format!("instances of {group} to be InService and Healthy");
-        wait_until(&what, timeout, || async {
-            let Some(info) = scaling.describe_group(group).await? else {
-                return Ok(Poll::Pending("group not found".into()));
-            };
-            let healthy = info
-                .instances
-                .iter()
-                .filter(|i| {
-                    i.lifecycle_state == LifecycleState::InService
-                        && i.health_status == HealthStatus::Healthy
-                })
-                .count() as i32;
-            let state = format!(
-                "{healthy} of {} desired InService and Healthy ({})",
-                info.desired_capacity,
-                info.instances
-                    .iter()
-                    .map(|i| format!("{} {} {}", i.id, i.lifecycle_state, i.health_status))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            Ok(if healthy >= info.desired_capacity {
-                Poll::Ready(state)
-            } else {
-                Poll::Pending(state)
-            })
-        })
-        .await
-        .map_err(|e| e.to_string())
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use envclone::iam::{granted, policy, Scope, OPERATIONS};
+use envclone::iam::{granted, operations, policy, Scope};
 
 use crate::e2e::{params, s3, stack, text, with_zone_id, StandIn};
 
@@ -73,13 +73,14 @@ fn actions_of(calls: &BTreeSet<String>) -> BTreeSet<&'static str> {
     calls
         .iter()
         .flat_map(|call| {
-            let (_, actions) = OPERATIONS
-                .iter()
+            let (_, actions) = operations()
+                .into_iter()
                 .find(|(op, _)| op == call)
                 .unwrap_or_else(|| {
                     panic!(
-                        "envclone called {call}, which iam::OPERATIONS does not map to IAM \
-                         actions: add it there (and its actions to the policy)"
+                        "envclone called {call}, which iam::operations() does not map to IAM \
+                         actions: add it to iam::ENGINE_OPERATIONS, or to its kind's \
+                         iam_operations (and its actions to the policy)"
                     )
                 });
             actions.iter().copied()
@@ -317,18 +318,21 @@ async fn the_policy_grants_every_call_the_commands_make_on_the_stand_in() {
 
     // Not trivially small, and the same every run: the calls compared whole.
     assert_eq!(clone, names(CLONE_CALLS), "the calls of clone");
-    let unseen: Vec<&str> = OPERATIONS
-        .iter()
-        .map(|(op, _)| *op)
+    let unseen: Vec<&str> = operations()
+        .into_iter()
+        .map(|(op, _)| op)
         .filter(|op| !all.contains(*op))
         .collect();
-    // An operation iam::OPERATIONS maps that no command called here is printed, not failed:
+    // An operation iam::operations() maps that no command called here is printed, not failed:
     // it may be reached only on a path this run does not take. None is today.
-    println!("in iam::OPERATIONS, not called by this run: {unseen:?}");
+    println!("in iam::operations(), not called by this run: {unseen:?}");
     assert_eq!(
         all,
-        OPERATIONS.iter().map(|(op, _)| op.to_string()).collect(),
-        "the calls of every command: each operation iam::OPERATIONS maps"
+        operations()
+            .into_iter()
+            .map(|(op, _)| op.to_string())
+            .collect(),
+        "the calls of every command: each operation iam::operations() maps"
     );
     // And the policy grants nothing no call needs.
     let needed = actions_of(&all);

@@ -786,6 +786,32 @@ impl super::super::resource::ResourceKind for Database {
         Ok(())
     }
 
+    /// `ENVCLONE_DATABASE_<logical id>` (the identifier clients use) and `…_ENDPOINT` (its
+    /// host name) of each database of this kind, as they are now.
+    async fn post_swap_environment(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+        env: &mut BTreeMap<String, String>,
+    ) -> Result<(), StepError> {
+        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+            let live = retry(|| engine.cloud.databases.state_of(d.kind, &d.source_id))
+                .await
+                .map_err(StepError::port("hook.post_swap"))?;
+            env.insert(
+                format!("ENVCLONE_DATABASE_{}", d.logical_id),
+                d.source_id.clone(),
+            );
+            if let Some(endpoint) = live.and_then(|l| l.endpoint) {
+                env.insert(
+                    format!("ENVCLONE_DATABASE_{}_ENDPOINT", d.logical_id),
+                    endpoint,
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Both databases of each swap are tagged `envclone:open-migration=<run>` (after their
     /// identifiers settle), or untagged: whichever identifier they are under while the swap is
     /// open, clone, migrate and destroy of the environment see it (from any machine) and

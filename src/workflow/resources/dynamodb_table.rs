@@ -31,8 +31,8 @@ use super::super::fixednames::created_by_template;
 use super::super::plan::{ClonePlan, SourceEnv};
 use super::super::record::PlanRecord;
 use super::super::resource::{
-    BeforeStack, Checked, CopyRun, Outcome, PlanStage, RefKind, Removal, ResourceKind, ResourceRef,
-    RunScope,
+    BeforeStack, Checked, CopyRun, Grant, IamOperation, Outcome, PlanStage, RefKind, Removal,
+    ResourceKind, ResourceRef, RunScope,
 };
 use super::super::{PreflightError, StepError};
 
@@ -315,6 +315,57 @@ impl ResourceKind for DynamoDbTable {
     fn ref_kinds(&self) -> &'static [RefKind] {
         static REFS: [RefKind; 1] = [TABLE];
         &REFS
+    }
+    /// The source read by a consistent Scan, a table passed by parameter created with the
+    /// run's tags ("Tagging resources in DynamoDB": CreateTable with Tags needs
+    /// dynamodb:TagResource too), its items written by BatchWriteItem, the copy's global
+    /// indexes queried by verify, and the run's table deleted by abort and destroy after its
+    /// tags are read. BatchWriteItem and DeleteTable only on tables tagged with the run (one it
+    /// created, or one its clone stack created: CloudFormation gives the stack's tags to the
+    /// table): DynamoDB authorizes them by `aws:ResourceTag` ("Using attribute-based access
+    /// control with DynamoDB").
+    fn iam_operations(&self) -> &'static [IamOperation] {
+        const fn op(
+            operation: &'static str,
+            actions: &'static [&'static str],
+            grant: Grant,
+        ) -> IamOperation {
+            IamOperation {
+                operation,
+                actions,
+                grant,
+            }
+        }
+        static OPS: [IamOperation; 7] = [
+            op(
+                "dynamodb:DescribeTable",
+                &["dynamodb:DescribeTable"],
+                Grant::Read,
+            ),
+            op("dynamodb:Scan", &["dynamodb:Scan"], Grant::Read),
+            op("dynamodb:Query", &["dynamodb:Query"], Grant::Read),
+            op(
+                "dynamodb:ListTagsOfResource",
+                &["dynamodb:ListTagsOfResource"],
+                Grant::Read,
+            ),
+            op(
+                "dynamodb:CreateTable",
+                &["dynamodb:CreateTable", "dynamodb:TagResource"],
+                Grant::CreateTagged,
+            ),
+            op(
+                "dynamodb:BatchWriteItem",
+                &["dynamodb:BatchWriteItem"],
+                Grant::TaggedResource,
+            ),
+            op(
+                "dynamodb:DeleteTable",
+                &["dynamodb:DeleteTable"],
+                Grant::TaggedResource,
+            ),
+        ];
+        &OPS
     }
 
     fn copied_ids(&self, _template: &Template, contract: &Contract) -> Vec<String> {
