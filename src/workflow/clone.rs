@@ -664,10 +664,10 @@ impl CloneEngine {
         // versions cannot be made again as of T.
         let resumed_after_window = execution.prior_window.filter(|m| m.ended.is_some());
         if let Some(m) = resumed_after_window {
-            let lost: Vec<&String> = needs
+            let lost: Vec<&super::window::WindowItem> = needs
                 .inside
                 .iter()
-                .filter(|i| i.contains("keeps no versions"))
+                .filter(|i| !i.redone_after_the_window())
                 .collect();
             if !lost.is_empty() || !closes_early {
                 let message = format!(
@@ -679,10 +679,7 @@ impl CloneEngine {
                     if lost.is_empty() {
                         "the copies the plan makes inside the window".to_string()
                     } else {
-                        lost.iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; ")
+                        super::window::list(&lost)
                     },
                     plan.run_id
                 );
@@ -778,18 +775,14 @@ impl CloneEngine {
                         if closes_early {
                             format!(
                                 "; the source returns to service once {}",
-                                if needs.inside.is_empty() {
-                                    "T has passed".to_string()
-                                } else {
-                                    needs.inside.join("; ")
-                                }
+                                super::window::until(&needs.inside)
                             )
                         } else if after == StandbyAfter::Keep {
                             "; migrate keeps the source in Standby through the swap".to_string()
                         } else {
                             format!(
                                 "; the source stays in Standby until the clone is verified: {}",
-                                needs.whole.join("; ")
+                                super::window::list(&needs.whole)
                             )
                         }
                     ),
@@ -926,14 +919,14 @@ impl CloneEngine {
             exited: exited_at,
             seconds: exited_at.map(|e| (e - entered_at).num_milliseconds() as f64 / 1000.0),
             inside: if closes_early {
-                needs.inside.clone()
+                needs.inside.iter().map(ToString::to_string).collect()
             } else {
                 vec!["the whole clone: every copy, the clone stack and its verification".into()]
             },
             whole: if after == StandbyAfter::Keep {
                 vec!["migrate keeps the source in Standby through the swap".into()]
             } else {
-                needs.whole.clone()
+                needs.whole.iter().map(ToString::to_string).collect()
             },
         });
         match outcome {
@@ -1891,10 +1884,10 @@ impl CloneEngine {
                     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
             );
-            window.done(&super::window::snapshot_item(
-                d.kind.snapshot_noun(),
-                snapshot_id,
-            ));
+            window.done(&super::window::WindowItem::SnapshotPoint {
+                noun: d.kind.snapshot_noun(),
+                id: snapshot_id.to_string(),
+            });
         }
         self.wait_snapshot_available(d.kind, snapshot_id, instance, step)
             .await?;

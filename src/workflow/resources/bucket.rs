@@ -21,6 +21,7 @@ use super::super::resource::{
     Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceKind, ResourceRef,
     RunScope,
 };
+use super::super::window::{WholeWindow, WindowItem, WindowNeeds};
 use super::super::StepError;
 
 /// A bucket a run created.
@@ -65,11 +66,10 @@ async fn copy_parameter_buckets(
                     compare(engine, &b.source_bucket, name, plan.skip_archived, None).await?;
                 run.window
                     .record_verified((b.source_bucket.clone(), name.clone()), check, report);
-                run.window
-                    .done(&crate::workflow::window::unversioned_bucket_item(
-                        &b.source_bucket,
-                        name,
-                    ));
+                run.window.done(&WindowItem::UnversionedBucket {
+                    source: b.source_bucket.clone(),
+                    target: name.clone(),
+                });
             }
             Ok(Outcome::Bucket(outcome))
         }),
@@ -200,30 +200,26 @@ impl ResourceKind for Bucket {
             .collect()
     }
 
-    /// A bucket that keeps versions is copied as of T after the window; one that keeps none
-    /// holds it: passed by parameter, until its delta is copied and compared; owned by the
-    /// stack, until the stack exists (the whole window).
-    fn window_needs(&self, plan: &ClonePlan) -> crate::workflow::window::WindowNeeds {
-        let mut out = crate::workflow::window::WindowNeeds::default();
+    /// A bucket that keeps versions is copied as of T after the window, by the local engine
+    /// or by a batch job (whose manifest then names each object's version at T); one that
+    /// keeps none holds it: passed by parameter, until its delta is copied and compared;
+    /// owned by the stack, until the stack exists (the whole window).
+    fn window_needs(&self, plan: &ClonePlan) -> WindowNeeds {
+        let mut out = WindowNeeds::default();
         for b in plan.buckets.iter().filter(|b| !b.versioned) {
             match &b.target {
                 BucketTarget::Created { name, .. } => {
-                    out.inside
-                        .push(crate::workflow::window::unversioned_bucket_item(
-                            &b.source_bucket,
-                            name,
-                        ))
+                    out.inside.push(WindowItem::UnversionedBucket {
+                        source: b.source_bucket.clone(),
+                        target: name.clone(),
+                    })
                 }
-                BucketTarget::StackOwned { .. } if b.batch.is_some() => out.whole.push(format!(
-                    "bucket {}: its copy {} is created by the stack and filled by an S3 Batch \
-                     Operations job, which copies current versions, not those at T",
-                    b.source_bucket, b.logical_id
-                )),
-                BucketTarget::StackOwned { .. } => out.whole.push(format!(
-                    "bucket {} keeps no versions and its copy {} is created by the stack \
-                     (enable versioning on it to copy it as of T after the source serves)",
-                    b.source_bucket, b.logical_id
-                )),
+                BucketTarget::StackOwned { .. } => {
+                    out.whole.push(WholeWindow::UnversionedStackBucket {
+                        source: b.source_bucket.clone(),
+                        logical_id: b.logical_id.clone(),
+                    })
+                }
             }
         }
         out

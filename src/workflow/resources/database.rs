@@ -21,6 +21,7 @@ use super::super::resource::{
     BeforeStack, Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceRef,
     RunScope,
 };
+use super::super::window::{WholeWindow, WindowItem, WindowNeeds};
 use super::super::StepError;
 
 /// A DB snapshot (of an instance).
@@ -168,19 +169,18 @@ impl super::super::resource::ResourceKind for Database {
     /// A snapshot holds the window until its point in time is fixed (not until it is
     /// available); an Aurora copy-on-write clone point keeps the whole window (the stack
     /// clones at the latest restorable time, later than T).
-    fn window_needs(&self, plan: &ClonePlan) -> crate::workflow::window::WindowNeeds {
-        let mut out = crate::workflow::window::WindowNeeds::default();
+    fn window_needs(&self, plan: &ClonePlan) -> WindowNeeds {
+        let mut out = WindowNeeds::default();
         for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
             if d.copy_on_write.is_some() {
-                out.whole.push(format!(
-                    "Aurora cluster {} is cloned copy-on-write by the stack, at its latest                      restorable time",
-                    d.source_instance
-                ));
+                out.whole.push(WholeWindow::CopyOnWriteClone {
+                    cluster: d.source_instance.clone(),
+                });
             } else {
-                out.inside.push(crate::workflow::window::snapshot_item(
-                    d.kind.snapshot_noun(),
-                    &d.snapshot_id,
-                ));
+                out.inside.push(WindowItem::SnapshotPoint {
+                    noun: d.kind.snapshot_noun(),
+                    id: d.snapshot_id.clone(),
+                });
             }
         }
         out
