@@ -576,6 +576,7 @@ impl Printer {
                     source_key,
                     target_key,
                     size,
+                    ..
                 },
             ) => writeln!(
                 out,
@@ -591,6 +592,7 @@ impl Printer {
                     source_key,
                     target_key,
                     size,
+                    ..
                 },
             ) => writeln!(
                 out,

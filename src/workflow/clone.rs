@@ -588,12 +588,12 @@ impl CloneEngine {
             }
         }
         // A source that keeps versions (GetBucketVersioning `Enabled`) is copied as of T after
-        // the window; one that keeps none (or only Suspended: an overwrite then replaces the
-        // null version, losing its state at T) is copied inside the window. So is one copied
-        // by an S3 Batch Operations job: its manifest names keys, not the versions at T.
+        // the window, whatever the engine (a batch job's manifest then names each object's
+        // version at T); one that keeps none (or only Suspended: an overwrite then replaces
+        // the null version, losing its state at T) is copied inside the window.
         for b in &mut plan.buckets {
             let status = retry(|| cloud.objects.versioning(&b.source_bucket)).await?;
-            b.versioned = status.as_deref() == Some("Enabled") && b.batch.is_none();
+            b.versioned = status.as_deref() == Some("Enabled");
         }
         // Archived objects cannot be copied without a restore: found now, before any change,
         // rather than as an InvalidObjectState in the middle of Standby.

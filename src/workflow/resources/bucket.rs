@@ -78,10 +78,19 @@ async fn copy_parameter_buckets(
     futures::future::try_join_all(copies).await
 }
 
-/// The plan's words for the job that copies `b`, if a job does.
+/// The plan's words for the job that copies `b`, if a job does: of a source that keeps
+/// versions, a manifest of the versions at T.
 fn batch_note(plan: &ClonePlan, b: &BucketPlan) -> String {
     b.batch.as_ref().map_or(String::new(), |batch| {
-        batch.plan_note(plan.run_id.as_str(), &b.logical_id)
+        let note = batch.plan_note(plan.run_id.as_str(), &b.logical_id);
+        if b.versioned {
+            format!(
+                "{note}; the manifest names each object's version at T (Bucket,Key,VersionId), \
+                 so the job copies the bucket as of T while the source serves again"
+            )
+        } else {
+            note
+        }
     })
 }
 
