@@ -174,11 +174,21 @@ async fn writes_after_t_to_a_versioned_source_are_not_in_the_clone() {
 /// names each object's version at T (`Bucket,Key,VersionId`) — so the source is back in
 /// service long before the job has copied anything (a job spends minutes in New, Preparing
 /// and Ready), and an overwrite, a delete and a create made after T are absent from the clone
-/// although the job copies after them. Without the pre-copy, every object is in that job.
-/// Before (the lead's merge fix): a batch bucket was taken as one that keeps no versions, so
-/// the source stayed in Standby until the job was done; this test failed on it.
+/// although the job copies after them. Without the pre-copy, every object is in that job: the
+/// task of one overwritten after T fails, and the object over the job's limit is overwritten
+/// after T too — both are re-copied by their version at T (issue 14's re-copies, as of T).
+/// With the pre-copy (a first job, of current objects, before Standby), the job after T
+/// copies by version what still differs. Before (the lead's merge fix): a batch bucket was
+/// taken as one that keeps no versions, so the source stayed in Standby until the job was
+/// done; this test failed on it.
 #[tokio::test(start_paused = true)]
 async fn a_versioned_bucket_copied_by_a_batch_job_is_copied_as_of_t_after_the_window() {
+    for precopy in [false, true] {
+        batch_clone_as_of_t(precopy).await;
+    }
+}
+
+async fn batch_clone_as_of_t(precopy: bool) {
     const BATCH_REPORTS: &str = "ops-batch-reports";
     let mut s = Scenario::new(big(40));
     s.deploy_prod(&WEBAPP.replace(
@@ -190,7 +200,13 @@ async fn a_versioned_bucket_copied_by_a_batch_job_is_copied_as_of_t_after_the_wi
     s.fake.create_bucket_now(BATCH_REPORTS);
     // Under the test objects' `large-single.bin` (12 KiB): re-copied locally by version id.
     s.fake.set_batch_copy_limit(10 * 1024);
-    s.engine.settings.precopy = false;
+    s.fake.fail_batch_tasks(REPORTS, &["a+b.txt"]);
+    let large_at_t = s
+        .fake
+        .object(REPORTS, "large-single.bin")
+        .expect("fill")
+        .data;
+    s.engine.settings.precopy = precopy;
     s.engine.settings.batch = envclone::workflow::batchcopy::BatchSettings {
         role_arn: Some("arn:aws:iam::123456789012:role/envclone-batch".into()),
         reports: Some(envclone::s3sync::BucketPath {
@@ -234,6 +250,13 @@ async fn a_versioned_bucket_copied_by_a_batch_job_is_copied_as_of_t_after_the_wi
             ObjectHead::default(),
             &[],
         );
+        s.fake.put_object(
+            REPORTS,
+            "large-single.bin",
+            &[b'z'; 12 * 1024],
+            ObjectHead::default(),
+            &[],
+        );
         s.fake
             .cloud()
             .objects
@@ -247,10 +270,16 @@ async fn a_versioned_bucket_copied_by_a_batch_job_is_copied_as_of_t_after_the_wi
     let (report, ()) = tokio::join!(run, writer);
     let report = report.unwrap_or_else(|f| panic!("{}", f.error));
 
-    // One job, its manifest of versions as of T, still running when the source served again.
+    // The job after T has a manifest of versions as of T and was still running when the
+    // source served again; the pre-copy's (current objects, before Standby) has none.
     let jobs = s.fake.batch_jobs();
-    assert_eq!(jobs.len(), 1, "{jobs:#?}");
-    assert!(jobs[0].request.version_ids, "{:?}", jobs[0].request);
+    let versioned: Vec<bool> = jobs.iter().map(|j| j.request.version_ids).collect();
+    let expected = if precopy {
+        vec![false, true]
+    } else {
+        vec![true]
+    };
+    assert_eq!(versioned, expected, "precopy {precopy}: {jobs:#?}");
     let exited = first_call(&s, "autoscaling:ExitStandby").expect("exited");
     let job_done = s
         .fake
@@ -280,7 +309,8 @@ async fn a_versioned_bucket_copied_by_a_batch_job_is_copied_as_of_t_after_the_wi
     assert_ne!(copy.data.as_slice(), b"written after T");
     assert!(s.fake.object(&target.target, "with space.txt").is_some());
     assert!(s.fake.object(&target.target, "created-after-t").is_none());
-    assert!(s.fake.object(&target.target, "large-single.bin").is_some());
+    let large = s.fake.object(&target.target, "large-single.bin");
+    assert_eq!(large.expect("copied").data, large_at_t, "precopy {precopy}");
     assert!(
         report.verification.iter().all(|c| c.ok),
         "{:#?}",

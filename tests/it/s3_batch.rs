@@ -409,6 +409,15 @@ async fn a_manifest_of_version_ids_copies_the_versions_of_t() {
     }
     assert_eq!(outcome.local.copied, 2);
     assert_eq!(outcome.local.deleted, 1);
+    // Re-copied by the version ids the run already has (HeadObject and CopyObject of that
+    // version), not by listing the bucket's versions again for each key: one listing for the
+    // diff, one for the verification.
+    let listings = fake
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "s3:ListObjectVersions")
+        .count();
+    assert_eq!(listings, 2);
 
     let data = |key: &str| fake.object(DST, key).map(|o| o.data.to_vec());
     assert_eq!(data("overwritten"), Some(b"as of T".to_vec()));
