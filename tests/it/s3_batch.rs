@@ -560,3 +560,52 @@ async fn a_job_copies_the_version_its_row_names_and_fails_a_missing_one() {
         info.failure_reasons
     );
 }
+
+/// A run of current objects (no `--as-of`) interrupted during its job, then a run as of T of
+/// the same pair (a clone's pre-copy, then its copy as of T): the first run's manifest names
+/// other objects, so its job is followed to its end (it writes into the target) and that run
+/// closed; the second run starts its own job, of versions, and the target is the source as of T.
+#[tokio::test(start_paused = true)]
+async fn a_run_of_another_moment_is_finished_not_taken_up() {
+    use envclone::fake::FakeClock;
+    use envclone::ports::Clock;
+
+    let (fake, store, jobs) = setup();
+    fake.enable_versioning(SRC);
+    fake.put_object(SRC, "later.txt", b"as of T", ObjectHead::default(), &[]);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let current = request(LIMIT);
+    let crashed = tokio::time::timeout(
+        Duration::from_secs(30),
+        run(&store, &jobs, &current, &events),
+    );
+    assert!(
+        crashed.await.is_err(),
+        "the first run still waits for its job"
+    );
+    let point = s3sync_as_of_point(FakeClock.now());
+    tokio::time::sleep((point.quiet_until - FakeClock.now()).to_std().unwrap()).await;
+    fake.put_object(SRC, "later.txt", b"after T", ObjectHead::default(), &[]);
+
+    let mut as_of = request(LIMIT);
+    as_of.options.as_of = Some(point.t);
+    let outcome = run(&store, &jobs, &as_of, &events).await.unwrap();
+    let made = fake.batch_jobs();
+    assert_eq!(made.len(), 2, "{made:#?}");
+    assert_eq!(
+        made[0].info.status,
+        JobStatus::Complete,
+        "followed to its end"
+    );
+    assert!(!made[0].request.version_ids && made[1].request.version_ids);
+    assert_eq!(outcome.job_id.as_deref(), Some(made[1].info.id.as_str()));
+    assert!(
+        outcome.verification.is_equal(),
+        "{:?}",
+        outcome.verification.mismatches
+    );
+    assert_eq!(
+        fake.object(DST, "later.txt").unwrap().data.as_slice(),
+        b"as of T"
+    );
+}
