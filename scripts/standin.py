@@ -2733,7 +2733,11 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
 # Cancelled, Failing -> Failed) in a background thread, copying the manifest's objects with
 # moto's CopyObject over a few seconds, and writes its completion report as AWS does
 # ("Examples: S3 Batch Operations completion reports": <prefix>/job-<id>/manifest.json and the
-# failed tasks' CSV under <prefix>/job-<id>/results/). Knobs (environment, or the control API
+# failed tasks' CSV under <prefix>/job-<id>/results/). The manifest's rows have the fields
+# Manifest.Spec.Fields lists ("Specifying a manifest": Bucket, Key and optionally VersionId; with
+# a version ID the task copies that version, and a manifest with the field gives one on every
+# row); a task whose version does not exist fails as CopyObject would (404 NoSuchVersion; a delete
+# marker's version id, 400 InvalidRequest). Knobs (environment, or the control API
 # /envclone-standin/batch): ENVCLONE_STANDIN_BATCH_COPY_LIMIT (the largest object a task copies,
 # AWS: 5 GiB, CopyObject's limit), ENVCLONE_STANDIN_BATCH_FAIL_KEYS (comma-separated keys whose
 # task fails with AccessDenied), ENVCLONE_STANDIN_BATCH_TASK_SECONDS (per task),
@@ -2842,17 +2846,28 @@ def _run_job(job_id: str) -> None:
                 why = "the manifest does not exist" if data is None else f"the manifest's ETag is {etag}, not {job['manifest_etag']}"
                 _set_job(job_id, status="Failed", failure_reasons=[("ManifestReadFailure", why)])
                 return
-            tasks = []
-            for line in data.decode("utf-8").splitlines():
-                if line.strip():
-                    bucket, _, key = line.partition(",")
-                    tasks.append((bucket, urllib.parse.unquote(key)))
+            tasks: list[tuple[str, str, str | None]] = []
+            fields = job["manifest_fields"]
+            bad_row = None
+            for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                columns = line.split(",")
+                if len(columns) != len(fields) or ("VersionId" in fields and not columns[fields.index("VersionId")]):
+                    bad_row = n
+                    break
+                row = dict(zip(fields, columns))
+                tasks.append((row["Bucket"], urllib.parse.unquote(row["Key"]), row.get("VersionId")))
+            if bad_row is not None:
+                why = f"line {bad_row} does not have the fields {', '.join(fields)}"
+                _set_job(job_id, status="Failed", failure_reasons=[("InvalidManifest", why)])
+                return
             _set_job(job_id, total=len(tasks))
         _set_job(job_id, status=status)
-    failures: list[tuple[str, str, int, str, str]] = []
+    failures: list[tuple[str, str, str | None, int, str, str]] = []
     done = failed = 0
     end = "Complete"
-    for bucket, key in tasks:
+    for bucket, key, version in tasks:
         if BATCH_JOBS[job_id]["cancel"]:
             end = "Cancelled"
             _set_job(job_id, status="Cancelling")
@@ -2861,11 +2876,15 @@ def _run_job(job_id: str) -> None:
         outcome: tuple[int, str, str] | None = None
         try:
             with MOTO_LOCK:
-                src = backend.get_object(bucket, key)
+                src = backend.get_object(bucket, key, version_id=version, return_delete_marker=True)
                 if key in fail_keys:
                     outcome = (403, "AccessDenied", "Access Denied")
+                elif src is None and version is not None:
+                    outcome = (404, "NoSuchVersion", "The specified version does not exist.")
                 elif src is None:
                     outcome = (404, "NoSuchKey", "The specified key does not exist.")
+                elif isinstance(src, s3_models.FakeDeleteMarker):
+                    outcome = (400, "InvalidRequest", "The source of a copy request may not specifically refer to a delete marker by version id.")
                 elif src.size > settings["copy_limit"]:
                     # S3PutObjectCopy is a CopyObject: "objects up to 5 GB in size".
                     outcome = (400, "InvalidRequest", f"The specified copy source is larger than the maximum allowable size for a copy source: {settings['copy_limit']}")
@@ -2880,7 +2899,7 @@ def _run_job(job_id: str) -> None:
             else:
                 BATCH_JOBS[job_id]["failed"] += 1
                 failed += 1
-                failures.append((bucket, key, *outcome))
+                failures.append((bucket, key, version, *outcome))
         # "If the job's task failure rate exceeds 50 percent after at least 1,000 tasks have
         # been attempted, the job fails."
         if done >= 1000 and failed * 2 > done:
@@ -2892,7 +2911,7 @@ def _run_job(job_id: str) -> None:
     _set_job(job_id, status=end, terminated=_rfc3339(datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)))
 
 
-def _write_report(job: dict[str, Any], job_id: str, failures: list[tuple[str, str, int, str, str]], backend: Any) -> None:
+def _write_report(job: dict[str, Any], job_id: str, failures: list[tuple[str, str, str | None, int, str, str]], backend: Any) -> None:
     bucket = job["report_bucket_arn"].split(":::", 1)[-1]
     base = f"{job['report_prefix'].rstrip('/')}/job-{job_id}"
     results = []
@@ -2900,9 +2919,9 @@ def _write_report(job: dict[str, Any], job_id: str, failures: list[tuple[str, st
 
     if failures:
         rows = io.StringIO()
-        for b, k, status, code, message in failures:
+        for b, k, version, status, code, message in failures:
             quoted = message.replace('"', '""')
-            rows.write(f"{b},{urllib.parse.quote(k, safe='')},,failed,{status},{code},\"{quoted}\"\n")
+            rows.write(f"{b},{urllib.parse.quote(k, safe='')},{version or ''},failed,{status},{code},\"{quoted}\"\n")
         data = rows.getvalue().encode()
         md5 = hashlib.md5(data).hexdigest()
         key = f"{base}/results/{hashlib.sha1(data).hexdigest()}.csv"
@@ -2952,6 +2971,12 @@ def s3_control_jobs(environ: dict[str, Any], start_response: Callable[..., Any])
             return _s3c_error(start_response, 400, "InvalidRequest", "RoleArn and a Priority of 0 or more are required")
         manifest_arn = text("Manifest/Location/ObjectArn") or ""
         manifest_bucket, _, manifest_key = manifest_arn.split(":::", 1)[-1].partition("/")
+        fields_node = root.find("c:Manifest/c:Spec/c:Fields", ns)
+        if fields_node is None:
+            fields_node = root.find("Manifest/Spec/Fields")
+        manifest_fields = [m.text or "" for m in fields_node] if fields_node is not None else []
+        if manifest_fields not in (["Bucket", "Key"], ["Bucket", "Key", "VersionId"]):
+            return _s3c_error(start_response, 400, "InvalidRequest", f"the stand-in reads CSV manifests of the fields Bucket, Key[, VersionId], not {manifest_fields}")
         job_id = str(uuid.uuid4())
         job = {
             "id": job_id,
@@ -2969,6 +2994,7 @@ def s3_control_jobs(environ: dict[str, Any], start_response: Callable[..., Any])
             "manifest_bucket": manifest_bucket,
             "manifest_key": manifest_key,
             "manifest_etag": text("Manifest/Location/ETag") or "",
+            "manifest_fields": manifest_fields,
             "target_bucket": (text(copy + "/TargetResource") or "").split(":::", 1)[-1],
             "target_prefix": text(copy + "/TargetKeyPrefix") or "",
             "report_bucket_arn": text("Report/Bucket") or "",

@@ -474,8 +474,6 @@ pub enum InputError {
          2026-12-01T10:00:08Z (S3 lists LastModified in whole seconds)"
     )]
     AsOfFormat(String),
-    #[error("--as-of works with --engine local only (the batch manifest names current objects)")]
-    AsOfBatch,
 }
 
 #[derive(Debug, Subcommand)]
@@ -706,9 +704,6 @@ pub enum S3Request {
 impl S3Command {
     pub fn into_request(self) -> Result<S3Request, InputError> {
         match self {
-            S3Command::Sync(args) if args.batch.engine == Engine::Batch && args.as_of.is_some() => {
-                Err(InputError::AsOfBatch)
-            }
             S3Command::Sync(args) if args.batch.engine == Engine::Batch => {
                 let settings = args.batch.settings()?;
                 let role = settings.role_arn.ok_or_else(|| {
@@ -1177,10 +1172,18 @@ mod tests {
             let err = a.into_request().unwrap_err();
             assert!(matches!(err, InputError::AsOfFormat(_)), "{bad}: {err}");
         }
+        // With --engine batch too: the job's manifest then names each object's version at T.
         let mut a = args("s3://bk1", "s3://bk2");
         a.as_of = Some("2026-12-01T10:00:08Z".into());
         a.batch.engine = Engine::Batch;
-        let err = S3Command::Sync(a).into_request().unwrap_err();
-        assert!(matches!(err, InputError::AsOfBatch), "{err}");
+        a.batch.batch_role = Some("arn:aws:iam::123456789012:role/batch".into());
+        a.batch.batch_reports = Some("s3://reports/envclone/".into());
+        match S3Command::Sync(a).into_request().unwrap() {
+            S3Request::Batch { request, .. } => assert_eq!(
+                request.options.as_of.map(|t| t.to_rfc3339()),
+                Some("2026-12-01T10:00:08+00:00".to_string())
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

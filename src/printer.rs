@@ -579,6 +579,7 @@ impl Printer {
                     source_key,
                     target_key,
                     size,
+                    ..
                 },
             ) => writeln!(
                 out,
@@ -594,6 +595,7 @@ impl Printer {
                     source_key,
                     target_key,
                     size,
+                    ..
                 },
             ) => writeln!(
                 out,

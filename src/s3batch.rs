@@ -10,7 +10,7 @@
 //! ListJobs, else CreateJob again with the same token, which CreateJob answers with the same
 //! job) instead of starting a second one. Knows no SDK: only the ports.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -214,6 +214,13 @@ pub struct Journal {
     pub extra: Vec<String>,
     pub job_id: Option<String>,
     pub done: bool,
+    /// The moment the run copies the source as of (`SyncOptions::as_of`): its manifest names
+    /// each object's version at that moment (`Bucket,Key,VersionId`). None: current objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// In a run as of a moment: the version of each key of `over_limit` to copy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub over_limit_versions: BTreeMap<String, String>,
 }
 
 /// What the engine tells as it goes (printed as JSON events with `--output json`).
@@ -262,22 +269,41 @@ pub struct BatchOutcome {
     /// Keys of the failed tasks, from the completion report.
     pub failed_keys: Vec<String>,
     pub over_limit: Vec<String>,
+    /// In a copy as of a moment: the version of each re-copied key (of `failed_keys`, from the
+    /// completion report's VersionId; of `over_limit`, from the listing as of the moment),
+    /// which the local engine copies by version id.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, String>,
     /// The local engine's passes after the job: the re-copies, and the deletes of --delete.
     pub local: SyncStats,
     pub verification: VerifyReport,
 }
 
-/// A manifest line: `bucket,key` with the key URL-encoded.
-pub fn manifest_line(bucket: &str, key: &str) -> String {
-    format!(
-        "{bucket},{}\n",
-        percent_encoding::utf8_percent_encode(key, KEY_SET)
-    )
+/// A manifest line: `bucket,key` with the key URL-encoded, or `bucket,key,versionId` when the
+/// object is named by version. "Specifying a manifest" (S3 User Guide): a CSV manifest's rows
+/// are Bucket, Key and, optionally, VersionId; with a version ID the job acts on that version,
+/// without one on the current version; if the manifest has the version ID field, every row
+/// must have a version ID (the job's `Manifest.Spec.Fields` then list `VersionId`).
+pub fn manifest_line(bucket: &str, key: &str, version: Option<&str>) -> String {
+    let key = percent_encoding::utf8_percent_encode(key, KEY_SET);
+    match version {
+        Some(v) => format!("{bucket},{key},{v}\n"),
+        None => format!("{bucket},{key}\n"),
+    }
 }
 
-/// The (bucket, key) of each failed task of a completion report's CSV ("S3 Batch Operations
-/// completion reports": Bucket, Key (URL-encoded), VersionId, TaskStatus, …).
-pub fn failed_tasks(csv: &str) -> Result<Vec<(String, String)>, String> {
+/// A failed task of a completion report: its bucket, key and version (empty in the report when
+/// the manifest named no version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedTask {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+/// The failed tasks of a completion report's CSV ("S3 Batch Operations completion reports":
+/// Bucket, Key (URL-encoded), VersionId, TaskStatus, …).
+pub fn failed_tasks(csv: &str) -> Result<Vec<FailedTask>, String> {
     let mut out = Vec::new();
     for (n, line) in csv
         .lines()
@@ -285,7 +311,7 @@ pub fn failed_tasks(csv: &str) -> Result<Vec<(String, String)>, String> {
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let mut fields = line.splitn(5, ',');
-        let (Some(bucket), Some(key), Some(_version), Some(status)) =
+        let (Some(bucket), Some(key), Some(version), Some(status)) =
             (fields.next(), fields.next(), fields.next(), fields.next())
         else {
             return Err(format!("line {} has fewer than 4 fields: {line:?}", n + 1));
@@ -296,19 +322,23 @@ pub fn failed_tasks(csv: &str) -> Result<Vec<(String, String)>, String> {
         let key = percent_encoding::percent_decode_str(key)
             .decode_utf8()
             .map_err(|_| format!("line {}: the key is not URL-encoded UTF-8", n + 1))?;
-        out.push((bucket.to_string(), key.to_string()));
+        out.push(FailedTask {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: (!version.is_empty()).then(|| version.to_string()),
+        });
     }
     Ok(out)
 }
 
-/// The keys of the failed tasks of job `id`, from its completion report (`manifest.json`
-/// listing the result files; only those of failed tasks are read).
+/// The failed tasks of job `id`, from its completion report (`manifest.json` listing the
+/// result files; only those of failed tasks are read), sorted by key.
 pub async fn report_failures(
     store: &dyn ObjectStore,
     id: &str,
     bucket: &str,
     prefix: &str,
-) -> Result<Vec<String>, BatchError> {
+) -> Result<Vec<FailedTask>, BatchError> {
     let key = format!("{}/job-{id}/manifest.json", prefix.trim_end_matches('/'));
     let error = |key: &str, reason: String| BatchError::Report {
         id: id.to_string(),
@@ -338,9 +368,9 @@ pub async fn report_failures(
             .map_err(|e| error(k, e.to_string()))?
             .ok_or_else(|| error(k, "it does not exist".into()))?;
         let rows = failed_tasks(&String::from_utf8_lossy(&csv.body)).map_err(|e| error(k, e))?;
-        keys.extend(rows.into_iter().map(|(_, key)| key));
+        keys.extend(rows);
     }
-    keys.sort();
+    keys.sort_by(|a, b| (&a.key, &a.version_id).cmp(&(&b.key, &b.version_id)));
     keys.dedup();
     Ok(keys)
 }
@@ -387,17 +417,24 @@ fn description(request: &BatchRequest, token: &str) -> String {
 /// What a job is to copy: the manifest of what differs, and what it leaves to the local engine.
 #[derive(Debug, Clone, Default)]
 pub struct Manifest {
-    /// `Bucket,Key` lines.
+    /// `Bucket,Key` lines, or `Bucket,Key,VersionId` (`version_ids`).
     pub csv: String,
+    /// The rows name versions: a diff as of a moment (`SyncOptions::as_of`), each key's
+    /// version current then.
+    pub version_ids: bool,
     pub tasks: u64,
     pub bytes: u64,
     /// Over the copy limit: for the local engine.
     pub over_limit: Vec<String>,
+    /// With `version_ids`: the version of each key of `over_limit`.
+    pub over_limit_versions: BTreeMap<String, String>,
     /// In the target, not in the source (for --delete).
     pub extra: Vec<String>,
 }
 
-/// Diffs `source` and `target` as the local engine does (a dry run of it) into a manifest.
+/// Diffs `source` and `target` as the local engine does (a dry run of it) into a manifest; as
+/// of `options.as_of` when given (the source's versions current then, each row naming its
+/// version, so the job copies the source as it was at that moment whatever it holds now).
 pub async fn diff_manifest(
     store: &Arc<dyn ObjectStore>,
     source: &BucketPath,
@@ -405,7 +442,10 @@ pub async fn diff_manifest(
     options: &s3sync::SyncOptions,
     copy_limit: u64,
 ) -> Result<Manifest, SyncError> {
-    let mut m = Manifest::default();
+    let mut m = Manifest {
+        version_ids: options.as_of.is_some(),
+        ..Manifest::default()
+    };
     let options = s3sync::SyncOptions {
         dry_run: true,
         ..options.clone()
@@ -420,14 +460,22 @@ pub async fn diff_manifest(
         &progress,
         &mut |p| match p {
             Planned::Copy {
-                source_key, size, ..
+                source_key,
+                version_id,
+                size,
+                ..
             } => {
                 if size > copy_limit {
                     m.over_limit.push(source_key.to_string());
+                    if let Some(v) = version_id {
+                        m.over_limit_versions
+                            .insert(source_key.to_string(), v.to_string());
+                    }
                 } else {
                     m.tasks += 1;
                     m.bytes += size;
-                    m.csv.push_str(&manifest_line(&bucket, source_key));
+                    m.csv
+                        .push_str(&manifest_line(&bucket, source_key, version_id));
                 }
             }
             Planned::Delete { target_key } => m.extra.push(target_key.to_string()),
@@ -479,6 +527,7 @@ async fn start_run(
         csv: manifest,
         tasks,
         over_limit,
+        over_limit_versions,
         extra,
         ..
     } = diff_manifest(
@@ -522,6 +571,8 @@ async fn start_run(
         extra,
         job_id: None,
         done: false,
+        as_of: request.options.as_of,
+        over_limit_versions,
     };
     write_journal(&**store, reports, &request.journal_key(), &journal).await?;
     Ok(journal)
@@ -571,6 +622,7 @@ async fn find_or_create_job(
         manifest_bucket: request.reports.bucket.clone(),
         manifest_key: journal.manifest_key.clone(),
         manifest_etag: journal.manifest_etag.clone(),
+        version_ids: journal.as_of.is_some(),
         target_bucket: request.target.bucket.clone(),
         target_key_prefix: request.target_key_prefix()?,
         report_bucket: request.reports.bucket.clone(),
@@ -607,6 +659,42 @@ async fn record_job(
     )
     .await?;
     Ok(id.to_string())
+}
+
+/// An unfinished run of this pair taken as of another moment (a clone's pre-copy of the
+/// current objects interrupted, then its copy as of T): its manifest names other versions, so
+/// it is not taken up. Its job, if it made one, is followed to its end (it writes into the
+/// target) and the run is closed; a new run then diffs as of this request's moment.
+async fn close_other_run(
+    store: &Arc<dyn ObjectStore>,
+    jobs: &dyn BatchJobs,
+    request: &BatchRequest,
+    account: &str,
+    mut journal: Journal,
+    events: &mut (dyn FnMut(BatchEvent) + Send),
+) -> Result<Journal, BatchError> {
+    let id = match &journal.job_id {
+        Some(id) => Some(id.clone()),
+        None if journal.tasks > 0 => crate::retry::retry(|| jobs.list_jobs(account))
+            .await
+            .map_err(port(format!("listing the batch jobs of account {account}")))?
+            .into_iter()
+            .find(|j| j.description.split(' ').nth(1) == Some(journal.client_token.as_str()))
+            .map(|j| j.id),
+        None => None,
+    };
+    if let Some(id) = id {
+        wait_for_job(jobs, account, &id, request.poll, events).await?;
+    }
+    journal.done = true;
+    write_journal(
+        &**store,
+        &request.reports.bucket,
+        &request.journal_key(),
+        &journal,
+    )
+    .await?;
+    Ok(journal)
 }
 
 /// Follows the job with DescribeJob until it ends, telling each change.
@@ -655,7 +743,12 @@ pub async fn run(
     let reports = &request.reports.bucket;
     let journal_key = request.journal_key();
     let (mut journal, resumed) = match read_journal(&*store, reports, &journal_key).await? {
-        Some(j) if !j.done => (j, true),
+        Some(j) if !j.done && j.as_of == request.options.as_of => (j, true),
+        Some(j) if !j.done => {
+            let closed = close_other_run(&store, &*jobs, request, &account, j, events).await?;
+            let token = new_token(request, Some(&closed), now);
+            (start_run(&store, request, token, events).await?, false)
+        }
         previous => {
             let token = new_token(request, previous.as_ref(), now);
             (start_run(&store, request, token, events).await?, false)
@@ -669,6 +762,7 @@ pub async fn run(
         job_failed: 0,
         failed_keys: Vec::new(),
         over_limit: journal.over_limit.clone(),
+        versions: journal.over_limit_versions.clone(),
         local: SyncStats::default(),
         verification: VerifyReport::default(),
     };
@@ -713,7 +807,29 @@ pub async fn run(
                 .report_prefix
                 .as_deref()
                 .unwrap_or(&journal.report_prefix);
-            outcome.failed_keys = report_failures(&*store, &id, bucket, prefix).await?;
+            let failed = report_failures(&*store, &id, bucket, prefix).await?;
+            for task in &failed {
+                match (journal.as_of, &task.version_id) {
+                    (Some(_), Some(v)) => {
+                        outcome.versions.insert(task.key.clone(), v.clone());
+                    }
+                    (Some(_), None) => {
+                        return Err(BatchError::Report {
+                            id,
+                            bucket: bucket.to_string(),
+                            key: format!("{prefix}/job-…/results/"),
+                            reason: format!(
+                                "its failed task {:?} has no VersionId, but the manifest named \
+                                 the version of every object",
+                                task.key
+                            ),
+                        })
+                    }
+                    (None, _) => {}
+                }
+            }
+            outcome.failed_keys = failed.into_iter().map(|t| t.key).collect();
+            outcome.failed_keys.dedup();
         }
     }
     events(BatchEvent::Recopy {
@@ -724,9 +840,36 @@ pub async fn run(
     // copy of a multipart object is single-part (S3PutObjectCopy is CopyObject), so its ETag
     // differs from the source's and a full diff could not tell it from a change without
     // reading it; the verification below compares such objects by content.
-    for key in recopy_list(&outcome) {
-        let stats = recopy(&store, request, &key).await?;
+    if journal.as_of.is_some() {
+        // As of a moment: each key's version then, by version id, not whatever is current.
+        let versions = recopy_list(&outcome)
+            .into_iter()
+            .map(|key| match outcome.versions.get(&key) {
+                Some(v) => Ok((key, v.clone())),
+                None => Err(BatchError::Journal {
+                    bucket: reports.clone(),
+                    key: journal_key.clone(),
+                    reason: format!(
+                        "it copies as of a moment but names no version of {key:?}, which the \
+                         job did not copy"
+                    ),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let stats = s3sync::copy_versions(
+            store.clone(),
+            &request.source,
+            &request.target,
+            &request.options,
+            &versions,
+        )
+        .await?;
         add_stats(&mut outcome.local, &stats);
+    } else {
+        for key in recopy_list(&outcome) {
+            let stats = recopy(&store, request, &key).await?;
+            add_stats(&mut outcome.local, &stats);
+        }
     }
     if request.options.delete {
         for batch in journal.extra.chunks(s3sync::DELETE_BATCH) {
@@ -741,12 +884,14 @@ pub async fn run(
             outcome.local.deleted += batch.len() as u64;
         }
     }
-    outcome.verification = s3sync::verify_with(
+    // As of the run's moment when it has one: later writes to the source are no differences.
+    outcome.verification = s3sync::verify_as_of(
         store.clone(),
         &request.source,
         &request.target,
         request.options.concurrency,
         request.options.skip_archived,
+        request.options.as_of,
     )
     .await?;
     if outcome.verification.is_equal() {
@@ -806,14 +951,29 @@ mod tests {
 
     #[test]
     fn manifest_keys_are_url_encoded_and_report_keys_decoded() {
-        let line = manifest_line("src", "photos/a b,c+ü.jpg");
+        let line = manifest_line("src", "photos/a b,c+ü.jpg", None);
         assert_eq!(line, "src,photos/a%20b%2Cc%2B%C3%BC.jpg\n");
+        // By version: the third column, as S3 gives it (only keys are URL-encoded).
+        let line = manifest_line("src", "a b", Some("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"));
+        assert_eq!(line, "src,a%20b,3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY\n");
         let report =
             "src,photos/a%20b%2Cc%2B%C3%BC.jpg,,failed,403,AccessDenied,\"Access Denied\"\n\
-                      src,ok.txt,,succeeded,200,,Successful\n";
+                      src,ok.txt,,succeeded,200,,Successful\n\
+                      src,old.txt,v-1,failed,404,NoSuchVersion,\"The specified version does not exist.\"\n";
         assert_eq!(
             failed_tasks(report).unwrap(),
-            vec![("src".to_string(), "photos/a b,c+ü.jpg".to_string())]
+            vec![
+                FailedTask {
+                    bucket: "src".into(),
+                    key: "photos/a b,c+ü.jpg".into(),
+                    version_id: None
+                },
+                FailedTask {
+                    bucket: "src".into(),
+                    key: "old.txt".into(),
+                    version_id: Some("v-1".into())
+                }
+            ]
         );
         assert!(failed_tasks("src\n").is_err());
     }

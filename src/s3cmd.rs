@@ -152,7 +152,11 @@ pub async fn batch_job(
     Ok(serde_json::json!({
         "manifest": {
             "location": format!("s3://{}/{dir}/manifest.csv", request.reports.bucket),
-            "format": "S3BatchOperations_CSV_20180820 (Bucket,Key; keys URL-encoded)",
+            "format": if manifest.version_ids {
+                "S3BatchOperations_CSV_20180820 (Bucket,Key,VersionId: each object's version as of the moment; keys URL-encoded)"
+            } else {
+                "S3BatchOperations_CSV_20180820 (Bucket,Key; keys URL-encoded)"
+            },
             "objects": manifest.tasks,
             "bytes": manifest.bytes,
         },
@@ -169,7 +173,11 @@ pub async fn batch_job(
                 "MetadataDirective": "COPY",
             }},
             "Manifest": {
-                "Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": ["Bucket", "Key"]},
+                "Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": if manifest.version_ids {
+                    vec!["Bucket", "Key", "VersionId"]
+                } else {
+                    vec!["Bucket", "Key"]
+                }},
                 "Location": {
                     "ObjectArn": format!("arn:aws:s3:::{}/{dir}/manifest.csv", request.reports.bucket),
                     "ETag": "<ETag of the manifest once written>",

@@ -255,6 +255,9 @@ pub struct SyncProgress {
 pub enum Planned<'a> {
     Copy {
         source_key: &'a str,
+        /// The version to copy, in a sync as of a moment (`SyncOptions::as_of`): the key's
+        /// version current at T; None: the current one.
+        version_id: Option<&'a str>,
         target_key: &'a str,
         size: u64,
     },
@@ -1346,6 +1349,7 @@ pub async fn sync_with(
                     if options.dry_run {
                         planned(Planned::Copy {
                             source_key: &object.key,
+                            version_id: object.version_id.as_deref(),
                             target_key: &context.target_key(&object.key),
                             size: object.size,
                         });
@@ -1420,14 +1424,71 @@ pub async fn sync_with(
         }
         failures.first = Some(refusal);
     }
-    match failures.first {
-        None => Ok(stats),
-        Some(first) if failures.more == 0 => Err(first),
-        Some(first) => Err(SyncError::Several {
-            first: Box::new(first),
-            more: failures.more,
-        }),
+    failures.result(stats)
+}
+
+/// Copies exactly these versions (key, version id) of `src`'s objects into `dst`, each read by
+/// its version id (HeadObject, then CopyObject or UploadPartCopy with `versionId`) with the
+/// engine's copy (part layout, headers, tags, encryption): what an S3 Batch Operations job of a
+/// copy as of T left to this machine (its failed tasks, the objects over its copy limit). Not a
+/// sync: nothing is compared first and nothing else is listed. A version that no longer exists
+/// (NoSuchVersion: expired by a lifecycle rule, deleted by version id) fails the copy naming it.
+pub async fn copy_versions(
+    store: Arc<dyn ObjectStore>,
+    src: &BucketPath,
+    dst: &BucketPath,
+    options: &SyncOptions,
+    versions: &[(String, String)],
+) -> Result<SyncStats, SyncError> {
+    let context = Arc::new(CopyContext {
+        store,
+        src: src.clone(),
+        dst: dst.clone(),
+        options: options.clone(),
+        progress: Arc::new(SyncProgress::default()),
+        whole_copy: WholeCopy::default(),
+        encrypted_seen: AtomicBool::new(false),
+        stop: crate::retry::stop_flag(),
+    });
+    let mut stats = SyncStats::default();
+    let mut failures = Failures::default();
+    let mut tasks: JoinSet<Result<Done, SyncError>> = JoinSet::new();
+    for (key, version) in versions {
+        while tasks.len() >= options.concurrency.max(1) {
+            if let Some(done) = tasks.join_next().await {
+                failures.record(&mut stats, done);
+            }
+        }
+        let (context, key, version) = (context.clone(), key.clone(), version.clone());
+        tasks.spawn(async move {
+            let head = retry(|| {
+                context
+                    .store
+                    .head_object_version(&context.src.bucket, &key, Some(&version), None)
+            })
+            .await
+            .map_err(|source| SyncError::Copy {
+                bucket: context.src.bucket.clone(),
+                key: format!("{key}?versionId={version}"),
+                source,
+            })?;
+            let object = ObjectSummary {
+                key,
+                size: head.size,
+                etag: head.etag,
+                storage_class: head.storage_class,
+                restored: false,
+                checksum_algorithm: head.checksum.map(|c| c.algorithm),
+                version_id: Some(version),
+            };
+            context.copy(object).await
+        });
     }
+    while let Some(done) = tasks.join_next().await {
+        failures.record(&mut stats, done);
+    }
+    stats.listed = versions.len() as u64;
+    failures.result(stats)
 }
 
 /// The first failure of a sync and how many followed it.
@@ -1442,6 +1503,18 @@ struct Failures {
 }
 
 impl Failures {
+    /// The run's stats, or its first failure (with how many followed).
+    fn result(self, stats: SyncStats) -> Result<SyncStats, SyncError> {
+        match self.first {
+            None => Ok(stats),
+            Some(first) if self.more == 0 => Err(first),
+            Some(first) => Err(SyncError::Several {
+                first: Box::new(first),
+                more: self.more,
+            }),
+        }
+    }
+
     fn push(&mut self, e: SyncError) {
         if let SyncError::Copy { key, source, .. } = &e {
             if is_customer_key_refusal(source) {

@@ -63,12 +63,15 @@ fn arn_bucket(arn: &str) -> String {
 impl BatchJobs for S3Control {
     async fn create_copy_job(&self, r: &CopyJobRequest) -> PortResult<String> {
         const OP: &str = "s3:CreateJob";
-        let spec = JobManifestSpec::builder()
+        let mut spec = JobManifestSpec::builder()
             .format(JobManifestFormat::S3BatchOperationsCsv20180820)
             .fields(JobManifestFieldName::Bucket)
-            .fields(JobManifestFieldName::Key)
-            .build()
-            .map_err(|e| build_error(OP, e))?;
+            .fields(JobManifestFieldName::Key);
+        if r.version_ids {
+            // Each row's third column: the version the task copies ("Specifying a manifest").
+            spec = spec.fields(JobManifestFieldName::VersionId);
+        }
+        let spec = spec.build().map_err(|e| build_error(OP, e))?;
         let location = JobManifestLocation::builder()
             .object_arn(format!(
                 "arn:aws:s3:::{}/{}",

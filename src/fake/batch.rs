@@ -8,6 +8,11 @@
 //! - CreateJob is idempotent on ClientRequestToken: the same token gives back the same job;
 //! - the manifest is read as CreateJob names it, and its ETag must match ("Specifying a
 //!   manifest": the job fails otherwise); its keys are URL-encoded (S3BatchOperations_CSV_20180820);
+//!   its rows have the fields `Manifest.Spec.Fields` lists, `Bucket,Key` or
+//!   `Bucket,Key,VersionId` — with a version ID the task acts on that version, and a manifest
+//!   with the field must give one on every row ("Specifying a manifest"); a version that does
+//!   not exist fails its task as CopyObject would (404 NoSuchVersion; a delete marker's version
+//!   400 InvalidRequest), and the report names the task's version;
 //! - S3PutObjectCopy is a CopyObject per task, so an object over 5 GiB fails its task
 //!   ("Copy objects": "objects up to 5 GB in size"; CopyObject: InvalidRequest);
 //! - a job whose failure rate passes 50% once 1,000 tasks have run fails ("Tracking job
@@ -76,6 +81,12 @@ pub struct BatchState {
     copy_limit: Option<u64>,
     timings: Option<BatchTimings>,
 }
+
+/// A task of a manifest: bucket, key and the version it names, if the manifest names versions.
+type Task = (String, String, Option<String>);
+
+/// A failed task: the task, HTTP status, error code and message.
+type Failure = (Task, u16, &'static str, String);
 
 impl FakeAws {
     /// The task of each of these keys of `bucket` fails with AccessDenied (as when the job's
@@ -157,17 +168,17 @@ impl FakeAws {
             self.set_status(&id, next);
         }
         let limit = self.lock().batch.copy_limit.unwrap_or(BATCH_COPY_LIMIT);
-        let mut failures: Vec<(String, String, u16, &'static str, String)> = Vec::new();
+        let mut failures: Vec<Failure> = Vec::new();
         let (mut done, mut failed) = (0u64, 0u64);
         let mut end = JobStatus::Complete;
-        for (bucket, key) in &tasks {
+        for task in &tasks {
             if self.cancel_requested(&id) {
                 end = JobStatus::Cancelled;
                 self.set_status(&id, JobStatus::Cancelling);
                 break;
             }
             tokio::time::sleep(timings.per_task).await;
-            let outcome = self.run_task(&request, bucket, key, limit).await;
+            let outcome = self.run_task(&request, task, limit).await;
             done += 1;
             {
                 let mut s = self.lock();
@@ -177,7 +188,7 @@ impl FakeAws {
                     Err((status, code, message)) => {
                         j.info.failed += 1;
                         failed += 1;
-                        failures.push((bucket.clone(), key.clone(), status, code, message));
+                        failures.push((task.clone(), status, code, message));
                     }
                 }
             }
@@ -200,8 +211,8 @@ impl FakeAws {
         self.set_status(&id, end);
     }
 
-    /// The manifest's (bucket, key) rows, or why the job fails.
-    fn read_manifest(&self, r: &CopyJobRequest) -> Result<Vec<(String, String)>, String> {
+    /// The manifest's rows, or why the job fails.
+    fn read_manifest(&self, r: &CopyJobRequest) -> Result<Vec<Task>, String> {
         let object = self
             .object(&r.manifest_bucket, &r.manifest_key)
             .ok_or_else(|| {
@@ -218,25 +229,41 @@ impl FakeAws {
         }
         let text = String::from_utf8_lossy(&object.data).to_string();
         let mut rows = Vec::new();
+        let fields = if r.version_ids {
+            "Bucket, Key, VersionId"
+        } else {
+            "Bucket, Key"
+        };
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
-            let (bucket, key) = line
-                .split_once(',')
-                .ok_or_else(|| format!("InvalidManifest: line {} has no Key field", n + 1))?;
+            let columns: Vec<&str> = line.split(',').collect();
+            let (bucket, key, version) = match (columns.as_slice(), r.version_ids) {
+                ([bucket, key], false) => (bucket, key, None),
+                ([bucket, key, version], true) if !version.is_empty() => {
+                    (bucket, key, Some(version.to_string()))
+                }
+                _ => {
+                    return Err(format!(
+                        "InvalidManifest: line {} does not have the fields {fields} (a manifest \
+                         with VersionId gives a version on every row)",
+                        n + 1
+                    ))
+                }
+            };
             let key = percent_encoding::percent_decode_str(key)
                 .decode_utf8()
                 .map_err(|_| format!("InvalidManifest: line {} is not URL-encoded UTF-8", n + 1))?
                 .to_string();
-            rows.push((bucket.to_string(), key));
+            rows.push((bucket.to_string(), key, version));
         }
         Ok(rows)
     }
 
-    /// One S3PutObjectCopy task: a CopyObject to `TargetKeyPrefix + key`.
+    /// One S3PutObjectCopy task: a CopyObject to `TargetKeyPrefix + key` of the task's version
+    /// (`x-amz-copy-source: bucket/key?versionId=…`), or of the current one.
     async fn run_task(
         &self,
         r: &CopyJobRequest,
-        bucket: &str,
-        key: &str,
+        (bucket, key, version): &Task,
         limit: u64,
     ) -> Result<(), (u16, &'static str, String)> {
         let armed = self
@@ -247,8 +274,22 @@ impl FakeAws {
         if armed {
             return Err((403, "AccessDenied", "Access Denied".into()));
         }
-        let Some(source) = self.object(bucket, key) else {
-            return Err((404, "NoSuchKey", "The specified key does not exist.".into()));
+        let source = match self.get_object_version("s3:CopyObject", bucket, key, version.as_deref())
+        {
+            Ok(o) => o,
+            Err(PortError::NotFound { .. }) if version.is_some() => {
+                return Err((
+                    404,
+                    "NoSuchVersion",
+                    "The specified version does not exist.".into(),
+                ))
+            }
+            Err(PortError::NotFound { .. }) => {
+                return Err((404, "NoSuchKey", "The specified key does not exist.".into()))
+            }
+            // A delete marker's version id (CopyObject: "you are not allowed to specify a
+            // delete marker as a version for the x-amz-copy-source").
+            Err(e) => return Err((400, "InvalidRequest", e.to_string())),
         };
         if source.head.size > limit {
             return Err((
@@ -261,10 +302,11 @@ impl FakeAws {
             ));
         }
         let target_key = format!("{}{key}", r.target_key_prefix);
-        <FakeAws as ObjectStore>::copy_object(
+        <FakeAws as ObjectStore>::copy_object_version(
             self,
             bucket,
             key,
+            version.as_deref(),
             &r.target_bucket,
             &target_key,
             &CopyRequest::default(),
@@ -275,12 +317,7 @@ impl FakeAws {
     }
 
     /// The completion report of the failed tasks, as AWS lays it out.
-    fn write_report(
-        &self,
-        r: &CopyJobRequest,
-        id: &str,
-        failures: &[(String, String, u16, &'static str, String)],
-    ) {
+    fn write_report(&self, r: &CopyJobRequest, id: &str, failures: &[Failure]) {
         let encode = |k: &str| {
             percent_encoding::utf8_percent_encode(k, percent_encoding::NON_ALPHANUMERIC).to_string()
         };
@@ -289,10 +326,11 @@ impl FakeAws {
         if !failures.is_empty() {
             let csv: String = failures
                 .iter()
-                .map(|(bucket, key, status, code, message)| {
+                .map(|((bucket, key, version), status, code, message)| {
                     format!(
-                        "{bucket},{},,failed,{status},{code},\"{}\"\n",
+                        "{bucket},{},{},failed,{status},{code},\"{}\"\n",
                         encode(key),
+                        version.as_deref().unwrap_or_default(),
                         message.replace('"', "\"\"")
                     )
                 })

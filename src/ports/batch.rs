@@ -78,8 +78,9 @@ impl std::fmt::Display for JobStatus {
     }
 }
 
-/// CreateJob of an S3PutObjectCopy job over a CSV manifest (`Bucket,Key`), with a completion
-/// report of the failed tasks only and no confirmation step.
+/// CreateJob of an S3PutObjectCopy job over a CSV manifest (`Bucket,Key`, or
+/// `Bucket,Key,VersionId`), with a completion report of the failed tasks only and no
+/// confirmation step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyJobRequest {
     /// The account the job runs in (S3 Control's `x-amz-account-id`).
@@ -93,6 +94,9 @@ pub struct CopyJobRequest {
     pub manifest_key: String,
     /// The manifest object's ETag (CreateJob requires it: the job reads that version only).
     pub manifest_etag: String,
+    /// The manifest's rows name versions (`Manifest.Spec.Fields` Bucket, Key, VersionId): each
+    /// task copies that version, not the current one ("Specifying a manifest", S3 User Guide).
+    pub version_ids: bool,
     pub target_bucket: String,
     /// Prepended to each manifest key (S3PutObjectCopy's `TargetKeyPrefix`: the copy of `Key`
     /// is `TargetKeyPrefix + Key`; a job cannot strip the source's prefix).

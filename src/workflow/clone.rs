@@ -440,12 +440,12 @@ impl CloneEngine {
             }
         }
         // A source that keeps versions (GetBucketVersioning `Enabled`) is copied as of T after
-        // the window; one that keeps none (or only Suspended: an overwrite then replaces the
-        // null version, losing its state at T) is copied inside the window. So is one copied
-        // by an S3 Batch Operations job: its manifest names keys, not the versions at T.
+        // the window, whatever the engine (a batch job's manifest then names each object's
+        // version at T); one that keeps none (or only Suspended: an overwrite then replaces
+        // the null version, losing its state at T) is copied inside the window.
         for b in &mut plan.buckets {
             let status = retry(|| cloud.objects.versioning(&b.source_bucket)).await?;
-            b.versioned = status.as_deref() == Some("Enabled") && b.batch.is_none();
+            b.versioned = status.as_deref() == Some("Enabled");
         }
         // Archived objects cannot be copied without a restore: found now, before any change,
         // rather than as an InvalidObjectState in the middle of Standby.
@@ -516,10 +516,10 @@ impl CloneEngine {
         // versions cannot be made again as of T.
         let resumed_after_window = execution.prior_window.filter(|m| m.ended.is_some());
         if let Some(m) = resumed_after_window {
-            let lost: Vec<&String> = needs
+            let lost: Vec<&super::window::WindowItem> = needs
                 .inside
                 .iter()
-                .filter(|i| i.contains("keeps no versions"))
+                .filter(|i| !i.redone_after_the_window())
                 .collect();
             if !lost.is_empty() || !closes_early {
                 let message = format!(
@@ -531,10 +531,7 @@ impl CloneEngine {
                     if lost.is_empty() {
                         "the copies the plan makes inside the window".to_string()
                     } else {
-                        lost.iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; ")
+                        super::window::list(&lost)
                     },
                     plan.run_id
                 );
@@ -630,18 +627,14 @@ impl CloneEngine {
                         if closes_early {
                             format!(
                                 "; the source returns to service once {}",
-                                if needs.inside.is_empty() {
-                                    "T has passed".to_string()
-                                } else {
-                                    needs.inside.join("; ")
-                                }
+                                super::window::until(&needs.inside)
                             )
                         } else if after == StandbyAfter::Keep {
                             "; migrate keeps the source in Standby through the swap".to_string()
                         } else {
                             format!(
                                 "; the source stays in Standby until the clone is verified: {}",
-                                needs.whole.join("; ")
+                                super::window::list(&needs.whole)
                             )
                         }
                     ),
@@ -779,14 +772,14 @@ impl CloneEngine {
             exited: exited_at,
             seconds: exited_at.map(|e| (e - entered_at).num_milliseconds() as f64 / 1000.0),
             inside: if closes_early {
-                needs.inside.clone()
+                needs.inside.iter().map(ToString::to_string).collect()
             } else {
                 vec!["the whole clone: every copy, the clone stack and its verification".into()]
             },
             whole: if after == StandbyAfter::Keep {
                 vec!["migrate keeps the source in Standby through the swap".into()]
             } else {
-                needs.whole.clone()
+                needs.whole.iter().map(ToString::to_string).collect()
             },
             outside: needs.outside.clone(),
         });

@@ -14,7 +14,7 @@ use super::inventory::{self, Inventory};
 use super::plan::*;
 use super::resource::PlanStage;
 use super::resources::KINDS;
-use super::window::WindowNeeds;
+use super::window::{self, WindowItem, WindowNeeds};
 use super::{fixednames, PreflightError};
 
 impl ClonePlan {
@@ -559,7 +559,7 @@ pub fn plan_step(plan: &ClonePlan) -> String {
     if !needs.whole.is_empty() {
         return format!(
             "the source stays in Standby until the clone is verified, because {}",
-            needs.whole.join("; ")
+            window::list(&needs.whole)
         );
     }
     format!(
@@ -567,24 +567,16 @@ pub fn plan_step(plan: &ClonePlan) -> String {
          return the source to service once {} — not when the snapshots are available: the \
          time out of service does not grow with the size of the databases or of the versioned \
          buckets{}{}",
-        if needs.inside.is_empty() {
-            "T has passed".to_string()
-        } else {
-            needs.inside.join("; ")
-        },
+        window::until(&needs.inside),
+        if needs
+            .inside
+            .iter()
+            .any(|i| matches!(i, WindowItem::UnversionedBucket { .. }))
         {
-            let unversioned: Vec<&String> = needs
-                .inside
-                .iter()
-                .filter(|i| i.contains("keeps no versions"))
-                .collect();
-            if unversioned.is_empty() {
-                String::new()
-            } else {
-                " (enabling versioning on a bucket removes it from the window: it is then \
-                 copied as of T after the source serves again)"
-                    .to_string()
-            }
+            " (enabling versioning on a bucket removes it from the window: it is then copied \
+             as of T after the source serves again)"
+        } else {
+            ""
         },
         if needs.outside.is_empty() {
             String::new()

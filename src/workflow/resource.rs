@@ -296,10 +296,7 @@ pub trait ResourceKind: Send + Sync {
     fn window_needs(&self, _plan: &ClonePlan) -> WindowNeeds {
         WindowNeeds {
             inside: Vec::new(),
-            whole: vec![format!(
-                "the {} kind does not say when it no longer needs the source quiet",
-                self.name()
-            )],
+            whole: vec![super::window::WholeWindow::Unspecified { kind: self.name() }],
             outside: Vec::new(),
         }
     }

@@ -28,15 +28,107 @@ use crate::s3sync::{AsOfPoint, VerifyReport};
 use super::engine::CheckResult;
 pub use super::engine::WindowMark;
 
+/// Work a clone does inside the window, which the window waits for: a resource and what is
+/// done with it there. Its text (`Display`) is what the plan, the events and the report say.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WindowItem {
+    /// A DB snapshot (`noun`: `DB snapshot`, `DB cluster snapshot`): the window lasts until
+    /// its point in time is fixed, not until it is available.
+    SnapshotPoint { noun: &'static str, id: String },
+    /// A bucket passed by parameter that keeps no versions: its delta is copied into `target`
+    /// and compared inside the window (nothing of T is left to read once the source writes).
+    UnversionedBucket { source: String, target: String },
+}
+
+impl WindowItem {
+    /// Whether a resumed run whose window already ended can still do it as of T: a snapshot
+    /// can (found by name, its point fixed at T); a copy from a bucket that keeps no versions
+    /// cannot (the source has served, and written, since).
+    pub fn redone_after_the_window(&self) -> bool {
+        match self {
+            WindowItem::SnapshotPoint { .. } => true,
+            WindowItem::UnversionedBucket { .. } => false,
+        }
+    }
+}
+
+impl std::fmt::Display for WindowItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WindowItem::SnapshotPoint { noun, id } => {
+                write!(
+                    f,
+                    "{noun} {id}: point in time fixed (SnapshotCreateTime set)"
+                )
+            }
+            WindowItem::UnversionedBucket { source, target } => write!(
+                f,
+                "bucket {source} (keeps no versions): its delta copied into {target} and compared"
+            ),
+        }
+    }
+}
+
+/// A resource that needs the source quiet until the clone stack exists, and why: any keeps
+/// the source in Standby until the clone is verified. Its text (`Display`) is what the plan,
+/// the events and the report say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WholeWindow {
+    /// A bucket the stack owns (`logical_id`) whose source keeps no versions: it is copied
+    /// once the stack exists, and nothing of T is left to read by then.
+    UnversionedStackBucket { source: String, logical_id: String },
+    /// An Aurora cluster the stack clones copy-on-write, at its latest restorable time.
+    CopyOnWriteClone { cluster: String },
+    /// A DynamoDB table: copied and compared from the live table.
+    LiveTable { logical_id: String },
+    /// A kind that does not say when it no longer needs the source quiet.
+    Unspecified { kind: &'static str },
+}
+
+impl std::fmt::Display for WholeWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WholeWindow::UnversionedStackBucket { source, logical_id } => write!(
+                f,
+                "bucket {source} keeps no versions and its copy {logical_id} is created by the \
+                 stack (enable versioning on it to copy it as of T after the source serves)"
+            ),
+            WholeWindow::CopyOnWriteClone { cluster } => write!(
+                f,
+                "Aurora cluster {cluster} is cloned copy-on-write by the stack, at its latest \
+                 restorable time"
+            ),
+            WholeWindow::LiveTable { logical_id } => write!(
+                f,
+                "DynamoDB table {logical_id} is copied and compared from the live table \
+                 (DynamoDB reads no earlier state)"
+            ),
+            WholeWindow::Unspecified { kind } => write!(
+                f,
+                "the {kind} kind does not say when it no longer needs the source quiet"
+            ),
+        }
+    }
+}
+
+/// `items` as the plan and the events list them: their texts joined by `; `.
+pub fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// What one kind's resources of a plan need of the window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WindowNeeds {
-    /// Work made inside the window, which it waits for (named: `DB snapshot x: point in time
-    /// fixed`): once all is done, the source may serve again.
-    pub inside: Vec<String>,
-    /// Resources that need the source quiet until the clone stack exists, each with why: any
-    /// keeps the source in Standby until the clone is verified.
-    pub whole: Vec<String>,
+    /// Work made inside the window, which it waits for: once all is done, the source may
+    /// serve again.
+    pub inside: Vec<WindowItem>,
+    /// Resources that need the source quiet until the clone stack exists: any keeps the
+    /// source in Standby until the clone is verified.
+    pub whole: Vec<WholeWindow>,
     /// Resources copied as of T that the window does not wait for at all (a database restored
     /// to T by point-in-time restore), each with how.
     pub outside: Vec<String>,
@@ -50,14 +142,13 @@ pub fn point_in_time_item(noun: &str, source: &str) -> String {
     )
 }
 
-/// The window's item of a snapshot: its point in time fixed.
-pub fn snapshot_item(noun: &str, id: &str) -> String {
-    format!("{noun} {id}: point in time fixed (SnapshotCreateTime set)")
-}
-
-/// The window's item of a bucket passed by parameter that keeps no versions.
-pub fn unversioned_bucket_item(source: &str, target: &str) -> String {
-    format!("bucket {source} (keeps no versions): its delta copied into {target} and compared")
+/// What the window waits for before the source serves again: `items`, or only T.
+pub fn until(items: &[WindowItem]) -> String {
+    if items.is_empty() {
+        "T has passed".to_string()
+    } else {
+        list(items)
+    }
 }
 
 /// What the report says of the window.
@@ -95,7 +186,7 @@ pub struct QuietWindow {
     /// Whether the window may close before the clone is verified (clone, with Standby, and
     /// no resource needing the whole window).
     early: bool,
-    pending: Mutex<BTreeSet<String>>,
+    pending: Mutex<BTreeSet<WindowItem>>,
     released: watch::Sender<bool>,
     /// Comparisons made inside the window (an unversioned bucket, right after its copy):
     /// (source, target), the check and its report.
@@ -109,7 +200,7 @@ impl QuietWindow {
     }
 
     /// The window of a clone taken as of `as_of`; `early`: it closes once `inside` is done.
-    pub fn new(as_of: Option<AsOfPoint>, early: bool, inside: Vec<String>) -> Self {
+    pub fn new(as_of: Option<AsOfPoint>, early: bool, inside: Vec<WindowItem>) -> Self {
         let (released, _) = watch::channel(false);
         let w = QuietWindow {
             as_of,
@@ -147,7 +238,7 @@ impl QuietWindow {
     }
 
     /// `item` (one of the kinds' `inside`) is done.
-    pub fn done(&self, item: &str) {
+    pub fn done(&self, item: &WindowItem) {
         self.pending.lock().expect("window lock").remove(item);
         self.check();
     }
@@ -191,11 +282,19 @@ mod tests {
 
     #[tokio::test]
     async fn releases_once_every_item_is_done_and_never_when_whole() {
-        let w = QuietWindow::new(None, true, vec!["a".into(), "b".into()]);
-        w.done("a");
+        let a = WindowItem::SnapshotPoint {
+            noun: "DB snapshot",
+            id: "a".into(),
+        };
+        let b = WindowItem::UnversionedBucket {
+            source: "b".into(),
+            target: "b-copy".into(),
+        };
+        let w = QuietWindow::new(None, true, vec![a.clone(), b.clone()]);
+        w.done(&a);
         let early = tokio::time::timeout(std::time::Duration::from_millis(20), w.released());
         assert!(early.await.is_err(), "released with b pending");
-        w.done("b");
+        w.done(&b);
         w.released().await;
         let whole = QuietWindow::whole();
         let never = tokio::time::timeout(std::time::Duration::from_millis(20), whole.released());

@@ -78,7 +78,7 @@ async fn the_snapshot_point_is_fixed_before_the_snapshot_is_available() {
 const SRC: &str = "e2e-asof-source";
 const DST: &str = "e2e-asof-target";
 
-async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
+pub(crate) async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -146,6 +146,17 @@ pub(crate) fn report_of(lines: &[serde_json::Value]) -> serde_json::Value {
         .clone()
 }
 
+/// The quiet period, T on a second boundary inside it (the stand-in runs on this clock);
+/// returns once writers may resume.
+pub(crate) async fn quiet_period() -> envclone::s3sync::AsOfPoint {
+    let point = as_of_point(chrono::Utc::now(), Duration::ZERO);
+    let quiet = (point.quiet_until - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    tokio::time::sleep(quiet + Duration::from_millis(50)).await;
+    point
+}
+
 /// PutBucketVersioning Enabled.
 pub(crate) async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
     s3.put_bucket_versioning()
@@ -160,7 +171,7 @@ pub(crate) async fn enable_versioning(s3: &aws_sdk_s3::Client, bucket: &str) {
         .unwrap();
 }
 
-async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+pub(crate) async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
     s3.delete_object()
         .bucket(bucket)
         .key(key)
@@ -172,7 +183,7 @@ async fn delete(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) {
 /// The object's bytes. Read without checking the response checksum: moto 5.2.5 without its
 /// optional CRT labels a CRC32 value `x-amz-checksum-crc64nvme` (STANDIN.md, "SSE-KMS
 /// ETags"), which the SDK would refuse for any copy made with the CRC64NVME envclone asks for.
-async fn body(config: &aws_config::SdkConfig, bucket: &str, key: &str) -> String {
+pub(crate) async fn body(config: &aws_config::SdkConfig, bucket: &str, key: &str) -> String {
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(config)
             .force_path_style(true)
@@ -210,12 +221,7 @@ async fn s3_sync_as_of_copies_a_versioned_bucket_as_it_was_at_t() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     delete(&s3, SRC, "deleted-before").await;
     delete(&s3, SRC, "only-a-marker").await;
-    // The quiet period, T on a second boundary inside it (the stand-in runs on this clock).
-    let point = as_of_point(chrono::Utc::now(), Duration::ZERO);
-    let quiet = (point.quiet_until - chrono::Utc::now())
-        .to_std()
-        .unwrap_or_default();
-    tokio::time::sleep(quiet + Duration::from_millis(50)).await;
+    let point = quiet_period().await;
     put(&s3, SRC, "overwritten", "after T").await;
     delete(&s3, SRC, "deleted-after").await;
     put(&s3, SRC, "created-after", "not there at T").await;

@@ -3,6 +3,7 @@
 
 mod e2e;
 mod e2e_asof;
+mod e2e_batch_asof;
 mod e2e_batch_clone;
 mod e2e_buckets;
 mod e2e_corpus;

@@ -237,6 +237,7 @@ async fn create_job_with_the_same_token_gives_the_same_job() {
         manifest_bucket: REPORTS.into(),
         manifest_key: "m.csv".into(),
         manifest_etag: etag,
+        version_ids: false,
         target_bucket: DST.into(),
         target_key_prefix: String::new(),
         report_bucket: REPORTS.into(),
@@ -314,4 +315,297 @@ async fn a_job_failed_past_the_threshold_ends_the_run_with_its_reason() {
     let job = &fake.batch_jobs()[0].info;
     assert_eq!(job.status, JobStatus::Failed);
     assert!(job.succeeded + job.failed < 1500, "{job:?}");
+}
+
+/// Issue 13/14: `s3 sync --engine batch --as-of T` of a versioned source. The job's manifest
+/// names each object's version at T (`Bucket,Key,VersionId`, the job's manifest fields listing
+/// `VersionId`), so what was overwritten, deleted or created after T is copied as it was at T;
+/// the failed task and the object over the job's limit are re-copied by version id (the
+/// report's VersionId, the listing's); a key absent at T is deleted from the target; the
+/// verification is as of T. Before, the manifest named keys: the job copied the current
+/// objects (and `--as-of` was refused with `--engine batch`).
+#[tokio::test(start_paused = true)]
+async fn a_manifest_of_version_ids_copies_the_versions_of_t() {
+    use envclone::fake::FakeClock;
+    use envclone::ports::Clock;
+
+    let fake = FakeAws::new(timings());
+    for b in [SRC, DST, REPORTS] {
+        fake.create_bucket_now(b);
+    }
+    fake.enable_versioning(SRC);
+    let put = |bucket: &str, key: &str, body: &[u8]| {
+        fake.put_object(bucket, key, body, ObjectHead::default(), &[]);
+    };
+    let big = |fill: u8| vec![fill; 12 * 1024];
+    put(SRC, "overwritten", b"as of T");
+    put(SRC, "deleted-after", b"there at T");
+    put(SRC, "kept", b"never touched");
+    put(SRC, "big-overwritten", &big(b'a'));
+    put(SRC, "failing-overwritten", b"as of T, its task fails");
+    // In the target, not in the source at T: deleted (--delete).
+    put(DST, "gone-at-t", b"stale");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let point = s3sync_as_of_point(FakeClock.now());
+    tokio::time::sleep((point.quiet_until - FakeClock.now()).to_std().unwrap()).await;
+    let t = point.t;
+    // After T: every kind of write.
+    put(SRC, "overwritten", b"after T");
+    fake.cloud()
+        .objects
+        .delete_object(SRC, "deleted-after")
+        .await
+        .unwrap();
+    put(SRC, "created-after", b"not there at T");
+    put(SRC, "big-overwritten", &big(b'b'));
+    put(SRC, "failing-overwritten", b"after T");
+    fake.fail_batch_tasks(SRC, &["failing-overwritten"]);
+    fake.set_batch_copy_limit(LIMIT);
+
+    let store: Arc<dyn ObjectStore> = Arc::new(fake.clone());
+    let jobs: Arc<dyn BatchJobs> = Arc::new(fake.clone());
+    let mut r = request(LIMIT);
+    r.options.as_of = Some(t);
+    r.options.delete = true;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let outcome = run(&store, &jobs, &r, &events).await.unwrap();
+
+    // The version of each key at T (its newest at or before T).
+    let versions = fake.object_versions(SRC);
+    let at_t = |key: &str| {
+        versions
+            .iter()
+            .filter(|v| v.key == key && !v.delete_marker && v.last_modified <= t)
+            .max_by_key(|v| v.last_modified)
+            .map(|v| v.version_id.clone())
+            .unwrap_or_else(|| panic!("{key} at T"))
+    };
+    let job = &fake.batch_jobs()[0];
+    assert!(job.request.version_ids, "{:?}", job.request);
+    let manifest = fake
+        .object(REPORTS, &job.request.manifest_key)
+        .expect("manifest")
+        .data;
+    let mut rows: Vec<String> = String::from_utf8(manifest.to_vec())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    let expected: Vec<String> = [
+        "deleted-after",
+        "failing-overwritten",
+        "kept",
+        "overwritten",
+    ]
+    .iter()
+    .map(|k| format!("{SRC},{k},{}", at_t(k)))
+    .collect();
+    assert_eq!(rows, expected);
+    assert_eq!(outcome.failed_keys, vec!["failing-overwritten".to_string()]);
+    assert_eq!(outcome.over_limit, vec!["big-overwritten".to_string()]);
+    for key in ["failing-overwritten", "big-overwritten"] {
+        assert_eq!(outcome.versions.get(key), Some(&at_t(key)), "{key}");
+    }
+    assert_eq!(outcome.local.copied, 2);
+    assert_eq!(outcome.local.deleted, 1);
+    // Re-copied by the version ids the run already has (HeadObject and CopyObject of that
+    // version), not by listing the bucket's versions again for each key: one listing for the
+    // diff, one for the verification.
+    let listings = fake
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "s3:ListObjectVersions")
+        .count();
+    assert_eq!(listings, 2);
+
+    let data = |key: &str| fake.object(DST, key).map(|o| o.data.to_vec());
+    assert_eq!(data("overwritten"), Some(b"as of T".to_vec()));
+    assert_eq!(data("deleted-after"), Some(b"there at T".to_vec()));
+    assert_eq!(
+        data("failing-overwritten"),
+        Some(b"as of T, its task fails".to_vec())
+    );
+    assert_eq!(data("big-overwritten"), Some(big(b'a')));
+    assert_eq!(
+        fake.object_keys(DST),
+        vec![
+            "big-overwritten",
+            "deleted-after",
+            "failing-overwritten",
+            "kept",
+            "overwritten"
+        ]
+    );
+    assert!(
+        outcome.verification.is_equal(),
+        "{:?}",
+        outcome.verification.mismatches
+    );
+    assert_eq!(outcome.verification.compared, 5);
+    let now = envclone::s3sync::verify(store, &r.source, &r.target, 8)
+        .await
+        .unwrap();
+    assert!(!now.is_equal(), "the source as it is now differs from T");
+}
+
+/// T on the next second boundary, with no clock uncertainty (the fake's S3 clock is the test's).
+fn s3sync_as_of_point(now: chrono::DateTime<chrono::Utc>) -> envclone::s3sync::AsOfPoint {
+    envclone::s3sync::as_of_point(now, Duration::ZERO)
+}
+
+/// The fake's jobs honour the manifest's VersionId column as AWS does ("Specifying a
+/// manifest"; CopyObject): a task copies the version its row names, a version that does not
+/// exist fails its task (404 NoSuchVersion, the report naming the version), a delete marker's
+/// version id fails it (400 InvalidRequest), and a manifest whose fields list VersionId but a
+/// row without one fails the job.
+#[tokio::test(start_paused = true)]
+async fn a_job_copies_the_version_its_row_names_and_fails_a_missing_one() {
+    let (fake, store, jobs) = setup();
+    fake.enable_versioning(SRC);
+    fake.put_object(SRC, "v.txt", b"old", ObjectHead::default(), &[]);
+    let old = fake
+        .object_versions(SRC)
+        .into_iter()
+        .find(|v| v.key == "v.txt")
+        .unwrap()
+        .version_id;
+    fake.put_object(SRC, "v.txt", b"new", ObjectHead::default(), &[]);
+    fake.put_object(SRC, "gone.txt", b"x", ObjectHead::default(), &[]);
+    store.delete_object(SRC, "gone.txt").await.unwrap();
+    let marker = fake
+        .object_versions(SRC)
+        .into_iter()
+        .find(|v| v.key == "gone.txt" && v.delete_marker)
+        .unwrap()
+        .version_id;
+    let manifest =
+        format!("{SRC},v.txt,{old}\n{SRC},v.txt,no-such-version\n{SRC},gone.txt,{marker}\n");
+    let create = |key: &str, etag: String, token: &str| CopyJobRequest {
+        account_id: ACCOUNT.into(),
+        client_token: token.into(),
+        description: "d".into(),
+        role_arn: format!("arn:aws:iam::{ACCOUNT}:role/r"),
+        priority: 1,
+        manifest_bucket: REPORTS.into(),
+        manifest_key: key.into(),
+        manifest_etag: etag,
+        version_ids: true,
+        target_bucket: DST.into(),
+        target_key_prefix: "copy/".into(),
+        report_bucket: REPORTS.into(),
+        report_prefix: "r".into(),
+    };
+    let etag = store
+        .put_small_object(REPORTS, "m.csv", manifest.into_bytes(), None)
+        .await
+        .unwrap();
+    let id = jobs
+        .create_copy_job(&create("m.csv", etag, "t-1"))
+        .await
+        .unwrap();
+    let info = s3batch::wait_for_job(&*jobs, ACCOUNT, &id, Duration::from_secs(5), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(info.status, JobStatus::Complete);
+    assert_eq!((info.succeeded, info.failed), (1, 2));
+    assert_eq!(
+        fake.object(DST, "copy/v.txt").unwrap().data.as_slice(),
+        b"old"
+    );
+    let failed = s3batch::report_failures(&*store, &id, REPORTS, "r")
+        .await
+        .unwrap();
+    let named: Vec<(String, Option<String>)> =
+        failed.into_iter().map(|t| (t.key, t.version_id)).collect();
+    assert_eq!(
+        named,
+        vec![
+            ("gone.txt".to_string(), Some(marker.clone())),
+            ("v.txt".to_string(), Some("no-such-version".to_string())),
+        ]
+    );
+    let report_csv: String = fake
+        .object_keys(REPORTS)
+        .iter()
+        .filter(|k| k.contains("/results/"))
+        .map(|k| String::from_utf8(fake.object(REPORTS, k).unwrap().data.to_vec()).unwrap())
+        .collect();
+    assert!(report_csv.contains(",404,NoSuchVersion,"), "{report_csv}");
+    assert!(report_csv.contains(",400,InvalidRequest,"), "{report_csv}");
+
+    // VersionId in the fields, a row without one: the job fails on its manifest.
+    let etag = store
+        .put_small_object(
+            REPORTS,
+            "m2.csv",
+            format!("{SRC},v.txt\n").into_bytes(),
+            None,
+        )
+        .await
+        .unwrap();
+    let id = jobs
+        .create_copy_job(&create("m2.csv", etag, "t-2"))
+        .await
+        .unwrap();
+    let info = s3batch::wait_for_job(&*jobs, ACCOUNT, &id, Duration::from_secs(5), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(info.status, JobStatus::Failed);
+    assert!(
+        info.failure_reasons
+            .iter()
+            .any(|r| r.contains("InvalidManifest")),
+        "{:?}",
+        info.failure_reasons
+    );
+}
+
+/// A run of current objects (no `--as-of`) interrupted during its job, then a run as of T of
+/// the same pair (a clone's pre-copy, then its copy as of T): the first run's manifest names
+/// other objects, so its job is followed to its end (it writes into the target) and that run
+/// closed; the second run starts its own job, of versions, and the target is the source as of T.
+#[tokio::test(start_paused = true)]
+async fn a_run_of_another_moment_is_finished_not_taken_up() {
+    use envclone::fake::FakeClock;
+    use envclone::ports::Clock;
+
+    let (fake, store, jobs) = setup();
+    fake.enable_versioning(SRC);
+    fake.put_object(SRC, "later.txt", b"as of T", ObjectHead::default(), &[]);
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let current = request(LIMIT);
+    let crashed = tokio::time::timeout(
+        Duration::from_secs(30),
+        run(&store, &jobs, &current, &events),
+    );
+    assert!(
+        crashed.await.is_err(),
+        "the first run still waits for its job"
+    );
+    let point = s3sync_as_of_point(FakeClock.now());
+    tokio::time::sleep((point.quiet_until - FakeClock.now()).to_std().unwrap()).await;
+    fake.put_object(SRC, "later.txt", b"after T", ObjectHead::default(), &[]);
+
+    let mut as_of = request(LIMIT);
+    as_of.options.as_of = Some(point.t);
+    let outcome = run(&store, &jobs, &as_of, &events).await.unwrap();
+    let made = fake.batch_jobs();
+    assert_eq!(made.len(), 2, "{made:#?}");
+    assert_eq!(
+        made[0].info.status,
+        JobStatus::Complete,
+        "followed to its end"
+    );
+    assert!(!made[0].request.version_ids && made[1].request.version_ids);
+    assert_eq!(outcome.job_id.as_deref(), Some(made[1].info.id.as_str()));
+    assert!(
+        outcome.verification.is_equal(),
+        "{:?}",
+        outcome.verification.mismatches
+    );
+    assert_eq!(
+        fake.object(DST, "later.txt").unwrap().data.as_slice(),
+        b"as of T"
+    );
 }

@@ -28,7 +28,10 @@ fn key(i: usize) -> String {
     }
 }
 
-async fn control(standin: &StandIn, body: Option<serde_json::Value>) -> serde_json::Value {
+pub(crate) async fn control(
+    standin: &StandIn,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
     let client = reqwest::Client::new();
     let url = format!("{}/envclone-standin/batch", standin.url);
     let request = match body {

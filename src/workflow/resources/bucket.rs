@@ -22,6 +22,7 @@ use super::super::resource::{
     Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceKind, ResourceRef,
     RunScope,
 };
+use super::super::window::{WholeWindow, WindowItem, WindowNeeds};
 use super::super::StepError;
 
 /// A bucket a run created.
@@ -66,11 +67,10 @@ async fn copy_parameter_buckets(
                     compare(engine, &b.source_bucket, name, plan.skip_archived, None).await?;
                 run.window
                     .record_verified((b.source_bucket.clone(), name.clone()), check, report);
-                run.window
-                    .done(&crate::workflow::window::unversioned_bucket_item(
-                        &b.source_bucket,
-                        name,
-                    ));
+                run.window.done(&WindowItem::UnversionedBucket {
+                    source: b.source_bucket.clone(),
+                    target: name.clone(),
+                });
             }
             Ok(Outcome::Bucket(outcome))
         }),
@@ -79,10 +79,19 @@ async fn copy_parameter_buckets(
     futures::future::try_join_all(copies).await
 }
 
-/// The plan's words for the job that copies `b`, if a job does.
+/// The plan's words for the job that copies `b`, if a job does: of a source that keeps
+/// versions, a manifest of the versions at T.
 fn batch_note(plan: &ClonePlan, b: &BucketPlan) -> String {
     b.batch.as_ref().map_or(String::new(), |batch| {
-        batch.plan_note(plan.run_id.as_str(), &b.logical_id)
+        let note = batch.plan_note(plan.run_id.as_str(), &b.logical_id);
+        if b.versioned {
+            format!(
+                "{note}; the manifest names each object's version at T (Bucket,Key,VersionId), \
+                 so the job copies the bucket as of T while the source serves again"
+            )
+        } else {
+            note
+        }
     })
 }
 
@@ -201,30 +210,26 @@ impl ResourceKind for Bucket {
             .collect()
     }
 
-    /// A bucket that keeps versions is copied as of T after the window; one that keeps none
-    /// holds it: passed by parameter, until its delta is copied and compared; owned by the
-    /// stack, until the stack exists (the whole window).
-    fn window_needs(&self, plan: &ClonePlan) -> crate::workflow::window::WindowNeeds {
-        let mut out = crate::workflow::window::WindowNeeds::default();
+    /// A bucket that keeps versions is copied as of T after the window, by the local engine
+    /// or by a batch job (whose manifest then names each object's version at T); one that
+    /// keeps none holds it: passed by parameter, until its delta is copied and compared;
+    /// owned by the stack, until the stack exists (the whole window).
+    fn window_needs(&self, plan: &ClonePlan) -> WindowNeeds {
+        let mut out = WindowNeeds::default();
         for b in plan.buckets.iter().filter(|b| !b.versioned) {
             match &b.target {
                 BucketTarget::Created { name, .. } => {
-                    out.inside
-                        .push(crate::workflow::window::unversioned_bucket_item(
-                            &b.source_bucket,
-                            name,
-                        ))
+                    out.inside.push(WindowItem::UnversionedBucket {
+                        source: b.source_bucket.clone(),
+                        target: name.clone(),
+                    })
                 }
-                BucketTarget::StackOwned { .. } if b.batch.is_some() => out.whole.push(format!(
-                    "bucket {}: its copy {} is created by the stack and filled by an S3 Batch \
-                     Operations job, which copies current versions, not those at T",
-                    b.source_bucket, b.logical_id
-                )),
-                BucketTarget::StackOwned { .. } => out.whole.push(format!(
-                    "bucket {} keeps no versions and its copy {} is created by the stack \
-                     (enable versioning on it to copy it as of T after the source serves)",
-                    b.source_bucket, b.logical_id
-                )),
+                BucketTarget::StackOwned { .. } => {
+                    out.whole.push(WholeWindow::UnversionedStackBucket {
+                        source: b.source_bucket.clone(),
+                        logical_id: b.logical_id.clone(),
+                    })
+                }
             }
         }
         out

@@ -21,7 +21,7 @@ use super::super::resource::{
     RunScope,
 };
 use super::super::swap::{swap_step, Direction, SwapStep};
-use super::super::window::QuietWindow;
+use super::super::window::{QuietWindow, WholeWindow, WindowItem, WindowNeeds};
 use super::super::StepError;
 
 /// A DB snapshot (of an instance).
@@ -189,8 +189,8 @@ impl super::super::resource::ResourceKind for Database {
     /// A snapshot holds the window until its point in time is fixed (not until it is
     /// available); an Aurora copy-on-write clone point keeps the whole window (the stack
     /// clones at the latest restorable time, later than T).
-    fn window_needs(&self, plan: &ClonePlan) -> crate::workflow::window::WindowNeeds {
-        let mut out = crate::workflow::window::WindowNeeds::default();
+    fn window_needs(&self, plan: &ClonePlan) -> WindowNeeds {
+        let mut out = WindowNeeds::default();
         for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
             if d.point_in_time.is_some() {
                 out.outside
@@ -202,15 +202,14 @@ impl super::super::resource::ResourceKind for Database {
                         &d.source_instance,
                     ));
             } else if d.copy_on_write.is_some() {
-                out.whole.push(format!(
-                    "Aurora cluster {} is cloned copy-on-write by the stack, at its latest                      restorable time",
-                    d.source_instance
-                ));
+                out.whole.push(WholeWindow::CopyOnWriteClone {
+                    cluster: d.source_instance.clone(),
+                });
             } else {
-                out.inside.push(crate::workflow::window::snapshot_item(
-                    d.kind.snapshot_noun(),
-                    &d.snapshot_id,
-                ));
+                out.inside.push(WindowItem::SnapshotPoint {
+                    noun: d.kind.snapshot_noun(),
+                    id: d.snapshot_id.clone(),
+                });
             }
         }
         out
@@ -1169,10 +1168,10 @@ impl CloneEngine {
                     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
             );
-            window.done(&super::super::window::snapshot_item(
-                d.kind.snapshot_noun(),
-                snapshot_id,
-            ));
+            window.done(&WindowItem::SnapshotPoint {
+                noun: d.kind.snapshot_noun(),
+                id: snapshot_id.to_string(),
+            });
         }
         self.wait_snapshot_available(d.kind, snapshot_id, instance, step)
             .await?;

@@ -296,11 +296,8 @@ impl ResourceKind for DynamoDbTable {
                 .contract
                 .tables
                 .iter()
-                .map(|t| {
-                    format!(
-                        "DynamoDB table {} is copied and compared from the live table                          (DynamoDB reads no earlier state)",
-                        t.logical_id()
-                    )
+                .map(|t| crate::workflow::window::WholeWindow::LiveTable {
+                    logical_id: t.logical_id().to_string(),
                 })
                 .collect(),
             outside: Vec::new(),
