@@ -13,7 +13,7 @@ use crate::template_eval::Evaluator;
 
 use super::clone::{CheckResult, CloneEngine, StandbyRecord, SCALING_PROCESSES, STANDBY_BATCH};
 use super::plan::SourceEnv;
-use super::recovery::CloneRecord;
+use super::record::RunRecord;
 use super::{PreflightError, StepError};
 
 /// The buckets of an environment by contract logical id (stack-owned: the stack's bucket;
@@ -64,7 +64,7 @@ pub struct EnvVerification {
 /// as it was inside the window and can only be compared with the source as it is now.
 fn as_of_basis(
     run_id: &str,
-    record: Option<&CloneRecord>,
+    record: Option<&RunRecord>,
     source_stack: &str,
     target_buckets: &BTreeMap<String, String>,
     tables: bool,
@@ -72,12 +72,22 @@ fn as_of_basis(
     let mut notes = Vec::new();
     let now = "its buckets are compared with the source as it is now (a write to it since the \
                clone is a difference)";
-    let Some(record) = record else {
-        notes.push(format!(
-            "no record of run {run_id} in this state location: {now}; pass the --state-dir or \
-             --state the clone ran with to compare as of its T"
-        ));
-        return (Vec::new(), notes);
+    let record = match record {
+        Some(RunRecord::Clone(record)) => record,
+        Some(RunRecord::Migrate(_)) => {
+            notes.push(format!(
+                "run {run_id} is a migration, which keeps its source in Standby through the \
+                 swap and fixes no T to compare as of: {now}"
+            ));
+            return (Vec::new(), notes);
+        }
+        None => {
+            notes.push(format!(
+                "no record of run {run_id} in this state location: {now}; pass the --state-dir \
+                 or --state the clone ran with to compare as of its T"
+            ));
+            return (Vec::new(), notes);
+        }
     };
     let Some(mark) = record.window else {
         notes.push(format!(
@@ -178,7 +188,7 @@ impl CloneEngine {
                 )),
                 Some(run_id) => {
                     let record =
-                        super::recovery::load(runs, run_id).map_err(|e| VerifyError::Record {
+                        RunRecord::load(runs, run_id).map_err(|e| VerifyError::Record {
                             run_id: run_id.clone(),
                             env: env.to_string(),
                             message: e,
