@@ -135,8 +135,9 @@ fn as_of_basis(
     }
     if tables {
         notes.push(
-            "DynamoDB tables are not compared by `verify` (DynamoDB has no read as of a moment; \
-             a clone compares its tables when it copies them)"
+            "DynamoDB tables are never compared as of T (DynamoDB has no read as of a moment): \
+             where `verify` compares them, it is as they are now, so a write to a source table \
+             since the clone is a difference"
                 .to_string(),
         );
     }
