@@ -93,6 +93,7 @@ impl From<VerifyError> for AppError {
             VerifyError::Preflight(p) => AppError::Preflight(p),
             VerifyError::NoSource { .. } => AppError::Refused(e.to_string()),
             VerifyError::Step(s) => s.into(),
+            VerifyError::Record { .. } => AppError::Failed(e.to_string()),
         }
     }
 }
@@ -1327,7 +1328,14 @@ async fn verify(root: &Root, env: &str, against: Option<&str>) -> Result<(), App
         cloud,
         settings: Settings::default(),
     };
-    let (checks, _) = engine.verify_env(env, against).await?;
+    let shared = root.shared(&engine.cloud);
+    let verified = engine
+        .verify_env_with(env, against, Some(&*shared.runs))
+        .await?;
+    for note in &verified.notes {
+        root.printer.note(note);
+    }
+    let checks = verified.checks;
     root.printer
         .checks(&format!("verification of {env}"), &checks);
     if checks.iter().all(|c| c.ok) {

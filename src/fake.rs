@@ -200,6 +200,11 @@ fn policy_is_public(policy: &str) -> bool {
 #[derive(Debug, Clone, Default)]
 struct Versions {
     enabled: bool,
+    /// Versioning suspended after having been enabled ("Working with objects in a
+    /// versioning-suspended bucket"): GetBucketVersioning answers `Suspended`; the versions
+    /// kept so far stay, and each write or delete makes the key's `null` version (or delete
+    /// marker), replacing any `null` version the key had.
+    suspended: bool,
     /// The version id of each current object written while versioning was enabled.
     current: BTreeMap<String, String>,
     /// Noncurrent versions and delete markers, oldest first.
@@ -273,8 +278,25 @@ impl FakeBucket {
             self.retire_current(key);
             let id = self.new_version_id();
             self.versions.current.insert(key.to_string(), id);
+        } else if self.versions.suspended {
+            self.retire_to_null(key);
         }
         self.objects.insert(key.to_string(), object);
+    }
+
+    /// Suspended versioning: the key's next write or delete marker has the version id `null`
+    /// and replaces the `null` version it had (current or not); a current version with an id
+    /// stays as a noncurrent one ("Adding objects to versioning-suspended buckets", "Deleting
+    /// objects from versioning-suspended buckets").
+    fn retire_to_null(&mut self, key: &str) {
+        if self.versions.current.contains_key(key) {
+            self.retire_current(key);
+        } else {
+            self.objects.remove(key);
+        }
+        self.versions
+            .noncurrent
+            .retain(|v| !(v.key == key && v.version_id == "null"));
     }
 
     /// A DeleteObject(s) of `key` without a version id, at `now` (AWS's clock).
@@ -285,6 +307,14 @@ impl FakeBucket {
             self.versions.noncurrent.push(FakeVersion {
                 key: key.to_string(),
                 version_id,
+                object: None,
+                last_modified: now,
+            });
+        } else if self.versions.suspended {
+            self.retire_to_null(key);
+            self.versions.noncurrent.push(FakeVersion {
+                key: key.to_string(),
+                version_id: "null".into(),
                 object: None,
                 last_modified: now,
             });
@@ -329,6 +359,12 @@ impl FakeBucket {
     /// (The newest entry of each key is its latest: the current version, or a delete marker
     /// hiding the key.)
     fn all_versions(&self) -> Vec<ObjectVersion> {
+        self.versions_from("", usize::MAX)
+    }
+
+    /// The entries of `all_versions` whose keys are the first `max_keys` keys at or after
+    /// `from` (a page's worth, without building the whole listing for every page).
+    fn versions_from(&self, from: &str, max_keys: usize) -> Vec<ObjectVersion> {
         fn entry(
             key: &str,
             version_id: &str,
@@ -348,8 +384,31 @@ impl FakeBucket {
                     .and_then(|o| o.head.checksum.as_ref().map(|c| c.algorithm.clone())),
             }
         }
+        let mut keys: Vec<&String> = self
+            .objects
+            .range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take(max_keys)
+            .chain(
+                self.versions
+                    .noncurrent
+                    .iter()
+                    .map(|v| &v.key)
+                    .filter(|k| k.as_str() >= from),
+            )
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys.truncate(max_keys);
+        let Some(last) = keys.last().map(|k| k.to_string()) else {
+            return Vec::new();
+        };
+        let within = |k: &str| k >= from && k <= last.as_str();
         let mut all: Vec<(String, usize, ObjectVersion)> = Vec::new();
-        for (key, o) in &self.objects {
+        for (key, o) in self.objects.range::<str, _>((
+            std::ops::Bound::Included(from),
+            std::ops::Bound::Included(last.as_str()),
+        )) {
             let version_id = self
                 .versions
                 .current
@@ -363,6 +422,9 @@ impl FakeBucket {
         }
         let n = self.versions.noncurrent.len();
         for (i, v) in self.versions.noncurrent.iter().enumerate() {
+            if !within(&v.key) {
+                continue;
+            }
             let e = entry(&v.key, &v.version_id, v.object.as_ref(), v.last_modified);
             all.push((v.key.clone(), n - i, e));
         }
@@ -1183,6 +1245,20 @@ impl FakeAws {
         let mut s = self.lock();
         let b = s.buckets.get_mut(bucket).expect("bucket exists");
         b.versions.enabled = true;
+        b.versions.suspended = false;
+    }
+
+    /// PutBucketVersioning Suspended, as the application or the operator would: versioning
+    /// once enabled can be suspended, never turned off.
+    pub fn suspend_versioning(&self, bucket: &str) {
+        let mut s = self.lock();
+        let b = s.buckets.get_mut(bucket).expect("bucket exists");
+        assert!(
+            b.versions.enabled || b.versions.suspended,
+            "S3 suspends only a bucket whose versioning was enabled"
+        );
+        b.versions.enabled = false;
+        b.versions.suspended = true;
     }
 
     /// Sets the bucket's configuration (other than versioning and tags), as its owner would.
@@ -3766,10 +3842,13 @@ impl ObjectStore for FakeAws {
     async fn versioning(&self, bucket: &str) -> PortResult<Option<String>> {
         self.call("s3:GetBucketVersioning", false).await?;
         let s = self.lock();
-        Ok(Self::bucket(&s, bucket)?
-            .versions
-            .enabled
-            .then(|| "Enabled".to_string()))
+        // GetBucketVersioning: no Status for a bucket never versioned.
+        let v = &Self::bucket(&s, bucket)?.versions;
+        Ok(if v.enabled {
+            Some("Enabled".to_string())
+        } else {
+            v.suspended.then(|| "Suspended".to_string())
+        })
     }
 
     async fn list_versions_page(
@@ -3780,7 +3859,10 @@ impl ObjectStore for FakeAws {
         self.call("s3:ListObjectVersions", false).await?;
         const PAGE: usize = 1000;
         let s = self.lock();
-        let all = Self::bucket(&s, bucket)?.all_versions();
+        // Every key from the marker's on, as many as a page can hold and one more: enough to
+        // fill the page and know whether another follows.
+        let from = marker.as_ref().map_or("", |(key, _)| key.as_str());
+        let all = Self::bucket(&s, bucket)?.versions_from(from, PAGE + 2);
         let start = match marker {
             None => 0,
             Some((key, version_id)) => all

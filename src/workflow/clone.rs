@@ -1675,27 +1675,20 @@ impl CloneEngine {
     }
 
     /// Checks an environment: its stack usable, its databases available, each (source, target)
-    /// bucket pair equal object for object, each of `copies` compared by its kind, its
-    /// instances in service, the contract's HTTP checks. Appends one result per check; errors
-    /// only when a check cannot be made at all.
+    /// bucket pair equal object for object (as of a moment for the targets listed with one),
+    /// each of `copies` compared by its kind, its instances in service, the contract's HTTP
+    /// checks. Appends one result per check; errors only when a check cannot be made at all.
     pub async fn check_environment(
         &self,
         stack_name: &str,
         contract: &crate::contract::Contract,
-        bucket_pairs: &[(String, String)],
+        buckets: (&[(String, String)], &super::window::AsOfTargets),
         copies: &[CopyOutcome],
         checks: &mut Vec<CheckResult>,
     ) -> Result<Vec<VerifyReport>, StepError> {
         let skip_archived = self.settings.sync.skip_archived;
-        self.check_environment_with(
-            stack_name,
-            contract,
-            (bucket_pairs, &[]),
-            copies,
-            checks,
-            skip_archived,
-        )
-        .await
+        self.check_environment_with(stack_name, contract, buckets, copies, checks, skip_archived)
+            .await
     }
 
     /// `check_environment`; with `skip_archived`, archived source objects are not compared

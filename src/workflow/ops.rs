@@ -2,14 +2,18 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+
 use crate::contract::{BucketSpec, Contract, ASG};
 use crate::events::Emitter;
-use crate::model::TAG_SOURCE;
+use crate::journal::RunStore;
+use crate::model::{TAG_RUN, TAG_SOURCE};
 use crate::retry::retry;
 use crate::template_eval::Evaluator;
 
 use super::clone::{CheckResult, CloneEngine, StandbyRecord, SCALING_PROCESSES, STANDBY_BATCH};
 use super::plan::SourceEnv;
+use super::record::RunRecord;
 use super::resources::KINDS;
 use super::{PreflightError, StepError};
 
@@ -44,13 +48,124 @@ pub fn scaling_groups(env: &SourceEnv) -> Vec<String> {
         .collect()
 }
 
+/// What `envclone verify` found: its checks, each bucket's report, and how the buckets were
+/// compared (as of the clone's T, or as they are now, and why).
+#[derive(Debug, Default)]
+pub struct EnvVerification {
+    pub checks: Vec<CheckResult>,
+    pub reports: Vec<crate::s3sync::VerifyReport>,
+    /// What the comparison rests on, for the output (e.g. "buckets compared as of T").
+    pub notes: Vec<String>,
+}
+
+/// Which targets `verify` compares with their source as of the clone's T, and the notes that
+/// say so (issue 13: "`verify` compares a clone with its source as of T"). A versioned source
+/// bucket was copied as of the run's T (its versions ≤ T), so it is compared as of T: writes to
+/// the source since are not differences. A bucket that kept no versions at preflight was copied
+/// as it was inside the window and can only be compared with the source as it is now.
+fn as_of_basis(
+    run_id: &str,
+    record: Option<&RunRecord>,
+    source_stack: &str,
+    target_buckets: &BTreeMap<String, String>,
+    tables: bool,
+) -> (Vec<(String, DateTime<Utc>)>, Vec<String>) {
+    let mut notes = Vec::new();
+    let now = "its buckets are compared with the source as it is now (a write to it since the \
+               clone is a difference)";
+    let record = match record {
+        Some(RunRecord::Clone(record)) => record,
+        Some(RunRecord::Migrate(_)) => {
+            notes.push(format!(
+                "run {run_id} is a migration, which keeps its source in Standby through the \
+                 swap and fixes no T to compare as of: {now}"
+            ));
+            return (Vec::new(), notes);
+        }
+        None => {
+            notes.push(format!(
+                "no record of run {run_id} in this state location: {now}; pass the --state-dir \
+                 or --state the clone ran with to compare as of its T"
+            ));
+            return (Vec::new(), notes);
+        }
+    };
+    let Some(mark) = record.window else {
+        notes.push(format!(
+            "run {run_id} fixed no moment T (no Standby): {now}"
+        ));
+        return (Vec::new(), notes);
+    };
+    let t = mark.t;
+    let stamp = t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if record.plan.source_stack != source_stack {
+        notes.push(format!(
+            "compared with {source_stack} as it is now: run {run_id}'s T ({stamp}) is a moment \
+             of its source {}, not of {source_stack}",
+            record.plan.source_stack
+        ));
+        return (Vec::new(), notes);
+    }
+    let mut as_of = Vec::new();
+    let (mut then, mut live) = (Vec::new(), Vec::new());
+    for b in &record.plan.buckets {
+        let Some(target) = target_buckets.get(&b.logical_id) else {
+            continue;
+        };
+        if b.versioned {
+            as_of.push((target.clone(), t));
+            then.push(b.source_bucket.clone());
+        } else {
+            live.push(b.source_bucket.clone());
+        }
+    }
+    if !then.is_empty() {
+        notes.push(format!(
+            "bucket(s) {} compared as of run {run_id}'s T, {stamp} (each key's newest version at \
+             or before it): writes to the source since are not differences",
+            then.join(", ")
+        ));
+    }
+    if !live.is_empty() {
+        notes.push(format!(
+            "bucket(s) {} kept no versions when run {run_id} was planned: compared as they are \
+             now, so a write to them since T ({stamp}) is a difference (enable versioning on a \
+             bucket for its next clone to be verified as of T)",
+            live.join(", ")
+        ));
+    }
+    if tables {
+        notes.push(
+            "DynamoDB tables are never compared as of T (DynamoDB has no read as of a moment): \
+             where `verify` compares them, it is as they are now, so a write to a source table \
+             since the clone is a difference"
+                .to_string(),
+        );
+    }
+    (as_of, notes)
+}
+
 impl CloneEngine {
-    /// `envclone verify ENV [--against SRC]`.
+    /// `envclone verify ENV [--against SRC]`, without a run record: every bucket compared with
+    /// its source as it is now.
     pub async fn verify_env(
         &self,
         env: &str,
         against: Option<&str>,
     ) -> Result<(Vec<CheckResult>, Vec<crate::s3sync::VerifyReport>), VerifyError> {
+        let v = self.verify_env_with(env, against, None).await?;
+        Ok((v.checks, v.reports))
+    }
+
+    /// `envclone verify ENV [--against SRC]`: the clone's versioned buckets compared with the
+    /// source as of the T its run recorded in `runs` (see [`as_of_basis`]), the others as they
+    /// are now.
+    pub async fn verify_env_with(
+        &self,
+        env: &str,
+        against: Option<&str>,
+        runs: Option<&dyn RunStore>,
+    ) -> Result<EnvVerification, VerifyError> {
         let target = self.resolve(env).await?;
         let source_name =
             match against {
@@ -65,12 +180,37 @@ impl CloneEngine {
         let contract = Contract::from_template(&target.template).map_err(PreflightError::from)?;
         let target_buckets = contract_buckets(&target, &contract);
         let source_buckets = contract_buckets(&source, &contract);
-        let mut checks = Vec::new();
+        let mut out = EnvVerification::default();
+        let mut as_of = Vec::new();
+        if let Some(runs) = runs {
+            match target.stack.tags.get(TAG_RUN) {
+                None => out.notes.push(format!(
+                    "{env} carries no {TAG_RUN} tag: its buckets are compared with the source as \
+                     it is now"
+                )),
+                Some(run_id) => {
+                    let record =
+                        RunRecord::load(runs, run_id).map_err(|e| VerifyError::Record {
+                            run_id: run_id.clone(),
+                            env: env.to_string(),
+                            message: e,
+                        })?;
+                    let tables = !contract.tables.is_empty();
+                    (as_of, out.notes) = as_of_basis(
+                        run_id,
+                        record.as_ref(),
+                        &source.stack.name,
+                        &target_buckets,
+                        tables,
+                    );
+                }
+            }
+        }
         let mut pairs = Vec::new();
         for (logical_id, t) in &target_buckets {
             match source_buckets.get(logical_id) {
                 Some(s) => pairs.push((s.clone(), t.clone())),
-                None => checks.push(CheckResult {
+                None => out.checks.push(CheckResult {
                     check: format!("bucket {logical_id}"),
                     ok: false,
                     detail: format!("{source_name} has no bucket {logical_id} to compare with"),
@@ -79,12 +219,18 @@ impl CloneEngine {
         }
         let copies: Vec<_> = KINDS
             .iter()
-            .flat_map(|kind| kind.paired_copies(&contract, &source, &target, &mut checks))
+            .flat_map(|kind| kind.paired_copies(&contract, &source, &target, &mut out.checks))
             .collect();
-        let reports = self
-            .check_environment(&target.stack.name, &contract, &pairs, &copies, &mut checks)
+        out.reports = self
+            .check_environment(
+                &target.stack.name,
+                &contract,
+                (&pairs, &as_of),
+                &copies,
+                &mut out.checks,
+            )
             .await?;
-        Ok((checks, reports))
+        Ok(out)
     }
 
     /// `envclone standby ENV on`: every InService instance of ENV's groups into Standby.
@@ -188,4 +334,15 @@ pub enum VerifyError {
     NoSource { env: String },
     #[error(transparent)]
     Step(#[from] StepError),
+    #[error(
+        "the record of run {run_id}, which made {env}, could not be read ({message}): without \
+         it the clone's T is not known, so its versioned buckets cannot be compared as of T; \
+         repair or remove the record, or pass --against SOURCE to compare with the source as it \
+         is now"
+    )]
+    Record {
+        run_id: String,
+        env: String,
+        message: String,
+    },
 }

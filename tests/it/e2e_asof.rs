@@ -283,19 +283,31 @@ async fn s3_sync_as_of_copies_a_versioned_bucket_as_it_was_at_t() {
     );
 }
 
+/// A stand-in with `prod` seeded, its snapshots `creating` for `seconds`: the stand-in, its
+/// SDK configuration and `prod`'s buckets (Reports, by parameter; Uploads, the stack's own).
+async fn prod_with_snapshot_delay(seconds: u32) -> (StandIn, aws_config::SdkConfig, [String; 2]) {
+    let standin = StandIn::start();
+    standin.seed("prod", "stacks/webapp.yaml", &[]);
+    let config = standin.sdk().await;
+    control(
+        &standin,
+        "snapshot-delay",
+        &format!(r#"{{"seconds": {seconds}}}"#),
+    )
+    .await;
+    let source = crate::e2e::stack(&config, "prod").await;
+    let reports = crate::e2e::params(&source)["ReportsBucketName"].clone();
+    let uploads = crate::e2e::physical_id(&config, "prod", "Uploads").await;
+    (standin, config, [reports, uploads])
+}
+
 /// Issue 13, "the stand-in lets the end-to-end test observe the order": a real `envclone
 /// clone` of `prod` (both buckets versioned, snapshots `creating` for 8 s) returns the source's
 /// instances to service before its snapshot is `available`, by the times of its JSON events,
 /// and its report gives T and the window's length.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clone_returns_the_source_to_service_before_its_snapshot_is_available() {
-    let standin = StandIn::start();
-    standin.seed("prod", "stacks/webapp.yaml", &[]);
-    let config = standin.sdk().await;
-    control(&standin, "snapshot-delay", r#"{"seconds": 8}"#).await;
-    let source = crate::e2e::stack(&config, "prod").await;
-    let reports = crate::e2e::params(&source)["ReportsBucketName"].clone();
-    let uploads = crate::e2e::physical_id(&config, "prod", "Uploads").await;
+    let (standin, config, [reports, uploads]) = prod_with_snapshot_delay(8).await;
     let s3 = s3_client(&config);
     for bucket in [&reports, &uploads] {
         enable_versioning(&s3, bucket).await;
@@ -320,4 +332,128 @@ async fn a_clone_returns_the_source_to_service_before_its_snapshot_is_available(
     let fleet = crate::e2e::physical_id(&config, "prod", "WebGroup").await;
     let (_, _, states) = crate::e2e::group_state(&config, &fleet).await;
     assert!(states.iter().all(|s| s == "InService"), "{states:?}");
+}
+
+/// Issue 13, "a write to the source after T is absent from the clone (stand-in, versioned
+/// bucket: overwrite, delete and create after T)", at the level of `envclone clone`: once the
+/// clone's JSON events say the source is back in service (its snapshot still `creating`), one
+/// key of each versioned source bucket is overwritten, one deleted and one created; the clone's
+/// buckets hold what the source held at T, and `envclone verify` (as of the run's T) passes
+/// while a difference made in the clone afterwards fails it.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_to_the_source_after_the_window_are_absent_from_the_clone_and_verify_passes() {
+    use std::io::BufRead;
+
+    let (standin, config, [reports, uploads]) = prod_with_snapshot_delay(10).await;
+    let s3 = s3_client(&config);
+    let mut at_t = Vec::new();
+    for bucket in [&reports, &uploads] {
+        enable_versioning(&s3, bucket).await;
+        let before = describe_bucket(&s3, bucket).await;
+        assert!(before.len() >= 2, "{bucket}: {before:?}");
+        at_t.push(before);
+    }
+
+    let state = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let mut child = standin
+        .command(env!("CARGO_BIN_EXE_envclone"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--output", "json", "clone", "prod", "staging-test", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(logs.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let back_in_service = |l: &str| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+            let e = &v["event"];
+            v["type"] == "event"
+                && e["step"] == "standby.exit"
+                && e["phase"] == "done"
+                && e["message"] == "back in service"
+        })
+    };
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|e| panic!("no end of the window ({e}): {lines:#?}"));
+        let done = back_in_service(&line);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    // The source serves again and the clone goes on: write to it now.
+    let snapshot_available = lines.iter().any(|l| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .is_ok_and(|v| v["event"]["step"] == "snapshot" && v["event"]["message"] == "available")
+    });
+    assert!(
+        !snapshot_available,
+        "the window ended before the snapshot was available"
+    );
+    let mut written = Vec::new();
+    for (bucket, before) in [&reports, &uploads].into_iter().zip(&at_t) {
+        let mut keys = before.keys();
+        let overwritten = keys.next().unwrap().clone();
+        let deleted = keys.next().unwrap().clone();
+        put(&s3, bucket, &overwritten, "written after T").await;
+        delete(&s3, bucket, &deleted).await;
+        put(&s3, bucket, "created-after-t", "not there at T").await;
+        written.push((overwritten, deleted));
+    }
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    let stderr = std::fs::read_to_string(logs.path().join("stderr")).unwrap_or_default();
+    assert!(
+        status.success(),
+        "{status}\n{}\n{stderr}\n{}",
+        lines.join("\n"),
+        standin.log()
+    );
+
+    let clone_reports = crate::e2e::params(&crate::e2e::stack(&config, "staging-test").await)
+        ["ReportsBucketName"]
+        .clone();
+    let clone_uploads = crate::e2e::physical_id(&config, "staging-test", "Uploads").await;
+    for ((clone, before), (overwritten, deleted)) in [&clone_reports, &clone_uploads]
+        .into_iter()
+        .zip(&at_t)
+        .zip(&written)
+    {
+        let copied = describe_bucket(&s3, clone).await;
+        assert_eq!(&copied, before, "{clone} holds its source as of T");
+        assert_ne!(body(&config, clone, overwritten).await, "written after T");
+        assert!(
+            copied.contains_key(deleted),
+            "{clone}: {deleted} was there at T"
+        );
+        assert!(!copied.contains_key("created-after-t"), "{clone}");
+    }
+
+    // `envclone verify` compares as of the run's T: the writes after it are not differences.
+    let out = standin.envclone(state.path(), &["verify", "staging-test"]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("compared as of run"), "{said}");
+    // A difference made in the clone is one.
+    let (overwritten, _) = &written[1];
+    put(&s3, &clone_uploads, overwritten, "changed in the clone").await;
+    let out = standin.envclone(state.path(), &["verify", "staging-test"]);
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains(overwritten.as_str()), "{said}");
 }

@@ -17,7 +17,7 @@ const TARGET_REPORTS: &str = "staging-test-reports-123456789012";
 
 /// A big database (available after 40 minutes, its point fixed after 8 seconds: the Single-AZ
 /// I/O suspension), `extra` more objects in each bucket.
-fn big(snapshot_minutes: u64) -> Timings {
+pub(crate) fn big(snapshot_minutes: u64) -> Timings {
     Timings {
         snapshot: Duration::from_secs(snapshot_minutes * 60),
         snapshot_point: Duration::from_secs(8),
@@ -27,7 +27,7 @@ fn big(snapshot_minutes: u64) -> Timings {
 
 /// `prod` with its two buckets versioned (or only Uploads, the stack's own: `reports_versioned`
 /// false) and `extra` more objects in each.
-fn prod(timings: Timings, reports_versioned: bool, extra: usize) -> Scenario {
+pub(crate) fn prod(timings: Timings, reports_versioned: bool, extra: usize) -> Scenario {
     let s = Scenario::new(timings);
     s.deploy_prod(WEBAPP);
     s.fake.enable_versioning(UPLOADS);
@@ -539,19 +539,34 @@ async fn migrate_keeps_the_source_in_standby_through_the_swap() {
 
 /// `scripts/bench-standby`: today's window (a bucket the stack owns keeps no versions, so the
 /// source stays in Standby until the clone is verified) against the new one (both buckets
-/// versioned), for three sizes of database (minutes until its snapshot is available) and
-/// buckets (objects added to each), on the fake's AWS-like timings and paused clock.
+/// versioned), on the fake's AWS-like timings and paused clock, for three sizes: the issue's
+/// database (its snapshot available after 40 minutes, its point fixed after 8 s) ×1, ×3 and
+/// ×10, and buckets of `BENCH_OBJECTS` objects each ×1, ×3, ×10 (`ENVCLONE_BENCH_OBJECTS`
+/// overrides it). The snapshot wait's limit is raised past the ×10 database's 400 minutes.
 #[tokio::test(start_paused = true)]
 #[ignore = "a benchmark: run by scripts/bench-standby"]
 async fn bench_standby() {
+    const BENCH_OBJECTS: usize = 20_000;
+    let base = std::env::var("ENVCLONE_BENCH_OBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BENCH_OBJECTS);
     println!(
-        "{:>16} {:>14} {:>18} {:>16}",
-        "snapshot (min)", "objects/bucket", "today's window (s)", "new window (s)"
+        "{:>6} {:>16} {:>14} {:>18} {:>16} {:>10}",
+        "size",
+        "snapshot (min)",
+        "objects/bucket",
+        "today's window (s)",
+        "new window (s)",
+        "run (s)"
     );
-    for (minutes, extra) in [(20, 100), (60, 1_000), (200, 10_000)] {
+    for factor in [1, 3, 10] {
+        let (minutes, extra) = (40 * factor as u64, base * factor);
         let mut row = Vec::new();
+        let mut run = 0.0;
         for versioned in [false, true] {
-            let s = Scenario::new(big(minutes));
+            let mut s = Scenario::new(big(minutes));
+            s.engine.settings.snapshot_timeout = Duration::from_secs(minutes * 60 * 2);
             s.deploy_prod(WEBAPP);
             if versioned {
                 s.fake.enable_versioning(UPLOADS);
@@ -559,19 +574,23 @@ async fn bench_standby() {
             }
             for i in 0..extra {
                 for b in [REPORTS, UPLOADS] {
-                    let key = format!("bulk/{i:06}");
+                    let key = format!("bulk/{i:08}");
                     s.fake
                         .put_object(b, &key, key.as_bytes(), ObjectHead::default(), &[]);
                 }
             }
+            let start = tokio::time::Instant::now();
             let (report, entered, exited) = window_of(&s).await;
             assert!(report.verification.iter().all(|c| c.ok));
             row.push(secs(exited - entered));
+            run = secs(start.elapsed());
         }
         let objects = s_objects(extra);
         println!(
-            "{minutes:>16} {objects:>14} {:>18.1} {:>16.1}",
-            row[0], row[1]
+            "{:>6} {minutes:>16} {objects:>14} {:>18.1} {:>16.1} {run:>10.0}",
+            format!("x{factor}"),
+            row[0],
+            row[1]
         );
     }
 }

@@ -31,6 +31,7 @@ mod fake_statuses;
 mod fake_swap;
 mod fake_swapcheck;
 mod fake_table_clone;
+mod fake_verify_asof;
 mod fake_window;
 mod layout;
 mod s3_batch;

@@ -54,11 +54,7 @@ async fn copy_parameter_buckets(
             // A versioned source is copied as of T (it does not hold the window); one that
             // keeps no versions is copied now, inside the window, and compared before the
             // window closes (the source writes again after).
-            let as_of = if b.versioned {
-                run.window.as_of()
-            } else {
-                None
-            };
+            let as_of = as_of_still_versioned(run, b).await?;
             let outcome = engine
                 .copy_bucket(plan, &b.logical_id, &b.source_bucket, name, events, as_of)
                 .await?;
@@ -77,6 +73,48 @@ async fn copy_parameter_buckets(
         BucketTarget::StackOwned { .. } => None,
     });
     futures::future::try_join_all(copies).await
+}
+
+/// The moment bucket `b` is copied as of: T for a source that kept versions at preflight,
+/// once it is seen to keep them still (GetBucketVersioning `Enabled`, read again right before
+/// the copy); None for one that keeps none (copied as it is, inside the window).
+///
+/// A bucket whose versioning was suspended since preflight is refused, not copied as of now:
+/// the window may have closed on the promise that its versions ≤ T would be read, and while
+/// versioning is suspended each write replaces the key's `null` version (S3 User Guide,
+/// "Working with objects in a versioning-suspended bucket"), so what it held at T may be gone.
+async fn as_of_still_versioned(
+    run: &CopyRun<'_>,
+    b: &BucketPlan,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StepError> {
+    let Some(t) = run.window.as_of().filter(|_| b.versioned) else {
+        return Ok(None);
+    };
+    let step = "bucket.copy";
+    let objects = &run.engine.cloud.objects;
+    let status = retry(|| objects.versioning(&b.source_bucket))
+        .await
+        .map_err(StepError::port(step))?;
+    if status.as_deref() == Some("Enabled") {
+        return Ok(Some(t));
+    }
+    Err(StepError::Refused {
+        step: step.into(),
+        message: format!(
+            "bucket {} cannot be copied as of T ({}): preflight found its versioning \
+             Enabled, and the run copies it from its versions at or before T after the source \
+             serves again, but it is now {} (GetBucketVersioning), so a write since may have \
+             replaced what it held at T; nothing of it was copied. Abort the run (`envclone \
+             abort {}`), then either enable versioning again (aws s3api put-bucket-versioning \
+             --bucket {} --versioning-configuration Status=Enabled) or leave it so — the next \
+             clone then copies it inside the window — and clone again",
+            b.source_bucket,
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            status.map_or("never enabled".to_string(), |s| format!("versioning {s}")),
+            run.plan.run_id,
+            b.source_bucket,
+        ),
+    })
 }
 
 /// The plan's words for the job that copies `b`, if a job does: of a source that keeps
@@ -307,11 +345,7 @@ impl ResourceKind for Bucket {
         let fills = plan.buckets.iter().filter_map(|b| match &b.target {
             BucketTarget::StackOwned { .. } => Some(async {
                 let name = engine.wait_for_stack_bucket(plan, &b.logical_id).await?;
-                let as_of = if b.versioned {
-                    run.window.as_of()
-                } else {
-                    None
-                };
+                let as_of = as_of_still_versioned(run, b).await?;
                 engine
                     .copy_bucket(plan, &b.logical_id, &b.source_bucket, &name, events, as_of)
                     .await
