@@ -1408,6 +1408,7 @@ async fn s3(
             priority,
             poll,
             copy_limit,
+            manifest,
         } => {
             let cloud = root.connect().await?;
             let batch = crate::s3batch::BatchRequest {
@@ -1420,6 +1421,7 @@ async fn s3(
                 copy_limit,
                 poll,
                 token_stem: None,
+                manifest,
             };
             if request.options.dry_run {
                 let job = crate::s3cmd::batch_job(cloud.objects.clone(), &batch).await?;

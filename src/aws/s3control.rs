@@ -63,12 +63,19 @@ fn arn_bucket(arn: &str) -> String {
 impl BatchJobs for S3Control {
     async fn create_copy_job(&self, r: &CopyJobRequest) -> PortResult<String> {
         const OP: &str = "s3:CreateJob";
-        let spec = JobManifestSpec::builder()
-            .format(JobManifestFormat::S3BatchOperationsCsv20180820)
-            .fields(JobManifestFieldName::Bucket)
-            .fields(JobManifestFieldName::Key)
-            .build()
-            .map_err(|e| build_error(OP, e))?;
+        // A CSV manifest names its fields; an inventory report's manifest.json names its own
+        // ("Specifying a manifest": Fields only for S3BatchOperations_CSV_20180820).
+        let spec = match r.manifest_format {
+            ManifestFormat::Csv => JobManifestSpec::builder()
+                .format(JobManifestFormat::S3BatchOperationsCsv20180820)
+                .fields(JobManifestFieldName::Bucket)
+                .fields(JobManifestFieldName::Key),
+            ManifestFormat::InventoryCsv => {
+                JobManifestSpec::builder().format(JobManifestFormat::S3InventoryReportCsv20161130)
+            }
+        }
+        .build()
+        .map_err(|e| build_error(OP, e))?;
         let location = JobManifestLocation::builder()
             .object_arn(format!(
                 "arn:aws:s3:::{}/{}",
