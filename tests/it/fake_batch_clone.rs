@@ -28,10 +28,13 @@ const FAILING: [&str; 2] = ["data/003.bin", "with space.txt"];
 
 /// `prod` from the reference template with its Reports bucket `{ engine: batch }`.
 fn prod_with_batch_reports() -> Scenario {
-    let template = WEBAPP.replace(
-        "Reports: { bucket_parameter: ReportsBucketName }",
-        "Reports: { bucket_parameter: ReportsBucketName, engine: batch }",
-    );
+    prod_with_reports_entry("Reports: { bucket_parameter: ReportsBucketName, engine: batch }")
+}
+
+/// `prod` from the reference template with its Reports contract entry `entry`, the jobs'
+/// role and reports location given.
+fn prod_with_reports_entry(entry: &str) -> Scenario {
+    let template = WEBAPP.replace("Reports: { bucket_parameter: ReportsBucketName }", entry);
     assert_ne!(template, WEBAPP, "the reference contract names Reports");
     let mut s = Scenario::new(timings());
     s.deploy_prod(&template);
@@ -511,6 +514,17 @@ fn the_contract_takes_engine_local_or_batch_only() {
         Contract::from_template(&Template::parse("webapp.yaml", &body).unwrap())
     };
     assert_eq!(with("batch").unwrap().batch_buckets, vec!["Reports"]);
+    let inventory = with("batch, manifest: inventory").unwrap();
+    assert_eq!(inventory.inventory_buckets, vec!["Reports"]);
+    assert!(with("batch, manifest: diff")
+        .unwrap()
+        .inventory_buckets
+        .is_empty());
+    let err = with("local, manifest: inventory").unwrap_err().to_string();
+    assert!(
+        err.contains("manifest: inventory without engine: batch"),
+        "{err}"
+    );
     assert!(with("local").unwrap().batch_buckets.is_empty());
     let err = with("turbo").unwrap_err().to_string();
     assert!(err.contains("turbo") && err.contains("batch"), "{err}");
@@ -560,4 +574,77 @@ async fn aborting_a_migrate_cancels_its_running_job() {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].info.status, JobStatus::Cancelled);
     assert_source_in_service(&s, "after the migrate's abort");
+}
+
+/// Issue 14: `{ engine: batch, manifest: inventory }`: the job of the pre-copy reads the
+/// source's latest S3 Inventory report as its manifest (S3InventoryReport_CSV_20161130); a
+/// source without a report it can read is refused before any change. New behaviour: before,
+/// the contract refused `manifest:` (an unknown field).
+#[tokio::test(start_paused = true)]
+async fn a_contract_bucket_with_manifest_inventory_is_copied_from_the_latest_report() {
+    use envclone::ports::batch::ManifestFormat;
+    use envclone::ports::InventoryConfiguration;
+    let s = prod_with_reports_entry(
+        "Reports: { bucket_parameter: ReportsBucketName, engine: batch, manifest: inventory }",
+    );
+    let before = s.fake.mutating_calls().len();
+    let err = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "bucket Reports has manifest: inventory in its contract entry",
+        &format!("bucket {REPORTS} has no S3 Inventory configuration"),
+        "nothing was changed",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+    assert_eq!(s.fake.mutating_calls().len(), before);
+
+    s.fake.put_inventory_configuration(
+        REPORTS,
+        InventoryConfiguration {
+            id: "daily".into(),
+            enabled: true,
+            destination_bucket: BATCH_REPORTS.into(),
+            destination_prefix: Some("inventory".into()),
+            format: "CSV".into(),
+            included_versions: "Current".into(),
+            filter_prefix: None,
+            frequency: "Daily".into(),
+        },
+    );
+    let manifest = s.fake.publish_inventory(REPORTS, "daily");
+    let plan = plan(&s).await;
+    let steps = plan.steps().join("\n");
+    assert!(
+        steps.contains("the objects the source's latest S3 Inventory report lists"),
+        "{steps}"
+    );
+    let store = MemoryRunStore::default();
+    let report = s
+        .engine
+        .run_clone(&plan, &store, &s.emitter, std::future::pending(), None)
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    let jobs = s.fake.batch_jobs();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "the pre-copy's; the delta is local: {jobs:#?}"
+    );
+    assert_eq!(
+        jobs[0].request.manifest_format,
+        ManifestFormat::InventoryCsv
+    );
+    assert_eq!(jobs[0].request.manifest_key, manifest);
+    let target = reports_target(&plan);
+    assert_eq!(s.fake.object_keys(&target), s.fake.object_keys(REPORTS));
+    assert!(
+        report.verification.iter().all(|c| c.ok),
+        "{:?}",
+        report.verification
+    );
 }

@@ -21,7 +21,7 @@ use super::super::resource::{
     Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceKind, ResourceRef,
     RunScope,
 };
-use super::super::StepError;
+use super::super::{PreflightError, StepError};
 
 /// A bucket a run created.
 pub const BUCKET: RefKind = RefKind::new("bucket");
@@ -199,6 +199,38 @@ impl ResourceKind for Bucket {
 
     fn finalize_handles(&self) -> bool {
         true
+    }
+
+    /// A bucket whose job reads the source's S3 Inventory report (`manifest: inventory`)
+    /// needs one it can read: refused before any change otherwise, naming why.
+    async fn preflight(
+        &self,
+        engine: &CloneEngine,
+        _source: &crate::workflow::plan::SourceEnv,
+        plan: &ClonePlan,
+    ) -> Result<(), PreflightError> {
+        for b in &plan.buckets {
+            let inventory = b
+                .batch
+                .as_ref()
+                .is_some_and(|c| c.manifest == crate::s3batch::ManifestSource::Inventory);
+            if !inventory {
+                continue;
+            }
+            let source = BucketPath::bucket(&b.source_bucket);
+            if let Err(e) =
+                crate::s3batch::inventory::latest(engine.cloud.objects.as_ref(), &source).await
+            {
+                return Err(PreflightError::Unsupported {
+                    what: format!(
+                        "bucket {} has manifest: inventory in its contract entry, but {e}; \
+                         nothing was changed",
+                        b.logical_id
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn copied_ids(&self, _template: &Template, contract: &Contract) -> Vec<String> {
