@@ -6,10 +6,11 @@
 //! configuration's destination bucket, the timestamp being when S3 began listing the bucket
 //! for it; the manifest names the report's gzip-compressed CSV files and their columns. A job
 //! reads it as `S3InventoryReport_CSV_20161130` with the manifest object's ETag ("Specifying a
-//! manifest"). S3 delivers an inventory daily or weekly, within 48 hours ("Amazon S3
-//! Inventory": "delivered … within 48 hours"), so a report is up to two days old (eight for a
-//! weekly one): what was written since is not in it, and the local engine catches up after
-//! the job (`s3batch::run`).
+//! manifest"). S3 produces an inventory daily or weekly (`InventorySchedule`; a weekly one on
+//! Sundays, UTC) and may take up to 48 hours to deliver the first ("Configuring Amazon S3
+//! Inventory"), so the latest report lists the bucket as it was a day or two ago (up to a week
+//! and more for a weekly one): what was written since is not in it, and the local engine
+//! catches up after the job (`s3batch::run`).
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
