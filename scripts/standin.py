@@ -40,6 +40,7 @@ Everything here reaches into moto's internals, so the moto version is pinned and
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import fnmatch
 import dataclasses
@@ -1438,6 +1439,125 @@ def _install_dynamodb() -> None:
     DynamoHandler.batch_write_item = batch_write_item
 
 
+# ================================================================ S3 Inventory configurations
+
+
+def _install_s3_inventory() -> None:
+    # moto 5 stores an inventory configuration without its IncludedObjectVersions and lists
+    # every configuration as "All" (ListBucketInventoryConfigurations). S3 keeps what was put
+    # ("Configuring Amazon S3 Inventory": Current or All), and envclone's --manifest inventory
+    # refuses an All-versions report: kept here and listed as put.
+    orig_put = s3_models.S3Backend.put_bucket_inventory_configuration
+
+    @functools.wraps(orig_put)
+    def put(self, bucket_name, inventory_configuration):  # type: ignore[no-untyped-def]
+        orig_put(self, bucket_name, inventory_configuration)
+        config = self.get_bucket(bucket_name).inventory_configs[inventory_configuration["Id"]]
+        config.included_versions = inventory_configuration.get("IncludedObjectVersions", "All")
+
+    s3_models.S3Backend.put_bucket_inventory_configuration = put
+    orig_list = S3Response.list_bucket_inventory_configurations
+
+    @functools.wraps(orig_list)
+    def list_configs(self):  # type: ignore[no-untyped-def]
+        configs = self.backend.list_bucket_inventory_configurations(bucket_name=self.bucket_name)
+        if not configs:
+            return orig_list(self)
+        body = "".join(_inventory_config_xml(c) for c in configs)
+        xml = (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            '<ListInventoryConfigurationsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"{body}<IsTruncated>false</IsTruncated></ListInventoryConfigurationsResult>"
+        )
+        return 200, {"Content-Type": "application/xml"}, xml
+
+    S3Response.list_bucket_inventory_configurations = list_configs
+
+
+def _inventory_config_xml(c: Any) -> str:
+    e = _xml_escape
+    s3 = (c.destination or {}).get("S3BucketDestination", {})
+    prefix = f"<Prefix>{e(s3['Prefix'])}</Prefix>" if s3.get("Prefix") else ""
+    filt = f"<Filter><Prefix>{e(c.filters['Prefix'])}</Prefix></Filter>" if c.filters and c.filters.get("Prefix") else ""
+    enabled = str(c.is_enabled).lower()
+    return (
+        f"<InventoryConfiguration><Id>{e(c.id)}</Id><IsEnabled>{enabled}</IsEnabled>{filt}"
+        f"<Destination><S3BucketDestination><Format>{e(s3.get('Format', 'CSV'))}</Format>"
+        f"<Bucket>{e(s3.get('Bucket', ''))}</Bucket>{prefix}</S3BucketDestination></Destination>"
+        f"<IncludedObjectVersions>{e(getattr(c, 'included_versions', 'All'))}</IncludedObjectVersions>"
+        f"<Schedule><Frequency>{e((c.schedule or {}).get('Frequency', 'Daily'))}</Frequency></Schedule>"
+        "</InventoryConfiguration>"
+    )
+
+
+def publish_inventory(bucket: str, config_id: str) -> str:
+    """Delivers the inventory report of `bucket`'s configuration `config_id` now, as S3 does
+    daily or weekly ("Locating your inventory list"): the current objects under its filter as
+    gzip-compressed CSV (values quoted, keys URL-encoded) under <prefix>/<bucket>/<id>/data/,
+    then <prefix>/<bucket>/<id>/<YYYY-MM-DDTHH-MMZ>/manifest.json naming them and
+    manifest.checksum. Returns the manifest's key."""
+    import gzip
+    import hashlib
+
+    account = "123456789012"
+    backend = _s3_backend(account)
+    with MOTO_LOCK:
+        config = backend.get_bucket(bucket).inventory_configs[config_id]
+        s3 = config.destination["S3BucketDestination"]
+        destination = s3["Bucket"].split(":::", 1)[-1]
+        prefix = (config.filters or {}).get("Prefix") or ""
+        rows = io.StringIO()
+        for key in backend.get_bucket(bucket).keys.values():
+            if not key.name.startswith(prefix) or getattr(key, "is_latest", True) is False:
+                continue
+            rows.write(
+                f'"{bucket}","{urllib.parse.quote(key.name, safe="")}","{key.size}",'
+                f'"{_rfc3339(key.last_modified)}","{key.etag.strip(chr(34))}"\n'
+            )
+        data = gzip.compress(rows.getvalue().encode())
+        base = f"{s3['Prefix'].rstrip('/')}/{bucket}/{config_id}" if s3.get("Prefix") else f"{bucket}/{config_id}"
+        now = datetime.datetime.now(datetime.timezone.utc)
+        data_key = f"{base}/data/{hashlib.md5(data).hexdigest()}.csv.gz"
+        backend.put_object(destination, data_key, data)
+        manifest = json.dumps({
+            "sourceBucket": bucket,
+            "destinationBucket": f"arn:aws:s3:::{destination}",
+            "version": "2016-11-30",
+            "creationTimestamp": str(int(now.timestamp() * 1000)),
+            "fileFormat": "CSV",
+            "fileSchema": "Bucket, Key, Size, LastModifiedDate, ETag",
+            "files": [{"key": data_key, "size": len(data), "MD5checksum": hashlib.md5(data).hexdigest()}],
+        }).encode()
+        key = f"{base}/{now.strftime('%Y-%m-%dT%H-%MZ')}/manifest.json"
+        backend.put_object(destination, key, manifest)
+        backend.put_object(destination, key.replace("manifest.json", "manifest.checksum"), hashlib.md5(manifest).hexdigest().encode())
+    return key
+
+
+def _inventory_tasks(manifest: bytes, backend: Any) -> list[tuple[str, str]]:
+    """The (bucket, key) rows of an inventory report, by its manifest.json
+    (S3InventoryReport_CSV_20161130: the gzip CSV files it names, columns by its fileSchema)."""
+    import gzip
+
+    m = json.loads(manifest)
+    if m.get("fileFormat") != "CSV":
+        raise ValueError(f"the inventory report is {m.get('fileFormat')}, not CSV")
+    schema = [c.strip() for c in m["fileSchema"].split(",")]
+    b, k = schema.index("Bucket"), schema.index("Key")
+    destination = m["destinationBucket"].split(":::", 1)[-1]
+    tasks = []
+    for f in m["files"]:
+        with MOTO_LOCK:
+            obj = backend.get_object(destination, f["key"])
+            data = obj.value if obj is not None else None
+        if data is None:
+            raise ValueError(f"inventory file s3://{destination}/{f['key']} does not exist")
+        for row in csv.reader(io.StringIO(gzip.decompress(data).decode("utf-8"))):
+            if row:
+                tasks.append((row[b], urllib.parse.unquote(row[k])))
+    return tasks
+
+
 # ================================================================ S3: parts of multipart objects
 
 
@@ -2700,8 +2820,12 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
                     if "start_seconds" in spec:
                         BATCH.start_seconds = float(spec["start_seconds"])
             with BATCH_LOCK:
-                jobs = [{k: j[k] for k in ("id", "token", "status", "total", "succeeded", "failed", "description")} for j in BATCH_JOBS.values()]
+                jobs = [{k: j[k] for k in ("id", "token", "status", "total", "succeeded", "failed", "description", "manifest_format", "manifest_key")} for j in BATCH_JOBS.values()]
                 return _json_reply(start_response, "200 OK", {**BATCH.to_json(), "jobs": jobs})
+        if path == "inventory" and method == "POST":
+            # Delivers an S3 Inventory report now: {"bucket": B, "id": CONFIG_ID}.
+            spec = _read_json(environ)
+            return _json_reply(start_response, "200 OK", {"manifest": publish_inventory(spec["bucket"], spec["id"])})
         if path == "reset" and method == "POST":
             # Everything back to a fresh start: moto's state, the fault rules, the RDS delay.
             from moto.moto_api import _internal as moto_api_internal
@@ -2847,21 +2971,29 @@ def _run_job(job_id: str) -> None:
                 _set_job(job_id, status="Failed", failure_reasons=[("ManifestReadFailure", why)])
                 return
             tasks: list[tuple[str, str, str | None]] = []
-            fields = job["manifest_fields"]
-            bad_row = None
-            for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
-                if not line.strip():
-                    continue
-                columns = line.split(",")
-                if len(columns) != len(fields) or ("VersionId" in fields and not columns[fields.index("VersionId")]):
-                    bad_row = n
-                    break
-                row = dict(zip(fields, columns))
-                tasks.append((row["Bucket"], urllib.parse.unquote(row["Key"]), row.get("VersionId")))
-            if bad_row is not None:
-                why = f"line {bad_row} does not have the fields {', '.join(fields)}"
-                _set_job(job_id, status="Failed", failure_reasons=[("InvalidManifest", why)])
-                return
+            if job["manifest_format"] == "S3InventoryReport_CSV_20161130":
+                try:
+                    # An inventory report's rows name current objects (no version column here).
+                    tasks = [(bucket, key, None) for bucket, key in _inventory_tasks(data, backend)]
+                except (ValueError, KeyError) as exc:
+                    _set_job(job_id, status="Failed", failure_reasons=[("ManifestReadFailure", str(exc))])
+                    return
+            else:
+                fields = job["manifest_fields"]
+                bad_row = None
+                for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
+                    if not line.strip():
+                        continue
+                    columns = line.split(",")
+                    if len(columns) != len(fields) or ("VersionId" in fields and not columns[fields.index("VersionId")]):
+                        bad_row = n
+                        break
+                    row = dict(zip(fields, columns))
+                    tasks.append((row["Bucket"], urllib.parse.unquote(row["Key"]), row.get("VersionId")))
+                if bad_row is not None:
+                    why = f"line {bad_row} does not have the fields {', '.join(fields)}"
+                    _set_job(job_id, status="Failed", failure_reasons=[("InvalidManifest", why)])
+                    return
             _set_job(job_id, total=len(tasks))
         _set_job(job_id, status=status)
     failures: list[tuple[str, str, str | None, int, str, str]] = []
@@ -2975,7 +3107,10 @@ def s3_control_jobs(environ: dict[str, Any], start_response: Callable[..., Any])
         if fields_node is None:
             fields_node = root.find("Manifest/Spec/Fields")
         manifest_fields = [m.text or "" for m in fields_node] if fields_node is not None else []
-        if manifest_fields not in (["Bucket", "Key"], ["Bucket", "Key", "VersionId"]):
+        manifest_format = text("Manifest/Spec/Format") or "S3BatchOperations_CSV_20180820"
+        # An inventory report's manifest.json names its own columns ("Specifying a manifest":
+        # Fields only for S3BatchOperations_CSV_20180820).
+        if manifest_format != "S3InventoryReport_CSV_20161130" and manifest_fields not in (["Bucket", "Key"], ["Bucket", "Key", "VersionId"]):
             return _s3c_error(start_response, 400, "InvalidRequest", f"the stand-in reads CSV manifests of the fields Bucket, Key[, VersionId], not {manifest_fields}")
         job_id = str(uuid.uuid4())
         job = {
@@ -2995,6 +3130,7 @@ def s3_control_jobs(environ: dict[str, Any], start_response: Callable[..., Any])
             "manifest_key": manifest_key,
             "manifest_etag": text("Manifest/Location/ETag") or "",
             "manifest_fields": manifest_fields,
+            "manifest_format": manifest_format,
             "target_bucket": (text(copy + "/TargetResource") or "").split(":::", 1)[-1],
             "target_prefix": text(copy + "/TargetKeyPrefix") or "",
             "report_bucket_arn": text("Report/Bucket") or "",
@@ -3534,6 +3670,7 @@ def install_corrections() -> None:
     _install_cloudformation()
     _install_stack_delete()
     _install_s3()
+    _install_s3_inventory()
     _install_dynamodb()
     _install_autoscaling()
     _install_route53()

@@ -1416,6 +1416,7 @@ async fn s3(
             priority,
             poll,
             copy_limit,
+            manifest,
         } => {
             let cloud = root.connect().await?;
             let batch = crate::s3batch::BatchRequest {
@@ -1428,6 +1429,7 @@ async fn s3(
                 copy_limit,
                 poll,
                 token_stem: None,
+                manifest,
             };
             if request.options.dry_run {
                 let job = crate::s3cmd::batch_job(cloud.objects.clone(), &batch).await?;
@@ -1513,12 +1515,14 @@ async fn s3_batch(
     let job_id = Arc::new(std::sync::Mutex::new(None::<String>));
     let seen = job_id.clone();
     let printer = root.printer;
+    let display = Arc::new(std::sync::Mutex::new(printer.batch_display()));
+    let shown = display.clone();
     let mut events = move |e: crate::s3batch::BatchEvent| {
         use crate::s3batch::BatchEvent;
         if let BatchEvent::JobCreated { job_id, .. } | BatchEvent::JobResumed { job_id, .. } = &e {
             *seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(job_id.clone());
         }
-        printer.batch_event(&e);
+        shown.lock().unwrap_or_else(|p| p.into_inner()).event(&e);
     };
     let run = crate::s3batch::run(
         cloud.objects.clone(),
@@ -1528,8 +1532,12 @@ async fn s3_batch(
         &mut events,
     );
     let outcome = tokio::select! {
-        outcome = run => outcome.map_err(S3CmdError::from)?,
+        outcome = run => {
+            display.lock().unwrap_or_else(|p| p.into_inner()).finish();
+            outcome.map_err(S3CmdError::from)?
+        }
         () = shutdown => {
+            display.lock().unwrap_or_else(|p| p.into_inner()).finish();
             let job = job_id.lock().unwrap_or_else(|p| p.into_inner()).clone();
             return Err(match job {
                 Some(job_id) => S3CmdError::BatchInterrupted { job_id, account },

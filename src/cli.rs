@@ -474,6 +474,8 @@ pub enum InputError {
          2026-12-01T10:00:08Z (S3 lists LastModified in whole seconds)"
     )]
     AsOfFormat(String),
+    #[error("--manifest inventory is the manifest of a batch job: add --engine batch")]
+    ManifestLocal,
 }
 
 #[derive(Debug, Subcommand)]
@@ -556,8 +558,21 @@ pub struct SyncArgs {
     /// to SRC are no differences.
     #[arg(long, value_name = "RFC3339")]
     pub as_of: Option<String>,
+    /// With --engine batch: the job's manifest. `diff`: envclone lists both paths and writes a
+    /// CSV of what differs. `inventory`: the source's latest S3 Inventory report (CSV, current
+    /// versions, filtered on exactly the source prefix): no listing before the job, which
+    /// copies every object the report lists; objects written since the report was taken (up
+    /// to 48 hours before, for a daily one) are copied by envclone after the job.
+    #[arg(long, value_enum, default_value_t = ManifestArg::Diff)]
+    pub manifest: ManifestArg,
     #[command(flatten)]
     pub batch: BatchArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ManifestArg {
+    Diff,
+    Inventory,
 }
 
 /// How bucket copies run: `--engine` and the S3 Batch Operations job's settings (`s3 sync`,
@@ -680,6 +695,7 @@ pub enum S3Request {
         priority: i32,
         poll: std::time::Duration,
         copy_limit: u64,
+        manifest: crate::s3batch::ManifestSource,
     },
     /// `s3 job status ID --account A`.
     JobStatus {
@@ -719,6 +735,10 @@ impl S3Command {
                 })?;
                 let (priority, poll, copy_limit) =
                     (settings.priority, settings.poll, settings.copy_limit);
+                let manifest = match args.manifest {
+                    ManifestArg::Diff => crate::s3batch::ManifestSource::Diff,
+                    ManifestArg::Inventory => crate::s3batch::ManifestSource::Inventory,
+                };
                 Ok(S3Request::Batch {
                     request: args.into_request()?,
                     role,
@@ -726,6 +746,7 @@ impl S3Command {
                     priority,
                     poll,
                     copy_limit,
+                    manifest,
                 })
             }
             S3Command::Job(JobCommand::Status(a)) => Ok(S3Request::JobStatus {
@@ -737,6 +758,9 @@ impl S3Command {
                 id: a.id,
             }),
             S3Command::Job(JobCommand::List { account }) => Ok(S3Request::JobList { account }),
+            S3Command::Sync(args) if args.manifest == ManifestArg::Inventory => {
+                Err(InputError::ManifestLocal)
+            }
             S3Command::Sync(args) => Ok(S3Request::Sync(args.into_request()?)),
             #[cfg(any(test, feature = "fake"))]
             S3Command::DiffBench { objects } => Ok(S3Request::DiffBench { objects }),
@@ -1110,6 +1134,7 @@ mod tests {
             verify: false,
             sse: SseArg::Keep,
             as_of: None,
+            manifest: ManifestArg::Diff,
             batch: BatchArgs {
                 engine: Engine::Local,
                 batch_role: None,

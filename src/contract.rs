@@ -457,6 +457,9 @@ pub struct Contract {
     /// The logical ids of the buckets the contract asks S3 Batch Operations to copy
     /// (`{ engine: batch }`).
     pub batch_buckets: Vec<String>,
+    /// Of those, the buckets whose jobs read the source's latest S3 Inventory report as their
+    /// manifest (`{ engine: batch, manifest: inventory }`).
+    pub inventory_buckets: Vec<String>,
     pub tables: Vec<TableSpec>,
     pub entry_dns: Option<EntryDns>,
     pub verify: Vec<VerifyCheck>,
@@ -567,6 +570,18 @@ struct RawBucket {
     bucket_parameter: Option<String>,
     #[serde(default)]
     engine: Option<BucketEngine>,
+    #[serde(default)]
+    manifest: Option<BucketManifest>,
+}
+
+/// The manifest of a batch bucket's job (`manifest:` of a bucket with `engine: batch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BucketManifest {
+    /// A CSV of what differs, written by envclone: the default.
+    Diff,
+    /// The source's latest S3 Inventory report (`s3batch::inventory`).
+    Inventory,
 }
 
 /// How a contract bucket is copied (`engine:` of a bucket under `buckets:`).
@@ -761,9 +776,22 @@ impl Contract {
 
         let mut buckets = Vec::new();
         let mut batch_buckets = Vec::new();
+        let mut inventory_buckets = Vec::new();
         for (logical_id, bucket) in raw.buckets {
             if bucket.engine == Some(BucketEngine::Batch) {
                 batch_buckets.push(logical_id.clone());
+            }
+            if bucket.manifest == Some(BucketManifest::Inventory) {
+                if bucket.engine != Some(BucketEngine::Batch) {
+                    return Err(inconsistent(
+                        format!(
+                            "bucket {logical_id:?} has manifest: inventory without engine: batch"
+                        ),
+                        "a manifest is a batch job's: add `engine: batch`, or remove `manifest:`"
+                            .into(),
+                    ));
+                }
+                inventory_buckets.push(logical_id.clone());
             }
             match bucket.bucket_parameter {
                 Some(parameter) => {
@@ -935,6 +963,7 @@ impl Contract {
             databases,
             buckets,
             batch_buckets,
+            inventory_buckets,
             tables,
             entry_dns: raw.entry_dns,
             verify,

@@ -3839,6 +3839,15 @@ impl ObjectStore for FakeAws {
         Ok(())
     }
 
+    async fn inventory_configurations(
+        &self,
+        bucket: &str,
+    ) -> PortResult<Vec<InventoryConfiguration>> {
+        self.call("s3:ListBucketInventoryConfigurations", false)
+            .await?;
+        self.inventory_configurations_of(bucket)
+    }
+
     async fn versioning(&self, bucket: &str) -> PortResult<Option<String>> {
         self.call("s3:GetBucketVersioning", false).await?;
         let s = self.lock();

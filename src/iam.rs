@@ -237,6 +237,13 @@ pub const ENGINE_OPERATIONS: &[(&str, &[&str])] = &[
     // S3 Batch Operations (`s3 sync --engine batch`, `s3 job`): CreateJob passes the job's
     // role ("Granting permissions for Batch Operations": iam:PassRole).
     ("s3:CreateJob", &["s3:CreateJob", "iam:PassRole"]),
+    // `--manifest inventory`: the source's inventory configurations ("Actions, resources, and
+    // condition keys for Amazon S3": ListBucketInventoryConfigurations needs
+    // s3:GetInventoryConfiguration).
+    (
+        "s3:ListBucketInventoryConfigurations",
+        &["s3:GetInventoryConfiguration"],
+    ),
     ("s3:DescribeJob", &["s3:DescribeJob"]),
     ("s3:ListJobs", &["s3:ListJobs"]),
     ("s3:UpdateJobStatus", &["s3:UpdateJobStatus"]),
@@ -284,6 +291,7 @@ const READ: &[&str] = &[
     "s3:GetReplicationConfiguration",
     "s3:DescribeJob",
     "s3:ListJobs",
+    "s3:GetInventoryConfiguration",
 ];
 
 /// Creating what a run makes: CloudFormation and RDS (and DynamoDB, the table kind's

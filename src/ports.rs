@@ -937,6 +937,33 @@ pub trait ObjectStore: Send + Sync {
         source: &str,
         target: &str,
     ) -> PortResult<BucketConfigReport>;
+    /// The bucket's S3 Inventory configurations (ListBucketInventoryConfigurations, every
+    /// page); NotFound if the bucket does not exist.
+    async fn inventory_configurations(
+        &self,
+        bucket: &str,
+    ) -> PortResult<Vec<InventoryConfiguration>>;
+}
+
+/// An S3 Inventory configuration of a bucket, as ListBucketInventoryConfigurations gives it
+/// ("Configuring Amazon S3 Inventory"): S3 delivers the inventory report daily or weekly into
+/// the destination bucket (see `s3batch::inventory`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryConfiguration {
+    pub id: String,
+    pub enabled: bool,
+    /// The destination bucket's name (the configuration holds its ARN).
+    pub destination_bucket: String,
+    /// The optional key prefix of the reports in the destination bucket.
+    pub destination_prefix: Option<String>,
+    /// `CSV`, `ORC` or `Parquet`.
+    pub format: String,
+    /// `Current` or `All` (every version).
+    pub included_versions: String,
+    /// The configuration's filter: only keys under it are listed.
+    pub filter_prefix: Option<String>,
+    /// `Daily` or `Weekly`.
+    pub frequency: String,
 }
 
 /// What `copy_bucket_configuration` carried to the new bucket, and what it did not (each with

@@ -711,30 +711,111 @@ impl Printer {
         );
     }
 
-    /// A step of `s3 sync --engine batch`: a JSON line on stdout, or a line on stderr.
-    pub fn batch_event(&self, event: &crate::s3batch::BatchEvent) {
+    /// How `s3 sync --engine batch` shows its steps: JSON lines on stdout (`--output json`,
+    /// unchanged), else on stderr a bar of the job's tasks on a terminal (a spinner until
+    /// Preparing has counted them), a line per change elsewhere (logs, CI).
+    pub fn batch_display(&self) -> BatchDisplay {
+        let display = self.display(false);
+        BatchDisplay { display, bar: None }
+    }
+}
+
+/// The display of `s3 sync --engine batch` (`Printer::batch_display`): each event told as it
+/// comes; the job's progress drawn on a bar in a terminal.
+pub struct BatchDisplay {
+    display: Display,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl BatchDisplay {
+    pub fn event(&mut self, event: &crate::s3batch::BatchEvent) {
         use crate::s3batch::BatchEvent;
-        match self.output {
-            Output::Json => println!("{}", serde_json::json!({"type": "batch", "event": event})),
-            Output::Text => match event {
+        let line = match (self.display, event) {
+            (Display::Json, _) => {
+                println!("{}", serde_json::json!({"type": "batch", "event": event}));
+                return;
+            }
+            (Display::Bar, BatchEvent::Progress { .. }) => {
+                self.draw(event);
+                return;
+            }
+            (
+                _,
                 BatchEvent::Progress {
                     job_id,
                     status,
                     total,
                     succeeded,
                     failed,
-                } => eprintln!(
-                    "batch job {job_id}: {status}, {succeeded} copied, {failed} failed of {}",
-                    total.map_or("?".to_string(), |t| t.to_string())
-                ),
-                other => eprintln!(
-                    "batch: {}",
-                    serde_json::to_string(other).expect("events serialize")
-                ),
-            },
+                },
+            ) => format!(
+                "batch job {job_id}: {status}, {succeeded} copied, {failed} failed of {}",
+                total.map_or("?".to_string(), |t| t.to_string())
+            ),
+            (_, other) => format!(
+                "batch: {}",
+                serde_json::to_string(other).expect("events serialize")
+            ),
+        };
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
         }
     }
 
+    /// The job's progress on the bar: its tasks done (succeeded and failed) of those
+    /// Preparing counted; finished once the job has ended.
+    fn draw(&mut self, event: &crate::s3batch::BatchEvent) {
+        let crate::s3batch::BatchEvent::Progress {
+            job_id,
+            status,
+            total,
+            succeeded,
+            failed,
+        } = event
+        else {
+            return;
+        };
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr_with_hz(10),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} batch job {msg} · {elapsed}")
+                    .expect("the batch spinner template parses"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        if let (Some(total), None) = (total, bar.length()) {
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} tasks · batch job {msg} · {elapsed}, ETA {eta}",
+                )
+                .expect("the batch bar template parses"),
+            );
+            bar.set_length((*total).max(1));
+        }
+        bar.set_position(succeeded + failed);
+        bar.set_message(format!(
+            "{job_id} {status}: {succeeded} copied, {failed} failed"
+        ));
+        if status.is_terminal() {
+            bar.finish();
+            self.bar = None;
+        }
+    }
+
+    /// Ends the display (the bar of a job still running, when the sync stops).
+    pub fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.abandon();
+        }
+    }
+}
+
+impl Printer {
     /// The end of `s3 sync --engine batch`.
     pub fn batch_outcome(&self, outcome: &crate::s3batch::BatchOutcome) {
         match self.output {
@@ -1061,6 +1142,33 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14 item 4: the job's wait is a bar of its tasks in a terminal (a spinner before
+    /// Preparing has counted them), ended with the job; before, a line per change.
+    #[test]
+    fn a_batch_jobs_progress_is_a_bar_of_its_tasks_until_it_ends() {
+        use crate::ports::batch::JobStatus;
+        use crate::s3batch::BatchEvent;
+        let mut d = BatchDisplay {
+            display: Display::Bar,
+            bar: None,
+        };
+        let progress = |status, total, succeeded| BatchEvent::Progress {
+            job_id: "j1".into(),
+            status,
+            total,
+            succeeded,
+            failed: 1,
+        };
+        d.event(&progress(JobStatus::Preparing, None, 0));
+        assert_eq!(d.bar.as_ref().expect("a spinner").length(), None);
+        d.event(&progress(JobStatus::Active, Some(100), 41));
+        let bar = d.bar.as_ref().expect("a bar");
+        assert_eq!((bar.length(), bar.position()), (Some(100), 42));
+        assert_eq!(bar.message(), "j1 Active: 41 copied, 1 failed");
+        d.event(&progress(JobStatus::Complete, Some(100), 99));
+        assert!(d.bar.is_none(), "finished with the job");
+    }
 
     #[test]
     fn eta_waits_for_the_totals() {

@@ -20,6 +20,8 @@ use thiserror::Error;
 
 use crate::ports::batch::*;
 use crate::ports::*;
+
+pub mod inventory;
 use crate::s3sync::{self, BucketPath, Planned, SyncError, SyncProgress, SyncStats, VerifyReport};
 
 /// Characters written as they are in a manifest key: everything else is percent-encoded
@@ -62,6 +64,11 @@ pub enum BatchError {
     },
     #[error("{what}: {source}")]
     Port { what: String, source: PortError },
+    #[error(
+        "--manifest inventory: {source_path} has no S3 Inventory report a job can read: {why}; \
+         or use --manifest diff (envclone lists both paths and writes the manifest itself)"
+    )]
+    NoInventory { source_path: String, why: String },
     #[error(transparent)]
     Sync(#[from] SyncError),
     #[error(
@@ -71,6 +78,17 @@ pub enum BatchError {
     Journal {
         bucket: String,
         key: String,
+        reason: String,
+    },
+    #[error(
+        "s3://{bucket}/{key}, the record of the copies a batch job made in other part layouts \
+         (kept by the verification after it), is unreadable ({reason}); delete it and the \
+         journal naming it ({journal}) so that the next sync compares the buckets anew"
+    )]
+    SameBytes {
+        bucket: String,
+        key: String,
+        journal: String,
         reason: String,
     },
     #[error(
@@ -100,7 +118,10 @@ impl BatchError {
     pub fn is_bad_input(&self) -> bool {
         matches!(
             self,
-            BatchError::RoleArn(_) | BatchError::Prefixes { .. } | BatchError::ReportsInside { .. }
+            BatchError::RoleArn(_)
+                | BatchError::Prefixes { .. }
+                | BatchError::ReportsInside { .. }
+                | BatchError::NoInventory { .. }
         )
     }
 }
@@ -108,6 +129,18 @@ impl BatchError {
 fn port(what: impl Into<String>) -> impl FnOnce(PortError) -> BatchError {
     let what = what.into();
     move |source| BatchError::Port { what, source }
+}
+
+/// Where a job's manifest comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManifestSource {
+    /// A CSV of what differs, which envclone writes after diffing the two paths.
+    #[default]
+    Diff,
+    /// The source's latest S3 Inventory report ([`inventory`]): every object it lists is
+    /// copied by the job, what was written since by the local engine after it.
+    Inventory,
 }
 
 /// A validated batch sync.
@@ -129,6 +162,7 @@ pub struct BatchRequest {
     /// bucket); a new job's token is then `STEM-N`, N one more than the previous finished
     /// job of this pair with that stem. None: from the start time.
     pub token_stem: Option<String>,
+    pub manifest: ManifestSource,
 }
 
 impl BatchRequest {
@@ -221,6 +255,18 @@ pub struct Journal {
     /// In a run as of a moment: the version of each key of `over_limit` to copy.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub over_limit_versions: BTreeMap<String, String>,
+    /// The bucket of `manifest_key` when it is not the reports bucket (an inventory report's).
+    #[serde(default)]
+    pub manifest_bucket: Option<String>,
+    /// `--manifest inventory`: the report the job reads (`manifest_key` is its manifest.json).
+    #[serde(default)]
+    pub inventory: Option<inventory::InventoryReport>,
+    /// Once the target is verified: the object (in the reports location) holding what the
+    /// verification found of the copies whose ETags differ from their sources' (a job's copy
+    /// of a multipart object is single-part), so a later sync of the pair — a clone's delta
+    /// inside Standby — copies only what changed since, without a job ([`s3sync::SameBytes`]).
+    #[serde(default)]
+    pub same_bytes: Option<String>,
 }
 
 /// What the engine tells as it goes (printed as JSON events with `--output json`).
@@ -250,6 +296,22 @@ pub enum BatchEvent {
         total: Option<u64>,
         succeeded: u64,
         failed: u64,
+    },
+    /// `--manifest inventory`: the report the job reads, and how old it is.
+    InventoryManifest {
+        location: String,
+        config_id: String,
+        taken_at: String,
+        /// Minutes between when the report was taken and the start of this run.
+        age_minutes: i64,
+    },
+    /// `--manifest inventory`: after the job, what the local engine copied (and, with
+    /// --delete, removed) that the report did not show as it is now: written or deleted since
+    /// it was taken.
+    CatchUp {
+        taken_at: String,
+        copied: u64,
+        deleted: u64,
     },
     /// What the local engine is to re-copy: the job's failed tasks and the objects over the limit.
     Recopy {
@@ -518,11 +580,46 @@ fn new_token(
 /// Diffs, writes the manifest and the journal: a new run.
 async fn start_run(
     store: &Arc<dyn ObjectStore>,
-    request: &BatchRequest,
+    (request, now): (&BatchRequest, chrono::DateTime<chrono::Utc>),
     token: String,
     events: &mut (dyn FnMut(BatchEvent) + Send),
 ) -> Result<Journal, BatchError> {
-    let dir = format!("{}envclone-batch/{token}", request.reports.prefix);
+    let dir = run_dir(request, &token);
+    if request.manifest == ManifestSource::Inventory {
+        let report = inventory::latest(&**store, &request.source).await?;
+        events(BatchEvent::InventoryManifest {
+            location: format!("s3://{}/{}", report.bucket, report.manifest_key),
+            config_id: report.config_id.clone(),
+            taken_at: report.taken_at.to_rfc3339(),
+            age_minutes: (now - report.taken_at).num_minutes(),
+        });
+        let journal = Journal {
+            client_token: token,
+            manifest_key: report.manifest_key.clone(),
+            manifest_etag: report.etag.clone(),
+            report_prefix: format!("{dir}/report"),
+            tasks: 0,
+            over_limit: Vec::new(),
+            extra: Vec::new(),
+            job_id: None,
+            done: false,
+            manifest_bucket: Some(report.bucket.clone()),
+            inventory: Some(report),
+            same_bytes: None,
+            // An inventory report names current objects: a run as of a moment takes it up by
+            // the moment (a catch-up as of it copies the versions of it, see `catch_up`).
+            as_of: request.options.as_of,
+            over_limit_versions: BTreeMap::new(),
+        };
+        write_journal(
+            &**store,
+            &request.reports.bucket,
+            &request.journal_key(),
+            &journal,
+        )
+        .await?;
+        return Ok(journal);
+    }
     let Manifest {
         csv: manifest,
         tasks,
@@ -573,9 +670,38 @@ async fn start_run(
         done: false,
         as_of: request.options.as_of,
         over_limit_versions,
+        manifest_bucket: None,
+        inventory: None,
+        same_bytes: None,
     };
     write_journal(&**store, reports, &request.journal_key(), &journal).await?;
     Ok(journal)
+}
+
+/// Where a run's manifest, report and record go: `<reports>envclone-batch/<client token>`.
+fn run_dir(request: &BatchRequest, token: &str) -> String {
+    format!("{}envclone-batch/{token}", request.reports.prefix)
+}
+
+/// Reads the record of a run's copies found equal under other ETags (`Journal::same_bytes`,
+/// in the bucket of `request`'s reports).
+pub async fn read_same_bytes(
+    store: &dyn ObjectStore,
+    request: &BatchRequest,
+    key: &str,
+) -> Result<s3sync::SameBytes, BatchError> {
+    let bucket = request.reports.bucket.as_str();
+    let unreadable = |reason: String| BatchError::SameBytes {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        journal: format!("s3://{bucket}/{}", request.journal_key()),
+        reason,
+    };
+    let object = crate::retry::retry(|| store.get_small_object(bucket, key))
+        .await
+        .map_err(port(format!("reading s3://{bucket}/{key}")))?
+        .ok_or_else(|| unreadable("it does not exist".into()))?;
+    serde_json::from_slice(&object.body).map_err(|e| unreadable(e.to_string()))
 }
 
 /// The job of `journal`: its recorded id, else the one ListJobs shows with the run's token,
@@ -619,10 +745,20 @@ async fn find_or_create_job(
         description: description(request, &journal.client_token),
         role_arn: request.role_arn.clone(),
         priority: request.priority,
-        manifest_bucket: request.reports.bucket.clone(),
+        manifest_bucket: journal
+            .manifest_bucket
+            .clone()
+            .unwrap_or_else(|| request.reports.bucket.clone()),
         manifest_key: journal.manifest_key.clone(),
         manifest_etag: journal.manifest_etag.clone(),
-        version_ids: journal.as_of.is_some(),
+        // An inventory report's manifest.json names its own fields (no version column): a run
+        // as of a moment then has its catch-up (a sync as of it) copy the versions of it.
+        version_ids: journal.as_of.is_some() && journal.inventory.is_none(),
+        manifest_format: if journal.inventory.is_some() {
+            ManifestFormat::InventoryCsv
+        } else {
+            ManifestFormat::Csv
+        },
         target_bucket: request.target.bucket.clone(),
         target_key_prefix: request.target_key_prefix()?,
         report_bucket: request.reports.bucket.clone(),
@@ -634,7 +770,7 @@ async fn find_or_create_job(
         .await
         .map_err(port(format!(
             "creating the batch job (manifest s3://{}/{})",
-            request.reports.bucket, journal.manifest_key
+            create.manifest_bucket, journal.manifest_key
         )))?;
     events(BatchEvent::JobCreated {
         job_id: id.clone(),
@@ -747,11 +883,17 @@ pub async fn run(
         Some(j) if !j.done => {
             let closed = close_other_run(&store, &*jobs, request, &account, j, events).await?;
             let token = new_token(request, Some(&closed), now);
-            (start_run(&store, request, token, events).await?, false)
+            (
+                start_run(&store, (request, now), token, events).await?,
+                false,
+            )
         }
         previous => {
             let token = new_token(request, previous.as_ref(), now);
-            (start_run(&store, request, token, events).await?, false)
+            (
+                start_run(&store, (request, now), token, events).await?,
+                false,
+            )
         }
     };
     let mut outcome = BatchOutcome {
@@ -766,7 +908,7 @@ pub async fn run(
         local: SyncStats::default(),
         verification: VerifyReport::default(),
     };
-    if journal.tasks > 0 {
+    if journal.tasks > 0 || journal.inventory.is_some() {
         let id = find_or_create_job(
             &store,
             &*jobs,
@@ -781,6 +923,7 @@ pub async fn run(
         let info = wait_for_job(&*jobs, &account, &id, request.poll, events).await?;
         outcome.job_succeeded = info.succeeded;
         outcome.job_failed = info.failed;
+        outcome.tasks = info.total_tasks.unwrap_or(outcome.tasks);
         // A job that did not complete (cancelled; failed on its manifest or past the failure
         // threshold, with tasks never attempted and so in no report) leaves the rest to the
         // operator, not silently to this machine: what it copied stays, and a re-run diffs
@@ -872,33 +1015,126 @@ pub async fn run(
         }
     }
     if request.options.delete {
-        for batch in journal.extra.chunks(s3sync::DELETE_BATCH) {
-            crate::retry::retry(|| store.delete_objects(&request.target.bucket, batch))
-                .await
-                .map_err(port(format!(
-                    "deleting {} object(s) of {} that {} does not have",
-                    batch.len(),
-                    request.target,
-                    request.source
-                )))?;
-            outcome.local.deleted += batch.len() as u64;
-        }
+        outcome.local.deleted += delete_extra(&store, request, &journal.extra).await?;
     }
-    // As of the run's moment when it has one: later writes to the source are no differences.
-    outcome.verification = s3sync::verify_as_of(
-        store.clone(),
-        &request.source,
-        &request.target,
-        request.options.concurrency,
-        request.options.skip_archived,
-        request.options.as_of,
-    )
-    .await?;
+    // An inventory report shows the source as it was when it was taken: what was written
+    // or deleted since is the local engine's now.
+    let known = match &journal.inventory {
+        Some(report) => Some(std::sync::Arc::new(
+            catch_up(&store, request, report, &mut outcome, events).await?,
+        )),
+        None => None,
+    };
+    // The job's copies of multipart objects have other ETags than their sources: what the
+    // verification finds of them is kept, so a later sync of the pair need not copy or read
+    // them again while they stay as they are.
+    let (verification, same) = verify_recording(&store, request, known).await?;
+    outcome.verification = verification;
     if outcome.verification.is_equal() {
+        let key = format!(
+            "{}/same-bytes.json",
+            run_dir(request, &journal.client_token)
+        );
+        let body = serde_json::to_vec(&same).expect("the record serializes");
+        crate::retry::retry(|| store.put_small_object(reports, &key, body.clone(), None))
+            .await
+            .map_err(port(format!("writing s3://{reports}/{key}")))?;
+        journal.same_bytes = Some(key);
         journal.done = true;
         write_journal(&*store, reports, &journal_key, &journal).await?;
     }
     Ok(outcome)
+}
+
+/// With --delete: removes the target's keys the source does not have (a job copies, it does
+/// not delete). Returns how many.
+async fn delete_extra(
+    store: &Arc<dyn ObjectStore>,
+    request: &BatchRequest,
+    keys: &[String],
+) -> Result<u64, BatchError> {
+    for batch in keys.chunks(s3sync::DELETE_BATCH) {
+        crate::retry::retry(|| store.delete_objects(&request.target.bucket, batch))
+            .await
+            .map_err(port(format!(
+                "deleting {} object(s) of {} that {} does not have",
+                batch.len(),
+                request.target,
+                request.source
+            )))?;
+    }
+    Ok(keys.len() as u64)
+}
+
+/// Verifies the pair of `request`, told of the copies already known equal and keeping those
+/// it finds equal under other ETags.
+async fn verify_recording(
+    store: &Arc<dyn ObjectStore>,
+    request: &BatchRequest,
+    known: Option<Arc<s3sync::SameBytes>>,
+) -> Result<(VerifyReport, s3sync::SameBytes), BatchError> {
+    let with = s3sync::KnownCopies {
+        known,
+        record: true,
+    };
+    Ok(s3sync::verify_known(
+        store.clone(),
+        &request.source,
+        &request.target,
+        (request.options.concurrency, request.options.skip_archived),
+        // As of the run's moment when it has one: later writes to the source are no differences.
+        request.options.as_of,
+        &with,
+    )
+    .await?)
+}
+
+/// After a job over an inventory report: a verification finds what differs (objects written,
+/// overwritten or deleted since the report was taken; the job's own copies in other part
+/// layouts are found equal and kept in the returned record), the local engine copies each
+/// (and with --delete removes what the source no longer has).
+async fn catch_up(
+    store: &Arc<dyn ObjectStore>,
+    request: &BatchRequest,
+    report: &inventory::InventoryReport,
+    outcome: &mut BatchOutcome,
+    events: &mut (dyn FnMut(BatchEvent) + Send),
+) -> Result<s3sync::SameBytes, BatchError> {
+    let (sweep, same) = verify_recording(store, request, None).await?;
+    let same = Arc::new(same);
+    let (mut copied, mut extra) = (0, Vec::new());
+    for m in sweep.mismatches {
+        if m.problem == s3sync::IN_TARGET_ONLY {
+            extra.push(m.key);
+            continue;
+        }
+        let options = s3sync::SyncOptions {
+            same_bytes: Some(same.clone()),
+            ..request.options.clone()
+        };
+        let stats = recopy(
+            store,
+            &BatchRequest {
+                options,
+                ..request.clone()
+            },
+            &m.key,
+        )
+        .await?;
+        copied += stats.copied;
+        add_stats(&mut outcome.local, &stats);
+    }
+    let mut deleted = 0;
+    if request.options.delete {
+        deleted = delete_extra(store, request, &extra).await?;
+        outcome.local.deleted += deleted;
+    }
+    events(BatchEvent::CatchUp {
+        taken_at: report.taken_at.to_rfc3339(),
+        copied,
+        deleted,
+    });
+    Ok(Arc::try_unwrap(same).unwrap_or_else(|a| (*a).clone()))
 }
 
 /// The local engine's copy of one source key (a sync of the paths the key names, so its
@@ -999,6 +1235,7 @@ mod tests {
             copy_limit: s3sync::AWS_COPY_LIMIT,
             poll: Duration::from_secs(1),
             token_stem: None,
+            manifest: ManifestSource::Diff,
         };
         assert_eq!(r.target_key_prefix().unwrap(), "copy/");
         r.source.prefix = "photos/".into();

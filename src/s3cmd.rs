@@ -132,6 +132,53 @@ pub async fn batch_job(
 ) -> Result<serde_json::Value, S3CmdError> {
     request.check_reports()?;
     let target_key_prefix = request.target_key_prefix()?;
+    let dir = format!(
+        "{}envclone-batch/<client token of the run>",
+        request.reports.prefix
+    );
+    // CreateJob's fields whatever the manifest.
+    let mut create_job = serde_json::json!({
+        "AccountId": request.account_id()?,
+        "ConfirmationRequired": false,
+        "Priority": request.priority,
+        "RoleArn": request.role_arn,
+        "Description": format!("envclone <client token> {} -> {}", request.source, request.target),
+        "Operation": {"S3PutObjectCopy": {
+            "TargetResource": format!("arn:aws:s3:::{}", request.target.bucket),
+            "TargetKeyPrefix": target_key_prefix,
+            "MetadataDirective": "COPY",
+        }},
+        "Report": {
+            "Bucket": format!("arn:aws:s3:::{}", request.reports.bucket),
+            "Prefix": format!("{dir}/report"),
+            "Format": "Report_CSV_20180820",
+            "Enabled": true,
+            "ReportScope": "FailedTasksOnly",
+        },
+    });
+    if request.manifest == crate::s3batch::ManifestSource::Inventory {
+        let report = crate::s3batch::inventory::latest(&*store, &request.source).await?;
+        create_job["Manifest"] = serde_json::json!({
+            "Spec": {"Format": "S3InventoryReport_CSV_20161130"},
+            "Location": {
+                "ObjectArn": format!("arn:aws:s3:::{}/{}", report.bucket, report.manifest_key),
+                "ETag": report.etag,
+            },
+        });
+        return Ok(serde_json::json!({
+            "manifest": {
+                "location": format!("s3://{}/{}", report.bucket, report.manifest_key),
+                "format": "S3InventoryReport_CSV_20161130",
+                "inventory_configuration": report.config_id,
+                "taken_at": report.taken_at.to_rfc3339(),
+                "note": "every object the report lists is copied by the job; what was written \
+                         or deleted since it was taken is copied (removed with --delete) by \
+                         envclone after the job",
+            },
+            "journal": format!("s3://{}/{}", request.reports.bucket, request.journal_key()),
+            "create_job": create_job,
+        }));
+    }
     let manifest = crate::s3batch::diff_manifest(
         &store,
         &request.source,
@@ -145,10 +192,17 @@ pub async fn batch_job(
         target_path: request.target.to_string(),
         error: Box::new(error),
     })?;
-    let dir = format!(
-        "{}envclone-batch/<client token of the run>",
-        request.reports.prefix
-    );
+    create_job["Manifest"] = serde_json::json!({
+        "Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": if manifest.version_ids {
+            vec!["Bucket", "Key", "VersionId"]
+        } else {
+            vec!["Bucket", "Key"]
+        }},
+        "Location": {
+            "ObjectArn": format!("arn:aws:s3:::{}/{dir}/manifest.csv", request.reports.bucket),
+            "ETag": "<ETag of the manifest once written>",
+        },
+    });
     Ok(serde_json::json!({
         "manifest": {
             "location": format!("s3://{}/{dir}/manifest.csv", request.reports.bucket),
@@ -161,36 +215,7 @@ pub async fn batch_job(
             "bytes": manifest.bytes,
         },
         "journal": format!("s3://{}/{}", request.reports.bucket, request.journal_key()),
-        "create_job": {
-            "AccountId": request.account_id()?,
-            "ConfirmationRequired": false,
-            "Priority": request.priority,
-            "RoleArn": request.role_arn,
-            "Description": format!("envclone <client token> {} -> {}", request.source, request.target),
-            "Operation": {"S3PutObjectCopy": {
-                "TargetResource": format!("arn:aws:s3:::{}", request.target.bucket),
-                "TargetKeyPrefix": target_key_prefix,
-                "MetadataDirective": "COPY",
-            }},
-            "Manifest": {
-                "Spec": {"Format": "S3BatchOperations_CSV_20180820", "Fields": if manifest.version_ids {
-                    vec!["Bucket", "Key", "VersionId"]
-                } else {
-                    vec!["Bucket", "Key"]
-                }},
-                "Location": {
-                    "ObjectArn": format!("arn:aws:s3:::{}/{dir}/manifest.csv", request.reports.bucket),
-                    "ETag": "<ETag of the manifest once written>",
-                },
-            },
-            "Report": {
-                "Bucket": format!("arn:aws:s3:::{}", request.reports.bucket),
-                "Prefix": format!("{dir}/report"),
-                "Format": "Report_CSV_20180820",
-                "Enabled": true,
-                "ReportScope": "FailedTasksOnly",
-            },
-        },
+        "create_job": create_job,
         "copied_locally_over_the_copy_limit": manifest.over_limit,
         "deleted_locally_with_delete": manifest.extra.len(),
     }))

@@ -79,6 +79,52 @@ pub struct SyncOptions {
     /// then (never written yet, or hidden by a delete marker) count as absent, so `delete`
     /// removes their copies. Needs a versioned source (see [`as_of_point`] for choosing it).
     pub as_of: Option<chrono::DateTime<chrono::Utc>>,
+    /// Objects an earlier verification found holding their source's bytes under another ETag
+    /// (see [`SameBytes`]): left alone while both sides still have the ETags it saw.
+    pub same_bytes: Option<Arc<SameBytes>>,
+}
+
+/// What an earlier verification found of one object whose copy has another ETag than its
+/// source: the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SameBytesAs {
+    pub size: u64,
+    pub source_etag: String,
+    pub target_etag: String,
+}
+
+/// Source key → [`SameBytesAs`]: objects whose copies hold their bytes under another ETag, as a
+/// verification found them (by checksum or by content). An S3 Batch Operations copy makes
+/// them: S3PutObjectCopy is a CopyObject, whose copy of a multipart object is single-part with
+/// a plain MD5 ETag ("Copy objects", S3 User Guide), so no ETag comparison can tell that copy
+/// from a change. While the source object still has the ETag it had and the copy the ETag it
+/// got (a write of the key gives it a new ETag: "Checking object integrity", the ETag
+/// "reflects changes only to the contents of an object"), both still hold the bytes compared
+/// then: a sync leaves it alone, and a verification does not read it again (it still compares
+/// headers and tags, which change without the ETag).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SameBytes(pub BTreeMap<String, SameBytesAs>);
+
+impl SameBytes {
+    /// Whether `s` (the source object) and `d` (its copy) are as the verification saw them.
+    pub fn holds(&self, s: &ObjectSummary, d: &ObjectSummary) -> bool {
+        s.size == d.size
+            && self.0.get(&s.key).is_some_and(|r| {
+                r.size == s.size && r.source_etag == s.etag && r.target_etag == d.etag
+            })
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn known_same(known: Option<&SameBytes>, s: &ObjectSummary, d: &ObjectSummary) -> bool {
+    known.is_some_and(|k| k.holds(s, d))
 }
 
 /// Which server-side encryption a copy gets.
@@ -110,6 +156,7 @@ impl Default for SyncOptions {
             skip_archived: false,
             sse: SseMode::Keep,
             as_of: None,
+            same_bytes: None,
         }
     }
 }
@@ -1305,7 +1352,10 @@ pub async fn sync_with(
                 break;
             }
             match joined {
-                Joined::Both(s, d) if is_unchanged(&s, &d) => {
+                Joined::Both(s, d)
+                    if is_unchanged(&s, &d)
+                        || known_same(options.same_bytes.as_deref(), &s, &d) =>
+                {
                     stats.unchanged += 1;
                     progress.unchanged.fetch_add(1, Relaxed);
                 }
@@ -1816,6 +1866,9 @@ fn ranges(size: u64, part: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// A verification's problem for a target object its source does not have.
+pub const IN_TARGET_ONLY: &str = "in the target but not in the source";
+
 /// One way a target object differs from its source.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Mismatch {
@@ -1833,6 +1886,9 @@ pub struct VerifyReport {
     pub compared_by_content: u64,
     /// Objects whose ETags are no MD5s (SSE-KMS, multipart) and whose checksums were compared.
     pub compared_by_checksum: u64,
+    /// Objects whose ETags differ and that an earlier verification found equal, both sides
+    /// unchanged since ([`SameBytes`]): headers and tags compared, not the bytes again.
+    pub compared_by_record: u64,
     pub mismatches: Vec<Mismatch>,
     /// Archived source objects not compared (`skip_archived`: they were not copied).
     pub skipped_archived: u64,
@@ -1843,6 +1899,7 @@ impl VerifyReport {
         self.compared += 1;
         self.compared_by_content += u64::from(by == ComparedBy::Content);
         self.compared_by_checksum += u64::from(by == ComparedBy::Checksum);
+        self.compared_by_record += u64::from(by == ComparedBy::Record);
         self.mismatches.extend(mismatch);
     }
 
@@ -1887,14 +1944,50 @@ pub async fn verify_as_of(
     skip_archived: bool,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<VerifyReport, SyncError> {
+    let with = KnownCopies::default();
+    verify_known(store, src, dst, (concurrency, skip_archived), as_of, &with)
+        .await
+        .map(|(report, _)| report)
+}
+
+/// What a verification is told of, and keeps of, the copies whose ETags differ from their
+/// sources'.
+#[derive(Debug, Clone, Default)]
+pub struct KnownCopies {
+    /// Found the same bytes by an earlier verification: not compared by checksum or content
+    /// again while both sides keep those ETags.
+    pub known: Option<Arc<SameBytes>>,
+    /// Return every such object found equal (memory grows with their number: only for copies
+    /// known to be made in other part layouts, such as a batch job's).
+    pub record: bool,
+}
+
+/// `verify_as_of` (`(concurrency, skip_archived)`), told of the copies already known equal and
+/// returning, with `record`, those it found equal under other ETags.
+pub async fn verify_known(
+    store: Arc<dyn ObjectStore>,
+    src: &BucketPath,
+    dst: &BucketPath,
+    (concurrency, skip_archived): (usize, bool),
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+    with: &KnownCopies,
+) -> Result<(VerifyReport, SameBytes), SyncError> {
     let mut report = VerifyReport {
         source: src.to_string(),
         target: dst.to_string(),
         ..Default::default()
     };
+    let mut found = SameBytes::default();
     let mut checks = FuturesUnordered::new();
     let progress = Arc::new(SyncProgress::default());
     let mut join = MergeJoin::new(&store, src, dst, &progress, as_of);
+    let known = with.known.as_deref();
+    let mut record = |report: &mut VerifyReport, (done, same): (Compared, Option<SameAs>)| {
+        report.record(done);
+        if let Some((key, same)) = same {
+            found.0.insert(key, same);
+        }
+    };
     while let Some(joined) = join.next().await? {
         if crate::retry::stopped() {
             return Err(SyncError::Stopped);
@@ -1914,7 +2007,7 @@ pub async fn verify_as_of(
             Joined::OnlyTarget(o) => {
                 report.mismatches.push(Mismatch {
                     key: o.key,
-                    problem: "in the target but not in the source".into(),
+                    problem: IN_TARGET_ONLY.into(),
                 });
                 continue;
             }
@@ -1922,36 +2015,47 @@ pub async fn verify_as_of(
         };
         if checks.len() >= concurrency.max(1) {
             if let Some(done) = checks.next().await {
-                report.record(done?);
+                record(&mut report, done?);
             }
         }
         let store = store.clone();
+        let keep = with.record;
         checks.push(async move {
-            match compare_pair(&*store, &src.bucket, &s, &dst.bucket, &d).await {
+            let done = match compare_pair(&*store, (&src.bucket, &dst.bucket), &s, &d, known).await
+            {
                 Err(e) => match customer_key_mismatch(&s.key, &e) {
-                    Some(m) => Ok((Some(m), ComparedBy::Etag)),
-                    None => Err(e),
+                    Some(m) => (Some(m), ComparedBy::Etag),
+                    None => return Err(e),
                 },
-                ok => ok,
-            }
+                Ok(done) => done,
+            };
+            let same = (keep && done.0.is_none() && s.etag != d.etag).then(|| {
+                let same = SameBytesAs {
+                    size: s.size,
+                    source_etag: s.etag.clone(),
+                    target_etag: d.etag.clone(),
+                };
+                (s.key.clone(), same)
+            });
+            Ok((done, same))
         });
     }
     while let Some(done) = checks.next().await {
-        report.record(done?);
+        record(&mut report, done?);
     }
     if let Some(e) = join.left.unknown().into_iter().next() {
         return Err(e);
     }
     report.mismatches.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(report)
+    Ok((report, found))
 }
 
 async fn compare_pair(
     store: &dyn ObjectStore,
-    src_bucket: &str,
+    (src_bucket, dst_bucket): (&str, &str),
     s: &ObjectSummary,
-    dst_bucket: &str,
     d: &ObjectSummary,
+    known: Option<&SameBytes>,
 ) -> Result<(Option<Mismatch>, ComparedBy), SyncError> {
     let pair = [
         (src_bucket, s.key.as_str(), s.version_id.as_deref()),
@@ -1972,7 +2076,9 @@ async fn compare_pair(
     }
     let mut by = ComparedBy::Etag;
     let mut heads = None;
-    if s.etag != d.etag {
+    if s.etag != d.etag && known_same(known, s, d) {
+        by = ComparedBy::Record;
+    } else if s.etag != d.etag {
         let (content, sh, dh) = compare_content(store, src_bucket, s, dst_bucket, d).await?;
         match content {
             Content::Differs(problem) => return Ok((Some(mismatch(problem)), ComparedBy::Etag)),
@@ -2041,12 +2147,19 @@ fn customer_key_mismatch(key: &str, e: &SyncError) -> Option<Mismatch> {
     }
 }
 
+/// What one pair's comparison found, and how.
+type Compared = (Option<Mismatch>, ComparedBy);
+/// A source key and what a verification found of its copy under another ETag.
+type SameAs = (String, SameBytesAs);
+
 /// How a verification found two objects' bytes equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ComparedBy {
     Etag,
     Checksum,
     Content,
+    /// Found equal by an earlier verification, unchanged on both sides since ([`SameBytes`]).
+    Record,
 }
 
 fn header_difference(s: &ObjectHead, d: &ObjectHead) -> Option<String> {

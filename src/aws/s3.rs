@@ -1187,4 +1187,50 @@ impl ObjectStore for S3 {
         }
         Ok(format!("{:x}", hasher.finalize()))
     }
+
+    async fn inventory_configurations(
+        &self,
+        bucket: &str,
+    ) -> PortResult<Vec<InventoryConfiguration>> {
+        const OP: &str = "s3:ListBucketInventoryConfigurations";
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_bucket_inventory_configurations()
+                .bucket(bucket)
+                .set_continuation_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| port_error(OP, &format!("bucket {bucket}"), e))?;
+            for c in page.inventory_configuration_list() {
+                let destination = c.destination().and_then(|d| d.s3_bucket_destination());
+                out.push(InventoryConfiguration {
+                    id: c.id().to_string(),
+                    enabled: c.is_enabled(),
+                    destination_bucket: destination
+                        .map(|d| {
+                            let arn = d.bucket();
+                            arn.strip_prefix("arn:aws:s3:::").unwrap_or(arn).to_string()
+                        })
+                        .unwrap_or_default(),
+                    destination_prefix: destination.and_then(|d| d.prefix()).map(str::to_string),
+                    format: destination
+                        .map(|d| d.format().as_str().to_string())
+                        .unwrap_or_default(),
+                    included_versions: c.included_object_versions().as_str().to_string(),
+                    filter_prefix: c.filter().map(|f| f.prefix().to_string()),
+                    frequency: c
+                        .schedule()
+                        .map(|s| s.frequency().as_str().to_string())
+                        .unwrap_or_default(),
+                });
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() || page.is_truncated() != Some(true) {
+                return Ok(out);
+            }
+        }
+    }
 }

@@ -63,15 +63,27 @@ fn arn_bucket(arn: &str) -> String {
 impl BatchJobs for S3Control {
     async fn create_copy_job(&self, r: &CopyJobRequest) -> PortResult<String> {
         const OP: &str = "s3:CreateJob";
-        let mut spec = JobManifestSpec::builder()
-            .format(JobManifestFormat::S3BatchOperationsCsv20180820)
-            .fields(JobManifestFieldName::Bucket)
-            .fields(JobManifestFieldName::Key);
-        if r.version_ids {
-            // Each row's third column: the version the task copies ("Specifying a manifest").
-            spec = spec.fields(JobManifestFieldName::VersionId);
+        // A CSV manifest names its fields; an inventory report's manifest.json names its own
+        // ("Specifying a manifest": Fields only for S3BatchOperations_CSV_20180820). A CSV's
+        // third column, when `version_ids`, is the version each task copies.
+        let spec = match r.manifest_format {
+            ManifestFormat::Csv => {
+                let spec = JobManifestSpec::builder()
+                    .format(JobManifestFormat::S3BatchOperationsCsv20180820)
+                    .fields(JobManifestFieldName::Bucket)
+                    .fields(JobManifestFieldName::Key);
+                if r.version_ids {
+                    spec.fields(JobManifestFieldName::VersionId)
+                } else {
+                    spec
+                }
+            }
+            ManifestFormat::InventoryCsv => {
+                JobManifestSpec::builder().format(JobManifestFormat::S3InventoryReportCsv20161130)
+            }
         }
-        let spec = spec.build().map_err(|e| build_error(OP, e))?;
+        .build()
+        .map_err(|e| build_error(OP, e))?;
         let location = JobManifestLocation::builder()
             .object_arn(format!(
                 "arn:aws:s3:::{}/{}",

@@ -22,6 +22,11 @@
 //!   `<prefix>/job-<id>/results/`, written once at least one task ran, for jobs Complete,
 //!   Failed or Cancelled.
 //!
+//! - a manifest may be an S3 Inventory report (`S3InventoryReport_CSV_20161130`): its
+//!   `manifest.json` names the gzip-compressed CSV files, whose columns its `fileSchema` names
+//!   ("Locating your inventory list", "Inventory list"); `publish_inventory` delivers one as S3
+//!   does, under `<destination prefix>/<source bucket>/<config id>/<YYYY-MM-DDTHH-MMZ>/`.
+//!
 //! The job's copies appear in the fake's call log as `s3:CopyObject`, as they do in CloudTrail
 //! (made by the job's role).
 
@@ -80,6 +85,8 @@ pub struct BatchState {
     /// The copy limit (AWS: 5 GiB); smaller in tests.
     copy_limit: Option<u64>,
     timings: Option<BatchTimings>,
+    /// S3 Inventory configurations, by source bucket.
+    inventories: std::collections::BTreeMap<String, Vec<InventoryConfiguration>>,
 }
 
 /// A task of a manifest: bucket, key and the version it names, if the manifest names versions.
@@ -107,6 +114,108 @@ impl FakeAws {
 
     pub fn set_batch_timings(&self, timings: BatchTimings) {
         self.lock().batch.timings = Some(timings);
+    }
+
+    /// Gives `bucket` an S3 Inventory configuration (PutBucketInventoryConfiguration).
+    pub fn put_inventory_configuration(&self, bucket: &str, config: InventoryConfiguration) {
+        let mut s = self.lock();
+        let list = s.batch.inventories.entry(bucket.to_string()).or_default();
+        list.retain(|c| c.id != config.id);
+        list.push(config);
+    }
+
+    /// ListBucketInventoryConfigurations.
+    pub(super) fn inventory_configurations_of(
+        &self,
+        bucket: &str,
+    ) -> PortResult<Vec<InventoryConfiguration>> {
+        let s = self.lock();
+        if !s.buckets.contains_key(bucket) {
+            return Err(PortError::NotFound {
+                what: format!("bucket {bucket}"),
+            });
+        }
+        Ok(s.batch.inventories.get(bucket).cloned().unwrap_or_default())
+    }
+
+    /// Delivers the inventory report of `bucket`'s configuration `id` now, as S3 does daily or
+    /// weekly ("Locating your inventory list"): the current objects under its filter, as
+    /// gzip-compressed CSV files (every value quoted, keys URL-encoded) under
+    /// `<prefix>/<bucket>/<id>/data/`, then `<prefix>/<bucket>/<id>/<YYYY-MM-DDTHH-MMZ>/
+    /// manifest.json` naming them and `manifest.checksum` (the MD5 of manifest.json). Returns
+    /// the manifest's key. Only CSV reports of current versions (what envclone reads).
+    pub fn publish_inventory(&self, bucket: &str, id: &str) -> String {
+        use std::io::Write;
+        let config = self
+            .lock()
+            .batch
+            .inventories
+            .get(bucket)
+            .and_then(|l| l.iter().find(|c| c.id == id).cloned())
+            .unwrap_or_else(|| panic!("bucket {bucket} has no inventory configuration {id}"));
+        assert!(
+            config.format == "CSV" && config.included_versions == "Current",
+            "the fake delivers CSV inventories of current versions: {config:?}"
+        );
+        let now = super::aws_now(&self.timings);
+        let filter = config.filter_prefix.clone().unwrap_or_default();
+        let encode = |k: &str| {
+            percent_encoding::utf8_percent_encode(k, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        let mut csv = String::new();
+        for key in self.object_keys(bucket) {
+            if !key.starts_with(&filter) {
+                continue;
+            }
+            let Some(o) = self.object(bucket, &key) else {
+                continue;
+            };
+            csv.push_str(&format!(
+                "\"{bucket}\",\"{}\",\"{}\",\"{}\",\"{}\"\n",
+                encode(&key),
+                o.head.size,
+                o.last_modified
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                o.etag.trim_matches('"')
+            ));
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(csv.as_bytes()).expect("gzip into memory");
+        let data = gz.finish().expect("gzip into memory");
+        let base = match config.destination_prefix.as_deref() {
+            None | Some("") => format!("{bucket}/{id}"),
+            Some(p) => format!("{}/{bucket}/{id}", p.trim_end_matches('/')),
+        };
+        let data_key = format!("{base}/data/{}.csv.gz", md5_hex(&data));
+        let destination = config.destination_bucket.clone();
+        self.put_object(&destination, &data_key, &data, ObjectHead::default(), &[]);
+        let manifest = serde_json::json!({
+            "sourceBucket": bucket,
+            "destinationBucket": format!("arn:aws:s3:::{destination}"),
+            "version": "2016-11-30",
+            "creationTimestamp": now.timestamp_millis().to_string(),
+            "fileFormat": "CSV",
+            "fileSchema": "Bucket, Key, Size, LastModifiedDate, ETag",
+            "files": [{"key": data_key, "size": data.len(), "MD5checksum": md5_hex(&data)}],
+        })
+        .to_string();
+        let dir = format!("{base}/{}", now.format("%Y-%m-%dT%H-%MZ"));
+        let key = format!("{dir}/manifest.json");
+        self.put_object(
+            &destination,
+            &key,
+            manifest.as_bytes(),
+            ObjectHead::default(),
+            &[],
+        );
+        self.put_object(
+            &destination,
+            &format!("{dir}/manifest.checksum"),
+            md5_hex(manifest.as_bytes()).as_bytes(),
+            ObjectHead::default(),
+            &[],
+        );
+        key
     }
 
     /// Every job created, oldest first.
@@ -228,6 +337,14 @@ impl FakeAws {
             ));
         }
         let text = String::from_utf8_lossy(&object.data).to_string();
+        if r.manifest_format == ManifestFormat::InventoryCsv {
+            // An inventory report's rows name current objects (no version column here).
+            return self.read_inventory(&text).map(|rows| {
+                rows.into_iter()
+                    .map(|(bucket, key)| (bucket, key, None))
+                    .collect()
+            });
+        }
         let mut rows = Vec::new();
         let fields = if r.version_ids {
             "Bucket, Key, VersionId"
@@ -254,6 +371,70 @@ impl FakeAws {
                 .map_err(|_| format!("InvalidManifest: line {} is not URL-encoded UTF-8", n + 1))?
                 .to_string();
             rows.push((bucket.to_string(), key, version));
+        }
+        Ok(rows)
+    }
+
+    /// The (bucket, key) rows of an inventory report's CSV files, by its `manifest.json`.
+    fn read_inventory(&self, manifest: &str) -> Result<Vec<(String, String)>, String> {
+        use std::io::Read;
+        let invalid = |why: String| format!("InvalidManifest: the inventory manifest {why}");
+        let m: serde_json::Value =
+            serde_json::from_str(manifest).map_err(|e| invalid(format!("is not JSON: {e}")))?;
+        if m["fileFormat"] != "CSV" {
+            return Err(invalid(format!(
+                "is of a {} report; S3InventoryReport_CSV_20161130 reads CSV ones",
+                m["fileFormat"]
+            )));
+        }
+        let schema: Vec<&str> = m["fileSchema"]
+            .as_str()
+            .ok_or_else(|| invalid("has no fileSchema".into()))?
+            .split(',')
+            .map(str::trim)
+            .collect();
+        let column = |name: &str| {
+            schema
+                .iter()
+                .position(|c| *c == name)
+                .ok_or_else(|| invalid(format!("has no {name} column in its fileSchema")))
+        };
+        let (b, k) = (column("Bucket")?, column("Key")?);
+        let destination = m["destinationBucket"]
+            .as_str()
+            .and_then(|a| a.strip_prefix("arn:aws:s3:::"))
+            .ok_or_else(|| invalid("has no destinationBucket ARN".into()))?;
+        let files = m["files"]
+            .as_array()
+            .ok_or_else(|| invalid("has no files".into()))?;
+        let mut rows = Vec::new();
+        for f in files {
+            let key = f["key"]
+                .as_str()
+                .ok_or_else(|| invalid("names a file without a key".into()))?;
+            let object = self.object(destination, key).ok_or_else(|| {
+                format!("ManifestNotFound: inventory file s3://{destination}/{key} does not exist")
+            })?;
+            let mut text = String::new();
+            flate2::read::MultiGzDecoder::new(object.data.as_slice())
+                .read_to_string(&mut text)
+                .map_err(|e| {
+                    format!("InvalidManifest: s3://{destination}/{key} is not gzip CSV: {e}")
+                })?;
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let fields: Vec<&str> = line.split(',').map(|f| f.trim_matches('"')).collect();
+                let (Some(bucket), Some(encoded)) = (fields.get(b), fields.get(k)) else {
+                    return Err(format!(
+                        "InvalidManifest: a row of {key} has too few columns"
+                    ));
+                };
+                let decoded = percent_encoding::percent_decode_str(encoded)
+                    .decode_utf8()
+                    .map_err(|_| {
+                        format!("InvalidManifest: a key of {key} is not URL-encoded UTF-8")
+                    })?;
+                rows.push((bucket.to_string(), decoded.to_string()));
+            }
         }
         Ok(rows)
     }

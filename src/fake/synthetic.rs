@@ -255,6 +255,12 @@ impl ObjectStore for SyntheticBuckets {
     async fn versioning(&self, _bucket: &str) -> PortResult<Option<String>> {
         Err(Self::unsupported("s3:GetBucketVersioning"))
     }
+    async fn inventory_configurations(
+        &self,
+        _bucket: &str,
+    ) -> PortResult<Vec<crate::ports::InventoryConfiguration>> {
+        Err(Self::unsupported("s3:ListBucketInventoryConfigurations"))
+    }
     async fn list_versions_page(
         &self,
         _bucket: &str,

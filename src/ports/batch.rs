@@ -78,9 +78,29 @@ impl std::fmt::Display for JobStatus {
     }
 }
 
-/// CreateJob of an S3PutObjectCopy job over a CSV manifest (`Bucket,Key`, or
-/// `Bucket,Key,VersionId`), with a completion report of the failed tasks only and no
-/// confirmation step.
+/// What a job's manifest is ("Specifying a manifest", CreateJob's `JobManifestSpec.Format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum ManifestFormat {
+    /// `S3BatchOperations_CSV_20180820`: a CSV of `Bucket,Key` (keys URL-encoded).
+    #[default]
+    Csv,
+    /// `S3InventoryReport_CSV_20161130`: the `manifest.json` of an S3 Inventory report in CSV,
+    /// whose gzip-compressed CSV files list the objects.
+    InventoryCsv,
+}
+
+impl ManifestFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManifestFormat::Csv => "S3BatchOperations_CSV_20180820",
+            ManifestFormat::InventoryCsv => "S3InventoryReport_CSV_20161130",
+        }
+    }
+}
+
+/// CreateJob of an S3PutObjectCopy job over a manifest (a CSV of `Bucket,Key` or
+/// `Bucket,Key,VersionId`, or an S3 Inventory report), with a completion report of the failed
+/// tasks only and no confirmation step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyJobRequest {
     /// The account the job runs in (S3 Control's `x-amz-account-id`).
@@ -97,6 +117,7 @@ pub struct CopyJobRequest {
     /// The manifest's rows name versions (`Manifest.Spec.Fields` Bucket, Key, VersionId): each
     /// task copies that version, not the current one ("Specifying a manifest", S3 User Guide).
     pub version_ids: bool,
+    pub manifest_format: ManifestFormat,
     pub target_bucket: String,
     /// Prepended to each manifest key (S3PutObjectCopy's `TargetKeyPrefix`: the copy of `Key`
     /// is `TargetKeyPrefix + Key`; a job cannot strip the source's prefix).

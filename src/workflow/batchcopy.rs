@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use crate::events::Emitter;
 use crate::ports::batch::BatchJobs;
-use crate::ports::PortError;
+use crate::ports::{ObjectStore, PortError};
 use crate::retry::retry;
-use crate::s3batch::{self, BatchEvent};
-use crate::s3sync::{SyncOptions, SyncStats};
+use crate::s3batch::{self, BatchEvent, BatchRequest};
+use crate::s3sync::{SameBytes, SyncOptions, SyncStats};
 
 pub use super::engine::BatchSettings;
 use super::engine::CloneEngine;
@@ -98,6 +98,11 @@ pub fn plan_batch(plan: &mut ClonePlan, settings: &BatchSettings) -> Result<(), 
             priority: settings.priority,
             copy_limit: settings.copy_limit,
             chosen_by,
+            manifest: if plan.contract.inventory_buckets.contains(&b.logical_id) {
+                s3batch::ManifestSource::Inventory
+            } else {
+                s3batch::ManifestSource::Diff
+            },
         });
     }
     Ok(())
@@ -155,6 +160,17 @@ pub(crate) async fn copy(
                 "batch job {job_id} {status}: {succeeded} succeeded, {failed} failed of {}",
                 total.map_or("?".to_string(), |t| t.to_string())
             ),
+            BatchEvent::InventoryManifest {
+                location, taken_at, ..
+            } => format!("manifest: the inventory report {location}, taken at {taken_at}"),
+            BatchEvent::CatchUp {
+                taken_at,
+                copied,
+                deleted,
+            } => format!(
+                "{copied} object(s) written and {deleted} deleted since the inventory was taken \
+                 ({taken_at}): copied and removed by envclone"
+            ),
             BatchEvent::Recopy { failed, over_limit } => format!(
                 "re-copying locally {} failed task(s) and {} object(s) over the job's limit",
                 failed.len(),
@@ -163,6 +179,38 @@ pub(crate) async fn copy(
         };
         events.info(step, Some(target), message);
     };
+    // A job of this run filled the bucket already (the pre-copy before Standby): the delta
+    // is the local engine's, told which of the job's copies are its sources' bytes in another
+    // part layout. A second job would start minutes of New/Preparing/Ready inside Standby,
+    // and copy every multipart object again (their ETags differ from the job's copies').
+    if let Some((token, known)) = filled_by_job(engine.cloud.objects.as_ref(), &request)
+        .await
+        .map_err(refused(step, source, target))?
+    {
+        events.info(
+            step,
+            Some(target),
+            format!(
+                "filled by this run's batch job (client token {token}): what changed since is \
+                 copied by envclone, no second job; {} object(s) whose copies hold their bytes \
+                 in another part layout (found equal after the job) are left alone while both \
+                 sides keep their ETags",
+                known.len()
+            ),
+        );
+        let options = SyncOptions {
+            same_bytes: Some(std::sync::Arc::new(known)),
+            ..request.options.clone()
+        };
+        return crate::s3sync::sync(
+            engine.cloud.objects.clone(),
+            &request.source,
+            &request.target,
+            &options,
+        )
+        .await
+        .map_err(StepError::sync(step));
+    }
     let now = engine.cloud.clock.now();
     let outcome = s3batch::run(
         engine.cloud.objects.clone(),
@@ -172,10 +220,7 @@ pub(crate) async fn copy(
         &mut tell,
     )
     .await
-    .map_err(|e| StepError::Refused {
-        step: step.into(),
-        message: format!("s3://{source} → s3://{target}: {e}"),
-    })?;
+    .map_err(refused(step, source, target))?;
     let v = &outcome.verification;
     if !v.is_equal() {
         let first: Vec<String> = v
@@ -203,6 +248,69 @@ pub(crate) async fn copy(
     })
 }
 
+fn refused<'a>(
+    step: &'a str,
+    source: &'a str,
+    target: &'a str,
+) -> impl FnOnce(s3batch::BatchError) -> StepError + 'a {
+    move |e| StepError::Refused {
+        step: step.into(),
+        message: format!("s3://{source} → s3://{target}: {e}"),
+    }
+}
+
+/// Whether a job of this run (its token's stem) has filled the pair of `request` and been
+/// verified: its client token and what the verification found of its copies in other part
+/// layouts.
+async fn filled_by_job(
+    store: &dyn ObjectStore,
+    request: &BatchRequest,
+) -> Result<Option<(String, SameBytes)>, s3batch::BatchError> {
+    let Some(stem) = &request.token_stem else {
+        return Ok(None);
+    };
+    let journal =
+        s3batch::read_journal(store, &request.reports.bucket, &request.journal_key()).await?;
+    let Some(journal) = journal.filter(|j| {
+        j.done
+            && j.client_token
+                .strip_prefix(stem.as_str())
+                .is_some_and(|n| n.starts_with('-'))
+    }) else {
+        return Ok(None);
+    };
+    let Some(key) = &journal.same_bytes else {
+        return Ok(None);
+    };
+    let known = s3batch::read_same_bytes(store, request, key).await?;
+    Ok(Some((journal.client_token, known)))
+}
+
+/// What this run's job found of `b`'s copies in other part layouts, if a job of this run
+/// filled `target` (for comparing it without reading them again).
+pub(crate) async fn known_copies(
+    engine: &CloneEngine,
+    plan: &ClonePlan,
+    b: &BucketPlan,
+    target: &str,
+) -> Result<Option<SameBytes>, StepError> {
+    let Some(batch) = &b.batch else {
+        return Ok(None);
+    };
+    let request = batch.request(
+        plan.run_id.as_str(),
+        &b.logical_id,
+        (&b.source_bucket, target),
+        SyncOptions::default(),
+        engine.settings.batch.poll,
+    );
+    let step = "verify";
+    let found = filled_by_job(engine.cloud.objects.as_ref(), &request)
+        .await
+        .map_err(refused(step, &b.source_bucket, target))?;
+    Ok(found.map(|(_, known)| known))
+}
+
 /// The job of a journal: its recorded id, else the one ListJobs shows with its token.
 async fn job_of(
     jobs: &dyn BatchJobs,
@@ -219,20 +327,27 @@ async fn job_of(
         .map(|j| j.id))
 }
 
-/// Abort (of a clone, of a migrate never swapped): cancels (UpdateJobStatus Cancelled) each
-/// job of the run still running, and waits
-/// until it is Cancelled, so nothing writes into the buckets abort then empties. Returns the
-/// jobs cancelled.
-pub async fn cancel_jobs(
+/// A job of a run that has not ended: what it copies, the account it runs in, its status.
+struct RunningJob {
+    id: String,
+    account: String,
+    status: crate::ports::batch::JobStatus,
+    source: String,
+    target: String,
+}
+
+/// The jobs of run `run_id` (clone stack `stack`) that have not ended: each batch bucket's
+/// journal (keyed by its source → target pair), its job (recorded id, else ListJobs by the
+/// run's token), DescribeJob.
+async fn running_jobs(
     engine: &CloneEngine,
-    run: &RunResources,
-    events: &Emitter,
-) -> Result<Vec<ResourceRef>, StepError> {
-    let step = "abort";
+    (run_id, stack): (&str, &str),
+    buckets: &[BucketPlan],
+    step: &str,
+) -> Result<Vec<RunningJob>, StepError> {
     let cloud = &engine.cloud;
-    let (run_id, stack) = (run.run_id.as_str(), &run.stack);
-    let mut cancelled = Vec::new();
-    for b in &run.batch_buckets {
+    let mut running = Vec::new();
+    for b in buckets {
         let Some(batch) = &b.batch else { continue };
         let target = match &b.target {
             BucketTarget::Created { name, .. } => Some(name.clone()),
@@ -255,24 +370,21 @@ pub async fn cancel_jobs(
             SyncOptions::default(),
             engine.settings.batch.poll,
         );
+        let refused = |e: s3batch::BatchError| StepError::Refused {
+            step: step.into(),
+            message: e.to_string(),
+        };
         let journal = s3batch::read_journal(
             cloud.objects.as_ref(),
             &batch.reports_bucket,
             &request.journal_key(),
         )
         .await
-        .map_err(|e| StepError::Refused {
-            step: step.into(),
-            message: e.to_string(),
-        })?;
+        .map_err(refused)?;
         let Some(journal) = journal.filter(|j| !j.done) else {
             continue;
         };
-        let account =
-            s3batch::account_of_role(&batch.role_arn).map_err(|e| StepError::Refused {
-                step: step.into(),
-                message: e.to_string(),
-            })?;
+        let account = s3batch::account_of_role(&batch.role_arn).map_err(refused)?;
         let Some(id) = job_of(cloud.jobs.as_ref(), &account, &journal)
             .await
             .map_err(StepError::port(step))?
@@ -282,16 +394,88 @@ pub async fn cancel_jobs(
         let info = retry(|| cloud.jobs.describe_job(&account, &id))
             .await
             .map_err(StepError::port(step))?;
-        if info.status.is_terminal() {
-            continue;
+        if !info.status.is_terminal() {
+            running.push(RunningJob {
+                id,
+                account,
+                status: info.status,
+                source: b.source_bucket.clone(),
+                target,
+            });
         }
+    }
+    Ok(running)
+}
+
+/// A failed or interrupted clone: the jobs of its run still running, for its left-behind list,
+/// each saying how to follow or cancel it (a job goes on copying after envclone stopped; it
+/// is no change envclone can take back by returning the source to service). A failure to look
+/// is told as a warning and named in the list.
+pub(crate) async fn left_running(
+    engine: &CloneEngine,
+    plan: &ClonePlan,
+    events: &Emitter,
+) -> Vec<ResourceRef> {
+    let step = "clone";
+    let run_id = plan.run_id.as_str();
+    match running_jobs(engine, (run_id, &plan.target_stack), &plan.buckets, step).await {
+        Ok(jobs) => jobs
+            .into_iter()
+            .map(|j| {
+                let RunningJob {
+                    id,
+                    account,
+                    status,
+                    source,
+                    target,
+                } = j;
+                ResourceRef::new(BATCH_JOB, id.clone()).with_note(format!(
+                    "{status}, copying s3://{source} into {target}: it keeps running; follow \
+                     it with `envclone s3 job status {id} --account {account}`, cancel it with \
+                     `envclone s3 job cancel {id} --account {account}`; `envclone resume \
+                     {run_id}` follows it, `envclone abort {run_id}` (with or without --keep) \
+                     cancels it"
+                ))
+            })
+            .collect(),
+        Err(e) if plan.buckets.iter().any(|b| b.batch.is_some()) => {
+            events.warn(step, None, format!("the run's batch jobs: {e}"));
+            vec![
+                ResourceRef::new(BATCH_JOB, format!("of run {run_id}")).with_note(format!(
+                    "whether one still runs could not be read ({e}); `envclone abort {run_id}` \
+                 cancels any"
+                )),
+            ]
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Abort (of a clone, of a migrate never swapped; with or without --keep): cancels
+/// (UpdateJobStatus Cancelled) each job of the run still running, and waits until it is
+/// Cancelled, so nothing writes into the buckets abort then empties — or, with --keep, into
+/// buckets the operator takes as settled. Returns the jobs cancelled.
+pub async fn cancel_jobs(
+    engine: &CloneEngine,
+    run: &RunResources,
+    events: &Emitter,
+) -> Result<Vec<ResourceRef>, StepError> {
+    let step = "abort";
+    let cloud = &engine.cloud;
+    let mut cancelled = Vec::new();
+    let jobs = running_jobs(engine, (&run.run_id, &run.stack), &run.batch_buckets, step).await?;
+    for RunningJob {
+        id,
+        account,
+        status,
+        source,
+        target,
+    } in jobs
+    {
         events.start(
             step,
             Some(&id),
-            format!(
-                "cancelling batch job {id} ({}, copying into {target})",
-                info.status
-            ),
+            format!("cancelling batch job {id} ({status}, copying into {target})"),
         );
         retry(|| cloud.jobs.cancel_job(&account, &id))
             .await
@@ -304,8 +488,8 @@ pub async fn cancel_jobs(
             if info.status.is_terminal() {
                 events.done(step, Some(&id), format!("batch job {id} {}", info.status));
                 cancelled.push(ResourceRef::new(BATCH_JOB, id.clone()).with_note(format!(
-                    "{} (it was copying s3://{} into {target})",
-                    info.status, b.source_bucket
+                    "{} (it was copying s3://{source} into {target})",
+                    info.status
                 )));
                 break;
             }

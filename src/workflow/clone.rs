@@ -811,9 +811,12 @@ impl CloneEngine {
             }
             Err(error) => {
                 events.failed("clone", None, error.to_string());
+                // A batch job of the run goes on copying after the run stopped: named.
+                let mut left_behind = created.list();
+                left_behind.extend(super::batchcopy::left_running(self, plan, events).await);
                 Err(Box::new(CloneFailure {
                     error,
-                    left_behind: created.list(),
+                    left_behind,
                     source_restored: restored,
                     verification,
                 }))

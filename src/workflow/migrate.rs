@@ -825,6 +825,15 @@ impl CloneEngine {
                 step: "standby.exit".into(),
                 message: m,
             })?;
+        if never_swapped && keep {
+            // The kept environment is the operator's: a job of the run still copying into it
+            // is cancelled (what it copied stays).
+            if let Some(plan) = &state.plan {
+                let what =
+                    super::recovery::RunResources::of_plan(&state.run_id, plan, &state.creating);
+                super::batchcopy::cancel_jobs(self, &what, events).await?;
+            }
+        }
         if !never_swapped || keep {
             state.phase = MigratePhase::Aborted;
             save(store, state)?;

@@ -329,6 +329,10 @@ pub struct BatchCopy {
     pub copy_limit: u64,
     /// Why this bucket is copied by a job (`--engine batch`, or its contract entry).
     pub chosen_by: String,
+    /// Where its jobs' manifest comes from (`manifest: inventory` in its contract entry: the
+    /// source's latest S3 Inventory report).
+    #[serde(default)]
+    pub manifest: crate::s3batch::ManifestSource,
 }
 
 impl BatchCopy {
@@ -358,6 +362,7 @@ impl BatchCopy {
             copy_limit: self.copy_limit,
             poll,
             token_stem: Some(token_stem(run_id, logical_id)),
+            manifest: self.manifest,
         }
     }
 
@@ -368,10 +373,18 @@ impl BatchCopy {
             "s3://{}/{}envclone-batch/{stem}-N",
             self.reports_bucket, self.reports_prefix
         );
+        let manifest = match self.manifest {
+            s3batch::ManifestSource::Diff => {
+                format!("S3PutObjectCopy of the objects that differ, manifest {dir}/manifest.csv")
+            }
+            s3batch::ManifestSource::Inventory => "S3PutObjectCopy of the objects the source's \
+                 latest S3 Inventory report lists, manifest that report's manifest.json (what \
+                 was written since it was taken is copied by envclone after the job)"
+                .to_string(),
+        };
         format!(
-            "; by an S3 Batch Operations job ({}): S3PutObjectCopy of the objects that differ, \
-             manifest {dir}/manifest.csv, role {}, priority {}, completion report of the failed \
-             tasks under {dir}/report, client token {stem}-N (N = 1 for the first job of the \
+            "; by an S3 Batch Operations job ({}): {manifest}, role {}, priority {}, completion \
+             report of the failed tasks under {dir}/report, client token {stem}-N (N = 1 for the first job of the \
              bucket); the failed keys and the objects over {} bytes are copied by envclone, then \
              the bucket is verified object for object",
             self.chosen_by, self.role_arn, self.priority, self.copy_limit

@@ -183,12 +183,18 @@ impl CloneEngine {
                 step: "standby.exit".into(),
                 message,
             })?;
-        let mut removed = Vec::new();
-        let mut left = Vec::new();
-        if !keep {
-            let what = RunResources::of_plan(&record.run_id, &record.plan, &record.creating);
-            (removed, left) = self.remove_run_resources(&what, events).await?;
-        }
+        let what = RunResources::of_plan(&record.run_id, &record.plan, &record.creating);
+        let (removed, left) = if keep {
+            // Kept copies are the operator's to use: a job of the run left running would go
+            // on writing into a bucket taken as settled, so it is cancelled (what it copied
+            // stays).
+            (
+                super::batchcopy::cancel_jobs(self, &what, events).await?,
+                Vec::new(),
+            )
+        } else {
+            self.remove_run_resources(&what, events).await?
+        };
         record.phase = ClonePhase::Aborted;
         record.left_behind = left.clone();
         save(store, record).map_err(|message| StepError::Refused {

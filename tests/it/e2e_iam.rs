@@ -238,6 +238,34 @@ async fn the_policy_grants_every_call_the_commands_make_on_the_stand_in() {
         "a finished job cannot be cancelled: {}",
         text(&cancel)
     );
+    // `--manifest inventory` reads the source's inventory configurations (the archive has
+    // none: refused before any change, the call made).
+    let inventory = envclone(
+        &standin,
+        state,
+        &other_calls,
+        &[
+            "s3",
+            "sync",
+            &format!("s3://{archive}"),
+            "s3://envclone-iam-batch",
+            "--engine",
+            "batch",
+            "--manifest",
+            "inventory",
+            "--dry-run",
+            "--batch-role",
+            "arn:aws:iam::123456789012:role/envclone-batch",
+            "--batch-reports",
+            "s3://envclone-iam-reports/batch",
+        ],
+    );
+    assert_eq!(inventory.status.code(), Some(2), "{}", text(&inventory));
+    assert!(
+        String::from_utf8_lossy(&inventory.stderr).contains("has no S3 Inventory configuration"),
+        "{}",
+        text(&inventory)
+    );
     other(&["destroy", "orders-test", "--yes"]);
     std::thread::sleep(Duration::from_secs(2));
     let gc = other(&["gc", "--yes"]);

@@ -15,6 +15,7 @@ use envclone::s3sync::BucketPath;
 use envclone::workflow::batchcopy::{token_stem, BatchSettings};
 use envclone::workflow::plan::{BucketTarget, ClonePlan};
 use envclone::workflow::recovery::{self, ClonePhase};
+use envclone::workflow::resource::ResourceRef;
 use envclone::workflow::PreflightError;
 
 use crate::support::*;
@@ -27,10 +28,13 @@ const FAILING: [&str; 2] = ["data/003.bin", "with space.txt"];
 
 /// `prod` from the reference template with its Reports bucket `{ engine: batch }`.
 fn prod_with_batch_reports() -> Scenario {
-    let template = WEBAPP.replace(
-        "Reports: { bucket_parameter: ReportsBucketName }",
-        "Reports: { bucket_parameter: ReportsBucketName, engine: batch }",
-    );
+    prod_with_reports_entry("Reports: { bucket_parameter: ReportsBucketName, engine: batch }")
+}
+
+/// `prod` from the reference template with its Reports contract entry `entry`, the jobs'
+/// role and reports location given.
+fn prod_with_reports_entry(entry: &str) -> Scenario {
+    let template = WEBAPP.replace("Reports: { bucket_parameter: ReportsBucketName }", entry);
     assert_ne!(template, WEBAPP, "the reference contract names Reports");
     let mut s = Scenario::new(timings());
     s.deploy_prod(&template);
@@ -100,14 +104,10 @@ async fn a_contract_bucket_with_engine_batch_is_copied_by_a_job_with_the_runs_to
         .await
         .unwrap_or_else(|f| panic!("{}", f.error));
 
-    // Two jobs: the pre-copy's, and the delta's during Standby. The delta finds the multipart
-    // object changed: the job's copy of it is single-part (S3PutObjectCopy is a CopyObject),
-    // so its ETag differs and, without a full-object checksum, nothing cheaper than a copy
-    // can tell it is the same.
+    // One job, the pre-copy's: the delta inside Standby is the local engine's (issue 14: it
+    // used to start a second job, the job's copy of multipart/big.bin being single-part).
     let jobs = s.fake.batch_jobs();
-    assert_eq!(jobs.len(), 2, "{jobs:#?}");
-    assert_eq!(jobs[1].request.client_token, format!("{stem}-2"));
-    assert_eq!(jobs[1].info.total_tasks, Some(1), "multipart/big.bin only");
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
     let job = &jobs[0];
     assert_eq!(job.request.client_token, format!("{stem}-1"));
     assert!(
@@ -172,12 +172,11 @@ async fn engine_batch_copies_every_bucket_through_a_job() {
         .map(|j| j.request.client_token.clone())
         .collect();
     tokens.sort();
-    // Reports (passed by parameter): the pre-copy's job and the delta's; Uploads (the stack's
-    // own): one copy once the stack made it.
+    // Reports (passed by parameter): the pre-copy's job (its delta inside Standby is the
+    // local engine's); Uploads (the stack's own): one copy once the stack made it.
     let reports = token_stem(run_id().as_str(), "Reports");
     let mut expected = vec![
         format!("{reports}-1"),
-        format!("{reports}-2"),
         format!("{}-1", token_stem(run_id().as_str(), "Uploads")),
     ];
     expected.sort();
@@ -185,20 +184,114 @@ async fn engine_batch_copies_every_bucket_through_a_job() {
     assert!(jobs.iter().all(|j| j.info.status == JobStatus::Complete));
 }
 
-/// Drives the clone until its job is Active, then drops it (a `kill -9`).
-async fn crash_during_the_job(s: &Scenario, store: &MemoryRunStore, plan: &ClonePlan) {
-    let active = async {
-        loop {
-            if s.fake
-                .batch_jobs()
-                .iter()
-                .any(|j| j.info.status == JobStatus::Active)
-            {
-                return;
-            }
+/// Issue 14: the delta inside Standby after a batch pre-copy started a second job (minutes of
+/// New/Preparing/Ready inside the window), whose manifest held every multipart object: the
+/// job's copy of one is single-part, so its ETag differs from the source's. Failed before the
+/// fix with two jobs. Now: one job, and the delta (the local engine, told what the
+/// verification after the job found of its copies) copies exactly the key written since.
+#[tokio::test(start_paused = true)]
+async fn the_delta_inside_standby_copies_only_what_changed_since_the_job_without_a_second_job() {
+    let s = prod_with_batch_reports();
+    let part =
+        |seed: u32| -> Vec<u8> { (0..5 * 1024u32).map(|i| ((i + seed) % 241) as u8).collect() };
+    for (n, key) in ["multipart/a.bin", "multipart/b.bin", "multipart/c.bin"]
+        .iter()
+        .enumerate()
+    {
+        s.fake.put_multipart_object(
+            REPORTS,
+            key,
+            &part(n as u32),
+            &[2048, 2048, 1024],
+            Default::default(),
+        );
+    }
+    let plan = plan(&s).await;
+    let target = reports_target(&plan);
+    let store = MemoryRunStore::default();
+    // A write lands while the source goes into Standby (a request in flight): after the job
+    // and its verification, before the delta.
+    let changed = part(99);
+    let write = async {
+        while !s
+            .fake
+            .calls()
+            .iter()
+            .any(|c| c.operation == "autoscaling:EnterStandby")
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        s.fake.put_multipart_object(
+            REPORTS,
+            "multipart/b.bin",
+            &changed,
+            &[2048, 2048, 1024],
+            Default::default(),
+        );
+        std::future::pending::<()>().await;
     };
+    let report = tokio::select! {
+        r = s.engine.run_clone(&plan, &store, &s.emitter, std::future::pending(), None) => {
+            r.unwrap_or_else(|f| panic!("{}", f.error))
+        }
+        () = write => unreachable!(),
+    };
+    let jobs = s.fake.batch_jobs();
+    assert_eq!(jobs.len(), 1, "one job, the pre-copy's: {jobs:#?}");
+    assert_eq!(jobs[0].info.status, JobStatus::Complete);
+    let reports = report.buckets.iter().find(|b| b.target == target).unwrap();
+    assert_eq!(
+        reports.stats.copied, 1,
+        "the delta copies multipart/b.bin only: {:?}",
+        reports.stats
+    );
+    assert_eq!(reports.stats.deleted, 0, "{:?}", reports.stats);
+    let (source, copy) = (
+        s.fake.object(REPORTS, "multipart/b.bin").unwrap(),
+        s.fake.object(&target, "multipart/b.bin").unwrap(),
+    );
+    assert_eq!(*copy.data, changed);
+    assert_eq!(copy.etag, source.etag, "copied in the source's part layout");
+    // The other multipart objects keep the job's single-part copies (not copied again).
+    for key in ["multipart/a.bin", "multipart/c.bin", "multipart/big.bin"] {
+        let (src, dst) = (
+            s.fake.object(REPORTS, key).unwrap(),
+            s.fake.object(&target, key).unwrap(),
+        );
+        assert_ne!(src.etag, dst.etag, "{key}: the job's copy, left alone");
+        assert_eq!(src.data, dst.data, "{key}");
+    }
+    assert!(
+        report.verification.iter().all(|c| c.ok),
+        "{:?}",
+        report.verification
+    );
+    // Known equal under other ETags: the four multipart objects (the job's single-part
+    // copies) and large-single.bin (over the job's limit, copied by envclone in parts above
+    // the test's multipart threshold).
+    let messages: Vec<String> = s.events.events().into_iter().map(|e| e.message).collect();
+    assert!(
+        messages.iter().any(|m| m.contains("no second job")
+            && m.contains("5 object(s) whose copies hold their bytes in another part layout")),
+        "{messages:#?}"
+    );
+}
+
+/// Until a job of the fake is Active.
+async fn job_active(s: &Scenario) {
+    while !s
+        .fake
+        .batch_jobs()
+        .iter()
+        .any(|j| j.info.status == JobStatus::Active)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Drives the clone until its job is Active, then drops it (a `kill -9`).
+async fn crash_during_the_job(s: &Scenario, store: &MemoryRunStore, plan: &ClonePlan) {
+    let active = job_active(s);
     tokio::select! {
         biased;
         () = active => {}
@@ -230,7 +323,7 @@ async fn a_crash_during_the_job_then_resume_follows_the_same_job() {
         .resume_clone(record, &store, &s.emitter, std::future::pending())
         .await
         .unwrap_or_else(|f| panic!("{}", f.error));
-    // The pre-copy's job was followed, not created again; the delta's came after it.
+    // The pre-copy's job was followed, not created again; the delta was the local engine's.
     let stem = token_stem(run_id().as_str(), "Reports");
     let tokens: Vec<String> = s
         .fake
@@ -238,7 +331,7 @@ async fn a_crash_during_the_job_then_resume_follows_the_same_job() {
         .iter()
         .map(|j| j.request.client_token.clone())
         .collect();
-    assert_eq!(tokens, vec![format!("{stem}-1"), format!("{stem}-2")]);
+    assert_eq!(tokens, vec![format!("{stem}-1")]);
     assert!(s
         .fake
         .batch_jobs()
@@ -255,8 +348,9 @@ async fn a_crash_during_the_job_then_resume_follows_the_same_job() {
     assert_eq!(s.fake.object_keys(&target), s.fake.object_keys(REPORTS));
 }
 
-#[tokio::test(start_paused = true)]
-async fn abort_cancels_the_running_job_then_removes_the_bucket() {
+/// A crash while the job is Active, then `abort` (`--keep` or not): the job is Cancelled.
+/// Returns the scenario, the plan and what abort returned.
+async fn abort_during_the_job(keep: bool) -> (Scenario, ClonePlan, Vec<ResourceRef>) {
     let s = prod_with_batch_reports();
     let plan = plan(&s).await;
     let store = MemoryRunStore::default();
@@ -264,13 +358,20 @@ async fn abort_cancels_the_running_job_then_removes_the_bucket() {
     let mut record = recovery::load(&store, run_id().as_str()).unwrap().unwrap();
     let removed = s
         .engine
-        .abort_clone(&mut record, &store, &s.emitter, false)
+        .abort_clone(&mut record, &store, &s.emitter, keep)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(record.phase, ClonePhase::Aborted);
     let jobs = s.fake.batch_jobs();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].info.status, JobStatus::Cancelled);
+    (s, plan, removed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn abort_cancels_the_running_job_then_removes_the_bucket() {
+    let (s, plan, removed) = abort_during_the_job(false).await;
+    let jobs = s.fake.batch_jobs();
     let id = &jobs[0].info.id;
     assert!(
         removed
@@ -281,6 +382,68 @@ async fn abort_cancels_the_running_job_then_removes_the_bucket() {
     let target = reports_target(&plan);
     assert!(!s.fake.bucket_names().contains(&target), "{target} removed");
     assert_source_in_service(&s, "after abort");
+}
+
+/// Issue 14: Ctrl-C while the pre-copy's job runs. The job goes on copying after envclone
+/// stopped; before, the failure's left-behind list did not name it (it listed the run's bucket
+/// only), so the operator learnt of it from nowhere.
+#[tokio::test(start_paused = true)]
+async fn ctrl_c_during_the_job_names_it_in_the_left_behind_list() {
+    let s = prod_with_batch_reports();
+    let plan = plan(&s).await;
+    let store = MemoryRunStore::default();
+    let ctrl_c = job_active(&s);
+    let Err(failure) = s
+        .engine
+        .run_clone(&plan, &store, &s.emitter, ctrl_c, None)
+        .await
+    else {
+        panic!("the clone ended before Ctrl-C");
+    };
+    assert!(
+        failure.error.to_string().contains("interrupted"),
+        "{}",
+        failure.error
+    );
+    let jobs = s.fake.batch_jobs();
+    assert_eq!(jobs.len(), 1);
+    assert!(!jobs[0].info.status.is_terminal(), "{:?}", jobs[0].info);
+    let id = &jobs[0].info.id;
+    let job = failure
+        .left_behind
+        .iter()
+        .find(|r| r.kind.as_str() == "batch job")
+        .unwrap_or_else(|| panic!("{:?}", failure.left_behind));
+    assert_eq!(&job.id, id);
+    let note = job.note.as_deref().unwrap_or_default();
+    let run = run_id();
+    for expected in [
+        format!("copying s3://{REPORTS} into {}", reports_target(&plan)),
+        format!("`envclone s3 job status {id} --account 123456789012`"),
+        format!("`envclone s3 job cancel {id} --account 123456789012`"),
+        format!("`envclone abort {run}` (with or without --keep) cancels it"),
+    ] {
+        assert!(note.contains(&expected), "{expected:?} in {note}");
+    }
+    assert_source_in_service(&s, "after Ctrl-C");
+}
+
+/// Issue 14: `abort --keep` keeps the copies, but a job of the run left running would go on
+/// writing into a bucket the operator takes as settled: it is cancelled (what it copied
+/// stays). Before, `--keep` skipped everything, the job included, and it ran on.
+#[tokio::test(start_paused = true)]
+async fn abort_keep_cancels_the_running_job_and_keeps_the_bucket() {
+    let (s, plan, kept) = abort_during_the_job(true).await;
+    let jobs = s.fake.batch_jobs();
+    assert_eq!(kept.len(), 1, "only the job: {kept:?}");
+    assert_eq!(kept[0].id, jobs[0].info.id);
+    let target = reports_target(&plan);
+    assert!(s.fake.bucket_names().contains(&target), "{target} kept");
+    // Nothing writes into the kept bucket any more.
+    let before = s.fake.object_keys(&target);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(s.fake.object_keys(&target), before);
+    assert_source_in_service(&s, "after abort --keep");
 }
 
 #[tokio::test(start_paused = true)]
@@ -351,6 +514,17 @@ fn the_contract_takes_engine_local_or_batch_only() {
         Contract::from_template(&Template::parse("webapp.yaml", &body).unwrap())
     };
     assert_eq!(with("batch").unwrap().batch_buckets, vec!["Reports"]);
+    let inventory = with("batch, manifest: inventory").unwrap();
+    assert_eq!(inventory.inventory_buckets, vec!["Reports"]);
+    assert!(with("batch, manifest: diff")
+        .unwrap()
+        .inventory_buckets
+        .is_empty());
+    let err = with("local, manifest: inventory").unwrap_err().to_string();
+    assert!(
+        err.contains("manifest: inventory without engine: batch"),
+        "{err}"
+    );
     assert!(with("local").unwrap().batch_buckets.is_empty());
     let err = with("turbo").unwrap_err().to_string();
     assert!(err.contains("turbo") && err.contains("batch"), "{err}");
@@ -381,16 +555,7 @@ async fn aborting_a_migrate_cancels_its_running_job() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let store = MemoryRunStore::default();
-    let active = async {
-        while !s
-            .fake
-            .batch_jobs()
-            .iter()
-            .any(|j| j.info.status == JobStatus::Active)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
+    let active = job_active(&s);
     tokio::select! {
         biased;
         () = active => {}
@@ -409,4 +574,77 @@ async fn aborting_a_migrate_cancels_its_running_job() {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].info.status, JobStatus::Cancelled);
     assert_source_in_service(&s, "after the migrate's abort");
+}
+
+/// Issue 14: `{ engine: batch, manifest: inventory }`: the job of the pre-copy reads the
+/// source's latest S3 Inventory report as its manifest (S3InventoryReport_CSV_20161130); a
+/// source without a report it can read is refused before any change. New behaviour: before,
+/// the contract refused `manifest:` (an unknown field).
+#[tokio::test(start_paused = true)]
+async fn a_contract_bucket_with_manifest_inventory_is_copied_from_the_latest_report() {
+    use envclone::ports::batch::ManifestFormat;
+    use envclone::ports::InventoryConfiguration;
+    let s = prod_with_reports_entry(
+        "Reports: { bucket_parameter: ReportsBucketName, engine: batch, manifest: inventory }",
+    );
+    let before = s.fake.mutating_calls().len();
+    let err = s
+        .engine
+        .preflight(&s.request("staging-test"), run_id())
+        .await
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "bucket Reports has manifest: inventory in its contract entry",
+        &format!("bucket {REPORTS} has no S3 Inventory configuration"),
+        "nothing was changed",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in {err}");
+    }
+    assert_eq!(s.fake.mutating_calls().len(), before);
+
+    s.fake.put_inventory_configuration(
+        REPORTS,
+        InventoryConfiguration {
+            id: "daily".into(),
+            enabled: true,
+            destination_bucket: BATCH_REPORTS.into(),
+            destination_prefix: Some("inventory".into()),
+            format: "CSV".into(),
+            included_versions: "Current".into(),
+            filter_prefix: None,
+            frequency: "Daily".into(),
+        },
+    );
+    let manifest = s.fake.publish_inventory(REPORTS, "daily");
+    let plan = plan(&s).await;
+    let steps = plan.steps().join("\n");
+    assert!(
+        steps.contains("the objects the source's latest S3 Inventory report lists"),
+        "{steps}"
+    );
+    let store = MemoryRunStore::default();
+    let report = s
+        .engine
+        .run_clone(&plan, &store, &s.emitter, std::future::pending(), None)
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.error));
+    let jobs = s.fake.batch_jobs();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "the pre-copy's; the delta is local: {jobs:#?}"
+    );
+    assert_eq!(
+        jobs[0].request.manifest_format,
+        ManifestFormat::InventoryCsv
+    );
+    assert_eq!(jobs[0].request.manifest_key, manifest);
+    let target = reports_target(&plan);
+    assert_eq!(s.fake.object_keys(&target), s.fake.object_keys(REPORTS));
+    assert!(
+        report.verification.iter().all(|c| c.ok),
+        "{:?}",
+        report.verification
+    );
 }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use envclone::fake::batch::BATCH_COPY_LIMIT;
 use envclone::fake::FakeAws;
-use envclone::ports::batch::{BatchJobs, CopyJobRequest, JobStatus};
-use envclone::ports::{ObjectHead, ObjectStore};
-use envclone::s3batch::{self, BatchError, BatchEvent, BatchRequest};
+use envclone::ports::batch::{BatchJobs, CopyJobRequest, JobStatus, ManifestFormat};
+use envclone::ports::{InventoryConfiguration, ObjectHead, ObjectStore};
+use envclone::s3batch::{self, BatchError, BatchEvent, BatchRequest, ManifestSource};
 use envclone::s3sync::{BucketPath, SyncOptions};
 
 use crate::support::{fill, timings};
@@ -61,6 +61,7 @@ fn request(copy_limit: u64) -> BatchRequest {
         copy_limit,
         poll: Duration::from_secs(5),
         token_stem: None,
+        manifest: ManifestSource::Diff,
     }
 }
 
@@ -75,7 +76,8 @@ async fn run(
         store.clone(),
         jobs.clone(),
         r,
-        chrono::Utc::now(),
+        // The fake's clock (tokio's, paused), as the run's clock port gives it.
+        envclone::ports::Clock::now(&envclone::fake::FakeClock),
         &mut move |e| seen.lock().unwrap().push(e),
     )
     .await
@@ -238,6 +240,7 @@ async fn create_job_with_the_same_token_gives_the_same_job() {
         manifest_key: "m.csv".into(),
         manifest_etag: etag,
         version_ids: false,
+        manifest_format: ManifestFormat::Csv,
         target_bucket: DST.into(),
         target_key_prefix: String::new(),
         report_bucket: REPORTS.into(),
@@ -491,6 +494,7 @@ async fn a_job_copies_the_version_its_row_names_and_fails_a_missing_one() {
         manifest_key: key.into(),
         manifest_etag: etag,
         version_ids: true,
+        manifest_format: ManifestFormat::Csv,
         target_bucket: DST.into(),
         target_key_prefix: "copy/".into(),
         report_bucket: REPORTS.into(),
@@ -608,4 +612,171 @@ async fn a_run_of_another_moment_is_finished_not_taken_up() {
         fake.object(DST, "later.txt").unwrap().data.as_slice(),
         b"as of T"
     );
+}
+
+fn inventory_config(id: &str) -> InventoryConfiguration {
+    InventoryConfiguration {
+        id: id.into(),
+        enabled: true,
+        destination_bucket: REPORTS.into(),
+        destination_prefix: Some("inventory".into()),
+        format: "CSV".into(),
+        included_versions: "Current".into(),
+        filter_prefix: None,
+        frequency: "Daily".into(),
+    }
+}
+
+/// Issue 14 (`--manifest inventory`): the job reads the source's latest S3 Inventory report
+/// as its manifest (S3InventoryReport_CSV_20161130, with the manifest.json's ETag) instead of a
+/// CSV of what differs; what the report could not show (a key written after it was taken, a
+/// key deleted since, an extra object of the target) is the local engine's after the job.
+/// New behaviour: before, there was no `--manifest`.
+#[tokio::test(start_paused = true)]
+async fn an_inventory_report_is_the_manifest_and_later_writes_are_caught_up_locally() {
+    let (fake, store, jobs) = setup();
+    fake.set_batch_copy_limit(LIMIT);
+    fake.put_inventory_configuration(SRC, inventory_config("daily"));
+    // An older report, then the latest one: the latest is taken.
+    fake.publish_inventory(SRC, "daily");
+    tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    let manifest = fake.publish_inventory(SRC, "daily");
+    assert!(
+        manifest.starts_with(&format!("inventory/{SRC}/daily/"))
+            && manifest.ends_with("Z/manifest.json"),
+        "{manifest}"
+    );
+    // After the report: a new key, a deleted one; an object only the target has.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    fake.put_object(
+        SRC,
+        "late/new.txt",
+        b"written after the report",
+        ObjectHead::default(),
+        &[],
+    );
+    store.delete_object(SRC, "data/002.bin").await.unwrap();
+    fake.put_object(
+        DST,
+        "stale.txt",
+        b"only in the target",
+        ObjectHead::default(),
+        &[],
+    );
+
+    let mut r = request(LIMIT);
+    r.manifest = ManifestSource::Inventory;
+    r.options.delete = true;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let outcome = run(&store, &jobs, &r, &events)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let made = fake.batch_jobs();
+    assert_eq!(made.len(), 1);
+    let job = &made[0].request;
+    assert_eq!(job.manifest_format, ManifestFormat::InventoryCsv);
+    assert_eq!(
+        (job.manifest_bucket.as_str(), job.manifest_key.as_str()),
+        (REPORTS, manifest.as_str())
+    );
+    assert_eq!(
+        job.manifest_etag,
+        fake.object(REPORTS, &manifest).unwrap().etag
+    );
+    assert_eq!(made[0].info.status, JobStatus::Complete);
+    // Every object of the report was a task: the deleted one and the one over the limit
+    // failed and went to the local engine.
+    assert_eq!(
+        outcome.failed_keys,
+        sorted(&["data/002.bin", "large-single.bin"])
+    );
+    let events = events.lock().unwrap().clone();
+    assert!(
+        events.iter().any(|e| matches!(e, BatchEvent::InventoryManifest { config_id, age_minutes, .. } if config_id == "daily" && (59..=60).contains(age_minutes))),
+        "{events:#?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            BatchEvent::CatchUp {
+                copied: 1,
+                deleted: 1,
+                ..
+            }
+        )),
+        "{events:#?}"
+    );
+    assert!(
+        outcome.verification.is_equal(),
+        "{:?}",
+        outcome.verification.mismatches
+    );
+    assert_eq!(fake.object_keys(DST), fake.object_keys(SRC));
+    assert_eq!(
+        *fake.object(DST, "late/new.txt").unwrap().data,
+        b"written after the report".to_vec()
+    );
+}
+
+/// `--manifest inventory` is refused, before any job and naming why, when the source has no
+/// inventory configuration, when none a job can read (disabled, ORC, every version, another
+/// prefix), and when the configuration has delivered no report yet.
+#[tokio::test(start_paused = true)]
+async fn inventory_is_refused_without_a_usable_configuration_or_a_report() {
+    let (fake, store, jobs) = setup();
+    let mut r = request(LIMIT);
+    r.manifest = ManifestSource::Inventory;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let refused = |e: BatchError| {
+        assert!(e.is_bad_input(), "{e}");
+        e.to_string()
+    };
+    let text = refused(run(&store, &jobs, &r, &events).await.unwrap_err());
+    assert!(
+        text.contains("bucket batch-source has no S3 Inventory configuration"),
+        "{text}"
+    );
+    fake.put_inventory_configuration(SRC, inventory_config("daily"));
+    let text = refused(run(&store, &jobs, &r, &events).await.unwrap_err());
+    assert!(
+        text.contains("configuration \"daily\": no report under s3://batch-reports/inventory/batch-source/daily/ yet"),
+        "{text}"
+    );
+    for (config, why) in [
+        (
+            InventoryConfiguration {
+                format: "ORC".into(),
+                ..inventory_config("daily")
+            },
+            "its reports are ORC",
+        ),
+        (
+            InventoryConfiguration {
+                included_versions: "All".into(),
+                ..inventory_config("daily")
+            },
+            "it lists All versions",
+        ),
+        (
+            InventoryConfiguration {
+                enabled: false,
+                ..inventory_config("daily")
+            },
+            "it is disabled",
+        ),
+        (
+            InventoryConfiguration {
+                filter_prefix: Some("photos/".into()),
+                ..inventory_config("daily")
+            },
+            "it lists the keys under \"photos/\"",
+        ),
+    ] {
+        fake.put_inventory_configuration(SRC, config);
+        let text = refused(run(&store, &jobs, &r, &events).await.unwrap_err());
+        assert!(text.contains(why), "{why:?} in {text}");
+        assert!(text.contains("or use --manifest diff"), "{text}");
+    }
+    assert!(fake.batch_jobs().is_empty());
 }

@@ -328,3 +328,150 @@ async fn ctrl_c_leaves_the_job_running_and_says_how_to_follow_or_cancel_it() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Issue 14 (`--manifest inventory`) on the stand-in: the source's S3 Inventory configuration
+/// (put with the SDK, listed back by ListBucketInventoryConfigurations), a report delivered as
+/// S3 delivers it (the stand-in's control API writes the gzip CSV and its manifest.json), a
+/// job created over that manifest.json (S3InventoryReport_CSV_20161130) and an object written
+/// after the report copied by the local engine after the job. New behaviour: before, there
+/// was no `--manifest`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inventory_manifest_copies_through_a_job_and_catches_up_on_later_writes() {
+    use aws_sdk_s3::types::{
+        InventoryConfiguration, InventoryDestination, InventoryFormat, InventoryFrequency,
+        InventoryIncludedObjectVersions, InventoryS3BucketDestination, InventorySchedule,
+    };
+    let (src, dst, reports) = ("e2e-inv-source", "e2e-inv-target", "e2e-inv-reports");
+    let standin = StandIn::start();
+    let config = standin.sdk().await;
+    let s3 = s3_client(&config);
+    for b in [src, dst, reports] {
+        s3.create_bucket().bucket(b).send().await.unwrap();
+    }
+    let put = |key: String| {
+        let s3 = s3.clone();
+        async move {
+            s3.put_object()
+                .bucket(src)
+                .key(&key)
+                .body(ByteStream::from(format!("object {key}").into_bytes()))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+        }
+    };
+    for i in 0..40 {
+        put(format!("k/{i:04}.txt")).await;
+    }
+    put("k/with space é.txt".into()).await;
+    let destination = InventoryS3BucketDestination::builder()
+        .bucket(format!("arn:aws:s3:::{reports}"))
+        .format(InventoryFormat::Csv)
+        .prefix("inventory")
+        .build()
+        .unwrap();
+    let inventory = InventoryConfiguration::builder()
+        .id("daily")
+        .is_enabled(true)
+        .included_object_versions(InventoryIncludedObjectVersions::Current)
+        .destination(
+            InventoryDestination::builder()
+                .s3_bucket_destination(destination)
+                .build(),
+        )
+        .schedule(
+            InventorySchedule::builder()
+                .frequency(InventoryFrequency::Daily)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    s3.put_bucket_inventory_configuration()
+        .bucket(src)
+        .id("daily")
+        .inventory_configuration(inventory)
+        .send()
+        .await
+        .unwrap();
+    let body = reqwest::Client::new()
+        .post(format!("{}/envclone-standin/inventory", standin.url))
+        .body(serde_json::json!({"bucket": src, "id": "daily"}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let published: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+    let manifest = published["manifest"].as_str().unwrap().to_string();
+    assert!(
+        manifest.starts_with(&format!("inventory/{src}/daily/")),
+        "{manifest}"
+    );
+    // Written after the report was taken: not in it.
+    put("late.txt".into()).await;
+
+    let state = tempfile::tempdir().unwrap();
+    let out = standin
+        .command(env!("CARGO_BIN_EXE_envclone"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .args([
+            "--output",
+            "json",
+            "s3",
+            "sync",
+            &format!("s3://{src}"),
+            &format!("s3://{dst}"),
+            "--engine",
+            "batch",
+            "--manifest",
+            "inventory",
+            "--batch-role",
+            ROLE,
+            "--batch-reports",
+            &format!("s3://{reports}/envclone"),
+            "--batch-poll",
+            "300ms",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let event = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l["event"]["batch"] == name)
+            .unwrap_or_else(|| panic!("no {name} event in {}", text(&out)))
+            .clone()
+    };
+    assert_eq!(
+        event("inventory_manifest")["event"]["location"],
+        format!("s3://{reports}/{manifest}")
+    );
+    let catch_up = event("catch_up");
+    assert_eq!(catch_up["event"]["copied"], 1, "{catch_up}");
+    let jobs = control(&standin, None).await["jobs"].clone();
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0]["manifest_format"], "S3InventoryReport_CSV_20161130");
+    assert_eq!(jobs[0]["manifest_key"], manifest.as_str());
+    assert_eq!(jobs[0]["total"], 41, "the report's objects");
+    let mut listed = BTreeSet::new();
+    let mut pages = s3.list_objects_v2().bucket(dst).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        listed.extend(
+            page.unwrap()
+                .contents()
+                .iter()
+                .map(|o| o.key().unwrap().to_string()),
+        );
+    }
+    assert_eq!(listed.len(), 42, "{listed:?}");
+    assert!(listed.contains("late.txt") && listed.contains("k/with space é.txt"));
+}

@@ -23,7 +23,7 @@ use super::super::resource::{
     RunScope,
 };
 use super::super::window::{WholeWindow, WindowItem, WindowNeeds};
-use super::super::StepError;
+use super::super::{PreflightError, StepError};
 
 /// A bucket a run created.
 pub const BUCKET: RefKind = RefKind::new("bucket");
@@ -59,8 +59,17 @@ async fn copy_parameter_buckets(
                 .copy_bucket(plan, &b.logical_id, &b.source_bucket, name, events, as_of)
                 .await?;
             if !precopy && !b.versioned && run.window.closes_early() {
-                let (check, report) =
-                    compare(engine, &b.source_bucket, name, plan.skip_archived, None).await?;
+                // A bucket a job filled: its copies in other part layouts, found equal after
+                // the job, are not read again inside the window while they stay as they were.
+                let known = super::super::batchcopy::known_copies(engine, plan, b, name).await?;
+                let (check, report) = compare(
+                    engine,
+                    (&b.source_bucket, name),
+                    plan.skip_archived,
+                    None,
+                    known,
+                )
+                .await?;
                 run.window
                     .record_verified((b.source_bucket.clone(), name.clone()), check, report);
                 run.window.done(&WindowItem::UnversionedBucket {
@@ -133,22 +142,26 @@ fn batch_note(plan: &ClonePlan, b: &BucketPlan) -> String {
     })
 }
 
-/// Compares bucket `target` with `source` (as of `as_of`, when given): the check and its
-/// report.
+/// Compares bucket `target` with `source` (as of `as_of`, when given; `known`: copies found
+/// equal before, see [`s3sync::SameBytes`]): the check and its report.
 async fn compare(
     engine: &CloneEngine,
-    source: &str,
-    target: &str,
+    (source, target): (&str, &str),
     skip_archived: bool,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
+    known: Option<s3sync::SameBytes>,
 ) -> Result<(CheckResult, VerifyReport), StepError> {
-    let report = s3sync::verify_as_of(
+    let with = s3sync::KnownCopies {
+        known: known.map(std::sync::Arc::new),
+        record: false,
+    };
+    let (report, _) = s3sync::verify_known(
         engine.cloud.objects.clone(),
         &BucketPath::bucket(source),
         &BucketPath::bucket(target),
-        engine.settings.verify_concurrency,
-        skip_archived,
+        (engine.settings.verify_concurrency, skip_archived),
         as_of,
+        &with,
     )
     .await
     .map_err(StepError::sync("verify"))?;
@@ -177,8 +190,16 @@ async fn compare(
                 )
             } else {
                 String::new()
-            }
-        )
+            },
+        ) + &if report.compared_by_record > 0 {
+            format!(
+                "; {} copied by the batch job in another part layout, found equal after it and \
+                 unchanged since (headers and tags compared)",
+                report.compared_by_record
+            )
+        } else {
+            String::new()
+        }
     } else {
         let first: Vec<String> = report
             .mismatches
@@ -226,6 +247,38 @@ impl ResourceKind for Bucket {
 
     fn finalize_handles(&self) -> bool {
         true
+    }
+
+    /// A bucket whose job reads the source's S3 Inventory report (`manifest: inventory`)
+    /// needs one it can read: refused before any change otherwise, naming why.
+    async fn preflight(
+        &self,
+        engine: &CloneEngine,
+        _source: &crate::workflow::plan::SourceEnv,
+        plan: &ClonePlan,
+    ) -> Result<(), PreflightError> {
+        for b in &plan.buckets {
+            let inventory = b
+                .batch
+                .as_ref()
+                .is_some_and(|c| c.manifest == crate::s3batch::ManifestSource::Inventory);
+            if !inventory {
+                continue;
+            }
+            let source = BucketPath::bucket(&b.source_bucket);
+            if let Err(e) =
+                crate::s3batch::inventory::latest(engine.cloud.objects.as_ref(), &source).await
+            {
+                return Err(PreflightError::Unsupported {
+                    what: format!(
+                        "bucket {} has manifest: inventory in its contract entry, but {e}; \
+                         nothing was changed",
+                        b.logical_id
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn copied_ids(&self, _template: &Template, contract: &Contract) -> Vec<String> {
@@ -442,7 +495,8 @@ impl ResourceKind for Bucket {
                 .iter()
                 .find(|(t, _)| t == target)
                 .map(|(_, at)| *at);
-            let (check, report) = compare(engine, source, target, env.skip_archived, as_of).await?;
+            let (check, report) =
+                compare(engine, (source, target), env.skip_archived, as_of, None).await?;
             checks.push(check);
             reports.push(report);
         }
