@@ -306,8 +306,17 @@ impl ClonePlan {
 
     /// What a bucket copy leaves out: older versions and delete markers always (current
     /// versions only), and the archived objects preflight found when `--skip-archived`.
-    pub fn copy_note(&self, source_bucket: &str) -> String {
-        let mut note = "; current versions only".to_string();
+    pub fn copy_note(&self, b: &BucketPlan) -> String {
+        let source_bucket = b.source_bucket.as_str();
+        // A source that keeps versions is copied as it was at T (the newest version of each
+        // key at or before T) once the source is quiet; either way only one version per key.
+        let mut note = if b.versioned && self.standby {
+            "; each object as it was at T (its newest version at or before T), not its older \
+             versions"
+                .to_string()
+        } else {
+            "; current versions only".to_string()
+        };
         if let Some(a) = self.archived.iter().find(|a| a.bucket == source_bucket) {
             note.push_str(&format!(
                 "; leaving out {} archived object(s), {} bytes (--skip-archived)",

@@ -41,7 +41,9 @@
 //!    migrate cannot move it (`migrate_refusal`: a DynamoDB table not `shared`), and what shows
 //!    that one of a migration's temporary stack served (`served_as`, for destroy);
 //! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in `KINDS`;
-//! 3. for a service envclone does not call yet: its port (`src/ports/<service>.rs` and its
+//! 3. `src/contract.rs`: the contract's section listing resources of the kind (`tables:` for
+//!    the DynamoDB table kind; the contract is parsed in one place, not by the kinds);
+//! 4. for a service envclone does not call yet: its port (`src/ports/<service>.rs` and its
 //!    field in `ports::Cloud`), its adapter (`src/aws/<service>.rs`, built in `aws.rs`) and its
 //!    fake (`src/fake/<service>.rs`) — the DynamoDB table needed these; a kind over a service
 //!    already there does not.

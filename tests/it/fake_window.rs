@@ -231,6 +231,12 @@ async fn batch_clone_as_of_t(precopy: bool) {
         steps.contains("the manifest names each object's version at T (Bucket,Key,VersionId)"),
         "{steps}"
     );
+    // The copy's own words say as of T too (before: "current versions only", which read as if
+    // the copy were of the bucket as it is when copied).
+    assert!(
+        steps.contains("each object as it was at T (its newest version at or before T)"),
+        "{steps}"
+    );
     let store = MemoryRunStore::default();
     let writer = async {
         while first_call(&s, "autoscaling:ExitStandby").is_none() {

@@ -339,7 +339,7 @@ impl ResourceKind for Bucket {
                 (BucketTarget::Created { name, .. }, PlanStage::Copy) => Some(format!(
                     "copy the objects of bucket {} into {name} (server-side{}{})",
                     b.source_bucket,
-                    plan.copy_note(&b.source_bucket),
+                    plan.copy_note(b),
                     batch_note(plan, b)
                 )),
                 (BucketTarget::StackOwned { predicted_name }, PlanStage::AfterStack) => {
@@ -351,7 +351,7 @@ impl ResourceKind for Bucket {
                             .as_deref()
                             .unwrap_or("name chosen by CloudFormation"),
                         b.source_bucket,
-                        plan.copy_note(&b.source_bucket),
+                        plan.copy_note(b),
                         batch_note(plan, b)
                     ))
                 }
