@@ -1386,6 +1386,10 @@ impl CloneEngine {
             ..
         } = *run;
         let step = "stack.create";
+        // Before anything of the stack is made (its staged template too).
+        for kind in resources::KINDS {
+            kind.check_stack_parameters(plan, parameters)?;
+        }
         let stacks = &self.cloud.stacks;
         let template = match &plan.template_staging {
             None => TemplateSource::Body(plan.template.body.clone()),

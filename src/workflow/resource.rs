@@ -385,6 +385,17 @@ pub trait ResourceKind: Send + Sync {
         Vec::new()
     }
 
+    /// Checks the parameters the clone stack is about to be created with, for this kind's
+    /// resources: the last check before CreateStack (a database restored to T refuses a source
+    /// without its time, which CloudFormation would turn into a read replica of the source).
+    fn check_stack_parameters(
+        &self,
+        _plan: &ClonePlan,
+        _parameters: &BTreeMap<String, String>,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
     /// Verifies the environment's resources of this kind (after a clone, after migrate's
     /// swap, `envclone check`): one result per check in `checks`; a bucket comparison's full
     /// report in `reports`. Errors only when a check cannot be made at all.

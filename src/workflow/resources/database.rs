@@ -172,6 +172,18 @@ impl super::super::resource::ResourceKind for Database {
             .collect()
     }
 
+    /// A database restored to a point in time is given its source only with T.
+    fn check_stack_parameters(
+        &self,
+        plan: &ClonePlan,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<(), StepError> {
+        for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
+            super::point_in_time::check_parameters(d, parameters)?;
+        }
+        Ok(())
+    }
+
     /// A database restored to a point in time: its template really restores from the two
     /// parameters, and its source keeps automated backups.
     async fn preflight(

@@ -65,6 +65,43 @@ pub fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// The clone stack's parameters for `d`, the last thing before CreateStack: a source given
+/// without a restore time would not restore anything. CloudFormation's RDS resource handler
+/// restores a DB instance to a point in time when `RestoreTime` (or `UseLatestRestorableTime`)
+/// is set, and otherwise, when `SourceDBInstanceIdentifier` is set, creates it as a **read
+/// replica** of the source (aws-cloudformation-resource-providers-rds, dbinstance
+/// `ResourceModelHelper.isRestoreToPointInTime`, tested before `isReadReplica`): a replica
+/// attached to production, streaming its writes (and for a cluster, `SourceDBClusterIdentifier`
+/// without `RestoreToTime` is no restore to T either). So the stack is never created so.
+pub fn check_parameters(
+    d: &DatabasePlan,
+    parameters: &BTreeMap<String, String>,
+) -> Result<(), StepError> {
+    let Some(p) = &d.point_in_time else {
+        return Ok(());
+    };
+    let given = |name: &str| parameters.get(name).is_some_and(|v| !v.is_empty());
+    if given(&p.source_parameter) && !given(&p.time_parameter) {
+        return Err(StepError::Refused {
+            step: "stack.create".into(),
+            message: format!(
+                "database {}: the clone stack was about to be created with {} = {:?} (the \
+                 source) but no {} (T): CloudFormation would make it a read replica of \
+                 production instead of restoring it to T. The stack was not created; run \
+                 `envclone abort` for this run and report this as a bug",
+                d.logical_id,
+                p.source_parameter,
+                parameters
+                    .get(&p.source_parameter)
+                    .cloned()
+                    .unwrap_or_default(),
+                p.time_parameter
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Before any change: the template's database really restores from the two parameters (its
 /// source and time properties evaluate to them when they are given, no snapshot then, and an
 /// Aurora cluster not copy-on-write), and the source keeps automated backups.
@@ -282,4 +319,44 @@ pub async fn restore_point(
         (p.time_parameter.clone(), at),
     ]);
     Ok((label, parameters))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn restored() -> DatabasePlan {
+        DatabasePlan {
+            logical_id: "Db".into(),
+            source_instance: "prod-db".into(),
+            snapshot_id: "envclone-x-prod-db".into(),
+            snapshot_parameter: "SnapshotId".into(),
+            target_instance: None,
+            kind: DbKind::Instance,
+            copy_on_write: None,
+            target_members: Vec::new(),
+            point_in_time: Some(crate::contract::PointInTimeParameters {
+                source_parameter: "RestoreSource".into(),
+                time_parameter: "RestoreTime".into(),
+            }),
+        }
+    }
+
+    /// A source without a restore time is a read replica to CloudFormation: never sent.
+    #[test]
+    fn a_source_without_a_restore_time_is_never_given_to_the_stack() {
+        let d = restored();
+        let params = |time: &str| {
+            BTreeMap::from([
+                ("RestoreSource".to_string(), "prod-db".to_string()),
+                ("RestoreTime".to_string(), time.to_string()),
+            ])
+        };
+        let err = check_parameters(&d, &params("")).unwrap_err().to_string();
+        assert!(err.contains("read replica"), "{err}");
+        assert!(err.contains("RestoreTime"), "{err}");
+        check_parameters(&d, &params("2026-12-02T04:05:06Z")).unwrap();
+        // Neither given (a database of the plan not restored this way): nothing to check.
+        check_parameters(&d, &BTreeMap::new()).unwrap();
+    }
 }
