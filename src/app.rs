@@ -663,9 +663,7 @@ async fn migrate_locked(
         // Past runs of this environment say how long one takes; refuse what cannot fit.
         let needed = past_migration_duration(&root.state_dir, &command.request.env)
             .unwrap_or_default()
-            .max(crate::workflow::migrate::swap_allowance(
-                plan.databases.len(),
-            ));
+            .max(crate::workflow::migrate::swap_allowance(&plan.swaps));
         let needed = chrono::Duration::from_std(needed).unwrap_or_default();
         if root.clock.now() + needed > deadline {
             return Err(AppError::Refused(format!(
@@ -684,7 +682,7 @@ async fn migrate_locked(
          still on the source",
         plan.clone.source_env
     ));
-    for d in &plan.databases {
+    for d in &plan.swaps.databases {
         steps.push(format!(
             "rename database {} to {}, then {} to {}",
             d.source_id, d.old_id, d.clone_id, d.source_id

@@ -1,9 +1,14 @@
 //! Migrate: clone an environment onto a new template (the "double clone"), check the
-//! guardrails, swap (database identifiers, then the entry DNS record), and — only with explicit
-//! consent — finalize by deleting the old environment without ever touching the live database.
+//! guardrails, swap (each kind moves its resources, `ResourceKind::swap`; then the entry DNS
+//! record moves), and — only with explicit consent — finalize by deleting the old environment
+//! without ever touching what now serves.
 //!
-//! The swap is driven by what AWS shows, not by what was last recorded: `swap_step` is a pure
-//! function of which identifiers exist, so a run stopped at any point can go forward or back.
+//! The swap is driven by what AWS shows, not by what was last recorded: each move is chosen by
+//! a pure function of what exists (`swap_step`), so a run stopped at any point can go forward
+//! or back. What the kinds do is behind `ResourceKind`'s migrate hooks (`plan_swap`,
+//! `swap_time`, `swap_renames`, `check_before_swap`, `swap`, `after_swap_back`, …): this file
+//! loops over `resources::KINDS` and names no resource type but the Standby of the source's
+//! groups and its buckets' records.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,7 +18,7 @@ use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{self, EnvName, RunId, TAG_PROTECTED};
 use crate::ports::{
-    DbKind, DnsRecord, HostedZone, LifecycleState, ResourceStatus, StackInfo, StackResource,
+    DnsRecord, HostedZone, LifecycleState, ResourceStatus, StackInfo, StackResource,
 };
 use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, BucketPath};
@@ -22,7 +27,7 @@ use super::clone::{CloneEngine, CloneReport, Execution, Progress, StandbyAfter};
 use super::plan::{ClonePlan, CloneRequest};
 pub(super) use super::record::save;
 use super::record::RunRecord;
-pub use super::record::{DbSwap, DnsSwap, MigratePhase, MigrationState};
+pub use super::record::{DbSwap, DnsSwap, MigratePhase, MigrationState, Swaps};
 use super::resource::ResourceRef;
 use super::resources::{self, KINDS};
 pub use super::swap::{swap_step, Direction, SwapStep};
@@ -87,15 +92,31 @@ pub fn temporary_name(env: &str, run: &RunId) -> Result<EnvName, PreflightError>
 
 pub struct MigratePlan {
     pub clone: ClonePlan,
-    pub databases: Vec<DbSwap>,
+    /// What the swap moves, as each kind planned it (`ResourceKind::plan_swap`).
+    pub swaps: Swaps,
     /// The swap must start before this (a migration window's end or --deadline).
     pub deadline: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Time kept free before the deadline for the swap itself: two renames per database, each
-/// "effective in about 10 minutes" on AWS (USER_RenameInstance), plus DNS and the checks.
-pub fn swap_allowance(databases: usize) -> std::time::Duration {
-    std::time::Duration::from_secs(5 * 60 + 20 * 60 * databases.max(1) as u64)
+/// Time kept free before the deadline for the swap, besides its moves: the entry record and
+/// the checks.
+const SWAP_BASE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+/// The least time kept for the swap's moves, whatever the kinds say: one database's two
+/// renames (20 minutes), which every deadline has kept since deadlines exist, even for a
+/// migration with nothing to rename.
+const SWAP_MOVES_AT_LEAST: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
+/// Time kept free before the deadline for the swap itself: what each kind says its moves of
+/// `swaps` take (`ResourceKind::swap_time`), plus the entry record and the checks.
+pub fn swap_allowance(swaps: &Swaps) -> std::time::Duration {
+    let moves: std::time::Duration = KINDS.iter().map(|k| k.swap_time(swaps)).sum();
+    SWAP_BASE + moves.max(SWAP_MOVES_AT_LEAST)
+}
+
+/// The logical ids of `plan`'s template whose identifiers the swap changes, as each kind says
+/// (`ResourceKind::swap_renames`).
+fn swap_renames(plan: &ClonePlan) -> Vec<String> {
+    KINDS.iter().flat_map(|k| k.swap_renames(plan)).collect()
 }
 
 /// The state of migration `run_id`; None if the store has no record of the run, an error if
@@ -134,57 +155,25 @@ impl CloneEngine {
             config: request.config.clone(),
         };
         let plan = self.preflight(&clone_request, run_id.clone()).await?;
-        let renamed: Vec<String> = plan
-            .databases
-            .iter()
-            .map(|d| d.logical_id.clone())
-            .collect();
-        let references = super::swapcheck::endpoint_references(&plan.template, &renamed);
+        let references =
+            super::swapcheck::endpoint_references(&plan.template, &swap_renames(&plan));
         super::swapcheck::refuse_endpoint_references(
             &request.template.0,
             &plan.contract,
             &references,
         )
         .map_err(|what| PreflightError::Unsupported { what })?;
-        let stamp: String = run_id.as_str().chars().take(12).collect();
-        let mut databases = Vec::new();
-        for d in &plan.databases {
-            let (what, property) = match d.kind {
-                DbKind::Instance => ("DB instance identifier", "DBInstanceIdentifier"),
-                DbKind::Cluster => ("DB cluster identifier", "DBClusterIdentifier"),
-            };
-            let old_id = format!("{}-old-{stamp}", d.source_instance);
-            model::check_rds_identifier(what, &old_id, 63)?;
-            let clone_id = d.target_instance.clone().ok_or_else(|| PreflightError::Unsupported {
-                what: format!(
-                    "database {} of {} gets an identifier chosen by CloudFormation; migrate renames \
-                     databases, so the template must set {property} (e.g. !Sub \
-                     \"${{EnvironmentName}}-db\")",
-                    d.logical_id, request.template.0
-                ),
-            })?;
-            if retry(|| self.cloud.databases.status_of(d.kind, &old_id))
-                .await?
-                .is_some()
-            {
-                return Err(PreflightError::TargetExists {
-                    what: format!("database {old_id}"),
-                });
-            }
-            databases.push(DbSwap {
-                logical_id: d.logical_id.clone(),
-                source_id: d.source_instance.clone(),
-                old_id,
-                clone_id,
-                kind: d.kind,
-            });
+        let mut swaps = Swaps::default();
+        for kind in KINDS {
+            kind.plan_swap(self, &plan, &run_id, &request.template.0, &mut swaps)
+                .await?;
         }
         if let Some(dns) = &plan.contract.entry_dns {
             self.preflight_entry_dns(&plan, dns).await?;
         }
         Ok(MigratePlan {
             clone: plan,
-            databases,
+            swaps,
             deadline: None,
         })
     }
@@ -200,43 +189,22 @@ impl CloneEngine {
         shutdown: impl Future<Output = ()>,
     ) -> Result<MigrationState, Box<MigrateFailure>> {
         let clone = &plan.clone;
-        let state = MigrationState {
-            run_id: clone.run_id.to_string(),
-            env: clone.source_env.clone(),
-            source_stack: clone.source_stack.clone(),
-            target_stack: clone.target_stack.clone(),
-            started_at: self.cloud.clock.now().to_rfc3339(),
-            phase: MigratePhase::Cloning,
-            standby: Vec::new(),
-            databases: plan.databases.clone(),
-            dns: None,
-            buckets: Vec::new(),
-            bucket_records: Vec::new(),
-            created: Vec::new(),
-            kept: Vec::new(),
-            plan: Some(super::recovery::PlanRecord::from_plan(clone)),
-            protection_to_restore: Vec::new(),
-            old_stack_protected: false,
-            never_swapped: true,
-            creating: Vec::new(),
-            swapped_at: None,
-        };
+        let state = MigrationState::begin(
+            clone,
+            self.cloud.clock.now().to_rfc3339(),
+            plan.swaps.clone(),
+        );
         if let Err(e) = save(store, &state) {
             return Err(Box::new(MigrateFailure { state, error: e }));
         }
-        let renamed: Vec<String> = plan
-            .databases
-            .iter()
-            .map(|d| d.logical_id.clone())
-            .collect();
-        for r in super::swapcheck::endpoint_references(&clone.template, &renamed) {
+        for r in super::swapcheck::endpoint_references(&clone.template, &swap_renames(clone)) {
             events.warn(
                 "preflight",
                 None,
                 format!(
                     "{r} keeps the pre-swap name of {} after the swap: the post_swap hook must \
                      repoint it",
-                    r.database
+                    r.renamed
                 ),
             );
         }
@@ -286,7 +254,7 @@ impl CloneEngine {
         };
         let plan = MigratePlan {
             clone,
-            databases: state.databases.clone(),
+            swaps: state.swaps(),
             deadline: None,
         };
         self.migrate_from(&plan, state, store, events, shutdown)
@@ -393,8 +361,7 @@ impl CloneEngine {
             let guard = async {
                 if let Some(deadline) = plan.deadline {
                     let allowance =
-                        chrono::Duration::from_std(swap_allowance(plan.databases.len()))
-                            .expect("fits");
+                        chrono::Duration::from_std(swap_allowance(&plan.swaps)).expect("fits");
                     if self.cloud.clock.now() + allowance > deadline {
                         return Err(StepError::Deadline {
                             step: "guardrails".into(),
@@ -445,9 +412,9 @@ impl CloneEngine {
                 self.protect_old_stack(&mut state, store, events).await?;
                 self.swap(&state, Direction::Forward, events).await?;
                 // Pooled connections ignore DNS and renames until clients reconnect. The new
-                // stack's outputs still name its databases by the identifiers they had before the
-                // swap; the hooks get the live ones.
-                let live = self.live_databases(&state).await?;
+                // stack's outputs still name what the swap renamed by the identifiers it had
+                // before; the hooks get the live ones.
+                let live = self.post_swap_environment(&state).await?;
                 self.run_hooks_with(
                     "post_swap",
                     &clone.contract.hooks.post_swap,
@@ -511,8 +478,9 @@ impl CloneEngine {
     }
 
     /// Checks before the swap (after RDS Blue/Green's): the source still in Standby with no
-    /// scaling activity in flight, every database available, the entry record still pointing
-    /// at the source. Returns the new stack and the entry record (with its hosted zone).
+    /// scaling activity in flight, every kind's resources ready to move
+    /// (`ResourceKind::check_before_swap`), the entry record still pointing at the source.
+    /// Returns the new stack and the entry record (with its hosted zone).
     async fn guardrails(
         &self,
         state: &MigrationState,
@@ -549,19 +517,8 @@ impl CloneEngine {
                 )));
             }
         }
-        for d in &state.databases {
-            for id in [&d.source_id, &d.clone_id] {
-                let status = retry(|| cloud.databases.status_of(d.kind, id))
-                    .await
-                    .map_err(StepError::port(step))?;
-                match status {
-                    Some(status) if status.is_available() => {}
-                    Some(status) => {
-                        return Err(refuse(format!("database {id} is {status}, not available")))
-                    }
-                    None => return Err(refuse(format!("database {id} does not exist"))),
-                }
-            }
+        for kind in KINDS {
+            kind.check_before_swap(self, state).await?;
         }
         let source = retry(|| cloud.stacks.describe_stack(&state.source_stack))
             .await
@@ -585,11 +542,16 @@ impl CloneEngine {
                     .map_err(|p| p.into_step(step))?,
             );
         }
-        events.done(step, None, "source in Standby, no scaling activity, databases available, entry record on the source");
+        events.done(
+            step,
+            None,
+            "source in Standby, no scaling activity, every kind ready to swap, entry record on \
+             the source",
+        );
         Ok((new_stack, entry))
     }
 
-    /// Each kind swaps its resources (`ResourceKind::swap`: the databases renamed) and the
+    /// Each kind swaps its resources (`ResourceKind::swap`) and the
     /// entry record moves, forward or back. Each move is chosen from what exists now, so it can
     /// be re-run after any stop.
     pub async fn swap(
@@ -632,25 +594,6 @@ impl CloneEngine {
             kind.mark_open_migration(self, state, false, step).await?;
         }
         Ok(())
-    }
-
-    pub(super) async fn wait_db_available(
-        &self,
-        kind: DbKind,
-        id: &str,
-        why: &str,
-    ) -> Result<(), StepError> {
-        let dbs = &self.cloud.databases;
-        let what = format!("database {id} {why} to be available");
-        wait_until(&what, self.settings.verify_timeout, || async {
-            Ok(match dbs.status_of(kind, id).await? {
-                Some(status) if status.is_available() => Poll::Ready(()),
-                Some(status) => Poll::Pending(status.to_string()),
-                None => Poll::Pending("not visible yet".into()),
-            })
-        })
-        .await
-        .map_err(StepError::wait("swap"))
     }
 
     async fn move_dns(
@@ -763,8 +706,8 @@ impl CloneEngine {
     }
 
     /// Undoes a migration that has not been finalized: swaps back whatever was swapped and
-    /// returns the source to service. Once the swap began, the new environment is kept: writes
-    /// made to its database since the swap stay in it, under its own identifier. A migration
+    /// returns the source to service. Once the swap began, the new environment is kept: what
+    /// was written to it since the swap stays in it, under its own identifiers. A migration
     /// that never swapped has its new environment removed like an aborted clone's.
     pub async fn abort_migration(
         &self,
@@ -807,16 +750,8 @@ impl CloneEngine {
                 state.old_stack_protected = false;
                 save(store, state)?;
             }
-            for d in &state.databases {
-                events.warn(
-                    "abort",
-                    Some(&d.clone_id),
-                    format!(
-                        "{} is the original database again; writes made to the new database since \
-                         the swap stay in it, under its identifier {}",
-                        d.source_id, d.clone_id
-                    ),
-                );
+            for kind in KINDS {
+                kind.after_swap_back(state, events);
             }
         }
         self.exit_standby(&state.standby, events)
@@ -896,14 +831,16 @@ impl CloneEngine {
         Ok(())
     }
 
-    /// The point of no return: re-verify the new environment, take a final snapshot of the old
-    /// database, then delete the old stack without ever deleting the live database.
+    /// The point of no return: re-verify the new environment, have each kind deal with the old
+    /// environment's resources (`ResourceKind::finalize_check`, `finalize_old`), then delete the
+    /// old stack without ever deleting what serves.
     ///
-    /// CloudFormation tracks a DB instance by the identifier it created it with: after the
-    /// swap, the old stack's record names the identifier that now belongs to the live
-    /// database. So the live database is protected (DeletionProtection) while the old stack is
-    /// deleted, a delete that fails on it is retried retaining it, and the renamed old database
-    /// is deleted by envclone itself after its final snapshot.
+    /// CloudFormation tracks a resource by the identifier it created it with: after the swap,
+    /// the old stack's record of what the swap renamed (`ResourceKind::swapped`) names the
+    /// identifier that now belongs to what serves. So its kind protects it while the old stack
+    /// is deleted (`finalize_old`, undone by `finalize_restore`), a delete that fails on it is
+    /// retried retaining it (`finalize_delete_failed`), and the kind removes the renamed old one
+    /// itself.
     pub async fn finalize(
         &self,
         state: &mut MigrationState,
@@ -939,8 +876,8 @@ impl CloneEngine {
         state.phase = MigratePhase::Finalizing;
         save(store, state)?;
 
-        // Each kind deals with its resources of the old environment (a database: final
-        // snapshot, the renamed old one deleted, the live one protected).
+        // Each kind deals with its resources of the old environment
+        // (`ResourceKind::finalize_old`).
         for kind in KINDS {
             kind.finalize_old(self, state, store, events).await?;
         }
@@ -1036,7 +973,7 @@ impl CloneEngine {
         let mut kept = Vec::new();
         let mut unprotected = Vec::new();
         for r in &resources {
-            // What the swap renamed (the contract's databases) finalize handles itself.
+            // What the swap renamed (`ResourceKind::swapped`) finalize handles itself.
             if resources::of_type(&r.resource_type).is_some_and(|k| k.swapped()) {
                 continue;
             }
@@ -1111,9 +1048,9 @@ impl CloneEngine {
         Ok(out)
     }
 
-    /// Turns termination protection on for the old stack before the swap: from the first
-    /// rename on, its record of each database names the live one, and a plain `delete-stack`
-    /// would delete it. Finalize lifts it (that is the consent to delete); abort restores it.
+    /// Turns termination protection on for the old stack before the swap: from the swap's first
+    /// move on, its records of what the swap renames (`ResourceKind::swapped`) name what serves,
+    /// and a plain `delete-stack` would delete it. Finalize lifts it (that is the consent to delete); abort restores it.
     async fn protect_old_stack(
         &self,
         state: &mut MigrationState,
@@ -1148,16 +1085,15 @@ impl CloneEngine {
         events.info(
             step,
             Some(&name),
-            "termination protection on: after the swap this stack's records name the live \
-             databases, so a plain delete-stack is refused until finalize",
+            "termination protection on: after the swap this stack's records name what serves \
+             (what the swap renamed), so a plain delete-stack is refused until finalize",
         );
         Ok(())
     }
 
-    /// What the `post_swap` hooks are given of the live environment: each kind's
-    /// (`ResourceKind::post_swap_environment`; the databases: `ENVCLONE_DATABASE_<logical id>`,
-    /// the identifier clients use, and `…_ENDPOINT`, its host name, as they are now).
-    async fn live_databases(
+    /// The environment the `post_swap` hooks are given, of the live environment: each kind's
+    /// (`ResourceKind::post_swap_environment`) as it is now.
+    async fn post_swap_environment(
         &self,
         state: &MigrationState,
     ) -> Result<BTreeMap<String, String>, StepError> {
@@ -1212,9 +1148,10 @@ impl CloneEngine {
             .map_err(StepError::port(step))?;
         let first = self.wait_stack_deleted(&name, step).await?;
         if let Some(failed) = first {
-            // What failed is retained: the live database (protected, named by the old stack's
-            // record) and buckets still holding the old data. AWS refuses to retain a resource
-            // that is already deleted, so only DELETE_FAILED ones are named.
+            // What failed is retained, where its kind expects the failure
+            // (`ResourceKind::finalize_delete_failed`: what serves, protected and named by the
+            // old stack's record; what still holds the old data). AWS refuses to retain a
+            // resource that is already deleted, so only DELETE_FAILED ones are named.
             let after = retry(|| stacks.resources(&name))
                 .await
                 .map_err(StepError::port(step))?;

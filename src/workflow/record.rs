@@ -7,7 +7,8 @@
 //! kind is refused with what was found, never guessed at.
 //!
 //! The records themselves are here too, below the resource kinds that read them: a clone's
-//! (`CloneRecord`, with its `PlanRecord`), a migration's (`MigrationState`, with its `DbSwap`s),
+//! (`CloneRecord`, with its `PlanRecord`), a migration's (`MigrationState`, with its `DbSwap`s;
+//! `Swaps`, what the kinds planned for the swap),
 //! and what a run made by its recorded plan (`RunResources`, built in `recovery`).
 
 use std::collections::BTreeMap;
@@ -341,6 +342,17 @@ pub struct DbSwap {
     pub kind: DbKind,
 }
 
+/// What a migration's swap moves, as the kinds planned it at preflight
+/// (`ResourceKind::plan_swap`), one field per kind of move; recorded in the run's
+/// [`MigrationState`] when the run starts ([`MigrationState::begin`]), read back by a resume
+/// ([`MigrationState::swaps`]). Not serialized itself: the state's fields are the record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swaps {
+    /// The databases renamed (the RDS instance and Aurora cluster kinds), in the contract's
+    /// order.
+    pub databases: Vec<DbSwap>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsSwap {
     /// The hosted zone's id (a run recorded by an older envclone has its name: resolved by
@@ -360,6 +372,9 @@ pub struct MigrationState {
     pub started_at: String,
     pub phase: MigratePhase,
     pub standby: Vec<StandbyRecord>,
+    /// The databases the swap renames (`Swaps::databases`; filled and read by the database
+    /// kinds only). Typed and under this name because the record is read back by every later
+    /// envclone and printed as it is by `status --output json` (see `resource.rs`).
     pub databases: Vec<DbSwap>,
     pub dns: Option<DnsSwap>,
     /// (source bucket, new environment's bucket) pairs, re-verified before finalize.
@@ -398,6 +413,42 @@ pub struct MigrationState {
     /// for its TTL after that, so finalize waits for it before deleting the old environment.
     #[serde(default)]
     pub swapped_at: Option<String>,
+}
+
+impl MigrationState {
+    /// The state of migration run `clone.run_id` as it starts (phase `Cloning`, started
+    /// `started_at`), with what its swap will move.
+    pub fn begin(clone: &ClonePlan, started_at: String, swaps: Swaps) -> Self {
+        let Swaps { databases } = swaps;
+        MigrationState {
+            run_id: clone.run_id.to_string(),
+            env: clone.source_env.clone(),
+            source_stack: clone.source_stack.clone(),
+            target_stack: clone.target_stack.clone(),
+            started_at,
+            phase: MigratePhase::Cloning,
+            standby: Vec::new(),
+            databases,
+            dns: None,
+            buckets: Vec::new(),
+            bucket_records: Vec::new(),
+            created: Vec::new(),
+            kept: Vec::new(),
+            plan: Some(PlanRecord::from_plan(clone)),
+            protection_to_restore: Vec::new(),
+            old_stack_protected: false,
+            never_swapped: true,
+            creating: Vec::new(),
+            swapped_at: None,
+        }
+    }
+
+    /// What the run's swap moves, as recorded (a resume goes on with it).
+    pub fn swaps(&self) -> Swaps {
+        Swaps {
+            databases: self.databases.clone(),
+        }
+    }
 }
 
 pub(super) fn save(store: &dyn RunStore, state: &MigrationState) -> Result<(), StepError> {
@@ -528,6 +579,46 @@ mod tests {
         assert!(!m.never_swapped && !m.old_stack_protected);
         assert_eq!(m.plan, None);
         assert_eq!(m.swapped_at, None);
+    }
+
+    /// The swap's moves are recorded under `databases`, as every envclone wrote them (older
+    /// runs read back, `status --output json` prints the same field): what a run recorded is
+    /// what a resume goes on with.
+    #[test]
+    fn the_swaps_are_recorded_under_databases() {
+        let record = RunRecord::load(&stored(OLD_MIGRATION), "20261121231500-00b0")
+            .unwrap()
+            .expect("recorded");
+        let RunRecord::Migrate(m) = &record else {
+            panic!("a migration record read as {record:?}");
+        };
+        let recorded = vec![DbSwap {
+            logical_id: "Database".into(),
+            source_id: "prod-db".into(),
+            old_id: "prod-db-old-20261121231500".into(),
+            clone_id: "prod-20261121231500-00b0-db".into(),
+            kind: DbKind::Instance,
+        }];
+        assert_eq!(
+            m.swaps(),
+            Swaps {
+                databases: recorded.clone()
+            }
+        );
+        let store = MemoryRunStore::default();
+        record.save(&store).unwrap();
+        let value = store.load("20261121231500-00b0").unwrap().unwrap();
+        assert_eq!(
+            value["databases"],
+            serde_json::json!([{
+                "logical_id": "Database",
+                "source_id": "prod-db",
+                "old_id": "prod-db-old-20261121231500",
+                "clone_id": "prod-20261121231500-00b0-db",
+                "kind": "instance"
+            }])
+        );
+        assert!(value.get("swaps").is_none(), "{value}");
     }
 
     /// A record is written with its tag and reads back the same.

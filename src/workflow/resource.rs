@@ -34,12 +34,18 @@
 //!    of no return (`finalize_check`), what it does with the old environment's resources before
 //!    the old stack is deleted and undoes after (`finalize_old`, `finalize_restore`), whether
 //!    the old stack's records of it name what the swap made live (`swapped`), and what a failed
-//!    deletion of one by the old stack means (`finalize_delete_failed`); for migrate, how the
+//!    deletion of one by the old stack means (`finalize_delete_failed`); for migrate, what its
+//!    swap will move, planned and checked at preflight (`plan_swap`, into `Swaps`), how long
+//!    those moves may take (`swap_time`, kept free before a deadline), which logical ids the
+//!    swap renames (`swap_renames`: the template's references to them keep the pre-swap name),
+//!    that it is ready to move just before the swap (`check_before_swap`, a guardrail), how the
 //!    swap moves it (`swap`, forward and back, each move chosen by the pure `swap::swap_step`
-//!    from what exists), marks it while the swap is open (`mark_open_migration`) and checks it
-//!    on the live environment after the swap (`check_after_swap`), why
-//!    migrate cannot move it (`migrate_refusal`: a DynamoDB table not `shared`), and what shows
-//!    that one of a migration's temporary stack served (`served_as`, for destroy);
+//!    from what exists), marks it while the swap is open (`mark_open_migration`), checks it
+//!    on the live environment after the swap (`check_after_swap`) and gives the `post_swap`
+//!    hooks its live names (`post_swap_environment`), what abort tells once it swapped back
+//!    (`after_swap_back`), why migrate cannot move it (`migrate_refusal`: a DynamoDB table not
+//!    `shared`), and what shows that one of a migration's temporary stack served (`served_as`,
+//!    for destroy);
 //! 2. `src/workflow/resources/mod.rs`: `mod <kind>;` and one entry in `KINDS`;
 //! 3. `src/contract.rs`: the contract's section listing resources of the kind (`tables:` for
 //!    the DynamoDB table kind; the contract is parsed in one place, not by the kinds);
@@ -63,18 +69,29 @@
 //! Not yet behind the trait, so an existing kind's change may still touch them: the contract's
 //! sections (`contract.rs` parses `databases:`, `buckets:`, `tables:`), the plan's per-kind
 //! fields of the databases and buckets (`DatabasePlan`, `BucketPlan`, `scaling_groups`, filled
-//! in `planner::build_plan`), Standby, migrate's state (`MigrationState::databases`,
-//! `buckets`, which the database and bucket kinds' swap and finalize hooks read;
-//! `preflight_migrate` builds the databases' `DbSwap`s), the databases named by migrate's
-//! guardrails, `swap_allowance` and abort messages,
-//! `swapcheck.rs`'s scan of the template for references to the renamed databases
-//! (`endpoint_references`), and the port's field in `ports::Cloud`.
+//! in `planner::build_plan`), Standby (and migrate's guardrail that the source is still in
+//! it), `swapcheck.rs`'s scan of the template (which attributes of a renamed resource change
+//! with its identifier, and the database types it skips: `endpoint_references`), and the
+//! port's field in `ports::Cloud`.
+//!
+//! Migrate's record stays typed per kind of move: `Swaps` (what the kinds planned) has one
+//! field per kind of move, and `MigrationState` (`record.rs`) keeps its fields under the names
+//! it always had — `databases: Vec<DbSwap>` (filled by the database kinds' `plan_swap`, read
+//! by their swap, guardrail, abort and finalize hooks; migrate itself never reads it),
+//! `protection_to_restore`, `buckets`, `bucket_records`. Not one generic list, because the
+//! record is read back by every later envclone and printed as it is by `status --output json`
+//! (scripts read `state.databases`): renaming the field would change that output, and a
+//! generic entry would either be an enum with one variant or untyped. A kind that comes to
+//! move something in the swap adds its field to `Swaps` and to `MigrationState` (with
+//! `#[serde(default)]`, so older records read), in `record.rs`: a fourth file, as its port is
+//! for a kind over a new service.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
 use crate::contract::{Contract, Template};
+use crate::model::RunId;
 use crate::ports::{StackInfo, StackResource};
 
 use crate::s3sync::VerifyReport;
@@ -83,7 +100,7 @@ use crate::events::Emitter;
 
 use super::engine::{BucketOutcome, CheckResult, Checkpoint, CloneEngine, CopyOutcome, Created};
 use super::plan::{ClonePlan, SourceEnv};
-use super::record::{MigrationState, PlanRecord};
+use super::record::{MigrationState, PlanRecord, Swaps};
 use super::swap::Direction;
 use super::window::{QuietWindow, WindowNeeds};
 use super::{PreflightError, StepError};
@@ -466,6 +483,51 @@ pub trait ResourceKind: Send + Sync {
     ) -> Result<(), StepError> {
         Ok(())
     }
+
+    /// Migrate's preflight (read-only): plans how the swap moves this kind's resources of
+    /// `plan` (the clone onto the new template from `origin`, run `run_id`) into `swaps` (a
+    /// database: the identifier it moves away to, free, and the clone's, set by the template);
+    /// a refusal names what to change.
+    async fn plan_swap(
+        &self,
+        _engine: &CloneEngine,
+        _plan: &ClonePlan,
+        _run_id: &RunId,
+        _origin: &str,
+        _swaps: &mut Swaps,
+    ) -> Result<(), PreflightError> {
+        Ok(())
+    }
+
+    /// How long the swap's moves of this kind's resources of `swaps` may take at most, kept
+    /// free before a migration's deadline (a database: two renames, each "effective in about
+    /// 10 minutes" on AWS).
+    fn swap_time(&self, _swaps: &Swaps) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    /// The logical ids of `plan`'s template whose identifier, endpoint or ARN the swap changes
+    /// (a database renamed): what the template hands on of them keeps the pre-swap value
+    /// (`swapcheck::endpoint_references`).
+    fn swap_renames(&self, _plan: &ClonePlan) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Migrate's guardrails, just before the swap: this kind's resources of the swap are
+    /// ready to move (a database: available under both identifiers). A refusal (step
+    /// `guardrails`) says what is not; nothing was changed.
+    async fn check_before_swap(
+        &self,
+        _engine: &CloneEngine,
+        _state: &MigrationState,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// After abort swapped back: what the operator must know of this kind's resources of the
+    /// swap, told to `events` under step `abort` (a database: writes made to the new one since
+    /// the swap stay in it).
+    fn after_swap_back(&self, _state: &MigrationState, _events: &Emitter) {}
 
     /// Why `envclone migrate` cannot move this kind's resources of `contract` (the new
     /// template's, from `origin`) for environment `env`, in words for the operator (what to do

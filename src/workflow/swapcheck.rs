@@ -23,8 +23,8 @@ use crate::template_eval::{sub_argument, sub_variables};
 /// stack's creation (user data, a config file, an output, a parameter store value…).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointReference {
-    /// The database's logical id.
-    pub database: String,
+    /// The logical id of what the swap renames (`ResourceKind::swap_renames`: a database).
+    pub renamed: String,
     /// Where: `Resources.Web.Properties.LaunchTemplateData.UserData…` or `Outputs.X.Value`.
     pub path: String,
     /// What: `Fn::GetAtt Database.Endpoint.Address`, `${Database.Endpoint.Address}`, `Ref Database`.
@@ -82,9 +82,9 @@ pub fn endpoint_references(template: &Template, databases: &[String]) -> Vec<End
 }
 
 fn scan(v: &Value, path: &str, dbs: &[String], out: &mut Vec<EndpointReference>) {
-    let mut found = |database: &str, expression: String| {
+    let mut found = |renamed: &str, expression: String| {
         out.push(EndpointReference {
-            database: database.to_string(),
+            renamed: renamed.to_string(),
             path: path.to_string(),
             expression,
         })

@@ -413,10 +413,9 @@ async fn stopped_by_deadline(
         .preflight_migrate(&request(), run_id())
         .await
         .unwrap();
-    let allowance = chrono::Duration::from_std(envclone::workflow::migrate::swap_allowance(
-        plan.databases.len(),
-    ))
-    .unwrap();
+    let allowance =
+        chrono::Duration::from_std(envclone::workflow::migrate::swap_allowance(&plan.swaps))
+            .unwrap();
     let started = s.engine.cloud.clock.now();
     plan.deadline = Some(started + after(allowance));
     let failure = s

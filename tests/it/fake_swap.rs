@@ -468,7 +468,7 @@ async fn migrate_finalize_clone_migrate_again_finalize() {
         .await
         .unwrap_or_else(|e| panic!("second migrate: {e}"));
     assert_eq!(plan.clone.source_stack, "prod-mbeef");
-    assert_eq!(plan.databases[0].source_id, "prod-db");
+    assert_eq!(plan.swaps.databases[0].source_id, "prod-db");
     let mut second = s
         .engine
         .migrate(&plan, &store2, &s.emitter, std::future::pending())

@@ -15,14 +15,14 @@ use crate::s3sync::VerifyReport;
 use super::super::deletion;
 use super::super::engine::{CheckResult, CloneEngine, Created};
 use super::super::plan::{ClonePlan, DatabasePlan};
-use super::super::record::{save, DbSwap, MigrationState, PlanRecord};
+use super::super::record::{save, DbSwap, MigrationState, PlanRecord, Swaps};
 use super::super::resource::{
     BeforeStack, Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceRef,
     RunScope,
 };
 use super::super::swap::{swap_step, Direction, SwapStep};
 use super::super::window::{QuietWindow, WholeWindow, WindowItem, WindowNeeds};
-use super::super::StepError;
+use super::super::{PreflightError, StepError};
 
 /// A DB snapshot (of an instance).
 pub const SNAPSHOT: RefKind = RefKind::new("DB snapshot");
@@ -674,6 +674,127 @@ impl super::super::resource::ResourceKind for Database {
         Some(None)
     }
 
+    /// Each database of this kind moves away to `<id>-old-<stamp>` (a valid identifier, no
+    /// database of that name yet) and the clone's takes its identifier, which the template must
+    /// set (one chosen by CloudFormation is not known before the stack exists). Kept in the
+    /// contract's order among the other database kind's.
+    async fn plan_swap(
+        &self,
+        engine: &CloneEngine,
+        plan: &ClonePlan,
+        run_id: &RunId,
+        origin: &str,
+        swaps: &mut Swaps,
+    ) -> Result<(), PreflightError> {
+        let stamp: String = run_id.as_str().chars().take(12).collect();
+        for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
+            let (what, property) = match d.kind {
+                DbKind::Instance => ("DB instance identifier", "DBInstanceIdentifier"),
+                DbKind::Cluster => ("DB cluster identifier", "DBClusterIdentifier"),
+            };
+            let old_id = format!("{}-old-{stamp}", d.source_instance);
+            model::check_rds_identifier(what, &old_id, 63)?;
+            let clone_id =
+                d.target_instance
+                    .clone()
+                    .ok_or_else(|| PreflightError::Unsupported {
+                        what: format!(
+                    "database {} of {origin} gets an identifier chosen by CloudFormation; migrate \
+                     renames databases, so the template must set {property} (e.g. !Sub \
+                     \"${{EnvironmentName}}-db\")",
+                    d.logical_id
+                ),
+                    })?;
+            if retry(|| engine.cloud.databases.status_of(d.kind, &old_id))
+                .await?
+                .is_some()
+            {
+                return Err(PreflightError::TargetExists {
+                    what: format!("database {old_id}"),
+                });
+            }
+            swaps.databases.push(DbSwap {
+                logical_id: d.logical_id.clone(),
+                source_id: d.source_instance.clone(),
+                old_id,
+                clone_id,
+                kind: d.kind,
+            });
+        }
+        let position = |s: &DbSwap| {
+            plan.databases
+                .iter()
+                .position(|d| d.logical_id == s.logical_id)
+        };
+        swaps.databases.sort_by_key(position);
+        Ok(())
+    }
+
+    /// Two renames per database of this kind, each "effective in about 10 minutes" on AWS
+    /// (USER_RenameInstance): 20 minutes each.
+    fn swap_time(&self, swaps: &Swaps) -> std::time::Duration {
+        let moved = swaps
+            .databases
+            .iter()
+            .filter(|d| d.kind == self.kind)
+            .count();
+        std::time::Duration::from_secs(20 * 60 * moved as u64)
+    }
+
+    /// The databases of this kind: each is renamed, and its endpoint and ARN with it.
+    fn swap_renames(&self, plan: &ClonePlan) -> Vec<String> {
+        plan.databases
+            .iter()
+            .filter(|d| d.kind == self.kind)
+            .map(|d| d.logical_id.clone())
+            .collect()
+    }
+
+    /// Both identifiers of each database of this kind (the one clients use, the clone's)
+    /// name an available database.
+    async fn check_before_swap(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+    ) -> Result<(), StepError> {
+        let step = "guardrails";
+        let refuse = |message: String| StepError::Refused {
+            step: step.into(),
+            message,
+        };
+        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+            for id in [&d.source_id, &d.clone_id] {
+                let status = retry(|| engine.cloud.databases.status_of(d.kind, id))
+                    .await
+                    .map_err(StepError::port(step))?;
+                match status {
+                    Some(status) if status.is_available() => {}
+                    Some(status) => {
+                        return Err(refuse(format!("database {id} is {status}, not available")))
+                    }
+                    None => return Err(refuse(format!("database {id} does not exist"))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The source's database serves again under its identifier; the new one keeps the writes
+    /// made to it since the swap.
+    fn after_swap_back(&self, state: &MigrationState, events: &Emitter) {
+        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+            events.warn(
+                "abort",
+                Some(&d.clone_id),
+                format!(
+                    "{} is the original database again; writes made to the new database since \
+                     the swap stay in it, under its identifier {}",
+                    d.source_id, d.clone_id
+                ),
+            );
+        }
+    }
+
     /// Renames each database of this kind, one move at a time (`swap_step`), each chosen only
     /// once its identifiers are settled; forward, tags the live one with CloudFormation's
     /// identifier and the run.
@@ -977,6 +1098,22 @@ pub(crate) struct DatabaseArtifact {
 
 /// The engine's work for the databases: what the clone stack restores each from.
 impl CloneEngine {
+    /// Waits, at most `settings.verify_timeout`, until database `id` is available (`why`: what
+    /// was just done to it, for the message).
+    async fn wait_db_available(&self, kind: DbKind, id: &str, why: &str) -> Result<(), StepError> {
+        let dbs = &self.cloud.databases;
+        let what = format!("database {id} {why} to be available");
+        wait_until(&what, self.settings.verify_timeout, || async {
+            Ok(match dbs.status_of(kind, id).await? {
+                Some(status) if status.is_available() => Poll::Ready(()),
+                Some(status) => Poll::Pending(status.to_string()),
+                None => Poll::Pending("not visible yet".into()),
+            })
+        })
+        .await
+        .map_err(StepError::wait("swap"))
+    }
+
     /// What the clone stack restores database `d` from, made while the source is quiet: a
     /// snapshot, or for an Aurora cluster whose template can take one, a copy-on-write clone
     /// point (falling back to a cluster snapshot where the cluster cannot be cloned).

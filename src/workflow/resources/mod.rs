@@ -7,7 +7,9 @@
 //! removing them (abort, destroy, a migrate that never swapped), the work around the deletion
 //! of a clone stack (emptying buckets, removing the final snapshots CloudFormation takes),
 //! verification, the plan's steps, the parameters envclone gives the clone stack, the
-//! inventory's classification of the types each kind covers, and finalize (whether it retains
+//! inventory's classification of the types each kind covers, migrate's swap (planned at
+//! preflight, its time before a deadline, its guardrail, the moves forward and back, the
+//! checks after it, what abort tells once swapped back), and finalize (whether it retains
 //! them, or what each kind does with the old environment's resources).
 
 mod aurora_cluster;
