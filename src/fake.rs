@@ -3452,9 +3452,10 @@ impl ObjectStore for FakeAws {
         prefix: &str,
         start_after: Option<&str>,
         token: Option<String>,
+        max_keys: usize,
     ) -> PortResult<ListPage> {
         self.call("s3:ListObjectsV2", false).await?;
-        const PAGE: usize = 1000;
+        let page = max_keys.clamp(1, PAGE_KEYS);
         let s = self.lock();
         let b = Self::bucket(&s, bucket)?;
         use std::ops::Bound;
@@ -3471,7 +3472,7 @@ impl ObjectStore for FakeAws {
             if !key.starts_with(prefix) {
                 break;
             }
-            if objects.len() == PAGE {
+            if objects.len() == page {
                 next = objects.last().map(|o: &ObjectSummary| o.key.clone());
                 break;
             }

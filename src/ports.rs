@@ -745,6 +745,9 @@ pub struct BucketListing {
     pub created: chrono::DateTime<chrono::Utc>,
 }
 
+/// The most keys a ListObjectsV2 page holds (S3's `max-keys` limit, and its default).
+pub const PAGE_KEYS: usize = 1000;
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     /// The `https://` URL of an object in this store's region, as CreateStack's `TemplateURL`
@@ -763,16 +766,20 @@ pub trait ObjectStore: Send + Sync {
         prefix: &str,
         token: Option<String>,
     ) -> PortResult<ListPage> {
-        self.list_page_after(bucket, prefix, None, token).await
+        self.list_page_after(bucket, prefix, None, token, PAGE_KEYS)
+            .await
     }
-    /// A page of the keys under `prefix` that sort after `start_after` (S3's `start-after`,
-    /// which need not be a key; like S3, ignored once a continuation `token` is given).
+    /// A page of at most `max_keys` (1 to `PAGE_KEYS`) of the keys under `prefix` that sort
+    /// after `start_after` (S3's `start-after`, which need not be a key; like S3, ignored once
+    /// a continuation `token` is given). A page may hold fewer keys than asked and still have
+    /// a token: only a page without one ends the listing.
     async fn list_page_after(
         &self,
         bucket: &str,
         prefix: &str,
         start_after: Option<&str>,
         token: Option<String>,
+        max_keys: usize,
     ) -> PortResult<ListPage>;
     async fn head_object(
         &self,

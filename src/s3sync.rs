@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::ports::{
     is_customer_key_refusal, CopiedPart, CopyRequest, ObjectChecksum, ObjectEncryption, ObjectHead,
-    ObjectStore, ObjectSummary, PortError, COPY_CHECKSUM,
+    ObjectStore, ObjectSummary, PortError, COPY_CHECKSUM, PAGE_KEYS,
 };
 use crate::retry::retry;
 
@@ -423,11 +423,13 @@ struct Lister {
 const MAX_KEY_BYTES: usize = 1024;
 /// Listing ranges read at once per side.
 const RANGES_AHEAD: usize = 8;
-/// Keys a range is planned to hold: about three pages. A range's last page runs past its end
-/// (S3 has no end bound), and where the server's CPU rather than the round trip limits
+/// Keys a range is planned to hold: about three pages. S3 has no end bound, so a range's last
+/// page would run past its end; where the server's CPU rather than the round trip limits
 /// listing (the benchmark's local server on 2 cores), that overrun is what ranges cost: with
-/// ranges of 700 keys a no-op took 0.43-0.50 s against the sequential listing's 0.31-0.35 s
-/// there, with ranges of 3,000 keys 0.33-0.38 s.
+/// whole pages and ranges of 700 keys a no-op took 0.43-0.50 s against the sequential
+/// listing's 0.31-0.35 s there, with ranges of 3,000 keys 0.33-0.38 s. Each page now asks for
+/// about the keys left to its range's end (`page_keys`); one-page ranges of 900 keys were
+/// measured with that too and were no faster than these (BENCHMARKS.md, run 13).
 const RANGE_KEYS: f64 = 3000.0;
 
 /// Where the next range starts.
@@ -649,11 +651,24 @@ async fn list_range(
     side: Side,
 ) {
     let mut token: Option<String> = None;
+    // The last key this range has listed (its start before any), and the fewest keys its next
+    // page asks for.
+    let mut cursor = range.start_after.clone().unwrap_or_default();
+    let mut at_least = PAGE_FLOOR;
     loop {
         let start_after = range.start_after.as_deref().filter(|_| token.is_none());
-        let page =
-            retry(|| store.list_page_after(&path.bucket, &path.prefix, start_after, token.clone()))
-                .await;
+        let max_keys = match &range.end {
+            Some(end) => {
+                let space = shared.space.lock().expect("key space lock");
+                page_keys(space.as_ref().map(|(_, s)| s), &cursor, end, at_least)
+            }
+            None => PAGE_KEYS,
+        };
+        let page = retry(|| {
+            let token = token.clone();
+            store.list_page_after(&path.bucket, &path.prefix, start_after, token, max_keys)
+        })
+        .await;
         let page = match page {
             Ok(page) => page,
             Err(PortError::NotFound { .. }) if token.is_none() => {
@@ -685,6 +700,7 @@ async fn list_range(
         let mut objects = page.objects;
         let last = objects.last().map(|o| o.key.clone());
         let mut past_end = false;
+        let mut at_end = false;
         let mut beyond = None;
         if let Some(end) = &range.end {
             // The range holds its end (the next range starts after it): a key equal to a
@@ -693,6 +709,15 @@ async fn list_range(
                 beyond = objects.drain(cut..).next().map(|o| o.key);
                 past_end = true;
             }
+            // A page that ends with the range's end key: nothing more of this range.
+            at_end = last.as_ref() == Some(end);
+        }
+        if let Some(last) = &last {
+            cursor.clone_from(last);
+        }
+        if max_keys < PAGE_KEYS {
+            // This page was to be the range's last; if it was not, the estimate is too small.
+            at_least = (max_keys * 2).min(PAGE_KEYS);
         }
         if page.next_token.is_none() && !past_end {
             // Nothing after this range's end: the ranges after it would be empty.
@@ -732,10 +757,28 @@ async fn list_range(
             return;
         }
         match page.next_token {
-            Some(next) if !past_end && !probe_done => token = Some(next),
+            Some(next) if !past_end && !at_end && !probe_done => token = Some(next),
             _ => return,
         }
     }
+}
+
+/// The fewest keys a range's page asks for.
+const PAGE_FLOOR: usize = 64;
+
+/// How many keys the next page of a range ending at `end` asks for, after `cursor`: the
+/// key space's estimate of the keys left up to the end, with a margin, so that the range's
+/// last page holds its end and few keys past it (S3 has no end bound: what a page holds past
+/// the end is listed again by the next range, and dropped here), and at least `at_least`.
+/// Only a cost rides on the estimate, never the listing: a page that was to be the last and
+/// fell short of the end is followed by one that asks for at least twice as many keys (the
+/// caller's `at_least`), so a far too small estimate costs a few pages, not hundreds.
+fn page_keys(space: Option<&KeySpace>, cursor: &str, end: &str, at_least: usize) -> usize {
+    let Some(left) = space.and_then(|s| s.keys_between(cursor, end)) else {
+        return PAGE_KEYS;
+    };
+    let ask = (left * 1.05 + 16.0).min(PAGE_KEYS as f64) as usize;
+    ask.max(at_least).clamp(PAGE_FLOOR, PAGE_KEYS)
 }
 
 /// The first pair of neighbours that is not in strictly increasing order.
@@ -847,6 +890,12 @@ impl KeySpace {
             key.push(alphabet[digit - 1]);
         }
         key
+    }
+
+    /// About how many keys lie after `from` up to `to`, if this space can read both.
+    fn keys_between(&self, from: &str, to: &str) -> Option<f64> {
+        let (from, to) = (self.value(from)?, self.value(to)?);
+        Some(to.saturating_sub(from) as f64 / self.per_key)
     }
 
     /// A key about `keys` keys after `cursor` (always after it), if this space can tell.
@@ -2434,6 +2483,123 @@ mod tests {
         let end = space.after(&hex[999], 700.0).unwrap();
         let n = keys_between(&hex, &hex[999], &end);
         assert!((350..=1000).contains(&n), "{n} keys up to {end}");
+    }
+
+    /// The pages of one range, listed on the fake with `space` as the key space: the keys in
+    /// the order listed, the ListObjectsV2 calls made, and the gap recorded after the end.
+    async fn list_one_range(
+        keys: &[String],
+        space: KeySpace,
+        range: Range,
+    ) -> (Vec<String>, usize, Option<(String, String)>) {
+        let fake = crate::fake::FakeAws::new(Default::default());
+        fake.create_bucket_now("b");
+        for key in keys {
+            fake.put_object("b", key, b"x", ObjectHead::default(), &[]);
+        }
+        let store: Arc<dyn ObjectStore> = Arc::new(fake.clone());
+        let shared = Arc::new(Shared {
+            space: std::sync::Mutex::new(Some((keys[999].clone(), space))),
+            ahead: AtomicUsize::new(2),
+            ..Shared::default()
+        });
+        shared.unanswered.fetch_add(1, Relaxed);
+        let (tx, mut rx) = mpsc::channel(64);
+        let path = Arc::new(BucketPath::bucket("b"));
+        let progress = Arc::new(SyncProgress::default());
+        list_range(
+            store,
+            path,
+            range,
+            tx,
+            shared.clone(),
+            progress,
+            Side::Source,
+        )
+        .await;
+        let mut listed = Vec::new();
+        while let Some(page) = rx.recv().await {
+            listed.extend(page.unwrap().into_iter().map(|o| o.key));
+        }
+        let calls = fake.calls();
+        let lists = calls.iter().filter(|c| c.operation == "s3:ListObjectsV2");
+        let gap = shared.gap.lock().unwrap().clone();
+        (listed, lists.count(), gap)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_range_is_listed_whole_and_in_order_whatever_the_page_size_estimate() {
+        let keys: Vec<String> = (0..5000).map(|i| format!("data/{i:05}.bin")).collect();
+        let page: Vec<&str> = keys[..1000].iter().map(String::as_str).collect();
+        let space = KeySpace::learn(&page).unwrap();
+        let skewed = |factor: f64| KeySpace {
+            per_key: space.per_key * factor,
+            ..space.clone()
+        };
+        // The keys after the 1,000th up to and with the 3,501st, and the key after the end.
+        let end = keys[3500].clone();
+        let want: Vec<String> = keys[1000..=3500].to_vec();
+        let gap = Some((end.clone(), keys[3501].clone()));
+        let range = || Range {
+            start_after: Some(keys[999].clone()),
+            end: Some(end.clone()),
+            probe: false,
+        };
+        // A right estimate: 1,000 + 1,000 keys, then a last page asking for the 501 keys left
+        // and a margin (past the end: those keys are dropped).
+        let (listed, calls, found_gap) = list_one_range(&keys, space.clone(), range()).await;
+        assert_eq!(listed, want);
+        assert_eq!((calls, &found_gap), (3, &gap));
+        // 20 times too many keys estimated: whole pages, the last one's 499 keys past the end
+        // dropped.
+        let (listed, calls, found_gap) = list_one_range(&keys, skewed(1.0 / 20.0), range()).await;
+        assert_eq!(listed, want);
+        assert_eq!((calls, &found_gap), (3, &gap));
+        // 20 times too few: pages too small to reach the end, each one asking for twice the
+        // keys of the one before (147, 294, 588, then whole pages), not hundreds of small ones.
+        let (listed, calls, found_gap) = list_one_range(&keys, skewed(20.0), range()).await;
+        assert_eq!(listed, want);
+        assert_eq!((calls, &found_gap), (5, &gap));
+        // A range whose end is a key and whose last page ends with it: no page after it.
+        let end = keys[2999].clone();
+        let range = Range {
+            start_after: Some(keys[999].clone()),
+            end: Some(end.clone()),
+            probe: false,
+        };
+        let (listed, calls, found_gap) = list_one_range(&keys, space.clone(), range).await;
+        assert_eq!(listed, keys[1000..3000].to_vec());
+        assert_eq!((calls, found_gap), (2, None));
+    }
+
+    #[test]
+    fn page_sizes_follow_the_estimate_within_bounds() {
+        let keys: Vec<String> = (0..1000).map(|i| format!("data/{i:05}.bin")).collect();
+        let page: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let space = KeySpace::learn(&page).unwrap();
+        let ask =
+            |cursor: &str, end: &str, at_least| page_keys(Some(&space), cursor, end, at_least);
+        assert_eq!(ask("data/00999.bin", "data/05000.bin", 0), PAGE_KEYS);
+        // 500 keys left: 5% and 16 more (541) on the estimate, which reads the carry into the
+        // thousands as more keys than there are (each digit has an 11th value: the key ends).
+        let n = ask("data/00999.bin", "data/01499.bin", 0);
+        assert!((541..=700).contains(&n), "{n}");
+        assert_eq!(ask("data/01999.bin", "data/02499.bin", 0), n);
+        // Past the end already, or 3 keys left: the floor.
+        assert_eq!(ask("data/01499.bin", "data/01499.bin", 0), PAGE_FLOOR);
+        assert_eq!(ask("data/01499.bin", "data/01502.bin", 0), PAGE_FLOOR);
+        // After a page that was to be the last and was not: what the caller grew.
+        assert_eq!(ask("data/01499.bin", "data/01502.bin", 600), 600);
+        let m = ask("data/01499.bin", "data/01999.bin", 0);
+        assert!((541..=700).contains(&m), "{m}");
+        assert_eq!(ask("data/01499.bin", "data/01999.bin", 300), m);
+        assert_eq!(
+            ask("data/01499.bin", "data/01999.bin", PAGE_KEYS),
+            PAGE_KEYS
+        );
+        // No key space, or keys it cannot read: whole pages.
+        assert_eq!(page_keys(None, "a", "b", 0), PAGE_KEYS);
+        assert_eq!(ask("data/01499.bin", "zzz", 0), PAGE_KEYS);
     }
 
     #[test]

@@ -9,17 +9,29 @@ use async_trait::async_trait;
 
 use crate::ports::*;
 
-pub struct Http(reqwest::Client);
+/// The client is built on the first GET: building it loads the system's root certificates
+/// (a few milliseconds of CPU), which most commands (an `s3 sync`, a plan) never need.
+pub struct Http {
+    timeout: Duration,
+    client: std::sync::OnceLock<reqwest::Client>,
+}
 
 impl Http {
     /// Each GET gives up after `timeout` (then retried by the check's wait, as any error).
     pub(super) fn new(timeout: Duration) -> Http {
-        Http(
+        Http {
+            timeout,
+            client: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
             reqwest::Client::builder()
-                .timeout(timeout)
+                .timeout(self.timeout)
                 .build()
-                .expect("HTTP client builds"),
-        )
+                .expect("HTTP client builds")
+        })
     }
 }
 
@@ -27,7 +39,7 @@ impl Http {
 impl HttpProbe for Http {
     async fn get_status(&self, url: &str) -> PortResult<u16> {
         let response = self
-            .0
+            .client()
             .get(url)
             .send()
             .await

@@ -601,13 +601,14 @@ impl ObjectStore for S3 {
         prefix: &str,
         start_after: Option<&str>,
         token: Option<String>,
+        max_keys: usize,
     ) -> PortResult<ListPage> {
         // RestoreStatus tells which archived objects have a restored copy (copyable).
         let mut call = self
             .client
             .list_objects_v2()
             .bucket(bucket)
-            .max_keys(1000)
+            .max_keys(max_keys.clamp(1, PAGE_KEYS) as i32)
             .optional_object_attributes(aws_sdk_s3::types::OptionalObjectAttributes::RestoreStatus);
         if !prefix.is_empty() {
             call = call.prefix(prefix);

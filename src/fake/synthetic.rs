@@ -109,18 +109,20 @@ impl ObjectStore for SyntheticBuckets {
         _prefix: &str,
         start_after: Option<&str>,
         token: Option<String>,
+        max_keys: usize,
     ) -> PortResult<ListPage> {
+        let max = max_keys.clamp(1, PAGE_KEYS);
         let (objects, next) = match (token, start_after) {
-            (Some(token), _) => self.page(bucket, token.parse().unwrap_or(0), 1000),
+            (Some(token), _) => self.page(bucket, token.parse().unwrap_or(0), max),
             (None, Some(after)) => {
                 // Keys grow with their index: find the first index whose key (or whose
                 // `~old` twin) sorts after `after`, then drop what does not.
                 let from = self.first_index_after(after).saturating_sub(1);
-                let (mut objects, next) = self.page(bucket, from, 1000);
+                let (mut objects, next) = self.page(bucket, from, max);
                 objects.retain(|o| o.key.as_str() > after);
                 (objects, next)
             }
-            (None, None) => self.page(bucket, 0, 1000),
+            (None, None) => self.page(bucket, 0, max),
         };
         tokio::task::yield_now().await;
         Ok(ListPage {

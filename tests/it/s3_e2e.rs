@@ -150,7 +150,7 @@ async fn s3_sync_copies_tricky_keys_and_multipart_objects_deletes_extras_and_re_
     for after in ["données/été.txt", "m", "with space.txt", "folder/", "日"] {
         let page = cloud
             .objects
-            .list_page_after(SRC, "", Some(after), None)
+            .list_page_after(SRC, "", Some(after), None, envclone::ports::PAGE_KEYS)
             .await
             .unwrap();
         let got: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
