@@ -291,12 +291,14 @@ pub trait ResourceKind: Send + Sync {
 
     /// Read-only checks of this kind's resources before the first change (the source's
     /// exist and can be copied, what the run would create is free); a refusal names what to
-    /// do.
+    /// do. What the checks find that the run needs goes into `plan`'s fields of this kind (a
+    /// bucket: whether its source keeps versions, its archived objects). The kinds are
+    /// checked in the order of `resources::KINDS`.
     async fn preflight(
         &self,
         _engine: &CloneEngine,
         _source: &SourceEnv,
-        _plan: &ClonePlan,
+        _plan: &mut ClonePlan,
     ) -> Result<(), PreflightError> {
         Ok(())
     }

@@ -249,14 +249,60 @@ impl ResourceKind for Bucket {
         true
     }
 
-    /// A bucket whose job reads the source's S3 Inventory report (`manifest: inventory`)
-    /// needs one it can read: refused before any change otherwise, naming why.
+    /// Each source bucket exists and each bucket the run would create (or the stack would
+    /// name, when its name is known) is free; records which sources keep versions and their
+    /// archived objects (refused unless `--skip-archived`); a bucket whose job reads the
+    /// source's S3 Inventory report (`manifest: inventory`) needs one it can read. Each
+    /// refused before any change, naming why.
     async fn preflight(
         &self,
         engine: &CloneEngine,
         _source: &crate::workflow::plan::SourceEnv,
-        plan: &ClonePlan,
+        plan: &mut ClonePlan,
     ) -> Result<(), PreflightError> {
+        let objects = engine.cloud.objects.as_ref();
+        for b in &plan.buckets {
+            if retry(|| objects.bucket_tags(&b.source_bucket))
+                .await?
+                .is_none()
+            {
+                return Err(PreflightError::SourceMissing {
+                    what: format!("bucket {}", b.source_bucket),
+                });
+            }
+            let target_name = match &b.target {
+                BucketTarget::Created { name, .. } => Some(name),
+                BucketTarget::StackOwned { predicted_name } => predicted_name.as_ref(),
+            };
+            if let Some(name) = target_name {
+                if retry(|| objects.bucket_tags(name)).await?.is_some() {
+                    return Err(PreflightError::TargetExists {
+                        what: format!("bucket {name}"),
+                    });
+                }
+            }
+        }
+        // A source that keeps versions (GetBucketVersioning `Enabled`) is copied as of T after
+        // the window, whatever the engine (a batch job's manifest then names each object's
+        // version at T); one that keeps none (or only Suspended: an overwrite then replaces
+        // the null version, losing its state at T) is copied inside the window.
+        for b in &mut plan.buckets {
+            let status = retry(|| objects.versioning(&b.source_bucket)).await?;
+            b.versioned = status.as_deref() == Some("Enabled");
+        }
+        // Archived objects cannot be copied without a restore: found now, before any change,
+        // rather than as an InvalidObjectState in the middle of Standby.
+        for b in &plan.buckets {
+            let found = s3sync::find_archived(objects, &b.source_bucket).await?;
+            if found.count > 0 {
+                plan.archived.push(found);
+            }
+        }
+        if !plan.archived.is_empty() && !plan.skip_archived {
+            return Err(PreflightError::ArchivedObjects {
+                found: std::mem::take(&mut plan.archived),
+            });
+        }
         for b in &plan.buckets {
             let inventory = b
                 .batch

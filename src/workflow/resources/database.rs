@@ -184,14 +184,57 @@ impl super::super::resource::ResourceKind for Database {
         Ok(())
     }
 
-    /// A database restored to a point in time: its template really restores from the two
-    /// parameters, and its source keeps automated backups.
+    /// Each source database of this kind exists and is available; the snapshot the run would
+    /// take and the identifiers the clone would use are free. Then a database restored to a
+    /// point in time: its template really restores from the two parameters, and its source
+    /// keeps automated backups.
     async fn preflight(
         &self,
         engine: &CloneEngine,
         source: &crate::workflow::plan::SourceEnv,
-        plan: &ClonePlan,
+        plan: &mut ClonePlan,
     ) -> Result<(), crate::workflow::PreflightError> {
+        let dbs = &engine.cloud.databases;
+        for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
+            match retry(|| dbs.status_of(d.kind, &d.source_instance)).await? {
+                None => {
+                    return Err(PreflightError::SourceMissing {
+                        what: format!("database {}", d.source_instance),
+                    })
+                }
+                Some(status) if !status.is_available() => {
+                    return Err(PreflightError::DatabaseNotAvailable {
+                        id: d.source_instance.clone(),
+                        status,
+                    })
+                }
+                Some(_) => {}
+            }
+            let snapshots = dbs.snapshots(d.kind);
+            if retry(|| snapshots.describe(&d.snapshot_id))
+                .await?
+                .is_some()
+            {
+                return Err(PreflightError::TargetExists {
+                    what: format!("{} {}", d.kind.snapshot_noun(), d.snapshot_id),
+                });
+            }
+            for id in &d.target_members {
+                if retry(|| dbs.describe_instance(id)).await?.is_some() {
+                    return Err(PreflightError::TargetExists {
+                        what: format!("database {id} (an instance of cluster {})", d.logical_id),
+                    });
+                }
+            }
+            if let Some(id) = &d.target_instance {
+                if retry(|| dbs.status_of(d.kind, id)).await?.is_some() {
+                    return Err(PreflightError::TargetExists {
+                        what: format!("database {id}"),
+                    });
+                }
+            }
+        }
+        let plan: &ClonePlan = plan;
         for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
             super::point_in_time::preflight(engine, source, plan, d).await?;
         }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::contract::{Contract, ASG};
 use crate::events::Emitter;
 use crate::ports::{StackInfo, StackResource};
-use crate::retry::{wait_until, Poll};
+use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::VerifyReport;
 
 use super::super::engine::{CheckResult, CloneEngine};
@@ -18,7 +18,7 @@ use super::super::record::{MigrationState, PlanRecord};
 use super::super::resource::{
     Checked, PlanStage, RefKind, Removal, ResourceKind, ResourceRef, RunScope,
 };
-use super::super::StepError;
+use super::super::{PreflightError, StepError};
 
 /// The Auto Scaling group kind.
 pub struct ScalingGroup;
@@ -39,6 +39,25 @@ impl ResourceKind for ScalingGroup {
     }
     fn ref_kinds(&self) -> &'static [RefKind] {
         &[]
+    }
+    /// Each group to put into Standby exists.
+    async fn preflight(
+        &self,
+        engine: &CloneEngine,
+        _source: &crate::workflow::plan::SourceEnv,
+        plan: &mut ClonePlan,
+    ) -> Result<(), PreflightError> {
+        for g in &plan.scaling_groups {
+            if retry(|| engine.cloud.scaling.describe_group(g))
+                .await?
+                .is_none()
+            {
+                return Err(PreflightError::SourceMissing {
+                    what: format!("Auto Scaling group {g}"),
+                });
+            }
+        }
+        Ok(())
     }
     /// Standby of each group's InService instances first, their return to service last.
     fn plan_steps(&self, plan: &ClonePlan, stage: PlanStage) -> Vec<String> {
