@@ -110,6 +110,24 @@ pub struct CloneReport {
     pub window: Option<WindowReport>,
 }
 
+impl CloneReport {
+    /// What the run copied, as the kinds produced it (`ResourceKind::record_clone` reads its
+    /// own): the snapshots, in the contract's order, the buckets, then the other copies.
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        let snapshots =
+            self.snapshots
+                .iter()
+                .enumerate()
+                .map(|(position, label)| Outcome::Snapshot {
+                    position,
+                    label: label.clone(),
+                });
+        let buckets = self.buckets.iter().cloned().map(Outcome::Bucket);
+        let copies = self.copies.iter().cloned().map(Outcome::Copy);
+        snapshots.chain(buckets).chain(copies).collect()
+    }
+}
+
 /// What a failed run changed and what it left behind.
 #[derive(Debug)]
 pub struct CloneFailure {

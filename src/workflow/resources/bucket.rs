@@ -347,6 +347,59 @@ impl ResourceKind for Bucket {
             .collect()
     }
 
+    /// Each bucket pair (source, the copy the run made), the buckets the run created, and
+    /// per pair the source's objects whose verified copy is in the new environment's bucket
+    /// (see `s3sync::changed_since` for how finalize uses it).
+    async fn record_clone(
+        &self,
+        engine: &CloneEngine,
+        plan: &ClonePlan,
+        outcomes: &[Outcome],
+        state: &mut MigrationState,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let copied: Vec<&BucketOutcome> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Bucket(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        state.buckets = copied
+            .iter()
+            .map(|b| (b.source.clone(), b.target.clone()))
+            .collect();
+        state.created.extend(
+            copied
+                .iter()
+                .map(|b| ResourceRef::new(BUCKET, b.target.clone())),
+        );
+        let step = "verify";
+        let mut records = Vec::new();
+        for (source, target) in &state.buckets {
+            let record = s3sync::record_copied(
+                engine.cloud.objects.clone(),
+                &BucketPath::bucket(source),
+                &BucketPath::bucket(target),
+                plan.skip_archived,
+            )
+            .await
+            .map_err(StepError::sync(step))?;
+            events.info(
+                step,
+                Some(target),
+                format!(
+                    "recorded the {} verified object(s) of {source} copied here (finalize checks \
+                     the old bucket against this record)",
+                    record.objects
+                ),
+            );
+            records.push(record);
+        }
+        state.bucket_records = records;
+        Ok(())
+    }
+
     /// A bucket that keeps versions is copied as of T after the window, by the local engine
     /// or by a batch job (whose manifest then names each object's version at T); one that
     /// keeps none holds it: passed by parameter, until its delta is copied and compared;

@@ -784,6 +784,45 @@ impl super::super::resource::ResourceKind for Database {
         std::time::Duration::from_secs(20 * 60 * moved as u64)
     }
 
+    /// Checked at the guardrails: each database available under both identifiers.
+    fn guardrail_words(&self, plan: &ClonePlan) -> Vec<String> {
+        if plan.databases.iter().any(|d| d.kind == self.kind) {
+            vec!["databases available".into()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Two renames per database of this kind.
+    fn swap_steps(&self, swaps: &Swaps) -> Vec<String> {
+        swaps
+            .databases
+            .iter()
+            .filter(|d| d.kind == self.kind)
+            .map(|d| {
+                format!(
+                    "rename database {} to {}, then {} to {}",
+                    d.source_id, d.old_id, d.clone_id, d.source_id
+                )
+            })
+            .collect()
+    }
+
+    /// Each database of this kind: its identifier, where the old one went, the new one's.
+    fn swap_status(&self, swaps: &Swaps) -> Vec<String> {
+        swaps
+            .databases
+            .iter()
+            .filter(|d| d.kind == self.kind)
+            .map(|d| {
+                format!(
+                    "database:  {} (old database renamed {}, new created as {})",
+                    d.source_id, d.old_id, d.clone_id
+                )
+            })
+            .collect()
+    }
+
     /// The databases of this kind: each is renamed, and its endpoint and ARN with it.
     fn swap_renames(&self, plan: &ClonePlan) -> Vec<String> {
         plan.databases

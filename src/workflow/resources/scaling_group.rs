@@ -143,6 +143,57 @@ impl ResourceKind for ScalingGroup {
         })
     }
 
+    /// Checked at the guardrails: the source's instances still in Standby.
+    fn guardrail_words(&self, plan: &ClonePlan) -> Vec<String> {
+        if plan.scaling_groups.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "{} still in Standby, no scaling activity",
+                plan.source_env
+            )]
+        }
+    }
+
+    /// Migrate's guardrail: the source's instances put into Standby are still there, and no
+    /// scaling activity is in flight in their groups.
+    async fn check_before_swap(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+    ) -> Result<(), StepError> {
+        let step = "guardrails";
+        let scaling = &engine.cloud.scaling;
+        let refuse = |message: String| StepError::Refused {
+            step: step.into(),
+            message,
+        };
+        for r in &state.standby {
+            let info = retry(|| scaling.describe_group(&r.group))
+                .await
+                .map_err(StepError::port(step))?
+                .ok_or_else(|| refuse(format!("Auto Scaling group {} is gone", r.group)))?;
+            let standby = info.ids_in(&crate::ports::LifecycleState::Standby);
+            if let Some(id) = r.instance_ids.iter().find(|id| !standby.contains(id)) {
+                return Err(refuse(format!(
+                    "instance {id} of {} left Standby; someone returned it to service",
+                    r.group
+                )));
+            }
+            let busy = retry(|| scaling.activities_in_progress(&r.group))
+                .await
+                .map_err(StepError::port(step))?;
+            if !busy.is_empty() {
+                return Err(refuse(format!(
+                    "{} has scaling activity in flight: {}",
+                    r.group,
+                    busy.join("; ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Every group of the new stack has its desired number of instances InService and Healthy.
     async fn check_after_swap(
         &self,
