@@ -113,7 +113,7 @@ pub fn swap_allowance(swaps: &Swaps) -> std::time::Duration {
 
 /// The logical ids of `plan`'s template whose identifiers the swap changes, as each kind says
 /// (`ResourceKind::swap_renames`).
-fn swap_renames(plan: &ClonePlan) -> Vec<String> {
+fn swap_renames(plan: &ClonePlan) -> Vec<super::resource::Renamed> {
     KINDS.iter().flat_map(|k| k.swap_renames(plan)).collect()
 }
 

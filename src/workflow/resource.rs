@@ -78,7 +78,7 @@
 //! in `planner::build_plan`), Standby itself (entered and left by `clone.rs`; migrate's
 //! guardrail that the source is still in it is the group kind's `check_before_swap`),
 //! `swapcheck.rs`'s scan of the template (which attributes of a renamed resource change
-//! with its identifier, and the database types it skips: `endpoint_references`), and the
+//! with its identifier, and the types it skips, come from the kinds' `swap_renames`), and the
 //! port's field in `ports::Cloud`.
 //!
 //! Migrate's record stays typed per kind of move: `Swaps` (what the kinds planned) has one
@@ -204,6 +204,17 @@ pub enum Outcome {
 pub struct BeforeStack {
     pub parameters: BTreeMap<String, String>,
     pub outcomes: Vec<Outcome>,
+}
+
+/// A resource of the new template that migrate's swap renames (`ResourceKind::swap_renames`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renamed {
+    pub logical_id: String,
+    /// The attributes (`Fn::GetAtt`) whose values change with its identifier; `Ref` always does.
+    pub attributes: &'static [&'static str],
+    /// The types of the template's resources that refer to it by a link the rename keeps (a
+    /// cluster's member instances): not scanned.
+    pub linked_types: &'static [&'static str],
 }
 
 /// Where in a clone's plan a kind's steps go (`ResourceKind::plan_steps`).
@@ -515,10 +526,11 @@ pub trait ResourceKind: Send + Sync {
         std::time::Duration::ZERO
     }
 
-    /// The logical ids of `plan`'s template whose identifier, endpoint or ARN the swap changes
-    /// (a database renamed): what the template hands on of them keeps the pre-swap value
-    /// (`swapcheck::endpoint_references`).
-    fn swap_renames(&self, _plan: &ClonePlan) -> Vec<String> {
+    /// What of `plan`'s template the swap renames (a database): its logical id, the attributes
+    /// whose values change with its identifier, the types that refer to it by a link the
+    /// rename keeps. What the template hands on of them keeps the pre-swap value
+    /// (`swapcheck::endpoint_references` finds it).
+    fn swap_renames(&self, _plan: &ClonePlan) -> Vec<Renamed> {
         Vec::new()
     }
 

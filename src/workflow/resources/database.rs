@@ -17,12 +17,25 @@ use super::super::engine::{CheckResult, CloneEngine, Created};
 use super::super::plan::{ClonePlan, DatabasePlan};
 use super::super::record::{save, DbSwap, MigrationState, PlanRecord, Swaps};
 use super::super::resource::{
-    BeforeStack, Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceRef,
-    RunScope,
+    BeforeStack, Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, Renamed,
+    ResourceRef, RunScope,
 };
 use super::super::swap::{swap_step, Direction, SwapStep};
 use super::super::window::{QuietWindow, WholeWindow, WindowItem, WindowNeeds};
 use super::super::{PreflightError, StepError};
+
+/// Attributes whose value changes with the database's identifier. CloudFormation resolves
+/// them once, at creation ("Fn::GetAtt", AWS::RDS::DBInstance / DBCluster return values): the
+/// endpoint host names (`<identifier>.<hash>.<region>.rds.amazonaws.com`, "Renaming a DB
+/// instance": the old DNS name is deleted at once) and the ARNs (which end in the identifier).
+/// Port, resource ids (`DbiResourceId`, `DBClusterResourceId`) and the hosted zone id stay.
+pub const RENAMED_ATTRIBUTES: &[&str] = &[
+    "Endpoint.Address",
+    "ReadEndpoint.Address",
+    "Endpoint",
+    "DBInstanceArn",
+    "DBClusterArn",
+];
 
 /// A DB snapshot (of an instance).
 pub const SNAPSHOT: RefKind = RefKind::new("DB snapshot");
@@ -823,12 +836,18 @@ impl super::super::resource::ResourceKind for Database {
             .collect()
     }
 
-    /// The databases of this kind: each is renamed, and its endpoint and ARN with it.
-    fn swap_renames(&self, plan: &ClonePlan) -> Vec<String> {
+    /// The databases of this kind: each is renamed, and its endpoint and ARN with it
+    /// ([`RENAMED_ATTRIBUTES`]); the template's databases name each other (a cluster's member
+    /// instances their cluster) by links RDS keeps through a rename.
+    fn swap_renames(&self, plan: &ClonePlan) -> Vec<Renamed> {
         plan.databases
             .iter()
             .filter(|d| d.kind == self.kind)
-            .map(|d| d.logical_id.clone())
+            .map(|d| Renamed {
+                logical_id: d.logical_id.clone(),
+                attributes: RENAMED_ATTRIBUTES,
+                linked_types: &[DB_INSTANCE, crate::contract::DB_CLUSTER],
+            })
             .collect()
     }
 
