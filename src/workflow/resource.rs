@@ -76,10 +76,10 @@
 //! sections (`contract.rs` parses `databases:`, `buckets:`, `tables:`), the plan's per-kind
 //! fields of the databases and buckets (`DatabasePlan`, `BucketPlan`, `scaling_groups`, filled
 //! in `planner::build_plan`), Standby itself (entered and left by `clone.rs`; migrate's
-//! guardrail that the source is still in it is the group kind's `check_before_swap`),
-//! `swapcheck.rs`'s scan of the template (which attributes of a renamed resource change
-//! with its identifier, and the types it skips, come from the kinds' `swap_renames`), and the
-//! port's field in `ports::Cloud`.
+//! guardrail that the source is still in it is the group kind's `check_before_swap`), and
+//! the port's field in `ports::Cloud`. (`swapcheck.rs`'s scan of the template is generic:
+//! what a swap renames, the attributes that change with it and the types it skips come from
+//! the kinds' `swap_renames`.)
 //!
 //! Migrate's record stays typed per kind of move: `Swaps` (what the kinds planned) has one
 //! field per kind of move, and `MigrationState` (`record.rs`) keeps its fields under the names
