@@ -677,16 +677,18 @@ async fn migrate_locked(
     let mut steps = plan.clone.steps();
     // The clone's last step (return to service) is replaced by the swap.
     steps.retain(|s| !s.starts_with("return the instances"));
-    steps.push(format!(
-        "guardrails: {} still in Standby, no scaling activity, databases available, entry record \
-         still on the source",
-        plan.clone.source_env
-    ));
-    for d in &plan.swaps.databases {
-        steps.push(format!(
-            "rename database {} to {}, then {} to {}",
-            d.source_id, d.old_id, d.clone_id, d.source_id
-        ));
+    let mut guardrails: Vec<String> = Vec::new();
+    for kind in crate::workflow::resources::KINDS {
+        for words in kind.guardrail_words(&plan.clone) {
+            if !guardrails.contains(&words) {
+                guardrails.push(words);
+            }
+        }
+    }
+    guardrails.push("entry record still on the source".into());
+    steps.push(format!("guardrails: {}", guardrails.join(", ")));
+    for kind in crate::workflow::resources::KINDS {
+        steps.extend(kind.swap_steps(&plan.swaps));
     }
     if let Some(dns) = &plan.clone.contract.entry_dns {
         steps.push(format!(

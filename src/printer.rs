@@ -297,11 +297,11 @@ impl Printer {
                 );
                 println!("  old stack: {}", state.source_stack);
                 println!("  new stack: {}", state.target_stack);
-                for d in &state.databases {
-                    println!(
-                        "  database:  {} (old database renamed {}, new created as {})",
-                        d.source_id, d.old_id, d.clone_id
-                    );
+                let swaps = state.swaps();
+                for kind in crate::workflow::resources::KINDS {
+                    for line in kind.swap_status(&swaps) {
+                        println!("  {line}");
+                    }
                 }
                 for k in &state.kept {
                     println!("  kept:      {k}");

@@ -19,8 +19,8 @@ use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::{self, VerifyReport};
 
 use super::plan::{
-    BucketTarget, ClonePlan, CloneRequest, NestedResource, SourceEnv, TemplateStaging,
-    NESTED_STACK, PURPOSE_TEMPLATE_STAGING, STAGING_BUCKET_PREFIX, TAG_PURPOSE,
+    ClonePlan, CloneRequest, NestedResource, SourceEnv, TemplateStaging, NESTED_STACK,
+    PURPOSE_TEMPLATE_STAGING, STAGING_BUCKET_PREFIX, TAG_PURPOSE,
 };
 use super::planner::build_plan;
 use super::resource::{self, Checked, CopyRun, Outcome, ResourceRef};
@@ -108,6 +108,24 @@ pub struct CloneReport {
     /// Standby).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowReport>,
+}
+
+impl CloneReport {
+    /// What the run copied, as the kinds produced it (`ResourceKind::record_clone` reads its
+    /// own): the snapshots, in the contract's order, the buckets, then the other copies.
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        let snapshots =
+            self.snapshots
+                .iter()
+                .enumerate()
+                .map(|(position, label)| Outcome::Snapshot {
+                    position,
+                    label: label.clone(),
+                });
+        let buckets = self.buckets.iter().cloned().map(Outcome::Bucket);
+        let copies = self.copies.iter().cloned().map(Outcome::Copy);
+        snapshots.chain(buckets).chain(copies).collect()
+    }
 }
 
 /// What a failed run changed and what it left behind.
@@ -366,103 +384,13 @@ impl CloneEngine {
                 what: format!("environment {} (stack {})", plan.target_env, s.name),
             });
         }
-        for d in &plan.databases {
-            match retry(|| cloud.databases.status_of(d.kind, &d.source_instance)).await? {
-                None => {
-                    return Err(PreflightError::SourceMissing {
-                        what: format!("database {}", d.source_instance),
-                    })
-                }
-                Some(status) if !status.is_available() => {
-                    return Err(PreflightError::DatabaseNotAvailable {
-                        id: d.source_instance.clone(),
-                        status,
-                    })
-                }
-                Some(_) => {}
-            }
-            let snapshots = cloud.databases.snapshots(d.kind);
-            if retry(|| snapshots.describe(&d.snapshot_id))
-                .await?
-                .is_some()
-            {
-                return Err(PreflightError::TargetExists {
-                    what: format!("{} {}", d.kind.snapshot_noun(), d.snapshot_id),
-                });
-            }
-            for id in &d.target_members {
-                if retry(|| cloud.databases.describe_instance(id))
-                    .await?
-                    .is_some()
-                {
-                    return Err(PreflightError::TargetExists {
-                        what: format!("database {id} (an instance of cluster {})", d.logical_id),
-                    });
-                }
-            }
-            if let Some(id) = &d.target_instance {
-                if retry(|| cloud.databases.status_of(d.kind, id))
-                    .await?
-                    .is_some()
-                {
-                    return Err(PreflightError::TargetExists {
-                        what: format!("database {id}"),
-                    });
-                }
-            }
-        }
-        for b in &plan.buckets {
-            if retry(|| cloud.objects.bucket_tags(&b.source_bucket))
-                .await?
-                .is_none()
-            {
-                return Err(PreflightError::SourceMissing {
-                    what: format!("bucket {}", b.source_bucket),
-                });
-            }
-            let target_name = match &b.target {
-                BucketTarget::Created { name, .. } => Some(name),
-                BucketTarget::StackOwned { predicted_name } => predicted_name.as_ref(),
-            };
-            if let Some(name) = target_name {
-                if retry(|| cloud.objects.bucket_tags(name)).await?.is_some() {
-                    return Err(PreflightError::TargetExists {
-                        what: format!("bucket {name}"),
-                    });
-                }
-            }
-        }
-        for g in &plan.scaling_groups {
-            if retry(|| cloud.scaling.describe_group(g)).await?.is_none() {
-                return Err(PreflightError::SourceMissing {
-                    what: format!("Auto Scaling group {g}"),
-                });
-            }
-        }
-        // A source that keeps versions (GetBucketVersioning `Enabled`) is copied as of T after
-        // the window, whatever the engine (a batch job's manifest then names each object's
-        // version at T); one that keeps none (or only Suspended: an overwrite then replaces
-        // the null version, losing its state at T) is copied inside the window.
-        for b in &mut plan.buckets {
-            let status = retry(|| cloud.objects.versioning(&b.source_bucket)).await?;
-            b.versioned = status.as_deref() == Some("Enabled");
-        }
-        // Archived objects cannot be copied without a restore: found now, before any change,
-        // rather than as an InvalidObjectState in the middle of Standby.
-        for b in &plan.buckets {
-            let found = s3sync::find_archived(cloud.objects.as_ref(), &b.source_bucket).await?;
-            if found.count > 0 {
-                plan.archived.push(found);
-            }
-        }
+        // Each kind checks its resources (the source's exist and can be copied, the names the
+        // run will use are free), in the order of `resources::KINDS`: the databases, the
+        // buckets (recording in the plan which keep versions and what is archived), the
+        // tables, the groups.
         plan.skip_archived = self.settings.sync.skip_archived;
-        if !plan.archived.is_empty() && !plan.skip_archived {
-            return Err(PreflightError::ArchivedObjects {
-                found: plan.archived,
-            });
-        }
         for kind in resources::KINDS {
-            kind.preflight(self, &source, &plan).await?;
+            kind.preflight(self, &source, &mut plan).await?;
         }
         Ok(plan)
     }

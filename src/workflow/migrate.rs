@@ -6,9 +6,10 @@
 //! The swap is driven by what AWS shows, not by what was last recorded: each move is chosen by
 //! a pure function of what exists (`swap_step`), so a run stopped at any point can go forward
 //! or back. What the kinds do is behind `ResourceKind`'s migrate hooks (`plan_swap`,
-//! `swap_time`, `swap_renames`, `check_before_swap`, `swap`, `after_swap_back`, …): this file
-//! loops over `resources::KINDS` and names no resource type but the Standby of the source's
-//! groups and its buckets' records.
+//! `swap_time`, `swap_renames`, `record_clone`, `check_before_swap`, `swap`,
+//! `after_swap_back`, …): this file loops over `resources::KINDS` and names no resource type
+//! but the snapshots the clone made (in the run's list of what it created) and the Standby of
+//! the source's groups (entered and left by the clone engine).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,11 +18,8 @@ use crate::contract::Contract;
 use crate::events::Emitter;
 use crate::journal::RunStore;
 use crate::model::{self, EnvName, RunId, TAG_PROTECTED};
-use crate::ports::{
-    DnsRecord, HostedZone, LifecycleState, ResourceStatus, StackInfo, StackResource,
-};
+use crate::ports::{DnsRecord, HostedZone, ResourceStatus, StackInfo, StackResource};
 use crate::retry::{retry, wait_until, Poll};
-use crate::s3sync::{self, BucketPath};
 
 use super::clone::{CloneEngine, CloneReport, Execution, Progress, StandbyAfter};
 use super::plan::{ClonePlan, CloneRequest};
@@ -115,7 +113,7 @@ pub fn swap_allowance(swaps: &Swaps) -> std::time::Duration {
 
 /// The logical ids of `plan`'s template whose identifiers the swap changes, as each kind says
 /// (`ResourceKind::swap_renames`).
-fn swap_renames(plan: &ClonePlan) -> Vec<String> {
+fn swap_renames(plan: &ClonePlan) -> Vec<super::resource::Renamed> {
     KINDS.iter().flat_map(|k| k.swap_renames(plan)).collect()
 }
 
@@ -317,11 +315,6 @@ impl CloneEngine {
                 }
             };
             state.standby = report.standby.clone();
-            state.buckets = report
-                .buckets
-                .iter()
-                .map(|b| (b.source.clone(), b.target.clone()))
-                .collect();
             // The report's snapshot labels name the artifact (`DB snapshot <id>`, or a
             // copy-on-write clone point, which is no resource: read back as its own kind).
             state.created = std::iter::once(ResourceRef::new(
@@ -329,26 +322,19 @@ impl CloneEngine {
                 clone.target_stack.clone(),
             ))
             .chain(report.snapshots.iter().map(|l| ResourceRef::parse(l)))
-            .chain(
-                report
-                    .buckets
-                    .iter()
-                    .map(|b| ResourceRef::new(super::resources::BUCKET, b.target.clone())),
-            )
             .collect();
-            let skip_archived = clone.skip_archived;
-            state.bucket_records = match self
-                .record_buckets(&state.buckets, skip_archived, events)
-                .await
-            {
-                Ok(records) => records,
-                Err(e) => {
+            let outcomes = report.outcomes();
+            for kind in KINDS {
+                if let Err(e) = kind
+                    .record_clone(self, clone, &outcomes, &mut state, events)
+                    .await
+                {
                     let _ = self.exit_standby(&state.standby, events).await;
                     state.phase = MigratePhase::Aborted;
                     let _ = save(store, &state);
                     return Err(fail(state, e));
                 }
-            };
+            }
             state.phase = MigratePhase::Cloned;
             if let Err(e) = save(store, &state) {
                 let _ = self.exit_standby(&state.standby, events).await;
@@ -494,29 +480,6 @@ impl CloneEngine {
             step: step.into(),
             message,
         };
-        for r in &state.standby {
-            let info = retry(|| cloud.scaling.describe_group(&r.group))
-                .await
-                .map_err(StepError::port(step))?
-                .ok_or_else(|| refuse(format!("Auto Scaling group {} is gone", r.group)))?;
-            let standby = info.ids_in(&LifecycleState::Standby);
-            if let Some(id) = r.instance_ids.iter().find(|id| !standby.contains(id)) {
-                return Err(refuse(format!(
-                    "instance {id} of {} left Standby; someone returned it to service",
-                    r.group
-                )));
-            }
-            let busy = retry(|| cloud.scaling.activities_in_progress(&r.group))
-                .await
-                .map_err(StepError::port(step))?;
-            if !busy.is_empty() {
-                return Err(refuse(format!(
-                    "{} has scaling activity in flight: {}",
-                    r.group,
-                    busy.join("; ")
-                )));
-            }
-        }
         for kind in KINDS {
             kind.check_before_swap(self, state).await?;
         }
@@ -1013,39 +976,6 @@ impl CloneEngine {
             )));
         }
         Ok(kept)
-    }
-
-    /// Records, per bucket pair, the source's objects whose verified copy is in the new
-    /// environment's bucket (see `s3sync::changed_since` for how finalize uses it).
-    async fn record_buckets(
-        &self,
-        pairs: &[(String, String)],
-        skip_archived: bool,
-        events: &Emitter,
-    ) -> Result<Vec<s3sync::CopiedRecord>, StepError> {
-        let step = "verify";
-        let mut out = Vec::new();
-        for (source, target) in pairs {
-            let record = s3sync::record_copied(
-                self.cloud.objects.clone(),
-                &BucketPath::bucket(source),
-                &BucketPath::bucket(target),
-                skip_archived,
-            )
-            .await
-            .map_err(StepError::sync(step))?;
-            events.info(
-                step,
-                Some(target),
-                format!(
-                    "recorded the {} verified object(s) of {source} copied here (finalize checks \
-                     the old bucket against this record)",
-                    record.objects
-                ),
-            );
-            out.push(record);
-        }
-        Ok(out)
     }
 
     /// Turns termination protection on for the old stack before the swap: from the swap's first

@@ -38,7 +38,10 @@
 //!    swap will move, planned and checked at preflight (`plan_swap`, into `Swaps`), how long
 //!    those moves may take (`swap_time`, kept free before a deadline), which logical ids the
 //!    swap renames (`swap_renames`: the template's references to them keep the pre-swap name),
-//!    that it is ready to move just before the swap (`check_before_swap`, a guardrail), how the
+//!    what it records of the clone's copies for the swap and finalize (`record_clone`: a
+//!    bucket's pair and its verified objects), what the plan says of its guardrail and its
+//!    moves (`guardrail_words`, `swap_steps`) and status of a migration's
+//!    (`swap_status`), that it is ready to move just before the swap (`check_before_swap`, a guardrail), how the
 //!    swap moves it (`swap`, forward and back, each move chosen by the pure `swap::swap_step`
 //!    from what exists), marks it while the swap is open (`mark_open_migration`), checks it
 //!    on the live environment after the swap (`check_after_swap`) and gives the `post_swap`
@@ -62,17 +65,21 @@
 //! `precopy` is the bulk copy before Standby. A kind reports in `CloneReport::copies` (the
 //! databases and buckets keep `snapshots` and `buckets`) and verifies from `Checked::copies`.
 //! `planned_parameters` puts the names of what it will create in the plan; `preflight` checks
-//! its resources before any change. The bucket and database kinds' copies run on the engine
+//! its resources before any change (the source's exist and can be copied, the names the run
+//! will use are free) and records in the plan's fields of the kind what it found (a bucket's
+//! versioning, its archived objects); clone's preflight itself checks only the stack and the
+//! environment. The bucket and database kinds' copies run on the engine
 //! from their own files (`create_parameter_buckets`, `copy_bucket` in `resources/bucket.rs`;
 //! `database_artifact`, the snapshots in `resources/database.rs`).
 //!
 //! Not yet behind the trait, so an existing kind's change may still touch them: the contract's
 //! sections (`contract.rs` parses `databases:`, `buckets:`, `tables:`), the plan's per-kind
 //! fields of the databases and buckets (`DatabasePlan`, `BucketPlan`, `scaling_groups`, filled
-//! in `planner::build_plan`), Standby (and migrate's guardrail that the source is still in
-//! it), `swapcheck.rs`'s scan of the template (which attributes of a renamed resource change
-//! with its identifier, and the database types it skips: `endpoint_references`), and the
-//! port's field in `ports::Cloud`.
+//! in `planner::build_plan`), Standby itself (entered and left by `clone.rs`; migrate's
+//! guardrail that the source is still in it is the group kind's `check_before_swap`), and
+//! the port's field in `ports::Cloud`. (`swapcheck.rs`'s scan of the template is generic:
+//! what a swap renames, the attributes that change with it and the types it skips come from
+//! the kinds' `swap_renames`.)
 //!
 //! Migrate's record stays typed per kind of move: `Swaps` (what the kinds planned) has one
 //! field per kind of move, and `MigrationState` (`record.rs`) keeps its fields under the names
@@ -199,6 +206,17 @@ pub struct BeforeStack {
     pub outcomes: Vec<Outcome>,
 }
 
+/// A resource of the new template that migrate's swap renames (`ResourceKind::swap_renames`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renamed {
+    pub logical_id: String,
+    /// The attributes (`Fn::GetAtt`) whose values change with its identifier; `Ref` always does.
+    pub attributes: &'static [&'static str],
+    /// The types of the template's resources that refer to it by a link the rename keeps (a
+    /// cluster's member instances): not scanned.
+    pub linked_types: &'static [&'static str],
+}
+
 /// Where in a clone's plan a kind's steps go (`ResourceKind::plan_steps`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlanStage {
@@ -291,12 +309,14 @@ pub trait ResourceKind: Send + Sync {
 
     /// Read-only checks of this kind's resources before the first change (the source's
     /// exist and can be copied, what the run would create is free); a refusal names what to
-    /// do.
+    /// do. What the checks find that the run needs goes into `plan`'s fields of this kind (a
+    /// bucket: whether its source keeps versions, its archived objects). The kinds are
+    /// checked in the order of `resources::KINDS`.
     async fn preflight(
         &self,
         _engine: &CloneEngine,
         _source: &SourceEnv,
-        _plan: &ClonePlan,
+        _plan: &mut ClonePlan,
     ) -> Result<(), PreflightError> {
         Ok(())
     }
@@ -506,15 +526,52 @@ pub trait ResourceKind: Send + Sync {
         std::time::Duration::ZERO
     }
 
-    /// The logical ids of `plan`'s template whose identifier, endpoint or ARN the swap changes
-    /// (a database renamed): what the template hands on of them keeps the pre-swap value
-    /// (`swapcheck::endpoint_references`).
-    fn swap_renames(&self, _plan: &ClonePlan) -> Vec<String> {
+    /// What of `plan`'s template the swap renames (a database): its logical id, the attributes
+    /// whose values change with its identifier, the types that refer to it by a link the
+    /// rename keeps. What the template hands on of them keeps the pre-swap value
+    /// (`swapcheck::endpoint_references` finds it).
+    fn swap_renames(&self, _plan: &ClonePlan) -> Vec<Renamed> {
+        Vec::new()
+    }
+
+    /// Migrate, once the clone of `plan` is made and verified (`outcomes`: what every kind
+    /// copied, `CloneReport::outcomes`): records in `state` what the swap and finalize need of
+    /// this kind's copies (a bucket: its pair, the bucket the run created, the record of the
+    /// verified objects finalize checks the old bucket against). An error aborts the migration
+    /// before the swap (the source returns to service).
+    async fn record_clone(
+        &self,
+        _engine: &CloneEngine,
+        _plan: &ClonePlan,
+        _outcomes: &[Outcome],
+        _state: &mut MigrationState,
+        _events: &Emitter,
+    ) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// What migrate's guardrails check of this kind's resources of `plan`, in a few words for
+    /// the plan's guardrails step (`databases available`); equal words of two kinds are said
+    /// once.
+    fn guardrail_words(&self, _plan: &ClonePlan) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The plan's steps for the swap's moves of this kind's resources of `swaps` (`plan
+    /// migrate`, `--dry-run`).
+    fn swap_steps(&self, _swaps: &Swaps) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// What a migration's record says of this kind's moves in `swaps`, one line each, for the
+    /// operator (`envclone status`): `database:  <id> (old database renamed …)`.
+    fn swap_status(&self, _swaps: &Swaps) -> Vec<String> {
         Vec::new()
     }
 
     /// Migrate's guardrails, just before the swap: this kind's resources of the swap are
-    /// ready to move (a database: available under both identifiers). A refusal (step
+    /// ready to move (a database: available under both identifiers; a group: its instances
+    /// still in Standby, no scaling activity in flight). A refusal (step
     /// `guardrails`) says what is not; nothing was changed.
     async fn check_before_swap(
         &self,

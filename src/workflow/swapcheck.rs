@@ -9,12 +9,13 @@
 
 use serde_json::Value;
 
-use crate::contract::{Contract, Template, DB_CLUSTER, DB_INSTANCE};
+use crate::contract::{Contract, Template};
 use crate::events::Emitter;
 use crate::retry::{retry, wait_until, Poll};
 
 use super::engine::CloneEngine;
 use super::record::MigrationState;
+use super::resource::Renamed;
 use super::resources::KINDS;
 use super::StepError;
 use crate::template_eval::{sub_argument, sub_variables};
@@ -37,36 +38,22 @@ impl std::fmt::Display for EndpointReference {
     }
 }
 
-/// Attributes whose value changes with the database's identifier. CloudFormation resolves
-/// them once, at creation ("Fn::GetAtt", AWS::RDS::DBInstance / DBCluster return values): the
-/// endpoint host names (`<identifier>.<hash>.<region>.rds.amazonaws.com`, "Renaming a DB
-/// instance": the old DNS name is deleted at once) and the ARNs (which end in the identifier).
-/// Port, resource ids (`DbiResourceId`, `DBClusterResourceId`) and the hosted zone id stay.
-const RENAMED_ATTRIBUTES: &[&str] = &[
-    "Endpoint.Address",
-    "ReadEndpoint.Address",
-    "Endpoint",
-    "DBInstanceArn",
-    "DBClusterArn",
-];
-
-/// Every reference of `template` (outside the databases' own resources) to the identifier,
-/// endpoint host name or ARN of one of `databases` (logical ids of the databases the swap
-/// renames): in resource properties and metadata (user data, launch templates, cfn-init
-/// files, SSM parameters, task definitions' environment…) and in outputs.
-pub fn endpoint_references(template: &Template, databases: &[String]) -> Vec<EndpointReference> {
+/// Every reference of `template` (outside the resources linked to them by a link the rename
+/// keeps) to the identifier, endpoint host name or ARN of one of `renamed` (what the swap
+/// renames, as the kinds say: `ResourceKind::swap_renames`): in resource properties and
+/// metadata (user data, launch templates, cfn-init files, SSM parameters, task definitions'
+/// environment…) and in outputs.
+pub fn endpoint_references(template: &Template, renamed: &[Renamed]) -> Vec<EndpointReference> {
     let mut out = Vec::new();
     if let Some(resources) = template.resources() {
         for (id, resource) in resources {
             let ty = resource.get("Type").and_then(Value::as_str).unwrap_or("");
-            // A cluster's member instances name their cluster; RDS keeps that link through a
-            // rename.
-            if ty == DB_INSTANCE || ty == DB_CLUSTER {
+            if renamed.iter().any(|r| r.linked_types.contains(&ty)) {
                 continue;
             }
             for part in ["Properties", "Metadata"] {
                 if let Some(v) = resource.get(part) {
-                    scan(v, &format!("Resources.{id}.{part}"), databases, &mut out);
+                    scan(v, &format!("Resources.{id}.{part}"), renamed, &mut out);
                 }
             }
         }
@@ -74,14 +61,21 @@ pub fn endpoint_references(template: &Template, databases: &[String]) -> Vec<End
     if let Some(outputs) = template.value.get("Outputs").and_then(Value::as_object) {
         for (name, output) in outputs {
             if let Some(v) = output.get("Value") {
-                scan(v, &format!("Outputs.{name}.Value"), databases, &mut out);
+                scan(v, &format!("Outputs.{name}.Value"), renamed, &mut out);
             }
         }
     }
     out
 }
 
-fn scan(v: &Value, path: &str, dbs: &[String], out: &mut Vec<EndpointReference>) {
+/// The renamed resource `name` names, if `attr` (empty: `Ref`) changes with its identifier.
+fn renamed_by<'a>(renamed: &'a [Renamed], name: &str, attr: &str) -> Option<&'a Renamed> {
+    renamed
+        .iter()
+        .find(|r| r.logical_id == name && (attr.is_empty() || r.attributes.contains(&attr)))
+}
+
+fn scan(v: &Value, path: &str, dbs: &[Renamed], out: &mut Vec<EndpointReference>) {
     let mut found = |renamed: &str, expression: String| {
         out.push(EndpointReference {
             renamed: renamed.to_string(),
@@ -100,7 +94,9 @@ fn scan(v: &Value, path: &str, dbs: &[String], out: &mut Vec<EndpointReference>)
                 let (key, arg) = map.iter().next().expect("one entry");
                 match key.as_str() {
                     "Ref" => {
-                        if let Some(name) = arg.as_str().filter(|n| dbs.iter().any(|d| d == n)) {
+                        if let Some(name) =
+                            arg.as_str().filter(|n| renamed_by(dbs, n, "").is_some())
+                        {
                             found(name, format!("Ref {name}"));
                         }
                         return;
@@ -114,7 +110,7 @@ fn scan(v: &Value, path: &str, dbs: &[String], out: &mut Vec<EndpointReference>)
                             Value::String(s) => s.split_once('.').unwrap_or((s, "")),
                             _ => ("", ""),
                         };
-                        if dbs.iter().any(|d| d == res) && RENAMED_ATTRIBUTES.contains(&attr) {
+                        if !attr.is_empty() && renamed_by(dbs, res, attr).is_some() {
                             found(res, format!("Fn::GetAtt {res}.{attr}"));
                         }
                         return;
@@ -126,8 +122,7 @@ fn scan(v: &Value, path: &str, dbs: &[String], out: &mut Vec<EndpointReference>)
                                 continue; // a local variable of this Fn::Sub
                             }
                             let (res, attr) = name.split_once('.').unwrap_or((name, ""));
-                            let renamed = attr.is_empty() || RENAMED_ATTRIBUTES.contains(&attr);
-                            if renamed && dbs.iter().any(|d| d == res) {
+                            if renamed_by(dbs, res, attr).is_some() {
                                 found(res, format!("${{{name}}} in Fn::Sub"));
                             }
                         }
@@ -322,7 +317,12 @@ Outputs:
 "#,
         )
         .unwrap();
-        let found = endpoint_references(&t, &["Db".to_string()]);
+        let renamed = Renamed {
+            logical_id: "Db".into(),
+            attributes: crate::workflow::resources::RENAMED_ATTRIBUTES,
+            linked_types: &[crate::contract::DB_INSTANCE, crate::contract::DB_CLUSTER],
+        };
+        let found = endpoint_references(&t, &[renamed]);
         let shown: Vec<String> = found.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,

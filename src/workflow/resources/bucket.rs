@@ -249,14 +249,60 @@ impl ResourceKind for Bucket {
         true
     }
 
-    /// A bucket whose job reads the source's S3 Inventory report (`manifest: inventory`)
-    /// needs one it can read: refused before any change otherwise, naming why.
+    /// Each source bucket exists and each bucket the run would create (or the stack would
+    /// name, when its name is known) is free; records which sources keep versions and their
+    /// archived objects (refused unless `--skip-archived`); a bucket whose job reads the
+    /// source's S3 Inventory report (`manifest: inventory`) needs one it can read. Each
+    /// refused before any change, naming why.
     async fn preflight(
         &self,
         engine: &CloneEngine,
         _source: &crate::workflow::plan::SourceEnv,
-        plan: &ClonePlan,
+        plan: &mut ClonePlan,
     ) -> Result<(), PreflightError> {
+        let objects = engine.cloud.objects.as_ref();
+        for b in &plan.buckets {
+            if retry(|| objects.bucket_tags(&b.source_bucket))
+                .await?
+                .is_none()
+            {
+                return Err(PreflightError::SourceMissing {
+                    what: format!("bucket {}", b.source_bucket),
+                });
+            }
+            let target_name = match &b.target {
+                BucketTarget::Created { name, .. } => Some(name),
+                BucketTarget::StackOwned { predicted_name } => predicted_name.as_ref(),
+            };
+            if let Some(name) = target_name {
+                if retry(|| objects.bucket_tags(name)).await?.is_some() {
+                    return Err(PreflightError::TargetExists {
+                        what: format!("bucket {name}"),
+                    });
+                }
+            }
+        }
+        // A source that keeps versions (GetBucketVersioning `Enabled`) is copied as of T after
+        // the window, whatever the engine (a batch job's manifest then names each object's
+        // version at T); one that keeps none (or only Suspended: an overwrite then replaces
+        // the null version, losing its state at T) is copied inside the window.
+        for b in &mut plan.buckets {
+            let status = retry(|| objects.versioning(&b.source_bucket)).await?;
+            b.versioned = status.as_deref() == Some("Enabled");
+        }
+        // Archived objects cannot be copied without a restore: found now, before any change,
+        // rather than as an InvalidObjectState in the middle of Standby.
+        for b in &plan.buckets {
+            let found = s3sync::find_archived(objects, &b.source_bucket).await?;
+            if found.count > 0 {
+                plan.archived.push(found);
+            }
+        }
+        if !plan.archived.is_empty() && !plan.skip_archived {
+            return Err(PreflightError::ArchivedObjects {
+                found: std::mem::take(&mut plan.archived),
+            });
+        }
         for b in &plan.buckets {
             let inventory = b
                 .batch
@@ -299,6 +345,59 @@ impl ResourceKind for Bucket {
                 BucketSpec::StackOwned { .. } => None,
             })
             .collect()
+    }
+
+    /// Each bucket pair (source, the copy the run made), the buckets the run created, and
+    /// per pair the source's objects whose verified copy is in the new environment's bucket
+    /// (see `s3sync::changed_since` for how finalize uses it).
+    async fn record_clone(
+        &self,
+        engine: &CloneEngine,
+        plan: &ClonePlan,
+        outcomes: &[Outcome],
+        state: &mut MigrationState,
+        events: &Emitter,
+    ) -> Result<(), StepError> {
+        let copied: Vec<&BucketOutcome> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Bucket(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        state.buckets = copied
+            .iter()
+            .map(|b| (b.source.clone(), b.target.clone()))
+            .collect();
+        state.created.extend(
+            copied
+                .iter()
+                .map(|b| ResourceRef::new(BUCKET, b.target.clone())),
+        );
+        let step = "verify";
+        let mut records = Vec::new();
+        for (source, target) in &state.buckets {
+            let record = s3sync::record_copied(
+                engine.cloud.objects.clone(),
+                &BucketPath::bucket(source),
+                &BucketPath::bucket(target),
+                plan.skip_archived,
+            )
+            .await
+            .map_err(StepError::sync(step))?;
+            events.info(
+                step,
+                Some(target),
+                format!(
+                    "recorded the {} verified object(s) of {source} copied here (finalize checks \
+                     the old bucket against this record)",
+                    record.objects
+                ),
+            );
+            records.push(record);
+        }
+        state.bucket_records = records;
+        Ok(())
     }
 
     /// A bucket that keeps versions is copied as of T after the window, by the local engine

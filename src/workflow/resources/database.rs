@@ -17,12 +17,25 @@ use super::super::engine::{CheckResult, CloneEngine, Created};
 use super::super::plan::{ClonePlan, DatabasePlan};
 use super::super::record::{save, DbSwap, MigrationState, PlanRecord, Swaps};
 use super::super::resource::{
-    BeforeStack, Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, ResourceRef,
-    RunScope,
+    BeforeStack, Checked, CopyRun, Doomed, Outcome, PlanStage, RefKind, Removal, Renamed,
+    ResourceRef, RunScope,
 };
 use super::super::swap::{swap_step, Direction, SwapStep};
 use super::super::window::{QuietWindow, WholeWindow, WindowItem, WindowNeeds};
 use super::super::{PreflightError, StepError};
+
+/// Attributes whose value changes with the database's identifier. CloudFormation resolves
+/// them once, at creation ("Fn::GetAtt", AWS::RDS::DBInstance / DBCluster return values): the
+/// endpoint host names (`<identifier>.<hash>.<region>.rds.amazonaws.com`, "Renaming a DB
+/// instance": the old DNS name is deleted at once) and the ARNs (which end in the identifier).
+/// Port, resource ids (`DbiResourceId`, `DBClusterResourceId`) and the hosted zone id stay.
+pub const RENAMED_ATTRIBUTES: &[&str] = &[
+    "Endpoint.Address",
+    "ReadEndpoint.Address",
+    "Endpoint",
+    "DBInstanceArn",
+    "DBClusterArn",
+];
 
 /// A DB snapshot (of an instance).
 pub const SNAPSHOT: RefKind = RefKind::new("DB snapshot");
@@ -184,14 +197,57 @@ impl super::super::resource::ResourceKind for Database {
         Ok(())
     }
 
-    /// A database restored to a point in time: its template really restores from the two
-    /// parameters, and its source keeps automated backups.
+    /// Each source database of this kind exists and is available; the snapshot the run would
+    /// take and the identifiers the clone would use are free. Then a database restored to a
+    /// point in time: its template really restores from the two parameters, and its source
+    /// keeps automated backups.
     async fn preflight(
         &self,
         engine: &CloneEngine,
         source: &crate::workflow::plan::SourceEnv,
-        plan: &ClonePlan,
+        plan: &mut ClonePlan,
     ) -> Result<(), crate::workflow::PreflightError> {
+        let dbs = &engine.cloud.databases;
+        for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
+            match retry(|| dbs.status_of(d.kind, &d.source_instance)).await? {
+                None => {
+                    return Err(PreflightError::SourceMissing {
+                        what: format!("database {}", d.source_instance),
+                    })
+                }
+                Some(status) if !status.is_available() => {
+                    return Err(PreflightError::DatabaseNotAvailable {
+                        id: d.source_instance.clone(),
+                        status,
+                    })
+                }
+                Some(_) => {}
+            }
+            let snapshots = dbs.snapshots(d.kind);
+            if retry(|| snapshots.describe(&d.snapshot_id))
+                .await?
+                .is_some()
+            {
+                return Err(PreflightError::TargetExists {
+                    what: format!("{} {}", d.kind.snapshot_noun(), d.snapshot_id),
+                });
+            }
+            for id in &d.target_members {
+                if retry(|| dbs.describe_instance(id)).await?.is_some() {
+                    return Err(PreflightError::TargetExists {
+                        what: format!("database {id} (an instance of cluster {})", d.logical_id),
+                    });
+                }
+            }
+            if let Some(id) = &d.target_instance {
+                if retry(|| dbs.status_of(d.kind, id)).await?.is_some() {
+                    return Err(PreflightError::TargetExists {
+                        what: format!("database {id}"),
+                    });
+                }
+            }
+        }
+        let plan: &ClonePlan = plan;
         for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
             super::point_in_time::preflight(engine, source, plan, d).await?;
         }
@@ -741,12 +797,57 @@ impl super::super::resource::ResourceKind for Database {
         std::time::Duration::from_secs(20 * 60 * moved as u64)
     }
 
-    /// The databases of this kind: each is renamed, and its endpoint and ARN with it.
-    fn swap_renames(&self, plan: &ClonePlan) -> Vec<String> {
+    /// Checked at the guardrails: each database available under both identifiers.
+    fn guardrail_words(&self, plan: &ClonePlan) -> Vec<String> {
+        if plan.databases.iter().any(|d| d.kind == self.kind) {
+            vec!["databases available".into()]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Two renames per database of this kind.
+    fn swap_steps(&self, swaps: &Swaps) -> Vec<String> {
+        swaps
+            .databases
+            .iter()
+            .filter(|d| d.kind == self.kind)
+            .map(|d| {
+                format!(
+                    "rename database {} to {}, then {} to {}",
+                    d.source_id, d.old_id, d.clone_id, d.source_id
+                )
+            })
+            .collect()
+    }
+
+    /// Each database of this kind: its identifier, where the old one went, the new one's.
+    fn swap_status(&self, swaps: &Swaps) -> Vec<String> {
+        swaps
+            .databases
+            .iter()
+            .filter(|d| d.kind == self.kind)
+            .map(|d| {
+                format!(
+                    "database:  {} (old database renamed {}, new created as {})",
+                    d.source_id, d.old_id, d.clone_id
+                )
+            })
+            .collect()
+    }
+
+    /// The databases of this kind: each is renamed, and its endpoint and ARN with it
+    /// ([`RENAMED_ATTRIBUTES`]); the template's databases name each other (a cluster's member
+    /// instances their cluster) by links RDS keeps through a rename.
+    fn swap_renames(&self, plan: &ClonePlan) -> Vec<Renamed> {
         plan.databases
             .iter()
             .filter(|d| d.kind == self.kind)
-            .map(|d| d.logical_id.clone())
+            .map(|d| Renamed {
+                logical_id: d.logical_id.clone(),
+                attributes: RENAMED_ATTRIBUTES,
+                linked_types: &[DB_INSTANCE, crate::contract::DB_CLUSTER],
+            })
             .collect()
     }
 

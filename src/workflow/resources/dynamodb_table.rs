@@ -402,7 +402,7 @@ impl ResourceKind for DynamoDbTable {
         &self,
         engine: &CloneEngine,
         source: &SourceEnv,
-        plan: &ClonePlan,
+        plan: &mut ClonePlan,
     ) -> Result<(), PreflightError> {
         let port = engine.cloud.tables.as_ref();
         let migrating = migrating(&plan.tags, plan.target_env.as_str());

@@ -22,7 +22,9 @@ mod scaling_group;
 
 pub use aurora_cluster::AURORA_CLUSTER;
 pub use bucket::{Bucket, BUCKET};
-pub use database::{snapshot_kind, wait_snapshot_point_fixed, CLUSTER_SNAPSHOT, SNAPSHOT};
+pub use database::{
+    snapshot_kind, wait_snapshot_point_fixed, CLUSTER_SNAPSHOT, RENAMED_ATTRIBUTES, SNAPSHOT,
+};
 pub use dynamodb_table::{DynamoDbTable, TABLE};
 pub use rds_instance::RDS_INSTANCE;
 pub use scaling_group::{groups_of, ScalingGroup};

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::contract::{Contract, ASG};
 use crate::events::Emitter;
 use crate::ports::{StackInfo, StackResource};
-use crate::retry::{wait_until, Poll};
+use crate::retry::{retry, wait_until, Poll};
 use crate::s3sync::VerifyReport;
 
 use super::super::engine::{CheckResult, CloneEngine};
@@ -18,7 +18,7 @@ use super::super::record::{MigrationState, PlanRecord};
 use super::super::resource::{
     Checked, PlanStage, RefKind, Removal, ResourceKind, ResourceRef, RunScope,
 };
-use super::super::StepError;
+use super::super::{PreflightError, StepError};
 
 /// The Auto Scaling group kind.
 pub struct ScalingGroup;
@@ -39,6 +39,25 @@ impl ResourceKind for ScalingGroup {
     }
     fn ref_kinds(&self) -> &'static [RefKind] {
         &[]
+    }
+    /// Each group to put into Standby exists.
+    async fn preflight(
+        &self,
+        engine: &CloneEngine,
+        _source: &crate::workflow::plan::SourceEnv,
+        plan: &mut ClonePlan,
+    ) -> Result<(), PreflightError> {
+        for g in &plan.scaling_groups {
+            if retry(|| engine.cloud.scaling.describe_group(g))
+                .await?
+                .is_none()
+            {
+                return Err(PreflightError::SourceMissing {
+                    what: format!("Auto Scaling group {g}"),
+                });
+            }
+        }
+        Ok(())
     }
     /// Standby of each group's InService instances first, their return to service last.
     fn plan_steps(&self, plan: &ClonePlan, stage: PlanStage) -> Vec<String> {
@@ -122,6 +141,57 @@ impl ResourceKind for ScalingGroup {
                  is not one a run records (a bug: report it)"
             ),
         })
+    }
+
+    /// Checked at the guardrails: the source's instances still in Standby.
+    fn guardrail_words(&self, plan: &ClonePlan) -> Vec<String> {
+        if plan.scaling_groups.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "{} still in Standby, no scaling activity",
+                plan.source_env
+            )]
+        }
+    }
+
+    /// Migrate's guardrail: the source's instances put into Standby are still there, and no
+    /// scaling activity is in flight in their groups.
+    async fn check_before_swap(
+        &self,
+        engine: &CloneEngine,
+        state: &MigrationState,
+    ) -> Result<(), StepError> {
+        let step = "guardrails";
+        let scaling = &engine.cloud.scaling;
+        let refuse = |message: String| StepError::Refused {
+            step: step.into(),
+            message,
+        };
+        for r in &state.standby {
+            let info = retry(|| scaling.describe_group(&r.group))
+                .await
+                .map_err(StepError::port(step))?
+                .ok_or_else(|| refuse(format!("Auto Scaling group {} is gone", r.group)))?;
+            let standby = info.ids_in(&crate::ports::LifecycleState::Standby);
+            if let Some(id) = r.instance_ids.iter().find(|id| !standby.contains(id)) {
+                return Err(refuse(format!(
+                    "instance {id} of {} left Standby; someone returned it to service",
+                    r.group
+                )));
+            }
+            let busy = retry(|| scaling.activities_in_progress(&r.group))
+                .await
+                .map_err(StepError::port(step))?;
+            if !busy.is_empty() {
+                return Err(refuse(format!(
+                    "{} has scaling activity in flight: {}",
+                    r.group,
+                    busy.join("; ")
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Every group of the new stack has its desired number of instances InService and Healthy.
