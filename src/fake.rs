@@ -933,6 +933,10 @@ struct State {
     /// Calls that take effect and then fail as if their response was lost.
     lost_responses: Vec<Fault>,
     calls: Vec<Call>,
+    /// Every call made, logged or not.
+    call_count: u64,
+    /// Operations whose calls are counted but not logged (`unlogged_calls`).
+    unlogged: Vec<String>,
     dns_changes: HashMap<String, Instant>,
     mutating_count: u64,
     fail_mutating_at: Option<u64>,
@@ -1035,13 +1039,16 @@ impl FakeAws {
         {
             let mut s = self.lock();
             let at = self.epoch.elapsed();
-            s.calls.push(Call {
-                operation: operation.to_string(),
-                mutating,
-                at,
-            });
+            s.call_count += 1;
+            if !s.unlogged.iter().any(|o| o == operation) {
+                s.calls.push(Call {
+                    operation: operation.to_string(),
+                    mutating,
+                    at,
+                });
+            }
             if let Some((every, error)) = &s.fail_every {
-                if (s.calls.len() as u64).is_multiple_of(*every) {
+                if s.call_count.is_multiple_of(*every) {
                     return Err(error.clone());
                 }
             }
@@ -1278,6 +1285,17 @@ impl FakeAws {
     /// multipart source's ETag and parts (AWS gives the copy a plain MD5).
     pub fn copies_like_seaweedfs(&self) {
         self.lock().seaweedfs_etags = true;
+    }
+
+    /// Calls of these operations are counted (`call_count`) but left out of `calls()`: a
+    /// benchmark's millions of per-object calls would take gigabytes to log.
+    pub fn unlogged_calls(&self, operations: &[&str]) {
+        self.lock().unlogged = operations.iter().map(|o| o.to_string()).collect();
+    }
+
+    /// Every call made so far, logged or not.
+    pub fn call_count(&self) -> u64 {
+        self.lock().call_count
     }
 
     /// The number of keys each DeleteObjects call carried, in call order.
