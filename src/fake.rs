@@ -5,7 +5,8 @@
 //!
 //! Compiled only for tests and with the `fake` feature (see `lib.rs`). The other test
 //! material lives in its submodules: the event collector, the in-memory run store, the
-//! generated listings of `s3 diff-bench`.
+//! generated listings of `s3 diff-bench`, the synthetic bulks of objects whose bytes are not
+//! kept (`bulk.rs`, for buckets of millions of objects).
 
 pub mod batch;
 mod bulk;

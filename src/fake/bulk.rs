@@ -78,7 +78,7 @@ impl BulkSpec {
         } else {
             0
         };
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             average + spread + extra
         } else {
             average - spread + extra
@@ -123,7 +123,7 @@ impl Slot {
     ) -> Self {
         let words = spec.count.div_ceil(64) as usize;
         let mut present = vec![u64::MAX; words];
-        if spec.count % 64 != 0 {
+        if !spec.count.is_multiple_of(64) {
             present[words - 1] = (1u64 << (spec.count % 64)) - 1;
         }
         Slot {
