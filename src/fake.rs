@@ -5,9 +5,11 @@
 //!
 //! Compiled only for tests and with the `fake` feature (see `lib.rs`). The other test
 //! material lives in its submodules: the event collector, the in-memory run store, the
-//! generated listings of `s3 diff-bench`.
+//! generated listings of `s3 diff-bench`, the synthetic bulks of objects whose bytes are not
+//! kept (`bulk.rs`, for buckets of millions of objects).
 
 pub mod batch;
+mod bulk;
 mod clock;
 mod collector;
 mod run_store;
@@ -63,6 +65,10 @@ pub struct Timings {
     pub dns_sync: Duration,
     /// Extra time of a CopyObject or UploadPartCopy.
     pub copy_latency: Duration,
+    /// Bytes per second one CopyObject or UploadPartCopy moves inside S3, charged on top of
+    /// `copy_latency` (None: a copy takes `copy_latency` whatever its size). AWS publishes no
+    /// such figure; the benchmarks set an assumed one (BENCHMARKS.md says which).
+    pub copy_throughput: Option<u64>,
     /// Smallest part (except the last) a multipart upload accepts.
     pub min_part_size: u64,
     /// How far an Aurora cluster's latest restorable time trails now (AWS: up to ~5 minutes).
@@ -78,6 +84,16 @@ pub struct Timings {
     pub aws_clock_ahead: Duration,
 }
 
+impl Timings {
+    /// The time a copy of `bytes` takes beyond `copy_latency`.
+    pub fn copy_time(&self, bytes: u64) -> Duration {
+        match self.copy_throughput {
+            Some(rate) if rate > 0 => Duration::from_secs_f64(bytes as f64 / rate as f64),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
 impl Default for Timings {
     fn default() -> Self {
         Timings {
@@ -91,6 +107,7 @@ impl Default for Timings {
             db_rename: Duration::from_secs(600),
             dns_sync: Duration::from_secs(30),
             copy_latency: Duration::from_millis(50),
+            copy_throughput: None,
             min_part_size: 5 * 1024 * 1024,
             restorable_lag: Duration::from_secs(300),
             restorable_step: Duration::from_secs(300),
@@ -129,6 +146,45 @@ pub struct FakeObject {
     /// Encrypted with a customer-provided key (SSE-C): nothing reads or copies it without
     /// that key (`put_customer_key_object`).
     pub customer_key: bool,
+    /// An object of a synthetic bulk (`put_synthetic`): `data` is empty, this says its size
+    /// and the MD5 its bytes would have.
+    pub synthetic: Option<Synthetic>,
+}
+
+/// The size and content MD5 of an object whose bytes are not kept (`FakeAws::put_synthetic`),
+/// and which object of which bulk it is.
+#[derive(Debug, Clone)]
+pub struct Synthetic {
+    pub size: u64,
+    pub digest: String,
+    bulk: Arc<bulk::BulkSpec>,
+    index: u64,
+}
+
+impl FakeObject {
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.synthetic
+            .as_ref()
+            .map_or(self.data.len() as u64, |s| s.size)
+    }
+
+    /// The MD5 of its bytes (hex).
+    pub fn content_md5(&self) -> String {
+        match &self.synthetic {
+            Some(s) => s.digest.clone(),
+            None => md5_hex(&self.data),
+        }
+    }
+
+    /// What its checksums are computed from: its bytes, or for a synthetic object its digest
+    /// (a stand-in as unique as the bytes).
+    fn checksum_input(&self) -> &[u8] {
+        match &self.synthetic {
+            Some(s) => s.digest.as_bytes(),
+            None => &self.data,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +197,9 @@ struct FakeBucket {
     objects: BTreeMap<String, FakeObject>,
     versions: Versions,
     config: FakeBucketConfig,
+    /// Synthetic bulks of objects (`put_synthetic`) and copies of them (`fake/bulk.rs`): a key
+    /// current in a slot is not in `objects`.
+    slots: Vec<bulk::Slot>,
 }
 
 /// A bucket's configuration other than versioning and tags, each as S3 answers its GET
@@ -239,7 +298,145 @@ impl FakeBucket {
             objects: BTreeMap::new(),
             versions: Versions::default(),
             config: FakeBucketConfig::new_bucket(),
+            slots: Vec::new(),
         }
+    }
+
+    /// The slot holding `key` as current, and its index there.
+    fn slot_of(&self, key: &str) -> Option<(usize, u64)> {
+        self.slots.iter().enumerate().find_map(|(n, slot)| {
+            slot.spec
+                .index_of(key)
+                .filter(|i| slot.has(*i))
+                .map(|i| (n, i))
+        })
+    }
+
+    /// The current version of `key`, stored or synthetic.
+    fn current(&self, key: &str) -> Option<std::borrow::Cow<'_, FakeObject>> {
+        if let Some(o) = self.objects.get(key) {
+            return Some(std::borrow::Cow::Borrowed(o));
+        }
+        self.slot_of(key)
+            .map(|(n, i)| std::borrow::Cow::Owned(self.slots[n].object(i)))
+    }
+
+    /// Makes a synthetic current `key` a stored one (same version id, size, ETag and time), so
+    /// that a write or delete of it goes the stored objects' way.
+    fn materialize(&mut self, key: &str) {
+        let Some((n, i)) = self.slot_of(key) else {
+            return;
+        };
+        let slot = &mut self.slots[n];
+        let (object, version_id) = (slot.object(i), slot.version_id(i));
+        slot.clear(i);
+        if version_id != "null" {
+            self.versions.current.insert(key.to_string(), version_id);
+        }
+        self.objects.insert(key.to_string(), object);
+    }
+
+    /// A copy of a synthetic object to its own key, kept compactly in this bucket's slot of
+    /// the bulk (made at the first copy) when nothing tells it from the bulk's other copies:
+    /// the key is not current here, the copy's metadata, tags and encryption are the slot's,
+    /// its ETag is its content's MD5 (not SSE-KMS), and versioning is not suspended. Returns
+    /// whether it did; otherwise the copy is to be stored.
+    fn copy_into_slot(&mut self, key: &str, copy: &FakeObject) -> bool {
+        let Some(synthetic) = &copy.synthetic else {
+            return false;
+        };
+        if self.versions.suspended || copy.etag != synthetic.digest || !copy.parts.is_empty() {
+            return false;
+        }
+        if self.objects.contains_key(key) || self.slot_of(key).is_some() {
+            return false;
+        }
+        let (spec, i) = (synthetic.bulk.clone(), synthetic.index);
+        if spec.key(i) != key {
+            return false;
+        }
+        let versioned = self.versions.enabled;
+        match self
+            .slots
+            .iter()
+            .position(|slot| Arc::ptr_eq(&slot.spec, &spec))
+        {
+            Some(n) => {
+                let t = &self.slots[n].template;
+                let mut head = copy.head.clone();
+                head.size = t.head.size;
+                head.etag = t.head.etag.clone();
+                if let (Some(c), Some(tc)) = (&mut head.checksum, &t.head.checksum) {
+                    c.value = tc.value.clone();
+                }
+                let same = head == t.head
+                    && copy.tags == t.tags
+                    && copy.restored == t.restored
+                    && copy.customer_key == t.customer_key;
+                if !same || self.slots[n].versioned != versioned {
+                    return false;
+                }
+                self.slots[n].set(i, copy.last_modified);
+            }
+            None => {
+                self.versions.next_id += 1;
+                let salt = (self.versions.next_id << 24) ^ spec.id;
+                let mut template = copy.clone();
+                template.synthetic = None;
+                if let Some(c) = &mut template.head.checksum {
+                    c.value.clear();
+                }
+                let base = copy.last_modified;
+                let mut slot = bulk::Slot::empty(spec, salt, versioned, template, base);
+                slot.set(i, copy.last_modified);
+                self.slots.push(slot);
+            }
+        }
+        true
+    }
+
+    /// Every current key, stored or synthetic, in order.
+    fn current_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.objects.keys().cloned().collect();
+        for slot in &self.slots {
+            let all = slot.indices_from(std::ops::Bound::Unbounded, "", usize::MAX);
+            keys.extend(all.into_iter().map(|i| slot.spec.key(i)));
+        }
+        keys.sort();
+        keys
+    }
+
+    /// The current objects whose keys lie past `bound` and start with `prefix`, stored and
+    /// synthetic merged in key order, at most `max` of them.
+    fn current_from(
+        &self,
+        bound: std::ops::Bound<&str>,
+        prefix: &str,
+        max: usize,
+    ) -> Vec<(String, std::borrow::Cow<'_, FakeObject>)> {
+        use std::ops::Bound;
+        let start = match bound {
+            Bound::Unbounded => Bound::Included(prefix),
+            Bound::Included(b) | Bound::Excluded(b) if b < prefix => Bound::Included(prefix),
+            other => other,
+        };
+        let mut out: Vec<(String, std::borrow::Cow<'_, FakeObject>)> = self
+            .objects
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(max)
+            .map(|(k, o)| (k.clone(), std::borrow::Cow::Borrowed(o)))
+            .collect();
+        for slot in &self.slots {
+            for i in slot.indices_from(bound, prefix, max) {
+                out.push((slot.spec.key(i), std::borrow::Cow::Owned(slot.object(i))));
+            }
+        }
+        if !self.slots.is_empty() {
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out.truncate(max);
+        }
+        out
     }
 
     /// A new version id. S3's are opaque strings in no order ("Retaining multiple versions of
@@ -274,6 +471,7 @@ impl FakeBucket {
 
     /// A write of `key` (PutObject, CopyObject, CompleteMultipartUpload).
     fn write(&mut self, key: &str, object: FakeObject) {
+        self.materialize(key);
         if self.versions.enabled {
             self.retire_current(key);
             let id = self.new_version_id();
@@ -301,6 +499,13 @@ impl FakeBucket {
 
     /// A DeleteObject(s) of `key` without a version id, at `now` (AWS's clock).
     fn delete_key(&mut self, key: &str, now: chrono::DateTime<chrono::Utc>) {
+        let unversioned = !self.versions.enabled && !self.versions.suspended;
+        match self.slot_of(key) {
+            // Gone without a trace: nothing to keep.
+            Some((n, i)) if unversioned => return self.slots[n].clear(i),
+            Some(_) => self.materialize(key),
+            None => {}
+        }
         if self.versions.enabled {
             self.retire_current(key);
             let version_id = self.new_version_id();
@@ -326,6 +531,7 @@ impl FakeBucket {
     /// A delete of one version (or delete marker) by its id. Deleting the current version makes
     /// the newest remaining one current (a delete marker then hides the key).
     fn delete_version(&mut self, key: &str, version_id: &str) {
+        self.materialize(key);
         let current_id = self.objects.get(key).map(|_| {
             self.versions
                 .current
@@ -377,18 +583,17 @@ impl FakeBucket {
                 delete_marker: o.is_none(),
                 last_modified: listed_time(at),
                 is_latest: false,
-                size: o.map_or(0, |o| o.data.len() as u64),
+                size: o.map_or(0, FakeObject::size),
                 etag: o.map(|o| o.etag.clone()).unwrap_or_default(),
                 storage_class: o.and_then(|o| o.head.storage_class.clone()),
                 checksum_algorithm: o
                     .and_then(|o| o.head.checksum.as_ref().map(|c| c.algorithm.clone())),
             }
         }
-        let mut keys: Vec<&String> = self
-            .objects
-            .range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
+        let current = self.current_from(std::ops::Bound::Included(from), "", max_keys);
+        let mut keys: Vec<&String> = current
+            .iter()
             .map(|(k, _)| k)
-            .take(max_keys)
             .chain(
                 self.versions
                     .noncurrent
@@ -405,19 +610,20 @@ impl FakeBucket {
         };
         let within = |k: &str| k >= from && k <= last.as_str();
         let mut all: Vec<(String, usize, ObjectVersion)> = Vec::new();
-        for (key, o) in self.objects.range::<str, _>((
-            std::ops::Bound::Included(from),
-            std::ops::Bound::Included(last.as_str()),
-        )) {
-            let version_id = self
-                .versions
-                .current
-                .get(key)
-                .map_or("null", String::as_str);
+        for (key, o) in current.iter().filter(|(k, _)| within(k)) {
+            let version_id = match self.slot_of(key) {
+                Some((n, i)) => self.slots[n].version_id(i),
+                None => self
+                    .versions
+                    .current
+                    .get(key)
+                    .map_or("null", String::as_str)
+                    .to_string(),
+            };
             all.push((
                 key.clone(),
                 0,
-                entry(key, version_id, Some(o), o.last_modified),
+                entry(key, &version_id, Some(o), o.last_modified),
             ));
         }
         let n = self.versions.noncurrent.len();
@@ -438,7 +644,11 @@ impl FakeBucket {
     }
 
     /// Version `version_id` of `key`: Some(None) for a delete marker, None if there is none.
-    fn version(&self, key: &str, version_id: &str) -> Option<Option<&FakeObject>> {
+    fn version(
+        &self,
+        key: &str,
+        version_id: &str,
+    ) -> Option<Option<std::borrow::Cow<'_, FakeObject>>> {
         if let Some(o) = self.objects.get(key) {
             let current = self
                 .versions
@@ -446,19 +656,26 @@ impl FakeBucket {
                 .get(key)
                 .map_or("null", String::as_str);
             if current == version_id {
-                return Some(Some(o));
+                return Some(Some(std::borrow::Cow::Borrowed(o)));
+            }
+        }
+        if let Some((n, i)) = self.slot_of(key) {
+            if self.slots[n].version_id(i) == version_id {
+                return Some(Some(std::borrow::Cow::Owned(self.slots[n].object(i))));
             }
         }
         self.versions
             .noncurrent
             .iter()
             .find(|v| v.key == key && v.version_id == version_id)
-            .map(|v| v.object.as_ref())
+            .map(|v| v.object.as_ref().map(std::borrow::Cow::Borrowed))
     }
 
     /// Whether DeleteBucket may delete it: no object, no version, no delete marker.
     fn is_empty(&self) -> bool {
-        self.objects.is_empty() && self.versions.noncurrent.is_empty()
+        self.objects.is_empty()
+            && self.versions.noncurrent.is_empty()
+            && self.slots.iter().all(bulk::Slot::is_empty)
     }
 }
 
@@ -717,6 +934,10 @@ struct State {
     /// Calls that take effect and then fail as if their response was lost.
     lost_responses: Vec<Fault>,
     calls: Vec<Call>,
+    /// Every call made, logged or not.
+    call_count: u64,
+    /// Operations whose calls are counted but not logged (`unlogged_calls`).
+    unlogged: Vec<String>,
     dns_changes: HashMap<String, Instant>,
     mutating_count: u64,
     fail_mutating_at: Option<u64>,
@@ -728,6 +949,10 @@ struct State {
     next_id: u64,
     /// S3 ETags as SeaweedFS makes them (`copies_like_seaweedfs`).
     seaweedfs_etags: bool,
+    /// Copies of synthetic objects are stored like any other (the unit tests' reference for
+    /// the compact copies: `fake/bulk.rs`).
+    #[cfg(test)]
+    store_synthetic_copies: bool,
     /// Test actions run once when a call of the operation is made (`on_call`).
     on_calls: Vec<(String, OnCall)>,
     /// Each CreateStack accepted: the stack's name and the TemplateURL it was created from
@@ -815,13 +1040,16 @@ impl FakeAws {
         {
             let mut s = self.lock();
             let at = self.epoch.elapsed();
-            s.calls.push(Call {
-                operation: operation.to_string(),
-                mutating,
-                at,
-            });
+            s.call_count += 1;
+            if !s.unlogged.iter().any(|o| o == operation) {
+                s.calls.push(Call {
+                    operation: operation.to_string(),
+                    mutating,
+                    at,
+                });
+            }
             if let Some((every, error)) = &s.fail_every {
-                if (s.calls.len() as u64).is_multiple_of(*every) {
+                if s.call_count.is_multiple_of(*every) {
                     return Err(error.clone());
                 }
             }
@@ -1060,6 +1288,17 @@ impl FakeAws {
         self.lock().seaweedfs_etags = true;
     }
 
+    /// Calls of these operations are counted (`call_count`) but left out of `calls()`: a
+    /// benchmark's millions of per-object calls would take gigabytes to log.
+    pub fn unlogged_calls(&self, operations: &[&str]) {
+        self.lock().unlogged = operations.iter().map(|o| o.to_string()).collect();
+    }
+
+    /// Every call made so far, logged or not.
+    pub fn call_count(&self) -> u64 {
+        self.lock().call_count
+    }
+
     /// The number of keys each DeleteObjects call carried, in call order.
     pub fn delete_batches(&self) -> Vec<usize> {
         self.lock().delete_batches.clone()
@@ -1176,8 +1415,62 @@ impl FakeAws {
                 last_modified: aws_now(&self.timings),
                 restored: false,
                 customer_key: false,
+                synthetic: None,
             },
         );
+    }
+
+    /// Puts `count` objects under `prefix` at once, as `count` single-part PutObjects would,
+    /// without storing them (`fake/bulk.rs`): key `<prefix><index, 10 digits>`, sizes spread
+    /// from half to one and a half times `total_bytes / count` and adding up to `total_bytes`,
+    /// an MD5-like ETag, no checksum, no tags, LastModified now, a version id when the bucket
+    /// is versioned. Every S3 call sees them as it sees stored objects; a copy of one into
+    /// another bucket is kept as compactly. For test and benchmark buckets of millions of
+    /// objects; the bucket must have none under `prefix` yet.
+    pub fn put_synthetic(&self, bucket: &str, prefix: &str, count: u64, total_bytes: u64) {
+        let mut s = self.lock();
+        let id = next_id(&mut s);
+        let at = aws_now(&self.timings);
+        let b = s.buckets.get_mut(bucket).expect("bucket exists");
+        let spec = Arc::new(bulk::BulkSpec {
+            id,
+            prefix: prefix.to_string(),
+            count,
+            total_bytes,
+        });
+        let clash = b
+            .objects
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .chain(b.versions.noncurrent.iter().map(|v| &v.key))
+            .find(|k| spec.index_of(k).is_some());
+        assert!(
+            clash.is_none() && b.slots.iter().all(|slot| slot.spec.prefix != prefix),
+            "put_synthetic: bucket {bucket} already has {clash:?} or a bulk under {prefix:?}; \
+             a bulk's keys are new"
+        );
+        assert!(
+            !b.versions.suspended,
+            "put_synthetic: bucket {bucket}'s versioning is suspended (not modelled for bulks)"
+        );
+        let template = FakeObject {
+            data: Arc::default(),
+            etag: String::new(),
+            parts: Vec::new(),
+            head: ObjectHead::default(),
+            tags: BTreeMap::new(),
+            last_modified: at,
+            restored: false,
+            customer_key: false,
+            synthetic: None,
+        };
+        let versioned = b.versions.enabled;
+        b.slots
+            .push(bulk::Slot::full(spec, id, versioned, template, at));
     }
 
     /// Puts an object encrypted with a customer-provided key (SSE-C, "Using server-side
@@ -1221,14 +1514,15 @@ impl FakeAws {
     }
 
     pub fn object(&self, bucket: &str, key: &str) -> Option<FakeObject> {
-        self.lock().buckets.get(bucket)?.objects.get(key).cloned()
+        let s = self.lock();
+        s.buckets.get(bucket)?.current(key).map(|o| o.into_owned())
     }
 
     pub fn object_keys(&self, bucket: &str) -> Vec<String> {
         self.lock()
             .buckets
             .get(bucket)
-            .map(|b| b.objects.keys().cloned().collect())
+            .map(FakeBucket::current_keys)
             .unwrap_or_default()
     }
 
@@ -1237,6 +1531,7 @@ impl FakeAws {
     pub fn restore_object_now(&self, bucket: &str, key: &str) {
         let mut s = self.lock();
         let b = s.buckets.get_mut(bucket).expect("bucket exists");
+        b.materialize(key);
         b.objects.get_mut(key).expect("object exists").restored = true;
     }
 
@@ -2083,11 +2378,11 @@ fn template_from_url(s: &State, url: &str) -> Result<String, String> {
     let object = s
         .buckets
         .get(&bucket)
-        .and_then(|b| b.objects.get(&key))
+        .and_then(|b| b.current(&key))
         .ok_or_else(|| {
             format!("ValidationError: S3 error: Access Denied (no object {key} in bucket {bucket})")
         })?;
-    if object.data.len() > TEMPLATE_URL_MAX {
+    if object.size() > TEMPLATE_URL_MAX as u64 {
         return Err(format!(
             "ValidationError: Template may not exceed {TEMPLATE_URL_MAX} bytes in size."
         ));
@@ -3357,9 +3652,8 @@ impl FakeAws {
     fn get_object(&self, bucket: &str, key: &str) -> PortResult<FakeObject> {
         let s = self.lock();
         Self::bucket(&s, bucket)?
-            .objects
-            .get(key)
-            .cloned()
+            .current(key)
+            .map(|o| o.into_owned())
             .ok_or_else(|| PortError::NotFound {
                 what: format!("s3://{bucket}/{key}"),
             })
@@ -3383,7 +3677,7 @@ impl FakeAws {
         };
         let s = self.lock();
         match Self::bucket(&s, bucket)?.version(key, version) {
-            Some(Some(o)) => Ok(o.clone()),
+            Some(Some(o)) => Ok(o.into_owned()),
             Some(None) if operation.contains("Copy") => Err(PortError::failed(
                 operation,
                 format!(
@@ -3462,23 +3756,20 @@ impl ObjectStore for FakeAws {
         // The token is the last key of the previous page: continue after it. Without one,
         // start after `start_after` when that is past the prefix's first possible key.
         let after = token.or_else(|| start_after.filter(|a| *a >= prefix).map(str::to_string));
-        let range = match after {
-            Some(after) => (Bound::Excluded(after), Bound::Unbounded),
-            None => (Bound::Included(prefix.to_string()), Bound::Unbounded),
+        let bound = match &after {
+            Some(after) => Bound::Excluded(after.as_str()),
+            None => Bound::Included(prefix),
         };
         let mut objects = Vec::new();
         let mut next = None;
-        for (key, o) in b.objects.range::<String, _>(range) {
-            if !key.starts_with(prefix) {
-                break;
-            }
+        for (key, o) in b.current_from(bound, prefix, page + 1) {
             if objects.len() == page {
                 next = objects.last().map(|o: &ObjectSummary| o.key.clone());
                 break;
             }
             objects.push(ObjectSummary {
-                key: key.clone(),
-                size: o.data.len() as u64,
+                key,
+                size: o.size(),
                 etag: o.etag.clone(),
                 storage_class: o.head.storage_class.clone(),
                 restored: o.restored,
@@ -3549,6 +3840,7 @@ impl ObjectStore for FakeAws {
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object_version("s3:CopyObject", src_bucket, src_key, src_version)?;
         Self::readable("s3:CopyObject", src_bucket, src_key, &o)?;
+        tokio::time::sleep(self.timings.copy_time(o.size())).await;
         let mut s = self.lock();
         if !s.buckets.contains_key(dst_bucket) {
             return Err(PortError::NotFound {
@@ -3566,7 +3858,7 @@ impl ObjectStore for FakeAws {
         let (etag, parts) = if s.seaweedfs_etags {
             (o.etag.clone(), o.parts.clone())
         } else {
-            (md5_hex(&o.data), Vec::new())
+            (o.content_md5(), Vec::new())
         };
         let etag = written_etag(&mut s, etag, Some(&encryption), 0);
         // "When you copy an object, if the source object has a checksum, that checksum value
@@ -3577,31 +3869,35 @@ impl ObjectStore for FakeAws {
         let checksum = match &request.checksum_algorithm {
             Some(algorithm) => Some(ObjectChecksum {
                 algorithm: algorithm.clone(),
-                value: checksum_of(algorithm, &o.data),
+                value: checksum_of(algorithm, o.checksum_input()),
                 full_object: true,
             }),
             None => o.head.checksum.clone(),
         };
-        let dst = s
-            .buckets
-            .get_mut(dst_bucket)
-            .expect("the bucket was there under this lock");
         let mut head = o.head.clone();
         head.etag = etag.clone();
         head.storage_class = request.storage_class.clone();
         head.encryption = Some(encryption.clone());
         head.checksum = checksum;
-        dst.write(
-            dst_key,
-            FakeObject {
-                etag: etag.clone(),
-                parts,
-                head,
-                last_modified: aws_now(&self.timings),
-                restored: false,
-                ..o
-            },
-        );
+        let copy = FakeObject {
+            etag: etag.clone(),
+            parts,
+            head,
+            last_modified: aws_now(&self.timings),
+            restored: false,
+            ..o
+        };
+        #[cfg(test)]
+        let compact = !s.store_synthetic_copies;
+        #[cfg(not(test))]
+        let compact = true;
+        let dst = s
+            .buckets
+            .get_mut(dst_bucket)
+            .expect("the bucket was there under this lock");
+        if !(compact && dst.copy_into_slot(dst_key, &copy)) {
+            dst.write(dst_key, copy);
+        }
         Ok(CopiedObject {
             etag,
             encryption: Some(encryption),
@@ -3669,6 +3965,17 @@ impl ObjectStore for FakeAws {
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object_version("s3:UploadPartCopy", src_bucket, src_key, src_version)?;
         Self::readable("s3:UploadPartCopy", src_bucket, src_key, &o)?;
+        if o.synthetic.is_some() {
+            return Err(PortError::failed(
+                "s3:UploadPartCopy",
+                format!(
+                    "s3://{src_bucket}/{src_key} is an object of a synthetic bulk \
+                     (put_synthetic): the fake keeps no bytes of it to copy in parts; keep \
+                     bulk objects below the copy's multipart threshold"
+                ),
+            ));
+        }
+        tokio::time::sleep(self.timings.copy_time(last.saturating_sub(first) + 1)).await;
         let len = o.data.len() as u64;
         let bytes = if len == 0 {
             Vec::new()
@@ -3812,6 +4119,7 @@ impl ObjectStore for FakeAws {
                 last_modified: aws_now(&self.timings),
                 restored: false,
                 customer_key: false,
+                synthetic: None,
             },
         );
         Ok(etag)
@@ -3919,8 +4227,7 @@ impl ObjectStore for FakeAws {
             .lock()
             .buckets
             .get(bucket)
-            .and_then(|b| b.objects.get(key))
-            .map(|o| o.etag.clone());
+            .and_then(|b| b.current(key).map(|o| o.etag.clone()));
         let what = format!("s3://{bucket}/{key}");
         match (condition, &current) {
             (Some("*"), Some(_)) => return Err(PortError::PreconditionFailed { what }),
@@ -3937,14 +4244,23 @@ impl ObjectStore for FakeAws {
     async fn get_small_object(&self, bucket: &str, key: &str) -> PortResult<Option<SmallObject>> {
         self.call("s3:GetObject", false).await?;
         let s = self.lock();
-        Ok(s.buckets
-            .get(bucket)
-            .and_then(|b| b.objects.get(key))
-            .map(|o| SmallObject {
-                body: o.data.to_vec(),
-                etag: o.etag.clone(),
-                last_modified: o.last_modified,
-            }))
+        let Some(o) = s.buckets.get(bucket).and_then(|b| b.current(key)) else {
+            return Ok(None);
+        };
+        if o.synthetic.is_some() {
+            return Err(PortError::failed(
+                "s3:GetObject",
+                format!(
+                    "s3://{bucket}/{key} is an object of a synthetic bulk (put_synthetic): the \
+                     fake keeps no bytes of it to return; read objects you put"
+                ),
+            ));
+        }
+        Ok(Some(SmallObject {
+            body: o.data.to_vec(),
+            etag: o.etag.clone(),
+            last_modified: o.last_modified,
+        }))
     }
 
     async fn delete_object(&self, bucket: &str, key: &str) -> PortResult<()> {
@@ -3985,7 +4301,7 @@ impl ObjectStore for FakeAws {
         self.call("s3:GetObject", false).await?;
         let o = self.get_object_version("s3:GetObject", bucket, key, version)?;
         Self::readable("s3:GetObject", bucket, key, &o)?;
-        Ok(md5_hex(&o.data))
+        Ok(o.content_md5())
     }
 
     async fn copy_bucket_configuration(

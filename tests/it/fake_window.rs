@@ -560,38 +560,58 @@ async fn migrate_keeps_the_source_in_standby_through_the_swap() {
 #[tokio::test(start_paused = true)]
 #[ignore = "a benchmark: run by scripts/bench-standby"]
 async fn bench_standby() {
-    const BENCH_OBJECTS: usize = 20_000;
-    let base = std::env::var("ENVCLONE_BENCH_OBJECTS")
-        .ok()
+    // Issue 13's buckets: 2,000,000 objects / 1 TB each at ×1 (a synthetic bulk: the fake
+    // keeps no bytes, `FakeAws::put_synthetic`).
+    const BENCH_OBJECTS: u64 = 2_000_000;
+    const BYTES_PER_OBJECT: u64 = 500_000;
+    let env = |name: &str| std::env::var(name).ok();
+    let base: u64 = env("ENVCLONE_BENCH_OBJECTS")
         .and_then(|v| v.parse().ok())
         .unwrap_or(BENCH_OBJECTS);
+    let factors: Vec<u64> = env("ENVCLONE_BENCH_SIZES")
+        .map(|v| v.split(',').filter_map(|f| f.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 3, 10]);
     println!(
-        "{:>6} {:>16} {:>14} {:>18} {:>16} {:>10}",
+        "{:>6} {:>9} {:>14} {:>8} {:>14} {:>12} {:>10} {:>8} {:>9}",
         "size",
-        "snapshot (min)",
+        "snap(min)",
         "objects/bucket",
-        "today's window (s)",
-        "new window (s)",
-        "run (s)"
+        "TB/bkt",
+        "today (s)",
+        "new (s)",
+        "run (s)",
+        "wall (s)",
+        "peak RSS"
     );
-    for factor in [1, 3, 10] {
-        let (minutes, extra) = (40 * factor as u64, base * factor);
+    for factor in factors {
+        let (minutes, extra) = (40 * factor, base * factor);
+        let wall = std::time::Instant::now();
         let mut row = Vec::new();
         let mut run = 0.0;
         for versioned in [false, true] {
-            let mut s = Scenario::new(big(minutes));
+            let mut s = Scenario::new(Timings {
+                copy_throughput: Some(BENCH_COPY_THROUGHPUT),
+                ..big(minutes)
+            });
             s.engine.settings.snapshot_timeout = Duration::from_secs(minutes * 60 * 2);
+            // The engine's own copy settings (64 copies at once, CopyObject up to 5 GB), not
+            // the tests' small ones that send 8 KiB objects through multipart copies.
+            s.engine.settings.sync = envclone::s3sync::SyncOptions::default();
+            s.fake.unlogged_calls(&[
+                "s3:HeadObject",
+                "s3:CopyObject",
+                "s3:GetObjectTagging",
+                "s3:ListObjectsV2",
+                "s3:ListObjectVersions",
+            ]);
             s.deploy_prod(WEBAPP);
             if versioned {
                 s.fake.enable_versioning(UPLOADS);
                 s.fake.enable_versioning(REPORTS);
             }
-            for i in 0..extra {
-                for b in [REPORTS, UPLOADS] {
-                    let key = format!("bulk/{i:08}");
-                    s.fake
-                        .put_object(b, &key, key.as_bytes(), ObjectHead::default(), &[]);
-                }
+            for b in [REPORTS, UPLOADS] {
+                s.fake
+                    .put_synthetic(b, "bulk/", extra, extra * BYTES_PER_OBJECT);
             }
             let start = tokio::time::Instant::now();
             let (report, entered, exited) = window_of(&s).await;
@@ -599,14 +619,33 @@ async fn bench_standby() {
             row.push(secs(exited - entered));
             run = secs(start.elapsed());
         }
-        let objects = s_objects(extra);
+        let objects = s_objects(extra as usize);
+        let tb = (extra * BYTES_PER_OBJECT) as f64 / 1e12;
         println!(
-            "{:>6} {minutes:>16} {objects:>14} {:>18.1} {:>16.1} {run:>10.0}",
+            "{:>6} {minutes:>9} {objects:>14} {tb:>8.1} {:>14.1} {:>12.1} {run:>10.0} {:>8.0} {:>9}",
             format!("x{factor}"),
             row[0],
-            row[1]
+            row[1],
+            wall.elapsed().as_secs_f64(),
+            peak_rss()
         );
     }
+}
+
+/// The assumed bytes per second one CopyObject moves inside S3 (AWS publishes no figure for
+/// server-side copies; BENCHMARKS.md says where this one comes from).
+const BENCH_COPY_THROUGHPUT: u64 = 85_000_000;
+
+/// This process's peak resident memory so far (Linux: VmHWM).
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l["VmHWM:".len()..].trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into())
 }
 
 /// The objects in each bucket: the reference fill and `extra`.
