@@ -118,6 +118,20 @@ pub struct Database {
     pub ref_kinds: &'static [RefKind],
 }
 
+impl Database {
+    /// The plan's databases of this kind (instances or clusters), in the contract's order.
+    fn planned<'a>(&self, plan: &'a ClonePlan) -> impl Iterator<Item = &'a DatabasePlan> {
+        let kind = self.kind;
+        plan.databases.iter().filter(move |d| d.kind == kind)
+    }
+
+    /// The recorded swaps of this kind's databases, in the order they were recorded.
+    fn swapped<'a>(&self, swaps: &'a [DbSwap]) -> impl Iterator<Item = &'a DbSwap> {
+        let kind = self.kind;
+        swaps.iter().filter(move |d| d.kind == kind)
+    }
+}
+
 #[async_trait::async_trait]
 impl super::super::resource::ResourceKind for Database {
     fn name(&self) -> &'static str {
@@ -191,7 +205,7 @@ impl super::super::resource::ResourceKind for Database {
         plan: &ClonePlan,
         parameters: &BTreeMap<String, String>,
     ) -> Result<(), StepError> {
-        for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
+        for d in self.planned(plan) {
             super::point_in_time::check_parameters(d, parameters)?;
         }
         Ok(())
@@ -208,7 +222,7 @@ impl super::super::resource::ResourceKind for Database {
         plan: &mut ClonePlan,
     ) -> Result<(), crate::workflow::PreflightError> {
         let dbs = &engine.cloud.databases;
-        for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
+        for d in self.planned(plan) {
             match retry(|| dbs.status_of(d.kind, &d.source_instance)).await? {
                 None => {
                     return Err(PreflightError::SourceMissing {
@@ -248,7 +262,7 @@ impl super::super::resource::ResourceKind for Database {
             }
         }
         let plan: &ClonePlan = plan;
-        for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
+        for d in self.planned(plan) {
             super::point_in_time::preflight(engine, source, plan, d).await?;
         }
         Ok(())
@@ -259,7 +273,7 @@ impl super::super::resource::ResourceKind for Database {
     /// clones at the latest restorable time, later than T).
     fn window_needs(&self, plan: &ClonePlan) -> WindowNeeds {
         let mut out = WindowNeeds::default();
-        for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
+        for d in self.planned(plan) {
             if d.point_in_time.is_some() {
                 out.outside
                     .push(crate::workflow::window::point_in_time_item(
@@ -322,9 +336,7 @@ impl super::super::resource::ResourceKind for Database {
         if stage != PlanStage::Copy {
             return Vec::new();
         }
-        plan.databases
-            .iter()
-            .filter(|d| d.kind == self.kind)
+        self.planned(plan)
             .map(|d| match (d.kind, &d.copy_on_write) {
                 _ if d.point_in_time.is_some() => format!(
                     "restore {} {} to T from {} (point-in-time restore by the clone stack, no \
@@ -580,12 +592,7 @@ impl super::super::resource::ResourceKind for Database {
     ) -> Result<(), StepError> {
         let step = "finalize";
         let dbs = &engine.cloud.databases;
-        let mine: Vec<DbSwap> = state
-            .databases
-            .iter()
-            .filter(|d| d.kind == self.kind)
-            .cloned()
-            .collect();
+        let mine: Vec<DbSwap> = self.swapped(&state.databases).cloned().collect();
         for d in &mine {
             let final_snapshot = model::snapshot_id(
                 &RunId::from_existing(&state.run_id),
@@ -743,7 +750,7 @@ impl super::super::resource::ResourceKind for Database {
         swaps: &mut Swaps,
     ) -> Result<(), PreflightError> {
         let stamp: String = run_id.as_str().chars().take(12).collect();
-        for d in plan.databases.iter().filter(|d| d.kind == self.kind) {
+        for d in self.planned(plan) {
             let (what, property) = match d.kind {
                 DbKind::Instance => ("DB instance identifier", "DBInstanceIdentifier"),
                 DbKind::Cluster => ("DB cluster identifier", "DBClusterIdentifier"),
@@ -789,11 +796,7 @@ impl super::super::resource::ResourceKind for Database {
     /// Two renames per database of this kind, each "effective in about 10 minutes" on AWS
     /// (USER_RenameInstance): 20 minutes each.
     fn swap_time(&self, swaps: &Swaps) -> std::time::Duration {
-        let moved = swaps
-            .databases
-            .iter()
-            .filter(|d| d.kind == self.kind)
-            .count();
+        let moved = self.swapped(&swaps.databases).count();
         std::time::Duration::from_secs(20 * 60 * moved as u64)
     }
 
@@ -808,10 +811,7 @@ impl super::super::resource::ResourceKind for Database {
 
     /// Two renames per database of this kind.
     fn swap_steps(&self, swaps: &Swaps) -> Vec<String> {
-        swaps
-            .databases
-            .iter()
-            .filter(|d| d.kind == self.kind)
+        self.swapped(&swaps.databases)
             .map(|d| {
                 format!(
                     "rename database {} to {}, then {} to {}",
@@ -823,10 +823,7 @@ impl super::super::resource::ResourceKind for Database {
 
     /// Each database of this kind: its identifier, where the old one went, the new one's.
     fn swap_status(&self, swaps: &Swaps) -> Vec<String> {
-        swaps
-            .databases
-            .iter()
-            .filter(|d| d.kind == self.kind)
+        self.swapped(&swaps.databases)
             .map(|d| {
                 format!(
                     "database:  {} (old database renamed {}, new created as {})",
@@ -840,9 +837,7 @@ impl super::super::resource::ResourceKind for Database {
     /// ([`RENAMED_ATTRIBUTES`]); the template's databases name each other (a cluster's member
     /// instances their cluster) by links RDS keeps through a rename.
     fn swap_renames(&self, plan: &ClonePlan) -> Vec<Renamed> {
-        plan.databases
-            .iter()
-            .filter(|d| d.kind == self.kind)
+        self.planned(plan)
             .map(|d| Renamed {
                 logical_id: d.logical_id.clone(),
                 attributes: RENAMED_ATTRIBUTES,
@@ -863,7 +858,7 @@ impl super::super::resource::ResourceKind for Database {
             step: step.into(),
             message,
         };
-        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+        for d in self.swapped(&state.databases) {
             for id in [&d.source_id, &d.clone_id] {
                 let status = retry(|| engine.cloud.databases.status_of(d.kind, id))
                     .await
@@ -883,7 +878,7 @@ impl super::super::resource::ResourceKind for Database {
     /// The source's database serves again under its identifier; the new one keeps the writes
     /// made to it since the swap.
     fn after_swap_back(&self, state: &MigrationState, events: &Emitter) {
-        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+        for d in self.swapped(&state.databases) {
             events.warn(
                 "abort",
                 Some(&d.clone_id),
@@ -908,7 +903,7 @@ impl super::super::resource::ResourceKind for Database {
     ) -> Result<(), StepError> {
         let step = "swap";
         let dbs = &engine.cloud.databases;
-        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+        for d in self.swapped(&state.databases) {
             loop {
                 let exists = settled_identifiers(engine, d).await?;
                 match swap_step(d, exists, direction) {
@@ -1002,7 +997,7 @@ impl super::super::resource::ResourceKind for Database {
         failures: &mut Vec<String>,
     ) -> Result<(), StepError> {
         let dbs = &engine.cloud.databases;
-        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+        for d in self.swapped(&state.databases) {
             let what = format!("database {} to be available after the swap", d.source_id);
             let result = wait_until(&what, timeout, || async {
                 Ok(match dbs.status_of(d.kind, &d.source_id).await? {
@@ -1027,7 +1022,7 @@ impl super::super::resource::ResourceKind for Database {
         state: &MigrationState,
         env: &mut BTreeMap<String, String>,
     ) -> Result<(), StepError> {
-        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+        for d in self.swapped(&state.databases) {
             let live = retry(|| engine.cloud.databases.state_of(d.kind, &d.source_id))
                 .await
                 .map_err(StepError::port("hook.post_swap"))?;
@@ -1059,7 +1054,7 @@ impl super::super::resource::ResourceKind for Database {
         let dbs = &engine.cloud.databases;
         let tags = BTreeMap::from([(TAG_OPEN_MIGRATION.to_string(), state.run_id.clone())]);
         let keys = [TAG_OPEN_MIGRATION.to_string()];
-        for d in state.databases.iter().filter(|d| d.kind == self.kind) {
+        for d in self.swapped(&state.databases) {
             if open {
                 settled_identifiers(engine, d).await?;
             }
