@@ -427,6 +427,68 @@ def diff_memory(envclone, objects):
           f"{s['deleted']:,} | {s['unchanged']:,} |")
 
 
+def process_group_cpu(pgid):
+    """User + system CPU seconds used so far by the live processes of a process group."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def noop_rounds(args, tools, s3, env, s5cmd, url, workdir, server, small, big, link, load_before):
+    """--noop-rounds N: the no-op alone, interleaved, many times: its spread on this machine is
+    wider than the differences worth measuring (a 3-run median moved by 10-20% between runs)."""
+    if tools[0] != "envclone":
+        raise SystemExit("--noop-rounds compares the anchors with envclone: include it in --tools")
+    for tool in tools:
+        cmd = commands(tool, args.envclone, s5cmd, url, bucket_of(tool), args.concurrency)
+        seconds, _, code = run_measured(cmd, env, os.path.join(workdir, f"{bucket_of(tool)}-full.log"))
+        if code != 0:
+            raise SystemExit(f"{tool}: the full sync failed ({code})")
+        say(f"full  {tool:12} {seconds:7.2f} s (fills its bucket)")
+    walls = {tool: [] for tool in tools}
+    server_cpu = {tool: [] for tool in tools}
+    for round_ in range(args.noop_rounds):
+        for tool in tools[round_ % len(tools):] + tools[:round_ % len(tools)]:
+            cmd = commands(tool, args.envclone, s5cmd, url, bucket_of(tool), args.concurrency)
+            time.sleep(SETTLE)
+            before = process_group_cpu(server.proc.pid)
+            seconds, _, code = run_measured(cmd, env, os.path.join(workdir, f"{bucket_of(tool)}-noop.log"))
+            if code != 0:
+                raise SystemExit(f"{tool}: the no-op failed ({code})")
+            server_cpu[tool].append(process_group_cpu(server.proc.pid) - before)
+            walls[tool].append(seconds)
+        say(f"round {round_ + 1}/{args.noop_rounds}: "
+            + ", ".join(f"{t} {walls[t][-1]:.2f} s" for t in tools))
+    problems = {tool: verify(s3, "src", bucket_of(tool)) for tool in tools}
+    load_after = os.getloadavg()
+    print()
+    print(f"Data set: {small:,} x 4 KiB + {big} x 20 MiB; {os.cpu_count()} CPUs; load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.")
+    print("Link: " + "\n".join(link))
+    print()
+    print(f"| tool | no-op median s ({args.noop_rounds} runs) | fastest s | slowest s | "
+          f"server CPU per no-op s (median) | median / envclone's |")
+    print("|---|---|---|---|---|---|")
+    base = statistics.median(walls[tools[0]])
+    for tool in tools:
+        w = walls[tool]
+        print(f"| {tool} | {statistics.median(w):.3f} | {min(w):.3f} | {max(w):.3f} | "
+              f"{statistics.median(server_cpu[tool]):.3f} | {statistics.median(w) / base:.2f}× |")
+    bad = {t: p[:3] for t, p in problems.items() if p}
+    print("\nEvery destination was verified equal to the source afterwards." if not bad else
+          f"\nNOT EQUAL afterwards: {bad}")
+    if bad:
+        sys.exit(1)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envclone", required=True, help="the envclone binary (release build)")
@@ -441,6 +503,10 @@ def main():
                    help="added round-trip time between every tool and the server, e.g. 20ms "
                         "(through scripts/rtt_proxy.py; 0ms still goes through the proxy)")
     p.add_argument("--proxy-workers", type=int, default=2, help="processes of each --rtt proxy")
+    p.add_argument("--noop-rounds", type=int, metavar="N",
+                   help="only the no-op: each tool's bucket filled by its own full sync, then N "
+                        "rounds of one no-op per tool (order rotated); medians, spread and the "
+                        "server's CPU per no-op")
     args = p.parse_args()
 
     if args.diff_memory:
@@ -499,6 +565,9 @@ def main():
         for tool in tools:
             s3.create_bucket(Bucket=bucket_of(tool))
         load_before = os.getloadavg()
+        if args.noop_rounds:
+            noop_rounds(args, tools, s3, env, s5cmd, url, workdir, server, small, big, link, load_before)
+            return
         results, failures = {}, []
         for round_, scenario in enumerate(("full", "noop", "delta")):
             if scenario == "delta":

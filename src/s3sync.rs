@@ -326,6 +326,11 @@ pub enum SyncError {
         source: PortError,
     },
     #[error(
+        "the listing of {path} stopped before its end ({why}); the sync stopped there, before \
+         acting on any key it had not listed — run it again, and report it if it repeats"
+    )]
+    ListingStopped { path: String, why: String },
+    #[error(
         "the listing of {path} is not in key order ({key:?} after {previous:?}); the server is not \
          S3-compatible enough to sync safely, nothing more was changed"
     )]
@@ -405,15 +410,19 @@ enum Side {
 /// point can be placed (keys unlike those seen so far), the next range is another one-page
 /// probe, so the worst case is the sequential listing. Every range task keeps at most
 /// `PAGES_AHEAD` pages waiting: memory does not grow with the number of objects.
+///
+/// The ranges are started by a planner task of their own (`Planner`) as soon as a probe or a
+/// range's first page says where the next one can go, not when the reader next asks for a key:
+/// a merge-join waits on one side at a time, and with the planning done in the reader, the side
+/// it was not waiting on started no range meanwhile (in the 20 ms benchmark the destination's
+/// ranges started about 0.12 s after the source's, and the no-op ended with them).
 struct Lister {
-    store: Arc<dyn ObjectStore>,
     path: Arc<BucketPath>,
-    progress: Arc<SyncProgress>,
-    side: Side,
-    shared: Arc<Shared>,
-    /// Started ranges, in key order; the front one is being read.
-    ranges: std::collections::VecDeque<RangeTask>,
-    plan: Plan,
+    /// The ranges the planner starts, in key order.
+    started: mpsc::UnboundedReceiver<RangeTask>,
+    /// The range being read.
+    front: Option<RangeTask>,
+    planner: Option<AbortOnDrop>,
     page: std::vec::IntoIter<ObjectSummary>,
     /// The last key of the pages read so far, to check the order across pages and ranges.
     last: Option<String>,
@@ -421,7 +430,7 @@ struct Lister {
 
 /// The longest key S3 takes (UTF-8 bytes).
 const MAX_KEY_BYTES: usize = 1024;
-/// Listing ranges read at once per side.
+/// Listing ranges started and not yet read whole, per side.
 const RANGES_AHEAD: usize = 8;
 /// Keys a range is planned to hold: about three pages. S3 has no end bound, so a range's last
 /// page would run past its end; where the server's CPU rather than the round trip limits
@@ -429,7 +438,10 @@ const RANGES_AHEAD: usize = 8;
 /// whole pages and ranges of 700 keys a no-op took 0.43-0.50 s against the sequential
 /// listing's 0.31-0.35 s there, with ranges of 3,000 keys 0.33-0.38 s. Each page now asks for
 /// about the keys left to its range's end (`page_keys`); one-page ranges of 900 keys were
-/// measured with that too and were no faster than these (BENCHMARKS.md, run 13).
+/// measured with that too and were no faster than these (BENCHMARKS.md, run 13). With the
+/// planner task (run 14), ranges of 1,000 keys were slower again (0.57 s against 0.42-0.46 s:
+/// each request costs the server CPU), 1,500 and 2,000 keys and a slow start from 4 or 8
+/// ranges were within the noise of these.
 const RANGE_KEYS: f64 = 3000.0;
 
 /// Where the next range starts.
@@ -439,6 +451,14 @@ enum Plan {
     /// After this key.
     After(String),
     /// Every range is started.
+    Finished,
+}
+
+/// What the planner does next.
+enum Next {
+    Start(Range),
+    /// Until a range task tells something (`Shared::wake`).
+    Wait,
     Finished,
 }
 
@@ -484,15 +504,39 @@ impl Shared {
     }
 }
 
-struct RangeTask {
-    pages: mpsc::Receiver<PageResult>,
-    task: tokio::task::JoinHandle<()>,
+/// A task stopped when its owner is dropped (a listing given up half-way lists no further).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
-impl Drop for RangeTask {
-    fn drop(&mut self) {
-        self.task.abort();
+impl AbortOnDrop {
+    /// Waits for a task whose work is over (its channel closed) and tells whether it ended by
+    /// itself: a task that panicked closes its channel too, and what it did not list must
+    /// not be read as absent (a sync would delete it from the destination).
+    async fn ended(&mut self, path: &BucketPath, what: &str) -> Result<(), SyncError> {
+        (&mut self.0).await.map_err(|e| SyncError::ListingStopped {
+            path: path.to_string(),
+            why: format!(
+                "its {what} task {}",
+                if e.is_panic() {
+                    "panicked"
+                } else {
+                    "was cancelled"
+                }
+            ),
+        })
     }
+}
+
+struct RangeTask {
+    pages: mpsc::Receiver<PageResult>,
+    task: AbortOnDrop,
+    /// Given back to the planner when this range has been read (or dropped).
+    _room: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// One range of a listing: the keys after `start_after`, up to and with `end`.
@@ -503,36 +547,40 @@ struct Range {
     probe: bool,
 }
 
-impl Lister {
-    fn spawn(
-        store: Arc<dyn ObjectStore>,
-        path: BucketPath,
-        progress: Arc<SyncProgress>,
-        side: Side,
-    ) -> Self {
-        let mut lister = Lister {
-            store,
-            path: Arc::new(path),
-            progress,
-            side,
-            shared: Arc::new(Shared {
-                ahead: AtomicUsize::new(2),
-                ..Shared::default()
-            }),
-            ranges: Default::default(),
-            plan: Plan::Probing,
-            page: Vec::new().into_iter(),
-            last: None,
-        };
-        lister.start(Range {
-            start_after: None,
-            end: None,
-            probe: true,
-        });
-        lister
+/// Starts the ranges of one side's listing, in key order, while there is room for them.
+struct Planner {
+    store: Arc<dyn ObjectStore>,
+    path: Arc<BucketPath>,
+    progress: Arc<SyncProgress>,
+    side: Side,
+    shared: Arc<Shared>,
+    plan: Plan,
+    started: mpsc::UnboundedSender<RangeTask>,
+    /// One permit per range that may be started and not yet read (`RANGES_AHEAD`).
+    room: Arc<tokio::sync::Semaphore>,
+}
+
+impl Planner {
+    async fn run(mut self) {
+        loop {
+            let Ok(permit) = self.room.clone().acquire_owned().await else {
+                return;
+            };
+            let range = loop {
+                match self.next_range() {
+                    Next::Start(range) => break range,
+                    Next::Wait => self.shared.wake.notified().await,
+                    Next::Finished => return,
+                }
+            };
+            if !self.start(range, permit) {
+                return;
+            }
+        }
     }
 
-    fn start(&mut self, range: Range) {
+    /// Starts `range`; false when the reader is gone.
+    fn start(&mut self, range: Range, permit: tokio::sync::OwnedSemaphorePermit) -> bool {
         let (tx, rx) = mpsc::channel(PAGES_AHEAD);
         self.shared.unanswered.fetch_add(1, Relaxed);
         let task = tokio::spawn(list_range(
@@ -544,28 +592,33 @@ impl Lister {
             self.progress.clone(),
             self.side,
         ));
-        self.ranges.push_back(RangeTask { pages: rx, task });
+        let range = RangeTask {
+            pages: rx,
+            task: AbortOnDrop(task),
+            _room: permit,
+        };
+        self.started.send(range).is_ok()
     }
 
-    /// Starts ranges while there is room and a place to start them.
-    fn plan(&mut self) {
-        while self.ranges.len() < RANGES_AHEAD {
+    /// The next range to start, from what the range tasks have told so far.
+    fn next_range(&mut self) -> Next {
+        loop {
             match std::mem::replace(&mut self.plan, Plan::Finished) {
-                Plan::Finished => return,
+                Plan::Finished => return Next::Finished,
                 Plan::Probing => match self.shared.probe.lock().expect("probe lock").take() {
                     None => {
                         self.plan = Plan::Probing;
-                        return;
+                        return Next::Wait;
                     }
-                    Some(None) => return,
+                    Some(None) => return Next::Finished,
                     Some(Some(last)) => self.plan = Plan::After(last),
                 },
-                Plan::After(_) if self.shared.exhausted.load(Relaxed) => return,
+                Plan::After(_) if self.shared.exhausted.load(Relaxed) => return Next::Finished,
                 Plan::After(cursor)
                     if self.shared.unanswered.load(Relaxed) >= self.shared.ahead.load(Relaxed) =>
                 {
                     self.plan = Plan::After(cursor);
-                    return;
+                    return Next::Wait;
                 }
                 Plan::After(cursor) => {
                     // Past a known gap, the next range is placed from the key after it.
@@ -580,26 +633,61 @@ impl Lister {
                         .expect("key space lock")
                         .as_ref()
                         .and_then(|(_, space)| space.after(&from, RANGE_KEYS));
-                    match split {
-                        Some(end) => {
-                            self.start(Range {
-                                start_after: Some(cursor),
-                                end: Some(end.clone()),
-                                probe: false,
-                            });
-                            self.plan = Plan::After(end);
-                        }
-                        None => {
-                            self.start(Range {
-                                start_after: Some(cursor),
-                                end: None,
-                                probe: true,
-                            });
-                            self.plan = Plan::Probing;
-                        }
-                    }
+                    let probe = split.is_none();
+                    self.plan = match &split {
+                        Some(end) => Plan::After(end.clone()),
+                        None => Plan::Probing,
+                    };
+                    return Next::Start(Range {
+                        start_after: Some(cursor),
+                        end: split,
+                        probe,
+                    });
                 }
             }
+        }
+    }
+}
+
+impl Lister {
+    fn spawn(
+        store: Arc<dyn ObjectStore>,
+        path: BucketPath,
+        progress: Arc<SyncProgress>,
+        side: Side,
+    ) -> Self {
+        let path = Arc::new(path);
+        let (started, ranges) = mpsc::unbounded_channel();
+        let room = Arc::new(tokio::sync::Semaphore::new(RANGES_AHEAD));
+        let mut planner = Planner {
+            store,
+            path: path.clone(),
+            progress,
+            side,
+            shared: Arc::new(Shared {
+                ahead: AtomicUsize::new(2),
+                ..Shared::default()
+            }),
+            plan: Plan::Probing,
+            started,
+            room: room.clone(),
+        };
+        let first = room.try_acquire_owned().expect("a new listing has room");
+        planner.start(
+            Range {
+                start_after: None,
+                end: None,
+                probe: true,
+            },
+            first,
+        );
+        Lister {
+            path,
+            started: ranges,
+            front: None,
+            planner: Some(AbortOnDrop(tokio::spawn(planner.run()))),
+            page: Vec::new().into_iter(),
+            last: None,
         }
     }
 
@@ -608,33 +696,40 @@ impl Lister {
             if let Some(o) = self.page.next() {
                 return Ok(Some(o));
             }
-            self.plan();
-            let waiting = !matches!(self.plan, Plan::Finished);
-            let Some(front) = self.ranges.front_mut() else {
-                return Ok(None);
-            };
-            tokio::select! {
-                page = front.pages.recv() => match page {
-                    Some(page) => {
-                        let page = page?;
-                        // Each page was checked by its task; here where pages and ranges meet.
-                        if let (Some(previous), Some(first)) = (&self.last, page.first()) {
-                            if first.key <= *previous {
-                                return Err(SyncError::Unsorted {
-                                    path: self.path.to_string(),
-                                    previous: previous.clone(),
-                                    key: first.key.clone(),
-                                });
-                            }
-                        }
-                        self.last = page.last().map(|o| o.key.clone()).or(self.last.take());
-                        self.page = page.into_iter();
-                    }
+            let front = match &mut self.front {
+                Some(front) => front,
+                None => match self.started.recv().await {
+                    Some(range) => self.front.insert(range),
                     None => {
-                        self.ranges.pop_front();
+                        // Every range started has been read; the planner has ended.
+                        if let Some(mut planner) = self.planner.take() {
+                            planner.ended(&self.path, "planning").await?;
+                        }
+                        return Ok(None);
                     }
                 },
-                () = self.shared.wake.notified(), if waiting => {}
+            };
+            match front.pages.recv().await {
+                Some(page) => {
+                    let page = page?;
+                    // Each page was checked by its task; here where pages and ranges meet.
+                    if let (Some(previous), Some(first)) = (&self.last, page.first()) {
+                        if first.key <= *previous {
+                            return Err(SyncError::Unsorted {
+                                path: self.path.to_string(),
+                                previous: previous.clone(),
+                                key: first.key.clone(),
+                            });
+                        }
+                    }
+                    self.last = page.last().map(|o| o.key.clone()).or(self.last.take());
+                    self.page = page.into_iter();
+                }
+                None => {
+                    front.task.ended(&self.path, "listing").await?;
+                    // Read whole: its permit goes back to the planner.
+                    self.front = None;
+                }
             }
         }
     }
@@ -2645,5 +2740,61 @@ mod tests {
         );
         // Too few keys to learn from.
         assert!(KeySpace::learn(&page[..10]).is_none());
+    }
+
+    /// A merge-join waits on one side at a time: the side it is not waiting on must go on
+    /// starting its ranges. With the planning done by the reader, only the probe was listed
+    /// here until the reader asked for a key past the probe's page.
+    #[tokio::test(start_paused = true)]
+    async fn a_listing_starts_its_ranges_while_nobody_reads_it() {
+        let fake = crate::fake::FakeAws::new(Default::default());
+        fake.create_bucket_now("b");
+        let keys: Vec<String> = (0..5000).map(|i| format!("k/{i:05}")).collect();
+        for key in &keys {
+            fake.put_object("b", key, b"x", ObjectHead::default(), &[]);
+        }
+        let store: Arc<dyn ObjectStore> = Arc::new(fake.clone());
+        let progress = Arc::new(SyncProgress::default());
+        let mut lister = Lister::spawn(store, BucketPath::bucket("b"), progress, Side::Target);
+        let first = lister.next().await.unwrap().unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let lists = |fake: &crate::fake::FakeAws| {
+            let calls = fake.calls();
+            calls
+                .iter()
+                .filter(|c| c.operation == "s3:ListObjectsV2")
+                .count()
+        };
+        assert!(
+            lists(&fake) >= 3,
+            "{} ListObjectsV2 call(s) while the reader was elsewhere",
+            lists(&fake)
+        );
+        let mut listed = vec![first.key];
+        while let Some(o) = lister.next().await.unwrap() {
+            listed.push(o.key);
+        }
+        assert_eq!(listed, keys);
+    }
+
+    /// A listing task that panicked closed its channel as one that ended: read as the end of
+    /// its range, its unlisted keys would look deleted from the source (and a sync with
+    /// --delete would delete them from the destination).
+    #[tokio::test]
+    async fn a_listing_task_that_panicked_is_an_error_not_the_end_of_its_range() {
+        let path = BucketPath::bucket("b");
+        let mut ended = AbortOnDrop(tokio::spawn(async {}));
+        assert!(ended.ended(&path, "listing").await.is_ok());
+        let mut panicked = AbortOnDrop(tokio::spawn(async { panic!("listing task panics") }));
+        match panicked.ended(&path, "listing").await {
+            Err(e @ SyncError::ListingStopped { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("s3://b/") && text.contains("panicked"),
+                    "{text}"
+                );
+            }
+            other => panic!("expected ListingStopped, got {other:?}"),
+        }
     }
 }
