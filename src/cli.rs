@@ -200,7 +200,7 @@ pub struct MigrateArgs {
     #[arg(long, default_value_t = crate::s3sync::AWS_COPY_LIMIT)]
     pub multipart_threshold: u64,
     /// Objects copied at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = crate::s3sync::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Leave archived objects (S3 Glacier Flexible Retrieval, Deep Archive), which S3 cannot
     /// copy without a restore, out of the bucket copies; the report lists them. Without it,
@@ -402,7 +402,7 @@ pub struct CloneArgs {
     #[arg(long, default_value_t = crate::s3sync::AWS_COPY_LIMIT)]
     pub multipart_threshold: u64,
     /// Objects copied at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = crate::s3sync::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
     /// Leave archived objects (S3 Glacier Flexible Retrieval, Deep Archive), which S3 cannot
     /// copy without a restore, out of the bucket copies; the report lists them. Without it,
