@@ -54,11 +54,7 @@ impl Intercept for FastListing {
         _context: &BeforeSerializationInterceptorContextRef<'_>,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        // The SDK's deserializer, for the answers left to it, from the operation's own
-        // configuration (the bag's is about to be this one).
-        let sdk = ListObjectsV2::new()
-            .config()
-            .filter(|layer| layer.load::<SharedResponseDeserializer>().is_some())
+        let sdk = sdk_listing_config()
             .ok_or("the SDK's ListObjectsV2 has no response deserializer to stand in front of")?;
         let ours = ListingDeserializer {
             sdk,
@@ -68,6 +64,19 @@ impl Intercept for FastListing {
             .store_put(SharedResponseDeserializer::new(ours));
         Ok(())
     }
+}
+
+/// The SDK's ListObjectsV2 configuration, which holds its response deserializer (for the
+/// answers left to it; the call's bag is about to hold ours). Built once, not per page.
+fn sdk_listing_config() -> Option<FrozenLayer> {
+    static CONFIG: std::sync::OnceLock<Option<FrozenLayer>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            ListObjectsV2::new()
+                .config()
+                .filter(|layer| layer.load::<SharedResponseDeserializer>().is_some())
+        })
+        .clone()
 }
 
 #[derive(Debug)]
@@ -301,7 +310,7 @@ mod tests {
 
     /// The page as the SDK's own deserializer reads `body`, through the adapter's `page_of`.
     fn sdk_page(body: &str) -> Result<ListPage, String> {
-        let layer = ListObjectsV2::new().config().expect("operation config");
+        let layer = sdk_listing_config().expect("operation config");
         let output = layer
             .load::<SharedResponseDeserializer>()
             .expect("deserializer")
@@ -406,7 +415,7 @@ mod tests {
         }
         // Through the deserializer: the SDK's answer, and no page in the slot.
         let deserializer = ListingDeserializer {
-            sdk: ListObjectsV2::new().config().expect("config"),
+            sdk: sdk_listing_config().expect("config"),
             slot: PageSlot::default(),
         };
         *deserializer.slot.lock().unwrap() = Some(ListPage::default());
