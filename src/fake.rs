@@ -946,6 +946,10 @@ struct State {
     activities: BTreeMap<String, Vec<String>>,
     /// The number of keys of each DeleteObjects call, in order.
     delete_batches: Vec<usize>,
+    /// Each `ObjectStore::warm_up` asked for: the bucket, the connections, when. Not a call:
+    /// the fake has no connections, and a warm-up's requests must not take a fault a test
+    /// set for a HeadBucket of its own.
+    warm_ups: Vec<(String, usize, Duration)>,
     next_id: u64,
     /// S3 ETags as SeaweedFS makes them (`copies_like_seaweedfs`).
     seaweedfs_etags: bool,
@@ -1306,6 +1310,11 @@ impl FakeAws {
 
     pub fn calls(&self) -> Vec<Call> {
         self.lock().calls.clone()
+    }
+
+    /// Each `ObjectStore::warm_up` asked for so far: (bucket, connections, when).
+    pub fn warm_ups(&self) -> Vec<(String, usize, Duration)> {
+        self.lock().warm_ups.clone()
     }
 
     pub fn mutating_calls(&self) -> Vec<String> {
@@ -3723,6 +3732,13 @@ impl ObjectStore for FakeAws {
         self.call("s3:HeadBucket", false).await?;
         let s = self.lock();
         Ok(Self::bucket(&s, bucket).ok().map(|b| b.tags.clone()))
+    }
+
+    async fn warm_up(&self, bucket: &str, connections: usize) {
+        let at = self.epoch.elapsed();
+        self.lock()
+            .warm_ups
+            .push((bucket.to_string(), connections, at));
     }
 
     async fn create_bucket(&self, bucket: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {

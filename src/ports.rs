@@ -760,6 +760,12 @@ pub trait ObjectStore: Send + Sync {
     /// None if the bucket does not exist; otherwise its tags.
     async fn bucket_tags(&self, bucket: &str) -> PortResult<Option<BTreeMap<String, String>>>;
     async fn create_bucket(&self, bucket: &str, tags: &BTreeMap<String, String>) -> PortResult<()>;
+    /// Opens up to `connections` connections to the bucket's endpoint and leaves them idle
+    /// for the requests that follow, so that these do not each pay a connection's set-up (the
+    /// TCP and TLS handshakes: two to three round trips over a WAN). Best effort: nothing it
+    /// meets is an error, the requests that follow report their own. A store without
+    /// connections does nothing.
+    async fn warm_up(&self, _bucket: &str, _connections: usize) {}
     async fn list_page(
         &self,
         bucket: &str,

@@ -418,6 +418,11 @@ enum Side {
 /// a merge-join waits on one side at a time, and with the planning done in the reader, the side
 /// it was not waiting on started no range meanwhile (in the 20 ms benchmark the destination's
 /// ranges started about 0.12 s after the source's, and the no-op ended with them).
+///
+/// While the probe is in flight the listing opens `WARM_CONNECTIONS` more connections
+/// (`ObjectStore::warm_up`), so the ranges started when it answers find them open instead of
+/// each paying a new connection's handshakes first (at 20 ms, one round trip of the 40-60 ms
+/// their first page took; over TLS two or three).
 struct Lister {
     path: Arc<BucketPath>,
     /// The ranges the planner starts, in key order.
@@ -425,6 +430,8 @@ struct Lister {
     /// The range being read.
     front: Option<RangeTask>,
     planner: Option<AbortOnDrop>,
+    /// Stopped with the listing; what it does is never waited for.
+    _warm_up: AbortOnDrop,
     page: std::vec::IntoIter<ObjectSummary>,
     /// The last key of the pages read so far, to check the order across pages and ranges.
     last: Option<String>,
@@ -434,6 +441,11 @@ struct Lister {
 const MAX_KEY_BYTES: usize = 1024;
 /// Listing ranges started and not yet read whole, per side.
 const RANGES_AHEAD: usize = 8;
+/// Connections a listing opens while its probe is in flight, besides the probe's own. In the
+/// 20 ms benchmark (20 interleaved no-ops each) 3 per side took a median 0.227-0.233 s, 5
+/// 0.233-0.248 s and 7 0.239 s, against 0.251 s without: each opening costs the server and
+/// the latency pipe a little at the same time as the probe.
+const WARM_CONNECTIONS: usize = 3;
 /// Keys a range is planned to hold: about three pages. S3 has no end bound, so a range's last
 /// page would run past its end; where the server's CPU rather than the round trip limits
 /// listing (the benchmark's local server on 2 cores), that overrun is what ranges cost: with
@@ -475,9 +487,12 @@ struct Shared {
     exhausted: AtomicBool,
     /// The furthest range end known to be followed by a gap: (end, the first key after it).
     gap: std::sync::Mutex<Option<(String, String)>>,
-    /// Ranges started whose first page has not come back yet, and how many may be (slow
-    /// start: doubled by each range that found keys, back to 1 by an empty one — where keys
-    /// change shape, guesses beyond them would be empty ranges).
+    /// Ranges started whose first page has not come back yet, and how many may be: at first
+    /// `RANGES_AHEAD` (an empty guess costs one request that lists nothing; in the 20 ms
+    /// benchmark starting with 2 and doubling took 0.26 s a no-op against 0.25 s, and 0.25 s
+    /// against 0.23 s with `WARM_CONNECTIONS`), back to 1 after an empty range (where keys
+    /// change shape, guesses beyond them would be empty too), doubled by each range that
+    /// found keys.
     unanswered: AtomicUsize,
     ahead: AtomicUsize,
     wake: tokio::sync::Notify,
@@ -659,6 +674,10 @@ impl Lister {
         side: Side,
     ) -> Self {
         let path = Arc::new(path);
+        let warm_up = {
+            let (store, bucket) = (store.clone(), path.bucket.clone());
+            tokio::spawn(async move { store.warm_up(&bucket, WARM_CONNECTIONS).await })
+        };
         let (started, ranges) = mpsc::unbounded_channel();
         let room = Arc::new(tokio::sync::Semaphore::new(RANGES_AHEAD));
         let mut planner = Planner {
@@ -667,7 +686,7 @@ impl Lister {
             progress,
             side,
             shared: Arc::new(Shared {
-                ahead: AtomicUsize::new(2),
+                ahead: AtomicUsize::new(RANGES_AHEAD),
                 ..Shared::default()
             }),
             plan: Plan::Probing,
@@ -688,6 +707,7 @@ impl Lister {
             started: ranges,
             front: None,
             planner: Some(AbortOnDrop(tokio::spawn(planner.run()))),
+            _warm_up: AbortOnDrop(warm_up),
             page: Vec::new().into_iter(),
             last: None,
         }
@@ -2744,20 +2764,64 @@ mod tests {
         assert!(KeySpace::learn(&page[..10]).is_none());
     }
 
-    /// A merge-join waits on one side at a time: the side it is not waiting on must go on
-    /// starting its ranges. With the planning done by the reader, only the probe was listed
-    /// here until the reader asked for a key past the probe's page.
-    #[tokio::test(start_paused = true)]
-    async fn a_listing_starts_its_ranges_while_nobody_reads_it() {
+    /// A listing of bucket `b` in the fake, holding `count` keys (returned in order).
+    fn lister_of_keys(count: usize) -> (crate::fake::FakeAws, Vec<String>, Lister) {
         let fake = crate::fake::FakeAws::new(Default::default());
         fake.create_bucket_now("b");
-        let keys: Vec<String> = (0..5000).map(|i| format!("k/{i:05}")).collect();
+        let keys: Vec<String> = (0..count).map(|i| format!("k/{i:05}")).collect();
         for key in &keys {
             fake.put_object("b", key, b"x", ObjectHead::default(), &[]);
         }
         let store: Arc<dyn ObjectStore> = Arc::new(fake.clone());
         let progress = Arc::new(SyncProgress::default());
-        let mut lister = Lister::spawn(store, BucketPath::bucket("b"), progress, Side::Target);
+        let lister = Lister::spawn(store, BucketPath::bucket("b"), progress, Side::Source);
+        (fake, keys, lister)
+    }
+
+    /// The connections the ranges will want are opened while the probe is in flight, and
+    /// when it answers as many ranges start as may (`RANGES_AHEAD`, the probe's own range
+    /// not yet read whole), not two of them. Before: no warm-up, and 2 ranges at first.
+    #[tokio::test(start_paused = true)]
+    async fn a_listing_prepares_its_ranges_while_its_probe_is_in_flight() {
+        let (fake, keys, mut lister) = lister_of_keys(30_000);
+        let mut listed = vec![lister.next().await.unwrap().unwrap().key];
+        let lists = |fake: &crate::fake::FakeAws| -> Vec<std::time::Duration> {
+            let calls = fake.calls();
+            let lists = calls.iter().filter(|c| c.operation == "s3:ListObjectsV2");
+            lists.map(|c| c.at).collect()
+        };
+        let probe_asked = lists(&fake)[0];
+        let probe_answered = probe_asked + fake.timings.call_latency;
+        let warm_ups = fake.warm_ups();
+        assert_eq!(warm_ups.len(), 1, "{warm_ups:?}");
+        let (bucket, connections, at) = &warm_ups[0];
+        assert_eq!((bucket.as_str(), *connections), ("b", WARM_CONNECTIONS));
+        assert!(
+            *at <= probe_asked,
+            "warm-up asked at {at:?}, the probe at {probe_asked:?}"
+        );
+        let at_once = lists(&fake)
+            .iter()
+            .filter(|at| **at == probe_answered)
+            .count();
+        assert_eq!(
+            at_once,
+            RANGES_AHEAD - 1,
+            "ranges started when the probe answered: {:?}",
+            lists(&fake)
+        );
+        while let Some(o) = lister.next().await.unwrap() {
+            listed.push(o.key);
+        }
+        assert_eq!(listed, keys);
+    }
+
+    /// A merge-join waits on one side at a time: the side it is not waiting on must go on
+    /// starting its ranges. With the planning done by the reader, only the probe was listed
+    /// here until the reader asked for a key past the probe's page.
+    #[tokio::test(start_paused = true)]
+    async fn a_listing_starts_its_ranges_while_nobody_reads_it() {
+        let (fake, keys, mut lister) = lister_of_keys(5000);
         let first = lister.next().await.unwrap().unwrap();
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         let lists = |fake: &crate::fake::FakeAws| {

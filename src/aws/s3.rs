@@ -263,6 +263,17 @@ impl ObjectStore for S3 {
         }
     }
 
+    /// HeadBucket on that many connections at once: the HTTP client's pool holds no idle
+    /// connection then, so each request opens one, and each goes back to the pool when its
+    /// (bodiless) response has been read. HeadBucket is the lightest request a bucket
+    /// answers, and it needs the `s3:ListBucket` permission the listing needs anyway; its
+    /// answer is not read: an error (a missing bucket, a redirect to another region, a
+    /// denial) is the listing's to report, from its own requests.
+    async fn warm_up(&self, bucket: &str, connections: usize) {
+        let heads = (0..connections).map(|_| self.client.head_bucket().bucket(bucket).send());
+        let _ = futures::future::join_all(heads).await;
+    }
+
     async fn create_bucket(&self, bucket: &str, tags: &BTreeMap<String, String>) -> PortResult<()> {
         use aws_sdk_s3::types::{
             BucketLocationConstraint, CreateBucketConfiguration, Tag, Tagging,
