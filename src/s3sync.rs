@@ -2639,10 +2639,8 @@ mod tests {
         while let Some(page) = rx.recv().await {
             listed.extend(page.unwrap().into_iter().map(|o| o.key));
         }
-        let calls = fake.calls();
-        let lists = calls.iter().filter(|c| c.operation == "s3:ListObjectsV2");
         let gap = shared.gap.lock().unwrap().clone();
-        (listed, lists.count(), gap)
+        (listed, list_calls(&fake).len(), gap)
     }
 
     #[tokio::test(start_paused = true)]
@@ -2765,6 +2763,13 @@ mod tests {
         assert!(KeySpace::learn(&page[..10]).is_none());
     }
 
+    /// When each ListObjectsV2 call the fake has seen so far was made.
+    fn list_calls(fake: &crate::fake::FakeAws) -> Vec<std::time::Duration> {
+        let calls = fake.calls();
+        let lists = calls.iter().filter(|c| c.operation == "s3:ListObjectsV2");
+        lists.map(|c| c.at).collect()
+    }
+
     /// A listing of bucket `b` in the fake, holding `count` keys (returned in order).
     fn lister_of_keys(count: usize) -> (crate::fake::FakeAws, Vec<String>, Lister) {
         let fake = crate::fake::FakeAws::new(Default::default());
@@ -2786,12 +2791,7 @@ mod tests {
     async fn a_listing_prepares_its_ranges_while_its_probe_is_in_flight() {
         let (fake, keys, mut lister) = lister_of_keys(30_000);
         let mut listed = vec![lister.next().await.unwrap().unwrap().key];
-        let lists = |fake: &crate::fake::FakeAws| -> Vec<std::time::Duration> {
-            let calls = fake.calls();
-            let lists = calls.iter().filter(|c| c.operation == "s3:ListObjectsV2");
-            lists.map(|c| c.at).collect()
-        };
-        let probe_asked = lists(&fake)[0];
+        let probe_asked = list_calls(&fake)[0];
         let probe_answered = probe_asked + fake.timings.call_latency;
         let warm_ups = fake.warm_ups();
         assert_eq!(warm_ups.len(), 1, "{warm_ups:?}");
@@ -2801,7 +2801,7 @@ mod tests {
             *at <= probe_asked,
             "warm-up asked at {at:?}, the probe at {probe_asked:?}"
         );
-        let at_once = lists(&fake)
+        let at_once = list_calls(&fake)
             .iter()
             .filter(|at| **at == probe_answered)
             .count();
@@ -2809,7 +2809,7 @@ mod tests {
             at_once,
             RANGES_AHEAD - 1,
             "ranges started when the probe answered: {:?}",
-            lists(&fake)
+            list_calls(&fake)
         );
         while let Some(o) = lister.next().await.unwrap() {
             listed.push(o.key);
@@ -2825,17 +2825,10 @@ mod tests {
         let (fake, keys, mut lister) = lister_of_keys(5000);
         let first = lister.next().await.unwrap().unwrap();
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        let lists = |fake: &crate::fake::FakeAws| {
-            let calls = fake.calls();
-            calls
-                .iter()
-                .filter(|c| c.operation == "s3:ListObjectsV2")
-                .count()
-        };
+        let lists = list_calls(&fake).len();
         assert!(
-            lists(&fake) >= 3,
-            "{} ListObjectsV2 call(s) while the reader was elsewhere",
-            lists(&fake)
+            lists >= 3,
+            "{lists} ListObjectsV2 call(s) while the reader was elsewhere"
         );
         let mut listed = vec![first.key];
         while let Some(o) = lister.next().await.unwrap() {
