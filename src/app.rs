@@ -674,50 +674,7 @@ async fn migrate_locked(
             )));
         }
     }
-    let mut steps = plan.clone.steps();
-    // The clone's last step (return to service) is replaced by the swap.
-    steps.retain(|s| !s.starts_with("return the instances"));
-    let mut guardrails: Vec<String> = Vec::new();
-    for kind in crate::workflow::resources::KINDS {
-        for words in kind.guardrail_words(&plan.clone) {
-            if !guardrails.contains(&words) {
-                guardrails.push(words);
-            }
-        }
-    }
-    guardrails.push("entry record still on the source".into());
-    steps.push(format!("guardrails: {}", guardrails.join(", ")));
-    for kind in crate::workflow::resources::KINDS {
-        steps.extend(kind.swap_steps(&plan.swaps));
-    }
-    if let Some(dns) = &plan.clone.contract.entry_dns {
-        steps.push(format!(
-            "point {} at the new stack's {} and wait until in sync",
-            dns.name, dns.target_output
-        ));
-    }
-    if !plan.clone.contract.hooks.post_swap.is_empty() {
-        steps.push("run the post_swap hooks".into());
-    }
-    steps.push(
-        "check the live environment (entry record, the template's HTTP checks, instances \
-         InService and Healthy); a failure swaps back"
-            .into(),
-    );
-    if command.finalize {
-        steps.push(format!(
-            "finalize: check the new buckets hold every object, keep a final snapshot of the old \
-             database, delete stack {} (the live database protected), delete the renamed old \
-             database",
-            plan.clone.source_stack
-        ));
-    } else {
-        steps.push(format!(
-            "stop: the old stack {} stays out of service until `envclone finalize {run_id}` or \
-             `envclone abort {run_id}`",
-            plan.clone.source_stack
-        ));
-    }
+    let steps = plan.steps(command.finalize);
     root.printer.plan(
         run_id,
         &format!(

@@ -45,14 +45,7 @@ pub fn staged_template(st: &TemplateStaging) -> ResourceRef {
 /// EC2 instances and most hosts run NTP (Amazon Time Sync), well within it.
 pub const CLOCK_UNCERTAINTY: Duration = Duration::from_secs(1);
 
-/// What a successful clone does with the source's Standby.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StandbyAfter {
-    /// Return the source to service (clone).
-    Exit,
-    /// Keep it out of service (migrate: the swap comes next).
-    Keep,
-}
+pub use super::plan::StandbyAfter;
 
 /// How `execute_with` runs.
 pub struct Execution<'a> {

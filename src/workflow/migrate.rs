@@ -96,6 +96,59 @@ pub struct MigratePlan {
     pub deadline: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl MigratePlan {
+    /// The steps in order, with the real names, for `plan migrate` and `--dry-run`: the
+    /// clone's, whose source stays in Standby (`StandbyAfter::Keep`), then the swap's and the
+    /// end (`--finalize`, or the stop before it).
+    pub fn steps(&self, finalize: bool) -> Vec<String> {
+        let clone = &self.clone;
+        let run_id = &clone.run_id;
+        let mut steps = clone.steps_then(StandbyAfter::Keep);
+        let mut guardrails: Vec<String> = Vec::new();
+        for kind in KINDS {
+            for words in kind.guardrail_words(clone) {
+                if !guardrails.contains(&words) {
+                    guardrails.push(words);
+                }
+            }
+        }
+        guardrails.push("entry record still on the source".into());
+        steps.push(format!("guardrails: {}", guardrails.join(", ")));
+        for kind in KINDS {
+            steps.extend(kind.swap_steps(&self.swaps));
+        }
+        if let Some(dns) = &clone.contract.entry_dns {
+            steps.push(format!(
+                "point {} at the new stack's {} and wait until in sync",
+                dns.name, dns.target_output
+            ));
+        }
+        if !clone.contract.hooks.post_swap.is_empty() {
+            steps.push("run the post_swap hooks".into());
+        }
+        steps.push(
+            "check the live environment (entry record, the template's HTTP checks, instances \
+             InService and Healthy); a failure swaps back"
+                .into(),
+        );
+        steps.push(if finalize {
+            format!(
+                "finalize: check the new buckets hold every object, keep a final snapshot of the \
+                 old database, delete stack {} (the live database protected), delete the \
+                 renamed old database",
+                clone.source_stack
+            )
+        } else {
+            format!(
+                "stop: the old stack {} stays out of service until `envclone finalize {run_id}` \
+                 or `envclone abort {run_id}`",
+                clone.source_stack
+            )
+        });
+        steps
+    }
+}
+
 /// Time kept free before the deadline for the swap, besides its moves: the entry record and
 /// the checks.
 const SWAP_BASE: std::time::Duration = std::time::Duration::from_secs(5 * 60);

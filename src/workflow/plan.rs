@@ -18,6 +18,15 @@ use crate::ports::{DbKind, StackInfo, StackResource};
 use crate::s3batch::{self, BatchRequest};
 use crate::s3sync::{BucketPath, SyncOptions};
 
+/// What a successful clone does with the source's Standby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandbyAfter {
+    /// Return the source to service (clone).
+    Exit,
+    /// Keep it out of service (migrate: the swap comes next).
+    Keep,
+}
+
 /// A clone as the user asked for it, validated for form.
 #[derive(Debug, Clone)]
 pub struct CloneRequest {

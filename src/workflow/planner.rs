@@ -21,6 +21,13 @@ impl ClonePlan {
     /// The steps in order, with the real names, for `plan clone` and `--dry-run`: each kind's
     /// at each stage (`ResourceKind::plan_steps`), around the run's own.
     pub fn steps(&self) -> Vec<String> {
+        self.steps_then(StandbyAfter::Exit)
+    }
+
+    /// The steps of this clone run `after` as it says: a clone's end its quiet window and the
+    /// return to service (`Exit`); a migration's clone keeps the source in Standby for the
+    /// swap whose steps follow (`Keep`), so neither is said of it.
+    pub fn steps_then(&self, after: StandbyAfter) -> Vec<String> {
         let of = |stage: PlanStage| -> Vec<String> {
             KINDS
                 .iter()
@@ -92,9 +99,18 @@ impl ClonePlan {
                 ", the template's HTTP checks".to_string()
             }
         ));
-        if self.standby {
-            steps.push(plan_step(self));
-            steps.extend(of(PlanStage::Resume));
+        match (self.standby, after) {
+            (false, _) => {}
+            (true, StandbyAfter::Exit) => {
+                steps.push(plan_step(self));
+                steps.extend(of(PlanStage::Resume));
+            }
+            (true, StandbyAfter::Keep) if !self.scaling_groups.is_empty() => steps.push(format!(
+                "keep the instances of {} in Standby for the swap (a failure before the swap \
+                 returns them to service)",
+                self.scaling_groups.join(", ")
+            )),
+            (true, StandbyAfter::Keep) => {}
         }
         steps
     }

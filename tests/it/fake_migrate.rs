@@ -210,6 +210,52 @@ async fn migrate_swaps_and_finalize_never_deletes_the_live_database() {
 /// The model shows the hazard the design avoids: after the swap, a plain delete of the old
 /// stack deletes the live database (CloudFormation's record names its identifier). So the swap
 /// turns the old stack's termination protection on, and a plain delete is refused.
+/// A migration's plan says what it does with the source: its instances stay in Standby from
+/// the clone through the swap, so the clone's return to service (early, once T is fixed, or
+/// after the verification) is not among its steps; a failure before the swap returns them.
+#[tokio::test(start_paused = true)]
+async fn the_plan_of_a_migration_keeps_the_source_in_standby_until_the_swap() {
+    let (s, _record) = prod().await;
+    // With both buckets versioned a clone would return the source to service once T is fixed.
+    s.fake.enable_versioning(UPLOADS);
+    s.fake.enable_versioning(REPORTS);
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    let groups = plan.clone.scaling_groups.join(", ");
+    assert!(!groups.is_empty(), "prod has an Auto Scaling group");
+    for finalize in [false, true] {
+        let steps = plan.steps(finalize);
+        let text = steps.join("\n");
+        for said in ["return the source to service", "return the instances"] {
+            assert!(
+                !text.contains(said),
+                "finalize={finalize}: {said:?} in\n{text}"
+            );
+        }
+        let keep = format!("keep the instances of {groups} in Standby for the swap");
+        let at = |start: &str| steps.iter().position(|s| s.starts_with(start));
+        let (Some(keep), Some(guardrails)) = (at(&keep), at("guardrails:")) else {
+            panic!("finalize={finalize}: no {keep:?} or no guardrails in\n{text}");
+        };
+        assert!(keep < guardrails, "{text}");
+        let end = if finalize { "finalize:" } else { "stop:" };
+        assert!(steps.last().unwrap().starts_with(end), "{text}");
+    }
+    // The same clone run as a clone returns the source to service early.
+    let clone = plan.clone.steps().join("\n");
+    assert!(
+        clone.contains("return the source to service once"),
+        "{clone}"
+    );
+    assert!(
+        clone.contains(&format!("return the instances of {groups}")),
+        "{clone}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_plain_delete_of_the_old_stack_would_delete_the_live_database() {
     let (s, _) = prod().await;
