@@ -1310,7 +1310,7 @@ async fn standby(root: &Root, env: &str, wanted: StandbyState, yes: bool) -> Res
         settings: Settings::default(),
     };
     let source = engine.resolve(env).await?;
-    let groups = crate::workflow::ops::scaling_groups(&source);
+    let groups = crate::workflow::resources::groups_of(&source.resources);
     if wanted == StandbyState::On {
         root.confirm(
             yes,

@@ -14,7 +14,7 @@ use crate::template_eval::Evaluator;
 use super::clone::{CheckResult, CloneEngine, StandbyRecord, SCALING_PROCESSES, STANDBY_BATCH};
 use super::plan::SourceEnv;
 use super::record::RunRecord;
-use super::resources::KINDS;
+use super::resources::{groups_of, KINDS};
 use super::{PreflightError, StepError};
 
 /// The buckets of an environment by contract logical id (stack-owned: the stack's bucket;
@@ -38,14 +38,6 @@ pub fn contract_buckets(env: &SourceEnv, contract: &Contract) -> BTreeMap<String
         }
     }
     out
-}
-
-pub fn scaling_groups(env: &SourceEnv) -> Vec<String> {
-    env.resources
-        .iter()
-        .filter(|r| r.resource_type == ASG)
-        .filter_map(|r| r.physical_id.clone())
-        .collect()
 }
 
 /// What `envclone verify` found: its checks, each bucket's report, and how the buckets were
@@ -241,7 +233,12 @@ impl CloneEngine {
     ) -> Result<Vec<StandbyRecord>, StepError> {
         let mut records = Vec::new();
         let result = self
-            .enter_standby(&scaling_groups(env), events, &mut records, &|_| Ok(()))
+            .enter_standby(
+                &groups_of(&env.resources),
+                events,
+                &mut records,
+                &|_| Ok(()),
+            )
             .await;
         result.map(|()| records)
     }
