@@ -61,6 +61,11 @@ pub struct Timings {
     /// A DB rename: the database answers to its old identifier, `renaming`, this long. AWS:
     /// the new name "becomes effective in about 10 minutes" (USER_RenameInstance).
     pub db_rename: Duration,
+    /// Of `db_rename`, how long the database still says `available` (the new name only in
+    /// PendingModifiedValues) before `renaming`: ModifyDBInstance with ApplyImmediately
+    /// applies its changes "asynchronously ... as soon as possible"; seconds have been seen
+    /// (aws-sdk-js#1505, boto3#609). AWS gives no bound; this is a harsh reading.
+    pub db_rename_starts: Duration,
     /// A Route 53 change reaching INSYNC.
     pub dns_sync: Duration,
     /// Extra time of a CopyObject or UploadPartCopy.
@@ -105,6 +110,7 @@ impl Default for Timings {
             db_modify: Duration::from_secs(90),
             instance_launch: Duration::from_secs(60),
             db_rename: Duration::from_secs(600),
+            db_rename_starts: Duration::from_secs(15),
             dns_sync: Duration::from_secs(30),
             copy_latency: Duration::from_millis(50),
             copy_throughput: None,
@@ -3063,6 +3069,20 @@ impl Stacks for FakeAws {
     }
 }
 
+impl FakeAws {
+    /// A rename called and not started yet: the database still says `available`
+    /// (`Timings::db_rename_starts`).
+    fn rename_not_started(
+        &self,
+        pending: &Option<String>,
+        ready_at: Instant,
+        now: Instant,
+    ) -> bool {
+        let called = ready_at.checked_sub(self.timings.db_rename);
+        pending.is_some() && called.is_some_and(|at| now < at + self.timings.db_rename_starts)
+    }
+}
+
 #[async_trait]
 impl Databases for FakeAws {
     async fn describe_instance(&self, id: &str) -> PortResult<Option<DbInstance>> {
@@ -3071,11 +3091,14 @@ impl Databases for FakeAws {
         let s = self.lock();
         Ok(s.dbs.get(id).map(|db| DbInstance {
             id: db.id.clone(),
-            status: if now >= db.ready_at {
+            status: if now >= db.ready_at
+                || self.rename_not_started(&db.pending_rename, db.ready_at, now)
+            {
                 DbStatus::Available
             } else {
                 db.pending_status.clone()
             },
+            pending_rename: db.pending_rename.clone(),
             engine: db.engine.clone(),
             endpoint: Some(format!("{}.fake.rds.amazonaws.com", db.id)),
             deletion_protection: db.deletion_protection,
@@ -3214,11 +3237,13 @@ impl Databases for FakeAws {
             let aws_time = aws_now(&self.timings);
             DbCluster {
                 id: id.to_string(),
-                status: if available {
+                status: if available || self.rename_not_started(&c.pending_rename, c.ready_at, now)
+                {
                     DbStatus::Available
                 } else {
                     c.pending_status.clone()
                 },
+                pending_rename: c.pending_rename.clone(),
                 engine: c.engine.clone(),
                 engine_mode: c.engine_mode.clone(),
                 latest_restorable_time: available.then(|| {

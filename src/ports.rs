@@ -231,6 +231,8 @@ pub struct DbInstance {
     /// (RestoreDBInstanceToPointInTime: "You can restore to any point in time before the time
     /// identified by the LatestRestorableTime property"); absent without automated backups.
     pub latest_restorable_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// `PendingModifiedValues.DBInstanceIdentifier`: a rename accepted and not yet effective.
+    pub pending_rename: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,6 +301,8 @@ pub struct DbCluster {
     pub backup_retention_period: i32,
     pub deletion_protection: bool,
     pub tags: BTreeMap<String, String>,
+    /// `PendingModifiedValues.DBClusterIdentifier`: a rename accepted and not yet effective.
+    pub pending_rename: Option<String>,
 }
 
 /// What the workflow needs to know of a DB instance or cluster.
@@ -349,16 +353,28 @@ impl dyn Databases {
     }
 
     /// Status, deletion protection and (for a cluster) instances of a DB instance or cluster.
+    ///
+    /// A database with a rename pending is `renaming` here whatever its status says: after
+    /// ModifyDBInstance / ModifyDBCluster with a new identifier and ApplyImmediately, RDS
+    /// answers the new name in `PendingModifiedValues` at once but keeps the status
+    /// `available` until the change starts ("the modifications ... are asynchronously applied
+    /// as soon as possible", ModifyDBInstance `ApplyImmediately`; seen for seconds, e.g.
+    /// aws-sdk-js#1505, boto3#609). Read as settled, a swap stopped then would be undone
+    /// from names about to move (the source renamed away after `abort` said it was back).
     pub async fn state_of(&self, kind: DbKind, id: &str) -> PortResult<Option<DbState>> {
+        let renaming = |status: DbStatus, pending: &Option<String>| match pending {
+            Some(_) if status.is_available() => DbStatus::Renaming,
+            _ => status,
+        };
         Ok(match kind {
             DbKind::Instance => self.describe_instance(id).await?.map(|d| DbState {
-                status: d.status,
+                status: renaming(d.status, &d.pending_rename),
                 deletion_protection: d.deletion_protection,
                 endpoint: d.endpoint,
                 members: Vec::new(),
             }),
             DbKind::Cluster => self.describe_cluster(id).await?.map(|c| DbState {
-                status: c.status,
+                status: renaming(c.status, &c.pending_rename),
                 deletion_protection: c.deletion_protection,
                 endpoint: c.endpoint,
                 members: c.members,

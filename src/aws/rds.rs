@@ -129,6 +129,10 @@ fn db_cluster(c: &aws_sdk_rds::types::DbCluster) -> DbCluster {
         backup_retention_period: c.backup_retention_period().unwrap_or(0),
         deletion_protection: c.deletion_protection().unwrap_or(false),
         tags: rds_tags(c.tag_list()),
+        pending_rename: c
+            .pending_modified_values()
+            .and_then(|p| p.db_cluster_identifier())
+            .map(str::to_string),
     }
 }
 
@@ -165,6 +169,10 @@ impl Databases for Rds {
                 latest_restorable_time: db
                     .latest_restorable_time()
                     .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                pending_rename: db
+                    .pending_modified_values()
+                    .and_then(|p| p.db_instance_identifier())
+                    .map(str::to_string),
             })),
             Err(e) => match port_error("rds:DescribeDBInstances", &what, e) {
                 PortError::NotFound { .. } => Ok(None),
