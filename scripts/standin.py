@@ -145,6 +145,11 @@ class Settings:
         # How long a DB instance or cluster rename stays pending under the OLD identifier
         # (status `renaming`) before it answers only to the new one. AWS: about 10 minutes.
         self.rename_delay = float(os.environ.get("ENVCLONE_STANDIN_RENAME_DELAY", "4"))
+        # Of that, how long it still says `available` (the new name only in PendingModifiedValues)
+        # before `renaming`: ModifyDBInstance ApplyImmediately applies changes "asynchronously
+        # ... as soon as possible", and seconds of `available` have been seen (aws-sdk-js#1505,
+        # boto3#609). moto shows `renaming` at once.
+        self.rename_start_delay = float(os.environ.get("ENVCLONE_STANDIN_RENAME_START_DELAY", "1.5"))
         self.faults: list[FaultRule] = []
         self.next_fault_id = 1
 
@@ -190,7 +195,11 @@ class _TimedStatus:
         if state is None:
             return None
         if obj.__dict__.get("_envclone_pending_rename"):
-            return "renaming"  # until `_settle_renames` applies it, however long that takes
+            # `available` (the new name only in PendingModifiedValues) until the rename starts,
+            # then `renaming` until `_settle_renames` applies it, however long that takes.
+            if time.monotonic() - obj.__dict__["_envclone_rename_called"] < SETTINGS.rename_start_delay:
+                return "available"
+            return "renaming"
         value, since = state
         final = _SETTLES_INTO.get(value)
         if final is not None and time.monotonic() - since >= self._delay():
@@ -258,6 +267,7 @@ def _rename_target_taken(kind: str, backend: Any, new_id: str) -> bool:
 
 def _defer_rename(kind: str, backend: Any, obj: Any, old_id: str, new_id: str) -> None:
     obj.__dict__["_envclone_pending_rename"] = new_id
+    obj.__dict__["_envclone_rename_called"] = time.monotonic()
     key = "DBInstanceIdentifier" if kind == "instance" else "DBClusterIdentifier"
     obj.pending_modified_values = {key: new_id}
     with _RENAMES_LOCK:
@@ -355,7 +365,8 @@ def _install_rds_time() -> None:
     @functools.wraps(orig_modify)
     def modify_db_instance(self, db_instance_identifier, db_kwargs):  # type: ignore[no-untyped-def]
         database = self.describe_db_instances(db_instance_identifier)[0]
-        if database.status != "available":
+        # A rename accepted and not started says `available`; one change at a time here.
+        if database.status != "available" or database.__dict__.get("_envclone_pending_rename"):
             raise _invalid_instance_state(db_instance_identifier)
         apply_now = _truthy(db_kwargs.get("apply_immediately"))
         new_id = db_kwargs.get("new_db_instance_identifier")
@@ -779,8 +790,9 @@ def _install_rds_clusters() -> None:
         cluster = self.clusters.get(cluster_id)
         if cluster is None:
             raise rds_exceptions.DBClusterNotFoundError(cluster_id)
-        if cluster.status != "available":
-            raise _invalid_cluster_state(cluster_id, cluster.status)
+        # A rename accepted and not started says `available`; one change at a time here.
+        if cluster.status != "available" or cluster.__dict__.get("_envclone_pending_rename"):
+            raise _invalid_cluster_state(cluster_id, cluster.status if cluster.status != "available" else "renaming")
         new_id = kwargs.get("new_db_cluster_identifier")
         if new_id and (new_id.lower() in self.clusters or _rename_target_taken("cluster", self, new_id)):
             raise RDSClientError("DBClusterAlreadyExistsFault", "DB Cluster already exists")
@@ -2792,7 +2804,7 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
                 rules = [r.to_json() for r in SETTINGS.faults]
             return _json_reply(start_response, "200 OK", {"rules": rules})
         # Delays set at run time: endpoint -> the setting it changes.
-        delay_settings = {"rds-delay": "rds_delay", "snapshot-delay": "snapshot_delay", "rename-delay": "rename_delay", "restorable-lag": "restorable_lag"}
+        delay_settings = {"rds-delay": "rds_delay", "snapshot-delay": "snapshot_delay", "rename-delay": "rename_delay", "rename-start-delay": "rename_start_delay", "restorable-lag": "restorable_lag"}
         if path in delay_settings:
             name = delay_settings[path]
             if method in ("POST", "PUT"):
@@ -2839,6 +2851,7 @@ def control(environ: dict[str, Any], start_response: Callable[..., Any]) -> list
                 BATCH_JOBS.clear()
                 BATCH.reset()
             SETTINGS.rename_delay = float(os.environ.get("ENVCLONE_STANDIN_RENAME_DELAY", "4"))
+            SETTINGS.rename_start_delay = float(os.environ.get("ENVCLONE_STANDIN_RENAME_START_DELAY", "1.5"))
             SETTINGS.rds_delay = float(os.environ.get("ENVCLONE_STANDIN_RDS_DELAY", "2.0"))
             SETTINGS.snapshot_delay = float(os.environ.get("ENVCLONE_STANDIN_SNAPSHOT_DELAY", "3.0"))
             SETTINGS.restorable_lag = float(os.environ.get("ENVCLONE_STANDIN_RESTORABLE_LAG", "3"))

@@ -68,18 +68,22 @@ fn spawn_until(
     }
 }
 
-async fn db_status(config: &SdkConfig, id: &str) -> Option<String> {
+/// The instance's status and the identifier a rename in flight moves it to
+/// (`PendingModifiedValues.DBInstanceIdentifier`).
+async fn db_status(config: &SdkConfig, id: &str) -> Option<(String, Option<String>)> {
     let rds = aws_sdk_rds::Client::new(config);
-    rds.describe_db_instances()
+    let out = rds
+        .describe_db_instances()
         .db_instance_identifier(id)
         .send()
         .await
-        .ok()
-        .and_then(|o| {
-            o.db_instances()
-                .first()
-                .and_then(|d| d.db_instance_status().map(str::to_string))
-        })
+        .ok()?;
+    let db = out.db_instances().first()?;
+    let pending = db
+        .pending_modified_values()
+        .and_then(|p| p.db_instance_identifier())
+        .map(str::to_string);
+    Some((db.db_instance_status()?.to_string(), pending))
 }
 
 /// What must be as it was: the source's own database at its identifier and available, the
@@ -110,9 +114,9 @@ impl Source {
 
     async fn assert_as_it_was(&self, standin: &StandIn, config: &SdkConfig, context: &str) {
         assert_eq!(
-            db_status(config, &self.db).await.as_deref(),
-            Some("available"),
-            "{context}: the source database at its identifier"
+            db_status(config, &self.db).await,
+            Some(("available".to_string(), None)),
+            "{context}: the source database at its identifier, no rename pending"
         );
         assert!(
             !restored(standin).await.contains_key(&self.db),
@@ -231,10 +235,17 @@ async fn kill_9_while_a_rename_is_pending_then_abort() {
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL: no cleanup of any kind
     child.wait().unwrap();
+    // As RDS answers right after the call (the stand-in's ENVCLONE_STANDIN_RENAME_START_DELAY,
+    // 1.5 s): still `available`, the new name only in PendingModifiedValues. Read as settled,
+    // abort would call the swap back done and RDS would then rename the source away.
+    let (status, pending) = db_status(&config, &source.db).await.expect("the source");
     assert_eq!(
-        db_status(&config, &source.db).await.as_deref(),
-        Some("renaming"),
-        "the rename is still pending when abort starts"
+        status, "available",
+        "the rename has not started when abort starts"
+    );
+    assert!(
+        pending.as_deref().is_some_and(|id| id.contains("-old-")),
+        "{pending:?}"
     );
 
     let out = standin.envclone(state.path(), &["--output", "json", "status"]);
@@ -345,8 +356,8 @@ async fn migrate_finalize_clone_and_migrate_again_on_the_stand_in() {
     assert_eq!(second["phase"], "finalized");
     assert_eq!(second["source_stack"], new_stack.as_str());
     assert_eq!(
-        db_status(&config, &source_db).await.as_deref(),
-        Some("available")
+        db_status(&config, &source_db).await,
+        Some(("available".to_string(), None))
     );
     let cf = aws_sdk_cloudformation::Client::new(&config);
     assert!(
