@@ -699,6 +699,8 @@ struct FakeDb {
     cluster: Option<String>,
     /// A rename in flight: the identifier the instance moves to at `ready_at`.
     pending_rename: Option<String>,
+    /// Changes queued for the maintenance window or a reboot (`pending_changes` in describe).
+    pending_changes: Vec<String>,
     /// (AWS time, data version) of the instance's creation and of every write since, as a
     /// cluster's: a point-in-time restore gets the version of its moment.
     writes: Vec<(chrono::DateTime<chrono::Utc>, u64)>,
@@ -767,6 +769,8 @@ struct FakeCluster {
     restored_from: Option<String>,
     /// A rename in flight: the identifier the cluster moves to at `ready_at`.
     pending_rename: Option<String>,
+    /// Changes queued for the maintenance window (`pending_changes` in describe).
+    pending_changes: Vec<String>,
 }
 
 impl FakeCluster {
@@ -1226,6 +1230,21 @@ impl FakeAws {
 
     pub fn db_ids(&self) -> Vec<String> {
         self.lock().dbs.keys().cloned().collect()
+    }
+
+    /// Queues `change` (in words, as describe shows it) on DB instance or cluster `id`, as a
+    /// ModifyDBInstance without ApplyImmediately or a static parameter's change would.
+    pub fn queue_db_change(&self, id: &str, change: &str) {
+        let mut s = self.lock();
+        let s = &mut *s;
+        let queued = match s.dbs.get_mut(id) {
+            Some(db) => &mut db.pending_changes,
+            None => match s.clusters.get_mut(id) {
+                Some(cluster) => &mut cluster.pending_changes,
+                None => panic!("no database {id}"),
+            },
+        };
+        queued.push(change.to_string());
     }
 
     /// The records named `name` in the public hosted zone named `zone`.
@@ -2105,6 +2124,7 @@ fn new_cluster(
         writes: vec![(now, 0)],
         restored_from: None,
         pending_rename: None,
+        pending_changes: Vec::new(),
     };
     if let Some(source_id) = prop("SourceDBClusterIdentifier") {
         let restore_type = prop("RestoreType").unwrap_or_else(|| "full-copy".into());
@@ -2526,6 +2546,7 @@ fn instantiate(
                         tags: BTreeMap::new(),
                         cluster,
                         pending_rename: None,
+                        pending_changes: Vec::new(),
                         writes: vec![(aws_now(t), data_version)],
                         backup_retention,
                     },
@@ -3099,6 +3120,7 @@ impl Databases for FakeAws {
                 db.pending_status.clone()
             },
             pending_rename: db.pending_rename.clone(),
+            pending_changes: db.pending_changes.clone(),
             engine: db.engine.clone(),
             endpoint: Some(format!("{}.fake.rds.amazonaws.com", db.id)),
             deletion_protection: db.deletion_protection,
@@ -3244,6 +3266,7 @@ impl Databases for FakeAws {
                     c.pending_status.clone()
                 },
                 pending_rename: c.pending_rename.clone(),
+                pending_changes: c.pending_changes.clone(),
                 engine: c.engine.clone(),
                 engine_mode: c.engine_mode.clone(),
                 latest_restorable_time: available.then(|| {

@@ -233,6 +233,9 @@ pub struct DbInstance {
     pub latest_restorable_time: Option<chrono::DateTime<chrono::Utc>>,
     /// `PendingModifiedValues.DBInstanceIdentifier`: a rename accepted and not yet effective.
     pub pending_rename: Option<String>,
+    /// Every other change waiting to be applied, in words: the rest of
+    /// `PendingModifiedValues`, and parameter groups `pending-reboot`.
+    pub pending_changes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +306,9 @@ pub struct DbCluster {
     pub tags: BTreeMap<String, String>,
     /// `PendingModifiedValues.DBClusterIdentifier`: a rename accepted and not yet effective.
     pub pending_rename: Option<String>,
+    /// Every other change waiting to be applied, in words (the rest of
+    /// `PendingModifiedValues`).
+    pub pending_changes: Vec<String>,
 }
 
 /// What the workflow needs to know of a DB instance or cluster.
@@ -314,6 +320,8 @@ pub struct DbState {
     pub endpoint: Option<String>,
     /// A cluster's instances.
     pub members: Vec<String>,
+    /// Changes waiting to be applied besides a rename (`DbInstance::pending_changes`).
+    pub pending_changes: Vec<String>,
 }
 
 /// A DB instance or an Aurora DB cluster: their snapshot APIs (DBSnapshot, DBClusterSnapshot)
@@ -372,12 +380,14 @@ impl dyn Databases {
                 deletion_protection: d.deletion_protection,
                 endpoint: d.endpoint,
                 members: Vec::new(),
+                pending_changes: d.pending_changes,
             }),
             DbKind::Cluster => self.describe_cluster(id).await?.map(|c| DbState {
                 status: renaming(c.status, &c.pending_rename),
                 deletion_protection: c.deletion_protection,
                 endpoint: c.endpoint,
                 members: c.members,
+                pending_changes: c.pending_changes,
             }),
         })
     }

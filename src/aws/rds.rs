@@ -133,6 +133,110 @@ fn db_cluster(c: &aws_sdk_rds::types::DbCluster) -> DbCluster {
             .pending_modified_values()
             .and_then(|p| p.db_cluster_identifier())
             .map(str::to_string),
+        pending_changes: c
+            .pending_modified_values()
+            .map(cluster_pending_changes)
+            .unwrap_or_default(),
+    }
+}
+
+/// What a cluster's `PendingModifiedValues` holds besides a rename, in words; a field not
+/// named here still counts ("other pending modifications").
+fn cluster_pending_changes(p: &aws_sdk_rds::types::ClusterPendingModifiedValues) -> Vec<String> {
+    let mut rest = p.clone();
+    rest.db_cluster_identifier = None;
+    let mut out = Vec::new();
+    if let Some(v) = rest.engine_version.take() {
+        out.push(format!("engine version {v}"));
+    }
+    if let Some(v) = rest.backup_retention_period.take() {
+        out.push(format!("backup retention {v} days"));
+    }
+    if let Some(v) = rest.storage_type.take() {
+        out.push(format!("storage type {v}"));
+    }
+    if let Some(v) = rest.allocated_storage.take() {
+        out.push(format!("allocated storage {v} GiB"));
+    }
+    if let Some(v) = rest.iops.take() {
+        out.push(format!("{v} IOPS"));
+    }
+    if rest.master_user_password.take().is_some() {
+        out.push("a new master user password".into());
+    }
+    if let Some(v) = rest.iam_database_authentication_enabled.take() {
+        out.push(format!("IAM database authentication {}", on_off(v)));
+    }
+    if rest != aws_sdk_rds::types::ClusterPendingModifiedValues::builder().build() {
+        out.push("other pending modifications".into());
+    }
+    out
+}
+
+/// What an instance's `PendingModifiedValues` holds besides a rename, and its parameter
+/// groups `pending-reboot`, in words; a field not named here still counts ("other pending
+/// modifications").
+fn instance_pending_changes(db: &aws_sdk_rds::types::DbInstance) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(p) = db.pending_modified_values() {
+        let mut rest = p.clone();
+        rest.db_instance_identifier = None;
+        if let Some(v) = rest.db_instance_class.take() {
+            out.push(format!("instance class {v}"));
+        }
+        if let Some(v) = rest.engine_version.take() {
+            out.push(format!("engine version {v}"));
+        }
+        if let Some(v) = rest.allocated_storage.take() {
+            out.push(format!("allocated storage {v} GiB"));
+        }
+        if let Some(v) = rest.storage_type.take() {
+            out.push(format!("storage type {v}"));
+        }
+        if let Some(v) = rest.iops.take() {
+            out.push(format!("{v} IOPS"));
+        }
+        if let Some(v) = rest.storage_throughput.take() {
+            out.push(format!("storage throughput {v} MiB/s"));
+        }
+        if let Some(v) = rest.multi_az.take() {
+            out.push(format!("Multi-AZ {}", on_off(v)));
+        }
+        if let Some(v) = rest.port.take() {
+            out.push(format!("port {v}"));
+        }
+        if let Some(v) = rest.backup_retention_period.take() {
+            out.push(format!("backup retention {v} days"));
+        }
+        if let Some(v) = rest.ca_certificate_identifier.take() {
+            out.push(format!("CA certificate {v}"));
+        }
+        if let Some(v) = rest.db_subnet_group_name.take() {
+            out.push(format!("subnet group {v}"));
+        }
+        if rest.master_user_password.take().is_some() {
+            out.push("a new master user password".into());
+        }
+        if rest != aws_sdk_rds::types::PendingModifiedValues::builder().build() {
+            out.push("other pending modifications".into());
+        }
+    }
+    for group in db.db_parameter_groups() {
+        if group.parameter_apply_status() == Some("pending-reboot") {
+            out.push(format!(
+                "parameter group {} pending-reboot",
+                group.db_parameter_group_name().unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+fn on_off(enabled: bool) -> &'static str {
+    if enabled {
+        "on"
+    } else {
+        "off"
     }
 }
 
@@ -173,6 +277,7 @@ impl Databases for Rds {
                     .pending_modified_values()
                     .and_then(|p| p.db_instance_identifier())
                     .map(str::to_string),
+                pending_changes: instance_pending_changes(db),
             })),
             Err(e) => match port_error("rds:DescribeDBInstances", &what, e) {
                 PortError::NotFound { .. } => Ok(None),
@@ -560,5 +665,69 @@ impl Databases for Rds {
             .await
             .map_err(|e| port_error("rds:RemoveTagsFromResource", &what, e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_rds::types::{
+        ClusterPendingModifiedValues, DbInstance, DbParameterGroupStatus, PendingModifiedValues,
+        ProcessorFeature,
+    };
+
+    /// A rename alone is no change waiting; any other field is, also one not named in words.
+    #[test]
+    fn pending_changes_are_what_waits_besides_a_rename() {
+        let rename = PendingModifiedValues::builder()
+            .db_instance_identifier("prod-db-old-1")
+            .build();
+        let db = DbInstance::builder()
+            .pending_modified_values(rename.clone())
+            .db_parameter_groups(
+                DbParameterGroupStatus::builder()
+                    .db_parameter_group_name("default.postgres16")
+                    .parameter_apply_status("in-sync")
+                    .build(),
+            )
+            .build();
+        assert_eq!(instance_pending_changes(&db), Vec::<String>::new());
+
+        let queued = PendingModifiedValues::builder()
+            .db_instance_identifier("prod-db-old-1")
+            .db_instance_class("db.m5.large")
+            .processor_features(
+                ProcessorFeature::builder()
+                    .name("coreCount")
+                    .value("2")
+                    .build(),
+            )
+            .build();
+        let db = DbInstance::builder()
+            .pending_modified_values(queued)
+            .db_parameter_groups(
+                DbParameterGroupStatus::builder()
+                    .db_parameter_group_name("prod-params")
+                    .parameter_apply_status("pending-reboot")
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            instance_pending_changes(&db),
+            [
+                "instance class db.m5.large",
+                "other pending modifications",
+                "parameter group prod-params pending-reboot"
+            ]
+        );
+
+        let cluster = ClusterPendingModifiedValues::builder()
+            .db_cluster_identifier("prod-cluster-old-1")
+            .build();
+        assert_eq!(cluster_pending_changes(&cluster), Vec::<String>::new());
+        let cluster = ClusterPendingModifiedValues::builder()
+            .engine_version("16.4")
+            .build();
+        assert_eq!(cluster_pending_changes(&cluster), ["engine version 16.4"]);
     }
 }

@@ -32,6 +32,21 @@ use crate::ports::{PortError, TEMPLATE_BODY_MAX, TEMPLATE_URL_MAX};
 use crate::retry::WaitError;
 use crate::s3sync::SyncError;
 
+/// Why a database with changes waiting is not renamed: the swap's rename is a ModifyDBInstance
+/// (ModifyDBCluster) with ApplyImmediately, which applies "the modifications in this request
+/// and any pending modifications" (ModifyDBInstance, `ApplyImmediately`), and an instance
+/// "will be rebooted when it's renamed", which applies parameters `pending-reboot`; `abort`
+/// renames it back but cannot take those changes back.
+pub fn pending_changes_refusal(id: &str, changes: &[String]) -> String {
+    format!(
+        "database {id} has changes waiting to be applied ({}); migrate's rename would apply them \
+         at once (ApplyImmediately, and the reboot of a rename), and abort could not undo them; \
+         apply them first (in a maintenance window, or with ApplyImmediately and a reboot) or \
+         modify them back, then migrate",
+        changes.join(", ")
+    )
+}
+
 /// Problems found before any change. Every one of them means: nothing was changed.
 #[derive(Debug, Error)]
 pub enum PreflightError {
@@ -117,6 +132,8 @@ pub enum PreflightError {
     },
     #[error("{what}")]
     Unsupported { what: String },
+    #[error("{}", pending_changes_refusal(id, changes))]
+    PendingChanges { id: String, changes: Vec<String> },
     #[error(
         "S3 cannot copy archived objects without a restore (CopyObject answers \
          InvalidObjectState for S3 Glacier Flexible Retrieval and Deep Archive): {}; nothing \

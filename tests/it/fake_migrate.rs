@@ -256,6 +256,74 @@ async fn the_plan_of_a_migration_keeps_the_source_in_standby_until_the_swap() {
     );
 }
 
+/// A source database with changes waiting (a class change queued for the maintenance window,
+/// a static parameter `pending-reboot`) is refused before any change: the swap's rename is a
+/// modify with ApplyImmediately, which applies every pending modification (and the rename's
+/// reboot the parameters), and `abort` could not take them back. Queued after preflight, the
+/// guardrails refuse it before the first rename, and the source is as it was.
+#[tokio::test(start_paused = true)]
+async fn a_source_database_with_changes_waiting_is_not_renamed() {
+    let change = "instance class db.m5.large";
+    let (s, _) = prod().await;
+    s.fake.queue_db_change("prod-db", change);
+    let before = s.fake.mutating_calls().len();
+    let Err(err) = s.engine.preflight_migrate(&request(), run_id()).await else {
+        panic!("preflight passed with a change waiting on prod-db");
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("database prod-db") && text.contains(change),
+        "{text}"
+    );
+    assert_eq!(s.fake.mutating_calls().len(), before, "nothing changed");
+    // Aurora: the cluster's pending modifications likewise.
+    let aurora = crate::fake_aurora::aurora_prod();
+    let cluster = crate::fake_aurora::SOURCE_CLUSTER;
+    aurora.fake.queue_db_change(cluster, "engine version 16.4");
+    let Err(err) = aurora
+        .engine
+        .preflight_migrate(&crate::fake_aurora::migrate_request(), run_id())
+        .await
+    else {
+        panic!("preflight passed with a change waiting on {cluster}");
+    };
+    assert!(err.to_string().contains("engine version 16.4"), "{err}");
+
+    let (s, record) = prod().await;
+    let plan = s
+        .engine
+        .preflight_migrate(&request(), run_id())
+        .await
+        .unwrap();
+    s.fake
+        .queue_db_change("prod-db", "parameter group prod-params pending-reboot");
+    let store = MemoryRunStore::default();
+    let Err(failure) = s
+        .engine
+        .migrate(&plan, &store, &s.emitter, std::future::pending())
+        .await
+    else {
+        panic!("the guardrails let a change waiting on prod-db through");
+    };
+    assert_eq!(failure.state.phase, MigratePhase::Aborted);
+    assert!(
+        failure
+            .error
+            .to_string()
+            .contains("prod-params pending-reboot"),
+        "{}",
+        failure.error
+    );
+    assert!(
+        !s.fake
+            .calls()
+            .iter()
+            .any(|c| c.operation == "rds:ModifyDBInstance"),
+        "no database was renamed"
+    );
+    assert_source_as_it_was(&s, &record, "changes queued after preflight");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_plain_delete_of_the_old_stack_would_delete_the_live_database() {
     let (s, _) = prod().await;

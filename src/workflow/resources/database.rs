@@ -776,6 +776,14 @@ impl super::super::resource::ResourceKind for Database {
                     what: format!("database {old_id}"),
                 });
             }
+            let source =
+                retry(|| engine.cloud.databases.state_of(d.kind, &d.source_instance)).await?;
+            if let Some(source) = source.filter(|s| !s.pending_changes.is_empty()) {
+                return Err(PreflightError::PendingChanges {
+                    id: d.source_instance.clone(),
+                    changes: source.pending_changes,
+                });
+            }
             swaps.databases.push(DbSwap {
                 logical_id: d.logical_id.clone(),
                 source_id: d.source_instance.clone(),
@@ -847,7 +855,8 @@ impl super::super::resource::ResourceKind for Database {
     }
 
     /// Both identifiers of each database of this kind (the one clients use, the clone's)
-    /// name an available database.
+    /// name an available database, and the source has no change waiting that the rename
+    /// would apply (queued since preflight).
     async fn check_before_swap(
         &self,
         engine: &CloneEngine,
@@ -860,14 +869,23 @@ impl super::super::resource::ResourceKind for Database {
         };
         for d in self.swapped(&state.databases) {
             for id in [&d.source_id, &d.clone_id] {
-                let status = retry(|| engine.cloud.databases.status_of(d.kind, id))
+                let state = retry(|| engine.cloud.databases.state_of(d.kind, id))
                     .await
                     .map_err(StepError::port(step))?;
-                match status {
-                    Some(status) if status.is_available() => {}
-                    Some(status) => {
-                        return Err(refuse(format!("database {id} is {status}, not available")))
+                match state {
+                    Some(s) if !s.status.is_available() => {
+                        return Err(refuse(format!(
+                            "database {id} is {}, not available",
+                            s.status
+                        )))
                     }
+                    Some(s) if *id == d.source_id && !s.pending_changes.is_empty() => {
+                        return Err(refuse(crate::workflow::pending_changes_refusal(
+                            id,
+                            &s.pending_changes,
+                        )))
+                    }
+                    Some(_) => {}
                     None => return Err(refuse(format!("database {id} does not exist"))),
                 }
             }
