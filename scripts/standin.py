@@ -2926,6 +2926,27 @@ def _s3_backend(account: str) -> Any:
     return s3_models.s3_backends[account]["aws"]
 
 
+def _copy_source_changed(environ: dict[str, Any]) -> str | None:
+    """`x-amz-copy-source-if-match` of a CopyObject or UploadPartCopy whose source's ETag is
+    another: AWS answers 412 PreconditionFailed (CopyObject, UploadPartCopy API); moto ignores
+    the header on UploadPartCopy. None: no such header, or the source matches (or is missing,
+    which moto answers itself). Called with MOTO_LOCK held."""
+    wanted = environ.get("HTTP_X_AMZ_COPY_SOURCE_IF_MATCH")
+    source = environ.get("HTTP_X_AMZ_COPY_SOURCE")
+    if not wanted or not source:
+        return None
+    source, _, query = urllib.parse.unquote(source).lstrip("/").partition("?")
+    bucket, _, key = source.partition("/")
+    version = (parse_qs(query).get("versionId") or [None])[0]
+    try:
+        obj = _s3_backend("123456789012").get_object(bucket, key, version_id=version)
+    except Exception:
+        return None
+    if obj is None or wanted.strip().strip('"') == obj.etag.strip('"'):
+        return None
+    return "At least one of the pre-conditions you specified did not hold"
+
+
 def _job_xml(job: dict[str, Any]) -> str:
     e = _xml_escape
     progress = ""
@@ -3225,6 +3246,12 @@ class StandinApp:
             return s3_control_jobs(environ, start_response)
         with MOTO_LOCK:
             _settle_renames()
+            changed = _copy_source_changed(environ)
+            if changed is not None:
+                info = identify(environ)
+                status, headers, body = error_response(info, "PUT", 412, "PreconditionFailed", changed)
+                start_response(status, headers)
+                return [body]
             return self.moto_app(environ, start_response)
 
     @staticmethod

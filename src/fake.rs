@@ -4018,6 +4018,7 @@ impl ObjectStore for FakeAws {
     async fn upload_part_copy_version(
         &self,
         (src_bucket, src_key, src_version): (&str, &str, Option<&str>),
+        if_match: Option<&str>,
         _dst_bucket: &str,
         _dst_key: &str,
         upload_id: &str,
@@ -4029,6 +4030,12 @@ impl ObjectStore for FakeAws {
         tokio::time::sleep(self.timings.copy_latency).await;
         let o = self.get_object_version("s3:UploadPartCopy", src_bucket, src_key, src_version)?;
         Self::readable("s3:UploadPartCopy", src_bucket, src_key, &o)?;
+        if if_match.is_some_and(|etag| etag != o.etag) {
+            // 412 PreconditionFailed (x-amz-copy-source-if-match).
+            return Err(PortError::PreconditionFailed {
+                what: format!("s3://{src_bucket}/{src_key} part {part}"),
+            });
+        }
         if o.synthetic.is_some() {
             return Err(PortError::failed(
                 "s3:UploadPartCopy",

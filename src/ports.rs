@@ -896,14 +896,22 @@ pub trait ObjectStore: Send + Sync {
         last: u64,
     ) -> PortResult<CopiedPart> {
         let source = (src_bucket, src_key, None);
-        self.upload_part_copy_version(source, dst_bucket, dst_key, upload_id, part, first, last)
-            .await
+        self.upload_part_copy_version(
+            source, None, dst_bucket, dst_key, upload_id, part, first, last,
+        )
+        .await
     }
-    /// `upload_part_copy` from `source` = (bucket, key, version id; None: the current one).
+    /// `upload_part_copy` from `source` = (bucket, key, version id; None: the current one);
+    /// with `if_match`, only while the source's ETag is that one
+    /// (`x-amz-copy-source-if-match`), else `PreconditionFailed`: each UploadPartCopy reads
+    /// the source's current version at its own moment ("By default, x-amz-copy-source
+    /// identifies the current version"), so an object overwritten between two parts would
+    /// otherwise be copied as parts of two versions, an object that never existed.
     #[allow(clippy::too_many_arguments)]
     async fn upload_part_copy_version(
         &self,
         source: (&str, &str, Option<&str>),
+        if_match: Option<&str>,
         dst_bucket: &str,
         dst_key: &str,
         upload_id: &str,

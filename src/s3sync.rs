@@ -1858,16 +1858,27 @@ async fn copy_one(
     let (src_bucket, dst_bucket) = (context.src.bucket.as_str(), context.dst.bucket.as_str());
     let source_parts = multipart_parts(&object.etag);
     let copy_whole = || copy_whole(context, object, dst_key);
+    // (the copy's ETag, the source's ETag it was copied from)
     let copy_in_parts = || async {
         let stop = context.stop.as_deref();
-        let (etag, kms) = copy_parts(
-            store, src_bucket, object, dst_bucket, dst_key, options, stop,
-        )
-        .await?;
-        if kms {
+        let mut attempt = 1;
+        let copied = loop {
+            match copy_parts(
+                store, src_bucket, object, dst_bucket, dst_key, options, stop,
+            )
+            .await
+            {
+                // Overwritten while copied: a new copy of the version now current.
+                Err(PortError::PreconditionFailed { .. }) if attempt < CHANGED_WHILE_COPIED => {
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+        if copied.kms {
             context.encrypted_seen.store(true, Relaxed);
         }
-        Ok::<_, PortError>(etag)
+        Ok::<_, PortError>((copied.etag, copied.source_etag))
     };
     if source_parts.is_none() && object.size <= options.multipart_threshold {
         copy_whole().await?;
@@ -1884,7 +1895,8 @@ async fn copy_one(
         .0
         .get_or_try_init(|| async {
             piloted.store(true, Relaxed);
-            if copy_in_parts().await? == object.etag {
+            let (copy, source) = copy_in_parts().await?;
+            if copy == source {
                 return Ok::<_, PortError>(false);
             }
             Ok(copy_whole().await? == object.etag)
@@ -1902,9 +1914,25 @@ async fn copy_one(
 
 const INTERRUPTED_BEFORE_UPLOAD: &str = "interrupted (Ctrl-C) before the upload was started";
 
+/// Copies in parts of an object made before it is given up as changing all the time: each
+/// one found the source overwritten between its HeadObject and a part.
+const CHANGED_WHILE_COPIED: u32 = 3;
+
+/// An object copied in parts.
+struct CopiedInParts {
+    /// The copy's ETag.
+    etag: String,
+    /// The source's ETag the parts were read from (its HeadObject's; every part asked for it).
+    source_etag: String,
+    /// The source is SSE-KMS.
+    kms: bool,
+}
+
 /// Copies one object in parts (the source's layout if it has one) with its headers, metadata,
-/// tags and (unless `SseMode::DestinationDefault`) its encryption; returns the copy's ETag and
-/// whether the source is SSE-KMS.
+/// tags and (unless `SseMode::DestinationDefault`) its encryption. Every part is read from the
+/// version whose headers were read (`x-amz-copy-source-if-match` its ETag): a source
+/// overwritten meanwhile fails with `PreconditionFailed`, the upload aborted, rather than
+/// giving an object made of two versions.
 async fn copy_parts(
     store: &dyn ObjectStore,
     src_bucket: &str,
@@ -1913,7 +1941,7 @@ async fn copy_parts(
     dst_key: &str,
     options: &SyncOptions,
     stop: Option<&AtomicBool>,
-) -> Result<(String, bool), PortError> {
+) -> Result<CopiedInParts, PortError> {
     let source_parts = multipart_parts(&object.etag);
     let version = object.version_id.as_deref();
     // The object's headers, its first part's size and its tags, asked at once.
@@ -1953,10 +1981,12 @@ async fn copy_parts(
         value: String::new(),
         full_object: true,
     });
-    let layout = match (source_parts, first_part) {
-        (Some(n), Some(first)) => mirrored_layout(object.size, n, first)
-            .unwrap_or_else(|| even_layout(object.size, options.part_size)),
-        _ => even_layout(object.size, options.part_size),
+    // The parts cover the version the HeadObject saw (overwritten since the listing, its size
+    // and part count are not the listing's).
+    let layout = match (multipart_parts(&head.etag), first_part) {
+        (Some(n), Some(first)) => mirrored_layout(head.size, n, first)
+            .unwrap_or_else(|| even_layout(head.size, options.part_size)),
+        _ => even_layout(head.size, options.part_size),
     };
     if stop.is_some_and(|s| s.load(Relaxed)) {
         // Ctrl-C while the source was being headed: the upload would be a new change.
@@ -1967,11 +1997,13 @@ async fn copy_parts(
     }
     let upload_id = retry(|| store.create_multipart(dst_bucket, dst_key, &head, &tags)).await?;
     let upload_id = upload_id.as_str();
+    let source_etag = head.etag.as_str();
     let parts = futures::stream::iter(layout.into_iter().zip(1u32..).map(
         |((first, last), part)| async move {
             retry(|| {
                 store.upload_part_copy_version(
                     (src_bucket, &object.key, version),
+                    Some(source_etag),
                     dst_bucket,
                     dst_key,
                     upload_id,
@@ -1997,7 +2029,11 @@ async fn copy_parts(
         // Parts of an unfinished upload are billed until aborted.
         let _ = store.abort_multipart(dst_bucket, dst_key, upload_id).await;
     }
-    completed.map(|etag| (etag, kms))
+    completed.map(|etag| CopiedInParts {
+        etag,
+        source_etag: head.etag.clone(),
+        kms,
+    })
 }
 
 /// The source's own part layout (all parts the size of the first, the last one shorter), if

@@ -844,6 +844,7 @@ impl ObjectStore for S3 {
     async fn upload_part_copy_version(
         &self,
         (src_bucket, src_key, src_version): (&str, &str, Option<&str>),
+        if_match: Option<&str>,
         dst_bucket: &str,
         dst_key: &str,
         upload_id: &str,
@@ -860,6 +861,8 @@ impl ObjectStore for S3 {
             .part_number(part as i32)
             .copy_source(copy_source(src_bucket, src_key, src_version))
             .copy_source_range(format!("bytes={first}-{last}"))
+            // An entity tag, quoted as HTTP's If-Match takes it.
+            .set_copy_source_if_match(if_match.map(|etag| format!("\"{etag}\"")))
             .send()
             .await
             .map_err(|e| {

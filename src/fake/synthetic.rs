@@ -189,6 +189,7 @@ impl ObjectStore for SyntheticBuckets {
     async fn upload_part_copy_version(
         &self,
         _source: (&str, &str, Option<&str>),
+        _if_match: Option<&str>,
         _dst_bucket: &str,
         _dst_key: &str,
         _upload_id: &str,

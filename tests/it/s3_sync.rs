@@ -509,3 +509,53 @@ async fn where_part_copies_change_multipart_etags_whole_copies_that_keep_them_ar
     let report = s3sync::verify(store, &src, &dst, 8).await.unwrap();
     assert!(report.is_equal(), "{:?}", report.mismatches);
 }
+
+/// The source overwritten between two of its part copies (each UploadPartCopy reads the version
+/// current at its own moment): every part asks for the version whose headers were read
+/// (`x-amz-copy-source-if-match`), so the upload fails, is aborted, and the object is copied
+/// again from its new version, never as parts of two versions. Before, the sync succeeded with
+/// an object half `a`, half `b` that never existed in the source.
+#[tokio::test(start_paused = true)]
+async fn an_object_overwritten_while_copied_in_parts_is_copied_again_not_mixed() {
+    let (fake, store) = fake_with_buckets();
+    let part = 5 * 1024 * 1024;
+    fake.put_object(
+        SRC,
+        "big",
+        &vec![b'a'; 2 * part],
+        ObjectHead::default(),
+        &[],
+    );
+    let new = vec![b'b'; 2 * part];
+    // Overwritten (same size) as the second part is copied.
+    fake.on_call("s3:UploadPartCopy", move |f: &FakeAws| {
+        f.on_call("s3:UploadPartCopy", move |g: &FakeAws| {
+            g.put_object(SRC, "big", &new, ObjectHead::default(), &[]);
+        });
+    });
+    let (src, dst) = (BucketPath::bucket(SRC), BucketPath::bucket(DST));
+    let in_parts = SyncOptions {
+        part_concurrency: 1,
+        part_size: part as u64,
+        multipart_threshold: part as u64,
+        ..options(true)
+    };
+    s3sync::sync(store.clone(), &src, &dst, &in_parts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let copy = fake.object(DST, "big").expect("copied");
+    assert_eq!(copy.data.len(), 2 * part);
+    assert!(
+        copy.data.iter().all(|b| *b == b'b'),
+        "the copy holds parts of two versions (ETag {})",
+        copy.etag
+    );
+    let report = s3sync::verify(store, &src, &dst, 4).await.unwrap();
+    assert!(report.is_equal(), "{:?}", report.mismatches);
+    let aborted = fake
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "s3:AbortMultipartUpload")
+        .count();
+    assert_eq!(aborted, 1, "the mixed upload is aborted");
+}
