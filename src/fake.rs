@@ -274,6 +274,8 @@ struct Versions {
     current: BTreeMap<String, String>,
     /// Noncurrent versions and delete markers, oldest first.
     noncurrent: Vec<FakeVersion>,
+    /// A lifecycle rule expires noncurrent versions (`expire_noncurrent_versions`).
+    expire_noncurrent: bool,
     next_id: u64,
 }
 
@@ -1570,6 +1572,18 @@ impl FakeAws {
     }
 
     /// PutBucketVersioning Enabled, as the application or the operator would.
+    /// Gives the bucket a lifecycle rule with NoncurrentVersionExpiration, as far as
+    /// `noncurrent_versions_expire` tells: the fake does not run it (a test removes the
+    /// versions it would with `delete_versions`).
+    pub fn expire_noncurrent_versions(&self, bucket: &str) {
+        let mut s = self.lock();
+        s.buckets
+            .get_mut(bucket)
+            .expect("bucket exists")
+            .versions
+            .expire_noncurrent = true;
+    }
+
     pub fn enable_versioning(&self, bucket: &str) {
         let mut s = self.lock();
         let b = s.buckets.get_mut(bucket).expect("bucket exists");
@@ -4226,6 +4240,13 @@ impl ObjectStore for FakeAws {
         self.call("s3:ListBucketInventoryConfigurations", false)
             .await?;
         self.inventory_configurations_of(bucket)
+    }
+
+    async fn noncurrent_versions_expire(&self, bucket: &str) -> PortResult<bool> {
+        self.call("s3:GetBucketLifecycleConfiguration", false)
+            .await?;
+        let s = self.lock();
+        Ok(Self::bucket(&s, bucket)?.versions.expire_noncurrent)
     }
 
     async fn versioning(&self, bucket: &str) -> PortResult<Option<String>> {

@@ -936,6 +936,13 @@ pub trait ObjectStore: Send + Sync {
     /// Some(`Suspended`); None for a bucket that never had versioning enabled (S3 then
     /// answers no `Status`).
     async fn versioning(&self, bucket: &str) -> PortResult<Option<String>>;
+    /// Whether the bucket's lifecycle configuration may remove noncurrent versions (an enabled
+    /// rule with `NoncurrentVersionExpiration`; GetBucketLifecycleConfiguration). True when
+    /// it cannot be told (the configuration unreadable): a version a copy as of a past moment
+    /// needs may then be gone from the listing.
+    async fn noncurrent_versions_expire(&self, _bucket: &str) -> PortResult<bool> {
+        Ok(true)
+    }
     /// A page (≤ 1,000) of every object version and delete marker of the bucket
     /// (ListObjectVersions), after the (key, version id) `marker`.
     async fn list_versions_page(

@@ -1077,7 +1077,7 @@ struct MergeJoin {
     right: Lister,
     src_prefix: usize,
     dst_prefix: usize,
-    a: Option<ObjectSummary>,
+    a: Option<as_of::AsOfEntry>,
     b: Option<ObjectSummary>,
 }
 
@@ -1093,9 +1093,9 @@ enum SourceListing {
 }
 
 impl SourceListing {
-    async fn next(&mut self) -> Result<Option<ObjectSummary>, SyncError> {
+    async fn next(&mut self) -> Result<Option<as_of::AsOfEntry>, SyncError> {
         match self {
-            SourceListing::Current(l) => l.next().await,
+            SourceListing::Current(l) => Ok(l.next().await?.map(as_of::AsOfEntry::Held)),
             SourceListing::AsOf(l) => l.next().await,
         }
     }
@@ -1142,16 +1142,48 @@ impl MergeJoin {
     }
 
     async fn next(&mut self) -> Result<Option<Joined>, SyncError> {
-        // Both sides' first pages are in before anything is joined: a missing bucket on either
-        // side is found before any change.
-        if self.a.is_none() {
-            self.a = self.left.next().await?;
+        loop {
+            // Both sides' first pages are in before anything is joined: a missing bucket on
+            // either side is found before any change.
+            if self.a.is_none() {
+                self.a = self.left.next().await?;
+            }
+            if self.b.is_none() {
+                self.b = self.right.next().await?;
+            }
+            let a = match self.a.take() {
+                Some(as_of::AsOfEntry::OnlyAfter(key)) => {
+                    let y = self.b.as_ref().map(|y| relative(&y.key, self.dst_prefix));
+                    match y.map(|y| relative(&key, self.src_prefix).cmp(y)) {
+                        // The target's copy of it: reported, neither deleted nor replaced.
+                        Some(std::cmp::Ordering::Equal) => {
+                            self.b = None;
+                            if let SourceListing::AsOf(l) = &mut self.left {
+                                l.gone_before_t(key);
+                            }
+                        }
+                        // Target keys before it are joined first.
+                        Some(std::cmp::Ordering::Greater) => {
+                            self.a = Some(as_of::AsOfEntry::OnlyAfter(key));
+                            let y = self.b.take().expect("compared");
+                            return Ok(Some(Joined::OnlyTarget(y)));
+                        }
+                        // Nothing of it in the target: nothing to do.
+                        _ => {}
+                    }
+                    continue;
+                }
+                Some(as_of::AsOfEntry::Held(x)) => Some(x),
+                None => None,
+            };
+            return Ok(self.join(a));
         }
-        if self.b.is_none() {
-            self.b = self.right.next().await?;
-        }
-        let joined = match (self.a.take(), self.b.take()) {
-            (None, None) => return Ok(None),
+    }
+
+    /// Joins the source's object `a` (None: the source has no more) with the target's next.
+    fn join(&mut self, a: Option<ObjectSummary>) -> Option<Joined> {
+        let joined = match (a, self.b.take()) {
+            (None, None) => return None,
             (Some(x), None) => Joined::OnlySource(x),
             (None, Some(y)) => Joined::OnlyTarget(y),
             (Some(x), Some(y)) => {
@@ -1163,14 +1195,14 @@ impl MergeJoin {
                         Joined::OnlySource(x)
                     }
                     std::cmp::Ordering::Greater => {
-                        self.a = Some(x);
+                        self.a = Some(as_of::AsOfEntry::Held(x));
                         Joined::OnlyTarget(y)
                     }
                     std::cmp::Ordering::Equal => Joined::Both(x, y),
                 }
             }
         };
-        Ok(Some(joined))
+        Some(joined)
     }
 }
 

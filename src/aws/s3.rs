@@ -967,6 +967,37 @@ impl ObjectStore for S3 {
         self.delete_identified(bucket, &ids).await
     }
 
+    async fn noncurrent_versions_expire(&self, bucket: &str) -> PortResult<bool> {
+        let answer = self
+            .client
+            .get_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .send()
+            .await;
+        let out = match answer {
+            Ok(out) => out,
+            Err(e) => {
+                let what = format!("bucket {bucket}");
+                return match port_error("s3:GetBucketLifecycleConfiguration", &what, e) {
+                    // No configuration at all.
+                    PortError::NotFound { .. } => Ok(false),
+                    PortError::Failed { message, .. }
+                        if message.contains("NoSuchLifecycleConfiguration") =>
+                    {
+                        Ok(false)
+                    }
+                    e @ PortError::Transient { .. } => Err(e),
+                    // Not readable (e.g. AccessDenied): it may.
+                    _ => Ok(true),
+                };
+            }
+        };
+        Ok(out.rules().iter().any(|rule| {
+            rule.status() == &aws_sdk_s3::types::ExpirationStatus::Enabled
+                && rule.noncurrent_version_expiration().is_some()
+        }))
+    }
+
     async fn versioning(&self, bucket: &str) -> PortResult<Option<String>> {
         let out = self
             .client

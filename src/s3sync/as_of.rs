@@ -14,6 +14,10 @@
 //!   boundary with the quiet period spanning it ([`as_of_point`]).
 //! - Lifecycle rules that expire noncurrent versions can remove a version T needs; such a
 //!   version is simply missing from the listing (the key then looks newer than T, or absent).
+//!   Where the source has such a rule, a key whose every listed entry is newer than T is
+//!   `AsOfEntry::OnlyAfter`: the join does not delete the target's copy of it (which may be
+//!   all that is left of the key at T) but reports it (`AsOfLister::gone_before_t`). A
+//!   version deleted by its id is missing the same way, which nothing in the listing shows.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -63,6 +67,15 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// One key of the source as of T, in key order.
+pub(super) enum AsOfEntry {
+    /// The object it held at T.
+    Held(ObjectSummary),
+    /// Every entry listed for this key was written after T, and the source's lifecycle
+    /// configuration may have removed older ones: absent at T, or what it held then is gone.
+    OnlyAfter(String),
+}
+
 /// What the entries of one key listed so far decided.
 struct KeyChoice {
     key: String,
@@ -89,6 +102,8 @@ pub(super) struct AsOfLister {
     current: Option<KeyChoice>,
     /// Keys whose state at T could not be told, reported at the end.
     pub(super) unknown: Vec<SyncError>,
+    /// The source's lifecycle may remove noncurrent versions (read with its versioning).
+    versions_expire: bool,
 }
 
 impl AsOfLister {
@@ -110,7 +125,24 @@ impl AsOfLister {
             last_listed: None,
             current: None,
             unknown: Vec::new(),
+            versions_expire: true,
         }
+    }
+
+    /// The target holds a copy of `key`, of which the source lists only entries newer than T
+    /// while its lifecycle may have removed the older ones: what `key` held at T cannot be
+    /// told, and the copy is neither deleted nor replaced.
+    pub(super) fn gone_before_t(&mut self, key: String) {
+        self.unknown.push(SyncError::AsOfUnknown {
+            bucket: self.path.bucket.clone(),
+            key,
+            as_of: stamp(self.as_of),
+            why: "every version the source still lists was written after T, and its lifecycle \
+                  configuration expires noncurrent versions, so what it held at T may have been \
+                  removed; the target's copy of it was neither deleted nor replaced (delete it \
+                  from the target if the key was created after T)"
+                .into(),
+        });
     }
 
     /// Refuses a source that does not keep versions: nothing of an overwritten or deleted
@@ -136,6 +168,13 @@ impl AsOfLister {
     async fn next_page(&mut self) -> Result<(), SyncError> {
         if !self.started {
             self.check_versioning().await?;
+            let bucket = &self.path.bucket;
+            self.versions_expire = retry(|| self.store.noncurrent_versions_expire(bucket))
+                .await
+                .map_err(|source| SyncError::List {
+                    path: self.path.to_string(),
+                    source,
+                })?;
             self.started = true;
         }
         let (store, bucket) = (&self.store, &self.path.bucket);
@@ -180,7 +219,7 @@ impl AsOfLister {
     }
 
     /// The object a finished key held at T, or its failure.
-    fn settle(&mut self, done: KeyChoice) -> Option<ObjectSummary> {
+    fn settle(&mut self, done: KeyChoice) -> Option<AsOfEntry> {
         if let Some(why) = done.unknown {
             self.unknown.push(SyncError::AsOfUnknown {
                 bucket: self.path.bucket.clone(),
@@ -190,9 +229,17 @@ impl AsOfLister {
             });
             return None;
         }
-        let v = done.chosen.filter(|v| !v.delete_marker)?;
+        let Some(v) = done.chosen else {
+            // Every entry of the key is newer than T.
+            return self
+                .versions_expire
+                .then_some(AsOfEntry::OnlyAfter(done.key));
+        };
+        if v.delete_marker {
+            return None;
+        }
         self.progress.source_listed.fetch_add(1, Relaxed);
-        Some(ObjectSummary {
+        Some(AsOfEntry::Held(ObjectSummary {
             key: v.key,
             size: v.size,
             etag: v.etag,
@@ -200,7 +247,7 @@ impl AsOfLister {
             restored: false,
             checksum_algorithm: v.checksum_algorithm,
             version_id: Some(v.version_id),
-        })
+        }))
     }
 
     /// Takes one entry of the listing into its key's choice.
@@ -241,8 +288,8 @@ impl AsOfLister {
         }
     }
 
-    /// The next object the source held at T, in key order.
-    pub(super) async fn next(&mut self) -> Result<Option<ObjectSummary>, SyncError> {
+    /// The next object the source held at T (or key it lists only after T), in key order.
+    pub(super) async fn next(&mut self) -> Result<Option<AsOfEntry>, SyncError> {
         let prefix = self.path.prefix.clone();
         loop {
             if self.page.is_empty() {

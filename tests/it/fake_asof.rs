@@ -259,6 +259,64 @@ mod buckets {
         assert_eq!(report.mismatches[0].key, "kept");
     }
 
+    /// A source whose lifecycle expires noncurrent versions: `k`, overwritten after T, has its
+    /// version of T expired since, so it lists only its newer version. The target's copy of
+    /// it (the pre-copy's, made before T) may be all that is left of `k` at T: the copy as of
+    /// T keeps it and reports the key, and so does the verification, where the copy deleted it
+    /// and the verification as of T then passed. A key created after T and absent from the
+    /// target is no concern; without such a rule, a stale copy of a key created after T is
+    /// deleted as before (`a_copy_as_of_t_holds_what_the_source_held_at_t`).
+    #[tokio::test(start_paused = true)]
+    async fn a_key_whose_version_of_t_expired_is_reported_not_deleted() {
+        let fake = FakeAws::new(timings());
+        fake.create_bucket_now(SRC);
+        fake.enable_versioning(SRC);
+        fake.expire_noncurrent_versions(SRC);
+        fake.create_bucket_now(DST);
+        put(&fake, SRC, "k", b"as of T");
+        put(&fake, SRC, "kept", b"never touched");
+        let store: Arc<dyn ObjectStore> = fake.cloud().objects;
+        let (src, dst) = (BucketPath::bucket(SRC), BucketPath::bucket(DST));
+        let pre_copy = SyncOptions {
+            as_of: None,
+            ..options(FakeClock.now())
+        };
+        s3sync::sync(store.clone(), &src, &dst, &pre_copy)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let t = quiet_period().await;
+        put(&fake, SRC, "k", b"after T");
+        put(&fake, SRC, "created-after", b"not there at T");
+        // The rule expires k's version of T, noncurrent since the overwrite.
+        let expired: Vec<_> = fake
+            .object_versions(SRC)
+            .into_iter()
+            .filter(|v| v.key == "k" && !v.is_latest)
+            .collect();
+        assert_eq!(expired.len(), 1);
+        store.delete_versions(SRC, &expired).await.unwrap();
+
+        let err = s3sync::sync(store.clone(), &src, &dst, &options(t))
+            .await
+            .expect_err("what k held at T cannot be told");
+        let text = err.to_string();
+        assert!(
+            matches!(&err, SyncError::AsOfUnknown { key, .. } if key == "k"),
+            "{text}"
+        );
+        assert!(text.contains("lifecycle"), "{text}");
+        assert_eq!(fake.object(DST, "k").unwrap().data.as_slice(), b"as of T");
+        assert_eq!(keys(&fake, DST), vec!["k", "kept"]);
+        let err = s3sync::verify_as_of(store, &src, &dst, 8, false, Some(t))
+            .await
+            .expect_err("verify cannot pass either");
+        assert!(
+            matches!(&err, SyncError::AsOfUnknown { key, .. } if key == "k"),
+            "{err}"
+        );
+    }
+
     /// Versions beyond one ListObjectVersions page (1,000 entries): a key whose version at T
     /// comes after 700 newer ones, amid 1,100 other keys.
     #[tokio::test(start_paused = true)]
