@@ -3853,6 +3853,7 @@ impl ObjectStore for FakeAws {
                 restored: o.restored,
                 checksum_algorithm: o.head.checksum.as_ref().map(|c| c.algorithm.clone()),
                 version_id: None,
+                last_modified: Some(o.last_modified),
             });
         }
         Ok(ListPage {

@@ -606,6 +606,9 @@ pub struct ObjectSummary {
     /// The version a copy or a comparison reads (a copy as of a moment T: the version current
     /// then); None: the current version, as ListObjectsV2 lists it.
     pub version_id: Option<String>,
+    /// `LastModified` (whole seconds): when the object was last written; a copy's is when it
+    /// was copied. None where a listing gave none.
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -1221,6 +1221,15 @@ pub fn is_unchanged(source: &ObjectSummary, target: &ObjectSummary) -> bool {
     source.size == target.size && source.etag == target.etag
 }
 
+/// Whether the source was written after the target's copy of it was made (S3's LastModified,
+/// whole seconds, on both sides): the same bytes written again with other headers or metadata
+/// (a PutObject of the same body, a CopyObject onto itself with REPLACE) keep their ETag
+/// ("Checking object integrity": the ETag reflects the content), so only this tells that the
+/// copy is stale. A change of tags alone (PutObjectTagging) changes neither.
+fn written_since_copied(source: &ObjectSummary, target: &ObjectSummary) -> bool {
+    matches!((source.last_modified, target.last_modified), (Some(s), Some(t)) if s > t)
+}
+
 /// Whether an object's ETag is the MD5 of its bytes, as HeadObject describes it: not for a
 /// multipart upload (the MD5 of its parts' MD5s), not for SSE-KMS ("Using server-side
 /// encryption with AWS KMS keys (SSE-KMS)": the ETag "is not an MD5 digest of the object
@@ -1552,8 +1561,9 @@ pub async fn sync_with(
             }
             match joined {
                 Joined::Both(s, d)
-                    if is_unchanged(&s, &d)
-                        || known_same(options.same_bytes.as_deref(), &s, &d) =>
+                    if !written_since_copied(&s, &d)
+                        && (is_unchanged(&s, &d)
+                            || known_same(options.same_bytes.as_deref(), &s, &d)) =>
                 {
                     stats.unchanged += 1;
                     progress.unchanged.fetch_add(1, Relaxed);
@@ -1569,7 +1579,9 @@ pub async fn sync_with(
                 }
                 // Same size, other ETag: the same bytes when the ETags are no MD5s (SSE-KMS,
                 // multipart) and the checksums agree — looked at before copying, by a task.
-                Joined::Both(s, d) if s.size == d.size && !options.dry_run => {
+                Joined::Both(s, d)
+                    if s.size == d.size && !options.dry_run && !written_since_copied(&s, &d) =>
+                {
                     while tasks.len() >= concurrency {
                         if let Some(done) = tasks.join_next().await {
                             failures.record(&mut stats, done);
@@ -1580,6 +1592,7 @@ pub async fn sync_with(
                 Joined::Both(s, d)
                     if options.dry_run
                         && s.size == d.size
+                        && !written_since_copied(&s, &d)
                         && matches!(
                             compare_content(&*context.store, &src.bucket, &s, &dst.bucket, &d)
                                 .await,
@@ -1729,6 +1742,7 @@ pub async fn copy_versions(
                 restored: false,
                 checksum_algorithm: head.checksum.map(|c| c.algorithm),
                 version_id: Some(version),
+                last_modified: None,
             };
             context.copy(object).await
         });

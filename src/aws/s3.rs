@@ -1260,6 +1260,13 @@ impl ObjectStore for S3 {
     }
 }
 
+/// An SDK timestamp as chrono's.
+pub(crate) fn sdk_time(
+    t: &aws_sdk_s3::primitives::DateTime,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
 /// A ListObjectsV2 page as the SDK decoded it (`listing::parse_page` reads the same fields the
 /// same way, faster; this is for the answers it leaves to the SDK).
 fn page_of(out: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) -> ListPage {
@@ -1286,6 +1293,7 @@ fn page_of(out: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) ->
                     .first()
                     .map(|a| a.as_str().to_string()),
                 version_id: None,
+                last_modified: o.last_modified().and_then(sdk_time),
             })
             .collect(),
         next_token: if out.is_truncated() == Some(true) {

@@ -40,6 +40,7 @@ impl SyntheticBuckets {
                     restored: false,
                     checksum_algorithm: None,
                     version_id: None,
+                    last_modified: None,
                 });
             }
             if target && extra {
@@ -51,6 +52,7 @@ impl SyntheticBuckets {
                     restored: false,
                     checksum_algorithm: None,
                     version_id: None,
+                    last_modified: None,
                 });
             }
             i += 1;

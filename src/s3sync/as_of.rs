@@ -247,6 +247,7 @@ impl AsOfLister {
             restored: false,
             checksum_algorithm: v.checksum_algorithm,
             version_id: Some(v.version_id),
+            last_modified: Some(v.last_modified),
         }))
     }
 

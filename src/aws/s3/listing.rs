@@ -123,6 +123,7 @@ enum Element {
     ChecksumAlgorithm,
     RestoreStatus,
     IsRestoreInProgress,
+    LastModified,
     /// Anything else: read past.
     Other,
 }
@@ -141,6 +142,7 @@ impl Element {
             "ChecksumAlgorithm" => Element::ChecksumAlgorithm,
             "RestoreStatus" => Element::RestoreStatus,
             "IsRestoreInProgress" => Element::IsRestoreInProgress,
+            "LastModified" => Element::LastModified,
             _ => Element::Other,
         }
     }
@@ -157,6 +159,7 @@ enum Field {
     StorageClass,
     ChecksumAlgorithm,
     RestoreInProgress,
+    LastModified,
     None,
 }
 
@@ -170,6 +173,7 @@ fn field_of(open: &[Element]) -> Field {
         [ListBucketResult, Contents, ETag] => Field::ETag,
         [ListBucketResult, Contents, StorageClass] => Field::StorageClass,
         [ListBucketResult, Contents, ChecksumAlgorithm] => Field::ChecksumAlgorithm,
+        [ListBucketResult, Contents, LastModified] => Field::LastModified,
         [ListBucketResult, Contents, RestoreStatus, IsRestoreInProgress] => {
             Field::RestoreInProgress
         }
@@ -240,6 +244,7 @@ pub(super) fn parse_page(body: &[u8]) -> Option<ListPage> {
                     restored: false,
                     checksum_algorithm: None,
                     version_id: None,
+                    last_modified: None,
                 });
                 key_seen = false;
             }
@@ -264,6 +269,16 @@ pub(super) fn parse_page(body: &[u8]) -> Option<ListPage> {
                 o.checksum_algorithm.get_or_insert(value);
             }
             (Field::RestoreInProgress, Some(o)) => o.restored = !parse_bool(&value)?,
+            // As the SDK reads a timestamp (smithy's date-time format); one it would not take
+            // is left to it.
+            (Field::LastModified, Some(o)) => {
+                let t = aws_smithy_types::DateTime::from_str(
+                    &value,
+                    aws_smithy_types::date_time::Format::DateTime,
+                )
+                .ok()?;
+                o.last_modified = Some(super::sdk_time(&t)?);
+            }
             (Field::None, _) => {
                 if open == [Element::ListBucketResult, Element::Contents] {
                     // An object without a key is not one the engine can act on: the SDK's.
