@@ -145,6 +145,10 @@ fn db_cluster(c: &aws_sdk_rds::types::DbCluster) -> DbCluster {
 fn cluster_pending_changes(p: &aws_sdk_rds::types::ClusterPendingModifiedValues) -> Vec<String> {
     let mut rest = p.clone();
     rest.db_cluster_identifier = None;
+    // Not changes waiting: Aurora's AllocatedStorage "always returns 1" (its storage grows by
+    // itself), and CertificateDetails describe the server certificate in use.
+    rest.allocated_storage = None;
+    rest.certificate_details = None;
     let mut out = Vec::new();
     if let Some(v) = rest.engine_version.take() {
         out.push(format!("engine version {v}"));
@@ -154,9 +158,6 @@ fn cluster_pending_changes(p: &aws_sdk_rds::types::ClusterPendingModifiedValues)
     }
     if let Some(v) = rest.storage_type.take() {
         out.push(format!("storage type {v}"));
-    }
-    if let Some(v) = rest.allocated_storage.take() {
-        out.push(format!("allocated storage {v} GiB"));
     }
     if let Some(v) = rest.iops.take() {
         out.push(format!("{v} IOPS"));
@@ -721,8 +722,10 @@ mod tests {
             ]
         );
 
+        // Aurora's AllocatedStorage "always returns 1": no change waiting.
         let cluster = ClusterPendingModifiedValues::builder()
             .db_cluster_identifier("prod-cluster-old-1")
+            .allocated_storage(1)
             .build();
         assert_eq!(cluster_pending_changes(&cluster), Vec::<String>::new());
         let cluster = ClusterPendingModifiedValues::builder()

@@ -169,12 +169,11 @@ impl AsOfLister {
         if !self.started {
             self.check_versioning().await?;
             let bucket = &self.path.bucket;
+            // Unreadable even after retries (a server without the lifecycle API answers 501):
+            // they may.
             self.versions_expire = retry(|| self.store.noncurrent_versions_expire(bucket))
                 .await
-                .map_err(|source| SyncError::List {
-                    path: self.path.to_string(),
-                    source,
-                })?;
+                .unwrap_or(true);
             self.started = true;
         }
         let (store, bucket) = (&self.store, &self.path.bucket);

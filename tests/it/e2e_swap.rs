@@ -235,13 +235,14 @@ async fn kill_9_while_a_rename_is_pending_then_abort() {
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL: no cleanup of any kind
     child.wait().unwrap();
-    // As RDS answers right after the call (the stand-in's ENVCLONE_STANDIN_RENAME_START_DELAY,
-    // 1.5 s): still `available`, the new name only in PendingModifiedValues. Read as settled,
-    // abort would call the swap back done and RDS would then rename the source away.
+    // The rename is pending: right after the call RDS still says `available`, the new name
+    // only in PendingModifiedValues (the stand-in's ENVCLONE_STANDIN_RENAME_START_DELAY, 1.5 s;
+    // read as settled, abort would call the swap back done and RDS would then rename the
+    // source away), later `renaming` (on a slow machine this describe may come after 1.5 s).
     let (status, pending) = db_status(&config, &source.db).await.expect("the source");
-    assert_eq!(
-        status, "available",
-        "the rename has not started when abort starts"
+    assert!(
+        ["available", "renaming"].contains(&status.as_str()),
+        "{status}"
     );
     assert!(
         pending.as_deref().is_some_and(|id| id.contains("-old-")),

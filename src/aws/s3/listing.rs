@@ -269,15 +269,16 @@ pub(super) fn parse_page(body: &[u8]) -> Option<ListPage> {
                 o.checksum_algorithm.get_or_insert(value);
             }
             (Field::RestoreInProgress, Some(o)) => o.restored = !parse_bool(&value)?,
-            // As the SDK reads a timestamp (smithy's date-time format); one it would not take
-            // is left to it.
+            // As the SDK's ListObjectsV2 decoder reads it (RFC 3339, offsets allowed). One it
+            // cannot read is no reason to fail the listing, which never needed it before: the
+            // object then has no LastModified (`written_since_copied` is false).
             (Field::LastModified, Some(o)) => {
-                let t = aws_smithy_types::DateTime::from_str(
+                o.last_modified = aws_smithy_types::DateTime::from_str(
                     &value,
-                    aws_smithy_types::date_time::Format::DateTime,
+                    aws_smithy_types::date_time::Format::DateTimeWithOffset,
                 )
-                .ok()?;
-                o.last_modified = Some(super::sdk_time(&t)?);
+                .ok()
+                .and_then(|t| super::sdk_time(&t));
             }
             (Field::None, _) => {
                 if open == [Element::ListBucketResult, Element::Contents] {
